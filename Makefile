@@ -1,0 +1,58 @@
+# One command per action. Every target creates or updates .venv itself, so on a fresh clone
+# `make run` and `make test` are all the set-up there is.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test check lint format schemas bench clean
+
+help:
+	@echo "make run      start the embedded stack (broker and services)"
+	@echo "make test     run every test: unit, component, integration (real Kafka, PostgreSQL), e2e"
+	@echo "make check    format check, ruff, mypy and the fast tests (no broker needed)"
+	@echo "make lint     format check, ruff and mypy"
+	@echo "make format   format the code"
+	@echo "make schemas  regenerate contracts/schemas and contracts/asyncapi.yaml"
+	@echo "make bench    run the benchmarks (quick mode)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group dev
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/vigil broker
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+check: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not integration and not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: $(STAMP)
+	$(BIN)/python -m contracts.generate
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""Drift reports: how a window of live data compares with a model version's training data."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.envelope import Envelope
+from contracts.monitoring import Window
+from contracts.values import ModelName
+
+__all__ = ["Correction", "DriftReported", "FeatureDrift", "FeatureKind"]
+
+
+class FeatureKind(StrEnum):
+    """How a feature is tested."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+
+
+class Correction(StrEnum):
+    """Multiple-testing correction applied across the features of one window."""
+
+    BONFERRONI = "bonferroni"
+    BENJAMINI_HOCHBERG = "benjamini-hochberg"
+    NONE = "none"
+
+
+class FeatureDrift(BaseModel):
+    """Evidence for one feature (or the model's score) in one window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str = Field(
+        description="Feature name, or `__score__` for the prediction score.",
+        examples=["mean radius"],
+    )
+    kind: FeatureKind = Field(description="How it was tested.", examples=[FeatureKind.NUMERIC])
+    test: str = Field(description="Test behind the p-value.", examples=["ks"])
+    statistic: float | None = Field(description="Test statistic.", examples=[0.21])
+    p_value: float | None = Field(ge=0, le=1, description="Uncorrected p-value.", examples=[1e-6])
+    adjusted_p_value: float | None = Field(
+        ge=0, le=1, description="p-value after the window's correction.", examples=[3e-5]
+    )
+    effect_size: float | None = Field(
+        description="Size of the shift, compared with the effect-size floor.", examples=[0.31]
+    )
+    effect_measure: str = Field(
+        description="What the effect size is.", examples=["wasserstein / reference std"]
+    )
+    psi: float | None = Field(description="Population stability index.", examples=[0.27])
+    missing_rate_reference: float = Field(
+        ge=0, le=1, description="Share of missing values in the reference.", examples=[0.0]
+    )
+    missing_rate_current: float = Field(
+        ge=0, le=1, description="Share of missing values in the window.", examples=[0.12]
+    )
+    new_categories: list[str] = Field(
+        default_factory=list,
+        description="Levels seen in the window but never in the reference.",
+        examples=[["tablet"]],
+    )
+    drifted: bool = Field(description="Verdict for this feature.", examples=[True])
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Which checks fired.",
+        examples=[["distribution", "missing_rate"]],
+    )
+
+
+class DriftReported(Envelope):
+    """The drift detector tested one window of live data against the reference profile."""
+
+    type: Literal["drift.reported"] = "drift.reported"
+    model: ModelName
+    model_version: int = Field(ge=1, description="Version whose reference was used.", examples=[3])
+    window: Window
+    drifted: bool = Field(description="Dataset-level verdict.", examples=[True])
+    drivers: list[str] = Field(
+        description="Drifted features, most shifted first.", examples=[["mean radius"]]
+    )
+    features: list[FeatureDrift] = Field(description="Evidence for every feature tested.")
+    score: FeatureDrift | None = Field(
+        default=None, description="Prediction (score) drift, when scores were available."
+    )
+    correction: Correction = Field(
+        description="Multiple-testing correction across features.", examples=[Correction.BONFERRONI]
+    )
+    alpha: float = Field(gt=0, lt=1, description="Family-wise significance level.", examples=[0.01])
+    effect_size_floor: float = Field(
+        ge=0, description="Smallest effect that may be called drift.", examples=[0.1]
+    )

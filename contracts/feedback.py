@@ -1,0 +1,26 @@
+"""Ground truth that arrives after the prediction (minutes to days later)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from contracts.envelope import Envelope
+from contracts.values import ClassLabel, ModelName
+
+__all__ = ["LabelRecorded"]
+
+
+class LabelRecorded(Envelope):
+    """The true class of an earlier scoring request became known."""
+
+    type: Literal["label.recorded"] = "label.recorded"
+    model: ModelName
+    request_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Id of the scoring request this label belongs to.",
+        examples=["req-000123"],
+    )
+    label: ClassLabel

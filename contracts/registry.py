@@ -1,0 +1,369 @@
+"""Registry facts on ``models``, and the maintenance instructions each model version carries.
+
+The registry (owned by the retrainer) publishes every change from its outbox. A deployment is the
+champion plus an optional challenger with its traffic share and mode; every event that changes what
+is served carries the whole resulting :class:`Deployment`, so a scorer never has to merge deltas.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from contracts.drift import FeatureKind
+from contracts.envelope import Envelope
+from contracts.values import ClassLabel, Features, ModelName
+
+__all__ = [
+    "DatasetRef",
+    "Deployment",
+    "DeploymentMode",
+    "FeatureSpec",
+    "GoldenCase",
+    "MetricDirection",
+    "MetricTarget",
+    "ModelApproved",
+    "ModelDeployed",
+    "ModelPromoted",
+    "ModelRegistered",
+    "ModelRejected",
+    "ModelRolledBack",
+    "MonitoringSpec",
+    "ProbeSpec",
+    "ServedVersion",
+]
+
+SUPPORTED_METRICS = frozenset(
+    {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "low_confidence_rate"}
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeatureSpec(_Frozen):
+    """One input feature of a model."""
+
+    name: str = Field(min_length=1, description="Feature name.", examples=["mean radius"])
+    kind: FeatureKind = Field(description="How it is tested.", examples=[FeatureKind.NUMERIC])
+    nullable: bool = Field(
+        default=False, description="Whether a missing value may be scored.", examples=[False]
+    )
+    categories: list[str] | None = Field(
+        default=None,
+        description="Known levels of a categorical feature (null: learn from the data).",
+        examples=[["a", "b"]],
+    )
+
+
+class MetricDirection(StrEnum):
+    """Which side of the threshold is healthy."""
+
+    HIGHER_IS_BETTER = "higher_is_better"
+    LOWER_IS_BETTER = "lower_is_better"
+
+
+class MetricTarget(_Frozen):
+    """A metric to watch: its baseline and the threshold that raises an alert."""
+
+    metric: str = Field(description="Metric name.", examples=["recall"])
+    baseline: float = Field(description="Value measured at validation.", examples=[0.97])
+    threshold: float = Field(description="Alert when crossed.", examples=[0.95])
+    direction: MetricDirection = Field(
+        default=MetricDirection.HIGHER_IS_BETTER,
+        description="Which side of the threshold is healthy.",
+        examples=[MetricDirection.HIGHER_IS_BETTER],
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.metric not in SUPPORTED_METRICS:
+            raise ValueError(
+                f"unknown metric {self.metric!r}; supported: {', '.join(sorted(SUPPORTED_METRICS))}"
+            )
+        healthy_baseline = (
+            self.baseline >= self.threshold
+            if self.direction is MetricDirection.HIGHER_IS_BETTER
+            else self.baseline <= self.threshold
+        )
+        if not healthy_baseline:
+            raise ValueError(
+                f"{self.metric}: baseline {self.baseline} is already on the alerting side "
+                f"of threshold {self.threshold}"
+            )
+        return self
+
+
+class GoldenCase(_Frozen):
+    """One known input with its expected answer, sent by the probe."""
+
+    case_id: str = Field(min_length=1, description="Id of the case.", examples=["golden-01"])
+    features: Features
+    expected: ClassLabel
+
+
+class ProbeSpec(_Frozen):
+    """How the monitor probes the scorer with a golden set."""
+
+    golden_set: list[GoldenCase] = Field(min_length=1, description="Cases sent on every probe.")
+    interval_seconds: float = Field(
+        default=60.0, gt=0, description="Time between scheduled probes.", examples=[60.0]
+    )
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A probe slower than this fails.", examples=[5.0]
+    )
+    min_accuracy: float = Field(
+        default=1.0, ge=0, le=1, description="Share of cases that must be right.", examples=[0.9]
+    )
+
+
+class MonitoringSpec(_Frozen):
+    """Maintenance instructions of a model version: what to watch and when to alert.
+
+    Validated when the version is registered; the monitor and drift detector read it from there.
+    """
+
+    features: list[FeatureSpec] = Field(min_length=1, description="Input schema, in order.")
+    label: str = Field(
+        min_length=1, description="Name of the label column.", examples=["diagnosis"]
+    )
+    classes: list[ClassLabel] = Field(
+        min_length=2,
+        description="All classes the model predicts.",
+        examples=[["malignant", "benign"]],
+    )
+    positive_class: ClassLabel = Field(
+        description="Class that precision/recall are about.", examples=["malignant"]
+    )
+    key_metric: str = Field(description="The business metric.", examples=["recall"])
+    metrics: list[MetricTarget] = Field(min_length=1, description="Watched metrics.")
+    low_confidence_threshold: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="A prediction whose confidence is below this is low-confidence.",
+        examples=[0.75],
+    )
+    max_low_confidence_rate: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Alert when a window's low-confidence rate exceeds it.",
+        examples=[0.2],
+    )
+    consecutive_windows: int = Field(
+        default=2, ge=1, description="Windows a breach must last before it alerts.", examples=[2]
+    )
+    probe: ProbeSpec | None = Field(default=None, description="Scheduled probe, if any.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be unique")
+        if self.positive_class not in self.classes:
+            raise ValueError(f"positive_class {self.positive_class!r} is not one of classes")
+        watched = {m.metric for m in self.metrics}
+        if len(watched) != len(self.metrics):
+            raise ValueError("each metric may be watched once")
+        if self.key_metric not in watched:
+            raise ValueError(f"key_metric {self.key_metric!r} has no target in metrics")
+        if self.probe is not None:
+            known = set(names)
+            for case in self.probe.golden_set:
+                unknown = set(case.features) - known
+                missing = known - set(case.features)
+                if unknown or missing:
+                    raise ValueError(
+                        f"golden case {case.case_id!r}: unknown features {sorted(unknown)}, "
+                        f"missing features {sorted(missing)}"
+                    )
+                if case.expected not in self.classes:
+                    raise ValueError(
+                        f"golden case {case.case_id!r}: unknown class {case.expected!r}"
+                    )
+        return self
+
+    def target(self, metric: str) -> MetricTarget:
+        """Return the target of a watched metric."""
+        for target in self.metrics:
+            if target.metric == metric:
+                return target
+        raise KeyError(metric)
+
+
+class DatasetRef(_Frozen):
+    """A training dataset version, by content."""
+
+    name: str = Field(min_length=1, description="Dataset name.", examples=["breast-cancer"])
+    version: str = Field(min_length=1, description="Dataset version.", examples=["2026-11-22.1"])
+    digest: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="Content digest of the dataset.",
+        examples=["sha256:" + "ab" * 32],
+    )
+
+
+class ServedVersion(_Frozen):
+    """A model version in a deployment slot, with what a scorer needs to load it."""
+
+    version: int = Field(ge=1, description="Registry version.", examples=[3])
+    artifact_uri: str = Field(
+        min_length=1,
+        description="Where the artifact is, relative to the artifact store.",
+        examples=["sha256/abab….skops"],
+    )
+    artifact_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 the artifact must have before it is loaded.",
+        examples=["ab" * 32],
+    )
+
+
+class DeploymentMode(StrEnum):
+    """How the challenger takes traffic."""
+
+    CANARY = "canary"
+    SHADOW = "shadow"
+
+
+class Deployment(_Frozen):
+    """What serves a model: the champion, and optionally a challenger with its share."""
+
+    revision: int = Field(ge=0, description="Rises with every change.", examples=[7])
+    champion: ServedVersion | None = Field(description="Serves the rest of the traffic.")
+    challenger: ServedVersion | None = Field(default=None, description="Candidate, if any.")
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Share of traffic to the challenger.",
+        examples=[0.1],
+    )
+    mode: DeploymentMode = Field(
+        default=DeploymentMode.CANARY,
+        description="canary: the challenger's answers are returned; shadow: only published.",
+        examples=[DeploymentMode.CANARY],
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.challenger is not None and self.champion is None:
+            raise ValueError("a challenger needs a champion")
+        if self.challenger is None and self.challenger_share > 0:
+            raise ValueError("challenger_share > 0 without a challenger")
+        if (
+            self.challenger is not None
+            and self.champion is not None
+            and self.challenger.version == self.champion.version
+        ):
+            raise ValueError("champion and challenger must be different versions")
+        return self
+
+
+class ModelRegistered(Envelope):
+    """A new model version was registered with its lineage and maintenance instructions."""
+
+    type: Literal["model.registered"] = "model.registered"
+    model: ModelName
+    version: int = Field(ge=1, description="New version number.", examples=[3])
+    artifact_uri: str = Field(
+        min_length=1,
+        description="Where the artifact is, relative to the artifact store.",
+        examples=["sha256/abab….skops"],
+    )
+    artifact_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact.", examples=["ab" * 32]
+    )
+    sklearn_version: str = Field(
+        description="scikit-learn version that trained it.", examples=["1.6.1"]
+    )
+    dataset: DatasetRef
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Validation metrics.", examples=[{"recall": 0.97}]
+    )
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Training parameters.", examples=[{"C": 1.0}]
+    )
+    code_version: str = Field(description="Version of the training code.", examples=["vigil 0.1.0"])
+    spec: MonitoringSpec
+    registered_by: str = Field(min_length=1, description="Who registered it.", examples=["ana"])
+    reason: str = Field(description="Why it was registered.", examples=["initial model"])
+    incident_id: str | None = Field(
+        default=None, description="Incident that caused it.", examples=[None]
+    )
+
+
+class ModelDeployed(Envelope):
+    """The deployment of a model changed (champion, challenger, share or mode)."""
+
+    type: Literal["model.deployed"] = "model.deployed"
+    model: ModelName
+    deployment: Deployment
+    actor: str = Field(min_length=1, description="Who changed it.", examples=["ana"])
+    reason: str = Field(description="Why.", examples=["canary at 10 %"])
+
+
+class ModelPromoted(Envelope):
+    """The challenger became champion."""
+
+    type: Literal["model.promoted"] = "model.promoted"
+    model: ModelName
+    version: int = Field(ge=1, description="New champion.", examples=[4])
+    previous_version: int | None = Field(ge=1, description="Champion before, if any.", examples=[3])
+    deployment: Deployment
+    actor: str = Field(min_length=1, description="Who promoted it.", examples=["system:retrainer"])
+    reason: str = Field(description="Why.", examples=["non-inferior on 400 labels"])
+    incident_id: str | None = Field(
+        default=None, description="Incident it resolves, if any.", examples=["inc-000042"]
+    )
+
+
+class ModelRolledBack(Envelope):
+    """Champion went back to the previous champion, or a challenger was withdrawn."""
+
+    type: Literal["model.rolled_back"] = "model.rolled_back"
+    model: ModelName
+    from_version: int = Field(ge=1, description="Version withdrawn.", examples=[4])
+    to_version: int | None = Field(
+        ge=1, description="Champion after the rollback, if any.", examples=[3]
+    )
+    deployment: Deployment
+    actor: str = Field(min_length=1, description="Who rolled back.", examples=["runbook:rollback"])
+    reason: str = Field(description="Why.", examples=["recall fell right after deploy"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind it, if any.", examples=["inc-000042"]
+    )
+
+
+class ModelApproved(Envelope):
+    """A person approved a candidate version for canary and promotion."""
+
+    type: Literal["model.approved"] = "model.approved"
+    model: ModelName
+    version: int = Field(ge=1, description="Candidate approved.", examples=[4])
+    request_id: str = Field(min_length=1, description="Promotion request.", examples=["pr-12"])
+    approver: str = Field(min_length=1, description="Who approved.", examples=["ana"])
+    comment: str = Field(description="Approver's comment.", examples=["gate passed, recall +0.02"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the candidate.", examples=["inc-000042"]
+    )
+
+
+class ModelRejected(Envelope):
+    """A person rejected a candidate version."""
+
+    type: Literal["model.rejected"] = "model.rejected"
+    model: ModelName
+    version: int = Field(ge=1, description="Candidate rejected.", examples=[4])
+    request_id: str = Field(min_length=1, description="Promotion request.", examples=["pr-12"])
+    approver: str = Field(min_length=1, description="Who rejected.", examples=["ana"])
+    comment: str = Field(description="Why.", examples=["precision too low"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the candidate.", examples=["inc-000042"]
+    )

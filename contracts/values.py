@@ -1,0 +1,61 @@
+"""Small value types shared by several event models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+__all__ = ["ClassLabel", "FeatureValue", "Features", "ModelName", "Variant"]
+
+
+def _label_to_str(value: Any) -> Any:
+    # Labels arrive as 0/1, true/false or names depending on the client; one spelling keeps
+    # predictions and ground truth comparable.
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+ClassLabel = Annotated[
+    str,
+    BeforeValidator(_label_to_str),
+    Field(
+        min_length=1,
+        description="A class of the model's label, as text (integers and booleans are converted).",
+        examples=["malignant"],
+    ),
+]
+"""A class label; ``1`` and ``"1"`` are the same class."""
+
+ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="Registry name of the model; also the Kafka key of model-keyed topics.",
+        examples=["breast-cancer"],
+    ),
+]
+
+FeatureValue = float | int | str | bool | None
+"""One feature value; ``None`` is a missing value."""
+
+Features = Annotated[
+    dict[str, FeatureValue],
+    Field(
+        description="Feature name to value; null marks a missing value.",
+        examples=[{"mean radius": 14.2, "mean texture": 19.1}],
+    ),
+]
+
+
+class Variant(StrEnum):
+    """Which slot of a deployment served a prediction."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"

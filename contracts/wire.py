@@ -1,0 +1,121 @@
+"""How an event looks on Kafka: JSON value, key, headers; and decoding it back, strictly.
+
+External consumers need none of this: the value is plain JSON with a ``type`` field. Vigil's own
+consumers decode with :func:`decode`, which names every problem so a dead letter is readable.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from contracts.envelope import Envelope
+from contracts.topics import TOPICS, Topic, topic_of
+
+__all__ = [
+    "CONTENT_TYPE",
+    "HEADER_EVENT_ID",
+    "HEADER_EVENT_TYPE",
+    "HEADER_PRODUCER",
+    "HEADER_SCHEMA_VERSION",
+    "DecodeError",
+    "correlation_of",
+    "decode",
+    "encode",
+    "headers_for",
+    "key_for",
+]
+
+CONTENT_TYPE = "application/json"
+HEADER_EVENT_TYPE = "vigil-event-type"
+HEADER_EVENT_ID = "vigil-event-id"
+HEADER_SCHEMA_VERSION = "vigil-schema-version"
+HEADER_PRODUCER = "vigil-producer"
+
+
+class DecodeError(ValueError):
+    """A message is not a valid event for its topic.
+
+    ``undecodable`` is true when the bytes are not JSON at all, false when they are JSON that
+    fails the topic's schema.
+    """
+
+    def __init__(self, message: str, *, undecodable: bool) -> None:
+        super().__init__(message)
+        self.undecodable = undecodable
+
+
+def encode(event: Envelope) -> bytes:
+    """Serialise an event to its JSON value."""
+    return event.model_dump_json().encode()
+
+
+def key_for(event: Envelope) -> bytes:
+    """Return the Kafka key of an event, from its topic's key rule."""
+    return TOPICS[topic_of(type(event))].key_of(event)
+
+
+def headers_for(event: Envelope) -> dict[str, str]:
+    """Return the documented Kafka headers of an event."""
+    return {
+        "content-type": CONTENT_TYPE,
+        HEADER_EVENT_TYPE: event.type,
+        HEADER_EVENT_ID: str(event.event_id),
+        HEADER_SCHEMA_VERSION: str(event.schema_version),
+        HEADER_PRODUCER: event.producer,
+        "correlation_id": correlation_of(event),
+    }
+
+
+def correlation_of(event: Envelope) -> str:
+    """Return the correlation id an event travels under: its own, or else its event id."""
+    return event.correlation_id or str(event.event_id)
+
+
+@cache
+def _adapter(topic: Topic) -> TypeAdapter[Any]:
+    events = TOPICS[topic].events
+    if len(events) == 1:
+        return TypeAdapter(events[0])
+    union = Union[events]  # type: ignore[valid-type]  # noqa: UP007  # built from the topic's table at run time
+    return TypeAdapter(Annotated[union, Field(discriminator="type")])
+
+
+def decode(topic: Topic, value: bytes | None) -> Envelope:
+    """Decode and validate a message of a topic; raise :class:`DecodeError` naming each problem."""
+    if value is None:
+        raise DecodeError("empty message (no value)", undecodable=True)
+    try:
+        event: Envelope = _adapter(topic).validate_json(value)
+    except ValidationError as error:
+        raise _decode_error(topic, error) from None
+    return event
+
+
+def _decode_error(topic: Topic, error: ValidationError) -> DecodeError:
+    problems = error.errors(include_url=False)
+    if any(problem["type"] == "json_invalid" for problem in problems):
+        return DecodeError(f"not JSON: {problems[0]['msg']}", undecodable=True)
+    event_types = [event.model_fields["type"].default for event in TOPICS[topic].events]
+    parts = []
+    for problem in problems:
+        if problem["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            parts.append(
+                f"type: not an event of topic {topic.value!r} "
+                f"(expected one of {', '.join(event_types)})"
+            )
+            continue
+        location = [str(part) for part in problem["loc"]]
+        if location and location[0] in event_types:
+            location = location[1:]  # the discriminator's tag, not a field
+        got = problem.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {_short(got)})"
+        parts.append(f"{'.'.join(location) or '(message)'}: {problem['msg']}{shown}")
+    return DecodeError("; ".join(parts), undecodable=False)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

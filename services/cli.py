@@ -1,0 +1,85 @@
+"""The ``vigil`` command: run the embedded broker, the services, and operate Vigil."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from services.runtime.embedded_broker import BrokerStartError, EmbeddedBroker, ensure_topics
+from services.runtime.observability import configure_logging
+from services.runtime.settings import KafkaSettings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="vigil",
+    help="Vigil keeps production machine-learning models healthy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+@app.command()
+def version() -> None:
+    """Print Vigil's version."""
+    typer.echo(package_version("vigil"))
+
+
+@app.command()
+def broker(
+    host: str = typer.Option("127.0.0.1", help="Loopback address to listen on."),
+    port: int = typer.Option(19092, help="Port to listen on."),
+    log_file: Path | None = typer.Option(None, help="Write the broker's own log here."),
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) with every Vigil topic."""
+    configure_logging("broker")
+
+    async def run() -> None:
+        embedded = EmbeddedBroker(host=host, port=port, log_path=log_file)
+        try:
+            await embedded.start()
+        except BrokerStartError as error:
+            console.print(f"[red]broker did not start:[/red] {error}")
+            raise typer.Exit(1) from None
+        console.print(
+            f"[green]broker ready[/green] on [bold]{embedded.bootstrap_servers}[/bold] "
+            "(memory storage: a restart starts empty). Ctrl-C stops it."
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        while not stop.is_set():
+            await asyncio.wait({waiter}, timeout=1.0)
+            if not embedded.running:
+                console.print("[red]broker process exited[/red]")
+                raise typer.Exit(1)
+        await embedded.stop()
+        console.print("broker stopped")
+
+    asyncio.run(run())
+
+
+@app.command()
+def topics(
+    bootstrap_servers: str | None = typer.Option(
+        None, help="Kafka to set up (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)."
+    ),
+    replication_factor: int = typer.Option(1, min=1, help="Replicas per partition."),
+) -> None:
+    """Create every missing Vigil topic on a Kafka cluster, with its documented partitions."""
+    servers = bootstrap_servers or KafkaSettings().bootstrap_servers
+    created = asyncio.run(ensure_topics(servers, replication_factor=replication_factor))
+    console.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+def main() -> None:
+    """Entry point of the ``vigil`` console script."""
+    app()

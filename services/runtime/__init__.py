@@ -1,0 +1,42 @@
+"""The only code services share: settings, broker wiring, consuming with dead letters and
+idempotency, publishing, observability, the embedded broker, and process serving."""
+
+from services.runtime.consumer import EventConsumer, Record, RetryPolicy
+from services.runtime.embedded_broker import (
+    BrokerStartError,
+    EmbeddedBroker,
+    ensure_topics,
+    free_port,
+)
+from services.runtime.idempotency import SeenEvents
+from services.runtime.kafka import consumer_options, kafka_broker, producer_options
+from services.runtime.names import ServiceName
+from services.runtime.observability import ServiceMetrics, configure_logging
+from services.runtime.publisher import EventPublisher, Publisher
+from services.runtime.serve import serve
+from services.runtime.service import ServiceRuntime
+from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
+
+__all__ = [
+    "BrokerStartError",
+    "EmbeddedBroker",
+    "EventConsumer",
+    "EventPublisher",
+    "KafkaProfile",
+    "KafkaSettings",
+    "Publisher",
+    "Record",
+    "RetryPolicy",
+    "SeenEvents",
+    "ServiceMetrics",
+    "ServiceName",
+    "ServiceRuntime",
+    "ServiceSettings",
+    "configure_logging",
+    "consumer_options",
+    "ensure_topics",
+    "free_port",
+    "kafka_broker",
+    "producer_options",
+    "serve",
+]

@@ -1,0 +1,60 @@
+"""Kafka client tuning per profile, and the broker factory every service uses.
+
+The embedded profile works around the Tansu broker's behaviour (docs/adr/0002-embedded-broker.md):
+short group sessions so joins take about a second, short fetch waits because Tansu polls instead
+of waking on new data, and no idempotent producer. The production profile keeps Kafka's defaults,
+with the idempotent producer on. Both start new groups at ``earliest``: a durable service must
+not skip what was published before it first joined.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from services.runtime.settings import KafkaProfile, KafkaSettings
+
+__all__ = ["consumer_options", "kafka_broker", "producer_options"]
+
+
+def consumer_options(profile: KafkaProfile) -> dict[str, Any]:
+    """Return the consumer settings of a profile."""
+    options: dict[str, Any] = {"auto_offset_reset": "earliest"}
+    if profile is KafkaProfile.EMBEDDED:
+        options |= {
+            "session_timeout_ms": 2_000,
+            "heartbeat_interval_ms": 300,
+            "fetch_max_wait_ms": 20,
+        }
+    return options
+
+
+def producer_options(profile: KafkaProfile) -> dict[str, Any]:
+    """Return the producer settings of a profile (``acks=all`` always; never ``acks=0``)."""
+    options: dict[str, Any] = {
+        "acks": "all",
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+    }
+    # Tansu rejects aiokafka's InitProducerId; Apache Kafka supports it.
+    options["enable_idempotence"] = profile is KafkaProfile.PRODUCTION
+    return options
+
+
+def kafka_broker(kafka: KafkaSettings, *, client_id: str) -> KafkaBroker:
+    """Build a FastStream Kafka broker for one service process (not connected yet).
+
+    Topics are created by the broker set-up from :mod:`contracts.topics`, never implicitly by a
+    subscriber, so that partition counts are the documented ones.
+    """
+    return KafkaBroker(
+        kafka.bootstrap_servers,
+        client_id=client_id,
+        allow_auto_create_topics=False,
+        graceful_timeout=30.0,
+        # FastStream logs every message at this level; keep it below INFO.
+        log_level=logging.DEBUG,
+        **producer_options(kafka.profile),
+    )

@@ -1,0 +1,74 @@
+"""Settings every service shares; each service subclasses :class:`ServiceSettings`.
+
+Values come from the environment (``VIGIL_KAFKA_*`` for the broker, ``VIGIL_STATE_DIR`` for the
+state folder, ``VIGIL_<SERVICE>_*`` for the rest) or from keyword arguments in tests. Nothing here
+is built at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import Topic
+
+__all__ = ["KafkaProfile", "KafkaSettings", "ServiceSettings"]
+
+
+class KafkaProfile(StrEnum):
+    """Client tuning: ``embedded`` for the local Tansu broker and tests, ``production`` for Kafka.
+
+    See :mod:`services.runtime.kafka` for what each sets.
+    """
+
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how to talk to it."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", description="Comma-separated host:port list."
+    )
+    profile: KafkaProfile = Field(
+        default=KafkaProfile.EMBEDDED, description="Client tuning profile."
+    )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prepended to every topic name: several Vigil deployments on one cluster.",
+    )
+
+    def topic_name(self, topic: Topic) -> str:
+        """Return the name a topic has on this cluster."""
+        return f"{self.topic_prefix}{topic.value}"
+
+    def logical_topic(self, name: str) -> Topic:
+        """Return the contract topic behind a cluster topic name; ``ValueError`` if none."""
+        if not name.startswith(self.topic_prefix):
+            raise ValueError(f"topic {name!r} is outside prefix {self.topic_prefix!r}")
+        return Topic(name.removeprefix(self.topic_prefix))
+
+
+class ServiceSettings(BaseSettings):
+    """What every service process needs: broker, state folder, HTTP address, logging."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    state_dir: Path = Field(
+        default=Path(".vigil"),
+        validation_alias=AliasChoices("VIGIL_STATE_DIR"),
+        description="Folder holding SQLite files, artifacts and logs.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address of the HTTP endpoints.")
+    http_port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"

@@ -1,0 +1,416 @@
+"""Test-data factories: one realistic event of every type, and builders with overrides."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contracts import (
+    EVENT_TYPES,
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    ComparisonVerdict,
+    Correction,
+    DatasetRef,
+    DeadLetterReason,
+    Deployment,
+    DriftReported,
+    EscalationTrigger,
+    FeatureDrift,
+    FeatureKind,
+    FeatureSpec,
+    GoldenCase,
+    IncidentAcknowledged,
+    IncidentAlertAttached,
+    IncidentClaimed,
+    IncidentCommented,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentReopened,
+    IncidentResolved,
+    IncidentStatus,
+    IncidentStatusChanged,
+    LabelRecorded,
+    LatencySummary,
+    MessageDeadLettered,
+    MetricsComputed,
+    MetricTarget,
+    ModelApproved,
+    ModelDeployed,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    MonitoringSpec,
+    PredictionMade,
+    ProbeCase,
+    ProbeCompleted,
+    ProbeSpec,
+    RetrainRequest,
+    RetrainTrigger,
+    RunbookFinished,
+    RunbookRequest,
+    RunbookStarted,
+    RunState,
+    ScoringRequest,
+    ServedVersion,
+    Severity,
+    Tier,
+    Variant,
+    VariantsCompared,
+    Window,
+    WindowKind,
+    alert_fingerprint,
+)
+from contracts.envelope import Envelope
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+SHA = "ab" * 32
+MODEL = "breast-cancer"
+
+
+def make_spec(**overrides: Any) -> MonitoringSpec:
+    fields: dict[str, Any] = {
+        "features": [
+            FeatureSpec(name="mean radius", kind=FeatureKind.NUMERIC),
+            FeatureSpec(name="mean texture", kind=FeatureKind.NUMERIC, nullable=True),
+        ],
+        "label": "diagnosis",
+        "classes": ["malignant", "benign"],
+        "positive_class": "malignant",
+        "key_metric": "recall",
+        "metrics": [MetricTarget(metric="recall", baseline=0.97, threshold=0.95)],
+        "probe": ProbeSpec(
+            golden_set=[
+                GoldenCase(
+                    case_id="g1",
+                    features={"mean radius": 20.0, "mean texture": 25.0},
+                    expected="malignant",
+                )
+            ]
+        ),
+    }
+    return MonitoringSpec(**(fields | overrides))
+
+
+def make_deployment(**overrides: Any) -> Deployment:
+    fields: dict[str, Any] = {
+        "revision": 2,
+        "champion": ServedVersion(version=1, artifact_uri="artifacts/a.skops", artifact_sha256=SHA),
+        "challenger": ServedVersion(
+            version=2, artifact_uri="artifacts/b.skops", artifact_sha256="cd" * 32
+        ),
+        "challenger_share": 0.1,
+    }
+    return Deployment(**(fields | overrides))
+
+
+def make_window() -> Window:
+    return Window(kind=WindowKind.COUNT, start=T0, end=T0 + timedelta(minutes=5), size=200)
+
+
+def make_alert(**overrides: Any) -> AlertRaised:
+    fields: dict[str, Any] = {
+        "producer": "monitor",
+        "model": MODEL,
+        "model_version": 3,
+        "kind": AlertKind.METRIC_DECAY,
+        "severity": Severity.CRITICAL,
+        "fingerprint": alert_fingerprint(MODEL, 3, AlertKind.METRIC_DECAY, "recall"),
+        "summary": "recall 0.81 below 0.95 for 2 windows",
+        "evidence": {"recall": 0.81, "threshold": 0.95, "windows": [0.84, 0.81]},
+    }
+    return AlertRaised(**(fields | overrides))
+
+
+def make_scoring_request(**overrides: Any) -> ScoringRequest:
+    fields: dict[str, Any] = {
+        "producer": "client",
+        "model": MODEL,
+        "request_id": "req-1",
+        "entity_id": "patient-1",
+        "features": {"mean radius": 14.2, "mean texture": None},
+    }
+    return ScoringRequest(**(fields | overrides))
+
+
+def _incident(**fields: Any) -> dict[str, Any]:
+    return {
+        "producer": "incident-log",
+        "incident_id": "inc-000001",
+        "model": MODEL,
+        "model_version": 3,
+        "status": IncidentStatus.OPEN,
+        "tier": Tier.L1,
+        "actor": "system:incident-log",
+        "correlation_id": "inc-000001",
+    } | fields
+
+
+def _feature_drift(name: str) -> FeatureDrift:
+    return FeatureDrift(
+        feature=name,
+        kind=FeatureKind.NUMERIC,
+        test="ks",
+        statistic=0.3,
+        p_value=1e-9,
+        adjusted_p_value=3e-8,
+        effect_size=0.4,
+        effect_measure="wasserstein / reference std",
+        psi=0.3,
+        missing_rate_reference=0.0,
+        missing_rate_current=0.0,
+        drifted=True,
+        reasons=["distribution"],
+    )
+
+
+def sample_events() -> list[Envelope]:
+    """One event of every type on every topic, with nested models and optional fields filled."""
+    deployment = make_deployment()
+    events: list[Envelope] = [
+        make_scoring_request(),
+        PredictionMade(
+            producer="scorer",
+            model=MODEL,
+            model_version=2,
+            variant=Variant.CHALLENGER,
+            deployment_revision=2,
+            request_id="req-1",
+            entity_id="patient-1",
+            features={"mean radius": 14.2, "mean texture": None},
+            predicted_class="benign",
+            probabilities={"malignant": 0.2, "benign": 0.8},
+            confidence=0.8,
+            latency_ms=2.5,
+        ),
+        LabelRecorded(producer="client", model=MODEL, request_id="req-1", label=1),
+        MetricsComputed(
+            producer="monitor",
+            model=MODEL,
+            model_version=2,
+            variant=Variant.CHAMPION,
+            window=make_window(),
+            metrics={"recall": 0.9, "roc_auc": None},
+            class_labels=["malignant", "benign"],
+            confusion_matrix=[[9, 1], [2, 8]],
+            labelled=20,
+            predictions=25,
+            expired_unjoined=1,
+            latency_ms=LatencySummary(p50=1.0, p95=2.0, p99=3.0),
+            throughput_per_s=12.5,
+        ),
+        ProbeCompleted(
+            producer="monitor",
+            model=MODEL,
+            model_version=2,
+            passed=False,
+            accuracy=0.5,
+            min_accuracy=1.0,
+            cases=[
+                ProbeCase(case_id="g1", expected="malignant", predicted="benign"),
+                ProbeCase(case_id="g2", expected="benign", error="HTTP 503"),
+            ],
+            latency_ms=12.0,
+            failure="accuracy 0.5 below 1.0",
+        ),
+        VariantsCompared(
+            producer="monitor",
+            model=MODEL,
+            champion_version=1,
+            challenger_version=2,
+            metric="recall",
+            champion_value=0.95,
+            challenger_value=0.97,
+            champion_samples=400,
+            challenger_samples=60,
+            min_samples=50,
+            test="two-proportion z-test",
+            p_value=0.2,
+            alpha=0.05,
+            verdict=ComparisonVerdict.NO_SIGNIFICANT_DIFFERENCE,
+        ),
+        DriftReported(
+            producer="drift-detector",
+            model=MODEL,
+            model_version=2,
+            window=make_window(),
+            drifted=True,
+            drivers=["mean radius"],
+            features=[_feature_drift("mean radius")],
+            score=_feature_drift("__score__"),
+            correction=Correction.BONFERRONI,
+            alpha=0.01,
+            effect_size_floor=0.1,
+        ),
+        make_alert(correlation_id="chain-1"),
+        AlertRecovered(
+            producer="monitor",
+            model=MODEL,
+            model_version=3,
+            kind=AlertKind.METRIC_DECAY,
+            fingerprint=alert_fingerprint(MODEL, 3, AlertKind.METRIC_DECAY, "recall"),
+            summary="recall back to 0.96",
+            evidence={"recall": 0.96},
+        ),
+        IncidentOpened(
+            **_incident(
+                title="recall decay",
+                severity=Severity.CRITICAL,
+                kind=AlertKind.METRIC_DECAY,
+                fingerprint="breast-cancer:v3:metric_decay:recall",
+            )
+        ),
+        IncidentAlertAttached(
+            **_incident(
+                fingerprint="breast-cancer:v3:data_drift:mean radius",
+                kind=AlertKind.DATA_DRIFT,
+                occurrences=2,
+                correlated=True,
+            )
+        ),
+        IncidentAcknowledged(**_incident(status=IncidentStatus.ACKNOWLEDGED, actor="ana")),
+        IncidentClaimed(
+            **_incident(owner="ana", lease_expires_at=T0 + timedelta(minutes=30), actor="ana")
+        ),
+        IncidentEscalated(
+            **_incident(
+                tier=Tier.L2,
+                from_tier=Tier.L1,
+                trigger=EscalationTrigger.VERIFICATION_FAILED,
+                reason="verification exited 1",
+            )
+        ),
+        IncidentStatusChanged(
+            **_incident(
+                status=IncidentStatus.MONITORING,
+                from_status=IncidentStatus.MITIGATING,
+                reason="rollback verified",
+            )
+        ),
+        IncidentResolved(
+            **_incident(
+                status=IncidentStatus.RESOLVED,
+                from_status=IncidentStatus.MONITORING,
+                reason="recall held",
+            )
+        ),
+        IncidentReopened(**_incident(reason="recurred")),
+        IncidentCommented(**_incident(text="looking", actor="ana")),
+        RunbookRequest(
+            producer="incident-log",
+            run_id="run-1",
+            incident_id="inc-000001",
+            model=MODEL,
+            runbook="rollback-model",
+            parameters={"model": MODEL, "to_version": 1, "dry_run": False},
+            requested_by="system:incident-log",
+            tier=Tier.L1,
+            reason="decay after deploy",
+        ),
+        RunbookStarted(
+            producer="runbook-runner",
+            run_id="run-1",
+            incident_id="inc-000001",
+            model=MODEL,
+            runbook="rollback-model",
+            script_sha256=SHA,
+            argv=["runbooks/rollback_model.py", "--model", MODEL],
+        ),
+        RunbookFinished(
+            producer="runbook-runner",
+            run_id="run-1",
+            incident_id="inc-000001",
+            model=MODEL,
+            runbook="rollback-model",
+            state=RunState.VERIFY_FAILED,
+            script_sha256=SHA,
+            parameters={"to_version": 1},
+            exit_code=0,
+            verify_exit_code=1,
+            stdout="rolled back",
+            stderr="",
+            verify_output="recall 0.81 < 0.95",
+            truncated=False,
+            started_at=T0,
+            detail="verification exited 1",
+        ),
+        RetrainRequest(
+            producer="incident-log",
+            model=MODEL,
+            trigger=RetrainTrigger.INCIDENT,
+            cause="incident:inc-000001",
+            incident_id="inc-000001",
+            requested_by="ana",
+            reason="drift",
+        ),
+        ModelRegistered(
+            producer="retrainer",
+            model=MODEL,
+            version=2,
+            artifact_uri="artifacts/b.skops",
+            artifact_sha256=SHA,
+            sklearn_version="1.6.1",
+            dataset=DatasetRef(name=MODEL, version="1", digest="sha256:" + SHA),
+            metrics={"recall": 0.97},
+            parameters={"C": 1.0, "penalty": "l2"},
+            code_version="vigil 0.1.0",
+            spec=make_spec(),
+            registered_by="ana",
+            reason="retrain",
+            incident_id="inc-000001",
+        ),
+        ModelDeployed(
+            producer="retrainer", model=MODEL, deployment=deployment, actor="ana", reason="canary"
+        ),
+        ModelPromoted(
+            producer="retrainer",
+            model=MODEL,
+            version=2,
+            previous_version=1,
+            deployment=make_deployment(challenger=None, challenger_share=0.0),
+            actor="system:retrainer",
+            reason="non-inferior",
+        ),
+        ModelRolledBack(
+            producer="retrainer",
+            model=MODEL,
+            from_version=2,
+            to_version=1,
+            deployment=make_deployment(challenger=None, challenger_share=0.0),
+            actor="runbook",
+            reason="decay",
+        ),
+        ModelApproved(
+            producer="retrainer",
+            model=MODEL,
+            version=2,
+            request_id="pr-1",
+            approver="bo",
+            comment="ok",
+        ),
+        ModelRejected(
+            producer="retrainer",
+            model=MODEL,
+            version=2,
+            request_id="pr-1",
+            approver="bo",
+            comment="no",
+        ),
+        MessageDeadLettered(
+            producer="scorer",
+            original_topic="scoring.requests",
+            partition=1,
+            offset=7,
+            consumer_group="scorer",
+            reason=DeadLetterReason.INVALID,
+            error="features: Field required",
+            original_key_b64="YQ==",
+            original_value_b64="e30=",
+            original_headers={"content-type": "application/json"},
+        ),
+    ]
+    missing = set(EVENT_TYPES) - {event.type for event in events}
+    assert not missing, f"sample_events lacks {sorted(missing)}"
+    return events

@@ -1,0 +1,241 @@
+"""The event consumer's delivery rules without a broker: decode, dedupe, retry, dead-letter."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from contracts import (
+    AlertRaised,
+    DeadLetterReason,
+    Envelope,
+    LabelRecorded,
+    MessageDeadLettered,
+    Topic,
+)
+from contracts.wire import encode, key_for
+from services.runtime import EventConsumer, KafkaSettings, RetryPolicy, ServiceMetrics
+from tests.factories import make_alert
+
+
+@dataclass
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = b"k"
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class InMemoryPublisher:
+    def __init__(self) -> None:
+        self.published: list[Envelope] = []
+        self.fail = False
+
+    async def publish(self, event: Envelope) -> None:
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        self.published.append(event)
+
+    async def publish_many(self, events: Iterable[Envelope]) -> None:
+        for event in events:
+            await self.publish(event)
+
+    @property
+    def dead_letters(self) -> list[MessageDeadLettered]:
+        return [e for e in self.published if isinstance(e, MessageDeadLettered)]
+
+
+def make_consumer(publisher: InMemoryPublisher, prefix: str = "") -> EventConsumer:
+    return EventConsumer(
+        service="monitor",
+        group_id="monitor",
+        publisher=publisher,
+        metrics=ServiceMetrics("monitor"),
+        kafka=KafkaSettings(topic_prefix=prefix),
+        retry=RetryPolicy(attempts=3, first_delay_s=0),
+    )
+
+
+def records(*events: Envelope | bytes, topic: str = "alerts") -> list[FakeRecord]:
+    return [
+        FakeRecord(
+            topic=topic,
+            partition=0,
+            offset=offset,
+            value=item if isinstance(item, bytes) else encode(item),
+            key=None if isinstance(item, bytes) else key_for(item),
+        )
+        for offset, item in enumerate(events)
+    ]
+
+
+async def test_handlers_receive_decoded_events_in_record_order() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    seen: list[AlertRaised] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        seen.append(alert)
+
+    consumer.on(AlertRaised, on_alert)
+    alerts = [make_alert(summary=f"alert {n}") for n in range(3)]
+    await consumer.handle(records(*alerts))
+    assert seen == alerts
+    assert consumer.topics == [Topic.ALERTS]
+
+
+async def test_invalid_and_undecodable_records_are_dead_lettered_with_their_bytes() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    handled: list[AlertRaised] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        handled.append(alert)
+
+    consumer.on(AlertRaised, on_alert)
+    bad_json = b"{not json"
+    wrong = json.dumps(json.loads(encode(make_alert())) | {"severity": "urgent"}).encode()
+    good = make_alert()
+    await consumer.handle(records(bad_json, wrong, good))
+
+    assert handled == [good]
+    first, second = publisher.dead_letters
+    assert (first.reason, first.offset) == (DeadLetterReason.UNDECODABLE, 0)
+    assert "not JSON" in first.error
+    assert base64.b64decode(first.original_value_b64) == bad_json
+    assert (second.reason, second.offset) == (DeadLetterReason.INVALID, 1)
+    assert "severity" in second.error
+    assert second.original_topic == "alerts"
+    assert second.consumer_group == "monitor"
+
+
+async def test_records_on_a_topic_outside_the_prefix_are_dead_lettered() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher, prefix="prod.")
+
+    async def on_alert(alert: AlertRaised) -> None:
+        raise AssertionError("must not be called")
+
+    consumer.on(AlertRaised, on_alert)
+    await consumer.handle(records(make_alert(), topic="staging.alerts"))
+    (letter,) = publisher.dead_letters
+    assert "outside prefix" in letter.error or "no Vigil contract" in letter.error
+
+
+async def test_a_redelivered_event_id_is_handled_once() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    handled: list[AlertRaised] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        handled.append(alert)
+
+    consumer.on(AlertRaised, on_alert)
+    alert = make_alert()
+    await consumer.handle(records(alert, alert))
+    await consumer.handle(records(alert))
+    assert handled == [alert]
+
+
+async def test_event_types_without_a_handler_are_skipped_silently() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+
+    async def on_label(label: LabelRecorded) -> None:
+        raise AssertionError("no labels here")
+
+    consumer.on(LabelRecorded, on_label)
+    recovered = json.loads(encode(make_alert())) | {"type": "alert.recovered"}
+    await consumer.handle(records(json.dumps(recovered).encode()))
+    assert publisher.published == []
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered_and_the_next_event_handled() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    attempts: dict[str, int] = {}
+    handled: list[str] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        attempts[alert.summary] = attempts.get(alert.summary, 0) + 1
+        if alert.summary == "poison":
+            raise RuntimeError("cannot handle this one")
+        handled.append(alert.summary)
+
+    consumer.on(AlertRaised, on_alert)
+    await consumer.handle(records(make_alert(summary="poison"), make_alert(summary="fine")))
+    assert attempts == {"poison": 3, "fine": 1}
+    assert handled == ["fine"]
+    (letter,) = publisher.dead_letters
+    assert letter.reason is DeadLetterReason.HANDLER_FAILED
+    assert letter.error == "RuntimeError: cannot handle this one"
+
+
+async def test_a_transient_failure_succeeds_on_retry_without_a_dead_letter() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    calls = 0
+
+    async def on_alert(alert: AlertRaised) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database restarting")
+
+    consumer.on(AlertRaised, on_alert)
+    await consumer.handle(records(make_alert()))
+    assert calls == 2
+    assert publisher.dead_letters == []
+
+
+async def test_a_batch_handler_gets_runs_and_a_poison_event_cannot_sink_its_batch() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    batches: list[list[str]] = []
+
+    async def on_alerts(alerts: list[AlertRaised]) -> None:
+        if any(alert.summary == "poison" for alert in alerts):
+            raise ValueError("bad alert in batch")
+        batches.append([alert.summary for alert in alerts])
+
+    consumer.on_batch(AlertRaised, on_alerts)
+    await consumer.handle(records(*(make_alert(summary=s) for s in ["a", "poison", "b"])))
+    assert batches == [["a"], ["b"]]
+    (letter,) = publisher.dead_letters
+    assert letter.offset == 1
+
+    batches.clear()
+    await consumer.handle(records(*(make_alert(summary=s) for s in ["c", "d"])))
+    assert batches == [["c", "d"]]
+
+
+async def test_when_the_dead_letter_cannot_be_written_the_batch_fails_so_it_is_redelivered() -> (
+    None
+):
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+
+    async def on_alert(alert: AlertRaised) -> None:
+        pass
+
+    consumer.on(AlertRaised, on_alert)
+    publisher.fail = True
+    with pytest.raises(ConnectionError):
+        await consumer.handle(records(b"garbage"))
+
+
+def test_a_type_can_have_one_handler_only() -> None:
+    consumer = make_consumer(InMemoryPublisher())
+
+    async def on_alert(alert: AlertRaised) -> None:
+        pass
+
+    consumer.on(AlertRaised, on_alert)
+    with pytest.raises(ValueError, match="already has a handler"):
+        consumer.on(AlertRaised, on_alert)

@@ -1,6 +1,8 @@
-"""Shared fixtures: the real broker (embedded Tansu, once per session) and fresh names per test.
+"""Shared fixtures: the real broker (embedded Tansu, once per session), a fresh database per test
+(SQLite file, and PostgreSQL under the ``integration`` marker), and fresh names per test.
 
-Set ``VIGIL_TEST_KAFKA_BOOTSTRAP`` to run the integration tests against another Kafka instead.
+Set ``VIGIL_TEST_KAFKA_BOOTSTRAP`` to run the integration tests against another Kafka, and
+``VIGIL_TEST_POSTGRES_URL`` (an administrative connection) to use another PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from services.runtime import EmbeddedBroker, KafkaProfile, KafkaSettings, ensure_topics
 
@@ -45,3 +49,28 @@ async def kafka_settings(kafka_bootstrap: str, unique: str) -> KafkaSettings:
     await ensure_topics(kafka_bootstrap, prefix=prefix)
     profile = KafkaProfile(os.environ.get("VIGIL_TEST_KAFKA_PROFILE", KafkaProfile.EMBEDDED))
     return KafkaSettings(bootstrap_servers=kafka_bootstrap, profile=profile, topic_prefix=prefix)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "VIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str
+) -> AsyncIterator[str]:
+    """URL of an empty database of this test's own: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"vigil_test_{unique}"
+    async with await psycopg.AsyncConnection.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with await psycopg.AsyncConnection.connect(
+            POSTGRES_ADMIN_URL, autocommit=True
+        ) as admin:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,6 +2,16 @@
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
 from services.runtime.consumer import EventConsumer, Record, RetryPolicy
+from services.runtime.database import (
+    ProcessedEvent,
+    Sessions,
+    UtcDateTime,
+    async_url,
+    create_engine,
+    create_tables,
+    first_time,
+    session_factory,
+)
 from services.runtime.embedded_broker import (
     BrokerStartError,
     EmbeddedBroker,
@@ -12,6 +22,7 @@ from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
+from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from services.runtime.publisher import EventPublisher, Publisher
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -24,6 +35,9 @@ __all__ = [
     "EventPublisher",
     "KafkaProfile",
     "KafkaSettings",
+    "OutboxMessage",
+    "OutboxRelay",
+    "ProcessedEvent",
     "Publisher",
     "Record",
     "RetryPolicy",
@@ -32,11 +46,19 @@ __all__ = [
     "ServiceName",
     "ServiceRuntime",
     "ServiceSettings",
+    "Sessions",
+    "UtcDateTime",
+    "async_url",
     "configure_logging",
     "consumer_options",
+    "create_engine",
+    "create_tables",
     "ensure_topics",
+    "first_time",
     "free_port",
     "kafka_broker",
     "producer_options",
     "serve",
+    "session_factory",
+    "stage",
 ]

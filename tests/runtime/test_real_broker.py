@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import generate_latest
 
 from contracts import TOPICS, Envelope, MessageDeadLettered, Topic
 from contracts.wire import (
@@ -58,6 +59,12 @@ async def test_every_event_type_round_trips_with_documented_key_and_headers(
 
     by_id = {event.event_id: event for event in received}
     assert len(received) == len(events)
+    exposition = generate_latest(runtime.metrics.registry).decode()
+    alerts_topic = kafka_settings.topic_name(Topic.ALERTS)
+    handled = f'vigil_messages_handled_total{{service="scorer",topic="{alerts_topic}"}} 2.0'
+    assert handled in exposition
+    assert "vigil_consumer_lag{" in exposition
+    assert "vigil_handler_seconds_bucket{" in exposition
     for sent in events:
         assert by_id[sent.event_id] == sent, sent.type
 

@@ -1,0 +1,137 @@
+"""Databases for the services that keep state: SQLite file by default, PostgreSQL by URL.
+
+One async engine per service process. Services write their own tables; this module gives them
+the engine, sessions, a timezone-safe timestamp column type, and the durable record of handled
+event ids (:func:`first_time`) that makes a handler's effects idempotent across restarts.
+
+SQLite specifics: WAL journal, a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every
+transaction, so that two processes writing the same file serialise instead of failing to upgrade
+a read lock (SQLAlchemy's documented recipe for pysqlite transactions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import DateTime, Table, event
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from contracts.envelope import utc_now
+
+__all__ = [
+    "ProcessedEvent",
+    "Sessions",
+    "UtcDateTime",
+    "async_url",
+    "create_engine",
+    "create_tables",
+    "first_time",
+    "session_factory",
+]
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def async_url(url: str) -> str:
+    """Return a database URL with an async driver (``sqlite://`` → aiosqlite, ``postgresql://``
+    → psycopg); URLs naming a driver already are kept.
+
+    >>> async_url("sqlite:///.vigil/incidents.db")
+    'sqlite+aiosqlite:///.vigil/incidents.db'
+    >>> async_url("postgresql://vigil@db:5432/vigil")
+    'postgresql+psycopg://vigil@db:5432/vigil'
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """Create the async engine of a service database."""
+    full = async_url(url)
+    if full.startswith("sqlite"):
+        engine = create_async_engine(full, echo=echo, connect_args={"timeout": 30})
+        _sqlite_pragmas_and_immediate_transactions(engine)
+        return engine
+    return create_async_engine(full, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_pragmas_and_immediate_transactions(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN; on_begin does
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> Sessions:
+    """Return the session maker of an engine (objects stay usable after commit)."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -> None:
+    """Create the tables of the given models if missing (a service names its own tables, plus
+    the shared ones it uses, so one process can hold several services' models)."""
+    tables = [cast(Table, model.__table__) for model in models]  # type: ignore[attr-defined]  # set by SQLModel for table=True classes
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=tables))
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """An event id whose effects are committed; written in the same transaction as the effects."""
+
+    __tablename__ = "processed_events"
+
+    event_id: UUID = Field(primary_key=True)
+    processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+
+
+async def first_time(session: AsyncSession, event_id: UUID) -> bool:
+    """Record ``event_id`` as handled in the session's transaction; ``False`` if it already was.
+
+    Call it at the start of a handler's transaction and skip the work when it returns ``False``.
+    Two transactions racing on the same id cannot both commit (primary key).
+    """
+    if await session.get(ProcessedEvent, event_id) is not None:
+        return False
+    session.add(ProcessedEvent(event_id=event_id))
+    return True

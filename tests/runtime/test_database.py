@@ -1,0 +1,152 @@
+"""Shared persistence mechanics on SQLite and PostgreSQL: timestamps, processed ids, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from contracts import Envelope
+from services.runtime.database import (
+    ProcessedEvent,
+    Sessions,
+    create_engine,
+    create_tables,
+    first_time,
+    session_factory,
+)
+from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
+from tests.factories import make_alert
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[Envelope] = []
+        self.fail_next = False
+
+    async def publish(self, event: Envelope) -> None:
+        await self.publish_many([event])
+
+    async def publish_many(self, events: Iterable[Envelope]) -> None:
+        batch = list(events)
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("broker down")
+        self.published.extend(batch)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await create_tables(engine, [ProcessedEvent, OutboxMessage])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return session_factory(engine)
+
+
+async def test_an_event_id_is_processed_once_and_only_when_its_transaction_commits(
+    sessions: Sessions,
+) -> None:
+    alert = make_alert()
+
+    async def mark_then_fail() -> None:
+        async with sessions() as session, session.begin():
+            assert await first_time(session, alert.event_id)
+            raise RuntimeError("handler failed after marking")
+
+    with pytest.raises(RuntimeError):
+        await mark_then_fail()
+    async with sessions() as session, session.begin():
+        assert await first_time(session, alert.event_id)
+    async with sessions() as session, session.begin():
+        assert not await first_time(session, alert.event_id)
+
+
+async def test_staged_events_are_published_in_order_only_after_commit(sessions: Sessions) -> None:
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(sessions, publisher)
+    alerts = [make_alert(summary=f"alert {n}") for n in range(5)]
+
+    async def stage_then_fail() -> None:
+        async with sessions() as session, session.begin():
+            stage(session, [make_alert(summary="rolled back")])
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await stage_then_fail()
+    async with sessions() as session, session.begin():
+        stage(session, alerts[:3])
+    async with sessions() as session, session.begin():
+        stage(session, alerts[3:])
+
+    assert await relay.pending() == 5
+    assert await relay.publish_pending() == 5
+    assert publisher.published == alerts
+    assert await relay.publish_pending() == 0
+    assert await relay.pending() == 0
+
+
+async def test_a_failed_publish_leaves_the_rows_for_the_next_pass(sessions: Sessions) -> None:
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(sessions, publisher)
+    alert = make_alert()
+    async with sessions() as session, session.begin():
+        stage(session, [alert])
+    publisher.fail_next = True
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    assert await relay.pending() == 1
+    assert await relay.publish_pending() == 1
+    assert publisher.published == [alert]
+
+
+async def test_the_relay_publishes_when_woken(sessions: Sessions) -> None:
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(sessions, publisher, poll_interval_s=30)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.2)
+        alert = make_alert()
+        async with sessions() as session, session.begin():
+            stage(session, [alert])
+        relay.wake()
+        for _ in range(100):
+            if publisher.published:
+                break
+            await asyncio.sleep(0.02)
+        assert publisher.published == [alert]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_old_published_rows_are_pruned(sessions: Sessions) -> None:
+    relay = OutboxRelay(sessions, RecordingPublisher(), retention=timedelta(days=1))
+    async with sessions() as session, session.begin():
+        stage(session, [make_alert(), make_alert(), make_alert()])
+    await relay.publish_pending()
+    assert await relay.prune() == 0
+    async with sessions() as session, session.begin():
+        rows = (await session.exec(select(OutboxMessage).limit(2))).all()
+        for row in rows:
+            row.published_at = datetime.now(UTC) - timedelta(days=2)
+            session.add(row)
+    assert await relay.prune() == 2
+
+
+async def test_timestamps_come_back_timezone_aware(sessions: Sessions) -> None:
+    alert = make_alert()
+    async with sessions() as session, session.begin():
+        assert await first_time(session, alert.event_id)
+    async with sessions() as session:
+        row = await session.get(ProcessedEvent, alert.event_id)
+        assert row is not None
+        assert row.processed_at.tzinfo is not None

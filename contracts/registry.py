@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from contracts.drift import FeatureKind
 from contracts.envelope import Envelope
@@ -30,6 +30,7 @@ __all__ = [
     "ModelRegistered",
     "ModelRejected",
     "ModelRolledBack",
+    "ModelVersionRecord",
     "MonitoringSpec",
     "ProbeSpec",
     "ServedVersion",
@@ -41,7 +42,7 @@ SUPPORTED_METRICS = frozenset(
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class FeatureSpec(_Frozen):
@@ -266,12 +267,15 @@ class Deployment(_Frozen):
         return self
 
 
-class ModelRegistered(Envelope):
-    """A new model version was registered with its lineage and maintenance instructions."""
+class ModelVersionRecord(_Frozen):
+    """A registered model version: its lineage and its maintenance instructions.
 
-    type: Literal["model.registered"] = "model.registered"
+    The registry's record of the version, carried by ``model.registered`` and served by the
+    registry's HTTP API (``GET /models/{model}/versions/{version}``).
+    """
+
     model: ModelName
-    version: int = Field(ge=1, description="New version number.", examples=[3])
+    version: int = Field(ge=1, description="Version number within the model.", examples=[3])
     artifact_uri: str = Field(
         min_length=1,
         description="Where the artifact is, relative to the artifact store.",
@@ -283,20 +287,36 @@ class ModelRegistered(Envelope):
     sklearn_version: str = Field(
         description="scikit-learn version that trained it.", examples=["1.6.1"]
     )
-    dataset: DatasetRef
+    dataset: DatasetRef = Field(description="Training dataset.")
     metrics: dict[str, float] = Field(
-        default_factory=dict, description="Validation metrics.", examples=[{"recall": 0.97}]
+        default_factory=dict,
+        description="Validation metrics, measured on evaluation_dataset.",
+        examples=[{"recall": 0.97}],
+    )
+    evaluation_dataset: DatasetRef | None = Field(
+        default=None, description="Dataset the metrics were measured on."
     )
     parameters: dict[str, JsonValue] = Field(
         default_factory=dict, description="Training parameters.", examples=[{"C": 1.0}]
     )
     code_version: str = Field(description="Version of the training code.", examples=["vigil 0.1.0"])
-    spec: MonitoringSpec
+    spec: MonitoringSpec = Field(description="Maintenance instructions.")
     registered_by: str = Field(min_length=1, description="Who registered it.", examples=["ana"])
     reason: str = Field(description="Why it was registered.", examples=["initial model"])
     incident_id: str | None = Field(
-        default=None, description="Incident that caused it.", examples=[None]
+        default=None, description="Incident that caused it, if any.", examples=["inc-000042"]
     )
+    registered_at: AwareDatetime = Field(
+        description="When it was registered.", examples=["2026-11-22T10:00:00Z"]
+    )
+
+
+class ModelRegistered(Envelope):
+    """A new model version was registered with its lineage and maintenance instructions."""
+
+    type: Literal["model.registered"] = "model.registered"
+    model: ModelName
+    record: ModelVersionRecord
 
 
 class ModelDeployed(Envelope):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 
 from services.runtime.embedded_broker import BrokerStartError, EmbeddedBroker, ensure_topics
+from services.runtime.names import ServiceName
 from services.runtime.observability import configure_logging
 from services.runtime.settings import KafkaSettings
 
@@ -80,6 +82,27 @@ def topics(
     console.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
 
 
+@app.command("run")
+def run_service(
+    service: ServiceName = typer.Argument(help="Service to run in this process."),
+) -> None:
+    """Run one service in this process (settings from the environment); SIGTERM stops it cleanly."""
+    module = importlib.import_module(f"{service.package}.app")
+    module.main()
+
+
+# Each service contributes its own command group from its package's cli module; a service that
+# does not exist yet is simply absent.
+_SERVICE_COMMANDS: list[tuple[str, str]] = []
+
+
+def _add_service_commands() -> None:
+    for module_name, group in _SERVICE_COMMANDS:
+        module = importlib.import_module(module_name)
+        app.add_typer(module.app, name=group)
+
+
 def main() -> None:
     """Entry point of the ``vigil`` console script."""
+    _add_service_commands()
     app()

@@ -42,6 +42,7 @@ from contracts import (
     ModelRegistered,
     ModelRejected,
     ModelRolledBack,
+    ModelVersionRecord,
     MonitoringSpec,
     PredictionMade,
     ProbeCase,
@@ -104,6 +105,29 @@ def make_deployment(**overrides: Any) -> Deployment:
         "challenger_share": 0.1,
     }
     return Deployment(**(fields | overrides))
+
+
+def make_version_record(**overrides: Any) -> ModelVersionRecord:
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "version": 2,
+        "artifact_uri": f"sha256/{SHA}.skops",
+        "artifact_sha256": SHA,
+        "sklearn_version": "1.6.1",
+        "dataset": DatasetRef(name=MODEL, version="1", digest="sha256:" + SHA),
+        "metrics": {"recall": 0.97},
+        "evaluation_dataset": DatasetRef(
+            name=MODEL, version="1-test", digest="sha256:" + "cd" * 32
+        ),
+        "parameters": {"C": 1.0, "penalty": "l2"},
+        "code_version": "vigil 0.1.0",
+        "spec": make_spec(),
+        "registered_by": "ana",
+        "reason": "retrain",
+        "incident_id": "inc-000001",
+        "registered_at": T0,
+    }
+    return ModelVersionRecord(**(fields | overrides))
 
 
 def make_window() -> Window:
@@ -345,22 +369,7 @@ def sample_events() -> list[Envelope]:
             requested_by="ana",
             reason="drift",
         ),
-        ModelRegistered(
-            producer="retrainer",
-            model=MODEL,
-            version=2,
-            artifact_uri="artifacts/b.skops",
-            artifact_sha256=SHA,
-            sklearn_version="1.6.1",
-            dataset=DatasetRef(name=MODEL, version="1", digest="sha256:" + SHA),
-            metrics={"recall": 0.97},
-            parameters={"C": 1.0, "penalty": "l2"},
-            code_version="vigil 0.1.0",
-            spec=make_spec(),
-            registered_by="ana",
-            reason="retrain",
-            incident_id="inc-000001",
-        ),
+        ModelRegistered(producer="retrainer", model=MODEL, record=make_version_record()),
         ModelDeployed(
             producer="retrainer", model=MODEL, deployment=deployment, actor="ana", reason="canary"
         ),

@@ -24,6 +24,7 @@ from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from services.runtime.publisher import EventPublisher, Publisher
+from services.runtime.registry_client import IntegrityError, RegistryClient, RegistryError
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
@@ -33,6 +34,7 @@ __all__ = [
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",
     "OutboxMessage",
@@ -40,6 +42,8 @@ __all__ = [
     "ProcessedEvent",
     "Publisher",
     "Record",
+    "RegistryClient",
+    "RegistryError",
     "RetryPolicy",
     "SeenEvents",
     "ServiceMetrics",

@@ -28,6 +28,21 @@ class ServiceName(StrEnum):
         return f"VIGIL_{self.value.replace('-', '_').upper()}_"
 
     @property
+    def default_port(self) -> int:
+        """Loopback HTTP port of the service in the embedded stack."""
+        return _DEFAULT_PORTS[self]
+
+    @property
     def group_id(self) -> str:
         """Kafka consumer group shared by all replicas of the service."""
         return self.value
+
+
+_DEFAULT_PORTS = {
+    ServiceName.INCIDENT_LOG: 8700,
+    ServiceName.RETRAINER: 8710,
+    ServiceName.SCORER: 8720,
+    ServiceName.MONITOR: 8730,
+    ServiceName.DRIFT_DETECTOR: 8740,
+    ServiceName.RUNBOOK_RUNNER: 8750,
+}

@@ -70,5 +70,20 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address of the HTTP endpoints.")
     http_port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    registry_url: str = Field(
+        default="http://127.0.0.1:8710",
+        validation_alias=AliasChoices("VIGIL_REGISTRY_URL"),
+        description="HTTP API of the model registry (the retrainer).",
+    )
+    scorer_url: str = Field(
+        default="http://127.0.0.1:8720",
+        validation_alias=AliasChoices("VIGIL_SCORER_URL"),
+        description="HTTP API of the scorer.",
+    )
+    incident_log_url: str = Field(
+        default="http://127.0.0.1:8700",
+        validation_alias=AliasChoices("VIGIL_INCIDENT_LOG_URL"),
+        description="HTTP API of the incident log.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

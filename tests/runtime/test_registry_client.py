@@ -1,0 +1,67 @@
+"""The registry client checks what it fetches by hash and reports errors clearly."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from services.runtime import IntegrityError, RegistryClient, RegistryError
+from tests.factories import MODEL, make_deployment, make_version_record
+
+ARTIFACT = b"model bytes"
+DATASET = b"mean radius,diagnosis\n14.2,benign\n"
+ARTIFACT_SHA = hashlib.sha256(ARTIFACT).hexdigest()
+DATASET_DIGEST = "sha256:" + hashlib.sha256(DATASET).hexdigest()
+
+
+def registry(request: httpx.Request) -> httpx.Response:
+    path = request.url.path
+    if path == f"/models/{MODEL}/versions/2":
+        return httpx.Response(200, content=make_version_record().model_dump_json())
+    if path == f"/models/{MODEL}/deployment":
+        return httpx.Response(200, content=make_deployment().model_dump_json())
+    if path == "/deployments":
+        return httpx.Response(200, json={MODEL: make_deployment().model_dump(mode="json")})
+    if path == f"/artifacts/{ARTIFACT_SHA}":
+        return httpx.Response(200, content=ARTIFACT)
+    if path == f"/artifacts/{'0' * 64}":
+        return httpx.Response(200, content=b"tampered")
+    if path == f"/datasets/{DATASET_DIGEST}":
+        return httpx.Response(200, content=DATASET)
+    return httpx.Response(404, json={"detail": "not found"})
+
+
+@pytest.fixture
+async def client() -> RegistryClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(registry))
+    return RegistryClient(http, "http://registry/")
+
+
+async def test_reads_versions_deployments_and_verified_content(client: RegistryClient) -> None:
+    assert await client.version(MODEL, 2) == make_version_record()
+    assert await client.deployment(MODEL) == make_deployment()
+    assert await client.deployment("never-deployed") is None
+    assert await client.deployments() == {MODEL: make_deployment()}
+    assert await client.artifact(ARTIFACT_SHA) == ARTIFACT
+    assert await client.dataset(DATASET_DIGEST) == DATASET
+
+
+async def test_content_with_the_wrong_hash_is_refused(client: RegistryClient) -> None:
+    with pytest.raises(IntegrityError, match="arrived with SHA-256"):
+        await client.artifact("0" * 64)
+
+
+async def test_errors_name_the_request(client: RegistryClient) -> None:
+    with pytest.raises(RegistryError, match=r"404 to GET /models/breast-cancer/versions/9"):
+        await client.version(MODEL, 9)
+
+
+async def test_an_unreachable_registry_is_a_registry_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    client = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(refuse)), "http://r")
+    with pytest.raises(RegistryError, match="unreachable"):
+        await client.deployments()

@@ -1,7 +1,7 @@
 """The only code services share: settings, broker wiring, consuming with dead letters and
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
-from services.runtime.consumer import EventConsumer, Record, RetryPolicy
+from services.runtime.consumer import EventConsumer, Record, Rejected, Rejection, RetryPolicy
 from services.runtime.database import (
     ProcessedEvent,
     Sessions,
@@ -44,6 +44,8 @@ __all__ = [
     "Record",
     "RegistryClient",
     "RegistryError",
+    "Rejected",
+    "Rejection",
     "RetryPolicy",
     "SeenEvents",
     "ServiceMetrics",

@@ -39,12 +39,27 @@ from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
 
-__all__ = ["EventConsumer", "Record", "RetryPolicy"]
+__all__ = ["EventConsumer", "Record", "Rejected", "Rejection", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Envelope)
-_Handler = Callable[[Any], Awaitable[None]]
+_Handler = Callable[[Any], Awaitable["Sequence[Rejection] | None"]]
+
+
+class Rejected(Exception):  # reads as a verdict: `raise Rejected("unknown model")`
+    """Raised by a handler for an event that is valid JSON but cannot be acted on (an unknown
+    model, features that do not match the model's schema, ...): the event is dead-lettered at once
+    as ``invalid`` with this message, without retries. Raise it before making any effect."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Returned by a batch handler for each event of the batch it refuses (see :class:`Rejected`);
+    the other events of the batch count as handled."""
+
+    event_id: UUID
+    error: str
 
 
 class Record(Protocol):
@@ -76,6 +91,17 @@ class RetryPolicy:
 class _Route:
     handler: _Handler
     batch: bool
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    error: Exception | None = None
+    rejected: str | None = None
+    rejections: Sequence[Rejection] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.rejected is not None
 
 
 @dataclass(frozen=True)
@@ -116,8 +142,15 @@ class EventConsumer:
         """Handle each event of a type, one at a time."""
         self._add(event_type, _Route(cast(_Handler, handler), batch=False))
 
-    def on_batch(self, event_type: type[E], handler: Callable[[list[E]], Awaitable[None]]) -> None:
-        """Handle events of a type in lists (runs of consecutive events of one polled batch)."""
+    def on_batch(
+        self,
+        event_type: type[E],
+        handler: Callable[[list[E]], Awaitable[Sequence[Rejection] | None]],
+    ) -> None:
+        """Handle events of a type in lists (runs of consecutive events of one polled batch).
+
+        The handler may return a :class:`Rejection` for each event it refuses.
+        """
         self._add(event_type, _Route(cast(_Handler, handler), batch=True))
 
     def _add(self, event_type: type[Envelope], route: _Route) -> None:
@@ -183,40 +216,50 @@ class EventConsumer:
         return None
 
     async def _handle_one(self, handler: _Handler, delivery: _Delivery) -> None:
-        error = await self._attempt(handler, delivery.event, [delivery])
-        if error is not None:
-            await self._dead_letter(
-                delivery.record, DeadLetterReason.HANDLER_FAILED, _describe(error)
-            )
+        outcome = await self._attempt(handler, delivery.event, [delivery])
+        await self._settle(outcome, [delivery])
         self._seen.add(delivery.event.event_id)
 
     async def _handle_batch(self, handler: _Handler, run: list[_Delivery]) -> None:
-        error = await self._attempt(handler, [d.event for d in run], run)
-        if error is not None and len(run) > 1:
+        outcome = await self._attempt(handler, [d.event for d in run], run)
+        if outcome.failed and len(run) > 1:
             # Find the poison: hand each event on its own, so one bad event cannot sink the rest.
             for delivery in run:
-                single_error = await self._attempt(handler, [delivery.event], [delivery])
-                if single_error is not None:
-                    await self._dead_letter(
-                        delivery.record, DeadLetterReason.HANDLER_FAILED, _describe(single_error)
-                    )
-        elif error is not None:
-            await self._dead_letter(
-                run[0].record, DeadLetterReason.HANDLER_FAILED, _describe(error)
-            )
+                await self._settle(
+                    await self._attempt(handler, [delivery.event], [delivery]), [delivery]
+                )
+        else:
+            await self._settle(outcome, run)
         for delivery in run:
             self._seen.add(delivery.event.event_id)
 
-    async def _attempt(
-        self, handler: _Handler, argument: object, run: list[_Delivery]
-    ) -> Exception | None:
+    async def _settle(self, outcome: _Outcome, run: list[_Delivery]) -> None:
+        """Dead-letter what an attempt refused or could not handle."""
+        if outcome.rejected is not None:
+            for delivery in run:
+                await self._dead_letter(delivery.record, DeadLetterReason.INVALID, outcome.rejected)
+        elif outcome.error is not None:
+            for delivery in run:
+                await self._dead_letter(
+                    delivery.record, DeadLetterReason.HANDLER_FAILED, _describe(outcome.error)
+                )
+        refused = {rejection.event_id: rejection.error for rejection in outcome.rejections}
+        for delivery in run:
+            if delivery.event.event_id in refused:
+                await self._dead_letter(
+                    delivery.record, DeadLetterReason.INVALID, refused[delivery.event.event_id]
+                )
+
+    async def _attempt(self, handler: _Handler, argument: object, run: list[_Delivery]) -> _Outcome:
         topic = run[0].record.topic
         delay = self._retry.first_delay_s
         last_error: Exception | None = None
         for attempt in range(1, self._retry.attempts + 1):
             started = time.perf_counter()
             try:
-                await handler(argument)
+                rejections = await handler(argument)
+            except Rejected as rejected:
+                return _Outcome(rejected=str(rejected) or "rejected by the handler")
             except Exception as error:  # a handler bug must not stop the consumer
                 last_error = error
                 self._metrics.failed.labels(self._service, topic).inc()
@@ -235,9 +278,10 @@ class EventConsumer:
             self._metrics.handler_seconds.labels(self._service, topic).observe(
                 time.perf_counter() - started
             )
-            self._metrics.handled.labels(self._service, topic).inc(len(run))
-            return None
-        return last_error
+            refused = list(rejections or ())
+            self._metrics.handled.labels(self._service, topic).inc(len(run) - len(refused))
+            return _Outcome(rejections=refused)
+        return _Outcome(error=last_error)
 
     async def _dead_letter(self, record: Record, reason: DeadLetterReason, error: str) -> None:
         await self._publisher.publish(

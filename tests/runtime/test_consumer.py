@@ -18,7 +18,14 @@ from contracts import (
     Topic,
 )
 from contracts.wire import encode, key_for
-from services.runtime import EventConsumer, KafkaSettings, RetryPolicy, ServiceMetrics
+from services.runtime import (
+    EventConsumer,
+    KafkaSettings,
+    Rejected,
+    Rejection,
+    RetryPolicy,
+    ServiceMetrics,
+)
 from tests.factories import make_alert
 
 
@@ -239,3 +246,44 @@ def test_a_type_can_have_one_handler_only() -> None:
     consumer.on(AlertRaised, on_alert)
     with pytest.raises(ValueError, match="already has a handler"):
         consumer.on(AlertRaised, on_alert)
+
+
+async def test_a_rejected_event_is_dead_lettered_as_invalid_without_retries() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    calls = 0
+
+    async def on_alert(alert: AlertRaised) -> None:
+        nonlocal calls
+        calls += 1
+        raise Rejected(f"unknown model {alert.model!r}")
+
+    consumer.on(AlertRaised, on_alert)
+    await consumer.handle(records(make_alert()))
+    assert calls == 1
+    (letter,) = publisher.dead_letters
+    assert letter.reason is DeadLetterReason.INVALID
+    assert letter.error == "unknown model 'breast-cancer'"
+
+
+async def test_a_batch_handler_can_refuse_single_events_of_its_batch() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    accepted: list[str] = []
+
+    async def on_alerts(alerts: list[AlertRaised]) -> list[Rejection]:
+        refused = [
+            Rejection(a.event_id, f"no good: {a.summary}") for a in alerts if "bad" in a.summary
+        ]
+        accepted.extend(a.summary for a in alerts if "bad" not in a.summary)
+        return refused
+
+    consumer.on_batch(AlertRaised, on_alerts)
+    await consumer.handle(records(*(make_alert(summary=s) for s in ["a", "bad one", "b"])))
+    assert accepted == ["a", "b"]
+    (letter,) = publisher.dead_letters
+    assert (letter.offset, letter.reason, letter.error) == (
+        1,
+        DeadLetterReason.INVALID,
+        "no good: bad one",
+    )

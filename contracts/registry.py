@@ -159,6 +159,11 @@ class MonitoringSpec(_Frozen):
         default=2, ge=1, description="Windows a breach must last before it alerts.", examples=[2]
     )
     probe: ProbeSpec | None = Field(default=None, description="Scheduled probe, if any.")
+    owners: list[str] = Field(
+        default_factory=list,
+        description="The model's owners: who level three pages (people or teams).",
+        examples=[["ana", "oncology-ml"]],
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -1,0 +1,731 @@
+"""Incidents: what an alert does to them, and everything a person or a timer can do to one.
+
+Pure: no I/O, no clock. Each operation takes ``now``, changes the :class:`Incident` in place and
+returns :class:`Effects` — the timeline entries, the events to publish, and the timers to schedule —
+which the store commits in one transaction.
+
+An incident holds **signals**: one per alert fingerprint that joined it (the one that opened it, its
+repeats, and correlated alerts about the same model version). It is resolved when no signal is
+active any more, or by a person. Tiers::
+
+    L1 operations (runbooks) ──▶ L2 incident data scientists ──▶ L3 the model's owners
+
+An incident opens at level one and is **routed** ``group_wait`` later (or at once when that is
+zero): the first policy route that matches any of its active signals is frozen into it, so alerts
+that arrive together (drift, low confidence, decay) are routed as one story, and editing the policy
+never changes a running escalation. A route without level-one runbooks escalates to L2 at once.
+
+Escalation happens on timers (not acknowledged / not mitigated in time, per tier, from the frozen
+route) and on semantic triggers (runbook failed, verification failed, no runbook, a person). Each
+escalation bumps the incident's ``epoch``; a timer scheduled under an older epoch does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
+from contracts.incidents import (
+    EscalationTrigger,
+    IncidentAcknowledged,
+    IncidentAlertAttached,
+    IncidentClaimed,
+    IncidentCommented,
+    IncidentEscalated,
+    IncidentEvent,
+    IncidentOpened,
+    IncidentReopened,
+    IncidentResolved,
+    IncidentStatus,
+    IncidentStatusChanged,
+    Tier,
+)
+from services.incident_log.lifecycle import Action, InvalidTransition, next_status
+from services.incident_log.routing import Route, RoutingPolicy, route_for
+
+__all__ = [
+    "SYSTEM",
+    "ClaimConflict",
+    "DomainError",
+    "Effects",
+    "Incident",
+    "InvalidTransition",
+    "NotResolvable",
+    "Signal",
+    "TimelineEntry",
+    "TimerKind",
+    "TimerRequest",
+    "next_tier",
+]
+
+SYSTEM = "system:incident-log"
+PRODUCER = "incident-log"
+
+_TIER_ORDER = [Tier.L1, Tier.L2, Tier.L3]
+_PERFORMANCE_KINDS = frozenset({AlertKind.METRIC_DECAY, AlertKind.CHALLENGER_WORSE})
+
+
+class DomainError(ValueError):
+    """An action the incident's state refuses; the message says why."""
+
+
+class ClaimConflict(DomainError):
+    """Someone else holds the incident; acting on it needs an explicit take-over."""
+
+
+class NotResolvable(DomainError):
+    """A performance incident cannot be resolved before labels confirm the fix."""
+
+
+def next_tier(tier: Tier) -> Tier | None:
+    """Return the tier above, or ``None`` at the top."""
+    position = _TIER_ORDER.index(tier)
+    return _TIER_ORDER[position + 1] if position + 1 < len(_TIER_ORDER) else None
+
+
+class TimerKind(StrEnum):
+    """What a timer checks when it fires."""
+
+    ROUTE = "route"
+    ACKNOWLEDGE = "acknowledge"
+    MITIGATE = "mitigate"
+
+
+@dataclass(frozen=True)
+class TimerRequest:
+    """A timer to store: fire at ``due_at``; it only acts if the incident is still at ``epoch``."""
+
+    incident_id: str
+    kind: TimerKind
+    tier: Tier
+    due_at: datetime
+    epoch: int
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of an incident's append-only history."""
+
+    at: datetime
+    actor: str
+    action: str
+    from_status: IncidentStatus | None = None
+    to_status: IncidentStatus | None = None
+    from_tier: Tier | None = None
+    to_tier: Tier | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Effects:
+    """What an operation produced, to be committed together."""
+
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    events: list[IncidentEvent] = field(default_factory=list)
+    timers: list[TimerRequest] = field(default_factory=list)
+
+    def __iadd__(self, other: Effects) -> Effects:
+        self.timeline += other.timeline
+        self.events += other.events
+        self.timers += other.timers
+        return self
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing happened."""
+        return not (self.timeline or self.events or self.timers)
+
+
+@dataclass
+class Signal:
+    """One alert fingerprint on an incident, with its repeats and whether it recovered."""
+
+    fingerprint: str
+    kind: AlertKind
+    severity: Severity
+    model_version: int | None
+    first_seen: datetime
+    last_seen: datetime
+    summary: str
+    evidence: dict[str, Any]
+    occurrences: int = 1
+    recovered_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the signal still reports a problem."""
+        return self.recovered_at is None
+
+    @property
+    def about_performance(self) -> bool:
+        """Whether only labels can confirm this signal is fixed."""
+        return self.kind in _PERFORMANCE_KINDS
+
+
+@dataclass
+class Incident:
+    """An incident and its signals; mutated by its methods, which return their effects."""
+
+    id: str
+    model: str
+    model_version: int | None
+    title: str
+    severity: Severity
+    kind: AlertKind
+    fingerprint: str
+    opened_at: datetime
+    last_seen: datetime
+    route: Route | None = None
+    routed_at: datetime | None = None
+    status: IncidentStatus = IncidentStatus.OPEN
+    tier: Tier = Tier.L1
+    tier_entered_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_tier: Tier | None = None
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    claim_lease: timedelta | None = None
+    epoch: int = 0
+    runbook_position: int = 0
+    signals: dict[str, Signal] = field(default_factory=dict)
+
+    # -- opening, repeats, correlation, recovery ---------------------------------------------
+
+    @classmethod
+    def open_from_alert(
+        cls,
+        incident_id: str,
+        alert: AlertRaised,
+        policy: RoutingPolicy,
+        now: datetime,
+        *,
+        group_wait: timedelta = timedelta(0),
+    ) -> tuple[Incident, Effects]:
+        """Open an incident from an alert at level one; route it now or after ``group_wait``."""
+        incident = cls(
+            id=incident_id,
+            model=alert.model,
+            model_version=alert.model_version,
+            title=_title(alert),
+            severity=alert.severity,
+            kind=alert.kind,
+            fingerprint=alert.fingerprint,
+            opened_at=now,
+            last_seen=now,
+            tier_entered_at=now,
+        )
+        incident.signals[alert.fingerprint] = _signal_from(alert, now)
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=SYSTEM,
+                action="opened",
+                to_status=IncidentStatus.OPEN,
+                to_tier=Tier.L1,
+                details=_alert_details(alert),
+            )
+        )
+        effects.events.append(
+            IncidentOpened(
+                **incident._envelope(SYSTEM, now),
+                title=incident.title,
+                severity=incident.severity,
+                kind=incident.kind,
+                fingerprint=incident.fingerprint,
+            )
+        )
+        if group_wait > timedelta(0):
+            effects.timers.append(
+                TimerRequest(
+                    incident.id, TimerKind.ROUTE, Tier.L1, now + group_wait, incident.epoch
+                )
+            )
+        else:
+            effects += incident.route_by(policy, now)
+        return incident, effects
+
+    def route_by(self, policy: RoutingPolicy, now: datetime) -> Effects:
+        """Freeze the first policy route matching any active signal; start the tier's timers.
+
+        A route without level-one runbooks escalates to L2 at once (nothing scripted can help).
+        """
+        if self.route is not None or self.status is IncidentStatus.RESOLVED:
+            return Effects()
+        signals = self.active_signals or list(self.signals.values())
+        route = route_for(policy, self.model, [(s.kind, s.severity) for s in signals])
+        self.route = route
+        self.routed_at = now
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=SYSTEM,
+                action="routed",
+                to_tier=self.tier,
+                details={
+                    "route": route.name,
+                    "runbooks": list(route.runbooks),
+                    "signals": sorted(s.fingerprint for s in signals),
+                },
+            )
+        )
+        if not route.runbooks and self.tier is Tier.L1:
+            kinds = ", ".join(sorted({s.kind.value for s in signals}))
+            effects += self.escalate(
+                SYSTEM, EscalationTrigger.NO_RUNBOOK, f"no level-one runbook for {kinds}", now
+            )
+        else:
+            effects.timers += self._tier_timers(now)
+        return effects
+
+    def record_alert(self, alert: AlertRaised, now: datetime) -> Effects:
+        """Attach an alert: a repeat of one of its signals, or a new, correlated signal."""
+        effects = Effects()
+        self.last_seen = now
+        signal = self.signals.get(alert.fingerprint)
+        if signal is not None:
+            signal.occurrences += 1
+            signal.last_seen = now
+            signal.summary = alert.summary
+            signal.evidence = dict(alert.evidence)
+            if signal.recovered_at is not None:
+                signal.recovered_at = None
+                effects.timeline.append(
+                    TimelineEntry(
+                        at=now,
+                        actor=SYSTEM,
+                        action="signal_refired",
+                        details={"fingerprint": alert.fingerprint, "summary": alert.summary},
+                    )
+                )
+            return effects
+        self.signals[alert.fingerprint] = _signal_from(alert, now)
+        if _more_severe(alert.severity, self.severity):
+            self.severity = alert.severity
+        effects.timeline.append(
+            TimelineEntry(
+                at=now, actor=SYSTEM, action="alert_correlated", details=_alert_details(alert)
+            )
+        )
+        effects.events.append(
+            IncidentAlertAttached(
+                **self._envelope(SYSTEM, now),
+                fingerprint=alert.fingerprint,
+                kind=alert.kind,
+                occurrences=1,
+                correlated=True,
+            )
+        )
+        return effects
+
+    def recover(self, recovery: AlertRecovered, now: datetime) -> Effects:
+        """Mark a signal recovered; resolve the incident once no signal is active."""
+        signal = self.signals.get(recovery.fingerprint)
+        if signal is None or not signal.active or self.status is IncidentStatus.RESOLVED:
+            return Effects()
+        signal.recovered_at = now
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=SYSTEM,
+                action="signal_recovered",
+                details={
+                    "fingerprint": recovery.fingerprint,
+                    "summary": recovery.summary,
+                    "evidence": recovery.evidence,
+                },
+            )
+        )
+        if not self.active_signals:
+            effects += self._resolve(SYSTEM, "every signal recovered", now)
+        return effects
+
+    def reopen_on_recurrence(self, alert: AlertRaised, now: datetime) -> Effects:
+        """Reopen a recently resolved incident because one of its signals fired again."""
+        effects = self._reopen(SYSTEM, f"recurred: {alert.summary}", now)
+        effects += self.record_alert(alert, now)
+        return effects
+
+    # -- people and timers -------------------------------------------------------------------
+
+    def acknowledge(self, actor: str, now: datetime, *, take_over: bool = False) -> Effects:
+        """A responder acknowledges the incident at its current tier."""
+        self._check_unresolved("acknowledge")
+        if self.acknowledged_at is not None:
+            raise DomainError(
+                f"already acknowledged at {self.tier.value} by {self.acknowledged_by}"
+            )
+        effects = self._check_holder(actor, now, take_over)
+        before = self.status
+        self.status = next_status(before, Action.ACKNOWLEDGE)
+        self.acknowledged_by = actor
+        self.acknowledged_at = now
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="acknowledged",
+                from_status=before,
+                to_status=self.status,
+                details={"tier": self.tier.value},
+            )
+        )
+        effects.events.append(IncidentAcknowledged(**self._envelope(actor, now)))
+        return effects
+
+    def claim(
+        self, actor: str, now: datetime, lease: timedelta, *, take_over: bool = False
+    ) -> Effects:
+        """A responder takes ownership for a while; others see who holds it."""
+        self._check_unresolved("claim")
+        previous = self.owner if self._held_by_other(actor, now) else None
+        if previous is not None and not take_over:
+            raise ClaimConflict(self._held_message())
+        self.owner = actor
+        self.lease_expires_at = now + lease
+        self.claim_lease = lease
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="took_over" if previous else "claimed",
+                details={
+                    "lease_expires_at": self.lease_expires_at.isoformat(),
+                    **({"from": previous} if previous else {}),
+                },
+            )
+        )
+        effects.events.append(
+            IncidentClaimed(
+                **self._envelope(actor, now),
+                owner=actor,
+                lease_expires_at=self.lease_expires_at,
+                taken_over_from=previous,
+            )
+        )
+        return effects
+
+    def comment(self, actor: str, text: str, now: datetime, *, take_over: bool = False) -> Effects:
+        """Add a comment to the timeline."""
+        effects = self._check_holder(actor, now, take_over)
+        effects.timeline.append(
+            TimelineEntry(at=now, actor=actor, action="commented", details={"text": text})
+        )
+        effects.events.append(IncidentCommented(**self._envelope(actor, now), text=text))
+        return effects
+
+    def start_mitigation(
+        self, actor: str, reason: str, now: datetime, *, take_over: bool = False
+    ) -> Effects:
+        """Someone (or a level-one runbook) is working on a fix."""
+        effects = self._check_holder(actor, now, take_over)
+        effects += self._change_status(Action.MITIGATE, actor, reason, now)
+        return effects
+
+    def start_monitoring(
+        self, actor: str, reason: str, now: datetime, *, take_over: bool = False
+    ) -> Effects:
+        """The fix is in; watch whether it holds (a performance incident waits for labels)."""
+        effects = self._check_holder(actor, now, take_over)
+        effects += self._change_status(Action.MONITOR, actor, reason, now)
+        self.mitigated_at = now
+        return effects
+
+    def escalate(
+        self,
+        actor: str,
+        trigger: EscalationTrigger,
+        reason: str,
+        now: datetime,
+        *,
+        take_over: bool = False,
+    ) -> Effects:
+        """Move the incident to the next tier, which must acknowledge it anew."""
+        self._check_unresolved("escalate")
+        effects = self._check_holder(actor, now, take_over) if actor != SYSTEM else Effects()
+        target = next_tier(self.tier)
+        if target is None:
+            raise DomainError(f"already at {self.tier.value}, the highest tier")
+        before_status, before_tier = self.status, self.tier
+        self.status = next_status(self.status, Action.ESCALATE)
+        self.tier = target
+        self.tier_entered_at = now
+        self.epoch += 1
+        self.acknowledged_by = self.acknowledged_at = None
+        self.owner = self.lease_expires_at = self.claim_lease = None
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="escalated",
+                from_status=before_status,
+                to_status=self.status,
+                from_tier=before_tier,
+                to_tier=target,
+                details={"trigger": trigger.value, "reason": reason},
+            )
+        )
+        effects.events.append(
+            IncidentEscalated(
+                **self._envelope(actor, now), from_tier=before_tier, trigger=trigger, reason=reason
+            )
+        )
+        effects.timers += self._tier_timers(now)
+        return effects
+
+    def resolve(
+        self,
+        actor: str,
+        reason: str,
+        now: datetime,
+        *,
+        force: bool = False,
+        take_over: bool = False,
+    ) -> Effects:
+        """A person resolves the incident; a performance signal still active needs ``force``."""
+        self._check_unresolved("resolve")
+        effects = self._check_holder(actor, now, take_over)
+        waiting = [s.fingerprint for s in self.active_signals if s.about_performance]
+        if waiting and not force:
+            raise NotResolvable(
+                "labels have not confirmed the fix yet (active: "
+                + ", ".join(waiting)
+                + "); wait for the recovery, or resolve with force and a reason"
+            )
+        effects += self._resolve(actor, reason, now, forced=bool(waiting))
+        return effects
+
+    def reopen(self, actor: str, reason: str, now: datetime) -> Effects:
+        """A person reopens a resolved incident."""
+        return self._reopen(actor, reason, now)
+
+    def fire_timer(self, timer: TimerRequest, policy: RoutingPolicy, now: datetime) -> Effects:
+        """Route or escalate if the timer is current and its condition still holds; else nothing."""
+        if timer.epoch != self.epoch or self.status is IncidentStatus.RESOLVED:
+            return Effects()
+        if timer.kind is TimerKind.ROUTE:
+            return self.route_by(policy, now)
+        assert self.route is not None  # tier timers start when the incident is routed
+        if timer.kind is TimerKind.ACKNOWLEDGE:
+            if self.acknowledged_at is not None or self.status is not IncidentStatus.OPEN:
+                return Effects()
+            trigger = EscalationTrigger.NOT_ACKNOWLEDGED
+            minutes = self.route.tiers[timer.tier].ack_timeout_minutes
+            reason = f"not acknowledged at {timer.tier.value} within {minutes:g} min"
+        else:
+            if self.status in (IncidentStatus.MONITORING, IncidentStatus.RESOLVED):
+                return Effects()
+            trigger = EscalationTrigger.NOT_MITIGATED
+            minutes = self.route.tiers[timer.tier].mitigate_timeout_minutes
+            reason = f"not mitigated at {timer.tier.value} within {minutes:g} min"
+        if next_tier(self.tier) is None:
+            self.epoch += 1  # nothing above L3: record it once, and let no later timer repeat it
+            effects = Effects()
+            effects.timeline.append(
+                TimelineEntry(
+                    at=now,
+                    actor=SYSTEM,
+                    action="escalation_exhausted",
+                    details={"trigger": trigger.value, "reason": reason},
+                )
+            )
+            return effects
+        return self.escalate(SYSTEM, trigger, reason, now)
+
+    # -- views -------------------------------------------------------------------------------
+
+    @property
+    def active_signals(self) -> list[Signal]:
+        """Signals still reporting a problem."""
+        return [signal for signal in self.signals.values() if signal.active]
+
+    @property
+    def alert_count(self) -> int:
+        """Alerts received on this incident, repeats included."""
+        return sum(signal.occurrences for signal in self.signals.values())
+
+    def held_by(self, now: datetime) -> str | None:
+        """Who holds the incident now, if anyone."""
+        if self.owner is None or self.lease_expires_at is None or self.lease_expires_at <= now:
+            return None
+        return self.owner
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _envelope(self, actor: str, now: datetime) -> dict[str, Any]:
+        return {
+            "producer": PRODUCER,
+            "occurred_at": now,
+            "correlation_id": self.id,
+            "incident_id": self.id,
+            "model": self.model,
+            "model_version": self.model_version,
+            "status": self.status,
+            "tier": self.tier,
+            "actor": actor,
+        }
+
+    def _tier_timers(self, now: datetime) -> list[TimerRequest]:
+        if self.route is None:
+            return []  # not routed yet: the tier's timers start at routing
+        timers = self.route.tiers[self.tier]
+        return [
+            TimerRequest(
+                self.id, TimerKind.ACKNOWLEDGE, self.tier, now + timers.ack_timeout, self.epoch
+            ),
+            TimerRequest(
+                self.id, TimerKind.MITIGATE, self.tier, now + timers.mitigate_timeout, self.epoch
+            ),
+        ]
+
+    def _check_unresolved(self, verb: str) -> None:
+        if self.status is IncidentStatus.RESOLVED:
+            raise InvalidTransition(f"cannot {verb} a resolved incident (reopen it first)")
+
+    def _held_by_other(self, actor: str, now: datetime) -> bool:
+        holder = self.held_by(now)
+        return holder is not None and holder != actor and actor != SYSTEM
+
+    def _held_message(self) -> str:
+        assert self.lease_expires_at is not None
+        return (
+            f"held by {self.owner} until {self.lease_expires_at.isoformat()}; "
+            "take over explicitly to act on it"
+        )
+
+    def _check_holder(self, actor: str, now: datetime, take_over: bool) -> Effects:
+        """Refuse a non-holder's action unless it takes over; renew the holder's lease."""
+        effects = Effects()
+        if self._held_by_other(actor, now):
+            if not take_over:
+                raise ClaimConflict(self._held_message())
+            previous = self.owner
+            lease = (self.lease_expires_at or now) - now
+            self.owner = actor
+            self.lease_expires_at = now + max(lease, timedelta(minutes=1))
+            effects.timeline.append(
+                TimelineEntry(at=now, actor=actor, action="took_over", details={"from": previous})
+            )
+            effects.events.append(
+                IncidentClaimed(
+                    **self._envelope(actor, now),
+                    owner=actor,
+                    lease_expires_at=self.lease_expires_at,
+                    taken_over_from=previous,
+                )
+            )
+        elif self.held_by(now) == actor and self.lease_expires_at and self.claim_lease:
+            self.lease_expires_at = max(self.lease_expires_at, now + self.claim_lease)
+        return effects
+
+    def _change_status(self, action: Action, actor: str, reason: str, now: datetime) -> Effects:
+        before = self.status
+        self.status = next_status(before, action)
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action=f"status_{self.status.value}",
+                from_status=before,
+                to_status=self.status,
+                details={"reason": reason},
+            )
+        )
+        effects.events.append(
+            IncidentStatusChanged(**self._envelope(actor, now), from_status=before, reason=reason)
+        )
+        return effects
+
+    def _resolve(self, actor: str, reason: str, now: datetime, *, forced: bool = False) -> Effects:
+        before = self.status
+        self.status = next_status(before, Action.RESOLVE)
+        self.resolved_at = now
+        self.resolved_tier = self.tier
+        self.owner = self.lease_expires_at = self.claim_lease = None
+        self.epoch += 1
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="resolved",
+                from_status=before,
+                to_status=self.status,
+                details={"reason": reason, **({"forced": True} if forced else {})},
+            )
+        )
+        effects.events.append(
+            IncidentResolved(**self._envelope(actor, now), from_status=before, reason=reason)
+        )
+        return effects
+
+    def _reopen(self, actor: str, reason: str, now: datetime) -> Effects:
+        before = self.status
+        self.status = next_status(before, Action.REOPEN)
+        self.resolved_at = self.resolved_tier = None
+        self.mitigated_at = None
+        self.acknowledged_by = self.acknowledged_at = None
+        self.tier_entered_at = now
+        self.epoch += 1
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="reopened",
+                from_status=before,
+                to_status=self.status,
+                to_tier=self.tier,
+                details={"reason": reason},
+            )
+        )
+        effects.events.append(IncidentReopened(**self._envelope(actor, now), reason=reason))
+        effects.timers += self._tier_timers(now)
+        return effects
+
+
+def _alert_details(alert: AlertRaised) -> dict[str, Any]:
+    return {
+        "alert_event_id": str(alert.event_id),
+        "fingerprint": alert.fingerprint,
+        "kind": alert.kind.value,
+        "severity": alert.severity.value,
+        "summary": alert.summary,
+        "evidence": alert.evidence,
+        "producer": alert.producer,
+    }
+
+
+def _signal_from(alert: AlertRaised, now: datetime) -> Signal:
+    return Signal(
+        fingerprint=alert.fingerprint,
+        kind=alert.kind,
+        severity=alert.severity,
+        model_version=alert.model_version,
+        first_seen=now,
+        last_seen=now,
+        summary=alert.summary,
+        evidence=dict(alert.evidence),
+    )
+
+
+def _title(alert: AlertRaised) -> str:
+    version = f" v{alert.model_version}" if alert.model_version is not None else ""
+    return f"{alert.model}{version}: {alert.kind.value.replace('_', ' ')} — {alert.summary}"[:300]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def _more_severe(candidate: Severity, current: Severity) -> bool:
+    return _SEVERITY_RANK[candidate] > _SEVERITY_RANK[current]

@@ -1,0 +1,251 @@
+"""Incidents without I/O: opening and routing, signals, people's actions, claims and fenced timers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from contracts import (
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    EscalationTrigger,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentStatus,
+    Severity,
+    Tier,
+    alert_fingerprint,
+)
+from services.incident_log.domain import (
+    SYSTEM,
+    ClaimConflict,
+    DomainError,
+    Incident,
+    InvalidTransition,
+    NotResolvable,
+    TimerKind,
+    TimerRequest,
+)
+from tests.factories import MODEL, T0, make_alert
+from tests.incident_log.policies import make_policy
+
+POLICY = make_policy()
+MINUTE = timedelta(minutes=1)
+
+
+def drift_alert(**overrides: object) -> AlertRaised:
+    fields: dict[str, object] = {
+        "kind": AlertKind.DATA_DRIFT,
+        "severity": Severity.WARNING,
+        "fingerprint": alert_fingerprint(MODEL, 3, AlertKind.DATA_DRIFT, "mean radius"),
+        "summary": "drift on mean radius",
+    }
+    return make_alert(**(fields | overrides))
+
+
+def recovery_of(alert: AlertRaised) -> AlertRecovered:
+    return AlertRecovered(
+        producer=alert.producer,
+        model=alert.model,
+        model_version=alert.model_version,
+        kind=alert.kind,
+        fingerprint=alert.fingerprint,
+        summary="healthy again",
+    )
+
+
+def opened(alert: AlertRaised | None = None, **kwargs: object) -> Incident:
+    incident, _ = Incident.open_from_alert("inc-1", alert or make_alert(), POLICY, T0, **kwargs)  # type: ignore[arg-type]
+    return incident
+
+
+def due(incident: Incident, kind: TimerKind, effects_timers: list[TimerRequest]) -> TimerRequest:
+    return next(timer for timer in effects_timers if timer.kind is kind)
+
+
+def test_a_decay_alert_opens_an_incident_routed_to_level_one_with_its_timers() -> None:
+    incident, effects = Incident.open_from_alert("inc-1", make_alert(), POLICY, T0)
+    assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L1)
+    assert incident.route is not None
+    assert incident.route.name == "performance-decay"
+    assert [entry.action for entry in effects.timeline] == ["opened", "routed"]
+    assert [type(event) for event in effects.events] == [IncidentOpened]
+    assert sorted((t.kind, t.due_at - T0) for t in effects.timers) == [
+        (TimerKind.ACKNOWLEDGE, 10 * MINUTE),
+        (TimerKind.MITIGATE, 30 * MINUTE),
+    ]
+
+
+def test_an_alert_no_runbook_covers_goes_straight_to_level_two() -> None:
+    incident, effects = Incident.open_from_alert("inc-1", drift_alert(), POLICY, T0)
+    assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L2)
+    escalation = next(e for e in effects.events if isinstance(e, IncidentEscalated))
+    assert escalation.trigger is EscalationTrigger.NO_RUNBOOK
+    assert {t.tier for t in effects.timers} == {Tier.L2}
+
+
+def test_routing_waits_for_correlated_alerts_and_takes_the_first_matching_route() -> None:
+    incident, effects = Incident.open_from_alert(
+        "inc-1", drift_alert(), POLICY, T0, group_wait=timedelta(seconds=30)
+    )
+    (route_timer,) = effects.timers
+    assert route_timer.kind is TimerKind.ROUTE
+    incident.record_alert(make_alert(), T0 + timedelta(seconds=10))
+    routed = incident.fire_timer(route_timer, POLICY, T0 + timedelta(seconds=30))
+    assert incident.route is not None
+    assert incident.route.name == "performance-decay"
+    assert incident.tier is Tier.L1
+    assert [entry.action for entry in routed.timeline] == ["routed"]
+
+
+def test_a_repeat_counts_without_publishing_and_a_new_signal_is_attached() -> None:
+    incident = opened()
+    repeat = incident.record_alert(make_alert(), T0 + MINUTE)
+    assert repeat.empty
+    assert incident.alert_count == 2
+    attached = incident.record_alert(drift_alert(), T0 + 2 * MINUTE)
+    assert [entry.action for entry in attached.timeline] == ["alert_correlated"]
+    assert len(incident.signals) == 2
+    assert incident.last_seen == T0 + 2 * MINUTE
+
+
+def test_the_incident_resolves_itself_when_every_signal_recovered() -> None:
+    decay, drift = make_alert(), drift_alert()
+    incident = opened(decay)
+    incident.record_alert(drift, T0)
+    assert incident.recover(recovery_of(decay), T0 + MINUTE).events == []
+    effects = incident.recover(recovery_of(drift), T0 + 2 * MINUTE)
+    assert incident.status is IncidentStatus.RESOLVED
+    assert isinstance(effects.events[-1], IncidentResolved)
+    assert incident.resolved_tier is Tier.L1
+
+
+def test_no_acknowledgement_by_the_timeout_escalates_exactly_once() -> None:
+    incident, effects = Incident.open_from_alert("inc-1", make_alert(), POLICY, T0)
+    ack_timer = due(incident, TimerKind.ACKNOWLEDGE, effects.timers)
+    fired = incident.fire_timer(ack_timer, POLICY, ack_timer.due_at)
+    assert incident.tier is Tier.L2
+    assert [type(e) for e in fired.events] == [IncidentEscalated]
+    assert fired.events[0].trigger is EscalationTrigger.NOT_ACKNOWLEDGED  # type: ignore[attr-defined]
+    assert incident.fire_timer(ack_timer, POLICY, ack_timer.due_at + MINUTE).empty
+    mitigate_timer = due(incident, TimerKind.MITIGATE, effects.timers)
+    assert incident.fire_timer(mitigate_timer, POLICY, mitigate_timer.due_at).empty
+
+
+def test_an_acknowledgement_before_the_timeout_prevents_the_escalation() -> None:
+    incident, effects = Incident.open_from_alert("inc-1", make_alert(), POLICY, T0)
+    incident.acknowledge("ana", T0 + MINUTE)
+    ack_timer = due(incident, TimerKind.ACKNOWLEDGE, effects.timers)
+    assert incident.fire_timer(ack_timer, POLICY, ack_timer.due_at).empty
+    assert incident.tier is Tier.L1
+
+
+def test_not_mitigated_in_time_escalates_but_monitoring_counts_as_mitigated() -> None:
+    incident, effects = Incident.open_from_alert("inc-1", make_alert(), POLICY, T0)
+    timer = due(incident, TimerKind.MITIGATE, effects.timers)
+    incident.acknowledge("ana", T0 + MINUTE)
+    incident.start_mitigation("ana", "rolling back", T0 + 2 * MINUTE)
+    fired = incident.fire_timer(timer, POLICY, timer.due_at)
+    assert fired.events[0].trigger is EscalationTrigger.NOT_MITIGATED  # type: ignore[attr-defined]
+
+    other, effects = Incident.open_from_alert("inc-2", make_alert(), POLICY, T0)
+    timer = due(other, TimerKind.MITIGATE, effects.timers)
+    other.start_mitigation(SYSTEM, "runbook started", T0 + MINUTE)
+    other.start_monitoring(SYSTEM, "runbook verified", T0 + 2 * MINUTE)
+    assert other.fire_timer(timer, POLICY, timer.due_at).empty
+
+
+def test_at_level_three_a_timeout_is_recorded_once_and_goes_nowhere() -> None:
+    incident = opened()
+    incident.escalate("ana", EscalationTrigger.HUMAN, "need data scientists", T0)
+    effects = incident.escalate("bo", EscalationTrigger.HUMAN, "need the owners", T0)
+    assert incident.tier is Tier.L3
+    ack_timer = due(incident, TimerKind.ACKNOWLEDGE, effects.timers)
+    fired = incident.fire_timer(ack_timer, POLICY, ack_timer.due_at)
+    assert [entry.action for entry in fired.timeline] == ["escalation_exhausted"]
+    mitigate_timer = due(incident, TimerKind.MITIGATE, effects.timers)
+    assert incident.fire_timer(mitigate_timer, POLICY, mitigate_timer.due_at).empty
+    with pytest.raises(DomainError, match="highest tier"):
+        incident.escalate("cy", EscalationTrigger.HUMAN, "higher!", T0)
+
+
+def test_escalation_needs_a_new_acknowledgement_at_the_next_tier() -> None:
+    incident = opened()
+    incident.acknowledge("ana", T0)
+    incident.escalate("ana", EscalationTrigger.HUMAN, "out of my depth", T0 + MINUTE)
+    assert (incident.status, incident.acknowledged_at) == (IncidentStatus.OPEN, None)
+    incident.acknowledge("bo", T0 + 2 * MINUTE)
+    with pytest.raises(DomainError, match="already acknowledged at L2 by bo"):
+        incident.acknowledge("cy", T0 + 3 * MINUTE)
+
+
+def test_a_claimed_incident_needs_an_explicit_take_over_and_the_claim_lapses() -> None:
+    incident = opened()
+    lease = timedelta(minutes=30)
+    incident.claim("ana", T0, lease)
+    assert incident.held_by(T0 + MINUTE) == "ana"
+    with pytest.raises(ClaimConflict, match="held by ana"):
+        incident.acknowledge("bo", T0 + MINUTE)
+    with pytest.raises(ClaimConflict):
+        incident.claim("bo", T0 + MINUTE, lease)
+    taken = incident.acknowledge("bo", T0 + MINUTE, take_over=True)
+    assert [entry.action for entry in taken.timeline] == ["took_over", "acknowledged"]
+    assert incident.held_by(T0 + MINUTE) == "bo"
+    assert incident.held_by(T0 + 2 * lease) is None
+    incident.comment("ana", "back from lunch", T0 + 2 * lease)
+
+
+def test_activity_renews_the_holders_lease() -> None:
+    incident = opened()
+    lease = timedelta(minutes=30)
+    incident.claim("ana", T0, lease)
+    incident.comment("ana", "still on it", T0 + 20 * MINUTE)
+    assert incident.held_by(T0 + 45 * MINUTE) == "ana"
+
+
+def test_a_performance_incident_resolves_only_once_labels_confirm_unless_forced() -> None:
+    decay = make_alert()
+    incident = opened(decay)
+    with pytest.raises(NotResolvable, match="labels have not confirmed"):
+        incident.resolve("ana", "looks fine to me", T0)
+    effects = incident.resolve("ana", "false alarm: label pipeline bug", T0, force=True)
+    assert effects.timeline[-1].details == {
+        "reason": "false alarm: label pipeline bug",
+        "forced": True,
+    }
+
+    drift = opened(drift_alert())
+    drift.resolve("bo", "upstream fix deployed", T0)
+    assert drift.status is IncidentStatus.RESOLVED
+
+
+def test_resolved_incidents_refuse_actions_until_reopened() -> None:
+    incident = opened(drift_alert())
+    incident.resolve("bo", "fixed", T0)
+    with pytest.raises(InvalidTransition, match="reopen it first"):
+        incident.acknowledge("bo", T0)
+    incident.reopen("bo", "not fixed after all", T0 + MINUTE)
+    assert (incident.status, incident.resolved_at) == (IncidentStatus.OPEN, None)
+
+
+def test_a_recurrence_reopens_and_reactivates_the_signal() -> None:
+    decay = make_alert()
+    incident = opened(decay)
+    incident.recover(recovery_of(decay), T0 + MINUTE)
+    assert incident.status is IncidentStatus.RESOLVED
+    effects = incident.reopen_on_recurrence(decay, T0 + 5 * MINUTE)
+    assert incident.status is IncidentStatus.OPEN
+    assert incident.signals[decay.fingerprint].active
+    assert [entry.action for entry in effects.timeline] == ["reopened", "signal_refired"]
+
+
+def test_stale_timers_from_before_a_reopen_do_nothing() -> None:
+    decay = make_alert()
+    incident, effects = Incident.open_from_alert("inc-1", decay, POLICY, T0)
+    old_ack = due(incident, TimerKind.ACKNOWLEDGE, effects.timers)
+    incident.recover(recovery_of(decay), T0 + MINUTE)
+    incident.reopen_on_recurrence(decay, T0 + 2 * MINUTE)
+    assert incident.fire_timer(old_ack, POLICY, old_ack.due_at).empty

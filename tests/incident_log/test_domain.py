@@ -1,4 +1,4 @@
-"""Incidents without I/O: opening and routing, signals, people's actions, claims and fenced timers."""
+"""Incidents without I/O: opening and routing, signals, actions, claims and fenced timers."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def test_a_recurrence_reopens_and_reactivates_the_signal() -> None:
     decay = make_alert()
     incident = opened(decay)
     incident.recover(recovery_of(decay), T0 + MINUTE)
-    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.resolved_at == T0 + MINUTE
     effects = incident.reopen_on_recurrence(decay, T0 + 5 * MINUTE)
     assert incident.status is IncidentStatus.OPEN
     assert incident.signals[decay.fingerprint].active

@@ -1,0 +1,651 @@
+"""The incident log's HTTP API: incidents, timelines, actions, alerts, silences, stats, tokens.
+
+Thin: authenticate, check the role, call a use case, shape the answer. Every action is recorded on
+the incident's timeline with the caller's name as actor. Errors: 401 without a valid token, 403 for
+a role too low (the message names the role needed), 404 for an unknown incident, 409 when the
+incident's state refuses the action (the message says why), 422 for a malformed body.
+"""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Self
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from contracts.alerts import AlertKind, Severity
+from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
+from services.incident_log.auth import Principal, find_principal, issue_token
+from services.incident_log.domain import DomainError, Effects, Incident
+from services.incident_log.lifecycle import InvalidTransition
+from services.incident_log.operations import IncidentLog, UnknownIncident, UnknownSilence
+from services.incident_log.permissions import Permission, Role, required_role, role_allows
+from services.incident_log.routing import Matcher
+from services.incident_log.stats import IncidentFacts, ResponseStats, TimelineFact, response_stats
+from services.incident_log.store import IncidentStore
+from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
+from services.runtime.database import Sessions
+
+__all__ = ["build_router"]
+
+
+# -- bodies and views --------------------------------------------------------------------------
+
+
+class ActionBody(BaseModel):
+    """Options every incident action takes."""
+
+    take_over: bool = Field(
+        default=False, description="Act on an incident someone else holds (and take it over)."
+    )
+
+
+class CommentBody(ActionBody):
+    """A comment for the timeline."""
+
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class ReasonBody(ActionBody):
+    """An action that needs a reason on the timeline."""
+
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
+class ResolveBody(ReasonBody):
+    """Resolving; ``force`` resolves a performance incident labels have not confirmed yet."""
+
+    force: bool = False
+
+
+class SilenceBody(BaseModel):
+    """A new silence: what it matches, and when (``ends_at`` or ``duration_minutes``)."""
+
+    matcher: Matcher
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    duration_minutes: float | None = Field(default=None, gt=0)
+    reason: str = Field(min_length=1, max_length=2_000)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> Self:
+        if (self.ends_at is None) == (self.duration_minutes is None):
+            raise ValueError("give exactly one of ends_at and duration_minutes")
+        return self
+
+
+class TokenBody(BaseModel):
+    """A token to create."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@-]+$")
+    role: Role
+
+
+class TokenView(BaseModel):
+    """A created token: shown once."""
+
+    name: str
+    role: Role
+    token: str
+
+
+class WhoAmI(BaseModel):
+    """The caller."""
+
+    name: str
+    role: Role
+
+
+class SignalView(BaseModel):
+    """One alert fingerprint on an incident."""
+
+    fingerprint: str
+    kind: AlertKind
+    severity: Severity
+    model_version: int | None
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    recovered_at: datetime | None
+    active: bool
+    summary: str
+    evidence: dict[str, Any]
+
+
+class IncidentView(BaseModel):
+    """An incident's current state."""
+
+    id: str
+    model: str
+    model_version: int | None
+    title: str
+    severity: Severity
+    kind: AlertKind
+    fingerprint: str
+    status: IncidentStatus
+    tier: Tier
+    route: str | None
+    runbooks: list[str]
+    opened_at: datetime
+    last_seen: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    resolved_tier: Tier | None
+    held_by: str | None
+    lease_expires_at: datetime | None
+    alert_count: int
+
+
+class IncidentDetail(IncidentView):
+    """An incident with its signals and the actions the caller may take now."""
+
+    signals: list[SignalView]
+    actions: list[str] = Field(description="Actions the caller's role and the state allow.")
+
+
+class TimelineEntryView(BaseModel):
+    """One line of history."""
+
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    from_tier: str | None
+    to_tier: str | None
+    details: dict[str, Any]
+
+
+class AlertView(BaseModel):
+    """A received alert and what became of it."""
+
+    event_id: str
+    type: str
+    incident_id: str | None
+    model: str
+    model_version: int | None
+    fingerprint: str
+    kind: str
+    severity: str | None
+    summary: str
+    evidence: dict[str, Any]
+    producer: str
+    occurred_at: datetime
+    received_at: datetime
+    disposition: str
+    suppressed_by: str | None
+
+
+class SilenceView(BaseModel):
+    """A silence."""
+
+    id: str
+    matcher: Matcher
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    reason: str
+    active: bool
+
+
+# -- the router --------------------------------------------------------------------------------
+
+
+def build_router(log: IncidentLog, sessions: Sessions, *, admin_token: str | None) -> APIRouter:
+    """The API's routes, bound to one incident log."""
+    router = APIRouter()
+    bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
+
+    async def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        async with sessions() as session:
+            principal = await find_principal(
+                session, credentials.credentials, admin_token=admin_token
+            )
+        if principal is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return principal
+
+    Caller = Annotated[Principal, Depends(caller)]
+
+    def require(principal: Principal, permission: Permission, tier: Tier | None = None) -> None:
+        if not role_allows(principal.role, permission, tier):
+            needed = required_role(permission, tier)
+            where = f" an {tier.value} incident" if tier else ""
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {principal.role.value} may not {permission.value.replace('_', ' ')}"
+                f"{where} (needs {needed.value} or higher)",
+            )
+
+    async def act(
+        incident_id: str,
+        principal: Principal,
+        permission: Permission,
+        change: Callable[[Incident, datetime], Effects],
+    ) -> IncidentDetail:
+        def guarded(incident: Incident, now: datetime) -> Effects:
+            require(principal, permission, incident.tier)
+            return change(incident, now)
+
+        incident = await _translate(log.act(incident_id, guarded))
+        return _detail(incident, principal, log.now())
+
+    @router.get("/whoami", tags=["auth"])
+    async def whoami(principal: Caller) -> WhoAmI:
+        """The caller's name and role."""
+        return WhoAmI(name=principal.name, role=principal.role)
+
+    @router.get("/incidents", tags=["incidents"])
+    async def list_incidents(
+        principal: Caller,
+        status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
+        tier: Tier | None = None,
+        model: str | None = None,
+        unresolved: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[IncidentView]:
+        """Incidents, newest first, filtered by status, tier, model."""
+        require(principal, Permission.READ)
+        now = log.now()
+        async with sessions() as session:
+            rows = await IncidentStore(session).search(
+                status=status_.value if status_ else None,
+                tier=tier.value if tier else None,
+                model=model,
+                unresolved=unresolved,
+                limit=limit,
+                offset=offset,
+            )
+        return [_view_of_row(row, now) for row in rows]
+
+    @router.get("/incidents/{incident_id}", tags=["incidents"])
+    async def get_incident(incident_id: str, principal: Caller) -> IncidentDetail:
+        """One incident with its signals and the actions the caller may take."""
+        require(principal, Permission.READ)
+        async with sessions() as session:
+            incident = await IncidentStore(session).get(incident_id, for_update=False)
+        if incident is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+        return _detail(incident, principal, log.now())
+
+    @router.get("/incidents/{incident_id}/timeline", tags=["incidents"])
+    async def get_timeline(incident_id: str, principal: Caller) -> list[TimelineEntryView]:
+        """An incident's history, oldest first."""
+        require(principal, Permission.READ)
+        async with sessions() as session:
+            store = IncidentStore(session)
+            if await store.get(incident_id, for_update=False) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+            rows = await store.timeline(incident_id)
+        return [_timeline_view(row) for row in rows]
+
+    @router.get("/incidents/{incident_id}/alerts", tags=["incidents"])
+    async def get_incident_alerts(incident_id: str, principal: Caller) -> list[AlertView]:
+        """The alerts that fed an incident, newest first."""
+        require(principal, Permission.READ)
+        async with sessions() as session:
+            rows = await IncidentStore(session).alerts(incident_id=incident_id)
+        return [_alert_view(row) for row in rows]
+
+    @router.post("/incidents/{incident_id}/acknowledge", tags=["actions"])
+    async def acknowledge(
+        incident_id: str, principal: Caller, body: ActionBody | None = None
+    ) -> IncidentDetail:
+        """Acknowledge at the incident's current tier."""
+        options = body or ActionBody()
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.acknowledge(principal.name, now, take_over=options.take_over),
+        )
+
+    @router.post("/incidents/{incident_id}/claim", tags=["actions"])
+    async def claim(
+        incident_id: str, principal: Caller, body: ActionBody | None = None
+    ) -> IncidentDetail:
+        """Take ownership for a while (renewed by activity); others see who holds it."""
+        options = body or ActionBody()
+        lease = log.policy.claim_lease
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.claim(principal.name, now, lease, take_over=options.take_over),
+        )
+
+    @router.post("/incidents/{incident_id}/comment", tags=["actions"])
+    async def comment(incident_id: str, principal: Caller, body: CommentBody) -> IncidentDetail:
+        """Add a comment to the timeline."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.COMMENT,
+            lambda i, now: i.comment(principal.name, body.text, now, take_over=body.take_over),
+        )
+
+    @router.post("/incidents/{incident_id}/escalate", tags=["actions"])
+    async def escalate(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
+        """Hand the incident to the next tier."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.escalate(
+                principal.name, EscalationTrigger.HUMAN, body.reason, now, take_over=body.take_over
+            ),
+        )
+
+    @router.post("/incidents/{incident_id}/mitigating", tags=["actions"])
+    async def mitigating(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
+        """Say a fix is being worked on."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.start_mitigation(
+                principal.name, body.reason, now, take_over=body.take_over
+            ),
+        )
+
+    @router.post("/incidents/{incident_id}/monitoring", tags=["actions"])
+    async def monitoring(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
+        """Say the fix is in and is being watched."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.start_monitoring(
+                principal.name, body.reason, now, take_over=body.take_over
+            ),
+        )
+
+    @router.post("/incidents/{incident_id}/resolve", tags=["actions"])
+    async def resolve(incident_id: str, principal: Caller, body: ResolveBody) -> IncidentDetail:
+        """Resolve (a performance incident needs the labels' confirmation, or ``force``)."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.ACT_ON_INCIDENT,
+            lambda i, now: i.resolve(
+                principal.name, body.reason, now, force=body.force, take_over=body.take_over
+            ),
+        )
+
+    @router.post("/incidents/{incident_id}/reopen", tags=["actions"])
+    async def reopen(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
+        """Reopen a resolved incident."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.REOPEN,
+            lambda i, now: i.reopen(principal.name, body.reason, now),
+        )
+
+    @router.get("/alerts", tags=["alerts"])
+    async def list_alerts(
+        principal: Caller,
+        model: str | None = None,
+        suppressed: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[AlertView]:
+        """Received alerts, newest first; ``suppressed=true`` shows silenced and inhibited ones."""
+        require(principal, Permission.READ)
+        async with sessions() as session:
+            rows = await IncidentStore(session).alerts(
+                model=model, suppressed=suppressed, limit=limit
+            )
+        return [_alert_view(row) for row in rows]
+
+    @router.get("/silences", tags=["silences"])
+    async def list_silences(principal: Caller, expired: bool = False) -> list[SilenceView]:
+        """Silences in force or to come (and expired ones with ``expired=true``)."""
+        require(principal, Permission.READ)
+        now = log.now()
+        async with sessions() as session:
+            rows = await IncidentStore(session).silences(now=now, include_expired=expired)
+        return [_silence_view(row, now) for row in rows]
+
+    @router.post("/silences", tags=["silences"], status_code=status.HTTP_201_CREATED)
+    async def create_silence(principal: Caller, body: SilenceBody) -> SilenceView:
+        """Mute matching alerts for a while (they are kept, and page no one)."""
+        require(principal, Permission.MANAGE_SILENCES)
+        now = log.now()
+        starts = body.starts_at or now
+        ends = body.ends_at or starts + timedelta(minutes=body.duration_minutes or 0)
+        try:
+            row = await log.create_silence(
+                body.matcher,
+                starts_at=starts,
+                ends_at=ends,
+                actor=principal.name,
+                reason=body.reason,
+            )
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        return _silence_view(row, now)
+
+    @router.delete("/silences/{silence_id}", tags=["silences"])
+    async def expire_silence(silence_id: str, principal: Caller) -> SilenceView:
+        """End a silence now."""
+        require(principal, Permission.MANAGE_SILENCES)
+        try:
+            row = await log.expire_silence(silence_id)
+        except UnknownSilence:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}") from None
+        return _silence_view(row, log.now())
+
+    @router.get("/stats", tags=["stats"])
+    async def stats(principal: Caller) -> ResponseStats:
+        """MTTA and MTTR per tier, model and alert kind; the share resolved at level one."""
+        require(principal, Permission.READ)
+        async with sessions() as session:
+            store = IncidentStore(session)
+            rows = await store.all_incidents()
+            entries = await store.all_timeline(["opened", "escalated", "reopened", "acknowledged"])
+        return response_stats(
+            [
+                IncidentFacts(
+                    row.id, row.model, row.kind, row.opened_at, row.resolved_at, row.resolved_tier
+                )
+                for row in rows
+            ],
+            [
+                TimelineFact(
+                    entry.incident_id,
+                    entry.at,
+                    entry.action,
+                    entry.to_tier or entry.details.get("tier"),
+                )
+                for entry in entries
+            ],
+        )
+
+    @router.post("/tokens", tags=["auth"], status_code=status.HTTP_201_CREATED)
+    async def create_token(principal: Caller, body: TokenBody) -> TokenView:
+        """Create an API token for a person and role (admin only); it is shown once."""
+        require(principal, Permission.MANAGE_TOKENS)
+        async with sessions() as session, session.begin():
+            token = await issue_token(session, body.name, body.role, log.now())
+        return TokenView(name=body.name, role=body.role, token=token)
+
+    return router
+
+
+async def _translate(operation: Awaitable[Incident]) -> Incident:
+    try:
+        return await operation
+    except UnknownIncident as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {error.args[0]!r}") from None
+    except (DomainError, InvalidTransition) as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+
+
+_ACTIONS: list[tuple[str, Permission]] = [
+    ("acknowledge", Permission.ACT_ON_INCIDENT),
+    ("claim", Permission.ACT_ON_INCIDENT),
+    ("comment", Permission.COMMENT),
+    ("escalate", Permission.ACT_ON_INCIDENT),
+    ("mitigating", Permission.ACT_ON_INCIDENT),
+    ("monitoring", Permission.ACT_ON_INCIDENT),
+    ("resolve", Permission.ACT_ON_INCIDENT),
+    ("reopen", Permission.REOPEN),
+]
+
+
+def _possible(incident: Incident, action: str) -> bool:
+    resolved = incident.status is IncidentStatus.RESOLVED
+    if action == "reopen":
+        return resolved
+    if resolved:
+        return False
+    if action == "acknowledge":
+        return incident.acknowledged_at is None
+    if action == "escalate":
+        return incident.tier is not Tier.L3
+    if action == "mitigating":
+        return incident.status in (
+            IncidentStatus.OPEN,
+            IncidentStatus.ACKNOWLEDGED,
+            IncidentStatus.MONITORING,
+        )
+    if action == "monitoring":
+        return incident.status is IncidentStatus.MITIGATING
+    return True
+
+
+def _detail(incident: Incident, principal: Principal, now: datetime) -> IncidentDetail:
+    actions = [
+        name
+        for name, permission in _ACTIONS
+        if _possible(incident, name) and role_allows(principal.role, permission, incident.tier)
+    ]
+    return IncidentDetail(
+        id=incident.id,
+        model=incident.model,
+        model_version=incident.model_version,
+        title=incident.title,
+        severity=incident.severity,
+        kind=incident.kind,
+        fingerprint=incident.fingerprint,
+        status=incident.status,
+        tier=incident.tier,
+        route=incident.route.name if incident.route else None,
+        runbooks=list(incident.route.runbooks) if incident.route else [],
+        opened_at=incident.opened_at,
+        last_seen=incident.last_seen,
+        acknowledged_by=incident.acknowledged_by,
+        acknowledged_at=incident.acknowledged_at,
+        mitigated_at=incident.mitigated_at,
+        resolved_at=incident.resolved_at,
+        resolved_tier=incident.resolved_tier,
+        held_by=incident.held_by(now),
+        lease_expires_at=incident.lease_expires_at if incident.held_by(now) else None,
+        alert_count=incident.alert_count,
+        signals=[
+            SignalView(
+                fingerprint=s.fingerprint,
+                kind=s.kind,
+                severity=s.severity,
+                model_version=s.model_version,
+                first_seen=s.first_seen,
+                last_seen=s.last_seen,
+                occurrences=s.occurrences,
+                recovered_at=s.recovered_at,
+                active=s.active,
+                summary=s.summary,
+                evidence=s.evidence,
+            )
+            for s in incident.signals.values()
+        ],
+        actions=actions,
+    )
+
+
+def _view_of_row(row: IncidentRow, now: datetime) -> IncidentView:
+    held = row.owner if row.lease_expires_at and row.lease_expires_at > now else None
+    route = row.route or {}
+    return IncidentView(
+        id=row.id,
+        model=row.model,
+        model_version=row.model_version,
+        title=row.title,
+        severity=Severity(row.severity),
+        kind=AlertKind(row.kind),
+        fingerprint=row.fingerprint,
+        status=IncidentStatus(row.status),
+        tier=Tier(row.tier),
+        route=route.get("name"),
+        runbooks=list(route.get("runbooks", [])),
+        opened_at=row.opened_at,
+        last_seen=row.last_seen,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+        mitigated_at=row.mitigated_at,
+        resolved_at=row.resolved_at,
+        resolved_tier=Tier(row.resolved_tier) if row.resolved_tier else None,
+        held_by=held,
+        lease_expires_at=row.lease_expires_at if held else None,
+        alert_count=row.alert_count,
+    )
+
+
+def _timeline_view(row: TimelineRow) -> TimelineEntryView:
+    return TimelineEntryView(
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        from_status=row.from_status,
+        to_status=row.to_status,
+        from_tier=row.from_tier,
+        to_tier=row.to_tier,
+        details=row.details,
+    )
+
+
+def _alert_view(row: AlertRow) -> AlertView:
+    return AlertView(
+        event_id=str(row.event_id),
+        type=row.type,
+        incident_id=row.incident_id,
+        model=row.model,
+        model_version=row.model_version,
+        fingerprint=row.fingerprint,
+        kind=row.kind,
+        severity=row.severity,
+        summary=row.summary,
+        evidence=row.evidence,
+        producer=row.producer,
+        occurred_at=row.occurred_at,
+        received_at=row.received_at,
+        disposition=row.disposition,
+        suppressed_by=row.suppressed_by,
+    )
+
+
+def _silence_view(row: SilenceRow, now: datetime) -> SilenceView:
+    return SilenceView(
+        id=row.id,
+        matcher=Matcher.model_validate(row.matcher),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        reason=row.reason,
+        active=row.starts_at <= now < row.ends_at,
+    )

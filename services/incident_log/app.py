@@ -1,0 +1,81 @@
+"""Composition root of the incident log: database, policy, consumer, timers, relay, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from contracts.alerts import AlertRaised, AlertRecovered
+from contracts.envelope import utc_now
+from contracts.registry import ModelPromoted, ModelRegistered, ModelRejected, ModelRolledBack
+from contracts.retraining import RetrainRequest
+from services.incident_log.api import build_router
+from services.incident_log.operations import Clock, IncidentLog
+from services.incident_log.routing import load_policy
+from services.incident_log.settings import SERVICE, Settings
+from services.incident_log.tables import TABLES
+from services.runtime.database import ProcessedEvent, create_engine, create_tables, session_factory
+from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.serve import serve
+from services.runtime.service import ServiceRuntime
+
+__all__ = ["create_app", "main"]
+
+_TIMER_BATCH = 100
+
+
+def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
+    """Build the incident log; the routing policy is validated here, before anything starts."""
+    policy = load_policy(settings.policy_path)
+    runtime = ServiceRuntime(SERVICE, settings)
+    engine = create_engine(settings.resolved_database_url())
+    sessions = session_factory(engine)
+    relay = OutboxRelay(sessions, runtime.publisher)
+    log = IncidentLog(sessions, policy, clock=clock, committed=relay.wake)
+
+    runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
+    runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)
+    runtime.consumer.on(RetrainRequest, log.retrain_requested)
+
+    async def on_registry_change(
+        event: ModelRegistered | ModelPromoted | ModelRolledBack | ModelRejected,
+    ) -> None:
+        await log.registry_changed(event.model, event.event_id)
+
+    runtime.consumer.on(ModelRegistered, on_registry_change)
+    runtime.consumer.on(ModelPromoted, on_registry_change)
+    runtime.consumer.on(ModelRolledBack, on_registry_change)
+    runtime.consumer.on(ModelRejected, on_registry_change)
+
+    async def fire_timers() -> None:
+        while True:
+            while await log.fire_due_timers(limit=_TIMER_BATCH) == _TIMER_BATCH:
+                pass
+            await asyncio.sleep(settings.timer_interval_s)
+
+    runtime.add_background("timers", fire_timers)
+    if settings.run_outbox_relay:
+        runtime.add_background("outbox-relay", relay.run)
+
+    @asynccontextmanager
+    async def database() -> AsyncIterator[None]:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = runtime.http_app(title="Vigil incident log", resources=database)
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.include_router(build_router(log, sessions, admin_token=admin_token))
+    return app
+
+
+def main() -> None:
+    """Run the incident log in this process."""
+    settings = Settings()
+    serve(create_app(settings), settings, service=SERVICE.value)

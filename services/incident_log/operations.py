@@ -1,0 +1,233 @@
+"""The incident log's use cases: each runs in one transaction that holds the state change, the
+timeline entries, the timers, the outbox rows and the processed-event marks together.
+
+Called by the Kafka handlers, the timer loop and the HTTP API alike, so every path through the
+incident log keeps the same guarantees.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from sqlmodel import select
+
+from contracts.alerts import AlertRaised, AlertRecovered
+from contracts.envelope import utc_now
+from contracts.retraining import RetrainRequest
+from services.incident_log.domain import Effects, Incident
+from services.incident_log.routing import Matcher, RoutingPolicy
+from services.incident_log.store import IncidentStore, new_incident_id
+from services.incident_log.tables import RetrainRow, SilenceRow
+from services.incident_log.triage import Disposition, triage
+from services.runtime.database import Sessions, first_time
+
+__all__ = ["Clock", "IncidentLog", "UnknownIncident", "UnknownSilence"]
+
+Clock = Callable[[], datetime]
+
+
+class UnknownIncident(LookupError):
+    """No incident has this id."""
+
+
+class UnknownSilence(LookupError):
+    """No silence has this id."""
+
+
+class IncidentLog:
+    """Applies alerts, recoveries, timers and people's actions to incidents, transactionally."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        policy: RoutingPolicy,
+        *,
+        clock: Clock = utc_now,
+        committed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self.policy = policy
+        self._clock = clock
+        self._committed = committed
+
+    def now(self) -> datetime:
+        """The incident log's clock."""
+        return self._clock()
+
+    async def handle_alerts(self, alerts: Sequence[AlertRaised]) -> None:
+        """Triage a batch of alerts into incidents, in order, in one transaction."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            fresh = [alert for alert in alerts if await first_time(session, alert.event_id)]
+            if not fresh:
+                return
+            store = IncidentStore(session)
+            models = {alert.model for alert in fresh}
+            unresolved = await store.unresolved_for(models)
+            resolved = await store.resolved_since(models, now - self.policy.reopen_window)
+            silences = await store.active_silences(now)
+            retraining = await store.retraining_models(now, self.policy.retrain_timeout)
+            for alert in fresh:
+                decision = triage(
+                    alert,
+                    unresolved=unresolved,
+                    resolved=resolved,
+                    silences=silences,
+                    retraining_models=retraining,
+                    policy=self.policy,
+                    now=now,
+                )
+                if decision.disposition in (Disposition.SILENCED, Disposition.INHIBITED):
+                    store.log_alert(
+                        alert,
+                        received_at=now,
+                        disposition=decision.disposition.value,
+                        suppressed_by=decision.suppressed_by,
+                    )
+                    continue
+                if decision.disposition is Disposition.OPENED:
+                    incident, effects = Incident.open_from_alert(
+                        new_incident_id(),
+                        alert,
+                        self.policy,
+                        now,
+                        group_wait=self.policy.group_wait,
+                    )
+                    unresolved.append(incident)
+                else:
+                    assert decision.incident is not None
+                    incident = decision.incident
+                    if decision.disposition is Disposition.REOPENED:
+                        effects = incident.reopen_on_recurrence(alert, now)
+                        resolved.remove(incident)
+                        unresolved.append(incident)
+                    else:
+                        effects = incident.record_alert(alert, now)
+                store.save(incident)
+                store.record(incident.id, effects)
+                store.log_alert(
+                    alert,
+                    received_at=now,
+                    disposition=decision.disposition.value,
+                    incident_id=incident.id,
+                )
+        self._committed()
+
+    async def handle_recoveries(self, recoveries: Sequence[AlertRecovered]) -> None:
+        """Mark signals recovered (resolving incidents whose every signal recovered)."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            fresh = [r for r in recoveries if await first_time(session, r.event_id)]
+            if not fresh:
+                return
+            store = IncidentStore(session)
+            unresolved = await store.unresolved_for({r.model for r in fresh})
+            for recovery in fresh:
+                incident = next((i for i in unresolved if recovery.fingerprint in i.signals), None)
+                effects = incident.recover(recovery, now) if incident else Effects()
+                store.log_alert(
+                    recovery,
+                    received_at=now,
+                    disposition="recovered" if incident else "no_open_incident",
+                    incident_id=incident.id if incident else None,
+                )
+                if incident is not None:
+                    store.save(incident)
+                    store.record(incident.id, effects)
+        self._committed()
+
+    async def fire_due_timers(self, *, limit: int = 100) -> int:
+        """Fire the timers due now (each once); return how many were due."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            due = await store.due_timers(now, limit)
+            for row, timer in due:
+                row.fired_at = now
+                session.add(row)
+                incident = await store.get(timer.incident_id)
+                if incident is None:
+                    continue
+                effects = incident.fire_timer(timer, self.policy, now)
+                if not effects.empty:
+                    store.save(incident)
+                    store.record(incident.id, effects)
+        if due:
+            self._committed()
+        return len(due)
+
+    async def act(
+        self, incident_id: str, action: Callable[[Incident, datetime], Effects]
+    ) -> Incident:
+        """Apply a person's action to an incident (the domain refuses what it must)."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            incident = await store.get(incident_id)
+            if incident is None:
+                raise UnknownIncident(incident_id)
+            effects = action(incident, now)
+            store.save(incident)
+            store.record(incident.id, effects)
+        self._committed()
+        return incident
+
+    async def retrain_requested(self, request: RetrainRequest) -> None:
+        """Remember that a model is being retrained (its decay alerts may be inhibited)."""
+        async with self._sessions() as session, session.begin():
+            if not await first_time(session, request.event_id):
+                return
+            session.add(
+                RetrainRow(model=request.model, cause=request.cause, requested_at=self._clock())
+            )
+
+    async def registry_changed(self, model: str, event_id: UUID) -> None:
+        """The registry reported on a model: any retrain of it is no longer in flight."""
+        async with self._sessions() as session, session.begin():
+            if not await first_time(session, event_id):
+                return
+            await IncidentStore(session).finish_retrains(model, self._clock())
+
+    async def create_silence(
+        self,
+        matcher: Matcher,
+        *,
+        starts_at: datetime | None,
+        ends_at: datetime,
+        actor: str,
+        reason: str,
+    ) -> SilenceRow:
+        """Mute matching alerts between two times."""
+        now = self._clock()
+        start = starts_at or now
+        if ends_at <= start:
+            raise ValueError("a silence must end after it starts")
+        row = SilenceRow(
+            id=f"sil-{secrets.token_hex(4)}",
+            matcher=matcher.model_dump(mode="json"),
+            starts_at=start,
+            ends_at=ends_at,
+            created_by=actor,
+            reason=reason,
+            created_at=now,
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        return row
+
+    async def expire_silence(self, silence_id: str) -> SilenceRow:
+        """End a silence now."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            row = (
+                await session.exec(select(SilenceRow).where(SilenceRow.id == silence_id))
+            ).first()
+            if row is None:
+                raise UnknownSilence(silence_id)
+            row.ends_at = min(row.ends_at, now)
+            row.starts_at = min(row.starts_at, row.ends_at - timedelta(microseconds=1))
+            session.add(row)
+        return row

@@ -1,0 +1,71 @@
+"""Who may do what: roles carried by API tokens, and the tier an action on an incident needs.
+
+Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; commenting and
+reopening need ``l1``; acting on an incident (acknowledge, claim, escalate, mitigate, resolve)
+needs a role at least as high as the incident's tier, so level one cannot resolve what level two
+holds; silences, runbooks by hand and model approvals need ``l2``; tokens need ``admin``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from contracts.incidents import Tier
+
+__all__ = ["Permission", "Role", "required_role", "role_allows"]
+
+
+class Role(StrEnum):
+    """The role an API token acts with."""
+
+    VIEWER = "viewer"
+    L1 = "l1"
+    L2 = "l2"
+    L3 = "l3"
+    ADMIN = "admin"
+
+
+_RANK = {Role.VIEWER: 0, Role.L1: 1, Role.L2: 2, Role.L3: 3, Role.ADMIN: 4}
+_TIER_ROLE = {Tier.L1: Role.L1, Tier.L2: Role.L2, Tier.L3: Role.L3}
+
+
+class Permission(StrEnum):
+    """Kinds of action the API checks."""
+
+    READ = "read"
+    COMMENT = "comment"
+    REOPEN = "reopen"
+    ACT_ON_INCIDENT = "act_on_incident"
+    MANAGE_SILENCES = "manage_silences"
+    RUN_RUNBOOK = "run_runbook"
+    APPROVE_MODEL = "approve_model"
+    MANAGE_TOKENS = "manage_tokens"
+
+
+_FIXED = {
+    Permission.READ: Role.VIEWER,
+    Permission.COMMENT: Role.L1,
+    Permission.REOPEN: Role.L1,
+    Permission.MANAGE_SILENCES: Role.L2,
+    Permission.RUN_RUNBOOK: Role.L2,
+    Permission.APPROVE_MODEL: Role.L2,
+    Permission.MANAGE_TOKENS: Role.ADMIN,
+}
+
+
+def required_role(permission: Permission, tier: Tier | None = None) -> Role:
+    """The lowest role that holds a permission (for incident actions, at the incident's tier).
+
+    >>> required_role(Permission.ACT_ON_INCIDENT, Tier.L2)
+    <Role.L2: 'l2'>
+    """
+    if permission is Permission.ACT_ON_INCIDENT:
+        if tier is None:
+            raise ValueError("acting on an incident needs its tier")
+        return _TIER_ROLE[tier]
+    return _FIXED[permission]
+
+
+def role_allows(role: Role, permission: Permission, tier: Tier | None = None) -> bool:
+    """Whether a role holds a permission."""
+    return _RANK[role] >= _RANK[required_role(permission, tier)]

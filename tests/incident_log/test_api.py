@@ -1,0 +1,199 @@
+"""The HTTP API: every action needs a token (401), the right role (403), and lands on the timeline
+with its actor; state conflicts are 409 with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import AlertKind, alert_fingerprint
+from services.incident_log.api import build_router
+from services.incident_log.auth import issue_token
+from services.incident_log.operations import IncidentLog
+from services.incident_log.permissions import Role
+from services.incident_log.tables import TABLES
+from services.runtime import (
+    OutboxMessage,
+    ProcessedEvent,
+    Sessions,
+    create_engine,
+    create_tables,
+    session_factory,
+)
+from tests.factories import MODEL, T0, make_alert
+from tests.incident_log.policies import make_policy
+
+ADMIN = "admin-secret"
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    log: IncidentLog
+    tokens: dict[Role, str]
+
+    def auth(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def new_incident(self, *, kind: AlertKind = AlertKind.METRIC_DECAY) -> str:
+        alert = make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, str(id(self))))
+        await self.log.handle_alerts([alert])
+        listed = await self.client.get("/incidents", headers=self.auth(Role.VIEWER))
+        return str(listed.json()[0]["id"])
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
+    sessions: Sessions = session_factory(engine)
+    log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
+    app = FastAPI()
+    app.include_router(build_router(log, sessions, admin_token=ADMIN))
+    tokens = {Role.ADMIN: ADMIN}
+    async with sessions() as session, session.begin():
+        for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):
+            tokens[role] = await issue_token(session, f"{role.value}-person", role, T0)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://incident-log"
+    ) as client:
+        yield Api(client, log, tokens)
+
+
+ACTIONS = [
+    ("acknowledge", {}),
+    ("claim", {}),
+    ("comment", {"text": "looking"}),
+    ("escalate", {"reason": "need data scientists"}),
+    ("mitigating", {"reason": "rolling back"}),
+    ("resolve", {"reason": "false alarm", "force": True}),
+]
+
+
+@pytest.mark.parametrize(("action", "body"), ACTIONS, ids=[a for a, _ in ACTIONS])
+async def test_an_action_needs_a_token_and_a_role_then_lands_on_the_timeline_with_its_actor(
+    api: Api, action: str, body: dict[str, object]
+) -> None:
+    incident = await api.new_incident()
+    url = f"/incidents/{incident}/{action}"
+    missing = await api.client.post(url, json=body)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = await api.client.post(url, json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    low = await api.client.post(url, json=body, headers=api.auth(Role.VIEWER))
+    assert low.status_code == 403
+    assert "needs l1 or higher" in low.json()["detail"]
+    done = await api.client.post(url, json=body, headers=api.auth(Role.L1))
+    assert done.status_code == 200, done.text
+    timeline = (
+        await api.client.get(f"/incidents/{incident}/timeline", headers=api.auth(Role.VIEWER))
+    ).json()
+    assert timeline[-1]["actor"] == "l1-person"
+
+
+async def test_level_one_cannot_act_on_a_level_two_incident_but_level_two_can(api: Api) -> None:
+    incident = await api.new_incident(kind=AlertKind.DATA_DRIFT)  # no runbook: straight to L2
+    detail = (await api.client.get(f"/incidents/{incident}", headers=api.auth(Role.L1))).json()
+    assert detail["tier"] == "L2"
+    assert "acknowledge" not in detail["actions"]
+    refused = await api.client.post(f"/incidents/{incident}/acknowledge", headers=api.auth(Role.L1))
+    assert refused.status_code == 403
+    assert "an L2 incident (needs l2 or higher)" in refused.json()["detail"]
+    assert (
+        await api.client.post(f"/incidents/{incident}/acknowledge", headers=api.auth(Role.L2))
+    ).status_code == 200
+
+
+async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api) -> None:
+    incident = await api.new_incident()
+    l1 = api.auth(Role.L1)
+    await api.client.post(f"/incidents/{incident}/mitigating", json={"reason": "x"}, headers=l1)
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/monitoring", json={"reason": "y"}, headers=api.auth(Role.VIEWER)
+        )
+    ).status_code == 403
+    assert (
+        await api.client.post(f"/incidents/{incident}/monitoring", json={"reason": "y"}, headers=l1)
+    ).status_code == 200
+    await api.client.post(
+        f"/incidents/{incident}/resolve", json={"reason": "z", "force": True}, headers=l1
+    )
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/reopen", json={"reason": "again"}, headers=api.auth(Role.VIEWER)
+        )
+    ).status_code == 403
+    reopened = await api.client.post(
+        f"/incidents/{incident}/reopen", json={"reason": "again"}, headers=l1
+    )
+    assert reopened.json()["status"] == "open"
+
+    silence = {"matcher": {"kinds": ["data_drift"]}, "duration_minutes": 30, "reason": "migration"}
+    assert (await api.client.post("/silences", json=silence, headers=l1)).status_code == 403
+    created = await api.client.post("/silences", json=silence, headers=api.auth(Role.L2))
+    assert created.status_code == 201
+    assert created.json()["active"] is True
+    silence_id = created.json()["id"]
+    assert (await api.client.delete(f"/silences/{silence_id}", headers=l1)).status_code == 403
+    expired = await api.client.delete(f"/silences/{silence_id}", headers=api.auth(Role.L2))
+    assert expired.json()["active"] is False
+
+    token = {"name": "dana", "role": "l2"}
+    assert (
+        await api.client.post("/tokens", json=token, headers=api.auth(Role.L3))
+    ).status_code == 403
+    issued = await api.client.post("/tokens", json=token, headers=api.auth(Role.ADMIN))
+    assert issued.status_code == 201
+    me = await api.client.get(
+        "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
+    )
+    assert me.json() == {"name": "dana", "role": "l2"}
+
+
+async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:
+    incident = await api.new_incident()
+    l1 = api.auth(Role.L1)
+    await api.client.post(f"/incidents/{incident}/claim", headers=l1)
+    held = await api.client.post(f"/incidents/{incident}/acknowledge", headers=api.auth(Role.L2))
+    assert held.status_code == 409
+    assert "held by l1-person" in held.json()["detail"]
+    taken = await api.client.post(
+        f"/incidents/{incident}/acknowledge", json={"take_over": True}, headers=api.auth(Role.L2)
+    )
+    assert taken.json()["held_by"] == "l2-person"
+    unconfirmed = await api.client.post(
+        f"/incidents/{incident}/resolve", json={"reason": "fine now"}, headers=api.auth(Role.L2)
+    )
+    assert unconfirmed.status_code == 409
+    assert "labels have not confirmed" in unconfirmed.json()["detail"]
+    unknown = await api.client.post("/incidents/inc-nope/acknowledge", headers=l1)
+    assert unknown.status_code == 404
+    bad = await api.client.post(f"/incidents/{incident}/comment", json={"text": ""}, headers=l1)
+    assert bad.status_code == 422
+
+
+async def test_reads_are_open_to_viewers_and_filter(api: Api) -> None:
+    await api.new_incident()
+    viewer = api.auth(Role.VIEWER)
+    assert (await api.client.get("/incidents")).status_code == 401
+    assert len((await api.client.get("/incidents?tier=L1", headers=viewer)).json()) == 1
+    assert (await api.client.get("/incidents?tier=L2", headers=viewer)).json() == []
+    assert (await api.client.get("/incidents?status=resolved", headers=viewer)).json() == []
+    stats = (await api.client.get("/stats", headers=viewer)).json()
+    assert stats["incidents"] == 1
+    assert stats["by_tier"]["L1"]["incidents"] == 1
+    alerts = (await api.client.get("/alerts", headers=viewer)).json()
+    assert alerts[0]["disposition"] == "opened"

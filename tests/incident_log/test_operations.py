@@ -1,0 +1,295 @@
+"""The incident log's use cases on a real database (SQLite file and PostgreSQL), simulated clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, func, select
+
+from contracts import (
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    EscalationTrigger,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentStatus,
+    RetrainRequest,
+    RetrainTrigger,
+    Tier,
+    alert_fingerprint,
+)
+from services.incident_log.domain import Incident
+from services.incident_log.operations import IncidentLog, UnknownIncident
+from services.incident_log.routing import Matcher, RoutingPolicy
+from services.incident_log.store import IncidentStore
+from services.incident_log.tables import TABLES, AlertRow, IncidentRow, SilenceRow, TimelineRow
+from services.runtime import (
+    OutboxMessage,
+    ProcessedEvent,
+    Sessions,
+    create_engine,
+    create_tables,
+    session_factory,
+)
+from tests.factories import MODEL, T0, make_alert
+from tests.incident_log.policies import make_policy
+
+MINUTE = timedelta(minutes=1)
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+def incident_log(
+    sessions: Sessions, clock: FakeClock, policy: RoutingPolicy | None = None
+) -> IncidentLog:
+    return IncidentLog(sessions, policy or make_policy(), clock=clock)
+
+
+async def incidents(sessions: Sessions) -> list[Incident]:
+    async with sessions() as session:
+        rows = (await session.exec(select(IncidentRow.id))).all()
+        store = IncidentStore(session)
+        loaded = [await store.get(row, for_update=False) for row in rows]
+        return [incident for incident in loaded if incident is not None]
+
+
+async def published(sessions: Sessions, event_type: str) -> int:
+    async with sessions() as session:
+        count = await session.exec(
+            select(func.count()).where(col(OutboxMessage.event_type) == event_type)
+        )
+        return int(count.one())
+
+
+async def actions(sessions: Sessions, incident_id: str) -> list[str]:
+    async with sessions() as session:
+        rows = await IncidentStore(session).timeline(incident_id)
+        return [row.action for row in rows]
+
+
+async def test_an_alert_opens_one_incident_routed_once_to_level_one(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L1)
+    assert await actions(sessions, incident.id) == ["opened", "routed"]
+    assert await published(sessions, "incident.opened") == 1
+
+
+async def test_no_acknowledgement_by_the_timeout_escalates_once_even_across_a_restart(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    await incident_log(sessions, clock).handle_alerts([make_alert()])
+    clock.advance(9 * MINUTE)
+    restarted = incident_log(sessions, clock)  # a new process on the same database
+    assert await restarted.fire_due_timers() == 0
+    clock.advance(2 * MINUTE)
+    assert await restarted.fire_due_timers() == 1
+    assert await incident_log(sessions, clock).fire_due_timers() == 0
+    (incident,) = await incidents(sessions)
+    assert incident.tier is Tier.L2
+    assert await published(sessions, "incident.escalated") == 1
+    assert (await actions(sessions, incident.id)).count("escalated") == 1
+
+
+async def test_an_acknowledgement_before_the_timeout_means_no_escalation(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    clock.advance(5 * MINUTE)
+    await log.act(incident.id, lambda i, now: i.acknowledge("ana", now))
+    clock.advance(6 * MINUTE)
+    await incident_log(sessions, clock).fire_due_timers()
+    (incident,) = await incidents(sessions)
+    assert (incident.status, incident.tier) == (IncidentStatus.ACKNOWLEDGED, Tier.L1)
+    assert await published(sessions, "incident.escalated") == 0
+
+
+async def test_a_thousand_copies_of_an_alert_make_one_incident_with_the_right_count(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    unique_alerts = [make_alert(summary=f"copy {n}") for n in range(700)]
+    redelivered = random.Random(7).sample(unique_alerts, 300)  # same event ids again
+    stream = unique_alerts + redelivered
+    random.Random(11).shuffle(stream)
+    log = incident_log(sessions, clock)
+    for start in range(0, len(stream), 64):
+        await log.handle_alerts(stream[start : start + 64])
+    (incident,) = await incidents(sessions)
+    assert incident.alert_count == 700
+    assert await published(sessions, "incident.opened") == 1
+    async with sessions() as session:
+        logged = await session.exec(select(func.count()).select_from(AlertRow))
+        assert logged.one() == 700
+
+
+async def test_drift_low_confidence_and_decay_on_one_version_become_one_incident(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    policy = make_policy(group_wait_seconds=30)
+    log = incident_log(sessions, clock, policy)
+
+    def alert(kind: AlertKind) -> AlertRaised:
+        return make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, "x"))
+
+    await log.handle_alerts([alert(AlertKind.DATA_DRIFT)])
+    clock.advance(10 * timedelta(seconds=1))
+    await log.handle_alerts([alert(AlertKind.LOW_CONFIDENCE), alert(AlertKind.METRIC_DECAY)])
+    clock.advance(timedelta(seconds=25))
+    assert await log.fire_due_timers() == 1
+    (incident,) = await incidents(sessions)
+    assert len(incident.signals) == 3
+    assert incident.route is not None
+    assert incident.route.name == "performance-decay"
+    assert incident.tier is Tier.L1
+    assert await published(sessions, "incident.opened") == 1
+    assert await published(sessions, "incident.alert_attached") == 2
+
+
+async def test_a_drift_incident_goes_straight_to_level_two(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    drift = make_alert(
+        kind=AlertKind.DATA_DRIFT,
+        fingerprint=alert_fingerprint(MODEL, 3, AlertKind.DATA_DRIFT, "a"),
+    )
+    await incident_log(sessions, clock).handle_alerts([drift])
+    (incident,) = await incidents(sessions)
+    assert incident.tier is Tier.L2
+    async with sessions() as session:
+        escalation = (
+            await session.exec(select(TimelineRow).where(TimelineRow.action == "escalated"))
+        ).one()
+    assert escalation.details["trigger"] == EscalationTrigger.NO_RUNBOOK.value
+
+
+async def test_recovery_resolves_and_a_recurrence_within_the_window_reopens(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    decay = make_alert()
+    await log.handle_alerts([decay])
+    clock.advance(MINUTE)
+    await log.handle_recoveries(
+        [
+            AlertRecovered(
+                producer="monitor",
+                model=MODEL,
+                model_version=3,
+                kind=decay.kind,
+                fingerprint=decay.fingerprint,
+                summary="recall back",
+            )
+        ]
+    )
+    (incident,) = await incidents(sessions)
+    assert incident.status is IncidentStatus.RESOLVED
+    clock.advance(10 * MINUTE)
+    await log.handle_alerts([make_alert(summary="again")])
+    (incident,) = await incidents(sessions)
+    assert incident.status is IncidentStatus.OPEN
+    assert "reopened" in await actions(sessions, incident.id)
+
+
+async def test_silenced_and_inhibited_alerts_are_kept_but_page_no_one(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.create_silence(
+        Matcher(kinds=[AlertKind.LOW_CONFIDENCE]),
+        starts_at=None,
+        ends_at=T0 + 60 * MINUTE,
+        actor="ana",
+        reason="threshold being retuned",
+    )
+    await log.retrain_requested(
+        RetrainRequest(
+            producer="incident-log",
+            model=MODEL,
+            trigger=RetrainTrigger.MANUAL,
+            cause="manual:1",
+            requested_by="ana",
+            reason="refresh",
+        )
+    )
+    low = make_alert(
+        kind=AlertKind.LOW_CONFIDENCE,
+        fingerprint=alert_fingerprint(MODEL, 3, AlertKind.LOW_CONFIDENCE, "rate"),
+    )
+    await log.handle_alerts([low, make_alert()])
+    assert await incidents(sessions) == []
+    async with sessions() as session:
+        rows = (await session.exec(select(AlertRow).order_by(col(AlertRow.received_at)))).all()
+    assert {(row.disposition, row.suppressed_by) for row in rows} == {
+        ("silenced", next(iter(await _silence_ids(sessions)))),
+        ("inhibited", "inhibition:retrain-mutes-decay"),
+    }
+
+
+async def _silence_ids(sessions: Sessions) -> list[str]:
+    async with sessions() as session:
+        return [f"silence:{row}" for row in (await session.exec(select(SilenceRow.id))).all()]
+
+
+async def test_acting_on_an_unknown_incident_is_refused(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    with pytest.raises(UnknownIncident):
+        await incident_log(sessions, clock).act("inc-nope", lambda i, now: i.acknowledge("a", now))
+
+
+async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    alert = make_alert()
+    await incident_log(sessions, clock).handle_alerts([alert])
+    twin, effects = Incident.open_from_alert("inc-twin", alert, make_policy(), T0)
+
+    async def save_twin() -> None:
+        async with sessions() as session, session.begin():
+            store = IncidentStore(session)
+            store.save(twin)
+            store.record(twin.id, effects)
+
+    with pytest.raises(IntegrityError):
+        await save_twin()
+    assert len(await incidents(sessions)) == 1
+    assert await published(sessions, IncidentOpened.model_fields["type"].default) == 1
+    assert await published(sessions, IncidentEscalated.model_fields["type"].default) == 0

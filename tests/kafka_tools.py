@@ -71,3 +71,32 @@ async def write_raw(
         return offsets
     finally:
         await producer.stop()
+
+
+async def read_all(kafka: KafkaSettings, topic: Topic, *, settle_s: float = 2.0) -> list[Any]:
+    """Read every record of a topic: keep reading until nothing new came for ``settle_s``.
+
+    (Tansu's end offsets are unreliable, so "everything" is judged by silence.)
+    """
+    name = kafka.topic_name(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while loop.time() - quiet_since < settle_s:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                if part:
+                    records.extend(part)
+                    quiet_since = loop.time()
+        return records
+    finally:
+        await consumer.stop()

@@ -38,6 +38,8 @@ __all__ = [
 
 Sessions = async_sessionmaker[AsyncSession]
 
+_SCHEMA_LOCK = 0x76_69_67_69_6C  # "vigil": the advisory lock held while creating tables
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
@@ -113,6 +115,9 @@ async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -
     the shared ones it uses, so one process can hold several services' models)."""
     tables = [cast(Table, model.__table__) for model in models]  # type: ignore[attr-defined]  # set by SQLModel for table=True classes
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together must not race to create the same tables.
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
         await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=tables))
 
 

@@ -50,7 +50,7 @@ class ServiceRuntime:
         self.metrics = ServiceMetrics(name.value)
         self.consumer = EventConsumer(
             service=name.value,
-            group_id=group_id or name.group_id,
+            group_id=settings.kafka.group_name(group_id or name.group_id),
             publisher=self.publisher,
             metrics=self.metrics,
             kafka=settings.kafka,

@@ -43,12 +43,19 @@ class KafkaSettings(BaseSettings):
     topic_prefix: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9._-]*$",
-        description="Prepended to every topic name: several Vigil deployments on one cluster.",
+        description=(
+            "Prepended to every topic and consumer-group name: several Vigil deployments "
+            "on one cluster."
+        ),
     )
 
     def topic_name(self, topic: Topic) -> str:
         """Return the name a topic has on this cluster."""
         return f"{self.topic_prefix}{topic.value}"
+
+    def group_name(self, group: str) -> str:
+        """Return the name a consumer group has on this cluster."""
+        return f"{self.topic_prefix}{group}"
 
     def logical_topic(self, name: str) -> Topic:
         """Return the contract topic behind a cluster topic name; ``ValueError`` if none."""

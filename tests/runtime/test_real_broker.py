@@ -152,7 +152,7 @@ async def test_bad_messages_on_every_subscribed_topic_are_dead_lettered_and_the_
             assert letter.offset == offset
             assert base64.b64decode(letter.original_value_b64) == value
             assert fragment in letter.error, letter.error
-            assert letter.consumer_group == f"test-{unique}"
+            assert letter.consumer_group == kafka_settings.group_name(f"test-{unique}")
     dead_keys = {record.key for record in records}
     assert dead_keys == {kafka_settings.topic_name(spec.topic).encode() for spec in subscribed}
 

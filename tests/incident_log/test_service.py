@@ -1,0 +1,157 @@
+"""The incident log as real processes on the real broker, with SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts import IncidentOpened, Topic
+from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from tests.factories import make_alert
+from tests.kafka_tools import read_all, read_topic, write_raw
+from tests.processes import ServiceProcess, kafka_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ADMIN = "test-admin-token"
+POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
+
+
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    broker = kafka_broker(kafka_settings, client_id="test-publisher")
+    await broker.connect()
+    yield EventPublisher(broker, kafka_settings)
+    await broker.stop()
+
+
+@pytest.fixture
+def incident_log_process(
+    kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
+) -> Callable[..., ServiceProcess]:
+    made: list[ServiceProcess] = []
+
+    def make(name: str = "incident-log", **env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            "services.incident_log",
+            name=name,
+            env=kafka_env(kafka_settings)
+            | {
+                "VIGIL_STATE_DIR": str(tmp_path / "state"),
+                "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
+                "VIGIL_INCIDENT_LOG_POLICY_PATH": str(POLICY),
+                "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+            }
+            | env,
+            log_dir=tmp_path,
+            port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
+        )
+        made.append(process)
+        return process
+
+    yield make  # type: ignore[misc]  # a generator fixture handing out a factory
+    for process in made:
+        process.ensure_dead()
+
+
+async def incidents_via_api(process: ServiceProcess) -> list[dict[str, object]]:
+    async with httpx.AsyncClient(base_url=process.url) as client:
+        response = await client.get("/incidents", headers={"Authorization": f"Bearer {ADMIN}"})
+        response.raise_for_status()
+        result: list[dict[str, object]] = response.json()
+        return result
+
+
+async def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s * 10)):
+        if await predicate():  # type: ignore[misc]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+async def test_an_alert_on_kafka_becomes_an_incident_published_on_incidents(
+    incident_log_process: Callable[..., ServiceProcess],
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+) -> None:
+    service = incident_log_process()
+    service.start()
+    await service.wait_ready()
+    alert = make_alert()
+    await publisher.publish(alert)
+    (record,) = await read_topic(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
+    opened = IncidentOpened.model_validate_json(record.value)
+    assert opened.fingerprint == alert.fingerprint
+    assert record.key == opened.incident_id.encode()
+    (incident,) = await incidents_via_api(service)
+    assert incident["id"] == opened.incident_id
+    assert await service.stop() == 0
+
+
+async def test_two_consumers_racing_on_one_fingerprint_open_one_incident(
+    incident_log_process: Callable[..., ServiceProcess],
+    kafka_settings: KafkaSettings,
+) -> None:
+    first, second = incident_log_process("first"), incident_log_process("second")
+    first.start()
+    second.start()
+    await asyncio.gather(first.wait_ready(), second.wait_ready())
+    await asyncio.sleep(3)  # both members joined the group and share the partitions
+    copies = [make_alert(summary=f"copy {n}") for n in range(60)]
+    # Same fingerprint on every partition, so both processes see it at the same time.
+    await asyncio.gather(
+        *(
+            write_raw(
+                kafka_settings,
+                Topic.ALERTS,
+                [alert.model_dump_json().encode() for alert in copies[partition::3]],
+                partition=partition,
+            )
+            for partition in range(3)
+        )
+    )
+
+    async def all_counted() -> bool:
+        listed = await incidents_via_api(first)
+        return sum(int(i["alert_count"]) for i in listed) == len(copies)  # type: ignore[call-overload]
+
+    await wait_until(all_counted, timeout_s=60)
+    listed = await incidents_via_api(second)
+    assert len(listed) == 1
+    opened = [
+        record
+        for record in await read_all(kafka_settings, Topic.INCIDENTS)
+        if b"incident.opened" in record.value
+    ]
+    assert len(opened) == 1
+
+
+async def test_killed_after_the_commit_and_before_the_publish_the_event_is_published_once(
+    incident_log_process: Callable[..., ServiceProcess],
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+) -> None:
+    silent = incident_log_process("no-relay", VIGIL_INCIDENT_LOG_RUN_OUTBOX_RELAY="false")
+    silent.start()
+    await silent.wait_ready()
+    await publisher.publish(make_alert())
+
+    async def committed() -> bool:
+        return len(await incidents_via_api(silent)) == 1
+
+    await wait_until(committed)
+    await silent.kill()
+    assert await read_all(kafka_settings, Topic.INCIDENTS, settle_s=1.0) == []
+
+    relaying = incident_log_process("relay")
+    relaying.start()
+    await relaying.wait_ready()
+    (record,) = await read_topic(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
+    assert b"incident.opened" in record.value
+    assert len(await read_all(kafka_settings, Topic.INCIDENTS, settle_s=2.0)) == 1
+    assert len(await incidents_via_api(relaying)) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -32,7 +32,7 @@ async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublish
 @pytest.fixture
 def incident_log_process(
     kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
-) -> Callable[..., ServiceProcess]:
+) -> Iterator[Callable[..., ServiceProcess]]:
     made: list[ServiceProcess] = []
 
     def make(name: str = "incident-log", **env: str) -> ServiceProcess:
@@ -53,7 +53,7 @@ def incident_log_process(
         made.append(process)
         return process
 
-    yield make  # type: ignore[misc]  # a generator fixture handing out a factory
+    yield make
     for process in made:
         process.ensure_dead()
 
@@ -66,9 +66,9 @@ async def incidents_via_api(process: ServiceProcess) -> list[dict[str, object]]:
         return result
 
 
-async def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0) -> None:
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
     for _ in range(int(timeout_s * 10)):
-        if await predicate():  # type: ignore[misc]
+        if await predicate():
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition not met in time")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 from sqlmodel import select
@@ -22,7 +23,7 @@ from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
 from services.incident_log.tables import RetrainRow, SilenceRow
 from services.incident_log.triage import Disposition, triage
-from services.runtime.database import Sessions, first_time
+from services.runtime.database import Sessions, first_time, new_event_ids
 
 __all__ = ["Clock", "IncidentLog", "UnknownIncident", "UnknownSilence"]
 
@@ -35,6 +36,19 @@ class UnknownIncident(LookupError):
 
 class UnknownSilence(LookupError):
     """No silence has this id."""
+
+
+E = TypeVar("E", AlertRaised, AlertRecovered)
+
+
+def _first_of_each(events: Sequence[E], fresh_ids: set[UUID]) -> list[E]:
+    """The events whose id is new, each id once, in order."""
+    kept = []
+    for event in events:
+        if event.event_id in fresh_ids:
+            fresh_ids.discard(event.event_id)
+            kept.append(event)
+    return kept
 
 
 class IncidentLog:
@@ -50,6 +64,12 @@ class IncidentLog:
     ) -> None:
         self._sessions = sessions
         self.policy = policy
+        sources = [rule.source for rule in policy.inhibitions if rule.source is not None]
+        self._inhibiting_kinds: frozenset[str] | None = (
+            None
+            if any(not source.kinds for source in sources)
+            else frozenset(kind.value for source in sources for kind in source.kinds)
+        )
         self._clock = clock
         self._committed = committed
 
@@ -61,15 +81,22 @@ class IncidentLog:
         """Triage a batch of alerts into incidents, in order, in one transaction."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            fresh = [alert for alert in alerts if await first_time(session, alert.event_id)]
+            fresh_ids = set(await new_event_ids(session, [alert.event_id for alert in alerts]))
+            fresh = _first_of_each(alerts, fresh_ids)
             if not fresh:
                 return
             store = IncidentStore(session)
-            models = {alert.model for alert in fresh}
-            unresolved = await store.unresolved_for(models)
-            resolved = await store.resolved_since(models, now - self.policy.reopen_window)
+            unresolved = await store.unresolved_related(
+                fresh,
+                correlate_since=now - self.policy.correlation_window,
+                inhibiting_kinds=self._inhibiting_kinds,
+            )
+            resolved = await store.resolved_holding(
+                {alert.fingerprint for alert in fresh}, now - self.policy.reopen_window
+            )
             silences = await store.active_silences(now)
             retraining = await store.retraining_models(now, self.policy.retrain_timeout)
+            touched: dict[str, Incident] = {}
             for alert in fresh:
                 decision = triage(
                     alert,
@@ -106,7 +133,9 @@ class IncidentLog:
                         unresolved.append(incident)
                     else:
                         effects = incident.record_alert(alert, now)
-                store.save(incident)
+                if incident.id not in touched:
+                    touched[incident.id] = incident
+                    store.save(incident)  # the row first, so its history can refer to it
                 store.record(incident.id, effects)
                 store.log_alert(
                     alert,
@@ -114,17 +143,21 @@ class IncidentLog:
                     disposition=decision.disposition.value,
                     incident_id=incident.id,
                 )
+            for incident in touched.values():
+                store.save(incident)
+            await store.write_alert_log()
         self._committed()
 
     async def handle_recoveries(self, recoveries: Sequence[AlertRecovered]) -> None:
         """Mark signals recovered (resolving incidents whose every signal recovered)."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            fresh = [r for r in recoveries if await first_time(session, r.event_id)]
+            fresh_ids = set(await new_event_ids(session, [r.event_id for r in recoveries]))
+            fresh = _first_of_each(recoveries, fresh_ids)
             if not fresh:
                 return
             store = IncidentStore(session)
-            unresolved = await store.unresolved_for({r.model for r in fresh})
+            unresolved = await store.unresolved_holding({r.fingerprint for r in fresh})
             for recovery in fresh:
                 incident = next((i for i in unresolved if recovery.fingerprint in i.signals), None)
                 effects = incident.recover(recovery, now) if incident else Effects()
@@ -137,6 +170,7 @@ class IncidentLog:
                 if incident is not None:
                     store.save(incident)
                     store.record(incident.id, effects)
+            await store.write_alert_log()
         self._committed()
 
     async def fire_due_timers(self, *, limit: int = 100) -> int:

@@ -11,7 +11,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, func, select
+from sqlalchemy import ColumnElement
+from sqlmodel import SQLModel, and_, col, func, insert, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
@@ -47,26 +48,89 @@ class IncidentStore:
         self.session = session
         self._rows: dict[str, IncidentRow] = {}
         self._signal_rows: dict[tuple[str, str], SignalRow] = {}
+        self._alert_log: list[dict[str, Any]] = []
 
     # -- incidents ---------------------------------------------------------------------------
 
-    async def unresolved_for(self, models: Collection[str]) -> list[Incident]:
-        """Unresolved incidents of these models, locked for update."""
+    async def unresolved_holding(self, fingerprints: Collection[str]) -> list[Incident]:
+        """Unresolved incidents holding one of the fingerprints, locked for update."""
+        holding = select(SignalRow.incident_id).where(
+            col(SignalRow.open_fingerprint).in_(sorted(fingerprints))
+        )
         query = (
             select(IncidentRow)
-            .where(col(IncidentRow.model).in_(list(models)), IncidentRow.status != RESOLVED)
+            .where(IncidentRow.status != RESOLVED, col(IncidentRow.id).in_(holding))
             .with_for_update()
         )
         return await self._load(list((await self.session.exec(query)).all()))
 
-    async def resolved_since(self, models: Collection[str], since: datetime) -> list[Incident]:
-        """Incidents of these models resolved at or after ``since``, locked for update."""
+    async def unresolved_related(
+        self,
+        alerts: Sequence[AlertRaised],
+        *,
+        correlate_since: datetime,
+        inhibiting_kinds: Collection[str] | None,
+    ) -> list[Incident]:
+        """The unresolved incidents a batch of alerts can touch, locked for update: those holding
+        one of its fingerprints, those about the same model version seen since
+        ``correlate_since``, and those with an active signal of a kind that can inhibit
+        (``None``: any kind can). Far fewer than every open incident of the batch's models."""
+        models = sorted({alert.model for alert in alerts})
+        holding = select(SignalRow.incident_id).where(
+            col(SignalRow.open_fingerprint).in_(sorted({alert.fingerprint for alert in alerts}))
+        )
+        same_version: list[ColumnElement[bool]] = []
+        for model in models:
+            versions = {alert.model_version for alert in alerts if alert.model == model}
+            if None in versions:
+                same_version.append(col(IncidentRow.model) == model)
+            else:
+                same_version.append(
+                    and_(
+                        IncidentRow.model == model,
+                        or_(
+                            col(IncidentRow.model_version).in_(sorted(v for v in versions if v)),
+                            col(IncidentRow.model_version).is_(None),
+                        ),
+                    )
+                )
+        related = [
+            col(IncidentRow.id).in_(holding),
+            and_(or_(*same_version), IncidentRow.last_seen >= correlate_since),
+        ]
+        if inhibiting_kinds is None:
+            related.append(col(IncidentRow.model).in_(models))
+        elif inhibiting_kinds:
+            inhibitors = (
+                select(SignalRow.incident_id)
+                .join(IncidentRow, col(IncidentRow.id) == col(SignalRow.incident_id))
+                .where(
+                    col(IncidentRow.model).in_(models),
+                    col(SignalRow.kind).in_(sorted(inhibiting_kinds)),
+                    col(SignalRow.recovered_at).is_(None),
+                )
+            )
+            related.append(col(IncidentRow.id).in_(inhibitors))
+        query = (
+            select(IncidentRow)
+            .where(IncidentRow.status != RESOLVED, or_(*related))
+            .with_for_update()
+        )
+        return await self._load(list((await self.session.exec(query)).all()))
+
+    async def resolved_holding(
+        self, fingerprints: Collection[str], since: datetime
+    ) -> list[Incident]:
+        """Incidents resolved at or after ``since`` that hold one of the fingerprints, locked."""
+        holding = select(SignalRow.incident_id).where(
+            col(SignalRow.fingerprint).in_(sorted(fingerprints))
+        )
         query = (
             select(IncidentRow)
             .where(
-                col(IncidentRow.model).in_(list(models)),
                 IncidentRow.status == RESOLVED,
                 col(IncidentRow.resolved_at) >= since,
+                col(IncidentRow.id).in_(holding),
             )
             .with_for_update()
         )
@@ -113,28 +177,31 @@ class IncidentStore:
             last_seen=incident.last_seen,
         )
         self._rows[incident.id] = row
-        row.model_version = incident.model_version
-        row.title = incident.title
-        row.severity = incident.severity.value
-        row.status = incident.status.value
-        row.tier = incident.tier.value
-        row.route = incident.route.model_dump(mode="json") if incident.route else None
-        row.routed_at = incident.routed_at
-        row.last_seen = incident.last_seen
-        row.tier_entered_at = incident.tier_entered_at
-        row.acknowledged_by = incident.acknowledged_by
-        row.acknowledged_at = incident.acknowledged_at
-        row.mitigated_at = incident.mitigated_at
-        row.resolved_at = incident.resolved_at
-        row.resolved_tier = incident.resolved_tier.value if incident.resolved_tier else None
-        row.owner = incident.owner
-        row.lease_expires_at = incident.lease_expires_at
-        row.claim_lease_seconds = (
-            incident.claim_lease.total_seconds() if incident.claim_lease else None
+        _assign(
+            row,
+            model_version=incident.model_version,
+            title=incident.title,
+            severity=incident.severity.value,
+            status=incident.status.value,
+            tier=incident.tier.value,
+            route=incident.route.model_dump(mode="json") if incident.route else None,
+            routed_at=incident.routed_at,
+            last_seen=incident.last_seen,
+            tier_entered_at=incident.tier_entered_at,
+            acknowledged_by=incident.acknowledged_by,
+            acknowledged_at=incident.acknowledged_at,
+            mitigated_at=incident.mitigated_at,
+            resolved_at=incident.resolved_at,
+            resolved_tier=incident.resolved_tier.value if incident.resolved_tier else None,
+            owner=incident.owner,
+            lease_expires_at=incident.lease_expires_at,
+            claim_lease_seconds=(
+                incident.claim_lease.total_seconds() if incident.claim_lease else None
+            ),
+            epoch=incident.epoch,
+            runbook_position=incident.runbook_position,
+            alert_count=incident.alert_count,
         )
-        row.epoch = incident.epoch
-        row.runbook_position = incident.runbook_position
-        row.alert_count = incident.alert_count
         self.session.add(row)
         is_open = incident.status is not IncidentStatus.RESOLVED
         for signal in incident.signals.values():
@@ -149,14 +216,17 @@ class IncidentStore:
                 summary=signal.summary,
             )
             self._signal_rows[key] = signal_row
-            signal_row.open_fingerprint = signal.fingerprint if is_open else None
-            signal_row.severity = signal.severity.value
-            signal_row.model_version = signal.model_version
-            signal_row.last_seen = signal.last_seen
-            signal_row.occurrences = signal.occurrences
-            signal_row.recovered_at = signal.recovered_at
-            signal_row.summary = signal.summary
-            signal_row.evidence = signal.evidence
+            _assign(
+                signal_row,
+                open_fingerprint=signal.fingerprint if is_open else None,
+                severity=signal.severity.value,
+                model_version=signal.model_version,
+                last_seen=signal.last_seen,
+                occurrences=signal.occurrences,
+                recovered_at=signal.recovered_at,
+                summary=signal.summary,
+                evidence=signal.evidence,
+            )
             self.session.add(signal_row)
 
     def record(self, incident_id: str, effects: Effects) -> None:
@@ -202,26 +272,32 @@ class IncidentStore:
         incident_id: str | None = None,
         suppressed_by: str | None = None,
     ) -> None:
-        """Keep every alert and recovery with what became of it."""
-        self.session.add(
-            AlertRow(
-                event_id=alert.event_id,
-                type=alert.type,
-                incident_id=incident_id,
-                model=alert.model,
-                model_version=alert.model_version,
-                fingerprint=alert.fingerprint,
-                kind=alert.kind.value,
-                severity=alert.severity.value if isinstance(alert, AlertRaised) else None,
-                summary=alert.summary,
-                evidence=dict(alert.evidence),
-                producer=alert.producer,
-                occurred_at=alert.occurred_at,
-                received_at=received_at,
-                disposition=disposition,
-                suppressed_by=suppressed_by,
-            )
+        """Keep an alert or recovery with what became of it (written by :meth:`write_alert_log`)."""
+        self._alert_log.append(
+            {
+                "event_id": alert.event_id,
+                "type": alert.type,
+                "incident_id": incident_id,
+                "model": alert.model,
+                "model_version": alert.model_version,
+                "fingerprint": alert.fingerprint,
+                "kind": alert.kind.value,
+                "severity": alert.severity.value if isinstance(alert, AlertRaised) else None,
+                "summary": alert.summary,
+                "evidence": dict(alert.evidence),
+                "producer": alert.producer,
+                "occurred_at": alert.occurred_at,
+                "received_at": received_at,
+                "disposition": disposition,
+                "suppressed_by": suppressed_by,
+            }
         )
+
+    async def write_alert_log(self) -> None:
+        """Insert the logged alerts in one statement."""
+        if self._alert_log:
+            await self.session.exec(insert(AlertRow), params=self._alert_log)
+            self._alert_log = []
 
     async def active_silences(self, now: datetime) -> list[Silence]:
         """Silences in force now."""
@@ -375,6 +451,14 @@ class IncidentStore:
             .order_by(col(TimelineRow.id))
         )
         return (await self.session.exec(query)).all()
+
+
+def _assign(row: SQLModel, **values: Any) -> None:
+    """Set the attributes that differ (setting an ORM attribute is not free, and saving an
+    incident after each alert of a batch would otherwise rewrite every column every time)."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def silence_of(row: SilenceRow) -> Silence:

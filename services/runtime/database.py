@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Table, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utc_now
@@ -33,6 +33,7 @@ __all__ = [
     "create_engine",
     "create_tables",
     "first_time",
+    "new_event_ids",
     "session_factory",
 ]
 
@@ -128,6 +129,32 @@ class ProcessedEvent(SQLModel, table=True):
 
     event_id: UUID = Field(primary_key=True)
     processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+
+
+async def new_event_ids(session: AsyncSession, event_ids: Sequence[UUID]) -> list[UUID]:
+    """Record a batch of event ids as handled in the session's transaction; return those that
+    were not handled before, in their first-seen order (duplicates within the batch count once).
+
+    The batch form of :func:`first_time`: one query and one insert for the whole batch.
+    """
+    unique = list(dict.fromkeys(event_ids))
+    if not unique:
+        return []
+    seen = set(
+        (
+            await session.exec(
+                select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(unique))
+            )
+        ).all()
+    )
+    fresh = [event_id for event_id in unique if event_id not in seen]
+    if fresh:
+        now = utc_now()
+        await session.exec(
+            insert(ProcessedEvent),
+            params=[{"event_id": event_id, "processed_at": now} for event_id in fresh],
+        )
+    return fresh
 
 
 async def first_time(session: AsyncSession, event_id: UUID) -> bool:

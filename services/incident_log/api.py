@@ -6,6 +6,8 @@ a role too low (the message names the role needed), 404 for an unknown incident,
 incident's state refuses the action (the message says why), 422 for a malformed body.
 """
 
+import json
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
@@ -28,6 +30,8 @@ from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, Time
 from services.runtime.database import Sessions
 
 __all__ = ["build_router"]
+
+_MAX_REPORT_BYTES = 256 * 1024
 
 
 # -- bodies and views --------------------------------------------------------------------------
@@ -73,6 +77,29 @@ class SilenceBody(BaseModel):
         if (self.ends_at is None) == (self.duration_minutes is None):
             raise ValueError("give exactly one of ends_at and duration_minutes")
         return self
+
+
+class RunbookBody(ActionBody):
+    """A catalogued runbook to run by hand, with a reason (the runner checks the catalogue)."""
+
+    runbook: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    reason: str = Field(min_length=1, max_length=2_000)
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class RunbookRequested(BaseModel):
+    """A run that was asked for; its outcome arrives on the timeline."""
+
+    run_id: str
+    runbook: str
+    incident_id: str
+
+
+class ReportBody(BaseModel):
+    """A report to attach to an incident's timeline."""
+
+    title: str = Field(min_length=1, max_length=300)
+    report: dict[str, Any]
 
 
 class TokenBody(BaseModel):
@@ -225,7 +252,11 @@ def build_router(log: IncidentLog, sessions: Sessions, *, admin_token: str | Non
     def require(principal: Principal, permission: Permission, tier: Tier | None = None) -> None:
         if not role_allows(principal.role, permission, tier):
             needed = required_role(permission, tier)
-            where = f" an {tier.value} incident" if tier else ""
+            where = (
+                f" an {tier.value} incident"
+                if tier and permission is Permission.ACT_ON_INCIDENT
+                else ""
+            )
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 f"role {principal.role.value} may not {permission.value.replace('_', ' ')}"
@@ -396,6 +427,61 @@ def build_router(log: IncidentLog, sessions: Sessions, *, admin_token: str | Non
             principal,
             Permission.REOPEN,
             lambda i, now: i.reopen(principal.name, body.reason, now),
+        )
+
+    @router.post(
+        "/incidents/{incident_id}/runbooks", tags=["actions"], status_code=status.HTTP_202_ACCEPTED
+    )
+    async def run_runbook(
+        incident_id: str, principal: Caller, body: RunbookBody
+    ) -> RunbookRequested:
+        """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline."""
+        run_id = f"run-{secrets.token_hex(6)}"
+        await act(
+            incident_id,
+            principal,
+            Permission.RUN_RUNBOOK,
+            lambda i, now: i.request_runbook(
+                principal.name,
+                body.runbook,
+                body.reason,
+                body.parameters,
+                run_id,
+                now,
+                take_over=body.take_over,
+            ),
+        )
+        return RunbookRequested(run_id=run_id, runbook=body.runbook, incident_id=incident_id)
+
+    @router.post("/incidents/{incident_id}/retrain", tags=["actions"])
+    async def request_retrain(
+        incident_id: str, principal: Caller, body: ReasonBody
+    ) -> IncidentDetail:
+        """Ask the retrainer for a new version of the incident's model (level two)."""
+        return await act(
+            incident_id,
+            principal,
+            Permission.REQUEST_RETRAIN,
+            lambda i, now: i.request_retrain(
+                principal.name, body.reason, now, take_over=body.take_over
+            ),
+        )
+
+    @router.post("/incidents/{incident_id}/reports", tags=["actions"])
+    async def attach_report(
+        incident_id: str, principal: Caller, body: ReportBody
+    ) -> IncidentDetail:
+        """Attach a diagnosis report to the incident's timeline."""
+        if len(json.dumps(body.report)) > _MAX_REPORT_BYTES:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"report larger than {_MAX_REPORT_BYTES} bytes: attach a summary",
+            )
+        return await act(
+            incident_id,
+            principal,
+            Permission.ATTACH_REPORT,
+            lambda i, now: i.attach_report(principal.name, body.title, body.report, now),
         )
 
     @router.get("/alerts", tags=["alerts"])

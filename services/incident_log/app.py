@@ -12,6 +12,7 @@ from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
 from contracts.registry import ModelPromoted, ModelRegistered, ModelRejected, ModelRolledBack
 from contracts.retraining import RetrainRequest
+from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
 from services.incident_log.operations import Clock, IncidentLog
 from services.incident_log.routing import load_policy
@@ -39,6 +40,8 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
     runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)
     runtime.consumer.on(RetrainRequest, log.retrain_requested)
+    runtime.consumer.on(RunbookStarted, log.handle_runbook_result)
+    runtime.consumer.on(RunbookFinished, log.handle_runbook_result)
 
     async def on_registry_change(
         event: ModelRegistered | ModelPromoted | ModelRolledBack | ModelRejected,

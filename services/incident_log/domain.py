@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
+from contracts.envelope import Envelope
 from contracts.incidents import (
     EscalationTrigger,
     IncidentAcknowledged,
@@ -35,7 +36,6 @@ from contracts.incidents import (
     IncidentClaimed,
     IncidentCommented,
     IncidentEscalated,
-    IncidentEvent,
     IncidentOpened,
     IncidentReopened,
     IncidentResolved,
@@ -43,6 +43,8 @@ from contracts.incidents import (
     IncidentStatusChanged,
     Tier,
 )
+from contracts.retraining import RetrainRequest, RetrainTrigger
+from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from services.incident_log.lifecycle import Action, InvalidTransition, next_status
 from services.incident_log.routing import Route, RoutingPolicy, route_for
 
@@ -124,7 +126,7 @@ class Effects:
     """What an operation produced, to be committed together."""
 
     timeline: list[TimelineEntry] = field(default_factory=list)
-    events: list[IncidentEvent] = field(default_factory=list)
+    events: list[Envelope] = field(default_factory=list)
     timers: list[TimerRequest] = field(default_factory=list)
 
     def __iadd__(self, other: Effects) -> Effects:
@@ -281,8 +283,10 @@ class Incident:
             effects += self.escalate(
                 SYSTEM, EscalationTrigger.NO_RUNBOOK, f"no level-one runbook for {kinds}", now
             )
-        else:
-            effects.timers += self._tier_timers(now)
+            return effects
+        effects.timers += self._tier_timers(now)
+        if self.tier is Tier.L1:
+            effects += self._request_runbook(now)
         return effects
 
     def record_alert(self, alert: AlertRaised, now: datetime) -> Effects:
@@ -541,6 +545,210 @@ class Incident:
             return effects
         return self.escalate(SYSTEM, trigger, reason, now)
 
+    # -- runbooks and follow-ups ---------------------------------------------------------------
+
+    def automatic_run_id(self) -> str:
+        """Run id of the level-one runbook the chain is at now (stable, so replays run it once)."""
+        return f"{self.id}-rb{self.runbook_position}-e{self.epoch}"
+
+    def runbook_started(self, started: RunbookStarted, now: datetime) -> Effects:
+        """The runner started a run for this incident: mitigation is under way."""
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=f"runbook:{started.runbook}",
+                action="runbook_started",
+                details={
+                    "run_id": started.run_id,
+                    "runbook": started.runbook,
+                    "script_sha256": started.script_sha256,
+                    "argv": list(started.argv),
+                },
+            )
+        )
+        if started.run_id == self.automatic_run_id() and self.status in (
+            IncidentStatus.OPEN,
+            IncidentStatus.ACKNOWLEDGED,
+        ):
+            effects += self._change_status(
+                Action.MITIGATE, SYSTEM, f"runbook {started.runbook} started", now
+            )
+        return effects
+
+    def runbook_finished(self, finished: RunbookFinished, now: datetime) -> Effects:
+        """A run ended: a verified level-one run means monitoring; a failed one tries the next
+        runbook of the chain, and after the last escalates to L2 with the run's output."""
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=f"runbook:{finished.runbook}",
+                action="runbook_finished",
+                details={
+                    "run_id": finished.run_id,
+                    "runbook": finished.runbook,
+                    "state": finished.state.value,
+                    "script_sha256": finished.script_sha256,
+                    "parameters": dict(finished.parameters),
+                    "exit_code": finished.exit_code,
+                    "verify_exit_code": finished.verify_exit_code,
+                    "stdout": finished.stdout,
+                    "stderr": finished.stderr,
+                    "verify_output": finished.verify_output,
+                    "truncated": finished.truncated,
+                    "detail": finished.detail,
+                },
+            )
+        )
+        if (
+            self.status is IncidentStatus.RESOLVED
+            or self.route is None
+            or finished.run_id != self.automatic_run_id()
+        ):
+            return effects
+        if finished.state is RunState.SUCCEEDED:
+            reason = f"runbook {finished.runbook} verified"
+            if self.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
+                effects += self._change_status(Action.MITIGATE, SYSTEM, reason, now)
+            if self.status is IncidentStatus.MITIGATING:
+                effects += self.start_monitoring(SYSTEM, reason, now)
+            return effects
+        outcome = f"runbook {finished.runbook} ended {finished.state.value}"
+        if finished.detail:
+            outcome += f": {finished.detail}"
+        if self.runbook_position + 1 < len(self.route.runbooks):
+            self.runbook_position += 1
+            effects.timeline.append(
+                TimelineEntry(
+                    at=now, actor=SYSTEM, action="runbook_chain_next", details={"after": outcome}
+                )
+            )
+            effects += self._request_runbook(now)
+            return effects
+        trigger = (
+            EscalationTrigger.VERIFICATION_FAILED
+            if finished.state is RunState.VERIFY_FAILED
+            else EscalationTrigger.RUNBOOK_FAILED
+        )
+        if next_tier(self.tier) is not None:
+            effects += self.escalate(SYSTEM, trigger, outcome, now)
+        return effects
+
+    def request_runbook(
+        self,
+        actor: str,
+        runbook: str,
+        reason: str,
+        parameters: dict[str, str | int | float | bool],
+        run_id: str,
+        now: datetime,
+        *,
+        take_over: bool = False,
+    ) -> Effects:
+        """A person asks for a catalogued runbook by hand (the runner checks the catalogue)."""
+        self._check_unresolved("run a runbook on")
+        effects = self._check_holder(actor, now, take_over)
+        request = RunbookRequest(
+            producer=PRODUCER,
+            occurred_at=now,
+            correlation_id=self.id,
+            run_id=run_id,
+            incident_id=self.id,
+            model=self.model,
+            runbook=runbook,
+            parameters=self._runbook_context() | parameters,
+            requested_by=actor,
+            tier=self.tier,
+            reason=reason,
+        )
+        effects.timeline.append(_requested(request, now))
+        effects.events.append(request)
+        return effects
+
+    def request_retrain(
+        self, actor: str, reason: str, now: datetime, *, take_over: bool = False
+    ) -> Effects:
+        """Ask the retrainer for a new version; requests for the same incident merge into one."""
+        self._check_unresolved("request a retrain for")
+        effects = self._check_holder(actor, now, take_over)
+        request = RetrainRequest(
+            producer=PRODUCER,
+            occurred_at=now,
+            correlation_id=self.id,
+            model=self.model,
+            trigger=RetrainTrigger.INCIDENT,
+            cause=f"incident:{self.id}",
+            incident_id=self.id,
+            requested_by=actor,
+            reason=reason,
+        )
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="retrain_requested",
+                details={"cause": request.cause, "reason": reason},
+            )
+        )
+        effects.events.append(request)
+        return effects
+
+    def attach_report(
+        self, actor: str, title: str, report: dict[str, Any], now: datetime
+    ) -> Effects:
+        """Attach a diagnosis report (drift per feature, metrics by slice, ...) to the timeline."""
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="report_attached",
+                details={"title": title, "report": report},
+            )
+        )
+        effects.events.append(
+            IncidentCommented(**self._envelope(actor, now), text=f"attached report: {title}")
+        )
+        return effects
+
+    def _runbook_context(self) -> dict[str, str | int | float | bool]:
+        context: dict[str, str | int | float | bool] = {
+            "incident_id": self.id,
+            "model": self.model,
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            "fingerprint": self.fingerprint,
+            "tier": self.tier.value,
+        }
+        if self.model_version is not None:
+            context["model_version"] = self.model_version
+        return context
+
+    def _request_runbook(self, now: datetime) -> Effects:
+        assert self.route is not None
+        name = self.route.runbooks[self.runbook_position]
+        request = RunbookRequest(
+            producer=PRODUCER,
+            occurred_at=now,
+            correlation_id=self.id,
+            run_id=self.automatic_run_id(),
+            incident_id=self.id,
+            model=self.model,
+            runbook=name,
+            parameters=self._runbook_context(),
+            requested_by=SYSTEM,
+            tier=Tier.L1,
+            reason=(
+                f"level-one runbook {self.runbook_position + 1} of {len(self.route.runbooks)} "
+                f"of route {self.route.name}"
+            ),
+        )
+        effects = Effects()
+        effects.timeline.append(_requested(request, now))
+        effects.events.append(request)
+        return effects
+
     # -- views -------------------------------------------------------------------------------
 
     @property
@@ -692,6 +900,21 @@ class Incident:
         effects.events.append(IncidentReopened(**self._envelope(actor, now), reason=reason))
         effects.timers += self._tier_timers(now)
         return effects
+
+
+def _requested(request: RunbookRequest, now: datetime) -> TimelineEntry:
+    return TimelineEntry(
+        at=now,
+        actor=request.requested_by,
+        action="runbook_requested",
+        details={
+            "run_id": request.run_id,
+            "runbook": request.runbook,
+            "parameters": dict(request.parameters),
+            "tier": request.tier.value,
+            "reason": request.reason,
+        },
+    )
 
 
 def _alert_details(alert: AlertRaised) -> dict[str, Any]:

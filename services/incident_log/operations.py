@@ -18,11 +18,13 @@ from sqlmodel import select
 from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
 from contracts.retraining import RetrainRequest
+from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.domain import Effects, Incident
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
 from services.incident_log.tables import RetrainRow, SilenceRow
 from services.incident_log.triage import Disposition, triage
+from services.runtime.consumer import Rejected
 from services.runtime.database import Sessions, first_time, new_event_ids
 
 __all__ = ["Clock", "IncidentLog", "UnknownIncident", "UnknownSilence"]
@@ -208,6 +210,24 @@ class IncidentLog:
             store.record(incident.id, effects)
         self._committed()
         return incident
+
+    async def handle_runbook_result(self, result: RunbookStarted | RunbookFinished) -> None:
+        """Record what the runner did; a level-one run's outcome moves or escalates the incident."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            if not await first_time(session, result.event_id):
+                return
+            store = IncidentStore(session)
+            incident = await store.get(result.incident_id)
+            if incident is None:
+                raise Rejected(f"no incident {result.incident_id!r} for run {result.run_id!r}")
+            if isinstance(result, RunbookStarted):
+                effects = incident.runbook_started(result, now)
+            else:
+                effects = incident.runbook_finished(result, now)
+            store.save(incident)
+            store.record(incident.id, effects)
+        self._committed()
 
     async def retrain_requested(self, request: RetrainRequest) -> None:
         """Remember that a model is being retrained (its decay alerts may be inhibited)."""

@@ -1,9 +1,10 @@
 """Who may do what: roles carried by API tokens, and the tier an action on an incident needs.
 
 Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; commenting and
-reopening need ``l1``; acting on an incident (acknowledge, claim, escalate, mitigate, resolve)
-needs a role at least as high as the incident's tier, so level one cannot resolve what level two
-holds; silences, runbooks by hand and model approvals need ``l2``; tokens need ``admin``.
+reopening and attaching reports need ``l1``; acting on an incident (acknowledge, claim, escalate,
+mitigate, resolve) needs a role at least as high as the incident's tier, so level one cannot
+resolve what level two holds; silences, runbooks by hand, retrain requests and model approvals
+need ``l2``; tokens need ``admin``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Permission(StrEnum):
     ACT_ON_INCIDENT = "act_on_incident"
     MANAGE_SILENCES = "manage_silences"
     RUN_RUNBOOK = "run_runbook"
+    REQUEST_RETRAIN = "request_retrain"
+    ATTACH_REPORT = "attach_report"
     APPROVE_MODEL = "approve_model"
     MANAGE_TOKENS = "manage_tokens"
 
@@ -48,6 +51,8 @@ _FIXED = {
     Permission.REOPEN: Role.L1,
     Permission.MANAGE_SILENCES: Role.L2,
     Permission.RUN_RUNBOOK: Role.L2,
+    Permission.REQUEST_RETRAIN: Role.L2,
+    Permission.ATTACH_REPORT: Role.L1,
     Permission.APPROVE_MODEL: Role.L2,
     Permission.MANAGE_TOKENS: Role.ADMIN,
 }

@@ -197,3 +197,56 @@ async def test_reads_are_open_to_viewers_and_filter(api: Api) -> None:
     assert stats["by_tier"]["L1"]["incidents"] == 1
     alerts = (await api.client.get("/alerts", headers=viewer)).json()
     assert alerts[0]["disposition"] == "opened"
+
+
+async def test_runbooks_by_hand_and_retrain_requests_need_level_two_and_reports_level_one(
+    api: Api,
+) -> None:
+    incident = await api.new_incident()
+    run = {"runbook": "drift-diagnosis", "reason": "look closer", "parameters": {"window": 500}}
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/runbooks", json=run, headers=api.auth(Role.L1)
+        )
+    ).status_code == 403
+    accepted = await api.client.post(
+        f"/incidents/{incident}/runbooks", json=run, headers=api.auth(Role.L2)
+    )
+    assert accepted.status_code == 202
+    run_id = accepted.json()["run_id"]
+    retrain = {"reason": "drift on three features"}
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/retrain", json=retrain, headers=api.auth(Role.L1)
+        )
+    ).status_code == 403
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/retrain", json=retrain, headers=api.auth(Role.L2)
+        )
+    ).status_code == 200
+    report = {"title": "drift diagnosis", "report": {"top": ["mean radius"]}}
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/reports", json=report, headers=api.auth(Role.VIEWER)
+        )
+    ).status_code == 403
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/reports", json=report, headers=api.auth(Role.L1)
+        )
+    ).status_code == 200
+    huge = {"title": "too much", "report": {"rows": ["x" * 1000] * 300}}
+    assert (
+        await api.client.post(
+            f"/incidents/{incident}/reports", json=huge, headers=api.auth(Role.L1)
+        )
+    ).status_code == 413
+    timeline = (
+        await api.client.get(f"/incidents/{incident}/timeline", headers=api.auth(Role.VIEWER))
+    ).json()
+    requested = [
+        e for e in timeline if e["action"] == "runbook_requested" and e["actor"] == "l2-person"
+    ]
+    assert requested[0]["details"]["run_id"] == run_id
+    assert [e["action"] for e in timeline[-2:]] == ["retrain_requested", "report_attached"]

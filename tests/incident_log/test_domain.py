@@ -15,6 +15,11 @@ from contracts import (
     IncidentOpened,
     IncidentResolved,
     IncidentStatus,
+    RetrainRequest,
+    RunbookFinished,
+    RunbookRequest,
+    RunbookStarted,
+    RunState,
     Severity,
     Tier,
     alert_fingerprint,
@@ -71,8 +76,16 @@ def test_a_decay_alert_opens_an_incident_routed_to_level_one_with_its_timers() -
     assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L1)
     assert incident.route is not None
     assert incident.route.name == "performance-decay"
-    assert [entry.action for entry in effects.timeline] == ["opened", "routed"]
-    assert [type(event) for event in effects.events] == [IncidentOpened]
+    assert [entry.action for entry in effects.timeline] == ["opened", "routed", "runbook_requested"]
+    assert [type(event) for event in effects.events] == [IncidentOpened, RunbookRequest]
+    request = effects.events[1]
+    assert isinstance(request, RunbookRequest)
+    assert (request.runbook, request.tier, request.run_id) == (
+        "rollback-model",
+        Tier.L1,
+        incident.automatic_run_id(),
+    )
+    assert request.parameters["model"] == MODEL
     assert sorted((t.kind, t.due_at - T0) for t in effects.timers) == [
         (TimerKind.ACKNOWLEDGE, 10 * MINUTE),
         (TimerKind.MITIGATE, 30 * MINUTE),
@@ -98,7 +111,7 @@ def test_routing_waits_for_correlated_alerts_and_takes_the_first_matching_route(
     assert incident.route is not None
     assert incident.route.name == "performance-decay"
     assert incident.tier is Tier.L1
-    assert [entry.action for entry in routed.timeline] == ["routed"]
+    assert [entry.action for entry in routed.timeline] == ["routed", "runbook_requested"]
 
 
 def test_a_repeat_counts_without_publishing_and_a_new_signal_is_attached() -> None:
@@ -249,3 +262,119 @@ def test_stale_timers_from_before_a_reopen_do_nothing() -> None:
     incident.recover(recovery_of(decay), T0 + MINUTE)
     incident.reopen_on_recurrence(decay, T0 + 2 * MINUTE)
     assert incident.fire_timer(old_ack, POLICY, old_ack.due_at).empty
+
+
+def started(incident: Incident, run_id: str | None = None) -> RunbookStarted:
+    return RunbookStarted(
+        producer="runbook-runner",
+        run_id=run_id or incident.automatic_run_id(),
+        incident_id=incident.id,
+        model=MODEL,
+        runbook="rollback-model",
+        script_sha256="ab" * 32,
+        argv=["python", "runbooks/rollback_model.py"],
+    )
+
+
+def finished(incident: Incident, state: RunState, run_id: str | None = None) -> RunbookFinished:
+    return RunbookFinished(
+        producer="runbook-runner",
+        run_id=run_id or incident.automatic_run_id(),
+        incident_id=incident.id,
+        model=MODEL,
+        runbook="rollback-model",
+        state=state,
+        script_sha256="ab" * 32,
+        exit_code=0,
+        verify_exit_code=1 if state is RunState.VERIFY_FAILED else 0,
+        stdout="rolled back to v2",
+        verify_output="recall 0.81 < 0.95",
+        detail="verification exited 1" if state is RunState.VERIFY_FAILED else "",
+    )
+
+
+def test_a_started_runbook_means_mitigation_and_a_verified_one_monitoring() -> None:
+    incident = opened()
+    effects = incident.runbook_started(started(incident), T0 + MINUTE)
+    assert incident.status is IncidentStatus.MITIGATING
+    assert [e.action for e in effects.timeline] == ["runbook_started", "status_mitigating"]
+    incident.runbook_finished(finished(incident, RunState.SUCCEEDED), T0 + 2 * MINUTE)
+    assert (incident.status, incident.tier) == (IncidentStatus.MONITORING, Tier.L1)
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger"),
+    [
+        (RunState.VERIFY_FAILED, EscalationTrigger.VERIFICATION_FAILED),
+        (RunState.FAILED, EscalationTrigger.RUNBOOK_FAILED),
+        (RunState.TIMED_OUT, EscalationTrigger.RUNBOOK_FAILED),
+        (RunState.ABANDONED, EscalationTrigger.RUNBOOK_FAILED),
+        (RunState.REFUSED, EscalationTrigger.RUNBOOK_FAILED),
+    ],
+)
+def test_a_failed_runbook_escalates_to_level_two_with_its_output(
+    state: RunState, trigger: EscalationTrigger
+) -> None:
+    incident = opened()
+    incident.runbook_started(started(incident), T0)
+    effects = incident.runbook_finished(finished(incident, state), T0 + MINUTE)
+    assert incident.tier is Tier.L2
+    (escalation,) = [e for e in effects.events if isinstance(e, IncidentEscalated)]
+    assert escalation.trigger is trigger
+    assert state.value in escalation.reason
+    output = effects.timeline[0].details
+    assert (output["stdout"], output["verify_output"]) == (
+        "rolled back to v2",
+        "recall 0.81 < 0.95",
+    )
+
+
+def test_a_failed_runbook_tries_the_next_of_the_chain_first() -> None:
+    policy = make_policy(
+        routes=[
+            {
+                "name": "decay",
+                "match": {"kinds": ["metric_decay"]},
+                "runbooks": ["rollback-model", "recover-scorer"],
+                "tiers": POLICY.routes[0].tiers,
+            },
+            {"name": "default", "tiers": POLICY.routes[0].tiers},
+        ]
+    )
+    incident, _ = Incident.open_from_alert("inc-1", make_alert(), policy, T0)
+    first = incident.automatic_run_id()
+    effects = incident.runbook_finished(finished(incident, RunState.FAILED, first), T0 + MINUTE)
+    (request,) = [e for e in effects.events if isinstance(e, RunbookRequest)]
+    assert request.runbook == "recover-scorer"
+    assert request.run_id != first
+    assert incident.tier is Tier.L1
+
+
+def test_results_of_other_runs_are_recorded_but_change_nothing() -> None:
+    incident = opened()
+    effects = incident.runbook_finished(finished(incident, RunState.FAILED, "someone-else"), T0)
+    assert [e.action for e in effects.timeline] == ["runbook_finished"]
+    assert incident.tier is Tier.L1
+
+
+def test_people_can_run_runbooks_request_retrains_and_attach_reports() -> None:
+    incident = opened(drift_alert())
+    run = incident.request_runbook(
+        "bo", "drift-diagnosis", "look closer", {"window": 500}, "r1", T0
+    )
+    (request,) = run.events
+    assert isinstance(request, RunbookRequest)
+    assert (request.requested_by, request.tier, request.parameters["window"]) == (
+        "bo",
+        Tier.L2,
+        500,
+    )
+    retrain = incident.request_retrain("bo", "drift on 3 features", T0)
+    (ask,) = retrain.events
+    assert isinstance(ask, RetrainRequest)
+    assert (ask.cause, ask.incident_id) == ("incident:inc-1", "inc-1")
+    report = incident.attach_report("bo", "drift diagnosis", {"top": ["mean radius"]}, T0)
+    assert report.timeline[0].details == {
+        "title": "drift diagnosis",
+        "report": {"top": ["mean radius"]},
+    }

@@ -21,6 +21,9 @@ from contracts import (
     IncidentStatus,
     RetrainRequest,
     RetrainTrigger,
+    RunbookFinished,
+    RunbookStarted,
+    RunState,
     Tier,
     alert_fingerprint,
 )
@@ -32,6 +35,7 @@ from services.incident_log.tables import TABLES, AlertRow, IncidentRow, SilenceR
 from services.runtime import (
     OutboxMessage,
     ProcessedEvent,
+    Rejected,
     Sessions,
     create_engine,
     create_tables,
@@ -107,7 +111,8 @@ async def test_an_alert_opens_one_incident_routed_once_to_level_one(
     await log.handle_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L1)
-    assert await actions(sessions, incident.id) == ["opened", "routed"]
+    assert await actions(sessions, incident.id) == ["opened", "routed", "runbook_requested"]
+    assert await published(sessions, "runbook.request") == 1
     assert await published(sessions, "incident.opened") == 1
 
 
@@ -293,3 +298,36 @@ async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
     assert len(await incidents(sessions)) == 1
     assert await published(sessions, IncidentOpened.model_fields["type"].default) == 1
     assert await published(sessions, IncidentEscalated.model_fields["type"].default) == 0
+
+
+async def test_runbook_results_drive_a_level_one_incident(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    run_id = incident.automatic_run_id()
+    common = {
+        "producer": "runbook-runner",
+        "run_id": run_id,
+        "incident_id": incident.id,
+        "model": MODEL,
+        "runbook": "rollback-model",
+    }
+    await log.handle_runbook_result(
+        RunbookStarted(**common, script_sha256="ab" * 32, argv=["python", "x.py"])
+    )
+    (incident,) = await incidents(sessions)
+    assert incident.status is IncidentStatus.MITIGATING
+    finished = RunbookFinished(
+        **common, state=RunState.VERIFY_FAILED, verify_exit_code=1, detail="recall still low"
+    )
+    await log.handle_runbook_result(finished)
+    await log.handle_runbook_result(finished)  # redelivered: handled once
+    (incident,) = await incidents(sessions)
+    assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L2)
+    assert (await actions(sessions, incident.id)).count("escalated") == 1
+    with pytest.raises(Rejected, match="no incident 'inc-gone'"):
+        await log.handle_runbook_result(
+            RunbookFinished(**(common | {"incident_id": "inc-gone"}), state=RunState.SUCCEEDED)
+        )

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/vigil broker
+	$(BIN)/vigil up
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -7,6 +7,7 @@ import importlib
 import signal
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -80,6 +81,43 @@ def topics(
     servers = bootstrap_servers or KafkaSettings().bootstrap_servers
     created = asyncio.run(ensure_topics(servers, replication_factor=replication_factor))
     console.print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@app.command()
+def up() -> None:
+    """Run the whole stack on this machine (broker and services) with a live status view."""
+    from rich.live import Live
+
+    from services.stack.stack import StackSettings, running_stack
+    from services.stack.status import status_table
+
+    configure_logging("stack", level="WARNING")
+    settings = StackSettings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print("starting the broker and the services…")
+        async with running_stack(settings) as stack:
+
+            def table() -> Any:
+                return status_table(
+                    stack.supervisor.status(),
+                    bootstrap_servers=stack.bootstrap_servers,
+                    state_dir=str(stack.state_dir),
+                )
+
+            waiter = asyncio.create_task(stop.wait())
+            with Live(table(), console=console, refresh_per_second=2) as live:
+                while not waiter.done():
+                    await asyncio.wait({waiter}, timeout=1.0)
+                    live.update(table())
+            console.print("stopping…")
+        console.print("stopped")
+
+    asyncio.run(run())
 
 
 @app.command("run")

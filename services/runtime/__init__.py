@@ -1,6 +1,7 @@
 """The only code services share: settings, broker wiring, consuming with dead letters and
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
+from services.runtime.api_client import ApiClient, ApiError, default_token
 from services.runtime.consumer import EventConsumer, Record, Rejected, Rejection, RetryPolicy
 from services.runtime.database import (
     ProcessedEvent,
@@ -30,6 +31,8 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
 
 __all__ = [
+    "ApiClient",
+    "ApiError",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
@@ -59,6 +62,7 @@ __all__ = [
     "consumer_options",
     "create_engine",
     "create_tables",
+    "default_token",
     "ensure_topics",
     "first_time",
     "free_port",

@@ -1,0 +1,182 @@
+"""Scoring a batch, pure: route each request, check its features, one ``predict_proba`` per
+version, and one result per (request, version that scored it).
+
+A batch is scored against one snapshot of the deployments, so every result names the version,
+variant and deployment revision that really produced it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from contracts.registry import Deployment, MonitoringSpec, ServedVersion
+from contracts.values import Features, Variant
+from services.scorer.features import FeatureProblem, feature_problems, to_matrix
+from services.scorer.routing import route
+
+__all__ = [
+    "Item",
+    "LoadedVersion",
+    "NotLoadedError",
+    "Refusal",
+    "Result",
+    "Scored",
+    "score_batch",
+]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One request to score."""
+
+    model: str
+    request_id: str
+    entity_id: str | None
+    features: Features
+
+    @property
+    def sticky_id(self) -> str:
+        """The id the traffic split sticks to: the entity, else the request."""
+        return self.entity_id if self.entity_id is not None else self.request_id
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A version ready to score: its spec, its estimator and its classes as labels."""
+
+    model: str
+    version: int
+    spec: MonitoringSpec
+    estimator: Any
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One version's answer for one request."""
+
+    index: int
+    model: str
+    version: int
+    variant: Variant
+    served: bool
+    revision: int
+    predicted_class: str
+    probabilities: dict[str, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request that cannot be scored, and why."""
+
+    index: int
+    message: str
+    unknown_model: bool = False
+    problems: tuple[FeatureProblem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything a batch produced: answers in request order, and refusals."""
+
+    scored: list[Scored]
+    refused: list[Refusal]
+
+
+class NotLoadedError(RuntimeError):
+    """A deployed version is not loaded (a bug or a race): retry rather than refuse."""
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    version: ServedVersion
+    variant: Variant
+    served: bool
+    revision: int
+
+
+def score_batch(
+    items: Sequence[Item],
+    deployments: Mapping[str, Deployment],
+    loaded: Callable[[str, int], LoadedVersion | None],
+) -> Result:
+    """Score a batch with one snapshot of the deployments."""
+    refused: list[Refusal] = []
+    groups: dict[tuple[str, int], list[_Task]] = defaultdict(list)
+    for index, item in enumerate(items):
+        deployment = deployments.get(item.model)
+        chosen = route(item.model, deployment, item.sticky_id) if deployment else None
+        if deployment is None or chosen is None:
+            refused.append(
+                Refusal(index, f"unknown model {item.model!r}: it is not deployed", True)
+            )
+            continue
+        tasks = [_Task(index, chosen.served, chosen.variant, True, deployment.revision)]
+        if chosen.shadow is not None:
+            tasks.append(
+                _Task(index, chosen.shadow, Variant.CHALLENGER, False, deployment.revision)
+            )
+        problems = _problems(item, tasks, loaded)
+        if problems:
+            refused.append(
+                Refusal(
+                    index,
+                    f"request {item.request_id!r} does not fit {item.model}: "
+                    + "; ".join(f"features.{p.feature}: {p.message}" for p in problems),
+                    problems=tuple(problems),
+                )
+            )
+            continue
+        for task in tasks:
+            groups[(item.model, task.version.version)].append(task)
+
+    scored: list[Scored] = []
+    for (model, number), tasks in groups.items():
+        version = _require(loaded, model, number)
+        matrix = to_matrix(version.spec, [items[task.index].features for task in tasks])
+        probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
+        best = probabilities.argmax(axis=1)
+        for task, row, top in zip(tasks, probabilities, best, strict=True):
+            scored.append(
+                Scored(
+                    index=task.index,
+                    model=model,
+                    version=number,
+                    variant=task.variant,
+                    served=task.served,
+                    revision=task.revision,
+                    predicted_class=version.classes[top],
+                    probabilities=dict(zip(version.classes, row.tolist(), strict=True)),
+                    confidence=float(row[top]),
+                )
+            )
+    scored.sort(key=lambda s: (s.index, not s.served))
+    return Result(scored, refused)
+
+
+def _require(
+    loaded: Callable[[str, int], LoadedVersion | None], model: str, number: int
+) -> LoadedVersion:
+    version = loaded(model, number)
+    if version is None:
+        raise NotLoadedError(f"{model} v{number} is deployed but not loaded")
+    return version
+
+
+def _problems(
+    item: Item, tasks: list[_Task], loaded: Callable[[str, int], LoadedVersion | None]
+) -> list[FeatureProblem]:
+    problems: list[FeatureProblem] = []
+    for task in tasks:
+        version = _require(loaded, item.model, task.version.version)
+        for problem in feature_problems(version.spec, item.features):
+            if problem not in problems:
+                problems.append(problem)
+    return problems

@@ -74,6 +74,8 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
 
     app = runtime.http_app(title="Vigil scorer", resources=resources)
     app.include_router(predict_router(service))
+    app.state.runtime = runtime  # tests drive the broker and read the book through these
+    app.state.scoring = service
     return app
 
 

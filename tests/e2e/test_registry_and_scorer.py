@@ -120,13 +120,14 @@ async def test_register_deploy_score_canary_and_roll_back_attributes_every_predi
         canary = await deploy(http, MODEL, 1, 2, 0.1)
         assert canary.status_code == 200
         canary_deployment = Deployment.model_validate(canary.json()["deployment"])
+        probe_ids = [f"probe-{n}" for n in range(40)]
         probes = [
-            {"request_id": f"probe-{n}", "features": {"mean radius": 12.0, "mean texture": 20.0}}
-            for n in range(40)
+            {"request_id": probe, "features": {"mean radius": 12.0, "mean texture": 20.0}}
+            for probe in probe_ids
         ]
         expected = []
-        for probe in probes:
-            chosen = route(MODEL, canary_deployment, probe["request_id"])
+        for probe in probe_ids:
+            chosen = route(MODEL, canary_deployment, probe)
             assert chosen is not None
             expected.append((chosen.served.version, chosen.variant.value))
         assert (2, "challenger") in expected

@@ -37,8 +37,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-import skops.io
 import sklearn
+import skops.io
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -266,16 +266,20 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         return subprocess.Popen(argv, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _tail(log: Path) -> str:
+    return log.read_text()[-2000:]
+
+
 async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(600):
             if process.poll() is not None:
-                raise RuntimeError(f"process exited: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"process exited: {_tail(log)}")
             with contextlib.suppress(httpx.TransportError):
                 if (await client.get(f"{url}/readyz")).status_code == 200:
                     return
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"not ready: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"not ready: {_tail(log)}")
 
 
 @asynccontextmanager

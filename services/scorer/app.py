@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
     )
 
     async def on_requests(requests: list[ScoringRequest]) -> Sequence[Rejection]:
-        items = [Item(r.model, r.request_id, r.entity_id, r.features) for r in requests]
+        items = [Item(r.model, r.request_id, r.entity_id, r.features, r.event_id) for r in requests]
         outcome = await service.score(items, correlation_ids=[r.correlation_id for r in requests])
         return [
             Rejection(requests[refusal.index].event_id, refusal.message)

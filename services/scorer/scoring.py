@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class Item:
     request_id: str
     entity_id: str | None
     features: Features
+    event_id: UUID | None = None
 
     @property
     def sticky_id(self) -> str:

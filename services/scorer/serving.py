@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from uuid import UUID, uuid5
 
 from contracts.registry import Deployment
 from contracts.scoring import PredictionMade
@@ -16,7 +17,7 @@ from services.scorer.deployments import DeploymentBook
 from services.scorer.models import ModelLoader
 from services.scorer.scoring import Item, Result, Scored, score_batch
 
-__all__ = ["Outcome", "ScoringService"]
+__all__ = ["Outcome", "ScoringService", "prediction_id"]
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,21 @@ class ScoringService:
         return Outcome(result, events)
 
 
+def prediction_id(request_event_id: UUID, scored: Scored) -> UUID:
+    """Return the event id of a prediction made for a Kafka request.
+
+    Derived, not random: a request redelivered after a crash is scored again into predictions
+    with the same event ids (when the same version answers), which consumers then discard.
+    """
+    return uuid5(request_event_id, f"{scored.version}/{scored.variant.value}/{scored.served}")
+
+
 def _prediction(
     item: Item, scored: Scored, latency_ms: float, correlation_id: str | None
 ) -> PredictionMade:
+    identity = {} if item.event_id is None else {"event_id": prediction_id(item.event_id, scored)}
     return PredictionMade(
+        **identity,
         producer=_PRODUCER,
         correlation_id=correlation_id,
         model=item.model,

@@ -226,3 +226,60 @@ async def test_a_scorer_killed_mid_stream_and_restarted_scores_every_request(
     for prediction in predictions:
         event_ids.setdefault(prediction.request_id, set()).add(prediction.event_id)
     assert all(len(found) == 1 for found in event_ids.values())
+
+
+async def test_deployments_changing_under_a_stream_drop_duplicate_and_misattribute_nothing(
+    stack: tuple[ServiceProcess, ServiceProcess],
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+) -> None:
+    retrainer, _ = stack
+    requests = [make_request(n, "swap") for n in range(4000)]
+    ids = {r.request_id for r in requests}
+
+    async def produce() -> None:
+        for start in range(0, len(requests), 100):
+            await publisher.publish_many(requests[start : start + 100])
+            await asyncio.sleep(0.02)
+
+    producing = asyncio.create_task(produce())
+    async with httpx.AsyncClient(base_url=retrainer.url) as http:
+        who = {"actor": "ana", "reason": "swap under load"}
+        traffic = f"/models/{MODEL}/deployment/traffic"
+        for method, path, body in [
+            (
+                "PUT",
+                f"/models/{MODEL}/deployment",
+                {"champion": 1, "challenger": 2, "challenger_share": 0.3},
+            ),
+            ("PUT", traffic, {"challenger_share": 0.5}),
+            ("POST", f"/models/{MODEL}/deployment/promote", {}),
+            ("POST", f"/models/{MODEL}/deployment/rollback", {}),
+        ]:
+            await asyncio.sleep(0.3)
+            response = await http.request(method, path, json=who | body)
+            assert response.status_code == 200, response.text
+        await producing
+        history = (await http.get(f"/models/{MODEL}/history")).json()
+    deployments = {
+        entry["revision"]: Deployment.model_validate(entry["deployment"])
+        for entry in history["revisions"]
+    }
+    records = await read_until(kafka_settings, Topic.PREDICTIONS, lambda rs: ids <= served_ids(rs))
+    predictions = [PredictionMade.model_validate_json(r.value) for r in records]
+    mine = [p for p in predictions if p.request_id in ids]
+    assert len(mine) == len(ids)
+    by_id = {r.request_id: r for r in requests}
+    for prediction in mine:
+        request = by_id[prediction.request_id]
+        chosen = route(
+            MODEL,
+            deployments[prediction.deployment_revision],
+            request.entity_id or request.request_id,
+        )
+        assert chosen is not None
+        assert (prediction.model_version, prediction.variant) == (
+            chosen.served.version,
+            chosen.variant,
+        ), prediction.request_id
+    assert len({p.deployment_revision for p in mine}) >= 3  # the stream really saw the swaps

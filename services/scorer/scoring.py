@@ -112,6 +112,15 @@ def score_batch(
     """Score a batch with one snapshot of the deployments."""
     refused: list[Refusal] = []
     groups: dict[tuple[str, int], list[_Task]] = defaultdict(list)
+    versions: dict[tuple[str, int], LoadedVersion] = {}
+
+    def version_of(model: str, number: int) -> LoadedVersion:
+        key = (model, number)
+        found = versions.get(key)
+        if found is None:
+            found = versions[key] = _require(loaded, model, number)
+        return found
+
     for index, item in enumerate(items):
         deployment = deployments.get(item.model)
         chosen = route(item.model, deployment, item.sticky_id) if deployment else None
@@ -125,7 +134,7 @@ def score_batch(
             tasks.append(
                 _Task(index, chosen.shadow, Variant.CHALLENGER, False, deployment.revision)
             )
-        problems = _problems(item, tasks, loaded)
+        problems = _problems(item, [version_of(item.model, t.version.version) for t in tasks])
         if problems:
             refused.append(
                 Refusal(
@@ -141,11 +150,11 @@ def score_batch(
 
     scored: list[Scored] = []
     for (model, number), tasks in groups.items():
-        version = _require(loaded, model, number)
+        version = version_of(model, number)
         matrix = to_matrix(version.spec, [items[task.index].features for task in tasks])
         probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
-        best = probabilities.argmax(axis=1)
-        for task, row, top in zip(tasks, probabilities, best, strict=True):
+        best = probabilities.argmax(axis=1).tolist()
+        for task, row, top in zip(tasks, probabilities.tolist(), best, strict=True):
             scored.append(
                 Scored(
                     index=task.index,
@@ -155,8 +164,8 @@ def score_batch(
                     served=task.served,
                     revision=task.revision,
                     predicted_class=version.classes[top],
-                    probabilities=dict(zip(version.classes, row.tolist(), strict=True)),
-                    confidence=float(row[top]),
+                    probabilities=dict(zip(version.classes, row, strict=True)),
+                    confidence=row[top],
                 )
             )
     scored.sort(key=lambda s: (s.index, not s.served))
@@ -172,12 +181,9 @@ def _require(
     return version
 
 
-def _problems(
-    item: Item, tasks: list[_Task], loaded: Callable[[str, int], LoadedVersion | None]
-) -> list[FeatureProblem]:
+def _problems(item: Item, versions: list[LoadedVersion]) -> list[FeatureProblem]:
     problems: list[FeatureProblem] = []
-    for task in tasks:
-        version = _require(loaded, item.model, task.version.version)
+    for version in versions:
         for problem in feature_problems(version.spec, item.features):
             if problem not in problems:
                 problems.append(problem)

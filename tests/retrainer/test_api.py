@@ -3,6 +3,7 @@ history, content by hash, and the outbox events of every change."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import pickle
 from collections.abc import AsyncIterator, Iterable
@@ -304,3 +305,38 @@ async def test_the_database_allows_one_version_per_alias_and_one_alias_per_versi
         "champion": 1,
         "challenger": 2,
     }
+
+
+async def test_concurrent_changes_of_one_model_get_distinct_consecutive_revisions(
+    reg: Registry, http: httpx.AsyncClient
+) -> None:
+    await registered(http, 3)
+    responses = await asyncio.gather(
+        *(deploy(http, MODEL, champion) for champion in (1, 2, 3, 1, 2, 3))
+    )
+    assert {response.status_code for response in responses} <= {200, 409}
+    revisions = sorted(r.json()["revision"] for r in responses if r.status_code == 200)
+    assert revisions == list(range(1, len(revisions) + 1))
+    history = (await http.get(f"/models/{MODEL}/history")).json()["revisions"]
+    assert [entry["revision"] for entry in history] == revisions
+
+
+async def test_the_openapi_document_describes_every_registry_path(http: httpx.AsyncClient) -> None:
+    document = (await http.get("/openapi.json")).json()
+    assert {
+        "/models",
+        "/models/{model}",
+        "/models/{model}/versions",
+        "/models/{model}/versions/{version}",
+        "/models/{model}/deployment",
+        "/models/{model}/deployment/traffic",
+        "/models/{model}/deployment/promote",
+        "/models/{model}/deployment/rollback",
+        "/models/{model}/deployment/at",
+        "/models/{model}/history",
+        "/deployments",
+        "/artifacts/{sha256}",
+        "/datasets/{digest}",
+    } <= set(document["paths"])
+    upload = document["paths"]["/models/{model}/versions"]["post"]["requestBody"]
+    assert "multipart/form-data" in upload["content"]

@@ -149,12 +149,15 @@ def score_batch(
             groups[(item.model, task.version.version)].append(task)
 
     scored: list[Scored] = []
+    failed: dict[int, str] = {}
     for (model, number), tasks in groups.items():
         version = version_of(model, number)
-        matrix = to_matrix(version.spec, [items[task.index].features for task in tasks])
-        probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
-        best = probabilities.argmax(axis=1).tolist()
-        for task, row, top in zip(tasks, probabilities.tolist(), best, strict=True):
+        rows = [items[task.index].features for task in tasks]
+        for task, row in zip(tasks, _predict(version, rows), strict=True):
+            if isinstance(row, str):
+                failed.setdefault(task.index, f"{model} v{number} cannot score it: {row}")
+                continue
+            top = max(range(len(row)), key=row.__getitem__)
             scored.append(
                 Scored(
                     index=task.index,
@@ -168,8 +171,39 @@ def score_batch(
                     confidence=row[top],
                 )
             )
+    if failed:
+        scored = [s for s in scored if s.index not in failed]
+        refused.extend(
+            Refusal(index, f"request {items[index].request_id!r}: {why}")
+            for index, why in failed.items()
+        )
+        refused.sort(key=lambda refusal: refusal.index)
     scored.sort(key=lambda s: (s.index, not s.served))
     return Result(scored, refused)
+
+
+def _predict(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
+    """Return each row's class probabilities; if the model refuses the batch (an unseen
+    category, say), score the rows one by one and return the error for the rows it refuses."""
+    try:
+        return _probabilities(version, rows)
+    except Exception:  # the model's own validation: find the rows it refuses
+        pass
+    results: list[list[float] | str] = []
+    for row in rows:
+        try:
+            results.extend(_probabilities(version, [row]))
+        except Exception as error:
+            results.append(f"{type(error).__name__}: {error}")
+    return results
+
+
+def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
+    matrix = to_matrix(version.spec, rows)
+    probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
+    if probabilities.shape != (len(rows), len(version.classes)):
+        raise ValueError(f"predict_proba returned shape {probabilities.shape}")
+    return list(probabilities.tolist())
 
 
 def _require(

@@ -105,7 +105,7 @@ class RegistryStore:
         """Return every model with its version count and deployment, by name."""
         async with self._sessions() as session:
             names = (await session.exec(select(ModelRow.name).order_by(ModelRow.name))).all()
-            counts = dict(
+            latest = dict(
                 (
                     await session.exec(
                         select(ModelVersionRow.model, func.max(ModelVersionRow.version)).group_by(
@@ -118,8 +118,8 @@ class RegistryStore:
         return [
             ModelSummary(
                 name=name,
-                versions=counts.get(name, 0),
-                latest_version=counts.get(name),
+                versions=latest.get(name, 0),  # versions are numbered 1, 2, … without gaps
+                latest_version=latest.get(name),
                 deployment=deployments.get(name),
             )
             for name in names

@@ -21,6 +21,13 @@ from services.runtime.embedded_broker import (
 )
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
+from services.runtime.model_artifacts import (
+    UnsafeArtifactError,
+    class_labels,
+    load_model,
+    mismatches_with_spec,
+    sha256_hex,
+)
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
@@ -56,8 +63,10 @@ __all__ = [
     "ServiceRuntime",
     "ServiceSettings",
     "Sessions",
+    "UnsafeArtifactError",
     "UtcDateTime",
     "async_url",
+    "class_labels",
     "configure_logging",
     "consumer_options",
     "create_engine",
@@ -67,8 +76,11 @@ __all__ = [
     "first_time",
     "free_port",
     "kafka_broker",
+    "load_model",
+    "mismatches_with_spec",
     "producer_options",
     "serve",
     "session_factory",
+    "sha256_hex",
     "stage",
 ]

@@ -1,0 +1,412 @@
+"""Benchmark: the scorer pipeline against the raw Kafka pipe, in one run on the embedded broker.
+
+(a) raw pipe: a load generator produces ScoringRequest JSON to ``scoring.requests``; a bare
+    aiokafka process (consume with ``getmany``, produce the same bytes, commit) moves it to
+    ``predictions``; a reader in this process timestamps arrivals.
+(b) scorer: the same messages, the same topics (in another namespace), but the hop is the real
+    scorer process (``python -m services.scorer``) serving a model the real retrainer process
+    registered and deployed: decode, validate, route, ``predict_proba``, publish PredictionMade.
+
+Both hops are separate processes, so (b)/(a) isolates the scorer's own cost. Each pipeline gets a
+saturation phase (N requests as fast as the generator can send; throughput = N / time until the
+last output) and a fixed offered load (1,000 requests/s; p50 / p99 of send → output arrival).
+
+    python bench/scorer.py [--quick]
+
+The last line printed is one JSON object of the figures. Figures are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import sklearn
+import skops.io
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from contracts import ScoringRequest, Topic
+from services.runtime import (
+    EmbeddedBroker,
+    KafkaSettings,
+    ServiceName,
+    ensure_topics,
+    free_port,
+)
+
+MODEL = "bench"
+FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area"]
+
+
+def _requests(prefix: str, count: int) -> list[tuple[str, bytes]]:
+    rng = np.random.default_rng(7)
+    values = rng.normal([14, 19, 92, 650], [3.5, 4.3, 24, 350], size=(count, 4))
+    out = []
+    for n in range(count):
+        request = ScoringRequest(
+            producer="bench",
+            model=MODEL,
+            request_id=f"{prefix}-{n}",
+            entity_id=f"e-{n}",
+            features=dict(zip(FEATURES, (round(float(v), 3) for v in values[n]), strict=True)),
+        )
+        out.append((request.request_id, request.model_dump_json().encode()))
+    return out
+
+
+class Reader:
+    """Reads the output topic and records when each request id arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self.arrived: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await consumer.start()
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(self._topic, p) for p in consumer.partitions_for_topic(self._topic)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        self._task = asyncio.create_task(self._run(consumer))
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for record in records:
+                        request_id = json.loads(record.value)["request_id"]
+                        self.arrived.setdefault(request_id, now)
+        finally:
+            await consumer.stop()
+
+    async def wait_for(self, ids: list[str], timeout_s: float) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while not all(i in self.arrived for i in ids):
+            if time.perf_counter() > deadline:
+                missing = sum(1 for i in ids if i not in self.arrived)
+                raise RuntimeError(f"{missing} of {len(ids)} outputs missing after {timeout_s} s")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def _phase_saturation(
+    producer: AIOKafkaProducer, reader: Reader, topic: str, messages: list[tuple[str, bytes]]
+) -> float:
+    started = time.perf_counter()
+    for _, value in messages:
+        await producer.send(topic, value, key=MODEL.encode())
+    await producer.flush()
+    await reader.wait_for([i for i, _ in messages], timeout_s=120)
+    finished = max(reader.arrived[i] for i, _ in messages)
+    return len(messages) / (finished - started)
+
+
+async def _phase_fixed_load(
+    producer: AIOKafkaProducer,
+    reader: Reader,
+    topic: str,
+    messages: list[tuple[str, bytes]],
+    rate: int,
+) -> list[float]:
+    sent: dict[str, float] = {}
+    tick = 0.01
+    per_tick = max(1, round(rate * tick))
+    started = time.perf_counter()
+    for start in range(0, len(messages), per_tick):
+        due = started + (start // per_tick) * tick
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for request_id, value in messages[start : start + per_tick]:
+            sent[request_id] = time.perf_counter()
+            await producer.send(topic, value, key=MODEL.encode())
+    await producer.flush()
+    await reader.wait_for(list(sent), timeout_s=120)
+    return [(reader.arrived[i] - t) * 1000.0 for i, t in sent.items()]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+async def _measure(
+    name: str, kafka: KafkaSettings, saturation: int, load_seconds: int, rate: int
+) -> dict[str, float]:
+    requests_topic = kafka.topic_name(Topic.SCORING_REQUESTS)
+    reader = Reader(kafka.bootstrap_servers, kafka.topic_name(Topic.PREDICTIONS))
+    await reader.start()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=2, max_batch_size=262144
+    )
+    await producer.start()
+    try:
+        warm = _requests(f"{name}-warm", 300)
+        for _, value in warm:
+            await producer.send(requests_topic, value, key=MODEL.encode())
+        await producer.flush()
+        await reader.wait_for([i for i, _ in warm], timeout_s=60)
+        throughput = await _phase_saturation(
+            producer, reader, requests_topic, _requests(f"{name}-sat", saturation)
+        )
+        latencies = await _phase_fixed_load(
+            producer, reader, requests_topic, _requests(f"{name}-load", rate * load_seconds), rate
+        )
+    finally:
+        await producer.stop()
+        await reader.stop()
+    return {
+        "throughput_per_s": round(throughput, 1),
+        "p50_ms": round(_percentile(latencies, 50), 2),
+        "p99_ms": round(_percentile(latencies, 99), 2),
+        "mean_ms": round(statistics.fmean(latencies), 2),
+    }
+
+
+# The raw hop, run as its own process: `python bench/scorer.py --relay BOOTSTRAP IN OUT GROUP`.
+
+
+async def _relay(bootstrap: str, source: str, target: str, group: str) -> None:
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+        fetch_max_wait_ms=20,
+        max_poll_records=500,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=262144
+    )
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            futures = [
+                await producer.send(target, record.value, key=record.key)
+                for records in batch.values()
+                for record in records
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+# The scorer pipeline's set-up: a registered, deployed model in a real retrainer.
+
+
+def _model_files() -> tuple[bytes, bytes, dict[str, Any]]:
+    data = load_breast_cancer()
+    features = data.data[:, :4]
+    labels = np.array(["malignant", "benign"])[data.target]
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, labels)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*FEATURES, "diagnosis"])
+    writer.writerows([*map(float, row), label] for row, label in zip(features, labels, strict=True))
+    meta = {
+        "sklearn_version": sklearn.__version__,
+        "dataset_name": "breast-cancer",
+        "dataset_version": "1",
+        "code_version": "bench",
+        "registered_by": "bench",
+        "reason": "benchmark",
+        "spec": {
+            "features": [{"name": name, "kind": "numeric"} for name in FEATURES],
+            "label": "diagnosis",
+            "classes": ["malignant", "benign"],
+            "positive_class": "malignant",
+            "key_metric": "recall",
+            "metrics": [{"metric": "recall", "baseline": 0.9, "threshold": 0.85}],
+        },
+    }
+    return skops.io.dumps(model), out.getvalue().encode(), meta
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-2000:]
+
+
+async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"process exited: {_tail(log)}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"not ready: {_tail(log)}")
+
+
+@asynccontextmanager
+async def _processes() -> AsyncIterator[Callable[[list[str], dict[str, str], str], Any]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        process = _spawn(argv, env, Path(log))
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in reversed(started):
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    saturation = 10_000 if quick else 50_000
+    load_seconds = 5 if quick else 20
+    rate = 1000
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
+        root = Path(folder)
+        broker = EmbeddedBroker(log_path=root / "tansu.log")
+        await broker.start()
+        try:
+            async with _processes() as start:
+                raw = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="raw.")
+                await ensure_topics(broker.bootstrap_servers, prefix=raw.topic_prefix)
+                relay_argv = [
+                    sys.executable,
+                    __file__,
+                    "--relay",
+                    broker.bootstrap_servers,
+                    raw.topic_name(Topic.SCORING_REQUESTS),
+                    raw.topic_name(Topic.PREDICTIONS),
+                    "bench-relay",
+                ]
+                start(relay_argv, {}, str(root / "relay.log"))
+                raw_figures = await _measure("raw", raw, saturation, load_seconds, rate)
+
+                kafka = KafkaSettings(
+                    bootstrap_servers=broker.bootstrap_servers, topic_prefix="scorer."
+                )
+                await ensure_topics(broker.bootstrap_servers, prefix=kafka.topic_prefix)
+                registry_port, scorer_port = free_port(), free_port()
+                registry_url = f"http://127.0.0.1:{registry_port}"
+                env = {
+                    "VIGIL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                    "VIGIL_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+                    "VIGIL_STATE_DIR": str(root / "state"),
+                    "VIGIL_REGISTRY_URL": registry_url,
+                    "VIGIL_RETRAINER_HTTP_PORT": str(registry_port),
+                    "VIGIL_SCORER_HTTP_PORT": str(scorer_port),
+                    "VIGIL_LOG_LEVEL": "WARNING",
+                }
+                retrainer_log = root / "retrainer.log"
+                retrainer = start(
+                    [sys.executable, "-m", ServiceName.RETRAINER.package], env, str(retrainer_log)
+                )
+                await _wait_ready(registry_url, retrainer, retrainer_log)
+                artifact, training, meta = _model_files()
+                async with httpx.AsyncClient(base_url=registry_url, timeout=60) as http:
+                    registered = await http.post(
+                        f"/models/{MODEL}/versions",
+                        data={"metadata": json.dumps(meta)},
+                        files={"artifact": artifact, "training_data": training},
+                    )
+                    registered.raise_for_status()
+                    deployed = await http.put(
+                        f"/models/{MODEL}/deployment",
+                        json={"champion": 1, "actor": "bench", "reason": "benchmark"},
+                    )
+                    deployed.raise_for_status()
+                scorer_log = root / "scorer.log"
+                scorer = start(
+                    [sys.executable, "-m", ServiceName.SCORER.package], env, str(scorer_log)
+                )
+                await _wait_ready(f"http://127.0.0.1:{scorer_port}", scorer, scorer_log)
+                scorer_figures = await _measure("scorer", kafka, saturation, load_seconds, rate)
+        finally:
+            await broker.stop()
+    return {
+        "benchmark": "scorer",
+        "quick": quick,
+        "saturation_messages": saturation,
+        "offered_load_per_s": rate,
+        "load_seconds": load_seconds,
+        "raw_pipe": raw_figures,
+        "scorer": scorer_figures,
+        "throughput_ratio": round(
+            scorer_figures["throughput_per_s"] / raw_figures["throughput_per_s"], 3
+        ),
+        "p99_ratio": round(scorer_figures["p99_ms"] / raw_figures["p99_ms"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="finish in under a minute")
+    parser.add_argument("--relay", nargs=4, metavar=("BOOTSTRAP", "IN", "OUT", "GROUP"))
+    args = parser.parse_args()
+    if args.relay:
+        asyncio.run(_relay(*args.relay))
+        return
+    started = time.perf_counter()
+    figures = asyncio.run(_run(args.quick))
+    figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+    for name in ("raw_pipe", "scorer"):
+        row = figures[name]
+        print(
+            f"{name:9s} saturation {row['throughput_per_s']:>9.1f} msg/s   "
+            f"at {figures['offered_load_per_s']}/s: p50 {row['p50_ms']:.1f} ms  "
+            f"p99 {row['p99_ms']:.1f} ms"
+        )
+    print(
+        f"ratio (scorer / raw): throughput {figures['throughput_ratio']}, "
+        f"p99 {figures['p99_ratio']}"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

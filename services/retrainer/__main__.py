@@ -1,0 +1,3 @@
+from services.retrainer.app import main
+
+main()

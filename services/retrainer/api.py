@@ -1,0 +1,435 @@
+"""The registry's HTTP API: parse → rules (via the store) → answer.
+
+The read paths are the ones :class:`services.runtime.RegistryClient` uses (the scorer, monitor and
+drift detector); the write paths are what ``vigil models …`` and runbooks call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, MonitoringSpec
+from contracts.values import ModelName
+from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
+from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
+from services.retrainer.registry import (
+    MAX_CHALLENGER_SHARE,
+    Action,
+    Alias,
+    AliasMove,
+    DeploymentRevision,
+    RegistryRuleError,
+    alias_moves,
+    deployment_at,
+)
+from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
+
+__all__ = [
+    "AliasMoveOut",
+    "DeployRequest",
+    "DeploymentAt",
+    "History",
+    "ModelDetail",
+    "ModelSummaryOut",
+    "RevisionOut",
+    "TrafficRequest",
+    "VersionMetadata",
+    "WhoAndWhy",
+    "install_registry_api",
+]
+
+ModelPath = Annotated[
+    ModelName, Path(description="Registry name of the model.", examples=["breast-cancer"])
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VersionMetadata(_Body):
+    """The JSON part of a registration: lineage and maintenance instructions."""
+
+    sklearn_version: str = Field(min_length=1, examples=["1.6.1"])
+    dataset_name: str = Field(min_length=1, examples=["breast-cancer"])
+    dataset_version: str = Field(min_length=1, examples=["2026-11-22.1"])
+    evaluation_dataset_name: str | None = Field(default=None, examples=["breast-cancer"])
+    evaluation_dataset_version: str | None = Field(default=None, examples=["2026-11-22.1-test"])
+    metrics: dict[str, float] = Field(default_factory=dict, examples=[{"recall": 0.97}])
+    parameters: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"C": 1.0}])
+    code_version: str = Field(min_length=1, examples=["vigil 0.1.0"])
+    spec: MonitoringSpec
+    registered_by: str = Field(min_length=1, examples=["ana"])
+    reason: str = Field(examples=["initial model"])
+    incident_id: str | None = Field(default=None, examples=["inc-000042"])
+
+
+class WhoAndWhy(_Body):
+    """Who asks for a change, and why (kept in the history)."""
+
+    actor: str = Field(min_length=1, examples=["ana"])
+    reason: str = Field(min_length=1, examples=["recall fell after the deploy"])
+    incident_id: str | None = Field(default=None, examples=["inc-000042"])
+
+
+class DeployRequest(WhoAndWhy):
+    """Serve a champion, and optionally a challenger with its share and mode."""
+
+    champion: int = Field(ge=1, examples=[3])
+    challenger: int | None = Field(default=None, ge=1, examples=[4])
+    challenger_share: float = Field(default=0.0, ge=0.0, le=MAX_CHALLENGER_SHARE, examples=[0.1])
+    mode: DeploymentMode = DeploymentMode.CANARY
+
+
+class TrafficRequest(WhoAndWhy):
+    """Change the challenger's share of traffic (and the mode, if given)."""
+
+    challenger_share: float = Field(ge=0.0, le=MAX_CHALLENGER_SHARE, examples=[0.1])
+    mode: DeploymentMode | None = None
+
+
+class RevisionOut(BaseModel):
+    """One revision of a deployment."""
+
+    model: str
+    revision: int
+    action: Action
+    actor: str
+    reason: str
+    incident_id: str | None
+    at: datetime
+    deployment: Deployment
+
+    @classmethod
+    def of(cls, entry: DeploymentRevision) -> RevisionOut:
+        return cls(
+            model=entry.model,
+            revision=entry.revision,
+            action=entry.action,
+            actor=entry.actor,
+            reason=entry.reason,
+            incident_id=entry.incident_id,
+            at=entry.at,
+            deployment=entry.deployment,
+        )
+
+
+class AliasMoveOut(BaseModel):
+    """An alias moved to a version (``null``: cleared)."""
+
+    alias: Alias
+    version: int | None
+    previous_version: int | None
+    revision: int
+    action: Action
+    actor: str
+    reason: str
+    incident_id: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, move: AliasMove) -> AliasMoveOut:
+        return cls(**{name: getattr(move, name) for name in cls.model_fields})
+
+
+class History(BaseModel):
+    """Every revision and every alias move of a model, oldest first."""
+
+    model: str
+    revisions: list[RevisionOut]
+    alias_moves: list[AliasMoveOut]
+
+
+class DeploymentAt(BaseModel):
+    """What served a model at a point in time."""
+
+    model: str
+    at: datetime
+    champion: int | None
+    challenger: int | None
+    revision: RevisionOut | None
+
+
+class ModelSummaryOut(BaseModel):
+    """A model, its number of versions and what serves it."""
+
+    name: str
+    versions: int
+    latest_version: int | None
+    deployment: Deployment | None
+
+
+class ModelDetail(BaseModel):
+    """A model with all its versions, its aliases and its deployment."""
+
+    name: str
+    versions: list[ModelVersionRecord]
+    aliases: dict[Alias, int]
+    deployment: Deployment | None
+
+
+def _problem(field: str, message: str, kind: str = "value_error") -> HTTPException:
+    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
+
+
+def _metadata_errors(error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": ["body", "metadata", *problem["loc"]],
+            "msg": problem["msg"],
+            "type": problem["type"],
+        }
+        for problem in error.errors(include_url=False)
+    ]
+
+
+def install_registry_api(
+    app: FastAPI,
+    *,
+    store: RegistryStore,
+    artifacts: ArtifactStore,
+    datasets: DatasetStore,
+    clock: Callable[[], datetime],
+) -> None:
+    """Add the registry's routes and error mapping to an app."""
+    router = APIRouter(tags=["registry"])
+
+    @router.get("/models")
+    async def list_models() -> list[ModelSummaryOut]:
+        """Every model with its latest version and deployment."""
+        return [ModelSummaryOut(**vars(summary)) for summary in await store.models()]
+
+    @router.get("/models/{model}")
+    async def show_model(model: ModelPath) -> ModelDetail:
+        """A model's versions, aliases and deployment."""
+        versions = await store.versions(model)
+        return ModelDetail(
+            name=model,
+            versions=versions,
+            aliases=await store.aliases(model),
+            deployment=await store.deployment(model),
+        )
+
+    @router.get("/models/{model}/versions")
+    async def list_versions(model: ModelPath) -> list[ModelVersionRecord]:
+        """Every version of a model, oldest first."""
+        return await store.versions(model)
+
+    @router.post("/models/{model}/versions", status_code=201)
+    async def register_version(
+        model: ModelPath,
+        metadata: Annotated[
+            str, Form(description="JSON object: lineage and spec (schema VersionMetadata).")
+        ],
+        artifact: Annotated[bytes, File(description="The model as a skops file.")],
+        training_data: Annotated[
+            bytes, File(description="Training set CSV: feature columns in spec order, then label.")
+        ],
+        evaluation_data: Annotated[
+            bytes | None, File(description="Evaluation set CSV that the metrics come from.")
+        ] = None,
+    ) -> ModelVersionRecord:
+        """Register the next version of a model (the model is created on its first version).
+
+        The artifact must load with skops without untrusted types and fit the spec (feature
+        count and names, classes); the datasets must fit the spec. Publishes ``model.registered``.
+        """
+        try:
+            meta = VersionMetadata.model_validate_json(metadata)
+        except ValidationError as error:
+            raise HTTPException(422, _metadata_errors(error)) from None
+        if (meta.evaluation_dataset_name is None) != (evaluation_data is None) or (
+            meta.evaluation_dataset_version is None
+        ) != (evaluation_data is None):
+            raise _problem(
+                "evaluation_data",
+                "send evaluation_data together with evaluation_dataset_name and _version",
+            )
+        try:
+            check_artifact(artifact, meta.spec)
+        except ArtifactError as error:
+            raise _problem("artifact", str(error)) from None
+        refs = {}
+        for field, content, name, version in (
+            ("training_data", training_data, meta.dataset_name, meta.dataset_version),
+            (
+                "evaluation_data",
+                evaluation_data,
+                meta.evaluation_dataset_name,
+                meta.evaluation_dataset_version,
+            ),
+        ):
+            if content is None or name is None or version is None:
+                continue
+            try:
+                check_dataset(content, meta.spec)
+            except DatasetError as error:
+                raise _problem(field, str(error)) from None
+            refs[field] = await datasets.put_dataset(content, name=name, version=version)
+        sha256 = await artifacts.put(artifact)
+        registered_at = clock()
+
+        def make_record(version: int) -> ModelVersionRecord:
+            return ModelVersionRecord(
+                model=model,
+                version=version,
+                artifact_uri=artifacts.uri_of(sha256),
+                artifact_sha256=sha256,
+                sklearn_version=meta.sklearn_version,
+                dataset=refs["training_data"],
+                metrics=meta.metrics,
+                evaluation_dataset=refs.get("evaluation_data"),
+                parameters=meta.parameters,
+                code_version=meta.code_version,
+                spec=meta.spec,
+                registered_by=meta.registered_by,
+                reason=meta.reason,
+                incident_id=meta.incident_id,
+                registered_at=registered_at,
+            )
+
+        return await store.register(model, make_record)
+
+    @router.get("/models/{model}/versions/{version}")
+    async def show_version(
+        model: ModelPath, version: Annotated[int, Path(ge=1)]
+    ) -> ModelVersionRecord:
+        """A version's lineage and maintenance instructions."""
+        return await store.version(model, version)
+
+    @router.get("/models/{model}/deployment", responses={404: {"description": "Never deployed."}})
+    async def show_deployment(model: ModelPath) -> Deployment:
+        """What serves a model now."""
+        deployment = await store.deployment(model)
+        if deployment is None:
+            raise HTTPException(404, f"model {model!r} was never deployed")
+        return deployment
+
+    @router.put("/models/{model}/deployment")
+    async def deploy(model: ModelPath, body: DeployRequest) -> RevisionOut:
+        """Serve a champion (and a challenger at a share, as canary or shadow).
+
+        Publishes ``model.deployed`` with the whole new deployment.
+        """
+        entry = await store.deploy(
+            model,
+            champion=body.champion,
+            challenger=body.challenger,
+            share=body.challenger_share,
+            mode=body.mode,
+            actor=body.actor,
+            reason=body.reason,
+            incident_id=body.incident_id,
+            at=clock(),
+        )
+        return RevisionOut.of(entry)
+
+    @router.put("/models/{model}/deployment/traffic")
+    async def set_traffic(model: ModelPath, body: TrafficRequest) -> RevisionOut:
+        """Change the challenger's share (0 to 50 %) and optionally the mode."""
+        entry = await store.set_traffic(
+            model,
+            share=body.challenger_share,
+            mode=body.mode,
+            actor=body.actor,
+            reason=body.reason,
+            incident_id=body.incident_id,
+            at=clock(),
+        )
+        return RevisionOut.of(entry)
+
+    @router.post("/models/{model}/deployment/promote")
+    async def promote(model: ModelPath, body: WhoAndWhy) -> RevisionOut:
+        """Make the challenger the champion. Publishes ``model.promoted``."""
+        entry = await store.promote(
+            model, actor=body.actor, reason=body.reason, incident_id=body.incident_id, at=clock()
+        )
+        return RevisionOut.of(entry)
+
+    @router.post("/models/{model}/deployment/rollback")
+    async def rollback(model: ModelPath, body: WhoAndWhy) -> RevisionOut:
+        """One step back: withdraw the challenger, or else restore the previous champion.
+
+        Publishes ``model.rolled_back``.
+        """
+        entry = await store.rollback(
+            model, actor=body.actor, reason=body.reason, incident_id=body.incident_id, at=clock()
+        )
+        return RevisionOut.of(entry)
+
+    @router.get("/models/{model}/history")
+    async def history(model: ModelPath) -> History:
+        """Every deployment revision and alias move: who moved what, when and why."""
+        entries = await store.history(model)
+        return History(
+            model=model,
+            revisions=[RevisionOut.of(entry) for entry in entries],
+            alias_moves=[AliasMoveOut.of(move) for move in alias_moves(entries)],
+        )
+
+    @router.get("/models/{model}/deployment/at")
+    async def deployed_at(
+        model: ModelPath,
+        time: Annotated[AwareDatetime, Query(description="Timezone-aware ISO 8601 time.")],
+    ) -> DeploymentAt:
+        """What was in production at a time: champion, challenger and the revision in force."""
+        entry = deployment_at(await store.history(model), time)
+        deployment = entry.deployment if entry else None
+        return DeploymentAt(
+            model=model,
+            at=time,
+            champion=deployment.champion.version if deployment and deployment.champion else None,
+            challenger=(
+                deployment.challenger.version if deployment and deployment.challenger else None
+            ),
+            revision=RevisionOut.of(entry) if entry else None,
+        )
+
+    @router.get("/deployments")
+    async def list_deployments() -> dict[str, Deployment]:
+        """The current deployment of every deployed model."""
+        return await store.deployments()
+
+    @router.get(
+        "/artifacts/{sha256}",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def get_artifact(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]) -> Response:
+        """A registered version's artifact (skops file), by SHA-256."""
+        content = await artifacts.get(sha256) if await store.knows_artifact(sha256) else None
+        if content is None:
+            raise HTTPException(404, f"no registered artifact {sha256}")
+        return Response(content, media_type="application/octet-stream")
+
+    @router.get(
+        "/datasets/{digest}",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def get_dataset(
+        digest: Annotated[str, Path(pattern=r"^sha256:[0-9a-f]{64}$")],
+    ) -> Response:
+        """A dataset by digest: CSV, the spec's features then the label column."""
+        content = await datasets.get(digest.removeprefix("sha256:"))
+        if content is None:
+            raise HTTPException(404, f"no dataset {digest}")
+        return Response(content, media_type="text/csv")
+
+    app.include_router(router)
+
+    async def not_found(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 404)
+
+    async def conflict(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, 409)
+
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(RegistryRuleError, conflict)
+    app.add_exception_handler(ConcurrentChangeError, conflict)

@@ -1,0 +1,35 @@
+"""Model artifacts: checked when registered (safe skops load, fits the spec) and stored by hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from contracts.registry import MonitoringSpec
+from services.retrainer.content import ContentStore
+from services.runtime import UnsafeArtifactError, load_model, mismatches_with_spec
+
+__all__ = ["ArtifactError", "ArtifactStore", "check_artifact"]
+
+
+class ArtifactError(ValueError):
+    """An uploaded artifact cannot be registered; the message says why."""
+
+
+def check_artifact(content: bytes, spec: MonitoringSpec) -> Any:
+    """Load an artifact safely and check it fits the spec; return the estimator."""
+    try:
+        estimator = load_model(content)
+    except UnsafeArtifactError as error:
+        raise ArtifactError(str(error)) from None
+    problems = mismatches_with_spec(estimator, spec)
+    if problems:
+        raise ArtifactError("; ".join(problems))
+    return estimator
+
+
+class ArtifactStore(ContentStore):
+    """Artifacts under ``{state_dir}/artifacts/sha256/<hex>.skops``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir / "artifacts", suffix=".skops")

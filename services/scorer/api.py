@@ -1,0 +1,78 @@
+"""The scorer's HTTP API: ``POST /predict``, the same scoring as Kafka, answered synchronously."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from fastapi import APIRouter, HTTPException
+
+from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
+from services.runtime import RegistryError
+from services.scorer.scoring import Item, NotLoadedError
+from services.scorer.serving import ScoringService
+
+__all__ = ["predict_router"]
+
+
+def predict_router(service: ScoringService) -> APIRouter:
+    """Return the router of ``POST /predict`` over a scoring service."""
+    router = APIRouter(tags=["scoring"])
+
+    @router.post(
+        "/predict",
+        responses={
+            404: {"description": "The model is not deployed."},
+            422: {"description": "A feature is missing, unknown, of the wrong type or NaN."},
+            503: {
+                "description": "The deployed version is not loaded yet, or the registry is down."
+            },
+        },
+    )
+    async def predict(body: PredictRequest) -> PredictResponse:
+        """Score instances with the deployed version(s); publishes every prediction (shadow ones
+        too) on ``predictions`` and returns the served ones in order."""
+        items = [
+            Item(
+                model=body.model,
+                request_id=instance.request_id or f"http-{uuid4()}",
+                entity_id=instance.entity_id,
+                features=instance.features,
+            )
+            for instance in body.instances
+        ]
+        try:
+            outcome = await service.score(items, publish_if_refused=False)
+        except (NotLoadedError, RegistryError) as error:
+            raise HTTPException(503, str(error)) from None
+        refused = outcome.result.refused
+        if any(refusal.unknown_model for refusal in refused):
+            raise HTTPException(404, f"model {body.model!r} is not deployed")
+        if refused:
+            detail: list[dict[str, Any]] = [
+                {
+                    "loc": ["body", "instances", refusal.index, "features", problem.feature],
+                    "msg": problem.message,
+                    "type": "value_error",
+                }
+                for refusal in refused
+                for problem in refusal.problems
+            ]
+            raise HTTPException(422, detail)
+        return PredictResponse(
+            model=body.model,
+            predictions=[
+                Prediction(
+                    request_id=event.request_id,
+                    model_version=event.model_version,
+                    variant=event.variant,
+                    predicted_class=event.predicted_class,
+                    probabilities=event.probabilities,
+                    confidence=event.confidence,
+                )
+                for event in outcome.published
+                if event.served
+            ],
+        )
+
+    return router

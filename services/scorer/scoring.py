@@ -1,0 +1,224 @@
+"""Scoring a batch, pure: route each request, check its features, one ``predict_proba`` per
+version, and one result per (request, version that scored it).
+
+A batch is scored against one snapshot of the deployments, so every result names the version,
+variant and deployment revision that really produced it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from contracts.registry import Deployment, MonitoringSpec, ServedVersion
+from contracts.values import Features, Variant
+from services.scorer.features import FeatureProblem, feature_problems, to_matrix
+from services.scorer.routing import route
+
+__all__ = [
+    "Item",
+    "LoadedVersion",
+    "NotLoadedError",
+    "Refusal",
+    "Result",
+    "Scored",
+    "score_batch",
+]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One request to score."""
+
+    model: str
+    request_id: str
+    entity_id: str | None
+    features: Features
+    event_id: UUID | None = None
+
+    @property
+    def sticky_id(self) -> str:
+        """The id the traffic split sticks to: the entity, else the request."""
+        return self.entity_id if self.entity_id is not None else self.request_id
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A version ready to score: its spec, its estimator and its classes as labels."""
+
+    model: str
+    version: int
+    spec: MonitoringSpec
+    estimator: Any
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One version's answer for one request."""
+
+    index: int
+    model: str
+    version: int
+    variant: Variant
+    served: bool
+    revision: int
+    predicted_class: str
+    probabilities: dict[str, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request that cannot be scored, and why."""
+
+    index: int
+    message: str
+    unknown_model: bool = False
+    problems: tuple[FeatureProblem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything a batch produced: answers in request order, and refusals."""
+
+    scored: list[Scored]
+    refused: list[Refusal]
+
+
+class NotLoadedError(RuntimeError):
+    """A deployed version is not loaded (a bug or a race): retry rather than refuse."""
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    version: ServedVersion
+    variant: Variant
+    served: bool
+    revision: int
+
+
+def score_batch(
+    items: Sequence[Item],
+    deployments: Mapping[str, Deployment],
+    loaded: Callable[[str, int], LoadedVersion | None],
+) -> Result:
+    """Score a batch with one snapshot of the deployments."""
+    refused: list[Refusal] = []
+    groups: dict[tuple[str, int], list[_Task]] = defaultdict(list)
+    versions: dict[tuple[str, int], LoadedVersion] = {}
+
+    def version_of(model: str, number: int) -> LoadedVersion:
+        key = (model, number)
+        found = versions.get(key)
+        if found is None:
+            found = versions[key] = _require(loaded, model, number)
+        return found
+
+    for index, item in enumerate(items):
+        deployment = deployments.get(item.model)
+        chosen = route(item.model, deployment, item.sticky_id) if deployment else None
+        if deployment is None or chosen is None:
+            refused.append(
+                Refusal(index, f"unknown model {item.model!r}: it is not deployed", True)
+            )
+            continue
+        tasks = [_Task(index, chosen.served, chosen.variant, True, deployment.revision)]
+        if chosen.shadow is not None:
+            tasks.append(
+                _Task(index, chosen.shadow, Variant.CHALLENGER, False, deployment.revision)
+            )
+        problems = _problems(item, [version_of(item.model, t.version.version) for t in tasks])
+        if problems:
+            refused.append(
+                Refusal(
+                    index,
+                    f"request {item.request_id!r} does not fit {item.model}: "
+                    + "; ".join(f"features.{p.feature}: {p.message}" for p in problems),
+                    problems=tuple(problems),
+                )
+            )
+            continue
+        for task in tasks:
+            groups[(item.model, task.version.version)].append(task)
+
+    scored: list[Scored] = []
+    failed: dict[int, str] = {}
+    for (model, number), tasks in groups.items():
+        version = version_of(model, number)
+        rows = [items[task.index].features for task in tasks]
+        for task, row in zip(tasks, _predict(version, rows), strict=True):
+            if isinstance(row, str):
+                failed.setdefault(task.index, f"{model} v{number} cannot score it: {row}")
+                continue
+            top = max(range(len(row)), key=row.__getitem__)
+            scored.append(
+                Scored(
+                    index=task.index,
+                    model=model,
+                    version=number,
+                    variant=task.variant,
+                    served=task.served,
+                    revision=task.revision,
+                    predicted_class=version.classes[top],
+                    probabilities=dict(zip(version.classes, row, strict=True)),
+                    confidence=row[top],
+                )
+            )
+    if failed:
+        scored = [s for s in scored if s.index not in failed]
+        refused.extend(
+            Refusal(index, f"request {items[index].request_id!r}: {why}")
+            for index, why in failed.items()
+        )
+        refused.sort(key=lambda refusal: refusal.index)
+    scored.sort(key=lambda s: (s.index, not s.served))
+    return Result(scored, refused)
+
+
+def _predict(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
+    """Return each row's class probabilities; if the model refuses the batch (an unseen
+    category, say), score the rows one by one and return the error for the rows it refuses."""
+    try:
+        return _probabilities(version, rows)
+    except Exception:  # the model's own validation: find the rows it refuses
+        pass
+    results: list[list[float] | str] = []
+    for row in rows:
+        try:
+            results.extend(_probabilities(version, [row]))
+        except Exception as error:
+            results.append(f"{type(error).__name__}: {error}")
+    return results
+
+
+def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
+    matrix = to_matrix(version.spec, rows)
+    probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
+    if probabilities.shape != (len(rows), len(version.classes)):
+        raise ValueError(f"predict_proba returned shape {probabilities.shape}")
+    return list(probabilities.tolist())
+
+
+def _require(
+    loaded: Callable[[str, int], LoadedVersion | None], model: str, number: int
+) -> LoadedVersion:
+    version = loaded(model, number)
+    if version is None:
+        raise NotLoadedError(f"{model} v{number} is deployed but not loaded")
+    return version
+
+
+def _problems(item: Item, versions: list[LoadedVersion]) -> list[FeatureProblem]:
+    problems: list[FeatureProblem] = []
+    for version in versions:
+        for problem in feature_problems(version.spec, item.features):
+            if problem not in problems:
+                problems.append(problem)
+    return problems

@@ -1,0 +1,155 @@
+"""The scorer's adapter between the pure core and the outside: deployments from the registry and
+``models`` events, batches scored and published. Kafka and HTTP both go through :meth:`score`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from uuid import UUID, uuid5
+
+from contracts.registry import Deployment
+from contracts.scoring import PredictionMade
+from contracts.values import Variant
+from services.runtime import Publisher, RegistryClient, ServiceName
+from services.scorer.deployments import DeploymentBook
+from services.scorer.models import ModelLoader
+from services.scorer.scoring import Item, Result, Scored, score_batch
+
+__all__ = ["Outcome", "ScoringService", "prediction_id"]
+
+log = logging.getLogger(__name__)
+
+_PRODUCER = ServiceName.SCORER.value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scored batch: the pure result, and the events published for it."""
+
+    result: Result
+    published: list[PredictionMade]
+
+
+class ScoringService:
+    """Serves deployments: keeps them current, scores batches, publishes the predictions."""
+
+    def __init__(
+        self,
+        *,
+        registry: RegistryClient,
+        publisher: Publisher,
+        unknown_model_recheck_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.book = DeploymentBook()
+        self.loader = ModelLoader(registry)
+        self._registry = registry
+        self._publisher = publisher
+        self._recheck_s = unknown_model_recheck_s
+        self._monotonic = monotonic
+        self._timer = timer
+        self._looked_up: dict[str, float] = {}
+
+    async def apply(self, model: str, deployment: Deployment) -> bool:
+        """Serve a deployment if it is newer than the one held; load its versions first."""
+        if not self.book.is_newer(model, deployment):
+            return False
+        await self.loader.load_deployment(model, deployment)
+        taken = self.book.apply(model, deployment)
+        if taken:
+            log.info(
+                "%s: serving revision %d (champion %s, challenger %s at %.0f %% %s)",
+                model,
+                deployment.revision,
+                deployment.champion.version if deployment.champion else None,
+                deployment.challenger.version if deployment.challenger else None,
+                deployment.challenger_share * 100,
+                deployment.mode.value,
+            )
+        return taken
+
+    async def sync(self) -> None:
+        """Take every newer deployment the registry has."""
+        for model, deployment in (await self._registry.deployments()).items():
+            await self.apply(model, deployment)
+
+    async def learn_unknown(self, models: Iterable[str]) -> None:
+        """Ask the registry about models the scorer does not know (at most once per recheck)."""
+        now = self._monotonic()
+        if len(self._looked_up) > 10_000:
+            self._looked_up.clear()
+        for model in set(models):
+            if model in self.book:
+                continue
+            last = self._looked_up.get(model)
+            if last is not None and now - last < self._recheck_s:
+                continue
+            self._looked_up[model] = now
+            deployment = await self._registry.deployment(model)
+            if deployment is not None:
+                await self.apply(model, deployment)
+
+    async def score(
+        self,
+        items: Sequence[Item],
+        *,
+        correlation_ids: Sequence[str | None] | None = None,
+        publish_if_refused: bool = True,
+    ) -> Outcome:
+        """Score a batch against one snapshot of the deployments and publish the predictions.
+
+        With ``publish_if_refused=False`` nothing is published when any item is refused (HTTP
+        answers all or nothing).
+        """
+        started = self._timer()
+        await self.learn_unknown(item.model for item in items)
+        result = score_batch(items, self.book.snapshot(), self.loader.loaded)
+        latency_ms = (self._timer() - started) * 1000.0
+        if result.refused and not publish_if_refused:
+            return Outcome(result, [])
+        events = [
+            _prediction(
+                items[s.index],
+                s,
+                latency_ms,
+                correlation_ids[s.index] if correlation_ids is not None else None,
+            )
+            for s in result.scored
+        ]
+        await self._publisher.publish_many(events)
+        return Outcome(result, events)
+
+
+def prediction_id(request_event_id: UUID, scored: Scored) -> UUID:
+    """Return the event id of a prediction made for a Kafka request.
+
+    Derived, not random: a request redelivered after a crash is scored again into predictions
+    with the same event ids (when the same version answers), which consumers then discard.
+    """
+    return uuid5(request_event_id, f"{scored.version}/{scored.variant.value}/{scored.served}")
+
+
+def _prediction(
+    item: Item, scored: Scored, latency_ms: float, correlation_id: str | None
+) -> PredictionMade:
+    identity = {} if item.event_id is None else {"event_id": prediction_id(item.event_id, scored)}
+    return PredictionMade(
+        **identity,
+        producer=_PRODUCER,
+        correlation_id=correlation_id,
+        model=item.model,
+        model_version=scored.version,
+        variant=Variant(scored.variant),
+        served=scored.served,
+        deployment_revision=scored.revision,
+        request_id=item.request_id,
+        entity_id=item.entity_id,
+        features=item.features,
+        predicted_class=scored.predicted_class,
+        probabilities=scored.probabilities,
+        confidence=min(1.0, max(0.0, scored.confidence)),
+        latency_ms=latency_ms,
+    )

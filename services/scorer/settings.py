@@ -1,0 +1,35 @@
+"""The scorer's settings (environment prefix ``VIGIL_SCORER_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime import ServiceName, ServiceSettings
+
+__all__ = ["Settings"]
+
+
+class Settings(ServiceSettings):
+    """Batch size, how the scorer keeps in step with the registry, and where it listens."""
+
+    model_config = SettingsConfigDict(env_prefix=ServiceName.SCORER.env_prefix)
+
+    http_port: int = Field(
+        default=ServiceName.SCORER.default_port, ge=0, le=65535, description="HTTP port."
+    )
+    max_records: int = Field(
+        default=500, ge=1, description="Most requests taken from Kafka in one batch."
+    )
+    registry_sync_seconds: float = Field(
+        default=30.0, gt=0, description="How often all deployments are re-read from the registry."
+    )
+    registry_wait_seconds: float = Field(
+        default=60.0, gt=0, description="How long start-up waits for the registry to answer."
+    )
+    unknown_model_recheck_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="A model the scorer does not know is looked up in the registry at most this "
+        "often (a deployment may be announced after the first requests for it).",
+    )

@@ -1,0 +1,112 @@
+"""``vigil models …`` against the real registry API over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import _add_service_commands
+from services.cli import app as vigil
+from tests.http_tools import serving
+from tests.model_builders import metadata, train
+from tests.registry_tools import registry
+
+_add_service_commands()
+
+
+@pytest.fixture
+async def url(tmp_path: Path) -> AsyncIterator[str]:
+    async with (
+        registry(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "state") as reg,
+        serving(reg.app) as base,
+    ):
+        yield base
+
+
+async def vigil_models(url: str, *args: str) -> tuple[int, str]:
+    result = await asyncio.to_thread(
+        CliRunner().invoke, vigil, ["models", *args, "--url", url], catch_exceptions=False
+    )
+    return result.exit_code, result.output
+
+
+async def test_register_deploy_canary_rollback_and_history_from_the_command_line(
+    url: str, tmp_path: Path
+) -> None:
+    files = {}
+    for c in (1.0, 0.01):
+        trained = train(c=c)
+        for name, content in (
+            ("model.skops", trained.artifact),
+            ("train.csv", trained.training_csv),
+            (
+                "meta.json",
+                json.dumps(
+                    metadata(evaluation_dataset_name=None, evaluation_dataset_version=None)
+                ).encode(),
+            ),
+        ):
+            path = tmp_path / f"{c}-{name}"
+            path.write_bytes(content)
+            files[(c, name)] = str(path)
+        code, out = await vigil_models(
+            url,
+            "register",
+            "breast-cancer",
+            "--artifact",
+            files[(c, "model.skops")],
+            "--training-data",
+            files[(c, "train.csv")],
+            "--metadata",
+            files[(c, "meta.json")],
+        )
+        assert code == 0, out
+        assert "registered breast-cancer v" in out
+
+    code, out = await vigil_models(
+        url, "deploy", "breast-cancer", "--champion", "1", "--reason", "first"
+    )
+    assert code == 0, out
+    code, out = await vigil_models(
+        url,
+        "deploy",
+        "breast-cancer",
+        "--champion",
+        "1",
+        "--challenger",
+        "2",
+        "--share",
+        "0.1",
+        "--reason",
+        "canary",
+        "--actor",
+        "bo",
+    )
+    assert code == 0, out
+    code, out = await vigil_models(url, "traffic", "breast-cancer", "0.6", "--reason", "more")
+    assert code != 0
+    code, out = await vigil_models(
+        url, "rollback", "breast-cancer", "--reason", "bad canary", "--json"
+    )
+    assert code == 0, out
+    assert json.loads(out)["deployment"]["challenger"] is None
+
+    code, out = await vigil_models(url, "history", "breast-cancer", "--json")
+    moves = json.loads(out)["alias_moves"]
+    assert [(m["alias"], m["version"], m["actor"]) for m in moves] == [
+        ("champion", 1, moves[0]["actor"]),
+        ("challenger", 2, "bo"),
+        ("challenger", None, moves[2]["actor"]),
+    ]
+    code, out = await vigil_models(url, "list")
+    assert code == 0
+    assert "breast-cancer" in out
+    assert "v1 (rev 3)" in out
+    code, out = await vigil_models(url, "rollback", "breast-cancer", "--reason", "again")
+    assert code == 1
+    assert "409" in out or "no previous champion" in out

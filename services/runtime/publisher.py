@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Iterable
 from typing import Protocol
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from contracts.envelope import Envelope
 from contracts.topics import topic_of
 from contracts.wire import correlation_of, encode, headers_for, key_for
+from services.runtime.kafka import producer_options
 from services.runtime.settings import KafkaSettings
 
 __all__ = ["EventPublisher", "Publisher"]
@@ -29,29 +31,56 @@ class EventPublisher:
 
     Both methods return only after the broker acknowledged every event (``acks=all``), so a
     caller may commit its input offsets afterwards without losing output.
+
+    Once :meth:`start` ran, events go through an aiokafka producer of the publisher's own:
+    FastStream adds about 40 µs of middleware per message, which a scorer publishing thousands a
+    second cannot afford. Before that (as with FastStream's in-memory test broker), they go
+    through the FastStream broker.
     """
 
-    def __init__(self, broker: KafkaBroker, kafka: KafkaSettings) -> None:
+    def __init__(
+        self, broker: KafkaBroker, kafka: KafkaSettings, *, client_id: str = "vigil"
+    ) -> None:
         self._broker = broker
         self._kafka = kafka
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect the publisher's own producer."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            client_id=self._client_id,
+            **producer_options(self._kafka.profile),
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush and close the publisher's own producer."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def publish(self, event: Envelope) -> None:
         """Publish one event and wait for the broker's acknowledgement."""
-        await self._broker.publish(
-            encode(event),
-            self._kafka.topic_name(topic_of(type(event))),
-            key=key_for(event),
-            headers=headers_for(event),
-            correlation_id=correlation_of(event),
-        )
+        await self.publish_many([event])
 
     async def publish_many(self, events: Iterable[Envelope]) -> None:
         """Publish events in order without waiting per event, then wait for all acknowledgements."""
-        pending = []
+        pending: list[asyncio.Future[object]] = []
+        producer = self._producer
         for event in events:
+            topic = self._kafka.topic_name(topic_of(type(event)))
+            if producer is not None:
+                headers = [(name, value.encode()) for name, value in headers_for(event).items()]
+                pending.append(
+                    await producer.send(topic, encode(event), key=key_for(event), headers=headers)
+                )
+                continue
             sent = await self._broker.publish(
                 encode(event),
-                self._kafka.topic_name(topic_of(type(event))),
+                topic,
                 key=key_for(event),
                 headers=headers_for(event),
                 correlation_id=correlation_of(event),

@@ -46,7 +46,9 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.broker = kafka_broker(settings.kafka, client_id=f"vigil-{name.value}")
-        self.publisher = EventPublisher(self.broker, settings.kafka)
+        self.publisher = EventPublisher(
+            self.broker, settings.kafka, client_id=f"vigil-{name.value}"
+        )
         self.metrics = ServiceMetrics(name.value)
         self.consumer = EventConsumer(
             service=name.value,
@@ -72,6 +74,7 @@ class ServiceRuntime:
             self.consumer.subscribe(self.broker, max_records=self._max_records)
             self._subscribed = True
         await self.broker.start()
+        await self.publisher.start()
         tasks = [
             asyncio.create_task(_keep_running(name, run), name=f"{self.name.value}:{name}")
             for name, run in self._background
@@ -85,7 +88,8 @@ class ServiceRuntime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.broker.stop()
+            await self.broker.stop()  # in-flight handlers finish (and publish) first
+            await self.publisher.stop()
             log.info("%s stopped", self.name.value)
 
     def http_app(

@@ -131,7 +131,10 @@ def run_service(
 
 # Each service contributes its own command group from its package's cli module; a service that
 # does not exist yet is simply absent.
-_SERVICE_COMMANDS: list[tuple[str, str]] = [("services.retrainer.cli", "models")]
+_SERVICE_COMMANDS: list[tuple[str, str]] = [
+    ("services.retrainer.cli", "models"),
+    ("services.incident_log.cli", "incidents"),
+]
 
 
 def _add_service_commands() -> None:

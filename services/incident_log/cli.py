@@ -1,0 +1,451 @@
+"""``vigil incidents …``: the on-call command line, over the incident log's HTTP API.
+
+Every command prints a table (or ``--json`` for scripts) and exits non-zero with the service's own
+explanation when it refuses (unknown incident, role too low, a state that forbids the action).
+The URL comes from ``--url`` or ``VIGIL_INCIDENT_LOG_URL``; the token from ``--token``,
+``VIGIL_TOKEN``, or the local stack's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.runtime.api_client import ApiClient, ApiError, default_token
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Work incidents: list, show, acknowledge, claim, escalate, resolve…")
+silences = typer.Typer(help="Mute matching alerts for a while (they are kept, and page no one).")
+tokens = typer.Typer(help="API tokens (admin).")
+app.add_typer(silences, name="silences")
+app.add_typer(tokens, name="tokens")
+
+out = Console()
+err = Console(stderr=True)
+
+Url = Annotated[
+    str | None, typer.Option("--url", help="Incident log URL [env: VIGIL_INCIDENT_LOG_URL].")
+]
+Token = Annotated[str | None, typer.Option("--token", help="API token [env: VIGIL_TOKEN].")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TakeOver = Annotated[
+    bool, typer.Option("--take-over", help="Act on an incident someone else holds.")
+]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (goes on the timeline).")]
+
+_STATUS_STYLE = {
+    "open": "red",
+    "acknowledged": "yellow",
+    "mitigating": "yellow",
+    "monitoring": "cyan",
+    "resolved": "green",
+}
+
+
+@contextmanager
+def _client(url: str | None, token: str | None) -> Iterator[ApiClient]:
+    client = ApiClient(
+        url or os.environ.get("VIGIL_INCIDENT_LOG_URL", "http://127.0.0.1:8700"),
+        token=token or default_token(),
+    )
+    try:
+        yield client
+    except ApiError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
+def _print(data: Any, as_json: bool, table: Callable[[Any], Table | str]) -> None:
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        out.print(table(data))
+
+
+def _incidents_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(rows)} incident(s)")
+    table.add_column("id", no_wrap=True)
+    for column in ("status", "tier", "model", "title", "held by", "alerts", "opened"):
+        table.add_column(column)
+    for row in rows:
+        style = _STATUS_STYLE.get(row["status"], "")
+        table.add_row(
+            row["id"],
+            f"[{style}]{row['status']}[/]",
+            row["tier"],
+            f"{row['model']} v{row['model_version']}" if row["model_version"] else row["model"],
+            row["title"],
+            row["held_by"] or "-",
+            str(row["alert_count"]),
+            row["opened_at"][:19],
+        )
+    return table
+
+
+def _incident_summary(incident: dict[str, Any]) -> str:
+    style = _STATUS_STYLE.get(incident["status"], "")
+    held = f", held by {incident['held_by']}" if incident.get("held_by") else ""
+    return (
+        f"[bold]{incident['id']}[/bold] [{style}]{incident['status']}[/] at {incident['tier']}"
+        f"{held} — {incident['title']}"
+    )
+
+
+def _timeline_table(entries: list[dict[str, Any]]) -> Table:
+    table = Table(title="timeline")
+    for column in ("at", "actor", "action", "change", "details"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        change = " ".join(
+            part
+            for part in (
+                f"{entry['from_status'] or ''}→{entry['to_status']}" if entry["to_status"] else "",
+                f"{entry['from_tier'] or ''}→{entry['to_tier']}" if entry["to_tier"] else "",
+            )
+            if part
+        )
+        details = entry["details"]
+        shown = details.get("reason") or details.get("text") or details.get("summary")
+        table.add_row(
+            entry["at"][:19],
+            entry["actor"],
+            entry["action"],
+            change,
+            str(shown) if shown else json.dumps(details)[:200],
+        )
+    return table
+
+
+@app.command("list")
+def list_incidents(
+    status: Annotated[str | None, typer.Option(help="open, acknowledged, …, resolved")] = None,
+    tier: Annotated[str | None, typer.Option(help="L1, L2 or L3")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    unresolved: Annotated[bool, typer.Option("--unresolved", help="Hide resolved ones.")] = False,
+    limit: int = 50,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """List incidents, newest first."""
+    with _client(url, token) as client:
+        rows = client.get(
+            "/incidents",
+            status=status,
+            tier=tier,
+            model=model,
+            unresolved=unresolved or None,
+            limit=limit,
+        )
+    _print(rows, as_json, _incidents_table)
+
+
+@app.command()
+def show(incident: str, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """Show an incident: state, signals, the actions you may take, and its timeline."""
+    with _client(url, token) as client:
+        detail = client.get(f"/incidents/{incident}")
+        timeline = client.get(f"/incidents/{incident}/timeline")
+    if as_json:
+        out.print_json(json.dumps(detail | {"timeline": timeline}))
+        return
+    out.print(_incident_summary(detail))
+    signals = Table(title="signals")
+    for column in ("fingerprint", "kind", "severity", "seen", "active", "summary"):
+        signals.add_column(column, overflow="fold")
+    for signal in detail["signals"]:
+        signals.add_row(
+            signal["fingerprint"],
+            signal["kind"],
+            signal["severity"],
+            str(signal["occurrences"]),
+            "yes" if signal["active"] else "recovered",
+            signal["summary"],
+        )
+    out.print(signals)
+    out.print(f"you may: {', '.join(detail['actions']) or 'only read'}")
+    out.print(_timeline_table(timeline))
+
+
+def _act(
+    incident: str,
+    action: str,
+    body: dict[str, Any],
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    with _client(url, token) as client:
+        detail = client.post(f"/incidents/{incident}/{action}", body)
+    _print(detail, as_json, _incident_summary)
+
+
+@app.command()
+def ack(
+    incident: str,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Acknowledge an incident at its current tier."""
+    _act(incident, "acknowledge", {"take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def claim(
+    incident: str,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Take ownership of an incident for a while (renewed by your activity)."""
+    _act(incident, "claim", {"take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def comment(
+    incident: str,
+    text: str,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add a comment to an incident's timeline."""
+    _act(incident, "comment", {"text": text, "take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def escalate(
+    incident: str,
+    reason: Reason,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Hand an incident to the next tier."""
+    _act(incident, "escalate", {"reason": reason, "take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def mitigating(
+    incident: str,
+    reason: Reason,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Say a fix is being worked on."""
+    _act(incident, "mitigating", {"reason": reason, "take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def monitoring(
+    incident: str,
+    reason: Reason,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Say the fix is in and is being watched."""
+    _act(incident, "monitoring", {"reason": reason, "take_over": take_over}, url, token, as_json)
+
+
+@app.command()
+def resolve(
+    incident: str,
+    reason: Reason,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resolve before labels confirmed a performance fix.")
+    ] = False,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Resolve an incident."""
+    body = {"reason": reason, "force": force, "take_over": take_over}
+    _act(incident, "resolve", body, url, token, as_json)
+
+
+@app.command()
+def reopen(
+    incident: str, reason: Reason, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Reopen a resolved incident."""
+    _act(incident, "reopen", {"reason": reason}, url, token, as_json)
+
+
+@app.command()
+def retrain(
+    incident: str,
+    reason: Reason,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ask the retrainer for a new version of the incident's model (level two)."""
+    _act(incident, "retrain", {"reason": reason, "take_over": take_over}, url, token, as_json)
+
+
+@app.command("run")
+def run_runbook(
+    incident: str,
+    runbook: str,
+    reason: Reason,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, repeatable.")
+    ] = None,
+    take_over: TakeOver = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a catalogued runbook for an incident, with a reason (level two and up)."""
+    parameters: dict[str, str] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
+            raise typer.Exit(2)
+        parameters[name] = value
+    body = {"runbook": runbook, "reason": reason, "parameters": parameters, "take_over": take_over}
+    with _client(url, token) as client:
+        requested = client.post(f"/incidents/{incident}/runbooks", body)
+    _print(
+        requested, as_json, lambda r: f"requested run [bold]{r['run_id']}[/bold] of {r['runbook']}"
+    )
+
+
+@app.command()
+def stats(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """MTTA and MTTR per tier, model and alert kind; the share resolved at level one."""
+    with _client(url, token) as client:
+        figures = client.get("/stats")
+    _print(figures, as_json, _stats_table)
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _stats_table(figures: dict[str, Any]) -> Table:
+    share = figures["share_resolved_at_l1"]
+    table = Table(
+        title=(
+            f"{figures['incidents']} incidents, {figures['unresolved']} unresolved — "
+            f"MTTA {_minutes(figures['mtta_seconds'])}, MTTR {_minutes(figures['mttr_seconds'])}, "
+            f"resolved at L1: {'-' if share is None else f'{share:.0%}'}"
+        )
+    )
+    for column in ("group", "incidents", "MTTA", "MTTR", "resolved"):
+        table.add_column(column)
+    for group in ("by_tier", "by_model", "by_kind"):
+        for key, row in sorted(figures[group].items()):
+            table.add_row(
+                f"{group[3:]} {key}",
+                str(row["incidents"]),
+                _minutes(row["mtta_seconds"]),
+                _minutes(row["mttr_seconds"]),
+                str(row["resolved"]),
+            )
+    return table
+
+
+@app.command()
+def whoami(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """Show the name and role your token acts as."""
+    with _client(url, token) as client:
+        me = client.get("/whoami")
+    _print(me, as_json, lambda m: f"{m['name']} ({m['role']})")
+
+
+@silences.command("list")
+def list_silences(
+    expired: Annotated[bool, typer.Option("--expired", help="Include ended silences.")] = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """List silences."""
+    with _client(url, token) as client:
+        rows = client.get("/silences", expired=expired or None)
+
+    def table(rows: list[dict[str, Any]]) -> Table:
+        result = Table(title="silences")
+        for column in ("id", "active", "matcher", "until", "by", "reason"):
+            result.add_column(column)
+        for row in rows:
+            result.add_row(
+                row["id"],
+                "yes" if row["active"] else "no",
+                json.dumps(row["matcher"]),
+                row["ends_at"][:19],
+                row["created_by"],
+                row["reason"],
+            )
+        return result
+
+    _print(rows, as_json, table)
+
+
+@silences.command("create")
+def create_silence(
+    reason: Reason,
+    minutes: Annotated[float, typer.Option(help="How long it lasts.")] = 60,
+    kind: Annotated[list[str] | None, typer.Option(help="Alert kind, repeatable.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Model or pattern, repeatable.")] = None,
+    severity: Annotated[list[str] | None, typer.Option(help="Severity, repeatable.")] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Mute matching alerts for a while (level two and up)."""
+    body = {
+        "matcher": {"kinds": kind or [], "models": model or [], "severities": severity or []},
+        "duration_minutes": minutes,
+        "reason": reason,
+    }
+    with _client(url, token) as client:
+        created = client.post("/silences", body)
+    _print(created, as_json, lambda s: f"silence [bold]{s['id']}[/bold] until {s['ends_at'][:19]}")
+
+
+@silences.command("expire")
+def expire_silence(
+    silence: str, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """End a silence now."""
+    with _client(url, token) as client:
+        ended = client.delete(f"/silences/{silence}")
+    _print(ended, as_json, lambda s: f"silence {s['id']} ended")
+
+
+@tokens.command("create")
+def create_token(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, l1, l2, l3 or admin")],
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create an API token for a person (shown once)."""
+    with _client(url, token) as client:
+        created = client.post("/tokens", {"name": name, "role": role})
+    _print(created, as_json, lambda t: f"token for {t['name']} ({t['role']}): {t['token']}")

@@ -1,0 +1,150 @@
+"""``vigil incidents`` against a running incident log: every command, and its refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from contracts import AlertKind, alert_fingerprint
+from services.cli import _add_service_commands, app
+from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from tests.factories import MODEL, make_alert
+from tests.processes import ServiceProcess, kafka_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ADMIN = "cli-admin-token"
+POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
+_add_service_commands()
+
+
+@pytest.fixture
+async def incident_log(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[str]:
+    policy = yaml.safe_load(POLICY.read_text()) | {"group_wait_seconds": 0}
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(policy))
+    process = ServiceProcess(
+        "services.incident_log",
+        env=kafka_env(kafka_settings)
+        | {
+            "VIGIL_STATE_DIR": str(tmp_path / "state"),
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(tmp_path / "routing.yaml"),
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+        },
+        log_dir=tmp_path,
+        port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
+    )
+    process.start()
+    try:
+        await process.wait_ready()
+        yield process.url
+    finally:
+        process.ensure_dead()
+
+
+def vigil(url: str, token: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, ["incidents", *args], env={"VIGIL_INCIDENT_LOG_URL": url, "VIGIL_TOKEN": token}
+    )
+    return result.exit_code, result.output
+
+
+async def test_every_incident_command_works_and_refusals_exit_non_zero(
+    incident_log: str, kafka_settings: KafkaSettings
+) -> None:
+    broker = kafka_broker(kafka_settings, client_id="cli-test")
+    await broker.connect()
+    drift = AlertKind.DATA_DRIFT
+    await EventPublisher(broker, kafka_settings).publish(make_alert())
+    await EventPublisher(broker, kafka_settings).publish(
+        make_alert(
+            model="other-model",
+            kind=drift,
+            fingerprint=alert_fingerprint("other-model", 1, drift, "x"),
+        )
+    )
+    await broker.stop()
+
+    code, created = vigil(incident_log, ADMIN, "tokens", "create", "lee", "--role", "l1", "--json")
+    assert code == 0, created
+    l1 = json.loads(created)["token"]
+    code, created = vigil(incident_log, ADMIN, "tokens", "create", "kim", "--role", "l2", "--json")
+    l2 = json.loads(created)["token"]
+
+    async with httpx.AsyncClient(base_url=incident_log) as http:
+        for _ in range(100):
+            listed = (
+                await http.get("/incidents", headers={"Authorization": f"Bearer {ADMIN}"})
+            ).json()
+            if len(listed) == 2:
+                break
+            import asyncio
+
+            await asyncio.sleep(0.2)
+    decay = next(i["id"] for i in listed if i["model"] == MODEL)
+    drifted = next(i["id"] for i in listed if i["model"] == "other-model")
+
+    assert vigil(incident_log, l1, "whoami")[1].strip() == "lee (l1)"
+    code, table = vigil(incident_log, l1, "list")
+    assert code == 0
+    assert decay in table
+    code, listing = vigil(incident_log, l1, "list", "--tier", "L2", "--json")
+    assert [row["id"] for row in json.loads(listing)] == [drifted]
+    for args in (
+        ["claim", decay],
+        ["ack", decay],
+        ["comment", decay, "looking at the scorer"],
+        ["mitigating", decay, "--reason", "rolling back by hand"],
+        ["monitoring", decay, "--reason", "rollback done"],
+        ["escalate", decay, "--reason", "recall still low"],
+    ):
+        code, output = vigil(incident_log, l1, *args)
+        assert code == 0, (args, output)
+    code, shown = vigil(incident_log, l2, "show", decay, "--json")
+    actions = [entry["action"] for entry in json.loads(shown)["timeline"]]
+    assert actions[-6:] == [
+        "claimed",
+        "acknowledged",
+        "commented",
+        "status_mitigating",
+        "status_monitoring",
+        "escalated",
+    ]
+    assert vigil(incident_log, l2, "ack", decay)[0] == 0
+    assert vigil(incident_log, l2, "retrain", decay, "--reason", "drift")[0] == 0
+    code, output = vigil(
+        incident_log, l2, "run", decay, "drift-diagnosis", "-r", "why", "-p", "window=500"
+    )
+    assert code == 0
+    assert "requested run" in output
+    assert vigil(incident_log, l2, "resolve", decay, "--reason", "fixed", "--force")[0] == 0
+    assert vigil(incident_log, l1, "reopen", decay, "--reason", "not fixed")[0] == 0
+    code, silence = vigil(
+        incident_log, l2, "silences", "create", "-r", "migration", "--kind", "data_drift", "--json"
+    )
+    assert code == 0
+    silence_id = json.loads(silence)["id"]
+    assert silence_id in vigil(incident_log, l1, "silences", "list")[1]
+    assert vigil(incident_log, l2, "silences", "expire", silence_id)[0] == 0
+    code, stats = vigil(incident_log, l1, "stats", "--json")
+    assert json.loads(stats)["incidents"] == 2
+
+    for token, args, message in [
+        (l1, ["show", "inc-missing"], "404: no incident 'inc-missing'"),
+        (l1, ["ack", drifted], "403: role l1 may not act on incident an L2 incident"),
+        (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher"),
+        ("not-a-token", ["list"], "401: unknown or revoked token"),
+        (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE"),
+        (l1, ["tokens", "create", "x", "--role", "admin"], "403"),
+    ]:
+        code, output = vigil(incident_log, token, *args)
+        assert code != 0, args
+        assert message in " ".join(output.split()), (args, output)
+    code, output = vigil("http://127.0.0.1:9", l1, "list")
+    assert code == 1
+    assert "cannot reach" in output

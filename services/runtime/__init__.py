@@ -10,6 +10,8 @@ from services.runtime.database import (
     create_engine,
     create_tables,
     first_time,
+    first_times,
+    forget_processed_before,
     session_factory,
 )
 from services.runtime.embedded_broker import (
@@ -61,6 +63,8 @@ __all__ = [
     "create_tables",
     "ensure_topics",
     "first_time",
+    "first_times",
+    "forget_processed_before",
     "free_port",
     "kafka_broker",
     "producer_options",

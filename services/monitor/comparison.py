@@ -282,9 +282,9 @@ def _permutation(
     scores = np.asarray([o.probabilities[column] for o in pool], dtype=float)
 
     def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
-        return positive_class_metric(metric, truth, predicted, scores, second) - (
-            positive_class_metric(metric, truth, predicted, scores, first)
-        )
+        challenger_values = positive_class_metric(metric, truth, predicted, scores, second)
+        champion_values = positive_class_metric(metric, truth, predicted, scores, first)
+        return np.asarray(challenger_values - champion_values, dtype=float)
 
     result = stats.permutation_test(
         (np.arange(len(champion)), np.arange(len(champion), len(pool))),

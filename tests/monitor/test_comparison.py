@@ -9,7 +9,12 @@ from scipy.stats import chi2_contingency
 from sklearn.metrics import f1_score, roc_auc_score
 
 from contracts import ComparisonVerdict
-from services.monitor.comparison import Outcome, compare_variants, positive_class_metric
+from services.monitor.comparison import (
+    Comparison,
+    Outcome,
+    compare_variants,
+    positive_class_metric,
+)
 
 CLASSES = ("malignant", "benign")
 
@@ -28,7 +33,13 @@ def outcomes(
     return made
 
 
-def compare(champion, challenger, metric="recall", min_samples=200, seed=0):
+def compare(
+    champion: list[Outcome],
+    challenger: list[Outcome],
+    metric: str = "recall",
+    min_samples: int = 200,
+    seed: int = 0,
+) -> Comparison:
     return compare_variants(
         champion,
         challenger,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from itertools import groupby
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -33,18 +33,18 @@ from tests.monitor.streams import Phase, interleaved, scored_stream
 NOW = T0 + timedelta(days=30)
 
 
-def policy(**overrides: object) -> MonitorPolicy:
-    fields: dict[str, object] = {
+def policy(**overrides: Any) -> MonitorPolicy:
+    fields: dict[str, Any] = {
         "window": WindowPolicy(max_events=100, span=None),
         "min_labelled": 20,
         "min_predictions": 20,
         "comparison_min_samples": 100,
         "comparison_resamples": 199,
     }
-    return MonitorPolicy(**(fields | overrides))  # type: ignore[arg-type]
+    return MonitorPolicy(**(fields | overrides))
 
 
-def monitor(**overrides: object) -> Monitor:
+def monitor(**overrides: Any) -> Monitor:
     made = Monitor(policy(**overrides))
     made.know(make_version_record(version=1))
     made.know(make_version_record(version=2))
@@ -57,9 +57,9 @@ def feed(target: Monitor, events: Sequence[Envelope]) -> Step:
     for kind, run in groupby(events, key=type):
         batch = list(run)
         if kind is PredictionMade:
-            step = target.add_predictions(batch, now=NOW)  # type: ignore[arg-type]
+            step = target.add_predictions(cast(list[PredictionMade], batch), now=NOW)
         else:
-            step = target.add_labels(batch, now=NOW)  # type: ignore[arg-type]
+            step = target.add_labels(cast(list[LabelRecorded], batch), now=NOW)
         total.outputs += step.outputs
         total.refusals += step.refusals
     return total
@@ -85,7 +85,7 @@ def test_a_recall_decay_raises_one_alert_and_its_recovery_one_recovery() -> None
     assert raised.evidence["baseline"] == 0.97
     assert raised.evidence["threshold"] == 0.95
     assert raised.evidence["windows"] == 2
-    assert all(value < 0.95 for value in raised.evidence["values"])  # type: ignore[union-attr, operator]
+    assert all(value < 0.95 for value in cast(list[float], raised.evidence["values"]))
     assert raised.model_version == 1
 
 
@@ -253,7 +253,7 @@ def test_a_worse_challenger_is_reported_and_alerted_once_and_recovered_when_with
     withdrawn = target.apply_deployment(
         MODEL, make_deployment(revision=3, challenger=None, challenger_share=0.0), at=NOW, now=NOW
     )
-    assert [(type(e).__name__, e.fingerprint) for e in withdrawn.outputs] == [  # type: ignore[attr-defined]
+    assert [(type(e).__name__, getattr(e, "fingerprint", None)) for e in withdrawn.outputs] == [
         ("AlertRecovered", f"{MODEL}:v2:challenger_worse:recall")
     ]
     assert target.status()["comparisons"] == {}

@@ -462,6 +462,16 @@ class Monitor:
                 }
                 for model, p in sorted(self._pairings.items())
             },
+            "deployments": {
+                model: {
+                    "revision": d.revision,
+                    "champion": d.champion.version if d.champion else None,
+                    "challenger": d.challenger.version if d.challenger else None,
+                    "challenger_share": d.challenger_share,
+                    "mode": d.mode.value,
+                }
+                for model, d in sorted(self._deployments.items())
+            },
             "clocks": {
                 model: clock.watermark.isoformat() if clock.watermark else None
                 for model, clock in sorted(self._clocks.items())

@@ -125,17 +125,19 @@ async def test_the_probe_endpoint_runs_the_probe_and_publishes_it(
     tmp_path: Path, registry: FakeRegistry
 ) -> None:
     settings = monitor_settings(tmp_path, KafkaSettings(), "monitor")
-    async with in_memory_monitor(settings, registry, FakeScorer()) as (app, received):
-        async with httpx.AsyncClient(
+    async with (
+        in_memory_monitor(settings, registry, FakeScorer()) as (app, received),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://monitor"
-        ) as client:
-            for _ in range(600):  # the deployments load in the background
-                if (await client.get("/status")).json()["deployments"]:
-                    break
-                await asyncio.sleep(0.05)
-            answer = await client.post(f"/probes/{MODEL}")
-            missing = await client.post("/probes/not-deployed")
-            status = await client.get("/status")
+        ) as client,
+    ):
+        for _ in range(600):  # the deployments load in the background
+            if (await client.get("/status")).json()["deployments"]:
+                break
+            await asyncio.sleep(0.05)
+        answer = await client.post(f"/probes/{MODEL}")
+        missing = await client.post("/probes/not-deployed")
+        status = await client.get("/status")
     assert answer.status_code == 200
     assert ProbeCompleted.model_validate_json(answer.content).passed
     assert missing.status_code == 404

@@ -42,7 +42,12 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the monitor. Tests pass transports standing in for the registry and the scorer."""
-    runtime = ServiceRuntime(ServiceName.MONITOR, settings, group_id=settings.consumer_group)
+    runtime = ServiceRuntime(
+        ServiceName.MONITOR,
+        settings,
+        group_id=settings.consumer_group,
+        max_records=settings.consumer_max_records,
+    )
     database_url = settings.resolved_database_url
     engine = create_engine(database_url)
     sessions = session_factory(engine)
@@ -58,6 +63,7 @@ def create_app(
         scorer_url=settings.scorer_url,
         clock=clock,
         seed=settings.seed,
+        handled_memory=settings.handled_memory,
     )
 
     runtime.consumer.on_batch(PredictionMade, service.on_predictions)
@@ -72,7 +78,7 @@ def create_app(
         "forget-handled-ids",
         partial(
             service.forget_handled_ids,
-            timedelta(seconds=settings.processed_retention_seconds),
+            timedelta(seconds=settings.handled_retention_seconds),
             every_seconds=600.0,
         ),
     )

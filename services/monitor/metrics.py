@@ -16,10 +16,8 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
-    f1_score,
     log_loss,
-    precision_score,
-    recall_score,
+    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -59,8 +57,9 @@ def classification_metrics(
 
     Notes
     -----
-    Precision, recall and F1 are about ``positive_class`` against the rest (scikit-learn's
-    ``labels=[positive_class]``), which for two classes is the usual binary figure:
+    scikit-learn's ``accuracy_score``, ``precision_recall_fscore_support``, ``roc_auc_score``
+    and ``log_loss``. Precision, recall and F1 are about ``positive_class`` against the rest
+    (``labels=[positive_class]``), which for two classes is the usual binary figure:
     :math:`P = TP / (TP + FP)`, :math:`R = TP / (TP + FN)`, :math:`F_1 = 2PR / (P + R)`.
     ROC AUC ranks the predicted probability of ``positive_class``; log loss is
     :math:`-\\frac{1}{n}\\sum_i \\log p_i(y_i)` with each row normalised to sum to one.
@@ -91,16 +90,17 @@ def classification_metrics(
     >>> figures["recall"], figures["roc_auc"], figures["accuracy"]
     (None, None, 1.0)
     """
+    if not y_true:
+        return dict.fromkeys(QUALITY_METRICS)
+    window = _encode(y_true, y_pred, probabilities, classes, positive_class)
+    precision, recall, f1 = _precision_recall_f1(window)
     return {
-        name: quality_metric(
-            name,
-            y_true,
-            y_pred,
-            probabilities,
-            classes=classes,
-            positive_class=positive_class,
-        )
-        for name in QUALITY_METRICS
+        "accuracy": _accuracy(window),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": _roc_auc(window),
+        "log_loss": _log_loss(window),
     }
 
 
@@ -121,30 +121,19 @@ def quality_metric(
     ...                positive_class="m")
     0.5
     """
+    if name not in QUALITY_METRICS:
+        raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}")
     if not y_true:
         return None
-    truth = np.asarray(y_true, dtype=object)
-    predicted = np.asarray(y_pred, dtype=object)
-    positive = [positive_class]
+    window = _encode(y_true, y_pred, probabilities, classes, positive_class)
     if name == "accuracy":
-        return float(accuracy_score(truth, predicted))
-    if name == "precision":
-        return _defined(
-            precision_score(truth, predicted, labels=positive, average=None, zero_division=np.nan)
-        )
-    if name == "recall":
-        return _defined(
-            recall_score(truth, predicted, labels=positive, average=None, zero_division=np.nan)
-        )
-    if name == "f1":
-        return _defined(
-            f1_score(truth, predicted, labels=positive, average=None, zero_division=np.nan)
-        )
+        return _accuracy(window)
     if name == "roc_auc":
-        return _roc_auc(truth, probabilities, list(classes).index(positive_class), positive)
+        return _roc_auc(window)
     if name == "log_loss":
-        return _log_loss(truth, probabilities, classes)
-    raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}")
+        return _log_loss(window)
+    precision, recall, f1 = _precision_recall_f1(window)
+    return {"precision": precision, "recall": recall, "f1": f1}[name]
 
 
 def confusion(
@@ -161,9 +150,8 @@ def confusion(
     """
     if not y_true:
         return [[0] * len(classes) for _ in classes]
-    matrix = confusion_matrix(
-        np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object), labels=list(classes)
-    )
+    window = _encode(y_true, y_pred, [], classes, classes[0])
+    matrix = confusion_matrix(window.truth, window.predicted, labels=list(range(len(classes))))
     return [[int(count) for count in row] for row in matrix]
 
 
@@ -240,30 +228,74 @@ def throughput_per_second(
     return (count - 1) / seconds
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """A window with classes as their index in ``classes``: scikit-learn validates integer
+    labels several times faster than strings, and the figures do not depend on the spelling."""
+
+    truth: np.ndarray
+    predicted: np.ndarray
+    probabilities: np.ndarray
+    positive: int
+    classes: int
+
+
+def _encode(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    probabilities: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    positive_class: str,
+) -> _Encoded:
+    index = {label: position for position, label in enumerate(classes)}
+    try:
+        truth = np.fromiter((index[label] for label in y_true), dtype=np.int64, count=len(y_true))
+        predicted = np.fromiter(
+            (index[label] for label in y_pred), dtype=np.int64, count=len(y_pred)
+        )
+    except KeyError as error:
+        raise ValueError(f"class {error.args[0]!r} is not one of {list(classes)}") from None
+    return _Encoded(
+        truth=truth,
+        predicted=predicted,
+        probabilities=np.asarray(probabilities, dtype=float),
+        positive=index[positive_class],
+        classes=len(classes),
+    )
+
+
+def _accuracy(window: _Encoded) -> float:
+    return float(accuracy_score(window.truth, window.predicted))
+
+
+def _precision_recall_f1(window: _Encoded) -> tuple[float | None, float | None, float | None]:
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        window.truth,
+        window.predicted,
+        labels=[window.positive],
+        average=None,
+        zero_division=np.nan,
+    )
+    return _defined(precision), _defined(recall), _defined(f1)
+
+
 def _defined(values: np.ndarray) -> float | None:
     value = float(values[0])
     return None if np.isnan(value) else value
 
 
-def _roc_auc(
-    truth: np.ndarray, probabilities: Sequence[Sequence[float]], column: int, positive: list[str]
-) -> float | None:
-    is_positive = truth == positive[0]
+def _roc_auc(window: _Encoded) -> float | None:
+    is_positive = window.truth == window.positive
     if is_positive.all() or not is_positive.any():
         return None  # one class only: the ranking is undefined
-    scores = np.asarray(probabilities, dtype=float)[:, column]
-    return float(roc_auc_score(is_positive, scores))
+    return float(roc_auc_score(is_positive, window.probabilities[:, window.positive]))
 
 
-def _log_loss(
-    truth: np.ndarray, probabilities: Sequence[Sequence[float]], classes: Sequence[str]
-) -> float | None:
-    matrix = np.asarray(probabilities, dtype=float)
-    totals = matrix.sum(axis=1, keepdims=True)
+def _log_loss(window: _Encoded) -> float | None:
+    totals = window.probabilities.sum(axis=1, keepdims=True)
     if (totals <= 0).any():
         return None  # a prediction without probabilities has no likelihood
-    # The scorer's probabilities sum to one up to rounding; scikit-learn wants them exact, with
-    # columns in the sorted order of the labels.
-    order = sorted(range(len(classes)), key=lambda column: classes[column])
-    normalised = (matrix / totals)[:, order]
-    return float(log_loss(truth, normalised, labels=[classes[column] for column in order]))
+    # The scorer's probabilities sum to one up to rounding; scikit-learn wants them exact.
+    return float(
+        log_loss(window.truth, window.probabilities / totals, labels=list(range(window.classes)))
+    )

@@ -2,7 +2,8 @@
 :class:`~services.monitor.domain.Monitor` through here.
 
 Every change goes through :meth:`MonitorService._apply`, one at a time: in one database
-transaction it records the input event ids as handled (a redelivered event changes nothing),
+transaction it records the input event ids as handled, one row per batch
+(:class:`~services.runtime.HandledIds`; a redelivered event changes nothing),
 runs the pure step, writes the state it changed and stages its outputs in the outbox; after the
 commit it publishes the staged outputs before returning, so the consumer commits offsets only
 for inputs whose outputs are on the broker. A crash anywhere leaves the database either before or
@@ -37,13 +38,12 @@ from services.monitor.domain import Monitor, MonitorPolicy, Step
 from services.monitor.probe import run_probe
 from services.monitor.store import load_snapshot, save_changes
 from services.runtime import (
+    HandledIds,
     OutboxRelay,
     RegistryClient,
     RegistryError,
     Rejection,
     Sessions,
-    first_times,
-    forget_processed_before,
     stage,
 )
 
@@ -76,6 +76,7 @@ class MonitorService:
         scorer_url: str,
         clock: Clock,
         seed: int = 0,
+        handled_memory: int = 200_000,
     ) -> None:
         self._policy = policy
         self._seed = seed
@@ -86,12 +87,15 @@ class MonitorService:
         self._scorer_url = scorer_url
         self._clock = clock
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
+        self._handled = HandledIds(handled_memory)
         self._monitor = Monitor(policy, seed=seed)
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Restore the state the database holds."""
+        """Restore the state the database holds, and the newest handled event ids."""
         async with self._lock:
+            async with self._sessions() as session:
+                await self._handled.load(session)
             await self._reload()
 
     # ------------------------------------------------------------------ Kafka handlers
@@ -174,7 +178,7 @@ class MonitorService:
         """Prune the handled-event ids older than ``retention``, until cancelled."""
         while True:
             async with self._sessions() as session, session.begin():
-                forgotten = await forget_processed_before(session, self._clock() - retention)
+                forgotten = await HandledIds.forget_before(session, self._clock() - retention)
             if forgotten:
                 log.info("forgot %d handled event ids older than %s", forgotten, retention)
             await asyncio.sleep(every_seconds)
@@ -215,15 +219,16 @@ class MonitorService:
         async with self._lock:
             try:
                 async with self._sessions() as session, session.begin():
-                    fresh = await first_times(session, event_ids)
+                    fresh = await self._handled.record(session, event_ids)
                     # The step may run scikit-learn and permutation tests: off the event loop,
                     # so heartbeats and HTTP keep going. The lock keeps it the only writer.
-                    step = await asyncio.to_thread(compute, fresh)
+                    step = await asyncio.to_thread(compute, set(fresh))
                     await save_changes(session, self._monitor.drain_changes())
                     stage(session, step.outputs)
             except Exception:
                 await self._reload()
                 raise
+            self._handled.remember(fresh)
         if step.outputs:
             while await self._relay.publish_pending() > 0:
                 pass

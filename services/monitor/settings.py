@@ -31,6 +31,11 @@ class Settings(ServiceSettings):
     consumer_group: str = Field(
         default=ServiceName.MONITOR.group_id, min_length=1, description="Kafka consumer group."
     )
+    consumer_max_records: int = Field(
+        default=2_000,
+        ge=1,
+        description="Most records handled per poll; a poll's state change is one transaction.",
+    )
     join_ttl_seconds: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
@@ -85,10 +90,15 @@ class Settings(ServiceSettings):
     probe_tick_seconds: float = Field(
         default=1.0, gt=0, description="How often the probe scheduler looks for due probes."
     )
-    processed_retention_seconds: float = Field(
+    handled_retention_seconds: float = Field(
         default=24 * 3600.0,
         gt=0,
-        description="How long handled event ids are remembered to skip redeliveries.",
+        description="How long handled event ids are kept in the database.",
+    )
+    handled_memory: int = Field(
+        default=200_000,
+        ge=1_000,
+        description="Newest handled event ids held in memory to skip redeliveries.",
     )
     seed: int = Field(default=0, description="Seed of the permutation test's random generator.")
 

@@ -27,7 +27,7 @@ from services.monitor.tables import (
 )
 from services.monitor.thresholds import Episode
 from services.monitor.windows import Window
-from services.runtime import OutboxMessage, ProcessedEvent
+from services.runtime import HandledBatch, OutboxMessage
 
 __all__ = ["TABLES", "load_snapshot", "save_changes"]
 
@@ -38,7 +38,7 @@ TABLES: list[type[SQLModel]] = [
     ClockRow,
     PairingRow,
     ComparisonOutcomeRow,
-    ProcessedEvent,
+    HandledBatch,
     OutboxMessage,
 ]
 """Every table the monitor's database holds."""

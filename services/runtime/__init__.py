@@ -10,8 +10,6 @@ from services.runtime.database import (
     create_engine,
     create_tables,
     first_time,
-    first_times,
-    forget_processed_before,
     session_factory,
 )
 from services.runtime.embedded_broker import (
@@ -20,6 +18,7 @@ from services.runtime.embedded_broker import (
     ensure_topics,
     free_port,
 )
+from services.runtime.handled import HandledBatch, HandledIds
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
 from services.runtime.names import ServiceName
@@ -36,6 +35,8 @@ __all__ = [
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "HandledBatch",
+    "HandledIds",
     "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",
@@ -63,8 +64,6 @@ __all__ = [
     "create_tables",
     "ensure_topics",
     "first_time",
-    "first_times",
-    "forget_processed_before",
     "free_port",
     "kafka_broker",
     "producer_options",

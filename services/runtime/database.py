@@ -11,16 +11,16 @@ a read lock (SQLAlchemy's documented recipe for pysqlite transactions).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import DateTime, Table, delete, event, insert
+from sqlalchemy import DateTime, Table, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utc_now
@@ -33,8 +33,6 @@ __all__ = [
     "create_engine",
     "create_tables",
     "first_time",
-    "first_times",
-    "forget_processed_before",
     "session_factory",
 ]
 
@@ -137,34 +135,3 @@ async def first_time(session: AsyncSession, event_id: UUID) -> bool:
         return False
     session.add(ProcessedEvent(event_id=event_id))
     return True
-
-
-async def first_times(session: AsyncSession, event_ids: Collection[UUID]) -> set[UUID]:
-    """Record many event ids as handled in the session's transaction; return those that were
-    not handled before (what :func:`first_time` does, in two statements for a whole batch)."""
-    wanted = set(event_ids)
-    if not wanted:
-        return set()
-    known = await session.exec(
-        select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(wanted))
-    )
-    fresh = wanted - set(known.all())
-    if fresh:
-        now = utc_now()
-        await session.exec(
-            insert(ProcessedEvent),
-            params=[{"event_id": event_id, "processed_at": now} for event_id in fresh],
-        )
-    return fresh
-
-
-async def forget_processed_before(session: AsyncSession, cutoff: datetime) -> int:
-    """Delete the records of events handled before ``cutoff``; return how many.
-
-    Redeliveries come within the last uncommitted batches, so a service with a high event rate
-    keeps the table small by forgetting ids older than its redelivery horizon.
-    """
-    result = await session.exec(
-        delete(ProcessedEvent).where(col(ProcessedEvent.processed_at) < cutoff)
-    )
-    return int(result.rowcount or 0)

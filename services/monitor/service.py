@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -52,6 +52,7 @@ __all__ = ["MonitorService", "NoGoldenSet", "NotDeployed"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class NotDeployed(LookupError):
@@ -101,10 +102,8 @@ class MonitorService:
     # ------------------------------------------------------------------ Kafka handlers
 
     async def on_predictions(self, events: list[PredictionMade]) -> Sequence[Rejection]:
-        models = {event.model for event in events}
-        await self._learn(
-            {(e.model, e.model_version) for e in events} | self._monitor.versions_in_use(models)
-        )
+        in_use = await self._read(self._monitor.versions_in_use, {e.model for e in events})
+        await self._learn({(e.model, e.model_version) for e in events} | in_use)
         now = self._clock()
         step = await self._apply(
             [event.event_id for event in events],
@@ -115,7 +114,9 @@ class MonitorService:
         return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
 
     async def on_labels(self, events: list[LabelRecorded]) -> Sequence[Rejection]:
-        await self._learn(self._monitor.versions_in_use({event.model for event in events}))
+        await self._learn(
+            await self._read(self._monitor.versions_in_use, {e.model for e in events})
+        )
         now = self._clock()
         step = await self._apply(
             [event.event_id for event in events],
@@ -150,7 +151,8 @@ class MonitorService:
         last_run: dict[str, float] = {}
         while True:
             due = []
-            for model, deployment in sorted(self._monitor.deployments().items()):
+            deployments = await self._read(self._monitor.deployments)
+            for model, deployment in sorted(deployments.items()):
                 if deployment.champion is None:
                     continue
                 try:
@@ -187,7 +189,9 @@ class MonitorService:
 
     async def probe(self, model: str, *, manual: bool) -> ProbeCompleted:
         """Probe a model's champion now; publish the run and raise or recover its alert."""
-        deployment = self._monitor.deployment(model) or await self._registry.deployment(model)
+        deployment = await self._read(self._monitor.deployment, model)
+        if deployment is None:
+            deployment = await self._registry.deployment(model)
         if deployment is None or deployment.champion is None:
             raise NotDeployed(f"model {model!r} has no deployed champion to probe")
         version = deployment.champion.version
@@ -210,8 +214,7 @@ class MonitorService:
 
     async def status(self) -> dict[str, Any]:
         """Return what waits, what is open, and what alerts."""
-        async with self._lock:
-            return self._monitor.status()
+        return await self._read(self._monitor.status)
 
     # ------------------------------------------------------------------ internals
 
@@ -233,6 +236,11 @@ class MonitorService:
             while await self._relay.publish_pending() > 0:
                 pass
         return step
+
+    async def _read(self, look: Callable[..., T], *args: Any) -> T:
+        """Read the monitor's state while no step changes it (steps run in a worker thread)."""
+        async with self._lock:
+            return look(*args)
 
     async def _reload(self) -> None:
         monitor = Monitor(self._policy, seed=self._seed)

@@ -10,7 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.values import ClassLabel, Features, ModelName, Variant
 
-__all__ = ["Instance", "PredictRequest", "PredictResponse", "Prediction"]
+__all__ = [
+    "PROBE_REQUEST_ID_PREFIX",
+    "Instance",
+    "PredictRequest",
+    "PredictResponse",
+    "Prediction",
+]
+
+PROBE_REQUEST_ID_PREFIX = "vigil-probe:"
+"""Request ids of the monitor's golden-set probe start with this. The scorer answers and publishes
+them like any other; the monitor leaves them out of live metrics (they never get labels)."""
 
 
 class Instance(BaseModel):

@@ -134,6 +134,7 @@ def run_service(
 _SERVICE_COMMANDS: list[tuple[str, str]] = [
     ("services.retrainer.cli", "models"),
     ("services.incident_log.cli", "incidents"),
+    ("services.monitor.cli", "probe"),
 ]
 
 

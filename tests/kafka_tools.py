@@ -73,11 +73,12 @@ async def write_raw(
         await producer.stop()
 
 
-async def read_all(kafka: KafkaSettings, topic: Topic, *, settle_s: float = 2.0) -> list[Any]:
-    """Read every record of a topic: keep reading until nothing new came for ``settle_s``.
-
-    (Tansu's end offsets are unreliable, so "everything" is judged by silence.)
-    """
+async def read_until_quiet(
+    kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
+) -> list[Any]:
+    """Read a topic from the beginning (every partition, no consumer group) until no record has
+    arrived for ``quiet_s``: for checking that exactly the expected records, and no more, are
+    there once the producer is known to be done."""
     name = kafka.topic_name(topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20
@@ -90,13 +91,15 @@ async def read_all(kafka: KafkaSettings, topic: Topic, *, settle_s: float = 2.0)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
         loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while loop.time() - quiet_since < settle_s:
+        deadline = loop.time() + timeout_s
+        last_arrival = loop.time()
+        while loop.time() - last_arrival < quiet_s:
+            if loop.time() > deadline:
+                raise AssertionError(f"{name}: still receiving records after {timeout_s} s")
             batch = await consumer.getmany(timeout_ms=200)
             for part in batch.values():
-                if part:
-                    records.extend(part)
-                    quiet_since = loop.time()
+                records.extend(part)
+                last_arrival = loop.time()
         return records
     finally:
         await consumer.stop()

@@ -19,6 +19,7 @@ from services.runtime.embedded_broker import (
     ensure_topics,
     free_port,
 )
+from services.runtime.handled import HandledBatch, HandledIds
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
 from services.runtime.model_artifacts import (
@@ -44,6 +45,8 @@ __all__ = [
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "HandledBatch",
+    "HandledIds",
     "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",

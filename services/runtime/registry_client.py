@@ -26,7 +26,14 @@ _DEPLOYMENTS = TypeAdapter(dict[str, Deployment])
 
 
 class RegistryError(RuntimeError):
-    """The registry answered with an error or could not be reached."""
+    """The registry answered with an error or could not be reached.
+
+    ``status_code`` is the registry's HTTP status, or ``None`` when it could not be reached.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class IntegrityError(RegistryError):
@@ -87,6 +94,7 @@ class RegistryClient:
             return None
         if response.status_code != 200:
             raise RegistryError(
-                f"registry answered {response.status_code} to GET {path}: {response.text[:300]}"
+                f"registry answered {response.status_code} to GET {path}: {response.text[:300]}",
+                status_code=response.status_code,
             )
         return response

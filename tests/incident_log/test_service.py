@@ -12,7 +12,7 @@ import pytest
 from contracts import IncidentOpened, Topic
 from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from tests.factories import make_alert
-from tests.kafka_tools import read_all, read_topic, write_raw
+from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,7 +125,7 @@ async def test_two_consumers_racing_on_one_fingerprint_open_one_incident(
     assert len(listed) == 1
     opened = [
         record
-        for record in await read_all(kafka_settings, Topic.INCIDENTS)
+        for record in await read_until_quiet(kafka_settings, Topic.INCIDENTS)
         if b"incident.opened" in record.value
     ]
     assert len(opened) == 1
@@ -146,12 +146,12 @@ async def test_killed_after_the_commit_and_before_the_publish_the_event_is_publi
 
     await wait_until(committed)
     await silent.kill()
-    assert await read_all(kafka_settings, Topic.INCIDENTS, settle_s=1.0) == []
+    assert await read_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=1.0) == []
 
     relaying = incident_log_process("relay")
     relaying.start()
     await relaying.wait_ready()
     (record,) = await read_topic(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
     assert b"incident.opened" in record.value
-    assert len(await read_all(kafka_settings, Topic.INCIDENTS, settle_s=2.0)) == 1
+    assert len(await read_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=2.0)) == 1
     assert len(await incidents_via_api(relaying)) == 1

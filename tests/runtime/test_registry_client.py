@@ -65,3 +65,19 @@ async def test_an_unreachable_registry_is_a_registry_error() -> None:
     client = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(refuse)), "http://r")
     with pytest.raises(RegistryError, match="unreachable"):
         await client.deployments()
+
+
+async def test_registry_errors_carry_the_status_or_none_when_unreachable(
+    client: RegistryClient,
+) -> None:
+    with pytest.raises(RegistryError) as missing:
+        await client.version(MODEL, 9)
+    assert missing.value.status_code == 404
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    down = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(refuse)), "http://r")
+    with pytest.raises(RegistryError) as unreachable:
+        await down.version(MODEL, 1)
+    assert unreachable.value.status_code is None

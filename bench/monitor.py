@@ -1,0 +1,229 @@
+"""Events per second through the monitor's join and windowed metrics on the real (embedded)
+broker, against the raw aiokafka pipe measured in the same run.
+
+Both read the same pre-produced predictions and labels from the broker with a consumer group of
+their own: the baseline only fetches the records; the monitor decodes and validates them, joins
+labels with predictions, fills windows, computes scikit-learn metrics when windows close, judges
+thresholds, and commits its state and handled ids to its SQLite database per batch. Each rate
+counts from the first handled batch to the last event, so group joins do not count.
+
+    python bench/monitor.py [--quick]
+
+The last line printed is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from contracts import Envelope, LabelRecorded, PredictionMade, Topic
+from contracts.wire import encode, headers_for, key_for
+from services.monitor.app import create_app
+from services.monitor.settings import Settings
+from services.runtime import (
+    EmbeddedBroker,
+    KafkaSettings,
+    ServiceName,
+    ServiceRuntime,
+    ServiceSettings,
+    ensure_topics,
+)
+from services.runtime.kafka import consumer_options
+from tests.factories import make_deployment, make_version_record
+from tests.monitor.doubles import FakeRegistry
+from tests.monitor.streams import Phase, interleaved, scored_stream
+
+MODELS = ("bench-a", "bench-b", "bench-c", "bench-d")
+TARGET = 0.5
+
+
+def stream(per_model: int) -> tuple[list[Envelope], FakeRegistry]:
+    registry = FakeRegistry()
+    events: list[Envelope] = []
+    for model in MODELS:
+        registry.add(make_version_record(model=model, version=1))
+        registry.deploy(model, make_deployment(challenger=None, challenger_share=0.0))
+        scored = scored_stream(
+            [Phase(per_model // 2), Phase(per_model - per_model // 2, recall=0.8)],
+            model=model,
+            prefix=model,
+        )
+        events += interleaved(scored, label_lag=1000)
+    return events, registry
+
+
+async def produce(kafka: KafkaSettings, events: list[Envelope]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        acks="all",
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = [
+            await producer.send(
+                kafka.topic_name(
+                    Topic.PREDICTIONS if event.type == "prediction.made" else Topic.LABELS
+                ),
+                encode(event),
+                key=key_for(event),
+                headers=[(k, v.encode()) for k, v in headers_for(event).items()],
+            )
+            for event in events
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(events) / (time.perf_counter() - started)
+
+
+async def raw_pipe(kafka: KafkaSettings, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        kafka.topic_name(Topic.PREDICTIONS),
+        kafka.topic_name(Topic.LABELS),
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id="bench-raw",
+        enable_auto_commit=False,
+        max_poll_records=500,
+        **consumer_options(kafka.profile),
+    )
+    await consumer.start()
+    try:
+        seen, first_at, first_count = 0, 0.0, 0
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000)
+            got = sum(len(records) for records in batch.values())
+            if got and not first_at:
+                first_at, first_count = time.perf_counter(), got
+            seen += got
+            if got:
+                await consumer.commit()
+        return (total - first_count) / (time.perf_counter() - first_at)
+    finally:
+        await consumer.stop()
+
+
+async def handled_rate(
+    metrics: CollectorRegistry, service: str, kafka: KafkaSettings, total: int
+) -> float:
+    """Events per second handled by a service, from its first handled batch to the last event
+    (read from its Prometheus counter, as an operator would)."""
+
+    def handled() -> int:
+        return int(
+            sum(
+                metrics.get_sample_value(
+                    "vigil_messages_handled_total",
+                    {"service": service, "topic": kafka.topic_name(topic)},
+                )
+                or 0
+                for topic in (Topic.PREDICTIONS, Topic.LABELS)
+            )
+        )
+
+    first_at, first_count = 0.0, 0
+    deadline = time.perf_counter() + 600
+    while (done := handled()) < total:
+        if done and not first_at:
+            first_at, first_count = time.perf_counter(), done
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{service} handled {done} of {total} events in 600 s")
+        await asyncio.sleep(0.005)
+    return (total - first_count) / (time.perf_counter() - first_at)
+
+
+async def runtime_floor(kafka: KafkaSettings, total: int, max_records: int) -> float:
+    """The shared runtime's consumer with handlers that do nothing: decoding, validation and
+    dispatch only — the most any service on the runtime can reach."""
+    runtime = ServiceRuntime(
+        ServiceName.MONITOR,
+        ServiceSettings(kafka=kafka),
+        group_id="bench-floor",
+        max_records=max_records,
+    )
+
+    async def nothing(events: list[Any]) -> None:
+        return None
+
+    runtime.consumer.on_batch(PredictionMade, nothing)
+    runtime.consumer.on_batch(LabelRecorded, nothing)
+    async with runtime.running():
+        return await handled_rate(runtime.metrics.registry, "monitor", kafka, total)
+
+
+async def monitor_pipe(
+    settings: Settings, registry: FakeRegistry, total: int, state_dir: Path
+) -> tuple[float, dict[str, Any]]:
+    """The monitor as deployed (its defaults), on a SQLite file of its own."""
+    settings = settings.model_copy(update={"state_dir": state_dir})
+    app = create_app(settings, registry_transport=registry.transport())
+    async with app.router.lifespan_context(app):
+        rate = await handled_rate(
+            app.state.runtime.metrics.registry, "monitor", settings.kafka, total
+        )
+        status = await app.state.service.status()
+    return rate, status
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    per_model = 2_500 if quick else 25_000
+    events, registry = stream(per_model)
+    broker = EmbeddedBroker()
+    await broker.start()
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="bench.")
+        await ensure_topics(kafka.bootstrap_servers, prefix=kafka.topic_prefix)
+        settings = Settings(
+            kafka=kafka,
+            consumer_group="bench-monitor",
+            probes_enabled=False,
+            registry_url="http://registry",
+        )
+        produced_per_s = await produce(kafka, events)
+        print(f"produced {len(events):,} events ({produced_per_s:,.0f}/s)")
+        raw = await raw_pipe(kafka, len(events))
+        print(f"raw aiokafka pipe:                 {raw:>10,.0f} events/s")
+        floor = await runtime_floor(kafka, len(events), settings.consumer_max_records)
+        print(f"runtime consumer, no-op handlers:  {floor:>10,.0f} events/s")
+        with tempfile.TemporaryDirectory() as state:
+            monitored, status = await monitor_pipe(settings, registry, len(events), Path(state))
+        print(f"monitor (join + metrics + state):  {monitored:>10,.0f} events/s")
+        ratio = monitored / raw
+        print(f"ratio monitor / raw:               {ratio:>10.3f}  (target >= {TARGET})")
+        print(f"ratio monitor / runtime floor:     {monitored / floor:>10.3f}")
+    finally:
+        await broker.stop()
+    return {
+        "benchmark": "monitor",
+        "quick": quick,
+        "events": len(events),
+        "models": len(MODELS),
+        "raw_events_per_s": round(raw),
+        "runtime_noop_events_per_s": round(floor),
+        "monitor_events_per_s": round(monitored),
+        "ratio": round(ratio, 3),
+        "ratio_to_runtime_noop": round(monitored / floor, 3),
+        "consumer_max_records": settings.consumer_max_records,
+        "target": TARGET,
+        "pending_after": status["pending_predictions"] + status["pending_labels"],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small run, under a minute")
+    logging.basicConfig(level=logging.WARNING)
+    figures = asyncio.run(main(parser.parse_args().quick))
+    print(json.dumps(figures))

@@ -1,0 +1,42 @@
+"""The monitor's HTTP API: run a model's probe on demand, and see what the monitor holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from contracts.monitoring import ProbeCompleted
+from contracts.values import ModelName
+from services.monitor.service import MonitorService, NoGoldenSet, NotDeployed
+from services.runtime import RegistryError
+
+__all__ = ["api"]
+
+
+def api(service: MonitorService) -> APIRouter:
+    """Return the routes of the monitor's API."""
+    router = APIRouter(tags=["monitor"])
+
+    @router.post("/probes/{model}", response_model=ProbeCompleted)
+    async def probe(model: ModelName) -> ProbeCompleted:
+        """Probe a model's champion with its golden set now (a spot check).
+
+        The run is published on ``metrics`` and raises or recovers the probe alert exactly like a
+        scheduled run; a failed probe is a 200 answer with ``passed: false``.
+        """
+        try:
+            return await service.probe(model, manual=True)
+        except NotDeployed as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+        except NoGoldenSet as error:
+            raise HTTPException(status_code=409, detail=str(error)) from None
+        except RegistryError as error:
+            raise HTTPException(status_code=502, detail=str(error)) from None
+
+    @router.get("/status")
+    async def status() -> dict[str, Any]:
+        """What waits for a label, which windows are open, which signals alert."""
+        return await service.status()
+
+    return router

@@ -1,0 +1,112 @@
+"""The monitor's composition root: settings in, a FastAPI app (with its Kafka consumer) out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from contracts.envelope import utc_now
+from contracts.feedback import LabelRecorded
+from contracts.registry import ModelDeployed, ModelPromoted, ModelRegistered, ModelRolledBack
+from contracts.scoring import PredictionMade
+from services.monitor.api import api
+from services.monitor.service import MonitorService
+from services.monitor.settings import Settings
+from services.monitor.store import TABLES
+from services.runtime import (
+    OutboxRelay,
+    RegistryClient,
+    ServiceName,
+    ServiceRuntime,
+    create_engine,
+    create_tables,
+    serve,
+    session_factory,
+)
+
+__all__ = ["create_app", "main"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry_transport: httpx.AsyncBaseTransport | None = None,
+    scorer_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """Build the monitor. Tests pass transports standing in for the registry and the scorer."""
+    runtime = ServiceRuntime(
+        ServiceName.MONITOR,
+        settings,
+        group_id=settings.consumer_group,
+        max_records=settings.consumer_max_records,
+    )
+    database_url = settings.resolved_database_url
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    relay = OutboxRelay(sessions, runtime.publisher)
+    registry_http = httpx.AsyncClient(transport=registry_transport, timeout=10.0)
+    scorer_http = httpx.AsyncClient(transport=scorer_transport)
+    service = MonitorService(
+        settings.policy(),
+        sessions=sessions,
+        relay=relay,
+        registry=RegistryClient(registry_http, settings.registry_url),
+        scorer=scorer_http,
+        scorer_url=settings.scorer_url,
+        clock=clock,
+        seed=settings.seed,
+        handled_memory=settings.handled_memory,
+    )
+
+    runtime.consumer.on_batch(PredictionMade, service.on_predictions)
+    runtime.consumer.on_batch(LabelRecorded, service.on_labels)
+    runtime.consumer.on(ModelRegistered, service.on_registered)
+    runtime.consumer.on(ModelDeployed, service.on_deployment_changed)
+    runtime.consumer.on(ModelPromoted, service.on_deployment_changed)
+    runtime.consumer.on(ModelRolledBack, service.on_deployment_changed)
+    runtime.add_background("outbox", relay.run)
+    runtime.add_background("deployments", service.load_deployments)
+    runtime.add_background(
+        "forget-handled-ids",
+        partial(
+            service.forget_handled_ids,
+            timedelta(seconds=settings.handled_retention_seconds),
+            every_seconds=600.0,
+        ),
+    )
+    if settings.probes_enabled:
+        runtime.add_background("probes", partial(service.run_probes, settings.probe_tick_seconds))
+
+    @asynccontextmanager
+    async def resources() -> AsyncIterator[None]:
+        url = make_url(database_url)
+        if url.drivername.startswith("sqlite") and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await create_tables(engine, TABLES)
+            await service.start()
+            yield
+        finally:
+            await registry_http.aclose()
+            await scorer_http.aclose()
+            await engine.dispose()
+
+    app = runtime.http_app(title="Vigil monitor", resources=resources)
+    app.include_router(api(service))
+    app.state.runtime = runtime
+    app.state.service = service
+    return app
+
+
+def main() -> None:
+    """Run the monitor with settings from the environment until SIGTERM."""
+    settings = Settings()
+    serve(create_app(settings), settings, service=ServiceName.MONITOR.value)

@@ -1,0 +1,74 @@
+"""``vigil probe MODEL``: a spot check — run a model's golden-set probe now, through the monitor.
+
+The monitor runs it (``POST /probes/{model}``), so the run is published and alerts exactly like a
+scheduled one; this command prints the outcome and exits 0 if the probe passed, 1 if it failed,
+2 if it could not be run.
+"""
+
+from __future__ import annotations
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contracts.monitoring import ProbeCompleted
+from services.runtime import ServiceName
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Run a model's golden-set probe against the scorer now (a spot check).",
+    invoke_without_command=True,
+    subcommand_metavar="",
+    add_completion=False,
+    # One command, no subcommands: let options follow the model name, as in any command.
+    context_settings={"allow_interspersed_args": True},
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+@app.callback()
+def probe(
+    model: str = typer.Argument(help="Registry name of the model to probe."),
+    monitor_url: str = typer.Option(
+        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}",
+        envvar="VIGIL_MONITOR_URL",
+        help="HTTP API of the monitor.",
+    ),
+    timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for the monitor."),
+) -> None:
+    """Probe MODEL's deployed champion with its golden set and print the result."""
+    try:
+        response = httpx.post(f"{monitor_url.rstrip('/')}/probes/{model}", timeout=timeout)
+    except httpx.HTTPError as error:
+        errors.print(f"[red]monitor unreachable at {monitor_url}:[/red] {error}")
+        raise typer.Exit(2) from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        errors.print(f"[red]probe not run ({response.status_code}):[/red] {detail}")
+        raise typer.Exit(2)
+    result = ProbeCompleted.model_validate_json(response.content)
+    table = Table(title=f"probe of {result.model} (version {result.model_version or '?'})")
+    for column in ("case", "expected", "answered", "error"):
+        table.add_column(column)
+    for case in result.cases:
+        right = case.predicted == case.expected
+        table.add_row(
+            case.case_id,
+            case.expected,
+            f"[{'green' if right else 'red'}]{case.predicted or '-'}[/]",
+            case.error or "",
+        )
+    console.print(table)
+    accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
+    latency = "n/a" if result.latency_ms is None else f"{result.latency_ms:.1f} ms"
+    verdict = "[green]passed[/green]" if result.passed else f"[red]failed:[/red] {result.failure}"
+    console.print(
+        f"{verdict} — accuracy {accuracy} (minimum {result.min_accuracy:g}), round trip {latency}"
+    )
+    raise typer.Exit(0 if result.passed else 1)

@@ -1,0 +1,346 @@
+"""Champion against challenger on live labels: which is better on the key metric, if either.
+
+The verdict is ``insufficient_data`` until *both* sides have ``min_samples`` observations that the
+key metric is made of (for recall, labels of the positive class; for precision, positive
+predictions; otherwise labelled predictions): a promotion or rollback is never decided on a
+handful of labels. Past that, the test depends on what the metric is:
+
+- **accuracy, precision, recall, low-confidence rate** are proportions of independent
+  observations, so a **two-proportion z-test** (pooled standard error) is the standard, exact
+  enough once each side has ``min_samples`` observations, and needs only counts;
+- **log loss** is a mean of per-label losses with unequal variances and sample sizes between the
+  sides, so **Welch's t-test** on the per-label losses;
+- **F1 and ROC AUC** are not means of per-label quantities, so a **permutation test** of the
+  difference (labels reassigned between the sides at random, ``resamples`` times, with the
+  caller's random generator), which assumes nothing about their distribution. The published
+  values come from scikit-learn; the resamples are evaluated in one vectorised pass
+  (:func:`positive_class_metric`), checked against scikit-learn by the tests.
+
+The comparison is repeated as labels accumulate, which inflates the chance of a false verdict
+over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0004).
+Pure: no I/O; randomness comes in as a generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from contracts.monitoring import ComparisonVerdict
+from services.monitor.metrics import QUALITY_METRICS, low_confidence_rate, quality_metric
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "Comparison",
+    "Outcome",
+    "compare_variants",
+    "positive_class_metric",
+    "significance_test_for",
+]
+
+LOWER_IS_BETTER = frozenset({"log_loss", "low_confidence_rate"})
+"""Metrics where the smaller value is the better one."""
+
+_PROPORTIONS = frozenset({"accuracy", "precision", "recall", "low_confidence_rate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One labelled prediction of one side; ``probabilities`` follow the model's classes."""
+
+    y_true: str
+    y_pred: str
+    probabilities: tuple[float, ...]
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "y_true": self.y_true,
+            "y_pred": self.y_pred,
+            "probabilities": list(self.probabilities),
+            "confidence": self.confidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            y_true=data["y_true"],
+            y_pred=data["y_pred"],
+            probabilities=tuple(data["probabilities"]),
+            confidence=float(data["confidence"]),
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of one comparison, as published in ``variants.compared``."""
+
+    metric: str
+    test: str
+    champion_value: float | None
+    challenger_value: float | None
+    champion_samples: int
+    challenger_samples: int
+    p_value: float | None
+    verdict: ComparisonVerdict
+
+
+def significance_test_for(metric: str, resamples: int) -> str:
+    """Return the name of the significance test used for a metric.
+
+    >>> significance_test_for("recall", 999)
+    'two-proportion z-test'
+    >>> significance_test_for("roc_auc", 999)
+    'permutation test (999 resamples)'
+    """
+    if metric in _PROPORTIONS:
+        return "two-proportion z-test"
+    if metric == "log_loss":
+        return "Welch's t-test on per-label log loss"
+    if metric in QUALITY_METRICS:
+        return f"permutation test ({resamples} resamples)"
+    raise ValueError(f"no significance test for metric {metric!r}")
+
+
+def compare_variants(
+    champion: Sequence[Outcome],
+    challenger: Sequence[Outcome],
+    *,
+    metric: str,
+    classes: Sequence[str],
+    positive_class: str,
+    low_confidence_threshold: float,
+    min_samples: int,
+    alpha: float,
+    rng: np.random.Generator,
+    resamples: int = 999,
+) -> Comparison:
+    """Compare challenger with champion on ``metric``; refuse a verdict below ``min_samples``.
+
+    Examples
+    --------
+    >>> right = Outcome("m", "m", (0.9, 0.1), 0.9)
+    >>> wrong = Outcome("m", "b", (0.4, 0.6), 0.6)
+    >>> result = compare_variants(
+    ...     [right] * 90 + [wrong] * 10, [right] * 60 + [wrong] * 40, metric="recall",
+    ...     classes=["m", "b"], positive_class="m", low_confidence_threshold=0.75,
+    ...     min_samples=50, alpha=0.05, rng=np.random.default_rng(0),
+    ... )
+    >>> result.verdict.value, result.champion_value, result.challenger_value
+    ('challenger_worse', 0.9, 0.6)
+    >>> compare_variants(
+    ...     [right] * 10, [wrong] * 10, metric="recall", classes=["m", "b"],
+    ...     positive_class="m", low_confidence_threshold=0.75, min_samples=50, alpha=0.05,
+    ...     rng=np.random.default_rng(0),
+    ... ).verdict.value
+    'insufficient_data'
+    """
+    if min_samples < 1:
+        raise ValueError("min_samples must be at least 1")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be between 0 and 1")
+    test = significance_test_for(metric, resamples)
+
+    def value_of(outcomes: Sequence[Outcome]) -> float | None:
+        return _value(metric, outcomes, classes, positive_class, low_confidence_threshold)
+
+    champion_value, challenger_value = value_of(champion), value_of(challenger)
+    champion_samples = _samples(metric, champion, positive_class)
+    challenger_samples = _samples(metric, challenger, positive_class)
+    if (
+        champion_samples < min_samples
+        or challenger_samples < min_samples
+        or champion_value is None
+        or challenger_value is None
+    ):
+        return Comparison(
+            metric,
+            test,
+            champion_value,
+            challenger_value,
+            champion_samples,
+            challenger_samples,
+            None,
+            ComparisonVerdict.INSUFFICIENT_DATA,
+        )
+    if metric in _PROPORTIONS:
+        p_value = _two_proportion_z_test(
+            _successes(metric, champion, positive_class, low_confidence_threshold),
+            champion_samples,
+            _successes(metric, challenger, positive_class, low_confidence_threshold),
+            challenger_samples,
+        )
+    elif metric == "log_loss":
+        p_value = _welch(
+            _per_label_log_loss(champion, classes), _per_label_log_loss(challenger, classes)
+        )
+    else:
+        p_value = _permutation(
+            metric, champion, challenger, classes, positive_class, rng, resamples
+        )
+    verdict = ComparisonVerdict.NO_SIGNIFICANT_DIFFERENCE
+    if p_value < alpha and challenger_value != champion_value:
+        challenger_better = (challenger_value > champion_value) != (metric in LOWER_IS_BETTER)
+        verdict = (
+            ComparisonVerdict.CHALLENGER_BETTER
+            if challenger_better
+            else ComparisonVerdict.CHALLENGER_WORSE
+        )
+    return Comparison(
+        metric,
+        test,
+        champion_value,
+        challenger_value,
+        champion_samples,
+        challenger_samples,
+        p_value,
+        verdict,
+    )
+
+
+def _value(
+    metric: str,
+    outcomes: Sequence[Outcome],
+    classes: Sequence[str],
+    positive_class: str,
+    low_confidence_threshold: float,
+) -> float | None:
+    if metric == "low_confidence_rate":
+        return low_confidence_rate([o.confidence for o in outcomes], low_confidence_threshold)
+    return quality_metric(
+        metric,
+        [o.y_true for o in outcomes],
+        [o.y_pred for o in outcomes],
+        [o.probabilities for o in outcomes],
+        classes=classes,
+        positive_class=positive_class,
+    )
+
+
+def _samples(metric: str, outcomes: Sequence[Outcome], positive_class: str) -> int:
+    """Observations the metric is made of: its denominator for proportions."""
+    if metric == "recall":
+        return sum(o.y_true == positive_class for o in outcomes)
+    if metric == "precision":
+        return sum(o.y_pred == positive_class for o in outcomes)
+    return len(outcomes)
+
+
+def _successes(
+    metric: str, outcomes: Sequence[Outcome], positive_class: str, low_confidence_threshold: float
+) -> int:
+    if metric == "accuracy":
+        return sum(o.y_true == o.y_pred for o in outcomes)
+    if metric == "recall":
+        return sum(o.y_true == positive_class and o.y_pred == positive_class for o in outcomes)
+    if metric == "precision":
+        return sum(o.y_pred == positive_class and o.y_true == positive_class for o in outcomes)
+    return sum(o.confidence < low_confidence_threshold for o in outcomes)
+
+
+def _two_proportion_z_test(x1: int, n1: int, x2: int, n2: int) -> float:
+    pooled = (x1 + x2) / (n1 + n2)
+    standard_error = float(np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2)))
+    if standard_error == 0:
+        return 1.0  # both sides all successes (or all failures): no difference to find
+    z = (x2 / n2 - x1 / n1) / standard_error
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def _per_label_log_loss(outcomes: Sequence[Outcome], classes: Sequence[str]) -> np.ndarray:
+    index = {label: column for column, label in enumerate(classes)}
+    rows = np.asarray([o.probabilities for o in outcomes], dtype=float)
+    rows = rows / rows.sum(axis=1, keepdims=True)
+    truth = rows[np.arange(len(outcomes)), [index[o.y_true] for o in outcomes]]
+    eps = np.finfo(float).eps
+    return np.asarray(-np.log(np.clip(truth, eps, 1.0)))
+
+
+def _welch(first: np.ndarray, second: np.ndarray) -> float:
+    if np.var(first) == 0 and np.var(second) == 0:
+        return 1.0 if np.mean(first) == np.mean(second) else 0.0
+    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def _permutation(
+    metric: str,
+    champion: Sequence[Outcome],
+    challenger: Sequence[Outcome],
+    classes: Sequence[str],
+    positive_class: str,
+    rng: np.random.Generator,
+    resamples: int,
+) -> float:
+    pool = [*champion, *challenger]
+    column = list(classes).index(positive_class)
+    truth = np.asarray([o.y_true == positive_class for o in pool])
+    predicted = np.asarray([o.y_pred == positive_class for o in pool])
+    scores = np.asarray([o.probabilities[column] for o in pool], dtype=float)
+
+    def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
+        challenger_values = positive_class_metric(metric, truth, predicted, scores, second)
+        champion_values = positive_class_metric(metric, truth, predicted, scores, first)
+        return np.asarray(challenger_values - champion_values, dtype=float)
+
+    result = stats.permutation_test(
+        (np.arange(len(champion)), np.arange(len(champion), len(pool))),
+        difference,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=resamples,
+        batch=100,
+        alternative="two-sided",
+        rng=rng,
+    )
+    return float(result.pvalue)
+
+
+def positive_class_metric(
+    metric: str,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    rows: np.ndarray,
+) -> np.ndarray:
+    """Return F1 or ROC AUC of the positive class for each row of sample indices at once.
+
+    The permutation test needs the metric for hundreds of resamples; scikit-learn computes one
+    sample per call, so this evaluates the same definitions on a whole batch of resamples with
+    numpy (the tests check it equals scikit-learn's ``f1_score`` and ``roc_auc_score``).
+
+    Notes
+    -----
+    :math:`F_1 = 2TP / (2TP + FP + FN)`; ROC AUC is the Mann-Whitney statistic
+    :math:`(R_+ - n_+(n_+ + 1)/2) / (n_+ n_-)` with average ranks for ties. Undefined values
+    (no positive at all; one class only) are ``nan``.
+
+    Examples
+    --------
+    >>> truth = np.array([True, True, False, False])
+    >>> predicted = np.array([True, False, False, True])
+    >>> scores = np.array([0.9, 0.4, 0.2, 0.6])
+    >>> positive_class_metric("f1", truth, predicted, scores, np.array([[0, 1, 2, 3]]))
+    array([0.5])
+    >>> positive_class_metric("roc_auc", truth, predicted, scores, np.array([[0, 1, 2, 3]]))
+    array([0.75])
+    """
+    t = truth[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "f1":
+            p = predicted[rows]
+            true_positives = (t & p).sum(axis=-1)
+            denominator = 2 * true_positives + (~t & p).sum(axis=-1) + (t & ~p).sum(axis=-1)
+            f1 = np.where(denominator > 0, 2 * true_positives / denominator, np.nan)
+            return np.asarray(f1, dtype=float)
+        if metric == "roc_auc":
+            ranks = stats.rankdata(scores[rows], axis=-1)
+            positives = t.sum(axis=-1)
+            negatives = t.shape[-1] - positives
+            u = (ranks * t).sum(axis=-1) - positives * (positives + 1) / 2
+            auc = np.where(positives * negatives > 0, u / (positives * negatives), np.nan)
+            return np.asarray(auc, dtype=float)
+    raise ValueError(f"no vectorised form of {metric!r}")

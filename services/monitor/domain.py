@@ -1,0 +1,847 @@
+"""The monitor's decisions without I/O: events in; figures, comparisons and alerts out.
+
+::
+
+    predictions ──┬──────────────▶ windows ◀── outcomes ◀── label join ◀── labels
+                  └─▶ label join      │ close by count or event time
+                                      ▼
+                                   metrics ───────────────▶ metrics.computed
+                                      ├─▶ thresholds ─────▶ alert.raised / alert.recovered
+                                      └─▶ champion vs challenger ─▶ variants.compared
+    probe runs ─────────────────▶ thresholds ─────────────▶ probe_failed alerts
+
+Each model's clock is event time: the latest ``occurred_at`` seen on its predictions and labels.
+It closes event-time windows and expires waiting joins, so replaying the same events gives the same
+figures whatever the wall clock says. Everything that must survive a restart (waiting joins, open
+windows, alert episodes, model clocks, champion/challenger samples) is recorded as it changes and
+handed over by :meth:`Monitor.drain_changes`; the adapter commits it with the outputs in one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from pydantic import JsonValue
+
+from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, alert_fingerprint
+from contracts.envelope import Envelope
+from contracts.feedback import LabelRecorded
+from contracts.monitoring import (
+    ComparisonVerdict,
+    LatencySummary,
+    MetricsComputed,
+    ProbeCompleted,
+    VariantsCompared,
+)
+from contracts.monitoring import (
+    Window as WindowSpan,
+)
+from contracts.registry import Deployment, MetricDirection, MetricTarget, ModelVersionRecord
+from contracts.scoring import PredictionMade
+from contracts.scoring_api import PROBE_REQUEST_ID_PREFIX
+from services.monitor.comparison import Outcome, compare_variants
+from services.monitor.join import (
+    DuplicateEntry,
+    Expired,
+    JoinChanges,
+    Joined,
+    LabelJoin,
+    PendingLabel,
+    PendingPrediction,
+)
+from services.monitor.metrics import (
+    classification_metrics,
+    confusion,
+    latency_percentiles,
+    low_confidence_rate,
+    throughput_per_second,
+)
+from services.monitor.thresholds import (
+    Episode,
+    Reading,
+    Transition,
+    TransitionKind,
+    advance,
+    read,
+    recovery_level,
+)
+from services.monitor.windows import ClosedWindow, Series, Window, WindowPolicy, Windows
+
+__all__ = [
+    "PROBE_SUBJECT",
+    "PRODUCER",
+    "Changes",
+    "ModelClock",
+    "Monitor",
+    "MonitorPolicy",
+    "Pairing",
+    "Refusal",
+    "Snapshot",
+    "Step",
+]
+
+PRODUCER = "monitor"
+PROBE_SUBJECT = "golden_set"
+"""Subject of the probe's alert fingerprint."""
+
+_CHAMPION, _CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """How the monitor measures and judges; the service's settings fill it in."""
+
+    window: WindowPolicy = field(default_factory=WindowPolicy)
+    join_ttl: timedelta = timedelta(days=7)
+    join_max_pending: int = 100_000
+    min_labelled: int = 30
+    """A quality metric is judged on a window only with at least this many labelled predictions."""
+    min_predictions: int = 30
+    """The low-confidence rate is judged on a window only with at least this many predictions."""
+    hysteresis: float = 0.5
+    recovery_windows: int | None = None
+    """Windows a recovery must last; ``None``: the version's ``consecutive_windows``."""
+    comparison_min_samples: int = 200
+    comparison_alpha: float = 0.05
+    comparison_max_samples: int = 5_000
+    comparison_resamples: int = 999
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hysteresis <= 1:
+            raise ValueError("hysteresis must be between 0 and 1")
+        if self.min_labelled < 1 or self.min_predictions < 1:
+            raise ValueError("min_labelled and min_predictions must be at least 1")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An input event the monitor cannot act on, and why (it goes to the dead-letter topic)."""
+
+    event_id: UUID
+    reason: str
+
+
+@dataclass
+class Step:
+    """What handling some input produced."""
+
+    outputs: list[Envelope] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+@dataclass
+class ModelClock:
+    """A model's event-time clock, and labels that expired unjoined since its last window."""
+
+    watermark: datetime | None = None
+    expired_labels: int = 0
+
+
+@dataclass
+class Pairing:
+    """A champion and its challenger being compared, with their labelled outcomes since
+    ``started_at`` (the newest ``comparison_max_samples`` of each side, numbered)."""
+
+    champion_version: int
+    challenger_version: int
+    started_at: datetime
+    alerted: bool = False
+    next_seq: int = 0
+    champion: deque[tuple[int, Outcome]] = field(default_factory=deque)
+    challenger: deque[tuple[int, Outcome]] = field(default_factory=deque)
+
+    @property
+    def versions(self) -> tuple[int, int]:
+        return (self.champion_version, self.challenger_version)
+
+    def side(self, name: str) -> deque[tuple[int, Outcome]]:
+        return self.champion if name == _CHAMPION else self.challenger
+
+
+@dataclass
+class Changes:
+    """State that changed since the last drain, as the adapter persists it."""
+
+    join: JoinChanges
+    windows: dict[Series, Window | None]
+    episodes: dict[str, Episode]
+    clocks: dict[str, ModelClock]
+    pairings: dict[str, Pairing | None]
+    ended_pairings: list[tuple[str, int, int]]
+    outcomes: list[tuple[str, int, int, str, int, Outcome]]
+    """Model, champion version, challenger version, side, sequence number, outcome."""
+
+
+@dataclass
+class Snapshot:
+    """Everything :meth:`Monitor.restore` needs, as loaded from storage."""
+
+    pending: list[PendingPrediction | PendingLabel] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    clocks: dict[str, ModelClock] = field(default_factory=dict)
+    pairings: dict[str, Pairing] = field(default_factory=dict)
+
+
+class Monitor:
+    """The monitor's state and rules. Not thread-safe: the adapter serialises calls."""
+
+    def __init__(self, policy: MonitorPolicy, *, seed: int = 0) -> None:
+        self._policy = policy
+        self._rng = np.random.default_rng(seed)
+        self._records: dict[tuple[str, int], ModelVersionRecord] = {}
+        self._join = LabelJoin(ttl=policy.join_ttl, max_pending=policy.join_max_pending)
+        self._windows = Windows(policy.window)
+        self._episodes: dict[str, Episode] = {}
+        self._clocks: dict[str, ModelClock] = {}
+        self._pairings: dict[str, Pairing] = {}
+        self._deployments: dict[str, Deployment] = {}
+        self._changed_episodes: set[str] = set()
+        self._changed_clocks: set[str] = set()
+        self._changed_pairings: set[str] = set()
+        self._ended_pairings: list[tuple[str, int, int]] = []
+        self._new_outcomes: list[tuple[str, int, int, str, int, Outcome]] = []
+
+    # ------------------------------------------------------------------ what the monitor knows
+
+    def know(self, record: ModelVersionRecord) -> None:
+        """Learn a version's record (its maintenance instructions)."""
+        self._records[(record.model, record.version)] = record
+
+    def knows(self, model: str, version: int) -> bool:
+        return (model, version) in self._records
+
+    def record(self, model: str, version: int) -> ModelVersionRecord | None:
+        return self._records.get((model, version))
+
+    def versions_in_use(self, models: Iterable[str]) -> set[tuple[str, int]]:
+        """Return the versions of these models that open windows, waiting predictions and
+        comparisons refer to: the records handling their events may need."""
+        needed: set[tuple[str, int]] = set()
+        for model in models:
+            needed.update((model, series.version) for series in self._windows.series_of(model))
+            needed.update((model, version) for version in self._join.versions_waiting(model))
+            pairing = self._pairings.get(model)
+            if pairing is not None:
+                needed.update((model, version) for version in pairing.versions)
+        return needed
+
+    def deployment(self, model: str) -> Deployment | None:
+        return self._deployments.get(model)
+
+    def deployments(self) -> dict[str, Deployment]:
+        return dict(self._deployments)
+
+    # ------------------------------------------------------------------ inputs
+
+    def add_predictions(self, events: Sequence[PredictionMade], *, now: datetime) -> Step:
+        """Count predictions in their windows and join them with waiting labels."""
+        step = Step()
+        for event in events:
+            if event.request_id.startswith(PROBE_REQUEST_ID_PREFIX):
+                continue  # the probe's golden set is not live traffic
+            record = self._records.get((event.model, event.model_version))
+            if record is None:
+                step.refusals.append(
+                    Refusal(
+                        event.event_id,
+                        f"model {event.model!r} version {event.model_version} is not registered",
+                    )
+                )
+                continue
+            problem = _invalid_prediction(event, record)
+            series = Series(event.model, event.model_version, event.variant.value)
+            pending = PendingPrediction(
+                model=event.model,
+                request_id=event.request_id,
+                version=event.model_version,
+                variant=event.variant.value,
+                occurred_at=event.occurred_at,
+                predicted_class=event.predicted_class,
+                probabilities=dict(event.probabilities),
+                confidence=event.confidence,
+            )
+            if problem is None and self._join.holds(pending.key):
+                problem = (
+                    f"duplicate prediction: request {event.request_id!r} by version "
+                    f"{event.model_version} ({event.variant.value}) is already waiting for a label"
+                )
+            if problem is not None:
+                step.refusals.append(Refusal(event.event_id, problem))
+                continue
+            self._tick(event.model, event.occurred_at, now, step)
+            self._closed(
+                self._windows.add_prediction(
+                    series, event.occurred_at, event.confidence, event.latency_ms
+                ),
+                now,
+                step,
+            )
+            joined, evicted = self._join.add_prediction(pending)
+            for pair in joined:
+                self._score(pair, now, step)
+            self._count_expired(evicted, now, step)
+        return step
+
+    def add_labels(self, events: Sequence[LabelRecorded], *, now: datetime) -> Step:
+        """Join labels with waiting predictions (or let them wait) and score the pairs."""
+        step = Step()
+        for event in events:
+            waiting = self._join.waiting_for(event.model, event.request_id)
+            problem = None
+            for prediction in waiting:
+                classes = self._records[(prediction.model, prediction.version)].spec.classes
+                if event.label not in classes:
+                    problem = (
+                        f"label {event.label!r} is not a class of {event.model!r} version "
+                        f"{prediction.version} (classes: {', '.join(classes)})"
+                    )
+                    break
+            label = PendingLabel(event.model, event.request_id, event.occurred_at, event.label)
+            if problem is None and not waiting and self._join.holds(label.key):
+                problem = f"duplicate label: request {event.request_id!r} already has one waiting"
+            if problem is not None:
+                step.refusals.append(Refusal(event.event_id, problem))
+                continue
+            self._tick(event.model, event.occurred_at, now, step)
+            try:
+                joined, evicted = self._join.add_label(label)
+            except DuplicateEntry as error:  # its predictions expired while the clock moved on
+                step.refusals.append(Refusal(event.event_id, str(error)))
+                continue
+            for pair in joined:
+                self._score(pair, now, step)
+            self._count_expired(evicted, now, step)
+        return step
+
+    def apply_deployment(
+        self, model: str, deployment: Deployment, *, at: datetime, now: datetime
+    ) -> Step:
+        """Learn what serves a model; start or end its champion/challenger comparison."""
+        step = Step()
+        known = self._deployments.get(model)
+        if known is not None and deployment.revision < known.revision:
+            return step  # an older change arriving late
+        self._deployments[model] = deployment
+        wanted = (
+            (deployment.champion.version, deployment.challenger.version)
+            if deployment.champion is not None and deployment.challenger is not None
+            else None
+        )
+        current = self._pairings.get(model)
+        if current is not None and current.versions != wanted:
+            self._end_pairing(model, current, now, step)
+        if wanted is not None and (current is None or current.versions != wanted):
+            self._pairings[model] = Pairing(wanted[0], wanted[1], started_at=at)
+            self._changed_pairings.add(model)
+        return step
+
+    def record_probe(self, result: ProbeCompleted, *, version: int | None, now: datetime) -> Step:
+        """Publish a probe run and raise (or recover) the model's probe alert."""
+        step = Step(outputs=[result])
+        fingerprint = alert_fingerprint(
+            result.model, version, AlertKind.PROBE_FAILED, PROBE_SUBJECT
+        )
+        episode = self._episodes.get(fingerprint, Episode())
+        reading = Reading.CLEAR if result.passed else Reading.BREACHED
+        updated, transition = advance(
+            episode, reading, result.accuracy, raise_after=1, recover_after=1
+        )
+        self._set_episode(fingerprint, updated)
+        if transition is None:
+            return step
+        failed_cases: list[JsonValue] = [
+            case.model_dump(mode="json")
+            for case in result.cases
+            if case.error is not None or case.predicted != case.expected
+        ]
+        evidence: dict[str, JsonValue] = {
+            "passed": result.passed,
+            "accuracy": result.accuracy,
+            "min_accuracy": result.min_accuracy,
+            "failure": result.failure,
+            "latency_ms": result.latency_ms,
+            "manual": result.manual,
+            "failed_cases": failed_cases[:20],
+            "probe_event_id": str(result.event_id),
+        }
+        if transition.kind is TransitionKind.RAISED:
+            step.outputs.append(
+                AlertRaised(
+                    producer=PRODUCER,
+                    occurred_at=now,
+                    model=result.model,
+                    model_version=version,
+                    kind=AlertKind.PROBE_FAILED,
+                    severity=Severity.CRITICAL,
+                    fingerprint=fingerprint,
+                    summary=f"probe of {result.model} failed: {result.failure}"[:1000],
+                    evidence=evidence,
+                )
+            )
+        else:
+            step.outputs.append(
+                AlertRecovered(
+                    producer=PRODUCER,
+                    occurred_at=now,
+                    model=result.model,
+                    model_version=version,
+                    kind=AlertKind.PROBE_FAILED,
+                    fingerprint=fingerprint,
+                    summary=f"probe of {result.model} passes again",
+                    evidence=evidence,
+                )
+            )
+        return step
+
+    # ------------------------------------------------------------------ persistence
+
+    def drain_changes(self) -> Changes:
+        """Return and forget what changed since the last drain."""
+        changes = Changes(
+            join=self._join.drain(),
+            windows=self._windows.drain(),
+            episodes={fp: self._episodes[fp] for fp in self._changed_episodes},
+            clocks={model: self._clocks[model] for model in self._changed_clocks},
+            pairings={model: self._pairings.get(model) for model in self._changed_pairings},
+            ended_pairings=self._ended_pairings,
+            outcomes=[
+                row
+                for row in self._new_outcomes
+                if (pairing := self._pairings.get(row[0])) is not None
+                and pairing.versions == (row[1], row[2])
+            ],
+        )
+        self._changed_episodes = set()
+        self._changed_clocks = set()
+        self._changed_pairings = set()
+        self._ended_pairings = []
+        self._new_outcomes = []
+        return changes
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Load state from storage into a fresh monitor."""
+        self._join.restore(snapshot.pending)
+        self._windows.restore(snapshot.windows)
+        self._episodes.update(snapshot.episodes)
+        self._clocks.update(snapshot.clocks)
+        self._pairings.update(snapshot.pairings)
+
+    def status(self) -> dict[str, Any]:
+        """Return a summary for operators: what waits, what is open, what alerts."""
+        return {
+            "pending_predictions": self._join.pending_predictions(),
+            "pending_labels": self._join.pending_labels(),
+            "open_windows": [
+                {
+                    "model": w.series.model,
+                    "version": w.series.version,
+                    "variant": w.series.variant,
+                    "start": w.start.isoformat(),
+                    "end": w.end.isoformat(),
+                    "predictions": w.predictions,
+                    "labelled": w.labelled,
+                    "expired_unjoined": w.expired_unjoined,
+                }
+                for w in sorted(self._windows.open_windows(), key=lambda w: w.series)
+            ],
+            "alerting": sorted(fp for fp, episode in self._episodes.items() if episode.alerting),
+            "comparisons": {
+                model: {
+                    "champion_version": p.champion_version,
+                    "challenger_version": p.challenger_version,
+                    "champion_outcomes": len(p.champion),
+                    "challenger_outcomes": len(p.challenger),
+                }
+                for model, p in sorted(self._pairings.items())
+            },
+            "deployments": {
+                model: {
+                    "revision": d.revision,
+                    "champion": d.champion.version if d.champion else None,
+                    "challenger": d.challenger.version if d.challenger else None,
+                    "challenger_share": d.challenger_share,
+                    "mode": d.mode.value,
+                }
+                for model, d in sorted(self._deployments.items())
+            },
+            "clocks": {
+                model: clock.watermark.isoformat() if clock.watermark else None
+                for model, clock in sorted(self._clocks.items())
+            },
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _tick(self, model: str, at: datetime, now: datetime, step: Step) -> None:
+        """Move a model's event-time clock; close due windows and expire old joins."""
+        clock = self._clocks.setdefault(model, ModelClock())
+        if clock.watermark is not None and at <= clock.watermark:
+            return
+        clock.watermark = at
+        self._changed_clocks.add(model)
+        for closed in self._windows.close_due(model, at):
+            self._closed(closed, now, step)
+        self._count_expired(self._join.expire(model, at), now, step)
+
+    def _count_expired(self, expired: list[Expired], now: datetime, step: Step) -> None:
+        for gone in expired:
+            entry = gone.entry
+            clock = self._clocks.setdefault(entry.model, ModelClock())
+            at = clock.watermark or entry.occurred_at
+            if isinstance(entry, PendingPrediction):
+                self._windows.add_expired(Series(entry.model, entry.version, entry.variant), at)
+            else:
+                clock.expired_labels += 1
+                self._changed_clocks.add(entry.model)
+
+    def _score(self, pair: Joined, now: datetime, step: Step) -> None:
+        prediction, label = pair.prediction, pair.label
+        series = Series(prediction.model, prediction.version, prediction.variant)
+        spec = self._records[(prediction.model, prediction.version)].spec
+        if label.label not in spec.classes:
+            self._windows.add_label_mismatch(series, pair.at)
+            return
+        probabilities = [prediction.probabilities.get(c, 0.0) for c in spec.classes]
+        self._sample_for_comparison(prediction, label)
+        self._closed(
+            self._windows.add_outcome(
+                series,
+                pair.at,
+                y_true=label.label,
+                y_pred=prediction.predicted_class,
+                probabilities=probabilities,
+            ),
+            now,
+            step,
+        )
+
+    def _sample_for_comparison(self, prediction: PendingPrediction, label: PendingLabel) -> None:
+        pairing = self._pairings.get(prediction.model)
+        if pairing is None or prediction.occurred_at < pairing.started_at:
+            return
+        if prediction.version == pairing.champion_version:
+            side = _CHAMPION
+        elif prediction.version == pairing.challenger_version:
+            side = _CHALLENGER
+        else:
+            return
+        champion_spec = self._records[(prediction.model, pairing.champion_version)].spec
+        outcome = Outcome(
+            y_true=label.label,
+            y_pred=prediction.predicted_class,
+            probabilities=tuple(
+                prediction.probabilities.get(c, 0.0) for c in champion_spec.classes
+            ),
+            confidence=prediction.confidence,
+        )
+        outcomes = pairing.side(side)
+        outcomes.append((pairing.next_seq, outcome))
+        while len(outcomes) > self._policy.comparison_max_samples:
+            outcomes.popleft()
+        self._new_outcomes.append(
+            (prediction.model, *pairing.versions, side, pairing.next_seq, outcome)
+        )
+        pairing.next_seq += 1
+        self._changed_pairings.add(prediction.model)
+
+    def _closed(self, closed: ClosedWindow | None, now: datetime, step: Step) -> None:
+        if closed is None:
+            return
+        window = closed.window
+        series = window.series
+        record = self._records[(series.model, series.version)]
+        spec = record.spec
+        figures: dict[str, float | None] = classification_metrics(
+            window.y_true,
+            window.y_pred,
+            window.probabilities,
+            classes=spec.classes,
+            positive_class=spec.positive_class,
+        )
+        figures["low_confidence_rate"] = low_confidence_rate(
+            window.confidences, spec.low_confidence_threshold
+        )
+        clock = self._clocks.setdefault(series.model, ModelClock())
+        figures["expired_labels"] = float(clock.expired_labels)
+        figures["label_class_mismatches"] = float(window.label_mismatches)
+        if clock.expired_labels:
+            clock.expired_labels = 0
+            self._changed_clocks.add(series.model)
+        latency = latency_percentiles(window.latencies_ms)
+        metrics_event = MetricsComputed(
+            producer=PRODUCER,
+            occurred_at=now,
+            model=series.model,
+            model_version=series.version,
+            variant=series.variant,
+            window=WindowSpan(
+                kind=closed.kind,
+                start=window.start,
+                end=window.end,
+                size=window.predictions + window.labelled,
+            ),
+            metrics=figures,
+            class_labels=list(spec.classes),
+            confusion_matrix=confusion(window.y_true, window.y_pred, spec.classes),
+            labelled=window.labelled,
+            predictions=window.predictions,
+            expired_unjoined=window.expired_unjoined,
+            latency_ms=(
+                LatencySummary(p50=0.0, p95=0.0, p99=0.0)
+                if latency is None
+                else LatencySummary(p50=latency.p50, p95=latency.p95, p99=latency.p99)
+            ),
+            throughput_per_s=throughput_per_second(
+                window.predictions, window.first_prediction_at, window.last_prediction_at
+            )
+            or 0.0,
+        )
+        step.outputs.append(metrics_event)
+        self._judge(record, closed, figures, now, step)
+        self._compare(series, now, step)
+
+    def _judge(
+        self,
+        record: ModelVersionRecord,
+        closed: ClosedWindow,
+        figures: dict[str, float | None],
+        now: datetime,
+        step: Step,
+    ) -> None:
+        spec = record.spec
+        window = closed.window
+        series = window.series
+        recover_after = self._policy.recovery_windows or spec.consecutive_windows
+        for target in _targets(record):
+            low_confidence = target.metric == "low_confidence_rate"
+            enough = (
+                window.predictions >= self._policy.min_predictions
+                if low_confidence
+                else window.labelled >= self._policy.min_labelled
+            )
+            value = figures.get(target.metric)
+            reading = (
+                read(value, target, self._policy.hysteresis) if enough else Reading.NO_EVIDENCE
+            )
+            kind = AlertKind.LOW_CONFIDENCE if low_confidence else AlertKind.METRIC_DECAY
+            fingerprint = alert_fingerprint(series.model, series.version, kind, target.metric)
+            episode = self._episodes.get(fingerprint, Episode())
+            updated, transition = advance(
+                episode,
+                reading,
+                value,
+                raise_after=spec.consecutive_windows,
+                recover_after=recover_after,
+            )
+            if updated != episode:
+                self._set_episode(fingerprint, updated)
+            if transition is not None:
+                severity = (
+                    Severity.CRITICAL if target.metric == spec.key_metric else Severity.WARNING
+                )
+                step.outputs.append(
+                    self._metric_alert(
+                        closed, figures, target, kind, severity, fingerprint, transition, now
+                    )
+                )
+
+    def _metric_alert(
+        self,
+        closed: ClosedWindow,
+        figures: dict[str, float | None],
+        target: MetricTarget,
+        kind: AlertKind,
+        severity: Severity,
+        fingerprint: str,
+        transition: Transition,
+        now: datetime,
+    ) -> AlertRaised | AlertRecovered:
+        window = closed.window
+        series = window.series
+        level = recovery_level(target, self._policy.hysteresis)
+        values = [None if v is None else round(v, 6) for v in transition.values]
+        evidence: dict[str, JsonValue] = {
+            "metric": target.metric,
+            "value": figures.get(target.metric),
+            "baseline": target.baseline,
+            "threshold": target.threshold,
+            "recovery_level": level,
+            "direction": target.direction.value,
+            "windows": len(values),
+            "values": list(values),
+            "variant": series.variant,
+            "window": {
+                "kind": closed.kind.value,
+                "start": window.start.isoformat(),
+                "end": window.end.isoformat(),
+                "predictions": window.predictions,
+                "labelled": window.labelled,
+                "expired_unjoined": window.expired_unjoined,
+            },
+            "figures": dict(figures),
+        }
+        shown = ", ".join("n/a" if v is None else f"{v:.3f}" for v in values)
+        if transition.kind is TransitionKind.RAISED:
+            side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
+            return AlertRaised(
+                producer=PRODUCER,
+                occurred_at=now,
+                model=series.model,
+                model_version=series.version,
+                kind=kind,
+                severity=severity,
+                fingerprint=fingerprint,
+                summary=(
+                    f"{target.metric} of {series.model} v{series.version} ({series.variant}) "
+                    f"{side} threshold {target.threshold} for {len(values)} windows ({shown}); "
+                    f"baseline {target.baseline}"
+                ),
+                evidence=evidence,
+            )
+        return AlertRecovered(
+            producer=PRODUCER,
+            occurred_at=now,
+            model=series.model,
+            model_version=series.version,
+            kind=kind,
+            fingerprint=fingerprint,
+            summary=(
+                f"{target.metric} of {series.model} v{series.version} ({series.variant}) back "
+                f"past {level:.4g} for {len(values)} windows ({shown})"
+            ),
+            evidence=evidence,
+        )
+
+    def _compare(self, series: Series, now: datetime, step: Step) -> None:
+        pairing = self._pairings.get(series.model)
+        if pairing is None or series.version not in pairing.versions:
+            return
+        record = self._records[(series.model, pairing.champion_version)]
+        spec = record.spec
+        comparison = compare_variants(
+            [outcome for _, outcome in pairing.champion],
+            [outcome for _, outcome in pairing.challenger],
+            metric=spec.key_metric,
+            classes=spec.classes,
+            positive_class=spec.positive_class,
+            low_confidence_threshold=spec.low_confidence_threshold,
+            min_samples=self._policy.comparison_min_samples,
+            alpha=self._policy.comparison_alpha,
+            rng=self._rng,
+            resamples=self._policy.comparison_resamples,
+        )
+        compared = VariantsCompared(
+            producer=PRODUCER,
+            occurred_at=now,
+            model=series.model,
+            champion_version=pairing.champion_version,
+            challenger_version=pairing.challenger_version,
+            metric=comparison.metric,
+            champion_value=comparison.champion_value,
+            challenger_value=comparison.challenger_value,
+            champion_samples=comparison.champion_samples,
+            challenger_samples=comparison.challenger_samples,
+            min_samples=self._policy.comparison_min_samples,
+            test=comparison.test,
+            p_value=comparison.p_value,
+            alpha=self._policy.comparison_alpha,
+            verdict=comparison.verdict,
+        )
+        step.outputs.append(compared)
+        if comparison.verdict is ComparisonVerdict.CHALLENGER_WORSE and not pairing.alerted:
+            pairing.alerted = True
+            self._changed_pairings.add(series.model)
+            step.outputs.append(
+                AlertRaised(
+                    producer=PRODUCER,
+                    occurred_at=now,
+                    model=series.model,
+                    model_version=pairing.challenger_version,
+                    kind=AlertKind.CHALLENGER_WORSE,
+                    severity=Severity.WARNING,
+                    fingerprint=_challenger_fingerprint(series.model, pairing, spec.key_metric),
+                    summary=(
+                        f"challenger v{pairing.challenger_version} of {series.model} is worse "
+                        f"than champion v{pairing.champion_version} on {comparison.metric}: "
+                        f"{comparison.challenger_value:.4g} vs {comparison.champion_value:.4g} "
+                        f"(p={comparison.p_value:.3g}, {comparison.test})"
+                    ),
+                    evidence=compared.model_dump(
+                        mode="json",
+                        exclude={"event_id", "type", "occurred_at", "producer", "schema_version"},
+                    ),
+                )
+            )
+
+    def _end_pairing(self, model: str, pairing: Pairing, now: datetime, step: Step) -> None:
+        del self._pairings[model]
+        self._changed_pairings.add(model)
+        self._ended_pairings.append((model, *pairing.versions))
+        if pairing.alerted:
+            spec = self._records.get((model, pairing.champion_version))
+            metric = spec.spec.key_metric if spec is not None else "key_metric"
+            step.outputs.append(
+                AlertRecovered(
+                    producer=PRODUCER,
+                    occurred_at=now,
+                    model=model,
+                    model_version=pairing.challenger_version,
+                    kind=AlertKind.CHALLENGER_WORSE,
+                    fingerprint=_challenger_fingerprint(model, pairing, metric),
+                    summary=(
+                        f"challenger v{pairing.challenger_version} of {model} no longer "
+                        "takes traffic"
+                    ),
+                    evidence={
+                        "champion_version": pairing.champion_version,
+                        "challenger_version": pairing.challenger_version,
+                    },
+                )
+            )
+
+    def _set_episode(self, fingerprint: str, episode: Episode) -> None:
+        self._episodes[fingerprint] = episode
+        self._changed_episodes.add(fingerprint)
+
+
+def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:
+    return alert_fingerprint(model, pairing.challenger_version, AlertKind.CHALLENGER_WORSE, metric)
+
+
+def _targets(record: ModelVersionRecord) -> list[MetricTarget]:
+    """The version's watched metrics, plus the low-confidence rate against its maximum."""
+    spec = record.spec
+    targets = list(spec.metrics)
+    if all(target.metric != "low_confidence_rate" for target in targets):
+        threshold = spec.max_low_confidence_rate
+        baseline = min(record.metrics.get("low_confidence_rate", 0.0), threshold)
+        targets.append(
+            MetricTarget(
+                metric="low_confidence_rate",
+                baseline=baseline,
+                threshold=threshold,
+                direction=MetricDirection.LOWER_IS_BETTER,
+            )
+        )
+    return targets
+
+
+def _invalid_prediction(event: PredictionMade, record: ModelVersionRecord) -> str | None:
+    classes = record.spec.classes
+    if event.predicted_class not in classes:
+        return (
+            f"predicted class {event.predicted_class!r} is not a class of {event.model!r} "
+            f"version {event.model_version} (classes: {', '.join(classes)})"
+        )
+    unknown = sorted(set(event.probabilities) - set(classes))
+    if unknown:
+        return f"probabilities name unknown classes {unknown} (classes: {', '.join(classes)})"
+    return None

@@ -1,0 +1,301 @@
+"""Figures of one window: classification quality, low-confidence rate, latency and throughput.
+
+Pure: numpy and scikit-learn only. Quality figures come from scikit-learn's metric functions so
+they equal what a data scientist computes offline on the same labelled predictions; a figure that
+is undefined on a window (recall without a positive label, ROC AUC with one class) is ``None``,
+never a made-up number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+__all__ = [
+    "QUALITY_METRICS",
+    "Latency",
+    "classification_metrics",
+    "confusion",
+    "latency_percentiles",
+    "low_confidence_rate",
+    "quality_metric",
+    "throughput_per_second",
+]
+
+QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+"""Metrics that need labels, in the order they are reported."""
+
+
+def classification_metrics(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    probabilities: Sequence[Sequence[float]],
+    *,
+    classes: Sequence[str],
+    positive_class: str,
+) -> dict[str, float | None]:
+    """Return accuracy, precision, recall, F1, ROC AUC and log loss of labelled predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        True and predicted class of each labelled prediction.
+    probabilities
+        One row per prediction: the predicted probability of each of ``classes``, in that order.
+    classes
+        Every class of the model; ``positive_class`` is one of them.
+
+    Notes
+    -----
+    scikit-learn's ``accuracy_score``, ``precision_recall_fscore_support``, ``roc_auc_score``
+    and ``log_loss``. Precision, recall and F1 are about ``positive_class`` against the rest
+    (``labels=[positive_class]``), which for two classes is the usual binary figure:
+    :math:`P = TP / (TP + FP)`, :math:`R = TP / (TP + FN)`, :math:`F_1 = 2PR / (P + R)`.
+    ROC AUC ranks the predicted probability of ``positive_class``; log loss is
+    :math:`-\\frac{1}{n}\\sum_i \\log p_i(y_i)` with each row normalised to sum to one.
+
+    Examples
+    --------
+    >>> figures = classification_metrics(
+    ...     ["m", "m", "b", "b"],
+    ...     ["m", "b", "b", "b"],
+    ...     [[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]],
+    ...     classes=["m", "b"],
+    ...     positive_class="m",
+    ... )
+    >>> for name, value in figures.items():
+    ...     print(name, round(value, 4))
+    accuracy 0.75
+    precision 1.0
+    recall 0.5
+    f1 0.6667
+    roc_auc 1.0
+    log_loss 0.4004
+
+    With no positive label, recall and ROC AUC are undefined:
+
+    >>> figures = classification_metrics(
+    ...     ["b"], ["b"], [[0.1, 0.9]], classes=["m", "b"], positive_class="m"
+    ... )
+    >>> figures["recall"], figures["roc_auc"], figures["accuracy"]
+    (None, None, 1.0)
+    """
+    if not y_true:
+        return dict.fromkeys(QUALITY_METRICS)
+    window = _encode(y_true, y_pred, probabilities, classes, positive_class)
+    precision, recall, f1 = _precision_recall_f1(window)
+    return {
+        "accuracy": _accuracy(window),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": _roc_auc(window),
+        "log_loss": _log_loss(window),
+    }
+
+
+def quality_metric(
+    name: str,
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    probabilities: Sequence[Sequence[float]],
+    *,
+    classes: Sequence[str],
+    positive_class: str,
+) -> float | None:
+    """Return one of :data:`QUALITY_METRICS`, as :func:`classification_metrics` computes it.
+
+    Examples
+    --------
+    >>> quality_metric("recall", ["m", "m"], ["m", "b"], [[1, 0], [0, 1]], classes=["m", "b"],
+    ...                positive_class="m")
+    0.5
+    """
+    if name not in QUALITY_METRICS:
+        raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}")
+    if not y_true:
+        return None
+    window = _encode(y_true, y_pred, probabilities, classes, positive_class)
+    if name == "accuracy":
+        return _accuracy(window)
+    if name == "roc_auc":
+        return _roc_auc(window)
+    if name == "log_loss":
+        return _log_loss(window)
+    precision, recall, f1 = _precision_recall_f1(window)
+    return {"precision": precision, "recall": recall, "f1": f1}[name]
+
+
+def confusion(
+    y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
+) -> list[list[int]]:
+    """Return the confusion matrix: rows are true classes, columns predicted, both in ``classes``.
+
+    Examples
+    --------
+    >>> confusion(["m", "m", "b"], ["m", "b", "b"], ["m", "b"])
+    [[1, 1], [0, 1]]
+    >>> confusion([], [], ["m", "b"])
+    [[0, 0], [0, 0]]
+    """
+    if not y_true:
+        return [[0] * len(classes) for _ in classes]
+    window = _encode(y_true, y_pred, [], classes, classes[0])
+    matrix = confusion_matrix(window.truth, window.predicted, labels=list(range(len(classes))))
+    return [[int(count) for count in row] for row in matrix]
+
+
+def low_confidence_rate(confidences: Sequence[float], threshold: float) -> float | None:
+    """Return the share of predictions whose confidence is below ``threshold``.
+
+    Notes
+    -----
+    :math:`\\frac{1}{n} \\left|\\{ i : c_i < t \\}\\right|`; ``None`` for no predictions.
+
+    Examples
+    --------
+    >>> low_confidence_rate([0.9, 0.6, 0.75, 0.7], 0.75)
+    0.5
+    >>> low_confidence_rate([], 0.75) is None
+    True
+    """
+    if not confidences:
+        return None
+    return float(np.mean(np.asarray(confidences) < threshold))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency percentiles in milliseconds."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
+def latency_percentiles(latencies_ms: Sequence[float]) -> Latency | None:
+    """Return the 50th, 95th and 99th latency percentiles; ``None`` for no predictions.
+
+    Notes
+    -----
+    numpy's default (linear interpolation between closest ranks).
+
+    Examples
+    --------
+    >>> latency_percentiles([float(n) for n in range(1, 101)])
+    Latency(p50=50.5, p95=95.05, p99=99.01)
+    """
+    if not latencies_ms:
+        return None
+    p50, p95, p99 = np.percentile(np.asarray(latencies_ms, dtype=float), [50, 95, 99])
+    return Latency(p50=float(p50), p95=float(p95), p99=float(p99))
+
+
+def throughput_per_second(
+    count: int, first: datetime | None, last: datetime | None
+) -> float | None:
+    """Return predictions per second of event time between the first and the last prediction.
+
+    Notes
+    -----
+    :math:`(n - 1) / (t_{last} - t_{first})`: the arrival rate, exact for evenly spaced
+    predictions. ``None`` with fewer than two predictions or no elapsed time.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> throughput_per_second(11, t0, t0 + timedelta(seconds=5))
+    2.0
+    >>> throughput_per_second(1, t0, t0) is None
+    True
+    """
+    if count < 2 or first is None or last is None:
+        return None
+    seconds = (last - first).total_seconds()
+    if seconds <= 0:
+        return None
+    return (count - 1) / seconds
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A window with classes as their index in ``classes``: scikit-learn validates integer
+    labels several times faster than strings, and the figures do not depend on the spelling."""
+
+    truth: np.ndarray
+    predicted: np.ndarray
+    probabilities: np.ndarray
+    positive: int
+    classes: int
+
+
+def _encode(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    probabilities: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    positive_class: str,
+) -> _Encoded:
+    index = {label: position for position, label in enumerate(classes)}
+    try:
+        truth = np.fromiter((index[label] for label in y_true), dtype=np.int64, count=len(y_true))
+        predicted = np.fromiter(
+            (index[label] for label in y_pred), dtype=np.int64, count=len(y_pred)
+        )
+    except KeyError as error:
+        raise ValueError(f"class {error.args[0]!r} is not one of {list(classes)}") from None
+    return _Encoded(
+        truth=truth,
+        predicted=predicted,
+        probabilities=np.asarray(probabilities, dtype=float),
+        positive=index[positive_class],
+        classes=len(classes),
+    )
+
+
+def _accuracy(window: _Encoded) -> float:
+    return float(accuracy_score(window.truth, window.predicted))
+
+
+def _precision_recall_f1(window: _Encoded) -> tuple[float | None, float | None, float | None]:
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        window.truth,
+        window.predicted,
+        labels=[window.positive],
+        average=None,
+        zero_division=np.nan,
+    )
+    return _defined(precision), _defined(recall), _defined(f1)
+
+
+def _defined(values: np.ndarray) -> float | None:
+    value = float(values[0])
+    return None if np.isnan(value) else value
+
+
+def _roc_auc(window: _Encoded) -> float | None:
+    is_positive = window.truth == window.positive
+    if is_positive.all() or not is_positive.any():
+        return None  # one class only: the ranking is undefined
+    return float(roc_auc_score(is_positive, window.probabilities[:, window.positive]))
+
+
+def _log_loss(window: _Encoded) -> float | None:
+    totals = window.probabilities.sum(axis=1, keepdims=True)
+    if (totals <= 0).any():
+        return None  # a prediction without probabilities has no likelihood
+    # The scorer's probabilities sum to one up to rounding; scikit-learn wants them exact.
+    return float(
+        log_loss(window.truth, window.probabilities / totals, labels=list(range(window.classes)))
+    )

@@ -1,0 +1,295 @@
+"""The monitor's adapter: Kafka handlers, the probe schedule and the HTTP API call into the pure
+:class:`~services.monitor.domain.Monitor` through here.
+
+Every change goes through :meth:`MonitorService._apply`, one at a time: in one database
+transaction it records the input event ids as handled, one row per batch
+(:class:`~services.runtime.HandledIds`; a redelivered event changes nothing),
+runs the pure step, writes the state it changed and stages its outputs in the outbox; after the
+commit it publishes the staged outputs before returning, so the consumer commits offsets only
+for inputs whose outputs are on the broker. A crash anywhere leaves the database either before or
+after the whole step; the outbox relay publishes whatever a crash left staged. If the transaction
+fails, the in-memory state (already changed) is thrown away and reloaded from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+
+from contracts.feedback import LabelRecorded
+from contracts.monitoring import ProbeCompleted
+from contracts.registry import (
+    Deployment,
+    ModelDeployed,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRolledBack,
+    ModelVersionRecord,
+)
+from contracts.scoring import PredictionMade
+from services.monitor.domain import Monitor, MonitorPolicy, Step
+from services.monitor.probe import run_probe
+from services.monitor.store import load_snapshot, save_changes
+from services.runtime import (
+    HandledIds,
+    OutboxRelay,
+    RegistryClient,
+    RegistryError,
+    Rejection,
+    Sessions,
+    stage,
+)
+
+__all__ = ["MonitorService", "NoGoldenSet", "NotDeployed"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+
+class NotDeployed(LookupError):
+    """The model has no champion to probe."""
+
+
+class NoGoldenSet(LookupError):
+    """The champion's maintenance instructions have no probe."""
+
+
+class MonitorService:
+    """Feeds events, probe runs and deployments to the monitor, and persists what it decides."""
+
+    def __init__(
+        self,
+        policy: MonitorPolicy,
+        *,
+        sessions: Sessions,
+        relay: OutboxRelay,
+        registry: RegistryClient,
+        scorer: httpx.AsyncClient,
+        scorer_url: str,
+        clock: Clock,
+        seed: int = 0,
+        handled_memory: int = 200_000,
+    ) -> None:
+        self._policy = policy
+        self._seed = seed
+        self._sessions = sessions
+        self._relay = relay
+        self._registry = registry
+        self._scorer = scorer
+        self._scorer_url = scorer_url
+        self._clock = clock
+        self._records: dict[tuple[str, int], ModelVersionRecord] = {}
+        self._handled = HandledIds(handled_memory)
+        self._monitor = Monitor(policy, seed=seed)
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Restore the state the database holds, and the newest handled event ids."""
+        async with self._lock:
+            async with self._sessions() as session:
+                await self._handled.load(session)
+            await self._reload()
+
+    # ------------------------------------------------------------------ Kafka handlers
+
+    async def on_predictions(self, events: list[PredictionMade]) -> Sequence[Rejection]:
+        in_use = await self._read(self._monitor.versions_in_use, {e.model for e in events})
+        await self._learn({(e.model, e.model_version) for e in events} | in_use)
+        now = self._clock()
+        step = await self._apply(
+            [event.event_id for event in events],
+            lambda fresh: self._monitor.add_predictions(
+                [event for event in events if event.event_id in fresh], now=now
+            ),
+        )
+        return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
+
+    async def on_labels(self, events: list[LabelRecorded]) -> Sequence[Rejection]:
+        await self._learn(
+            await self._read(self._monitor.versions_in_use, {e.model for e in events})
+        )
+        now = self._clock()
+        step = await self._apply(
+            [event.event_id for event in events],
+            lambda fresh: self._monitor.add_labels(
+                [event for event in events if event.event_id in fresh], now=now
+            ),
+        )
+        return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
+
+    async def on_registered(self, event: ModelRegistered) -> None:
+        self._know(event.record)
+
+    async def on_deployment_changed(
+        self, event: ModelDeployed | ModelPromoted | ModelRolledBack
+    ) -> None:
+        await self._deploy(
+            event.model, event.deployment, at=event.occurred_at, ids=[event.event_id]
+        )
+
+    # ------------------------------------------------------------------ background tasks
+
+    async def load_deployments(self) -> None:
+        """Learn every deployment from the registry (raises, to be retried, while it is down)."""
+        deployments = await self._registry.deployments()
+        now = self._clock()
+        for model, deployment in deployments.items():
+            await self._deploy(model, deployment, at=now, ids=[])
+        log.info("monitor knows %d deployed model(s)", len(deployments))
+
+    async def run_probes(self, tick_seconds: float) -> None:
+        """Run each deployed champion's golden-set probe on its schedule, until cancelled."""
+        last_run: dict[str, float] = {}
+        while True:
+            due = []
+            deployments = await self._read(self._monitor.deployments)
+            for model, deployment in sorted(deployments.items()):
+                if deployment.champion is None:
+                    continue
+                try:
+                    record = await self._record(model, deployment.champion.version)
+                except RegistryError as error:
+                    log.warning("cannot read %s's probe: %s", model, error)
+                    continue
+                probe = record.spec.probe
+                previous = last_run.get(model)
+                if probe is not None and (
+                    previous is None or time.monotonic() - previous >= probe.interval_seconds
+                ):
+                    due.append(model)
+            for model in due:
+                last_run[model] = time.monotonic()
+            results = await asyncio.gather(
+                *(self.probe(model, manual=False) for model in due), return_exceptions=True
+            )
+            for model, result in zip(due, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("probe of %s could not run: %s", model, result)
+            await asyncio.sleep(tick_seconds)
+
+    async def forget_handled_ids(self, retention: timedelta, every_seconds: float) -> None:
+        """Prune the handled-event ids older than ``retention``, until cancelled."""
+        while True:
+            async with self._sessions() as session, session.begin():
+                forgotten = await HandledIds.forget_before(session, self._clock() - retention)
+            if forgotten:
+                log.info("forgot %d handled event ids older than %s", forgotten, retention)
+            await asyncio.sleep(every_seconds)
+
+    # ------------------------------------------------------------------ API
+
+    async def probe(self, model: str, *, manual: bool) -> ProbeCompleted:
+        """Probe a model's champion now; publish the run and raise or recover its alert."""
+        deployment = await self._read(self._monitor.deployment, model)
+        if deployment is None:
+            deployment = await self._registry.deployment(model)
+        if deployment is None or deployment.champion is None:
+            raise NotDeployed(f"model {model!r} has no deployed champion to probe")
+        version = deployment.champion.version
+        record = await self._record(model, version)
+        if record.spec.probe is None:
+            raise NoGoldenSet(f"{model!r} version {version} has no probe in its instructions")
+        result = await run_probe(
+            self._scorer,
+            self._scorer_url,
+            model,
+            record.spec.probe,
+            manual=manual,
+            now=self._clock(),
+        )
+        now = self._clock()
+        await self._apply(
+            [], lambda _: self._monitor.record_probe(result, version=version, now=now)
+        )
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        """Return what waits, what is open, and what alerts."""
+        return await self._read(self._monitor.status)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _apply(self, event_ids: list[UUID], compute: Callable[[set[UUID]], Step]) -> Step:
+        async with self._lock:
+            try:
+                async with self._sessions() as session, session.begin():
+                    fresh = await self._handled.record(session, event_ids)
+                    # The step may run scikit-learn and permutation tests: off the event loop,
+                    # so heartbeats and HTTP keep going. The lock keeps it the only writer.
+                    step = await asyncio.to_thread(compute, set(fresh))
+                    await save_changes(session, self._monitor.drain_changes())
+                    stage(session, step.outputs)
+            except Exception:
+                await self._reload()
+                raise
+            self._handled.remember(fresh)
+        if step.outputs:
+            while await self._relay.publish_pending() > 0:
+                pass
+        return step
+
+    async def _read(self, look: Callable[..., T], *args: Any) -> T:
+        """Read the monitor's state while no step changes it (steps run in a worker thread)."""
+        async with self._lock:
+            return look(*args)
+
+    async def _reload(self) -> None:
+        monitor = Monitor(self._policy, seed=self._seed)
+        async with self._sessions() as session:
+            monitor.restore(await load_snapshot(session))
+        for record in self._records.values():
+            monitor.know(record)
+        self._monitor = monitor
+
+    async def _deploy(
+        self, model: str, deployment: Deployment, *, at: datetime, ids: list[UUID]
+    ) -> None:
+        served = (deployment.champion, deployment.challenger)
+        await self._learn({(model, slot.version) for slot in served if slot is not None})
+        now = self._clock()
+        await self._apply(
+            ids,
+            lambda fresh: (
+                self._monitor.apply_deployment(model, deployment, at=at, now=now)
+                if fresh or not ids
+                else Step()
+            ),
+        )
+
+    async def _learn(self, versions: Iterable[tuple[str, int]]) -> None:
+        """Make sure the monitor knows these versions' records; unknown ones stay unknown (the
+        monitor refuses their events), an unreachable registry raises (the batch is retried)."""
+        missing = sorted({key for key in versions if key not in self._records})
+        if not missing:
+            return
+        results = await asyncio.gather(
+            *(self._registry.version(model, version) for model, version in missing),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, ModelVersionRecord):
+                self._know(result)
+            elif isinstance(result, RegistryError) and result.status_code == 404:
+                continue
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def _record(self, model: str, version: int) -> ModelVersionRecord:
+        record = self._records.get((model, version))
+        if record is None:
+            record = await self._registry.version(model, version)
+            self._know(record)
+        return record
+
+    def _know(self, record: ModelVersionRecord) -> None:
+        self._records[(record.model, record.version)] = record
+        self._monitor.know(record)

@@ -1,0 +1,148 @@
+"""Champion against challenger: no verdict below the minimum sample size; the right verdict on
+seeded streams with a known difference; p-values equal the reference tests'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import chi2_contingency
+from sklearn.metrics import f1_score, roc_auc_score
+
+from contracts import ComparisonVerdict
+from services.monitor.comparison import (
+    Comparison,
+    Outcome,
+    compare_variants,
+    positive_class_metric,
+)
+
+CLASSES = ("malignant", "benign")
+
+
+def outcomes(
+    rng: np.random.Generator, n: int, recall: float, *, noise: float = 0.15
+) -> list[Outcome]:
+    """``n`` labelled predictions, half positive; positives caught with probability ``recall``."""
+    made = []
+    for index in range(n):
+        truth = "malignant" if index % 2 == 0 else "benign"
+        right = truth == "benign" or rng.random() < recall
+        predicted = truth if right else "benign"
+        p = float(np.clip((0.8 if predicted == "malignant" else 0.2) + rng.normal(0, noise), 0, 1))
+        made.append(Outcome(truth, predicted, (p, 1 - p), max(p, 1 - p)))
+    return made
+
+
+def compare(
+    champion: list[Outcome],
+    challenger: list[Outcome],
+    metric: str = "recall",
+    min_samples: int = 200,
+    seed: int = 0,
+) -> Comparison:
+    return compare_variants(
+        champion,
+        challenger,
+        metric=metric,
+        classes=CLASSES,
+        positive_class="malignant",
+        low_confidence_threshold=0.75,
+        min_samples=min_samples,
+        alpha=0.05,
+        rng=np.random.default_rng(seed),
+        resamples=499,
+    )
+
+
+def test_no_winner_is_called_below_the_minimum_sample_size() -> None:
+    rng = np.random.default_rng(1)
+    champion, challenger = outcomes(rng, 2000, 0.95), outcomes(rng, 300, 0.5)
+    result = compare(champion, challenger, min_samples=200)
+    # 300 labels but only 150 positives: recall rests on too few observations for a verdict.
+    assert result.challenger_samples == 150
+    assert result.verdict is ComparisonVerdict.INSUFFICIENT_DATA
+    assert result.p_value is None
+    assert result.challenger_value == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("champion_recall", "challenger_recall", "verdict"),
+    [
+        (0.95, 0.85, ComparisonVerdict.CHALLENGER_WORSE),
+        (0.85, 0.95, ComparisonVerdict.CHALLENGER_BETTER),
+        (0.9, 0.9, ComparisonVerdict.NO_SIGNIFICANT_DIFFERENCE),
+    ],
+)
+def test_the_right_variant_wins_on_a_seeded_stream_with_a_known_difference(
+    champion_recall: float, challenger_recall: float, verdict: ComparisonVerdict
+) -> None:
+    rng = np.random.default_rng(7)
+    result = compare(outcomes(rng, 2000, champion_recall), outcomes(rng, 2000, challenger_recall))
+    assert result.verdict is verdict
+    assert result.test == "two-proportion z-test"
+    assert result.champion_samples == result.challenger_samples == 1000
+
+
+def test_the_z_test_p_value_equals_the_uncorrected_chi_square_test() -> None:
+    rng = np.random.default_rng(11)
+    champion, challenger = outcomes(rng, 800, 0.9), outcomes(rng, 600, 0.86)
+    result = compare(champion, challenger)
+
+    def counts(side: list[Outcome]) -> list[int]:
+        positives = [o for o in side if o.y_true == "malignant"]
+        caught = sum(o.y_pred == "malignant" for o in positives)
+        return [caught, len(positives) - caught]
+
+    reference = chi2_contingency([counts(champion), counts(challenger)], correction=False)
+    assert result.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+
+
+def test_lower_is_better_metrics_call_the_smaller_value_the_winner() -> None:
+    rng = np.random.default_rng(5)
+    sharp = outcomes(rng, 1000, 0.95, noise=0.05)
+    vague = outcomes(rng, 1000, 0.95, noise=0.35)
+    result = compare(vague, sharp, metric="log_loss")
+    assert result.test == "Welch's t-test on per-label log loss"
+    assert result.challenger_value is not None
+    assert result.champion_value is not None
+    assert result.challenger_value < result.champion_value
+    assert result.verdict is ComparisonVerdict.CHALLENGER_BETTER
+
+
+@pytest.mark.parametrize("metric", ["f1", "roc_auc"])
+def test_metrics_that_are_not_means_use_a_seeded_permutation_test(metric: str) -> None:
+    rng = np.random.default_rng(9)
+    champion, challenger = outcomes(rng, 400, 0.95), outcomes(rng, 400, 0.6)
+    first = compare(champion, challenger, metric=metric, seed=3)
+    again = compare(champion, challenger, metric=metric, seed=3)
+    assert first.test == "permutation test (499 resamples)"
+    assert first.p_value == again.p_value
+    assert first.verdict is ComparisonVerdict.CHALLENGER_WORSE
+
+
+def test_identical_perfect_sides_show_no_difference() -> None:
+    perfect = [Outcome("malignant", "malignant", (0.9, 0.1), 0.9)] * 300
+    result = compare(perfect, perfect, metric="accuracy")
+    assert result.p_value == 1.0
+    assert result.verdict is ComparisonVerdict.NO_SIGNIFICANT_DIFFERENCE
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_samples"):
+        compare([], [], min_samples=0)
+    with pytest.raises(ValueError, match="no significance test"):
+        compare([], [], metric="auprc")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_vectorised_resample_metrics_equal_scikit_learns(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = rng.random(300) < 0.4
+    predicted = rng.random(300) < 0.5
+    scores = np.round(rng.random(300), 1)  # ties, as real probabilities have
+    rows = np.stack([rng.permutation(300)[:200] for _ in range(4)])
+    f1 = positive_class_metric("f1", truth, predicted, scores, rows)
+    auc = positive_class_metric("roc_auc", truth, predicted, scores, rows)
+    for row, f1_value, auc_value in zip(rows, f1, auc, strict=True):
+        assert f1_value == pytest.approx(f1_score(truth[row], predicted[row]))
+        assert auc_value == pytest.approx(roc_auc_score(truth[row], scores[row]))

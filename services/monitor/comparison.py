@@ -17,7 +17,7 @@ handful of labels. Past that, the test depends on what the metric is:
   (:func:`positive_class_metric`), checked against scikit-learn by the tests.
 
 The comparison is repeated as labels accumulate, which inflates the chance of a false verdict
-over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0004).
+over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0006).
 Pure: no I/O; randomness comes in as a generator.
 """
 

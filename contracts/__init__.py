@@ -34,6 +34,7 @@ from contracts.monitoring import (
     WindowKind,
 )
 from contracts.registry import (
+    CandidateEvaluated,
     DatasetRef,
     Deployment,
     DeploymentMode,
@@ -50,6 +51,10 @@ from contracts.registry import (
     ModelVersionRecord,
     MonitoringSpec,
     ProbeSpec,
+    PromotionExpired,
+    PromotionRequested,
+    RetrainFinished,
+    RetrainStarted,
     ServedVersion,
 )
 from contracts.retraining import RetrainRequest, RetrainTrigger
@@ -64,6 +69,7 @@ __all__ = [
     "AlertKind",
     "AlertRaised",
     "AlertRecovered",
+    "CandidateEvaluated",
     "ClassLabel",
     "ComparisonVerdict",
     "Correction",
@@ -110,7 +116,11 @@ __all__ = [
     "ProbeCase",
     "ProbeCompleted",
     "ProbeSpec",
+    "PromotionExpired",
+    "PromotionRequested",
+    "RetrainFinished",
     "RetrainRequest",
+    "RetrainStarted",
     "RetrainTrigger",
     "RunState",
     "RunbookFinished",

@@ -88,6 +88,14 @@ class MetricsComputed(Envelope):
     throughput_per_s: float = Field(
         ge=0, description="Predictions per second of event time.", examples=[212.5]
     )
+    breaching: list[str] | None = Field(
+        default=None,
+        description=(
+            "Watched metrics on the alerting side of their threshold in this window (empty: "
+            "healthy); null when the window had too few labels to judge."
+        ),
+        examples=[["recall"]],
+    )
 
 
 class ProbeCase(BaseModel):

@@ -17,6 +17,7 @@ from contracts.envelope import Envelope
 from contracts.values import ClassLabel, Features, ModelName
 
 __all__ = [
+    "CandidateEvaluated",
     "DatasetRef",
     "Deployment",
     "DeploymentMode",
@@ -33,6 +34,10 @@ __all__ = [
     "ModelVersionRecord",
     "MonitoringSpec",
     "ProbeSpec",
+    "PromotionExpired",
+    "PromotionRequested",
+    "RetrainFinished",
+    "RetrainStarted",
     "ServedVersion",
 ]
 
@@ -159,6 +164,12 @@ class MonitoringSpec(_Frozen):
         default=2, ge=1, description="Windows a breach must last before it alerts.", examples=[2]
     )
     probe: ProbeSpec | None = Field(default=None, description="Scheduled probe, if any.")
+    retrain_every_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Retrain on a schedule this often (null: only on request or policy).",
+        examples=[168.0],
+    )
     owners: list[str] = Field(
         default_factory=list,
         description="The model's owners: who level three pages (people or teams).",
@@ -389,6 +400,110 @@ class ModelRejected(Envelope):
     request_id: str = Field(min_length=1, description="Promotion request.", examples=["pr-12"])
     approver: str = Field(min_length=1, description="Who rejected.", examples=["ana"])
     comment: str = Field(description="Why.", examples=["precision too low"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the candidate.", examples=["inc-000042"]
+    )
+
+
+class RetrainStarted(Envelope):
+    """The retrainer started a retraining run for a model."""
+
+    type: Literal["retrain.started"] = "retrain.started"
+    model: ModelName
+    run_id: str = Field(min_length=1, description="Id of the run.", examples=["rt-7f3a"])
+    cause: str = Field(
+        description="Deduplication key of the request(s) merged into it.",
+        examples=["incident:inc-000042"],
+    )
+    incident_id: str | None = Field(
+        default=None, description="Incident behind it, if any.", examples=["inc-000042"]
+    )
+    dataset: DatasetRef = Field(description="Training dataset snapshot it uses.")
+
+
+class RetrainFinished(Envelope):
+    """A retraining run ended: a candidate registered, or a failure with the reason."""
+
+    type: Literal["retrain.finished"] = "retrain.finished"
+    model: ModelName
+    run_id: str = Field(min_length=1, description="Id of the run.", examples=["rt-7f3a"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind it, if any.", examples=["inc-000042"]
+    )
+    candidate_version: int | None = Field(
+        default=None, ge=1, description="Version registered, if any.", examples=[4]
+    )
+    cached_steps: list[str] = Field(
+        default_factory=list,
+        description="Pipeline steps answered from the cache.",
+        examples=[["prepare", "split"]],
+    )
+    failure: str | None = Field(
+        default=None, description="Why it failed, for a person.", examples=[None]
+    )
+
+
+class CandidateEvaluated(Envelope):
+    """The validation gate's immutable verdict on a candidate against the champion."""
+
+    type: Literal["candidate.evaluated"] = "candidate.evaluated"
+    model: ModelName
+    evaluation_id: str = Field(min_length=1, description="Id of the record.", examples=["ev-19"])
+    candidate_version: int = Field(ge=1, description="Version judged.", examples=[4])
+    champion_version: int | None = Field(
+        ge=1, description="Version compared with; null: no champion to compare.", examples=[3]
+    )
+    dataset_digest: str = Field(
+        description="Digest of the held-out data both were evaluated on.",
+        examples=["sha256:" + "ab" * 32],
+    )
+    passed: bool = Field(description="Whether the candidate may be proposed.", examples=[True])
+    figures: dict[str, JsonValue] = Field(
+        description="Every figure: metrics of both, floors, margin, intervals, test results.",
+        examples=[{"recall": {"candidate": 0.97, "champion": 0.91, "floor": 0.95}}],
+    )
+    failures: list[str] = Field(
+        default_factory=list,
+        description="Each failed check, for a person.",
+        examples=[["recall 0.93 below its floor 0.95"]],
+    )
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the candidate.", examples=["inc-000042"]
+    )
+
+
+class PromotionRequested(Envelope):
+    """A candidate passed the gate; a person must approve it before it takes any traffic."""
+
+    type: Literal["promotion.requested"] = "promotion.requested"
+    model: ModelName
+    request_id: str = Field(min_length=1, description="Promotion request.", examples=["pr-12"])
+    version: int = Field(ge=1, description="Candidate version.", examples=[4])
+    evaluation_id: str = Field(description="The gate's record.", examples=["ev-19"])
+    requested_by: str = Field(
+        min_length=1,
+        description="Who asked for the retrain; may not approve it.",
+        examples=["ana"],
+    )
+    expires_at: AwareDatetime = Field(
+        description="After this the request lapses.", examples=["2026-11-23T10:00:00Z"]
+    )
+    summary: str = Field(
+        description="The gate's verdict in one line.",
+        examples=["recall 0.97 vs 0.91 (floor 0.95), non-inferior: p < 0.001"],
+    )
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the candidate.", examples=["inc-000042"]
+    )
+
+
+class PromotionExpired(Envelope):
+    """A promotion request lapsed without a decision."""
+
+    type: Literal["promotion.expired"] = "promotion.expired"
+    model: ModelName
+    request_id: str = Field(min_length=1, description="Promotion request.", examples=["pr-12"])
+    version: int = Field(ge=1, description="Candidate version.", examples=[4])
     incident_id: str | None = Field(
         default=None, description="Incident behind the candidate.", examples=["inc-000042"]
     )

@@ -27,12 +27,17 @@ from contracts.incidents import (
 )
 from contracts.monitoring import MetricsComputed, ProbeCompleted, VariantsCompared
 from contracts.registry import (
+    CandidateEvaluated,
     ModelApproved,
     ModelDeployed,
     ModelPromoted,
     ModelRegistered,
     ModelRejected,
     ModelRolledBack,
+    PromotionExpired,
+    PromotionRequested,
+    RetrainFinished,
+    RetrainStarted,
 )
 from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
@@ -167,10 +172,15 @@ TOPICS: dict[Topic, TopicSpec] = {
                 ModelRolledBack,
                 ModelApproved,
                 ModelRejected,
+                RetrainStarted,
+                RetrainFinished,
+                CandidateEvaluated,
+                PromotionRequested,
+                PromotionExpired,
             ),
             "model",
             3,
-            "Registry changes: versions, approvals, deployments, promotions, rollbacks.",
+            "Registry and retraining: versions, runs, verdicts, approvals, deployments, rollbacks.",
         ),
         TopicSpec(
             Topic.DEAD_LETTER,

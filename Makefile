@@ -2,6 +2,8 @@
 # `make run` and `make test` are all the set-up there is.
 
 PYTHON ?= python3
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -30,7 +32,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/vigil up
 
-test: $(STAMP)
+# The console's browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q --no-install-recommends chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 check: $(STAMP)

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
@@ -14,6 +16,14 @@ from contracts.registry import ModelPromoted, ModelRegistered, ModelRejected, Mo
 from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
+from services.incident_log.changes import ChangeFeed
+from services.incident_log.console import (
+    PREFIX,
+    SignInRequired,
+    build_console,
+    sign_in_redirect,
+    static_files,
+)
 from services.incident_log.operations import Clock, IncidentLog
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
@@ -35,7 +45,13 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
     relay = OutboxRelay(sessions, runtime.publisher)
-    log = IncidentLog(sessions, policy, clock=clock, committed=relay.wake)
+    feed = ChangeFeed()
+
+    def committed() -> None:
+        relay.wake()
+        feed.notify()
+
+    log = IncidentLog(sessions, policy, clock=clock, committed=committed)
 
     runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
     runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)
@@ -75,6 +91,23 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     app = runtime.http_app(title="Vigil incident log", resources=database)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.include_router(build_router(log, sessions, admin_token=admin_token))
+
+    def own_api() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://incident-log", timeout=30
+        )
+
+    def registry() -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=settings.registry_url, timeout=10)
+
+    app.include_router(build_console(own_api, feed, registry=registry))
+    app.mount(f"{PREFIX}/static", static_files(), name="console-static")
+    app.add_exception_handler(SignInRequired, sign_in_redirect)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/")
+
     return app
 
 

@@ -1,0 +1,402 @@
+"""The on-call console: server-rendered pages over the incident log's own HTTP API.
+
+Every read and every action goes through the same API the CLI uses (in-process, with the signed-in
+person's token), so the console can do nothing the API would not allow, and it shows the API's
+own explanation when it refuses. Pages are complete without JavaScript; with it, regions marked
+``data-live`` reload when the server-sent change feed says something changed.
+
+Sign-in stores the API token in an HttpOnly, SameSite=Strict cookie; forms carry a token derived
+from it against cross-site requests.
+"""
+
+import hashlib
+import hmac
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from contracts.incidents import IncidentStatus, Tier
+from services.incident_log.auth import Principal
+from services.incident_log.changes import ChangeFeed
+from services.incident_log.permissions import Permission, Role, role_allows
+
+__all__ = ["PREFIX", "SignInRequired", "build_console", "sign_in_redirect", "static_files"]
+
+PREFIX = "/console"
+COOKIE = "vigil_token"
+HERE = Path(__file__).parent
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["minutes"] = lambda seconds: (
+    "—" if seconds is None else f"{seconds / 60:.1f} min"
+)
+templates.env.filters["when"] = lambda text: _when(text)
+templates.env.filters["clock"] = lambda text: _clock(text)
+
+
+def static_files() -> StaticFiles:
+    """The console's stylesheet and script."""
+    return StaticFiles(directory=HERE / "static")
+
+
+def _csrf(token: str) -> str:
+    return hmac.new(token.encode(), b"vigil-console-form", hashlib.sha256).hexdigest()[:32]
+
+
+class SignInRequired(Exception):  # control flow: send the browser to sign in
+    """The request has no valid session; :func:`sign_in_redirect` answers it."""
+
+
+def build_console(
+    api: Callable[[], httpx.AsyncClient],
+    feed: ChangeFeed,
+    *,
+    registry: Callable[[], httpx.AsyncClient] | None = None,
+) -> APIRouter:
+    """The console's routes. ``api`` gives a client of the incident log's API (in-process);
+    ``registry`` one of the registry's, for the models page and model approvals."""
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    async def signed_in(request: Request) -> tuple[str, Principal]:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            raise SignInRequired
+        async with api() as client:
+            response = await client.get("/whoami", headers=_bearer(token))
+        if response.status_code != 200:
+            raise SignInRequired
+        me = response.json()
+        return token, Principal(me["name"], Role(me["role"]))
+
+    Session = Annotated[tuple[str, Principal], Depends(signed_in)]
+
+    def page(
+        request: Request, name: str, session: tuple[str, Principal] | None, **context: Any
+    ) -> HTMLResponse:
+        token, principal = session or ("", None)
+        flash = request.query_params.get("error") or request.query_params.get("done")
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "prefix": PREFIX,
+                "principal": principal,
+                "csrf": _csrf(token) if token else "",
+                "flash": (
+                    {"kind": "error" if "error" in request.query_params else "ok", "text": flash}
+                    if flash
+                    else None
+                ),
+                **context,
+            },
+        )
+
+    def check_form(token: str, csrf: str) -> None:
+        if not hmac.compare_digest(csrf, _csrf(token)):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "form expired: reload the page")
+
+    @router.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request) -> HTMLResponse:
+        return page(request, "login.html", None)
+
+    @router.post("/login")
+    async def login(request: Request, token: Annotated[str, Form()]) -> Response:
+        async with api() as client:
+            response = await client.get("/whoami", headers=_bearer(token))
+        if response.status_code != 200:
+            return _redirect(f"{PREFIX}/login", error="unknown or revoked token")
+        redirect = _redirect(f"{PREFIX}/")
+        redirect.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600, path=PREFIX
+        )
+        return redirect
+
+    @router.post("/logout")
+    async def logout(session: Session, csrf: Annotated[str, Form()]) -> Response:
+        check_form(session[0], csrf)
+        redirect = _redirect(f"{PREFIX}/login")
+        redirect.delete_cookie(COOKIE, path=PREFIX)
+        return redirect
+
+    async def incidents_context(token: str, request: Request) -> dict[str, Any]:
+        filters = {
+            "tier": request.query_params.get("tier") or None,
+            "status": request.query_params.get("status") or None,
+            "model": request.query_params.get("model") or None,
+            "unresolved": request.query_params.get("unresolved") == "true",
+        }
+        params = {k: v for k, v in filters.items() if v} | {"limit": 200}
+        async with api() as client:
+            response = await client.get("/incidents", params=params, headers=_bearer(token))
+            everything = await client.get(
+                "/incidents", params={"limit": 1000}, headers=_bearer(token)
+            )
+        rows = [_Row(item) for item in _ok(response)]
+        counts = Counter((row["tier"], row["status"]) for row in _ok(everything))
+        return {
+            "incidents": rows,
+            "counts": counts,
+            "filters": filters,
+            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "tiers": [tier.value for tier in Tier],
+            "statuses": [status.value for status in IncidentStatus],
+        }
+
+    @router.get("/", response_class=HTMLResponse)
+    async def incidents(request: Request, session: Session) -> HTMLResponse:
+        return page(
+            request, "incidents.html", session, **await incidents_context(session[0], request)
+        )
+
+    @router.get("/fragments/incidents", response_class=HTMLResponse)
+    async def incidents_fragment(request: Request, session: Session) -> HTMLResponse:
+        return page(
+            request, "_incidents.html", session, **await incidents_context(session[0], request)
+        )
+
+    async def incident_context(
+        token: str, principal: Principal, incident_id: str
+    ) -> dict[str, Any]:
+        async with api() as client:
+            detail = await client.get(f"/incidents/{incident_id}", headers=_bearer(token))
+            if detail.status_code == 404:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+            timeline = await client.get(
+                f"/incidents/{incident_id}/timeline", headers=_bearer(token)
+            )
+        promotions = await _promotions(registry, token, incident_id)
+        return {
+            "incident": _Row(_ok(detail)),
+            "timeline": [_Row(entry) for entry in _ok(timeline)],
+            "promotions": promotions,
+            "can_run_runbooks": role_allows(principal.role, Permission.RUN_RUNBOOK),
+            "can_approve": role_allows(principal.role, Permission.APPROVE_MODEL),
+        }
+
+    @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident(request: Request, session: Session, incident_id: str) -> HTMLResponse:
+        context = await incident_context(*session, incident_id)
+        return page(request, "incident.html", session, **context)
+
+    @router.get("/fragments/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident_fragment(
+        request: Request, session: Session, incident_id: str
+    ) -> HTMLResponse:
+        context = await incident_context(*session, incident_id)
+        return page(request, "_incident.html", session, **context)
+
+    @router.post("/incidents/{incident_id}/{action}")
+    async def act(request: Request, session: Session, incident_id: str, action: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        body = _action_body(action, form)
+        if body is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
+        path = f"/incidents/{incident_id}/{action}"
+        async with api() as client:
+            response = await client.post(path, json=body, headers=_bearer(token))
+        back = f"{PREFIX}/incidents/{incident_id}"
+        if response.is_success:
+            return _redirect(back, done=f"{action}: done")
+        return _redirect(back, error=f"{action} refused: {_detail(response)}")
+
+    @router.post("/incidents/{incident_id}/promotions/{request_id}/{decision}")
+    async def decide(
+        request: Request, session: Session, incident_id: str, request_id: str, decision: str
+    ) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        back = f"{PREFIX}/incidents/{incident_id}"
+        if decision not in ("approve", "reject") or registry is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such decision")
+        async with registry() as client:
+            response = await client.post(
+                f"/promotions/{request_id}/{decision}",
+                json={"comment": str(form.get("comment", ""))},
+                headers=_bearer(token),
+            )
+        if response.is_success:
+            return _redirect(back, done=f"{decision}: done")
+        return _redirect(back, error=f"{decision} refused: {_detail(response)}")
+
+    @router.get("/stats", response_class=HTMLResponse)
+    async def stats(request: Request, session: Session) -> HTMLResponse:
+        async with api() as client:
+            figures = _ok(await client.get("/stats", headers=_bearer(session[0])))
+        return page(request, "stats.html", session, stats=_Row(figures))
+
+    @router.get("/models", response_class=HTMLResponse)
+    async def models(request: Request, session: Session) -> HTMLResponse:
+        found, error = await _models(registry)
+        can_rollback = role_allows(session[1].role, Permission.APPROVE_MODEL)
+        return page(
+            request, "models.html", session, models=found, error=error, can_rollback=can_rollback
+        )
+
+    @router.post("/models/{model}/rollback")
+    async def rollback(request: Request, session: Session, model: str) -> Response:
+        token, principal = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        if not role_allows(principal.role, Permission.APPROVE_MODEL) or registry is None:
+            return _redirect(f"{PREFIX}/models", error="rolling back a model needs l2 or higher")
+        async with registry() as client:
+            response = await client.post(
+                f"/models/{model}/deployment/rollback",
+                json={"actor": principal.name, "reason": str(form.get("reason", ""))},
+                headers=_bearer(token),
+            )
+        if response.is_success:
+            return _redirect(f"{PREFIX}/models", done=f"{model}: rolled back one step")
+        return _redirect(f"{PREFIX}/models", error=f"rollback refused: {_detail(response)}")
+
+    @router.get("/events")
+    async def events(session: Session) -> StreamingResponse:
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"retry: 3000\n\n"
+            async for version in feed.listen():
+                yield (
+                    b": keep-alive\n\n"
+                    if version is None
+                    else f"event: changed\ndata: {version}\n\n".encode()
+                )
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+async def sign_in_redirect(request: Request, error: Exception) -> Response:
+    """Exception handler: a page that needs a session sends the browser to sign in."""
+    return _redirect(f"{PREFIX}/login")
+
+
+class _Row(dict[str, Any]):
+    """JSON from the API, readable in templates as ``row.field`` (enums as ``.value``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return _wrap(value)
+
+
+class _Value(str):
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Row(value)
+    if isinstance(value, list):
+        return [_wrap(item) for item in value]
+    if isinstance(value, str):
+        return _Value(value)
+    return value
+
+
+def _when(text: str | None) -> str:
+    """An ISO time from the API, shown to the second."""
+    return "—" if not text else text[:19].replace("T", " ")
+
+
+def _clock(text: str | None) -> str:
+    """An ISO time from the API, shown as the time of day."""
+    return "—" if not text else text[11:19]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _ok(response: httpx.Response) -> Any:
+    if response.status_code == 401:
+        raise SignInRequired
+    if not response.is_success:
+        raise HTTPException(response.status_code, _detail(response))
+    return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return str(detail)
+
+
+def _redirect(url: str, **flash: str) -> RedirectResponse:
+    target = f"{url}?{urlencode(flash)}" if flash else url
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+
+
+_REASONED = {"escalate", "mitigating", "monitoring", "resolve", "reopen", "retrain"}
+
+
+def _action_body(action: str, form: Any) -> dict[str, Any] | None:
+    take_over = form.get("take_over") == "true"
+    if action in ("acknowledge", "claim"):
+        return {"take_over": take_over}
+    if action == "comment":
+        return {"text": str(form.get("text", "")), "take_over": take_over}
+    if action == "resolve":
+        return {"reason": str(form.get("reason", "")), "force": form.get("force") == "true"}
+    if action in _REASONED:
+        return {"reason": str(form.get("reason", "")), "take_over": take_over}
+    if action == "runbooks":
+        return {"runbook": str(form.get("runbook", "")), "reason": str(form.get("reason", ""))}
+    return None
+
+
+async def _promotions(
+    registry: Callable[[], httpx.AsyncClient] | None, token: str, incident_id: str
+) -> list[_Row]:
+    if registry is None:
+        return []
+    try:
+        async with registry() as client:
+            response = await client.get(
+                "/promotions", params={"incident_id": incident_id}, headers=_bearer(token)
+            )
+    except httpx.HTTPError:
+        return []
+    if not response.is_success:
+        return []
+    return [_Row(item) for item in response.json()]
+
+
+async def _models(
+    registry: Callable[[], httpx.AsyncClient] | None,
+) -> tuple[list[_Row], str | None]:
+    if registry is None:
+        return [], "no registry configured"
+    try:
+        async with registry() as client:
+            listed = (await client.get("/models")).json()
+            models = []
+            for summary in listed:
+                name = summary["name"]
+                detail = (await client.get(f"/models/{name}")).json()
+                history = (await client.get(f"/models/{name}/history")).json()
+                models.append(_Row(detail | {"history": history["alias_moves"]}))
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        return [], f"the registry could not be read: {error}"
+    return models, None

@@ -1,0 +1,149 @@
+"""The on-call console in a real browser (Debian's Chromium, headless, driven by Playwright).
+
+Screenshots land in ``test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from tests.factories import make_alert
+from tests.processes import ServiceProcess, kafka_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+ADMIN = "console-admin-token"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def incident_log(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[str]:
+    policy = yaml.safe_load((ROOT / "runbooks" / "routing.yaml").read_text())
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(policy | {"group_wait_seconds": 0}))
+    process = ServiceProcess(
+        "services.incident_log",
+        env=kafka_env(kafka_settings)
+        | {
+            "VIGIL_STATE_DIR": str(tmp_path / "state"),
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(tmp_path / "routing.yaml"),
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+        },
+        log_dir=tmp_path,
+        port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
+    )
+    process.start()
+    try:
+        await process.wait_ready()
+        yield process.url
+    finally:
+        process.ensure_dead()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def token_for(url: str, name: str, role: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as http:
+        response = await http.post(
+            "/tokens",
+            json={"name": name, "role": role},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
+
+async def sign_in(browser: Browser, url: str, token: str) -> Page:
+    page = await browser.new_page()
+    await page.goto(f"{url}/console/")
+    await expect(page).to_have_url(f"{url}/console/login")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{url}/console/")
+    return page
+
+
+async def test_an_alert_appears_live_and_level_one_acknowledges_and_comments(
+    incident_log: str, kafka_settings: KafkaSettings, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = await sign_in(browser, incident_log, await token_for(incident_log, "lee", "l1"))
+    await expect(page.locator("#who")).to_have_text("lee")
+    await expect(page.locator("tr[data-incident]")).to_have_count(0)
+    await page.screenshot(path=ARTIFACTS / "01-empty.png", full_page=True)
+
+    broker = kafka_broker(kafka_settings, client_id="console-test")
+    await broker.connect()
+    await EventPublisher(broker, kafka_settings).publish(make_alert())
+    await broker.stop()
+
+    row = page.locator("tr[data-incident]")
+    await expect(row).to_have_count(1, timeout=30_000)  # no reload: the change feed updated it
+    await page.screenshot(path=ARTIFACTS / "02-incident-appeared.png", full_page=True)
+    await row.get_by_role("link").click()
+
+    await page.get_by_role("button", name="Acknowledge").click()
+    await expect(page.locator(".flash")).to_contain_text("acknowledge: done")
+    await expect(page.locator("#status")).to_have_text("acknowledged")
+    await page.get_by_label("Comment").fill("checking the scorer's inputs")
+    await page.get_by_role("button", name="Add comment").click()
+    await expect(page.locator(".flash")).to_contain_text("comment: done")
+
+    acknowledged = page.locator('#timeline tr[data-action="acknowledged"]')
+    commented = page.locator('#timeline tr[data-action="commented"]')
+    await expect(acknowledged.locator(".actor")).to_have_text("lee")
+    await expect(commented.locator(".actor")).to_have_text("lee")
+    await expect(commented).to_contain_text("checking the scorer's inputs")
+    await page.screenshot(path=ARTIFACTS / "03-acknowledged-and-commented.png", full_page=True)
+
+    # Level one sees no control for level-two work.
+    await expect(page.get_by_role("button", name="Request retrain")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Run")).to_have_count(0)
+
+
+async def test_the_console_reads_without_javascript_and_refuses_a_bad_token(
+    incident_log: str, browser: Browser
+) -> None:
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(f"{incident_log}/console/login")
+    await page.get_by_label("API token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator(".flash")).to_contain_text("unknown or revoked token")
+    await page.get_by_label("API token").fill(await token_for(incident_log, "vic", "viewer"))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Incidents")).to_be_visible()
+    await page.get_by_role("link", name="Stats").click()
+    await expect(page.get_by_role("heading", name="Response statistics")).to_be_visible()
+    await asyncio.sleep(0)
+    await context.close()

@@ -12,7 +12,19 @@ from fastapi.responses import RedirectResponse
 
 from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
-from contracts.registry import ModelPromoted, ModelRegistered, ModelRejected, ModelRolledBack
+from contracts.monitoring import MetricsComputed
+from contracts.registry import (
+    CandidateEvaluated,
+    ModelApproved,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    PromotionExpired,
+    PromotionRequested,
+    RetrainFinished,
+    RetrainStarted,
+)
 from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
@@ -59,15 +71,18 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime.consumer.on(RunbookStarted, log.handle_runbook_result)
     runtime.consumer.on(RunbookFinished, log.handle_runbook_result)
 
-    async def on_registry_change(
-        event: ModelRegistered | ModelPromoted | ModelRolledBack | ModelRejected,
-    ) -> None:
-        await log.registry_changed(event.model, event.event_id)
-
-    runtime.consumer.on(ModelRegistered, on_registry_change)
-    runtime.consumer.on(ModelPromoted, on_registry_change)
-    runtime.consumer.on(ModelRolledBack, on_registry_change)
-    runtime.consumer.on(ModelRejected, on_registry_change)
+    # Retraining and registry steps go on the timeline of the incident that caused them.
+    runtime.consumer.on(RetrainStarted, log.handle_model_news)
+    runtime.consumer.on(RetrainFinished, log.handle_model_news)
+    runtime.consumer.on(ModelRegistered, log.handle_model_news)
+    runtime.consumer.on(CandidateEvaluated, log.handle_model_news)
+    runtime.consumer.on(PromotionRequested, log.handle_model_news)
+    runtime.consumer.on(PromotionExpired, log.handle_model_news)
+    runtime.consumer.on(ModelApproved, log.handle_model_news)
+    runtime.consumer.on(ModelRejected, log.handle_model_news)
+    runtime.consumer.on(ModelPromoted, log.handle_model_news)
+    runtime.consumer.on(ModelRolledBack, log.handle_model_news)
+    runtime.consumer.on_batch(MetricsComputed, log.handle_metrics)
 
     async def fire_timers() -> None:
         while True:

@@ -43,8 +43,22 @@ from contracts.incidents import (
     IncidentStatusChanged,
     Tier,
 )
+from contracts.monitoring import MetricsComputed
+from contracts.registry import (
+    CandidateEvaluated,
+    ModelApproved,
+    ModelPromoted,
+    ModelRegistered,
+    ModelRejected,
+    ModelRolledBack,
+    PromotionExpired,
+    PromotionRequested,
+    RetrainFinished,
+    RetrainStarted,
+)
 from contracts.retraining import RetrainRequest, RetrainTrigger
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
+from contracts.values import Variant
 from services.incident_log.lifecycle import Action, InvalidTransition, next_status
 from services.incident_log.routing import Route, RoutingPolicy, route_for
 
@@ -55,6 +69,7 @@ __all__ = [
     "Effects",
     "Incident",
     "InvalidTransition",
+    "ModelNews",
     "NotResolvable",
     "Signal",
     "TimelineEntry",
@@ -62,6 +77,20 @@ __all__ = [
     "TimerRequest",
     "next_tier",
 ]
+
+ModelNews = (
+    RetrainStarted
+    | RetrainFinished
+    | ModelRegistered
+    | CandidateEvaluated
+    | PromotionRequested
+    | PromotionExpired
+    | ModelApproved
+    | ModelRejected
+    | ModelPromoted
+    | ModelRolledBack
+)
+"""What the registry and retrainer report about the model of an incident that caused it."""
 
 SYSTEM = "system:incident-log"
 PRODUCER = "incident-log"
@@ -195,6 +224,7 @@ class Incident:
     claim_lease: timedelta | None = None
     epoch: int = 0
     runbook_position: int = 0
+    awaiting_version: int | None = None
     signals: dict[str, Signal] = field(default_factory=dict)
 
     # -- opening, repeats, correlation, recovery ---------------------------------------------
@@ -749,6 +779,55 @@ class Incident:
         effects.events.append(request)
         return effects
 
+    # -- what the retrainer and the monitor report ---------------------------------------------
+
+    def follow_model(self, news: ModelNews, now: datetime) -> Effects:
+        """Put a retraining or registry step on the timeline; a new champion (promoted, or
+        rolled back to) means monitoring until live labels show it healthy."""
+        action, actor, details = _news(news)
+        effects = Effects()
+        effects.timeline.append(TimelineEntry(at=now, actor=actor, action=action, details=details))
+        champion = (
+            news.version
+            if isinstance(news, ModelPromoted)
+            else news.to_version
+            if isinstance(news, ModelRolledBack)
+            else None
+        )
+        if champion is None or self.status is IncidentStatus.RESOLVED:
+            return effects
+        self.awaiting_version = champion
+        reason = f"v{champion} is champion; waiting for live labels to confirm it is healthy"
+        if self.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
+            effects += self._change_status(Action.MITIGATE, SYSTEM, reason, now)
+        if self.status is IncidentStatus.MITIGATING:
+            effects += self.start_monitoring(SYSTEM, reason, now)
+        return effects
+
+    def confirm_with_metrics(self, metrics: MetricsComputed, now: datetime) -> Effects:
+        """Resolve a monitored incident once a window of the awaited champion is healthy."""
+        if (
+            self.status is not IncidentStatus.MONITORING
+            or self.awaiting_version is None
+            or metrics.model_version != self.awaiting_version
+            or metrics.variant is not Variant.CHAMPION
+            or metrics.breaching is None
+            or metrics.breaching
+        ):
+            return Effects()
+        figures = ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in sorted(metrics.metrics.items())
+            if value is not None
+        )
+        for signal in self.active_signals:
+            signal.recovered_at = now
+        return self._resolve(
+            SYSTEM,
+            f"v{metrics.model_version} healthy on {metrics.labelled} labels ({figures})",
+            now,
+        )
+
     # -- views -------------------------------------------------------------------------------
 
     @property
@@ -900,6 +979,104 @@ class Incident:
         effects.events.append(IncidentReopened(**self._envelope(actor, now), reason=reason))
         effects.timers += self._tier_timers(now)
         return effects
+
+
+def _news(news: ModelNews) -> tuple[str, str, dict[str, Any]]:
+    """The timeline action, actor and details of a retraining or registry step."""
+    retrainer = "system:retrainer"
+    if isinstance(news, RetrainStarted):
+        return (
+            "retrain_started",
+            retrainer,
+            {
+                "run_id": news.run_id,
+                "cause": news.cause,
+                "dataset": news.dataset.model_dump(mode="json"),
+            },
+        )
+    if isinstance(news, RetrainFinished):
+        return (
+            "retrain_finished",
+            retrainer,
+            {
+                "run_id": news.run_id,
+                "candidate_version": news.candidate_version,
+                "cached_steps": list(news.cached_steps),
+                "failure": news.failure,
+            },
+        )
+    if isinstance(news, ModelRegistered):
+        return (
+            "model_registered",
+            news.record.registered_by,
+            {
+                "version": news.record.version,
+                "reason": news.record.reason,
+                "metrics": dict(news.record.metrics),
+                "dataset": news.record.dataset.model_dump(mode="json"),
+            },
+        )
+    if isinstance(news, CandidateEvaluated):
+        return (
+            "candidate_evaluated",
+            retrainer,
+            {
+                "evaluation_id": news.evaluation_id,
+                "candidate_version": news.candidate_version,
+                "champion_version": news.champion_version,
+                "passed": news.passed,
+                "failures": list(news.failures),
+                "figures": dict(news.figures),
+            },
+        )
+    if isinstance(news, PromotionRequested):
+        return (
+            "promotion_requested",
+            retrainer,
+            {
+                "request_id": news.request_id,
+                "version": news.version,
+                "summary": news.summary,
+                "expires_at": news.expires_at.isoformat(),
+                "requested_by": news.requested_by,
+            },
+        )
+    if isinstance(news, PromotionExpired):
+        return (
+            "promotion_expired",
+            retrainer,
+            {"request_id": news.request_id, "version": news.version},
+        )
+    if isinstance(news, ModelApproved | ModelRejected):
+        action = "model_approved" if isinstance(news, ModelApproved) else "model_rejected"
+        return (
+            action,
+            news.approver,
+            {
+                "request_id": news.request_id,
+                "version": news.version,
+                "text": news.comment,
+            },
+        )
+    if isinstance(news, ModelPromoted):
+        return (
+            "model_promoted",
+            news.actor,
+            {
+                "version": news.version,
+                "previous_version": news.previous_version,
+                "reason": news.reason,
+            },
+        )
+    return (
+        "model_rolled_back",
+        news.actor,
+        {
+            "from_version": news.from_version,
+            "to_version": news.to_version,
+            "reason": news.reason,
+        },
+    )
 
 
 def _requested(request: RunbookRequest, now: datetime) -> TimelineEntry:

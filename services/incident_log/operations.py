@@ -17,9 +17,17 @@ from sqlmodel import select
 
 from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
+from contracts.monitoring import MetricsComputed
+from contracts.registry import (
+    CandidateEvaluated,
+    ModelRegistered,
+    PromotionRequested,
+    RetrainStarted,
+)
 from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
-from services.incident_log.domain import Effects, Incident
+from contracts.values import Variant
+from services.incident_log.domain import Effects, Incident, ModelNews
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
 from services.incident_log.tables import RetrainRow, SilenceRow
@@ -238,12 +246,51 @@ class IncidentLog:
                 RetrainRow(model=request.model, cause=request.cause, requested_at=self._clock())
             )
 
-    async def registry_changed(self, model: str, event_id: UUID) -> None:
-        """The registry reported on a model: any retrain of it is no longer in flight."""
+    async def handle_model_news(self, news: ModelNews) -> None:
+        """A retraining or registry step: a model's retrain is no longer in flight once the
+        registry reports on it, and the step goes on the timeline of the incident behind it."""
+        now = self._clock()
         async with self._sessions() as session, session.begin():
-            if not await first_time(session, event_id):
+            if not await first_time(session, news.event_id):
                 return
-            await IncidentStore(session).finish_retrains(model, self._clock())
+            store = IncidentStore(session)
+            if not isinstance(news, RetrainStarted | CandidateEvaluated | PromotionRequested):
+                await store.finish_retrains(news.model, now)
+            incident_id = (
+                news.record.incident_id if isinstance(news, ModelRegistered) else news.incident_id
+            )
+            incident = await store.get(incident_id) if incident_id else None
+            if incident is None:
+                return
+            effects = incident.follow_model(news, now)
+            store.save(incident)
+            store.record(incident.id, effects)
+        self._committed()
+
+    async def handle_metrics(self, reports: Sequence[MetricsComputed]) -> None:
+        """Healthy windows of an awaited champion resolve the incidents waiting on it."""
+        healthy = [r for r in reports if r.breaching == [] and r.variant is Variant.CHAMPION]
+        if not healthy:
+            return
+        now = self._clock()
+        changed = False
+        async with self._sessions() as session, session.begin():
+            fresh_ids = set(await new_event_ids(session, [r.event_id for r in healthy]))
+            store = IncidentStore(session)
+            waiting = await store.awaiting_confirmation({r.model for r in healthy})
+            for report in healthy:
+                if report.event_id not in fresh_ids:
+                    continue
+                for incident in waiting:
+                    if incident.model != report.model:
+                        continue
+                    effects = incident.confirm_with_metrics(report, now)
+                    if not effects.empty:
+                        store.save(incident)
+                        store.record(incident.id, effects)
+                        changed = True
+        if changed:
+            self._committed()
 
     async def create_silence(
         self,

@@ -136,6 +136,19 @@ class IncidentStore:
         )
         return await self._load(list((await self.session.exec(query)).all()))
 
+    async def awaiting_confirmation(self, models: Collection[str]) -> list[Incident]:
+        """Incidents of these models in monitoring, waiting for a champion to prove healthy."""
+        query = (
+            select(IncidentRow)
+            .where(
+                col(IncidentRow.model).in_(sorted(models)),
+                IncidentRow.status == IncidentStatus.MONITORING.value,
+                col(IncidentRow.awaiting_version).is_not(None),
+            )
+            .with_for_update()
+        )
+        return await self._load(list((await self.session.exec(query)).all()))
+
     async def get(self, incident_id: str, *, for_update: bool = True) -> Incident | None:
         """One incident with its signals, or ``None``."""
         query = select(IncidentRow).where(IncidentRow.id == incident_id)
@@ -200,6 +213,7 @@ class IncidentStore:
             ),
             epoch=incident.epoch,
             runbook_position=incident.runbook_position,
+            awaiting_version=incident.awaiting_version,
             alert_count=incident.alert_count,
         )
         self.session.add(row)
@@ -516,6 +530,7 @@ def _incident(row: IncidentRow, signals: dict[str, Signal]) -> Incident:
         ),
         "epoch": row.epoch,
         "runbook_position": row.runbook_position,
+        "awaiting_version": row.awaiting_version,
         "signals": signals,
     }
     return Incident(**fields)

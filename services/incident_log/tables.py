@@ -59,6 +59,7 @@ class IncidentRow(SQLModel, table=True):
     claim_lease_seconds: float | None = None
     epoch: int = 0
     runbook_position: int = 0
+    awaiting_version: int | None = None
     alert_count: int = 0
 
 

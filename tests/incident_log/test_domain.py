@@ -15,6 +15,10 @@ from contracts import (
     IncidentOpened,
     IncidentResolved,
     IncidentStatus,
+    LatencySummary,
+    MetricsComputed,
+    ModelApproved,
+    ModelPromoted,
     RetrainRequest,
     RunbookFinished,
     RunbookRequest,
@@ -22,6 +26,7 @@ from contracts import (
     RunState,
     Severity,
     Tier,
+    Variant,
     alert_fingerprint,
 )
 from services.incident_log.domain import (
@@ -34,7 +39,7 @@ from services.incident_log.domain import (
     TimerKind,
     TimerRequest,
 )
-from tests.factories import MODEL, T0, make_alert
+from tests.factories import MODEL, T0, make_alert, make_deployment, make_window
 from tests.incident_log.policies import make_policy
 
 POLICY = make_policy()
@@ -378,3 +383,72 @@ def test_people_can_run_runbooks_request_retrains_and_attach_reports() -> None:
         "title": "drift diagnosis",
         "report": {"top": ["mean radius"]},
     }
+
+
+def healthy_window(version: int, breaching: list[str] | None) -> MetricsComputed:
+    return MetricsComputed(
+        producer="monitor",
+        model=MODEL,
+        model_version=version,
+        variant=Variant.CHAMPION,
+        window=make_window(),
+        metrics={"recall": 0.97},
+        class_labels=["malignant", "benign"],
+        confusion_matrix=[[97, 3], [5, 95]],
+        labelled=200,
+        predictions=200,
+        expired_unjoined=0,
+        latency_ms=LatencySummary(p50=1, p95=2, p99=3),
+        throughput_per_s=10,
+        breaching=breaching,
+    )
+
+
+def test_a_promotion_means_monitoring_until_the_new_champion_proves_healthy() -> None:
+    incident = opened()
+    incident.escalate("ana", EscalationTrigger.HUMAN, "retrain needed", T0)
+    promoted = ModelPromoted(
+        producer="retrainer",
+        model=MODEL,
+        version=4,
+        previous_version=3,
+        deployment=make_deployment(challenger=None, challenger_share=0.0),
+        actor="system:retrainer",
+        reason="canary non-inferior",
+        incident_id=incident.id,
+    )
+    effects = incident.follow_model(promoted, T0 + MINUTE)
+    assert [e.action for e in effects.timeline] == [
+        "model_promoted",
+        "status_mitigating",
+        "status_monitoring",
+    ]
+    assert incident.awaiting_version == 4
+    assert incident.confirm_with_metrics(healthy_window(3, []), T0).empty  # the old champion
+    assert incident.confirm_with_metrics(healthy_window(4, ["recall"]), T0).empty  # not healthy
+    assert incident.confirm_with_metrics(healthy_window(4, None), T0).empty  # too few labels
+    resolved = incident.confirm_with_metrics(healthy_window(4, []), T0 + 2 * MINUTE)
+    assert incident.status is IncidentStatus.RESOLVED
+    assert "v4 healthy on 200 labels (recall 0.970)" in resolved.timeline[-1].details["reason"]
+    assert incident.resolved_tier is Tier.L2
+
+
+def test_retraining_steps_land_on_the_timeline_with_their_actor() -> None:
+    incident = opened()
+    approved = ModelApproved(
+        producer="retrainer",
+        model=MODEL,
+        version=4,
+        request_id="pr-1",
+        approver="kim",
+        comment="gate passed",
+        incident_id=incident.id,
+    )
+    effects = incident.follow_model(approved, T0)
+    (entry,) = effects.timeline
+    assert (entry.action, entry.actor, entry.details["text"]) == (
+        "model_approved",
+        "kim",
+        "gate passed",
+    )
+    assert incident.status is IncidentStatus.OPEN

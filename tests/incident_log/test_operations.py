@@ -19,12 +19,16 @@ from contracts import (
     IncidentEscalated,
     IncidentOpened,
     IncidentStatus,
+    LatencySummary,
+    MetricsComputed,
+    ModelPromoted,
     RetrainRequest,
     RetrainTrigger,
     RunbookFinished,
     RunbookStarted,
     RunState,
     Tier,
+    Variant,
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
@@ -41,7 +45,7 @@ from services.runtime import (
     create_tables,
     session_factory,
 )
-from tests.factories import MODEL, T0, make_alert
+from tests.factories import MODEL, T0, make_alert, make_deployment, make_window
 from tests.incident_log.policies import make_policy
 
 MINUTE = timedelta(minutes=1)
@@ -331,3 +335,44 @@ async def test_runbook_results_drive_a_level_one_incident(
         await log.handle_runbook_result(
             RunbookFinished(**(common | {"incident_id": "inc-gone"}), state=RunState.SUCCEEDED)
         )
+
+
+async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    promoted = ModelPromoted(
+        producer="retrainer",
+        model=MODEL,
+        version=4,
+        previous_version=3,
+        deployment=make_deployment(challenger=None, challenger_share=0.0),
+        actor="system:retrainer",
+        reason="canary held",
+        incident_id=incident.id,
+    )
+    await log.handle_model_news(promoted)
+    await log.handle_model_news(promoted)  # redelivered: once
+    window = MetricsComputed(
+        producer="monitor",
+        model=MODEL,
+        model_version=4,
+        variant=Variant.CHAMPION,
+        window=make_window(),
+        metrics={"recall": 0.96},
+        class_labels=["malignant", "benign"],
+        confusion_matrix=[[96, 4], [2, 98]],
+        labelled=200,
+        predictions=210,
+        expired_unjoined=0,
+        latency_ms=LatencySummary(p50=1, p95=2, p99=3),
+        throughput_per_s=5,
+        breaching=[],
+    )
+    await log.handle_metrics([window])
+    (incident,) = await incidents(sessions)
+    assert incident.status is IncidentStatus.RESOLVED
+    assert (await actions(sessions, incident.id)).count("model_promoted") == 1
+    assert await published(sessions, "incident.resolved") == 1

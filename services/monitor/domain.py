@@ -603,10 +603,24 @@ class Monitor:
                 window.predictions, window.first_prediction_at, window.last_prediction_at
             )
             or 0.0,
+            breaching=self._breaching(record, window.labelled, figures),
         )
         step.outputs.append(metrics_event)
         self._judge(record, closed, figures, now, step)
         self._compare(series, now, step)
+
+    def _breaching(
+        self, record: ModelVersionRecord, labelled: int, figures: dict[str, float | None]
+    ) -> list[str] | None:
+        """Watched metrics on the alerting side in this window; ``None`` on too few labels (what
+        the incident log needs to call a new champion healthy)."""
+        if labelled < self._policy.min_labelled:
+            return None
+        return sorted(
+            target.metric
+            for target in _targets(record)
+            if read(figures.get(target.metric), target, self._policy.hysteresis) is Reading.BREACHED
+        )
 
     def _judge(
         self,

@@ -332,6 +332,8 @@ def sample_events() -> list[Envelope]:
             requested_by="system:incident-log",
             tier=Tier.L1,
             reason="decay after deploy",
+            model_version=3,
+            approved_by="bo",
         ),
         RunbookStarted(
             producer="runbook-runner",
@@ -341,6 +343,8 @@ def sample_events() -> list[Envelope]:
             runbook="rollback-model",
             script_sha256=SHA,
             argv=["runbooks/rollback_model.py", "--model", MODEL],
+            verify_argv=["runbooks/verify_model.py", "--model", MODEL],
+            verify_script_sha256="cd" * 32,
         ),
         RunbookFinished(
             producer="runbook-runner",

@@ -427,3 +427,20 @@ def sample_events() -> list[Envelope]:
     missing = set(EVENT_TYPES) - {event.type for event in events}
     assert not missing, f"sample_events lacks {sorted(missing)}"
     return events
+
+
+def make_runbook_request(**overrides: Any) -> RunbookRequest:
+    fields: dict[str, Any] = {
+        "producer": "incident-log",
+        "run_id": "run-1",
+        "incident_id": "inc-000001",
+        "model": MODEL,
+        "model_version": 3,
+        "runbook": "passes",
+        "parameters": {"to_version": 2},
+        "requested_by": "system:incident-log",
+        "tier": Tier.L1,
+        "reason": "recall fell right after the deployment",
+        "correlation_id": "inc-000001",
+    }
+    return RunbookRequest(**(fields | overrides))

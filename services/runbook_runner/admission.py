@@ -277,7 +277,7 @@ def as_recorded(parameters: dict[str, ParameterValue]) -> dict[str, ParameterVal
     are cut to a few hundred characters and control characters replaced.
 
     >>> as_recorded({"model": "x" * 1000, "n": 3})["model"][-30:]
-    'xxxxx... [1000 characters, cut]'
+    'xxxx... [1000 characters, cut]'
     """
     return {
         printable(name)[:_RECORDED_LIMIT]: (

@@ -145,14 +145,15 @@ class Parameter(_Strict):
         needs_value = self.source is None or not self.source.always_present
         if needs_value and self.required == (self.default is not None):
             yield "give either required: true or a default (exactly one)"
+        rules_valid = True
         if self.pattern is not None:
             if self.type is not ParameterType.STR:
                 yield "pattern applies to str parameters only"
-            else:
-                try:
-                    re.compile(self.pattern)
-                except re.error as error:
-                    yield f"pattern is not a valid regular expression: {error}"
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                rules_valid = False
+                yield f"pattern is not a valid regular expression: {error}"
         if "max_length" in self.model_fields_set and self.type is not ParameterType.STR:
             yield "max_length applies to str parameters only"
         numeric = self.type in (ParameterType.INT, ParameterType.FLOAT)
@@ -166,7 +167,7 @@ class Parameter(_Strict):
         if self.default is not None:
             if not self.type.accepts(self.default):
                 yield f"default {self.default!r} is not of type {self.type}"
-            else:
+            elif rules_valid:
                 yield from (
                     f"default {self.default!r} {p}" for p in self.problems_with(self.default)
                 )

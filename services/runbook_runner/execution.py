@@ -21,6 +21,7 @@ import ctypes
 import hashlib
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from services.runbook_runner.capture import OutputCapture
 
 __all__ = ["CommandResult", "run_command", "sha256_of"]
 
-_READ_CHUNK = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -60,12 +60,15 @@ async def run_command(
     merge_stderr: bool = False,
 ) -> CommandResult:
     """Run ``argv`` to its end or its timeout; never raise for anything the command does."""
+    stdout, stderr = OutputCapture(output_limit), OutputCapture(output_limit)
+    loop = asyncio.get_running_loop()
     try:
-        process = await asyncio.create_subprocess_exec(
+        transport, run = await loop.subprocess_exec(
+            lambda: _Run(stdout, stderr),
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
@@ -80,29 +83,25 @@ async def run_command(
             truncated=False,
             error=f"{type(error).__name__}: {error}",
         )
-    stdout, stderr = OutputCapture(output_limit), OutputCapture(output_limit)
-    assert process.stdout is not None
-    readers = [asyncio.create_task(_drain(process.stdout, stdout))]
-    if process.stderr is not None:
-        readers.append(asyncio.create_task(_drain(process.stderr, stderr)))
+    pid = transport.get_pid()
     timed_out = False
     try:
         try:
-            await asyncio.wait_for(process.wait(), timeout_s)
+            await asyncio.wait_for(run.exited.wait(), timeout_s)
         except TimeoutError:
             timed_out = True
-            _signal_group(process.pid, signal.SIGTERM)
+            _signal_group(pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), kill_grace_s)
+                await asyncio.wait_for(run.exited.wait(), kill_grace_s)
     finally:
         # Whatever happened (exit, timeout, the runner stopping), nothing of the run survives it.
-        _signal_group(process.pid, signal.SIGKILL)
-        await process.wait()
-        _, late = await asyncio.wait(readers, timeout=kill_grace_s)
-        for reader in late:  # a process that left the group still holds the pipe
-            reader.cancel()
+        _signal_group(pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            # The pipes close once the group is gone (unless a process left the group).
+            await asyncio.wait_for(run.closed.wait(), kill_grace_s)
+        transport.close()
     return CommandResult(
-        exit_code=process.returncode,
+        exit_code=transport.get_returncode(),
         timed_out=timed_out,
         stdout=stdout.text(),
         stderr=stderr.text(),
@@ -110,9 +109,24 @@ async def run_command(
     )
 
 
-async def _drain(stream: asyncio.StreamReader, capture: OutputCapture) -> None:
-    while chunk := await stream.read(_READ_CHUNK):
-        capture.feed(chunk)
+class _Run(asyncio.SubprocessProtocol):
+    """Feeds the child's output into the captures as it arrives, and tells when the child
+    exited (``exited``) and when its pipes closed (``closed``): with a process left behind
+    holding a pipe, the two differ."""
+
+    def __init__(self, stdout: OutputCapture, stderr: OutputCapture) -> None:
+        self._captures = {1: stdout, 2: stderr}
+        self.exited = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        self._captures[fd].feed(bytes(data))
+
+    def process_exited(self) -> None:
+        self.exited.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

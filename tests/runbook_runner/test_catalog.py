@@ -255,7 +255,7 @@ def test_every_problem_is_listed_at_once(folder: Path) -> None:
 
 def test_a_script_reached_through_a_symlink_out_of_the_folder_is_refused(folder: Path) -> None:
     (folder / "link.py").symlink_to(folder.parent / "outside.py")
-    with pytest.raises(CatalogError, match="'link.py' lies outside"):
+    with pytest.raises(CatalogError, match=r"'link\.py' lies outside"):
         load_catalog(write(folder, changed("command.1", "link.py")))
 
 

@@ -3,5 +3,5 @@
 import sys
 
 if __name__ == "__main__":
-    print(f"checked: exiting {sys.argv[1]}")
+    sys.stdout.write(f"checked: exiting {sys.argv[1]}\n")
     sys.exit(int(sys.argv[1]))

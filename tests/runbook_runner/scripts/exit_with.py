@@ -3,6 +3,7 @@
 import sys
 
 if __name__ == "__main__":
-    print("doing the work")
-    print(f"failing with status {sys.argv[1]}", file=sys.stderr)
+    sys.stdout.write("doing the work\n")
+    sys.stdout.flush()
+    sys.stderr.write(f"failing with status {sys.argv[1]}\n")
     sys.exit(int(sys.argv[1]))

@@ -8,5 +8,6 @@ import time
 
 if __name__ == "__main__":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    print(json.dumps({"pid": os.getpid(), "child": child.pid}), flush=True)
+    sys.stdout.write(json.dumps({"pid": os.getpid(), "child": child.pid}) + "\n")
+    sys.stdout.flush()
     time.sleep(600)

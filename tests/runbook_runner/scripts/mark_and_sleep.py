@@ -8,4 +8,4 @@ if __name__ == "__main__":
     with open(sys.argv[1], "a") as marker:
         marker.write(f"started {os.getpid()}\n")
     time.sleep(float(sys.argv[2]))
-    print("woke up")
+    sys.stdout.write("woke up\n")

@@ -4,4 +4,4 @@ import json
 import sys
 
 if __name__ == "__main__":
-    print(json.dumps(sys.argv[1:]))
+    sys.stdout.write(json.dumps(sys.argv[1:]) + "\n")

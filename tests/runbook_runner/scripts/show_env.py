@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 if __name__ == "__main__":
-    print(json.dumps(dict(os.environ)))
+    sys.stdout.write(json.dumps(dict(os.environ)) + "\n")

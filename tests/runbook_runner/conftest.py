@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from services.runbook_runner.catalog import Catalog, load_catalog
+from tests.runbook_runner.support import CATALOG_PATH
 
 # The scripts are programs the runner executes, not test modules: importing them would run them.
 collect_ignore_glob = ["scripts/*"]
-
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
-CATALOG_PATH = SCRIPTS / "catalog.yaml"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from services.runbook_runner.admission import (
 )
 from services.runbook_runner.catalog import Catalog
 from tests.factories import make_runbook_request
-from tests.runbook_runner.conftest import SCRIPTS
+from tests.runbook_runner.support import SCRIPTS
 
 PYTHON = sys.executable
 

@@ -18,7 +18,7 @@ from services.runbook_runner.catalog import (
     load_catalog,
     placeholder_of,
 )
-from tests.runbook_runner.conftest import CATALOG_PATH
+from tests.runbook_runner.support import CATALOG_PATH
 
 VALID: dict[str, Any] = {
     "name": "rollback-model",

@@ -16,7 +16,7 @@ from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.environment import script_environment
 from services.runbook_runner.execution import CommandResult, run_command, sha256_of
 from tests.factories import make_runbook_request
-from tests.runbook_runner.conftest import SCRIPTS
+from tests.runbook_runner.support import SCRIPTS, wait_dead
 
 LIMIT = 64 * 1024
 
@@ -42,23 +42,6 @@ async def run(
         kill_grace_s=1.0,
         merge_stderr=merge_stderr,
     )
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def wait_dead(pid: int, timeout_s: float = 20.0) -> bool:
-    for _ in range(int(timeout_s * 10)):
-        if not alive(pid):
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 def hostile_argv(catalog: Catalog, value: str) -> list[str]:

@@ -25,3 +25,20 @@ async def wait_dead(pid: int, timeout_s: float = 20.0) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+def started_pid(marker: Path) -> int | None:
+    """The process id the ``sleeps`` script wrote to its marker file, once it has."""
+    if not marker.exists() or not marker.read_text().endswith("\n"):
+        return None
+    return int(marker.read_text().split()[1])
+
+
+async def wait_started(marker: Path, timeout_s: float = 60.0) -> int:
+    """Wait until the ``sleeps`` script started; return its process id."""
+    for _ in range(int(timeout_s * 10)):
+        pid = started_pid(marker)
+        if pid is not None:
+            return pid
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the script never started (no line in {marker})")

@@ -16,7 +16,7 @@ from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.environment import script_environment
 from services.runbook_runner.execution import CommandResult, run_command, sha256_of
 from tests.factories import make_runbook_request
-from tests.runbook_runner.support import SCRIPTS, wait_dead
+from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
 
 LIMIT = 64 * 1024
 
@@ -162,11 +162,7 @@ async def test_a_command_cancelled_with_the_runner_leaves_no_process_behind(
 ) -> None:
     marker = tmp_path / "marker"
     task = asyncio.create_task(run(script("mark_and_sleep.py", str(marker), "600"), tmp_path))
-    for _ in range(200):
-        if marker.exists() and marker.read_text():
-            break
-        await asyncio.sleep(0.05)
-    pid = int(marker.read_text().split()[1])
+    pid = await wait_started(marker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

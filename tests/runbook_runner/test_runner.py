@@ -32,7 +32,7 @@ from services.runtime import (
     session_factory,
 )
 from tests.factories import make_runbook_request
-from tests.runbook_runner.support import SCRIPTS, wait_dead
+from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
 
 
 @pytest.fixture
@@ -375,11 +375,7 @@ async def test_a_stopping_runner_kills_its_runs_after_a_grace_period_and_abandon
         make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 600})
     )
     worker = asyncio.create_task(runner.work())
-    for _ in range(300):
-        if marker.exists() and marker.read_text():
-            break
-        await asyncio.sleep(0.05)
-    pid = int(marker.read_text().split()[1])
+    pid = await wait_started(marker)
     worker.cancel()
     await asyncio.gather(worker, return_exceptions=True)
     assert await wait_dead(pid)

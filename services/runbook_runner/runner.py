@@ -65,6 +65,26 @@ class Limits:
     poll_interval_s: float = 1.0
 
 
+def _recorded(request: RunbookRequest, digest: str, now: datetime) -> RunRow:
+    """The row of a request just received, waiting to start."""
+    return RunRow(
+        run_id=request.run_id,
+        request_digest=digest,
+        request_event_id=request.event_id,
+        correlation_id=request.correlation_id or request.incident_id,
+        incident_id=request.incident_id,
+        model=request.model,
+        model_version=request.model_version,
+        runbook=request.runbook,
+        tier=request.tier.value,
+        requested_by=request.requested_by,
+        approved_by=request.approved_by,
+        reason=printable(request.reason)[:_REASON_LIMIT],
+        state=RunState.REQUESTED.value,
+        requested_at=now,
+    )
+
+
 @dataclass(frozen=True)
 class _Claim:
     run_id: str
@@ -123,22 +143,7 @@ class Runner:
                     "run %s already recorded (%s); not run again", existing.run_id, existing.state
                 )
                 return
-            row = RunRow(
-                run_id=request.run_id,
-                request_digest=ask.digest(),
-                request_event_id=request.event_id,
-                correlation_id=request.correlation_id or request.incident_id,
-                incident_id=request.incident_id,
-                model=request.model,
-                model_version=request.model_version,
-                runbook=request.runbook,
-                tier=request.tier.value,
-                requested_by=request.requested_by,
-                approved_by=request.approved_by,
-                reason=printable(request.reason)[:_REASON_LIMIT],
-                state=RunState.REQUESTED.value,
-                requested_at=self._clock(),
-            )
+            row = _recorded(request, ask.digest(), self._clock())
             if isinstance(admission, Refused):
                 row.supplied = as_recorded(dict(request.parameters))
                 store.add(row)
@@ -193,7 +198,7 @@ class Runner:
         return started
 
     async def wait_idle(self) -> None:
-        """Wait until no run executes in this process (tests, and a stop)."""
+        """Wait until no run executes in this process."""
         while self._executions:
             await asyncio.gather(*self._executions, return_exceptions=True)
 

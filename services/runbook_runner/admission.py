@@ -150,7 +150,7 @@ def admit(catalog: Catalog, request: Ask, *, python: str) -> Admitted | Refused:
     if runbook.needs_approval:
         if request.approved_by is None:
             return Refused(f"runbook {runbook.name!r} needs approval; the request has none")
-        if request.approved_by == request.requested_by:
+        if request.approved_by.casefold() == request.requested_by.casefold():
             return Refused(
                 f"runbook {runbook.name!r} needs approval by a second person; "
                 f"{shown(request.requested_by)} approved their own request"
@@ -186,13 +186,12 @@ def bind_parameters(runbook: Runbook, request: Ask) -> dict[str, ParameterValue]
 def _value_for(name: str, parameter: Parameter, request: Ask) -> ParameterValue:
     supplied = request.parameters.get(name)
     if parameter.source is not None:
-        bound = _field(request, parameter.source)
-        if supplied is not None and bound is not None and not _same(supplied, bound):
+        value = _field(request, parameter.source)
+        if supplied is not None and (value is None or not _same(supplied, value)):
             raise _Unbindable(
                 f"parameter {name!r} is bound from the request's {parameter.source.value} "
-                f"({shown(bound)}); a different value was supplied ({shown(supplied)})"
+                f"({shown(value)}); a different value was supplied ({shown(supplied)})"
             )
-        value = bound if bound is not None else supplied
         if value is None and parameter.required:
             raise _Unbindable(
                 f"parameter {name!r} needs the request's {parameter.source.value}, which it lacks"

@@ -85,6 +85,7 @@ def test_a_runbook_needing_approval_runs_only_when_a_second_person_approved(
         refusal(catalog, **base) == "runbook 'needs-approval' needs approval; the request has none"
     )
     assert "needs approval by a second person" in refusal(catalog, **base, approved_by="ana")
+    assert "needs approval by a second person" in refusal(catalog, **base, approved_by="ANA")
     assert admitted(catalog, **base, approved_by="bo").argv[-1] == "0"
 
 
@@ -119,6 +120,10 @@ TYPED = {"threshold": 0.5, "ticket": "OPS-1"}
         ),
         ({"parameters": {"ticket": "OPS-1"}}, "parameter 'threshold' is required"),
         ({"model_version": None}, "needs the request's model_version, which it lacks"),
+        (
+            {"model_version": None, "parameters": TYPED | {"version": 3}},
+            "bound from the request's model_version (None); a different value was supplied (3)",
+        ),
         ({"parameters": TYPED | {"version": 2}}, "a different value was supplied (2)"),
         (
             {"model_version": 1, "parameters": TYPED | {"version": True}},
@@ -139,6 +144,7 @@ TYPED = {"threshold": 0.5, "ticket": "OPS-1"}
         "unknown parameter",
         "missing required",
         "missing bound field",
+        "supplied in place of a missing bound field",
         "supplied value contradicts the bound one",
         "supplied bool where the bound value is an int",
         "string for a float",

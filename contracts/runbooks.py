@@ -3,11 +3,13 @@
 Run states::
 
     requested ──▶ running ──▶ verifying ──▶ succeeded
-                     │            ├───────▶ verify_failed
-                     ├──▶ failed  └───────▶ timed_out
-                     ├──▶ timed_out
-                     └──▶ abandoned   (the runner died mid-run; never silently re-run)
-    requested ──▶ refused             (not in the catalogue, bad parameters, limit reached)
+        │            │            ├───────▶ verify_failed
+        │            │            ├───────▶ timed_out
+        │            │            └───────▶ abandoned
+        │            ├──▶ failed
+        │            ├──▶ timed_out
+        │            └──▶ abandoned   (the runner died mid-run; never silently re-run)
+        └──▶ refused                  (not in the catalogue, bad parameters, limit reached)
 """
 
 from __future__ import annotations
@@ -67,6 +69,21 @@ class RunbookRequest(Envelope):
     reason: str = Field(
         min_length=1, description="Why it runs.", examples=["metric decay right after deploy"]
     )
+    model_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model version the incident is about; parameters may be bound from it.",
+        examples=[3],
+    )
+    approved_by: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Person who approved this run, for runbooks that need approval; must differ from "
+            "`requested_by`."
+        ),
+        examples=["bo"],
+    )
 
 
 class RunbookStarted(Envelope):
@@ -87,6 +104,17 @@ class RunbookStarted(Envelope):
     argv: list[str] = Field(
         description="The exact argument vector executed (no shell).",
         examples=[["runbooks/rollback_model.py", "--model", "breast-cancer"]],
+    )
+    verify_argv: list[str] = Field(
+        default_factory=list,
+        description="The exact argument vector of the verification, run if the command succeeds.",
+        examples=[["runbooks/verify_model.py", "--model", "breast-cancer"]],
+    )
+    verify_script_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the verification script.",
+        examples=["60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"],
     )
 
 

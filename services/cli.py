@@ -135,6 +135,7 @@ _SERVICE_COMMANDS: list[tuple[str, str]] = [
     ("services.retrainer.cli", "models"),
     ("services.incident_log.cli", "incidents"),
     ("services.monitor.cli", "probe"),
+    ("services.runbook_runner.cli", "runbooks"),
 ]
 
 

@@ -337,6 +337,8 @@ def sample_events() -> list[Envelope]:
             requested_by="system:incident-log",
             tier=Tier.L1,
             reason="decay after deploy",
+            model_version=3,
+            approved_by="bo",
         ),
         RunbookStarted(
             producer="runbook-runner",
@@ -346,6 +348,8 @@ def sample_events() -> list[Envelope]:
             runbook="rollback-model",
             script_sha256=SHA,
             argv=["runbooks/rollback_model.py", "--model", MODEL],
+            verify_argv=["runbooks/verify_model.py", "--model", MODEL],
+            verify_script_sha256="cd" * 32,
         ),
         RunbookFinished(
             producer="runbook-runner",
@@ -469,3 +473,20 @@ def sample_events() -> list[Envelope]:
     missing = set(EVENT_TYPES) - {event.type for event in events}
     assert not missing, f"sample_events lacks {sorted(missing)}"
     return events
+
+
+def make_runbook_request(**overrides: Any) -> RunbookRequest:
+    fields: dict[str, Any] = {
+        "producer": "incident-log",
+        "run_id": "run-1",
+        "incident_id": "inc-000001",
+        "model": MODEL,
+        "model_version": 3,
+        "runbook": "passes",
+        "parameters": {"to_version": 2},
+        "requested_by": "system:incident-log",
+        "tier": Tier.L1,
+        "reason": "recall fell right after the deployment",
+        "correlation_id": "inc-000001",
+    }
+    return RunbookRequest(**(fields | overrides))

@@ -12,7 +12,6 @@ from contracts import (
     AlertRecovered,
     EscalationTrigger,
     IncidentEscalated,
-    IncidentOpened,
     IncidentResolved,
     IncidentStatus,
     LatencySummary,
@@ -82,7 +81,10 @@ def test_a_decay_alert_opens_an_incident_routed_to_level_one_with_its_timers() -
     assert incident.route is not None
     assert incident.route.name == "performance-decay"
     assert [entry.action for entry in effects.timeline] == ["opened", "routed", "runbook_requested"]
-    assert [type(event) for event in effects.events] == [IncidentOpened, RunbookRequest]
+    assert [type(event).__name__ for event in effects.events] == [
+        "IncidentOpened",
+        "RunbookRequest",
+    ]
     request = effects.events[1]
     assert isinstance(request, RunbookRequest)
     assert (request.runbook, request.tier, request.run_id) == (

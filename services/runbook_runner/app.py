@@ -1,0 +1,88 @@
+"""Composition root of the runbook runner: catalogue, database, consumer, worker, relay."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from contracts.envelope import utc_now
+from contracts.runbooks import RunbookRequest
+from services.runbook_runner.catalog import load_catalog
+from services.runbook_runner.environment import script_environment
+from services.runbook_runner.runner import Clock, Limits, Runner
+from services.runbook_runner.settings import SERVICE, Settings
+from services.runbook_runner.tables import TABLES
+from services.runtime.database import create_engine, create_tables, session_factory
+from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.serve import serve
+from services.runtime.service import ServiceRuntime
+
+__all__ = ["create_app", "main", "vigil_environment"]
+
+
+def vigil_environment(settings: Settings) -> dict[str, str]:
+    """What Vigil gives every script: the service addresses and the runbook token."""
+    given = {
+        "VIGIL_INCIDENT_LOG_URL": settings.incident_log_url,
+        "VIGIL_REGISTRY_URL": settings.registry_url,
+        "VIGIL_SCORER_URL": settings.scorer_url,
+    }
+    if settings.runbook_token is not None:
+        given["VIGIL_RUNBOOK_TOKEN"] = settings.runbook_token.get_secret_value()
+    return given
+
+
+def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
+    """Build the runner; the catalogue is validated here, before anything starts."""
+    catalog = load_catalog(settings.catalog_path)
+    runtime = ServiceRuntime(SERVICE, settings)
+    engine = create_engine(settings.resolved_database_url())
+    sessions = session_factory(engine)
+    relay = OutboxRelay(sessions, runtime.publisher)
+    runner = Runner(
+        sessions,
+        catalog,
+        Limits(
+            instance=settings.instance,
+            work_dir=settings.resolved_work_dir(),
+            python=sys.executable,
+            max_concurrent_runs=settings.max_concurrent_runs,
+            output_limit_bytes=settings.output_limit_bytes,
+            kill_grace_s=settings.kill_grace_seconds,
+            stop_grace_s=settings.stop_grace_seconds,
+            poll_interval_s=settings.poll_interval_seconds,
+        ),
+        environment=script_environment(
+            os.environ, settings.script_env_allowlist, vigil_environment(settings)
+        ),
+        clock=clock,
+        committed=relay.wake,
+        flush=relay.publish_pending if settings.run_outbox_relay else None,
+    )
+
+    runtime.consumer.on(RunbookRequest, runner.accept)
+    runtime.add_background("runs", runner.work)
+    if settings.run_outbox_relay:
+        runtime.add_background("outbox-relay", relay.run)
+
+    @asynccontextmanager
+    async def database() -> AsyncIterator[None]:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await create_tables(engine, [*TABLES, OutboxMessage])
+        await runner.recover()
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return runtime.http_app(title="Vigil runbook runner", resources=database)
+
+
+def main() -> None:
+    """Run the runbook runner in this process."""
+    settings = Settings()
+    serve(create_app(settings), settings, service=SERVICE.value)

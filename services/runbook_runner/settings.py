@@ -1,0 +1,84 @@
+"""Settings of the runbook runner (environment: ``VIGIL_RUNBOOK_RUNNER_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.names import ServiceName
+from services.runtime.settings import ServiceSettings
+
+__all__ = ["SERVICE", "Settings"]
+
+SERVICE = ServiceName.RUNBOOK_RUNNER
+
+_KIB = 1024
+
+
+class Settings(ServiceSettings):
+    """Where the runner keeps its state and catalogue, and how it runs scripts."""
+
+    model_config = SettingsConfigDict(env_prefix=SERVICE.env_prefix)
+
+    http_port: int = Field(default=SERVICE.default_port, ge=0, le=65535)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file in the state folder."
+    )
+    catalog_path: Path = Field(
+        default=Path("runbooks/catalog.yaml"), description="The runbook catalogue (YAML)."
+    )
+    instance: str = Field(
+        default=SERVICE.value,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description=(
+            "Name of this runner; runners sharing one database need distinct, stable names, "
+            "because a runner restarting abandons the runs its name left in progress."
+        ),
+    )
+    max_concurrent_runs: int = Field(
+        default=4, ge=1, le=64, description="Runs executing at once in this process."
+    )
+    output_limit_bytes: int = Field(
+        default=64 * _KIB,
+        ge=_KIB,
+        le=64 * _KIB,
+        description=(
+            "Bytes kept of each output stream (head and tail). At most 64 KiB, so that a run's "
+            "three streams fit one Kafka message under the default 1 MB limit."
+        ),
+    )
+    kill_grace_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="Between SIGTERM and SIGKILL at a timeout."
+    )
+    stop_grace_seconds: float = Field(
+        default=10.0, ge=0, le=300, description="How long a stopping runner lets runs finish."
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often waiting runs are looked for without a wake-up."
+    )
+    script_env_allowlist: list[str] = Field(
+        default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH"],
+        description="Variables of the runner's environment a script inherits; nothing else.",
+    )
+    runbook_token: SecretStr | None = Field(
+        default=None,
+        description="API token scoped to runbooks, given to scripts as VIGIL_RUNBOOK_TOKEN.",
+    )
+    work_dir: Path | None = Field(
+        default=None,
+        description="Where each run gets a fresh working folder; default: in the state folder.",
+    )
+    run_outbox_relay: bool = Field(
+        default=True,
+        description="Publish the outbox from this process (turn off to relay from elsewhere).",
+    )
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the state folder."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'runbook-runner.db'}"
+
+    def resolved_work_dir(self) -> Path:
+        """The folder runs work in."""
+        return self.work_dir or self.state_dir / "runbook-runs"

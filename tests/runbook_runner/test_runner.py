@@ -1,0 +1,406 @@
+"""The runner's use cases on a real database (SQLite file and PostgreSQL) with real scripts:
+states, reported events, idempotency by run id, limits, and recovery after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+
+from contracts import EVENT_TYPES, Envelope, RunbookFinished, RunbookStarted, RunState
+from contracts.wire import encode
+from services.runbook_runner.catalog import Catalog
+from services.runbook_runner.execution import sha256_of
+from services.runbook_runner.runner import Limits, Runner
+from services.runbook_runner.store import RunStore
+from services.runbook_runner.tables import TABLES, RunRow
+from services.runtime import (
+    OutboxMessage,
+    Rejected,
+    Sessions,
+    create_engine,
+    create_tables,
+    session_factory,
+)
+from tests.factories import make_runbook_request
+from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await create_tables(engine, [*TABLES, OutboxMessage])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return session_factory(engine)
+
+
+def make_runner(
+    sessions: Sessions,
+    catalog: Catalog,
+    tmp_path: Path,
+    *,
+    instance: str = "runner-a",
+    environment: dict[str, str] | None = None,
+    **limits: Any,
+) -> Runner:
+    return Runner(
+        sessions,
+        catalog,
+        Limits(
+            instance=instance,
+            work_dir=tmp_path / "work",
+            python=sys.executable,
+            kill_grace_s=1.0,
+            poll_interval_s=0.2,
+            **limits,
+        ),
+        environment=environment or {"PATH": os.environ.get("PATH", "")},
+    )
+
+
+@pytest.fixture
+def runner(sessions: Sessions, catalog: Catalog, tmp_path: Path) -> Runner:
+    return make_runner(sessions, catalog, tmp_path)
+
+
+async def run_to_the_end(runner: Runner, **request: Any) -> None:
+    await runner.accept(make_runbook_request(**request))
+    await runner.start_waiting()
+    await runner.wait_idle()
+
+
+async def row_of(sessions: Sessions, run_id: str = "run-1") -> RunRow:
+    async with sessions() as session:
+        row = await session.get(RunRow, run_id)
+    assert row is not None
+    return row
+
+
+async def published(sessions: Sessions) -> list[Envelope]:
+    async with sessions() as session:
+        rows = (await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id)))).all()
+    return [EVENT_TYPES[row.event_type].model_validate_json(row.payload) for row in rows]
+
+
+async def finished(sessions: Sessions, run_id: str = "run-1") -> RunbookFinished:
+    (event,) = [
+        e
+        for e in await published(sessions)
+        if isinstance(e, RunbookFinished) and e.run_id == run_id
+    ]
+    return event
+
+
+async def test_a_passing_runbook_is_verified_and_reported_with_its_script_hash(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await run_to_the_end(runner, runbook="passes", parameters={"to_version": 2})
+
+    started, done = await published(sessions)
+    assert isinstance(started, RunbookStarted)
+    assert started.script_sha256 == sha256_of(SCRIPTS / "show_argv.py")
+    assert started.verify_script_sha256 == sha256_of(SCRIPTS / "check.py")
+    assert started.argv == [
+        sys.executable,
+        str(SCRIPTS / "show_argv.py"),
+        "--model",
+        "breast-cancer",
+        "--to-version",
+        "2",
+    ]
+    assert started.incident_id == "inc-000001"
+    assert started.correlation_id == "inc-000001"
+    assert isinstance(done, RunbookFinished)
+    assert done.state is RunState.SUCCEEDED
+    assert done.script_sha256 == started.script_sha256
+    assert done.parameters == {"model": "breast-cancer", "to_version": 2}
+    assert (done.exit_code, done.verify_exit_code) == (0, 0)
+    assert json.loads(done.stdout) == ["--model", "breast-cancer", "--to-version", "2"]
+    assert done.verify_output == "checked: exiting 0\n"
+    assert done.started_at is not None
+    assert done.detail == "command exited 0 and verification exited 0"
+    assert (await row_of(sessions)).state == RunState.SUCCEEDED.value
+
+
+async def test_a_failing_runbook_fails_without_verification(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await run_to_the_end(runner, runbook="fails", parameters={})
+    done = await finished(sessions)
+    assert done.state is RunState.FAILED
+    assert done.exit_code == 3
+    assert done.verify_exit_code is None
+    assert done.stderr == "failing with status 3\n"
+    assert done.detail == "command exited 3"
+
+
+async def test_a_hanging_runbook_times_out_and_its_processes_are_killed(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await run_to_the_end(runner, runbook="hangs", parameters={})
+    done = await finished(sessions)
+    assert done.state is RunState.TIMED_OUT
+    assert done.detail == "command timed out after 2 s; its process group was killed"
+    pids = json.loads(done.stdout)
+    assert await wait_dead(pids["pid"])
+    assert await wait_dead(pids["child"])
+
+
+async def test_a_runbook_whose_effect_does_not_hold_fails_verification(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await run_to_the_end(runner, runbook="verify-fails", parameters={})
+    done = await finished(sessions)
+    assert done.state is RunState.VERIFY_FAILED
+    assert (done.exit_code, done.verify_exit_code) == (0, 1)
+    assert done.verify_output == "doing the work\nfailing with status 1\n"
+    assert done.detail == "verification exited 1"
+
+
+async def test_a_hanging_verification_times_out(runner: Runner, sessions: Sessions) -> None:
+    await run_to_the_end(runner, runbook="verify-hangs", parameters={})
+    done = await finished(sessions)
+    assert done.state is RunState.TIMED_OUT
+    assert done.detail.startswith("verification timed out after 2 s")
+
+
+async def test_a_flood_of_output_is_capped_so_the_report_fits_one_kafka_message(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await run_to_the_end(runner, runbook="floods", parameters={"size": 20_000_000})
+    done = await finished(sessions)
+    assert done.state is RunState.SUCCEEDED
+    assert done.truncated
+    for output in (done.stdout, done.stderr, done.verify_output):
+        assert "bytes of output cut" in output
+    assert len(encode(done)) < 1_000_000
+
+
+async def test_a_script_sees_vigils_variables_and_its_run_id_but_nothing_else(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    runner = make_runner(sessions, catalog, tmp_path, environment={"VIGIL_RUNBOOK_TOKEN": "scoped"})
+    await run_to_the_end(runner, runbook="show-env", parameters={})
+    seen = json.loads((await finished(sessions)).stdout)
+    assert seen.get("VIGIL_RUNBOOK_TOKEN") == "scoped"
+    assert seen.get("VIGIL_RUN_ID") == "run-1"
+    assert "DATABASE_URL" not in json.dumps(seen)
+
+
+@pytest.mark.parametrize("value", ["; rm -rf /", "$(reboot)", "`id`", "../../etc/passwd"])
+async def test_a_hostile_value_runs_as_one_literal_argument_end_to_end(
+    runner: Runner, sessions: Sessions, value: str
+) -> None:
+    await run_to_the_end(runner, runbook="show-argv", parameters={"value": value})
+    done = await finished(sessions)
+    assert done.state is RunState.SUCCEEDED
+    assert json.loads(done.stdout)[:2] == ["--value", value]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "detail"),
+    [
+        ({"runbook": "curl-evil"}, "runbook 'curl-evil' is not in the catalogue"),
+        ({"runbook": "level-two", "parameters": {}}, "needs tier L2 or higher"),
+        ({"runbook": "needs-approval", "parameters": {}}, "needs approval"),
+        (
+            {"runbook": "show-argv", "parameters": {"value": "x" * 1024 * 1024}},
+            "is longer than 4096 characters",
+        ),
+        ({"runbook": "show-argv", "parameters": {"value": "a\x00b"}}, "contains a NUL byte"),
+    ],
+    ids=["unknown runbook", "tier too low", "approval missing", "one megabyte", "NUL byte"],
+)
+async def test_a_refused_request_runs_nothing_and_reports_why(
+    runner: Runner, sessions: Sessions, request_fields: dict[str, Any], detail: str
+) -> None:
+    await runner.accept(make_runbook_request(**request_fields))
+    assert await runner.start_waiting() == 0
+    (done,) = await published(sessions)
+    assert isinstance(done, RunbookFinished)
+    assert done.state is RunState.REFUSED
+    assert detail in done.detail
+    assert done.exit_code is None
+    assert done.script_sha256 is None
+    assert len(encode(done)) < 10_000
+    assert (await row_of(sessions)).state == RunState.REFUSED.value
+
+
+async def test_the_same_run_id_delivered_twice_runs_once(
+    runner: Runner, sessions: Sessions, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    request = make_runbook_request(
+        runbook="sleeps", parameters={"marker": str(marker), "seconds": 0.1}
+    )
+    await runner.accept(request)
+    await runner.accept(request)  # redelivered
+    await runner.start_waiting()
+    await runner.wait_idle()
+    await runner.accept(request.model_copy(update={"event_id": make_runbook_request().event_id}))
+    await runner.start_waiting()
+    await runner.wait_idle()
+    assert len(marker.read_text().splitlines()) == 1
+    kinds = [type(event).__name__ for event in await published(sessions)]
+    assert kinds == ["RunbookStarted", "RunbookFinished"]
+
+
+async def test_a_run_id_reused_for_a_different_request_is_rejected(
+    runner: Runner, sessions: Sessions
+) -> None:
+    await runner.accept(make_runbook_request(runbook="fails", parameters={}))
+    with pytest.raises(Rejected, match="already used for a different request"):
+        await runner.accept(make_runbook_request(runbook="passes"))
+    assert (await row_of(sessions)).runbook == "fails"
+
+
+async def test_a_request_with_unsafe_identifiers_is_rejected_to_the_dead_letters(
+    runner: Runner, sessions: Sessions
+) -> None:
+    with pytest.raises(Rejected, match="run_id contains control characters"):
+        await runner.accept(make_runbook_request(run_id="run\x00"))
+    assert await published(sessions) == []
+
+
+async def test_a_runbook_beyond_its_per_model_limit_is_refused_while_others_run(
+    runner: Runner, sessions: Sessions, tmp_path: Path
+) -> None:
+    def sleeps(run_id: str, model: str) -> Any:
+        marker = str(tmp_path / f"{run_id}.marker")
+        return make_runbook_request(
+            run_id=run_id,
+            model=model,
+            runbook="sleeps",
+            parameters={"marker": marker, "seconds": 1.0},
+        )
+
+    await runner.accept(sleeps("run-1", "churn"))
+    await runner.accept(sleeps("run-2", "churn"))
+    await runner.accept(sleeps("run-3", "fraud"))
+    assert await runner.start_waiting() == 2
+    await runner.wait_idle()
+    assert (await finished(sessions, "run-1")).state is RunState.SUCCEEDED
+    assert (await finished(sessions, "run-3")).state is RunState.SUCCEEDED
+    second = await finished(sessions, "run-2")
+    assert second.state is RunState.REFUSED
+    assert second.detail == (
+        "limit reached: 1 run(s) of 'sleeps' for model 'churn' already in progress "
+        "(at most 1 at once)"
+    )
+    assert not (tmp_path / "run-2.marker").exists()
+
+
+async def test_runs_beyond_the_global_limit_wait_their_turn(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    runner = make_runner(sessions, catalog, tmp_path, max_concurrent_runs=1)
+    for n, model in enumerate(["churn", "fraud", "credit"], start=1):
+        marker = str(tmp_path / f"{n}.marker")
+        await runner.accept(
+            make_runbook_request(
+                run_id=f"run-{n}",
+                model=model,
+                runbook="sleeps",
+                parameters={"marker": marker, "seconds": 0.3},
+            )
+        )
+    worker = asyncio.create_task(runner.work())
+    try:
+        for _ in range(300):
+            rows = [await row_of(sessions, f"run-{n}") for n in (1, 2, 3)]
+            if all(row.state == RunState.SUCCEEDED.value for row in rows):
+                break
+            assert sum(row.state == RunState.RUNNING.value for row in rows) <= 1
+            await asyncio.sleep(0.1)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    rows = [await row_of(sessions, f"run-{n}") for n in (1, 2, 3)]
+    assert [row.state for row in rows] == [RunState.SUCCEEDED.value] * 3
+    for earlier, later in itertools.pairwise(rows):
+        assert earlier.finished_at is not None
+        assert later.started_at is not None
+        assert earlier.finished_at <= later.started_at
+
+
+async def test_a_run_left_in_progress_by_a_dead_runner_is_abandoned_and_never_run_again(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    request = make_runbook_request(
+        runbook="sleeps", parameters={"marker": str(marker), "seconds": 0.1}
+    )
+    first = make_runner(sessions, catalog, tmp_path)
+    await first.accept(request)
+    async with sessions() as session, session.begin():
+        # What a runner that died after starting the run leaves behind.
+        store = RunStore(session)
+        row = await store.next_requested()
+        assert row is not None
+        store.move(row, RunState.RUNNING, owner="runner-a", script_sha256="ab" * 32, argv=["x"])
+
+    other = make_runner(sessions, catalog, tmp_path, instance="runner-b")
+    assert await other.recover() == 0
+    restarted = make_runner(sessions, catalog, tmp_path)
+    assert await restarted.recover() == 1
+    await restarted.accept(request)  # redelivered after the restart
+    assert await restarted.start_waiting() == 0
+
+    done = await finished(sessions)
+    assert done.state is RunState.ABANDONED
+    assert done.detail == "the runner died while the run was running; it is not run again"
+    assert not marker.exists()
+
+
+async def test_a_stopping_runner_kills_its_runs_after_a_grace_period_and_abandons_them(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    runner = make_runner(sessions, catalog, tmp_path, stop_grace_s=0.2)
+    await runner.accept(
+        make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 600})
+    )
+    worker = asyncio.create_task(runner.work())
+    pid = await wait_started(marker)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert await wait_dead(pid)
+    done = await finished(sessions)
+    assert done.state is RunState.ABANDONED
+    assert done.detail == "the runner stopped while the run was running; it is not run again"
+
+
+async def test_a_request_waiting_when_the_runner_restarts_is_started_normally(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    await make_runner(sessions, catalog, tmp_path).accept(make_runbook_request())
+    restarted = make_runner(sessions, catalog, tmp_path)
+    assert await restarted.recover() == 0
+    assert await restarted.start_waiting() == 1
+    await restarted.wait_idle()
+    assert (await finished(sessions)).state is RunState.SUCCEEDED
+
+
+async def test_a_waiting_request_is_admitted_again_against_the_catalogue_it_starts_under(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    await make_runner(sessions, catalog, tmp_path).accept(make_runbook_request())
+    emptied = make_runner(sessions, Catalog(folder=catalog.folder), tmp_path)
+    await emptied.start_waiting()
+    done = await finished(sessions)
+    assert done.state is RunState.REFUSED
+    assert done.detail == "runbook 'passes' is not in the catalogue"

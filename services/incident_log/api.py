@@ -8,7 +8,7 @@ incident's state refuses the action (the message says why), 422 for a malformed 
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
@@ -221,7 +221,13 @@ class SilenceView(BaseModel):
 # -- the router --------------------------------------------------------------------------------
 
 
-def build_router(log: IncidentLog, sessions: Sessions, *, admin_token: str | None) -> APIRouter:
+def build_router(
+    log: IncidentLog,
+    sessions: Sessions,
+    *,
+    admin_token: str | None,
+    configured_tokens: Mapping[str, Principal] | None = None,
+) -> APIRouter:
     """The API's routes, bound to one incident log."""
     router = APIRouter()
     bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
@@ -237,7 +243,10 @@ def build_router(log: IncidentLog, sessions: Sessions, *, admin_token: str | Non
             )
         async with sessions() as session:
             principal = await find_principal(
-                session, credentials.credentials, admin_token=admin_token
+                session,
+                credentials.credentials,
+                admin_token=admin_token,
+                configured=configured_tokens,
             )
         if principal is None:
             raise HTTPException(

@@ -28,6 +28,7 @@ from contracts.registry import (
 from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
+from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     PREFIX,
@@ -105,7 +106,13 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
 
     app = runtime.http_app(title="Vigil incident log", resources=database)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    app.include_router(build_router(log, sessions, admin_token=admin_token))
+    configured = {
+        entry.token.get_secret_value(): Principal(entry.name, entry.role)
+        for entry in settings.service_tokens
+    }
+    app.include_router(
+        build_router(log, sessions, admin_token=admin_token, configured_tokens=configured)
+    )
 
     def own_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.incident_log.permissions import Role
 from services.runtime.names import ServiceName
 from services.runtime.settings import ServiceSettings
 
-__all__ = ["Settings"]
+__all__ = ["ServiceToken", "Settings"]
 
 SERVICE = ServiceName.INCIDENT_LOG
+
+
+class ServiceToken(BaseModel):
+    """A token a component of Vigil calls the API with (the runbook runner's scripts, say)."""
+
+    name: str = Field(min_length=1)
+    role: Role
+    token: SecretStr
 
 
 class Settings(ServiceSettings):
@@ -31,6 +40,10 @@ class Settings(ServiceSettings):
     admin_token: SecretStr | None = Field(
         default=None,
         description="A bootstrap token with the admin role (create the others with it).",
+    )
+    service_tokens: list[ServiceToken] = Field(
+        default_factory=list,
+        description="Tokens of Vigil's own components (JSON list of {name, role, token}).",
     )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."

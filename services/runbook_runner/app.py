@@ -25,11 +25,17 @@ __all__ = ["create_app", "main", "vigil_environment"]
 
 
 def vigil_environment(settings: Settings) -> dict[str, str]:
-    """What Vigil gives every script: the service addresses and the runbook token."""
+    """What Vigil gives every script: the service addresses, where the topics are (a replay
+    reads the dead letters), and the runbook token."""
     given = {
         "VIGIL_INCIDENT_LOG_URL": settings.incident_log_url,
         "VIGIL_REGISTRY_URL": settings.registry_url,
         "VIGIL_SCORER_URL": settings.scorer_url,
+        "VIGIL_MONITOR_URL": settings.monitor_url,
+        "VIGIL_DRIFT_DETECTOR_URL": settings.drift_detector_url,
+        "VIGIL_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VIGIL_KAFKA_PROFILE": settings.kafka.profile.value,
+        "VIGIL_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
     }
     if settings.runbook_token is not None:
         given["VIGIL_RUNBOOK_TOKEN"] = settings.runbook_token.get_secret_value()

@@ -87,6 +87,16 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("VIGIL_SCORER_URL"),
         description="HTTP API of the scorer.",
     )
+    monitor_url: str = Field(
+        default="http://127.0.0.1:8730",
+        validation_alias=AliasChoices("VIGIL_MONITOR_URL"),
+        description="HTTP API of the monitor.",
+    )
+    drift_detector_url: str = Field(
+        default="http://127.0.0.1:8740",
+        validation_alias=AliasChoices("VIGIL_DRIFT_DETECTOR_URL"),
+        description="HTTP API of the drift detector.",
+    )
     incident_log_url: str = Field(
         default="http://127.0.0.1:8700",
         validation_alias=AliasChoices("VIGIL_INCIDENT_LOG_URL"),

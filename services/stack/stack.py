@@ -83,19 +83,25 @@ class StackSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Tokens the stack generated on first start (kept in the state folder, mode 0600)."""
+    """Tokens the stack generated on first start (kept in the state folder, mode 0600): the
+    administrator's, and the one the runbook runner's scripts call the incident log with (l2)."""
 
     admin_token: str
+    runbook_token: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        """Read the stack's credentials, creating them the first time."""
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        credentials = cls(admin_token=f"vgl_{secrets.token_urlsafe(24)}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps({"admin_token": credentials.admin_token}))
+        """Read the stack's credentials, creating what is missing."""
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        credentials = cls(
+            admin_token=stored.get("admin_token") or f"vgl_{secrets.token_urlsafe(24)}",
+            runbook_token=stored.get("runbook_token") or f"vgl_{secrets.token_urlsafe(24)}",
+        )
+        if stored != vars(credentials):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text(json.dumps(vars(credentials)))
         return credentials
 
 
@@ -170,7 +176,13 @@ def _shared_env(
         "VIGIL_REGISTRY_URL": f"http://127.0.0.1:{settings.port(ServiceName.RETRAINER)}",
         "VIGIL_SCORER_URL": f"http://127.0.0.1:{settings.port(ServiceName.SCORER)}",
         "VIGIL_INCIDENT_LOG_URL": f"http://127.0.0.1:{settings.port(ServiceName.INCIDENT_LOG)}",
+        "VIGIL_MONITOR_URL": f"http://127.0.0.1:{settings.port(ServiceName.MONITOR)}",
+        "VIGIL_DRIFT_DETECTOR_URL": f"http://127.0.0.1:{settings.port(ServiceName.DRIFT_DETECTOR)}",
         "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": credentials.admin_token,
+        "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
+            [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
+        ),
+        "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
     }
 
 

@@ -219,20 +219,29 @@ class EventConsumer:
     async def _handle_one(self, handler: _Handler, delivery: _Delivery) -> None:
         outcome = await self._attempt(handler, delivery.event, [delivery])
         await self._settle(outcome, [delivery])
-        self._seen.add(delivery.event.event_id)
+        self._remember(outcome, [delivery])
 
     async def _handle_batch(self, handler: _Handler, run: list[_Delivery]) -> None:
         outcome = await self._attempt(handler, [d.event for d in run], run)
         if outcome.failed and len(run) > 1:
             # Find the poison: hand each event on its own, so one bad event cannot sink the rest.
             for delivery in run:
-                await self._settle(
-                    await self._attempt(handler, [delivery.event], [delivery]), [delivery]
-                )
-        else:
-            await self._settle(outcome, run)
+                single = await self._attempt(handler, [delivery.event], [delivery])
+                await self._settle(single, [delivery])
+                self._remember(single, [delivery])
+            return
+        await self._settle(outcome, run)
+        self._remember(outcome, run)
+
+    def _remember(self, outcome: _Outcome, run: list[_Delivery]) -> None:
+        """Remember what was handled, never what was set aside: a dead letter replayed after a
+        fix must be handled, not skipped as a repeat."""
+        if outcome.failed:
+            return
+        refused = {rejection.event_id for rejection in outcome.rejections}
         for delivery in run:
-            self._seen.add(delivery.event.event_id)
+            if delivery.event.event_id not in refused:
+                self._seen.add(delivery.event.event_id)
 
     async def _settle(self, outcome: _Outcome, run: list[_Delivery]) -> None:
         """Dead-letter what an attempt refused or could not handle."""

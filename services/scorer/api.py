@@ -7,12 +7,13 @@ from uuid import uuid4
 
 from fastapi import APIRouter, HTTPException
 
+from contracts.registry import Deployment
 from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
 from services.runtime import RegistryError
 from services.scorer.scoring import Item, NotLoadedError
 from services.scorer.serving import ScoringService
 
-__all__ = ["predict_router"]
+__all__ = ["operations_router", "predict_router"]
 
 
 def predict_router(service: ScoringService) -> APIRouter:
@@ -74,5 +75,28 @@ def predict_router(service: ScoringService) -> APIRouter:
                 if event.served
             ],
         )
+
+    return router
+
+
+def operations_router(service: ScoringService) -> APIRouter:
+    """What the scorer serves, and a way to make it catch up with the registry now (the
+    recover-scorer runbook uses both)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/deployments")
+    async def serving() -> dict[str, Deployment]:
+        """The deployment the scorer serves for each model (its revision, versions, split)."""
+        return dict(service.book.snapshot())
+
+    @router.post("/deployments/sync", responses={503: {"description": "The registry is down."}})
+    async def sync() -> dict[str, Deployment]:
+        """Take every newer deployment the registry has, loading its versions; answer what is
+        served afterwards."""
+        try:
+            await service.sync()
+        except RegistryError as error:
+            raise HTTPException(503, str(error)) from None
+        return dict(service.book.snapshot())
 
     return router

@@ -20,7 +20,7 @@ from services.runtime import (
     ServiceRuntime,
     serve,
 )
-from services.scorer.api import predict_router
+from services.scorer.api import operations_router, predict_router
 from services.scorer.scoring import Item
 from services.scorer.serving import ScoringService
 from services.scorer.settings import Settings
@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
 
     app = runtime.http_app(title="Vigil scorer", resources=resources)
     app.include_router(predict_router(service))
+    app.include_router(operations_router(service))
     app.state.runtime = runtime  # tests drive the broker and read the book through these
     app.state.scoring = service
     return app

@@ -287,3 +287,23 @@ async def test_a_batch_handler_can_refuse_single_events_of_its_batch() -> None:
         DeadLetterReason.INVALID,
         "no good: bad one",
     )
+
+
+async def test_a_dead_lettered_event_replayed_after_a_fix_is_handled() -> None:
+    publisher = InMemoryPublisher()
+    consumer = make_consumer(publisher)
+    broken = True
+    handled: list[AlertRaised] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        if broken:
+            raise RuntimeError("bug")
+        handled.append(alert)
+
+    consumer.on(AlertRaised, on_alert)
+    alert = make_alert()
+    await consumer.handle(records(alert))
+    assert len(publisher.dead_letters) == 1
+    broken = False
+    await consumer.handle(records(alert))  # the replay: same event id
+    assert handled == [alert]

@@ -14,7 +14,7 @@ here                              scipy
 :func:`ks_p_value`                ``stats.ks_2samp(..., method="asymp").pvalue`` (see its notes)
 :func:`cramervonmises`            ``stats.cramervonmises_2samp(..., method="asymptotic")``
 :func:`wasserstein`               ``stats.wasserstein_distance``
-:func:`chi_square_homogeneity`    ``stats.chi2_contingency`` on the 2 × L table
+:func:`chi_square_homogeneity`    ``stats.chi2_contingency`` on the 2 x L table
 :func:`jensen_shannon`            ``spatial.distance.jensenshannon(..., base=2)``
 :func:`unseen_level_p_value`      ``stats.binomtest(..., alternative="greater").pvalue``
 ================================  ==============================================================
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
@@ -74,7 +75,7 @@ class PooledSample:
 
     Row ``j`` holds column ``j``'s reference values and window values together, sorted, with
     missing values (NaN) last. The cumulative counts of each sample along a row are the two
-    empirical distribution functions, which is all KS, Cramér–von Mises and Wasserstein need.
+    empirical distribution functions, which is all KS, Cramér-von Mises and Wasserstein need.
 
     Args:
         reference: ``(k, n)`` reference values, each row sorted ascending with NaN padding last.
@@ -163,7 +164,7 @@ def _empty_to_nan(values: FloatArray, pooled: PooledSample, minimum: int = 1) ->
 
 
 def ks_statistic(pooled: PooledSample) -> FloatArray:
-    """Return the two-sample Kolmogorov–Smirnov statistic of every column.
+    """Return the two-sample Kolmogorov-Smirnov statistic of every column.
 
     Notes
     -----
@@ -220,7 +221,7 @@ def ks_p_value(statistic: FloatArray, n: IntArray, m: IntArray) -> FloatArray:
 
 
 def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
-    """Limiting distribution of the Cramér–von Mises statistic (Csörgő and Faraway 1996)."""
+    """Limiting distribution of the Cramér-von Mises statistic (Csörgő and Faraway 1996)."""
     total = np.zeros_like(x)
     pending = np.ones_like(x, dtype=bool)
     k = 0
@@ -237,7 +238,7 @@ def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
 
 
 def cramervonmises(pooled: PooledSample) -> TwoSampleTest:
-    """Return the two-sample Cramér–von Mises statistic and asymptotic p-value of every column.
+    """Return the two-sample Cramér-von Mises statistic and asymptotic p-value of every column.
 
     Notes
     -----
@@ -316,7 +317,7 @@ def chi_square_homogeneity(reference: IntArray, current: IntArray) -> ChiSquare:
 
     Notes
     -----
-    For each column, the 2 × L table of reference and window counts over the L levels seen on
+    For each column, the 2 x L table of reference and window counts over the L levels seen on
     either side, with expected counts :math:`E = (\\text{row total})(\\text{level total}) / N`:
 
     .. math:: \\chi^2 = \\sum \\frac{(O - E)^2}{E}, \\qquad \\text{dof} = L - 1,
@@ -354,7 +355,7 @@ def chi_square_homogeneity(reference: IntArray, current: IntArray) -> ChiSquare:
 
 
 def jensen_shannon(reference: IntArray | FloatArray, current: IntArray | FloatArray) -> FloatArray:
-    """Return the Jensen–Shannon distance (base 2, in [0, 1]) between two count vectors.
+    """Return the Jensen-Shannon distance (base 2, in [0, 1]) between two count vectors.
 
     Notes
     -----
@@ -424,7 +425,7 @@ def missing_rate_change(
 
     Notes
     -----
-    The chi-square test of homogeneity (with Yates' correction) on the 2 × 2 table
+    The chi-square test of homogeneity (with Yates' correction) on the 2 x 2 table
 
     ==========  ===============  ======================
     reference   missing :math:`a`  present :math:`n - a`
@@ -432,7 +433,7 @@ def missing_rate_change(
     ==========  ===============  ======================
 
     When nothing is missing on either side (or everything is), there is no change to test:
-    p-value 1. KS and Cramér–von Mises drop missing values silently; this is what catches a
+    p-value 1. KS and Cramér-von Mises drop missing values silently; this is what catches a
     feature that stopped arriving.
 
     Examples
@@ -455,7 +456,7 @@ def unseen_level_p_value(unseen: IntArray, total: IntArray, null_rate: FloatArra
     Notes
     -----
     Under no drift, a row carries a level the reference never showed with probability at most
-    ``null_rate`` (the profile estimates it by Good–Turing: levels seen once in the reference,
+    ``null_rate`` (the profile estimates it by Good-Turing: levels seen once in the reference,
     plus one, over the reference size). The p-value is
 
     .. math:: P(X \\geq u), \\quad X \\sim \\mathrm{Binomial}(m, \\text{null\\_rate}).

@@ -11,7 +11,7 @@ Each statistic equals scipy's reference implementation on the same data (the tes
 here                              scipy
 ================================  ==============================================================
 :func:`ks_statistic`              ``stats.ks_2samp(...).statistic``
-:func:`ks_p_value`                ``stats.ks_2samp(..., method="asymp").pvalue`` (see its notes)
+:func:`ks_p_value`                ``stats.ks_2samp(..., method="asymp").pvalue``, approximately
 :func:`cramervonmises`            ``stats.cramervonmises_2samp(..., method="asymptotic")``
 :func:`wasserstein`               ``stats.wasserstein_distance``
 :func:`chi_square_homogeneity`    ``stats.chi2_contingency`` on the 2 x L table
@@ -96,9 +96,10 @@ class PooledSample:
         self.is_reference: BoolArray = from_reference & self.valid
         self.is_current: BoolArray = ~from_reference & self.valid
         self.reference_le: IntArray = np.cumsum(self.is_reference, axis=1, dtype=np.int64)
-        self.current_le: IntArray = np.cumsum(self.is_current, axis=1, dtype=np.int64)
+        # Missing values sort last, so below the valid ones position + 1 counts both samples.
+        self.current_le: IntArray = np.arange(1, merged.shape[1] + 1) - self.reference_le
         self.reference_count: IntArray = self.reference_le[:, -1].copy()
-        self.current_count: IntArray = self.current_le[:, -1].copy()
+        self.current_count: IntArray = self.is_current.sum(axis=1)
         following = np.ones_like(self.valid)
         following[:, :-1] = self.values[:, 1:] != self.values[:, :-1]
         # NaN != NaN, so the last valid value of a row ends its group too.
@@ -110,34 +111,59 @@ class PooledSample:
         return int(self.values.shape[0])
 
     @cached_property
-    def _group_bounds(self) -> tuple[IntArray, IntArray]:
-        """First and last position of the tie group of every position."""
-        positions = np.broadcast_to(np.arange(self.values.shape[1]), self.values.shape)
-        preceding = np.ones_like(self.valid)
-        preceding[:, 1:] = self.values[:, 1:] != self.values[:, :-1]
-        start = np.maximum.accumulate(np.where(self.valid & preceding, positions, 0), axis=1)
-        end_marks = np.where(self.group_end, positions, self.values.shape[1])
-        end = np.minimum.accumulate(end_marks[:, ::-1], axis=1)[:, ::-1]
-        return start, end
+    def ecdf_gap(self) -> FloatArray:
+        """``|F_ref - F_cur|`` at every position (meaningful at the end of each tie group)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap: FloatArray = np.abs(
+                self.reference_le / self.reference_count[:, None]
+                - self.current_le / self.current_count[:, None]
+            )
+        return gap
+
+    @cached_property
+    def _group_start(self) -> tuple[IntArray, IntArray]:
+        """Per position: pooled values strictly below its value, and reference values below it."""
+        width = self.values.shape[1]
+        starts = self.valid.copy()
+        starts[:, 1:] &= self.group_end[:, :-1]
+        below_pooled = np.where(starts, np.arange(width), 0)
+        shifted = np.zeros_like(self.reference_le)
+        shifted[:, 1:] = self.reference_le[:, :-1]
+        below_reference = np.where(starts, shifted, 0)
+        return (
+            np.maximum.accumulate(below_pooled, axis=1),
+            np.maximum.accumulate(below_reference, axis=1),
+        )
+
+    @cached_property
+    def _group_end(self) -> tuple[IntArray, IntArray]:
+        """Per position: pooled values at or below its value, and reference values at or below."""
+        width = self.values.shape[1]
+        ends = self.group_end[:, ::-1]
+        at_or_below_pooled = np.where(ends, np.arange(width, 0, -1), width)
+        at_or_below_reference = np.where(ends, self.reference_le[:, ::-1], width)
+        return (
+            np.minimum.accumulate(at_or_below_pooled, axis=1)[:, ::-1],
+            np.minimum.accumulate(at_or_below_reference, axis=1)[:, ::-1],
+        )
 
     @cached_property
     def midranks(self) -> FloatArray:
         """1-based rank of every value in the pooled sample, ties sharing their mean rank."""
-        start, end = self._group_bounds
-        return (start + end) / 2.0 + 1.0
+        below, _ = self._group_start
+        at_or_below, _ = self._group_end
+        ranks: FloatArray = (below + at_or_below + 1) / 2.0
+        return ranks
 
-    @cached_property
+    @property
     def reference_below(self) -> IntArray:
-        """For every position, the number of reference values strictly below its value."""
-        start, _ = self._group_bounds
-        before = np.take_along_axis(self.reference_le, start, axis=1)
-        return before - np.take_along_axis(self.is_reference, start, axis=1)
+        """For every (valid) position, the number of reference values strictly below its value."""
+        return self._group_start[1]
 
-    @cached_property
+    @property
     def reference_at_or_below(self) -> IntArray:
-        """For every position, the number of reference values at or below its value."""
-        _, end = self._group_bounds
-        return np.take_along_axis(self.reference_le, np.minimum(end, self.values.shape[1] - 1), 1)
+        """For every (valid) position, the number of reference values at or below its value."""
+        return self._group_end[1]
 
     def current_positions(self) -> tuple[IntArray, IntArray, IntArray]:
         """Where the window's values sit: (column, merged position, row in the window)."""
@@ -148,14 +174,6 @@ class PooledSample:
 def pool(reference: FloatArray, current: FloatArray) -> PooledSample:
     """Merge a sorted reference and a window, column by column (see :class:`PooledSample`)."""
     return PooledSample(reference, current)
-
-
-def _ecdf_gap(pooled: PooledSample) -> FloatArray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.abs(
-            pooled.reference_le / pooled.reference_count[:, None]
-            - pooled.current_le / pooled.current_count[:, None]
-        )
 
 
 def _empty_to_nan(values: FloatArray, pooled: PooledSample, minimum: int = 1) -> FloatArray:
@@ -182,7 +200,7 @@ def ks_statistic(pooled: PooledSample) -> FloatArray:
     >>> ks_statistic(pool(reference, current)).round(4).tolist()
     [0.75]
     """
-    gap = np.where(pooled.group_end, _ecdf_gap(pooled), 0.0)
+    gap = np.where(pooled.group_end, pooled.ecdf_gap, 0.0)
     return _empty_to_nan(gap.max(axis=1), pooled)
 
 
@@ -191,32 +209,30 @@ def ks_p_value(statistic: FloatArray, n: IntArray, m: IntArray) -> FloatArray:
 
     Notes
     -----
-    scipy's ``ks_2samp(method="asymp")`` evaluates the one-sample Kolmogorov distribution at the
-    effective size :math:`n_e = \\mathrm{round}(nm / (n + m))`. In its tail
-    (:math:`n_e D^2 \\geq 2.2`, or :math:`\\geq 4` when :math:`n_e \\leq 140`) that is
-    :math:`2\\,\\mathrm{smirnov}(n_e, D)`, which is what this returns, equal to scipy. Elsewhere
-    (p-values above about 0.02 for large samples, 0.001 for small ones) scipy runs an exact
-    recursion per column; this uses Kolmogorov's limit with Stephens' finite-sample correction,
-    :math:`Q_{KS}((\\sqrt{n_e} + 0.12 + 0.11/\\sqrt{n_e}) D)`, within 0.02 of scipy.
+    With the effective size :math:`n_e = \\mathrm{round}(nm / (n + m))`, Kolmogorov's limiting
+    distribution with Stephens' finite-sample correction,
+
+    .. math:: p = Q_{KS}\\big((\\sqrt{n_e} + 0.12 + 0.11 / \\sqrt{n_e})\\,D\\big), \\qquad
+              Q_{KS}(t) = 2 \\sum_{j \\geq 1} (-1)^{j-1} e^{-2 j^2 t^2}.
+
+    scipy's ``ks_2samp(method="asymp")`` instead evaluates the exact one-sample distribution at
+    :math:`n_e`, which costs O(n) per column (over 100 ms for one column of 100,000 rows). This
+    stays within 0.02 of it everywhere, and within 5 % relative for p-values from 1e-8 to 0.01
+    once :math:`n_e \\geq 140`. Vigil decides numeric drift on Cramer-von Mises by default,
+    whose p-value equals scipy's; the KS statistic itself is exact.
 
     Examples
     --------
     >>> import numpy as np
-    >>> ks_p_value(np.array([0.2, 0.01]), np.array([1000, 1000]), np.array([500, 500])).round(6)
-    array([0., 1.])
+    >>> p = ks_p_value(np.array([0.2, 0.05, 0.01]), np.array([1000] * 3), np.array([500] * 3))
+    >>> [f"{value:.3g}" for value in p]
+    ['3.72e-12', '0.367', '1']
     """
     d = np.asarray(statistic, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        n_e = np.round(n * m / (n + m).astype(np.float64))
-        tail = n_e * d * d
-        cutoff = np.where(n_e <= 140, 4.0, 2.2)
-        root = np.sqrt(n_e)
-        smirnov = np.clip(2.0 * special.smirnov(np.maximum(n_e, 1).astype(np.int64), d), 0, 1)
-        limit = special.kolmogorov((root + 0.12 + 0.11 / root) * d)
-        p = np.where(tail >= cutoff, smirnov, limit)
-        p = np.where(tail >= 370.0, 0.0, p)
-        p = np.where(d >= 1.0, 0.0, np.where(d <= 0.0, 1.0, p))
-    result: FloatArray = np.where(np.isnan(d) | (n_e < 1), np.nan, p)
+        root = np.sqrt(np.round(n * m / (n + m).astype(np.float64)))
+        p = special.kolmogorov((root + 0.12 + 0.11 / root) * d)
+    result: FloatArray = np.where(np.isnan(d) | ~(root > 0), np.nan, p)
     return result
 
 
@@ -307,7 +323,7 @@ def wasserstein(pooled: PooledSample) -> FloatArray:
     """
     steps = np.diff(pooled.values, axis=1)
     both_valid = pooled.valid[:, 1:]
-    gap = _ecdf_gap(pooled)[:, :-1]
+    gap = pooled.ecdf_gap[:, :-1]
     area = np.where(both_valid, steps * np.nan_to_num(gap), 0.0).sum(axis=1)
     return _empty_to_nan(area, pooled)
 

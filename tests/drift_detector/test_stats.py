@@ -48,12 +48,6 @@ def seeded_columns(seed: int, n: int, m: int, k: int = 6) -> tuple[np.ndarray, n
     return reference, current
 
 
-def in_smirnov_tail(d: float, n: int, m: int) -> bool:
-    """Where scipy's asymptotic KS p-value is Smirnov's formula (documented in ks_p_value)."""
-    n_e = round(n * m / (n + m))
-    return bool(n_e * d * d >= (4.0 if n_e <= 140 else 2.2))
-
-
 CASES = [(0, 200, 100), (1, 569, 1000), (2, 1000, 37), (3, 50, 3000)]
 
 
@@ -75,7 +69,7 @@ def test_ks_cvm_and_wasserstein_equal_scipy_on_every_column(seed: int, n: int, m
 
 
 @pytest.mark.parametrize(("seed", "n", "m"), CASES)
-def test_ks_p_value_equals_scipy_in_the_tail_and_is_close_elsewhere(
+def test_ks_p_value_is_within_the_documented_distance_of_scipys_asymptotic_p_value(
     seed: int, n: int, m: int
 ) -> None:
     reference, current = seeded_columns(seed, n, m)
@@ -84,22 +78,26 @@ def test_ks_p_value_equals_scipy_in_the_tail_and_is_close_elsewhere(
     for j in range(reference.shape[1]):
         x = reference[:, j][~np.isnan(reference[:, j])]
         y = current[:, j][~np.isnan(current[:, j])]
-        result = stats.ks_2samp(x, y, method="asymp")
-        if in_smirnov_tail(result.statistic, len(x), len(y)):
-            assert p[j] == pytest.approx(result.pvalue, rel=1e-9, abs=1e-300)
-        else:
-            assert p[j] == pytest.approx(result.pvalue, abs=0.02)
+        expected = stats.ks_2samp(x, y, method="asymp").pvalue
+        assert p[j] == pytest.approx(expected, abs=0.02)
+        if within_relative_bound(expected, len(x), len(y)):
+            assert p[j] == pytest.approx(expected, rel=0.05)
 
 
-def test_ks_p_value_is_scipys_smirnov_tail_across_sizes_and_distances() -> None:
+def within_relative_bound(p: float, n: int, m: int) -> bool:
+    """Where ks_p_value promises 5 % relative accuracy (documented in its notes)."""
+    return round(n * m / (n + m)) >= 140 and 1e-8 <= p <= 0.01
+
+
+def test_ks_p_value_keeps_its_documented_accuracy_across_sizes_and_distances() -> None:
     for n_e in (20, 85, 141, 667, 5000):
         d = np.linspace(0.001, 0.99, 300)
         n = np.full_like(d, 2 * n_e, dtype=np.int64)  # n m / (n + m) = n_e when n = m = 2 n_e
         reference = stats.kstwo.sf(d, n_e)
         ours = ks_p_value(d, n, n)
-        tail = np.array([in_smirnov_tail(value, 2 * n_e, 2 * n_e) for value in d])
-        np.testing.assert_allclose(ours[tail], reference[tail], rtol=1e-9, atol=1e-300)
-        np.testing.assert_allclose(ours[~tail], reference[~tail], atol=0.02)
+        np.testing.assert_allclose(ours, reference, atol=0.02)
+        bounded = np.array([within_relative_bound(p, 2 * n_e, 2 * n_e) for p in reference])
+        np.testing.assert_allclose(ours[bounded], reference[bounded], rtol=0.05)
 
 
 def test_columns_with_too_few_values_give_nan_not_a_crash() -> None:

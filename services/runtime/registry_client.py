@@ -20,13 +20,17 @@ from pydantic import TypeAdapter
 
 from contracts.registry import Deployment, ModelVersionRecord
 
-__all__ = ["IntegrityError", "RegistryClient", "RegistryError"]
+__all__ = ["IntegrityError", "RegistryClient", "RegistryError", "RegistryNotFound"]
 
 _DEPLOYMENTS = TypeAdapter(dict[str, Deployment])
 
 
 class RegistryError(RuntimeError):
     """The registry answered with an error or could not be reached."""
+
+
+class RegistryNotFound(RegistryError):
+    """The registry has no such model, version or content (it answered 404)."""
 
 
 class IntegrityError(RegistryError):
@@ -85,6 +89,8 @@ class RegistryClient:
             raise RegistryError(f"registry unreachable at {self._base_url}: {error}") from error
         if response.status_code == 404 and allow_missing:
             return None
+        if response.status_code == 404:
+            raise RegistryNotFound(f"registry has nothing at GET {path}: {response.text[:300]}")
         if response.status_code != 200:
             raise RegistryError(
                 f"registry answered {response.status_code} to GET {path}: {response.text[:300]}"

@@ -70,7 +70,12 @@ class Settings(ServiceSettings):
         default=5000, ge=2, description="Training rows kept in a profile (a uniform sample)."
     )
     raise_after_windows: int = Field(
-        default=1, ge=1, description="Consecutive drifted windows that open an episode."
+        default=2,
+        ge=1,
+        description=(
+            "Consecutive drifted windows that open an episode (a window is a false alarm with "
+            "probability alpha; two in a row, alpha squared)."
+        ),
     )
     recover_after_windows: int = Field(
         default=3, ge=1, description="Consecutive clean windows that close it."

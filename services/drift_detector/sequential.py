@@ -11,11 +11,12 @@ reference:
   the feature moved *relative to the features it correlates with* (the conditional residual),
   which a shift of one feature alone makes large even when its own move is small.
 
-The chart ``S_t = max(0, S_{t-1} + x_t - k)`` alarms when it exceeds ``h``. ``h`` is set from
-Siegmund's approximation of the in-control run length so that the whole set of charts false-alarms
-about once per ``false_alarm_rows`` rows; ``k`` is at least three reference standard errors,
-because a reference of n rows is itself off by about 1/sqrt(n) and a smaller allowance would let
-that offset accumulate into alarms on a clean stream.
+The chart ``S_t = max(0, S_{t-1} + x_t - k)`` alarms when it exceeds ``h``. A reference of n
+rows is itself off by about 1/sqrt(n) in every direction, and on a long clean stream that offset
+accumulates like drift. So the allowance is ``k = a + 3/sqrt(n)`` and ``h`` is set, from
+Siegmund's approximation of the in-control run length, for the margin ``a`` alone: whatever the
+reference's offset up to three standard errors, the whole set of charts false-alarms at most
+about once per ``false_alarm_rows`` rows.
 
 All of it is vectorised over the rows of a batch: the chart is ``C_t - min(-S_0, min_{s<=t} C_s)``
 with ``C`` the cumulative sum of ``x - k``.
@@ -44,7 +45,8 @@ class SequentialPolicy:
     """Allowance and false-alarm budget of the sequential mode."""
 
     allowance: float = 0.1
-    """Smallest per-row shift (in sd) worth accumulating; raised to 3 / sqrt(reference rows)."""
+    """Margin (in sd) above the reference's own uncertainty, 3 / sqrt(reference rows), that a
+    per-row shift must exceed to accumulate."""
     false_alarm_rows: float = 1_000_000.0
     """Expected rows between two false alarms of the whole set of charts."""
     regularisation: float = 1e-3
@@ -107,8 +109,8 @@ class SequentialDetector:
         self.policy = policy
         k = len(reference.names)
         smallest = int(reference.counts.min()) if k else 0
-        self.allowance = max(policy.allowance, 3.0 / math.sqrt(max(smallest, 1)))
-        self.threshold = cusum_threshold(self.allowance, policy.false_alarm_rows * 4 * max(k, 1))
+        self.allowance = policy.allowance + 3.0 / math.sqrt(max(smallest, 1))
+        self.threshold = cusum_threshold(policy.allowance, policy.false_alarm_rows * 4 * max(k, 1))
         self._usable = (reference.score_std > 0) & (reference.counts >= 2)
         correlation = reference.correlation
         correlation = (1 - policy.regularisation) * correlation + policy.regularisation * np.eye(k)

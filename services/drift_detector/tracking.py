@@ -157,7 +157,12 @@ class Tracker:
             alarm, taken = None, part.rows
             sequential, cusum = self.sequential, state.cusum
             armed = state.data.episode is None and state.pending_alarm is None
-            if sequential is not None and cusum is not None and armed:
+            if state.pending_alarm is not None:
+                # Close the alarmed window as soon as it can be tested, not at a batch boundary,
+                # so that windows do not depend on how the stream was batched.
+                shortfall = self.config.window.min_rows - state.window.rows
+                taken = min(part.rows, max(shortfall, 0))
+            elif sequential is not None and cusum is not None and armed:
                 cusum, alarm, upto = sequential.update(cusum, part)
                 state = replace(state, cusum=cusum)
                 if upto is not None:
@@ -166,15 +171,20 @@ class Tracker:
                 state.window, self.config.window, part.slice(0, taken), part_times[:taken]
             )
             state = replace(state, window=opened)
-            if alarm is not None:
-                state = replace(state, pending_alarm=alarm)
-            if state.pending_alarm is not None and state.window.rows >= self.config.window.min_rows:
-                opened, early = close_window(state.window, self.config.window.kind)
+            tests: list[tuple[ClosedWindow, SequentialAlarm | None]] = [(w, None) for w in closed]
+            pending = alarm or state.pending_alarm
+            if pending is not None and alarm is not None and closed and opened.rows == 0:
+                tests[-1] = (closed[-1], pending)  # the alarm's row closed a window by itself
+                pending = None
+            elif pending is not None and opened.rows >= self.config.window.min_rows:
+                opened, early = close_window(opened, self.config.window.kind)
                 state = replace(state, window=opened)
                 if early is not None:
-                    closed.append(early)
-            for window in closed:
-                state = self._test(state, profile, window, now, windows, transitions)
+                    tests.append((early, pending))
+                pending = None
+            state = replace(state, pending_alarm=pending)
+            for window, window_alarm in tests:
+                state = self._test(state, profile, window, window_alarm, now, windows, transitions)
             position += taken
         return Progress(
             state=state,
@@ -210,12 +220,12 @@ class Tracker:
         state: TrackerState,
         profile: ReferenceProfile,
         closed: ClosedWindow,
+        alarm: SequentialAlarm | None,
         now: datetime,
         windows: list[TestedWindow],
         transitions: list[Transition],
     ) -> TrackerState:
         report = evaluate(profile, closed.batch, self.config.policy)
-        alarm = state.pending_alarm
         drivers = report.drivers
         if alarm is not None:
             drivers = drivers + tuple(name for name in alarm.features if name not in drivers)
@@ -227,7 +237,6 @@ class Tracker:
             drivers=drivers,
         )
         windows.append(tested)
-        state = replace(state, pending_alarm=None)
         data, change = observe_window(
             state.data,
             drifted=tested.drifted,

@@ -93,7 +93,7 @@ def run_service(
 
 # Each service contributes its own command group from its package's cli module; a service that
 # does not exist yet is simply absent.
-_SERVICE_COMMANDS: list[tuple[str, str]] = []
+_SERVICE_COMMANDS: list[tuple[str, str]] = [("services.drift_detector.cli", "drift")]
 
 
 def _add_service_commands() -> None:

@@ -72,7 +72,7 @@ def cusum_threshold(allowance: float, run_length: float) -> float:
     --------
     >>> h = cusum_threshold(0.5, 500.0)
     >>> round(h, 2)
-    4.73
+    4.38
     """
     if not allowance > 0 or not run_length > 1:
         raise ValueError("allowance must be positive and run_length above 1")

@@ -26,25 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from scipy import special, stats
 from sklearn.datasets import load_breast_cancer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from services.drift_detector.detector import DriftPolicy, evaluate  # noqa: E402
-from services.drift_detector.encoding import MISSING, UNSEEN, FeatureBatch  # noqa: E402
-from services.drift_detector.profiles import ReferenceProfile, build_profile  # noqa: E402
-from services.drift_detector.sequential import SequentialPolicy  # noqa: E402
-from services.drift_detector.tracking import Tracker, TrackerConfig  # noqa: E402
-from services.drift_detector.windows import WindowSpec  # noqa: E402
+from services.drift_detector.detector import DriftPolicy, evaluate
+from services.drift_detector.encoding import MISSING, UNSEEN, FeatureBatch
+from services.drift_detector.profiles import ReferenceProfile, build_profile
+from services.drift_detector.sequential import SequentialPolicy
+from services.drift_detector.tracking import Tracker, TrackerConfig
+from services.drift_detector.windows import WindowSpec
 
 REFERENCE_ROWS = 2000
 WINDOW_ROWS = 1000
@@ -186,7 +182,7 @@ def batch_of(profile: ReferenceProfile, sample: Sample) -> FeatureBatch:
 
 
 def baseline_min_p(reference: Sample, current: Sample) -> tuple[float, int]:
-    """Smallest per-column p-value and the number of columns (KS numeric, chi-square categorical)."""
+    """Smallest per-column p-value (KS numeric, chi-square categorical) and the column count."""
     p_values = []
     for j in range(reference.numeric.shape[1]):
         x = reference.numeric[:, j]
@@ -348,8 +344,6 @@ def first_alarm_tracker(
     )
     tracker = Tracker(profile, config)
     state = tracker.start()
-    empty = np.zeros((0,), dtype=object)
-    del empty
     for start in range(0, len(values), 250):
         chunk = values[start : start + 250]
         batch = FeatureBatch(
@@ -481,8 +475,8 @@ def main() -> None:
         overall.baseline_01 += tally.baseline_01
         overall.pairs += tally.pairs
         print(
-            f"{name:32s} vigil {tally.ours}/{tally.pairs}  "
-            f"scipy@0.05 {tally.baseline_05}/{tally.pairs}  scipy@0.01 {tally.baseline_01}/{tally.pairs}"
+            f"{name:32s} vigil {tally.ours}/{tally.pairs}  scipy@0.05 "
+            f"{tally.baseline_05}/{tally.pairs}  scipy@0.01 {tally.baseline_01}/{tally.pairs}"
         )
 
     false_alarms = Tally()

@@ -48,7 +48,7 @@ from services.drift_detector.stats import (
     ks_p_value,
     ks_statistic,
     missing_rate_change,
-    pool,
+    place,
     population_stability_index,
     unseen_level_p_value,
     wasserstein,
@@ -361,30 +361,28 @@ def _numeric(
     """Numeric checks; also returns each feature's mean normal-score shift (for the joint test)."""
     k = len(reference.names)
     rows = values.shape[0]
-    pooled = pool(reference.sorted_values, np.ascontiguousarray(values.T))
-    n, m = pooled.reference_count, pooled.current_count
-    ks = ks_statistic(pooled)
+    placement = place(reference.sorted, np.ascontiguousarray(values.T))
+    n, m = placement.reference_count, placement.current_count
+    ks = ks_statistic(placement)
     ks_p = ks_p_value(ks, n, m)
-    cvm = cramervonmises(pooled)
-    distance = wasserstein(pooled)
+    cvm = cramervonmises(placement)
+    distance = wasserstein(placement)
     # A constant reference has no spread: measure a shift against its value (or 1) instead.
     constant = np.nan_to_num(reference.sorted_values[:, 0]) if reference.sorted_values.size else 0
     scale = np.where(reference.std > 0, reference.std, np.maximum(np.abs(constant), 1.0))
     effect = distance / scale
 
-    # Per pooled position (only the window's count): its PSI bin and its normal score, both
-    # looked up from how many reference values lie below / at or below it.
-    weights = pooled.is_current.ravel()
-    below = np.minimum(pooled.reference_below, reference.bin_lookup.shape[1] - 1)
+    # A window value's PSI bin and normal score depend only on how many reference values lie
+    # below / at or below it, which the placement says.
+    weights = placement.valid.ravel()
+    below = np.minimum(placement.below, reference.bin_lookup.shape[1] - 1)
     bins = np.take_along_axis(reference.bin_lookup, below, axis=1)
     bins += (np.arange(k) * PSI_BINS)[:, None]
     current_bins = np.bincount(bins.ravel(), weights=weights, minlength=k * PSI_BINS)
     psi = population_stability_index(reference.bin_counts, current_bins.reshape(k, PSI_BINS))
-    rank = np.minimum(
-        pooled.reference_below + pooled.reference_at_or_below, reference.score_lookup.shape[1] - 1
-    )
+    rank = np.minimum(placement.below + placement.at_or_below, reference.score_lookup.shape[1] - 1)
     normal = np.take_along_axis(reference.score_lookup, rank, axis=1)
-    sums = np.where(pooled.is_current, normal, 0.0).sum(axis=1)
+    sums = np.where(placement.valid, normal, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = (sums / m - reference.score_mean) / reference.score_std
 

@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from contracts.drift import FeatureKind
+from services.drift_detector.stats import SortedReference, sorted_reference
 
 __all__ = [
     "SCORE_FEATURE",
@@ -85,6 +87,11 @@ class NumericReference:
         """Missing values per column."""
         result: IntArray = self.rows - self.counts
         return result
+
+    @cached_property
+    def sorted(self) -> SortedReference:
+        """The values prepared for placing windows in them (derived once, not stored)."""
+        return sorted_reference(self.sorted_values)
 
 
 @dataclass(frozen=True, eq=False)

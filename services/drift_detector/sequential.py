@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from contracts.drift import SequentialAlarm
 from services.drift_detector.encoding import FeatureBatch
 from services.drift_detector.profiles import NumericReference
-from services.drift_detector.stats import pool
+from services.drift_detector.stats import place
 
 __all__ = ["CusumState", "SequentialDetector", "SequentialPolicy", "cusum_threshold"]
 
@@ -165,13 +165,13 @@ class SequentialDetector:
     def _standard_scores(self, batch: FeatureBatch) -> FloatArray:
         """Each row's reference normal scores, standardised; 0 (no evidence) where missing."""
         reference = self.reference
-        pooled = pool(reference.sorted_values, np.ascontiguousarray(batch.numeric.T))
-        columns, positions, rows = pooled.current_positions()
-        rank = pooled.reference_below[columns, positions]
-        rank = rank + pooled.reference_at_or_below[columns, positions]
+        placement = place(reference.sorted, np.ascontiguousarray(batch.numeric.T), keep_rows=True)
+        assert placement.rows is not None
+        columns, positions = np.nonzero(placement.valid)
+        rank = placement.below[columns, positions] + placement.at_or_below[columns, positions]
         rank = np.minimum(rank, reference.score_lookup.shape[1] - 1)
         scores = np.zeros((batch.rows, len(reference.names)))
-        scores[rows, columns] = reference.score_lookup[columns, rank]
+        scores[placement.rows[columns, positions], columns] = reference.score_lookup[columns, rank]
         with np.errstate(invalid="ignore", divide="ignore"):
             standard = (scores - reference.score_mean) / reference.score_std
         missing = np.isnan(batch.numeric) | ~self._usable

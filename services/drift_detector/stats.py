@@ -1,9 +1,13 @@
 """Two-sample drift statistics, vectorised over all columns at once.
 
 Every function takes whole matrices — one row per column (feature) — and returns one figure per
-column, so a window of 30 features costs one pass of numpy, not 30 calls into scipy. Numeric tests
-share one merged sort of the reference and the window (:func:`pool`); the reference arrives
-already sorted from its profile, so nothing about it is recomputed per window.
+column, so a window of 30 features costs one pass of numpy, not 30 calls into scipy.
+
+Numeric tests never touch the reference row by row. Its sorted values and a few running sums are
+prepared once (:func:`sorted_reference`, kept in the profile); a window is sorted and *placed*
+in it (:func:`place`: how many reference values lie below / at or below each window value), and
+KS, Cramer-von Mises and Wasserstein follow from the placement in O(m) per column, however large
+the reference is.
 
 Each statistic equals scipy's reference implementation on the same data (the tests check it):
 
@@ -26,7 +30,6 @@ counted by :func:`missing_rate_change` instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +37,8 @@ from scipy import special
 
 __all__ = [
     "ChiSquare",
-    "PooledSample",
+    "Placement",
+    "SortedReference",
     "TwoSampleTest",
     "chi_square_homogeneity",
     "cramervonmises",
@@ -42,8 +46,9 @@ __all__ = [
     "ks_p_value",
     "ks_statistic",
     "missing_rate_change",
-    "pool",
+    "place",
     "population_stability_index",
+    "sorted_reference",
     "unseen_level_p_value",
     "wasserstein",
 ]
@@ -70,130 +75,252 @@ class ChiSquare:
     p_value: FloatArray
 
 
-class PooledSample:
-    """Reference and window values of every column merged into one sorted order.
+@dataclass(frozen=True, eq=False)
+class SortedReference:
+    """A reference sample of every column, prepared once for placing windows in it.
 
-    Row ``j`` holds column ``j``'s reference values and window values together, sorted, with
-    missing values (NaN) last. The cumulative counts of each sample along a row are the two
-    empirical distribution functions, which is all KS, Cramér-von Mises and Wasserstein need.
-
-    Args:
-        reference: ``(k, n)`` reference values, each row sorted ascending with NaN padding last.
-        current: ``(k, m)`` window values in any order, NaN for missing.
+    Row ``j`` holds column ``j``'s values ascending, NaN-padded to a common width ``w``.
     """
 
-    def __init__(self, reference: FloatArray, current: FloatArray) -> None:
-        if reference.ndim != 2 or current.ndim != 2 or reference.shape[0] != current.shape[0]:
-            raise ValueError(
-                f"reference {reference.shape} and current {current.shape} must be (k, n) and (k, m)"
-            )
-        self._width = reference.shape[1]
-        merged = np.concatenate([reference, current], axis=1)
-        self.order: IntArray = np.argsort(merged, axis=1)
-        self.values: FloatArray = np.take_along_axis(merged, self.order, axis=1)
-        self.valid: BoolArray = ~np.isnan(self.values)
-        from_reference = self.order < self._width
-        self.is_reference: BoolArray = from_reference & self.valid
-        self.is_current: BoolArray = ~from_reference & self.valid
-        self.reference_le: IntArray = np.cumsum(self.is_reference, axis=1, dtype=np.int64)
-        # Missing values sort last, so below the valid ones position + 1 counts both samples.
-        self.current_le: IntArray = np.arange(1, merged.shape[1] + 1) - self.reference_le
-        self.reference_count: IntArray = self.reference_le[:, -1].copy()
-        self.current_count: IntArray = self.is_current.sum(axis=1)
-        following = np.ones_like(self.valid)
-        following[:, :-1] = self.values[:, 1:] != self.values[:, :-1]
-        # NaN != NaN, so the last valid value of a row ends its group too.
-        self.group_end: BoolArray = self.valid & following
+    values: FloatArray
+    """``(k, w)`` sorted values, NaN-padded."""
+    counts: IntArray
+    """``(k,)`` values per column."""
+    at_or_below: IntArray
+    """``(k, w)`` how many values are at or below each value (its tie group's end)."""
+    group_start: IntArray
+    """``(k, w)`` index of the first value equal to each value."""
+    integral: FloatArray
+    """``(k, w)`` the integral of the distribution function up to each value."""
+    ecdf_sums: FloatArray
+    """``(k, w + 1)`` running sums of the distribution function at the values."""
+    ecdf_square_sums: FloatArray
+    """``(k, w + 1)`` running sums of its square."""
+    keys: FloatArray
+    """``(k * w,)`` the values mapped into one increasing line, column after column."""
+    low: FloatArray
+    span: FloatArray
 
     @property
-    def columns(self) -> int:
-        """Number of columns (rows of the merged matrix)."""
-        return int(self.values.shape[0])
+    def width(self) -> int:
+        """Padded width ``w``."""
+        return int(self.values.shape[1])
 
-    @cached_property
-    def ecdf_gap(self) -> FloatArray:
-        """``|F_ref - F_cur|`` at every position (meaningful at the end of each tie group)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gap: FloatArray = np.abs(
-                self.reference_le / self.reference_count[:, None]
-                - self.current_le / self.current_count[:, None]
-            )
-        return gap
 
-    @cached_property
-    def _group_start(self) -> tuple[IntArray, IntArray]:
-        """Per position: pooled values strictly below its value, and reference values below it."""
-        width = self.values.shape[1]
-        starts = self.valid.copy()
-        starts[:, 1:] &= self.group_end[:, :-1]
-        below_pooled = np.where(starts, np.arange(width), 0)
-        shifted = np.zeros_like(self.reference_le)
-        shifted[:, 1:] = self.reference_le[:, :-1]
-        below_reference = np.where(starts, shifted, 0)
-        return (
-            np.maximum.accumulate(below_pooled, axis=1),
-            np.maximum.accumulate(below_reference, axis=1),
+def sorted_reference(values: FloatArray) -> SortedReference:
+    """Prepare ``(k, w)`` sorted, NaN-padded reference values for :func:`place`."""
+    k, width = values.shape
+    counts = (~np.isnan(values)).sum(axis=1).astype(np.int64)
+    positions = np.arange(width)
+    valid = positions < counts[:, None]
+    equal_next = np.zeros((k, width), dtype=bool)
+    equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
+    ends = valid & ~equal_next
+    starts = valid.copy()
+    starts[:, 1:] &= ~equal_next[:, :-1]
+    group_start = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
+    sentinel = np.where(ends, positions + 1, width + 1)
+    at_or_below = np.minimum.accumulate(sentinel[:, ::-1], axis=1)[:, ::-1]
+    at_or_below = np.where(valid, at_or_below, counts[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ecdf = np.where(valid, at_or_below / counts[:, None], 0.0)
+        steps = np.where(valid[:, 1:], np.diff(values, axis=1), 0.0)
+        # On [v_i, v_i+1) the distribution function is (i + 1) / n.
+        integral = np.zeros((k, width))
+        integral[:, 1:] = np.cumsum(steps * (positions[1:] / counts[:, None]), axis=1)
+    zeros = np.zeros((k, 1))
+    low = np.where(counts > 0, np.nan_to_num(values[:, 0]), 0.0)
+    last = values[np.arange(k), np.maximum(counts - 1, 0)]
+    span = np.where((counts > 0) & (last > low), np.nan_to_num(last - low), 1.0)
+    keys = np.where(valid, _band(values, low, span), (4.0 * np.arange(k) + 3.0)[:, None])
+    return SortedReference(
+        values=values,
+        counts=counts,
+        at_or_below=at_or_below,
+        group_start=group_start,
+        integral=integral,
+        ecdf_sums=np.concatenate([zeros, np.cumsum(ecdf, axis=1)], axis=1),
+        ecdf_square_sums=np.concatenate([zeros, np.cumsum(ecdf**2, axis=1)], axis=1),
+        keys=keys.ravel(),
+        low=low,
+        span=span,
+    )
+
+
+def _band(values: FloatArray, low: FloatArray, span: FloatArray) -> FloatArray:
+    """Map column j's values into [4j + 0.5, 4j + 2.5], keeping their order (not always strictly:
+    values closer than the float resolution may meet, which :func:`place` corrects)."""
+    offset = (4.0 * np.arange(values.shape[0]) + 1.0)[:, None]
+    with np.errstate(invalid="ignore"):
+        scaled = np.clip((values - low[:, None]) / span[:, None], -0.5, 1.5)
+    return np.asarray(offset + scaled, dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """A window placed in a sorted reference, column by column.
+
+    Each row holds a column's window values ascending (NaN last) with, for each value, how many
+    reference values and how many window values lie below it and at or below it.
+    """
+
+    reference: SortedReference
+    values: FloatArray
+    """``(k, m)`` the window's values, sorted per column, NaN last."""
+    rows: IntArray | None
+    """``(k, m)`` the window row each sorted value came from (when asked for)."""
+    valid: BoolArray
+    reference_count: IntArray
+    current_count: IntArray
+    below: IntArray
+    """Reference values strictly below each window value."""
+    at_or_below: IntArray
+    """Reference values at or below each window value."""
+    current_below: IntArray
+    """Window values strictly below each window value."""
+    current_at_or_below: IntArray
+    """Window values at or below each window value."""
+    group_end: BoolArray
+    """The last of each group of equal window values."""
+
+
+def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = False) -> Placement:
+    """Place a ``(k, m)`` window (rows in any order, NaN missing) in the reference.
+
+    One binary search over all columns at once finds each value's place among the reference
+    values; an exact check then confirms it (and redoes the rare column where two distinct values
+    met in the search keys).
+    """
+    if current.ndim != 2 or current.shape[0] != reference.values.shape[0]:
+        raise ValueError(
+            f"window {current.shape} does not match reference {reference.values.shape}"
         )
+    k, m = current.shape
+    rows: IntArray | None = None
+    if keep_rows:
+        order = np.argsort(current, axis=1)
+        rows, values = order, np.take_along_axis(current, order, axis=1)
+    else:
+        values = np.sort(current, axis=1)
+    valid = ~np.isnan(values)
+    counts = reference.counts
+    width = reference.width
+    needles = np.where(valid, _band(values, reference.low, reference.span), np.nan)
+    needles = np.where(valid, needles, (4.0 * np.arange(k) + 2.9)[:, None])
+    found = np.searchsorted(reference.keys, needles.ravel(), side="right").reshape(k, m)
+    at_or_below = np.clip(found - (np.arange(k) * width)[:, None], 0, counts[:, None])
+    at_or_below = _confirm(reference, values, valid, at_or_below)
+    before = np.maximum(at_or_below - 1, 0)
+    previous = np.take_along_axis(reference.values, before, axis=1)
+    starts = np.take_along_axis(reference.group_start, before, axis=1)
+    below = np.where((at_or_below > 0) & (previous == values), starts, at_or_below)
+    equal_next = np.zeros((k, m), dtype=bool)
+    equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
+    group_end = valid & ~equal_next
+    positions = np.arange(m)
+    if equal_next.any():
+        starts_here = valid.copy()
+        starts_here[:, 1:] &= ~equal_next[:, :-1]
+        current_below = np.maximum.accumulate(np.where(starts_here, positions, 0), axis=1)
+        sentinel = np.where(group_end, positions + 1, m + 1)
+        current_at_or_below = np.minimum.accumulate(sentinel[:, ::-1], axis=1)[:, ::-1]
+    else:
+        current_below = np.broadcast_to(positions, (k, m))
+        current_at_or_below = np.broadcast_to(positions + 1, (k, m))
+    return Placement(
+        reference=reference,
+        values=values,
+        rows=rows,
+        valid=valid,
+        reference_count=counts,
+        current_count=valid.sum(axis=1),
+        below=below,
+        at_or_below=at_or_below,
+        current_below=current_below,
+        current_at_or_below=current_at_or_below,
+        group_end=group_end,
+    )
 
-    @cached_property
-    def _group_end(self) -> tuple[IntArray, IntArray]:
-        """Per position: pooled values at or below its value, and reference values at or below."""
-        width = self.values.shape[1]
-        ends = self.group_end[:, ::-1]
-        at_or_below_pooled = np.where(ends, np.arange(width, 0, -1), width)
-        at_or_below_reference = np.where(ends, self.reference_le[:, ::-1], width)
-        return (
-            np.minimum.accumulate(at_or_below_pooled, axis=1)[:, ::-1],
-            np.minimum.accumulate(at_or_below_reference, axis=1)[:, ::-1],
+
+def _confirm(
+    reference: SortedReference, values: FloatArray, valid: BoolArray, at_or_below: IntArray
+) -> IntArray:
+    """Make ``v[b - 1] <= y < v[b]`` hold exactly.
+
+    Where distinct values shared a search key, the search lands somewhere in their run; step
+    each such value to its exact place (a few steps for a few values), and search the rare
+    column whose runs are long again outright.
+    """
+    counts = reference.counts[:, None]
+    values_at = reference.values
+    last = reference.width - 1
+    before = np.take_along_axis(values_at, np.maximum(at_or_below - 1, 0), axis=1)
+    after = np.take_along_axis(values_at, np.minimum(at_or_below, last), axis=1)
+    with np.errstate(invalid="ignore"):
+        wrong = valid & (
+            ((at_or_below > 0) & (before > values)) | ((at_or_below < counts) & (after <= values))
         )
+    rows, columns = np.nonzero(wrong)
+    targets = values[rows, columns]
+    places = at_or_below[rows, columns]
+    limit = reference.counts[rows]
+    for _ in range(32):
+        before = values_at[rows, np.maximum(places - 1, 0)]
+        after = values_at[rows, np.minimum(places, last)]
+        down = (places > 0) & (before > targets)
+        up = (places < limit) & (after <= targets)
+        if not (down.any() or up.any()):
+            at_or_below[rows, columns] = places
+            return at_or_below
+        moving = down | up
+        rows, columns, targets, limit = (
+            rows[moving],
+            columns[moving],
+            targets[moving],
+            limit[moving],
+        )
+        places = places[moving] + up[moving] - down[moving]
+        at_or_below[rows, columns] = places
+    for column in np.unique(rows):
+        count = int(counts[column, 0])
+        at_or_below[column] = np.searchsorted(
+            values_at[column, :count], values[column], side="right"
+        )
+    return at_or_below
 
-    @property
-    def reference_below(self) -> IntArray:
-        """For every (valid) position, the number of reference values strictly below its value."""
-        return self._group_start[1]
 
-    @property
-    def reference_at_or_below(self) -> IntArray:
-        """For every (valid) position, the number of reference values at or below its value."""
-        return self._group_end[1]
-
-    def current_positions(self) -> tuple[IntArray, IntArray, IntArray]:
-        """Where the window's values sit: (column, merged position, row in the window)."""
-        columns, positions = np.nonzero(self.is_current)
-        return columns, positions, self.order[columns, positions] - self._width
-
-
-def pool(reference: FloatArray, current: FloatArray) -> PooledSample:
-    """Merge a sorted reference and a window, column by column (see :class:`PooledSample`)."""
-    return PooledSample(reference, current)
-
-
-def _empty_to_nan(values: FloatArray, pooled: PooledSample, minimum: int = 1) -> FloatArray:
-    enough = (pooled.reference_count >= minimum) & (pooled.current_count >= minimum)
+def _enough(placement: Placement, values: FloatArray, minimum: int = 1) -> FloatArray:
+    enough = (placement.reference_count >= minimum) & (placement.current_count >= minimum)
     return np.where(enough, values, np.nan)
 
 
-def ks_statistic(pooled: PooledSample) -> FloatArray:
+def ks_statistic(placement: Placement) -> FloatArray:
     """Return the two-sample Kolmogorov-Smirnov statistic of every column.
 
     Notes
     -----
     The largest vertical distance between the two empirical distribution functions,
 
-    .. math:: D = \\sup_x |F_{ref}(x) - F_{cur}(x)|,
+    .. math:: D = \\sup_x |F_{ref}(x) - F_{cur}(x)|.
 
-    evaluated at the end of every group of tied values of the pooled sample.
+    Between two consecutive window values the window's function is flat while the reference's
+    rises, so the largest distance is reached at a window value or just below one: the window's
+    n values are all that need looking at.
 
     Examples
     --------
     >>> import numpy as np
-    >>> reference = np.array([[1.0, 2.0, 3.0, 4.0]])
-    >>> current = np.array([[3.5, 4.5, 5.5]])
-    >>> ks_statistic(pool(reference, current)).round(4).tolist()
+    >>> reference = sorted_reference(np.array([[1.0, 2.0, 3.0, 4.0]]))
+    >>> ks_statistic(place(reference, np.array([[3.5, 4.5, 5.5]]))).round(4).tolist()
     [0.75]
     """
-    gap = np.where(pooled.group_end, pooled.ecdf_gap, 0.0)
-    return _empty_to_nan(gap.max(axis=1), pooled)
+    n = placement.reference_count[:, None].astype(np.float64)
+    m = placement.current_count[:, None].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        at = np.abs(placement.at_or_below / n - placement.current_at_or_below / m)
+        below = np.abs(placement.below / n - placement.current_below / m)
+    gap = np.where(placement.valid, np.maximum(at, below), 0.0)
+    return _enough(placement, gap.max(axis=1, initial=0.0))
 
 
 def ks_p_value(statistic: FloatArray, n: IntArray, m: IntArray) -> FloatArray:
@@ -245,7 +372,7 @@ def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
     return total
 
 
-def cramervonmises(pooled: PooledSample) -> TwoSampleTest:
+def cramervonmises(placement: Placement) -> TwoSampleTest:
     """Return the two-sample Cramer-von Mises statistic and asymptotic p-value of every column.
 
     Notes
@@ -255,71 +382,136 @@ def cramervonmises(pooled: PooledSample) -> TwoSampleTest:
 
     .. math:: T = \\frac{nm}{N^2} \\sum_{k=1}^{N} \\big(F(z_k) - G(z_k)\\big)^2 .
 
-    Without ties this is Anderson's (1962) rank form that scipy's ``cramervonmises_2samp``
-    computes, and the two agree to rounding. With ties they differ: scipy puts mid-ranks into the
-    rank form, which inflates :math:`T` with the size of the tie groups (two samples of the same
-    Poisson counts come out at p < 1e-7); evaluated on the distribution functions, as here, ties
-    only lower :math:`T`. The p-value standardises :math:`T` by its mean and variance and reads
-    the limiting one-sample distribution, as scipy's ``method="asymptotic"`` does; it is accurate
-    to about 1e-7 (smaller p-values come out as 0) and conservative under ties. Columns with
-    fewer than two values on either side get NaN.
+    The window's values are summed directly; the reference's come in runs that share one value of
+    :math:`G` (those between two window values), summed in O(1) each from running sums of
+    :math:`F` and :math:`F^2` prepared with the reference. Without ties this is Anderson's (1962)
+    rank form that scipy's ``cramervonmises_2samp`` computes, and the two agree to rounding. With
+    ties they differ: scipy puts mid-ranks into the rank form, which inflates :math:`T` with the
+    size of the tie groups (two samples of the same Poisson counts come out at p < 1e-7);
+    evaluated on the distribution functions, as here, ties only lower :math:`T`. The p-value
+    standardises :math:`T` by its mean and variance and reads the limiting one-sample
+    distribution, as scipy's ``method="asymptotic"`` does; it is accurate to about 1e-7 (smaller
+    p-values come out as 0) and conservative under ties. Columns with fewer than two values on
+    either side get NaN.
 
     Examples
     --------
     >>> import numpy as np
-    >>> reference = np.arange(30.0).reshape(1, 30)
-    >>> current = np.arange(10.0, 40.0).reshape(1, 30) + 0.5
-    >>> result = cramervonmises(pool(reference, current))
+    >>> reference = sorted_reference(np.arange(30.0).reshape(1, 30))
+    >>> result = cramervonmises(place(reference, np.arange(10.0, 40.0).reshape(1, 30) + 0.5))
     >>> round(float(result.statistic[0]), 4), round(float(result.p_value[0]), 4)
     (1.4139, 0.0003)
     """
-    n = pooled.reference_count.astype(np.float64)
-    m = pooled.current_count.astype(np.float64)
-    below, _ = pooled._group_start
-    width = pooled.values.shape[1]
-    tied = np.arange(1, width + 1) - below  # size of the group ending at each group end
-    gap = pooled.ecdf_gap
-    squares = np.where(pooled.group_end & np.isfinite(gap), tied * gap**2, 0.0)
+    reference = placement.reference
+    n = placement.reference_count.astype(np.float64)
+    m = placement.current_count.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        nm, total = n * m, n + m
-        t = nm / total**2 * squares.sum(axis=1)
-        expected = (1 + 1 / total) / 6
-        variance = (total + 1) * (4 * nm * total - 3 * (n**2 + m**2) - 2 * nm)
-        variance = variance / (45 * total**2 * 4 * nm)
+        cdf_window = placement.current_at_or_below / m[:, None]
+        own = np.where(
+            placement.valid, (placement.at_or_below / n[:, None] - cdf_window) ** 2, 0.0
+        ).sum(axis=1)
+        # Reference values from this group's start in the reference to the next group's.
+        following = np.empty_like(placement.below)
+        following[:, :-1] = placement.below[:, 1:]
+        following[:, -1] = placement.reference_count
+        last = placement.group_end & (placement.current_at_or_below == m[:, None].astype(np.int64))
+        following = np.where(last, placement.reference_count[:, None], following)
+        low, high = placement.below, following
+        sums = np.take_along_axis(reference.ecdf_sums, high, 1) - np.take_along_axis(
+            reference.ecdf_sums, low, 1
+        )
+        squares = np.take_along_axis(reference.ecdf_square_sums, high, 1) - np.take_along_axis(
+            reference.ecdf_square_sums, low, 1
+        )
+        runs = squares - 2 * cdf_window * sums + cdf_window**2 * (high - low)
+        before_first = reference.ecdf_square_sums[
+            np.arange(len(n)), np.where(placement.current_count > 0, placement.below[:, 0], 0)
+        ]
+        total = own + np.where(placement.group_end, runs, 0.0).sum(axis=1) + before_first
+        nm, pooled = n * m, n + m
+        t = nm / pooled**2 * total
+        expected = (1 + 1 / pooled) / 6
+        variance = (pooled + 1) * (4 * nm * pooled - 3 * (n**2 + m**2) - 2 * nm)
+        variance = variance / (45 * pooled**2 * 4 * nm)
         normalised = 1 / 6 + (t - expected) / np.sqrt(45 * variance)
-    enough = (pooled.reference_count >= 2) & (pooled.current_count >= 2)
+    enough = (placement.reference_count >= 2) & (placement.current_count >= 2)
     p = np.ones_like(t)
     tail = enough & (normalised >= 0.003)
     p[tail] = np.clip(1.0 - _cdf_cvm_inf(normalised[tail]), 0.0, None)
     return TwoSampleTest(statistic=np.where(enough, t, np.nan), p_value=np.where(enough, p, np.nan))
 
 
-def wasserstein(pooled: PooledSample) -> FloatArray:
+def wasserstein(placement: Placement) -> FloatArray:
     """Return the first Wasserstein (earth mover's) distance of every column.
 
     Notes
     -----
     The area between the two empirical distribution functions,
 
-    .. math:: W_1 = \\int |F_{ref}(x) - F_{cur}(x)|\\,dx
-              = \\sum_i (x_{(i+1)} - x_{(i)})\\,|F_{ref}(x_{(i)}) - F_{cur}(x_{(i)})|,
+    .. math:: W_1 = \\int |F_{ref}(x) - F_{cur}(x)|\\,dx .
 
-    over consecutive values :math:`x_{(i)}` of the pooled sample. It is in the feature's own
-    units; divided by the reference standard deviation it is the effect size of a numeric shift.
+    Between two window values :math:`F_{cur}` is a constant :math:`c`; the area there splits
+    where :math:`F_{ref}` crosses :math:`c` and is read off the reference's running integral of
+    :math:`F_{ref}`, prepared once. It is in the feature's own units; divided by the reference
+    standard deviation it is the effect size of a numeric shift.
 
     Examples
     --------
     >>> import numpy as np
-    >>> reference = np.array([[0.0, 1.0, 3.0]])
-    >>> current = np.array([[5.0, 6.0, 8.0]])
-    >>> wasserstein(pool(reference, current)).tolist()
+    >>> reference = sorted_reference(np.array([[0.0, 1.0, 3.0]]))
+    >>> wasserstein(place(reference, np.array([[5.0, 6.0, 8.0]]))).round(12).tolist()
     [5.0]
     """
-    steps = np.diff(pooled.values, axis=1)
-    both_valid = pooled.valid[:, 1:]
-    gap = pooled.ecdf_gap[:, :-1]
-    area = np.where(both_valid, steps * np.nan_to_num(gap), 0.0).sum(axis=1)
-    return _empty_to_nan(area, pooled)
+    reference = placement.reference
+    k = placement.values.shape[0]
+    n = placement.reference_count.astype(np.float64)[:, None]
+    m = placement.current_count.astype(np.float64)[:, None]
+    top = np.maximum(placement.reference_count - 1, 0)
+    last_reference = reference.values[np.arange(k), top][:, None]
+
+    def integral_at(x: FloatArray, at_or_below: IntArray) -> FloatArray:
+        """Integral of F_ref from -inf to x, knowing how many reference values are at or below."""
+        index = np.maximum(at_or_below - 1, 0)
+        start = np.take_along_axis(reference.values, index, axis=1)
+        integral = np.take_along_axis(reference.integral, index, axis=1)
+        result: FloatArray = np.where(
+            at_or_below > 0, integral + (x - start) * at_or_below / n, 0.0
+        )
+        return result
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = placement.current_at_or_below / m
+        start = placement.values
+        end = np.full_like(start, np.nan)
+        end[:, :-1] = start[:, 1:]
+        end_count = np.repeat(placement.reference_count[:, None], start.shape[1], axis=1)
+        end_count[:, :-1] = placement.at_or_below[:, 1:]
+        last = placement.group_end & (placement.current_at_or_below == m.astype(np.int64))
+        # After the last window value F_cur is 1 up to the last reference value (if beyond it).
+        end = np.where(last, np.maximum(last_reference, start), end)
+        end_count = np.where(last, placement.reference_count[:, None], end_count)
+        crossing_count = np.ceil(level * n - 1e-9).astype(np.int64)
+        crossing_index = np.clip(crossing_count - 1, 0, max(reference.width - 1, 0))
+        crossing_value = np.take_along_axis(reference.values, crossing_index, axis=1)
+        crossing = np.clip(np.where(crossing_count > 0, crossing_value, start), start, end)
+        crossing_count = np.where(
+            crossing <= start,
+            placement.at_or_below,
+            np.where(
+                crossing >= end,
+                end_count,
+                np.take_along_axis(reference.at_or_below, crossing_index, axis=1),
+            ),
+        )
+        at_start = integral_at(start, placement.at_or_below)
+        at_crossing = integral_at(crossing, crossing_count)
+        at_end = integral_at(end, end_count)
+        under = level * (crossing - start) - (at_crossing - at_start)
+        over = (at_end - at_crossing) - level * (end - crossing)
+        runs = np.where(placement.group_end, under + over, 0.0)
+        before = integral_at(placement.values[:, :1], placement.at_or_below[:, :1])[:, 0]
+    area = np.nan_to_num(runs).sum(axis=1) + np.nan_to_num(before)
+    return _enough(placement, area)
 
 
 def chi_square_homogeneity(reference: IntArray, current: IntArray) -> ChiSquare:

@@ -16,8 +16,9 @@ from services.drift_detector.stats import (
     ks_p_value,
     ks_statistic,
     missing_rate_change,
-    pool,
+    place,
     population_stability_index,
+    sorted_reference,
     unseen_level_p_value,
     wasserstein,
 )
@@ -64,7 +65,7 @@ def test_ks_cvm_and_wasserstein_equal_their_references_on_every_column(
     seed: int, n: int, m: int
 ) -> None:
     reference, current = seeded_columns(seed, n, m)
-    pooled = pool(padded_reference(list(reference.T)), current.T.copy())
+    pooled = place(sorted_reference(padded_reference(list(reference.T))), current.T.copy())
     ks = ks_statistic(pooled)
     cvm = cramervonmises(pooled)
     distance = wasserstein(pooled)
@@ -85,7 +86,7 @@ def test_ks_p_value_is_within_the_documented_distance_of_scipys_asymptotic_p_val
     seed: int, n: int, m: int
 ) -> None:
     reference, current = seeded_columns(seed, n, m)
-    pooled = pool(padded_reference(list(reference.T)), current.T.copy())
+    pooled = place(sorted_reference(padded_reference(list(reference.T))), current.T.copy())
     p = ks_p_value(ks_statistic(pooled), pooled.reference_count, pooled.current_count)
     for j in range(reference.shape[1]):
         x = reference[:, j][~np.isnan(reference[:, j])]
@@ -118,7 +119,7 @@ def test_cramervonmises_is_not_fooled_by_ties_where_scipys_mid_rank_form_is() ->
     for _ in range(20):
         x = rng.poisson(3, 2000).astype(float)
         y = rng.poisson(3, 100).astype(float)
-        ours = cramervonmises(pool(np.sort(x)[None, :], y[None, :])).p_value[0]
+        ours = cramervonmises(place(sorted_reference(np.sort(x)[None, :]), y[None, :])).p_value[0]
         false_alarms["ours"] += ours < 0.001
         false_alarms["scipy"] += stats.cramervonmises_2samp(x, y).pvalue < 0.001
     assert false_alarms == {"ours": 0, "scipy": 20}
@@ -127,7 +128,7 @@ def test_cramervonmises_is_not_fooled_by_ties_where_scipys_mid_rank_form_is() ->
 def test_columns_with_too_few_values_give_nan_not_a_crash() -> None:
     reference = padded_reference([np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])])
     current = np.array([[np.nan, np.nan, np.nan], [1.5, np.nan, np.nan]])
-    pooled = pool(reference, current)
+    pooled = place(sorted_reference(reference), current)
     assert np.isnan(ks_statistic(pooled)[0])
     assert np.isnan(wasserstein(pooled)[0])
     assert np.isnan(cramervonmises(pooled).p_value).all()  # CvM needs two values per side
@@ -212,7 +213,7 @@ def test_psi_matches_its_formula_and_is_zero_for_equal_shares() -> None:
 def test_tied_integer_samples_agree_with_scipy(reference: list[int], current: list[int]) -> None:
     x = np.array(reference, dtype=float)
     y = np.array(current, dtype=float)
-    pooled = pool(np.sort(x)[None, :], y[None, :])
+    pooled = place(sorted_reference(np.sort(x)[None, :]), y[None, :])
     assert ks_statistic(pooled)[0] == pytest.approx(
         stats.ks_2samp(x, y, method="asymp").statistic, rel=1e-12
     )
@@ -230,10 +231,22 @@ def test_statistics_are_symmetric_where_the_definition_is(seed: int, shift: floa
     rng = np.random.default_rng(seed)
     x = rng.normal(size=80)
     y = rng.normal(size=50) + shift
-    forward = pool(np.sort(x)[None, :], y[None, :])
-    backward = pool(np.sort(y)[None, :], x[None, :])
+    forward = place(sorted_reference(np.sort(x)[None, :]), y[None, :])
+    backward = place(sorted_reference(np.sort(y)[None, :]), x[None, :])
     assert ks_statistic(forward)[0] == pytest.approx(ks_statistic(backward)[0])
     assert wasserstein(forward)[0] == pytest.approx(wasserstein(backward)[0])
     assert cramervonmises(forward).statistic[0] == pytest.approx(
         cramervonmises(backward).statistic[0]
     )
+
+
+def test_values_too_close_to_tell_apart_in_the_search_keys_are_still_placed_exactly() -> None:
+    rng = np.random.default_rng(21)
+    base = 1.0 + np.arange(200) * 1e-12  # far closer together than 1e20 / 2**52
+    reference = np.sort(np.concatenate([base[::2], [-1e20, 1e20]]))
+    current = np.concatenate([base[1::2], base[:20]])
+    rng.shuffle(current)
+    placement = place(sorted_reference(reference[None, :]), current[None, :])
+    expected = np.searchsorted(reference, np.sort(current), side="right")
+    np.testing.assert_array_equal(placement.at_or_below[0], expected)
+    assert ks_statistic(placement)[0] == pytest.approx(stats.ks_2samp(reference, current).statistic)

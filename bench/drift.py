@@ -458,7 +458,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer pairs; under a minute")
     quick = parser.parse_args().quick
     shifted_seeds, clean_seeds, ramp_seeds, ramp_clean = (
-        (6, 15, 6, 6) if quick else (25, 60, 20, 20)
+        (5, 12, 5, 5) if quick else (25, 60, 20, 20)
     )
     started = time.perf_counter()
     bc, sy = BreastCancer(), Synthetic()

@@ -3,7 +3,6 @@ events it cannot test go to the dead-letter topic with the reason."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -132,7 +131,6 @@ async def test_predictions_that_cannot_be_tested_are_dead_lettered_with_the_reas
     async with app.router.lifespan_context(app):
         await publisher.publish_many([good, bad, unknown])
         records = await read_topic(kafka_settings, Topic.DEAD_LETTER, count=2, timeout_s=45)
-        await asyncio.sleep(0)
     letters = [MessageDeadLettered.model_validate_json(record.value) for record in records]
     assert {letter.reason for letter in letters} == {DeadLetterReason.INVALID}
     errors = sorted(letter.error for letter in letters)

@@ -5,7 +5,14 @@ Imports only pydantic and the standard library, so any Python client can depend 
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, alert_fingerprint
 from contracts.dead_letter import DeadLetterReason, MessageDeadLettered
-from contracts.drift import Correction, DriftReported, FeatureDrift, FeatureKind
+from contracts.drift import (
+    Correction,
+    DriftCheck,
+    DriftReported,
+    FeatureDrift,
+    FeatureKind,
+    SequentialAlarm,
+)
 from contracts.envelope import Envelope, utc_now
 from contracts.feedback import LabelRecorded
 from contracts.incidents import (
@@ -77,6 +84,7 @@ __all__ = [
     "DeadLetterReason",
     "Deployment",
     "DeploymentMode",
+    "DriftCheck",
     "DriftReported",
     "Envelope",
     "EscalationTrigger",
@@ -127,6 +135,7 @@ __all__ = [
     "RunbookRequest",
     "RunbookStarted",
     "ScoringRequest",
+    "SequentialAlarm",
     "ServedVersion",
     "Severity",
     "Tier",

@@ -11,7 +11,14 @@ from contracts.envelope import Envelope
 from contracts.monitoring import Window
 from contracts.values import ModelName
 
-__all__ = ["Correction", "DriftReported", "FeatureDrift", "FeatureKind"]
+__all__ = [
+    "Correction",
+    "DriftCheck",
+    "DriftReported",
+    "FeatureDrift",
+    "FeatureKind",
+    "SequentialAlarm",
+]
 
 
 class FeatureKind(StrEnum):
@@ -27,6 +34,60 @@ class Correction(StrEnum):
     BONFERRONI = "bonferroni"
     BENJAMINI_HOCHBERG = "benjamini-hochberg"
     NONE = "none"
+
+
+class DriftCheck(BaseModel):
+    """One hypothesis tested in a window: its test, evidence, and whether it fired.
+
+    A check fires when its adjusted p-value is at most the window's alpha *and* its effect size
+    reaches the floor of its measure.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str = Field(
+        description=(
+            "What was tested: distribution, missing_rate, unseen_levels (per feature), "
+            "joint_location (all numeric features at once) or conditional_location (one feature "
+            "given the others, tested only when joint_location fired)."
+        ),
+        examples=["distribution"],
+    )
+    test: str = Field(description="Test behind the p-value.", examples=["cramervonmises"])
+    statistic: float | None = Field(description="Test statistic.", examples=[0.93])
+    p_value: float | None = Field(ge=0, le=1, description="Uncorrected p-value.", examples=[2e-6])
+    adjusted_p_value: float | None = Field(
+        ge=0, le=1, description="p-value after the window's correction.", examples=[1e-4]
+    )
+    effect_size: float | None = Field(
+        description="Size of the change, in the check's own measure.", examples=[0.31]
+    )
+    effect_measure: str = Field(
+        description="What the effect size is.", examples=["wasserstein / reference std"]
+    )
+    effect_floor: float = Field(
+        ge=0, description="Smallest effect this check may call drift.", examples=[0.05]
+    )
+    fired: bool = Field(description="Significant and large enough.", examples=[True])
+
+
+class SequentialAlarm(BaseModel):
+    """The sequential (CUSUM) mode alarmed before the window was full, and closed it early."""
+
+    model_config = ConfigDict(frozen=True)
+
+    statistic: float = Field(ge=0, description="Largest CUSUM at the alarm.", examples=[31.2])
+    threshold: float = Field(gt=0, description="CUSUM threshold crossed.", examples=[27.5])
+    allowance: float = Field(
+        ge=0, description="Per-row allowance (drift ignored below it), in sd.", examples=[0.1]
+    )
+    features: list[str] = Field(
+        description="Features whose CUSUM crossed the threshold, largest first.",
+        examples=[["mean radius"]],
+    )
+    rows: int = Field(
+        ge=1, description="Rows accumulated since the CUSUM was last reset.", examples=[740]
+    )
 
 
 class FeatureDrift(BaseModel):
@@ -69,6 +130,14 @@ class FeatureDrift(BaseModel):
         description="Which checks fired.",
         examples=[["distribution", "missing_rate"]],
     )
+    checks: list[DriftCheck] = Field(
+        default_factory=list, description="Every check run on this feature, fired or not."
+    )
+    statistics: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Further statistics for the reader (KS, Wasserstein, Jensen-Shannon, ...).",
+        examples=[{"ks": 0.12, "ks_p_value": 3e-5, "wasserstein": 0.8}],
+    )
 
 
 class DriftReported(Envelope):
@@ -91,5 +160,20 @@ class DriftReported(Envelope):
     )
     alpha: float = Field(gt=0, lt=1, description="Family-wise significance level.", examples=[0.01])
     effect_size_floor: float = Field(
-        ge=0, description="Smallest effect that may be called drift.", examples=[0.1]
+        ge=0,
+        description="Smallest numeric distribution effect that may be called drift.",
+        examples=[0.1],
+    )
+    joint: DriftCheck | None = Field(
+        default=None,
+        description="Joint test of all numeric features' locations, when run.",
+    )
+    sequential: SequentialAlarm | None = Field(
+        default=None, description="Set when the sequential mode closed this window early."
+    )
+    hypotheses: int | None = Field(
+        default=None,
+        ge=0,
+        description="Number of hypotheses the correction was applied across.",
+        examples=[61],
     )

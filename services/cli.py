@@ -136,6 +136,7 @@ _SERVICE_COMMANDS: list[tuple[str, str]] = [
     ("services.incident_log.cli", "incidents"),
     ("services.monitor.cli", "probe"),
     ("services.runbook_runner.cli", "runbooks"),
+    ("services.drift_detector.cli", "drift"),
 ]
 
 

@@ -16,6 +16,7 @@ from contracts import (
     DatasetRef,
     DeadLetterReason,
     Deployment,
+    DriftCheck,
     DriftReported,
     EscalationTrigger,
     FeatureDrift,
@@ -60,6 +61,7 @@ from contracts import (
     RunbookStarted,
     RunState,
     ScoringRequest,
+    SequentialAlarm,
     ServedVersion,
     Severity,
     Tier,
@@ -192,7 +194,24 @@ def _feature_drift(name: str) -> FeatureDrift:
         missing_rate_current=0.0,
         drifted=True,
         reasons=["distribution"],
+        checks=[make_drift_check()],
+        statistics={"ks": 0.3, "ks_p_value": 1e-9, "wasserstein": 1.2},
     )
+
+
+def make_drift_check(**overrides: Any) -> DriftCheck:
+    fields: dict[str, Any] = {
+        "check": "distribution",
+        "test": "cramervonmises",
+        "statistic": 2.1,
+        "p_value": 1e-9,
+        "adjusted_p_value": 3e-8,
+        "effect_size": 0.4,
+        "effect_measure": "wasserstein / reference std",
+        "effect_floor": 0.05,
+        "fired": True,
+    }
+    return DriftCheck(**(fields | overrides))
 
 
 def sample_events() -> list[Envelope]:
@@ -272,6 +291,13 @@ def sample_events() -> list[Envelope]:
             correction=Correction.BONFERRONI,
             alpha=0.01,
             effect_size_floor=0.1,
+            joint=make_drift_check(
+                check="joint_location", test="hotelling", effect_measure="mahalanobis"
+            ),
+            sequential=SequentialAlarm(
+                statistic=31.2, threshold=27.5, allowance=0.1, features=["mean radius"], rows=740
+            ),
+            hypotheses=5,
         ),
         make_alert(correlation_id="chain-1"),
         AlertRecovered(

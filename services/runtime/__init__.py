@@ -33,7 +33,12 @@ from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from services.runtime.publisher import EventPublisher, Publisher
-from services.runtime.registry_client import IntegrityError, RegistryClient, RegistryError
+from services.runtime.registry_client import (
+    IntegrityError,
+    RegistryClient,
+    RegistryError,
+    RegistryNotFound,
+)
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
@@ -57,6 +62,7 @@ __all__ = [
     "Record",
     "RegistryClient",
     "RegistryError",
+    "RegistryNotFound",
     "Rejected",
     "Rejection",
     "RetryPolicy",

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from contracts.registry import Deployment, ModelVersionRecord
 
-__all__ = ["IntegrityError", "RegistryClient", "RegistryError"]
+__all__ = ["IntegrityError", "RegistryClient", "RegistryError", "RegistryNotFound"]
 
 _DEPLOYMENTS = TypeAdapter(dict[str, Deployment])
 
@@ -34,6 +34,10 @@ class RegistryError(RuntimeError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class RegistryNotFound(RegistryError):
+    """The registry has no such model, version or content (it answered 404)."""
 
 
 class IntegrityError(RegistryError):
@@ -92,6 +96,8 @@ class RegistryClient:
             raise RegistryError(f"registry unreachable at {self._base_url}: {error}") from error
         if response.status_code == 404 and allow_missing:
             return None
+        if response.status_code == 404:
+            raise RegistryNotFound(f"registry has nothing at GET {path}: {response.text[:300]}")
         if response.status_code != 200:
             raise RegistryError(
                 f"registry answered {response.status_code} to GET {path}: {response.text[:300]}",

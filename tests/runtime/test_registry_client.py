@@ -7,7 +7,7 @@ import hashlib
 import httpx
 import pytest
 
-from services.runtime import IntegrityError, RegistryClient, RegistryError
+from services.runtime import IntegrityError, RegistryClient, RegistryError, RegistryNotFound
 from tests.factories import MODEL, make_deployment, make_version_record
 
 ARTIFACT = b"model bytes"
@@ -54,8 +54,16 @@ async def test_content_with_the_wrong_hash_is_refused(client: RegistryClient) ->
 
 
 async def test_errors_name_the_request(client: RegistryClient) -> None:
-    with pytest.raises(RegistryError, match=r"404 to GET /models/breast-cancer/versions/9"):
+    with pytest.raises(RegistryNotFound, match=r"nothing at GET /models/breast-cancer/versions/9"):
         await client.version(MODEL, 9)
+
+
+async def test_a_missing_version_is_a_registry_error_of_its_own_kind(
+    client: RegistryClient,
+) -> None:
+    with pytest.raises(RegistryError) as raised:
+        await client.dataset("sha256:" + "0" * 64)
+    assert isinstance(raised.value, RegistryNotFound)
 
 
 async def test_an_unreachable_registry_is_a_registry_error() -> None:

@@ -1,0 +1,194 @@
+"""Composition root of the drift detector: predictions in, drift reports and alerts out.
+
+The handler is an adapter: it groups a batch of ``prediction.made`` events by model version,
+encodes them against the version's profile (events off the schema are refused to the dead-letter
+topic), lets each version's pure :class:`~services.drift_detector.tracking.Tracker` advance,
+publishes the reports and alerts, and only then keeps the new states, so a failed publish leaves
+nothing half-done and the redelivered batch is judged again from the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import numpy as np
+from fastapi import FastAPI
+
+from contracts.alerts import AlertKind
+from contracts.envelope import Envelope, utc_now
+from contracts.scoring import PredictionMade
+from services.drift_detector.encoding import encode_rows
+from services.drift_detector.episode_store import EpisodeStore, FileEpisodeStore
+from services.drift_detector.profiles import FileProfileStore, ProfileStore, ReferenceProfile
+from services.drift_detector.references import References, ReferenceUnavailable
+from services.drift_detector.reporting import alert_event, drift_reported
+from services.drift_detector.settings import SERVICE, Settings
+from services.drift_detector.tracking import Progress, Tracker, TrackerConfig, TrackerState
+from services.runtime.consumer import Rejection
+from services.runtime.publisher import Publisher
+from services.runtime.registry_client import RegistryClient
+from services.runtime.serve import serve
+from services.runtime.service import ServiceRuntime
+
+__all__ = ["VersionStreams", "create_app", "main"]
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class _Stream:
+    tracker: Tracker
+    state: TrackerState
+
+
+class VersionStreams:
+    """The drift detector's handler of predictions: one tracked stream per model version."""
+
+    def __init__(
+        self,
+        *,
+        config: TrackerConfig,
+        references: References,
+        episodes: EpisodeStore,
+        publisher: Publisher,
+        registry: Callable[[], RegistryClient],
+        clock: Clock = utc_now,
+    ) -> None:
+        self._config = config
+        self._references = references
+        self._episodes = episodes
+        self._publisher = publisher
+        self._registry = registry
+        self._clock = clock
+        self._streams: dict[tuple[str, int], _Stream] = {}
+
+    async def on_predictions(self, events: list[PredictionMade]) -> list[Rejection]:
+        """Judge a batch of predictions; refuse those that cannot be tested."""
+        rejections: list[Rejection] = []
+        outgoing: list[Envelope] = []
+        advanced: list[tuple[tuple[str, int], _Stream, Progress]] = []
+        for key, group in _by_version(events).items():
+            try:
+                stream = await self._stream(*key)
+            except ReferenceUnavailable as error:
+                rejections += [Rejection(event.event_id, str(error)) for event in group]
+                continue
+            profile = stream.tracker.profile
+            positive = profile.positive_class
+            encoded = encode_rows(
+                profile,
+                [event.features for event in group],
+                [event.probabilities.get(positive) if positive else None for event in group],
+            )
+            rejections += [Rejection(group[i].event_id, why) for i, why in encoded.errors.items()]
+            if not encoded.accepted:
+                continue
+            times = np.array([group[i].occurred_at.timestamp() for i in encoded.accepted])
+            progress = stream.tracker.advance(stream.state, encoded.batch, times, now=self._clock())
+            outgoing += _events(progress, producer=SERVICE.value)
+            advanced.append((key, stream, progress))
+        await self._publisher.publish_many(outgoing)
+        for key, stream, progress in advanced:
+            await self._keep(key, stream, progress)
+        return rejections
+
+    async def _stream(self, model: str, version: int) -> _Stream:
+        key = (model, version)
+        if key not in self._streams:
+            profile = await self._references.get(self._registry(), model, version)
+            tracker = Tracker(profile, self._config)
+            stored = await asyncio.to_thread(self._episodes.load, model, version)
+            state = tracker.start(
+                data=stored.get(AlertKind.DATA_DRIFT.value),
+                score=stored.get(AlertKind.PREDICTION_DRIFT.value),
+            )
+            self._streams[key] = _Stream(tracker, state)
+        return self._streams[key]
+
+    async def _keep(self, key: tuple[str, int], stream: _Stream, progress: Progress) -> None:
+        before = stream.state
+        stream.state = progress.state
+        if progress.profile_changed:
+            await self._references.update(progress.profile)
+        if (before.data, before.score) != (progress.state.data, progress.state.score):
+            signals = {
+                AlertKind.DATA_DRIFT.value: progress.state.data,
+                AlertKind.PREDICTION_DRIFT.value: progress.state.score,
+            }
+            await asyncio.to_thread(self._episodes.save, *key, signals)
+
+
+def _by_version(events: Sequence[PredictionMade]) -> dict[tuple[str, int], list[PredictionMade]]:
+    groups: dict[tuple[str, int], list[PredictionMade]] = {}
+    for event in events:
+        groups.setdefault((event.model, event.model_version), []).append(event)
+    return groups
+
+
+def _events(progress: Progress, *, producer: str) -> list[Envelope]:
+    profile: ReferenceProfile = progress.profile
+    events: list[Envelope] = []
+    reports = {}
+    for tested in progress.windows:
+        report = drift_reported(profile, tested, producer=producer)
+        reports[id(tested)] = report
+        events.append(report)
+    for transition in progress.transitions:
+        report_id = str(reports[id(transition.tested)].event_id)
+        events.append(alert_event(profile, transition, producer=producer, report_id=report_id))
+    return events
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: RegistryClient | None = None,
+    profiles: ProfileStore | None = None,
+    episodes: EpisodeStore | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """Build the drift detector (``registry`` and the stores may be given by tests)."""
+    runtime = ServiceRuntime(SERVICE, settings)
+    clients: dict[str, RegistryClient] = {}
+    if registry is not None:
+        clients["registry"] = registry
+
+    def current_registry() -> RegistryClient:
+        return clients["registry"]
+
+    streams = VersionStreams(
+        config=settings.tracker_config(),
+        references=References(
+            profiles or FileProfileStore(settings.state_dir), max_rows=settings.max_reference_rows
+        ),
+        episodes=episodes or FileEpisodeStore(settings.state_dir),
+        publisher=runtime.publisher,
+        registry=current_registry,
+        clock=clock,
+    )
+    runtime.consumer.on_batch(PredictionMade, streams.on_predictions)
+
+    @asynccontextmanager
+    async def resources() -> AsyncIterator[None]:
+        if "registry" in clients:
+            yield
+            return
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            clients["registry"] = RegistryClient(http, settings.registry_url)
+            try:
+                yield
+            finally:
+                clients.pop("registry", None)
+
+    return runtime.http_app(title="Vigil drift detector", resources=resources)
+
+
+def main() -> None:
+    """Run the drift detector in this process."""
+    settings = Settings()
+    serve(create_app(settings), settings, service=SERVICE.value)

@@ -1,0 +1,81 @@
+"""Hand-written fakes of the drift detector's ports, and a registry double serving one version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+
+from contracts import DatasetRef, Envelope, ModelVersionRecord
+from services.drift_detector.episode_store import VersionEpisodes
+from services.drift_detector.profiles import ReferenceProfile
+from services.runtime import RegistryClient
+from tests.drift_detector.data import digest_of, service_spec
+from tests.factories import make_version_record
+
+
+class InMemoryProfileStore:
+    def __init__(self) -> None:
+        self.profiles: dict[tuple[str, int], ReferenceProfile] = {}
+        self.saves = 0
+
+    def load(self, model: str, version: int) -> ReferenceProfile | None:
+        return self.profiles.get((model, version))
+
+    def save(self, profile: ReferenceProfile) -> None:
+        self.saves += 1
+        self.profiles[(profile.model, profile.version)] = profile
+
+
+class InMemoryEpisodeStore:
+    def __init__(self) -> None:
+        self.episodes: dict[tuple[str, int], VersionEpisodes] = {}
+
+    def load(self, model: str, version: int) -> VersionEpisodes:
+        return dict(self.episodes.get((model, version), {}))
+
+    def save(self, model: str, version: int, episodes: VersionEpisodes) -> None:
+        self.episodes[(model, version)] = dict(episodes)
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+        self.fail_next = False
+
+    async def publish(self, event: Envelope) -> None:
+        await self.publish_many([event])
+
+    async def publish_many(self, events: Iterable[Envelope]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("broker unreachable")
+        self.events.extend(events)
+
+
+class Registry:
+    """The registry's read API for one model version and its training data (a test double)."""
+
+    def __init__(self, model: str, data: bytes, *, version: int = 1) -> None:
+        self.data = data
+        self.record: ModelVersionRecord = make_version_record(
+            model=model,
+            version=version,
+            spec=service_spec(),
+            dataset=DatasetRef(name=model, version="1", digest=digest_of(data)),
+        )
+        self.requests: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.requests.append(path)
+        if path == f"/models/{self.record.model}/versions/{self.record.version}":
+            return httpx.Response(200, content=self.record.model_dump_json())
+        if path == f"/datasets/{self.record.dataset.digest}":
+            return httpx.Response(200, content=self.data)
+        return httpx.Response(404, json={"detail": "not found"})
+
+    def client(self) -> RegistryClient:
+        return RegistryClient(
+            httpx.AsyncClient(transport=httpx.MockTransport(self)), "http://registry.invalid"
+        )

@@ -1,0 +1,107 @@
+"""The drift detector's handler: predictions in, reports and alerts out, bad events refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from contracts import AlertRaised, DriftReported, FeatureValue
+from services.drift_detector.app import VersionStreams
+from services.drift_detector.references import References
+from services.drift_detector.settings import Settings
+from services.runtime import KafkaSettings
+from tests.drift_detector.data import predictions, training_csv, training_rows
+from tests.drift_detector.fakes import (
+    InMemoryEpisodeStore,
+    InMemoryProfileStore,
+    RecordingPublisher,
+    Registry,
+)
+
+MODEL = "churn"
+
+
+def make_streams(
+    registry: Registry,
+) -> tuple[VersionStreams, RecordingPublisher, InMemoryProfileStore, InMemoryEpisodeStore]:
+    settings = Settings(
+        kafka=KafkaSettings(), window_size=500, min_window_rows=100, score_reference_rows=300
+    )
+    publisher = RecordingPublisher()
+    profiles = InMemoryProfileStore()
+    episodes = InMemoryEpisodeStore()
+    client = registry.client()
+    streams = VersionStreams(
+        config=settings.tracker_config(),
+        references=References(profiles, max_rows=5000),
+        episodes=episodes,
+        publisher=publisher,
+        registry=lambda: client,
+    )
+    return streams, publisher, profiles, episodes
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry(MODEL, training_csv(np.random.default_rng(0)))
+
+
+async def test_a_shifted_stream_is_reported_per_window_and_alerted_once(registry: Registry) -> None:
+    streams, publisher, profiles, episodes = make_streams(registry)
+    values, devices = training_rows(np.random.default_rng(1), 4000)
+    values[2000:, 2] += 1.0
+    events = predictions(values, devices, model=MODEL)
+    for start in range(0, 4000, 400):
+        assert await streams.on_predictions(events[start : start + 400]) == []
+    reports = [e for e in publisher.events if isinstance(e, DriftReported)]
+    alerts = [e for e in publisher.events if isinstance(e, AlertRaised)]
+    assert len(reports) >= 8
+    assert [r.drifted for r in reports[:4]] == [False] * 4
+    assert len(alerts) == 1
+    assert alerts[0].fingerprint == f"{MODEL}:v1:data_drift:x2"
+    assert alerts[0].evidence["drivers"] == ["x2"]
+    assert alerts[0].model_version == 1
+    assert profiles.saves == 2  # computed once, then again with its score reference
+    assert registry.requests.count(f"/models/{MODEL}/versions/1") == 1
+    assert episodes.episodes[(MODEL, 1)]["data_drift"].episode is not None
+    report = reports[-1]
+    assert report.drivers == ["x2"]
+    assert report.hypotheses is not None
+    assert {f.feature for f in report.features} == {"x0", "x1", "x2", "x3", "device"}
+    assert report.score is not None
+
+
+async def test_events_off_the_schema_or_of_unknown_versions_are_refused_with_reasons(
+    registry: Registry,
+) -> None:
+    streams, publisher, _, _ = make_streams(registry)
+    values, devices = training_rows(np.random.default_rng(2), 3)
+    good, unknown_feature, wrong_type = predictions(values, devices, model=MODEL)
+    features: dict[str, FeatureValue] = dict(unknown_feature.features) | {"colour": "red"}
+    unknown_feature = unknown_feature.model_copy(update={"features": features})
+    wrong = dict(wrong_type.features) | {"x1": "high"}
+    wrong_type = wrong_type.model_copy(update={"features": wrong})
+    stranger = predictions(values[:1], devices[:1], model=MODEL, version=9)[0]
+    rejections = await streams.on_predictions([good, unknown_feature, wrong_type, stranger])
+    reasons = {rejection.event_id: rejection.error for rejection in rejections}
+    assert set(reasons) == {unknown_feature.event_id, wrong_type.event_id, stranger.event_id}
+    assert "unknown ['colour']" in reasons[unknown_feature.event_id]
+    assert "feature 'x1': expected a number" in reasons[wrong_type.event_id]
+    assert "model churn v9" in reasons[stranger.event_id]
+    assert publisher.events == []  # one valid row: no window closed yet
+
+
+async def test_a_failed_publish_leaves_the_state_as_it_was_for_the_redelivery(
+    registry: Registry,
+) -> None:
+    streams, publisher, _, _ = make_streams(registry)
+    values, devices = training_rows(np.random.default_rng(3), 1000)
+    events = predictions(values, devices, model=MODEL)
+    await streams.on_predictions(events[:400])
+    publisher.fail_next = True
+    with pytest.raises(ConnectionError):
+        await streams.on_predictions(events[400:1000])
+    await streams.on_predictions(events[400:1000])  # the consumer's retry
+    reports = [e for e in publisher.events if isinstance(e, DriftReported)]
+    assert [r.window.size for r in reports] == [500, 500]
+    assert reports[1].window.start.timestamp() == events[500].occurred_at.timestamp()

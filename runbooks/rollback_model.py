@@ -18,7 +18,7 @@ import argparse
 import json
 from datetime import datetime, timedelta
 
-from vigil_runbook import DONE, NOT_APPLICABLE, api, fail, utc_now
+from vigil_runbook import DONE, NOT_APPLICABLE, ApiError, api, fail, utc_now
 
 
 def main() -> None:
@@ -47,18 +47,20 @@ def main() -> None:
                 "not a fresh deployment, so a rollback is not the fix",
             )
         deployment = latest["deployment"]
-        champions = [m for m in history["alias_moves"] if m["alias"] == "champion" and m["version"]]
-        if deployment.get("challenger") is None and len({m["version"] for m in champions}) < 2:
-            fail(NOT_APPLICABLE, f"{args.model} has no previous champion to roll back to")
-        result = registry.post(
-            f"/models/{args.model}/deployment/rollback",
-            {
-                "actor": "runbook:rollback-model",
-                "reason": f"metrics fell right after revision {latest['revision']} "
-                f"({age.total_seconds() / 60:.0f} min old)",
-                "incident_id": args.incident,
-            },
-        )
+        try:
+            result = registry.post(
+                f"/models/{args.model}/deployment/rollback",
+                {
+                    "actor": "runbook:rollback-model",
+                    "reason": f"metrics fell right after revision {latest['revision']} "
+                    f"({age.total_seconds() / 60:.0f} min old)",
+                    "incident_id": args.incident,
+                },
+            )
+        except ApiError as error:
+            if error.status == 409:  # the registry's rules: nothing to roll back to
+                fail(NOT_APPLICABLE, f"{args.model}: {error}")
+            raise
     served = result["deployment"]
     champion = served["champion"]["version"] if served.get("champion") else None
     print(

@@ -686,8 +686,9 @@ class Incident:
             run_id=run_id,
             incident_id=self.id,
             model=self.model,
+            model_version=self.model_version,
             runbook=runbook,
-            parameters=self._runbook_context() | parameters,
+            parameters=parameters,
             requested_by=actor,
             tier=self.tier,
             reason=reason,
@@ -742,19 +743,6 @@ class Incident:
         )
         return effects
 
-    def _runbook_context(self) -> dict[str, str | int | float | bool]:
-        context: dict[str, str | int | float | bool] = {
-            "incident_id": self.id,
-            "model": self.model,
-            "kind": self.kind.value,
-            "severity": self.severity.value,
-            "fingerprint": self.fingerprint,
-            "tier": self.tier.value,
-        }
-        if self.model_version is not None:
-            context["model_version"] = self.model_version
-        return context
-
     def _request_runbook(self, now: datetime) -> Effects:
         assert self.route is not None
         name = self.route.runbooks[self.runbook_position]
@@ -765,8 +753,8 @@ class Incident:
             run_id=self.automatic_run_id(),
             incident_id=self.id,
             model=self.model,
+            model_version=self.model_version,
             runbook=name,
-            parameters=self._runbook_context(),
             requested_by=SYSTEM,
             tier=Tier.L1,
             reason=(

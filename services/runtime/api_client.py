@@ -56,6 +56,10 @@ class ApiClient:
         clean = {key: value for key, value in params.items() if value is not None}
         return self._send("GET", path, params=clean)
 
+    def get_bytes(self, path: str) -> bytes:
+        """GET a path whose answer is not JSON (a dataset, an artifact)."""
+        return self._request("GET", path).content
+
     def post(self, path: str, body: Any = None) -> Any:
         """POST a JSON body."""
         return self._send("POST", path, json=body)
@@ -69,12 +73,16 @@ class ApiClient:
         self._http.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise ApiError(f"cannot reach {self._service}: {error}") from None
         if response.is_success:
-            return response.json() if response.content else None
+            return response
         raise ApiError(
             f"{method} {path} → {response.status_code}: {_detail(response)}",
             status=response.status_code,

@@ -92,7 +92,7 @@ def test_a_decay_alert_opens_an_incident_routed_to_level_one_with_its_timers() -
         Tier.L1,
         incident.automatic_run_id(),
     )
-    assert request.parameters["model"] == MODEL
+    assert (request.model, request.model_version, request.parameters) == (MODEL, 3, {})
     assert sorted((t.kind, t.due_at - T0) for t in effects.timers) == [
         (TimerKind.ACKNOWLEDGE, 10 * MINUTE),
         (TimerKind.MITIGATE, 30 * MINUTE),

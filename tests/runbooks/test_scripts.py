@@ -1,0 +1,123 @@
+"""The real runbook scripts: catalogued, self-documenting, and doing what they say against a real
+registry over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.incident_log.routing import load_policy
+from services.runbook_runner.catalog import load_catalog
+from tests.http_tools import serving
+from tests.model_builders import registration_form, train
+from tests.registry_tools import Registry, registry
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNBOOKS = ROOT / "runbooks"
+MODEL = "breast-cancer"
+
+
+def test_every_runbook_the_routing_policy_names_is_in_the_catalogue() -> None:
+    catalogued = set(load_catalog(RUNBOOKS / "catalog.yaml").runbooks)
+    for route in load_policy(RUNBOOKS / "routing.yaml").routes:
+        assert set(route.runbooks) <= catalogued, route.name
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p.name for p in RUNBOOKS.glob("*.py") if p.name != "vigil_runbook.py")
+)
+def test_every_script_answers_help_with_its_exit_codes(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, RUNBOOKS / script, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=RUNBOOKS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Exit codes:" in result.stdout
+    assert "  0  " in result.stdout
+
+
+def run_script(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, RUNBOOKS / script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=RUNBOOKS,
+        env={"PATH": os.environ["PATH"]} | env,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def registry_url(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Registry, str]]:
+    async with registry(database_url, tmp_path / "state") as served, serving(served.app) as url:
+        yield served, url
+
+
+async def register_and_deploy(url: str, versions: int) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        for c in [1.0, 0.5, 0.25][:versions]:
+            data, files = registration_form(train(c))
+            (
+                await http.post(f"/models/{MODEL}/versions", data=data, files=files)
+            ).raise_for_status()
+        for version in range(1, versions + 1):
+            body = {"champion": version, "actor": "ana", "reason": f"v{version}"}
+            (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
+
+
+async def champion(url: str) -> int:
+    async with httpx.AsyncClient(base_url=url) as http:
+        version: int = (await http.get(f"/models/{MODEL}/deployment")).json()["champion"]["version"]
+        return version
+
+
+@pytest.mark.integration
+async def test_rollback_restores_the_previous_champion_and_refuses_what_it_cannot_fix(
+    registry_url: tuple[Registry, str],
+) -> None:
+    served, url = registry_url
+    served.clock.now = datetime.now(UTC)  # the script judges "fresh" against the real clock
+    await register_and_deploy(url, versions=2)
+    env = {"VIGIL_REGISTRY_URL": url}
+    args = ("--model", MODEL, "--incident", "inc-0a1b2c")
+
+    stale = await asyncio.to_thread(
+        run_script, "rollback_model.py", *args, "--max-age-minutes", "0.0001", env=env
+    )
+    assert stale.returncode == 3, stale.stderr
+    assert "not a fresh deployment" in stale.stderr
+    assert await champion(url) == 2
+
+    done = await asyncio.to_thread(run_script, "rollback_model.py", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "serves champion v1" in done.stdout
+    assert await champion(url) == 1
+    async with httpx.AsyncClient(base_url=url) as http:
+        history = (await http.get(f"/models/{MODEL}/history")).json()
+    latest = history["revisions"][-1]
+    assert (latest["actor"], latest["incident_id"]) == ("runbook:rollback-model", "inc-0a1b2c")
+
+    nothing = await asyncio.to_thread(run_script, "rollback_model.py", *args, env=env)
+    assert nothing.returncode == 3
+    assert "no previous champion to roll back to" in nothing.stderr
+    missing = await asyncio.to_thread(run_script, "rollback_model.py", *args, env={})
+    assert missing.returncode == 2
+    assert "VIGIL_REGISTRY_URL is not set" in missing.stderr
+    down = await asyncio.to_thread(
+        run_script, "rollback_model.py", *args, env={"VIGIL_REGISTRY_URL": "http://127.0.0.1:9"}
+    )
+    assert down.returncode == 4
+    assert "cannot reach" in down.stderr

@@ -97,7 +97,9 @@ class RegistryClient:
         if response.status_code == 404 and allow_missing:
             return None
         if response.status_code == 404:
-            raise RegistryNotFound(f"registry has nothing at GET {path}: {response.text[:300]}")
+            raise RegistryNotFound(
+                f"registry has nothing at GET {path}: {response.text[:300]}", status_code=404
+            )
         if response.status_code != 200:
             raise RegistryError(
                 f"registry answered {response.status_code} to GET {path}: {response.text[:300]}",

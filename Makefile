@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help run test check lint format schemas bench clean
 
 help:
-	@echo "make run      start the embedded stack (broker and services)"
+	@echo "make run      the demo: the whole loop on real data, then the stack stays up"
 	@echo "make test     run every test: unit, component, integration (real Kafka, PostgreSQL), e2e"
 	@echo "make check    format check, ruff, mypy and the fast tests (no broker needed)"
 	@echo "make lint     format check, ruff and mypy"
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/vigil up
+	$(BIN)/vigil demo
 
 # The console's browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 $(CHROMIUM):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import shutil
 import signal
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -116,6 +117,54 @@ def up() -> None:
                     live.update(table())
             console.print("stopping…")
         console.print("stopped")
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(
+    approve_as: str | None = typer.Option(
+        None, help="Approve the retrained candidate as this person instead of asking."
+    ),
+    state_dir: Path = typer.Option(Path(".vigil-demo"), help="Where the demo keeps its state."),
+    exit_after: bool = typer.Option(
+        False, "--exit", help="Stop everything after the summary instead of staying up."
+    ),
+) -> None:
+    """Run the whole loop on real data: shift, alerts, incident, runbook, retrain, canary."""
+    from services.stack.demo import DemoFailed, DemoOptions, demo_stack, play, summary
+
+    configure_logging("demo", level="WARNING")
+    shutil.rmtree(
+        state_dir, ignore_errors=True
+    )  # the embedded broker starts empty: so does the rest
+    options = DemoOptions(state_dir=state_dir, approve_as=approve_as)
+
+    async def run() -> None:
+        async with demo_stack(options, console) as stack:
+            try:
+                outcome = await play(stack, options, console)
+            except DemoFailed as error:
+                console.print(f"[red]the demo stopped:[/red] {error}; logs in {state_dir / 'logs'}")
+                raise typer.Exit(1) from None
+            urls = {
+                "console": f"{stack.url(ServiceName.INCIDENT_LOG)}/console/",
+                "incident log API": f"{stack.url(ServiceName.INCIDENT_LOG)}/docs",
+                "registry API": f"{stack.url(ServiceName.RETRAINER)}/docs",
+            }
+            summary(outcome, urls, console)
+            if exit_after:
+                return
+            console.print(
+                f"The stack stays up. Sign in to the console with the admin token "
+                f"[bold]{stack.credentials.admin_token}[/bold] (also in "
+                f"{state_dir / 'credentials.json'}). Ctrl-C stops everything."
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
 
     asyncio.run(run())
 

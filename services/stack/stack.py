@@ -75,6 +75,14 @@ class StackSettings(BaseSettings):
     ports: dict[ServiceName, int] = Field(
         default_factory=dict, description="Ports instead of the services' defaults."
     )
+    runbooks_dir: Path = Field(
+        default_factory=lambda: _checkout_runbooks(),
+        description="The routing policy, runbook catalogue and scripts.",
+    )
+    service_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="More settings for the services (VIGIL_<SERVICE>_<SETTING> variables).",
+    )
 
     def port(self, name: ServiceName) -> int:
         """The HTTP port a service gets."""
@@ -117,6 +125,12 @@ class RunningStack:
     def url(self, name: ServiceName) -> str:
         """Base URL of a service's HTTP API."""
         return self.supervisor.url(name)
+
+
+def _checkout_runbooks() -> Path:
+    """The runbooks folder of this checkout (Vigil runs from a source checkout), else ./runbooks."""
+    beside = Path(__file__).resolve().parents[2] / "runbooks"
+    return beside if beside.is_dir() else Path("runbooks").resolve()
 
 
 def available(name: ServiceName) -> bool:
@@ -183,7 +197,9 @@ def _shared_env(
             [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
         ),
         "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
-    }
+        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
+        "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
+    } | settings.service_env
 
 
 async def _service_specs(settings: StackSettings) -> list[ServiceSpec]:

@@ -1,0 +1,605 @@
+"""``vigil demo``: the whole loop on one machine, start to finish, in a few minutes.
+
+A health model (breast cancer; recall is what matters) is trained and registered with its
+maintenance instructions, scoring traffic flows with ground truth arriving late, a routine update
+is deployed — and a shift hits the inputs. Then the user watches Vigil work: drift and decay
+alerts become one incident; the level-one runbook rolls back the fresh deployment and fails to
+verify it (the world changed, not the model); level two diagnoses the drift and asks for a
+retrain; the candidate passes the validation gate; a person approves it; it serves a canary; it
+is promoted; live labels confirm it and the incident resolves. A summary ends it.
+
+Everything goes through Vigil's public surfaces: the registry, incident-log and retrainer HTTP
+APIs, and Kafka topics (scoring requests and labels in; the story read back from `incidents`,
+`models`, `alerts` and `runbook.results`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sklearn
+import skops.io
+import yaml
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from contracts import (
+    EVENT_TYPES,
+    AlertRaised,
+    CandidateEvaluated,
+    Envelope,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentResolved,
+    LabelRecorded,
+    ModelDeployed,
+    ModelPromoted,
+    ModelRolledBack,
+    PromotionRequested,
+    RetrainStarted,
+    RunbookFinished,
+    RunbookStarted,
+    ScoringRequest,
+    Topic,
+)
+from services.runtime.kafka import kafka_broker
+from services.runtime.names import ServiceName
+from services.runtime.publisher import EventPublisher
+from services.runtime.settings import KafkaProfile, KafkaSettings
+from services.stack import scenario
+from services.stack.stack import RunningStack, StackSettings, running_stack
+
+__all__ = ["DemoOptions", "DemoOutcome", "run_demo"]
+
+Step = Callable[[str, RunningStack], Awaitable[None]]
+"""A hook called as the demo passes each step (tests kill a service at one)."""
+
+
+@dataclass
+class DemoOptions:
+    """How the demo runs."""
+
+    state_dir: Path
+    approve_as: str | None = None
+    rate_per_s: float = 60.0
+    label_delay_s: float = 3.0
+    healthy_seconds: float = 15.0
+    step_timeout_s: float = 240.0
+    broker_port: int = 19092
+    ports: dict[ServiceName, int] = field(default_factory=dict)
+    on_step: Step | None = None
+
+
+@dataclass
+class DemoOutcome:
+    """What the demo ended with (for its summary and its tests)."""
+
+    incident_id: str
+    incident: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    stats: dict[str, Any]
+    champion: int | None
+    versions: list[int]
+    seconds: float
+
+
+class DemoFailed(RuntimeError):
+    """The story did not reach its next step in time; the message says which."""
+
+
+def demo_policy(runbooks_dir: Path) -> dict[str, Any]:
+    """The shipped routing policy with a short group wait and patient timers, so the demo's
+    escalations come from what happens (a failed verification), not from the clock."""
+    policy: dict[str, Any] = yaml.safe_load((runbooks_dir / "routing.yaml").read_text())
+    policy["group_wait_seconds"] = 12
+    for route in policy["routes"]:
+        for timers in route["tiers"].values():
+            timers["ack_timeout_minutes"] = max(timers["ack_timeout_minutes"], 30)
+            timers["mitigate_timeout_minutes"] = max(timers["mitigate_timeout_minutes"], 60)
+    return policy
+
+
+def demo_service_env(policy_path: Path) -> dict[str, str]:
+    """Settings that make the story unfold in minutes rather than hours."""
+    return {
+        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy_path),
+        "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "120",
+        "VIGIL_MONITOR_MIN_LABELLED": "30",
+        "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
+        "VIGIL_MONITOR_JOIN_TTL_SECONDS": "120",
+        "VIGIL_DRIFT_DETECTOR_WINDOW_SIZE": "150",
+        "VIGIL_DRIFT_DETECTOR_SCORE_REFERENCE_ROWS": "300",
+        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.5",
+    }
+
+
+async def run_demo(options: DemoOptions, console: Console) -> DemoOutcome:
+    """Run the whole story once; return how it ended (the stack is stopped afterwards)."""
+    async with demo_stack(options, console) as stack:
+        return await play(stack, options, console)
+
+
+@contextlib.asynccontextmanager
+async def demo_stack(options: DemoOptions, console: Console) -> AsyncIterator[RunningStack]:
+    """Start the embedded stack with the demo's settings."""
+    settings = StackSettings(state_dir=options.state_dir, broker_port=options.broker_port)
+    policy_path = options.state_dir.resolve() / "demo-routing.yaml"
+    policy_path.parent.mkdir(parents=True, exist_ok=True)
+    policy_path.write_text(yaml.safe_dump(demo_policy(settings.runbooks_dir)))
+    settings = settings.model_copy(
+        update={"service_env": demo_service_env(policy_path), "ports": options.ports}
+    )
+    console.print(
+        "[bold]Starting Vigil[/bold]: broker, registry, incident log, scorer, monitor, "
+        "drift detector, runbook runner…"
+    )
+    async with running_stack(settings) as stack:
+        console.print(f"  up in {options.state_dir} (logs in {options.state_dir / 'logs'})")
+        yield stack
+
+
+async def play(stack: RunningStack, options: DemoOptions, console: Console) -> DemoOutcome:
+    """The story, on a running stack."""
+    started = time.monotonic()
+    story = Story(console, started)
+    admin = {"Authorization": f"Bearer {stack.credentials.admin_token}"}
+    async with (
+        httpx.AsyncClient(base_url=stack.url(ServiceName.INCIDENT_LOG), timeout=30) as incidents,
+        httpx.AsyncClient(base_url=stack.url(ServiceName.RETRAINER), timeout=60) as registry,
+    ):
+
+        async def step(name: str) -> None:
+            if options.on_step is not None:
+                await options.on_step(name, stack)
+
+        dana = await _token(incidents, admin, "dana", "l2")
+        dataset = scenario.load()
+        spec = scenario.monitoring_spec(dataset)
+        story.say("Training [bold]v1[/bold] of the health model (breast cancer, key metric recall)")
+        await _register(registry, dataset, spec, c=1.0, reason="initial model")
+        await _deploy(registry, 1, "first deployment")
+        await step("deployed-v1")
+
+        kafka = KafkaSettings(
+            bootstrap_servers=stack.bootstrap_servers, profile=KafkaProfile.EMBEDDED
+        )
+        async with Traffic(kafka, dataset, options) as traffic, Watcher(kafka, story):
+            story.say(
+                f"Scoring traffic at {options.rate_per_s:.0f} requests/s; ground truth arrives "
+                f"{options.label_delay_s:.0f} s later"
+            )
+            await asyncio.sleep(options.healthy_seconds)
+            story.say("Routine refresh: [bold]v2[/bold] registered and deployed as champion")
+            await _register(registry, dataset, spec, c=0.5, reason="weekly refresh")
+            await _deploy(registry, 2, "weekly refresh")
+            story.say(
+                "[yellow]A new imaging device goes live: malignant tumours now measure "
+                "a third smaller[/yellow]"
+            )
+            traffic.shifted = True
+            await step("shifted")
+
+            incident = await _wait(
+                lambda: _incident(incidents, admin), "an incident", options.step_timeout_s
+            )
+            incident_id = str(incident["id"])
+            await step("incident-opened")
+            await _wait(
+                lambda: _at_tier(incidents, admin, incident_id, "L2"),
+                "the escalation to level two",
+                options.step_timeout_s,
+            )
+            await step("escalated")
+
+            story.say(
+                "Level two ([bold]dana[/bold]) takes the incident: claims, acknowledges, "
+                "runs the drift diagnosis, asks for a retrain"
+            )
+            for action in ("claim", "acknowledge"):
+                await _post(incidents, f"/incidents/{incident_id}/{action}", {}, dana)
+            run = await _post(
+                incidents,
+                f"/incidents/{incident_id}/runbooks",
+                {"runbook": "drift-diagnosis", "reason": "what moved, and where does it hurt?"},
+                dana,
+            )
+            await _wait(
+                lambda: _run_finished(incidents, admin, incident_id, str(run["run_id"])),
+                "the drift diagnosis",
+                options.step_timeout_s,
+            )
+            await _post(
+                incidents,
+                f"/incidents/{incident_id}/retrain",
+                {"reason": "inputs shifted: retrain on the new data"},
+                dana,
+            )
+            await step("retrain-requested")
+
+            promotion = await _wait(
+                lambda: _pending_promotion(registry, dana, incident_id),
+                "a candidate passing the validation gate",
+                options.step_timeout_s,
+            )
+            await _approve(registry, incidents, admin, promotion, options.approve_as, story)
+            await step("approved")
+
+            await _wait(
+                lambda: _resolved(incidents, admin, incident_id),
+                "the promoted model proving healthy on live labels",
+                options.step_timeout_s,
+            )
+            await step("resolved")
+
+        detail = (await incidents.get(f"/incidents/{incident_id}", headers=admin)).json()
+        timeline = (await incidents.get(f"/incidents/{incident_id}/timeline", headers=admin)).json()
+        stats = (await incidents.get("/stats", headers=admin)).json()
+        model = (await registry.get(f"/models/{scenario.MODEL}")).json()
+    deployment = model.get("deployment") or {}
+    champion = (deployment.get("champion") or {}).get("version")
+    return DemoOutcome(
+        incident_id=incident_id,
+        incident=detail,
+        timeline=timeline,
+        stats=stats,
+        champion=champion,
+        versions=[int(v["version"]) for v in model["versions"]],
+        seconds=time.monotonic() - started,
+    )
+
+
+def summary(outcome: DemoOutcome, stack_urls: dict[str, str], console: Console) -> None:
+    """Print how it went: the timeline, MTTA / MTTR, the versions, and where the console is."""
+    table = Table(title=f"Incident {outcome.incident_id}: its timeline")
+    for column in ("time", "actor", "action", "what"):
+        table.add_column(column, overflow="fold")
+    for entry in outcome.timeline:
+        details = entry["details"]
+        what = (
+            details.get("reason")
+            or details.get("text")
+            or details.get("summary")
+            or (f"{details.get('runbook')}: {details.get('state')}" if "state" in details else "")
+            or details.get("runbook")
+            or details.get("title")
+            or ""
+        )
+        change = " → ".join(
+            part for part in (entry.get("from_status"), entry.get("to_status")) if part
+        )
+        table.add_row(
+            entry["at"][11:19], entry["actor"], entry["action"], f"{change} {what}".strip()
+        )
+    console.print(table)
+    stats = outcome.stats
+    console.print(
+        f"Resolved at [bold]{outcome.incident['resolved_tier']}[/bold] in {outcome.seconds:.0f} s "
+        f"of demo. MTTA {_minutes(stats['mtta_seconds'])}, MTTR {_minutes(stats['mttr_seconds'])}."
+    )
+    console.print(
+        f"Model versions: {', '.join(f'v{v}' for v in outcome.versions)}; champion now "
+        f"[bold]v{outcome.champion}[/bold]."
+    )
+    for name, url in stack_urls.items():
+        console.print(f"  {name}: {url}")
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+class Story:
+    """Prints the story as it happens, with the time since the demo began."""
+
+    def __init__(self, console: Console, started: float) -> None:
+        self.console = console
+        self.started = started
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.console.print(f"[dim]{elapsed:6.1f}s[/dim]  {text}")
+
+
+class Traffic:
+    """Publishes scoring requests at a steady rate, and each one's label a few seconds later."""
+
+    def __init__(
+        self, kafka: KafkaSettings, dataset: scenario.Dataset, options: DemoOptions
+    ) -> None:
+        self._kafka = kafka
+        self._dataset = dataset
+        self._options = options
+        self.shifted = False
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Traffic:
+        broker = kafka_broker(self._kafka, client_id="vigil-demo")
+        self._publisher = EventPublisher(broker, self._kafka, client_id="vigil-demo")
+        await self._publisher.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._publisher.stop()
+
+    async def _run(self) -> None:
+        clean = scenario.traffic(self._dataset, shifted=False, start=0)
+        shifted = scenario.traffic(self._dataset, shifted=True, start=1_000_000)
+        labels: deque[tuple[float, LabelRecorded]] = deque()
+        tick = 0.05
+        owed = 0.0
+        while True:
+            now = time.monotonic()
+            owed += self._options.rate_per_s * tick
+            batch: list[Envelope] = []
+            while owed >= 1:
+                owed -= 1
+                request = next(shifted if self.shifted else clean)
+                batch.append(
+                    ScoringRequest(
+                        producer="demo-client",
+                        model=scenario.MODEL,
+                        request_id=request.request_id,
+                        features=request.features,
+                    )
+                )
+                labels.append(
+                    (
+                        now + self._options.label_delay_s,
+                        LabelRecorded(
+                            producer="demo-client",
+                            model=scenario.MODEL,
+                            request_id=request.request_id,
+                            label=request.label,
+                        ),
+                    )
+                )
+            while labels and labels[0][0] <= now:
+                batch.append(labels.popleft()[1])
+            if batch:
+                await self._publisher.publish_many(batch)
+                self.sent += sum(isinstance(event, ScoringRequest) for event in batch)
+            await asyncio.sleep(tick)
+
+
+class Watcher:
+    """Reads the story back from Vigil's topics, as any outside consumer could."""
+
+    _TOPICS = (Topic.ALERTS, Topic.INCIDENTS, Topic.RUNBOOK_RESULTS, Topic.MODELS)
+
+    def __init__(self, kafka: KafkaSettings, story: Story) -> None:
+        self._kafka = kafka
+        self._story = story
+        self._task: asyncio.Task[None] | None = None
+        self._seen_alerts: set[str] = set()
+
+    async def __aenter__(self) -> Watcher:
+        self._consumer = AIOKafkaConsumer(
+            *[self._kafka.topic_name(topic) for topic in self._TOPICS],
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            group_id=f"vigil-demo-watcher-{time.time_ns()}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=2_000,
+            heartbeat_interval_ms=300,
+            fetch_max_wait_ms=50,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        async for record in self._consumer:
+            event = _decoded(record.value)
+            if event is not None:
+                line = self._line(event)
+                if line:
+                    self._story.say(line)
+
+    def _line(self, event: Envelope) -> str | None:  # one line per kind of fact
+        if isinstance(event, AlertRaised):
+            if event.fingerprint in self._seen_alerts:
+                return None
+            self._seen_alerts.add(event.fingerprint)
+            return f"[red]alert[/red] {event.kind.value} from {event.producer}: {event.summary}"
+        if isinstance(event, IncidentOpened):
+            return f"[bold]incident {event.incident_id}[/bold] opened: {event.title}"
+        if isinstance(event, IncidentEscalated):
+            return (
+                f"incident escalated {event.from_tier.value} → {event.tier.value} "
+                f"({event.trigger.value}): {event.reason}"
+            )
+        if isinstance(event, IncidentResolved):
+            return f"[green]incident resolved[/green] at {event.tier.value}: {event.reason}"
+        if isinstance(event, RunbookStarted):
+            return (
+                f"runbook [bold]{event.runbook}[/bold] started (script {event.script_sha256[:12]})"
+            )
+        if isinstance(event, RunbookFinished):
+            return f"runbook {event.runbook} ended [bold]{event.state.value}[/bold] {event.detail}"
+        if isinstance(event, ModelRolledBack):
+            return f"model rolled back v{event.from_version} → v{event.to_version} by {event.actor}"
+        if isinstance(event, RetrainStarted):
+            return f"retrain {event.run_id} started on dataset {event.dataset.version}"
+        if isinstance(event, CandidateEvaluated):
+            verdict = "[green]passed[/green]" if event.passed else "[red]failed[/red]"
+            return f"validation gate {verdict} for candidate v{event.candidate_version}"
+        if isinstance(event, PromotionRequested):
+            return f"promotion of v{event.version} requested: {event.summary}"
+        if isinstance(event, ModelDeployed) and event.deployment.challenger is not None:
+            share = event.deployment.challenger_share * 100
+            return f"canary: v{event.deployment.challenger.version} takes {share:.0f} % of traffic"
+        if isinstance(event, ModelPromoted):
+            return f"[green]v{event.version} promoted to champion[/green]: {event.reason}"
+        return None
+
+
+def _decoded(value: bytes | None) -> Envelope | None:
+    if value is None:
+        return None
+    try:
+        return EVENT_TYPES[json.loads(value)["type"]].model_validate_json(value)
+    except (ValueError, KeyError):
+        return None
+
+
+async def _token(
+    http: httpx.AsyncClient, admin: dict[str, str], name: str, role: str
+) -> dict[str, str]:
+    response = await http.post("/tokens", json={"name": name, "role": role}, headers=admin)
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+async def _register(
+    registry: httpx.AsyncClient,
+    dataset: scenario.Dataset,
+    spec: Any,
+    *,
+    c: float,
+    reason: str,
+) -> None:
+    model = scenario.train(dataset, c)
+    metadata = {
+        "sklearn_version": sklearn.__version__,
+        "dataset_name": scenario.MODEL,
+        "dataset_version": "2026-11-training",
+        "metrics": {"recall": 0.93},
+        "parameters": scenario.recipe(c),
+        "code_version": "vigil-demo",
+        "spec": spec.model_dump(mode="json"),
+        "registered_by": "ana",
+        "reason": reason,
+    }
+    response = await registry.post(
+        f"/models/{scenario.MODEL}/versions",
+        data={"metadata": json.dumps(metadata)},
+        files={
+            "artifact": ("model.skops", skops.io.dumps(model)),
+            "training_data": (
+                "train.csv",
+                scenario.to_csv(dataset.features, dataset.train_x, dataset.train_y),
+            ),
+        },
+    )
+    response.raise_for_status()
+
+
+async def _deploy(registry: httpx.AsyncClient, version: int, reason: str) -> None:
+    response = await registry.put(
+        f"/models/{scenario.MODEL}/deployment",
+        json={"champion": version, "actor": "ana", "reason": reason},
+    )
+    response.raise_for_status()
+
+
+async def _post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> Any:
+    response = await http.post(path, json=body, headers=headers)
+    if not response.is_success:
+        raise DemoFailed(f"POST {path} → {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+async def _wait(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = await probe()
+        if found:
+            return found
+        await asyncio.sleep(0.5)
+    raise DemoFailed(f"waited {timeout_s:.0f} s for {what}")
+
+
+async def _incident(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any] | None:
+    listed = (
+        await http.get("/incidents", params={"model": scenario.MODEL}, headers=headers)
+    ).json()
+    return listed[0] if listed else None
+
+
+async def _at_tier(
+    http: httpx.AsyncClient, headers: dict[str, str], incident_id: str, tier: str
+) -> bool:
+    detail = (await http.get(f"/incidents/{incident_id}", headers=headers)).json()
+    return bool(detail["tier"] == tier)
+
+
+async def _resolved(http: httpx.AsyncClient, headers: dict[str, str], incident_id: str) -> bool:
+    detail = (await http.get(f"/incidents/{incident_id}", headers=headers)).json()
+    return bool(detail["status"] == "resolved")
+
+
+async def _run_finished(
+    http: httpx.AsyncClient, headers: dict[str, str], incident_id: str, run_id: str
+) -> bool:
+    timeline = (await http.get(f"/incidents/{incident_id}/timeline", headers=headers)).json()
+    return any(
+        e["action"] == "runbook_finished" and e["details"].get("run_id") == run_id for e in timeline
+    )
+
+
+async def _pending_promotion(
+    registry: httpx.AsyncClient, headers: dict[str, str], incident_id: str
+) -> dict[str, Any] | None:
+    response = await registry.get(
+        "/promotions", params={"incident_id": incident_id}, headers=headers
+    )
+    if not response.is_success:
+        return None
+    pending = [p for p in response.json() if p.get("state") == "pending"]
+    return pending[0] if pending else None
+
+
+async def _approve(
+    registry: httpx.AsyncClient,
+    incidents: httpx.AsyncClient,
+    admin: dict[str, str],
+    promotion: dict[str, Any],
+    approve_as: str | None,
+    story: Story,
+) -> None:
+    story.say(
+        f"[bold]Approval needed[/bold]: candidate v{promotion['version']} "
+        f"(request {promotion['request_id']}, asked by {promotion['requested_by']})"
+    )
+    while True:
+        asked: str = approve_as or await asyncio.to_thread(
+            story.console.input, "  your name, to approve it (level two): "
+        )
+        name = asked.strip()
+        if not name:
+            continue
+        approver = await _token(incidents, admin, name, "l2")
+        response = await registry.post(
+            f"/promotions/{promotion['request_id']}/approve",
+            json={"comment": "gate figures reviewed; go ahead with the canary"},
+            headers=approver,
+        )
+        if response.is_success:
+            story.say(f"approved by [bold]{name}[/bold]")
+            return
+        story.say(f"[red]refused[/red]: {response.json().get('detail', response.text)}")
+        if approve_as:
+            raise DemoFailed(f"approval as {name!r} refused")

@@ -585,10 +585,14 @@ async def _approve(
         f"(request {promotion['request_id']}, asked by {promotion['requested_by']})"
     )
     while True:
-        asked: str = approve_as or await asyncio.to_thread(
-            story.console.input, "  your name, to approve it (level two): "
-        )
-        name = asked.strip()
+        if approve_as is not None:
+            name = approve_as.strip()
+        else:
+            name = (
+                await asyncio.to_thread(
+                    story.console.input, "  your name, to approve it (level two): "
+                )
+            ).strip()
         if not name:
             continue
         approver = await _token(incidents, admin, name, "l2")

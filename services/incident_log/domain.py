@@ -828,6 +828,15 @@ class Incident:
         """Alerts received on this incident, repeats included."""
         return sum(signal.occurrences for signal in self.signals.values())
 
+    def concerns_version(self, version: int | None) -> bool:
+        """Whether an alert about this version belongs to this incident's story: the version it
+        opened on, or the champion a step taken for it put in place (a rollback, a promotion)."""
+        return (
+            version is None
+            or self.model_version is None
+            or version in (self.model_version, self.awaiting_version)
+        )
+
     def held_by(self, now: datetime) -> str | None:
         """Who holds the incident now, if anyone."""
         if self.owner is None or self.lease_expires_at is None or self.lease_expires_at <= now:

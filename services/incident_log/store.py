@@ -91,6 +91,7 @@ class IncidentStore:
                         or_(
                             col(IncidentRow.model_version).in_(sorted(v for v in versions if v)),
                             col(IncidentRow.model_version).is_(None),
+                            col(IncidentRow.awaiting_version).in_(sorted(v for v in versions if v)),
                         ),
                     )
                 )

@@ -7,8 +7,9 @@ Pure. The rules, in order:
 2. **silenced** — an active silence matches: record the alert, page no one;
 3. **inhibited** — an inhibition rule's source is active (a signal on an open incident, or a
    retrain in flight) and the rule targets this alert: record it, page no one;
-4. **correlated** — an unresolved incident about the same model version saw an alert within the
-   correlation window: the alert joins it, so drift + low confidence + decay tell one story;
+4. **correlated** — an unresolved incident about the same model version (or the champion a step
+   taken for it put in place) saw an alert within the correlation window: the alert joins it, so
+   drift + low confidence + decay — and the rolled-back-to version's troubles — tell one story;
 5. **reopened** — an incident that held the fingerprint was resolved within the reopen window;
 6. **opened** — a new incident, routed by the policy.
 """
@@ -92,7 +93,7 @@ def triage(
     related = [
         incident
         for incident in mine
-        if _same_version(incident.model_version, alert.model_version)
+        if incident.concerns_version(alert.model_version)
         and now - incident.last_seen <= policy.correlation_window
     ]
     if related:
@@ -132,10 +133,6 @@ def _inhibits(
             if rule.source.matches(incident.model, signal.kind, signal.severity):
                 return True
     return False
-
-
-def _same_version(a: int | None, b: int | None) -> bool:
-    return a is None or b is None or a == b
 
 
 def _resolved_at(incident: Incident) -> datetime:

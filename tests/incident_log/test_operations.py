@@ -22,6 +22,7 @@ from contracts import (
     LatencySummary,
     MetricsComputed,
     ModelPromoted,
+    ModelRolledBack,
     RetrainRequest,
     RetrainTrigger,
     RunbookFinished,
@@ -376,3 +377,31 @@ async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
     assert incident.status is IncidentStatus.RESOLVED
     assert (await actions(sessions, incident.id)).count("model_promoted") == 1
     assert await published(sessions, "incident.resolved") == 1
+
+
+async def test_alerts_on_the_version_a_rollback_restored_join_the_same_incident(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    await log.handle_model_news(
+        ModelRolledBack(
+            producer="retrainer",
+            model=MODEL,
+            from_version=3,
+            to_version=2,
+            deployment=make_deployment(challenger=None, challenger_share=0.0),
+            actor="runbook:rollback-model",
+            reason="fresh deployment",
+            incident_id=incident.id,
+        )
+    )
+    drift_on_v2 = make_alert(
+        model_version=2,
+        kind=AlertKind.DATA_DRIFT,
+        fingerprint=alert_fingerprint(MODEL, 2, AlertKind.DATA_DRIFT, "mean radius"),
+    )
+    await log.handle_alerts([drift_on_v2])
+    (incident,) = await incidents(sessions)
+    assert drift_on_v2.fingerprint in incident.signals

@@ -119,3 +119,10 @@ def test_a_repeat_is_counted_even_while_silenced() -> None:
 def test_severity_is_part_of_the_match() -> None:
     silence = Silence("s1", Matcher(severities=[Severity.INFO]), T0, T0 + MINUTE * 10, "a", "r")
     assert decide(alert_of(AlertKind.METRIC_DECAY), silences=[silence]) is Disposition.OPENED
+
+
+def test_after_a_rollback_alerts_on_the_restored_version_join_the_incident() -> None:
+    incident = open_incident(alert_of(AlertKind.METRIC_DECAY, version=3))
+    incident.awaiting_version = 2  # the incident's rollback put v2 back
+    assert decide(alert_of(AlertKind.DATA_DRIFT, version=2), [incident]) is Disposition.CORRELATED
+    assert decide(alert_of(AlertKind.DATA_DRIFT, version=1), [incident]) is Disposition.OPENED

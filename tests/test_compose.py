@@ -1,0 +1,92 @@
+"""compose.yaml is checked by review (no Docker engine runs here) and by these tests: every
+service's command and environment must match what the code reads."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from services.runtime import KafkaSettings, ServiceName
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+VIGIL = {
+    name: service
+    for name, service in COMPOSE["services"].items()
+    if service.get("build") and service.get("command", [None])[0] == "run"
+}
+HEALTHCHECK_ONLY = {"PORT"}
+
+
+def settings_class(service: ServiceName) -> type[BaseSettings]:
+    module = importlib.import_module(f"{service.package}.settings")
+    settings: type[BaseSettings] = module.Settings
+    return settings
+
+
+def environment_names(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings class reads."""
+    prefix = settings.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for field_name, field in settings.model_fields.items():
+        if field_name == "kafka":
+            names |= environment_names(KafkaSettings)
+        elif isinstance(field.validation_alias, AliasChoices):
+            names |= {
+                choice for choice in field.validation_alias.choices if isinstance(choice, str)
+            }
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def test_every_service_runs_and_nothing_else_runs_vigil() -> None:
+    assert {ServiceName(name) for name in VIGIL} == set(ServiceName)
+    for name, service in VIGIL.items():
+        assert service["command"] == ["run", name]
+
+
+@pytest.mark.parametrize("name", sorted(VIGIL))
+def test_every_variable_given_to_a_service_is_one_it_reads(name: str) -> None:
+    service = ServiceName(name)
+    known = environment_names(settings_class(service)) | HEALTHCHECK_ONLY
+    unknown = sorted(set(VIGIL[name]["environment"]) - known)
+    assert not unknown, f"{name} does not read {unknown}"
+    assert VIGIL[name]["environment"][f"{service.env_prefix}HTTP_HOST"] == "0.0.0.0"
+    if "PORT" in VIGIL[name]["environment"]:
+        assert int(VIGIL[name]["environment"]["PORT"]) == service.default_port
+
+
+@pytest.mark.parametrize("name", sorted(VIGIL))
+def test_every_service_waits_for_healthy_kafka_and_its_topics(name: str) -> None:
+    depends = VIGIL[name]["depends_on"]
+    assert depends["kafka"] == {"condition": "service_healthy"}
+    assert depends["topics"] == {"condition": "service_completed_successfully"}
+    assert "healthcheck" in VIGIL[name]
+    database = VIGIL[name]["environment"].get(f"{ServiceName(name).env_prefix}DATABASE_URL")
+    if database is not None:
+        assert depends["postgres"] == {"condition": "service_healthy"}
+        assert database.endswith(f"/vigil_{name.replace('-', '_')}")
+        assert (
+            f"CREATE DATABASE vigil_{name.replace('-', '_')};"
+            in (ROOT / "deploy" / "postgres-init.sql").read_text()
+        )
+
+
+def test_secrets_come_from_the_environment_and_must_be_set() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    for secret in ("POSTGRES_PASSWORD", "VIGIL_ADMIN_TOKEN", "VIGIL_RUNBOOK_TOKEN"):
+        assert f"${{{secret}:?" in text
+    assert "password" not in text.lower().replace("postgres_password", "")
+
+
+def test_the_consumer_groups_that_share_work_have_replicas() -> None:
+    assert VIGIL["scorer"]["deploy"]["replicas"] >= 2
+    assert VIGIL["incident-log"]["deploy"]["replicas"] >= 2
+    assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2

@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check lint format schemas bench clean
+.PHONY: help run test check lint format schemas docs bench clean
 
 help:
 	@echo "make run      the demo: the whole loop on real data, then the stack stays up"
@@ -17,7 +17,8 @@ help:
 	@echo "make check    format check, ruff, mypy and the fast tests (no broker needed)"
 	@echo "make lint     format check, ruff and mypy"
 	@echo "make format   format the code"
-	@echo "make schemas  regenerate contracts/schemas and contracts/asyncapi.yaml"
+	@echo "make schemas  regenerate contracts/schemas, contracts/asyncapi.yaml, docs/event-reference.md"
+	@echo "make docs     regenerate the generated documents (schemas, events, configuration)"
 	@echo "make bench    run the benchmarks (quick mode)"
 
 $(BIN)/python:
@@ -56,6 +57,9 @@ format: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.generate
+
+docs: schemas
+	$(BIN)/vigil settings > docs/configuration.md
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done

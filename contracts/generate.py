@@ -18,11 +18,12 @@ from contracts.wire import (
     HEADER_SCHEMA_VERSION,
 )
 
-__all__ = ["ASYNCAPI_PATH", "SCHEMAS_DIR", "render", "write"]
+__all__ = ["ASYNCAPI_PATH", "REFERENCE_PATH", "SCHEMAS_DIR", "render", "write"]
 
 HERE = Path(__file__).parent
 SCHEMAS_DIR = HERE / "schemas"
 ASYNCAPI_PATH = HERE / "asyncapi.yaml"
+REFERENCE_PATH = HERE.parent / "docs" / "event-reference.md"
 
 _DESCRIPTION = f"""Every Vigil topic and the events it carries.
 
@@ -71,9 +72,65 @@ def _asyncapi() -> str:
     return str(yaml.safe_dump(content, sort_keys=True, allow_unicode=True, width=100))
 
 
+def _reference() -> str:
+    """Every event's fields, topic by topic, as Markdown (from the same JSON Schemas)."""
+    lines = [
+        "# Event reference",
+        "",
+        "Generated from `contracts/` by `make schemas`; see [events.md](events.md) for the",
+        "conventions (envelope, keys, headers, compatibility, dead letters). Every event also",
+        "carries the envelope: `event_id`, `type`, `occurred_at`, `producer`, `correlation_id`,",
+        "`schema_version`.",
+        "",
+    ]
+    envelope = {"event_id", "type", "occurred_at", "producer", "correlation_id", "schema_version"}
+    for spec in TOPICS.values():
+        lines += [
+            f"## `{spec.topic.value}`",
+            "",
+            f"{spec.description} Key: `{spec.key_field}`.",
+            "",
+        ]
+        for event in spec.events:
+            schema = event.model_json_schema(mode="serialization")
+            required = set(schema.get("required", []))
+            event_type = event.model_fields["type"].default
+            lines += [
+                f"### `{event_type}` — {event.__name__}",
+                "",
+                (event.__doc__ or "").strip(),
+                "",
+                "| field | type | required | meaning |",
+                "|---|---|---|---|",
+            ]
+            for name, prop in schema["properties"].items():
+                if name in envelope:
+                    continue
+                meaning = str(prop.get("description", "")).replace("|", "\\|").replace("\n", " ")
+                lines.append(
+                    f"| `{name}` | {_type_of(prop)} | {'yes' if name in required else 'no'} "
+                    f"| {meaning} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _type_of(prop: dict[str, object]) -> str:
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in prop:
+        options = [_type_of(option) for option in prop["anyOf"]]  # type: ignore[attr-defined]
+        return " or ".join(dict.fromkeys(options))
+    if prop.get("type") == "array":
+        return f"list of {_type_of(prop.get('items', {}))}"  # type: ignore[arg-type]
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    return str(prop.get("type", "any"))
+
+
 def render() -> dict[Path, str]:
     """Return every generated file's path and content."""
-    return {**_json_schemas(), ASYNCAPI_PATH: _asyncapi()}
+    return {**_json_schemas(), ASYNCAPI_PATH: _asyncapi(), REFERENCE_PATH: _reference()}
 
 
 def write() -> list[Path]:

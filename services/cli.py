@@ -169,6 +169,14 @@ def demo(
     asyncio.run(run())
 
 
+@app.command("settings")
+def settings_reference() -> None:
+    """Print the configuration reference: every environment variable of every service."""
+    from services.configuration import reference
+
+    typer.echo(reference(), nl=False)
+
+
 @app.command("run")
 def run_service(
     service: ServiceName = typer.Argument(help="Service to run in this process."),

@@ -102,5 +102,9 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("VIGIL_INCIDENT_LOG_URL"),
         description="HTTP API of the incident log.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe log level written."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object per line."
+    )

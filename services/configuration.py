@@ -1,0 +1,72 @@
+"""The configuration reference: every environment variable each service reads, generated from
+the settings classes themselves (``vigil settings`` prints it; docs/configuration.md holds it)."""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+from services.runtime.names import ServiceName
+from services.runtime.settings import KafkaSettings, ServiceSettings
+
+__all__ = ["reference"]
+
+_INTRO = """# Configuration reference
+
+Generated from the settings classes by `vigil settings` (a test keeps this file in sync: run
+`make docs` after changing a setting). Every setting is an environment variable; the shared ones
+(`VIGIL_KAFKA_*`, `VIGIL_STATE_DIR`, the service URLs) mean the same to every service.
+"""
+
+
+def reference() -> str:
+    """The whole reference, as Markdown."""
+    parts = [_INTRO, "## Shared by every service\n", _table(KafkaSettings, shared=False)]
+    parts.append(_table(ServiceSettings, shared=True))
+    for service in ServiceName:
+        settings = importlib.import_module(f"{service.package}.settings").Settings
+        parts += [f"## {service.value}\n", _table(settings, shared=False)]
+    return "\n".join(parts)
+
+
+def _table(settings: type[BaseSettings], *, shared: bool) -> str:
+    """A table of a class's variables: the shared ones (read under one name by every service),
+    or the class's own (read under its prefix)."""
+    env_prefix = settings.model_config.get("env_prefix", "")
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in settings.model_fields.items():
+        if name == "kafka" or isinstance(field.validation_alias, AliasChoices) != shared:
+            continue
+        variable = _variable(name, field, env_prefix)
+        rows.append(f"| `{variable}` | {_default(field)} | {_meaning(field)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _variable(name: str, field: FieldInfo, env_prefix: str) -> str:
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return next(choice for choice in alias.choices if isinstance(choice, str))
+    return f"{env_prefix}{name}".upper()
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()  # type: ignore[call-arg]  # factories here take none
+        except TypeError:
+            return "(computed)"
+        if isinstance(value, BaseSettings):
+            return "(see above)"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    text = getattr(value, "value", value)
+    return f"`{text}`".replace("|", "\\|")
+
+
+def _meaning(field: FieldInfo) -> str:
+    return (field.description or "").replace("|", "\\|").replace("\n", " ")

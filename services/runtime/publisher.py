@@ -8,6 +8,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
+from faststream.kafka.testing import FakeProducer
 
 from contracts.envelope import Envelope
 from contracts.topics import topic_of
@@ -47,7 +48,10 @@ class EventPublisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        """Connect the publisher's own producer."""
+        """Connect the publisher's own producer (not under FastStream's in-memory test broker,
+        whose fake producer delivers to the in-memory subscribers and needs no Kafka)."""
+        if isinstance(self._broker.config.broker_config.producer, FakeProducer):
+            return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             client_id=self._client_id,

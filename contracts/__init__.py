@@ -35,9 +35,11 @@ from contracts.monitoring import (
 )
 from contracts.registry import (
     CandidateEvaluated,
+    DatasetChanges,
     DatasetRef,
     Deployment,
     DeploymentMode,
+    FeatureShift,
     FeatureSpec,
     GoldenCase,
     MetricDirection,
@@ -73,6 +75,7 @@ __all__ = [
     "ClassLabel",
     "ComparisonVerdict",
     "Correction",
+    "DatasetChanges",
     "DatasetRef",
     "DeadLetterReason",
     "Deployment",
@@ -82,6 +85,7 @@ __all__ = [
     "EscalationTrigger",
     "FeatureDrift",
     "FeatureKind",
+    "FeatureShift",
     "FeatureSpec",
     "FeatureValue",
     "Features",

@@ -27,7 +27,7 @@ from scipy.stats import binomtest, rankdata
 from contracts.registry import MetricDirection, MonitoringSpec
 from services.retrainer.training import Scores
 
-__all__ = ["GatePolicy", "Verdict", "judge", "metric_value"]
+__all__ = ["GatePolicy", "Verdict", "judge", "metric_value", "with_measured_baselines"]
 
 
 @dataclass(frozen=True)
@@ -271,3 +271,16 @@ def _live_figures(
             ),
         }
     return figures
+
+
+def with_measured_baselines(spec: MonitoringSpec, measured: dict[str, float]) -> MonitoringSpec:
+    """Return the spec with each watched metric's baseline set to the value measured on the
+    held-out rows, where that value is on the healthy side of its threshold (the monitor's
+    hysteresis counts from the baseline)."""
+    targets = []
+    for target in spec.metrics:
+        value = measured.get(target.metric)
+        if value is not None and _healthy(value, target.threshold, target.direction):
+            target = target.model_copy(update={"baseline": value})
+        targets.append(target.model_dump(mode="json"))
+    return MonitoringSpec.model_validate({**spec.model_dump(mode="json"), "metrics": targets})

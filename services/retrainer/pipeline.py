@@ -136,6 +136,7 @@ class PipelineResult:
 
     cached: list[Step] = field(default_factory=list)
     outputs: dict[Step, dict[str, Any]] = field(default_factory=dict)
+    keys: dict[Step, str] = field(default_factory=dict)
 
     @property
     def artifact_sha256(self) -> str:
@@ -178,6 +179,7 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
 
     def step(name: Step, step_inputs: dict[str, Any], compute: Any) -> dict[str, Any]:
         key = step_key(name, step_inputs)
+        result.keys[name] = key
         found = store.outputs(name, key)
         if found is None:
             found = compute()

@@ -1,5 +1,5 @@
-"""The retraining tables: runs and the asks merged into them, labelled live examples, training
-seeds, evaluation records and promotion requests.
+"""The retraining tables: runs and the asks merged into them, labelled live examples, the datasets
+the retrainer made, evaluation records and promotion requests.
 
 Rules the database enforces: at most one queued and one running run per model
 (``queued_model`` / ``running_model`` hold the model name while the run is in that state and
@@ -25,7 +25,6 @@ __all__ = [
     "PromotionRow",
     "RetrainAskRow",
     "RetrainRunRow",
-    "TrainingSeedRow",
 ]
 
 
@@ -96,18 +95,9 @@ class LiveExampleRow(SQLModel, table=True):
     labelled_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
-class TrainingSeedRow(SQLModel, table=True):
-    """The training data a model's retrains start from: its last human-registered training set."""
-
-    __tablename__ = "retrainer_training_seeds"
-
-    model: str = Field(primary_key=True, max_length=128)
-    dataset: str = Field(sa_column=Column(Text, nullable=False))  # DatasetRef as JSON
-    since: datetime = Field(sa_type=UtcDateTime)
-
-
 class ProducedDatasetRow(SQLModel, table=True):
-    """A dataset the retrainer itself made (a snapshot or a held-out set): never a seed."""
+    """A snapshot the retrainer made: its rows before ``live_from`` are seed data (the last
+    training set a person registered), the rest labelled live traffic."""
 
     __tablename__ = "retrainer_produced_datasets"
 
@@ -166,7 +156,6 @@ RETRAINING_TABLES: list[type[SQLModel]] = [
     RetrainRunRow,
     RetrainAskRow,
     LiveExampleRow,
-    TrainingSeedRow,
     ProducedDatasetRow,
     EvaluationRow,
     PromotionRow,

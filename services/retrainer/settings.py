@@ -107,6 +107,21 @@ class Settings(ServiceSettings):
         """Least time between runs of one model."""
         return timedelta(seconds=self.cooldown_seconds)
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a running run's claim holds without renewal."""
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def unlabelled_ttl(self) -> timedelta:
+        """How long a prediction waits for its label."""
+        return timedelta(hours=self.unlabelled_ttl_hours)
+
+    @property
+    def promotion_ttl(self) -> timedelta:
+        """How long a promotion request waits for a decision."""
+        return timedelta(hours=self.promotion_ttl_hours)
+
     def gate_policy(self) -> GatePolicy:
         """The validation gate's thresholds."""
         return GatePolicy(

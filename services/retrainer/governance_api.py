@@ -39,6 +39,7 @@ from services.retrainer.triggers import RetrainAsk
 __all__ = [
     "AskBody",
     "AskOut",
+    "Caller",
     "DecisionBody",
     "EvaluationOut",
     "PromotionOut",
@@ -203,6 +204,27 @@ class RunOut(BaseModel):
         )
 
 
+_bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
+
+
+async def _caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Identity:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    identities: IdentityProvider = request.app.state.identities
+    return await identities.whoami(credentials.credentials)
+
+
+Caller = Annotated[Identity, Depends(_caller)]
+"""The person calling, as the identity provider knows them (401 / 503 otherwise)."""
+
+
 def install_governance_api(
     app: FastAPI,
     *,
@@ -213,20 +235,7 @@ def install_governance_api(
 ) -> None:
     """Add the retraining routes and their error mapping to an app."""
     router = APIRouter(tags=["retraining"])
-    bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
-
-    async def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Identity:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return await identities.whoami(credentials.credentials)
-
-    Caller = Annotated[Identity, Depends(caller)]
+    app.state.identities = identities
 
     async def out(view: PromotionView) -> PromotionOut:
         return PromotionOut.of(view, await governance.evaluation(view.promotion.evaluation_id))

@@ -180,7 +180,7 @@ class RetrainRuns:
         if event_id is not None and not await first_time(session, event_id):
             return Admission(AdmissionKind.MERGED, "this ask was already handled")
         now = self._clock()
-        rows = await self._runs_for_admission(session, ask.model, now)
+        rows = await self._runs_for_admission(session, ask.model, ask.cause)
         admission = admit(ask, [_view(row) for row in rows], cooldown=self._cooldown, now=now)
         run_id = admission.run_id
         if admission.kind is AdmissionKind.QUEUED:
@@ -232,13 +232,19 @@ class RetrainRuns:
         return admission
 
     async def _runs_for_admission(
-        self, session: AsyncSession, model: str, now: datetime
+        self, session: AsyncSession, model: str, cause: str
     ) -> list[RetrainRunRow]:
-        recent = now - max(self._cooldown, timedelta(0))
+        """The model's active runs, its last finished run (the cooldown counts from it) and the
+        runs an earlier ask with this cause went into."""
+        with_cause = select(RetrainAskRow.run_id).where(
+            RetrainAskRow.model == model,
+            RetrainAskRow.cause == cause,
+            col(RetrainAskRow.run_id).is_not(None),
+        )
         query = select(RetrainRunRow).where(
             RetrainRunRow.model == model,
             col(RetrainRunRow.state).in_([RunState.QUEUED.value, RunState.RUNNING.value])
-            | (col(RetrainRunRow.finished_at) >= recent),
+            | col(RetrainRunRow.run_id).in_(with_cause),
         )
         rows = list((await session.exec(query)).all())
         latest = (
@@ -250,7 +256,7 @@ class RetrainRuns:
             )
         ).first()
         if latest is not None and all(row.run_id != latest.run_id for row in rows):
-            rows.append(latest)  # the cooldown counts from the last run, however old
+            rows.append(latest)
         return rows
 
     async def last_asked(self, model: str) -> datetime | None:

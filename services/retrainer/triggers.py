@@ -5,15 +5,17 @@ champion's maintenance instructions, and, when turned on, from alerts. Each name
 deduplication key. Per model there is at most one **queued** run (not started: every new ask joins
 it) and at most one **running** run::
 
-    ask ──▶ cause already in the queued or running run, or in a run that
-            finished less than a cooldown ago ─────────────────────────▶ merged (nothing new)
+    ask ──▶ a run of the model already has this cause (queued, running
+            or finished, however long ago) ────────────────────────────▶ merged (nothing new)
         ──▶ a run is queued ────────────────────────────────────────────▶ joins it
         ──▶ otherwise ───▶ a new queued run, not before the last run's end + cooldown
 
     queued ──(worker: no run running, not_before reached)──▶ running ──▶ finished
 
-So concurrent duplicate asks make one run, asks that arrive while a run trains make one more
-run after it, and a model is not retrained more often than the cooldown allows.
+So concurrent duplicate asks make one run, a cause is retrained for once (a repeated alert cannot
+loop retrains; asking again for the same incident needs a new cause, which the CLI can give), asks
+that arrive while a run trains make one more run after it, and a model is not retrained more
+often than the cooldown allows.
 """
 
 from __future__ import annotations
@@ -103,25 +105,19 @@ class Admission:
 def admit(
     ask: RetrainAsk, runs: Sequence[RunView], *, cooldown: timedelta, now: datetime
 ) -> Admission:
-    """Decide what an ask does, given the model's runs (any order)."""
+    """Decide what an ask does, given the model's runs (any order): at least the queued and
+    running ones, the last finished one, and every run that has the ask's cause."""
     queued = next((run for run in runs if run.state is RunState.QUEUED), None)
     running = next((run for run in runs if run.state is RunState.RUNNING), None)
     finished = sorted(
         (run for run in runs if run.finished_at is not None and not run.state.active),
         key=lambda run: run.finished_at or now,
     )
-    for run in (queued, running):
+    for run in (queued, running, *reversed(finished)):
         if run is not None and ask.cause in run.causes:
+            when = f" (finished {run.finished_at.isoformat()})" if run.finished_at else ""
             return Admission(
-                AdmissionKind.MERGED, f"{ask.cause} is already in run {run.run_id}", run.run_id
-            )
-    for run in reversed(finished):
-        assert run.finished_at is not None
-        if ask.cause in run.causes and now - run.finished_at < cooldown:
-            return Admission(
-                AdmissionKind.MERGED,
-                f"run {run.run_id} retrained for {ask.cause} at {run.finished_at.isoformat()}",
-                run.run_id,
+                AdmissionKind.MERGED, f"{ask.cause} is in run {run.run_id}{when}", run.run_id
             )
     if queued is not None:
         if dict(queued.parameters or {}) != dict(ask.parameters or {}):

@@ -74,11 +74,13 @@ def test_a_new_run_waits_for_the_cooldown_after_the_last_run() -> None:
     assert admission.not_before == T0 + timedelta(minutes=6)
 
 
-def test_a_cause_retrained_within_the_cooldown_is_merged_and_after_it_runs_again() -> None:
-    recent = [run("rt-0", RunState.FAILED, "incident:inc-1", finished_minutes_ago=4)]
-    assert admit(ask(), recent, cooldown=COOLDOWN, now=T0).kind is AdmissionKind.MERGED
-    old = [run("rt-0", RunState.SUCCEEDED, "incident:inc-1", finished_minutes_ago=40)]
-    admission = admit(ask(), old, cooldown=COOLDOWN, now=T0)
+def test_a_cause_already_retrained_for_is_merged_however_long_ago() -> None:
+    for minutes in (4, 4000):
+        done = [run("rt-0", RunState.FAILED, "incident:inc-1", finished_minutes_ago=minutes)]
+        admission = admit(ask(), done, cooldown=COOLDOWN, now=T0)
+        assert (admission.kind, admission.run_id) == (AdmissionKind.MERGED, "rt-0")
+    other = [run("rt-0", RunState.SUCCEEDED, "manual:x", finished_minutes_ago=40)]
+    admission = admit(ask(), other, cooldown=COOLDOWN, now=T0)
     assert (admission.kind, admission.not_before) == (AdmissionKind.QUEUED, T0)
 
 

@@ -71,7 +71,8 @@ def _parameter(text: str) -> tuple[str, Any]:
 
 def _runs_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"{len(rows)} run(s)")
-    for column in ("run", "model", "state", "causes", "candidate", "cached steps", "failure"):
+    table.add_column("run", no_wrap=True)
+    for column in ("model", "state", "causes", "candidate", "cached steps", "failure"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -122,7 +123,8 @@ def _run_detail(row: dict[str, Any]) -> str:
 def promotions_table(rows: list[dict[str, Any]]) -> Table:
     """A table of promotion requests."""
     table = Table(title=f"{len(rows)} promotion request(s)")
-    for column in ("request", "model", "version", "state", "rollout", "requested by", "expires"):
+    table.add_column("request", no_wrap=True)
+    for column in ("model", "version", "state", "rollout", "requested by", "expires"):
         table.add_column(column)
     table.add_column("gate")
     for row in rows:

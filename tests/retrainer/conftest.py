@@ -75,15 +75,25 @@ def mode(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
+def retrainer_settings() -> dict[str, Any]:
+    """Settings a test module overrides for its retrainer (none by default)."""
+    return {}
+
+
+@pytest.fixture
 async def retrainer(
-    mode: dict[str, Any], tmp_path: Path, database_url: str
+    mode: dict[str, Any], tmp_path: Path, database_url: str, retrainer_settings: dict[str, Any]
 ) -> AsyncIterator[Retrainer]:
     """A running retrainer with breast-cancer v1 registered and deployed as champion."""
     if mode["mode"] == "memory":
         people = {f"token-{name}": (name, role) for name, role in PEOPLE.items()}
-        async with in_memory_retrainer(tmp_path, database_url, people) as running:
+        async with in_memory_retrainer(
+            tmp_path, database_url, people, **retrainer_settings
+        ) as running:
             yield running
         return
     url, tokens = mode["identity"]
-    async with real_retrainer(tmp_path, mode["kafka"], database_url, url, tokens) as running:
+    async with real_retrainer(
+        tmp_path, mode["kafka"], database_url, url, tokens, **retrainer_settings
+    ) as running:
         yield running

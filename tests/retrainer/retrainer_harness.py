@@ -40,6 +40,7 @@ from tests.retrainer.retraining_data import SPEC, live_events
 
 E = TypeVar("E", bound=Envelope)
 MODEL = "breast-cancer"
+READ = (Topic.MODELS, Topic.DEAD_LETTER)
 
 
 def retrainer_settings(
@@ -82,9 +83,14 @@ class Retrainer:
     http: httpx.AsyncClient
     live: LiveExamples
     publish_events: Callable[[Sequence[Envelope]], Awaitable[None]]
-    read_models: Callable[[], Awaitable[list[Envelope]]]
+    read_topic: Callable[[Topic], Awaitable[list[Envelope]]]
     database_url: str
+    url: str
     tokens: dict[str, str] = field(default_factory=dict)
+
+    async def read_models(self) -> list[Envelope]:
+        """Every event on ``models`` so far."""
+        return await self.read_topic(Topic.MODELS)
 
     async def publish(self, *events: Envelope) -> None:
         await self.publish_events(list(events))
@@ -113,6 +119,10 @@ class Retrainer:
             if len(events) == len(previous):
                 return events
             previous = events
+
+    async def clock_tick(self) -> None:
+        """Let the service work a little (real time; the fake clock does not move)."""
+        await asyncio.sleep(0.1)
 
     def as_person(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -169,31 +179,37 @@ def registered_versions(events: Iterable[Envelope]) -> list[int]:
 
 @asynccontextmanager
 async def in_memory_retrainer(
-    tmp_path: Path, database_url: str, people: dict[str, tuple[str, str]]
+    tmp_path: Path, database_url: str, people: dict[str, tuple[str, str]], **overrides: Any
 ) -> AsyncIterator[Retrainer]:
-    """The retrainer on FastStream's in-memory broker, with an identity provider double."""
+    """The retrainer on FastStream's in-memory broker with an identity provider double, served
+    over loopback HTTP."""
     clock = FakeClock()
-    settings = retrainer_settings(tmp_path, KafkaSettings(), database_url)
+    settings = retrainer_settings(tmp_path, KafkaSettings(), database_url, **overrides)
     app = create_app(settings, clock=clock, identity_transport=identity_double(people))
     runtime: ServiceRuntime = app.state.runtime
-    received: list[Envelope] = []
+    received: dict[Topic, list[Envelope]] = {topic: [] for topic in READ}
 
-    async def collect(message: KafkaMessage) -> None:
-        received.append(decode(Topic.MODELS, message.body))
+    def collector(topic: Topic) -> Callable[[KafkaMessage], Awaitable[None]]:
+        async def collect(message: KafkaMessage) -> None:
+            received[topic].append(decode(topic, message.body))
 
-    runtime.broker.subscriber(settings.kafka.topic_name(Topic.MODELS))(collect)
+        return collect
+
+    for topic in READ:
+        runtime.broker.subscriber(settings.kafka.topic_name(topic))(collector(topic))
     publisher = EventPublisher(runtime.broker, settings.kafka)
 
     async def publish(events: Sequence[Envelope]) -> None:
         await publisher.publish_many(events)
 
-    async def read() -> list[Envelope]:
-        return list(received)
+    async def read(topic: Topic) -> list[Envelope]:
+        return list(received[topic])
 
     async with (
         TestKafkaBroker(runtime.broker),
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as http,
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=30.0) as http,
     ):
         await register_champion(http)
         yield Retrainer(
@@ -204,6 +220,7 @@ async def in_memory_retrainer(
             publish,
             read,
             database_url,
+            url,
             tokens={name: token for token, (name, _) in people.items()},
         )
 
@@ -240,25 +257,37 @@ async def real_retrainer(
         )
         await consumer.start()
         stack.push_async_callback(consumer.stop)
-        name = kafka.topic_name(Topic.MODELS)
         await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        partitions = [
+            TopicPartition(kafka.topic_name(topic), p)
+            for topic in READ
+            for p in consumer.partitions_for_topic(kafka.topic_name(topic)) or ()
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        received: list[Envelope] = []
+        received: dict[Topic, list[Envelope]] = {topic: [] for topic in READ}
 
-        async def read() -> list[Envelope]:
+        async def read(topic: Topic) -> list[Envelope]:
             batch = await consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                received.extend(decode(Topic.MODELS, record.value) for record in records)
-            return list(received)
+            for part, records in batch.items():
+                logical = kafka.logical_topic(part.topic)
+                received[logical].extend(decode(logical, record.value) for record in records)
+            return list(received[topic])
 
         async def publish(events: Sequence[Envelope]) -> None:
             await publisher.publish_many(events)
 
         await register_champion(http)
         yield Retrainer(
-            settings, clock, http, app.state.live, publish, read, database_url, tokens=tokens
+            settings,
+            clock,
+            http,
+            app.state.live,
+            publish,
+            read,
+            database_url,
+            url,
+            tokens=tokens,
         )
 
 

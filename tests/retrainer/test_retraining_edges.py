@@ -29,7 +29,7 @@ def ask(**overrides: object) -> RetrainRequest:
         "requested_by": "ana",
         "reason": "decay",
     }
-    return RetrainRequest(**(fields | overrides))  # type: ignore[arg-type]
+    return RetrainRequest(**(fields | overrides))
 
 
 async def test_asks_that_cannot_be_acted_on_are_dead_lettered_with_the_reason(

@@ -222,7 +222,7 @@ class RetrainRuns:
                 requested_by=ask.requested_by,
                 reason=ask.reason,
                 incident_id=ask.incident_id,
-                at=now,
+                at=ask.at,
                 admission=admission.kind.value,
                 run_id=run_id,
                 detail=admission.reason,
@@ -241,10 +241,16 @@ class RetrainRuns:
             RetrainAskRow.cause == cause,
             col(RetrainAskRow.run_id).is_not(None),
         )
-        query = select(RetrainRunRow).where(
-            RetrainRunRow.model == model,
-            col(RetrainRunRow.state).in_([RunState.QUEUED.value, RunState.RUNNING.value])
-            | col(RetrainRunRow.run_id).in_(with_cause),
+        query = (
+            select(RetrainRunRow)
+            .where(
+                RetrainRunRow.model == model,
+                col(RetrainRunRow.state).in_([RunState.QUEUED.value, RunState.RUNNING.value])
+                | col(RetrainRunRow.run_id).in_(with_cause),
+            )
+            # Joining asks rewrite the queued run's causes: on PostgreSQL they wait for each
+            # other here and read the winner's row (SQLite's BEGIN IMMEDIATE serialises anyway).
+            .with_for_update()
         )
         rows = list((await session.exec(query)).all())
         latest = (

@@ -201,7 +201,7 @@ def create_app(
         clock=clock,
     )
     install_governance_api(
-        app, runs=runs, governance=governance, identities=identities, clock=clock
+        app, runs=runs, governance=governance, identities=identities, live=live, clock=clock
     )
     app.state.runtime = runtime
     app.state.worker = worker

@@ -12,7 +12,9 @@ Both models are scored on the same held-out rows. The candidate passes when
 3. every **guard metric** (the spec's other targets) is on the healthy side of its threshold.
 
 A model with no champion is judged on 1 and 3 alone and the verdict says so. Figures on the
-held-out rows that are recent live traffic are reported too (not gated: there may be few).
+held-out rows that are recent live traffic are reported too (not gated: there may be few). The
+pipeline leaves out of the comparison the held-out rows the champion was trained on, when enough
+others remain (:func:`services.retrainer.pipeline.run_steps`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class GatePolicy:
     resamples: int = 2000
     seed: int = 0
     min_live_rows: int = 30
+    min_unseen_rows: int = 50
 
     def describe(self) -> dict[str, Any]:
         """Return the policy as JSON-ready figures."""
@@ -48,6 +51,7 @@ class GatePolicy:
             "resamples": self.resamples,
             "seed": self.seed,
             "min_live_rows": self.min_live_rows,
+            "min_unseen_rows": self.min_unseen_rows,
         }
 
 

@@ -27,6 +27,7 @@ from contracts.values import ModelName
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
 from services.retrainer.identity import Identity, IdentityError, IdentityProvider
+from services.retrainer.live_examples import LiveExamples
 from services.retrainer.promotions import (
     APPROVER_ROLE,
     PromotionRefused,
@@ -42,6 +43,7 @@ __all__ = [
     "Caller",
     "DecisionBody",
     "EvaluationOut",
+    "LiveDataOut",
     "PromotionOut",
     "RunOut",
     "install_governance_api",
@@ -225,12 +227,21 @@ Caller = Annotated[Identity, Depends(_caller)]
 """The person calling, as the identity provider knows them (401 / 503 otherwise)."""
 
 
+class LiveDataOut(BaseModel):
+    """How much labelled live data the retrainer holds for a model."""
+
+    model: str
+    labelled: int = Field(description="Predictions joined with their label (usable rows).")
+    rows: int = Field(description="All rows kept, joined or still waiting.")
+
+
 def install_governance_api(
     app: FastAPI,
     *,
     runs: RetrainRuns,
     governance: Governance,
     identities: IdentityProvider,
+    live: LiveExamples,
     clock: Callable[[], datetime],
 ) -> None:
     """Add the retraining routes and their error mapping to an app."""
@@ -315,6 +326,12 @@ def install_governance_api(
         if run is None:
             raise HTTPException(404, f"no run {run_id!r}")
         return RunOut.of(run, await runs.asks(run_id))
+
+    @router.get("/live-data/{model}")
+    async def live_data(model: str) -> LiveDataOut:
+        """Labelled live examples kept for a model (the next snapshot's live rows, at most)."""
+        labelled, rows = await live.count(model)
+        return LiveDataOut(model=model, labelled=labelled, rows=rows)
 
     @router.get("/evaluations/{evaluation_id}")
     async def show_evaluation(evaluation_id: str) -> EvaluationOut:

@@ -111,10 +111,11 @@ class StepStore(Protocol):
 
 @dataclass(frozen=True)
 class Champion:
-    """The model the candidate is judged against."""
+    """The model the candidate is judged against, and the data it was trained on."""
 
     version: int
     artifact_sha256: str
+    dataset_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,20 +267,24 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
 
     def evaluate() -> dict[str, Any]:
         rows = held_out()
-        candidate = score(store.load_model(trained["artifact_sha256"]), spec, rows)
+        candidate_model = store.load_model(trained["artifact_sha256"])
+        judged, overlap = _unseen_by_champion(rows, inputs, store)
+        candidate = score(candidate_model, spec, judged)
         champion = (
-            score(store.load_model(inputs.champion.artifact_sha256), spec, rows)
+            score(store.load_model(inputs.champion.artifact_sha256), spec, judged)
             if inputs.champion is not None
             else None
         )
-        verdict = judge(spec, candidate, champion, inputs.gate, live=rows.live_mask())
+        verdict = judge(spec, candidate, champion, inputs.gate, live=judged.live_mask())
+        figures = {**verdict.figures, "champion_training_overlap": overlap}
+        everything = score(candidate_model, spec, rows)
         metrics = {
-            target.metric: metric_value(target.metric, candidate, spec) for target in spec.metrics
+            target.metric: metric_value(target.metric, everything, spec) for target in spec.metrics
         }
-        accuracy = metric_value("accuracy", candidate, spec)
+        accuracy = metric_value("accuracy", everything, spec)
         return {
             "passed": verdict.passed,
-            "figures": _finite(verdict.figures),
+            "figures": _finite(figures),
             "failures": verdict.failures,
             "summary": verdict.summary,
             "metrics": {
@@ -296,6 +301,9 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
             "test_sha256": split_outputs["test_sha256"],
             "test_live_from": split_outputs["test_live_from"],
             "champion_sha256": inputs.champion.artifact_sha256 if inputs.champion else None,
+            "champion_dataset_sha256": (
+                inputs.champion.dataset_sha256 if inputs.champion else None
+            ),
             "gate": inputs.gate.describe(),
             "spec": inputs.spec.model_dump(
                 mode="json",
@@ -306,6 +314,44 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
         evaluate,
     )
     return result
+
+
+def _unseen_by_champion(
+    rows: LabelledRows, inputs: PipelineInputs, store: StepStore
+) -> tuple[LabelledRows, dict[str, Any]]:
+    """Return the held-out rows the champion did not train on, when there are enough of them.
+
+    A champion scored on rows it was trained on looks better than it is; the candidate never
+    saw a held-out row. Rows are matched by content (features and label) against the
+    champion's registered training data. With fewer than the gate's ``min_unseen_rows`` unseen
+    rows, every held-out row is used and the overlap is reported.
+    """
+    report: dict[str, Any] = {"held_out_rows": len(rows), "seen_by_champion": 0}
+    champion = inputs.champion
+    if champion is None or champion.dataset_sha256 is None:
+        report["judged_rows"] = len(rows)
+        return rows, report
+    try:
+        trained_on, _ = parse_csv(store.dataset(champion.dataset_sha256), inputs.spec)
+    except (FileNotFoundError, ValueError):
+        report["note"] = "the champion's training data is not readable with this spec"
+        report["judged_rows"] = len(rows)
+        return rows, report
+    seen = set(zip(trained_on.rows, trained_on.labels, strict=True))
+    unseen = [
+        i for i, key in enumerate(zip(rows.rows, rows.labels, strict=True)) if key not in seen
+    ]
+    report["seen_by_champion"] = len(rows) - len(unseen)
+    if len(unseen) == len(rows) or len(unseen) < inputs.gate.min_unseen_rows:
+        report["judged_rows"] = len(rows)
+        if len(unseen) < len(rows):
+            report["note"] = (
+                f"fewer than {inputs.gate.min_unseen_rows} held-out rows are new to the "
+                "champion: judged on all of them, which favours the champion"
+            )
+        return rows, report
+    report["judged_rows"] = len(unseen)
+    return rows.take(unseen), report
 
 
 def _finite(value: Any) -> Any:

@@ -77,6 +77,11 @@ class Settings(ServiceSettings):
     gate_min_live_rows: int = Field(
         default=30, ge=1, description="Held-out live rows needed to report live figures."
     )
+    gate_min_unseen_rows: int = Field(
+        default=50,
+        ge=1,
+        description="Held-out rows new to the champion needed to judge on those alone.",
+    )
 
     # Approval and canary
     promotion_ttl_hours: float = Field(
@@ -130,6 +135,7 @@ class Settings(ServiceSettings):
             resamples=self.gate_resamples,
             seed=self.gate_seed,
             min_live_rows=self.gate_min_live_rows,
+            min_unseen_rows=self.gate_min_unseen_rows,
         )
 
     def alert_policy(self) -> AlertPolicy:

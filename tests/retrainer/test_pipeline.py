@@ -219,3 +219,27 @@ def test_training_rows_round_trip_through_the_dataset_csv_and_misfits_are_counte
     assert (len(snapshot), snapshot.live_from, snapshot.live_rows, left_out) == (3, 2, 1, 2)
     taken = snapshot.take([2, 0])
     assert (taken.labels, taken.live_from) == (("benign", "malignant"), 1)
+
+
+def test_the_champion_is_judged_only_on_held_out_rows_it_did_not_train_on(
+    tmp_path: Path,
+) -> None:
+    store = FileStepStore(tmp_path)
+    data = rows(live_from=400)
+    first = run_steps(inputs(store, data), store)
+    trained_on = store.put_dataset(to_csv(rows(stop=400), SPEC))  # the seed part
+    champion = Champion(1, first.artifact_sha256, trained_on)
+    lenient = GatePolicy(resamples=200, min_unseen_rows=30)
+    judged = run_steps(inputs(store, data, champion=champion, gate=lenient), store)
+    overlap = judged.outputs[Step.EVALUATE]["figures"]["champion_training_overlap"]
+    held_out = judged.outputs[Step.SPLIT]["test_rows"]
+    assert overlap["held_out_rows"] == held_out
+    assert 0 < overlap["seen_by_champion"] < held_out
+    assert overlap["judged_rows"] == held_out - overlap["seen_by_champion"]
+    strict = run_steps(
+        inputs(store, data, champion=champion, gate=GatePolicy(resamples=200, min_unseen_rows=500)),
+        store,
+    )
+    fallback = strict.outputs[Step.EVALUATE]["figures"]["champion_training_overlap"]
+    assert fallback["judged_rows"] == held_out
+    assert "favours the champion" in fallback["note"]

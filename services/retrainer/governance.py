@@ -33,9 +33,9 @@ from services.retrainer.promotions import (
     Promotion,
     PromotionRefused,
     PromotionState,
-    decide,
     expire,
 )
+from services.retrainer.promotions import decide as decide_promotion
 from services.retrainer.retraining_tables import EvaluationRow, PromotionRow
 from services.retrainer.store import RegistryStore
 from services.runtime import Sessions, first_time, stage
@@ -321,7 +321,7 @@ class Governance:
             if row is None:
                 raise UnknownPromotion(f"no promotion request {request_id!r}")
             now = self._clock()
-            decided = decide(
+            decided = decide_promotion(
                 _promotion(row), approve=approve, person=person, role=role, comment=comment, now=now
             )
             common = {

@@ -42,9 +42,11 @@ from contracts.monitoring import (
 )
 from contracts.registry import (
     CandidateEvaluated,
+    DatasetChanges,
     DatasetRef,
     Deployment,
     DeploymentMode,
+    FeatureShift,
     FeatureSpec,
     GoldenCase,
     MetricDirection,
@@ -80,6 +82,7 @@ __all__ = [
     "ClassLabel",
     "ComparisonVerdict",
     "Correction",
+    "DatasetChanges",
     "DatasetRef",
     "DeadLetterReason",
     "Deployment",
@@ -90,6 +93,7 @@ __all__ = [
     "EscalationTrigger",
     "FeatureDrift",
     "FeatureKind",
+    "FeatureShift",
     "FeatureSpec",
     "FeatureValue",
     "Features",

@@ -18,9 +18,11 @@ from contracts.values import ClassLabel, Features, ModelName
 
 __all__ = [
     "CandidateEvaluated",
+    "DatasetChanges",
     "DatasetRef",
     "Deployment",
     "DeploymentMode",
+    "FeatureShift",
     "FeatureSpec",
     "GoldenCase",
     "MetricDirection",
@@ -343,6 +345,9 @@ class ModelDeployed(Envelope):
     deployment: Deployment
     actor: str = Field(min_length=1, description="Who changed it.", examples=["ana"])
     reason: str = Field(description="Why.", examples=["canary at 10 %"])
+    incident_id: str | None = Field(
+        default=None, description="Incident behind the change, if any.", examples=["inc-000042"]
+    )
 
 
 class ModelPromoted(Envelope):
@@ -405,6 +410,59 @@ class ModelRejected(Envelope):
     )
 
 
+class FeatureShift(_Frozen):
+    """How one feature's distribution moved between two training-set versions."""
+
+    feature: str = Field(min_length=1, description="Feature name.", examples=["mean radius"])
+    kind: FeatureKind = Field(description="How it was tested.", examples=[FeatureKind.NUMERIC])
+    test: str = Field(
+        description="Two-sample test: ks (numeric) or chi_square (categorical).", examples=["ks"]
+    )
+    statistic: float | None = Field(
+        description="Test statistic (null: a side has no values).", examples=[0.12]
+    )
+    p_value: float | None = Field(description="Two-sided p-value.", examples=[0.003])
+    mean_before: float | None = Field(
+        default=None, description="Mean in the previous version (numeric).", examples=[14.1]
+    )
+    mean_after: float | None = Field(
+        default=None, description="Mean in this version (numeric).", examples=[15.3]
+    )
+    missing_rate_before: float = Field(
+        ge=0, le=1, description="Share of missing values before.", examples=[0.0]
+    )
+    missing_rate_after: float = Field(
+        ge=0, le=1, description="Share of missing values now.", examples=[0.01]
+    )
+
+
+class DatasetChanges(_Frozen):
+    """How a training snapshot differs from the previous version of the model's training data."""
+
+    previous: DatasetRef | None = Field(
+        description="Version compared with (null: none before).", examples=[None]
+    )
+    current: DatasetRef = Field(description="This snapshot.")
+    rows_before: int = Field(ge=0, description="Rows in the previous version.", examples=[426])
+    rows_after: int = Field(ge=0, description="Rows in this snapshot.", examples=[826])
+    live_rows: int = Field(
+        ge=0, description="Rows of this snapshot that are labelled live traffic.", examples=[400]
+    )
+    dropped_rows: int = Field(
+        default=0,
+        ge=0,
+        description="Rows left out because they do not fit the spec (unknown class, bad value).",
+        examples=[2],
+    )
+    label_balance_before: dict[str, float] = Field(
+        description="Share of each class before.", examples=[{"malignant": 0.37, "benign": 0.63}]
+    )
+    label_balance_after: dict[str, float] = Field(
+        description="Share of each class now.", examples=[{"malignant": 0.41, "benign": 0.59}]
+    )
+    features: list[FeatureShift] = Field(description="Per-feature shift, in spec order.")
+
+
 class RetrainStarted(Envelope):
     """The retrainer started a retraining run for a model."""
 
@@ -440,6 +498,9 @@ class RetrainFinished(Envelope):
     )
     failure: str | None = Field(
         default=None, description="Why it failed, for a person.", examples=[None]
+    )
+    dataset_changes: DatasetChanges | None = Field(
+        default=None, description="How the training data changed since the previous version."
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from contracts.envelope import Envelope
 from contracts.values import ModelName
@@ -40,4 +40,12 @@ class RetrainRequest(Envelope):
     requested_by: str = Field(min_length=1, description="Person or system.", examples=["ana"])
     reason: str = Field(
         min_length=1, description="Why, for a person.", examples=["drift on 3 features"]
+    )
+    parameters: dict[str, JsonValue] | None = Field(
+        default=None,
+        description=(
+            "Training parameters to change for this run, over the champion's registered ones "
+            "(null: train as the champion was trained)."
+        ),
+        examples=[{"C": 0.5}],
     )

@@ -187,9 +187,11 @@ def run_service(
 
 
 # Each service contributes its own command group from its package's cli module; a service that
-# does not exist yet is simply absent.
-_SERVICE_COMMANDS: list[tuple[str, str]] = [
+# does not exist yet is simply absent. A group of None adds the module's commands at the top level.
+_SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.retrainer.cli", "models"),
+    ("services.retrainer.retrain_cli", "retrain"),
+    ("services.retrainer.approval_cli", None),
     ("services.incident_log.cli", "incidents"),
     ("services.monitor.cli", "probe"),
     ("services.runbook_runner.cli", "runbooks"),

@@ -13,6 +13,7 @@ from contracts import (
     CandidateEvaluated,
     ComparisonVerdict,
     Correction,
+    DatasetChanges,
     DatasetRef,
     DeadLetterReason,
     Deployment,
@@ -21,6 +22,7 @@ from contracts import (
     EscalationTrigger,
     FeatureDrift,
     FeatureKind,
+    FeatureShift,
     FeatureSpec,
     GoldenCase,
     IncidentAcknowledged,
@@ -403,10 +405,16 @@ def sample_events() -> list[Envelope]:
             incident_id="inc-000001",
             requested_by="ana",
             reason="drift",
+            parameters={"C": 0.5},
         ),
         ModelRegistered(producer="retrainer", model=MODEL, record=make_version_record()),
         ModelDeployed(
-            producer="retrainer", model=MODEL, deployment=deployment, actor="ana", reason="canary"
+            producer="retrainer",
+            model=MODEL,
+            deployment=deployment,
+            actor="ana",
+            reason="canary",
+            incident_id="inc-000001",
         ),
         ModelPromoted(
             producer="retrainer",
@@ -457,6 +465,29 @@ def sample_events() -> list[Envelope]:
             incident_id="inc-000001",
             candidate_version=3,
             cached_steps=["prepare"],
+            dataset_changes=DatasetChanges(
+                previous=DatasetRef(name=MODEL, version="1", digest="sha256:" + SHA),
+                current=DatasetRef(name=MODEL, version="2", digest="sha256:" + "cd" * 32),
+                rows_before=426,
+                rows_after=826,
+                live_rows=400,
+                dropped_rows=1,
+                label_balance_before={"malignant": 0.37, "benign": 0.63},
+                label_balance_after={"malignant": 0.41, "benign": 0.59},
+                features=[
+                    FeatureShift(
+                        feature="mean radius",
+                        kind=FeatureKind.NUMERIC,
+                        test="ks",
+                        statistic=0.12,
+                        p_value=0.003,
+                        mean_before=14.1,
+                        mean_after=15.3,
+                        missing_rate_before=0.0,
+                        missing_rate_after=0.01,
+                    )
+                ],
+            ),
         ),
         CandidateEvaluated(
             producer="retrainer",

@@ -1,24 +1,45 @@
-"""Composition root of the retrainer: the registry's database, stores, API and outbox relay."""
+"""Composition root of the retrainer: the registry (database, stores, API, outbox relay) and
+governed retraining (labelled live data, triggers, the worker, approvals, the canary)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
+from contracts.alerts import AlertRaised
 from contracts.envelope import utc_now
+from contracts.feedback import LabelRecorded
+from contracts.monitoring import VariantsCompared
+from contracts.retraining import RetrainRequest
+from contracts.scoring import PredictionMade
 from services.retrainer.api import install_registry_api
 from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.datasets import DatasetStore
+from services.retrainer.governance import Governance
+from services.retrainer.governance_api import install_governance_api
+from services.retrainer.identity import IdentityProvider
+from services.retrainer.live_examples import LiveExamples
+from services.retrainer.retraining_tables import RETRAINING_TABLES
+from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
+from services.retrainer.schedules import run_schedules
 from services.retrainer.settings import Settings
 from services.retrainer.store import RegistryStore
 from services.retrainer.tables import REGISTRY_TABLES
+from services.retrainer.triggers import RetrainAsk, ask_for_alert
+from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
     OutboxMessage,
     OutboxRelay,
     ProcessedEvent,
+    Rejected,
+    Rejection,
     ServiceName,
     ServiceRuntime,
     create_engine,
@@ -29,26 +50,149 @@ from services.runtime import (
 
 __all__ = ["create_app", "main"]
 
+_PRUNE_EVERY_S = 600.0
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    """Build the retrainer's app: registry API over its database, events via the outbox."""
-    runtime = ServiceRuntime(ServiceName.RETRAINER, settings)
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    identity_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the retrainer. Tests pass a transport standing in for the identity provider."""
+    runtime = ServiceRuntime(ServiceName.RETRAINER, settings, group_id=settings.consumer_group)
+    producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
     relay = OutboxRelay(sessions, runtime.publisher)
-    store = RegistryStore(sessions, producer=ServiceName.RETRAINER.value, after_commit=relay.wake)
+    store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
+    live = LiveExamples(
+        sessions,
+        dialect=engine.dialect.name,
+        max_per_model=settings.max_live_examples,
+        unlabelled_ttl=settings.unlabelled_ttl,
+    )
+    governance = Governance(
+        sessions,
+        store,
+        producer=producer,
+        clock=clock,
+        promotion_ttl=settings.promotion_ttl,
+        canary_share=settings.canary_share,
+        canary_min_labels=settings.canary_min_labels,
+        after_commit=relay.wake,
+    )
+    runs = RetrainRuns(
+        sessions,
+        store,
+        producer=producer,
+        cooldown=settings.cooldown,
+        lease=settings.lease,
+        clock=clock,
+        after_commit=relay.wake,
+        on_queued=lambda: worker.wake(),
+    )
+    worker = RetrainWorker(
+        sessions=sessions,
+        runs=runs,
+        governance=governance,
+        registry=store,
+        live=live,
+        state_dir=settings.state_dir,
+        gate=settings.gate_policy(),
+        code=code_version(),
+        clock=clock,
+        poll_seconds=settings.worker_poll_seconds,
+        lease_seconds=settings.lease_seconds,
+        after_commit=relay.wake,
+    )
+    identity_http = httpx.AsyncClient(transport=identity_transport, timeout=10.0)
+    identities = IdentityProvider(
+        identity_http, settings.incident_log_url, ttl_seconds=settings.identity_cache_seconds
+    )
+
+    async def on_predictions(events: list[PredictionMade]) -> None:
+        await live.add_predictions(events, clock())
+
+    async def on_labels(events: list[LabelRecorded]) -> None:
+        await live.add_labels(events, clock())
+
+    async def on_retrain_request(request: RetrainRequest) -> None:
+        ask = RetrainAsk(
+            model=request.model,
+            cause=request.cause,
+            trigger=request.trigger,
+            requested_by=request.requested_by,
+            reason=request.reason,
+            at=request.occurred_at,
+            incident_id=request.incident_id,
+            parameters=request.parameters,
+        )
+        try:
+            await runs.ask(ask, event_id=request.event_id)
+        except (UnknownModel, AskRefused) as error:
+            raise Rejected(str(error)) from None
+
+    async def on_comparison(comparison: VariantsCompared) -> None:
+        await governance.on_comparison(comparison)
+
+    alert_policy = settings.alert_policy()
+
+    async def on_alerts(alerts: list[AlertRaised]) -> Sequence[Rejection]:
+        refused = []
+        for alert in alerts:
+            ask = ask_for_alert(alert, alert_policy)
+            if ask is None:
+                continue
+            try:
+                await runs.ask(ask, event_id=alert.event_id)
+            except (UnknownModel, AskRefused) as error:
+                refused.append(Rejection(alert.event_id, f"no retrain: {error}"))
+        return refused
+
+    runtime.consumer.on_batch(PredictionMade, on_predictions)
+    runtime.consumer.on_batch(LabelRecorded, on_labels)
+    runtime.consumer.on(RetrainRequest, on_retrain_request)
+    runtime.consumer.on(VariantsCompared, on_comparison)
+    if alert_policy.enabled:
+        runtime.consumer.on_batch(AlertRaised, on_alerts)
+
+    async def governance_tick() -> None:
+        while True:
+            await governance.expire_due()
+            await governance.reconcile_canaries()
+            await asyncio.sleep(settings.governance_interval_seconds)
+
+    async def prune_live_examples() -> None:
+        while True:
+            await live.prune(clock())
+            await asyncio.sleep(_PRUNE_EVERY_S)
+
     runtime.add_background("outbox", relay.run)
+    runtime.add_background("worker", worker.run_forever)
+    runtime.add_background(
+        "schedules",
+        lambda: run_schedules(store, runs, clock, settings.schedule_interval_seconds),
+    )
+    runtime.add_background("governance", governance_tick)
+    runtime.add_background("prune-live-examples", prune_live_examples)
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*REGISTRY_TABLES, ProcessedEvent, OutboxMessage])
+        url = make_url(settings.database)
+        if url.drivername.startswith("sqlite") and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        await create_tables(
+            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, OutboxMessage]
+        )
         try:
             yield
         finally:
+            await identity_http.aclose()
             await engine.dispose()
 
-    app = runtime.http_app(title="Vigil registry (retrainer)", resources=resources)
+    app = runtime.http_app(title="Vigil registry and retrainer", resources=resources)
     install_registry_api(
         app,
         store=store,
@@ -56,6 +200,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         datasets=DatasetStore(settings.state_dir),
         clock=clock,
     )
+    install_governance_api(
+        app, runs=runs, governance=governance, identities=identities, live=live, clock=clock
+    )
+    app.state.runtime = runtime
+    app.state.worker = worker
+    app.state.runs = runs
+    app.state.governance = governance
+    app.state.live = live
     return app
 
 

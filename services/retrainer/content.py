@@ -38,16 +38,28 @@ class ContentStore:
 
     async def put(self, content: bytes) -> str:
         """Store bytes (once) and return their SHA-256."""
-        sha256 = sha256_hex(content)
-        await asyncio.to_thread(self._write, sha256, content)
-        return sha256
+        return await asyncio.to_thread(self.put_now, content)
 
     async def get(self, sha256: str) -> bytes | None:
         """Return the bytes stored under a SHA-256, checked, or ``None`` if there are none."""
-        content = await asyncio.to_thread(self._read, sha256)
+        return await asyncio.to_thread(self.get_now, sha256)
+
+    def put_now(self, content: bytes) -> str:
+        """:meth:`put` in the calling thread (for code already off the event loop)."""
+        sha256 = sha256_hex(content)
+        self._write(sha256, content)
+        return sha256
+
+    def get_now(self, sha256: str) -> bytes | None:
+        """:meth:`get` in the calling thread (for code already off the event loop)."""
+        content = self._read(sha256)
         if content is not None and sha256_hex(content) != sha256:
             raise CorruptContentError(f"{self.uri_of(sha256)} does not match its SHA-256")
         return content
+
+    def has(self, sha256: str) -> bool:
+        """Whether bytes are stored under a SHA-256 (not checked)."""
+        return self._path(sha256).exists()
 
     def _path(self, sha256: str) -> Path:
         return self.root / self.uri_of(sha256)

@@ -301,4 +301,4 @@ def event_for(entry: DeploymentRevision, previous: Deployment | None, *, produce
             to_version=_version(entry.deployment.champion),
             incident_id=entry.incident_id,
         )
-    return ModelDeployed(**common)
+    return ModelDeployed(**common, incident_id=entry.incident_id)

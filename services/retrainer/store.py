@@ -125,23 +125,39 @@ class RegistryStore:
             for name in names
         ]
 
-    async def version(self, model: str, version: int) -> ModelVersionRecord:
-        """Return a version's record."""
-        async with self._sessions() as session:
+    async def version(
+        self, model: str, version: int, *, session: AsyncSession | None = None
+    ) -> ModelVersionRecord:
+        """Return a version's record (reading in ``session`` when given)."""
+        if session is not None:
             row = await session.get(ModelVersionRow, (model, version))
+        else:
+            async with self._sessions() as own:
+                row = await own.get(ModelVersionRow, (model, version))
         if row is None:
             raise NotFoundError(f"model {model!r} has no version {version}")
         return ModelVersionRecord.model_validate_json(row.record)
 
-    async def versions(self, model: str) -> list[ModelVersionRecord]:
-        """Return every version of a model, oldest first."""
-        async with self._sessions() as session:
+    async def versions(
+        self, model: str, *, session: AsyncSession | None = None
+    ) -> list[ModelVersionRecord]:
+        """Return every version of a model, oldest first (reading in ``session`` when given)."""
+        if session is not None:
             await self._require_model(session, model)
             return await self._versions(session, model)
+        async with self._sessions() as own:
+            await self._require_model(own, model)
+            return await self._versions(own, model)
 
-    async def deployment(self, model: str) -> Deployment | None:
-        """Return what serves a model now (``None``: never deployed)."""
-        history = await self.history(model)
+    async def deployment(
+        self, model: str, *, session: AsyncSession | None = None
+    ) -> Deployment | None:
+        """Return what serves a model now (``None``: never deployed; reading in ``session`` when
+        given)."""
+        if session is not None:
+            history = await self._history(session, model)
+        else:
+            history = await self.history(model)
         return history[-1].deployment if history else None
 
     async def deployments(self) -> dict[str, Deployment]:
@@ -170,46 +186,63 @@ class RegistryStore:
     # Changing
 
     async def register(
-        self, model: str, make_record: Callable[[int], ModelVersionRecord]
+        self,
+        model: str,
+        make_record: Callable[[int], ModelVersionRecord],
+        *,
+        session: AsyncSession | None = None,
     ) -> ModelVersionRecord:
-        """Register the next version of a model (created if new) with the record made for it."""
+        """Register the next version of a model (created if new) with the record made for it.
+
+        With ``session``, the registration joins the caller's transaction (the caller commits
+        and wakes the outbox relay); otherwise it commits on its own.
+        """
+        if session is not None:
+            return await self._register_in(session, model, make_record)
         try:
-            async with self._sessions() as session, session.begin():
-                if await self._lock_model(session, model) is None:
-                    session.add(ModelRow(name=model))
-                    await session.flush()
-                latest = (
-                    await session.exec(
-                        select(func.max(ModelVersionRow.version)).where(
-                            ModelVersionRow.model == model
-                        )
-                    )
-                ).one()
-                record = make_record((latest or 0) + 1)
-                session.add(
-                    ModelVersionRow(
-                        model=model,
-                        version=record.version,
-                        artifact_sha256=record.artifact_sha256,
-                        registered_at=record.registered_at,
-                        record=record.model_dump_json(),
-                    )
-                )
-                stage(
-                    session,
-                    [
-                        ModelRegistered(
-                            producer=self._producer,
-                            model=model,
-                            record=record,
-                            occurred_at=record.registered_at,
-                            correlation_id=record.incident_id,
-                        )
-                    ],
-                )
+            async with self._sessions() as own, own.begin():
+                record = await self._register_in(own, model, make_record)
         except IntegrityError as error:
             raise ConcurrentChangeError(f"{model}: another registration committed first") from error
         self._after_commit()
+        return record
+
+    async def _register_in(
+        self,
+        session: AsyncSession,
+        model: str,
+        make_record: Callable[[int], ModelVersionRecord],
+    ) -> ModelVersionRecord:
+        if await self._lock_model(session, model) is None:
+            session.add(ModelRow(name=model))
+            await session.flush()
+        latest = (
+            await session.exec(
+                select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model == model)
+            )
+        ).one()
+        record = make_record((latest or 0) + 1)
+        session.add(
+            ModelVersionRow(
+                model=model,
+                version=record.version,
+                artifact_sha256=record.artifact_sha256,
+                registered_at=record.registered_at,
+                record=record.model_dump_json(),
+            )
+        )
+        stage(
+            session,
+            [
+                ModelRegistered(
+                    producer=self._producer,
+                    model=model,
+                    record=record,
+                    occurred_at=record.registered_at,
+                    correlation_id=record.incident_id,
+                )
+            ],
+        )
         return record
 
     async def deploy(
@@ -224,6 +257,7 @@ class RegistryStore:
         reason: str,
         at: datetime,
         incident_id: str | None = None,
+        session: AsyncSession | None = None,
     ) -> DeploymentRevision:
         """Serve ``champion`` (and ``challenger`` at ``share`` in ``mode``)."""
 
@@ -243,7 +277,7 @@ class RegistryStore:
             )
             return _Decision(deployment, Action.DEPLOYED)
 
-        return await self._change(model, decide, actor, reason, at, incident_id)
+        return await self._change(model, decide, actor, reason, at, incident_id, session)
 
     async def set_traffic(
         self,
@@ -265,17 +299,31 @@ class RegistryStore:
         return await self._change(model, decide, actor, reason, at, incident_id)
 
     async def promote(
-        self, model: str, *, actor: str, reason: str, at: datetime, incident_id: str | None = None
+        self,
+        model: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        incident_id: str | None = None,
+        session: AsyncSession | None = None,
     ) -> DeploymentRevision:
         """Make the challenger the champion."""
 
         def decide(history: list[DeploymentRevision], _: dict[int, ServedVersion]) -> _Decision:
             return _Decision(registry.promote(history), Action.PROMOTED)
 
-        return await self._change(model, decide, actor, reason, at, incident_id)
+        return await self._change(model, decide, actor, reason, at, incident_id, session)
 
     async def rollback(
-        self, model: str, *, actor: str, reason: str, at: datetime, incident_id: str | None = None
+        self,
+        model: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        incident_id: str | None = None,
+        session: AsyncSession | None = None,
     ) -> DeploymentRevision:
         """Withdraw the challenger, or else put the previous champion back, in one step."""
 
@@ -284,7 +332,7 @@ class RegistryStore:
         ) -> _Decision:
             return _Decision(registry.rollback(history, versions), Action.ROLLED_BACK)
 
-        return await self._change(model, decide, actor, reason, at, incident_id)
+        return await self._change(model, decide, actor, reason, at, incident_id, session)
 
     async def _change(
         self,
@@ -294,44 +342,60 @@ class RegistryStore:
         reason: str,
         at: datetime,
         incident_id: str | None,
+        session: AsyncSession | None = None,
     ) -> DeploymentRevision:
+        if session is not None:
+            return await self._change_in(session, model, decide, actor, reason, at, incident_id)
         try:
-            async with self._sessions() as session, session.begin():
-                await self._require_model(session, model, lock=True)
-                history = await self._history(session, model)
-                versions = {r.version: _served(r) for r in await self._versions(session, model)}
-                decision = decide(history, versions)
-                if history and at < history[-1].at:
-                    raise RegistryRuleError("a change cannot be dated before the previous one")
-                entry = DeploymentRevision(
-                    model=model,
-                    deployment=decision.deployment,
-                    action=decision.action,
-                    actor=actor,
-                    reason=reason,
-                    at=at,
-                    incident_id=incident_id,
-                )
-                session.add(
-                    DeploymentRevisionRow(
-                        model=model,
-                        revision=entry.revision,
-                        action=entry.action.value,
-                        actor=actor,
-                        reason=reason,
-                        incident_id=incident_id,
-                        at=at,
-                        deployment=entry.deployment.model_dump_json(),
-                    )
-                )
-                await self._replace_aliases(session, model, entry.deployment)
-                previous = history[-1].deployment if history else None
-                stage(session, [registry.event_for(entry, previous, producer=self._producer)])
+            async with self._sessions() as own, own.begin():
+                entry = await self._change_in(own, model, decide, actor, reason, at, incident_id)
         except IntegrityError as error:
             raise ConcurrentChangeError(
                 f"{model}: another deployment change committed first; retry"
             ) from error
         self._after_commit()
+        return entry
+
+    async def _change_in(
+        self,
+        session: AsyncSession,
+        model: str,
+        decide: _Decide,
+        actor: str,
+        reason: str,
+        at: datetime,
+        incident_id: str | None,
+    ) -> DeploymentRevision:
+        await self._require_model(session, model, lock=True)
+        history = await self._history(session, model)
+        versions = {r.version: _served(r) for r in await self._versions(session, model)}
+        decision = decide(history, versions)
+        if history and at < history[-1].at:
+            raise RegistryRuleError("a change cannot be dated before the previous one")
+        entry = DeploymentRevision(
+            model=model,
+            deployment=decision.deployment,
+            action=decision.action,
+            actor=actor,
+            reason=reason,
+            at=at,
+            incident_id=incident_id,
+        )
+        session.add(
+            DeploymentRevisionRow(
+                model=model,
+                revision=entry.revision,
+                action=entry.action.value,
+                actor=actor,
+                reason=reason,
+                incident_id=incident_id,
+                at=at,
+                deployment=entry.deployment.model_dump_json(),
+            )
+        )
+        await self._replace_aliases(session, model, entry.deployment)
+        previous = history[-1].deployment if history else None
+        stage(session, [registry.event_for(entry, previous, producer=self._producer)])
         return entry
 
     # Helpers

@@ -1,0 +1,83 @@
+"""Who is calling: the incident log is Vigil's identity provider.
+
+``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role"}``, or
+401 for an unknown token. Answers are kept briefly (by the token's SHA-256, never the token), so
+a burst of calls costs one lookup, and a revoked token stops working within ``ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["Identity", "IdentityError", "IdentityProvider"]
+
+_MAX_REMEMBERED = 10_000
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A caller's name (recorded as actor) and role (checked)."""
+
+    name: str
+    role: str
+
+
+class IdentityError(Exception):
+    """The caller could not be identified; ``status`` is 401 (bad token) or 503 (provider
+    unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IdentityProvider:
+    """Asks the incident log who a token belongs to, and remembers the answer briefly."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        ttl_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/whoami"
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._known: dict[str, tuple[float, Identity]] = {}
+
+    async def whoami(self, token: str) -> Identity:
+        """Return the token's identity, or raise :class:`IdentityError`."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        cached = self._known.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            response = await self._http.get(self._url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as error:
+            raise IdentityError(503, f"identity provider unreachable: {error}") from None
+        if response.status_code == 401:
+            self._known.pop(key, None)
+            raise IdentityError(401, "unknown or revoked token")
+        if response.status_code != 200:
+            raise IdentityError(
+                503, f"identity provider answered {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            body = response.json()
+            identity = Identity(name=str(body["name"]), role=str(body["role"]))
+        except (ValueError, KeyError, TypeError):
+            raise IdentityError(503, "identity provider gave an unreadable answer") from None
+        if self._ttl > 0:
+            if len(self._known) >= _MAX_REMEMBERED:
+                self._known = {k: v for k, v in self._known.items() if v[0] > now}
+            self._known[key] = (now + self._ttl, identity)
+        return identity

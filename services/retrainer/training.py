@@ -1,0 +1,142 @@
+"""Splitting, fitting and saving a model so that the same inputs give the same bytes. Pure.
+
+scikit-learn is deterministic once every random choice is seeded; skops is not: its zip holds
+the time of writing and names arrays after Python object ids (``140638464519952.npy``), which
+differ in every process. :func:`reproducible_skops` rewrites the file with ids numbered in the
+order the schema reaches them, entries sorted, and a fixed timestamp, and checks that the result
+still loads and predicts exactly as the fitted model does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import skops.io
+from sklearn.model_selection import train_test_split
+
+from contracts.registry import MonitoringSpec
+from services.retrainer.recipes import Recipe, build_pipeline
+from services.retrainer.training_data import LabelledRows, to_matrix
+
+__all__ = ["Scores", "fit", "reproducible_skops", "score", "split"]
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def split(rows: LabelledRows, recipe: Recipe) -> tuple[list[int], list[int]]:
+    """Return the indices of the training and held-out rows: stratified by label when every
+    class has at least two rows, seeded by the recipe."""
+    indices = np.arange(len(rows))
+    labels = np.array(rows.labels)
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if len(counts) > 1 and counts.min() >= 2 else None
+    train, test = train_test_split(
+        indices, test_size=recipe.test_fraction, random_state=recipe.seed, stratify=stratify
+    )
+    return sorted(int(i) for i in train), sorted(int(i) for i in test)
+
+
+def fit(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows) -> Any:
+    """Fit the recipe's pipeline on rows; refuse data holding fewer than two classes."""
+    if len(set(rows.labels)) < 2:
+        raise ValueError(f"training data holds {len(set(rows.labels))} class(es); need two")
+    pipeline = build_pipeline(recipe, spec)
+    pipeline.fit(to_matrix(rows, spec), np.array(rows.labels))
+    return pipeline
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's answers on labelled rows: what the gate's statistics need."""
+
+    truth: np.ndarray  # true class per row (text)
+    predicted: np.ndarray  # predicted class per row
+    positive_probability: np.ndarray  # probability of the spec's positive class
+    true_class_probability: np.ndarray  # probability given to the true class (log loss)
+    confidence: np.ndarray  # probability of the predicted class
+
+
+def score(estimator: Any, spec: MonitoringSpec, rows: LabelledRows) -> Scores:
+    """Score labelled rows with a fitted model."""
+    probabilities = np.asarray(estimator.predict_proba(to_matrix(rows, spec)), dtype=np.float64)
+    classes = [_text(value) for value in estimator.classes_]
+    column = {label: i for i, label in enumerate(classes)}
+    truth = np.array(rows.labels)
+    best = probabilities.argmax(axis=1)
+    predicted = np.array([classes[i] for i in best])
+    true_columns = np.array([column.get(label, -1) for label in rows.labels])
+    true_probability = np.where(
+        true_columns >= 0, probabilities[np.arange(len(rows)), np.maximum(true_columns, 0)], 0.0
+    )
+    positive = column.get(spec.positive_class)
+    return Scores(
+        truth=truth,
+        predicted=predicted,
+        positive_probability=(
+            probabilities[:, positive] if positive is not None else np.zeros(len(rows))
+        ),
+        true_class_probability=true_probability,
+        confidence=probabilities.max(axis=1),
+    )
+
+
+def _text(value: Any) -> str:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def reproducible_skops(estimator: Any, check: np.ndarray) -> bytes:
+    """Save a fitted model as a skops file whose bytes depend only on the model.
+
+    ``check`` is an input matrix: the rewritten file must load and give exactly the same
+    probabilities on it as ``estimator``, or this raises.
+    """
+    original = zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator)))
+    schema = json.loads(original.read("schema.json"))
+    numbering: dict[int, int] = {}
+
+    def renumber(node: Any) -> Any:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    out[key] = numbering.setdefault(value, len(numbering) + 1)
+                elif key == "file" and isinstance(value, str):
+                    stem, dot, suffix = value.partition(".")
+                    new = numbering.setdefault(int(stem), len(numbering) + 1)
+                    out[key] = f"{new}{dot}{suffix}"
+                else:
+                    out[key] = renumber(value)
+            return out
+        if isinstance(node, list):
+            return [renumber(item) for item in node]
+        return node
+
+    renumbered = renumber(schema)
+    entries: dict[str, bytes] = {"schema.json": json.dumps(renumbered, indent=2).encode()}
+    for info in original.infolist():
+        if info.filename == "schema.json":
+            continue
+        stem, dot, suffix = info.filename.partition(".")
+        if int(stem) not in numbering:
+            raise ValueError(f"skops file holds {info.filename}, which its schema never names")
+        entries[f"{numbering[int(stem)]}{dot}{suffix}"] = original.read(info)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, entries[name])
+    content = buffer.getvalue()
+    reloaded = skops.io.loads(content, trusted=skops.io.get_untrusted_types(data=content))
+    if not np.array_equal(reloaded.predict_proba(check), estimator.predict_proba(check)):
+        raise ValueError("the rewritten skops file does not predict as the fitted model does")
+    return content

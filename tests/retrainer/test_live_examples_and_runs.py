@@ -1,0 +1,179 @@
+"""The retrainer's database side on SQLite and PostgreSQL: labelled live examples, admission
+under concurrency, claiming with leases, and the maintenance schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts import LabelRecorded, RetrainTrigger
+from services.retrainer.live_examples import LiveExamples
+from services.retrainer.retraining_tables import RETRAINING_TABLES
+from services.retrainer.runs import RetrainRuns
+from services.retrainer.schedules import check_schedules
+from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
+from services.runtime import create_engine, create_tables
+from tests.factories import T0
+from tests.model_builders import train
+from tests.registry_tools import FakeClock, Registry, deploy, register, registry
+from tests.retrainer.retraining_data import SPEC, live_events
+
+MODEL = "breast-cancer"
+
+
+@dataclass
+class Stores:
+    registry: Registry
+    live: LiveExamples
+    runs: RetrainRuns
+    clock: FakeClock
+
+
+@pytest.fixture
+async def stores(database_url: str, tmp_path: Path) -> AsyncIterator[Stores]:
+    async with registry(database_url, tmp_path / "state") as reg:
+        engine = create_engine(database_url)
+        try:
+            await create_tables(engine, RETRAINING_TABLES)
+            transport = httpx.ASGITransport(app=reg.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
+                spec = SPEC.model_copy(update={"retrain_every_hours": 24.0})
+                response = await register(http, MODEL, train(), spec=spec.model_dump(mode="json"))
+                assert response.status_code == 201, response.text
+                assert (await deploy(http, MODEL, 1)).status_code == 200
+            live = LiveExamples(
+                reg.sessions,
+                dialect=engine.dialect.name,
+                max_per_model=150,
+                unlabelled_ttl=timedelta(hours=1),
+            )
+            runs = RetrainRuns(
+                reg.sessions,
+                reg.store,
+                producer="retrainer",
+                cooldown=timedelta(minutes=10),
+                lease=timedelta(minutes=2),
+                clock=reg.clock,
+            )
+            yield Stores(reg, live, runs, reg.clock)
+        finally:
+            await engine.dispose()
+
+
+def ask(cause: str, at_minutes: float = 0, **overrides: object) -> RetrainAsk:
+    fields: dict[str, object] = {
+        "model": MODEL,
+        "cause": cause,
+        "trigger": RetrainTrigger.MANUAL,
+        "requested_by": "ana",
+        "reason": "test",
+        "at": T0 + timedelta(minutes=at_minutes),
+    }
+    return RetrainAsk(**(fields | overrides))  # type: ignore[arg-type]
+
+
+async def test_predictions_and_labels_join_in_either_order_and_redelivery_changes_nothing(
+    stores: Stores,
+) -> None:
+    predictions, labels = live_events(MODEL, 0, 100)
+    await stores.live.add_labels(labels[:50], T0)
+    await stores.live.add_predictions(predictions, T0)
+    await stores.live.add_labels(labels[50:], T0)
+    await stores.live.add_predictions(predictions[:10], T0)  # redelivered
+    await stores.live.add_labels(labels[:10], T0)
+    assert await stores.live.count(MODEL) == (100, 100)
+    examples = await stores.live.labelled(MODEL)
+    assert [e.request_id for e in examples][:3] == ["live-0", "live-1", "live-2"]
+    assert examples[0].features == predictions[0].features
+    assert examples[0].label == labels[0].label
+
+
+async def test_shadow_and_probe_predictions_are_not_kept(stores: Stores) -> None:
+    predictions, _ = live_events(MODEL, 0, 3)
+    shadow = predictions[0].model_copy(update={"served": False, "request_id": "s-1"})
+    probe = predictions[1].model_copy(update={"request_id": "vigil-probe:abc"})
+    await stores.live.add_predictions([shadow, probe, predictions[2]], T0)
+    assert await stores.live.count(MODEL) == (0, 1)
+
+
+async def test_the_store_keeps_the_newest_labelled_examples_and_forgets_stale_unjoined_ones(
+    stores: Stores,
+) -> None:
+    predictions, labels = live_events(MODEL, 0, 200)
+    timed = [
+        label.model_copy(update={"occurred_at": T0 + timedelta(seconds=i)})
+        for i, label in enumerate(labels)
+    ]
+    await stores.live.add_predictions(predictions, T0)
+    await stores.live.add_labels(timed, T0)
+    orphans = [
+        LabelRecorded(producer="clinic", model=MODEL, request_id=f"never-{i}", label="benign")
+        for i in range(5)
+    ]
+    await stores.live.add_labels(orphans, T0)
+    waiting, _ = live_events(MODEL, 300, 310, prefix="unlabelled")
+    await stores.live.add_predictions(waiting, T0)
+    await stores.live.prune(T0 + timedelta(hours=2))
+    joined, total = await stores.live.count(MODEL)
+    assert (joined, total) == (150, 150)
+    kept = await stores.live.labelled(MODEL)
+    assert kept[0].request_id == "live-50"
+    assert kept[-1].request_id == "live-199"
+
+
+async def test_concurrent_asks_with_new_causes_make_one_queued_run(stores: Stores) -> None:
+    admissions = await asyncio.gather(*(stores.runs.ask(ask(f"manual:{n}")) for n in range(8)))
+    kinds = sorted(a.kind for a in admissions)
+    assert kinds.count(AdmissionKind.QUEUED) == 1
+    assert {a.run_id for a in admissions} == {admissions[0].run_id}
+    [run] = await stores.runs.recent(model=MODEL)
+    assert sorted(run.causes) == sorted(f"manual:{n}" for n in range(8))
+
+
+async def test_a_claimed_run_is_taken_over_only_after_its_lease_runs_out(stores: Stores) -> None:
+    await stores.runs.ask(ask("manual:a"))
+    claimed = await stores.runs.claim()
+    assert claimed is not None
+    assert claimed.state is RunState.RUNNING
+    await stores.runs.ask(ask("manual:b"))  # queued behind the running one
+    assert await stores.runs.claim() is None
+    stores.clock.advance(minutes=1)
+    await stores.runs.renew(claimed.run_id)
+    stores.clock.advance(minutes=2)
+    assert await stores.runs.claim() is None  # renewed a minute ago: still held
+    stores.clock.advance(minutes=1)
+    again = await stores.runs.claim()
+    assert again is not None
+    assert again.run_id == claimed.run_id  # the dead worker's run resumes first
+
+
+async def test_the_cooldown_holds_the_next_run_after_one_ends(stores: Stores) -> None:
+    await stores.runs.ask(ask("manual:a"))
+    run = await stores.runs.claim()
+    assert run is not None
+    await stores.runs.fail(run, "stopped for the test")
+    admission = await stores.runs.ask(ask("manual:b"))
+    assert admission.not_before == stores.clock.now + timedelta(minutes=10)
+    assert await stores.runs.claim() is None
+    stores.clock.advance(minutes=10)
+    assert await stores.runs.claim() is not None
+    merged = await stores.runs.ask(ask("manual:a"))
+    assert (merged.kind, merged.run_id) == (AdmissionKind.MERGED, run.run_id)
+
+
+async def test_the_maintenance_schedule_asks_once_per_period(stores: Stores) -> None:
+    assert await check_schedules(stores.registry.store, stores.runs, T0 + timedelta(hours=23)) == []
+    [due] = await check_schedules(stores.registry.store, stores.runs, T0 + timedelta(hours=25))
+    assert due.kind is AdmissionKind.QUEUED
+    again = await check_schedules(stores.registry.store, stores.runs, T0 + timedelta(hours=26))
+    assert again == []
+    [run] = await stores.runs.recent(model=MODEL)
+    assert run.trigger is RetrainTrigger.SCHEDULE
+    assert run.requested_by == "system:schedule"
+    assert run.causes == [f"schedule:{(T0 + timedelta(hours=24)).isoformat()}"]

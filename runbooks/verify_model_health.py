@@ -1,9 +1,10 @@
 """Verify a model is healthy after a fix: its probe passes, and its champion's next judged window
 of live metrics breaches nothing (or, with --probe-only, just the probe).
 
-It waits up to --wait-seconds for a window of the current champion that was computed after the
-verification started and had enough labels to judge; a window breaching a watched metric, a
-failed probe, or no such window in time all mean the fix is not confirmed.
+It waits up to --wait-seconds for a window of the current champion that began after the
+verification started (so it holds no traffic from before the fix) and had enough labels to
+judge; a window breaching a watched metric, a failed probe, or no such window in time all mean
+the fix is not confirmed.
 
 Exit codes:
   0  healthy: the probe passed and a fresh window breaches nothing
@@ -59,7 +60,7 @@ def main() -> None:
             and event.model_version == champion
             and event.variant is Variant.CHAMPION
             and event.breaching is not None
-            and event.occurred_at >= started
+            and event.window.start >= started  # wholly after the fix: no old traffic in it
         )
 
     windows = read_events(

@@ -225,6 +225,7 @@ class Incident:
     epoch: int = 0
     runbook_position: int = 0
     awaiting_version: int | None = None
+    awaiting_since: datetime | None = None
     signals: dict[str, Signal] = field(default_factory=dict)
 
     # -- opening, repeats, correlation, recovery ---------------------------------------------
@@ -770,8 +771,9 @@ class Incident:
     # -- what the retrainer and the monitor report ---------------------------------------------
 
     def follow_model(self, news: ModelNews, now: datetime) -> Effects:
-        """Put a retraining or registry step on the timeline; a new champion (promoted, or
-        rolled back to) means monitoring until live labels show it healthy."""
+        """Put a retraining or registry step on the timeline. A new champion put in place for
+        the incident is what live labels must then show healthy; a promotion (the governed fix)
+        also means monitoring, while a rollback leaves the status to its runbook's verification."""
         action, actor, details = _news(news)
         effects = Effects()
         effects.timeline.append(TimelineEntry(at=now, actor=actor, action=action, details=details))
@@ -785,6 +787,9 @@ class Incident:
         if champion is None or self.status is IncidentStatus.RESOLVED:
             return effects
         self.awaiting_version = champion
+        self.awaiting_since = news.occurred_at
+        if not isinstance(news, ModelPromoted):
+            return effects
         reason = f"v{champion} is champion; waiting for live labels to confirm it is healthy"
         if self.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
             effects += self._change_status(Action.MITIGATE, SYSTEM, reason, now)
@@ -793,10 +798,13 @@ class Incident:
         return effects
 
     def confirm_with_metrics(self, metrics: MetricsComputed, now: datetime) -> Effects:
-        """Resolve a monitored incident once a window of the awaited champion is healthy."""
+        """Resolve a monitored incident once a window of the awaited champion, wholly after it
+        took over, is healthy (a window that began before could still hold the old traffic)."""
         if (
             self.status is not IncidentStatus.MONITORING
             or self.awaiting_version is None
+            or self.awaiting_since is None
+            or metrics.window.start < self.awaiting_since
             or metrics.model_version != self.awaiting_version
             or metrics.variant is not Variant.CHAMPION
             or metrics.breaching is None

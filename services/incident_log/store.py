@@ -215,6 +215,7 @@ class IncidentStore:
             epoch=incident.epoch,
             runbook_position=incident.runbook_position,
             awaiting_version=incident.awaiting_version,
+            awaiting_since=incident.awaiting_since,
             alert_count=incident.alert_count,
         )
         self.session.add(row)
@@ -532,6 +533,7 @@ def _incident(row: IncidentRow, signals: dict[str, Signal]) -> Incident:
         "epoch": row.epoch,
         "runbook_position": row.runbook_position,
         "awaiting_version": row.awaiting_version,
+        "awaiting_since": row.awaiting_since,
         "signals": signals,
     }
     return Incident(**fields)

@@ -60,6 +60,7 @@ class IncidentRow(SQLModel, table=True):
     epoch: int = 0
     runbook_position: int = 0
     awaiting_version: int | None = None
+    awaiting_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
     alert_count: int = 0
 
 

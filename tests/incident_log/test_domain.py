@@ -18,6 +18,7 @@ from contracts import (
     MetricsComputed,
     ModelApproved,
     ModelPromoted,
+    ModelRolledBack,
     RetrainRequest,
     RunbookFinished,
     RunbookRequest,
@@ -418,6 +419,7 @@ def test_a_promotion_means_monitoring_until_the_new_champion_proves_healthy() ->
         actor="system:retrainer",
         reason="canary non-inferior",
         incident_id=incident.id,
+        occurred_at=T0,
     )
     effects = incident.follow_model(promoted, T0 + MINUTE)
     assert [e.action for e in effects.timeline] == [
@@ -454,3 +456,38 @@ def test_retraining_steps_land_on_the_timeline_with_their_actor() -> None:
         "gate passed",
     )
     assert incident.status is IncidentStatus.OPEN
+
+
+def test_a_window_that_began_before_the_new_champion_took_over_confirms_nothing() -> None:
+    incident = opened()
+    incident.escalate("ana", EscalationTrigger.HUMAN, "retrain needed", T0)
+    promoted = ModelPromoted(
+        producer="retrainer",
+        model=MODEL,
+        version=4,
+        previous_version=3,
+        deployment=make_deployment(challenger=None, challenger_share=0.0),
+        actor="system:retrainer",
+        reason="canary held",
+        incident_id=incident.id,
+        occurred_at=T0 + MINUTE,
+    )
+    incident.follow_model(promoted, T0 + MINUTE)
+    assert incident.confirm_with_metrics(healthy_window(4, []), T0 + 2 * MINUTE).empty
+
+
+def test_a_rollback_waits_for_its_runbooks_verification_before_monitoring() -> None:
+    incident = opened()
+    incident.runbook_started(started(incident), T0)
+    rolled_back = ModelRolledBack(
+        producer="retrainer",
+        model=MODEL,
+        from_version=3,
+        to_version=2,
+        deployment=make_deployment(challenger=None, challenger_share=0.0),
+        actor="runbook:rollback-model",
+        reason="fresh deployment",
+        incident_id=incident.id,
+    )
+    incident.follow_model(rolled_back, T0)
+    assert (incident.status, incident.awaiting_version) == (IncidentStatus.MITIGATING, 2)

@@ -353,6 +353,7 @@ async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
         actor="system:retrainer",
         reason="canary held",
         incident_id=incident.id,
+        occurred_at=T0,
     )
     await log.handle_model_news(promoted)
     await log.handle_model_news(promoted)  # redelivered: once

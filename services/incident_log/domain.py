@@ -45,6 +45,7 @@ from contracts.incidents import (
 )
 from contracts.monitoring import MetricsComputed
 from contracts.registry import (
+    SUPPORTED_METRICS,
     CandidateEvaluated,
     ModelApproved,
     ModelPromoted,
@@ -814,7 +815,7 @@ class Incident:
         figures = ", ".join(
             f"{name} {value:.3f}"
             for name, value in sorted(metrics.metrics.items())
-            if value is not None
+            if value is not None and name in SUPPORTED_METRICS
         )
         for signal in self.active_signals:
             signal.recovered_at = now

@@ -525,7 +525,10 @@ async def _post(
 async def _wait(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = await probe()
+        try:
+            found = await probe()
+        except httpx.TransportError:
+            found = None  # a service restarting: its supervisor brings it back
         if found:
             return found
         await asyncio.sleep(0.5)

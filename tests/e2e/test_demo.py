@@ -1,0 +1,113 @@
+"""The main job: the demo's whole story with the services as processes on the embedded broker —
+and the same story when a service is killed halfway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from contracts import Topic
+from services.runtime import KafkaProfile, KafkaSettings, ServiceName, free_port
+from services.stack.demo import DemoOptions, DemoOutcome, demo_stack, play
+from services.stack.stack import RunningStack
+from services.stack.supervisor import ChildState
+from tests.kafka_tools import read_until_quiet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+
+STORY = [
+    "opened",
+    "routed",
+    "runbook_requested",
+    "runbook_started",
+    "model_rolled_back",
+    "runbook_finished",
+    "escalated",
+    "claimed",
+    "acknowledged",
+    "report_attached",
+    "retrain_requested",
+    "retrain_started",
+    "candidate_evaluated",
+    "promotion_requested",
+    "model_approved",
+    "model_promoted",
+    "status_monitoring",
+    "resolved",
+]
+
+
+def options(tmp_path: Path, **extra: object) -> DemoOptions:
+    return DemoOptions(
+        state_dir=tmp_path / "demo",
+        approve_as="kim",
+        broker_port=free_port(),
+        ports={name: free_port() for name in ServiceName},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def run(options: DemoOptions) -> tuple[DemoOutcome, list[object], RunningStack]:
+    console = Console(record=True, width=140)
+    async with demo_stack(options, console) as stack:
+        outcome = await play(stack, options, console)
+        kafka = KafkaSettings(
+            bootstrap_servers=stack.bootstrap_servers, profile=KafkaProfile.EMBEDDED
+        )
+        dead = await read_until_quiet(kafka, Topic.DEAD_LETTER, quiet_s=2.0)
+        incidents = await read_until_quiet(kafka, Topic.INCIDENTS, quiet_s=1.0)
+    return outcome, [dead, incidents], stack
+
+
+def assert_the_story_ends_well(outcome: DemoOutcome, dead: object, incidents: object) -> None:
+    actions = [entry["action"] for entry in outcome.timeline]
+    position = 0
+    for step in STORY:
+        assert step in actions[position:], f"{step!r} missing after {actions[:position]}"
+        position = actions.index(step, position) + 1
+    escalation = next(e for e in outcome.timeline if e["action"] == "escalated")
+    assert escalation["details"]["trigger"] == "verification_failed"
+    assert outcome.incident["status"] == "resolved"
+    assert outcome.incident["resolved_tier"] == "L2"
+    assert outcome.champion == 3
+    assert outcome.versions == [1, 2, 3]
+    assert dead == []
+    opened = [r for r in incidents if b'"incident.opened"' in r.value]  # type: ignore[attr-defined]
+    assert len(opened) == 1
+    rollbacks = [e for e in outcome.timeline if e["action"] == "runbook_started"]
+    assert [e["details"]["runbook"] for e in rollbacks] == ["rollback-model", "drift-diagnosis"]
+
+
+async def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    outcome, (dead, incidents), _ = await run(options(tmp_path))
+    assert_the_story_ends_well(outcome, dead, incidents)
+
+
+async def test_a_service_killed_halfway_is_restarted_and_the_story_ends_the_same(
+    tmp_path: Path,
+) -> None:
+    killed: list[int] = []
+
+    async def kill_the_incident_log(step: str, stack: RunningStack) -> None:
+        if step == "incident-opened":
+            pid = stack.supervisor.pid(ServiceName.INCIDENT_LOG)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            for _ in range(600):
+                (status,) = [s for s in stack.supervisor.status() if s.name == "incident-log"]
+                if status.restarts == 1 and status.state is ChildState.READY:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the incident log was not restarted")
+
+    outcome, (dead, incidents), stack = await run(options(tmp_path, on_step=kill_the_incident_log))
+    assert killed
+    (status,) = [s for s in stack.supervisor.status() if s.name == "incident-log"]
+    assert status.restarts == 1
+    assert_the_story_ends_well(outcome, dead, incidents)

@@ -1,0 +1,130 @@
+"""Model approval in the console, in a real browser: level one sees no approve control and the API
+refuses it; level two approves. The incident log and the retrainer run as processes on the real
+broker; the candidate comes from a real retrain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, expect
+
+from contracts import AlertKind, alert_fingerprint
+from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from tests.console.test_browser import ARTIFACTS, browser, sign_in  # noqa: F401  # fixture
+from tests.e2e.processes import ServiceProcess, stack_env
+from tests.factories import make_alert
+from tests.model_builders import train
+from tests.registry_tools import deploy, register
+from tests.retrainer.retraining_data import SPEC
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "approval-admin"
+MODEL = "breast-cancer"
+
+
+@pytest.fixture
+async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, {}, tmp_path / "incident-log.log")
+    retrainer = ServiceProcess(ServiceName.RETRAINER, {}, tmp_path / "retrainer.log")
+    env = stack_env(kafka_settings, tmp_path / "state", retrainer.url) | {
+        "VIGIL_INCIDENT_LOG_URL": incident_log.url,
+    }
+    incident_log.env = env | {
+        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROOT / "runbooks" / "routing.yaml"),
+    }
+    retrainer.env = env | {
+        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+        "VIGIL_RETRAINER_GATE_RESAMPLES": "300",
+        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
+        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
+    }
+    try:
+        incident_log.start()
+        retrainer.start()
+        await incident_log.wait_ready()
+        await retrainer.wait_ready()
+        async with httpx.AsyncClient(base_url=retrainer.url) as http:
+            response = await register(http, MODEL, train(), spec=SPEC.model_dump(mode="json"))
+            assert response.status_code == 201, response.text
+            assert (await deploy(http, MODEL, 1)).status_code == 200
+        tokens = {}
+        async with httpx.AsyncClient(
+            base_url=incident_log.url, headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as admin:
+            for name, role in (("ana", "l2"), ("lee", "l1"), ("kim", "l2")):
+                created = await admin.post("/tokens", json={"name": name, "role": role})
+                tokens[name] = created.json()["token"]
+        yield {"incident_log": incident_log.url, "retrainer": retrainer.url, "tokens": tokens}
+    finally:
+        for process in (retrainer, incident_log):
+            process.stop()
+
+
+async def pending_promotion(stack: dict[str, Any], kafka: KafkaSettings) -> tuple[str, str]:
+    """An incident about the model, a retrain asked by ana (level two), and its pending request."""
+    broker = kafka_broker(kafka, client_id="approval-test")
+    await broker.connect()
+    kind = AlertKind.DATA_DRIFT
+    await EventPublisher(broker, kafka).publish(
+        make_alert(model_version=1, kind=kind, fingerprint=alert_fingerprint(MODEL, 1, kind, "x"))
+    )
+    await broker.stop()
+    ana = {"Authorization": f"Bearer {stack['tokens']['ana']}"}
+    async with (
+        httpx.AsyncClient(base_url=stack["incident_log"], headers=ana) as incidents,
+        httpx.AsyncClient(base_url=stack["retrainer"], headers=ana) as retrainer,
+    ):
+        for _ in range(150):
+            listed = (await incidents.get("/incidents")).json()
+            if listed:
+                break
+            await asyncio.sleep(0.2)
+        incident_id = listed[0]["id"]
+        asked = await incidents.post(f"/incidents/{incident_id}/retrain", json={"reason": "drift"})
+        assert asked.status_code == 200, asked.text
+        for _ in range(600):
+            found = (await retrainer.get("/promotions", params={"incident_id": incident_id})).json()
+            if found and found[0]["state"] == "pending":
+                return incident_id, str(found[0]["request_id"])
+            await asyncio.sleep(0.2)
+    raise AssertionError("no promotion request came from the retrain")
+
+
+async def test_level_one_cannot_approve_a_model_and_level_two_can(
+    stack: dict[str, Any],
+    kafka_settings: KafkaSettings,
+    browser: Browser,  # noqa: F811
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    incident_id, request_id = await pending_promotion(stack, kafka_settings)
+
+    level_one = await sign_in(browser, stack["incident_log"], stack["tokens"]["lee"])
+    await level_one.goto(f"{stack['incident_log']}/console/incidents/{incident_id}")
+    row = level_one.locator(f'tr[data-request="{request_id}"]')
+    await expect(row).to_contain_text("awaiting level two")
+    await expect(row.get_by_role("button", name="Approve")).to_have_count(0)
+    await level_one.screenshot(path=ARTIFACTS / "10-level-one-sees-no-approval.png", full_page=True)
+    async with httpx.AsyncClient(base_url=stack["retrainer"]) as http:
+        refused = await http.post(
+            f"/promotions/{request_id}/approve",
+            json={"comment": "looks fine"},
+            headers={"Authorization": f"Bearer {stack['tokens']['lee']}"},
+        )
+    assert refused.status_code == 403
+
+    level_two = await sign_in(browser, stack["incident_log"], stack["tokens"]["kim"])
+    await level_two.goto(f"{stack['incident_log']}/console/incidents/{incident_id}")
+    row = level_two.locator(f'tr[data-request="{request_id}"]')
+    await row.get_by_label("approval comment").fill("gate figures reviewed")
+    await row.get_by_role("button", name="Approve").click()
+    await expect(level_two.locator(".flash")).to_contain_text("approve: done")
+    await expect(level_two.locator(f'tr[data-request="{request_id}"]')).to_contain_text("approved")
+    await level_two.screenshot(path=ARTIFACTS / "11-level-two-approved.png", full_page=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import shutil
 import signal
@@ -186,8 +187,8 @@ def run_service(
     module.main()
 
 
-# Each service contributes its own command group from its package's cli module; a service that
-# does not exist yet is simply absent. A group of None adds the module's commands at the top level.
+# Each service contributes its own command group from its package's cli module. A group of None
+# adds the module's commands at the top level.
 _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.retrainer.cli", "models"),
     ("services.retrainer.retrain_cli", "retrain"),
@@ -199,10 +200,16 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
 ]
 
 
+@functools.cache
 def _add_service_commands() -> None:
+    """Add every service's commands, once however often it is called (tests call it too)."""
     for module_name, group in _SERVICE_COMMANDS:
         module = importlib.import_module(module_name)
         app.add_typer(module.app, name=group)
+    # A run is asked of the incident log, which checks the role, the reason and the incident:
+    # ``vigil runbooks run`` is ``vigil incidents run``, also where people look for runbooks.
+    runbooks = importlib.import_module("services.runbook_runner.cli").app
+    runbooks.command("run")(importlib.import_module("services.incident_log.cli").run_runbook)
 
 
 def main() -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import yaml
 
-from services.runtime import KafkaSettings, free_port
+from services.runtime import KafkaSettings, ServiceName, free_port
+
+ROUTING_POLICY = Path(__file__).resolve().parents[1] / "runbooks" / "routing.yaml"
 
 
 def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
@@ -24,25 +27,36 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
     }
 
 
+def stack_env(kafka: KafkaSettings, state_dir: Path, registry_url: str) -> dict[str, str]:
+    """The environment services of one test stack share: broker, state folder, registry."""
+    return kafka_env(kafka) | {
+        "VIGIL_STATE_DIR": str(state_dir),
+        "VIGIL_REGISTRY_URL": registry_url,
+    }
+
+
 class ServiceProcess:
-    """One service in its own process (``python -m <module>``), its output in a log file."""
+    """One service in its own process (``python -m services.<name>``), its output in a log file.
+
+    The HTTP port is chosen once, so the URL is known before the first start (other services'
+    settings name it) and stays the same across restarts.
+    """
 
     def __init__(
         self,
-        module: str,
+        service: ServiceName,
         *,
-        env: Mapping[str, str],
+        env: Mapping[str, str] | None = None,
         log_dir: Path,
-        port_variable: str,
         name: str | None = None,
     ) -> None:
-        self.module = module
-        self.name = name or module.rsplit(".", 1)[-1]
-        self._env = dict(env)
-        self._log_path = log_dir / f"{self.name}.log"
-        self._port_variable = port_variable
-        self.port = 0
+        self.service = service
+        self.name = name or service.value
+        """Names the log file: replicas of one service need different names."""
+        self.env = dict(env or {})
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_path = log_dir / f"{self.name}.log"
 
     @property
     def url(self) -> str:
@@ -50,12 +64,11 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the process on a fresh port."""
-        self.port = free_port()
-        env = os.environ | self._env | {self._port_variable: str(self.port)}
+        """Start the process (again, after a stop or kill: same port, same state)."""
+        env = os.environ | self.env | {f"{self.service.env_prefix}HTTP_PORT": str(self.port)}
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", self.service.package],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -79,11 +92,18 @@ class ServiceProcess:
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{self.name} not ready within {timeout_s} s:\n{self.log_tail()}")
 
-    async def stop(self, timeout_s: float = 40.0) -> int:
-        """SIGTERM, and wait for the clean exit; return the exit status."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.to_thread(self.process.wait, timeout_s)
+    async def stop(self, timeout_s: float = 40.0) -> int | None:
+        """SIGTERM and wait for the clean exit (SIGKILL after ``timeout_s``); the exit status,
+        or None if the process never started."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                await asyncio.to_thread(self.process.wait, timeout_s)
+            except subprocess.TimeoutExpired:
+                self.ensure_dead()
+        return self.process.returncode
 
     async def kill(self) -> None:
         """SIGKILL: the process gets no chance to finish anything."""
@@ -102,3 +122,48 @@ class ServiceProcess:
         if not self._log_path.exists():
             return ""
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def write_routing_policy(folder: Path, **overrides: object) -> Path:
+    """The shipped routing policy with test overrides (e.g. ``group_wait_seconds=0``), as a file."""
+    policy = yaml.safe_load(ROUTING_POLICY.read_text()) | overrides
+    path = folder / "routing.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+@asynccontextmanager
+async def running_incident_log(
+    kafka: KafkaSettings, folder: Path, *, admin_token: str, group_wait_seconds: float | None = 0
+) -> AsyncIterator[ServiceProcess]:
+    """The real incident log as a process on the test's broker, ready; killed on exit."""
+    overrides = {} if group_wait_seconds is None else {"group_wait_seconds": group_wait_seconds}
+    process = ServiceProcess(
+        ServiceName.INCIDENT_LOG,
+        env=kafka_env(kafka)
+        | {
+            "VIGIL_STATE_DIR": str(folder / "state"),
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(write_routing_policy(folder, **overrides)),
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
+        },
+        log_dir=folder,
+    )
+    process.start()
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.ensure_dead()
+
+
+async def issue_tokens(url: str, admin_token: str, people: Mapping[str, str]) -> dict[str, str]:
+    """Ask the incident log for a token per person (name → role); return name → token."""
+    tokens = {}
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {admin_token}"}
+    ) as admin:
+        for name, role in people.items():
+            response = await admin.post("/tokens", json={"name": name, "role": role})
+            assert response.status_code == 201, response.text
+            tokens[name] = response.json()["token"]
+    return tokens

@@ -1,4 +1,6 @@
-"""``vigil runbooks``: read and check the runbook catalogue (the file the runner starts from)."""
+"""``vigil runbooks``: read and check the runbook catalogue (the file the runner starts from).
+
+``vigil runbooks run`` is added by ``services.cli``: a run is asked of the incident log."""
 
 from __future__ import annotations
 

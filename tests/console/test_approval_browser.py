@@ -16,9 +16,9 @@ from playwright.async_api import Browser, expect
 from contracts import AlertKind, alert_fingerprint
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.console.test_browser import ARTIFACTS, browser, sign_in  # noqa: F401  # fixture
-from tests.e2e.processes import ServiceProcess, stack_env
 from tests.factories import make_alert
 from tests.model_builders import train
+from tests.processes import ServiceProcess, issue_tokens, stack_env
 from tests.registry_tools import deploy, register
 from tests.retrainer.retraining_data import SPEC
 
@@ -31,8 +31,8 @@ MODEL = "breast-cancer"
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, {}, tmp_path / "incident-log.log")
-    retrainer = ServiceProcess(ServiceName.RETRAINER, {}, tmp_path / "retrainer.log")
+    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=tmp_path)
+    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
     env = stack_env(kafka_settings, tmp_path / "state", retrainer.url) | {
         "VIGIL_INCIDENT_LOG_URL": incident_log.url,
     }
@@ -55,17 +55,12 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
             response = await register(http, MODEL, train(), spec=SPEC.model_dump(mode="json"))
             assert response.status_code == 201, response.text
             assert (await deploy(http, MODEL, 1)).status_code == 200
-        tokens = {}
-        async with httpx.AsyncClient(
-            base_url=incident_log.url, headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as admin:
-            for name, role in (("ana", "l2"), ("lee", "l1"), ("kim", "l2")):
-                created = await admin.post("/tokens", json={"name": name, "role": role})
-                tokens[name] = created.json()["token"]
+        people = {"ana": "l2", "lee": "l1", "kim": "l2"}
+        tokens = await issue_tokens(incident_log.url, ADMIN, people)
         yield {"incident_log": incident_log.url, "retrainer": retrainer.url, "tokens": tokens}
     finally:
         for process in (retrainer, incident_log):
-            process.stop()
+            await process.stop()
 
 
 async def pending_promotion(stack: dict[str, Any], kafka: KafkaSettings) -> tuple[str, str]:

@@ -10,14 +10,12 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from tests.factories import make_alert
-from tests.processes import ServiceProcess, kafka_env
+from tests.processes import issue_tokens, running_incident_log
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,25 +36,8 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture
 async def incident_log(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[str]:
-    policy = yaml.safe_load((ROOT / "runbooks" / "routing.yaml").read_text())
-    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(policy | {"group_wait_seconds": 0}))
-    process = ServiceProcess(
-        "services.incident_log",
-        env=kafka_env(kafka_settings)
-        | {
-            "VIGIL_STATE_DIR": str(tmp_path / "state"),
-            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(tmp_path / "routing.yaml"),
-            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-        },
-        log_dir=tmp_path,
-        port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
-    )
-    process.start()
-    try:
-        await process.wait_ready()
+    async with running_incident_log(kafka_settings, tmp_path, admin_token=ADMIN) as process:
         yield process.url
-    finally:
-        process.ensure_dead()
 
 
 @pytest.fixture
@@ -72,15 +53,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def token_for(url: str, name: str, role: str) -> str:
-    async with httpx.AsyncClient(base_url=url) as http:
-        response = await http.post(
-            "/tokens",
-            json={"name": name, "role": role},
-            headers={"Authorization": f"Bearer {ADMIN}"},
-        )
-        response.raise_for_status()
-        token: str = response.json()["token"]
-        return token
+    return (await issue_tokens(url, ADMIN, {name: role}))[name]
 
 
 async def sign_in(browser: Browser, url: str, token: str) -> Page:

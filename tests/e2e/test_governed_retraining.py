@@ -34,8 +34,9 @@ from contracts import (
 from contracts.wire import decode
 from services.cli import _add_service_commands, app
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
-from tests.e2e.processes import ServiceProcess, read_until, stack_env
+from tests.kafka_tools import read_until
 from tests.model_builders import train
+from tests.processes import ServiceProcess, issue_tokens, stack_env
 from tests.registry_tools import deploy, register
 from tests.retrainer.retraining_data import SPEC
 
@@ -60,8 +61,8 @@ async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublish
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, {}, tmp_path / "incident-log.log")
-    retrainer = ServiceProcess(ServiceName.RETRAINER, {}, tmp_path / "retrainer.log")
+    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=tmp_path)
+    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
     env = stack_env(kafka_settings, tmp_path / "state", retrainer.url) | {
         "VIGIL_INCIDENT_LOG_URL": incident_log.url,
     }
@@ -76,16 +77,16 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
         "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
     }
-    scorer = ServiceProcess(ServiceName.SCORER, env, tmp_path / "scorer.log")
+    scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
     monitor = ServiceProcess(
         ServiceName.MONITOR,
-        env
+        env=env
         | {
             "VIGIL_MONITOR_PROBES_ENABLED": "false",
             "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
             "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "200",
         },
-        tmp_path / "monitor.log",
+        log_dir=tmp_path,
     )
     processes = [incident_log, retrainer, scorer, monitor]
     try:
@@ -97,14 +98,7 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
             response = await register(http, MODEL, train(), spec=SPEC.model_dump(mode="json"))
             assert response.status_code == 201, response.text
             assert (await deploy(http, MODEL, 1)).status_code == 200
-        tokens = {}
-        async with httpx.AsyncClient(
-            base_url=incident_log.url, headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as admin:
-            for name in ("ana", "bo"):
-                created = await admin.post("/tokens", json={"name": name, "role": "l2"})
-                assert created.status_code == 201, created.text
-                tokens[name] = created.json()["token"]
+        tokens = await issue_tokens(incident_log.url, ADMIN, {"ana": "l2", "bo": "l2"})
         scorer.start()
         monitor.start()
         await scorer.wait_ready()
@@ -112,7 +106,7 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         yield {"retrainer": retrainer, "scorer": scorer, "tokens": tokens}
     finally:
         for process in reversed(processes):
-            process.stop()
+            await process.stop()
 
 
 def traffic(phase: str, count: int) -> tuple[list[ScoringRequest], list[LabelRecorded]]:

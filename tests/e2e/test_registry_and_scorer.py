@@ -16,8 +16,9 @@ import pytest
 from contracts import Deployment, PredictionMade, ScoringRequest, Topic, Variant
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from services.scorer.routing import route
-from tests.e2e.processes import ServiceProcess, read_until, stack_env
+from tests.kafka_tools import read_until
 from tests.model_builders import train
+from tests.processes import ServiceProcess, stack_env
 from tests.registry_tools import deploy, register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -49,10 +50,10 @@ async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublish
 async def stack(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess]]:
-    retrainer = ServiceProcess(ServiceName.RETRAINER, {}, tmp_path / "retrainer.log")
+    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
     env = stack_env(kafka_settings, tmp_path / "state", retrainer.url)
     retrainer.env = env
-    scorer = ServiceProcess(ServiceName.SCORER, env, tmp_path / "scorer.log")
+    scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
     retrainer.start()
     try:
         await retrainer.wait_ready()
@@ -64,8 +65,8 @@ async def stack(
         await scorer.wait_ready()
         yield retrainer, scorer
     finally:
-        scorer.stop()
-        retrainer.stop()
+        await scorer.stop()
+        await retrainer.stop()
 
 
 def served_ids(records: list[Any]) -> set[str]:
@@ -209,7 +210,7 @@ async def test_a_scorer_killed_mid_stream_and_restarted_scores_every_request(
     producing = asyncio.create_task(produce())
     await read_until(kafka_settings, Topic.PREDICTIONS, lambda rs: len(rs) >= 500)
     assert not producing.done()  # killed mid-stream: requests are still arriving
-    scorer.kill()
+    await scorer.kill()
     assert scorer.process is not None
     assert scorer.process.returncode == -9
     await producing

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from contracts import AlertKind, alert_fingerprint
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.factories import make_alert
 from tests.processes import ServiceProcess, kafka_env
 
@@ -80,7 +80,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def processes(
     kafka_settings: KafkaSettings, tmp_path: Path, files: dict[str, Path]
-) -> Iterator[Callable[[str], ServiceProcess]]:
+) -> Iterator[Callable[[ServiceName], ServiceProcess]]:
     made: list[ServiceProcess] = []
     shared = kafka_env(kafka_settings) | {
         "VIGIL_STATE_DIR": str(tmp_path / "state"),
@@ -89,10 +89,8 @@ def processes(
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(files["catalog"]),
     }
 
-    def make(module: str) -> ServiceProcess:
-        name = module.rsplit(".", 1)[-1]
-        variable = f"VIGIL_{name.upper()}_HTTP_PORT"
-        process = ServiceProcess(module, env=shared, log_dir=tmp_path, port_variable=variable)
+    def make(service: ServiceName) -> ServiceProcess:
+        process = ServiceProcess(service, env=shared, log_dir=tmp_path)
         made.append(process)
         return process
 
@@ -138,9 +136,12 @@ def entries(incident: dict[str, Any], action: str) -> list[dict[str, Any]]:
 
 
 async def test_failed_hung_and_unverified_runbooks_escalate_with_their_output(
-    processes: Callable[[str], ServiceProcess], publish: Callable[[str], Any]
+    processes: Callable[[ServiceName], ServiceProcess], publish: Callable[[str], Any]
 ) -> None:
-    incident_log, runner = processes("services.incident_log"), processes("services.runbook_runner")
+    incident_log, runner = (
+        processes(ServiceName.INCIDENT_LOG),
+        processes(ServiceName.RUNBOOK_RUNNER),
+    )
     for process in (incident_log, runner):
         process.start()
     await asyncio.gather(incident_log.wait_ready(), runner.wait_ready())
@@ -171,11 +172,14 @@ async def test_failed_hung_and_unverified_runbooks_escalate_with_their_output(
 
 
 async def test_a_runner_killed_mid_run_abandons_the_run_and_the_incident_escalates(
-    processes: Callable[[str], ServiceProcess],
+    processes: Callable[[ServiceName], ServiceProcess],
     publish: Callable[[str], Any],
     files: dict[str, Path],
 ) -> None:
-    incident_log, runner = processes("services.incident_log"), processes("services.runbook_runner")
+    incident_log, runner = (
+        processes(ServiceName.INCIDENT_LOG),
+        processes(ServiceName.RUNBOOK_RUNNER),
+    )
     for process in (incident_log, runner):
         process.start()
     await asyncio.gather(incident_log.wait_ready(), runner.wait_ready())

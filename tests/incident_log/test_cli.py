@@ -8,48 +8,29 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from contracts import AlertKind, alert_fingerprint
 from services.cli import _add_service_commands, app
 from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from tests.factories import MODEL, make_alert
-from tests.processes import ServiceProcess, kafka_env
+from tests.processes import running_incident_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADMIN = "cli-admin-token"
-POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
 _add_service_commands()
 
 
 @pytest.fixture
 async def incident_log(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[str]:
-    policy = yaml.safe_load(POLICY.read_text()) | {"group_wait_seconds": 0}
-    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(policy))
-    process = ServiceProcess(
-        "services.incident_log",
-        env=kafka_env(kafka_settings)
-        | {
-            "VIGIL_STATE_DIR": str(tmp_path / "state"),
-            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(tmp_path / "routing.yaml"),
-            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-        },
-        log_dir=tmp_path,
-        port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
-    )
-    process.start()
-    try:
-        await process.wait_ready()
+    async with running_incident_log(kafka_settings, tmp_path, admin_token=ADMIN) as process:
         yield process.url
-    finally:
-        process.ensure_dead()
 
 
-def vigil(url: str, token: str, *args: str) -> tuple[int, str]:
+def vigil(url: str, token: str, *args: str, group: str = "incidents") -> tuple[int, str]:
     result = CliRunner().invoke(
-        app, ["incidents", *args], env={"VIGIL_INCIDENT_LOG_URL": url, "VIGIL_TOKEN": token}
+        app, [group, *args], env={"VIGIL_INCIDENT_LOG_URL": url, "VIGIL_TOKEN": token}
     )
     return result.exit_code, result.output
 
@@ -122,6 +103,11 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
     )
     assert code == 0
     assert "requested run" in output
+    code, output = vigil(
+        incident_log, l2, "run", decay, "drift-diagnosis", "-r", "again", group="runbooks"
+    )
+    assert code == 0, output
+    assert "requested run" in output  # the same request, from where people look for runbooks
     assert vigil(incident_log, l2, "resolve", decay, "--reason", "fixed", "--force")[0] == 0
     assert vigil(incident_log, l1, "reopen", decay, "--reason", "not fixed")[0] == 0
     code, silence = vigil(
@@ -140,6 +126,7 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
         (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher"),
         ("not-a-token", ["list"], "401: unknown or revoked token"),
         (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE"),
+        (l1, ["run", decay, "drift-diagnosis", "-r", "y"], "403"),
         (l1, ["tokens", "create", "x", "--role", "admin"], "403"),
     ]:
         code, output = vigil(incident_log, token, *args)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from contracts import IncidentOpened, Topic
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.factories import make_alert
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
@@ -37,7 +37,7 @@ def incident_log_process(
 
     def make(name: str = "incident-log", **env: str) -> ServiceProcess:
         process = ServiceProcess(
-            "services.incident_log",
+            ServiceName.INCIDENT_LOG,
             name=name,
             env=kafka_env(kafka_settings)
             | {
@@ -48,7 +48,6 @@ def incident_log_process(
             }
             | env,
             log_dir=tmp_path,
-            port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
         )
         made.append(process)
         return process

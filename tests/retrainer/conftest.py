@@ -8,19 +8,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 
 from services.runtime import KafkaSettings, ensure_topics
-from tests.processes import ServiceProcess, kafka_env
+from tests.processes import issue_tokens, running_incident_log
 from tests.retrainer.retrainer_harness import Retrainer, in_memory_retrainer, real_retrainer
 
 PEOPLE = {"ana": "l2", "bo": "l2", "cy": "l2", "lee": "l1"}
 """People with incident-log tokens: ana asks for retrains, bo approves, lee is level one."""
 
 _ADMIN = "retrainer-tests-admin"
-_POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -33,32 +30,10 @@ async def identity_provider(
         bootstrap_servers=kafka_bootstrap, topic_prefix=f"il{uuid.uuid4().hex[:8]}."
     )
     await ensure_topics(kafka_bootstrap, prefix=kafka.topic_prefix)
-    (folder / "routing.yaml").write_text(yaml.safe_dump(yaml.safe_load(_POLICY.read_text())))
-    process = ServiceProcess(
-        "services.incident_log",
-        env=kafka_env(kafka)
-        | {
-            "VIGIL_STATE_DIR": str(folder / "state"),
-            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(folder / "routing.yaml"),
-            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": _ADMIN,
-        },
-        log_dir=folder,
-        port_variable="VIGIL_INCIDENT_LOG_HTTP_PORT",
-    )
-    process.start()
-    try:
-        await process.wait_ready()
-        tokens = {}
-        async with httpx.AsyncClient(
-            base_url=process.url, headers={"Authorization": f"Bearer {_ADMIN}"}
-        ) as admin:
-            for name, role in PEOPLE.items():
-                response = await admin.post("/tokens", json={"name": name, "role": role})
-                assert response.status_code == 201, response.text
-                tokens[name] = response.json()["token"]
-        yield process.url, tokens
-    finally:
-        process.ensure_dead()
+    async with running_incident_log(
+        kafka, folder, admin_token=_ADMIN, group_wait_seconds=None
+    ) as process:
+        yield process.url, await issue_tokens(process.url, _ADMIN, PEOPLE)
 
 
 @pytest.fixture(params=["memory", pytest.param("real", marks=pytest.mark.integration)])

@@ -18,7 +18,7 @@ from contracts import (
     RunState,
     Topic,
 )
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.factories import make_runbook_request
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
@@ -44,7 +44,7 @@ def runner_processes(
 
     def make(name: str = "runbook-runner") -> ServiceProcess:
         process = ServiceProcess(
-            "services.runbook_runner",
+            ServiceName.RUNBOOK_RUNNER,
             name=name,
             env=kafka_env(kafka_settings)
             | {
@@ -54,7 +54,6 @@ def runner_processes(
                 "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
             },
             log_dir=tmp_path,
-            port_variable="VIGIL_RUNBOOK_RUNNER_HTTP_PORT",
         )
         made.append(process)
         return process

@@ -136,9 +136,8 @@ def demo(
     from services.stack.demo import DemoFailed, DemoOptions, demo_stack, play, summary
 
     configure_logging("demo", level="WARNING")
-    shutil.rmtree(
-        state_dir, ignore_errors=True
-    )  # the embedded broker starts empty: so does the rest
+    # The embedded broker starts empty: so does the rest.
+    shutil.rmtree(state_dir, ignore_errors=True)
     options = DemoOptions(state_dir=state_dir, approve_as=approve_as)
 
     async def run() -> None:

@@ -94,7 +94,7 @@ class DemoOutcome:
 
 
 class DemoFailed(RuntimeError):
-    """The story did not reach its next step in time; the message says which."""
+    """The story could not reach its next step (in time, or at all); the message says which."""
 
 
 def demo_policy(runbooks_dir: Path) -> dict[str, Any]:
@@ -591,11 +591,16 @@ async def _approve(
         if approve_as is not None:
             name = approve_as.strip()
         else:
-            name = (
-                await asyncio.to_thread(
+            try:
+                answer = await asyncio.to_thread(
                     story.console.input, "  your name, to approve it (level two): "
                 )
-            ).strip()
+            except EOFError:
+                raise DemoFailed(
+                    "no one can answer the approval prompt (input closed): "
+                    "run it again with --approve-as NAME"
+                ) from None
+            name = answer.strip()
         if not name:
             continue
         approver = await _token(incidents, admin, name, "l2")

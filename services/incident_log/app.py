@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from functools import partial
 
 import httpx
 from fastapi import FastAPI
@@ -41,7 +43,14 @@ from services.incident_log.operations import Clock, IncidentLog
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
 from services.incident_log.tables import TABLES
-from services.runtime.database import ProcessedEvent, create_engine, create_tables, session_factory
+from services.runtime.database import (
+    ProcessedEvent,
+    create_engine,
+    create_tables,
+    forget_processed_before,
+    session_factory,
+)
+from services.runtime.forgetting import forget_periodically
 from services.runtime.outbox import OutboxMessage, OutboxRelay
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -92,6 +101,16 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             await asyncio.sleep(settings.timer_interval_s)
 
     runtime.add_background("timers", fire_timers)
+    runtime.add_background(
+        "forget-processed-ids",
+        partial(
+            forget_periodically,
+            sessions,
+            forget_processed_before,
+            timedelta(seconds=settings.processed_ids_retention_seconds),
+            clock=clock,
+        ),
+    )
     if settings.run_outbox_relay:
         runtime.add_background("outbox-relay", relay.run)
 

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.incident_log.permissions import Role
 from services.runtime.names import ServiceName
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ProcessedIdsRetention, ServiceSettings
 
 __all__ = ["ServiceToken", "Settings"]
 
@@ -24,7 +24,7 @@ class ServiceToken(BaseModel):
     token: SecretStr
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, ProcessedIdsRetention):
     """Where the incident log keeps its state and policy, and how it runs."""
 
     model_config = SettingsConfigDict(env_prefix=SERVICE.env_prefix)

@@ -21,6 +21,7 @@ from services.monitor.service import MonitorService
 from services.monitor.settings import Settings
 from services.monitor.store import TABLES
 from services.runtime import (
+    HandledIds,
     OutboxRelay,
     RegistryClient,
     ServiceName,
@@ -30,6 +31,7 @@ from services.runtime import (
     serve,
     session_factory,
 )
+from services.runtime.forgetting import forget_periodically
 
 __all__ = ["create_app", "main"]
 
@@ -77,9 +79,11 @@ def create_app(
     runtime.add_background(
         "forget-handled-ids",
         partial(
-            service.forget_handled_ids,
+            forget_periodically,
+            sessions,
+            HandledIds.forget_before,
             timedelta(seconds=settings.handled_retention_seconds),
-            every_seconds=600.0,
+            clock=clock,
         ),
     )
     if settings.probes_enabled:

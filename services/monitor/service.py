@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -175,15 +175,6 @@ class MonitorService:
                 if isinstance(result, Exception):
                     log.warning("probe of %s could not run: %s", model, result)
             await asyncio.sleep(tick_seconds)
-
-    async def forget_handled_ids(self, retention: timedelta, every_seconds: float) -> None:
-        """Prune the handled-event ids older than ``retention``, until cancelled."""
-        while True:
-            async with self._sessions() as session, session.begin():
-                forgotten = await HandledIds.forget_before(session, self._clock() - retention)
-            if forgotten:
-                log.info("forgot %d handled event ids older than %s", forgotten, retention)
-            await asyncio.sleep(every_seconds)
 
     # ------------------------------------------------------------------ API
 

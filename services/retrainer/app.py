@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -47,6 +48,8 @@ from services.runtime import (
     serve,
     session_factory,
 )
+from services.runtime.database import forget_processed_before
+from services.runtime.forgetting import forget_periodically
 
 __all__ = ["create_app", "main"]
 
@@ -176,6 +179,16 @@ def create_app(
     )
     runtime.add_background("governance", governance_tick)
     runtime.add_background("prune-live-examples", prune_live_examples)
+    runtime.add_background(
+        "forget-processed-ids",
+        partial(
+            forget_periodically,
+            sessions,
+            forget_processed_before,
+            timedelta(seconds=settings.processed_ids_retention_seconds),
+            clock=clock,
+        ),
+    )
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:

@@ -11,11 +11,12 @@ from contracts.alerts import AlertKind, Severity
 from services.retrainer.gate import GatePolicy
 from services.retrainer.triggers import AlertPolicy
 from services.runtime import ServiceName, ServiceSettings
+from services.runtime.settings import ProcessedIdsRetention
 
 __all__ = ["Settings"]
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, ProcessedIdsRetention):
     """Where the registry keeps its state, and how retraining is triggered, gated and rolled out."""
 
     model_config = SettingsConfigDict(env_prefix=ServiceName.RETRAINER.env_prefix)

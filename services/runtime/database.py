@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import DateTime, Table, event
+from sqlalchemy import DateTime, Index, Table, delete, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -33,6 +33,7 @@ __all__ = [
     "create_engine",
     "create_tables",
     "first_time",
+    "forget_processed_before",
     "new_event_ids",
     "session_factory",
 ]
@@ -126,6 +127,7 @@ class ProcessedEvent(SQLModel, table=True):
     """An event id whose effects are committed; written in the same transaction as the effects."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
     event_id: UUID = Field(primary_key=True)
     processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
@@ -155,6 +157,14 @@ async def new_event_ids(session: AsyncSession, event_ids: Sequence[UUID]) -> lis
             params=[{"event_id": event_id, "processed_at": now} for event_id in fresh],
         )
     return fresh
+
+
+async def forget_processed_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Delete the ids of events processed before ``cutoff``; return how many."""
+    result = await session.exec(
+        delete(ProcessedEvent).where(col(ProcessedEvent.processed_at) < cutoff)
+    )
+    return int(result.rowcount or 0)
 
 
 async def first_time(session: AsyncSession, event_id: UUID) -> bool:

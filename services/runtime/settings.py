@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import Topic
 
-__all__ = ["KafkaProfile", "KafkaSettings", "ServiceSettings"]
+__all__ = ["KafkaProfile", "KafkaSettings", "ProcessedIdsRetention", "ServiceSettings"]
 
 
 class KafkaProfile(StrEnum):
@@ -107,4 +107,15 @@ class ServiceSettings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or one JSON object per line."
+    )
+
+
+class ProcessedIdsRetention(BaseSettings):
+    """Mixed into the settings of a service that records handled event ids one row per event."""
+
+    processed_ids_retention_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long handled event ids are kept to discard redeliveries and replays "
+        "(match the topics' retention).",
     )

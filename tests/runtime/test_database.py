@@ -17,8 +17,11 @@ from services.runtime.database import (
     create_engine,
     create_tables,
     first_time,
+    forget_processed_before,
+    new_event_ids,
     session_factory,
 )
+from services.runtime.forgetting import forget_periodically
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from tests.factories import make_alert
 
@@ -140,6 +143,41 @@ async def test_old_published_rows_are_pruned(sessions: Sessions) -> None:
             row.published_at = datetime.now(UTC) - timedelta(days=2)
             session.add(row)
     assert await relay.prune() == 2
+
+
+async def test_processed_ids_older_than_the_retention_are_forgotten_and_then_process_again(
+    sessions: Sessions,
+) -> None:
+    old, recent = make_alert(), make_alert()
+    async with sessions() as session, session.begin():
+        assert await new_event_ids(session, [old.event_id]) == [old.event_id]
+    await asyncio.sleep(0.05)
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    async with sessions() as session, session.begin():
+        assert await first_time(session, recent.event_id)
+    # The task's first pass forgets what was processed before now - retention; the clock is set
+    # so that the cutoff falls between the two events.
+    task = asyncio.create_task(
+        forget_periodically(
+            sessions,
+            forget_processed_before,
+            timedelta(days=7),
+            every_seconds=3600,
+            clock=lambda: cutoff + timedelta(days=7),
+        )
+    )
+    try:
+        for _ in range(100):
+            async with sessions() as session:
+                if await session.get(ProcessedEvent, old.event_id) is None:
+                    break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    async with sessions() as session, session.begin():
+        assert await first_time(session, old.event_id)  # forgotten: it would be handled again
+        assert not await first_time(session, recent.event_id)  # kept
 
 
 async def test_timestamps_come_back_timezone_aware(sessions: Sessions) -> None:

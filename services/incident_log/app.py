@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from functools import partial
 
 import httpx
 from fastapi import FastAPI
@@ -47,10 +45,9 @@ from services.runtime.database import (
     ProcessedEvent,
     create_engine,
     create_tables,
-    forget_processed_before,
     session_factory,
 )
-from services.runtime.forgetting import forget_periodically
+from services.runtime.forgetting import forgetting_processed_ids
 from services.runtime.outbox import OutboxMessage, OutboxRelay
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -103,13 +100,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime.add_background("timers", fire_timers)
     runtime.add_background(
         "forget-processed-ids",
-        partial(
-            forget_periodically,
-            sessions,
-            forget_processed_before,
-            timedelta(seconds=settings.processed_ids_retention_seconds),
-            clock=clock,
-        ),
+        forgetting_processed_ids(sessions, settings.processed_ids_retention_seconds, clock),
     )
     if settings.run_outbox_relay:
         runtime.add_background("outbox-relay", relay.run)

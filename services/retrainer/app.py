@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -48,8 +47,7 @@ from services.runtime import (
     serve,
     session_factory,
 )
-from services.runtime.database import forget_processed_before
-from services.runtime.forgetting import forget_periodically
+from services.runtime.forgetting import forgetting_processed_ids
 
 __all__ = ["create_app", "main"]
 
@@ -181,13 +179,7 @@ def create_app(
     runtime.add_background("prune-live-examples", prune_live_examples)
     runtime.add_background(
         "forget-processed-ids",
-        partial(
-            forget_periodically,
-            sessions,
-            forget_processed_before,
-            timedelta(seconds=settings.processed_ids_retention_seconds),
-            clock=clock,
-        ),
+        forgetting_processed_ids(sessions, settings.processed_ids_retention_seconds, clock),
     )
 
     @asynccontextmanager

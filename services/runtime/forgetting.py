@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utc_now
-from services.runtime.database import Sessions
+from services.runtime.database import Sessions, forget_processed_before
 
-__all__ = ["Forget", "forget_periodically"]
+__all__ = ["Forget", "forget_periodically", "forgetting_processed_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +41,17 @@ async def forget_periodically(
         if forgotten:
             log.info("forgot %d handled event ids older than %s", forgotten, retention)
         await asyncio.sleep(every_seconds)
+
+
+def forgetting_processed_ids(
+    sessions: Sessions, retention_seconds: float, clock: Callable[[], datetime] = utc_now
+) -> Callable[[], Awaitable[None]]:
+    """The background task of a service that records processed ids one row per event (with
+    ``first_time`` or ``new_event_ids``)."""
+
+    async def run() -> None:
+        await forget_periodically(
+            sessions, forget_processed_before, timedelta(seconds=retention_seconds), clock=clock
+        )
+
+    return run

@@ -100,6 +100,16 @@ def baseline_seconds(spec: MonitoringSpec, seed: LabelledRows, repeats: int) -> 
     return statistics.median(times)
 
 
+_BENCH_TOKEN = "bench"
+
+
+def _bench_identity(request: httpx.Request) -> httpx.Response:
+    """The identity provider's answer for the benchmark's one caller (no incident log runs)."""
+    if request.headers.get("Authorization") != f"Bearer {_BENCH_TOKEN}":
+        return httpx.Response(401, json={"detail": "unknown or revoked token"})
+    return httpx.Response(200, json={"name": "bench", "role": "l2"})
+
+
 async def register_v1(http: httpx.AsyncClient, spec: MonitoringSpec, seed: LabelledRows) -> None:
     model = build_pipeline(parse_recipe({"C": 1.0}), spec).fit(
         to_matrix(seed, spec), np.array(seed.labels)
@@ -112,7 +122,6 @@ async def register_v1(http: httpx.AsyncClient, spec: MonitoringSpec, seed: Label
         "parameters": {"C": 1.0},
         "code_version": "bench",
         "spec": spec.model_dump(mode="json"),
-        "registered_by": "bench",
         "reason": "benchmark champion",
     }
     response = await http.post(
@@ -124,7 +133,7 @@ async def register_v1(http: httpx.AsyncClient, spec: MonitoringSpec, seed: Label
         },
     )
     response.raise_for_status()
-    body = {"champion": 1, "actor": "bench", "reason": "benchmark"}
+    body = {"champion": 1, "reason": "benchmark"}
     (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
 
 
@@ -187,16 +196,18 @@ async def repetition(
             state_dir=Path(state),
             cooldown_seconds=0.0,
             worker_poll_seconds=0.05,
-            incident_log_url="http://127.0.0.1:9",
+            incident_log_url="http://identity",
         )
-        app = create_app(settings)
+        app = create_app(settings, identity_transport=httpx.MockTransport(_bench_identity))
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
         )
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://retrainer"
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://retrainer",
+                headers={"Authorization": f"Bearer {_BENCH_TOKEN}"},
             ) as http,
         ):
             await register_v1(http, spec, seed)

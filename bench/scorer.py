@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -247,7 +248,6 @@ def _model_files() -> tuple[bytes, bytes, dict[str, Any]]:
         "dataset_name": "breast-cancer",
         "dataset_version": "1",
         "code_version": "bench",
-        "registered_by": "bench",
         "reason": "benchmark",
         "spec": {
             "features": [{"name": name, "kind": "numeric"} for name in FEATURES],
@@ -331,8 +331,10 @@ async def _run(quick: bool) -> dict[str, Any]:
                     bootstrap_servers=broker.bootstrap_servers, topic_prefix="scorer."
                 )
                 await ensure_topics(broker.bootstrap_servers, prefix=kafka.topic_prefix)
-                registry_port, scorer_port = free_port(), free_port()
+                registry_port, scorer_port, identity_port = free_port(), free_port(), free_port()
                 registry_url = f"http://127.0.0.1:{registry_port}"
+                identity_url = f"http://127.0.0.1:{identity_port}"
+                admin_token = f"bench-{uuid.uuid4().hex}"
                 env = {
                     "VIGIL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                     "VIGIL_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
@@ -340,15 +342,32 @@ async def _run(quick: bool) -> dict[str, Any]:
                     "VIGIL_REGISTRY_URL": registry_url,
                     "VIGIL_RETRAINER_HTTP_PORT": str(registry_port),
                     "VIGIL_SCORER_HTTP_PORT": str(scorer_port),
+                    "VIGIL_INCIDENT_LOG_URL": identity_url,
                     "VIGIL_LOG_LEVEL": "WARNING",
                 }
+                # The incident log only says who the registry's caller is.
+                identity_log = root / "incident-log.log"
+                identity = start(
+                    [sys.executable, "-m", ServiceName.INCIDENT_LOG.package],
+                    env
+                    | {
+                        "VIGIL_INCIDENT_LOG_HTTP_PORT": str(identity_port),
+                        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
+                    },
+                    str(identity_log),
+                )
+                await _wait_ready(identity_url, identity, identity_log)
                 retrainer_log = root / "retrainer.log"
                 retrainer = start(
                     [sys.executable, "-m", ServiceName.RETRAINER.package], env, str(retrainer_log)
                 )
                 await _wait_ready(registry_url, retrainer, retrainer_log)
                 artifact, training, meta = _model_files()
-                async with httpx.AsyncClient(base_url=registry_url, timeout=60) as http:
+                async with httpx.AsyncClient(
+                    base_url=registry_url,
+                    timeout=60,
+                    headers={"Authorization": f"Bearer {admin_token}"},
+                ) as http:
                     registered = await http.post(
                         f"/models/{MODEL}/versions",
                         data={"metadata": json.dumps(meta)},
@@ -357,7 +376,7 @@ async def _run(quick: bool) -> dict[str, Any]:
                     registered.raise_for_status()
                     deployed = await http.put(
                         f"/models/{MODEL}/deployment",
-                        json={"champion": 1, "actor": "bench", "reason": "benchmark"},
+                        json={"champion": 1, "reason": "benchmark"},
                     )
                     deployed.raise_for_status()
                 scorer_log = root / "scorer.log"

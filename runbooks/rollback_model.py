@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime, timedelta
 
 from vigil_runbook import DONE, NOT_APPLICABLE, ApiError, api, fail, utc_now
@@ -51,8 +52,8 @@ def main() -> None:
             result = registry.post(
                 f"/models/{args.model}/deployment/rollback",
                 {
-                    "actor": "runbook:rollback-model",
-                    "reason": f"metrics fell right after revision {latest['revision']} "
+                    "reason": f"runbook rollback-model, run {os.environ.get('VIGIL_RUN_ID', '-')}: "
+                    f"metrics fell right after revision {latest['revision']} "
                     f"({age.total_seconds() / 60:.0f} min old)",
                     "incident_id": args.incident,
                 },

@@ -69,7 +69,6 @@ def metadata(**overrides: Any) -> dict[str, Any]:
         "parameters": {"C": 1.0},
         "code_version": "vigil-tests",
         "spec": make_spec().model_dump(mode="json"),
-        "registered_by": "ana",
         "reason": "test model",
     }
     return fields | overrides

@@ -1,4 +1,5 @@
-"""A registry (the retrainer's API and store, without a broker) on a test database."""
+"""A registry (the retrainer's API and store, without a broker) on a test database, with an
+identity provider double that knows a writer (ana, l2) and a level-one reader (lee, l1)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fastapi import FastAPI
 
 from services.retrainer.api import install_registry_api
 from services.retrainer.artifacts import ArtifactStore
+from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
+from services.retrainer.identity import IdentityProvider
 from services.retrainer.store import RegistryStore
 from services.retrainer.tables import REGISTRY_TABLES
 from services.runtime import (
@@ -28,6 +31,31 @@ from services.runtime import (
 )
 from tests.factories import T0
 from tests.model_builders import TrainedModel, registration_form
+
+PEOPLE = {"token-ana": ("ana", "l2"), "token-lee": ("lee", "l1")}
+"""Tokens the identity double knows: ana may change the registry, lee may not."""
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+AS_ANA = bearer("token-ana")
+AS_LEE = bearer("token-lee")
+
+
+def identity_double(people: dict[str, tuple[str, str]]) -> httpx.MockTransport:
+    """An identity provider answering ``/whoami`` for tokens → (name, role)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if request.url.path != "/whoami" or token not in people:
+            return httpx.Response(401, json={"detail": "unknown or revoked token"})
+        name, role = people[token]
+        return httpx.Response(200, json={"name": name, "role": role})
+
+    return httpx.MockTransport(answer)
 
 
 class FakeClock:
@@ -63,6 +91,8 @@ async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry
     store = RegistryStore(sessions, producer="retrainer")
     clock = FakeClock()
     app = FastAPI()
+    identity_http = httpx.AsyncClient(transport=identity_double(PEOPLE))
+    install_callers(app, IdentityProvider(identity_http, "http://identity", ttl_seconds=0))
     install_registry_api(
         app,
         store=store,
@@ -73,14 +103,21 @@ async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry
     try:
         yield Registry(app, store, sessions, clock)
     finally:
+        await identity_http.aclose()
         await engine.dispose()
 
 
 async def register(
-    http: httpx.AsyncClient, model: str, trained: TrainedModel, **overrides: object
+    http: httpx.AsyncClient,
+    model: str,
+    trained: TrainedModel,
+    *,
+    headers: dict[str, str] = AS_ANA,
+    **overrides: object,
 ) -> httpx.Response:
+    """Register a version as ``headers``' owner (ana by default)."""
     data, files = registration_form(trained, **overrides)
-    return await http.post(f"/models/{model}/versions", data=data, files=files)
+    return await http.post(f"/models/{model}/versions", data=data, files=files, headers=headers)
 
 
 async def deploy(
@@ -90,13 +127,15 @@ async def deploy(
     challenger: int | None = None,
     share: float = 0.0,
     mode: str = "canary",
+    *,
+    headers: dict[str, str] = AS_ANA,
 ) -> httpx.Response:
+    """Deploy as ``headers``' owner (ana by default)."""
     body = {
         "champion": champion,
         "challenger": challenger,
         "challenger_share": share,
         "mode": mode,
-        "actor": "ana",
         "reason": "test",
     }
-    return await http.put(f"/models/{model}/deployment", json=body)
+    return await http.put(f"/models/{model}/deployment", json=body, headers=headers)

@@ -253,7 +253,7 @@ def build_console(
         async with registry() as client:
             response = await client.post(
                 f"/models/{model}/deployment/rollback",
-                json={"actor": principal.name, "reason": str(form.get("reason", ""))},
+                json={"reason": str(form.get("reason", ""))},
                 headers=_bearer(token),
             )
         if response.is_success:

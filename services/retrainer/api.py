@@ -1,7 +1,9 @@
 """The registry's HTTP API: parse → rules (via the store) → answer.
 
 The read paths are the ones :class:`services.runtime.RegistryClient` uses (the scorer, monitor and
-drift detector); the write paths are what ``vigil models …`` and runbooks call.
+drift detector) and are open. The write paths are what ``vigil models …``, the console and
+runbooks call: they need a caller (:mod:`.callers`) of role ``l2`` or higher, whose name is
+recorded as who registered or moved what.
 """
 
 from __future__ import annotations
@@ -10,14 +12,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Path, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, MonitoringSpec
 from contracts.values import ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
+from services.retrainer.callers import Caller, require_role
 from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
+from services.retrainer.identity import Identity
 from services.retrainer.registry import (
     MAX_CHALLENGER_SHARE,
     Action,
@@ -31,7 +46,9 @@ from services.retrainer.registry import (
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
 
 __all__ = [
+    "REGISTRY_WRITER_ROLE",
     "AliasMoveOut",
+    "ChangeReason",
     "DeployRequest",
     "DeploymentAt",
     "History",
@@ -40,7 +57,6 @@ __all__ = [
     "RevisionOut",
     "TrafficRequest",
     "VersionMetadata",
-    "WhoAndWhy",
     "install_registry_api",
 ]
 
@@ -65,20 +81,18 @@ class VersionMetadata(_Body):
     parameters: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"C": 1.0}])
     code_version: str = Field(min_length=1, examples=["vigil 0.1.0"])
     spec: MonitoringSpec
-    registered_by: str = Field(min_length=1, examples=["ana"])
     reason: str = Field(examples=["initial model"])
     incident_id: str | None = Field(default=None, examples=["inc-000042"])
 
 
-class WhoAndWhy(_Body):
-    """Who asks for a change, and why (kept in the history)."""
+class ChangeReason(_Body):
+    """Why a change is made (kept in the history, with the caller as actor)."""
 
-    actor: str = Field(min_length=1, examples=["ana"])
     reason: str = Field(min_length=1, examples=["recall fell after the deploy"])
     incident_id: str | None = Field(default=None, examples=["inc-000042"])
 
 
-class DeployRequest(WhoAndWhy):
+class DeployRequest(ChangeReason):
     """Serve a champion, and optionally a challenger with its share and mode."""
 
     champion: int = Field(ge=1, examples=[3])
@@ -87,7 +101,7 @@ class DeployRequest(WhoAndWhy):
     mode: DeploymentMode = DeploymentMode.CANARY
 
 
-class TrafficRequest(WhoAndWhy):
+class TrafficRequest(ChangeReason):
     """Change the challenger's share of traffic (and the mode, if given)."""
 
     challenger_share: float = Field(ge=0.0, le=MAX_CHALLENGER_SHARE, examples=[0.1])
@@ -174,6 +188,19 @@ class ModelDetail(BaseModel):
     deployment: Deployment | None
 
 
+REGISTRY_WRITER_ROLE = "l2"
+"""The lowest role that may register, deploy, shift traffic, promote or roll back."""
+
+
+async def _registry_writer(who: Caller) -> Identity:
+    require_role(who, REGISTRY_WRITER_ROLE, "change the registry")
+    return who
+
+
+Writer = Annotated[Identity, Depends(_registry_writer)]
+"""A caller allowed to change the registry (401 / 403 / 503 otherwise)."""
+
+
 def _problem(field: str, message: str, kind: str = "value_error") -> HTTPException:
     return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
 
@@ -224,6 +251,7 @@ def install_registry_api(
     @router.post("/models/{model}/versions", status_code=201)
     async def register_version(
         model: ModelPath,
+        who: Writer,
         metadata: Annotated[
             str, Form(description="JSON object: lineage and spec (schema VersionMetadata).")
         ],
@@ -288,7 +316,7 @@ def install_registry_api(
                 parameters=meta.parameters,
                 code_version=meta.code_version,
                 spec=meta.spec,
-                registered_by=meta.registered_by,
+                registered_by=who.name,
                 reason=meta.reason,
                 incident_id=meta.incident_id,
                 registered_at=registered_at,
@@ -312,7 +340,7 @@ def install_registry_api(
         return deployment
 
     @router.put("/models/{model}/deployment")
-    async def deploy(model: ModelPath, body: DeployRequest) -> RevisionOut:
+    async def deploy(model: ModelPath, who: Writer, body: DeployRequest) -> RevisionOut:
         """Serve a champion (and a challenger at a share, as canary or shadow).
 
         Publishes ``model.deployed`` with the whole new deployment.
@@ -323,7 +351,7 @@ def install_registry_api(
             challenger=body.challenger,
             share=body.challenger_share,
             mode=body.mode,
-            actor=body.actor,
+            actor=who.name,
             reason=body.reason,
             incident_id=body.incident_id,
             at=clock(),
@@ -331,13 +359,13 @@ def install_registry_api(
         return RevisionOut.of(entry)
 
     @router.put("/models/{model}/deployment/traffic")
-    async def set_traffic(model: ModelPath, body: TrafficRequest) -> RevisionOut:
+    async def set_traffic(model: ModelPath, who: Writer, body: TrafficRequest) -> RevisionOut:
         """Change the challenger's share (0 to 50 %) and optionally the mode."""
         entry = await store.set_traffic(
             model,
             share=body.challenger_share,
             mode=body.mode,
-            actor=body.actor,
+            actor=who.name,
             reason=body.reason,
             incident_id=body.incident_id,
             at=clock(),
@@ -345,21 +373,21 @@ def install_registry_api(
         return RevisionOut.of(entry)
 
     @router.post("/models/{model}/deployment/promote")
-    async def promote(model: ModelPath, body: WhoAndWhy) -> RevisionOut:
+    async def promote(model: ModelPath, who: Writer, body: ChangeReason) -> RevisionOut:
         """Make the challenger the champion. Publishes ``model.promoted``."""
         entry = await store.promote(
-            model, actor=body.actor, reason=body.reason, incident_id=body.incident_id, at=clock()
+            model, actor=who.name, reason=body.reason, incident_id=body.incident_id, at=clock()
         )
         return RevisionOut.of(entry)
 
     @router.post("/models/{model}/deployment/rollback")
-    async def rollback(model: ModelPath, body: WhoAndWhy) -> RevisionOut:
+    async def rollback(model: ModelPath, who: Writer, body: ChangeReason) -> RevisionOut:
         """One step back: withdraw the challenger, or else restore the previous champion.
 
         Publishes ``model.rolled_back``.
         """
         entry = await store.rollback(
-            model, actor=body.actor, reason=body.reason, incident_id=body.incident_id, at=clock()
+            model, actor=who.name, reason=body.reason, incident_id=body.incident_id, at=clock()
         )
         return RevisionOut.of(entry)
 

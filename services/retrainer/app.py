@@ -21,6 +21,7 @@ from contracts.retraining import RetrainRequest
 from contracts.scoring import PredictionMade
 from services.retrainer.api import install_registry_api
 from services.retrainer.artifacts import ArtifactStore
+from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
 from services.retrainer.governance import Governance
 from services.retrainer.governance_api import install_governance_api
@@ -198,6 +199,7 @@ def create_app(
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil registry and retrainer", resources=resources)
+    install_callers(app, identities)
     install_registry_api(
         app,
         store=store,
@@ -205,9 +207,7 @@ def create_app(
         datasets=DatasetStore(settings.state_dir),
         clock=clock,
     )
-    install_governance_api(
-        app, runs=runs, governance=governance, identities=identities, live=live, clock=clock
-    )
+    install_governance_api(app, runs=runs, governance=governance, live=live, clock=clock)
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.runs = runs

@@ -1,75 +1,28 @@
-"""``vigil models …``: the registry from the command line, through its HTTP API."""
+"""``vigil models …``: the registry from the command line, through its HTTP API.
+
+Reading needs nothing; changing needs a token of role ``l2`` or higher (``--token``,
+``VIGIL_TOKEN``, or the local stack's credentials), and its owner is recorded as the actor. A
+refusal prints the registry's reason and exits 1; an unreachable registry exits 2.
+"""
 
 from __future__ import annotations
 
-import getpass
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.registry import DeploymentMode
+from services.retrainer.retrain_cli import AsJson, Token, Url, client, out, show
 
 __all__ = ["app"]
 
 app = typer.Typer(help="The model registry: versions, deployments, rollbacks, history.")
-console = Console()
-errors = Console(stderr=True)
 
-URL = typer.Option(
-    "http://127.0.0.1:8710", "--url", envvar="VIGIL_REGISTRY_URL", help="Registry HTTP API."
-)
-AS_JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table.")
 REASON = typer.Option(..., "--reason", help="Why (kept in the history).")
 INCIDENT = typer.Option(None, "--incident", help="Incident behind the change.")
-
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-ACTOR = typer.Option(None, "--actor", help="Who makes the change (default: your user name).")
-
-
-def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        with httpx.Client(base_url=url, timeout=60.0) as client:
-            response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as error:
-        errors.print(f"[red]registry unreachable at {url}:[/red] {error}")
-        raise typer.Exit(2) from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        errors.print(f"[red]{response.status_code}:[/red] {_describe(detail)}")
-        raise typer.Exit(1)
-    return response.json()
-
-
-def _describe(detail: Any) -> str:
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in problem.get('loc', []))}: {problem.get('msg')}"
-            for problem in detail
-        )
-    return str(detail)
-
-
-def _show(data: Any, as_json: bool, table: Callable[[Any], Table]) -> None:
-    if as_json:
-        console.print_json(json.dumps(data))
-    else:
-        console.print(table(data))
 
 
 def _served(deployment: dict[str, Any] | None) -> str:
@@ -95,7 +48,7 @@ def _revision_table(entry: dict[str, Any]) -> Table:
 
 
 @app.command("list")
-def list_models(url: str = URL, as_json: bool = AS_JSON) -> None:
+def list_models(url: Url = None, as_json: AsJson = False) -> None:
     """List models with their latest version and what serves them."""
 
     def table(models: list[dict[str, Any]]) -> Table:
@@ -104,17 +57,21 @@ def list_models(url: str = URL, as_json: bool = AS_JSON) -> None:
             result.add_row(model["name"], str(model["versions"]), _served(model["deployment"]))
         return result
 
-    _show(_call(url, "GET", "/models"), as_json, table)
+    with client(url, None) as api:
+        show(api.get("/models"), as_json, table)
 
 
-@app.command()
-def show(
-    model: str, version: int | None = typer.Argument(None), url: str = URL, as_json: bool = AS_JSON
+@app.command("show")
+def show_model(
+    model: str,
+    version: int | None = typer.Argument(None),
+    url: Url = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show a model (versions, aliases, deployment) or one version's lineage and spec."""
     if version is not None:
-        record = _call(url, "GET", f"/models/{model}/versions/{version}")
-        console.print_json(json.dumps(record))
+        with client(url, None) as api:
+            out.print_json(json.dumps(api.get(f"/models/{model}/versions/{version}")))
         return
 
     def table(detail: dict[str, Any]) -> Table:
@@ -133,7 +90,8 @@ def show(
         result.caption = f"serving: {_served(detail['deployment'])}"
         return result
 
-    _show(_call(url, "GET", f"/models/{model}"), as_json, table)
+    with client(url, None) as api:
+        show(api.get(f"/models/{model}"), as_json, table)
 
 
 @app.command()
@@ -147,27 +105,31 @@ def register(
     evaluation_data: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Evaluation CSV."
     ),
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Register a new version of a model."""
+    """Register a new version of a model (you are recorded as who registered it)."""
     files = {
         "artifact": (artifact.name, artifact.read_bytes()),
         "training_data": (training_data.name, training_data.read_bytes()),
     }
     if evaluation_data is not None:
         files["evaluation_data"] = (evaluation_data.name, evaluation_data.read_bytes())
-    record = _call(
-        url,
-        "POST",
-        f"/models/{model}/versions",
-        data={"metadata": metadata.read_text()},
-        files=files,
-    )
+    with client(url, token) as api:
+        record = api.upload(f"/models/{model}/versions", {"metadata": metadata.read_text()}, files)
     if as_json:
-        console.print_json(json.dumps(record))
+        out.print_json(json.dumps(record))
     else:
-        console.print(f"registered {model} v{record['version']} ({record['artifact_sha256']})")
+        out.print(f"registered {model} v{record['version']} ({record['artifact_sha256']})")
+
+
+def _change(
+    url: str | None, token: str | None, as_json: bool, method: str, path: str, body: Any
+) -> None:
+    with client(url, token) as api:
+        send = api.put if method == "PUT" else api.post
+        show(send(path, body), as_json, _revision_table)
 
 
 @app.command()
@@ -178,10 +140,10 @@ def deploy(
     share: float = typer.Option(0.0, min=0.0, max=0.5, help="Challenger's share (0 to 0.5)."),
     mode: DeploymentMode = typer.Option(DeploymentMode.CANARY, help="canary or shadow."),
     reason: str = REASON,
-    actor: str | None = ACTOR,
     incident: str | None = INCIDENT,
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Deploy a champion, optionally with a challenger at a share."""
     body = {
@@ -189,11 +151,10 @@ def deploy(
         "challenger": challenger,
         "challenger_share": share,
         "mode": mode.value,
-        "actor": actor or _actor(),
         "reason": reason,
         "incident_id": incident,
     }
-    _show(_call(url, "PUT", f"/models/{model}/deployment", json=body), as_json, _revision_table)
+    _change(url, token, as_json, "PUT", f"/models/{model}/deployment", body)
 
 
 @app.command()
@@ -202,63 +163,60 @@ def traffic(
     share: float = typer.Argument(..., min=0.0, max=0.5, help="Challenger's share (0 to 0.5)."),
     mode: DeploymentMode | None = typer.Option(None, help="Switch to canary or shadow."),
     reason: str = REASON,
-    actor: str | None = ACTOR,
     incident: str | None = INCIDENT,
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Set the challenger's share of traffic."""
     body = {
         "challenger_share": share,
         "mode": mode.value if mode else None,
-        "actor": actor or _actor(),
         "reason": reason,
         "incident_id": incident,
     }
-    path = f"/models/{model}/deployment/traffic"
-    _show(_call(url, "PUT", path, json=body), as_json, _revision_table)
+    _change(url, token, as_json, "PUT", f"/models/{model}/deployment/traffic", body)
 
 
 @app.command()
 def promote(
     model: str,
     reason: str = REASON,
-    actor: str | None = ACTOR,
     incident: str | None = INCIDENT,
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Make the challenger the champion."""
-    body = {"actor": actor or _actor(), "reason": reason, "incident_id": incident}
-    path = f"/models/{model}/deployment/promote"
-    _show(_call(url, "POST", path, json=body), as_json, _revision_table)
+    body = {"reason": reason, "incident_id": incident}
+    _change(url, token, as_json, "POST", f"/models/{model}/deployment/promote", body)
 
 
 @app.command()
 def rollback(
     model: str,
     reason: str = REASON,
-    actor: str | None = ACTOR,
     incident: str | None = INCIDENT,
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """One step back: withdraw the challenger, or restore the previous champion."""
-    body = {"actor": actor or _actor(), "reason": reason, "incident_id": incident}
-    path = f"/models/{model}/deployment/rollback"
-    _show(_call(url, "POST", path, json=body), as_json, _revision_table)
+    body = {"reason": reason, "incident_id": incident}
+    _change(url, token, as_json, "POST", f"/models/{model}/deployment/rollback", body)
 
 
 @app.command()
 def history(
     model: str,
     at: str | None = typer.Option(None, help="Only what served at this ISO 8601 time."),
-    url: str = URL,
-    as_json: bool = AS_JSON,
+    url: Url = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show who moved which alias, when and why (or what served at a time)."""
     if at is not None:
-        found = _call(url, "GET", f"/models/{model}/deployment/at", params={"time": at})
+        with client(url, None) as api:
+            found = api.get(f"/models/{model}/deployment/at", time=at)
 
         def at_table(data: dict[str, Any]) -> Table:
             result = Table("at", "champion", "challenger", "revision", "actor", "reason")
@@ -273,7 +231,7 @@ def history(
             )
             return result
 
-        _show(found, as_json, at_table)
+        show(found, as_json, at_table)
         return
 
     def table(data: dict[str, Any]) -> Table:
@@ -291,4 +249,5 @@ def history(
             )
         return result
 
-    _show(_call(url, "GET", f"/models/{model}/history"), as_json, table)
+    with client(url, None) as api:
+        show(api.get(f"/models/{model}/history"), as_json, table)

@@ -1,12 +1,11 @@
 """The retraining API: ask for a retrain, read runs and evaluation records, and decide promotion
 requests as a person.
 
-Deciding and asking need ``Authorization: Bearer <token>``; the retrainer asks the incident log
-who the token is (:mod:`.identity`) and acts as that person: the name on ``model.approved`` /
-``model.rejected`` is the identity provider's, never one from the request. Errors: 401 without a
-valid token, 403 for a role below l2 (saying which role is needed), 404 for an unknown id, 409
-when the request is decided, expired, or the approver asked for the retrain, 422 for a malformed
-body or an ask that cannot be admitted, 503 when the identity provider cannot be reached.
+Deciding, asking and listing promotions need a caller (:mod:`.callers`): the name on
+``model.approved`` / ``model.rejected`` is the identity provider's, never one from the request.
+Errors beyond the callers' 401 / 403 / 503: 404 for an unknown id, 409 when the request is
+decided, expired, or the approver asked for the retrain, 422 for a malformed body or an ask that
+cannot be admitted.
 """
 
 from __future__ import annotations
@@ -16,23 +15,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.registry import DatasetChanges, DatasetRef
 from contracts.retraining import RetrainTrigger
 from contracts.values import ModelName
+from services.retrainer.callers import Caller, require_role
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
-from services.retrainer.identity import Identity, IdentityError, IdentityProvider
+from services.retrainer.identity import Identity
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.promotions import (
     APPROVER_ROLE,
     PromotionRefused,
     PromotionState,
-    role_at_least,
 )
 from services.retrainer.runs import AskRefused, RetrainRuns, Run, UnknownModel
 from services.retrainer.triggers import RetrainAsk
@@ -40,7 +38,6 @@ from services.retrainer.triggers import RetrainAsk
 __all__ = [
     "AskBody",
     "AskOut",
-    "Caller",
     "DecisionBody",
     "EvaluationOut",
     "LiveDataOut",
@@ -206,27 +203,6 @@ class RunOut(BaseModel):
         )
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
-
-
-async def _caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Identity:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    identities: IdentityProvider = request.app.state.identities
-    return await identities.whoami(credentials.credentials)
-
-
-Caller = Annotated[Identity, Depends(_caller)]
-"""The person calling, as the identity provider knows them (401 / 503 otherwise)."""
-
-
 class LiveDataOut(BaseModel):
     """How much labelled live data the retrainer holds for a model."""
 
@@ -240,13 +216,11 @@ def install_governance_api(
     *,
     runs: RetrainRuns,
     governance: Governance,
-    identities: IdentityProvider,
     live: LiveExamples,
     clock: Callable[[], datetime],
 ) -> None:
     """Add the retraining routes and their error mapping to an app."""
     router = APIRouter(tags=["retraining"])
-    app.state.identities = identities
 
     async def out(view: PromotionView) -> PromotionOut:
         return PromotionOut.of(view, await governance.evaluation(view.promotion.evaluation_id))
@@ -289,10 +263,7 @@ def install_governance_api(
     @router.post("/retrains", status_code=202)
     async def ask(who: Caller, body: AskBody) -> AskOut:
         """Ask for a retrain (role l2 or higher); the caller is recorded as the requester."""
-        if not role_at_least(who.role, APPROVER_ROLE):
-            raise HTTPException(
-                403, f"role {who.role} may not ask for a retrain (needs {APPROVER_ROLE} or higher)"
-            )
+        require_role(who, APPROVER_ROLE, "ask for a retrain")
         admission = await runs.ask(
             RetrainAsk(
                 model=body.model,
@@ -344,7 +315,7 @@ def install_governance_api(
     app.include_router(router)
 
     async def refused(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, PromotionRefused | IdentityError)
+        assert isinstance(error, PromotionRefused)
         return JSONResponse({"detail": str(error)}, error.status)
 
     async def not_found(_: Request, error: Exception) -> JSONResponse:
@@ -354,7 +325,6 @@ def install_governance_api(
         return JSONResponse({"detail": str(error)}, 422)
 
     app.add_exception_handler(PromotionRefused, refused)
-    app.add_exception_handler(IdentityError, refused)
     app.add_exception_handler(UnknownPromotion, not_found)
     app.add_exception_handler(UnknownModel, not_found)
     app.add_exception_handler(AskRefused, unprocessable)

@@ -64,6 +64,14 @@ class ApiClient:
         """POST a JSON body."""
         return self._send("POST", path, json=body)
 
+    def put(self, path: str, body: Any = None) -> Any:
+        """PUT a JSON body."""
+        return self._send("PUT", path, json=body)
+
+    def upload(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> Any:
+        """POST a multipart form: text fields and named files."""
+        return self._send("POST", path, data=fields, files=files)
+
     def delete(self, path: str) -> Any:
         """DELETE a path."""
         return self._send("DELETE", path)

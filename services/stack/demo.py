@@ -164,11 +164,12 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
                 await options.on_step(name, stack)
 
         dana = await _token(incidents, admin, "dana", "l2")
+        ana = await _token(incidents, admin, "ana", "l2")
         dataset = scenario.load()
         spec = scenario.monitoring_spec(dataset)
         story.say("Training [bold]v1[/bold] of the health model (breast cancer, key metric recall)")
-        await _register(registry, dataset, spec, c=1.0, reason="initial model")
-        await _deploy(registry, 1, "first deployment")
+        await _register(registry, ana, dataset, spec, c=1.0, reason="initial model")
+        await _deploy(registry, ana, 1, "first deployment")
         await step("deployed-v1")
 
         kafka = KafkaSettings(
@@ -181,8 +182,8 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
             )
             await asyncio.sleep(options.healthy_seconds)
             story.say("Routine refresh: [bold]v2[/bold] registered and deployed as champion")
-            await _register(registry, dataset, spec, c=0.5, reason="weekly refresh")
-            await _deploy(registry, 2, "weekly refresh")
+            await _register(registry, ana, dataset, spec, c=0.5, reason="weekly refresh")
+            await _deploy(registry, ana, 2, "weekly refresh")
             story.say(
                 "[yellow]A new imaging device goes live: malignant tumours now measure "
                 "a third smaller[/yellow]"
@@ -473,6 +474,7 @@ async def _token(
 
 async def _register(
     registry: httpx.AsyncClient,
+    who: dict[str, str],
     dataset: scenario.Dataset,
     spec: Any,
     *,
@@ -488,7 +490,6 @@ async def _register(
         "parameters": scenario.recipe(c),
         "code_version": "vigil-demo",
         "spec": spec.model_dump(mode="json"),
-        "registered_by": "ana",
         "reason": reason,
     }
     response = await registry.post(
@@ -501,14 +502,18 @@ async def _register(
                 scenario.to_csv(dataset.features, dataset.train_x, dataset.train_y),
             ),
         },
+        headers=who,
     )
     response.raise_for_status()
 
 
-async def _deploy(registry: httpx.AsyncClient, version: int, reason: str) -> None:
+async def _deploy(
+    registry: httpx.AsyncClient, who: dict[str, str], version: int, reason: str
+) -> None:
     response = await registry.put(
         f"/models/{scenario.MODEL}/deployment",
-        json={"champion": version, "actor": "ana", "reason": reason},
+        json={"champion": version, "reason": reason},
+        headers=who,
     )
     response.raise_for_status()
 

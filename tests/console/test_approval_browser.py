@@ -19,7 +19,7 @@ from tests.console.test_browser import ARTIFACTS, browser, sign_in  # noqa: F401
 from tests.factories import make_alert
 from tests.model_builders import train
 from tests.processes import ServiceProcess, issue_tokens, stack_env
-from tests.registry_tools import deploy, register
+from tests.registry_tools import bearer, deploy, register
 from tests.retrainer.retraining_data import SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,12 +51,15 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         retrainer.start()
         await incident_log.wait_ready()
         await retrainer.wait_ready()
-        async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            response = await register(http, MODEL, train(), spec=SPEC.model_dump(mode="json"))
-            assert response.status_code == 201, response.text
-            assert (await deploy(http, MODEL, 1)).status_code == 200
         people = {"ana": "l2", "lee": "l1", "kim": "l2"}
         tokens = await issue_tokens(incident_log.url, ADMIN, people)
+        ana = bearer(tokens["ana"])
+        async with httpx.AsyncClient(base_url=retrainer.url) as http:
+            response = await register(
+                http, MODEL, train(), headers=ana, spec=SPEC.model_dump(mode="json")
+            )
+            assert response.status_code == 201, response.text
+            assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
         yield {"incident_log": incident_log.url, "retrainer": retrainer.url, "tokens": tokens}
     finally:
         for process in (retrainer, incident_log):
@@ -123,3 +126,40 @@ async def test_level_one_cannot_approve_a_model_and_level_two_can(
     await expect(level_two.locator(".flash")).to_contain_text("approve: done")
     await expect(level_two.locator(f'tr[data-request="{request_id}"]')).to_contain_text("approved")
     await level_two.screenshot(path=ARTIFACTS / "11-level-two-approved.png", full_page=True)
+
+
+async def test_level_two_rolls_a_model_back_from_the_models_page_as_themselves(
+    stack: dict[str, Any],
+    browser: Browser,  # noqa: F811
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ana = bearer(stack["tokens"]["ana"])
+    async with httpx.AsyncClient(base_url=stack["retrainer"]) as http:
+        response = await register(
+            http, MODEL, train(c=0.5), headers=ana, spec=SPEC.model_dump(mode="json")
+        )
+        assert response.status_code == 201, response.text
+        assert (await deploy(http, MODEL, 2, headers=ana)).status_code == 200
+
+    level_one = await sign_in(browser, stack["incident_log"], stack["tokens"]["lee"])
+    await level_one.goto(f"{stack['incident_log']}/console/models")
+    model = level_one.get_by_role("region", name=MODEL)
+    await expect(model).to_contain_text("champion v2")
+    await expect(model.get_by_role("button", name="Roll back one step")).to_have_count(0)
+
+    level_two = await sign_in(browser, stack["incident_log"], stack["tokens"]["kim"])
+    await level_two.goto(f"{stack['incident_log']}/console/models")
+    model = level_two.get_by_role("region", name=MODEL)
+    await model.get_by_label("rollback reason").fill("recall fell after v2")
+    await model.get_by_role("button", name="Roll back one step").click()
+    await expect(level_two.locator(".flash")).to_contain_text(f"{MODEL}: rolled back one step")
+    model = level_two.get_by_role("region", name=MODEL)
+    await expect(model).to_contain_text("champion v1")
+    await level_two.screenshot(path=ARTIFACTS / "12-level-two-rolled-back.png", full_page=True)
+    async with httpx.AsyncClient(base_url=stack["retrainer"]) as http:
+        latest = (await http.get(f"/models/{MODEL}/history")).json()["revisions"][-1]
+    assert (latest["action"], latest["actor"], latest["reason"]) == (
+        "rolled_back",
+        "kim",
+        "recall fell after v2",
+    )

@@ -37,7 +37,7 @@ from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_b
 from tests.kafka_tools import read_until
 from tests.model_builders import train
 from tests.processes import ServiceProcess, issue_tokens, stack_env
-from tests.registry_tools import deploy, register
+from tests.registry_tools import bearer, deploy, register
 from tests.retrainer.retraining_data import SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -94,11 +94,14 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         retrainer.start()
         await incident_log.wait_ready()
         await retrainer.wait_ready()
-        async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            response = await register(http, MODEL, train(), spec=SPEC.model_dump(mode="json"))
-            assert response.status_code == 201, response.text
-            assert (await deploy(http, MODEL, 1)).status_code == 200
         tokens = await issue_tokens(incident_log.url, ADMIN, {"ana": "l2", "bo": "l2"})
+        ana = bearer(tokens["ana"])
+        async with httpx.AsyncClient(base_url=retrainer.url) as http:
+            response = await register(
+                http, MODEL, train(), headers=ana, spec=SPEC.model_dump(mode="json")
+            )
+            assert response.status_code == 201, response.text
+            assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
         scorer.start()
         monitor.start()
         await scorer.wait_ready()

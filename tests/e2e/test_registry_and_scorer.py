@@ -18,12 +18,13 @@ from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_b
 from services.scorer.routing import route
 from tests.kafka_tools import read_until
 from tests.model_builders import train
-from tests.processes import ServiceProcess, stack_env
-from tests.registry_tools import deploy, register
+from tests.processes import ServiceProcess, issue_tokens, running_incident_log, stack_env
+from tests.registry_tools import bearer, deploy, register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 MODEL = "breast-cancer"
+ADMIN = "registry-e2e-admin"
 
 
 def make_request(n: int, phase: str) -> ScoringRequest:
@@ -46,27 +47,34 @@ async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublish
         await broker.stop()
 
 
+Stack = tuple[ServiceProcess, ServiceProcess, dict[str, str]]
+"""The retrainer, the scorer, and the headers of ana (l2), who may change the registry."""
+
+
 @pytest.fixture
-async def stack(
-    kafka_settings: KafkaSettings, tmp_path: Path
-) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess]]:
+async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[Stack]:
     retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
     env = stack_env(kafka_settings, tmp_path / "state", retrainer.url)
-    retrainer.env = env
     scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
-    retrainer.start()
-    try:
-        await retrainer.wait_ready()
-        async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            for c in (1.0, 0.01):
-                assert (await register(http, MODEL, train(c=c))).status_code == 201
-            assert (await deploy(http, MODEL, 1)).status_code == 200
-        scorer.start()
-        await scorer.wait_ready()
-        yield retrainer, scorer
-    finally:
-        await scorer.stop()
-        await retrainer.stop()
+    async with running_incident_log(
+        kafka_settings, tmp_path / "incident-log", admin_token=ADMIN
+    ) as incident_log:
+        retrainer.env = env | {"VIGIL_INCIDENT_LOG_URL": incident_log.url}
+        retrainer.start()
+        try:
+            await retrainer.wait_ready()
+            ana = bearer((await issue_tokens(incident_log.url, ADMIN, {"ana": "l2"}))["ana"])
+            async with httpx.AsyncClient(base_url=retrainer.url) as http:
+                for c in (1.0, 0.01):
+                    response = await register(http, MODEL, train(c=c), headers=ana)
+                    assert response.status_code == 201, response.text
+                assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
+            scorer.start()
+            await scorer.wait_ready()
+            yield retrainer, scorer, ana
+        finally:
+            await scorer.stop()
+            await retrainer.stop()
 
 
 def served_ids(records: list[Any]) -> set[str]:
@@ -99,11 +107,9 @@ async def wait_for_revision(scorer_url: str, instances: list[dict[str, Any]], wa
 
 
 async def test_register_deploy_score_canary_and_roll_back_attributes_every_prediction(
-    stack: tuple[ServiceProcess, ServiceProcess],
-    kafka_settings: KafkaSettings,
-    publisher: EventPublisher,
+    stack: Stack, kafka_settings: KafkaSettings, publisher: EventPublisher
 ) -> None:
-    retrainer, scorer = stack
+    retrainer, scorer, ana = stack
     http = httpx.AsyncClient(base_url=retrainer.url)
     phases = {"champion": 300, "canary": 2000, "rolled-back": 300}
     sent: dict[str, list[ScoringRequest]] = {}
@@ -125,7 +131,7 @@ async def test_register_deploy_score_canary_and_roll_back_attributes_every_predi
         assert response.json()["predictions"][0]["predicted_class"] == "malignant"
 
         await scored(kafka_settings, sent["champion"])
-        canary = await deploy(http, MODEL, 1, 2, 0.1)
+        canary = await deploy(http, MODEL, 1, 2, 0.1, headers=ana)
         assert canary.status_code == 200
         canary_deployment = Deployment.model_validate(canary.json()["deployment"])
         probe_ids = [f"probe-{n}" for n in range(40)]
@@ -146,7 +152,8 @@ async def test_register_deploy_score_canary_and_roll_back_attributes_every_predi
 
         rollback = await http.post(
             f"/models/{MODEL}/deployment/rollback",
-            json={"actor": "runbook:rollback", "reason": "canary recall low", "incident_id": "i-1"},
+            json={"reason": "canary recall low", "incident_id": "i-1"},
+            headers=ana,
         )
         assert rollback.status_code == 200
         assert rollback.json()["action"] == "rolled_back"
@@ -194,11 +201,9 @@ async def test_register_deploy_score_canary_and_roll_back_attributes_every_predi
 
 
 async def test_a_scorer_killed_mid_stream_and_restarted_scores_every_request(
-    stack: tuple[ServiceProcess, ServiceProcess],
-    kafka_settings: KafkaSettings,
-    publisher: EventPublisher,
+    stack: Stack, kafka_settings: KafkaSettings, publisher: EventPublisher
 ) -> None:
-    _, scorer = stack
+    _, scorer, _ = stack
     requests = [make_request(n, "stream") for n in range(6000)]
     ids = {r.request_id for r in requests}
 
@@ -230,11 +235,9 @@ async def test_a_scorer_killed_mid_stream_and_restarted_scores_every_request(
 
 
 async def test_deployments_changing_under_a_stream_drop_duplicate_and_misattribute_nothing(
-    stack: tuple[ServiceProcess, ServiceProcess],
-    kafka_settings: KafkaSettings,
-    publisher: EventPublisher,
+    stack: Stack, kafka_settings: KafkaSettings, publisher: EventPublisher
 ) -> None:
-    retrainer, _ = stack
+    retrainer, _, ana = stack
     requests = [make_request(n, "swap") for n in range(4000)]
     ids = {r.request_id for r in requests}
 
@@ -244,8 +247,8 @@ async def test_deployments_changing_under_a_stream_drop_duplicate_and_misattribu
             await asyncio.sleep(0.02)
 
     producing = asyncio.create_task(produce())
-    async with httpx.AsyncClient(base_url=retrainer.url) as http:
-        who = {"actor": "ana", "reason": "swap under load"}
+    async with httpx.AsyncClient(base_url=retrainer.url, headers=ana) as http:
+        who = {"reason": "swap under load"}
         traffic = f"/models/{MODEL}/deployment/traffic"
         for method, path, body in [
             (

@@ -35,7 +35,7 @@ from services.runtime import (
 )
 from tests.http_tools import serving
 from tests.model_builders import train
-from tests.registry_tools import FakeClock, deploy, register
+from tests.registry_tools import FakeClock, bearer, deploy, identity_double, register
 from tests.retrainer.retraining_data import SPEC, live_events
 
 E = TypeVar("E", bound=Envelope)
@@ -59,19 +59,6 @@ def retrainer_settings(
         "incident_log_url": "http://identity",
     }
     return Settings(**(fields | overrides))
-
-
-def identity_double(people: dict[str, tuple[str, str]]) -> httpx.MockTransport:
-    """An identity provider answering ``/whoami`` for tokens → (name, role)."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if request.url.path != "/whoami" or token not in people:
-            return httpx.Response(401, json={"detail": "unknown or revoked token"})
-        name, role = people[token]
-        return httpx.Response(200, json={"name": name, "role": role})
-
-    return httpx.MockTransport(answer)
 
 
 @dataclass
@@ -160,13 +147,19 @@ class Retrainer:
         return result
 
 
-async def register_champion(http: httpx.AsyncClient) -> None:
-    """Register v1 (two features, trained on three quarters of the data) and deploy it."""
+async def register_champion(http: httpx.AsyncClient, token: str) -> None:
+    """Register v1 (two features, trained on three quarters of the data) and deploy it, as the
+    owner of ``token``."""
     response = await register(
-        http, MODEL, train(), spec=SPEC.model_dump(mode="json"), parameters={"C": 1.0}
+        http,
+        MODEL,
+        train(),
+        headers=bearer(token),
+        spec=SPEC.model_dump(mode="json"),
+        parameters={"C": 1.0},
     )
     assert response.status_code == 201, response.text
-    assert (await deploy(http, MODEL, 1)).status_code == 200
+    assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
 
 
 def of_type(events: Iterable[Envelope], kind: type[E]) -> list[E]:
@@ -211,17 +204,10 @@ async def in_memory_retrainer(
         serving(app) as url,
         httpx.AsyncClient(base_url=url, timeout=30.0) as http,
     ):
-        await register_champion(http)
+        tokens = {name: token for token, (name, _) in people.items()}
+        await register_champion(http, tokens["ana"])
         yield Retrainer(
-            settings,
-            clock,
-            http,
-            app.state.live,
-            publish,
-            read,
-            database_url,
-            url,
-            tokens={name: token for token, (name, _) in people.items()},
+            settings, clock, http, app.state.live, publish, read, database_url, url, tokens=tokens
         )
 
 
@@ -277,7 +263,7 @@ async def real_retrainer(
         async def publish(events: Sequence[Envelope]) -> None:
             await publisher.publish_many(events)
 
-        await register_champion(http)
+        await register_champion(http, tokens["ana"])
         yield Retrainer(
             settings,
             clock,

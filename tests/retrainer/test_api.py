@@ -31,8 +31,8 @@ from services.retrainer.tables import AliasRow
 from services.runtime import RegistryClient
 from tests.factories import T0
 from tests.http_tools import serving
-from tests.model_builders import CLASSES, train
-from tests.registry_tools import Registry, deploy, register, registry
+from tests.model_builders import CLASSES, registration_form, train
+from tests.registry_tools import AS_ANA, AS_LEE, Registry, bearer, deploy, register, registry
 
 MODEL = "breast-cancer"
 
@@ -192,7 +192,8 @@ async def test_deploy_canary_promote_and_roll_back_with_history_and_champion_at_
         response = await http.request(
             method,
             f"/models/{MODEL}{path}",
-            json=body | {"actor": "ana", "reason": f"step {len(times)}"},
+            json=body | {"reason": f"step {len(times)}"},
+            headers=AS_ANA,
         )
         assert response.status_code == 200, response.text
 
@@ -247,8 +248,11 @@ async def test_every_change_is_staged_in_order_on_the_outbox(
     await registered(http, 2)
     await deploy(http, MODEL, 1)
     await deploy(http, MODEL, 1, 2, 0.1)
-    await http.post(f"/models/{MODEL}/deployment/promote", json={"actor": "a", "reason": "r"})
-    await http.post(f"/models/{MODEL}/deployment/rollback", json={"actor": "a", "reason": "r"})
+    for step in ("promote", "rollback"):
+        response = await http.post(
+            f"/models/{MODEL}/deployment/{step}", json={"reason": "r"}, headers=AS_ANA
+        )
+        assert response.status_code == 200, response.text
     publisher = RecordingPublisher()
     relay = reg.relay(publisher)
     assert await relay.publish_pending() == 6
@@ -270,21 +274,68 @@ async def test_refused_changes_say_why_and_change_nothing(
     reg: Registry, http: httpx.AsyncClient
 ) -> None:
     await registered(http, 1)
-    who = {"actor": "ana", "reason": "r"}
+    why: dict[str, Any] = {"json": {"reason": "r"}, "headers": AS_ANA}
     assert (await http.get("/models/nope/deployment")).status_code == 404
     assert (await http.get(f"/models/{MODEL}/deployment")).status_code == 404
     assert (await deploy(http, MODEL, 7)).status_code == 404
-    response = await http.post(f"/models/{MODEL}/deployment/rollback", json=who)
+    response = await http.post(f"/models/{MODEL}/deployment/rollback", **why)
     assert response.status_code == 409
     assert "not deployed" in response.json()["detail"]
     assert (await deploy(http, MODEL, 1)).status_code == 200
-    response = await http.post(f"/models/{MODEL}/deployment/rollback", json=who)
+    response = await http.post(f"/models/{MODEL}/deployment/rollback", **why)
     assert response.status_code == 409
     assert "no previous champion" in response.json()["detail"]
     assert (await deploy(http, MODEL, 1, None, 0.6)).status_code == 422
-    assert (await http.post("/models/nope/deployment/promote", json=who)).status_code == 404
+    assert (await http.post("/models/nope/deployment/promote", **why)).status_code == 404
     publisher = RecordingPublisher()
     assert await reg.relay(publisher).publish_pending() == 2  # the registration and one deploy
+
+
+async def test_only_a_known_caller_of_level_two_or_above_changes_the_registry_as_themselves(
+    reg: Registry, http: httpx.AsyncClient
+) -> None:
+    """Reads stay open; every change needs a bearer token of role l2+, and the actor recorded is
+    the token's owner, never a name in the body."""
+    await registered(http, 2)
+    assert (await deploy(http, MODEL, 1)).status_code == 200
+    changes: list[tuple[str, str, dict[str, object]]] = [
+        ("PUT", "/deployment", {"champion": 2, "reason": "r"}),
+        ("PUT", "/deployment/traffic", {"challenger_share": 0.1, "reason": "r"}),
+        ("POST", "/deployment/promote", {"reason": "r"}),
+        ("POST", "/deployment/rollback", {"reason": "r"}),
+    ]
+    for method, path, body in changes:
+        url = f"/models/{MODEL}{path}"
+        anonymous = await http.request(method, url, json=body)
+        assert anonymous.status_code == 401, (path, anonymous.text)
+        assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+        unknown = await http.request(method, url, json=body, headers=bearer("token-nobody"))
+        assert (unknown.status_code, unknown.json()["detail"]) == (401, "unknown or revoked token")
+        level_one = await http.request(method, url, json=body, headers=AS_LEE)
+        assert level_one.status_code == 403, (path, level_one.text)
+        assert "role l1 may not change the registry (needs l2 or higher)" in level_one.text
+    data, files = registration_form(train(c=0.1))
+    assert (await http.post(f"/models/{MODEL}/versions", data=data, files=files)).status_code == 401
+    refused = await register(http, MODEL, train(c=0.1), headers=AS_LEE)
+    assert refused.status_code == 403
+    impostor = await http.put(
+        f"/models/{MODEL}/deployment",
+        json={"champion": 2, "reason": "r", "actor": "the-ceo"},
+        headers=AS_ANA,
+    )
+    assert impostor.status_code == 422
+    assert "actor" in impostor.text
+    impostor_registration = await register(http, MODEL, train(c=0.1), registered_by="the-ceo")
+    assert impostor_registration.status_code == 422
+
+    assert (await http.get("/models")).status_code == 200
+    detail = (await http.get(f"/models/{MODEL}")).json()
+    assert [record["registered_by"] for record in detail["versions"]] == ["ana", "ana"]
+    assert detail["deployment"]["revision"] == 1
+    history = (await http.get(f"/models/{MODEL}/history")).json()
+    assert [entry["actor"] for entry in history["revisions"]] == ["ana"]
+    publisher = RecordingPublisher()
+    assert await reg.relay(publisher).publish_pending() == 3  # two registrations, one deploy
 
 
 async def test_the_database_allows_one_version_per_alias_and_one_alias_per_version(

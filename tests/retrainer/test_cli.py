@@ -28,11 +28,17 @@ async def url(tmp_path: Path) -> AsyncIterator[str]:
         yield base
 
 
-async def vigil_models(url: str, *args: str) -> tuple[int, str]:
+async def vigil_models(url: str, *args: str, token: str | None = "token-ana") -> tuple[int, str]:
+    """Run ``vigil models …`` as the owner of ``token`` (no token: none at all)."""
+    env = {"VIGIL_TOKEN": token, "VIGIL_STATE_DIR": "no-such-state-dir"}
     result = await asyncio.to_thread(
-        CliRunner().invoke, vigil, ["models", *args, "--url", url], catch_exceptions=False
+        CliRunner().invoke,
+        vigil,
+        ["models", *args, "--url", url],
+        env=env,
+        catch_exceptions=False,
     )
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())  # unwrapped: rich folds lines
 
 
 async def test_register_deploy_canary_rollback_and_history_from_the_command_line(
@@ -84,8 +90,6 @@ async def test_register_deploy_canary_rollback_and_history_from_the_command_line
         "0.1",
         "--reason",
         "canary",
-        "--actor",
-        "bo",
     )
     assert code == 0, out
     code, out = await vigil_models(url, "traffic", "breast-cancer", "0.6", "--reason", "more")
@@ -99,9 +103,9 @@ async def test_register_deploy_canary_rollback_and_history_from_the_command_line
     code, out = await vigil_models(url, "history", "breast-cancer", "--json")
     moves = json.loads(out)["alias_moves"]
     assert [(m["alias"], m["version"], m["actor"]) for m in moves] == [
-        ("champion", 1, moves[0]["actor"]),
-        ("challenger", 2, "bo"),
-        ("challenger", None, moves[2]["actor"]),
+        ("champion", 1, "ana"),
+        ("challenger", 2, "ana"),
+        ("challenger", None, "ana"),
     ]
     code, out = await vigil_models(url, "list")
     assert code == 0
@@ -110,3 +114,19 @@ async def test_register_deploy_canary_rollback_and_history_from_the_command_line
     code, out = await vigil_models(url, "rollback", "breast-cancer", "--reason", "again")
     assert code == 1
     assert "409" in out or "no previous champion" in out
+
+
+async def test_changes_need_a_token_of_level_two_and_say_so(url: str) -> None:
+    deploy = ("deploy", "breast-cancer", "--champion", "1", "--reason", "r")
+    code, out = await vigil_models(url, *deploy, token=None)
+    assert code == 1
+    assert "401" in out
+    assert "missing bearer token" in out
+    code, out = await vigil_models(url, *deploy, token="token-lee")
+    assert code == 1
+    assert "role l1 may not change the registry (needs l2 or higher)" in out
+    code, out = await vigil_models(url, "list", token=None)
+    assert code == 0, out  # reading needs no token
+    code, out = await vigil_models("http://127.0.0.1:9", "list")
+    assert code == 2
+    assert "cannot reach" in out

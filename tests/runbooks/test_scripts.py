@@ -18,7 +18,7 @@ from services.incident_log.routing import load_policy
 from services.runbook_runner.catalog import load_catalog
 from tests.http_tools import serving
 from tests.model_builders import registration_form, train
-from tests.registry_tools import Registry, registry
+from tests.registry_tools import AS_ANA, Registry, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "runbooks"
@@ -67,14 +67,14 @@ async def registry_url(database_url: str, tmp_path: Path) -> AsyncIterator[tuple
 
 
 async def register_and_deploy(url: str, versions: int) -> None:
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, headers=AS_ANA) as http:
         for c in [1.0, 0.5, 0.25][:versions]:
             data, files = registration_form(train(c))
             (
                 await http.post(f"/models/{MODEL}/versions", data=data, files=files)
             ).raise_for_status()
         for version in range(1, versions + 1):
-            body = {"champion": version, "actor": "ana", "reason": f"v{version}"}
+            body = {"champion": version, "reason": f"v{version}"}
             (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
 
 
@@ -91,7 +91,7 @@ async def test_rollback_restores_the_previous_champion_and_refuses_what_it_canno
     served, url = registry_url
     served.clock.now = datetime.now(UTC)  # the script judges "fresh" against the real clock
     await register_and_deploy(url, versions=2)
-    env = {"VIGIL_REGISTRY_URL": url}
+    env = {"VIGIL_REGISTRY_URL": url, "VIGIL_RUNBOOK_TOKEN": "token-ana", "VIGIL_RUN_ID": "run-7"}
     args = ("--model", MODEL, "--incident", "inc-0a1b2c")
 
     stale = await asyncio.to_thread(
@@ -108,7 +108,13 @@ async def test_rollback_restores_the_previous_champion_and_refuses_what_it_canno
     async with httpx.AsyncClient(base_url=url) as http:
         history = (await http.get(f"/models/{MODEL}/history")).json()
     latest = history["revisions"][-1]
-    assert (latest["actor"], latest["incident_id"]) == ("runbook:rollback-model", "inc-0a1b2c")
+    assert (latest["actor"], latest["incident_id"]) == ("ana", "inc-0a1b2c")
+    assert latest["reason"].startswith("runbook rollback-model, run run-7: metrics fell")
+    refused = await asyncio.to_thread(
+        run_script, "rollback_model.py", *args, env=env | {"VIGIL_RUNBOOK_TOKEN": "token-lee"}
+    )
+    assert refused.returncode == 4
+    assert "needs l2 or higher" in refused.stderr
 
     nothing = await asyncio.to_thread(run_script, "rollback_model.py", *args, env=env)
     assert nothing.returncode == 3

@@ -138,6 +138,7 @@ async def running_incident_log(
 ) -> AsyncIterator[ServiceProcess]:
     """The real incident log as a process on the test's broker, ready; killed on exit."""
     overrides = {} if group_wait_seconds is None else {"group_wait_seconds": group_wait_seconds}
+    folder.mkdir(parents=True, exist_ok=True)
     process = ServiceProcess(
         ServiceName.INCIDENT_LOG,
         env=kafka_env(kafka)

@@ -20,6 +20,7 @@ from tests.factories import make_alert
 from tests.model_builders import train
 from tests.processes import ServiceProcess, issue_tokens, stack_env
 from tests.registry_tools import bearer, deploy, register
+from tests.retrainer.retrainer_harness import register_champion
 from tests.retrainer.retraining_data import SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -53,13 +54,8 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         await retrainer.wait_ready()
         people = {"ana": "l2", "lee": "l1", "kim": "l2"}
         tokens = await issue_tokens(incident_log.url, ADMIN, people)
-        ana = bearer(tokens["ana"])
         async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            response = await register(
-                http, MODEL, train(), headers=ana, spec=SPEC.model_dump(mode="json")
-            )
-            assert response.status_code == 201, response.text
-            assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
+            await register_champion(http, tokens["ana"])
         yield {"incident_log": incident_log.url, "retrainer": retrainer.url, "tokens": tokens}
     finally:
         for process in (retrainer, incident_log):

@@ -35,10 +35,8 @@ from contracts.wire import decode
 from services.cli import _add_service_commands, app
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.kafka_tools import read_until
-from tests.model_builders import train
 from tests.processes import ServiceProcess, issue_tokens, stack_env
-from tests.registry_tools import bearer, deploy, register
-from tests.retrainer.retraining_data import SPEC
+from tests.retrainer.retrainer_harness import register_champion
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -95,13 +93,8 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         await incident_log.wait_ready()
         await retrainer.wait_ready()
         tokens = await issue_tokens(incident_log.url, ADMIN, {"ana": "l2", "bo": "l2"})
-        ana = bearer(tokens["ana"])
         async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            response = await register(
-                http, MODEL, train(), headers=ana, spec=SPEC.model_dump(mode="json")
-            )
-            assert response.status_code == 201, response.text
-            assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
+            await register_champion(http, tokens["ana"])
         scorer.start()
         monitor.start()
         await scorer.wait_ready()

@@ -127,6 +127,7 @@ class ServiceProcess:
 def write_routing_policy(folder: Path, **overrides: object) -> Path:
     """The shipped routing policy with test overrides (e.g. ``group_wait_seconds=0``), as a file."""
     policy = yaml.safe_load(ROUTING_POLICY.read_text()) | overrides
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "routing.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path
@@ -138,7 +139,6 @@ async def running_incident_log(
 ) -> AsyncIterator[ServiceProcess]:
     """The real incident log as a process on the test's broker, ready; killed on exit."""
     overrides = {} if group_wait_seconds is None else {"group_wait_seconds": group_wait_seconds}
-    folder.mkdir(parents=True, exist_ok=True)
     process = ServiceProcess(
         ServiceName.INCIDENT_LOG,
         env=kafka_env(kafka)

@@ -14,8 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.incident_log.routing import load_policy
-from services.runbook_runner.catalog import load_catalog
 from tests.http_tools import serving
 from tests.model_builders import registration_form, train
 from tests.registry_tools import AS_ANA, Registry, registry
@@ -23,12 +21,6 @@ from tests.registry_tools import AS_ANA, Registry, registry
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "runbooks"
 MODEL = "breast-cancer"
-
-
-def test_every_runbook_the_routing_policy_names_is_in_the_catalogue() -> None:
-    catalogued = set(load_catalog(RUNBOOKS / "catalog.yaml").runbooks)
-    for route in load_policy(RUNBOOKS / "routing.yaml").routes:
-        assert set(route.runbooks) <= catalogued, route.name
 
 
 @pytest.mark.parametrize(

@@ -498,8 +498,9 @@ def wasserstein(placement: Placement) -> FloatArray:
         # value (if beyond it), where F_ref reaches 1.
         at_or_below = placement.at_or_below
         integral_before = reference.group_integral.ravel().take(placement.group)
+        counted = at_or_below.astype(np.float64)  # numpy's mixed-type multiply converts slowly
         at_start = np.where(
-            at_or_below > 0, integral_before + (start - placement.previous) * at_or_below / n, 0.0
+            at_or_below > 0, integral_before + (start - placement.previous) * counted / n, 0.0
         )
         rows, positions = placement.last_valid
         end_of_last = np.maximum(last_reference[rows], start[rows, positions])
@@ -516,20 +517,50 @@ def wasserstein(placement: Placement) -> FloatArray:
         # Where F_ref crosses the run's level c = F_cur; the integral up to a reference value is
         # the same across its tie group, so no correction for the part of the group below it.
         crossing_count = np.ceil(level * n - 1e-9).astype(np.int64)
-        crossing_index = np.clip(crossing_count - 1, 0, max(reference.width - 1, 0))
+        crossing_index = np.minimum(np.maximum(crossing_count - 1, 0), max(reference.width - 1, 0))
         crossing_value, crossing_integral = take_in_rows(
             crossing_index, reference.values, reference.integral
         )
-        crossing = np.clip(np.where(crossing_count > 0, crossing_value, start), start, end)
-        at_crossing = np.where(
-            crossing <= start, at_start, np.where(crossing >= end, at_end, crossing_integral)
+        # np.clip, spelt as the minimum of the maximum (np.clip is slower on array bounds).
+        crossing = np.where(crossing_count > 0, crossing_value, start)
+        crossing = np.minimum(np.maximum(crossing, start), end)
+        at_crossing = _select(
+            crossing <= start, at_start, crossing >= end, at_end, otherwise=crossing_integral
         )
         under = level * (crossing - start) - (at_crossing - at_start)
         over = (at_end - at_crossing) - level * (end - crossing)
         runs = np.where(placement.group_end, under + over, 0.0)
         before = at_start[:, 0]
-    area = np.nan_to_num(runs).sum(axis=1) + np.nan_to_num(before)
-    return _enough(placement, area)
+    return _enough(placement, _finite_sums(runs) + np.nan_to_num(before))
+
+
+def _select(
+    first: BoolArray,
+    first_value: FloatArray,
+    second: BoolArray,
+    second_value: FloatArray,
+    *,
+    otherwise: FloatArray,
+) -> FloatArray:
+    """``np.where(first, first_value, np.where(second, second_value, otherwise))``, as one take.
+
+    np.where branches on every element, which costs several times more when the conditions come
+    out either way at random (as here, where two distribution functions keep crossing).
+    """
+    size = first.size
+    choice = (~first).astype(np.int64) * (2 - second.astype(np.int64))
+    stacked = np.stack([first_value, second_value, otherwise]).reshape(-1)
+    result: FloatArray = stacked.take(choice.reshape(-1) * size + np.arange(size))
+    return result.reshape(first.shape)
+
+
+def _finite_sums(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values).sum(axis=1)``, converting only rows that need it."""
+    sums: FloatArray = values.sum(axis=1)
+    infinite = ~np.isfinite(sums)
+    if infinite.any():
+        sums[infinite] = np.nan_to_num(values[infinite]).sum(axis=1)
+    return sums
 
 
 def chi_square_homogeneity(reference: IntArray, current: IntArray) -> ChiSquare:

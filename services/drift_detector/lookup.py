@@ -29,7 +29,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Scalar = TypeVar("Scalar", bound=np.generic)
 
-CELLS_PER_VALUE = 8
+CELLS_PER_VALUE = 4
 """Grid cells per row value: few cells then hold more than one value on common shapes."""
 
 
@@ -88,27 +88,29 @@ class RowSearch:
     ) -> None:
         """Advance ``position[active]`` over the rest of its cell's values at or below target.
 
-        Updates multiply by the comparison (as integers: numpy casts booleans slowly) rather than
-        select with ``np.where`` or a boolean mask, which are several times slower on outcomes
-        that go either way at random.
+        By binary lifting: try steps of halving powers of two, keeping those that stay at or
+        below the target. Updates multiply by the comparison (as integers: numpy casts booleans
+        slowly) rather than select with ``np.where`` or a boolean mask, which are several times
+        slower on outcomes that go either way at random.
         """
+        last = self.cell_starts.take(cell + 1)
         base = position.take(active)
-        length = self.cell_starts.take(cell + 1) - base
-        while True:
-            searching = np.flatnonzero(length > 0)
-            if not searching.size:
-                return
-            active, base, length, target = (
-                active.take(searching),
-                base.take(searching),
-                length.take(searching),
-                target.take(searching),
-            )
-            half = length >> 1
-            right = (self.values.take(base + half + 1) <= target).astype(np.int64)
-            base += right * (half + 1)
-            length = half - right * (1 - (length & 1))
-            position.put(active, base)
+        more = np.flatnonzero(last > base)
+        if not more.size:
+            return
+        active, last, base, target = (
+            active.take(more),
+            last.take(more),
+            base.take(more),
+            target.take(more),
+        )
+        step = 1 << (int((last - base).max()).bit_length() - 1)
+        while step:
+            probe = base + step
+            right = (probe <= last) & (self.values.take(probe, mode="clip") <= target)
+            base += right.astype(np.int64) * step
+            step >>= 1
+        position.put(active, base)
 
 
 def row_search(values: FloatArray, counts: IntArray) -> RowSearch:

@@ -365,15 +365,26 @@ def _missing_check(
     policy: DriftPolicy,
 ) -> _Check:
     k = len(reference_missing)
-    test = missing_rate_change(
-        reference_missing, np.full(k, reference_rows), current_missing, np.full(k, rows)
-    )
-    testable = test.dof > 0
+    statistic = np.full(k, np.nan)
+    p_value = np.full(k, np.nan)
+    # Nothing missing on either side leaves nothing to test (chi-square gives dof 0): only the
+    # other columns are tested, usually none.
+    tested = np.flatnonzero((reference_missing > 0) | (current_missing > 0))
+    if tested.size:
+        test = missing_rate_change(
+            reference_missing[tested],
+            np.full(tested.size, reference_rows),
+            current_missing[tested],
+            np.full(tested.size, rows),
+        )
+        testable = test.dof > 0
+        statistic[tested] = np.where(testable, test.statistic, np.nan)
+        p_value[tested] = np.where(testable, test.p_value, np.nan)
     return _Check(
         check="missing_rate",
         test="chi2",
-        statistic=np.where(testable, test.statistic, np.nan),
-        p_value=np.where(testable, test.p_value, np.nan),
+        statistic=statistic,
+        p_value=p_value,
         effect_of=_given(np.abs(current_share - reference_share)),
         measure=MISSING_MEASURE,
         floor=policy.missing_rate_floor,

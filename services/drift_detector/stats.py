@@ -187,8 +187,6 @@ class Placement:
     """Reference values strictly below each window value."""
     at_or_below: IntArray
     """Reference values at or below each window value."""
-    current_below: IntArray
-    """Window values strictly below each window value."""
     current_at_or_below: IntArray
     """Window values at or below each window value."""
     group_end: BoolArray
@@ -200,6 +198,13 @@ class Placement:
     """Likewise of the last group strictly below each window value."""
     previous: FloatArray
     """The reference value of ``group`` (NaN where there is none)."""
+
+    @cached_property
+    def current_below(self) -> IntArray:
+        """Window values strictly below each window value (only KS needs them: made when read)."""
+        equal_next = np.zeros(self.values.shape, dtype=bool)
+        equal_next[:, :-1] = self.values[:, 1:] == self.values[:, :-1]
+        return _window_ranks(equal_next)[0]
 
     @cached_property
     def window_cdf(self) -> FloatArray:
@@ -268,7 +273,7 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
     equal_next = np.zeros((k, m), dtype=bool)
     equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
     group_end = valid & ~equal_next
-    current_below, current_at_or_below = _window_ranks(equal_next)
+    current_at_or_below = _window_ranks(equal_next)[1]
     return Placement(
         reference=reference,
         values=values,
@@ -278,7 +283,6 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
         current_count=valid.sum(axis=1),
         below=below,
         at_or_below=at_or_below,
-        current_below=current_below,
         current_at_or_below=current_at_or_below,
         group_end=group_end,
         group=group,
@@ -299,16 +303,16 @@ def _window_ranks(equal_next: BoolArray) -> tuple[IntArray, IntArray]:
     tied = np.flatnonzero(equal_next)
     if not tied.size:
         return np.broadcast_to(positions, (k, m)), np.broadcast_to(positions + 1, (k, m))
-    below = np.tile(positions, (k, 1))
+    below = np.empty((k, m), dtype=np.int64)
+    below[:] = positions
     at_or_below = below + 1
     # Runs of consecutive tied positions: each run and the value after it form one group (a row's
     # last value is never tied to a next one, so a run stays in its row).
-    starts = np.diff(tied, prepend=-2) != 1
+    gap = tied[1:] != tied[:-1] + 1
+    starts = np.concatenate([[True], gap])
     run = np.cumsum(starts) - 1
-    first = tied[starts]
-    last = tied[np.diff(tied, append=tied[-1] + 2) != 1]
-    below.ravel()[tied + 1] = first.take(run) % m
-    at_or_below.ravel()[tied] = last.take(run) % m + 2
+    below.ravel()[tied + 1] = tied[starts].take(run) % m
+    at_or_below.ravel()[tied] = tied[np.concatenate([gap, [True]])].take(run) % m + 2
     return below, at_or_below
 
 

@@ -575,9 +575,7 @@ def _joint(
         return None, None
     d = shift[usable]
     z = d / np.sqrt(1.0 / n[usable] + 1.0 / current[usable])
-    correlation = reference.correlation[np.ix_(usable, usable)]
-    correlation = (1 - policy.regularisation) * correlation + policy.regularisation * np.eye(size)
-    precision = np.asarray(np.linalg.inv(correlation), dtype=np.float64)
+    precision = reference.score_precision(usable, policy.regularisation)
     t_squared = float(z @ precision @ z)
     f_value = t_squared * (reference_rows - size) / (size * (reference_rows - 1))
     joint = _Check(

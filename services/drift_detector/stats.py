@@ -61,6 +61,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 Scalar = TypeVar("Scalar", bound=np.generic)
+Number = TypeVar("Number", np.int64, np.float64)
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,15 @@ class Placement:
         result[:, -1] = after_last
         rows, positions = self.last_valid
         result[rows, positions] = after_last[rows]
+        return result
+
+    def to_following(self, values: NDArray[Number], after_last: NDArray[Number]) -> NDArray[Number]:
+        """``following(values, after_last) - values``, in one pass."""
+        result = np.empty_like(values)
+        np.subtract(values[:, 1:], values[:, :-1], out=result[:, :-1])
+        result[:, -1] = after_last - values[:, -1]
+        rows, positions = self.last_valid
+        result[rows, positions] = after_last[rows] - values[rows, positions]
         return result
 
     @property
@@ -439,17 +449,13 @@ def cramervonmises(placement: Placement) -> TwoSampleTest:
         # Reference values from this group's start in the reference to the next group's (to the
         # reference's end after the window's last group); the running sums at the next group's
         # start are those read for the next group.
-        low = placement.below
-        high = placement.following(low, placement.reference_count)
+        run_length = placement.to_following(placement.below, placement.reference_count)
         low_sums = reference.group_ecdf_sums.ravel().take(placement.group_below)
         low_squares = reference.group_ecdf_square_sums.ravel().take(placement.group_below)
         # The sums over the whole reference sit in each row's last slot.
-        sums = placement.following(low_sums, reference.group_ecdf_sums[columns, -1]) - low_sums
-        squares = (
-            placement.following(low_squares, reference.group_ecdf_square_sums[columns, -1])
-            - low_squares
-        )
-        runs = squares - 2 * cdf_window * sums + cdf_window**2 * (high - low)
+        sums = placement.to_following(low_sums, reference.group_ecdf_sums[columns, -1])
+        squares = placement.to_following(low_squares, reference.group_ecdf_square_sums[columns, -1])
+        runs = squares - 2 * cdf_window * sums + cdf_window**2 * run_length
         # ecdf_square_sums[:, 0] is 0: nothing lies before an empty window.
         before_first = np.where(placement.current_count > 0, low_squares[:, 0], 0.0)
         total = own + np.where(placement.group_end, runs, 0.0).sum(axis=1) + before_first

@@ -41,9 +41,11 @@ def take_in_rows(index: IntArray, *tables: NDArray[Scalar]) -> tuple[NDArray[Sca
 
 
 def _cells(values: FloatArray, low: FloatArray, scale: FloatArray, cells: int) -> IntArray:
-    """Cell of each value of ``(k, m)`` rows: monotone in the value; NaN goes to cell 0."""
-    scaled = np.subtract(values, low)
-    scaled *= scale
+    """Cell of each value of ``(k, m)`` rows: monotone in the value; NaN goes to cell 0, values
+    far outside the row's range (overflowing to infinity) to its first or last cell."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.subtract(values, low)
+        scaled *= scale
     np.fmax(scaled, 0.0, out=scaled)
     np.fmin(scaled, cells - 1, out=scaled)
     return scaled.astype(np.int64)

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import cache, cached_property
+from functools import cached_property
 from typing import TypeVar
 
 import numpy as np
@@ -339,8 +339,19 @@ def _strength(evidence: _Evidence, i: int) -> tuple[float, float]:
 
 
 def _deferred(compute: Callable[[], T]) -> Callable[[], T]:
-    """``compute``, run on the first call only: for figures the verdict may not need."""
-    return cache(compute)
+    """``compute``, run on the first call only: for figures the verdict may not need.
+
+    (``functools.cache`` would do, but builds a wrapper that costs more than a small window's
+    statistics.)
+    """
+    kept: list[T] = []
+
+    def value() -> T:
+        if not kept:
+            kept.append(compute())
+        return kept[0]
+
+    return value
 
 
 def _given(value: T) -> Callable[[], T]:

@@ -277,9 +277,13 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
     counts = reference.counts
     group = reference.search.last_at_or_below(values)
     previous = reference.group_values.take(group)
-    group_below = group - (previous == values).astype(np.int64)
+    equal = previous == values
+    group_below = group - equal.astype(np.int64)
     at_or_below = reference.group_at_or_below.ravel().take(group)
-    below = reference.group_at_or_below.ravel().take(group_below)
+    # Below differs only for values equal to a reference value (few).
+    below = at_or_below.copy()
+    tied = np.flatnonzero(equal)
+    below.ravel()[tied] = reference.group_at_or_below.ravel().take(group_below.ravel()[tied])
     equal_next = np.zeros((k, m), dtype=bool)
     equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
     group_end = valid & ~equal_next

@@ -172,8 +172,8 @@ class Placement:
     """A window placed in a sorted reference, column by column.
 
     Each row holds a column's window values ascending (NaN last) with, for each value, how many
-    reference values and how many window values lie below it and at or below it (counts of
-    missing values are 0).
+    reference values and how many window values lie below it and at or below it (for a missing
+    value, the counts mean nothing: the statistics leave those entries out).
     """
 
     reference: SortedReference

@@ -17,16 +17,20 @@ huge window cannot flag a trivial shift and a small one cannot flag noise::
 
 A feature drifted when one of its checks fired; the window drifted when a feature did or the
 joint test fired. Drivers are the drifted features, strongest evidence first. The per-feature
-report objects are built only when read (:attr:`DriftReport.features`), so a caller that only
-needs the verdict pays for the vectorised tests alone.
+report objects are built only when read (:attr:`DriftReport.features`), and so are the figures
+only they show (KS beside Cramer-von Mises, PSI) and the effect sizes of checks nowhere significant
+(an effect size only decides whether a significant check fires): a caller that only needs the
+verdict pays for the tests that decide it alone.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +39,7 @@ from scipy import special
 from contracts.drift import Correction, DriftCheck, FeatureDrift, FeatureKind
 from services.drift_detector.correction import adjust_p_values
 from services.drift_detector.encoding import FeatureBatch
+from services.drift_detector.lookup import take_in_rows
 from services.drift_detector.profiles import (
     PSI_BINS,
     CategoricalReference,
@@ -42,6 +47,7 @@ from services.drift_detector.profiles import (
     ReferenceProfile,
 )
 from services.drift_detector.stats import (
+    Placement,
     chi_square_homogeneity,
     cramervonmises,
     jensen_shannon,
@@ -58,6 +64,7 @@ __all__ = ["DriftPolicy", "DriftReport", "NumericTest", "WindowError", "evaluate
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+T = TypeVar("T")
 
 WASSERSTEIN_MEASURE = "wasserstein / reference std"
 JENSEN_SHANNON_MEASURE = "jensen-shannon distance"
@@ -124,11 +131,16 @@ class _Check:
     test: str
     statistic: FloatArray
     p_value: FloatArray
-    effect: FloatArray
+    effect_of: Callable[[], FloatArray]
+    """The effect sizes, computed on first use (see :func:`_deferred`)."""
     measure: str
     floor: float
     adjusted: FloatArray = field(default_factory=lambda: np.empty(0))
     fired: BoolArray = field(default_factory=lambda: np.empty(0, dtype=np.bool_))
+
+    @property
+    def effect(self) -> FloatArray:
+        return self.effect_of()
 
     @property
     def tested(self) -> BoolArray:
@@ -137,7 +149,9 @@ class _Check:
 
     def settled(self, adjusted: FloatArray, alpha: float) -> _Check:
         with np.errstate(invalid="ignore"):
-            fired = (adjusted <= alpha) & (self.effect >= self.floor)
+            fired = adjusted <= alpha
+            if fired.any():  # else the effect sizes decide nothing (and are left for the report)
+                fired &= self.effect >= self.floor
         return replace(self, adjusted=adjusted, fired=fired)
 
     def entry(self, i: int) -> DriftCheck:
@@ -161,10 +175,11 @@ class _Evidence:
     kind: FeatureKind
     names: tuple[str, ...]
     checks: tuple[_Check, ...]
-    psi: FloatArray
+    psi_of: Callable[[], FloatArray]
     missing_reference: FloatArray
     missing_current: FloatArray
-    statistics: dict[str, FloatArray]
+    statistics_of: Callable[[], dict[str, FloatArray]]
+    """Figures the report shows beside the checks, computed on first use."""
     new_categories: tuple[list[str], ...] = ()
 
     @property
@@ -187,14 +202,14 @@ class _Evidence:
             adjusted_p_value=_finite(main.adjusted[i]),
             effect_size=_finite(main.effect[i]),
             effect_measure=main.measure,
-            psi=_finite(self.psi[i]),
+            psi=_finite(self.psi_of()[i]),
             missing_rate_reference=float(self.missing_reference[i]),
             missing_rate_current=float(self.missing_current[i]),
             new_categories=self.new_categories[i] if self.new_categories else [],
             drifted=bool(reasons),
             reasons=reasons,
             checks=[c.entry(i) for c in self.checks],
-            statistics={name: _finite(values[i]) for name, values in self.statistics.items()},
+            statistics={name: _finite(values[i]) for name, values in self.statistics_of().items()},
         )
 
 
@@ -323,6 +338,27 @@ def _strength(evidence: _Evidence, i: int) -> tuple[float, float]:
     return smallest, -ratio
 
 
+def _deferred(compute: Callable[[], T]) -> Callable[[], T]:
+    """``compute``, run on the first call only: for figures the verdict may not need.
+
+    (``functools.cache`` would do, but builds a wrapper that costs more than a small window's
+    statistics.)
+    """
+    kept: list[T] = []
+
+    def value() -> T:
+        if not kept:
+            kept.append(compute())
+        return kept[0]
+
+    return value
+
+
+def _given(value: T) -> Callable[[], T]:
+    """A figure already computed, where a deferred one may stand."""
+    return lambda: value
+
+
 def _finite(value: float | np.floating | None) -> float | None:
     if value is None:
         return None
@@ -340,16 +376,27 @@ def _missing_check(
     policy: DriftPolicy,
 ) -> _Check:
     k = len(reference_missing)
-    test = missing_rate_change(
-        reference_missing, np.full(k, reference_rows), current_missing, np.full(k, rows)
-    )
-    testable = test.dof > 0
+    statistic = np.full(k, np.nan)
+    p_value = np.full(k, np.nan)
+    # Nothing missing on either side leaves nothing to test (chi-square gives dof 0): only the
+    # other columns are tested, usually none.
+    tested = np.flatnonzero((reference_missing > 0) | (current_missing > 0))
+    if tested.size:
+        test = missing_rate_change(
+            reference_missing[tested],
+            np.full(tested.size, reference_rows),
+            current_missing[tested],
+            np.full(tested.size, rows),
+        )
+        testable = test.dof > 0
+        statistic[tested] = np.where(testable, test.statistic, np.nan)
+        p_value[tested] = np.where(testable, test.p_value, np.nan)
     return _Check(
         check="missing_rate",
         test="chi2",
-        statistic=np.where(testable, test.statistic, np.nan),
-        p_value=np.where(testable, test.p_value, np.nan),
-        effect=np.abs(current_share - reference_share),
+        statistic=statistic,
+        p_value=p_value,
+        effect_of=_given(np.abs(current_share - reference_share)),
         measure=MISSING_MEASURE,
         floor=policy.missing_rate_floor,
     )
@@ -359,32 +406,17 @@ def _numeric(
     reference: NumericReference, values: FloatArray, policy: DriftPolicy
 ) -> tuple[_Evidence, _Location]:
     """Numeric checks; also returns each feature's mean normal-score shift (for the joint test)."""
-    k = len(reference.names)
     rows = values.shape[0]
     placement = place(reference.sorted, np.ascontiguousarray(values.T))
     n, m = placement.reference_count, placement.current_count
-    ks = ks_statistic(placement)
-    ks_p = ks_p_value(ks, n, m)
-    cvm = cramervonmises(placement)
-    distance = wasserstein(placement)
+    ks = _deferred(lambda: ks_statistic(placement))
+    ks_p = _deferred(lambda: ks_p_value(ks(), n, m))
+    cvm = _deferred(lambda: cramervonmises(placement))
+    distance = _deferred(lambda: wasserstein(placement))
     # A constant reference has no spread: measure a shift against its value (or 1) instead.
     constant = np.nan_to_num(reference.sorted_values[:, 0]) if reference.sorted_values.size else 0
     scale = np.where(reference.std > 0, reference.std, np.maximum(np.abs(constant), 1.0))
-    effect = distance / scale
-
-    # A window value's PSI bin and normal score depend only on how many reference values lie
-    # below / at or below it, which the placement says.
-    weights = placement.valid.ravel()
-    below = np.minimum(placement.below, reference.bin_lookup.shape[1] - 1)
-    bins = np.take_along_axis(reference.bin_lookup, below, axis=1)
-    bins += (np.arange(k) * PSI_BINS)[:, None]
-    current_bins = np.bincount(bins.ravel(), weights=weights, minlength=k * PSI_BINS)
-    psi = population_stability_index(reference.bin_counts, current_bins.reshape(k, PSI_BINS))
-    rank = np.minimum(placement.below + placement.at_or_below, reference.score_lookup.shape[1] - 1)
-    normal = np.take_along_axis(reference.score_lookup, rank, axis=1)
-    sums = np.where(placement.valid, normal, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shift = (sums / m - reference.score_mean) / reference.score_std
+    shift = _normal_score_shift(reference, placement)
 
     use_ks = policy.numeric_test is NumericTest.KS
     reference_share = reference.missing / max(reference.rows, 1)
@@ -392,9 +424,9 @@ def _numeric(
     distribution = _Check(
         check="distribution",
         test=policy.numeric_test.value,
-        statistic=ks if use_ks else cvm.statistic,
-        p_value=ks_p if use_ks else cvm.p_value,
-        effect=effect,
+        statistic=ks() if use_ks else cvm().statistic,
+        p_value=ks_p() if use_ks else cvm().p_value,
+        effect_of=_deferred(lambda: distance() / scale),
         measure=WASSERSTEIN_MEASURE,
         floor=policy.numeric_effect_floor,
     )
@@ -405,19 +437,49 @@ def _numeric(
         kind=FeatureKind.NUMERIC,
         names=reference.names,
         checks=(distribution, missing),
-        psi=np.where(m > 0, psi, np.nan),
+        psi_of=_deferred(lambda: np.where(m > 0, _psi(reference, placement), np.nan)),
         missing_reference=reference_share,
         missing_current=current_share,
-        statistics={
-            "ks": ks,
-            "ks_p_value": ks_p,
-            "cramervonmises": cvm.statistic,
-            "cramervonmises_p_value": cvm.p_value,
-            "wasserstein": distance,
-            "normal_score_shift": shift,
-        },
+        statistics_of=_deferred(
+            lambda: {
+                "ks": ks(),
+                "ks_p_value": ks_p(),
+                "cramervonmises": cvm().statistic,
+                "cramervonmises_p_value": cvm().p_value,
+                "wasserstein": distance(),
+                "normal_score_shift": shift,
+            }
+        ),
     )
     return evidence, _Location(shift=shift, current_count=m)
+
+
+def _psi(reference: NumericReference, placement: Placement) -> FloatArray:
+    """PSI of every numeric feature: a window value's bin depends only on how many reference
+    values lie below it, which the placement says."""
+    k = len(reference.names)
+    below = np.minimum(placement.below, reference.bin_lookup.shape[1] - 1)
+    (bins,) = take_in_rows(below, reference.bin_lookup)
+    bins += (np.arange(k) * PSI_BINS)[:, None]
+    weights = placement.valid.ravel()
+    current_bins = np.bincount(bins.ravel(), weights=weights, minlength=k * PSI_BINS)
+    return population_stability_index(reference.bin_counts, current_bins.reshape(k, PSI_BINS))
+
+
+def _normal_score_shift(reference: NumericReference, placement: Placement) -> FloatArray:
+    """Each feature's mean normal score in the window, less the reference's, in reference sd.
+
+    A window value's normal score depends only on how many reference values lie below / at or
+    below it, which the placement says.
+    """
+    rank = np.minimum(placement.below + placement.at_or_below, reference.score_lookup.shape[1] - 1)
+    (normal,) = take_in_rows(rank, reference.score_lookup)
+    sums = np.where(placement.valid, normal, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift: FloatArray = (sums / placement.current_count - reference.score_mean) / (
+            reference.score_std
+        )
+    return shift
 
 
 def _categorical(
@@ -444,7 +506,7 @@ def _categorical(
         test="chi2",
         statistic=np.where(chi.dof > 0, chi.statistic, np.nan),
         p_value=np.where(chi.dof > 0, chi.p_value, np.nan),
-        effect=jensen_shannon(reference.counts, levels),
+        effect_of=_given(jensen_shannon(reference.counts, levels)),
         measure=JENSEN_SHANNON_MEASURE,
         floor=policy.categorical_effect_floor,
     )
@@ -458,7 +520,7 @@ def _categorical(
         p_value=np.where(
             present > 0, unseen_level_p_value(unseen, present, reference.unseen_rate), np.nan
         ),
-        effect=unseen_share,
+        effect_of=_given(unseen_share),
         measure=UNSEEN_MEASURE,
         floor=policy.unseen_level_floor,
     )
@@ -469,15 +531,17 @@ def _categorical(
         kind=FeatureKind.CATEGORICAL,
         names=reference.names,
         checks=(distribution, missing, unseen_levels),
-        psi=np.where(present > 0, psi, np.nan),
+        psi_of=_given(np.where(present > 0, psi, np.nan)),
         missing_reference=reference_share,
         missing_current=current_share,
-        statistics={
-            "chi2_dof": chi.dof.astype(np.float64),
-            "jensen_shannon": distribution.effect,
-            "unseen_rows": unseen.astype(np.float64),
-            "unseen_null_rate": reference.unseen_rate,
-        },
+        statistics_of=_given(
+            {
+                "chi2_dof": chi.dof.astype(np.float64),
+                "jensen_shannon": distribution.effect,
+                "unseen_rows": unseen.astype(np.float64),
+                "unseen_null_rate": reference.unseen_rate,
+            }
+        ),
         new_categories=new_categories,
     )
 
@@ -522,9 +586,7 @@ def _joint(
         return None, None
     d = shift[usable]
     z = d / np.sqrt(1.0 / n[usable] + 1.0 / current[usable])
-    correlation = reference.correlation[np.ix_(usable, usable)]
-    correlation = (1 - policy.regularisation) * correlation + policy.regularisation * np.eye(size)
-    precision = np.asarray(np.linalg.inv(correlation), dtype=np.float64)
+    precision = reference.score_precision(usable, policy.regularisation)
     t_squared = float(z @ precision @ z)
     f_value = t_squared * (reference_rows - size) / (size * (reference_rows - 1))
     joint = _Check(
@@ -532,7 +594,7 @@ def _joint(
         test="hotelling",
         statistic=np.array([t_squared]),
         p_value=np.array([float(special.fdtrc(size, reference_rows - size, f_value))]),
-        effect=np.array([math.sqrt(max(float(d @ precision @ d), 0.0))]),
+        effect_of=_given(np.array([math.sqrt(max(float(d @ precision @ d), 0.0))])),
         measure=MAHALANOBIS_MEASURE,
         floor=policy.joint_effect_floor,
     )
@@ -570,7 +632,7 @@ def _with_location(
         test="normal",
         statistic=statistic,
         p_value=p_value,
-        effect=effect,
+        effect_of=_given(effect),
         measure=LOCATION_MEASURE,
         floor=policy.joint_effect_floor,
         adjusted=adjusted,

@@ -93,6 +93,33 @@ class NumericReference:
         """The values prepared for placing windows in them (derived once, not stored)."""
         return sorted_reference(self.sorted_values)
 
+    def score_precision(self, usable: NDArray[np.bool_], regularisation: float) -> FloatArray:
+        """Inverse of the regularised normal-score correlation of the ``usable`` columns.
+
+        The joint test needs it for every window, and window after window the same columns are
+        usable (usually all), so each inverse is kept (read-only) rather than redone.
+        """
+        key = (usable.tobytes(), regularisation)
+        kept = self._precisions
+        if key not in kept:
+            if len(kept) >= _KEPT_PRECISIONS:
+                kept.clear()
+            size = int(usable.sum())
+            correlation = self.correlation[np.ix_(usable, usable)]
+            correlation = (1 - regularisation) * correlation + regularisation * np.eye(size)
+            precision = np.asarray(np.linalg.inv(correlation), dtype=np.float64)
+            precision.flags.writeable = False
+            kept[key] = precision
+        return kept[key]
+
+    @cached_property
+    def _precisions(self) -> dict[tuple[bytes, float], FloatArray]:
+        return {}
+
+
+_KEPT_PRECISIONS = 16
+"""Inverses kept per profile (one per pattern of usable columns)."""
+
 
 @dataclass(frozen=True, eq=False)
 class CategoricalReference:

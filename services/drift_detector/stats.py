@@ -30,10 +30,14 @@ counted by :func:`missing_rate_change` instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
+
+from services.drift_detector.lookup import RowSearch, row_search, take_in_rows
 
 __all__ = [
     "ChiSquare",
@@ -56,6 +60,8 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+Scalar = TypeVar("Scalar", bound=np.generic)
+Number = TypeVar("Number", np.int64, np.float64)
 
 
 @dataclass(frozen=True)
@@ -79,32 +85,39 @@ class ChiSquare:
 class SortedReference:
     """A reference sample of every column, prepared once for placing windows in it.
 
-    Row ``j`` holds column ``j``'s values ascending, NaN-padded to a common width ``w``.
+    Row ``j`` of the ``(k, w)`` tables holds column ``j``'s values ascending, NaN-padded to a
+    common width ``w``. Row ``j`` of the ``(k, g)`` *group* tables holds a leading slot (standing
+    for "no reference value at or below"), then one entry per distinct value ascending (a group of
+    ties), then padding: a window value is looked up by the last group at or below it.
     """
 
     values: FloatArray
     """``(k, w)`` sorted values, NaN-padded."""
     counts: IntArray
     """``(k,)`` values per column."""
-    at_or_below: IntArray
-    """``(k, w)`` how many values are at or below each value (its tie group's end)."""
-    group_start: IntArray
-    """``(k, w)`` index of the first value equal to each value."""
     integral: FloatArray
-    """``(k, w)`` the integral of the distribution function up to each value."""
-    ecdf_sums: FloatArray
-    """``(k, w + 1)`` running sums of the distribution function at the values."""
-    ecdf_square_sums: FloatArray
-    """``(k, w + 1)`` running sums of its square."""
-    keys: FloatArray
-    """``(k * w,)`` the values mapped into one increasing line, column after column."""
-    low: FloatArray
-    span: FloatArray
+    """``(k, w)`` the integral of the distribution function up to each value (equal across a tie
+    group: the steps between tied values add exact zeros)."""
+    search: RowSearch
+    """Finds the last group at or below a window value, exactly, in O(1) per value."""
+    group_at_or_below: IntArray
+    """``(k, g)`` values at or below each group's value (0 in the leading slot)."""
+    group_integral: FloatArray
+    """``(k, g)`` the integral of the distribution function up to each group's value."""
+    group_ecdf_sums: FloatArray
+    """``(k, g)`` the distribution function summed over the values at or below each group's."""
+    group_ecdf_square_sums: FloatArray
+    """``(k, g)`` its square, summed likewise."""
 
     @property
     def width(self) -> int:
         """Padded width ``w``."""
         return int(self.values.shape[1])
+
+    @property
+    def group_values(self) -> FloatArray:
+        """``(k * g,)`` each group's value, flattened (NaN in the leading slot and padding)."""
+        return self.search.values
 
 
 def sorted_reference(values: FloatArray) -> SortedReference:
@@ -116,9 +129,6 @@ def sorted_reference(values: FloatArray) -> SortedReference:
     equal_next = np.zeros((k, width), dtype=bool)
     equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
     ends = valid & ~equal_next
-    starts = valid.copy()
-    starts[:, 1:] &= ~equal_next[:, :-1]
-    group_start = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
     sentinel = np.where(ends, positions + 1, width + 1)
     at_or_below = np.minimum.accumulate(sentinel[:, ::-1], axis=1)[:, ::-1]
     at_or_below = np.where(valid, at_or_below, counts[:, None])
@@ -129,31 +139,32 @@ def sorted_reference(values: FloatArray) -> SortedReference:
         integral = np.zeros((k, width))
         integral[:, 1:] = np.cumsum(steps * (positions[1:] / counts[:, None]), axis=1)
     zeros = np.zeros((k, 1))
-    low = np.where(counts > 0, np.nan_to_num(values[:, 0]), 0.0)
-    last = values[np.arange(k), np.maximum(counts - 1, 0)]
-    span = np.where((counts > 0) & (last > low), np.nan_to_num(last - low), 1.0)
-    keys = np.where(valid, _band(values, low, span), (4.0 * np.arange(k) + 3.0)[:, None])
+    ecdf_sums = np.concatenate([zeros, np.cumsum(ecdf, axis=1)], axis=1)
+    ecdf_square_sums = np.concatenate([zeros, np.cumsum(ecdf**2, axis=1)], axis=1)
+
+    # Group tables: a leading slot, each tie group's last value, then padding (at least one slot).
+    groups = ends.sum(axis=1)
+    group_width = int(groups.max(initial=0)) + 2
+    slot = np.arange(group_width)
+    present = (slot >= 1) & (slot <= groups[:, None])
+    last_of_group = np.zeros((k, group_width), dtype=np.int64)
+    last_of_group[:, 1:-1] = np.argsort(~ends, axis=1, kind="stable")[:, : group_width - 2]
+    group_values = np.where(present, np.take_along_axis(values, last_of_group, axis=1), np.nan)
+    group_at_or_below = np.where(
+        present,
+        np.take_along_axis(at_or_below, last_of_group, axis=1),
+        np.where(slot == 0, 0, counts[:, None]),
+    )
     return SortedReference(
         values=values,
         counts=counts,
-        at_or_below=at_or_below,
-        group_start=group_start,
         integral=integral,
-        ecdf_sums=np.concatenate([zeros, np.cumsum(ecdf, axis=1)], axis=1),
-        ecdf_square_sums=np.concatenate([zeros, np.cumsum(ecdf**2, axis=1)], axis=1),
-        keys=keys.ravel(),
-        low=low,
-        span=span,
+        search=row_search(group_values, groups),
+        group_at_or_below=group_at_or_below,
+        group_integral=np.where(present, np.take_along_axis(integral, last_of_group, axis=1), 0.0),
+        group_ecdf_sums=np.take_along_axis(ecdf_sums, group_at_or_below, axis=1),
+        group_ecdf_square_sums=np.take_along_axis(ecdf_square_sums, group_at_or_below, axis=1),
     )
-
-
-def _band(values: FloatArray, low: FloatArray, span: FloatArray) -> FloatArray:
-    """Map column j's values into [4j + 0.5, 4j + 2.5], keeping their order (not always strictly:
-    values closer than the float resolution may meet, which :func:`place` corrects)."""
-    offset = (4.0 * np.arange(values.shape[0]) + 1.0)[:, None]
-    with np.errstate(invalid="ignore"):
-        scaled = np.clip((values - low[:, None]) / span[:, None], -0.5, 1.5)
-    return np.asarray(offset + scaled, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +172,8 @@ class Placement:
     """A window placed in a sorted reference, column by column.
 
     Each row holds a column's window values ascending (NaN last) with, for each value, how many
-    reference values and how many window values lie below it and at or below it.
+    reference values and how many window values lie below it and at or below it (for a missing
+    value, the counts mean nothing: the statistics leave those entries out).
     """
 
     reference: SortedReference
@@ -176,20 +188,79 @@ class Placement:
     """Reference values strictly below each window value."""
     at_or_below: IntArray
     """Reference values at or below each window value."""
-    current_below: IntArray
-    """Window values strictly below each window value."""
     current_at_or_below: IntArray
     """Window values at or below each window value."""
     group_end: BoolArray
     """The last of each group of equal window values."""
+    group: IntArray
+    """Flat position in the reference's group tables of the last group at or below each window
+    value (the leading slot where there is none)."""
+    group_below: IntArray
+    """Likewise of the last group strictly below each window value."""
+    previous: FloatArray
+    """The reference value of ``group`` (NaN where there is none)."""
+
+    @cached_property
+    def current_below(self) -> IntArray:
+        """Window values strictly below each window value (only KS needs them: made when read)."""
+        equal_next = np.zeros(self.values.shape, dtype=bool)
+        equal_next[:, :-1] = self.values[:, 1:] == self.values[:, :-1]
+        return _window_ranks(equal_next)[0]
+
+    @cached_property
+    def window_cdf(self) -> FloatArray:
+        """The window's distribution function at each window value."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result: FloatArray = self.current_at_or_below / self._current_size
+        return result
+
+    @cached_property
+    def cdf_gap(self) -> FloatArray:
+        """The reference's distribution function minus the window's, at each window value."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result: FloatArray = self.at_or_below / self._reference_size - self.window_cdf
+        return result
+
+    @cached_property
+    def last_valid(self) -> tuple[IntArray, IntArray]:
+        """Row and position of each column's largest window value (columns with values only)."""
+        rows = np.flatnonzero(self.current_count > 0)
+        return rows, self.current_count[rows] - 1
+
+    def following(self, values: NDArray[Scalar], after_last: NDArray[Scalar]) -> NDArray[Scalar]:
+        """Each entry's right neighbour; ``after_last[j]`` in place of column j's largest value."""
+        result = np.empty_like(values)
+        result[:, :-1] = values[:, 1:]
+        result[:, -1] = after_last
+        rows, positions = self.last_valid
+        result[rows, positions] = after_last[rows]
+        return result
+
+    def to_following(self, values: NDArray[Number], after_last: NDArray[Number]) -> NDArray[Number]:
+        """``following(values, after_last) - values``, in one pass."""
+        result = np.empty_like(values)
+        np.subtract(values[:, 1:], values[:, :-1], out=result[:, :-1])
+        result[:, -1] = after_last - values[:, -1]
+        rows, positions = self.last_valid
+        result[rows, positions] = after_last[rows] - values[rows, positions]
+        return result
+
+    @property
+    def _reference_size(self) -> FloatArray:
+        return self.reference_count[:, None].astype(np.float64)
+
+    @property
+    def _current_size(self) -> FloatArray:
+        return self.current_count[:, None].astype(np.float64)
 
 
 def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = False) -> Placement:
     """Place a ``(k, m)`` window (rows in any order, NaN missing) in the reference.
 
-    One binary search over all columns at once finds each value's place among the reference
-    values; an exact check then confirms it (and redoes the rare column where two distinct values
-    met in the search keys).
+    Each column's window values are sorted, and the reference's
+    :class:`~services.drift_detector.lookup.RowSearch` finds the last group of equal reference
+    values at or below each; the one before it is the last strictly below, unless the value
+    lies between groups.
     """
     if current.ndim != 2 or current.shape[0] != reference.values.shape[0]:
         raise ValueError(
@@ -198,35 +269,25 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
     k, m = current.shape
     rows: IntArray | None = None
     if keep_rows:
-        order = np.argsort(current, axis=1)
-        rows, values = order, np.take_along_axis(current, order, axis=1)
+        rows = np.argsort(current, axis=1)
+        (values,) = take_in_rows(rows, current)
     else:
         values = np.sort(current, axis=1)
     valid = ~np.isnan(values)
     counts = reference.counts
-    width = reference.width
-    needles = np.where(valid, _band(values, reference.low, reference.span), np.nan)
-    needles = np.where(valid, needles, (4.0 * np.arange(k) + 2.9)[:, None])
-    found = np.searchsorted(reference.keys, needles.ravel(), side="right").reshape(k, m)
-    at_or_below = np.clip(found - (np.arange(k) * width)[:, None], 0, counts[:, None])
-    at_or_below = _confirm(reference, values, valid, at_or_below)
-    before = np.maximum(at_or_below - 1, 0)
-    previous = np.take_along_axis(reference.values, before, axis=1)
-    starts = np.take_along_axis(reference.group_start, before, axis=1)
-    below = np.where((at_or_below > 0) & (previous == values), starts, at_or_below)
+    group = reference.search.last_at_or_below(values)
+    previous = reference.group_values.take(group)
+    equal = previous == values
+    group_below = group - equal.astype(np.int64)
+    at_or_below = reference.group_at_or_below.ravel().take(group)
+    # Below differs only for values equal to a reference value (few).
+    below = at_or_below.copy()
+    tied = np.flatnonzero(equal)
+    below.ravel()[tied] = reference.group_at_or_below.ravel().take(group_below.ravel()[tied])
     equal_next = np.zeros((k, m), dtype=bool)
     equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
     group_end = valid & ~equal_next
-    positions = np.arange(m)
-    if equal_next.any():
-        starts_here = valid.copy()
-        starts_here[:, 1:] &= ~equal_next[:, :-1]
-        current_below = np.maximum.accumulate(np.where(starts_here, positions, 0), axis=1)
-        sentinel = np.where(group_end, positions + 1, m + 1)
-        current_at_or_below = np.minimum.accumulate(sentinel[:, ::-1], axis=1)[:, ::-1]
-    else:
-        current_below = np.broadcast_to(positions, (k, m))
-        current_at_or_below = np.broadcast_to(positions + 1, (k, m))
+    current_at_or_below = _window_ranks(equal_next)[1]
     return Placement(
         reference=reference,
         values=values,
@@ -236,57 +297,37 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
         current_count=valid.sum(axis=1),
         below=below,
         at_or_below=at_or_below,
-        current_below=current_below,
         current_at_or_below=current_at_or_below,
         group_end=group_end,
+        group=group,
+        group_below=group_below,
+        previous=previous,
     )
 
 
-def _confirm(
-    reference: SortedReference, values: FloatArray, valid: BoolArray, at_or_below: IntArray
-) -> IntArray:
-    """Make ``v[b - 1] <= y < v[b]`` hold exactly.
+def _window_ranks(equal_next: BoolArray) -> tuple[IntArray, IntArray]:
+    """How many window values lie below / at or below each of a row's sorted values.
 
-    Where distinct values shared a search key, the search lands somewhere in their run; step
-    each such value to its exact place (a few steps for a few values), and search the rare
-    column whose runs are long again outright.
+    A value's position and position + 1, except in a group of ties, whose values all count the
+    group from its first position to its last; ``equal_next`` marks the values followed by an
+    equal one. Ties are few, so only they are visited.
     """
-    counts = reference.counts[:, None]
-    values_at = reference.values
-    last = reference.width - 1
-    before = np.take_along_axis(values_at, np.maximum(at_or_below - 1, 0), axis=1)
-    after = np.take_along_axis(values_at, np.minimum(at_or_below, last), axis=1)
-    with np.errstate(invalid="ignore"):
-        wrong = valid & (
-            ((at_or_below > 0) & (before > values)) | ((at_or_below < counts) & (after <= values))
-        )
-    rows, columns = np.nonzero(wrong)
-    targets = values[rows, columns]
-    places = at_or_below[rows, columns]
-    limit = reference.counts[rows]
-    for _ in range(32):
-        before = values_at[rows, np.maximum(places - 1, 0)]
-        after = values_at[rows, np.minimum(places, last)]
-        down = (places > 0) & (before > targets)
-        up = (places < limit) & (after <= targets)
-        if not (down.any() or up.any()):
-            at_or_below[rows, columns] = places
-            return at_or_below
-        moving = down | up
-        rows, columns, targets, limit = (
-            rows[moving],
-            columns[moving],
-            targets[moving],
-            limit[moving],
-        )
-        places = places[moving] + up[moving] - down[moving]
-        at_or_below[rows, columns] = places
-    for column in np.unique(rows):
-        count = int(counts[column, 0])
-        at_or_below[column] = np.searchsorted(
-            values_at[column, :count], values[column], side="right"
-        )
-    return at_or_below
+    k, m = equal_next.shape
+    positions = np.arange(m)
+    tied = np.flatnonzero(equal_next)
+    if not tied.size:
+        return np.broadcast_to(positions, (k, m)), np.broadcast_to(positions + 1, (k, m))
+    below = np.empty((k, m), dtype=np.int64)
+    below[:] = positions
+    at_or_below = below + 1
+    # Runs of consecutive tied positions: each run and the value after it form one group (a row's
+    # last value is never tied to a next one, so a run stays in its row).
+    gap = tied[1:] != tied[:-1] + 1
+    starts = np.concatenate([[True], gap])
+    run = np.cumsum(starts) - 1
+    below.ravel()[tied + 1] = tied[starts].take(run) % m
+    at_or_below.ravel()[tied] = tied[np.concatenate([gap, [True]])].take(run) % m + 2
+    return below, at_or_below
 
 
 def _enough(placement: Placement, values: FloatArray, minimum: int = 1) -> FloatArray:
@@ -317,7 +358,7 @@ def ks_statistic(placement: Placement) -> FloatArray:
     n = placement.reference_count[:, None].astype(np.float64)
     m = placement.current_count[:, None].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        at = np.abs(placement.at_or_below / n - placement.current_at_or_below / m)
+        at = np.abs(placement.cdf_gap)
         below = np.abs(placement.below / n - placement.current_below / m)
     gap = np.where(placement.valid, np.maximum(at, below), 0.0)
     return _enough(placement, gap.max(axis=1, initial=0.0))
@@ -405,28 +446,22 @@ def cramervonmises(placement: Placement) -> TwoSampleTest:
     reference = placement.reference
     n = placement.reference_count.astype(np.float64)
     m = placement.current_count.astype(np.float64)
+    columns = np.arange(len(n))
     with np.errstate(invalid="ignore", divide="ignore"):
-        cdf_window = placement.current_at_or_below / m[:, None]
-        own = np.where(
-            placement.valid, (placement.at_or_below / n[:, None] - cdf_window) ** 2, 0.0
-        ).sum(axis=1)
-        # Reference values from this group's start in the reference to the next group's.
-        following = np.empty_like(placement.below)
-        following[:, :-1] = placement.below[:, 1:]
-        following[:, -1] = placement.reference_count
-        last = placement.group_end & (placement.current_at_or_below == m[:, None].astype(np.int64))
-        following = np.where(last, placement.reference_count[:, None], following)
-        low, high = placement.below, following
-        sums = np.take_along_axis(reference.ecdf_sums, high, 1) - np.take_along_axis(
-            reference.ecdf_sums, low, 1
-        )
-        squares = np.take_along_axis(reference.ecdf_square_sums, high, 1) - np.take_along_axis(
-            reference.ecdf_square_sums, low, 1
-        )
-        runs = squares - 2 * cdf_window * sums + cdf_window**2 * (high - low)
-        before_first = reference.ecdf_square_sums[
-            np.arange(len(n)), np.where(placement.current_count > 0, placement.below[:, 0], 0)
-        ]
+        cdf_window = placement.window_cdf
+        own = np.where(placement.valid, placement.cdf_gap**2, 0.0).sum(axis=1)
+        # Reference values from this group's start in the reference to the next group's (to the
+        # reference's end after the window's last group); the running sums at the next group's
+        # start are those read for the next group.
+        run_length = placement.to_following(placement.below, placement.reference_count)
+        low_sums = reference.group_ecdf_sums.ravel().take(placement.group_below)
+        low_squares = reference.group_ecdf_square_sums.ravel().take(placement.group_below)
+        # The sums over the whole reference sit in each row's last slot.
+        sums = placement.to_following(low_sums, reference.group_ecdf_sums[columns, -1])
+        squares = placement.to_following(low_squares, reference.group_ecdf_square_sums[columns, -1])
+        runs = squares - 2 * cdf_window * sums + cdf_window**2 * run_length
+        # ecdf_square_sums[:, 0] is 0: nothing lies before an empty window.
+        before_first = np.where(placement.current_count > 0, low_squares[:, 0], 0.0)
         total = own + np.where(placement.group_end, runs, 0.0).sum(axis=1) + before_first
         nm, pooled = n * m, n + m
         t = nm / pooled**2 * total
@@ -465,53 +500,81 @@ def wasserstein(placement: Placement) -> FloatArray:
     reference = placement.reference
     k = placement.values.shape[0]
     n = placement.reference_count.astype(np.float64)[:, None]
-    m = placement.current_count.astype(np.float64)[:, None]
-    top = np.maximum(placement.reference_count - 1, 0)
-    last_reference = reference.values[np.arange(k), top][:, None]
-
-    def integral_at(x: FloatArray, at_or_below: IntArray) -> FloatArray:
-        """Integral of F_ref from -inf to x, knowing how many reference values are at or below."""
-        index = np.maximum(at_or_below - 1, 0)
-        start = np.take_along_axis(reference.values, index, axis=1)
-        integral = np.take_along_axis(reference.integral, index, axis=1)
-        result: FloatArray = np.where(
-            at_or_below > 0, integral + (x - start) * at_or_below / n, 0.0
-        )
-        return result
+    count = placement.reference_count
+    top = np.maximum(count - 1, 0)
+    last_reference = reference.values[np.arange(k), top]
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        level = placement.current_at_or_below / m
+        level = placement.window_cdf
         start = placement.values
-        end = np.full_like(start, np.nan)
-        end[:, :-1] = start[:, 1:]
-        end_count = np.repeat(placement.reference_count[:, None], start.shape[1], axis=1)
-        end_count[:, :-1] = placement.at_or_below[:, 1:]
-        last = placement.group_end & (placement.current_at_or_below == m.astype(np.int64))
-        # After the last window value F_cur is 1 up to the last reference value (if beyond it).
-        end = np.where(last, np.maximum(last_reference, start), end)
-        end_count = np.where(last, placement.reference_count[:, None], end_count)
-        crossing_count = np.ceil(level * n - 1e-9).astype(np.int64)
-        crossing_index = np.clip(crossing_count - 1, 0, max(reference.width - 1, 0))
-        crossing_value = np.take_along_axis(reference.values, crossing_index, axis=1)
-        crossing = np.clip(np.where(crossing_count > 0, crossing_value, start), start, end)
-        crossing_count = np.where(
-            crossing <= start,
-            placement.at_or_below,
-            np.where(
-                crossing >= end,
-                end_count,
-                np.take_along_axis(reference.at_or_below, crossing_index, axis=1),
-            ),
+        # The integral of F_ref from -inf to each window value, and to where the run after it ends:
+        # the next window value (the next run's start) or, after the last, the last reference
+        # value (if beyond it), where F_ref reaches 1.
+        at_or_below = placement.at_or_below
+        integral_before = reference.group_integral.ravel().take(placement.group)
+        counted = at_or_below.astype(np.float64)  # numpy's mixed-type multiply converts slowly
+        at_start = np.where(
+            at_or_below > 0, integral_before + (start - placement.previous) * counted / n, 0.0
         )
-        at_start = integral_at(start, placement.at_or_below)
-        at_crossing = integral_at(crossing, crossing_count)
-        at_end = integral_at(end, end_count)
+        rows, positions = placement.last_valid
+        end_of_last = np.maximum(last_reference[rows], start[rows, positions])
+        end = placement.following(start, last_reference)
+        end[rows, positions] = end_of_last
+        after_last = np.zeros(k)
+        after_last[rows] = np.where(
+            count[rows] > 0,
+            reference.integral[rows, top[rows]]
+            + (end_of_last - last_reference[rows]) * count[rows] / n[rows, 0],
+            0.0,
+        )
+        at_end = placement.following(at_start, after_last)
+        # Where F_ref crosses the run's level c = F_cur; the integral up to a reference value is
+        # the same across its tie group, so no correction for the part of the group below it.
+        crossing_count = np.ceil(level * n - 1e-9).astype(np.int64)
+        crossing_index = np.minimum(np.maximum(crossing_count - 1, 0), max(reference.width - 1, 0))
+        crossing_value, crossing_integral = take_in_rows(
+            crossing_index, reference.values, reference.integral
+        )
+        # np.clip, spelt as the minimum of the maximum (np.clip is slower on array bounds).
+        crossing = np.where(crossing_count > 0, crossing_value, start)
+        crossing = np.minimum(np.maximum(crossing, start), end)
+        at_crossing = _select(
+            crossing <= start, at_start, crossing >= end, at_end, otherwise=crossing_integral
+        )
         under = level * (crossing - start) - (at_crossing - at_start)
         over = (at_end - at_crossing) - level * (end - crossing)
         runs = np.where(placement.group_end, under + over, 0.0)
-        before = integral_at(placement.values[:, :1], placement.at_or_below[:, :1])[:, 0]
-    area = np.nan_to_num(runs).sum(axis=1) + np.nan_to_num(before)
-    return _enough(placement, area)
+        before = at_start[:, 0]
+    return _enough(placement, _finite_sums(runs) + np.nan_to_num(before))
+
+
+def _select(
+    first: BoolArray,
+    first_value: FloatArray,
+    second: BoolArray,
+    second_value: FloatArray,
+    *,
+    otherwise: FloatArray,
+) -> FloatArray:
+    """``np.where(first, first_value, np.where(second, second_value, otherwise))``, as one take.
+
+    np.where branches on every element, which costs several times more when the conditions come
+    out either way at random (as here, where two distribution functions keep crossing).
+    """
+    size = first.size
+    choice = (~first).astype(np.int64) * (2 - second.astype(np.int64))
+    stacked = np.stack([first_value, second_value, otherwise]).reshape(-1)
+    result: FloatArray = stacked.take(choice.reshape(-1) * size + np.arange(size))
+    return result.reshape(first.shape)
+
+
+def _finite_sums(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values).sum(axis=1)``, converting only rows that need it."""
+    sums: FloatArray = values.sum(axis=1)
+    infinite = ~np.isfinite(sums)
+    if infinite.any():
+        sums[infinite] = np.nan_to_num(values[infinite]).sum(axis=1)
+    return sums
 
 
 def chi_square_homogeneity(reference: IntArray, current: IntArray) -> ChiSquare:

@@ -238,3 +238,17 @@ def test_a_constant_reference_feature_that_changes_is_drift_with_a_finite_effect
     report = evaluate(numeric_profile(reference), numeric_batch(window))
     assert report.features[1].drifted
     assert report.features[1].effect_size == pytest.approx(1 / 3)
+
+
+def test_figures_the_verdict_does_not_need_are_still_reported_exactly() -> None:
+    rng = np.random.default_rng(8)
+    reference = rng.normal(size=(2000, 4))
+    window = rng.normal(size=(500, 4))
+    report = evaluate(numeric_profile(reference), numeric_batch(window))
+    assert not report.drifted  # nothing significant: effect sizes, KS and PSI wait for the report
+    for j, feature in enumerate(report.features):
+        x, y = reference[:, j], window[:, j]
+        expected_effect = stats.wasserstein_distance(x, y) / x.std()
+        assert feature.effect_size == pytest.approx(expected_effect, rel=1e-9)
+        assert feature.statistics["ks"] == pytest.approx(stats.ks_2samp(x, y).statistic, rel=1e-12)
+        assert feature.psi is not None

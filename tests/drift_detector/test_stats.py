@@ -61,6 +61,23 @@ CASES = [(0, 200, 100), (1, 569, 1000), (2, 1000, 37), (3, 50, 3000)]
 
 
 @pytest.mark.parametrize(("seed", "n", "m"), CASES)
+def test_placement_counts_equal_searchsorted_on_both_samples(seed: int, n: int, m: int) -> None:
+    reference, current = seeded_columns(seed, n, m)
+    placement = place(sorted_reference(padded_reference(list(reference.T))), current.T.copy())
+    for j in range(reference.shape[1]):
+        x = np.sort(reference[:, j][~np.isnan(reference[:, j])])
+        y = np.sort(current[:, j][~np.isnan(current[:, j])])
+        valid = placement.valid[j]
+        np.testing.assert_array_equal(placement.values[j, valid], y)
+        at_or_below, below = np.searchsorted(x, y, "right"), np.searchsorted(x, y, "left")
+        np.testing.assert_array_equal(placement.at_or_below[j, valid], at_or_below)
+        np.testing.assert_array_equal(placement.below[j, valid], below)
+        at_or_below, below = np.searchsorted(y, y, "right"), np.searchsorted(y, y, "left")
+        np.testing.assert_array_equal(placement.current_at_or_below[j, valid], at_or_below)
+        np.testing.assert_array_equal(placement.current_below[j, valid], below)
+
+
+@pytest.mark.parametrize(("seed", "n", "m"), CASES)
 def test_ks_cvm_and_wasserstein_equal_their_references_on_every_column(
     seed: int, n: int, m: int
 ) -> None:

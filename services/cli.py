@@ -209,6 +209,40 @@ def _add_service_commands() -> None:
     # ``vigil runbooks run`` is ``vigil incidents run``, also where people look for runbooks.
     runbooks = importlib.import_module("services.runbook_runner.cli").app
     runbooks.command("run")(importlib.import_module("services.incident_log.cli").run_runbook)
+    runbooks.command("check-routing")(check_routing)
+
+
+def check_routing(
+    policy: Path = typer.Option(
+        Path("runbooks/routing.yaml"),
+        "--policy",
+        envvar="VIGIL_INCIDENT_LOG_POLICY_PATH",
+        help="Routing policy.",
+    ),
+    catalog: Path = typer.Option(
+        Path("runbooks/catalog.yaml"),
+        "--catalog",
+        envvar="VIGIL_RUNBOOK_RUNNER_CATALOG_PATH",
+        help="Runbook catalogue.",
+    ),
+) -> None:
+    """Check that every level-one runbook chain of the routing policy can run from the
+    catalogue; exit 1 listing every problem."""
+    from services.incident_log.routing import PolicyError, load_policy
+    from services.runbook_chains import chain_problems
+    from services.runbook_runner.catalog import CatalogError, load_catalog
+
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        problems = chain_problems(load_policy(policy), load_catalog(catalog))
+    except (PolicyError, CatalogError) as error:
+        errors.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for problem in problems:
+        errors.print(f"{policy}: {problem}", markup=False, highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{policy}: every level-one chain can run from {catalog}")
 
 
 def main() -> None:

@@ -10,9 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.incident_log.routing import PolicyError, load_policy
 from services.runbook_runner.catalog import Catalog, CatalogError, Runbook, load_catalog
-from services.runbook_runner.coverage import chain_problems
 from services.runbook_runner.execution import sha256_of
 
 __all__ = ["app"]
@@ -40,32 +38,10 @@ def _load(path: Path, errors: Console) -> Catalog:
 
 
 @app.command()
-def validate(
-    catalog: Path = _CATALOG,
-    policy: Path | None = typer.Option(
-        None,
-        "--policy",
-        help="Also check a routing policy's level-one chains against the catalogue.",
-    ),
-) -> None:
-    """Check the catalogue as the runner does at start (and a routing policy's chains against
-    it); exit 1 listing every problem."""
-    errors = Console(stderr=True)
-    loaded = _load(catalog, errors)
+def validate(catalog: Path = _CATALOG) -> None:
+    """Check the catalogue as the runner does at start; exit 1 listing every problem."""
+    loaded = _load(catalog, Console(stderr=True))
     typer.echo(f"{catalog}: valid, {len(loaded.runbooks)} runbook(s)")
-    if policy is None:
-        return
-    try:
-        routes = load_policy(policy)
-    except PolicyError as error:
-        errors.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    problems = chain_problems(routes, loaded)
-    for problem in problems:
-        errors.print(f"{policy}: {problem}", markup=False, highlight=False, soft_wrap=True)
-    if problems:
-        raise typer.Exit(1)
-    typer.echo(f"{policy}: every level-one chain can run from the catalogue")
 
 
 @app.command("list")

@@ -1,4 +1,5 @@
-"""A routing policy's level-one chains checked against the catalogue before either service starts:
+"""A routing policy's level-one chains checked against the catalogue before either service starts
+(``vigil runbooks check-routing``):
 missing runbooks, runbooks for other alert kinds, above level one, or needing a person's value."""
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from services.cli import _add_service_commands
+from services.cli import app as vigil
 from services.incident_log.routing import load_policy
+from services.runbook_chains import chain_problems
 from services.runbook_runner.catalog import Catalog, Runbook, load_catalog
-from services.runbook_runner.cli import app
-from services.runbook_runner.coverage import chain_problems
 from tests.incident_log.policies import TIERS, make_policy
 
-RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
+
+_add_service_commands()
 
 
 def runbook(name: str, kinds: list[str], tier: str = "L1", **fields: Any) -> Runbook:
@@ -89,22 +93,24 @@ def test_each_way_a_chain_cannot_run_is_named() -> None:
     ]
 
 
-def test_validate_with_a_policy_reports_its_problems_and_exits_1(tmp_path: Path) -> None:
+def test_check_routing_reports_every_problem_and_exits_1(tmp_path: Path) -> None:
     policy = tmp_path / "routing.yaml"
     shipped = (RUNBOOKS / "routing.yaml").read_text()
     policy.write_text(shipped.replace("runbooks: [recover-scorer]", "runbooks: [recover-scorers]"))
-    catalog = str(RUNBOOKS / "catalog.yaml")
+    catalog = ["--catalog", str(RUNBOOKS / "catalog.yaml")]
     cli = CliRunner()
 
-    shipped_policy = str(RUNBOOKS / "routing.yaml")
-    good = cli.invoke(app, ["validate", "--catalog", catalog, "--policy", shipped_policy])
+    def check(path: Path) -> Any:
+        return cli.invoke(vigil, ["runbooks", "check-routing", "--policy", str(path), *catalog])
+
+    good = check(RUNBOOKS / "routing.yaml")
     assert good.exit_code == 0, good.output
-    assert "every level-one chain can run from the catalogue" in good.output
-    bad = cli.invoke(app, ["validate", "--catalog", catalog, "--policy", str(policy)])
+    assert "every level-one chain can run from" in good.output
+    bad = check(policy)
     assert bad.exit_code == 1
     assert "route 'scorer-health': runbook 'recover-scorers' is not in the catalogue" in bad.output
     broken = tmp_path / "broken.yaml"
     broken.write_text("routes: nope\n")
-    invalid = cli.invoke(app, ["validate", "--catalog", catalog, "--policy", str(broken)])
+    invalid = check(broken)
     assert invalid.exit_code == 1
     assert "invalid routing policy" in invalid.output

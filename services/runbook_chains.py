@@ -4,7 +4,8 @@ The incident log reads the routing policy and the runner reads the catalogue, ea
 alone at start; a route naming a runbook the runner does not have, one that answers none of the
 route's alert kinds, one that level one may not run, or one needing a value only a person can
 give, would only surface when an incident escalates because its level-one run was refused.
-``vigil runbooks validate --policy`` checks the pair before either service starts.
+``vigil runbooks check-routing`` checks the pair before either service starts (here, outside both
+services, because only this pair needs both).
 """
 
 from __future__ import annotations

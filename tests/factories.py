@@ -143,6 +143,56 @@ def make_window() -> Window:
     return Window(kind=WindowKind.COUNT, start=T0, end=T0 + timedelta(minutes=5), size=200)
 
 
+def make_metrics(**overrides: Any) -> MetricsComputed:
+    """A judged champion window of the model's v3 that breaches nothing."""
+    fields: dict[str, Any] = {
+        "producer": "monitor",
+        "model": MODEL,
+        "model_version": 3,
+        "variant": Variant.CHAMPION,
+        "window": make_window(),
+        "metrics": {"recall": 0.97},
+        "class_labels": ["malignant", "benign"],
+        "confusion_matrix": [[97, 3], [5, 95]],
+        "labelled": 200,
+        "predictions": 200,
+        "expired_unjoined": 0,
+        "latency_ms": LatencySummary(p50=1, p95=2, p99=3),
+        "throughput_per_s": 10,
+        "breaching": [],
+    }
+    return MetricsComputed(**(fields | overrides))
+
+
+def make_promotion(**overrides: Any) -> ModelPromoted:
+    """The retrainer promoted v4 over v3 after the canary."""
+    fields: dict[str, Any] = {
+        "producer": "retrainer",
+        "model": MODEL,
+        "version": 4,
+        "previous_version": 3,
+        "deployment": make_deployment(challenger=None, challenger_share=0.0),
+        "actor": "system:retrainer",
+        "reason": "canary non-inferior",
+        "occurred_at": T0,
+    }
+    return ModelPromoted(**(fields | overrides))
+
+
+def make_rollback(**overrides: Any) -> ModelRolledBack:
+    """The rollback runbook put v2 back in place of v3."""
+    fields: dict[str, Any] = {
+        "producer": "retrainer",
+        "model": MODEL,
+        "from_version": 3,
+        "to_version": 2,
+        "deployment": make_deployment(challenger=None, challenger_share=0.0),
+        "actor": "runbook-runner",
+        "reason": "fresh deployment",
+    }
+    return ModelRolledBack(**(fields | overrides))
+
+
 def make_alert(**overrides: Any) -> AlertRaised:
     fields: dict[str, Any] = {
         "producer": "monitor",

@@ -14,11 +14,8 @@ from contracts import (
     IncidentEscalated,
     IncidentResolved,
     IncidentStatus,
-    LatencySummary,
     MetricsComputed,
     ModelApproved,
-    ModelPromoted,
-    ModelRolledBack,
     RetrainRequest,
     RunbookFinished,
     RunbookRequest,
@@ -26,7 +23,6 @@ from contracts import (
     RunState,
     Severity,
     Tier,
-    Variant,
     alert_fingerprint,
 )
 from services.incident_log.domain import (
@@ -39,7 +35,14 @@ from services.incident_log.domain import (
     TimerKind,
     TimerRequest,
 )
-from tests.factories import MODEL, T0, make_alert, make_deployment, make_window
+from tests.factories import (
+    MODEL,
+    T0,
+    make_alert,
+    make_metrics,
+    make_promotion,
+    make_rollback,
+)
 from tests.incident_log.policies import make_policy
 
 POLICY = make_policy()
@@ -389,38 +392,13 @@ def test_people_can_run_runbooks_request_retrains_and_attach_reports() -> None:
 
 
 def healthy_window(version: int, breaching: list[str] | None) -> MetricsComputed:
-    return MetricsComputed(
-        producer="monitor",
-        model=MODEL,
-        model_version=version,
-        variant=Variant.CHAMPION,
-        window=make_window(),
-        metrics={"recall": 0.97},
-        class_labels=["malignant", "benign"],
-        confusion_matrix=[[97, 3], [5, 95]],
-        labelled=200,
-        predictions=200,
-        expired_unjoined=0,
-        latency_ms=LatencySummary(p50=1, p95=2, p99=3),
-        throughput_per_s=10,
-        breaching=breaching,
-    )
+    return make_metrics(model_version=version, breaching=breaching)
 
 
 def test_a_promotion_means_monitoring_until_the_new_champion_proves_healthy() -> None:
     incident = opened()
     incident.escalate("ana", EscalationTrigger.HUMAN, "retrain needed", T0)
-    promoted = ModelPromoted(
-        producer="retrainer",
-        model=MODEL,
-        version=4,
-        previous_version=3,
-        deployment=make_deployment(challenger=None, challenger_share=0.0),
-        actor="system:retrainer",
-        reason="canary non-inferior",
-        incident_id=incident.id,
-        occurred_at=T0,
-    )
+    promoted = make_promotion(incident_id=incident.id)
     effects = incident.follow_model(promoted, T0 + MINUTE)
     assert [e.action for e in effects.timeline] == [
         "model_promoted",
@@ -461,17 +439,7 @@ def test_retraining_steps_land_on_the_timeline_with_their_actor() -> None:
 def test_a_window_that_began_before_the_new_champion_took_over_confirms_nothing() -> None:
     incident = opened()
     incident.escalate("ana", EscalationTrigger.HUMAN, "retrain needed", T0)
-    promoted = ModelPromoted(
-        producer="retrainer",
-        model=MODEL,
-        version=4,
-        previous_version=3,
-        deployment=make_deployment(challenger=None, challenger_share=0.0),
-        actor="system:retrainer",
-        reason="canary held",
-        incident_id=incident.id,
-        occurred_at=T0 + MINUTE,
-    )
+    promoted = make_promotion(incident_id=incident.id, occurred_at=T0 + MINUTE)
     incident.follow_model(promoted, T0 + MINUTE)
     assert incident.confirm_with_metrics(healthy_window(4, []), T0 + 2 * MINUTE).empty
 
@@ -479,15 +447,6 @@ def test_a_window_that_began_before_the_new_champion_took_over_confirms_nothing(
 def test_a_rollback_waits_for_its_runbooks_verification_before_monitoring() -> None:
     incident = opened()
     incident.runbook_started(started(incident), T0)
-    rolled_back = ModelRolledBack(
-        producer="retrainer",
-        model=MODEL,
-        from_version=3,
-        to_version=2,
-        deployment=make_deployment(challenger=None, challenger_share=0.0),
-        actor="runbook:rollback-model",
-        reason="fresh deployment",
-        incident_id=incident.id,
-    )
+    rolled_back = make_rollback(incident_id=incident.id)
     incident.follow_model(rolled_back, T0)
     assert (incident.status, incident.awaiting_version) == (IncidentStatus.MITIGATING, 2)

@@ -19,17 +19,12 @@ from contracts import (
     IncidentEscalated,
     IncidentOpened,
     IncidentStatus,
-    LatencySummary,
-    MetricsComputed,
-    ModelPromoted,
-    ModelRolledBack,
     RetrainRequest,
     RetrainTrigger,
     RunbookFinished,
     RunbookStarted,
     RunState,
     Tier,
-    Variant,
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
@@ -46,7 +41,14 @@ from services.runtime import (
     create_tables,
     session_factory,
 )
-from tests.factories import MODEL, T0, make_alert, make_deployment, make_window
+from tests.factories import (
+    MODEL,
+    T0,
+    make_alert,
+    make_metrics,
+    make_promotion,
+    make_rollback,
+)
 from tests.incident_log.policies import make_policy
 
 MINUTE = timedelta(minutes=1)
@@ -344,35 +346,10 @@ async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
     log = incident_log(sessions, clock)
     await log.handle_alerts([make_alert()])
     (incident,) = await incidents(sessions)
-    promoted = ModelPromoted(
-        producer="retrainer",
-        model=MODEL,
-        version=4,
-        previous_version=3,
-        deployment=make_deployment(challenger=None, challenger_share=0.0),
-        actor="system:retrainer",
-        reason="canary held",
-        incident_id=incident.id,
-        occurred_at=T0,
-    )
+    promoted = make_promotion(incident_id=incident.id)
     await log.handle_model_news(promoted)
     await log.handle_model_news(promoted)  # redelivered: once
-    window = MetricsComputed(
-        producer="monitor",
-        model=MODEL,
-        model_version=4,
-        variant=Variant.CHAMPION,
-        window=make_window(),
-        metrics={"recall": 0.96},
-        class_labels=["malignant", "benign"],
-        confusion_matrix=[[96, 4], [2, 98]],
-        labelled=200,
-        predictions=210,
-        expired_unjoined=0,
-        latency_ms=LatencySummary(p50=1, p95=2, p99=3),
-        throughput_per_s=5,
-        breaching=[],
-    )
+    window = make_metrics(model_version=4, predictions=210)
     await log.handle_metrics([window])
     (incident,) = await incidents(sessions)
     assert incident.status is IncidentStatus.RESOLVED
@@ -386,18 +363,7 @@ async def test_alerts_on_the_version_a_rollback_restored_join_the_same_incident(
     log = incident_log(sessions, clock)
     await log.handle_alerts([make_alert()])
     (incident,) = await incidents(sessions)
-    await log.handle_model_news(
-        ModelRolledBack(
-            producer="retrainer",
-            model=MODEL,
-            from_version=3,
-            to_version=2,
-            deployment=make_deployment(challenger=None, challenger_share=0.0),
-            actor="runbook:rollback-model",
-            reason="fresh deployment",
-            incident_id=incident.id,
-        )
-    )
+    await log.handle_model_news(make_rollback(incident_id=incident.id))
     drift_on_v2 = make_alert(
         model_version=2,
         kind=AlertKind.DATA_DRIFT,

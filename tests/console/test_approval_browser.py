@@ -14,52 +14,31 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from contracts import AlertKind, alert_fingerprint
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from tests.console.test_browser import ARTIFACTS, browser, sign_in  # noqa: F401  # fixture
 from tests.factories import make_alert
 from tests.model_builders import train
-from tests.processes import ServiceProcess, issue_tokens, stack_env
 from tests.registry_tools import bearer, deploy, register
-from tests.retrainer.retrainer_harness import register_champion
+from tests.retrainer.retrainer_harness import governed_processes
 from tests.retrainer.retraining_data import SPEC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "approval-admin"
 MODEL = "breast-cancer"
 
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=tmp_path)
-    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
-    env = stack_env(kafka_settings, tmp_path / "state", retrainer.url) | {
-        "VIGIL_INCIDENT_LOG_URL": incident_log.url,
-    }
-    incident_log.env = env | {
-        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROOT / "runbooks" / "routing.yaml"),
-    }
-    retrainer.env = env | {
-        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
-        "VIGIL_RETRAINER_GATE_RESAMPLES": "300",
-        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
-        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
-    }
-    try:
-        incident_log.start()
-        retrainer.start()
-        await incident_log.wait_ready()
-        await retrainer.wait_ready()
-        people = {"ana": "l2", "lee": "l1", "kim": "l2"}
-        tokens = await issue_tokens(incident_log.url, ADMIN, people)
-        async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            await register_champion(http, tokens["ana"])
-        yield {"incident_log": incident_log.url, "retrainer": retrainer.url, "tokens": tokens}
-    finally:
-        for process in (retrainer, incident_log):
-            await process.stop()
+    people = {"ana": "l2", "lee": "l1", "kim": "l2"}
+    async with governed_processes(
+        kafka_settings, tmp_path, admin_token=ADMIN, people=people, gate_resamples=300
+    ) as running:
+        yield {
+            "incident_log": running.incident_log.url,
+            "retrainer": running.retrainer.url,
+            "tokens": running.tokens,
+        }
 
 
 async def pending_promotion(stack: dict[str, Any], kafka: KafkaSettings) -> tuple[str, str]:

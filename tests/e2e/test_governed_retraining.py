@@ -35,14 +35,13 @@ from contracts.wire import decode
 from services.cli import _add_service_commands, app
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.kafka_tools import read_until
-from tests.processes import ServiceProcess, issue_tokens, stack_env
-from tests.retrainer.retrainer_harness import register_champion
+from tests.processes import ServiceProcess
+from tests.retrainer.retrainer_harness import governed_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 MODEL = "breast-cancer"
 ADMIN = "e2e-admin-token"
-ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("malignant", "benign")
 _add_service_commands()
 
@@ -59,50 +58,33 @@ async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublish
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=tmp_path)
-    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
-    env = stack_env(kafka_settings, tmp_path / "state", retrainer.url) | {
-        "VIGIL_INCIDENT_LOG_URL": incident_log.url,
-    }
-    incident_log.env = env | {
-        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROOT / "runbooks" / "routing.yaml"),
-    }
-    retrainer.env = env | {
-        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
-        "VIGIL_RETRAINER_GATE_RESAMPLES": "500",
-        # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
-        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
-        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
-    }
-    scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
-    monitor = ServiceProcess(
-        ServiceName.MONITOR,
-        env=env
-        | {
-            "VIGIL_MONITOR_PROBES_ENABLED": "false",
-            "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
-            "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "200",
-        },
-        log_dir=tmp_path,
-    )
-    processes = [incident_log, retrainer, scorer, monitor]
-    try:
-        incident_log.start()
-        retrainer.start()
-        await incident_log.wait_ready()
-        await retrainer.wait_ready()
-        tokens = await issue_tokens(incident_log.url, ADMIN, {"ana": "l2", "bo": "l2"})
-        async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            await register_champion(http, tokens["ana"])
-        scorer.start()
-        monitor.start()
-        await scorer.wait_ready()
-        await monitor.wait_ready()
-        yield {"retrainer": retrainer, "scorer": scorer, "tokens": tokens}
-    finally:
-        for process in reversed(processes):
-            await process.stop()
+    async with governed_processes(
+        kafka_settings,
+        tmp_path,
+        admin_token=ADMIN,
+        people={"ana": "l2", "bo": "l2"},
+        gate_resamples=500,
+    ) as running:
+        scorer = ServiceProcess(ServiceName.SCORER, env=running.env, log_dir=tmp_path)
+        monitor = ServiceProcess(
+            ServiceName.MONITOR,
+            env=running.env
+            | {
+                "VIGIL_MONITOR_PROBES_ENABLED": "false",
+                "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
+                "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "200",
+            },
+            log_dir=tmp_path,
+        )
+        try:
+            scorer.start()
+            monitor.start()
+            await scorer.wait_ready()
+            await monitor.wait_ready()
+            yield {"retrainer": running.retrainer, "scorer": scorer, "tokens": running.tokens}
+        finally:
+            for process in (monitor, scorer):
+                await process.stop()
 
 
 def traffic(phase: str, count: int) -> tuple[list[ScoringRequest], list[LabelRecorded]]:

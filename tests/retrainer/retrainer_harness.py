@@ -28,6 +28,7 @@ from services.runtime import (
     EventPublisher,
     KafkaSettings,
     ProcessedEvent,
+    ServiceName,
     ServiceRuntime,
     create_engine,
     kafka_broker,
@@ -35,6 +36,7 @@ from services.runtime import (
 )
 from tests.http_tools import serving
 from tests.model_builders import train
+from tests.processes import ROUTING_POLICY, ServiceProcess, issue_tokens, stack_env
 from tests.registry_tools import FakeClock, bearer, deploy, identity_double, register
 from tests.retrainer.retraining_data import SPEC, live_events
 
@@ -275,6 +277,59 @@ async def real_retrainer(
             url,
             tokens=tokens,
         )
+
+
+@dataclass
+class GovernedProcesses:
+    """The incident log (identity provider) and the retrainer as processes, v1 deployed."""
+
+    incident_log: ServiceProcess
+    retrainer: ServiceProcess
+    env: dict[str, str]
+    """What any further service of the stack needs: broker, state folder, registry, log."""
+    tokens: dict[str, str]
+
+
+@asynccontextmanager
+async def governed_processes(
+    kafka: KafkaSettings,
+    folder: Path,
+    *,
+    admin_token: str,
+    people: dict[str, str],
+    gate_resamples: int,
+) -> AsyncIterator[GovernedProcesses]:
+    """Start the incident log and the retrainer (no cooldown, a gate margin a few hundred
+    held-out rows can show), issue a token per person (name → role; ``ana`` must be one, at
+    l2: she registers and deploys v1), and stop both on exit."""
+    incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=folder)
+    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=folder)
+    env = stack_env(kafka, folder / "state", retrainer.url) | {
+        "VIGIL_INCIDENT_LOG_URL": incident_log.url,
+    }
+    incident_log.env = env | {
+        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
+        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROUTING_POLICY),
+    }
+    retrainer.env = env | {
+        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+        "VIGIL_RETRAINER_GATE_RESAMPLES": str(gate_resamples),
+        # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
+        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
+        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
+    }
+    try:
+        incident_log.start()
+        retrainer.start()
+        await incident_log.wait_ready()
+        await retrainer.wait_ready()
+        tokens = await issue_tokens(incident_log.url, admin_token, people)
+        async with httpx.AsyncClient(base_url=retrainer.url) as http:
+            await register_champion(http, tokens["ana"])
+        yield GovernedProcesses(incident_log, retrainer, env, tokens)
+    finally:
+        for process in (retrainer, incident_log):
+            await process.stop()
 
 
 def dumps(events: Iterable[Envelope]) -> str:

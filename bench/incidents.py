@@ -37,6 +37,8 @@ from sqlalchemy.engine import make_url
 
 from contracts import AlertKind, AlertRaised, IncidentOpened, Severity, alert_fingerprint
 from services.runtime import EmbeddedBroker, create_engine, ensure_topics, free_port
+from services.runtime.kafka import consumer_options
+from services.runtime.settings import KafkaProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -183,10 +185,7 @@ async def latency(
         f"{prefix}incidents",
         bootstrap_servers=bootstrap,
         group_id=f"{prefix}bench-latency",
-        auto_offset_reset="earliest",
-        session_timeout_ms=2_000,
-        heartbeat_interval_ms=300,
-        fetch_max_wait_ms=20,
+        **consumer_options(KafkaProfile.EMBEDDED),
     )
     await consumer.start()
     sent_at: dict[str, float] = {}

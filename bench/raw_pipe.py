@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.runtime.kafka import consumer_options
+from services.runtime.settings import KafkaProfile
+
 __all__ = ["RawPipe", "measure_raw_pipe"]
 
 
@@ -58,11 +61,8 @@ async def measure_raw_pipe(
         topic,
         bootstrap_servers=bootstrap_servers,
         group_id=f"{topic}-baseline",
-        auto_offset_reset="earliest",
-        session_timeout_ms=2_000,
-        heartbeat_interval_ms=300,
-        fetch_max_wait_ms=20,
         enable_auto_commit=False,
+        **consumer_options(KafkaProfile.EMBEDDED),
     )
     await consumer.start()
     try:

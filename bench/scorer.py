@@ -54,6 +54,8 @@ from services.runtime import (
     ensure_topics,
     free_port,
 )
+from services.runtime.kafka import consumer_options
+from services.runtime.settings import KafkaProfile
 
 MODEL = "bench"
 FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area"]
@@ -204,11 +206,8 @@ async def _relay(bootstrap: str, source: str, target: str, group: str) -> None:
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=300,
-        fetch_max_wait_ms=20,
         max_poll_records=500,
+        **consumer_options(KafkaProfile.EMBEDDED),
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=262144

@@ -52,7 +52,7 @@ from contracts import (
     ScoringRequest,
     Topic,
 )
-from services.runtime.kafka import kafka_broker
+from services.runtime.kafka import consumer_options, kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
 from services.runtime.settings import KafkaProfile, KafkaSettings
@@ -394,10 +394,7 @@ class Watcher:
             *[self._kafka.topic_name(topic) for topic in self._TOPICS],
             bootstrap_servers=self._kafka.bootstrap_servers,
             group_id=f"vigil-demo-watcher-{time.time_ns()}",
-            auto_offset_reset="earliest",
-            session_timeout_ms=2_000,
-            heartbeat_interval_ms=300,
-            fetch_max_wait_ms=50,
+            **consumer_options(self._kafka.profile),
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())

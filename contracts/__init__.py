@@ -40,6 +40,12 @@ from contracts.monitoring import (
     Window,
     WindowKind,
 )
+from contracts.notifications import (
+    Channel,
+    DeliveryOutcome,
+    NotificationAttempted,
+    NotificationReason,
+)
 from contracts.registry import (
     CandidateEvaluated,
     DatasetChanges,
@@ -79,12 +85,14 @@ __all__ = [
     "AlertRaised",
     "AlertRecovered",
     "CandidateEvaluated",
+    "Channel",
     "ClassLabel",
     "ComparisonVerdict",
     "Correction",
     "DatasetChanges",
     "DatasetRef",
     "DeadLetterReason",
+    "DeliveryOutcome",
     "Deployment",
     "DeploymentMode",
     "DriftCheck",
@@ -124,6 +132,8 @@ __all__ = [
     "ModelRolledBack",
     "ModelVersionRecord",
     "MonitoringSpec",
+    "NotificationAttempted",
+    "NotificationReason",
     "PredictionMade",
     "ProbeCase",
     "ProbeCompleted",

@@ -298,7 +298,7 @@ async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
         async with sessions() as session, session.begin():
             store = IncidentStore(session)
             store.save(twin)
-            store.record(twin.id, effects)
+            store.record(twin, effects)
 
     with pytest.raises(IntegrityError):
         await save_twin()

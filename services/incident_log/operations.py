@@ -212,17 +212,18 @@ class IncidentLog:
         *,
         within: Callable[[AsyncSession, datetime], Awaitable[None]] | None = None,
     ) -> Incident:
-        """Apply a person's action to an incident (the domain refuses what it must); ``within``
-        writes something more in the same transaction (an acknowledge link spent, say)."""
+        """Apply a person's action to an incident (the domain refuses what it must). ``within``
+        runs first in the same transaction (spending an acknowledge link, say); if it raises,
+        or the action is refused, nothing is written."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
             store = IncidentStore(session)
             incident = await store.get(incident_id)
             if incident is None:
                 raise UnknownIncident(incident_id)
-            effects = action(incident, now)
             if within is not None:
                 await within(session, now)
+            effects = action(incident, now)
             store.save(incident)
             store.record(incident, effects)
         self._committed()

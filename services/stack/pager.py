@@ -51,6 +51,8 @@ class Arrival:
     body: dict[str, Any]
     received_at: float
     verified: bool | None
+    raw: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +95,9 @@ class PageReceiver:
                 self._changed.set()
                 return JSONResponse({"error": "bad signature"}, status_code=401)
         key = request.headers.get("Idempotency-Key")
-        arrival = Arrival(name, key, json.loads(raw), self.clock(), verified)
+        arrival = Arrival(
+            name, key, json.loads(raw), self.clock(), verified, raw, dict(request.headers)
+        )
         self.arrivals.append(arrival)
         if key is not None and key not in self.pages:
             self.pages[key] = arrival

@@ -7,8 +7,6 @@ Acknowledge links need no token: the signed link is the credential, ``GET`` only
 would do (mail scanners fetch links) and ``POST`` does it, once.
 """
 
-from __future__ import annotations
-
 import re
 import secrets
 from collections.abc import Callable, Mapping

@@ -62,6 +62,8 @@ class PageReceiver:
     secrets: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     down: bool = False
+    delay_s: float = 0.0
+    """How long each answer takes (a slow receiver keeps deliveries in flight)."""
     arrivals: list[Arrival] = field(default_factory=list)
     pages: dict[str, Arrival] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
@@ -72,6 +74,8 @@ class PageReceiver:
         return Starlette(routes=[Route("/hooks/{name}", self._receive, methods=["POST"])])
 
     async def _receive(self, request: Request) -> JSONResponse:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.down:
             return JSONResponse({"error": "receiver down"}, status_code=503)
         name = request.path_params["name"]

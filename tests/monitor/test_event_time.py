@@ -14,6 +14,7 @@ from services.monitor.settings import Settings
 from services.monitor.windows import WindowPolicy
 from services.runtime import KafkaSettings
 from tests.factories import MODEL, T0, make_version_record
+from tests.monitor.conftest import ServiceMaker
 from tests.monitor.streams import POSITIVE, Phase, scored_stream
 
 NOW = T0 + timedelta(days=30)
@@ -156,3 +157,25 @@ def test_the_tolerance_setting_reaches_the_policy() -> None:
     settings = Settings(kafka=KafkaSettings(), event_time_future_tolerance_seconds=0)
     assert settings.policy().event_time_bounds().future_tolerance == timedelta(0)
     assert Settings(kafka=KafkaSettings()).policy().future_tolerance == timedelta(minutes=5)
+
+
+async def test_events_refused_under_a_wrong_wall_clock_are_taken_when_replayed_after_the_fix(
+    make_service: ServiceMaker,
+) -> None:
+    wall_clock = [T0 - timedelta(days=1)]  # the monitor's host clock is a day behind
+    stream = scored_stream([Phase(20)])
+    predictions = [s.prediction for s in stream]
+    labels = [s.label for s in stream]
+    service, _ = await make_service(clock=lambda: wall_clock[0])
+    refused = [*await service.on_predictions(predictions), *await service.on_labels(labels)]
+    assert len(refused) == 40
+    assert all("beyond the future tolerance" in r.error for r in refused)
+
+    wall_clock[0] = NOW  # fixed; the dead letters are replayed with their event ids
+    assert await service.on_predictions(predictions) == []
+    assert (await service.status())["pending_predictions"] == 20
+    restarted, _ = await make_service(clock=lambda: wall_clock[0])
+    assert await restarted.on_labels(labels) == []
+    status = await restarted.status()
+    assert (status["pending_predictions"], status["pending_labels"]) == (0, 0)
+    assert status["open_windows"][0]["labelled"] == 20

@@ -182,7 +182,7 @@ def build_paging_router(
     ]
 
     def admin(principal: Principal) -> None:
-        ensure_allowed(principal, Permission.MANAGE_TOKENS)
+        ensure_allowed(principal, Permission.MANAGE_PAGING)
 
     # -- people ------------------------------------------------------------------------------
 

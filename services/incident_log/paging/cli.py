@@ -7,6 +7,7 @@ and a responder may put themselves on call with an override.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -198,7 +199,8 @@ def set_schedule(
 ) -> None:
     """Create or replace a schedule from a file (admin)."""
     try:
-        body = yaml.safe_load(file.read_text())
+        # YAML reads dates and times as objects; the API takes their ISO text.
+        body = json.loads(json.dumps(yaml.safe_load(file.read_text()), default=str))
     except (OSError, yaml.YAMLError) as error:
         err.print(f"[red]error:[/red] cannot read {file}: {error}")
         raise typer.Exit(2) from None

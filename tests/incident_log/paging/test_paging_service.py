@@ -228,6 +228,7 @@ async def test_a_kill_in_the_middle_of_deliveries_loses_no_page(stack: Stack) ->
     assert arrived_before_kill < 40
     # At least once: a page in flight at the kill may arrive again, always under its own key.
     assert receiver.duplicates() <= 20  # the dispatcher's concurrency
+
     # A delivery cut by the kill stays `sending` until its lease ends, then goes again.
     async def statuses() -> list[str]:
         found = []

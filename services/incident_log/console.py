@@ -172,10 +172,14 @@ def build_console(
             timeline = await client.get(
                 f"/incidents/{incident_id}/timeline", headers=_bearer(token)
             )
+            pages = await client.get(
+                f"/incidents/{incident_id}/notifications", headers=_bearer(token)
+            )
         promotions = await _promotions(registry, token, incident_id)
         return {
             "incident": _Row(_ok(detail)),
             "timeline": [_Row(entry) for entry in _ok(timeline)],
+            "pages": [_Row(entry) for entry in _ok(pages)],
             "promotions": promotions,
             "can_run_runbooks": role_allows(principal.role, Permission.RUN_RUNBOOK),
             "can_approve": role_allows(principal.role, Permission.APPROVE_MODEL),
@@ -228,6 +232,13 @@ def build_console(
         if response.is_success:
             return _redirect(back, done=f"{decision}: done")
         return _redirect(back, error=f"{decision} refused: {_detail(response)}")
+
+    @router.get("/oncall", response_class=HTMLResponse)
+    async def on_call(request: Request, session: Session) -> HTMLResponse:
+        async with api() as client:
+            schedules = _ok(await client.get("/schedules", headers=_bearer(session[0])))
+        ordered = sorted(schedules, key=lambda s: (s["tier"] or "L9", s["name"]))
+        return page(request, "oncall.html", session, schedules=[_Row(s) for s in ordered])
 
     @router.get("/stats", response_class=HTMLResponse)
     async def stats(request: Request, session: Session) -> HTMLResponse:

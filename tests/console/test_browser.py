@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -120,3 +121,36 @@ async def test_the_console_reads_without_javascript_and_refuses_a_bad_token(
     await expect(page.get_by_role("heading", name="Response statistics")).to_be_visible()
     await asyncio.sleep(0)
     await context.close()
+
+
+async def test_the_on_call_page_shows_who_is_on_call_and_an_incident_shows_its_pages(
+    incident_log: str, kafka_settings: KafkaSettings, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=incident_log, headers=admin) as api:
+        for person in ("olivia", "dana"):
+            (await api.put(f"/people/{person}", json={})).raise_for_status()
+        # olivia's webhook answers nothing: her page shows as retrying, with the reason.
+        contact = {"channel": "webhook", "address": "http://127.0.0.1:9/unreachable"}
+        (await api.post("/people/olivia/contacts", json=contact)).raise_for_status()
+        for name, tier, person in (("operations", "L1", "olivia"), ("data-science", "L2", "dana")):
+            layer = {"name": "primary", "members": [person], "start": "2026-01-01"}
+            schedule = {"tier": tier, "layers": [layer]}
+            (await api.put(f"/schedules/{name}", json=schedule)).raise_for_status()
+    page = await sign_in(browser, incident_log, await token_for(incident_log, "lee", "l1"))
+    await page.get_by_role("link", name="On call").click()
+    await expect(page.locator("tr[data-schedule='operations'] .person")).to_have_text("olivia")
+    await expect(page.locator("tr[data-schedule='data-science'] .person")).to_have_text("dana")
+    await page.screenshot(path=ARTIFACTS / "10-on-call.png", full_page=True)
+
+    broker = kafka_broker(kafka_settings, client_id="console-test")
+    await broker.connect()
+    await EventPublisher(broker, kafka_settings).publish(make_alert())
+    await broker.stop()
+    await page.get_by_role("link", name="Incidents").click()
+    await page.locator("tr[data-incident] a").first.click()
+    row = page.locator("#pages tr.page").first
+    await expect(row).to_contain_text("olivia", timeout=20_000)
+    await expect(row).to_contain_text("retrying", timeout=20_000)
+    await page.screenshot(path=ARTIFACTS / "11-incident-pages.png", full_page=True)

@@ -415,6 +415,8 @@ class Dispatcher:
                     row.status, row.last_error, row.next_attempt_at = "failed", error, None
                     outcome = DeliveryOutcome.FAILED
                     log.error("page %s to %s failed for good: %s", row.id, row.person, error)
+                    session.add(row)
+                    await self._fail_over(session, row, now)
                 else:
                     delay = retry_delay(
                         row.attempts,
@@ -462,6 +464,45 @@ class Dispatcher:
                     ],
                 )
         self._committed()
+
+    async def _fail_over(
+        self, session: AsyncSession, failed: NotificationRow, now: datetime
+    ) -> None:
+        """A page that reached a person by no contact at all pages the next tier's schedules
+        (the same tier's at L3): a failed page must itself page someone."""
+        if NotificationReason(failed.reason) not in _RATE_LIMITED:
+            return
+        siblings = [
+            row
+            for row in await PagingStore(session).notifications_of(failed.incident_id)
+            if row.page_id == failed.page_id and row.person == failed.person
+        ]
+        if any(row.status not in ("failed", "skipped") for row in siblings):
+            return  # another contact of the person got it, or may still
+        page = await PagingStore(session).page(failed.page_id)
+        if page is None:
+            return
+        tier = Tier(failed.tier)
+        target = {Tier.L1: Tier.L2, Tier.L2: Tier.L3}.get(tier, Tier.L3)
+        session.add(
+            PageRow(
+                id=f"fo-{hashlib.sha256(failed.page_id.encode()).hexdigest()[:16]}-{failed.person}",
+                incident_id=failed.incident_id,
+                tier=target.value,
+                reason=NotificationReason.PAGE.value,
+                targets=["tier"],
+                actor=PAGER,
+                snapshot=page.snapshot | {"failed_over_from": failed.person},
+                created_at=now,
+            )
+        )
+        _timeline(
+            session,
+            failed.incident_id,
+            now,
+            "page_failed_over",
+            {"person": failed.person, "tier": tier.value, "to_tier": target.value},
+        )
 
 
 def _contact(row: ContactRow | None) -> Contact | None:

@@ -327,3 +327,26 @@ async def test_an_override_and_a_hand_off_change_who_is_paged_from_their_start(
     assert paged[0] != paged[1]  # the daily hand-off at 09:00
     assert set(paged[:2]) == {"ana", "dee"}
     assert paged[2] == "carol"  # the override from 10:00
+
+
+async def test_a_page_that_reaches_nobody_fails_over_to_the_next_tier(world: PagingWorld) -> None:
+    await world.admin("PUT", "/people/olga", json={})
+    await world.admin(
+        "POST",
+        "/people/olga/contacts",
+        json={"channel": "webhook", "address": "http://127.0.0.1:9/nothing-listens"},
+    )
+    await world.schedule("ops", "L1", ["olga"])
+    incident_id = await open_incident(world)
+    await world.settle()
+    assert world.receiver.pages_for("bo") == []
+    for _ in range(40):
+        world.clock.advance(timedelta(seconds=10))
+        await world.settle()
+    (fail_over,) = world.receiver.pages_for("bo", "page")
+    assert fail_over.body["incident"]["id"] == incident_id
+    assert fail_over.body["incident"]["tier"] == "L2"
+    actions = [row.action for row in await timeline(world, incident_id)]
+    assert "page_failed_over" in actions
+    incident = await world.admin("GET", f"/incidents/{incident_id}")
+    assert incident["tier"] == "L1"  # the page fails over; the incident itself does not move

@@ -274,3 +274,38 @@ async def keep_relaying(relay: OutboxRelay) -> None:
             await relay.run()
         except Exception:  # the broker is down: the pass failed, the rows stay pending
             await asyncio.sleep(0.2)
+
+
+async def test_two_relays_on_one_database_lose_nothing_and_keep_the_order(
+    database_url: str, engine: AsyncEngine, kafka_settings: KafkaSettings
+) -> None:
+    # Two relays as two replicas would run them: each with its engine and its producer.
+    events = [registered(n) for n in range(1, 61)]
+    await stage_each(session_factory(engine), events)
+    engines = [create_engine(database_url) for _ in range(2)]
+    publishers = [
+        EventPublisher(kafka_broker(kafka_settings, client_id=f"relay-{n}"), kafka_settings)
+        for n in range(2)
+    ]
+    for publisher in publishers:
+        await publisher.start()
+    relays = [
+        OutboxRelay(session_factory(e), p, batch_size=7)
+        for e, p in zip(engines, publishers, strict=True)
+    ]
+
+    async def drain(relay: OutboxRelay) -> None:
+        while await relay.pending():
+            await relay.publish_pending()
+
+    try:
+        await asyncio.gather(*(drain(relay) for relay in relays))
+    finally:
+        for publisher in publishers:
+            await publisher.stop()
+        for each in engines:
+            await each.dispose()
+    published = await published_ids(kafka_settings)
+    assert list(dict.fromkeys(published)) == [str(event.event_id) for event in events]
+    if database_url.startswith("postgresql"):
+        assert len(published) == len(events)  # one relay at a time: each event once

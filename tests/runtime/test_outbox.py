@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +31,9 @@ from services.runtime import (
     OutboxRelay,
     ProcessedEvent,
     ServiceMetrics,
+    ServiceName,
+    ServiceRuntime,
+    ServiceSettings,
     Sessions,
     create_engine,
     create_tables,
@@ -309,3 +313,30 @@ async def test_two_relays_on_one_database_lose_nothing_and_keep_the_order(
     assert list(dict.fromkeys(published)) == [str(event.event_id) for event in events]
     if database_url.startswith("postgresql"):
         assert len(published) == len(events)  # one relay at a time: each event once
+
+
+async def test_a_service_reports_poison_and_pending_rows_on_its_metrics_endpoint(
+    sessions: Sessions, kafka_settings: KafkaSettings
+) -> None:
+    runtime = ServiceRuntime(ServiceName.RETRAINER, ServiceSettings(kafka=kafka_settings))
+    relay = runtime.outbox_relay(sessions)
+    await stage_each(sessions, [registered(1, metrics={"recall": float("inf")})])
+    assert await relay.publish_pending() == 1  # set aside; nothing to publish
+    await stage_each(sessions, [registered(2)])  # pending: the relay does not run here
+    await asyncio.sleep(0.05)
+
+    app = runtime.http_app(title="retrainer")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://retrainer"
+    ) as client:
+        exposition = (await client.get("/metrics")).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("vigil_outbox")
+    }
+    assert samples['vigil_outbox_poisoned_rows{service="retrainer"}'] == 1
+    assert samples['vigil_outbox_pending_rows{service="retrainer"}'] == 1
+    assert samples['vigil_outbox_oldest_pending_seconds{service="retrainer"}'] >= 0.05
+    counted = 'vigil_outbox_poisoned_total{event_type="model.registered",reason="invalid",'
+    assert samples[counted + 'service="retrainer"}'] == 1

@@ -52,7 +52,7 @@ from services.runtime.database import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
-from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.outbox import OUTBOX_TABLES
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    relay = runtime.outbox_relay(sessions)
     feed = ChangeFeed()
     pager_http = httpx.AsyncClient(timeout=settings.page_attempt_timeout_seconds)
     dispatcher = Dispatcher(
@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+        await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
         try:
             yield
         finally:

@@ -22,7 +22,6 @@ from services.monitor.settings import Settings
 from services.monitor.store import TABLES
 from services.runtime import (
     HandledIds,
-    OutboxRelay,
     RegistryClient,
     ServiceName,
     ServiceRuntime,
@@ -53,7 +52,7 @@ def create_app(
     database_url = settings.resolved_database_url
     engine = create_engine(database_url)
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    relay = runtime.outbox_relay(sessions)
     registry_http = httpx.AsyncClient(transport=registry_transport, timeout=10.0)
     scorer_http = httpx.AsyncClient(transport=scorer_transport)
     service = MonitorService(

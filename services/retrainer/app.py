@@ -36,8 +36,7 @@ from services.retrainer.tables import REGISTRY_TABLES
 from services.retrainer.triggers import RetrainAsk, ask_for_alert
 from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
-    OutboxMessage,
-    OutboxRelay,
+    OUTBOX_TABLES,
     ProcessedEvent,
     Rejected,
     Rejection,
@@ -66,7 +65,7 @@ def create_app(
     producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    relay = runtime.outbox_relay(sessions)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(
         sessions,
@@ -190,7 +189,7 @@ def create_app(
         if url.drivername.startswith("sqlite") and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         await create_tables(
-            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, OutboxMessage]
+            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, *OUTBOX_TABLES]
         )
         try:
             yield

@@ -31,8 +31,8 @@ from services.runtime.model_artifacts import (
 )
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
-from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
-from services.runtime.publisher import EventPublisher, Publisher
+from services.runtime.outbox import OUTBOX_TABLES, OutboxMessage, OutboxPoison, OutboxRelay, stage
+from services.runtime.publisher import EventPublisher, EventRefused, Publisher
 from services.runtime.registry_client import (
     IntegrityError,
     RegistryClient,
@@ -44,18 +44,21 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
 
 __all__ = [
+    "OUTBOX_TABLES",
     "ApiClient",
     "ApiError",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "EventRefused",
     "HandledBatch",
     "HandledIds",
     "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",
     "OutboxMessage",
+    "OutboxPoison",
     "OutboxRelay",
     "ProcessedEvent",
     "Publisher",

@@ -61,7 +61,7 @@ def configure_logging(
 
 
 class ServiceMetrics:
-    """The consumer-side metrics every service reports, in one registry."""
+    """The consumer-side and outbox metrics every service reports, in one registry."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -101,5 +101,30 @@ class ServiceMetrics:
             "vigil_consumer_lag",
             "Records behind the high-water mark, as of the last fetch.",
             ["service", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.outbox_poisoned = Counter(
+            "vigil_outbox_poisoned_total",
+            "Outbox rows set aside in outbox_poison: undecodable or invalid (invalid), or "
+            "refused by the broker for good (refused).",
+            ["service", "event_type", "reason"],
+            registry=self.registry,
+        )
+        self.outbox_poisoned_rows = Gauge(
+            "vigil_outbox_poisoned_rows",
+            "Rows in outbox_poison, waiting for an operator (read at scrape time).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_pending_rows = Gauge(
+            "vigil_outbox_pending_rows",
+            "Outbox rows not yet published (read at scrape time).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_oldest_pending_seconds = Gauge(
+            "vigil_outbox_oldest_pending_seconds",
+            "Age of the oldest unpublished outbox row; 0 when none waits (read at scrape time).",
+            ["service"],
             registry=self.registry,
         )

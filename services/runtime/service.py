@@ -18,9 +18,11 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.runtime.consumer import EventConsumer, RetryPolicy
+from services.runtime.database import Sessions
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
+from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import EventPublisher
 from services.runtime.settings import ServiceSettings
 
@@ -29,6 +31,7 @@ __all__ = ["ServiceRuntime"]
 log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[], Awaitable[None]]
+ScrapeHook = Callable[[], Awaitable[None]]
 
 
 class ServiceRuntime:
@@ -60,12 +63,24 @@ class ServiceRuntime:
         )
         self._max_records = max_records
         self._background: list[tuple[str, BackgroundTask]] = []
+        self._before_scrape: list[ScrapeHook] = []
         self._subscribed = False
         self.ready = False
 
     def add_background(self, name: str, run: BackgroundTask) -> None:
         """Run a coroutine for the life of the process, restarting it (with backoff) if it fails."""
         self._background.append((name, run))
+
+    def before_scrape(self, refresh: ScrapeHook) -> None:
+        """Run ``refresh`` before each ``/metrics`` scrape (gauges read from a database)."""
+        self._before_scrape.append(refresh)
+
+    def outbox_relay(self, sessions: Sessions) -> OutboxRelay:
+        """Build the relay of the service's outbox, publishing with the service's publisher and
+        reporting on ``/metrics`` (the caller decides where it runs)."""
+        relay = OutboxRelay(sessions, self.publisher, metrics=self.metrics)
+        self.before_scrape(relay.observe)
+        return relay
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -127,6 +142,11 @@ class ServiceRuntime:
         @app.get("/metrics", tags=["operations"], response_class=Response)
         async def metrics() -> Response:
             """Prometheus metrics of this process."""
+            for refresh in self._before_scrape:
+                try:
+                    await refresh()
+                except Exception:  # stale gauges beat a failed scrape
+                    log.warning("refreshing metrics before a scrape failed", exc_info=True)
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return app

@@ -33,6 +33,7 @@ from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import TABLES, AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime import (
+    OUTBOX_TABLES,
     OutboxMessage,
     ProcessedEvent,
     Rejected,
@@ -68,7 +69,7 @@ class FakeClock:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
     yield engine
     await engine.dispose()
 

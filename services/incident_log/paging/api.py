@@ -409,7 +409,7 @@ def build_paging_router(
     @router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def ack_page(token: str) -> HTMLResponse:
         """What the link would do, with a button that does it."""
-        async with sessions() as session:
+        async with sessions() as session, session.begin():  # the key is made on first use
             key = await PagingStore(session).link_key()
         try:
             claims = read_link_token(key, token, log.now())

@@ -24,7 +24,6 @@ from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import RoutingPolicy
 from services.incident_log.tables import TABLES
 from services.runtime import (
-    OutboxMessage,
     ProcessedEvent,
     Sessions,
     create_engine,
@@ -32,6 +31,7 @@ from services.runtime import (
     free_port,
     session_factory,
 )
+from services.runtime.outbox import OUTBOX_TABLES
 from services.stack.pager import PageReceiver
 from tests.http_tools import serving
 
@@ -143,7 +143,7 @@ async def paging_world(
     wrap_receiver: Callable[[Any], Any] | None = None,
 ) -> AsyncIterator[PagingWorld]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
     sessions = session_factory(engine)
     log = IncidentLog(sessions, policy, clock=clock)
     receiver = PageReceiver(clock=lambda: clock.now.timestamp())

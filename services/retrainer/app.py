@@ -49,6 +49,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
 
@@ -66,6 +67,7 @@ def create_app(
     producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
+    runtime.add_readiness_check("database", database_check(engine))
     relay = OutboxRelay(sessions, runtime.publisher)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(

@@ -2,7 +2,15 @@
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
 from services.runtime.api_client import ApiClient, ApiError, default_token
-from services.runtime.consumer import EventConsumer, Record, Rejected, Rejection, RetryPolicy
+from services.runtime.consumer import (
+    Blocked,
+    EventConsumer,
+    Record,
+    Rejected,
+    Rejection,
+    RetryPolicy,
+    StillUnavailable,
+)
 from services.runtime.database import (
     ProcessedEvent,
     Sessions,
@@ -19,6 +27,7 @@ from services.runtime.embedded_broker import (
     ensure_topics,
     free_port,
 )
+from services.runtime.failures import TRANSIENT_TYPES, FailureClassifier, Unavailable
 from services.runtime.handled import HandledBatch, HandledIds
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
@@ -33,6 +42,7 @@ from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from services.runtime.publisher import EventPublisher, Publisher
+from services.runtime.readiness import database_check
 from services.runtime.registry_client import (
     IntegrityError,
     RegistryClient,
@@ -44,12 +54,15 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
 
 __all__ = [
+    "TRANSIENT_TYPES",
     "ApiClient",
     "ApiError",
+    "Blocked",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "FailureClassifier",
     "HandledBatch",
     "HandledIds",
     "IntegrityError",
@@ -72,6 +85,8 @@ __all__ = [
     "ServiceRuntime",
     "ServiceSettings",
     "Sessions",
+    "StillUnavailable",
+    "Unavailable",
     "UnsafeArtifactError",
     "UtcDateTime",
     "async_url",
@@ -80,6 +95,7 @@ __all__ = [
     "consumer_options",
     "create_engine",
     "create_tables",
+    "database_check",
     "default_token",
     "ensure_topics",
     "first_time",

@@ -409,7 +409,7 @@ class EventConsumer:
             since=previous.since if previous else utc_now(),
             topic=topic,
             failures=previous.failures + 1 if previous else 1,
-            error=_describe(error)[:500],
+            error=_describe(error).splitlines()[0][:500],
         )
         if previous is None:
             self._metrics.consumer_blocked.labels(self._service).set(1)
@@ -427,14 +427,15 @@ class EventConsumer:
         if self._held_until is None:
             self._held_until = now + self._retry.hold_s
         remaining = self._held_until - now
-        if remaining <= 0 or self._stopping.is_set():
-            raise StillUnavailable(self._blocked.describe()) from error
-        pause = min(self._retry.backoff_s(self._blocked.failures, self._rng), remaining)
-        try:
-            await asyncio.wait_for(self._stopping.wait(), pause)
-        except TimeoutError:
-            return
-        raise StillUnavailable(f"stopping; {self._blocked.describe()}") from error
+        if remaining > 0 and not self._stopping.is_set():
+            pause = min(self._retry.backoff_s(self._blocked.failures, self._rng), remaining)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            except TimeoutError:
+                return
+        why = "stopping" if self._stopping.is_set() else f"held {self._retry.hold_s:g} s"
+        log.warning("%s gives its batch back uncommitted (%s), to poll it again", topic, why)
+        raise StillUnavailable(f"{why}; {self._blocked.describe()}") from error
 
     def _unblock(self) -> None:
         """The dependency answered (the call succeeded, or failed for another reason)."""

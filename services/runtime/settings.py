@@ -121,7 +121,8 @@ class ServiceSettings(BaseSettings):
         gt=0,
         le=240,
         description="How long a batch is held on such a failure before it is given back "
-        "uncommitted and polled again (keep it below Kafka's max.poll.interval.ms, 300 s).",
+        "uncommitted and polled again (at most 240 s: Kafka evicts a member that has not polled "
+        "for max.poll.interval.ms, 300 s).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe log level written."

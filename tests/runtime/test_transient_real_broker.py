@@ -146,3 +146,27 @@ async def test_a_batch_held_past_the_hold_time_is_polled_again_and_repeats_nothi
         for record in await read_until_quiet(kafka_settings, Topic.DEAD_LETTER, quiet_s=1.0)
     ]
     assert [letter.offset for letter in letters] == [1]
+
+
+async def test_stopping_while_blocked_gives_the_batch_back_at_once_uncommitted(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    runtime = make_runtime(
+        kafka_settings, unique, consumer_backoff_initial_s=30, consumer_backoff_max_s=30
+    )
+    group = kafka_settings.group_name(f"test-{unique}")
+
+    async def on_alert(alert: AlertRaised) -> None:
+        raise database_down()
+
+    runtime.consumer.on(AlertRaised, on_alert)
+    (offset,) = await write_raw(
+        kafka_settings, Topic.ALERTS, [make_alert().model_dump_json().encode()]
+    )
+    loop = asyncio.get_running_loop()
+    async with runtime.running():
+        await wait_for(lambda: runtime.consumer.blocked is not None)
+        stopping = loop.time()
+    assert loop.time() - stopping < 10  # not the 30 s backoff, nor the broker's graceful timeout
+    assert await committed_offset(kafka_settings, group) <= offset
+    assert await read_until_quiet(kafka_settings, Topic.DEAD_LETTER, quiet_s=1.0) == []

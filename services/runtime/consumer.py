@@ -213,6 +213,11 @@ class EventConsumer:
         metrics.consumer_blocked_since.labels(service).set(0)
 
     @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._retry
+
+    @property
     def blocked(self) -> Blocked | None:
         """Set while a handler call fails transiently and is being retried; ``None`` otherwise."""
         return self._blocked

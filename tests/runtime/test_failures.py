@@ -15,6 +15,7 @@ from aiokafka.errors import (
     UnsupportedVersionError,
 )
 from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import exc as sa
 
 from services.runtime import (
@@ -22,6 +23,8 @@ from services.runtime import (
     RegistryError,
     Rejected,
     RetryPolicy,
+    ServiceName,
+    ServiceRuntime,
     ServiceSettings,
     Unavailable,
 )
@@ -180,7 +183,12 @@ def test_backoff_settings_out_of_range_are_refused(env: dict[str, str]) -> None:
 def test_backoff_settings_are_read_under_the_service_prefix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.incident_log.settings import Settings
+    class Settings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix=ServiceName.INCIDENT_LOG.env_prefix)
 
     monkeypatch.setenv("VIGIL_INCIDENT_LOG_CONSUMER_BACKOFF_MAX_S", "12.5")
-    assert Settings().consumer_backoff_max_s == 12.5
+    monkeypatch.setenv("VIGIL_INCIDENT_LOG_CONSUMER_HOLD_S", "90")
+    settings = Settings()
+    assert (settings.consumer_backoff_max_s, settings.consumer_hold_s) == (12.5, 90)
+    retry = ServiceRuntime(ServiceName.INCIDENT_LOG, settings).consumer.retry
+    assert (retry.backoff_max_s, retry.hold_s) == (12.5, 90)

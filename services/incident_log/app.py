@@ -53,6 +53,7 @@ from services.runtime.database import (
 )
 from services.runtime.forgetting import forgetting_processed_ids
 from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
+    runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
     feed = ChangeFeed()
     pager_http = httpx.AsyncClient(timeout=settings.page_attempt_timeout_seconds)

@@ -48,6 +48,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
 
@@ -65,6 +66,7 @@ def create_app(
     producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
+    runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(

@@ -18,6 +18,7 @@ from services.runbook_runner.settings import SERVICE, Settings
 from services.runbook_runner.tables import TABLES
 from services.runtime.database import create_engine, create_tables, session_factory
 from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
+    runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
     runner = Runner(
         sessions,

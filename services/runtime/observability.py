@@ -74,8 +74,27 @@ class ServiceMetrics:
         )
         self.failed = Counter(
             "vigil_handler_failures_total",
-            "Handler attempts that raised (retried, then dead-lettered).",
+            "Handler attempts that raised a poison error (retried, then dead-lettered).",
             ["service", "topic"],
+            registry=self.registry,
+        )
+        self.transient_failures = Counter(
+            "vigil_handler_transient_failures_total",
+            "Handler attempts that failed on an unavailable dependency (held and retried, "
+            "never dead-lettered).",
+            ["service", "topic"],
+            registry=self.registry,
+        )
+        self.consumer_blocked = Gauge(
+            "vigil_consumer_blocked",
+            "1 while the consumer holds an event on a transient failure, else 0.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.consumer_blocked_since = Gauge(
+            "vigil_consumer_blocked_since_timestamp_seconds",
+            "Unix time since which the consumer has been blocked; 0 when it is not.",
+            ["service"],
             registry=self.registry,
         )
         self.dead_lettered = Counter(

@@ -350,3 +350,19 @@ async def test_a_page_that_reaches_nobody_fails_over_to_the_next_tier(world: Pag
     assert "page_failed_over" in actions
     incident = await world.admin("GET", f"/incidents/{incident_id}")
     assert incident["tier"] == "L1"  # the page fails over; the incident itself does not move
+
+
+async def test_a_silenced_alert_pages_no_one(world: PagingWorld) -> None:
+    await world.admin(
+        "POST",
+        "/silences",
+        json={
+            "matcher": {"models": ["breast-cancer"]},
+            "duration_minutes": 60,
+            "reason": "maintenance",
+        },
+    )
+    await world.log.handle_alerts([make_alert()])
+    await world.settle()
+    assert world.receiver.arrivals == []
+    assert world.mailbox.messages == []

@@ -240,6 +240,61 @@ def build_console(
         ordered = sorted(schedules, key=lambda s: (s["tier"] or "L9", s["name"]))
         return page(request, "oncall.html", session, schedules=[_Row(s) for s in ordered])
 
+    @router.get("/people", response_class=HTMLResponse)
+    async def people(request: Request, session: Session) -> HTMLResponse:
+        token, principal = session
+        if not role_allows(principal.role, Permission.MANAGE_PAGING):
+            return page(request, "people.html", session, people=None)
+        async with api() as client:
+            found = _ok(await client.get("/people", headers=_bearer(token)))
+        return page(request, "people.html", session, people=[_Row(p) for p in found])
+
+    @router.post("/people")
+    async def add_person(request: Request, session: Session) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        name = str(form.get("name", "")).strip()
+        body = {"display_name": str(form.get("display_name", "")).strip() or None}
+        async with api() as client:
+            response = await client.put(f"/people/{name}", json=body, headers=_bearer(token))
+        if response.is_success:
+            return _redirect(f"{PREFIX}/people", done=f"{name} saved")
+        return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
+
+    @router.post("/people/{name}/contacts")
+    async def add_contact(request: Request, session: Session, name: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        body = {
+            "channel": str(form.get("channel", "")),
+            "address": str(form.get("address", "")).strip(),
+            "secret": str(form.get("secret", "")).strip() or None,
+        }
+        async with api() as client:
+            response = await client.post(
+                f"/people/{name}/contacts", json=body, headers=_bearer(token)
+            )
+        if not response.is_success:
+            return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
+        secret = response.json().get("secret")
+        shown = f"; signing secret (shown once): {secret}" if secret else ""
+        return _redirect(f"{PREFIX}/people", done=f"contact added for {name}{shown}")
+
+    @router.post("/people/{name}/remove")
+    async def remove(request: Request, session: Session, name: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        contact = str(form.get("contact", ""))
+        path = f"/people/{name}/contacts/{contact}" if contact else f"/people/{name}"
+        async with api() as client:
+            response = await client.delete(path, headers=_bearer(token))
+        if response.is_success:
+            return _redirect(f"{PREFIX}/people", done=f"removed {contact or name}")
+        return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
+
     @router.get("/stats", response_class=HTMLResponse)
     async def stats(request: Request, session: Session) -> HTMLResponse:
         async with api() as client:
@@ -351,6 +406,13 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:300]
     detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):  # a validation error: each problem's message
+        return "; ".join(
+            str(problem.get("msg", problem)).removeprefix("Value error, ")
+            if isinstance(problem, dict)
+            else str(problem)
+            for problem in detail
+        )
     return str(detail)
 
 

@@ -154,3 +154,30 @@ async def test_the_on_call_page_shows_who_is_on_call_and_an_incident_shows_its_p
     await expect(row).to_contain_text("olivia", timeout=20_000)
     await expect(row).to_contain_text("retrying", timeout=20_000)
     await page.screenshot(path=ARTIFACTS / "11-incident-pages.png", full_page=True)
+
+
+async def test_an_admin_manages_people_in_the_console_and_others_cannot(
+    incident_log: str, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = await sign_in(browser, incident_log, ADMIN)
+    await page.get_by_role("link", name="People").click()
+    await page.get_by_label("Name (as their API token carries it)").fill("zoe")
+    await page.get_by_label("Display name").fill("Zoe Z")
+    await page.get_by_role("button", name="Add person").click()
+    await expect(page.locator(".flash")).to_contain_text("zoe saved")
+    row = page.locator("tr[data-person='zoe']")
+    await row.get_by_label("Address").fill("http://127.0.0.1:9/hooks/zoe")
+    await row.get_by_role("button", name="Add contact").click()
+    await expect(page.locator(".flash")).to_contain_text("signing secret (shown once): whsec_")
+    await expect(page.locator("tr[data-person='zoe'] li.contact")).to_contain_text("webhook")
+    await row.get_by_label("Address").fill("not-an-address")
+    await row.get_by_label("Channel").select_option("email")
+    await row.get_by_role("button", name="Add contact").click()
+    await expect(page.locator(".flash")).to_contain_text("e-mail address")
+    await page.screenshot(path=ARTIFACTS / "12-people.png", full_page=True)
+
+    other = await sign_in(browser, incident_log, await token_for(incident_log, "lee", "l2"))
+    await other.get_by_role("link", name="People").click()
+    await expect(other.locator("main")).to_contain_text("needs the admin role")
+    await expect(other.locator("#people")).to_have_count(0)

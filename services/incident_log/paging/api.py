@@ -68,7 +68,7 @@ class ContactBody(BaseModel):
         pattern = _EMAIL_PATTERN if self.channel is Channel.EMAIL else _URL_PATTERN
         if not re.fullmatch(pattern, self.address):
             kind = "an e-mail address" if self.channel is Channel.EMAIL else "an http(s) URL"
-            raise ValueError(f"a {self.channel.value} contact's address must be {kind}")
+            raise ValueError(f"the address of a {self.channel.value} contact must be {kind}")
         if self.channel is Channel.PAGERDUTY and not self.secret:
             raise ValueError("a pagerduty contact needs its routing key as secret")
         return self

@@ -20,10 +20,8 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -33,9 +31,9 @@ from statistics import quantiles
 import httpx
 import yaml
 from aiokafka import AIOKafkaProducer
-from incidents import drop_database, fresh_database, make_alerts
+from incidents import drop_database, fresh_database, make_alerts, start_incident_log
 
-from services.runtime import EmbeddedBroker, ensure_topics, free_port
+from services.runtime import EmbeddedBroker, ensure_topics
 from services.runtime.serve import serving
 from services.stack.pager import PageReceiver
 
@@ -82,46 +80,26 @@ async def raw_http(url: str, secret: str, rate: float, seconds: float) -> list[f
     return delays
 
 
-async def start_incident_log(
+async def start_paging_incident_log(
     bootstrap: str, prefix: str, database_url: str, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    """The incident log with the shipped policy but no group wait, and no rate limit on pages."""
     policy = yaml.safe_load((ROOT / "runbooks" / "routing.yaml").read_text())
     policy["group_wait_seconds"] = 0
     policy_path = workdir / "routing.yaml"
     policy_path.write_text(yaml.safe_dump(policy))
-    url = f"http://127.0.0.1:{port}"
-    env = os.environ | {
-        "VIGIL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "VIGIL_KAFKA_TOPIC_PREFIX": prefix,
-        "VIGIL_STATE_DIR": str(workdir / "state"),
-        "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy_path),
-        "VIGIL_INCIDENT_LOG_HTTP_PORT": str(port),
-        "VIGIL_INCIDENT_LOG_PUBLIC_URL": url,
-        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-        "VIGIL_INCIDENT_LOG_PAGES_PER_WINDOW": "100000",
-        "VIGIL_INCIDENT_LOG_LOG_LEVEL": "WARNING",
-    }
-    with (workdir / "incident-log.log").open("ab") as log:
-        process = subprocess.Popen(  # noqa: ASYNC220  # returns at once; the wait is async below
-            [sys.executable, "-m", "services.incident_log"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            if process.poll() is not None:
-                raise RuntimeError(f"incident log exited; see {workdir}")
-            try:
-                if (await client.get(f"{url}/readyz")).status_code == 200:
-                    return process, url
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("incident log did not become ready")
+    process, port = await start_incident_log(
+        bootstrap,
+        prefix,
+        database_url,
+        workdir,
+        extra_env={
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy_path),
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+            "VIGIL_INCIDENT_LOG_PAGES_PER_WINDOW": "10000",
+        },
+    )
+    return process, f"http://127.0.0.1:{port}"
 
 
 async def offer(bootstrap: str, prefix: str, incidents: int, rate: float) -> None:
@@ -164,7 +142,7 @@ async def main() -> None:
             prefix = "benchpages."
             await ensure_topics(broker.bootstrap_servers, prefix=prefix)
             database_url = await fresh_database(args.database, workdir, "pages")
-            process, url = await start_incident_log(
+            process, url = await start_paging_incident_log(
                 broker.bootstrap_servers, prefix, database_url, workdir
             )
             try:

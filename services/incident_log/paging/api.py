@@ -10,7 +10,7 @@ would do (mail scanners fetch links) and ``POST`` does it, once.
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Self
 
@@ -110,6 +110,8 @@ class OverrideBody(BaseModel):
     def _range(self) -> Self:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.starts_at < _EARLIEST or self.ends_at > _LATEST:
+            raise ValueError("give times between 2000 and 2199")
         if self.ends_at - self.starts_at > timedelta(days=31):
             raise ValueError("an override lasts at most 31 days")
         return self
@@ -279,7 +281,7 @@ def build_paging_router(
     ) -> list[ScheduleView]:
         """Every schedule with who it has on call (now, or at ``at``)."""
         ensure_allowed(principal, Permission.READ)
-        when = at or log.now()
+        when = _moment(at, log.now())
         async with sessions() as session:
             store = PagingStore(session)
             overrides = await store.overrides(ending_after=when)
@@ -294,7 +296,7 @@ def build_paging_router(
     ) -> ScheduleView:
         """A schedule, who it has on call (now, or at ``at``) and its overrides to come."""
         ensure_allowed(principal, Permission.READ)
-        when = at or log.now()
+        when = _moment(at, log.now())
         async with sessions() as session:
             store = PagingStore(session)
             schedule = (await store.schedules()).get(name)
@@ -343,7 +345,7 @@ def build_paging_router(
             ensure_allowed(principal, Permission.COMMENT)  # l1 or higher
         now = log.now()
         if body.ends_at <= now:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the range is over already")
+            raise HTTPException(422, "the range is over already")
         async with sessions() as session, session.begin():
             if await session.get(ScheduleRow, name) is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
@@ -385,7 +387,7 @@ def build_paging_router(
     ) -> list[OnCallView]:
         """Who each schedule (of one tier, if given) has on call now, or at ``at``."""
         ensure_allowed(principal, Permission.READ)
-        when = at or log.now()
+        when = _moment(at, log.now())
         async with sessions() as session:
             store = PagingStore(session)
             overrides = await store.overrides(ending_after=when)
@@ -477,6 +479,18 @@ def build_paging_router(
 
 class _LinkUsed(Exception):
     pass
+
+
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2199, 12, 31, tzinfo=UTC)
+
+
+def _moment(at: datetime | None, now: datetime) -> datetime:
+    """``at`` (or now), refused with 422 outside the years schedules can describe."""
+    if at is None:
+        return now
+    if not _EARLIEST <= at <= _LATEST:
+        raise HTTPException(422, "at: give a moment between 2000 and 2199")
+    return at
 
 
 def _name_path() -> Any:

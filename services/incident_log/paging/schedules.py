@@ -47,7 +47,11 @@ class Layer(BaseModel):
         default=0, ge=0, le=6, description="Weekly hand-off day, 0 = Monday."
     )
     timezone: str = Field(default="UTC", description="IANA time zone of the hand-off.")
-    start: date = Field(description="The first member's first shift begins this day.")
+    start: date = Field(
+        ge=date(2000, 1, 1),
+        le=date(2199, 12, 31),
+        description="The first member's first shift begins this day.",
+    )
 
     @field_validator("members")
     @classmethod
@@ -91,17 +95,26 @@ class Layer(BaseModel):
             shift = (shift_day - first_day).days
         return self.members[shift % len(self.members)]
 
-    def next_handoff(self, at: datetime) -> datetime:
-        """The first hand-off strictly after ``at`` (UTC)."""
+    def next_handoff(self, at: datetime) -> datetime | None:
+        """The first hand-off strictly after ``at`` (in ``at``'s zone); ``None`` past the
+        calendar's end."""
         zone = ZoneInfo(self.timezone)
         local = at.astimezone(zone)
-        day = local.date()
-        while True:
-            candidate = datetime.combine(day, self.handoff_time, zone)
-            due_day = self.rotation is Rotation.DAILY or candidate.weekday() == self.handoff_weekday
-            if candidate > local and due_day and day >= self.start:
-                return candidate.astimezone(at.tzinfo)
-            day += _DAY
+        day = max(local.date(), self.start)
+        try:
+            for _ in range(9):  # a week and a day always holds the next hand-off
+                candidate = datetime.combine(day, self.handoff_time, zone)
+                due_day = (
+                    self.rotation is Rotation.DAILY
+                    or candidate.weekday() == self.handoff_weekday
+                    or day == self.start
+                )
+                if candidate > local and due_day:
+                    return candidate.astimezone(at.tzinfo)
+                day += _DAY
+        except OverflowError:
+            return None
+        return None
 
 
 _DAY = timedelta(days=1)
@@ -162,12 +175,12 @@ def on_call(schedule: Schedule, overrides: Sequence[Override], at: datetime) -> 
         (o for o in overrides if o.schedule == schedule.name and o.covers(at)),
         key=lambda o: o.created_at,
     )
-    handoffs = [layer.next_handoff(at) for layer in schedule.layers]
+    handoffs = [h for layer in schedule.layers if (h := layer.next_handoff(at)) is not None]
     starts = [o.starts_at for o in overrides if o.schedule == schedule.name and o.starts_at > at]
     if in_force:
         chosen = in_force[-1]
         return OnCall(schedule.name, chosen.person, None, chosen.id, chosen.ends_at)
-    until = min([*handoffs, *starts])
+    until = min([*handoffs, *starts], default=None)
     for layer in reversed(schedule.layers):
         person = layer.member_at(at)
         if person is not None:

@@ -20,8 +20,10 @@ from contracts import (
     NotificationAttempted,
     alert_fingerprint,
 )
+from services.incident_log.auth import issue_token
 from services.incident_log.domain import SYSTEM, Incident
 from services.incident_log.paging.dispatcher import PagingConfig
+from services.incident_log.permissions import Role
 from services.incident_log.tables import TimelineRow
 from services.runtime import OutboxMessage
 from services.stack.pager import verify_signature
@@ -366,3 +368,160 @@ async def test_a_silenced_alert_pages_no_one(world: PagingWorld) -> None:
     await world.settle()
     assert world.receiver.arrivals == []
     assert world.mailbox.messages == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        (
+            "PUT",
+            "/schedules/ops",
+            {"layers": [{"name": "a", "members": ["x"], "start": "9999-12-31"}]},
+            422,
+        ),
+        (
+            "PUT",
+            "/schedules/ops",
+            {
+                "layers": [
+                    {
+                        "name": "a",
+                        "members": ["x"],
+                        "start": "2026-01-01",
+                        "timezone": "../../etc/passwd",
+                    }
+                ]
+            },
+            422,
+        ),
+        (
+            "PUT",
+            "/schedules/ops",
+            {"layers": [{"name": "a", "members": ["x"] * 201, "start": "2026-01-01"}]},
+            422,
+        ),
+        (
+            "PUT",
+            "/schedules/ops",
+            {
+                "layers": [
+                    {"name": "a", "members": ["x"], "start": "2026-01-01", "handoff_weekday": "NaN"}
+                ]
+            },
+            422,
+        ),
+        ("PUT", "/schedules/ops", {"layers": "everyone"}, 422),
+        ("PUT", "/schedules/a%2Fb", {"layers": []}, 404),
+        ("PUT", "/people/" + "x" * 101, {}, 422),
+        ("PUT", "/people/ana", {"display_name": "x" * 201}, 422),
+        (
+            "POST",
+            "/people/ana/contacts",
+            {"channel": "webhook", "address": "file:///etc/passwd"},
+            422,
+        ),
+        ("POST", "/people/ana/contacts", {"channel": "sms", "address": "+4912345"}, 422),
+        (
+            "POST",
+            "/people/ana/contacts",
+            {"channel": "pagerduty", "address": "http://127.0.0.1:9/"},
+            422,
+        ),
+        ("POST", "/people/nobody/contacts", {"channel": "email", "address": "a@b.test"}, 404),
+        (
+            "POST",
+            "/schedules/ops/overrides",
+            {
+                "person": "ana",
+                "starts_at": "2026-11-03T10:00:00",
+                "ends_at": "2026-11-03T11:00:00Z",
+            },
+            422,
+        ),
+        (
+            "POST",
+            "/schedules/ops/overrides",
+            {
+                "person": "ana",
+                "starts_at": "2026-11-03T10:00:00Z",
+                "ends_at": "2026-12-31T11:00:00Z",
+            },
+            422,
+        ),
+        (
+            "POST",
+            "/schedules/ops/overrides",
+            {
+                "person": "ana",
+                "starts_at": "2026-11-03T10:00:00Z",
+                "ends_at": "9999-11-03T11:00:00Z",
+            },
+            422,
+        ),
+        (
+            "POST",
+            "/schedules/nope/overrides",
+            {
+                "person": "ana",
+                "starts_at": "2026-11-03T10:00:00Z",
+                "ends_at": "2026-11-03T11:00:00Z",
+            },
+            404,
+        ),
+        (
+            "POST",
+            "/schedules/ops/overrides",
+            {
+                "person": "nobody",
+                "starts_at": "2026-11-03T10:00:00Z",
+                "ends_at": "2026-11-03T11:00:00Z",
+            },
+            404,
+        ),
+        ("GET", "/oncall?at=0001-01-01T00:00:00Z", None, 422),
+        ("GET", "/oncall?at=9999-12-31T23:59:59Z", None, 422),
+        ("GET", "/oncall?at=yesterday", None, 422),
+        ("GET", "/schedules/nope", None, 404),
+        ("DELETE", "/schedules/ops/overrides/ov-nope", None, 404),
+        ("POST", "/ack/" + "A" * 5000, None, 400),
+        ("POST", "/ack/not.a-link", None, 400),
+    ],
+)
+async def test_hostile_paging_requests_get_a_clear_4xx_and_change_nothing(
+    world: PagingWorld, method: str, path: str, body: Any, expected: int
+) -> None:
+    before = await world.admin("GET", "/schedules")
+    response = await world.api.request(
+        method, path, json=body, headers={"Authorization": "Bearer admin-secret"}
+    )
+    assert response.status_code == expected, response.text
+    assert await world.admin("GET", "/schedules") == before
+    assert (
+        await world.api.get("/oncall", headers={"Authorization": "Bearer admin-secret"})
+    ).status_code == 200
+
+
+async def test_paging_routes_need_a_token_and_the_right_role(world: PagingWorld) -> None:
+    async with world.sessions() as session, session.begin():
+        viewer = await issue_token(session, "vic", Role.VIEWER, world.clock.now)
+        l1 = await issue_token(session, "lee", Role.L1, world.clock.now)
+    assert (await world.api.get("/oncall")).status_code == 401
+    as_viewer = {"Authorization": f"Bearer {viewer}"}
+    as_l1 = {"Authorization": f"Bearer {l1}"}
+    assert (await world.api.get("/oncall", headers=as_viewer)).status_code == 200
+    assert (await world.api.get("/people", headers=as_l1)).status_code == 403
+    assert (await world.api.put("/people/lee", json={}, headers=as_l1)).status_code == 403
+    await world.admin("PUT", "/people/lee", json={})
+    cover = {"starts_at": "2026-11-03T10:00:00Z", "ends_at": "2026-11-03T11:00:00Z"}
+    mine = await world.api.post(
+        "/schedules/ops/overrides", json={"person": "lee", **cover}, headers=as_l1
+    )
+    assert mine.status_code == 201, mine.text
+    theirs = await world.api.post(
+        "/schedules/ops/overrides", json={"person": "ana", **cover}, headers=as_l1
+    )
+    assert theirs.status_code == 403
+    viewer_cover = await world.api.post(
+        "/schedules/ops/overrides", json={"person": "vic", **cover}, headers=as_viewer
+    )
+    assert viewer_cover.status_code in (403, 404)

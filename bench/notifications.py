@@ -155,9 +155,13 @@ async def main() -> None:
                     )
                     contact.raise_for_status()
                     receiver.secrets["oncall"] = contact.json()["secret"]
+                    # Alerts of a kind with no level-one runbook go straight to L2: one person
+                    # on call at every tier, so every incident pages them exactly once.
                     layer = {"name": "primary", "members": ["oncall"], "start": "2026-01-01"}
-                    schedule = {"tier": "L1", "layers": [layer]}
-                    (await api.put("/schedules/ops", json=schedule)).raise_for_status()
+                    for tier in ("L1", "L2", "L3"):
+                        schedule = {"tier": tier, "layers": [layer]}
+                        response = await api.put(f"/schedules/{tier.lower()}", json=schedule)
+                        response.raise_for_status()
                 started = time.perf_counter()
                 await offer(broker.bootstrap_servers, prefix, incidents, rate)
                 with contextlib.suppress(TimeoutError):

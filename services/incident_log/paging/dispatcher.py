@@ -25,7 +25,7 @@ import hashlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,6 +148,8 @@ class Dispatcher:
 
     async def expand_pages(self) -> int:
         """Turn pending pages into notifications."""
+        if not await self._any(PagingStore.has_pending_pages):
+            return 0
         now = self._clock()
         async with self._sessions() as session, session.begin():
             store = PagingStore(session)
@@ -157,12 +159,21 @@ class Dispatcher:
             schedules = await store.schedules()
             overrides = await store.overrides(ending_after=min(p.created_at for p in pages))
             people = await store.person_names()
+            contacts: dict[str, list[ContactRow]] = defaultdict(list)
+            for contact in await store.contacts():
+                contacts[contact.person].append(contact)
+            recent: dict[str, int] = {}  # pages per person in the rate window, kept as we add
             for page in pages:
                 recipients = await self._recipients(store, page, schedules, overrides, people)
-                delivered_to: list[str] = []
                 for person in recipients.people:
-                    if await self._notify(store, page, person, now):
-                        delivered_to.append(person)
+                    held = False
+                    if NotificationReason(page.reason) in _RATE_LIMITED:
+                        if person not in recent:
+                            since = now - self._config.rate_window
+                            recent[person] = await store.pages_since(person, since)
+                        held = recent[person] >= self._config.pages_per_window
+                        recent[person] += 0 if held else 1
+                    _notifications(session, page, person, contacts[person], now, held=held)
                 page.expanded_at = now
                 page.recipients = recipients.people
                 page.unresolved = recipients.unresolved
@@ -181,6 +192,12 @@ class Dispatcher:
                 )
         self._committed()
         return len(pages)
+
+    async def _any(self, probe: Callable[[PagingStore], Awaitable[bool]]) -> bool:
+        """A read without the write lock: whether there is work at all (most passes find none,
+        and on SQLite a write transaction would queue behind the incident log's own)."""
+        async with self._sessions() as session:
+            return await probe(PagingStore(session))
 
     async def _recipients(
         self,
@@ -204,50 +221,12 @@ class Dispatcher:
             people=people,
         )
 
-    async def _notify(self, store: PagingStore, page: PageRow, person: str, now: datetime) -> bool:
-        """Write the person's notifications for a page; whether any is on its way."""
-        reason = NotificationReason(page.reason)
-        held = (
-            reason in _RATE_LIMITED
-            and await store.pages_since(person, now - self._config.rate_window)
-            >= self._config.pages_per_window
-        )
-        contacts = await store.contacts(person)
-        common: dict[str, Any] = {
-            "page_id": page.id,
-            "incident_id": page.incident_id,
-            "person": person,
-            "reason": page.reason,
-            "tier": page.tier,
-            "created_at": now,
-        }
-        if not contacts:
-            await store.add_notification(
-                NotificationRow(
-                    id=notification_key(page.id, person, "-"),
-                    status="skipped",
-                    last_error=f"{person} has no contact method",
-                    **common,
-                )
-            )
-            return False
-        for contact in contacts:
-            await store.add_notification(
-                NotificationRow(
-                    id=notification_key(page.id, person, contact.id),
-                    contact_id=contact.id,
-                    channel=contact.channel,
-                    status="held" if held else "pending",
-                    next_attempt_at=None if held else now,
-                    **common,
-                )
-            )
-        return not held
-
     # -- digests -----------------------------------------------------------------------------
 
     async def release_digests(self) -> int:
         """Send each person whose rate window has room one digest of what was held."""
+        if not await self._any(PagingStore.has_held):
+            return 0
         now = self._clock()
         async with self._sessions() as session, session.begin():
             store = PagingStore(session)
@@ -284,7 +263,7 @@ class Dispatcher:
                 )
                 session.add(digest)
                 for contact in await store.contacts(person):
-                    await store.add_notification(
+                    session.add(
                         NotificationRow(
                             id=notification_key(digest.id, person, contact.id),
                             page_id=digest.id,
@@ -337,29 +316,30 @@ class Dispatcher:
         now = self._clock()
         lease = now + 2 * self._config.attempt_timeout
         claims: list[_Claim] = []
+        if not await self._any(lambda store: store.has_due(now)):
+            return []
         async with self._sessions() as session, session.begin():
             store = PagingStore(session)
             rows = await store.due_notifications(now, self._config.batch_size)
             if not rows:
                 return []
             key = await store.link_key()
+            pages = await store.pages_by_id({row.page_id for row in rows})
+            contacts = await store.contacts_by_id(
+                {row.contact_id for row in rows if row.contact_id}
+            )
             for row in rows:
                 row.status = "sending"
                 row.attempts += 1
                 row.first_attempt_at = row.first_attempt_at or now
                 row.next_attempt_at = lease
                 session.add(row)
-                page = await store.page(row.page_id)
-                contact_row = (
-                    await session.get(ContactRow, row.contact_id) if row.contact_id else None
-                )
-                assert page is not None
                 claims.append(
                     _Claim(
                         key=row.id,
                         attempt=row.attempts,
-                        contact=_contact(contact_row),
-                        notice=self._notice(row, page, key),
+                        contact=_contact(contacts.get(row.contact_id or "")),
+                        notice=self._notice(row, pages[row.page_id], key),
                     )
                 )
         return claims
@@ -400,8 +380,9 @@ class Dispatcher:
     async def _record(self, outcomes: list[tuple[_Claim, str | None]]) -> None:
         now = self._clock()
         async with self._sessions() as session, session.begin():
+            claimed = await PagingStore(session).notifications_by_id({c.key for c, _ in outcomes})
             for claim, error in outcomes:
-                row = await session.get(NotificationRow, claim.key, with_for_update=True)
+                row = claimed.get(claim.key)
                 if row is None or row.status != "sending" or row.attempts != claim.attempt:
                     continue  # the lease ran out and another pass took it over
                 if error is None:
@@ -502,6 +483,47 @@ class Dispatcher:
             now,
             "page_failed_over",
             {"person": failed.person, "tier": tier.value, "to_tier": target.value},
+        )
+
+
+def _notifications(
+    session: AsyncSession,
+    page: PageRow,
+    person: str,
+    contacts: list[ContactRow],
+    now: datetime,
+    *,
+    held: bool,
+) -> None:
+    """A person's notifications for a page: one per contact, or one ``skipped`` without any.
+    Their keys are new: a page is expanded once, in the transaction that marks it expanded."""
+    common: dict[str, Any] = {
+        "page_id": page.id,
+        "incident_id": page.incident_id,
+        "person": person,
+        "reason": page.reason,
+        "tier": page.tier,
+        "created_at": now,
+    }
+    if not contacts:
+        session.add(
+            NotificationRow(
+                id=notification_key(page.id, person, "-"),
+                status="skipped",
+                last_error=f"{person} has no contact method",
+                **common,
+            )
+        )
+    for contact in contacts:
+        session.add(
+            NotificationRow(
+                id=notification_key(page.id, person, contact.id),
+                contact_id=contact.id,
+                channel=contact.channel,
+                status="held" if held else "pending",
+                next_attempt_at=None if held else now,
+                **common,
+            )
         )
 
 

@@ -160,12 +160,40 @@ class PagingStore:
         )
         return int(count.one())
 
-    async def add_notification(self, row: NotificationRow) -> bool:
-        """Insert a notification once; ``False`` if its key exists (an expansion repeated)."""
-        if await self.session.get(NotificationRow, row.id) is not None:
-            return False
-        self.session.add(row)
-        return True
+    async def has_pending_pages(self) -> bool:
+        query = select(PageRow.id).where(col(PageRow.expanded_at).is_(None)).limit(1)
+        return (await self.session.exec(query)).first() is not None
+
+    async def has_held(self) -> bool:
+        query = select(NotificationRow.id).where(NotificationRow.status == "held").limit(1)
+        return (await self.session.exec(query)).first() is not None
+
+    async def has_due(self, now: datetime) -> bool:
+        query = (
+            select(NotificationRow.id)
+            .where(
+                col(NotificationRow.status).in_(_DUE),
+                or_(
+                    col(NotificationRow.next_attempt_at).is_(None),
+                    col(NotificationRow.next_attempt_at) <= now,
+                ),
+            )
+            .limit(1)
+        )
+        return (await self.session.exec(query)).first() is not None
+
+    async def pages_by_id(self, ids: set[str]) -> dict[str, PageRow]:
+        rows = (await self.session.exec(select(PageRow).where(col(PageRow.id).in_(ids)))).all()
+        return {row.id: row for row in rows}
+
+    async def contacts_by_id(self, ids: set[str]) -> dict[str, ContactRow]:
+        query = select(ContactRow).where(col(ContactRow.id).in_(ids))
+        return {row.id: row for row in (await self.session.exec(query)).all()}
+
+    async def notifications_by_id(self, ids: set[str]) -> dict[str, NotificationRow]:
+        """Notifications by key, locked for update."""
+        query = select(NotificationRow).where(col(NotificationRow.id).in_(ids)).with_for_update()
+        return {row.id: row for row in (await self.session.exec(query)).all()}
 
     async def due_notifications(self, now: datetime, limit: int) -> Sequence[NotificationRow]:
         query = (

@@ -138,11 +138,19 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
 
     async def step(self) -> int:
-        """One pass; return how much it did."""
-        done = await self.expand_pages()
-        done += await self.release_digests()
-        done += await self.deliver_due()
-        return done
+        """One pass; return how much it did. Expanding and claiming share one transaction, so a
+        fresh page is on its way after one write (SQLite has a single writer)."""
+        done = await self.release_digests()
+        now = self._clock()
+        if not await self._any(lambda store: _has_work(store, now)):
+            return done
+        async with self._sessions() as session, session.begin():
+            expanded = await self._expand(session, now)
+            claims = await self._claim(session, now)
+        if expanded:
+            self._committed()
+        await self._deliver(claims)
+        return done + expanded + len(claims)
 
     # -- expansion ---------------------------------------------------------------------------
 
@@ -150,47 +158,51 @@ class Dispatcher:
         """Turn pending pages into notifications."""
         if not await self._any(PagingStore.has_pending_pages):
             return 0
-        now = self._clock()
         async with self._sessions() as session, session.begin():
-            store = PagingStore(session)
-            pages = await store.pending_pages(self._config.batch_size)
-            if not pages:
-                return 0
-            schedules = await store.schedules()
-            overrides = await store.overrides(ending_after=min(p.created_at for p in pages))
-            people = await store.person_names()
-            contacts: dict[str, list[ContactRow]] = defaultdict(list)
-            for contact in await store.contacts():
-                contacts[contact.person].append(contact)
-            recent: dict[str, int] = {}  # pages per person in the rate window, kept as we add
-            for page in pages:
-                recipients = await self._recipients(store, page, schedules, overrides, people)
-                for person in recipients.people:
-                    held = False
-                    if NotificationReason(page.reason) in _RATE_LIMITED:
-                        if person not in recent:
-                            since = now - self._config.rate_window
-                            recent[person] = await store.pages_since(person, since)
-                        held = recent[person] >= self._config.pages_per_window
-                        recent[person] += 0 if held else 1
-                    _notifications(session, page, person, contacts[person], now, held=held)
-                page.expanded_at = now
-                page.recipients = recipients.people
-                page.unresolved = recipients.unresolved
-                session.add(page)
-                _timeline(
-                    session,
-                    page.incident_id,
-                    now,
-                    "paging",
-                    {
-                        "reason": page.reason,
-                        "tier": page.tier,
-                        "people": recipients.people,
-                        "unresolved": recipients.unresolved,
-                    },
-                )
-        self._committed()
+            expanded = await self._expand(session, self._clock())
+        if expanded:
+            self._committed()
+        return expanded
+
+    async def _expand(self, session: AsyncSession, now: datetime) -> int:
+        store = PagingStore(session)
+        pages = await store.pending_pages(self._config.batch_size)
+        if not pages:
+            return 0
+        schedules = await store.schedules()
+        overrides = await store.overrides(ending_after=min(p.created_at for p in pages))
+        people = await store.person_names()
+        contacts: dict[str, list[ContactRow]] = defaultdict(list)
+        for contact in await store.contacts():
+            contacts[contact.person].append(contact)
+        recent: dict[str, int] = {}  # pages per person in the rate window, kept as we add
+        for page in pages:
+            recipients = await self._recipients(store, page, schedules, overrides, people)
+            for person in recipients.people:
+                held = False
+                if NotificationReason(page.reason) in _RATE_LIMITED:
+                    if person not in recent:
+                        since = now - self._config.rate_window
+                        recent[person] = await store.pages_since(person, since)
+                    held = recent[person] >= self._config.pages_per_window
+                    recent[person] += 0 if held else 1
+                _notifications(session, page, person, contacts[person], now, held=held)
+            page.expanded_at = now
+            page.recipients = recipients.people
+            page.unresolved = recipients.unresolved
+            session.add(page)
+            _timeline(
+                session,
+                page.incident_id,
+                now,
+                "paging",
+                {
+                    "reason": page.reason,
+                    "tier": page.tier,
+                    "people": recipients.people,
+                    "unresolved": recipients.unresolved,
+                },
+            )
         return len(pages)
 
     async def _any(self, probe: Callable[[PagingStore], Awaitable[bool]]) -> bool:
@@ -288,9 +300,17 @@ class Dispatcher:
 
     async def deliver_due(self) -> int:
         """Attempt every due notification once; record what became of each."""
-        claims = await self._claim_due()
-        if not claims:
+        now = self._clock()
+        if not await self._any(lambda store: store.has_due(now)):
             return 0
+        async with self._sessions() as session, session.begin():
+            claims = await self._claim(session, now)
+        await self._deliver(claims)
+        return len(claims)
+
+    async def _deliver(self, claims: list[_Claim]) -> None:
+        if not claims:
+            return
         limit = asyncio.Semaphore(self._config.concurrency)
 
         async def attempt(claim: _Claim) -> str | None:
@@ -310,38 +330,32 @@ class Dispatcher:
 
         errors = await asyncio.gather(*(attempt(claim) for claim in claims))
         await self._record(list(zip(claims, errors, strict=True)))
-        return len(claims)
 
-    async def _claim_due(self) -> list[_Claim]:
-        now = self._clock()
-        lease = now + 2 * self._config.attempt_timeout
-        claims: list[_Claim] = []
-        if not await self._any(lambda store: store.has_due(now)):
+    async def _claim(self, session: AsyncSession, now: datetime) -> list[_Claim]:
+        """Mark due notifications as being sent (with a lease) and say what to send."""
+        store = PagingStore(session)
+        rows = await store.due_notifications(now, self._config.batch_size)
+        if not rows:
             return []
-        async with self._sessions() as session, session.begin():
-            store = PagingStore(session)
-            rows = await store.due_notifications(now, self._config.batch_size)
-            if not rows:
-                return []
-            key = await store.link_key()
-            pages = await store.pages_by_id({row.page_id for row in rows})
-            contacts = await store.contacts_by_id(
-                {row.contact_id for row in rows if row.contact_id}
-            )
-            for row in rows:
-                row.status = "sending"
-                row.attempts += 1
-                row.first_attempt_at = row.first_attempt_at or now
-                row.next_attempt_at = lease
-                session.add(row)
-                claims.append(
-                    _Claim(
-                        key=row.id,
-                        attempt=row.attempts,
-                        contact=_contact(contacts.get(row.contact_id or "")),
-                        notice=self._notice(row, pages[row.page_id], key),
-                    )
+        lease = now + 2 * self._config.attempt_timeout
+        key = await store.link_key()
+        pages = await store.pages_by_id({row.page_id for row in rows})
+        contacts = await store.contacts_by_id({row.contact_id for row in rows if row.contact_id})
+        claims: list[_Claim] = []
+        for row in rows:
+            row.status = "sending"
+            row.attempts += 1
+            row.first_attempt_at = row.first_attempt_at or now
+            row.next_attempt_at = lease
+            session.add(row)
+            claims.append(
+                _Claim(
+                    key=row.id,
+                    attempt=row.attempts,
+                    contact=_contact(contacts.get(row.contact_id or "")),
+                    notice=self._notice(row, pages[row.page_id], key),
                 )
+            )
         return claims
 
     def _notice(self, row: NotificationRow, page: PageRow, key: bytes) -> Notice:
@@ -525,6 +539,10 @@ def _notifications(
                 **common,
             )
         )
+
+
+async def _has_work(store: PagingStore, now: datetime) -> bool:
+    return await store.has_pending_pages() or await store.has_due(now)
 
 
 def _contact(row: ContactRow | None) -> Contact | None:

@@ -17,8 +17,8 @@ never changes a running escalation. A route without level-one runbooks escalates
 
 Escalation happens on timers (not acknowledged / not mitigated in time, per tier, from the frozen
 route) and on semantic triggers (runbook failed, verification failed, runbook not applied, no
-runbook, a person). Each
-escalation bumps the incident's ``epoch``; a timer scheduled under an older epoch does nothing.
+runbook, a person). Each escalation bumps the incident's ``epoch``; a timer scheduled under an
+older epoch does nothing.
 """
 
 from __future__ import annotations

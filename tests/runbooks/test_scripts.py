@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.http_tools import serving
 from tests.model_builders import registration_form, train
@@ -190,3 +194,59 @@ async def test_a_rollback_withdraws_the_canary_alerted_on_but_not_for_the_champi
     async with httpx.AsyncClient(base_url=url) as http:
         deployment = (await http.get(f"/models/{MODEL}/deployment")).json()
     assert (deployment["champion"]["version"], deployment["challenger"]) == (2, None)
+
+
+def fix_lands_first(registry: str) -> Starlette:
+    """A loopback proxy in front of the registry that, when the rollback arrives, first lets a
+    person deploy v3 — the race a compare-and-set exists for: the script judged revision 2."""
+    landed: list[int] = []
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=registry) as http:
+            if request.url.path.endswith("/deployment/rollback") and not landed:
+                body = {"champion": 3, "reason": "the fix, by hand"}
+                fix = await http.put(f"/models/{MODEL}/deployment", json=body, headers=AS_ANA)
+                landed.append(fix.status_code)
+            answer = await http.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                content=await request.body(),
+                headers={k: v for k, v in request.headers.items() if k != "host"},
+            )
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+@pytest.mark.integration
+async def test_a_fix_landing_between_judging_and_rolling_back_is_not_rolled_back(
+    registry_url: tuple[Registry, str],
+) -> None:
+    served, url = registry_url
+    served.clock.now = datetime.now(UTC)
+    async with httpx.AsyncClient(base_url=url, headers=AS_ANA) as http:
+        for c in [1.0, 0.5, 0.25]:
+            data, files = registration_form(train(c))
+            (
+                await http.post(f"/models/{MODEL}/versions", data=data, files=files)
+            ).raise_for_status()
+        for version in (1, 2):
+            body = {"champion": version, "reason": f"v{version}"}
+            (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
+
+    async with serving(fix_lands_first(url)) as proxy:
+        env = {"VIGIL_REGISTRY_URL": proxy, "VIGIL_RUNBOOK_TOKEN": "token-ana"}
+        raced = await asyncio.to_thread(
+            run_script,
+            "rollback_model.py",
+            *("--model", MODEL, "--version", "2", "--incident", "inc-0a1b2c"),
+            env=env,
+        )
+    assert raced.returncode == 5, raced.stderr
+    assert raced.stderr.strip() == (
+        f"nothing to do: version 2 of {MODEL} no longer serves (now champion v3, revision 3)"
+    )
+    revisions = await history_of(url)
+    assert [r["action"] for r in revisions] == ["deployed", "deployed", "deployed"]
+    assert await champion(url) == 3

@@ -61,6 +61,7 @@ class EscalationTrigger(StrEnum):
     NOT_ACKNOWLEDGED = "not_acknowledged"
     NOT_MITIGATED = "not_mitigated"
     RUNBOOK_FAILED = "runbook_failed"
+    RUNBOOK_NOT_APPLIED = "runbook_not_applied"
     VERIFICATION_FAILED = "verification_failed"
     NO_RUNBOOK = "no_runbook"
     HUMAN = "human"

@@ -8,8 +8,11 @@ Run states::
         │            │            └───────▶ abandoned
         │            ├──▶ failed
         │            ├──▶ timed_out
-        │            └──▶ abandoned   (the runner died mid-run; never silently re-run)
-        └──▶ refused                  (not in the catalogue, bad parameters, limit reached)
+        │            ├──▶ abandoned   (the runner died mid-run; never silently re-run)
+        │            └──▶ skipped     (the script found nothing to do: exit NOTHING_TO_DO_EXIT)
+        ├──▶ refused                  (not in the catalogue, bad parameters, limit reached)
+        ├──▶ expired                  (waited longer than the runner's maximum queue age)
+        └──▶ skipped                  (its incident was resolved before it started)
 """
 
 from __future__ import annotations
@@ -23,9 +26,20 @@ from contracts.envelope import Envelope
 from contracts.incidents import Tier
 from contracts.values import ModelName
 
-__all__ = ["RunState", "RunbookFinished", "RunbookRequest", "RunbookStarted"]
+__all__ = [
+    "NOTHING_TO_DO_EXIT",
+    "RunState",
+    "RunbookFinished",
+    "RunbookRequest",
+    "RunbookStarted",
+]
 
 ParameterValue = str | int | float | bool
+
+NOTHING_TO_DO_EXIT = 5
+"""Exit status by which a runbook's command says the situation it was asked to act on no longer
+holds (the version it was about no longer serves), so it did nothing: the run ends ``skipped``,
+without verification."""
 
 
 class RunState(StrEnum):
@@ -40,6 +54,8 @@ class RunState(StrEnum):
     VERIFY_FAILED = "verify_failed"
     ABANDONED = "abandoned"
     REFUSED = "refused"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
 
 
 class RunbookRequest(Envelope):

@@ -18,11 +18,13 @@ from typing import Any, NoReturn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import EVENT_TYPES, Envelope, Topic
+from contracts.runbooks import NOTHING_TO_DO_EXIT
 from services.runtime.api_client import ApiClient, ApiError
 
 __all__ = [
     "API_ERROR",
     "DONE",
+    "NOTHING_TO_DO",
     "NOT_APPLICABLE",
     "UNHEALTHY",
     "USAGE",
@@ -43,6 +45,9 @@ NOT_APPLICABLE = 3
 """The runbook does not apply to the situation (nothing to roll back, no evidence in time)."""
 API_ERROR = 4
 """A Vigil API refused or could not be reached."""
+NOTHING_TO_DO = NOTHING_TO_DO_EXIT
+"""The situation the run was asked for no longer holds (the version it was about no longer
+serves): nothing was done. The runner reports the run ``skipped`` and does not verify it."""
 
 _URLS = {
     "incident-log": "VIGIL_INCIDENT_LOG_URL",

@@ -16,8 +16,9 @@ that arrive together (drift, low confidence, decay) are routed as one story, and
 never changes a running escalation. A route without level-one runbooks escalates to L2 at once.
 
 Escalation happens on timers (not acknowledged / not mitigated in time, per tier, from the frozen
-route) and on semantic triggers (runbook failed, verification failed, no runbook, a person). Each
-escalation bumps the incident's ``epoch``; a timer scheduled under an older epoch does nothing.
+route) and on semantic triggers (runbook failed, verification failed, runbook not applied, no
+runbook, a person). Each escalation bumps the incident's ``epoch``; a timer scheduled under an
+older epoch does nothing.
 """
 
 from __future__ import annotations
@@ -614,7 +615,13 @@ class Incident:
 
     def runbook_finished(self, finished: RunbookFinished, now: datetime) -> Effects:
         """A run ended: a verified level-one run means monitoring; a failed one tries the next
-        runbook of the chain, and after the last escalates to L2 with the run's output."""
+        runbook of the chain, and after the last escalates to L2 with the run's output.
+
+        A run that did not act — ``expired`` in the runner's queue, or ``skipped`` because the
+        situation it was asked for no longer held — is no failure of the runbook: it changes
+        nothing while a fix is being monitored, and otherwise is handled like a run that could
+        not run (next of the chain, then L2) under its own trigger.
+        """
         effects = Effects()
         effects.timeline.append(
             TimelineEntry(
@@ -650,6 +657,9 @@ class Incident:
             if self.status is IncidentStatus.MITIGATING:
                 effects += self.start_monitoring(SYSTEM, reason, now)
             return effects
+        not_applied = finished.state in (RunState.EXPIRED, RunState.SKIPPED)
+        if not_applied and self.status is IncidentStatus.MONITORING:
+            return effects
         outcome = f"runbook {finished.runbook} ended {finished.state.value}"
         if finished.detail:
             outcome += f": {finished.detail}"
@@ -665,6 +675,8 @@ class Incident:
         trigger = (
             EscalationTrigger.VERIFICATION_FAILED
             if finished.state is RunState.VERIFY_FAILED
+            else EscalationTrigger.RUNBOOK_NOT_APPLIED
+            if not_applied
             else EscalationTrigger.RUNBOOK_FAILED
         )
         if next_tier(self.tier) is not None:

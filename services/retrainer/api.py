@@ -55,6 +55,7 @@ __all__ = [
     "ModelDetail",
     "ModelSummaryOut",
     "RevisionOut",
+    "RollbackRequest",
     "TrafficRequest",
     "VersionMetadata",
     "install_registry_api",
@@ -90,6 +91,21 @@ class ChangeReason(_Body):
 
     reason: str = Field(min_length=1, examples=["recall fell after the deploy"])
     incident_id: str | None = Field(default=None, examples=["inc-000042"])
+
+
+class RollbackRequest(ChangeReason):
+    """Roll back one step, optionally only if the deployment is still the one the caller saw."""
+
+    expected_revision: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description=(
+            "Roll back only if this revision is still in force (compare-and-set); otherwise 409 "
+            "and nothing changes."
+        ),
+        examples=[7],
+    )
 
 
 class DeployRequest(ChangeReason):
@@ -381,13 +397,19 @@ def install_registry_api(
         return RevisionOut.of(entry)
 
     @router.post("/models/{model}/deployment/rollback")
-    async def rollback(model: ModelPath, who: Writer, body: ChangeReason) -> RevisionOut:
+    async def rollback(model: ModelPath, who: Writer, body: RollbackRequest) -> RevisionOut:
         """One step back: withdraw the challenger, or else restore the previous champion.
 
+        With ``expected_revision``, only if that revision is still in force (409 otherwise).
         Publishes ``model.rolled_back``.
         """
         entry = await store.rollback(
-            model, actor=who.name, reason=body.reason, incident_id=body.incident_id, at=clock()
+            model,
+            actor=who.name,
+            reason=body.reason,
+            incident_id=body.incident_id,
+            at=clock(),
+            expected_revision=body.expected_revision,
         )
         return RevisionOut.of(entry)
 

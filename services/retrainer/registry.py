@@ -36,6 +36,7 @@ __all__ = [
     "Action",
     "Alias",
     "AliasMove",
+    "DeploymentChanged",
     "DeploymentRevision",
     "RegistryRuleError",
     "alias_moves",
@@ -54,6 +55,10 @@ MAX_CHALLENGER_SHARE = 0.5
 
 class RegistryRuleError(ValueError):
     """A change the registry's rules forbid; the message says which rule."""
+
+
+class DeploymentChanged(RegistryRuleError):
+    """A change was made conditional on the revision in force, and another revision is."""
 
 
 class Action(StrEnum):
@@ -168,15 +173,25 @@ def promote(history: Sequence[DeploymentRevision]) -> Deployment:
 
 
 def rollback(
-    history: Sequence[DeploymentRevision], versions: dict[int, ServedVersion]
+    history: Sequence[DeploymentRevision],
+    versions: dict[int, ServedVersion],
+    *,
+    expected_revision: int | None = None,
 ) -> Deployment:
     """Return the deployment after a one-step rollback.
 
     A deployment with a challenger withdraws it (the champion keeps serving); otherwise the
     champion goes back to the previous champion. ``versions`` maps version numbers to what a
-    scorer needs to load them.
+    scorer needs to load them. With ``expected_revision`` the rollback is a compare-and-set: it
+    is refused unless that revision is still the one in force, so a caller that judged one
+    deployment never rolls back another.
     """
     current = _current(history)
+    if expected_revision is not None and (current is None or current.revision != expected_revision):
+        raise DeploymentChanged(
+            f"the deployment changed: revision {expected_revision} expected, "
+            + (f"revision {current.revision} is in force" if current else "never deployed")
+        )
     if current is None or current.champion is None:
         raise RegistryRuleError("the model is not deployed")
     if current.challenger is not None:

@@ -324,13 +324,16 @@ class RegistryStore:
         at: datetime,
         incident_id: str | None = None,
         session: AsyncSession | None = None,
+        expected_revision: int | None = None,
     ) -> DeploymentRevision:
-        """Withdraw the challenger, or else put the previous champion back, in one step."""
+        """Withdraw the challenger, or else put the previous champion back, in one step; only
+        if ``expected_revision`` (when given) is still in force."""
 
         def decide(
             history: list[DeploymentRevision], versions: dict[int, ServedVersion]
         ) -> _Decision:
-            return _Decision(registry.rollback(history, versions), Action.ROLLED_BACK)
+            deployment = registry.rollback(history, versions, expected_revision=expected_revision)
+            return _Decision(deployment, Action.ROLLED_BACK)
 
         return await self._change(model, decide, actor, reason, at, incident_id, session)
 

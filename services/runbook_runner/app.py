@@ -1,4 +1,5 @@
-"""Composition root of the runbook runner: catalogue, database, consumer, worker, relay."""
+"""Composition root of the runbook runner: catalogue, database, consumer (run requests, and
+incident resolutions that make waiting runs pointless), worker, relay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from contracts.envelope import utc_now
+from contracts.incidents import IncidentResolved
 from contracts.runbooks import RunbookRequest
 from services.runbook_runner.catalog import load_catalog
 from services.runbook_runner.environment import script_environment
@@ -63,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             kill_grace_s=settings.kill_grace_seconds,
             stop_grace_s=settings.stop_grace_seconds,
             poll_interval_s=settings.poll_interval_seconds,
+            max_queue_age_s=settings.max_queue_age_seconds,
         ),
         environment=script_environment(
             os.environ, settings.script_env_allowlist, vigil_environment(settings)
@@ -73,6 +76,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     )
 
     runtime.consumer.on(RunbookRequest, runner.accept)
+    runtime.consumer.on(IncidentResolved, runner.incident_resolved)
     runtime.add_background("runs", runner.work)
     if settings.run_outbox_relay:
         runtime.add_background("outbox-relay", relay.run)

@@ -5,9 +5,12 @@ The Kafka handler only records a request (:meth:`Runner.accept`) and returns, so
 holds up the consumer. A background worker (:meth:`Runner.work`) starts waiting runs oldest
 first, at most ``max_concurrent_runs`` at once in this process (the rest wait their turn), and
 refuses a run whose runbook already has ``max_concurrent_per_model`` runs in progress for the
-same model (on any runner sharing the database). A run started but not finished when the runner
-stops or dies is marked ``abandoned`` — on the way down, or when this runner starts again — and
-is never run again.
+same model (on any runner sharing the database). A waiting run whose incident was resolved after
+it was asked for is ``skipped``, and one asked for longer than ``max_queue_age_s`` ago
+``expired``, instead of started: both judged when the worker gets to it, from what is in the
+database, so a restarted runner judges its backlog the same way. A run started but not finished
+when the runner stops or dies is marked ``abandoned`` — on the way down, or when this runner
+starts again — and is never run again.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from contracts.envelope import utc_now
+from contracts.incidents import IncidentResolved
 from contracts.runbooks import RunbookRequest, RunState
 from services.runbook_runner.admission import (
     Admitted,
@@ -35,7 +39,12 @@ from services.runbook_runner.admission import (
 from services.runbook_runner.capture import printable
 from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.execution import CommandResult, run_command, sha256_of
-from services.runbook_runner.runs import Verdict, after_command, after_verification
+from services.runbook_runner.runs import (
+    Verdict,
+    after_command,
+    after_verification,
+    before_start,
+)
 from services.runbook_runner.store import RunStore, ask_of
 from services.runbook_runner.tables import RunRow
 from services.runtime.consumer import Rejected
@@ -63,6 +72,7 @@ class Limits:
     kill_grace_s: float = 2.0
     stop_grace_s: float = 10.0
     poll_interval_s: float = 1.0
+    max_queue_age_s: float = 1800.0
 
 
 def _recorded(request: RunbookRequest, digest: str, now: datetime) -> RunRow:
@@ -81,6 +91,7 @@ def _recorded(request: RunbookRequest, digest: str, now: datetime) -> RunRow:
         approved_by=request.approved_by,
         reason=printable(request.reason)[:_REASON_LIMIT],
         state=RunState.REQUESTED.value,
+        asked_at=request.occurred_at,
         requested_at=now,
     )
 
@@ -161,6 +172,13 @@ class Runner:
         self._committed()
         self._wake.set()
 
+    async def incident_resolved(self, resolved: IncidentResolved) -> None:
+        """Remember that an incident was resolved: its runs asked for before then are skipped
+        when the worker gets to them, on this runner or after a restart."""
+        async with self._sessions() as session, session.begin():
+            await RunStore(session).record_resolution(resolved.incident_id, resolved.occurred_at)
+        self._wake.set()
+
     async def recover(self) -> int:
         """Mark the runs this runner left in progress ``abandoned``; return how many.
 
@@ -209,8 +227,9 @@ class Runner:
         self._wake.set()
 
     async def _claim_next(self) -> _Claim | RunState | None:
-        """Start the oldest waiting run: re-admit it against the catalogue, check its runbook's
-        per-model limit, hash its scripts, and move it to ``running`` — or refuse it."""
+        """Start the oldest waiting run: skip or expire it if it is no longer wanted, re-admit it
+        against the catalogue, check its runbook's per-model limit, hash its scripts, and move it
+        to ``running`` — or refuse it."""
         async with self._sessions() as session, session.begin():
             store = RunStore(session)
             await store.serialise_claims()
@@ -218,12 +237,22 @@ class Runner:
             if row is None:
                 return None
             now = self._clock()
-            admission = admit(self._catalog, ask_of(row), python=self._limits.python)
-            if isinstance(admission, Refused):
-                store.move(row, RunState.REFUSED, detail=admission.reason, finished_at=now)
-                claim: _Claim | RunState = RunState.REFUSED
+            stale = before_start(
+                row.asked_at,
+                now,
+                max_queue_age=timedelta(seconds=self._limits.max_queue_age_s),
+                resolved_at=await store.resolved_at(row.incident_id),
+            )
+            if stale is not None:
+                store.move(row, stale.state, detail=stale.detail, finished_at=now)
+                claim: _Claim | RunState = stale.state
             else:
-                claim = await self._start(store, row, admission, now)
+                admission = admit(self._catalog, ask_of(row), python=self._limits.python)
+                if isinstance(admission, Refused):
+                    store.move(row, RunState.REFUSED, detail=admission.reason, finished_at=now)
+                    claim = RunState.REFUSED
+                else:
+                    claim = await self._start(store, row, admission, now)
         self._committed()
         return claim
 
@@ -281,6 +310,7 @@ class Runner:
                     command.exit_code,
                     timed_out=command.timed_out,
                     timeout_s=runbook.timeout_seconds,
+                    stderr=command.stderr,
                 )
             outputs = {
                 "exit_code": command.exit_code,

@@ -8,8 +8,11 @@
         │            │            └───────▶ abandoned
         │            ├──▶ failed
         │            ├──▶ timed_out
-        │            └──▶ abandoned   (the runner died mid-run: marked on restart, never re-run)
-        └──▶ refused                  (not in the catalogue, parameters, tier, approval, limit)
+        │            ├──▶ abandoned   (the runner died mid-run: marked on restart, never re-run)
+        │            └──▶ skipped     (the command found nothing to do: exit NOTHING_TO_DO_EXIT)
+        ├──▶ refused                  (not in the catalogue, parameters, tier, approval, limit)
+        ├──▶ expired                  (asked longer than the maximum queue age before it started)
+        └──▶ skipped                  (its incident was resolved after it was asked for)
 
 Nothing leaves a final state, and nothing goes back to ``requested``: a run id runs at most once.
 """
@@ -17,8 +20,9 @@ Nothing leaves a final state, and nothing goes back to ``requested``: a run id r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from contracts.runbooks import RunState
+from contracts.runbooks import NOTHING_TO_DO_EXIT, RunState
 
 __all__ = [
     "ACTIVE_STATES",
@@ -28,13 +32,22 @@ __all__ = [
     "Verdict",
     "after_command",
     "after_verification",
+    "before_start",
     "transition",
 ]
 
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.REQUESTED: frozenset({RunState.RUNNING, RunState.REFUSED}),
+    RunState.REQUESTED: frozenset(
+        {RunState.RUNNING, RunState.REFUSED, RunState.EXPIRED, RunState.SKIPPED}
+    ),
     RunState.RUNNING: frozenset(
-        {RunState.VERIFYING, RunState.FAILED, RunState.TIMED_OUT, RunState.ABANDONED}
+        {
+            RunState.VERIFYING,
+            RunState.FAILED,
+            RunState.TIMED_OUT,
+            RunState.ABANDONED,
+            RunState.SKIPPED,
+        }
     ),
     RunState.VERIFYING: frozenset(
         {RunState.SUCCEEDED, RunState.VERIFY_FAILED, RunState.TIMED_OUT, RunState.ABANDONED}
@@ -45,6 +58,8 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.VERIFY_FAILED: frozenset(),
     RunState.ABANDONED: frozenset(),
     RunState.REFUSED: frozenset(),
+    RunState.EXPIRED: frozenset(),
+    RunState.SKIPPED: frozenset(),
 }
 """Each state and the states it may move to."""
 
@@ -53,6 +68,9 @@ FINAL_STATES = frozenset(state for state, targets in TRANSITIONS.items() if not 
 
 ACTIVE_STATES = frozenset({RunState.RUNNING, RunState.VERIFYING})
 """States in which a process of the run may be alive; they count against concurrency limits."""
+
+
+_WHY_LIMIT = 500
 
 
 class IllegalTransition(ValueError):
@@ -74,13 +92,58 @@ class Verdict:
     detail: str
 
 
-def after_command(exit_code: int | None, *, timed_out: bool, timeout_s: float) -> Verdict:
-    """Judge the runbook's command: verify it if it exited 0, else the run failed or timed out.
+def before_start(
+    asked_at: datetime,
+    now: datetime,
+    *,
+    max_queue_age: timedelta,
+    resolved_at: datetime | None,
+) -> Verdict | None:
+    """Judge a waiting run when the runner gets to it: ``None`` lets it start; a run whose
+    incident was resolved after it was asked for is skipped, one asked for longer than
+    ``max_queue_age`` ago expires. Both are judged on the incident log's clock (``asked_at`` and
+    ``resolved_at``) where they can be, so a runner that was down judges its backlog correctly.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> before_start(t, t + timedelta(minutes=5), max_queue_age=timedelta(minutes=30),
+    ...              resolved_at=None) is None
+    True
+    >>> before_start(t, t + timedelta(hours=1), max_queue_age=timedelta(minutes=30),
+    ...              resolved_at=None).state
+    <RunState.EXPIRED: 'expired'>
+    >>> before_start(t, t, max_queue_age=timedelta(minutes=30),
+    ...              resolved_at=t + timedelta(minutes=1)).state
+    <RunState.SKIPPED: 'skipped'>
+    """
+    if resolved_at is not None and asked_at <= resolved_at:
+        return Verdict(
+            RunState.SKIPPED,
+            f"its incident was resolved at {resolved_at.isoformat()}, after the run was asked "
+            f"for at {asked_at.isoformat()}; not run",
+        )
+    waited = now - asked_at
+    if waited > max_queue_age:
+        return Verdict(
+            RunState.EXPIRED,
+            f"asked for {waited.total_seconds():.0f} s ago, longer than the maximum queue age "
+            f"of {max_queue_age.total_seconds():g} s; not run",
+        )
+    return None
+
+
+def after_command(
+    exit_code: int | None, *, timed_out: bool, timeout_s: float, stderr: str = ""
+) -> Verdict:
+    """Judge the runbook's command: verify it if it exited 0; skip verification if it found
+    nothing to do (its last line of errors says why); else the run failed or timed out.
 
     >>> after_command(0, timed_out=False, timeout_s=30).state
     <RunState.VERIFYING: 'verifying'>
     >>> after_command(-9, timed_out=False, timeout_s=30).detail
     'command was killed by signal 9'
+    >>> after_command(5, timed_out=False, timeout_s=30, stderr="v4 no longer serves\\n").detail
+    'command found nothing to do (exit 5): v4 no longer serves'
     """
     if timed_out:
         return Verdict(
@@ -89,6 +152,10 @@ def after_command(exit_code: int | None, *, timed_out: bool, timeout_s: float) -
         )
     if exit_code == 0:
         return Verdict(RunState.VERIFYING, "command exited 0; verifying")
+    if exit_code == NOTHING_TO_DO_EXIT:
+        why = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
+        detail = f"command found nothing to do (exit {exit_code})"
+        return Verdict(RunState.SKIPPED, f"{detail}: {why[:_WHY_LIMIT]}" if why else detail)
     return Verdict(RunState.FAILED, f"command {_ended(exit_code)}")
 
 

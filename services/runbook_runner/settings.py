@@ -55,6 +55,16 @@ class Settings(ServiceSettings):
     stop_grace_seconds: float = Field(
         default=10.0, ge=0, le=300, description="How long a stopping runner lets runs finish."
     )
+    max_queue_age_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description=(
+            "A run asked for longer ago than this (by the incident log's clock) when the runner "
+            "gets to it is not started but reported expired: the situation it was meant for "
+            "has moved on, and the incident has escalated on its timers meanwhile."
+        ),
+    )
     poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often waiting runs are looked for without a wake-up."
     )

@@ -8,6 +8,7 @@ change are read ``FOR UPDATE`` (on SQLite every transaction already holds the wr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import col, func, select
@@ -18,7 +19,7 @@ from contracts.runbooks import RunbookFinished, RunbookStarted, RunState
 from services.runbook_runner.admission import Ask
 from services.runbook_runner.runs import ACTIVE_STATES, transition
 from services.runbook_runner.settings import SERVICE
-from services.runbook_runner.tables import RunRow
+from services.runbook_runner.tables import ResolutionRow, RunRow
 from services.runtime.outbox import stage
 
 __all__ = ["RunStore", "ask_of", "finished_event", "started_event"]
@@ -79,6 +80,23 @@ class RunStore:
             .with_for_update()
         )
         return (await self.session.exec(query)).all()
+
+    async def resolved_at(self, incident_id: str) -> datetime | None:
+        """When an incident was last resolved, as far as this runner heard; ``None`` if never."""
+        row = await self.session.get(ResolutionRow, incident_id)
+        return row.resolved_at if row is not None else None
+
+    async def record_resolution(self, incident_id: str, resolved_at: datetime) -> None:
+        """Remember an incident's resolution; an older one (a replay) changes nothing."""
+        query = (
+            select(ResolutionRow).where(ResolutionRow.incident_id == incident_id).with_for_update()
+        )
+        row = (await self.session.exec(query)).first()
+        if row is None:
+            self.session.add(ResolutionRow(incident_id=incident_id, resolved_at=resolved_at))
+        elif resolved_at > row.resolved_at:
+            row.resolved_at = resolved_at
+            self.session.add(row)
 
     def move(self, row: RunRow, target: RunState, **changes: Any) -> None:
         """Move a run to ``target`` (refused if the state machine forbids it), with changes,

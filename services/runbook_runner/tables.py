@@ -1,7 +1,9 @@
-"""The runner's table (its own database; SQLite file by default, PostgreSQL by URL).
+"""The runner's tables (its own database; SQLite file by default, PostgreSQL by URL).
 
 ``run_id`` is the primary key: the database itself guarantees one row, hence one execution, per
-run id, whatever two deliveries or two replicas race.
+run id, whatever two deliveries or two replicas race. Resolutions are what the runner learned
+from the ``incidents`` topic, kept so that a restarted runner still skips a resolved incident's
+waiting runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlmodel import Field, SQLModel
 
 from services.runtime.database import UtcDateTime
 
-__all__ = ["TABLES", "RunRow"]
+__all__ = ["TABLES", "ResolutionRow", "RunRow"]
 
 
 class RunRow(SQLModel, table=True):
@@ -51,9 +53,19 @@ class RunRow(SQLModel, table=True):
     verify_output: str = ""
     truncated: bool = False
     detail: str = ""
-    requested_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    asked_at: datetime = Field(sa_type=UtcDateTime)  # when the incident log asked (its clock)
+    requested_at: datetime = Field(sa_type=UtcDateTime, index=True)  # recorded here
     started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
-TABLES: list[type[SQLModel]] = [RunRow]
+class ResolutionRow(SQLModel, table=True):
+    """The latest resolution of an incident the runner heard of (the incident log's clock)."""
+
+    __tablename__ = "runbook_incident_resolutions"
+
+    incident_id: str = Field(primary_key=True)
+    resolved_at: datetime = Field(sa_type=UtcDateTime)
+
+
+TABLES: list[type[SQLModel]] = [RunRow, ResolutionRow]

@@ -340,6 +340,49 @@ def test_a_failed_runbook_escalates_to_level_two_with_its_output(
     )
 
 
+@pytest.mark.parametrize(
+    ("state", "detail"),
+    [
+        (RunState.EXPIRED, "asked for 2400 s ago, longer than the maximum queue age of 1800 s"),
+        (
+            RunState.SKIPPED,
+            "command found nothing to do (exit 5): nothing to do: version 3 of breast-cancer "
+            "no longer serves (now champion v2, revision 5)",
+        ),
+    ],
+)
+def test_a_run_that_did_not_act_escalates_like_one_that_could_not_run_but_not_as_a_failure(
+    state: RunState, detail: str
+) -> None:
+    incident = opened()
+    run = finished(incident, state).model_copy(
+        update={"detail": detail, "exit_code": None, "verify_exit_code": None}
+    )
+    effects = incident.runbook_finished(run, T0 + MINUTE)
+    assert incident.tier is Tier.L2
+    (escalation,) = [e for e in effects.events if isinstance(e, IncidentEscalated)]
+    assert escalation.trigger is EscalationTrigger.RUNBOOK_NOT_APPLIED
+    assert escalation.reason == f"runbook rollback-model ended {state.value}: {detail}"
+    assert effects.timeline[0].details["state"] == state.value
+
+
+@pytest.mark.parametrize("state", [RunState.EXPIRED, RunState.SKIPPED])
+def test_a_run_that_did_not_act_changes_nothing_while_a_fix_is_monitored(state: RunState) -> None:
+    incident = opened()
+    incident.follow_model(make_promotion(incident_id=incident.id), T0 + MINUTE)
+    assert incident.status is IncidentStatus.MONITORING
+    effects = incident.runbook_finished(finished(incident, state), T0 + 2 * MINUTE)
+    assert (incident.status, incident.tier) == (IncidentStatus.MONITORING, Tier.L1)
+    assert [e.action for e in effects.timeline] == ["runbook_finished"]
+    assert effects.events == []
+
+
+def test_the_level_one_request_names_the_version_the_incident_is_about() -> None:
+    _, effects = Incident.open_from_alert("inc-1", make_alert(model_version=7), POLICY, T0)
+    (request,) = [e for e in effects.events if isinstance(e, RunbookRequest)]
+    assert (request.runbook, request.model_version) == ("rollback-model", 7)
+
+
 def test_a_failed_runbook_tries_the_next_of_the_chain_first() -> None:
     policy = make_policy(
         routes=[

@@ -391,3 +391,52 @@ async def test_the_openapi_document_describes_every_registry_path(http: httpx.As
     } <= set(document["paths"])
     upload = document["paths"]["/models/{model}/versions"]["post"]["requestBody"]
     assert "multipart/form-data" in upload["content"]
+
+
+async def test_a_rollback_conditional_on_a_revision_no_longer_in_force_is_refused(
+    reg: Registry,
+) -> None:
+    """Compare-and-set over real HTTP: a caller that judged revision 2 never rolls back
+    revision 3, whatever it is; with the revision in force, the rollback happens."""
+    async with (
+        serving(reg.app) as url,
+        httpx.AsyncClient(base_url=url, headers=AS_ANA) as http,
+    ):
+        await registered(http, 3)
+        for champion in (1, 2):
+            assert (await deploy(http, MODEL, champion)).status_code == 200
+        assert (await deploy(http, MODEL, 3)).status_code == 200  # the fix, after the alert
+
+        stale = await http.post(
+            f"/models/{MODEL}/deployment/rollback",
+            json={"reason": "v2 decayed", "incident_id": "inc-9", "expected_revision": 2},
+        )
+        assert stale.status_code == 409
+        assert stale.json()["detail"] == (
+            "the deployment changed: revision 2 expected, revision 3 is in force"
+        )
+        history = (await http.get(f"/models/{MODEL}/history")).json()
+        assert len(history["revisions"]) == 3
+        assert (await http.get(f"/models/{MODEL}/deployment")).json()["champion"]["version"] == 3
+
+        for wrong in (0, -1, "3", 3.5, True, [3]):
+            bad = await http.post(
+                f"/models/{MODEL}/deployment/rollback",
+                json={"reason": "r", "expected_revision": wrong},
+            )
+            assert bad.status_code == 422, (wrong, bad.text)
+        huge = await http.post(
+            f"/models/{MODEL}/deployment/rollback",
+            json={"reason": "r", "expected_revision": 10**30},
+        )
+        assert huge.status_code == 409
+
+        current = await http.post(
+            f"/models/{MODEL}/deployment/rollback",
+            json={"reason": "v3 decayed", "expected_revision": 3},
+        )
+        assert current.status_code == 200, current.text
+        assert current.json()["deployment"]["champion"]["version"] == 2
+    publisher = RecordingPublisher()
+    await reg.relay(publisher).publish_pending()
+    assert [type(e) for e in publisher.published].count(ModelRolledBack) == 1

@@ -17,6 +17,7 @@ from contracts import (
 from services.retrainer.registry import (
     Action,
     Alias,
+    DeploymentChanged,
     DeploymentRevision,
     RegistryRuleError,
     alias_moves,
@@ -128,6 +129,17 @@ def test_rollback_steps_back_through_champions_and_never_flip_flops() -> None:
     assert log.current.champion == VERSIONS[1]
     with pytest.raises(RegistryRuleError, match="no previous champion"):
         log.rollback()
+
+
+def test_a_rollback_conditional_on_a_revision_acts_only_while_that_revision_is_in_force() -> None:
+    with pytest.raises(DeploymentChanged, match="revision 1 expected, never deployed"):
+        rollback([], VERSIONS, expected_revision=1)
+    log = Log()
+    log.deploy(1)
+    log.deploy(2)
+    with pytest.raises(DeploymentChanged, match="revision 1 expected, revision 2 is in force"):
+        rollback(log.entries, VERSIONS, expected_revision=1)
+    assert rollback(log.entries, VERSIONS, expected_revision=2).champion == VERSIONS[1]
 
 
 def test_promote_needs_a_challenger_and_clears_the_share() -> None:

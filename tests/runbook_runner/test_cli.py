@@ -18,7 +18,7 @@ cli = CliRunner()
 def test_validate_accepts_a_valid_catalogue_and_counts_its_runbooks() -> None:
     result = cli.invoke(app, ["validate", "--catalog", str(CATALOG_PATH)])
     assert result.exit_code == 0
-    assert result.output.endswith("valid, 14 runbook(s)\n")
+    assert result.output.endswith("valid, 15 runbook(s)\n")
 
 
 def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -72,4 +72,4 @@ def test_the_vigil_command_has_the_runbooks_group() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "valid, 14 runbook(s)" in completed.stdout
+    assert "valid, 15 runbook(s)" in completed.stdout

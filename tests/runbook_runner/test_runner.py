@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from contracts import EVENT_TYPES, Envelope, RunbookFinished, RunbookStarted, RunState
+from contracts import (
+    EVENT_TYPES,
+    Envelope,
+    IncidentResolved,
+    IncidentStatus,
+    RunbookFinished,
+    RunbookStarted,
+    RunState,
+    Tier,
+)
 from contracts.wire import encode
 from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.execution import sha256_of
@@ -405,3 +415,135 @@ async def test_a_waiting_request_is_admitted_again_against_the_catalogue_it_star
     done = await finished(sessions)
     assert done.state is RunState.REFUSED
     assert done.detail == "runbook 'passes' is not in the catalogue"
+
+
+def resolution(incident_id: str, at: datetime) -> IncidentResolved:
+    return IncidentResolved(
+        producer="incident-log",
+        occurred_at=at,
+        incident_id=incident_id,
+        model="breast-cancer",
+        status=IncidentStatus.RESOLVED,
+        tier=Tier.L1,
+        actor="ana",
+        from_status=IncidentStatus.MONITORING,
+        reason="recall held",
+    )
+
+
+async def test_a_run_asked_for_longer_ago_than_the_maximum_queue_age_expires_unrun(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    # The runner was down for two hours: the request reaches it late, and is judged by when the
+    # incident log asked, not by when the runner recorded it.
+    runner = make_runner(sessions, catalog, tmp_path, max_queue_age_s=600)
+    now = datetime.now(UTC)
+    stale, fresh = tmp_path / "stale.marker", tmp_path / "fresh.marker"
+    await runner.accept(
+        make_runbook_request(
+            run_id="run-old",
+            occurred_at=now - timedelta(hours=2),
+            runbook="sleeps",
+            parameters={"marker": str(stale), "seconds": 0},
+        )
+    )
+    await runner.accept(
+        make_runbook_request(
+            run_id="run-new",
+            model="churn",
+            occurred_at=now - timedelta(minutes=9),
+            runbook="sleeps",
+            parameters={"marker": str(fresh), "seconds": 0},
+        )
+    )
+    assert await runner.start_waiting() == 1
+    await runner.wait_idle()
+
+    expired = await finished(sessions, "run-old")
+    assert expired.state is RunState.EXPIRED
+    assert expired.detail.startswith("asked for 7200 s ago, longer than the maximum queue age")
+    assert (expired.exit_code, expired.script_sha256, expired.started_at) == (None, None, None)
+    assert expired.parameters == {"marker": str(stale), "seconds": 0.0}
+    assert not stale.exists()
+    assert not any(
+        isinstance(e, RunbookStarted) and e.run_id == "run-old" for e in await published(sessions)
+    )
+    assert (await finished(sessions, "run-new")).state is RunState.SUCCEEDED
+    assert fresh.exists()
+
+
+async def test_a_run_whose_incident_was_resolved_before_it_started_is_skipped_after_a_restart(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    marker = tmp_path / "marker"
+    asked = make_runbook_request(
+        occurred_at=now - timedelta(minutes=5),
+        runbook="sleeps",
+        parameters={"marker": str(marker), "seconds": 0},
+    )
+    first = make_runner(sessions, catalog, tmp_path)
+    await first.accept(asked)
+    await first.incident_resolved(resolution("inc-000001", now - timedelta(minutes=1)))
+    # an older resolution replayed later does not make the incident look open again
+    await first.incident_resolved(resolution("inc-000001", now - timedelta(hours=1)))
+    # the runner stops before it got to the run; another starts on the same database
+
+    restarted = make_runner(sessions, catalog, tmp_path)
+    assert await restarted.recover() == 0
+    assert await restarted.start_waiting() == 0
+    await restarted.wait_idle()
+
+    done = await finished(sessions)
+    assert done.state is RunState.SKIPPED
+    assert done.detail.startswith("its incident was resolved at ")
+    assert done.exit_code is None
+    assert not marker.exists()
+    assert [type(e).__name__ for e in await published(sessions)] == ["RunbookFinished"]
+
+
+async def test_a_request_arriving_after_its_incident_was_resolved_is_skipped_unless_asked_later(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    # Requests and resolutions come on different topics, in no fixed order: what counts is
+    # whether the incident log asked before or after it resolved the incident.
+    runner = make_runner(sessions, catalog, tmp_path)
+    now = datetime.now(UTC)
+    await runner.incident_resolved(resolution("inc-000001", now - timedelta(minutes=2)))
+    before, after = tmp_path / "before.marker", tmp_path / "after.marker"
+    await runner.accept(
+        make_runbook_request(
+            run_id="run-before",
+            occurred_at=now - timedelta(minutes=3),
+            runbook="sleeps",
+            parameters={"marker": str(before), "seconds": 0},
+        )
+    )
+    await runner.accept(
+        make_runbook_request(
+            run_id="run-after-reopening",
+            model="churn",
+            occurred_at=now - timedelta(minutes=1),
+            runbook="sleeps",
+            parameters={"marker": str(after), "seconds": 0},
+        )
+    )
+    await runner.start_waiting()
+    await runner.wait_idle()
+    assert (await finished(sessions, "run-before")).state is RunState.SKIPPED
+    assert not before.exists()
+    assert (await finished(sessions, "run-after-reopening")).state is RunState.SUCCEEDED
+    assert after.exists()
+
+
+async def test_a_command_that_finds_nothing_to_do_is_skipped_without_verification(
+    runner: Runner, sessions: Sessions, tmp_path: Path
+) -> None:
+    marker = tmp_path / "verified"
+    await run_to_the_end(runner, runbook="nothing-to-do", parameters={"marker": str(marker)})
+    done = await finished(sessions)
+    assert done.state is RunState.SKIPPED
+    assert done.detail == "command found nothing to do (exit 5): failing with status 5"
+    assert (done.exit_code, done.verify_exit_code) == (5, None)
+    assert done.stdout == "doing the work\n"
+    assert not marker.exists()

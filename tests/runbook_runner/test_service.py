@@ -3,22 +3,35 @@ and a runner killed or stopped mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from contracts import (
     DeadLetterReason,
+    IncidentResolved,
+    IncidentStatus,
     MessageDeadLettered,
     RunbookFinished,
     RunbookStarted,
     RunState,
+    Tier,
     Topic,
 )
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runbook_runner.tables import ResolutionRow
+from services.runtime import (
+    EventPublisher,
+    KafkaSettings,
+    ServiceName,
+    create_engine,
+    kafka_broker,
+    session_factory,
+)
 from tests.factories import make_runbook_request
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
@@ -174,3 +187,60 @@ async def test_a_runner_stopped_mid_run_kills_the_run_and_reports_it_abandoned_b
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.ABANDONED
     assert done.detail == "the runner stopped while the run was running; it is not run again"
+
+
+async def test_a_request_for_an_incident_resolved_before_a_restart_is_skipped_by_the_new_runner(
+    runner_on_each_database: MakeRunner,
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    first = runner_on_each_database("first")
+    first.start()
+    await first.wait_ready()
+    await publisher.publish(
+        IncidentResolved(
+            producer="incident-log",
+            occurred_at=now,
+            incident_id="inc-000001",
+            model="breast-cancer",
+            status=IncidentStatus.RESOLVED,
+            tier=Tier.L1,
+            actor="ana",
+            from_status=IncidentStatus.MONITORING,
+            reason="recall held",
+        )
+    )
+    engine = create_engine(database_url)
+    try:
+        for _ in range(600):
+            async with session_factory(engine)() as session:
+                if await session.get(ResolutionRow, "inc-000001") is not None:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the runner never recorded the resolution")
+    finally:
+        await engine.dispose()
+    await first.kill()
+
+    restarted = runner_on_each_database("restarted")
+    restarted.start()
+    await restarted.wait_ready()
+    marker = tmp_path / "marker"
+    await publisher.publish(
+        make_runbook_request(
+            occurred_at=now - timedelta(minutes=1),  # asked before the resolution, read after
+            runbook="sleeps",
+            parameters={"marker": str(marker), "seconds": 0},
+        )
+    )
+    (record,) = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=1, timeout_s=60)
+    done = RunbookFinished.model_validate_json(record.value)
+    assert done.state is RunState.SKIPPED
+    assert done.detail.startswith("its incident was resolved at ")
+    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 1
+    assert not marker.exists()
+    assert await restarted.stop() == 0

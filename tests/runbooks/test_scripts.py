@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.http_tools import serving
 from tests.model_builders import registration_form, train
@@ -47,7 +51,8 @@ def run_script(script: str, *args: str, env: dict[str, str]) -> subprocess.Compl
         text=True,
         timeout=60,
         cwd=RUNBOOKS,
-        env={"PATH": os.environ["PATH"]} | env,
+        # PATH and PYTHONPATH, as the runner's allow-list passes them
+        env={k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ} | env,
         check=False,
     )
 
@@ -84,7 +89,7 @@ async def test_rollback_restores_the_previous_champion_and_refuses_what_it_canno
     served.clock.now = datetime.now(UTC)  # the script judges "fresh" against the real clock
     await register_and_deploy(url, versions=2)
     env = {"VIGIL_REGISTRY_URL": url, "VIGIL_RUNBOOK_TOKEN": "token-ana", "VIGIL_RUN_ID": "run-7"}
-    args = ("--model", MODEL, "--incident", "inc-0a1b2c")
+    args = ("--model", MODEL, "--version", "2", "--incident", "inc-0a1b2c")
 
     stale = await asyncio.to_thread(
         run_script, "rollback_model.py", *args, "--max-age-minutes", "0.0001", env=env
@@ -101,14 +106,15 @@ async def test_rollback_restores_the_previous_champion_and_refuses_what_it_canno
         history = (await http.get(f"/models/{MODEL}/history")).json()
     latest = history["revisions"][-1]
     assert (latest["actor"], latest["incident_id"]) == ("ana", "inc-0a1b2c")
-    assert latest["reason"].startswith("runbook rollback-model, run run-7: metrics fell")
+    assert latest["reason"].startswith("runbook rollback-model, run run-7: metrics of v2 fell")
+    v1 = ("--model", MODEL, "--version", "1", "--incident", "inc-0a1b2c")
     refused = await asyncio.to_thread(
-        run_script, "rollback_model.py", *args, env=env | {"VIGIL_RUNBOOK_TOKEN": "token-lee"}
+        run_script, "rollback_model.py", *v1, env=env | {"VIGIL_RUNBOOK_TOKEN": "token-lee"}
     )
     assert refused.returncode == 4
     assert "needs l2 or higher" in refused.stderr
 
-    nothing = await asyncio.to_thread(run_script, "rollback_model.py", *args, env=env)
+    nothing = await asyncio.to_thread(run_script, "rollback_model.py", *v1, env=env)
     assert nothing.returncode == 3
     assert "no previous champion to roll back to" in nothing.stderr
     missing = await asyncio.to_thread(run_script, "rollback_model.py", *args, env={})
@@ -119,3 +125,128 @@ async def test_rollback_restores_the_previous_champion_and_refuses_what_it_canno
     )
     assert down.returncode == 4
     assert "cannot reach" in down.stderr
+
+
+async def history_of(url: str) -> list[dict[str, object]]:
+    async with httpx.AsyncClient(base_url=url) as http:
+        revisions: list[dict[str, object]] = (await http.get(f"/models/{MODEL}/history")).json()[
+            "revisions"
+        ]
+        return revisions
+
+
+@pytest.mark.integration
+async def test_a_rollback_queued_behind_a_fix_does_nothing_once_its_version_no_longer_serves(
+    registry_url: tuple[Registry, str],
+) -> None:
+    """v2 decayed; before the queued rollback ran, a person put v3 out as the fix. The rollback
+    for v2 must not roll the fix back: it exits 5 and says why."""
+    served, url = registry_url
+    served.clock.now = datetime.now(UTC)
+    await register_and_deploy(url, versions=3)  # v1, v2, v3: v3 is the fix
+    before = await history_of(url)
+    env = {"VIGIL_REGISTRY_URL": url, "VIGIL_RUNBOOK_TOKEN": "token-ana", "VIGIL_RUN_ID": "run-8"}
+
+    stale = await asyncio.to_thread(
+        run_script,
+        "rollback_model.py",
+        *("--model", MODEL, "--version", "2", "--incident", "inc-0a1b2c"),
+        env=env,
+    )
+    assert stale.returncode == 5, stale.stderr
+    assert stale.stderr.strip() == (
+        f"nothing to do: version 2 of {MODEL} no longer serves (now champion v3, revision 3)"
+    )
+    assert await history_of(url) == before
+    assert await champion(url) == 3
+
+
+@pytest.mark.integration
+async def test_a_rollback_withdraws_the_canary_alerted_on_but_not_for_the_champions_decay(
+    registry_url: tuple[Registry, str],
+) -> None:
+    served, url = registry_url
+    served.clock.now = datetime.now(UTC)
+    await register_and_deploy(url, versions=2)
+    async with httpx.AsyncClient(base_url=url, headers=AS_ANA) as http:
+        body = {"champion": 2, "challenger": 3, "challenger_share": 0.1, "reason": "canary v3"}
+        data, files = registration_form(train(0.125))
+        (await http.post(f"/models/{MODEL}/versions", data=data, files=files)).raise_for_status()
+        (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
+    before = await history_of(url)
+    env = {"VIGIL_REGISTRY_URL": url, "VIGIL_RUNBOOK_TOKEN": "token-ana"}
+    args = ("--model", MODEL, "--incident", "inc-0a1b2c")
+
+    champion_decay = await asyncio.to_thread(
+        run_script, "rollback_model.py", *args, "--version", "2", env=env
+    )
+    assert champion_decay.returncode == 3, champion_decay.stderr
+    assert "v2 serves as champion, but a rollback would withdraw challenger v3" in (
+        champion_decay.stderr
+    )
+    assert await history_of(url) == before
+
+    canary_decay = await asyncio.to_thread(
+        run_script, "rollback_model.py", *args, "--version", "3", env=env
+    )
+    assert canary_decay.returncode == 0, canary_decay.stderr
+    assert "serves champion v2 (challenger v3 withdrawn)" in canary_decay.stdout
+    async with httpx.AsyncClient(base_url=url) as http:
+        deployment = (await http.get(f"/models/{MODEL}/deployment")).json()
+    assert (deployment["champion"]["version"], deployment["challenger"]) == (2, None)
+
+
+def fix_lands_first(registry: str) -> Starlette:
+    """A loopback proxy in front of the registry that, when the rollback arrives, first lets a
+    person deploy v3 — the race a compare-and-set exists for: the script judged revision 2."""
+    landed: list[int] = []
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=registry) as http:
+            if request.url.path.endswith("/deployment/rollback") and not landed:
+                body = {"champion": 3, "reason": "the fix, by hand"}
+                fix = await http.put(f"/models/{MODEL}/deployment", json=body, headers=AS_ANA)
+                landed.append(fix.status_code)
+            answer = await http.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                content=await request.body(),
+                headers={k: v for k, v in request.headers.items() if k != "host"},
+            )
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+@pytest.mark.integration
+async def test_a_fix_landing_between_judging_and_rolling_back_is_not_rolled_back(
+    registry_url: tuple[Registry, str],
+) -> None:
+    served, url = registry_url
+    served.clock.now = datetime.now(UTC)
+    async with httpx.AsyncClient(base_url=url, headers=AS_ANA) as http:
+        for c in [1.0, 0.5, 0.25]:
+            data, files = registration_form(train(c))
+            (
+                await http.post(f"/models/{MODEL}/versions", data=data, files=files)
+            ).raise_for_status()
+        for version in (1, 2):
+            body = {"champion": version, "reason": f"v{version}"}
+            (await http.put(f"/models/{MODEL}/deployment", json=body)).raise_for_status()
+
+    async with serving(fix_lands_first(url)) as proxy:
+        env = {"VIGIL_REGISTRY_URL": proxy, "VIGIL_RUNBOOK_TOKEN": "token-ana"}
+        raced = await asyncio.to_thread(
+            run_script,
+            "rollback_model.py",
+            *("--model", MODEL, "--version", "2", "--incident", "inc-0a1b2c"),
+            env=env,
+        )
+    assert raced.returncode == 5, raced.stderr
+    assert raced.stderr.strip() == (
+        f"nothing to do: version 2 of {MODEL} no longer serves (now champion v3, revision 3)"
+    )
+    revisions = await history_of(url)
+    assert [r["action"] for r in revisions] == ["deployed", "deployed", "deployed"]
+    assert await champion(url) == 3

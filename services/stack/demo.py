@@ -107,7 +107,7 @@ def demo_policy(runbooks_dir: Path) -> dict[str, Any]:
     """The shipped routing policy with a short group wait and patient timers, so the demo's
     escalations come from what happens (a failed verification), not from the clock."""
     policy: dict[str, Any] = yaml.safe_load((runbooks_dir / "routing.yaml").read_text())
-    policy["group_wait_seconds"] = 12
+    policy["group_wait_seconds"] = 20  # room for a restarted incident log to read the queue
     for route in policy["routes"]:
         for timers in route["tiers"].values():
             timers["ack_timeout_minutes"] = max(timers["ack_timeout_minutes"], 30)

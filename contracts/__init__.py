@@ -70,7 +70,15 @@ from contracts.retraining import RetrainRequest, RetrainTrigger
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from contracts.scoring import PredictionMade, ScoringRequest
 from contracts.topics import EVENT_TYPES, TOPICS, Topic, TopicSpec, topic_of
-from contracts.values import ClassLabel, Features, FeatureValue, ModelName, Variant
+from contracts.values import (
+    ClassLabel,
+    Features,
+    FeatureValue,
+    FiniteJson,
+    ModelName,
+    Variant,
+    check_finite,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -97,6 +105,7 @@ __all__ = [
     "FeatureSpec",
     "FeatureValue",
     "Features",
+    "FiniteJson",
     "GoldenCase",
     "IncidentAcknowledged",
     "IncidentAlertAttached",
@@ -150,6 +159,7 @@ __all__ = [
     "Window",
     "WindowKind",
     "alert_fingerprint",
+    "check_finite",
     "topic_of",
     "utc_now",
 ]

@@ -8,6 +8,7 @@ recorded as who registered or moved what.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,8 +17,6 @@ from fastapi import (
     APIRouter,
     Depends,
     FastAPI,
-    File,
-    Form,
     HTTPException,
     Path,
     Query,
@@ -25,10 +24,11 @@ from fastapi import (
     Response,
 )
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, MonitoringSpec
-from contracts.values import ModelName
+from contracts.values import FiniteJson, ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
@@ -46,6 +46,7 @@ from services.retrainer.registry import (
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
 
 __all__ = [
+    "REGISTRATION_PATH",
     "REGISTRY_WRITER_ROLE",
     "AliasMoveOut",
     "ChangeReason",
@@ -66,7 +67,7 @@ ModelPath = Annotated[
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VersionMetadata(_Body):
@@ -78,7 +79,7 @@ class VersionMetadata(_Body):
     evaluation_dataset_name: str | None = Field(default=None, examples=["breast-cancer"])
     evaluation_dataset_version: str | None = Field(default=None, examples=["2026-11-22.1-test"])
     metrics: dict[str, float] = Field(default_factory=dict, examples=[{"recall": 0.97}])
-    parameters: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"C": 1.0}])
+    parameters: dict[str, FiniteJson] = Field(default_factory=dict, examples=[{"C": 1.0}])
     code_version: str = Field(min_length=1, examples=["vigil 0.1.0"])
     spec: MonitoringSpec
     reason: str = Field(examples=["initial model"])
@@ -201,6 +202,46 @@ Writer = Annotated[Identity, Depends(_registry_writer)]
 """A caller allowed to change the registry (401 / 403 / 503 otherwise)."""
 
 
+REGISTRATION_PATH = re.compile(r"/models/[^/]+/versions")
+"""The registration route: its uploads (artifact and datasets) have their own size limit."""
+
+_MAX_METADATA_BYTES = 1024 * 1024
+_REGISTRATION_FILES = ("artifact", "training_data", "evaluation_data")
+_REGISTRATION_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["metadata", "artifact", "training_data"],
+                "properties": {
+                    "metadata": {
+                        "type": "string",
+                        "description": "JSON object: lineage and spec (schema VersionMetadata).",
+                    },
+                    "artifact": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The model as a skops file.",
+                    },
+                    "training_data": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Training set CSV: feature columns in spec order, then "
+                        "label.",
+                    },
+                    "evaluation_data": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Evaluation set CSV that the metrics come from.",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def _problem(field: str, message: str, kind: str = "value_error") -> HTTPException:
     return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
 
@@ -248,26 +289,44 @@ def install_registry_api(
         """Every version of a model, oldest first."""
         return await store.versions(model)
 
-    @router.post("/models/{model}/versions", status_code=201)
+    @router.post(
+        "/models/{model}/versions",
+        status_code=201,
+        openapi_extra={"requestBody": _REGISTRATION_BODY},
+    )
     async def register_version(
-        model: ModelPath,
-        who: Writer,
-        metadata: Annotated[
-            str, Form(description="JSON object: lineage and spec (schema VersionMetadata).")
-        ],
-        artifact: Annotated[bytes, File(description="The model as a skops file.")],
-        training_data: Annotated[
-            bytes, File(description="Training set CSV: feature columns in spec order, then label.")
-        ],
-        evaluation_data: Annotated[
-            bytes | None, File(description="Evaluation set CSV that the metrics come from.")
-        ] = None,
+        model: ModelPath, who: Writer, request: Request
     ) -> ModelVersionRecord:
         """Register the next version of a model (the model is created on its first version).
 
         The artifact must load with skops without untrusted types and fit the spec (feature
         count and names, classes); the datasets must fit the spec. Publishes ``model.registered``.
+
+        The multipart body is read only after the caller is known (FastAPI would parse and
+        spool declared form fields before any dependency runs).
         """
+        async with request.form(
+            max_files=3, max_fields=1, max_part_size=_MAX_METADATA_BYTES
+        ) as form:
+            metadata = form.get("metadata")
+            parts = {name: form.get(name) for name in _REGISTRATION_FILES}
+            missing = [
+                {"loc": ["body", name], "msg": "Field required", "type": "missing"}
+                for name, value in (("metadata", metadata), *parts.items())
+                if value is None and name != "evaluation_data"
+            ]
+            if missing:
+                raise HTTPException(422, missing)
+            if not isinstance(metadata, str):
+                raise _problem("metadata", "expected a form field, not a file", "string_type")
+            files: dict[str, bytes] = {}
+            for name, part in parts.items():
+                if isinstance(part, UploadFile):
+                    files[name] = await part.read()
+                elif part is not None:
+                    raise _problem(name, "expected a file", "file_type")
+        artifact, training_data = files["artifact"], files["training_data"]
+        evaluation_data = files.get("evaluation_data")
         try:
             meta = VersionMetadata.model_validate_json(metadata)
         except ValidationError as error:

@@ -2,6 +2,7 @@
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
 from services.runtime.api_client import ApiClient, ApiError, default_token
+from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, Record, Rejected, Rejection, RetryPolicy
 from services.runtime.database import (
     ProcessedEvent,
@@ -46,6 +47,7 @@ from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettin
 __all__ = [
     "ApiClient",
     "ApiError",
+    "BodyLimits",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
@@ -55,6 +57,7 @@ __all__ = [
     "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",
+    "LargerBody",
     "OutboxMessage",
     "OutboxRelay",
     "ProcessedEvent",

@@ -64,5 +64,6 @@ def request_head(method: str, path: str, headers: dict[str, str | bytes]) -> byt
     """An HTTP/1.1 request head; header values given as bytes are sent as they are."""
     lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
     for name, value in headers.items():
-        lines.append(name.encode() + b": " + (value if isinstance(value, bytes) else value.encode()))
+        raw = value if isinstance(value, bytes) else value.encode()
+        lines.append(name.encode() + b": " + raw)
     return b"\r\n".join(lines) + b"\r\n\r\n"

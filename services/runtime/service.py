@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, RetryPolicy
+from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
@@ -119,6 +120,7 @@ class ServiceRuntime:
             max_json_depth=self.settings.http_max_json_depth,
             larger=larger_bodies,
         )
+        answer_invalid_requests(app)
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

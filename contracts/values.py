@@ -74,10 +74,25 @@ ModelName = Annotated[
 FeatureValue = float | int | str | bool | None
 """One feature value; ``None`` is a missing value."""
 
+
+
+def _finite_features(value: Any) -> Any:
+    # Checked before the union of value types, so the refusal names the feature once.
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(
+                    f"feature {name!r} is {item}: NaN and infinite numbers are not allowed "
+                    "(null marks a missing value)"
+                )
+    return value
+
+
 Features = Annotated[
     dict[str, FeatureValue],
+    BeforeValidator(_finite_features),
     Field(
-        description="Feature name to value; null marks a missing value.",
+        description="Feature name to value; null marks a missing value (never NaN).",
         examples=[{"mean radius": 14.2, "mean texture": 19.1}],
     ),
 ]

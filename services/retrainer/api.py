@@ -66,6 +66,10 @@ ModelPath = Annotated[
 ]
 
 
+MAX_VERSION = 2**31 - 1
+"""The highest version number a request may name (a database integer)."""
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -89,15 +93,15 @@ class VersionMetadata(_Body):
 class ChangeReason(_Body):
     """Why a change is made (kept in the history, with the caller as actor)."""
 
-    reason: str = Field(min_length=1, examples=["recall fell after the deploy"])
-    incident_id: str | None = Field(default=None, examples=["inc-000042"])
+    reason: str = Field(min_length=1, max_length=2000, examples=["recall fell after the deploy"])
+    incident_id: str | None = Field(default=None, max_length=100, examples=["inc-000042"])
 
 
 class DeployRequest(ChangeReason):
     """Serve a champion, and optionally a challenger with its share and mode."""
 
-    champion: int = Field(ge=1, examples=[3])
-    challenger: int | None = Field(default=None, ge=1, examples=[4])
+    champion: int = Field(ge=1, le=MAX_VERSION, examples=[3])
+    challenger: int | None = Field(default=None, ge=1, le=MAX_VERSION, examples=[4])
     challenger_share: float = Field(default=0.0, ge=0.0, le=MAX_CHALLENGER_SHARE, examples=[0.1])
     mode: DeploymentMode = DeploymentMode.CANARY
 
@@ -385,7 +389,7 @@ def install_registry_api(
 
     @router.get("/models/{model}/versions/{version}")
     async def show_version(
-        model: ModelPath, version: Annotated[int, Path(ge=1)]
+        model: ModelPath, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]
     ) -> ModelVersionRecord:
         """A version's lineage and maintenance instructions."""
         return await store.version(model, version)

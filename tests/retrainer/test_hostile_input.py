@@ -190,3 +190,17 @@ async def test_a_registration_missing_a_part_names_it(retrainer: Retrainer) -> N
     assert response.status_code == 422
     assert [problem["loc"] for problem in response.json()["detail"]] == [["body", "artifact"]]
     await still_healthy(retrainer)
+
+
+async def test_version_numbers_past_the_documented_range_are_refused(retrainer: Retrainer) -> None:
+    huge = 10**20
+    assert (await retrainer.http.get(f"/models/{MODEL}/versions/{huge}")).status_code == 422
+    assert (await retrainer.http.get(f"/models/{MODEL}/versions/{2**31 - 1}")).status_code == 404
+    for body in ({"champion": huge}, {"champion": 1, "challenger": huge}, {"champion": 1.5}):
+        refused = await retrainer.http.put(
+            f"/models/{MODEL}/deployment",
+            json=body | {"reason": "r"},
+            headers=retrainer.as_person("ana"),
+        )
+        assert refused.status_code == 422, (body, refused.text)
+    await still_healthy(retrainer)

@@ -313,22 +313,22 @@ def install_registry_api(
             max_files=3, max_fields=1, max_part_size=_MAX_METADATA_BYTES
         ) as form:
             metadata = form.get("metadata")
-            parts = {name: form.get(name) for name in _REGISTRATION_FILES}
+            parts = {field: form.get(field) for field in _REGISTRATION_FILES}
             missing = [
-                {"loc": ["body", name], "msg": "Field required", "type": "missing"}
-                for name, value in (("metadata", metadata), *parts.items())
-                if value is None and name != "evaluation_data"
+                {"loc": ["body", field], "msg": "Field required", "type": "missing"}
+                for field, value in (("metadata", metadata), *parts.items())
+                if value is None and field != "evaluation_data"
             ]
             if missing:
                 raise HTTPException(422, missing)
             if not isinstance(metadata, str):
                 raise _problem("metadata", "expected a form field, not a file", "string_type")
             files: dict[str, bytes] = {}
-            for name, part in parts.items():
+            for field, part in parts.items():
                 if isinstance(part, UploadFile):
-                    files[name] = await part.read()
+                    files[field] = await part.read()
                 elif part is not None:
-                    raise _problem(name, "expected a file", "file_type")
+                    raise _problem(field, "expected a file", "file_type")
         artifact, training_data = files["artifact"], files["training_data"]
         evaluation_data = files.get("evaluation_data")
         try:

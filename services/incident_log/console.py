@@ -100,7 +100,7 @@ def build_console(
         )
 
     def check_form(token: str, csrf: str) -> None:
-        if not hmac.compare_digest(csrf, _csrf(token)):
+        if not hmac.compare_digest(csrf.encode(), _csrf(token).encode()):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "form expired: reload the page")
 
     @router.get("/login", response_class=HTMLResponse)

@@ -231,6 +231,9 @@ async def test_the_console_sign_in_takes_no_file_and_no_foreign_token(service: S
         signed_in = await browser.post("/console/login", data={"token": ADMIN})
         assert signed_in.status_code == 303
         assert signed_in.headers["location"].endswith("/console/")
+        foreign_form = await browser.post("/console/logout", data={"csrf": "tökén"})
+        assert foreign_form.status_code == 403, foreign_form.text
+        assert (await browser.get("/console/")).status_code == 200  # still signed in
     await service.still_healthy()
 
 

@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodyLimits", "BodyRefused", "JsonDepth", "LargerBody"]
 
 _STRUCTURE = re.compile(rb'[\\"\[\]{}]')
+_PLAIN_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _BACKSLASH, _QUOTE = ord("\\"), ord('"')
 _OPEN = frozenset(b"[{")
 _CLOSE = frozenset(b"]}")
@@ -54,6 +56,24 @@ class JsonDepth:
 
     def feed(self, chunk: bytes) -> None:
         """Account for the next bytes; ``ValueError`` once nesting passes the bound."""
+        if b"\\" in chunk or self._escaped:
+            self._feed_escaped(chunk)
+            return
+        # No escapes: strings end at the next quote, so C-speed passes drop them and keep
+        # only the brackets (this is the common case, and several times faster).
+        if self._in_string:
+            end = chunk.find(b'"')
+            if end < 0:
+                return
+            chunk, self._in_string = chunk[end + 1 :], False
+        outside = _PLAIN_STRING.sub(b"", chunk)
+        cut = outside.find(b'"')
+        if cut >= 0:
+            outside, self._in_string = outside[:cut], True
+        for byte in outside.translate(None, _NOT_BRACKETS):
+            self._step(byte)
+
+    def _feed_escaped(self, chunk: bytes) -> None:
         skip = 0 if self._escaped else -1
         self._escaped = False
         for match in _STRUCTURE.finditer(chunk):
@@ -69,12 +89,16 @@ class JsonDepth:
                     self._in_string = False
             elif byte == _QUOTE:
                 self._in_string = True
-            elif byte in _OPEN:
-                self.depth += 1
-                if self.depth > self.max_depth:
-                    raise ValueError(f"JSON nested deeper than {self.max_depth} levels")
-            elif byte in _CLOSE:
-                self.depth -= 1
+            elif byte in _OPEN or byte in _CLOSE:
+                self._step(byte)
+
+    def _step(self, bracket: int) -> None:
+        if bracket in _OPEN:
+            self.depth += 1
+            if self.depth > self.max_depth:
+                raise ValueError(f"JSON nested deeper than {self.max_depth} levels")
+        else:
+            self.depth -= 1
 
 
 class BodyLimits:

@@ -5,6 +5,7 @@ the service answers normally afterwards. Served by uvicorn on loopback."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -118,3 +119,41 @@ def test_depth_is_tracked_across_chunk_boundaries(size: int) -> None:
         too_deep.feed(chunk)
     with pytest.raises(ValueError, match="deeper than 3"):
         too_deep.feed(chunks[last])
+
+
+def _document(rng: random.Random, depth: int) -> Any:
+    texts = ["", "[", "]{", '\\"[', "\\\\", 'a\\\\"}', "é[", "plain"]
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice([*texts, 1, 2.5, None, True])
+    if rng.random() < 0.5:
+        return [_document(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(texts) + str(n): _document(rng, depth - 1) for n in range(rng.randint(0, 3))}
+
+
+def _nesting(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_nesting, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_nesting, value.values()), default=0)
+    return 0
+
+
+def test_the_depth_of_random_documents_cut_at_random_places_is_exact() -> None:
+    rng = random.Random(16)
+    for _ in range(500):
+        document = _document(rng, rng.randint(1, 7))
+        text = json.dumps(document, ensure_ascii=rng.random() < 0.5).encode()
+        deepest = _nesting(document)
+        cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(0, 6))))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        exact = JsonDepth(max_depth=deepest)
+        _feed(exact, chunks)
+        assert exact.depth == 0, text
+        if deepest:
+            with pytest.raises(ValueError, match="nested deeper"):
+                _feed(JsonDepth(max_depth=deepest - 1), chunks)
+
+
+def _feed(depth: JsonDepth, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        depth.feed(chunk)

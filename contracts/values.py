@@ -75,7 +75,6 @@ FeatureValue = float | int | str | bool | None
 """One feature value; ``None`` is a missing value."""
 
 
-
 def _finite_features(value: Any) -> Any:
     # Checked before the union of value types, so the refusal names the feature once.
     if isinstance(value, dict):

@@ -114,18 +114,29 @@ async def drop_database(url: str) -> None:
 
 
 async def start_incident_log(
-    bootstrap: str, prefix: str, database_url: str, workdir: Path
+    bootstrap: str,
+    prefix: str,
+    database_url: str,
+    workdir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """The incident log as its own process, ready; ``extra_env`` adds or overrides settings."""
     port = free_port()
-    env = os.environ | {
-        "VIGIL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "VIGIL_KAFKA_TOPIC_PREFIX": prefix,
-        "VIGIL_STATE_DIR": str(workdir / "state"),
-        "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROOT / "runbooks" / "routing.yaml"),
-        "VIGIL_INCIDENT_LOG_HTTP_PORT": str(port),
-        "VIGIL_INCIDENT_LOG_LOG_LEVEL": "WARNING",
-    }
+    env = (
+        os.environ
+        | {
+            "VIGIL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "VIGIL_KAFKA_TOPIC_PREFIX": prefix,
+            "VIGIL_STATE_DIR": str(workdir / "state"),
+            "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROOT / "runbooks" / "routing.yaml"),
+            "VIGIL_INCIDENT_LOG_HTTP_PORT": str(port),
+            "VIGIL_INCIDENT_LOG_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "VIGIL_INCIDENT_LOG_LOG_LEVEL": "WARNING",
+        }
+        | (extra_env or {})
+    )
     with (workdir / f"incident-log-{prefix.strip('.')}.log").open("ab") as log:
         process = subprocess.Popen(  # noqa: ASYNC220  # returns at once; the wait is async below
             [sys.executable, "-m", "services.incident_log"],

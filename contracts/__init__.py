@@ -40,6 +40,12 @@ from contracts.monitoring import (
     Window,
     WindowKind,
 )
+from contracts.notifications import (
+    Channel,
+    DeliveryOutcome,
+    NotificationAttempted,
+    NotificationReason,
+)
 from contracts.registry import (
     CandidateEvaluated,
     DatasetChanges,
@@ -87,12 +93,14 @@ __all__ = [
     "AlertRaised",
     "AlertRecovered",
     "CandidateEvaluated",
+    "Channel",
     "ClassLabel",
     "ComparisonVerdict",
     "Correction",
     "DatasetChanges",
     "DatasetRef",
     "DeadLetterReason",
+    "DeliveryOutcome",
     "Deployment",
     "DeploymentMode",
     "DriftCheck",
@@ -133,6 +141,8 @@ __all__ = [
     "ModelRolledBack",
     "ModelVersionRecord",
     "MonitoringSpec",
+    "NotificationAttempted",
+    "NotificationReason",
     "PredictionMade",
     "ProbeCase",
     "ProbeCompleted",

@@ -26,6 +26,7 @@ from contracts.incidents import (
     IncidentStatusChanged,
 )
 from contracts.monitoring import MetricsComputed, ProbeCompleted, VariantsCompared
+from contracts.notifications import NotificationAttempted
 from contracts.registry import (
     CandidateEvaluated,
     ModelApproved,
@@ -56,6 +57,7 @@ class Topic(StrEnum):
     DRIFT = "drift"
     ALERTS = "alerts"
     INCIDENTS = "incidents"
+    NOTIFICATIONS = "notifications"
     RUNBOOK_REQUESTS = "runbook.requests"
     RUNBOOK_RESULTS = "runbook.results"
     RETRAIN_REQUESTS = "retrain.requests"
@@ -141,6 +143,13 @@ TOPICS: dict[Topic, TopicSpec] = {
             "incident_id",
             3,
             "Every incident change, in order per incident.",
+        ),
+        TopicSpec(
+            Topic.NOTIFICATIONS,
+            (NotificationAttempted,),
+            "incident_id",
+            3,
+            "Every attempt to page or tell a person about an incident, with its outcome.",
         ),
         TopicSpec(
             Topic.RUNBOOK_REQUESTS,

@@ -186,13 +186,15 @@ def run_service(
     module.main()
 
 
-# Each service contributes its own command group from its package's cli module. A group of None
-# adds the module's commands at the top level.
+# Each service contributes its own command groups from its cli modules (``module`` for its
+# ``app``, ``module:attribute`` for another Typer). A group of None adds them at the top level.
 _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.retrainer.cli", "models"),
     ("services.retrainer.retrain_cli", "retrain"),
     ("services.retrainer.approval_cli", None),
     ("services.incident_log.cli", "incidents"),
+    ("services.incident_log.paging.cli:people", "people"),
+    ("services.incident_log.paging.cli:oncall", "oncall"),
     ("services.monitor.cli", "probe"),
     ("services.runbook_runner.cli", "runbooks"),
     ("services.drift_detector.cli", "drift"),
@@ -202,9 +204,10 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
 @functools.cache
 def _add_service_commands() -> None:
     """Add every service's commands, once however often it is called (tests call it too)."""
-    for module_name, group in _SERVICE_COMMANDS:
+    for location, group in _SERVICE_COMMANDS:
+        module_name, _, attribute = location.partition(":")
         module = importlib.import_module(module_name)
-        app.add_typer(module.app, name=group)
+        app.add_typer(getattr(module, attribute or "app"), name=group)
     # A run is asked of the incident log, which checks the role, the reason and the incident:
     # ``vigil runbooks run`` is ``vigil incidents run``, also where people look for runbooks.
     runbooks = importlib.import_module("services.runbook_runner.cli").app

@@ -20,7 +20,7 @@ from services.retrainer.identity import IdentityProvider
 from services.retrainer.store import RegistryStore
 from services.retrainer.tables import REGISTRY_TABLES
 from services.runtime import (
-    OutboxMessage,
+    OUTBOX_TABLES,
     OutboxRelay,
     ProcessedEvent,
     Publisher,
@@ -86,7 +86,7 @@ class Registry:
 @asynccontextmanager
 async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*REGISTRY_TABLES, ProcessedEvent, OutboxMessage])
+    await create_tables(engine, [*REGISTRY_TABLES, ProcessedEvent, *OUTBOX_TABLES])
     sessions = session_factory(engine)
     store = RegistryStore(sessions, producer="retrainer")
     clock = FakeClock()

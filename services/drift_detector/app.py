@@ -1,10 +1,12 @@
 """Composition root of the drift detector: predictions in, drift reports and alerts out.
 
 The handler is an adapter: it groups a batch of ``prediction.made`` events by model version,
-encodes them against the version's profile (events off the schema are refused to the dead-letter
-topic), lets each version's pure :class:`~services.drift_detector.tracking.Tracker` advance,
-publishes the reports and alerts, and only then keeps the new states, so a failed publish leaves
-nothing half-done and the redelivered batch is judged again from the same state.
+refuses events dated out of bounds (time windows only, against the wall clock it passes in),
+encodes the rest against the version's profile (events off the schema are refused too: both go
+to the dead-letter topic), lets each version's pure
+:class:`~services.drift_detector.tracking.Tracker` advance, publishes the reports and alerts, and
+only then keeps the new states, so a failed publish leaves nothing half-done and the redelivered
+batch is judged again from the same state.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ class VersionStreams:
             except ReferenceUnavailable as error:
                 rejections += [Rejection(event.event_id, str(error)) for event in group]
                 continue
+            now = self._clock()
+            refused = stream.tracker.refusals(stream.state, [e.occurred_at for e in group], now=now)
+            rejections += [
+                Rejection(event.event_id, why)
+                for event, why in zip(group, refused, strict=True)
+                if why is not None
+            ]
+            group = [event for event, why in zip(group, refused, strict=True) if why is None]
             profile = stream.tracker.profile
             positive = profile.positive_class
             encoded = encode_rows(
@@ -89,7 +99,7 @@ class VersionStreams:
             if not encoded.accepted:
                 continue
             times = np.array([group[i].occurred_at.timestamp() for i in encoded.accepted])
-            progress = stream.tracker.advance(stream.state, encoded.batch, times, now=self._clock())
+            progress = stream.tracker.advance(stream.state, encoded.batch, times, now=now)
             outgoing += _events(progress, producer=SERVICE.value)
             advanced.append((key, stream, progress))
         await self._publisher.publish_many(outgoing)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -30,6 +32,14 @@ class Settings(ServiceSettings):
     )
     window_size: int = Field(default=1000, ge=2, description="Rows per count window.")
     window_seconds: float = Field(default=300.0, gt=0, description="Seconds per time window.")
+    event_time_future_tolerance_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="With time windows: how far past the wall clock a prediction may be dated "
+        "(clock skew). A later one, or one from before the bucket preceding the open one, is "
+        "dead-lettered and never moves the windows' clock.",
+    )
     min_window_rows: int = Field(
         default=100, ge=2, description="Fewest rows a window is tested with."
     )
@@ -117,4 +127,5 @@ class Settings(ServiceSettings):
             score_reference_rows=self.score_reference_rows,
             raise_after=self.raise_after_windows,
             recover_after=self.recover_after_windows,
+            future_tolerance=timedelta(seconds=self.event_time_future_tolerance_seconds),
         )

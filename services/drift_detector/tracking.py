@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +37,7 @@ from services.drift_detector.windows import (
     WindowSpec,
     add_rows,
     close_window,
+    out_of_bounds,
 )
 
 __all__ = [
@@ -62,6 +63,8 @@ class TrackerConfig:
     score_reference_rows: int = 1000
     raise_after: int = 1
     recover_after: int = 3
+    future_tolerance: timedelta = timedelta(minutes=5)
+    """How far past the wall clock at receipt an event may be dated (time windows only)."""
 
     def __post_init__(self) -> None:
         if self.window.min_rows < self.policy.min_rows:
@@ -141,6 +144,18 @@ class Tracker:
             cusum=self.sequential.start() if self.sequential is not None else None,
             data=data or EpisodeState(),
             score=score or EpisodeState(),
+        )
+
+    def refusals(
+        self, state: TrackerState, occurred_at: Sequence[datetime], *, now: datetime
+    ) -> list[str | None]:
+        """Return why each next event (in stream order) is refused for its date, or ``None``."""
+        return out_of_bounds(
+            state.window,
+            self.config.window,
+            occurred_at,
+            now=now,
+            future_tolerance=self.config.future_tolerance,
         )
 
     def advance(

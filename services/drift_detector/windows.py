@@ -5,8 +5,13 @@ aligned to the epoch, assigned by each event's own time (``occurred_at``), so a 
 same windows as the live stream did. A window closes when the first event of a later bucket
 arrives; one with fewer than ``min_rows`` rows is not tested but carried on into the next bucket
 (its end moves), because a handful of rows cannot show drift and would only add noise. A late
-event (from a bucket already closed) joins the open window rather than being dropped. Both kinds
-can be closed early (:func:`close_window`), which the sequential mode does when it alarms.
+event (from the bucket before the open one) joins the open window rather than being dropped. Both
+kinds can be closed early (:func:`close_window`), which the sequential mode does when it alarms.
+
+The open bucket is the time windows' clock, so an event's date is checked before it can move it
+(:func:`out_of_bounds`): one dated years ahead would open a bucket no later event reaches, and
+every window after it would stay open for ever; one from before the bucket preceding the open one
+would stretch the open window back. Count windows keep no clock and take any date.
 
 States are immutable: adding rows returns a new state, so a caller can drop it if publishing the
 results fails and try again from the old one.
@@ -15,18 +20,22 @@ results fails and try again from the old one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
 
 from contracts.monitoring import Window, WindowKind
 from services.drift_detector.encoding import FeatureBatch
+from services.runtime.event_time import EventTimeBounds
 
-__all__ = ["ClosedWindow", "OpenWindow", "WindowSpec", "add_rows", "close_window"]
+__all__ = ["ClosedWindow", "OpenWindow", "WindowSpec", "add_rows", "close_window", "out_of_bounds"]
 
 FloatArray = NDArray[np.float64]
+
+_FIRST_SECOND = datetime.min.replace(tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,35 @@ def add_rows(
     if spec.kind is WindowKind.COUNT:
         return _add_counted(state, spec, batch, times)
     return _add_timed(state, spec, batch, times)
+
+
+def out_of_bounds(
+    state: OpenWindow,
+    spec: WindowSpec,
+    occurred_at: Sequence[datetime],
+    *,
+    now: datetime,
+    future_tolerance: timedelta,
+) -> list[str | None]:
+    """Return why each event (in stream order) is refused for its date, ``None`` where it is not.
+
+    Time windows refuse a date more than ``future_tolerance`` past the wall clock ``now``, or
+    from before the bucket preceding the open one (the clock is the open bucket's start, the
+    horizon one window); the clock moves with the events taken in.
+    """
+    if spec.kind is not WindowKind.TIME:
+        return [None] * len(occurred_at)
+    bounds = EventTimeBounds(future_tolerance, horizon=timedelta(seconds=spec.duration_s))
+    bucket = state.bucket
+    refusals: list[str | None] = []
+    for at in occurred_at:
+        clock = None if bucket is None else _datetime(max(bucket * spec.duration_s, _FIRST_SECOND))
+        why = bounds.out_of_bounds(at, now=now, clock=clock)
+        if why is None:
+            opened = math.floor(at.timestamp() / spec.duration_s)
+            bucket = opened if bucket is None else max(bucket, opened)
+        refusals.append(why)
+    return refusals
 
 
 def close_window(state: OpenWindow, kind: WindowKind) -> tuple[OpenWindow, ClosedWindow | None]:

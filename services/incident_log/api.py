@@ -13,17 +13,21 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
 from contracts.values import FiniteJson
-from services.incident_log.auth import Principal, find_principal, issue_token
+from services.incident_log.auth import (
+    Principal,
+    bearer_principal,
+    ensure_allowed,
+    issue_token,
+)
 from services.incident_log.domain import DomainError, Effects, Incident
 from services.incident_log.lifecycle import InvalidTransition
 from services.incident_log.operations import IncidentLog, UnknownIncident, UnknownSilence
-from services.incident_log.permissions import Permission, Role, required_role, role_allows
+from services.incident_log.permissions import Permission, Role, role_allows
 from services.incident_log.routing import Matcher
 from services.incident_log.stats import IncidentFacts, ResponseStats, TimelineFact, response_stats
 from services.incident_log.store import IncidentStore
@@ -245,47 +249,9 @@ def build_router(
 ) -> APIRouter:
     """The API's routes, bound to one incident log."""
     router = APIRouter()
-    bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
-
-    async def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        async with sessions() as session:
-            principal = await find_principal(
-                session,
-                credentials.credentials,
-                admin_token=admin_token,
-                configured=configured_tokens,
-            )
-        if principal is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "unknown or revoked token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return principal
-
+    caller = bearer_principal(sessions, admin_token=admin_token, configured=configured_tokens)
     Caller = Annotated[Principal, Depends(caller)]
-
-    def require(principal: Principal, permission: Permission, tier: Tier | None = None) -> None:
-        if not role_allows(principal.role, permission, tier):
-            needed = required_role(permission, tier)
-            where = (
-                f" an {tier.value} incident"
-                if tier and permission is Permission.ACT_ON_INCIDENT
-                else ""
-            )
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"role {principal.role.value} may not {permission.value.replace('_', ' ')}"
-                f"{where} (needs {needed.value} or higher)",
-            )
+    require = ensure_allowed
 
     async def act(
         incident_id: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -38,6 +39,9 @@ from services.incident_log.console import (
     static_files,
 )
 from services.incident_log.operations import Clock, IncidentLog
+from services.incident_log.paging.api import build_paging_router
+from services.incident_log.paging.channels import Channels, SmtpSettings
+from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
 from services.incident_log.tables import TABLES
@@ -48,7 +52,8 @@ from services.runtime.database import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
-from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -63,11 +68,21 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    runtime.add_readiness_check("database", database_check(engine))
+    relay = runtime.outbox_relay(sessions)
     feed = ChangeFeed()
+    pager_http = httpx.AsyncClient(timeout=settings.page_attempt_timeout_seconds)
+    dispatcher = Dispatcher(
+        sessions,
+        Channels(pager_http, smtp_settings(settings)),
+        paging_config(settings),
+        clock=clock,
+        committed=relay.wake,
+    )
 
     def committed() -> None:
         relay.wake()
+        dispatcher.wake()
         feed.notify()
 
     log = IncidentLog(sessions, policy, clock=clock, committed=committed)
@@ -104,14 +119,17 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     )
     if settings.run_outbox_relay:
         runtime.add_background("outbox-relay", relay.run)
+    if settings.run_pager:
+        runtime.add_background("pager", dispatcher.run)
 
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+        await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
         try:
             yield
         finally:
+            await pager_http.aclose()
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil incident log", resources=database)
@@ -132,6 +150,15 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     def registry() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=settings.registry_url, timeout=10)
 
+    app.include_router(
+        build_paging_router(
+            sessions,
+            log,
+            admin_token=admin_token,
+            configured_tokens=configured,
+            committed=committed,
+        )
+    )
     app.include_router(build_console(own_api, feed, registry=registry))
     app.mount(f"{PREFIX}/static", static_files(), name="console-static")
     app.add_exception_handler(SignInRequired, sign_in_redirect)
@@ -141,6 +168,35 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         return RedirectResponse(f"{PREFIX}/")
 
     return app
+
+
+def paging_config(settings: Settings) -> PagingConfig:
+    """How the dispatcher pages, from the settings."""
+    return PagingConfig(
+        public_url=settings.public_url,
+        retry_base=timedelta(seconds=settings.page_retry_base_seconds),
+        retry_cap=timedelta(seconds=settings.page_retry_cap_seconds),
+        give_up_after=timedelta(seconds=settings.page_give_up_after_seconds),
+        attempt_timeout=timedelta(seconds=settings.page_attempt_timeout_seconds),
+        pages_per_window=settings.pages_per_window,
+        rate_window=timedelta(seconds=settings.page_rate_window_seconds),
+        link_ttl=timedelta(hours=settings.ack_link_ttl_hours),
+    )
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings | None:
+    """The SMTP relay, if one is configured."""
+    if settings.smtp_host is None:
+        return None
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        username=settings.smtp_username,
+        password=password,
+        starttls=settings.smtp_starttls,
+    )
 
 
 def main() -> None:

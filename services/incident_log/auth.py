@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.incident_log.permissions import Role
+from contracts.incidents import Tier
+from services.incident_log.permissions import Permission, Role, required_role, role_allows
 from services.incident_log.tables import ApiTokenRow
+from services.runtime.database import Sessions
 
-__all__ = ["Principal", "find_principal", "issue_token", "token_digest"]
+__all__ = [
+    "Principal",
+    "bearer_principal",
+    "ensure_allowed",
+    "find_principal",
+    "issue_token",
+    "token_digest",
+]
 
 
 @dataclass(frozen=True)
@@ -74,3 +85,52 @@ async def find_principal(
         )
     ).first()
     return Principal(row.name, Role(row.role)) if row else None
+
+
+def bearer_principal(
+    sessions: Sessions,
+    *,
+    admin_token: str | None,
+    configured: Mapping[str, Principal] | None = None,
+) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency: the caller of a request, or 401."""
+    bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
+
+    async def caller(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> Principal:
+        if credentials is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        async with sessions() as session:
+            principal = await find_principal(
+                session, credentials.credentials, admin_token=admin_token, configured=configured
+            )
+        if principal is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return principal
+
+    return caller
+
+
+def ensure_allowed(principal: Principal, permission: Permission, tier: Tier | None = None) -> None:
+    """Raise 403, naming the role needed, unless the caller's role holds the permission."""
+    if not role_allows(principal.role, permission, tier):
+        needed = required_role(permission, tier)
+        where = (
+            f" an {tier.value} incident"
+            if tier and permission is Permission.ACT_ON_INCIDENT
+            else ""
+        )
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"role {principal.role.value} may not {permission.value.replace('_', ' ')}"
+            f"{where} (needs {needed.value} or higher)",
+        )

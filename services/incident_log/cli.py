@@ -51,7 +51,7 @@ _STATUS_STYLE = {
 
 
 @contextmanager
-def _client(url: str | None, token: str | None) -> Iterator[ApiClient]:
+def client_for(url: str | None, token: str | None) -> Iterator[ApiClient]:
     client = ApiClient(
         url or os.environ.get("VIGIL_INCIDENT_LOG_URL", "http://127.0.0.1:8700"),
         token=token or default_token(),
@@ -65,7 +65,7 @@ def _client(url: str | None, token: str | None) -> Iterator[ApiClient]:
         client.close()
 
 
-def _print(data: Any, as_json: bool, table: Callable[[Any], Table | str]) -> None:
+def print_data(data: Any, as_json: bool, table: Callable[[Any], Table | str]) -> None:
     if as_json:
         out.print_json(json.dumps(data))
     else:
@@ -138,7 +138,7 @@ def list_incidents(
     as_json: AsJson = False,
 ) -> None:
     """List incidents, newest first."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         rows = client.get(
             "/incidents",
             status=status,
@@ -147,17 +147,18 @@ def list_incidents(
             unresolved=unresolved or None,
             limit=limit,
         )
-    _print(rows, as_json, _incidents_table)
+    print_data(rows, as_json, _incidents_table)
 
 
 @app.command()
 def show(incident: str, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Show an incident: state, signals, the actions you may take, and its timeline."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         detail = client.get(f"/incidents/{incident}")
         timeline = client.get(f"/incidents/{incident}/timeline")
+        notifications = client.get(f"/incidents/{incident}/notifications")
     if as_json:
-        out.print_json(json.dumps(detail | {"timeline": timeline}))
+        out.print_json(json.dumps(detail | {"timeline": timeline, "notifications": notifications}))
         return
     out.print(_incident_summary(detail))
     signals = Table(title="signals")
@@ -174,7 +175,27 @@ def show(incident: str, url: Url = None, token: Token = None, as_json: AsJson = 
         )
     out.print(signals)
     out.print(f"you may: {', '.join(detail['actions']) or 'only read'}")
+    if notifications:
+        out.print(_notifications_table(notifications))
     out.print(_timeline_table(timeline))
+
+
+def _notifications_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="pages")
+    for column in ("at", "person", "channel", "why", "tier", "status", "tries", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["created_at"][:19],
+            row["person"],
+            row["channel"] or "-",
+            row["reason"],
+            row["tier"],
+            row["status"],
+            str(row["attempts"]),
+            row["last_error"] or "",
+        )
+    return table
 
 
 def _act(
@@ -185,9 +206,9 @@ def _act(
     token: str | None,
     as_json: bool,
 ) -> None:
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         detail = client.post(f"/incidents/{incident}/{action}", body)
-    _print(detail, as_json, _incident_summary)
+    print_data(detail, as_json, _incident_summary)
 
 
 @app.command()
@@ -326,9 +347,9 @@ def run_runbook(
             raise typer.Exit(2)
         parameters[name] = value
     body = {"runbook": runbook, "reason": reason, "parameters": parameters, "take_over": take_over}
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         requested = client.post(f"/incidents/{incident}/runbooks", body)
-    _print(
+    print_data(
         requested, as_json, lambda r: f"requested run [bold]{r['run_id']}[/bold] of {r['runbook']}"
     )
 
@@ -336,9 +357,9 @@ def run_runbook(
 @app.command()
 def stats(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """MTTA and MTTR per tier, model and alert kind; the share resolved at level one."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         figures = client.get("/stats")
-    _print(figures, as_json, _stats_table)
+    print_data(figures, as_json, _stats_table)
 
 
 def _minutes(seconds: float | None) -> str:
@@ -371,9 +392,9 @@ def _stats_table(figures: dict[str, Any]) -> Table:
 @app.command()
 def whoami(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Show the name and role your token acts as."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         me = client.get("/whoami")
-    _print(me, as_json, lambda m: f"{m['name']} ({m['role']})")
+    print_data(me, as_json, lambda m: f"{m['name']} ({m['role']})")
 
 
 @silences.command("list")
@@ -384,7 +405,7 @@ def list_silences(
     as_json: AsJson = False,
 ) -> None:
     """List silences."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         rows = client.get("/silences", expired=expired or None)
 
     def table(rows: list[dict[str, Any]]) -> Table:
@@ -402,7 +423,7 @@ def list_silences(
             )
         return result
 
-    _print(rows, as_json, table)
+    print_data(rows, as_json, table)
 
 
 @silences.command("create")
@@ -422,9 +443,11 @@ def create_silence(
         "duration_minutes": minutes,
         "reason": reason,
     }
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         created = client.post("/silences", body)
-    _print(created, as_json, lambda s: f"silence [bold]{s['id']}[/bold] until {s['ends_at'][:19]}")
+    print_data(
+        created, as_json, lambda s: f"silence [bold]{s['id']}[/bold] until {s['ends_at'][:19]}"
+    )
 
 
 @silences.command("expire")
@@ -432,9 +455,9 @@ def expire_silence(
     silence: str, url: Url = None, token: Token = None, as_json: AsJson = False
 ) -> None:
     """End a silence now."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         ended = client.delete(f"/silences/{silence}")
-    _print(ended, as_json, lambda s: f"silence {s['id']} ended")
+    print_data(ended, as_json, lambda s: f"silence {s['id']} ended")
 
 
 @tokens.command("create")
@@ -446,6 +469,6 @@ def create_token(
     as_json: AsJson = False,
 ) -> None:
     """Create an API token for a person (shown once)."""
-    with _client(url, token) as client:
+    with client_for(url, token) as client:
         created = client.post("/tokens", {"name": name, "role": role})
-    _print(created, as_json, lambda t: f"token for {t['name']} ({t['role']}): {t['token']}")
+    print_data(created, as_json, lambda t: f"token for {t['name']} ({t['role']}): {t['token']}")

@@ -183,10 +183,14 @@ def build_console(
             timeline = await client.get(
                 f"/incidents/{incident_id}/timeline", headers=_bearer(token)
             )
+            pages = await client.get(
+                f"/incidents/{incident_id}/notifications", headers=_bearer(token)
+            )
         promotions = await _promotions(registry, token, incident_id)
         return {
             "incident": _Row(_ok(detail)),
             "timeline": [_Row(entry) for entry in _ok(timeline)],
+            "pages": [_Row(entry) for entry in _ok(pages)],
             "promotions": promotions,
             "can_run_runbooks": role_allows(principal.role, Permission.RUN_RUNBOOK),
             "can_approve": role_allows(principal.role, Permission.APPROVE_MODEL),
@@ -239,6 +243,68 @@ def build_console(
         if response.is_success:
             return _redirect(back, done=f"{decision}: done")
         return _redirect(back, error=f"{decision} refused: {_detail(response)}")
+
+    @router.get("/oncall", response_class=HTMLResponse)
+    async def on_call(request: Request, session: Session) -> HTMLResponse:
+        async with api() as client:
+            schedules = _ok(await client.get("/schedules", headers=_bearer(session[0])))
+        ordered = sorted(schedules, key=lambda s: (s["tier"] or "L9", s["name"]))
+        return page(request, "oncall.html", session, schedules=[_Row(s) for s in ordered])
+
+    @router.get("/people", response_class=HTMLResponse)
+    async def people(request: Request, session: Session) -> HTMLResponse:
+        token, principal = session
+        if not role_allows(principal.role, Permission.MANAGE_PAGING):
+            return page(request, "people.html", session, people=None)
+        async with api() as client:
+            found = _ok(await client.get("/people", headers=_bearer(token)))
+        return page(request, "people.html", session, people=[_Row(p) for p in found])
+
+    @router.post("/people")
+    async def add_person(request: Request, session: Session) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        name = str(form.get("name", "")).strip()
+        body = {"display_name": str(form.get("display_name", "")).strip() or None}
+        async with api() as client:
+            response = await client.put(f"/people/{name}", json=body, headers=_bearer(token))
+        if response.is_success:
+            return _redirect(f"{PREFIX}/people", done=f"{name} saved")
+        return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
+
+    @router.post("/people/{name}/contacts")
+    async def add_contact(request: Request, session: Session, name: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        body = {
+            "channel": str(form.get("channel", "")),
+            "address": str(form.get("address", "")).strip(),
+            "secret": str(form.get("secret", "")).strip() or None,
+        }
+        async with api() as client:
+            response = await client.post(
+                f"/people/{name}/contacts", json=body, headers=_bearer(token)
+            )
+        if not response.is_success:
+            return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
+        secret = response.json().get("secret")
+        shown = f"; signing secret (shown once): {secret}" if secret else ""
+        return _redirect(f"{PREFIX}/people", done=f"contact added for {name}{shown}")
+
+    @router.post("/people/{name}/remove")
+    async def remove(request: Request, session: Session, name: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        contact = str(form.get("contact", ""))
+        path = f"/people/{name}/contacts/{contact}" if contact else f"/people/{name}"
+        async with api() as client:
+            response = await client.delete(path, headers=_bearer(token))
+        if response.is_success:
+            return _redirect(f"{PREFIX}/people", done=f"removed {contact or name}")
+        return _redirect(f"{PREFIX}/people", error=f"refused: {_detail(response)}")
 
     @router.get("/stats", response_class=HTMLResponse)
     async def stats(request: Request, session: Session) -> HTMLResponse:
@@ -351,6 +417,13 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:300]
     detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):  # a validation error: each problem's message
+        return "; ".join(
+            str(problem.get("msg", problem)).removeprefix("Value error, ")
+            if isinstance(problem, dict)
+            else str(problem)
+            for problem in detail
+        )
     return str(detail)
 
 

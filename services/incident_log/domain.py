@@ -124,6 +124,7 @@ class TimerKind(StrEnum):
     ROUTE = "route"
     ACKNOWLEDGE = "acknowledge"
     MITIGATE = "mitigate"
+    REMIND = "remind"
 
 
 @dataclass(frozen=True)
@@ -551,6 +552,8 @@ class Incident:
         if timer.kind is TimerKind.ROUTE:
             return self.route_by(policy, now)
         assert self.route is not None  # tier timers start when the incident is routed
+        if timer.kind is TimerKind.REMIND:
+            return self._remind(timer.tier, now)
         if timer.kind is TimerKind.ACKNOWLEDGE:
             if self.acknowledged_at is not None or self.status is not IncidentStatus.OPEN:
                 return Effects()
@@ -574,6 +577,7 @@ class Incident:
                     details={"trigger": trigger.value, "reason": reason},
                 )
             )
+            effects.timers += self._reminder_timer(now)  # the owners are still reminded
             return effects
         return self.escalate(SYSTEM, trigger, reason, now)
 
@@ -878,7 +882,33 @@ class Incident:
             TimerRequest(
                 self.id, TimerKind.MITIGATE, self.tier, now + timers.mitigate_timeout, self.epoch
             ),
+            *self._reminder_timer(now),
         ]
+
+    def _reminder_timer(self, now: datetime) -> list[TimerRequest]:
+        every = self.route.tiers[self.tier].remind_every if self.route else None
+        if every is None:
+            return []
+        return [TimerRequest(self.id, TimerKind.REMIND, self.tier, now + every, self.epoch)]
+
+    def _remind(self, tier: Tier, now: datetime) -> Effects:
+        """Nobody acknowledged yet: note a reminder (the tier's people are paged again)."""
+        if tier is not self.tier or self.acknowledged_at is not None:
+            return Effects()
+        if self.status is not IncidentStatus.OPEN:
+            return Effects()
+        effects = Effects()
+        waited = (now - self.tier_entered_at).total_seconds() / 60 if self.tier_entered_at else 0
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=SYSTEM,
+                action="reminder_due",
+                details={"tier": tier.value, "unacknowledged_minutes": round(waited, 1)},
+            )
+        )
+        effects.timers += self._reminder_timer(now)
+        return effects
 
     def _check_unresolved(self, verb: str) -> None:
         if self.status is IncidentStatus.RESOLVED:

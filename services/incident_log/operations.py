@@ -8,12 +8,13 @@ incident log keeps the same guarantees.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
@@ -28,6 +29,7 @@ from contracts.retraining import RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from contracts.values import Variant
 from services.incident_log.domain import Effects, Incident, ModelNews
+from services.incident_log.paging.store import PagingStore
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
 from services.incident_log.tables import RetrainRow, SilenceRow
@@ -146,7 +148,7 @@ class IncidentLog:
                 if incident.id not in touched:
                     touched[incident.id] = incident
                     store.save(incident)  # the row first, so its history can refer to it
-                store.record(incident.id, effects)
+                store.record(incident, effects)
                 store.log_alert(
                     alert,
                     received_at=now,
@@ -179,7 +181,7 @@ class IncidentLog:
                 )
                 if incident is not None:
                     store.save(incident)
-                    store.record(incident.id, effects)
+                    store.record(incident, effects)
             await store.write_alert_log()
         self._committed()
 
@@ -198,24 +200,32 @@ class IncidentLog:
                 effects = incident.fire_timer(timer, self.policy, now)
                 if not effects.empty:
                     store.save(incident)
-                    store.record(incident.id, effects)
+                    store.record(incident, effects)
         if due:
             self._committed()
         return len(due)
 
     async def act(
-        self, incident_id: str, action: Callable[[Incident, datetime], Effects]
+        self,
+        incident_id: str,
+        action: Callable[[Incident, datetime], Effects],
+        *,
+        within: Callable[[AsyncSession, datetime], Awaitable[None]] | None = None,
     ) -> Incident:
-        """Apply a person's action to an incident (the domain refuses what it must)."""
+        """Apply a person's action to an incident (the domain refuses what it must). ``within``
+        runs first in the same transaction (spending an acknowledge link, say); if it raises,
+        or the action is refused, nothing is written."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
             store = IncidentStore(session)
             incident = await store.get(incident_id)
             if incident is None:
                 raise UnknownIncident(incident_id)
+            if within is not None:
+                await within(session, now)
             effects = action(incident, now)
             store.save(incident)
-            store.record(incident.id, effects)
+            store.record(incident, effects)
         self._committed()
         return incident
 
@@ -234,7 +244,7 @@ class IncidentLog:
             else:
                 effects = incident.runbook_finished(result, now)
             store.save(incident)
-            store.record(incident.id, effects)
+            store.record(incident, effects)
         self._committed()
 
     async def retrain_requested(self, request: RetrainRequest) -> None:
@@ -254,6 +264,9 @@ class IncidentLog:
             if not await first_time(session, news.event_id):
                 return
             store = IncidentStore(session)
+            if isinstance(news, ModelRegistered):
+                owners = list(news.record.spec.owners)
+                await PagingStore(session).set_owners(news.model, news.record.version, owners)
             if not isinstance(news, RetrainStarted | CandidateEvaluated | PromotionRequested):
                 await store.finish_retrains(news.model, now)
             incident_id = (
@@ -264,7 +277,7 @@ class IncidentLog:
                 return
             effects = incident.follow_model(news, now)
             store.save(incident)
-            store.record(incident.id, effects)
+            store.record(incident, effects)
         self._committed()
 
     async def handle_metrics(self, reports: Sequence[MetricsComputed]) -> None:
@@ -287,7 +300,7 @@ class IncidentLog:
                     effects = incident.confirm_with_metrics(report, now)
                     if not effects.empty:
                         store.save(incident)
-                        store.record(incident.id, effects)
+                        store.record(incident, effects)
                         changed = True
         if changed:
             self._committed()

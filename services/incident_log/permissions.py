@@ -4,7 +4,7 @@ Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; co
 reopening and attaching reports need ``l1``; acting on an incident (acknowledge, claim, escalate,
 mitigate, resolve) needs a role at least as high as the incident's tier, so level one cannot
 resolve what level two holds; silences, runbooks by hand, retrain requests and model approvals
-need ``l2``; tokens need ``admin``.
+need ``l2``; tokens, people, contacts and schedules need ``admin``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Permission(StrEnum):
     ATTACH_REPORT = "attach_report"
     APPROVE_MODEL = "approve_model"
     MANAGE_TOKENS = "manage_tokens"
+    MANAGE_PAGING = "manage_paging"
 
 
 _FIXED = {
@@ -55,6 +56,7 @@ _FIXED = {
     Permission.ATTACH_REPORT: Role.L1,
     Permission.APPROVE_MODEL: Role.L2,
     Permission.MANAGE_TOKENS: Role.ADMIN,
+    Permission.MANAGE_PAGING: Role.ADMIN,
 }
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import Tier
@@ -30,6 +37,9 @@ __all__ = [
     "load_policy",
     "route_for",
 ]
+
+
+_MAX_MINUTES = 60 * 24 * 366  # a year: longer is a typo, and timedelta overflows far beyond
 
 
 class _Strict(BaseModel):
@@ -60,12 +70,56 @@ class Matcher(_Strict):
 
 
 class TierTimers(_Strict):
-    """How long a tier has before the incident escalates to the next one."""
+    """How long a tier has before the incident escalates, and whom it pages meanwhile."""
 
-    ack_timeout_minutes: float = Field(gt=0, description="Escalate if not acknowledged by then.")
-    mitigate_timeout_minutes: float = Field(
-        gt=0, description="Escalate if not mitigated (monitoring or resolved) by then."
+    ack_timeout_minutes: float = Field(
+        gt=0, le=_MAX_MINUTES, description="Escalate if not acknowledged by then."
     )
+    mitigate_timeout_minutes: float = Field(
+        gt=0,
+        le=_MAX_MINUTES,
+        description="Escalate if not mitigated (monitoring or resolved) by then.",
+    )
+    notify: list[str] | None = Field(
+        default=None,
+        description=(
+            "Who is paged when the incident reaches this tier: `schedule:NAME`, `person:NAME`, "
+            "`owners` (the model's owners, else this tier's schedules) or `tier` (the schedules "
+            "of this tier). Default: `owners` at L3, `tier` below."
+        ),
+    )
+    remind_every_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=_MAX_MINUTES,
+        description="Page the same people again this often while nobody acknowledges.",
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _targets(cls, targets: list[str] | None) -> list[str] | None:
+        for target in targets or []:
+            kind, _, name = target.partition(":")
+            if (kind in ("owners", "tier") and not name) or (
+                kind in ("schedule", "person") and name
+            ):
+                continue
+            raise ValueError(
+                f"unknown notify target {target!r}: use schedule:NAME, person:NAME, owners or tier"
+            )
+        return targets
+
+    def notify_targets(self, tier: Tier) -> list[str]:
+        """Whom the tier pages, with the default filled in."""
+        if self.notify is not None:
+            return list(self.notify)
+        return ["owners"] if tier is Tier.L3 else ["tier"]
+
+    @property
+    def remind_every(self) -> timedelta | None:
+        """How often to remind, if at all."""
+        minutes = self.remind_every_minutes
+        return timedelta(minutes=minutes) if minutes is not None else None
 
     @property
     def ack_timeout(self) -> timedelta:

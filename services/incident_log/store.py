@@ -18,6 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
 from contracts.incidents import IncidentStatus, Tier
 from services.incident_log.domain import Effects, Incident, Signal, TimerKind, TimerRequest
+from services.incident_log.paging.planning import page_intents
+from services.incident_log.paging.store import page_row
 from services.incident_log.routing import Matcher, Route
 from services.incident_log.tables import (
     AlertRow,
@@ -245,8 +247,10 @@ class IncidentStore:
             )
             self.session.add(signal_row)
 
-    def record(self, incident_id: str, effects: Effects) -> None:
-        """Append the timeline entries, store the timers, and stage the events of an operation."""
+    def record(self, incident: Incident, effects: Effects) -> None:
+        """Append the timeline entries, store the timers, stage the events of an operation, and
+        write the pages it causes (in the same transaction, so none is lost or doubled)."""
+        incident_id = incident.id
         for entry in effects.timeline:
             self.session.add(
                 TimelineRow(
@@ -272,6 +276,8 @@ class IncidentStore:
                 )
             )
         stage(self.session, effects.events)
+        for intent in page_intents(incident, effects):
+            self.session.add(page_row(intent))
 
     async def flush(self) -> None:
         """Send pending writes now, so that a constraint violation surfaces here."""

@@ -14,6 +14,7 @@ from uuid import UUID
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
+from services.incident_log.paging.tables import PAGING_TABLES
 from services.runtime.database import UtcDateTime
 
 __all__ = [
@@ -189,4 +190,6 @@ TABLES: list[type[SQLModel]] = [
     SilenceRow,
     RetrainRow,
     ApiTokenRow,
+    *PAGING_TABLES,
 ]
+"""Every table of the incident log, paging's included."""

@@ -22,7 +22,6 @@ from services.monitor.settings import Settings
 from services.monitor.store import TABLES
 from services.runtime import (
     HandledIds,
-    OutboxRelay,
     RegistryClient,
     ServiceName,
     ServiceRuntime,
@@ -32,6 +31,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forget_periodically
+from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
 
@@ -53,7 +53,8 @@ def create_app(
     database_url = settings.resolved_database_url
     engine = create_engine(database_url)
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    runtime.add_readiness_check("database", database_check(engine))
+    relay = runtime.outbox_relay(sessions)
     registry_http = httpx.AsyncClient(transport=registry_transport, timeout=10.0)
     scorer_http = httpx.AsyncClient(transport=scorer_transport)
     service = MonitorService(

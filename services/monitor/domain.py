@@ -12,10 +12,14 @@
 
 Each model's clock is event time: the latest ``occurred_at`` seen on its predictions and labels.
 It closes event-time windows and expires waiting joins, so replaying the same events gives the same
-figures whatever the wall clock says. Everything that must survive a restart (waiting joins, open
-windows, alert episodes, model clocks, champion/challenger samples) is recorded as it changes and
-handed over by :meth:`Monitor.drain_changes`; the adapter commits it with the outputs in one
-transaction.
+figures whatever the wall clock says. So that one mis-dated event cannot move a clock for good, an
+event dated beyond :attr:`MonitorPolicy.future_tolerance` past the wall clock at receipt, or
+further behind its model's clock than the join TTL (or the window span, if longer), is refused
+before it touches anything (:class:`~services.runtime.event_time.EventTimeBounds`).
+
+Everything that must survive a restart (waiting joins, open windows, alert episodes, model clocks,
+champion/challenger samples) is recorded as it changes and handed over by
+:meth:`Monitor.drain_changes`; the adapter commits it with the outputs in one transaction.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from services.monitor.thresholds import (
     recovery_level,
 )
 from services.monitor.windows import ClosedWindow, Series, Window, WindowPolicy, Windows
+from services.runtime.event_time import EventTimeBounds
 
 __all__ = [
     "PROBE_SUBJECT",
@@ -112,12 +117,24 @@ class MonitorPolicy:
     comparison_alpha: float = 0.05
     comparison_max_samples: int = 5_000
     comparison_resamples: int = 999
+    future_tolerance: timedelta = timedelta(minutes=5)
+    """How far past the wall clock at receipt an event may be dated (clock skew)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.hysteresis <= 1:
             raise ValueError("hysteresis must be between 0 and 1")
         if self.min_labelled < 1 or self.min_predictions < 1:
             raise ValueError("min_labelled and min_predictions must be at least 1")
+        self.event_time_bounds()  # refuses a negative tolerance
+
+    def event_time_bounds(self) -> EventTimeBounds:
+        """The dates an event may carry: up to ``future_tolerance`` past the wall clock, and back
+        to the longest horizon the monitor keeps state for behind its model's clock (an older
+        prediction could only expire unjoined, an older label join nothing)."""
+        return EventTimeBounds(
+            future_tolerance=self.future_tolerance,
+            horizon=max(self.join_ttl, self.window.span or timedelta(0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,7 @@ class Monitor:
 
     def __init__(self, policy: MonitorPolicy, *, seed: int = 0) -> None:
         self._policy = policy
+        self._bounds = policy.event_time_bounds()
         self._rng = np.random.default_rng(seed)
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
         self._join = LabelJoin(ttl=policy.join_ttl, max_pending=policy.join_max_pending)
@@ -247,6 +265,10 @@ class Monitor:
         for event in events:
             if event.request_id.startswith(PROBE_REQUEST_ID_PREFIX):
                 continue  # the probe's golden set is not live traffic
+            mistimed = self._out_of_bounds(event.model, event.occurred_at, now)
+            if mistimed is not None:
+                step.refusals.append(Refusal(event.event_id, mistimed))
+                continue
             record = self._records.get((event.model, event.model_version))
             if record is None:
                 step.refusals.append(
@@ -294,6 +316,10 @@ class Monitor:
         """Join labels with waiting predictions (or let them wait) and score the pairs."""
         step = Step()
         for event in events:
+            mistimed = self._out_of_bounds(event.model, event.occurred_at, now)
+            if mistimed is not None:
+                step.refusals.append(Refusal(event.event_id, mistimed))
+                continue
             waiting = self._join.waiting_for(event.model, event.request_id)
             problem = None
             for prediction in waiting:
@@ -479,6 +505,13 @@ class Monitor:
         }
 
     # ------------------------------------------------------------------ internals
+
+    def _out_of_bounds(self, model: str, at: datetime, now: datetime) -> str | None:
+        """Why an event of this model, dated ``at`` and received at ``now``, is refused."""
+        clock = self._clocks.get(model)
+        return self._bounds.out_of_bounds(
+            at, now=now, clock=None if clock is None else clock.watermark
+        )
 
     def _tick(self, model: str, at: datetime, now: datetime, step: Step) -> None:
         """Move a model's event-time clock; close due windows and expire old joins."""

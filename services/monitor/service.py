@@ -2,9 +2,10 @@
 :class:`~services.monitor.domain.Monitor` through here.
 
 Every change goes through :meth:`MonitorService._apply`, one at a time: in one database
-transaction it records the input event ids as handled, one row per batch
-(:class:`~services.runtime.HandledIds`; a redelivered event changes nothing),
-runs the pure step, writes the state it changed and stages its outputs in the outbox; after the
+transaction it runs the pure step on the input events not handled before, records the ids of
+those it did not refuse as handled, one row per batch (:class:`~services.runtime.HandledIds`; a
+redelivered event changes nothing, a refused one is dead-lettered and taken if it is replayed
+after a fix), writes the state it changed and stages its outputs in the outbox; after the
 commit it publishes the staged outputs before returning, so the consumer commits offsets only
 for inputs whose outputs are on the broker. A crash anywhere leaves the database either before or
 after the whole step; the outbox relay publishes whatever a crash left staged. If the transaction
@@ -213,16 +214,20 @@ class MonitorService:
         async with self._lock:
             try:
                 async with self._sessions() as session, session.begin():
-                    fresh = await self._handled.record(session, event_ids)
+                    fresh = [i for i in dict.fromkeys(event_ids) if i not in self._handled]
                     # The step may run scikit-learn and permutation tests: off the event loop,
                     # so heartbeats and HTTP keep going. The lock keeps it the only writer.
                     step = await asyncio.to_thread(compute, set(fresh))
+                    refused = {refusal.event_id for refusal in step.refusals}
+                    handled = await self._handled.record(
+                        session, [i for i in fresh if i not in refused]
+                    )
                     await save_changes(session, self._monitor.drain_changes())
                     stage(session, step.outputs)
             except Exception:
                 await self._reload()
                 raise
-            self._handled.remember(fresh)
+            self._handled.remember(handled)
         if step.outputs:
             while await self._relay.publish_pending() > 0:
                 pass

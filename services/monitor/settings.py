@@ -42,6 +42,14 @@ class Settings(ServiceSettings):
         description="How long (event time) a prediction waits for its label, or a label for its "
         "prediction, before it expires unjoined.",
     )
+    event_time_future_tolerance_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How far past the monitor's wall clock an event may be dated (clock skew). "
+        "A later event, or one further behind its model's event-time clock than the join TTL "
+        "(or the window, if longer), is dead-lettered and never moves the clock.",
+    )
     join_max_pending: int = Field(
         default=100_000, ge=1, description="Most predictions and labels waiting at once."
     )
@@ -132,4 +140,5 @@ class Settings(ServiceSettings):
             comparison_alpha=self.comparison_alpha,
             comparison_max_samples=self.comparison_max_samples,
             comparison_resamples=self.comparison_resamples,
+            future_tolerance=timedelta(seconds=self.event_time_future_tolerance_seconds),
         )

@@ -27,7 +27,7 @@ from services.monitor.tables import (
 )
 from services.monitor.thresholds import Episode
 from services.monitor.windows import Window
-from services.runtime import HandledBatch, OutboxMessage
+from services.runtime import OUTBOX_TABLES, HandledBatch
 
 __all__ = ["TABLES", "load_snapshot", "save_changes"]
 
@@ -39,7 +39,7 @@ TABLES: list[type[SQLModel]] = [
     PairingRow,
     ComparisonOutcomeRow,
     HandledBatch,
-    OutboxMessage,
+    *OUTBOX_TABLES,
 ]
 """Every table the monitor's database holds."""
 

@@ -36,9 +36,8 @@ from services.retrainer.tables import REGISTRY_TABLES
 from services.retrainer.triggers import RetrainAsk, ask_for_alert
 from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
+    OUTBOX_TABLES,
     LargerBody,
-    OutboxMessage,
-    OutboxRelay,
     ProcessedEvent,
     Rejected,
     Rejection,
@@ -50,6 +49,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
 
@@ -67,7 +67,8 @@ def create_app(
     producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    runtime.add_readiness_check("database", database_check(engine))
+    relay = runtime.outbox_relay(sessions)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(
         sessions,
@@ -191,7 +192,7 @@ def create_app(
         if url.drivername.startswith("sqlite") and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         await create_tables(
-            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, OutboxMessage]
+            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, *OUTBOX_TABLES]
         )
         try:
             yield

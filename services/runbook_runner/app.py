@@ -17,7 +17,8 @@ from services.runbook_runner.runner import Clock, Limits, Runner
 from services.runbook_runner.settings import SERVICE, Settings
 from services.runbook_runner.tables import TABLES
 from services.runtime.database import create_engine, create_tables, session_factory
-from services.runtime.outbox import OutboxMessage, OutboxRelay
+from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -48,7 +49,8 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, runtime.publisher)
+    runtime.add_readiness_check("database", database_check(engine))
+    relay = runtime.outbox_relay(sessions)
     runner = Runner(
         sessions,
         catalog,
@@ -78,7 +80,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*TABLES, OutboxMessage])
+        await create_tables(engine, [*TABLES, *OUTBOX_TABLES])
         await runner.recover()
         try:
             yield

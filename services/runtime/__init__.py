@@ -3,7 +3,15 @@ idempotency, publishing, observability, the embedded broker, and process serving
 
 from services.runtime.api_client import ApiClient, ApiError, default_token
 from services.runtime.body_limits import BodyLimits, LargerBody
-from services.runtime.consumer import EventConsumer, Record, Rejected, Rejection, RetryPolicy
+from services.runtime.consumer import (
+    Blocked,
+    EventConsumer,
+    Record,
+    Rejected,
+    Rejection,
+    RetryPolicy,
+    StillUnavailable,
+)
 from services.runtime.database import (
     ProcessedEvent,
     Sessions,
@@ -20,6 +28,7 @@ from services.runtime.embedded_broker import (
     ensure_topics,
     free_port,
 )
+from services.runtime.failures import TRANSIENT_TYPES, FailureClassifier, Unavailable
 from services.runtime.handled import HandledBatch, HandledIds
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
@@ -32,8 +41,9 @@ from services.runtime.model_artifacts import (
 )
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
-from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
-from services.runtime.publisher import EventPublisher, Publisher
+from services.runtime.outbox import OUTBOX_TABLES, OutboxMessage, OutboxPoison, OutboxRelay, stage
+from services.runtime.publisher import EventPublisher, EventRefused, Publisher
+from services.runtime.readiness import database_check
 from services.runtime.registry_client import (
     IntegrityError,
     RegistryClient,
@@ -45,13 +55,18 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
 
 __all__ = [
+    "OUTBOX_TABLES",
+    "TRANSIENT_TYPES",
     "ApiClient",
     "ApiError",
+    "Blocked",
     "BodyLimits",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
     "EventPublisher",
+    "EventRefused",
+    "FailureClassifier",
     "HandledBatch",
     "HandledIds",
     "IntegrityError",
@@ -59,6 +74,7 @@ __all__ = [
     "KafkaSettings",
     "LargerBody",
     "OutboxMessage",
+    "OutboxPoison",
     "OutboxRelay",
     "ProcessedEvent",
     "Publisher",
@@ -75,6 +91,8 @@ __all__ = [
     "ServiceRuntime",
     "ServiceSettings",
     "Sessions",
+    "StillUnavailable",
+    "Unavailable",
     "UnsafeArtifactError",
     "UtcDateTime",
     "async_url",
@@ -83,6 +101,7 @@ __all__ = [
     "consumer_options",
     "create_engine",
     "create_tables",
+    "database_check",
     "default_token",
     "ensure_topics",
     "first_time",

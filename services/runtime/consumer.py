@@ -8,7 +8,17 @@ reads (one group join instead of one per topic). For every polled batch it
 2. skips event types the service has no handler for, and events whose ``event_id`` it already
    handled;
 3. calls the handlers in record order (batch handlers get runs of consecutive events of their
-   type), retrying a failing call, then dead-lettering what still fails;
+   type). A call that fails is sorted by :class:`~services.runtime.failures.FailureClassifier`:
+
+   - *poison* (a bug, an event that cannot be acted on): retried briefly
+     (:attr:`RetryPolicy.attempts`), then dead-lettered; a :class:`Rejected` event at once;
+   - *transient* (the database, the broker or another service unavailable): never dead-lettered.
+     The consumer holds the batch and retries the same call with capped exponential backoff and
+     jitter until it succeeds; meanwhile :attr:`EventConsumer.blocked` says since when (``/readyz``
+     answers 503, ``vigil_consumer_blocked`` is 1). A batch held for :attr:`RetryPolicy.hold_s`
+     is given back uncommitted (:class:`StillUnavailable`, which rewinds the partitions) and polled
+     again, so the group does not evict a member that stopped polling; what was already handled or
+     dead-lettered in it is not repeated;
 4. returns, and only then are the offsets committed. If dead-lettering itself fails, the batch is
    not committed and is redelivered: nothing is lost.
 """
@@ -18,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
+import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
@@ -30,16 +43,25 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.dead_letter import DeadLetterReason, MessageDeadLettered
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, utc_now
 from contracts.topics import Topic, topic_of
 from contracts.wire import DecodeError, decode
+from services.runtime.failures import FailureClassifier
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options
 from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
 
-__all__ = ["EventConsumer", "Record", "Rejected", "Rejection", "RetryPolicy"]
+__all__ = [
+    "Blocked",
+    "EventConsumer",
+    "Record",
+    "Rejected",
+    "Rejection",
+    "RetryPolicy",
+    "StillUnavailable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +101,57 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
+class StillUnavailable(Exception):
+    """Raised out of :meth:`EventConsumer.handle` when a batch held on a transient failure is
+    given back to the broker uncommitted (after :attr:`RetryPolicy.hold_s`, or at shutdown): the
+    subscriber rewinds its partitions and the batch is polled again."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a failing handler call is retried before its events are dead-lettered."""
+    """How failing handler calls are retried.
+
+    Poison failures: ``attempts`` calls, ``first_delay_s`` apart and doubling, then dead letter.
+    Transient failures: retried until they succeed, ``backoff_initial_s`` apart and doubling up to
+    ``backoff_max_s``, each delay jittered; a batch is held at most ``hold_s`` at a time.
+    """
 
     attempts: int = 3
     first_delay_s: float = 0.05
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 30.0
+    hold_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        delays = (self.first_delay_s, self.backoff_initial_s, self.backoff_max_s, self.hold_s)
+        if self.attempts < 1 or not all(math.isfinite(d) and d >= 0 for d in delays):
+            raise ValueError(f"invalid retry policy: {self}")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s or self.hold_s <= 0:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s and hold_s > 0")
+
+    def backoff_s(self, failures: int, rng: random.Random) -> float:
+        """Delay after the ``failures``-th transient failure in a row: exponential, capped, and
+        "equal jitter" (between half and all of it), so replicas blocked on one database do not
+        retry in lockstep yet never hammer it."""
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(failures - 1, 64))
+        return ceiling / 2 + rng.random() * ceiling / 2
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The consumer holds an event because something it depends on is unavailable."""
+
+    since: datetime
+    topic: str
+    failures: int
+    error: str
+
+    def describe(self) -> str:
+        """One line for ``/readyz`` and logs."""
+        return (
+            f"blocked on a transient failure since {self.since.isoformat()} "
+            f"({self.failures} failed attempts on {self.topic}; last: {self.error})"
+        )
 
 
 @dataclass(frozen=True)
@@ -123,6 +190,8 @@ class EventConsumer:
         kafka: KafkaSettings,
         seen: SeenEvents | None = None,
         retry: RetryPolicy | None = None,
+        transient: Iterable[type[BaseException]] = (),
+        rng: random.Random | None = None,
     ) -> None:
         self._service = service
         self._group_id = group_id
@@ -131,7 +200,35 @@ class EventConsumer:
         self._kafka = kafka
         self._seen = seen if seen is not None else SeenEvents()
         self._retry = retry or RetryPolicy()
+        self._failures = FailureClassifier(transient)
+        self._rng = rng or random.Random()
         self._routes: dict[type[Envelope], _Route] = {}
+        self._blocked: Blocked | None = None
+        self._held_until: float | None = None
+        self._stopping = asyncio.Event()
+        # Records dead-lettered in a batch not committed yet: a batch given back and polled
+        # again must not dead-letter them twice.
+        self._lettered: set[tuple[str, int, int]] = set()
+        metrics.consumer_blocked.labels(service).set(0)
+        metrics.consumer_blocked_since.labels(service).set(0)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._retry
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """Set while a handler call fails transiently and is being retried; ``None`` otherwise."""
+        return self._blocked
+
+    def stop_waiting(self, stop: bool = True) -> None:
+        """At shutdown: give back a batch held on a transient failure now, uncommitted, and hold
+        none until called with ``stop=False``."""
+        if stop:
+            self._stopping.set()
+        else:
+            self._stopping.clear()
 
     @property
     def topics(self) -> list[Topic]:
@@ -183,7 +280,16 @@ class EventConsumer:
         return subscriber
 
     async def handle(self, records: Sequence[Record]) -> None:
-        """Handle one polled batch of records; return when every record is handled or set aside."""
+        """Handle one polled batch of records; return when every record is handled or set aside.
+
+        Raises :class:`StillUnavailable` to give a batch held on a transient failure back
+        uncommitted; any exception leaves the batch uncommitted, to be polled again.
+        """
+        self._held_until = None
+        await self._handle(records)
+        self._lettered.clear()  # the batch is committed next: its offsets will not come again
+
+    async def _handle(self, records: Sequence[Record]) -> None:
         deliveries: list[_Delivery] = []
         in_batch: set[UUID] = set()
         for record in records:
@@ -263,37 +369,97 @@ class EventConsumer:
     async def _attempt(self, handler: _Handler, argument: object, run: list[_Delivery]) -> _Outcome:
         topic = run[0].record.topic
         delay = self._retry.first_delay_s
-        last_error: Exception | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+        poison_failures = 0
+        while True:
             started = time.perf_counter()
             try:
                 rejections = await handler(argument)
             except Rejected as rejected:
+                self._unblock()
                 return _Outcome(rejected=str(rejected) or "rejected by the handler")
             except Exception as error:  # a handler bug must not stop the consumer
-                last_error = error
+                if self._failures.is_transient(error):
+                    await self._wait_out(topic, error)
+                    continue
+                self._unblock()
+                poison_failures += 1
                 self._metrics.failed.labels(self._service, topic).inc()
                 log.warning(
                     "handler failed on %s (attempt %d of %d): %s",
                     topic,
-                    attempt,
+                    poison_failures,
                     self._retry.attempts,
                     _describe(error),
-                    exc_info=attempt == self._retry.attempts,
+                    exc_info=poison_failures == self._retry.attempts,
                 )
-                if attempt < self._retry.attempts:
-                    await asyncio.sleep(delay)
-                    delay *= 2
+                if poison_failures >= self._retry.attempts:
+                    return _Outcome(error=error)
+                await asyncio.sleep(delay)
+                delay *= 2
                 continue
+            self._unblock()
             self._metrics.handler_seconds.labels(self._service, topic).observe(
                 time.perf_counter() - started
             )
             refused = list(rejections or ())
             self._metrics.handled.labels(self._service, topic).inc(len(run) - len(refused))
             return _Outcome(rejections=refused)
-        return _Outcome(error=last_error)
+
+    async def _wait_out(self, topic: str, error: Exception) -> None:
+        """Record a transient failure and sleep the backoff before the same call is retried;
+        raise :class:`StillUnavailable` when the batch has been held long enough."""
+        self._metrics.transient_failures.labels(self._service, topic).inc()
+        previous = self._blocked
+        self._blocked = Blocked(
+            since=previous.since if previous else utc_now(),
+            topic=topic,
+            failures=previous.failures + 1 if previous else 1,
+            error=_describe(error).splitlines()[0][:500],
+        )
+        if previous is None:
+            self._metrics.consumer_blocked.labels(self._service).set(1)
+            self._metrics.consumer_blocked_since.labels(self._service).set(
+                self._blocked.since.timestamp()
+            )
+            log.warning(
+                "%s holds its batch and retries until it succeeds: %s",
+                self._service,
+                self._blocked.describe(),
+            )
+        else:
+            log.info("still unavailable on %s: %s", topic, self._blocked.error)
+        now = time.monotonic()
+        if self._held_until is None:
+            self._held_until = now + self._retry.hold_s
+        remaining = self._held_until - now
+        if remaining > 0 and not self._stopping.is_set():
+            pause = min(self._retry.backoff_s(self._blocked.failures, self._rng), remaining)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            except TimeoutError:
+                return
+        why = "stopping" if self._stopping.is_set() else f"held {self._retry.hold_s:g} s"
+        log.warning("%s gives its batch back uncommitted (%s), to poll it again", topic, why)
+        raise StillUnavailable(f"{why}; {self._blocked.describe()}") from error
+
+    def _unblock(self) -> None:
+        """The dependency answered (the call succeeded, or failed for another reason)."""
+        blocked, self._blocked = self._blocked, None
+        if blocked is None:
+            return
+        self._metrics.consumer_blocked.labels(self._service).set(0)
+        self._metrics.consumer_blocked_since.labels(self._service).set(0)
+        log.warning(
+            "%s resumes after %.1f s blocked (%d failed attempts)",
+            self._service,
+            (utc_now() - blocked.since).total_seconds(),
+            blocked.failures,
+        )
 
     async def _dead_letter(self, record: Record, reason: DeadLetterReason, error: str) -> None:
+        coordinates = (record.topic, record.partition, record.offset)
+        if coordinates in self._lettered:
+            return
         await self._publisher.publish(
             MessageDeadLettered(
                 producer=self._service,
@@ -310,6 +476,7 @@ class EventConsumer:
                 },
             )
         )
+        self._lettered.add(coordinates)
         self._metrics.dead_lettered.labels(self._service, record.topic, reason.value).inc()
         log.warning(
             "dead-lettered %s[%d]@%d (%s): %s",

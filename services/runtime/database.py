@@ -4,9 +4,18 @@ One async engine per service process. Services write their own tables; this modu
 the engine, sessions, a timezone-safe timestamp column type, and the durable record of handled
 event ids (:func:`first_time`) that makes a handler's effects idempotent across restarts.
 
-SQLite specifics: WAL journal, a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every
-transaction, so that two processes writing the same file serialise instead of failing to upgrade
-a read lock (SQLAlchemy's documented recipe for pysqlite transactions).
+SQLite specifics: WAL journal, a busy timeout, foreign keys on, and the lock a transaction takes
+chosen by how it was opened (SQLAlchemy's documented recipe for pysqlite transactions):
+
+- ``async with sessions() as s, s.begin():`` (and ``engine.begin()``) is a *write* transaction:
+  ``BEGIN IMMEDIATE`` takes the write lock at once, so two processes that read then write the same
+  rows serialise instead of failing to upgrade a read lock, and no update is lost;
+- ``async with sessions() as s:`` without ``begin()`` is a *read*: a plain ``BEGIN`` on a snapshot
+  that takes no lock, so reads (the API, the console) never wait behind a writer (WAL). The
+  connection is ``query_only`` meanwhile: a write in a read session fails at once instead of
+  risking a failed lock upgrade under contention.
+
+PostgreSQL needs neither: readers never block there, and stores lock rows with ``FOR UPDATE``.
 
 JSON columns are written strictly: NaN and infinities raise instead of becoming ``NaN`` text that
 PostgreSQL refuses and other readers choke on.
@@ -21,10 +30,11 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import DateTime, Index, Table, delete, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import SessionTransaction, SessionTransactionOrigin
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel, col, insert, select
+from sqlmodel import Field, Session, SQLModel, col, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utc_now
@@ -45,6 +55,10 @@ __all__ = [
 Sessions = async_sessionmaker[AsyncSession]
 
 _SCHEMA_LOCK = 0x76_69_67_69_6C  # "vigil": the advisory lock held while creating tables
+# Execution option of a SQLite engine bound to sessions: their transactions' BEGIN is emitted by
+# the session (which knows whether it was begun explicitly), not by the engine.
+_SESSION_BEGINS = "vigil_session_begins"
+_QUERY_ONLY = "vigil_query_only"  # connection info: the PRAGMA query_only state set last
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -111,7 +125,7 @@ def _sqlite_pragmas_and_immediate_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.isolation_level = None  # the driver emits no BEGIN; on_begin does
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN; _begin does
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
@@ -120,13 +134,45 @@ def _sqlite_pragmas_and_immediate_transactions(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def on_begin(connection: Connection) -> None:
+        if not connection.get_execution_options().get(_SESSION_BEGINS):
+            _begin(connection, write=True)
+
+
+def _begin(connection: Connection, *, write: bool) -> None:
+    """Open a SQLite transaction: a write takes the write lock now, a read takes none."""
+    query_only = not write
+    if connection.info.get(_QUERY_ONLY, False) is not query_only:
+        connection.exec_driver_sql(f"PRAGMA query_only={'ON' if query_only else 'OFF'}")
+        connection.info[_QUERY_ONLY] = query_only
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class _Session(Session):
+    """A session whose SQLite transactions are writes when begun explicitly, reads otherwise."""
+
+
+@event.listens_for(_Session, "after_begin")
+def _begin_session_transaction(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    if transaction.nested or not connection.get_execution_options().get(_SESSION_BEGINS):
+        return
+    _begin(connection, write=transaction.origin is not SessionTransactionOrigin.AUTOBEGIN)
 
 
 def session_factory(engine: AsyncEngine) -> Sessions:
-    """Return the session maker of an engine (objects stay usable after commit)."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    """Return the session maker of an engine (objects stay usable after commit).
+
+    ``async with sessions() as s, s.begin():`` writes; ``async with sessions() as s:`` reads (on
+    SQLite without taking the write lock, see the module docstring).
+    """
+    bind = engine
+    if engine.dialect.name == "sqlite":
+        bind = engine.execution_options(**{_SESSION_BEGINS: True})
+    return async_sessionmaker(
+        bind, class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False
+    )
 
 
 async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -> None:

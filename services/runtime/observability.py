@@ -61,7 +61,7 @@ def configure_logging(
 
 
 class ServiceMetrics:
-    """The consumer-side metrics every service reports, in one registry."""
+    """The consumer-side and outbox metrics every service reports, in one registry."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -74,8 +74,27 @@ class ServiceMetrics:
         )
         self.failed = Counter(
             "vigil_handler_failures_total",
-            "Handler attempts that raised (retried, then dead-lettered).",
+            "Handler attempts that raised a poison error (retried, then dead-lettered).",
             ["service", "topic"],
+            registry=self.registry,
+        )
+        self.transient_failures = Counter(
+            "vigil_handler_transient_failures_total",
+            "Handler attempts that failed on an unavailable dependency (held and retried, "
+            "never dead-lettered).",
+            ["service", "topic"],
+            registry=self.registry,
+        )
+        self.consumer_blocked = Gauge(
+            "vigil_consumer_blocked",
+            "1 while the consumer holds an event on a transient failure, else 0.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.consumer_blocked_since = Gauge(
+            "vigil_consumer_blocked_since_timestamp_seconds",
+            "Unix time since which the consumer has been blocked; 0 when it is not.",
+            ["service"],
             registry=self.registry,
         )
         self.dead_lettered = Counter(
@@ -101,5 +120,30 @@ class ServiceMetrics:
             "vigil_consumer_lag",
             "Records behind the high-water mark, as of the last fetch.",
             ["service", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.outbox_poisoned = Counter(
+            "vigil_outbox_poisoned_total",
+            "Outbox rows set aside in outbox_poison: undecodable or invalid (invalid), or "
+            "refused by the broker for good (refused).",
+            ["service", "event_type", "reason"],
+            registry=self.registry,
+        )
+        self.outbox_poisoned_rows = Gauge(
+            "vigil_outbox_poisoned_rows",
+            "Rows in outbox_poison, waiting for an operator (read at scrape time).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_pending_rows = Gauge(
+            "vigil_outbox_pending_rows",
+            "Outbox rows not yet published (read at scrape time).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_oldest_pending_seconds = Gauge(
+            "vigil_outbox_oldest_pending_seconds",
+            "Age of the oldest unpublished outbox row; 0 when none waits (read at scrape time).",
+            ["service"],
             registry=self.registry,
         )

@@ -1,4 +1,10 @@
-"""Publishing contract events with their documented key and headers."""
+"""Publishing contract events with their documented key and headers.
+
+Failures come in two kinds: :class:`EventRefused` when the broker (or the client, before sending)
+refuses one record for what it is, so sending it again can never succeed (it is too large, or
+corrupt); any other exception (unreachable broker, timeout, unknown topic) is transient and the
+caller retries.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from faststream.kafka import KafkaBroker
 from faststream.kafka.testing import FakeProducer
 
@@ -16,7 +29,25 @@ from contracts.wire import correlation_of, encode, headers_for, key_for
 from services.runtime.kafka import producer_options
 from services.runtime.settings import KafkaSettings
 
-__all__ = ["EventPublisher", "Publisher"]
+__all__ = ["EventPublisher", "EventRefused", "Publisher"]
+
+# Errors about the record itself, never about the broker's state: retrying cannot help.
+_REFUSALS = (
+    CorruptRecordException,
+    InvalidMessageError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+
+class EventRefused(Exception):
+    """The broker refuses this event for good (for example: larger than the largest record)."""
+
+    def __init__(self, event: Envelope, reason: str) -> None:
+        super().__init__(f"{event.type} {event.event_id} refused: {reason}")
+        self.event = event
+        self.reason = reason
 
 
 class Publisher(Protocol):
@@ -70,18 +101,29 @@ class EventPublisher:
         await self.publish_many([event])
 
     async def publish_many(self, events: Iterable[Envelope]) -> None:
-        """Publish events in order without waiting per event, then wait for all acknowledgements."""
+        """Publish events in order without waiting per event, then wait for all acknowledgements.
+
+        Raises :class:`EventRefused` naming the first event the broker refused for good (the
+        others may or may not be published); anything else it raises is transient.
+        """
         pending: list[asyncio.Future[object]] = []
+        sent: list[Envelope] = []
         producer = self._producer
         for event in events:
             topic = self._kafka.topic_name(topic_of(type(event)))
             if producer is not None:
                 headers = [(name, value.encode()) for name, value in headers_for(event).items()]
-                pending.append(
-                    await producer.send(topic, encode(event), key=key_for(event), headers=headers)
-                )
+                try:
+                    future = await producer.send(
+                        topic, encode(event), key=key_for(event), headers=headers
+                    )
+                except _REFUSALS as error:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    raise EventRefused(event, _describe(error)) from error
+                pending.append(future)
+                sent.append(event)
                 continue
-            sent = await self._broker.publish(
+            result = await self._broker.publish(
                 encode(event),
                 topic,
                 key=key_for(event),
@@ -89,7 +131,18 @@ class EventPublisher:
                 correlation_id=correlation_of(event),
                 no_confirm=True,
             )
-            if isinstance(sent, asyncio.Future):  # the in-memory test broker delivers at once
-                pending.append(sent)
-        if pending:
-            await asyncio.gather(*pending)
+            if isinstance(result, asyncio.Future):  # the in-memory test broker delivers at once
+                pending.append(result)
+                sent.append(event)
+        if not pending:
+            return
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        for event, outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, _REFUSALS):
+                raise EventRefused(event, _describe(outcome)) from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,17 +1,48 @@
-"""Serving a service's HTTP app under uvicorn, which turns SIGTERM / SIGINT into a clean stop."""
+"""Serving HTTP apps under uvicorn: a service's own (SIGTERM / SIGINT become a clean stop), or
+a small app on loopback inside a running event loop (the demo's pager, tests' receivers)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI
 
+from services.runtime.embedded_broker import free_port
 from services.runtime.observability import configure_logging
 from services.runtime.settings import ServiceSettings
 
-__all__ = ["serve"]
+__all__ = ["serve", "serving"]
+
+
+@asynccontextmanager
+async def serving(app: Any, *, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 until the block exits; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(600):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped during start-up")
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("uvicorn did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
 
 
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:

@@ -4,14 +4,18 @@ A service's ``create_app`` builds a :class:`ServiceRuntime`, registers handlers 
 and returns :meth:`ServiceRuntime.http_app` with its own routes added. Start-up order: the
 service's resources (database, HTTP clients), then the broker and its consumer, then background
 tasks; shutdown runs in reverse, and the broker stop waits for in-flight handlers so their offsets
-are committed.
+are committed (a batch held on an unavailable dependency is given back uncommitted at once).
+
+``/readyz`` answers 200 only when the service consumes, every readiness check a service added
+(:mod:`services.runtime.readiness`, e.g. its database) passes, and the consumer is not blocked on
+a transient failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Response
@@ -19,11 +23,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, RetryPolicy
+from services.runtime.database import Sessions
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
+from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import EventPublisher
+from services.runtime.readiness import Check, run_checks
 from services.runtime.settings import ServiceSettings
 
 __all__ = ["ServiceRuntime"]
@@ -31,6 +38,9 @@ __all__ = ["ServiceRuntime"]
 log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[], Awaitable[None]]
+ScrapeHook = Callable[[], Awaitable[None]]
+
+_CHECK_TIMEOUT_S = 1.0  # below the supervisor's 2 s /readyz timeout
 
 
 class ServiceRuntime:
@@ -43,8 +53,11 @@ class ServiceRuntime:
         *,
         group_id: str | None = None,
         retry: RetryPolicy | None = None,
+        transient: Iterable[type[BaseException]] = (),
         max_records: int = 500,
     ) -> None:
+        """``transient`` names a service's own exception types that mean "a dependency is
+        unavailable" (see :mod:`services.runtime.failures`)."""
         self.name = name
         self.settings = settings
         self.broker = kafka_broker(settings.kafka, client_id=f"vigil-{name.value}")
@@ -58,16 +71,48 @@ class ServiceRuntime:
             publisher=self.publisher,
             metrics=self.metrics,
             kafka=settings.kafka,
-            retry=retry,
+            retry=retry
+            or RetryPolicy(
+                backoff_initial_s=settings.consumer_backoff_initial_s,
+                backoff_max_s=settings.consumer_backoff_max_s,
+                hold_s=settings.consumer_hold_s,
+            ),
+            transient=transient,
         )
         self._max_records = max_records
         self._background: list[tuple[str, BackgroundTask]] = []
+        self._before_scrape: list[ScrapeHook] = []
         self._subscribed = False
+        self._checks: dict[str, Check] = {}
         self.ready = False
 
     def add_background(self, name: str, run: BackgroundTask) -> None:
         """Run a coroutine for the life of the process, restarting it (with backoff) if it fails."""
         self._background.append((name, run))
+
+    def before_scrape(self, refresh: ScrapeHook) -> None:
+        """Run ``refresh`` before each ``/metrics`` scrape (gauges read from a database)."""
+        self._before_scrape.append(refresh)
+
+    def outbox_relay(self, sessions: Sessions) -> OutboxRelay:
+        """Build the relay of the service's outbox, publishing with the service's publisher and
+        reporting on ``/metrics`` (the caller decides where it runs)."""
+        relay = OutboxRelay(sessions, self.publisher, metrics=self.metrics)
+        self.before_scrape(relay.observe)
+        return relay
+
+    def add_readiness_check(self, name: str, check: Check) -> None:
+        """Make ``/readyz`` depend on a check (see :mod:`services.runtime.readiness`)."""
+        if name in self._checks or name == "consumer":
+            raise ValueError(f"readiness check {name!r} already exists")
+        self._checks[name] = check
+
+    async def readiness(self) -> dict[str, str]:
+        """Name → ``"ok"`` or what is wrong, for each check and for the consumer."""
+        results = await run_checks(self._checks, timeout_s=_CHECK_TIMEOUT_S)
+        blocked = self.consumer.blocked
+        results["consumer"] = "ok" if blocked is None else blocked.describe()
+        return results
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -75,6 +120,7 @@ class ServiceRuntime:
         if self.consumer.topics and not self._subscribed:
             self.consumer.subscribe(self.broker, max_records=self._max_records)
             self._subscribed = True
+        self.consumer.stop_waiting(stop=False)
         await self.broker.start()
         await self.publisher.start()
         tasks = [
@@ -87,6 +133,7 @@ class ServiceRuntime:
             yield
         finally:
             self.ready = False
+            self.consumer.stop_waiting()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -128,16 +175,26 @@ class ServiceRuntime:
             return {"status": "ok", "service": self.name.value}
 
         @app.get("/readyz", tags=["operations"])
-        async def readyz(response: Response) -> dict[str, str]:
-            """Readiness: connected to the broker and consuming."""
+        async def readyz(response: Response) -> dict[str, object]:
+            """Readiness: consuming, dependencies answering, no event held on a transient
+            failure."""
             if not self.ready:
                 response.status_code = 503
                 return {"status": "starting", "service": self.name.value}
-            return {"status": "ready", "service": self.name.value}
+            checks = await self.readiness()
+            if any(result != "ok" for result in checks.values()):
+                response.status_code = 503
+                return {"status": "not ready", "service": self.name.value, "checks": checks}
+            return {"status": "ready", "service": self.name.value, "checks": checks}
 
         @app.get("/metrics", tags=["operations"], response_class=Response)
         async def metrics() -> Response:
             """Prometheus metrics of this process."""
+            for refresh in self._before_scrape:
+                try:
+                    await refresh()
+                except Exception:  # stale gauges beat a failed scrape
+                    log.warning("refreshing metrics before a scrape failed", exc_info=True)
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return app

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import Topic
@@ -112,12 +112,40 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("VIGIL_INCIDENT_LOG_URL"),
         description="HTTP API of the incident log.",
     )
+    consumer_backoff_initial_s: float = Field(
+        default=0.2,
+        gt=0,
+        le=3600,
+        description="First wait before a handler call that failed on an unavailable database, "
+        "broker or service is retried (the event is held, never dead-lettered); it doubles, "
+        "with jitter, on each failure in a row.",
+    )
+    consumer_backoff_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait between those retries.",
+    )
+    consumer_hold_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=240,
+        description="How long a batch is held on such a failure before it is given back "
+        "uncommitted and polled again (at most 240 s: Kafka evicts a member that has not polled "
+        "for max.poll.interval.ms, 300 s).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe log level written."
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or one JSON object per line."
     )
+
+    @model_validator(mode="after")
+    def _backoff_within_cap(self) -> ServiceSettings:
+        if self.consumer_backoff_initial_s > self.consumer_backoff_max_s:
+            raise ValueError("consumer_backoff_initial_s must not exceed consumer_backoff_max_s")
+        return self
 
 
 class ProcessedIdsRetention(BaseSettings):

@@ -37,7 +37,9 @@ from contracts import (
     EVENT_TYPES,
     AlertRaised,
     CandidateEvaluated,
+    DeliveryOutcome,
     Envelope,
+    IncidentAcknowledged,
     IncidentEscalated,
     IncidentOpened,
     IncidentResolved,
@@ -45,6 +47,7 @@ from contracts import (
     ModelDeployed,
     ModelPromoted,
     ModelRolledBack,
+    NotificationAttempted,
     PromotionRequested,
     RetrainStarted,
     RunbookFinished,
@@ -55,8 +58,10 @@ from contracts import (
 from services.runtime.kafka import consumer_options, kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
+from services.runtime.serve import serving
 from services.runtime.settings import KafkaProfile, KafkaSettings
 from services.stack import scenario
+from services.stack.pager import PageReceiver
 from services.stack.stack import RunningStack, StackSettings, running_stack
 
 __all__ = ["DemoOptions", "DemoOutcome", "run_demo"]
@@ -91,6 +96,7 @@ class DemoOutcome:
     champion: int | None
     versions: list[int]
     seconds: float
+    pages: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DemoFailed(RuntimeError):
@@ -154,9 +160,11 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
     started = time.monotonic()
     story = Story(console, started)
     admin = {"Authorization": f"Bearer {stack.credentials.admin_token}"}
+    pager = PageReceiver()
     async with (
         httpx.AsyncClient(base_url=stack.url(ServiceName.INCIDENT_LOG), timeout=30) as incidents,
         httpx.AsyncClient(base_url=stack.url(ServiceName.RETRAINER), timeout=60) as registry,
+        serving(pager.app()) as pager_url,
     ):
 
         async def step(name: str) -> None:
@@ -165,6 +173,7 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
 
         dana = await _token(incidents, admin, "dana", "l2")
         ana = await _token(incidents, admin, "ana", "l2")
+        await _set_up_paging(incidents, admin, pager_url, story)
         dataset = scenario.load()
         spec = scenario.monitoring_spec(dataset)
         story.say("Training [bold]v1[/bold] of the health model (breast cancer, key metric recall)")
@@ -204,11 +213,11 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
             await step("escalated")
 
             story.say(
-                "Level two ([bold]dana[/bold]) takes the incident: claims, acknowledges, "
-                "runs the drift diagnosis, asks for a retrain"
+                "Level two ([bold]dana[/bold]) acknowledges from the link in her page, claims "
+                "the incident, runs the drift diagnosis, asks for a retrain"
             )
-            for action in ("claim", "acknowledge"):
-                await _post(incidents, f"/incidents/{incident_id}/{action}", {}, dana)
+            await _acknowledge_from_page(pager, incident_id, "dana", options.step_timeout_s)
+            await _post(incidents, f"/incidents/{incident_id}/claim", {}, dana)
             run = await _post(
                 incidents,
                 f"/incidents/{incident_id}/runbooks",
@@ -242,7 +251,11 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
                 options.step_timeout_s,
             )
             await step("resolved")
+            await _wait_for_resolution_notices(pager, incident_id, story)
 
+        pages = (
+            await incidents.get(f"/incidents/{incident_id}/notifications", headers=admin)
+        ).json()
         detail = (await incidents.get(f"/incidents/{incident_id}", headers=admin)).json()
         timeline = (await incidents.get(f"/incidents/{incident_id}/timeline", headers=admin)).json()
         stats = (await incidents.get("/stats", headers=admin)).json()
@@ -257,6 +270,7 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
         champion=champion,
         versions=[int(v["version"]) for v in model["versions"]],
         seconds=time.monotonic() - started,
+        pages=pages,
     )
 
 
@@ -291,6 +305,17 @@ def summary(outcome: DemoOutcome, stack_urls: dict[str, str], console: Console) 
     console.print(
         f"Model versions: {', '.join(f'v{v}' for v in outcome.versions)}; champion now "
         f"[bold]v{outcome.champion}[/bold]."
+    )
+    delivered: dict[str, list[str]] = {}
+    for page in outcome.pages:
+        if page["status"] == "delivered":
+            delivered.setdefault(page["person"], []).append(page["reason"])
+    console.print(
+        "Paged: "
+        + "; ".join(f"{person} ({', '.join(why)})" for person, why in delivered.items())
+        + ". See them with `vigil incidents show "
+        + outcome.incident_id
+        + "`, and who is on call with `vigil oncall now`."
     )
     for name, url in stack_urls.items():
         console.print(f"  {name}: {url}")
@@ -381,7 +406,13 @@ class Traffic:
 class Watcher:
     """Reads the story back from Vigil's topics, as any outside consumer could."""
 
-    _TOPICS = (Topic.ALERTS, Topic.INCIDENTS, Topic.RUNBOOK_RESULTS, Topic.MODELS)
+    _TOPICS = (
+        Topic.ALERTS,
+        Topic.INCIDENTS,
+        Topic.NOTIFICATIONS,
+        Topic.RUNBOOK_RESULTS,
+        Topic.MODELS,
+    )
 
     def __init__(self, kafka: KafkaSettings, story: Story) -> None:
         self._kafka = kafka
@@ -427,6 +458,15 @@ class Watcher:
                 f"incident escalated {event.from_tier.value} → {event.tier.value} "
                 f"({event.trigger.value}): {event.reason}"
             )
+        if isinstance(event, IncidentAcknowledged):
+            return f"incident acknowledged at {event.tier.value} by [bold]{event.actor}[/bold]"
+        if isinstance(event, NotificationAttempted):
+            if event.outcome is not DeliveryOutcome.DELIVERED:
+                return f"page to {event.person} by {event.channel.value}: {event.outcome.value}"
+            return (
+                f"[magenta]paged[/magenta] {event.person} ({event.tier.value}, "
+                f"{event.reason.value}) by {event.channel.value}"
+            )
         if isinstance(event, IncidentResolved):
             return f"[green]incident resolved[/green] at {event.tier.value}: {event.reason}"
         if isinstance(event, RunbookStarted):
@@ -459,6 +499,70 @@ def _decoded(value: bytes | None) -> Envelope | None:
         return EVENT_TYPES[json.loads(value)["type"]].model_validate_json(value)
     except (ValueError, KeyError):
         return None
+
+
+ON_CALL = {
+    "operations": ("L1", "olivia"),
+    "data-science": ("L2", "dana"),
+    "oncology-ml": ("L3", "ana"),  # the model's owners (scenario.monitoring_spec)
+}
+
+
+async def _set_up_paging(
+    incidents: httpx.AsyncClient, admin: dict[str, str], pager_url: str, story: Story
+) -> None:
+    """Each tier's on-call person, paged by webhook on the demo's own pager."""
+    for schedule, (tier, person) in ON_CALL.items():
+        await _put(incidents, f"/people/{person}", {}, admin)
+        await _post(
+            incidents,
+            f"/people/{person}/contacts",
+            {"channel": "webhook", "address": f"{pager_url}/hooks/{person}"},
+            admin,
+        )
+        layer = {"name": "primary", "members": [person], "start": "2026-01-01"}
+        await _put(incidents, f"/schedules/{schedule}", {"tier": tier, "layers": [layer]}, admin)
+    story.say(
+        "On call: "
+        + ", ".join(f"{tier} {person} ({name})" for name, (tier, person) in ON_CALL.items())
+        + f"; pages go to a local pager at {pager_url}"
+    )
+
+
+async def _wait_for_resolution_notices(pager: PageReceiver, incident_id: str, story: Story) -> None:
+    """Everyone paged hears that it is over (the pager shows it within seconds)."""
+
+    def about(reason: str) -> set[str]:
+        return {
+            arrival.hook
+            for arrival in pager.pages.values()
+            if arrival.body["incident"]["id"] == incident_id and arrival.body["reason"] == reason
+        }
+
+    with contextlib.suppress(TimeoutError):
+        await pager.wait_until(lambda: about("page") <= about("resolved"), 30)
+    story.say(f"the pager told {', '.join(sorted(about('resolved')))} that it is resolved")
+
+
+async def _acknowledge_from_page(
+    pager: PageReceiver, incident_id: str, person: str, timeout_s: float
+) -> None:
+    """Follow the acknowledge link in the person's page, as they would from their phone."""
+
+    def page() -> dict[str, Any] | None:
+        for arrival in reversed(pager.pages_for(person)):
+            body = arrival.body
+            if body["incident"]["id"] == incident_id and body.get("ack_url"):
+                return body
+        return None
+
+    await pager.wait_until(lambda: page() is not None, timeout_s)
+    body = page()
+    assert body is not None
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(body["ack_url"])
+    if response.status_code != 200:
+        raise DemoFailed(f"the acknowledge link in {person}'s page was refused: {response.text}")
 
 
 async def _token(
@@ -521,6 +625,15 @@ async def _post(
     response = await http.post(path, json=body, headers=headers)
     if not response.is_success:
         raise DemoFailed(f"POST {path} → {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+async def _put(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> Any:
+    response = await http.put(path, json=body, headers=headers)
+    if not response.is_success:
+        raise DemoFailed(f"PUT {path} → {response.status_code}: {response.text[:300]}")
     return response.json()
 
 

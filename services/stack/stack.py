@@ -192,6 +192,9 @@ def _shared_env(
         "VIGIL_INCIDENT_LOG_URL": f"http://127.0.0.1:{settings.port(ServiceName.INCIDENT_LOG)}",
         "VIGIL_MONITOR_URL": f"http://127.0.0.1:{settings.port(ServiceName.MONITOR)}",
         "VIGIL_DRIFT_DETECTOR_URL": f"http://127.0.0.1:{settings.port(ServiceName.DRIFT_DETECTOR)}",
+        "VIGIL_INCIDENT_LOG_PUBLIC_URL": (
+            f"http://127.0.0.1:{settings.port(ServiceName.INCIDENT_LOG)}"
+        ),
         "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": credentials.admin_token,
         "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
             [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]

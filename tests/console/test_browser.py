@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -120,3 +121,63 @@ async def test_the_console_reads_without_javascript_and_refuses_a_bad_token(
     await expect(page.get_by_role("heading", name="Response statistics")).to_be_visible()
     await asyncio.sleep(0)
     await context.close()
+
+
+async def test_the_on_call_page_shows_who_is_on_call_and_an_incident_shows_its_pages(
+    incident_log: str, kafka_settings: KafkaSettings, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=incident_log, headers=admin) as api:
+        for person in ("olivia", "dana"):
+            (await api.put(f"/people/{person}", json={})).raise_for_status()
+        # olivia's webhook answers nothing: her page shows as retrying, with the reason.
+        contact = {"channel": "webhook", "address": "http://127.0.0.1:9/unreachable"}
+        (await api.post("/people/olivia/contacts", json=contact)).raise_for_status()
+        for name, tier, person in (("operations", "L1", "olivia"), ("data-science", "L2", "dana")):
+            layer = {"name": "primary", "members": [person], "start": "2026-01-01"}
+            schedule = {"tier": tier, "layers": [layer]}
+            (await api.put(f"/schedules/{name}", json=schedule)).raise_for_status()
+    page = await sign_in(browser, incident_log, await token_for(incident_log, "lee", "l1"))
+    await page.get_by_role("link", name="On call").click()
+    await expect(page.locator("tr[data-schedule='operations'] .person")).to_have_text("olivia")
+    await expect(page.locator("tr[data-schedule='data-science'] .person")).to_have_text("dana")
+    await page.screenshot(path=ARTIFACTS / "10-on-call.png", full_page=True)
+
+    broker = kafka_broker(kafka_settings, client_id="console-test")
+    await broker.connect()
+    await EventPublisher(broker, kafka_settings).publish(make_alert())
+    await broker.stop()
+    await page.get_by_role("link", name="Incidents").click()
+    await page.locator("tr[data-incident] a").first.click()
+    row = page.locator("#pages tr.page").first
+    await expect(row).to_contain_text("olivia", timeout=20_000)
+    await expect(row).to_contain_text("retrying", timeout=20_000)
+    await page.screenshot(path=ARTIFACTS / "11-incident-pages.png", full_page=True)
+
+
+async def test_an_admin_manages_people_in_the_console_and_others_cannot(
+    incident_log: str, browser: Browser
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = await sign_in(browser, incident_log, ADMIN)
+    await page.get_by_role("link", name="People").click()
+    await page.get_by_label("Name (as their API token carries it)").fill("zoe")
+    await page.get_by_label("Display name").fill("Zoe Z")
+    await page.get_by_role("button", name="Add person").click()
+    await expect(page.locator(".flash")).to_contain_text("zoe saved")
+    row = page.locator("tr[data-person='zoe']")
+    await row.get_by_label("Address").fill("http://127.0.0.1:9/hooks/zoe")
+    await row.get_by_role("button", name="Add contact").click()
+    await expect(page.locator(".flash")).to_contain_text("signing secret (shown once): whsec_")
+    await expect(page.locator("tr[data-person='zoe'] li.contact")).to_contain_text("webhook")
+    await row.get_by_label("Address").fill("not-an-address")
+    await row.get_by_label("Channel").select_option("email")
+    await row.get_by_role("button", name="Add contact").click()
+    await expect(page.locator(".flash")).to_contain_text("e-mail address")
+    await page.screenshot(path=ARTIFACTS / "12-people.png", full_page=True)
+
+    other = await sign_in(browser, incident_log, await token_for(incident_log, "lee", "l2"))
+    await other.get_by_role("link", name="People").click()
+    await expect(other.locator("main")).to_contain_text("needs the admin role")
+    await expect(other.locator("#people")).to_have_count(0)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
 import numpy as np
 import pytest
 
-from contracts import AlertRaised, DriftReported, FeatureValue
+from contracts import AlertRaised, DriftReported, FeatureValue, WindowKind
+from contracts.envelope import utc_now
 from services.drift_detector.app import VersionStreams
 from services.drift_detector.references import References
 from services.drift_detector.settings import Settings
@@ -17,16 +23,20 @@ from tests.drift_detector.fakes import (
     RecordingPublisher,
     Registry,
 )
+from tests.factories import T0
 
 MODEL = "churn"
 
 
 def make_streams(
-    registry: Registry,
+    registry: Registry, clock: Callable[[], datetime] = utc_now, **overrides: Any
 ) -> tuple[VersionStreams, RecordingPublisher, InMemoryProfileStore, InMemoryEpisodeStore]:
-    settings = Settings(
-        kafka=KafkaSettings(), window_size=500, min_window_rows=100, score_reference_rows=300
-    )
+    fields: dict[str, Any] = {
+        "window_size": 500,
+        "min_window_rows": 100,
+        "score_reference_rows": 300,
+    }
+    settings = Settings(kafka=KafkaSettings(), **(fields | overrides))
     publisher = RecordingPublisher()
     profiles = InMemoryProfileStore()
     episodes = InMemoryEpisodeStore()
@@ -37,6 +47,7 @@ def make_streams(
         episodes=episodes,
         publisher=publisher,
         registry=lambda: client,
+        clock=clock,
     )
     return streams, publisher, profiles, episodes
 
@@ -105,3 +116,31 @@ async def test_a_failed_publish_leaves_the_state_as_it_was_for_the_redelivery(
     reports = [e for e in publisher.events if isinstance(e, DriftReported)]
     assert [r.window.size for r in reports] == [500, 500]
     assert reports[1].window.start.timestamp() == events[500].occurred_at.timestamp()
+
+
+@pytest.mark.parametrize(
+    "intruder_at",
+    [datetime(2099, 1, 1, tzinfo=UTC), T0 - timedelta(days=1)],
+    ids=["2099", "a day behind"],
+)
+async def test_with_time_windows_a_mis_dated_prediction_is_refused_and_windows_keep_closing(
+    registry: Registry, intruder_at: datetime
+) -> None:
+    values, devices = training_rows(np.random.default_rng(4), 3000)
+    events = predictions(values, devices, model=MODEL)  # one a second from T0
+    intruder = events[1000].model_copy(update={"event_id": uuid4(), "occurred_at": intruder_at})
+    wall_clock = T0 + timedelta(hours=1)
+    streams, publisher, _, _ = make_streams(
+        registry, lambda: wall_clock, window_kind=WindowKind.TIME, window_seconds=300
+    )
+    rejections = []
+    for batch in (events[:1000], [*events[1000:1200], intruder, *events[1200:2000]], events[2000:]):
+        rejections += await streams.on_predictions(batch)
+    assert [r.event_id for r in rejections] == [intruder.event_id]
+    bound = "future tolerance of 0:05:00" if intruder_at > T0 else "horizon of 0:05:00"
+    assert bound in rejections[0].error
+    reports = [e for e in publisher.events if isinstance(e, DriftReported)]
+    # Nine of the ten 300-second buckets closed (the last is open), none stretched by the intruder.
+    assert [r.window.kind for r in reports] == [WindowKind.TIME] * 9
+    assert [r.window.size for r in reports] == [300] * 9
+    assert reports[-1].window.start == T0 + timedelta(seconds=2400)

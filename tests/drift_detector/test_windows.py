@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from services.drift_detector.windows import (
     WindowSpec,
     add_rows,
     close_window,
+    out_of_bounds,
 )
 from tests.drift_detector.data import numeric_batch
 
@@ -69,6 +72,48 @@ def test_a_sparse_time_window_is_carried_into_the_next_and_late_rows_join_the_op
     assert [w.window.size for w in closed] == [7, 42]
     assert closed[0].batch.numeric[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert closed[0].window.end.timestamp() == 140
+
+
+def test_time_windows_refuse_dates_past_the_tolerance_or_before_the_preceding_bucket() -> None:
+    spec = WindowSpec(kind=WindowKind.TIME, duration_s=60, min_rows=5)
+    open_at_120 = OpenWindow(bucket=2)  # the open bucket is [120 s, 180 s)
+    now = datetime.fromtimestamp(1000, tz=UTC)
+    tolerance = timedelta(seconds=30)
+
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+
+    dates = [60, 59.999, 1030.001, 61, 1030, 1000, 400]
+    refusals = out_of_bounds(
+        open_at_120, spec, [at(t) for t in dates], now=now, future_tolerance=tolerance
+    )
+    assert [why is None for why in refusals] == [True, False, False, True, True, True, False]
+    assert "beyond the horizon of 0:01:00" in str(refusals[1])
+    assert "beyond the future tolerance of 0:00:30" in str(refusals[2])
+    # The refused t=1030.001 moved nothing (t=61 is still taken); the taken t=1030 moved the
+    # clock to its bucket [1020 s, 1080 s), so t=400 is now behind it.
+    assert "event-time clock (1970-01-01T00:17:00+00:00)" in str(refusals[6])
+    assert out_of_bounds(OpenWindow(), spec, [at(0)], now=now, future_tolerance=tolerance) == [None]
+
+
+def test_count_windows_keep_no_clock_and_take_any_date() -> None:
+    spec = WindowSpec(kind=WindowKind.COUNT, size=100, min_rows=10)
+    dates = [datetime(2099, 1, 1, tzinfo=UTC), datetime.min.replace(tzinfo=UTC)]
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    assert out_of_bounds(OpenWindow(), spec, dates, now=now, future_tolerance=timedelta(0)) == [
+        None,
+        None,
+    ]
+
+
+def test_a_first_date_at_the_start_of_the_calendar_gives_a_clock_without_overflow() -> None:
+    spec = WindowSpec(kind=WindowKind.TIME, duration_s=3600, min_rows=5)
+    first = datetime.min.replace(tzinfo=UTC)
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    refusals = out_of_bounds(
+        OpenWindow(), spec, [first, first, now], now=now, future_tolerance=timedelta(0)
+    )
+    assert refusals == [None, None, None]
 
 
 def test_closing_early_returns_what_is_open() -> None:

@@ -29,8 +29,9 @@ STORY = [
     "model_rolled_back",
     "runbook_finished",
     "escalated",
-    "claimed",
     "acknowledged",
+    "acknowledged_from_page",
+    "claimed",
     "report_attached",
     "retrain_requested",
     "retrain_started",
@@ -77,6 +78,10 @@ def assert_the_story_ends_well(outcome: DemoOutcome, dead: object, incidents: ob
     assert outcome.incident["resolved_tier"] == "L2"
     assert outcome.champion == 3
     assert outcome.versions == [1, 2, 3]
+    delivered = {(p["person"], p["tier"], p["reason"]) for p in outcome.pages}
+    assert {("olivia", "L1", "page"), ("dana", "L2", "page")} <= delivered
+    assert ("olivia", "L2", "resolved") in delivered  # everyone paged hears of the resolution
+    assert {p["status"] for p in outcome.pages} == {"delivered"}
     assert dead == []
     opened = [r for r in incidents if b'"incident.opened"' in r.value]  # type: ignore[attr-defined]
     assert len(opened) == 1

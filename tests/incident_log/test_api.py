@@ -18,7 +18,7 @@ from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TABLES
 from services.runtime import (
-    OutboxMessage,
+    OUTBOX_TABLES,
     ProcessedEvent,
     Sessions,
     create_engine,
@@ -50,7 +50,7 @@ class Api:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
     yield engine
     await engine.dispose()
 

@@ -33,6 +33,7 @@ from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import TABLES, AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime import (
+    OUTBOX_TABLES,
     OutboxMessage,
     ProcessedEvent,
     Rejected,
@@ -68,7 +69,7 @@ class FakeClock:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, OutboxMessage])
+    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
     yield engine
     await engine.dispose()
 
@@ -298,7 +299,7 @@ async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
         async with sessions() as session, session.begin():
             store = IncidentStore(session)
             store.save(twin)
-            store.record(twin.id, effects)
+            store.record(twin, effects)
 
     with pytest.raises(IntegrityError):
         await save_twin()

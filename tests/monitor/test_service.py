@@ -198,17 +198,20 @@ async def test_a_restart_mid_stream_with_redelivery_gives_the_figures_of_an_unin
     ):
         events += [a, b]
     events += interleaved(champion, label_lag=40)[len(events) // 2 :]
-    expected = uninterrupted(events, registry, now=T0, poll=100)  # compare from the start
+    # The wall clock stands at the start (so the comparison starts there) while event time runs
+    # on for half an hour: the future tolerance covers the stream.
+    tolerance = timedelta(hours=1)
+    expected = uninterrupted(events, registry, now=T0, poll=100, future_tolerance=tolerance)
     assert any(isinstance(e, AlertRaised) for e in expected)
     assert any(isinstance(e, AlertRecovered) for e in expected)
     assert any(isinstance(e, VariantsCompared) and e.challenger_samples > 100 for e in expected)
 
     cut = len(events) // 200 * 100
-    first, first_out = await make_service(clock=lambda: T0)
+    first, first_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
     await first.load_deployments()
     await feed(first, events[:cut], poll=100)
     # A new process on the same database; Kafka redelivers what was handled but not committed.
-    second, second_out = await make_service(clock=lambda: T0)
+    second, second_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
     await second.load_deployments()
     await feed(second, events[cut - 300 :], poll=100)
 
@@ -333,7 +336,9 @@ async def test_deployment_events_start_a_comparison_that_survives_a_restart(
         producer="retrainer", model=MODEL, deployment=make_deployment(), actor="ana", reason="ab"
     )
     await service.on_deployment_changed(deployed)
-    challenger = scored_stream([Phase(50)], version=2, variant=Variant.CHALLENGER, start=NOW)
+    challenger = scored_stream(  # after the deployment, before the wall clock
+        [Phase(50)], version=2, variant=Variant.CHALLENGER, start=NOW - timedelta(hours=1)
+    )
     await feed(service, interleaved(challenger, label_lag=0))
     again, _ = await make_service()
     assert (await again.status())["comparisons"] == {

@@ -24,6 +24,7 @@ from services.runbook_runner.runner import Limits, Runner
 from services.runbook_runner.store import RunStore
 from services.runbook_runner.tables import TABLES, RunRow
 from services.runtime import (
+    OUTBOX_TABLES,
     OutboxMessage,
     Rejected,
     Sessions,
@@ -38,7 +39,7 @@ from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, OutboxMessage])
+    await create_tables(engine, [*TABLES, *OUTBOX_TABLES])
     yield engine
     await engine.dispose()
 

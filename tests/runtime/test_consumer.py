@@ -65,7 +65,7 @@ def make_consumer(publisher: InMemoryPublisher, prefix: str = "") -> EventConsum
         publisher=publisher,
         metrics=ServiceMetrics("monitor"),
         kafka=KafkaSettings(topic_prefix=prefix),
-        retry=RetryPolicy(attempts=3, first_delay_s=0),
+        retry=RetryPolicy(attempts=3, first_delay_s=0, backoff_initial_s=0.001, backoff_max_s=0.01),
     )
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Column
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, select
 
@@ -192,6 +194,67 @@ async def test_timestamps_come_back_timezone_aware(sessions: Sessions) -> None:
         row = await session.get(ProcessedEvent, alert.event_id)
         assert row is not None
         assert row.processed_at.tzinfo is not None
+
+
+class Tally(SQLModel, table=True):
+    """A counter that transactions read, then write (as the stores do with their rows)."""
+
+    __tablename__ = "test_tally"
+
+    name: str = Field(primary_key=True)
+    count: int = 0
+
+
+async def test_a_read_does_not_wait_for_a_writer(sessions: Sessions) -> None:
+    async with sessions() as writer, writer.begin():
+        assert await first_time(writer, make_alert().event_id)  # holds the write lock
+        started = time.monotonic()
+        async with asyncio.timeout(5), sessions() as reader:
+            assert (await reader.exec(select(ProcessedEvent))).all() == []  # not committed yet
+        assert time.monotonic() - started < 1.0
+
+
+async def test_a_write_in_a_session_not_begun_for_writing_fails_on_sqlite(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'reads.db'}")
+    await create_tables(engine, [ProcessedEvent])
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as reader:
+            reader.add(ProcessedEvent(event_id=make_alert().event_id))
+            with pytest.raises(OperationalError, match="readonly database"):
+                await reader.flush()
+        async with sessions() as session, session.begin():  # the same pooled connection writes
+            assert await first_time(session, make_alert().event_id)
+    finally:
+        await engine.dispose()
+
+
+async def test_transactions_that_read_then_write_lose_no_update(database_url: str) -> None:
+    # Two engines, as two processes would have; each transaction reads the count, then writes it
+    # plus one. The write transaction's lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE on
+    # PostgreSQL) serialises them, so none overwrites another's increment.
+    engines = [create_engine(database_url) for _ in range(2)]
+    await create_tables(engines[0], [Tally])
+    makers = [session_factory(engine) for engine in engines]
+    async with makers[0]() as session, session.begin():
+        session.add(Tally(name="n"))
+
+    async def increment(sessions: Sessions, times: int) -> None:
+        for _ in range(times):
+            async with sessions() as session, session.begin():
+                query = select(Tally).where(Tally.name == "n").with_for_update()
+                row = (await session.exec(query)).one()
+                await asyncio.sleep(0)  # let the other engine's transaction try to interleave
+                row.count += 1
+                session.add(row)
+
+    try:
+        await asyncio.gather(*(increment(sessions, 25) for sessions in makers))
+        async with makers[1]() as session:
+            assert (await session.exec(select(Tally.count))).one() == 50
+    finally:
+        for engine in engines:
+            await engine.dispose()
 
 
 class JsonNote(SQLModel, table=True):

@@ -1,0 +1,342 @@
+"""The outbox relay against the real broker, on SQLite and PostgreSQL: poison rows are set aside
+and the rest goes on in order; a broker outage neither poisons rows nor locks the database; a
+relay killed between publish and mark publishes again with the same event id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, func, select
+
+from contracts import Envelope, ModelRegistered, Topic
+from services.runtime import (
+    OUTBOX_TABLES,
+    EmbeddedBroker,
+    EventPublisher,
+    KafkaSettings,
+    OutboxMessage,
+    OutboxPoison,
+    OutboxRelay,
+    ProcessedEvent,
+    ServiceMetrics,
+    ServiceName,
+    ServiceRuntime,
+    ServiceSettings,
+    Sessions,
+    create_engine,
+    create_tables,
+    ensure_topics,
+    first_time,
+    kafka_broker,
+    session_factory,
+    stage,
+)
+from tests.factories import MODEL, make_alert, make_version_record
+from tests.kafka_tools import read_until_quiet
+
+pytestmark = pytest.mark.integration
+
+
+def registered(version: int, **record: Any) -> ModelRegistered:
+    """A ``model.registered`` event; ``metrics={"recall": nan}`` is accepted, then serialised
+    as ``null`` and so stages a row that can never be decoded again."""
+    return ModelRegistered(
+        producer="retrainer",
+        model=MODEL,
+        record=make_version_record(version=version, **record),
+    )
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await create_tables(engine, [ProcessedEvent, *OUTBOX_TABLES])
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return session_factory(engine)
+
+
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    publisher = EventPublisher(kafka_broker(kafka_settings, client_id="test-relay"), kafka_settings)
+    await publisher.start()
+    yield publisher
+    await publisher.stop()
+
+
+async def stage_each(sessions: Sessions, events: Iterable[Envelope]) -> None:
+    """Stage every event in a transaction of its own, as separate handler calls would."""
+    for event in events:
+        async with sessions() as session, session.begin():
+            stage(session, [event])
+
+
+async def published_ids(kafka: KafkaSettings) -> list[str]:
+    """The event ids on ``models``, in order, once nothing more arrives."""
+    records = await read_until_quiet(kafka, Topic.MODELS, quiet_s=1.0)
+    return [json.loads(record.value)["event_id"] for record in records]
+
+
+async def poison_rows(sessions: Sessions) -> list[OutboxPoison]:
+    async with sessions() as session:
+        return list((await session.exec(select(OutboxPoison).order_by(col(OutboxPoison.id)))).all())
+
+
+async def test_a_row_that_no_longer_validates_is_set_aside_and_the_rows_around_it_publish_in_order(
+    sessions: Sessions,
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = ServiceMetrics("retrainer")
+    relay = OutboxRelay(sessions, publisher, metrics=metrics)
+    before, after = registered(1), registered(3)
+    poison = registered(2, metrics={"recall": float("nan")})
+    await stage_each(sessions, [before, poison, after])
+
+    with caplog.at_level(logging.ERROR, logger="services.runtime.outbox"):
+        assert await relay.publish_pending() == 3
+    published = await published_ids(kafka_settings)
+    assert published == [str(before.event_id), str(after.event_id)]
+    (aside,) = await poison_rows(sessions)
+    assert (aside.event_id, aside.event_type, aside.reason) == (
+        poison.event_id,
+        "model.registered",
+        "invalid",
+    )
+    assert "record.metrics.recall" in aside.failure
+    assert json.loads(aside.payload)["record"]["metrics"] == {"recall": None}  # kept as staged
+    assert (await relay.pending(), await relay.poisoned()) == (0, 1)
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert str(poison.event_id) in caplog.records[0].getMessage()
+    assert "model.registered" in caplog.records[0].getMessage()
+
+    # Later passes go on (nothing is stuck behind the set-aside row), and the metrics count it.
+    later = registered(4)
+    await stage_each(sessions, [later])
+    assert await relay.publish_pending() == 1
+    assert await published_ids(kafka_settings) == [*published, str(later.event_id)]
+    await relay.observe()
+    exposition = generate_latest(metrics.registry).decode()
+    assert (
+        'vigil_outbox_poisoned_total{event_type="model.registered",reason="invalid",'
+        'service="retrainer"} 1.0'
+    ) in exposition
+    assert 'vigil_outbox_poisoned_rows{service="retrainer"} 1.0' in exposition
+    assert 'vigil_outbox_pending_rows{service="retrainer"} 0.0' in exposition
+
+
+async def test_a_row_of_an_unknown_type_is_set_aside(
+    sessions: Sessions, publisher: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    relay = OutboxRelay(sessions, publisher)
+    good = registered(1)
+    async with sessions() as session, session.begin():
+        session.add(
+            OutboxMessage(
+                event_id=make_alert().event_id,
+                event_type="model.vanished",
+                topic="models",
+                payload="{not json",
+            )
+        )
+    await stage_each(sessions, [good])
+    assert await relay.publish_pending() == 2
+    assert await published_ids(kafka_settings) == [str(good.event_id)]
+    (aside,) = await poison_rows(sessions)
+    assert aside.failure == "unknown type 'model.vanished'"
+
+
+async def test_an_event_the_broker_refuses_for_good_is_set_aside_and_the_others_publish(
+    sessions: Sessions, publisher: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    relay = OutboxRelay(sessions, publisher)
+    before, after = registered(1), registered(3)
+    huge = registered(2, parameters={"blob": "x" * 1_200_000})  # above the 1 MB request limit
+    await stage_each(sessions, [before, huge, after])
+
+    assert await relay.publish_pending() == 3
+    published = await published_ids(kafka_settings)
+    # A refusal makes the relay publish the batch again one event at a time: the events before
+    # the refused one may appear twice, with the same event id (consumers discard the second).
+    assert list(dict.fromkeys(published)) == [str(before.event_id), str(after.event_id)]
+    (aside,) = await poison_rows(sessions)
+    assert (aside.event_id, aside.reason) == (huge.event_id, "refused")
+    assert "MessageSizeTooLarge" in aside.failure
+    assert len(aside.payload) > 1_200_000
+    assert await relay.pending() == 0
+
+
+async def test_a_relay_killed_between_publish_and_mark_publishes_again_with_the_same_event_id(
+    sessions: Sessions, publisher: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    class KilledAfterPublishing:
+        """Publishes for real, then dies before returning (as a process killed right after the
+        broker acknowledged, before the relay marked the rows)."""
+
+        async def publish(self, event: Envelope) -> None:
+            await self.publish_many([event])
+
+        async def publish_many(self, events: Iterable[Envelope]) -> None:
+            await publisher.publish_many(events)
+            raise asyncio.CancelledError
+
+    event = registered(1)
+    await stage_each(sessions, [event])
+    with pytest.raises(asyncio.CancelledError):
+        await OutboxRelay(sessions, KilledAfterPublishing()).publish_pending()
+    assert await OutboxRelay(sessions, publisher).pending() == 1
+
+    assert await OutboxRelay(sessions, publisher).publish_pending() == 1
+    assert await published_ids(kafka_settings) == [str(event.event_id)] * 2
+    assert await OutboxRelay(sessions, publisher).pending() == 0
+
+
+@pytest.mark.slow
+async def test_with_the_broker_unreachable_the_database_stays_usable_and_rows_wait_then_publish(
+    sessions: Sessions, unique: str, tmp_path: Path
+) -> None:
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    await broker.start()
+    assert broker.pid is not None
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"t{unique}.")
+    await ensure_topics(kafka.bootstrap_servers, prefix=kafka.topic_prefix)
+    publisher = EventPublisher(kafka_broker(kafka, client_id="test-relay"), kafka)
+    await publisher.start()
+    relay = OutboxRelay(sessions, publisher, poll_interval_s=0.1)
+    running = asyncio.create_task(keep_relaying(relay))
+    # A stopped (SIGSTOP) broker accepts connections and never answers: the worst case, where a
+    # publish waits for the whole request timeout.
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        events = [registered(n) for n in range(1, 4)]
+        await stage_each(sessions, events)
+        relay.wake()
+        await asyncio.sleep(1.0)  # the relay is now waiting for the broker
+
+        # An API-style read and a short write, each on a connection of its own.
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            async with sessions() as session:
+                pending = (
+                    await session.exec(
+                        select(func.count()).where(col(OutboxMessage.published_at).is_(None))
+                    )
+                ).one()
+        read_s = time.monotonic() - started
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            async with sessions() as session, session.begin():
+                assert await first_time(session, make_alert().event_id)
+        write_s = time.monotonic() - started
+        assert read_s < 1.0
+        assert write_s < 1.0
+        assert pending == 3
+        assert await relay.poisoned() == 0  # an outage is not a reason to set anything aside
+        age = await relay.oldest_pending_age()
+        assert age is not None
+        assert age.total_seconds() >= 1.0
+
+        os.kill(broker.pid, signal.SIGCONT)
+        async with asyncio.timeout(60):
+            while True:
+                if not await relay.pending():
+                    break
+                await asyncio.sleep(0.2)
+        published = await published_ids(kafka)
+        assert list(dict.fromkeys(published)) == [str(e.event_id) for e in events]
+        assert await relay.poisoned() == 0
+        assert await relay.oldest_pending_age() is None
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await publisher.stop()
+        await broker.stop()
+
+
+async def keep_relaying(relay: OutboxRelay) -> None:
+    """Run the relay, restarting it after a failed pass (as the service runtime does)."""
+    while True:
+        try:
+            await relay.run()
+        except Exception:  # the broker is down: the pass failed, the rows stay pending
+            await asyncio.sleep(0.2)
+
+
+async def test_two_relays_on_one_database_lose_nothing_and_keep_the_order(
+    database_url: str, engine: AsyncEngine, kafka_settings: KafkaSettings
+) -> None:
+    # Two relays as two replicas would run them: each with its engine and its producer.
+    events = [registered(n) for n in range(1, 61)]
+    await stage_each(session_factory(engine), events)
+    engines = [create_engine(database_url) for _ in range(2)]
+    publishers = [
+        EventPublisher(kafka_broker(kafka_settings, client_id=f"relay-{n}"), kafka_settings)
+        for n in range(2)
+    ]
+    for publisher in publishers:
+        await publisher.start()
+    relays = [
+        OutboxRelay(session_factory(e), p, batch_size=7)
+        for e, p in zip(engines, publishers, strict=True)
+    ]
+
+    async def drain(relay: OutboxRelay) -> None:
+        while await relay.pending():
+            await relay.publish_pending()
+
+    try:
+        await asyncio.gather(*(drain(relay) for relay in relays))
+    finally:
+        for publisher in publishers:
+            await publisher.stop()
+        for each in engines:
+            await each.dispose()
+    published = await published_ids(kafka_settings)
+    assert list(dict.fromkeys(published)) == [str(event.event_id) for event in events]
+    if database_url.startswith("postgresql"):
+        assert len(published) == len(events)  # one relay at a time: each event once
+
+
+async def test_a_service_reports_poison_and_pending_rows_on_its_metrics_endpoint(
+    sessions: Sessions, kafka_settings: KafkaSettings
+) -> None:
+    runtime = ServiceRuntime(ServiceName.RETRAINER, ServiceSettings(kafka=kafka_settings))
+    relay = runtime.outbox_relay(sessions)
+    await stage_each(sessions, [registered(1, metrics={"recall": float("inf")})])
+    assert await relay.publish_pending() == 1  # set aside; nothing to publish
+    await stage_each(sessions, [registered(2)])  # pending: the relay does not run here
+    await asyncio.sleep(0.05)
+
+    app = runtime.http_app(title="retrainer")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://retrainer"
+    ) as client:
+        exposition = (await client.get("/metrics")).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("vigil_outbox")
+    }
+    assert samples['vigil_outbox_poisoned_rows{service="retrainer"}'] == 1
+    assert samples['vigil_outbox_pending_rows{service="retrainer"}'] == 1
+    assert samples['vigil_outbox_oldest_pending_seconds{service="retrainer"}'] >= 0.05
+    counted = 'vigil_outbox_poisoned_total{event_type="model.registered",reason="invalid",'
+    assert samples[counted + 'service="retrainer"}'] == 1

@@ -76,7 +76,15 @@ from contracts.retraining import RetrainRequest, RetrainTrigger
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from contracts.scoring import PredictionMade, ScoringRequest
 from contracts.topics import EVENT_TYPES, TOPICS, Topic, TopicSpec, topic_of
-from contracts.values import ClassLabel, Features, FeatureValue, ModelName, Variant
+from contracts.values import (
+    ClassLabel,
+    Features,
+    FeatureValue,
+    FiniteJson,
+    ModelName,
+    Variant,
+    check_finite,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -105,6 +113,7 @@ __all__ = [
     "FeatureSpec",
     "FeatureValue",
     "Features",
+    "FiniteJson",
     "GoldenCase",
     "IncidentAcknowledged",
     "IncidentAlertAttached",
@@ -160,6 +169,7 @@ __all__ = [
     "Window",
     "WindowKind",
     "alert_fingerprint",
+    "check_finite",
     "topic_of",
     "utc_now",
 ]

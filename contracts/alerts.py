@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from contracts.envelope import Envelope
-from contracts.values import ModelName
+from contracts.values import FiniteJson, ModelName
 
 __all__ = ["AlertKind", "AlertRaised", "AlertRecovered", "Severity", "alert_fingerprint"]
 
@@ -80,7 +80,7 @@ class AlertRaised(Envelope):
         description="One line for a person.",
         examples=["recall 0.81 below threshold 0.95 for 3 windows"],
     )
-    evidence: dict[str, JsonValue] = _evidence_field()
+    evidence: dict[str, FiniteJson] = _evidence_field()
 
 
 class AlertRecovered(Envelope):
@@ -99,4 +99,4 @@ class AlertRecovered(Envelope):
         description="One line for a person.",
         examples=["recall back to 0.96 for 2 windows"],
     )
-    evidence: dict[str, JsonValue] = _evidence_field()
+    evidence: dict[str, FiniteJson] = _evidence_field()

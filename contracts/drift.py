@@ -43,7 +43,7 @@ class DriftCheck(BaseModel):
     reaches the floor of its measure.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     check: str = Field(
         description=(
@@ -74,7 +74,7 @@ class DriftCheck(BaseModel):
 class SequentialAlarm(BaseModel):
     """The sequential (CUSUM) mode alarmed before the window was full, and closed it early."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     statistic: float = Field(ge=0, description="Largest CUSUM at the alarm.", examples=[31.2])
     threshold: float = Field(gt=0, description="CUSUM threshold crossed.", examples=[27.5])
@@ -93,7 +93,7 @@ class SequentialAlarm(BaseModel):
 class FeatureDrift(BaseModel):
     """Evidence for one feature (or the model's score) in one window."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     feature: str = Field(
         description="Feature name, or `__score__` for the prediction score.",

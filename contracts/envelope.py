@@ -22,9 +22,10 @@ def utc_now() -> datetime:
 
 
 class Envelope(BaseModel):
-    """Fields every event carries, whatever its topic."""
+    """Fields every event carries, whatever its topic. No float of any event is NaN or
+    infinite: JSON has neither, and consumers would store or compute with them."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     event_id: UUID = Field(
         default_factory=uuid4,

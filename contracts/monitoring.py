@@ -32,7 +32,7 @@ class WindowKind(StrEnum):
 class Window(BaseModel):
     """The span of events a figure was computed on."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     kind: WindowKind = Field(description="How the window was closed.", examples=[WindowKind.COUNT])
     start: AwareDatetime = Field(
@@ -47,7 +47,7 @@ class Window(BaseModel):
 class LatencySummary(BaseModel):
     """Scoring latency percentiles over a window, in milliseconds."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     p50: float = Field(ge=0, description="Median latency.", examples=[2.1])
     p95: float = Field(ge=0, description="95th percentile.", examples=[6.3])
@@ -101,7 +101,7 @@ class MetricsComputed(Envelope):
 class ProbeCase(BaseModel):
     """One golden-set case the probe sent and what came back."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     case_id: str = Field(description="Id of the golden case.", examples=["golden-07"])
     expected: ClassLabel

@@ -10,11 +10,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.drift import FeatureKind
 from contracts.envelope import Envelope
-from contracts.values import ClassLabel, Features, ModelName
+from contracts.values import ClassLabel, Features, FiniteJson, ModelName
 
 __all__ = [
     "CandidateEvaluated",
@@ -49,7 +49,7 @@ SUPPORTED_METRICS = frozenset(
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class FeatureSpec(_Frozen):
@@ -314,7 +314,7 @@ class ModelVersionRecord(_Frozen):
     evaluation_dataset: DatasetRef | None = Field(
         default=None, description="Dataset the metrics were measured on."
     )
-    parameters: dict[str, JsonValue] = Field(
+    parameters: dict[str, FiniteJson] = Field(
         default_factory=dict, description="Training parameters.", examples=[{"C": 1.0}]
     )
     code_version: str = Field(description="Version of the training code.", examples=["vigil 0.1.0"])
@@ -519,7 +519,7 @@ class CandidateEvaluated(Envelope):
         examples=["sha256:" + "ab" * 32],
     )
     passed: bool = Field(description="Whether the candidate may be proposed.", examples=[True])
-    figures: dict[str, JsonValue] = Field(
+    figures: dict[str, FiniteJson] = Field(
         description="Every figure: metrics of both, floors, margin, intervals, test results.",
         examples=[{"recall": {"candidate": 0.97, "champion": 0.91, "floor": 0.95}}],
     )

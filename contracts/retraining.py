@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from contracts.envelope import Envelope
-from contracts.values import ModelName
+from contracts.values import FiniteJson, ModelName
 
 __all__ = ["RetrainRequest", "RetrainTrigger"]
 
@@ -41,7 +41,7 @@ class RetrainRequest(Envelope):
     reason: str = Field(
         min_length=1, description="Why, for a person.", examples=["drift on 3 features"]
     )
-    parameters: dict[str, JsonValue] | None = Field(
+    parameters: dict[str, FiniteJson] | None = Field(
         default=None,
         description=(
             "Training parameters to change for this run, over the champion's registered ones "

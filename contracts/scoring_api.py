@@ -26,7 +26,7 @@ them like any other; the monitor leaves them out of live metrics (they never get
 class Instance(BaseModel):
     """One thing to score."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     request_id: str | None = Field(
         default=None,
@@ -47,7 +47,7 @@ class Instance(BaseModel):
 class PredictRequest(BaseModel):
     """Score one or more instances with the deployed version of a model."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     model: ModelName
     instances: list[Instance] = Field(
@@ -58,7 +58,7 @@ class PredictRequest(BaseModel):
 class Prediction(BaseModel):
     """The answer for one instance."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     request_id: str = Field(description="The instance's request id.", examples=["req-000123"])
     model_version: int = Field(ge=1, description="Version that answered.", examples=[3])
@@ -73,7 +73,7 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     """Predictions in the order of the request's instances."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     model: ModelName
     predictions: list[Prediction] = Field(description="One per instance, in order.")

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
 
-__all__ = ["ClassLabel", "FeatureValue", "Features", "ModelName", "Variant"]
+__all__ = [
+    "ClassLabel",
+    "FeatureValue",
+    "Features",
+    "FiniteJson",
+    "ModelName",
+    "Variant",
+    "check_finite",
+]
+
+
+def check_finite(value: Any) -> Any:
+    """Return a JSON-like value unchanged; ``ValueError`` if a float anywhere in it is NaN or
+    infinite. Models refuse non-finite floats with ``allow_inf_nan=False``, but that does not
+    reach into ``JsonValue`` or ``Any`` fields, so those walk here."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"NaN and infinite numbers are not allowed (got {item})")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return value
+
+
+FiniteJson = Annotated[JsonValue, AfterValidator(check_finite)]
+"""Any JSON value, with no NaN or infinity at any depth."""
 
 
 def _label_to_str(value: Any) -> Any:
@@ -45,10 +74,24 @@ ModelName = Annotated[
 FeatureValue = float | int | str | bool | None
 """One feature value; ``None`` is a missing value."""
 
+
+def _finite_features(value: Any) -> Any:
+    # Checked before the union of value types, so the refusal names the feature once.
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(
+                    f"feature {name!r} is {item}: NaN and infinite numbers are not allowed "
+                    "(null marks a missing value)"
+                )
+    return value
+
+
 Features = Annotated[
     dict[str, FeatureValue],
+    BeforeValidator(_finite_features),
     Field(
-        description="Feature name to value; null marks a missing value.",
+        description="Feature name to value; null marks a missing value (never NaN).",
         examples=[{"mean radius": 14.2, "mean texture": 19.1}],
     ),
 ]

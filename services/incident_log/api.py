@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
+from contracts.values import FiniteJson
 from services.incident_log.auth import (
     Principal,
     bearer_principal,
@@ -36,12 +37,21 @@ from services.runtime.database import Sessions
 __all__ = ["build_router"]
 
 _MAX_REPORT_BYTES = 256 * 1024
+MAX_SILENCE_MINUTES = 366 * 24 * 60
+"""The longest silence: a year (a longer one is a routing change, not a silence)."""
+MAX_OFFSET = 1_000_000
 
 
 # -- bodies and views --------------------------------------------------------------------------
 
 
-class ActionBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: no NaN or infinite number anywhere (422)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class ActionBody(_Body):
     """Options every incident action takes."""
 
     take_over: bool = Field(
@@ -67,19 +77,24 @@ class ResolveBody(ReasonBody):
     force: bool = False
 
 
-class SilenceBody(BaseModel):
+class SilenceBody(_Body):
     """A new silence: what it matches, and when (``ends_at`` or ``duration_minutes``)."""
 
     matcher: Matcher
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
-    duration_minutes: float | None = Field(default=None, gt=0)
+    duration_minutes: float | None = Field(default=None, gt=0, le=MAX_SILENCE_MINUTES)
     reason: str = Field(min_length=1, max_length=2_000)
 
     @model_validator(mode="after")
     def _one_end(self) -> Self:
         if (self.ends_at is None) == (self.duration_minutes is None):
             raise ValueError("give exactly one of ends_at and duration_minutes")
+        if self.starts_at is not None and self.duration_minutes is not None:
+            try:
+                self.starts_at + timedelta(minutes=self.duration_minutes)
+            except OverflowError:
+                raise ValueError("starts_at plus duration_minutes is past year 9999") from None
         return self
 
 
@@ -88,7 +103,7 @@ class RunbookBody(ActionBody):
 
     runbook: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     reason: str = Field(min_length=1, max_length=2_000)
-    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=100)
 
 
 class RunbookRequested(BaseModel):
@@ -99,14 +114,14 @@ class RunbookRequested(BaseModel):
     incident_id: str
 
 
-class ReportBody(BaseModel):
+class ReportBody(_Body):
     """A report to attach to an incident's timeline."""
 
     title: str = Field(min_length=1, max_length=300)
-    report: dict[str, Any]
+    report: dict[str, FiniteJson]
 
 
-class TokenBody(BaseModel):
+class TokenBody(_Body):
     """A token to create."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@-]+$")
@@ -264,7 +279,7 @@ def build_router(
         model: str | None = None,
         unresolved: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[IncidentView]:
         """Incidents, newest first, filtered by status, tier, model."""
         require(principal, Permission.READ)

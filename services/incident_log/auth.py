@@ -65,12 +65,16 @@ async def find_principal(
     """Who a token belongs to, or ``None`` if it is unknown or revoked.
 
     ``configured`` maps tokens given in settings (the admin's, Vigil's own components') to who
-    they are; the others are looked up by their hash.
+    they are; the others are looked up by their hash. Tokens are ASCII; any other is unknown
+    (``compare_digest`` would raise on it, and the header arrives decoded as Latin-1).
     """
-    if admin_token is not None and secrets.compare_digest(token, admin_token):
+    if not token.isascii():
+        return None
+    given = token.encode()
+    if admin_token is not None and secrets.compare_digest(given, admin_token.encode()):
         return Principal("admin", Role.ADMIN)
     for known, principal in (configured or {}).items():
-        if secrets.compare_digest(token, known):
+        if secrets.compare_digest(given, known.encode()):
             return principal
     row = (
         await session.exec(

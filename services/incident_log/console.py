@@ -67,7 +67,7 @@ def build_console(
 
     async def signed_in(request: Request) -> tuple[str, Principal]:
         token = request.cookies.get(COOKIE)
-        if not token:
+        if not token or not token.isascii():
             raise SignInRequired
         async with api() as client:
             response = await client.get("/whoami", headers=_bearer(token))
@@ -100,7 +100,7 @@ def build_console(
         )
 
     def check_form(token: str, csrf: str) -> None:
-        if not hmac.compare_digest(csrf, _csrf(token)):
+        if not hmac.compare_digest(csrf.encode(), _csrf(token).encode()):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "form expired: reload the page")
 
     @router.get("/login", response_class=HTMLResponse)
@@ -108,10 +108,21 @@ def build_console(
         return page(request, "login.html", None)
 
     @router.post("/login")
-    async def login(request: Request, token: Annotated[str, Form()]) -> Response:
-        async with api() as client:
-            response = await client.get("/whoami", headers=_bearer(token))
-        if response.status_code != 200:
+    async def login(request: Request) -> Response:
+        # Read by hand: a declared Form() field would let a multipart body spool up to a
+        # thousand files to disk before this runs. The form holds one short token, no file.
+        async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+            token = form.get("token")
+        if not isinstance(token, str) or not token:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"loc": ["body", "token"], "msg": "Field required", "type": "missing"}],
+            )
+        response = None
+        if token.isascii():
+            async with api() as client:
+                response = await client.get("/whoami", headers=_bearer(token))
+        if response is None or response.status_code != 200:
             return _redirect(f"{PREFIX}/login", error="unknown or revoked token")
         redirect = _redirect(f"{PREFIX}/")
         redirect.set_cookie(

@@ -8,6 +8,7 @@ recorded as who registered or moved what.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,8 +17,6 @@ from fastapi import (
     APIRouter,
     Depends,
     FastAPI,
-    File,
-    Form,
     HTTPException,
     Path,
     Query,
@@ -25,10 +24,11 @@ from fastapi import (
     Response,
 )
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, MonitoringSpec
-from contracts.values import ModelName
+from contracts.values import FiniteJson, ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
@@ -46,6 +46,7 @@ from services.retrainer.registry import (
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
 
 __all__ = [
+    "REGISTRATION_PATH",
     "REGISTRY_WRITER_ROLE",
     "AliasMoveOut",
     "ChangeReason",
@@ -66,8 +67,12 @@ ModelPath = Annotated[
 ]
 
 
+MAX_VERSION = 2**31 - 1
+"""The highest version number a request may name (a database integer)."""
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VersionMetadata(_Body):
@@ -79,7 +84,7 @@ class VersionMetadata(_Body):
     evaluation_dataset_name: str | None = Field(default=None, examples=["breast-cancer"])
     evaluation_dataset_version: str | None = Field(default=None, examples=["2026-11-22.1-test"])
     metrics: dict[str, float] = Field(default_factory=dict, examples=[{"recall": 0.97}])
-    parameters: dict[str, JsonValue] = Field(default_factory=dict, examples=[{"C": 1.0}])
+    parameters: dict[str, FiniteJson] = Field(default_factory=dict, examples=[{"C": 1.0}])
     code_version: str = Field(min_length=1, examples=["vigil 0.1.0"])
     spec: MonitoringSpec
     reason: str = Field(examples=["initial model"])
@@ -89,8 +94,8 @@ class VersionMetadata(_Body):
 class ChangeReason(_Body):
     """Why a change is made (kept in the history, with the caller as actor)."""
 
-    reason: str = Field(min_length=1, examples=["recall fell after the deploy"])
-    incident_id: str | None = Field(default=None, examples=["inc-000042"])
+    reason: str = Field(min_length=1, max_length=2000, examples=["recall fell after the deploy"])
+    incident_id: str | None = Field(default=None, max_length=100, examples=["inc-000042"])
 
 
 class RollbackRequest(ChangeReason):
@@ -111,8 +116,8 @@ class RollbackRequest(ChangeReason):
 class DeployRequest(ChangeReason):
     """Serve a champion, and optionally a challenger with its share and mode."""
 
-    champion: int = Field(ge=1, examples=[3])
-    challenger: int | None = Field(default=None, ge=1, examples=[4])
+    champion: int = Field(ge=1, le=MAX_VERSION, examples=[3])
+    challenger: int | None = Field(default=None, ge=1, le=MAX_VERSION, examples=[4])
     challenger_share: float = Field(default=0.0, ge=0.0, le=MAX_CHALLENGER_SHARE, examples=[0.1])
     mode: DeploymentMode = DeploymentMode.CANARY
 
@@ -217,6 +222,46 @@ Writer = Annotated[Identity, Depends(_registry_writer)]
 """A caller allowed to change the registry (401 / 403 / 503 otherwise)."""
 
 
+REGISTRATION_PATH = re.compile(r"/models/[^/]+/versions")
+"""The registration route: its uploads (artifact and datasets) have their own size limit."""
+
+_MAX_METADATA_BYTES = 1024 * 1024
+_REGISTRATION_FILES = ("artifact", "training_data", "evaluation_data")
+_REGISTRATION_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["metadata", "artifact", "training_data"],
+                "properties": {
+                    "metadata": {
+                        "type": "string",
+                        "description": "JSON object: lineage and spec (schema VersionMetadata).",
+                    },
+                    "artifact": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The model as a skops file.",
+                    },
+                    "training_data": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Training set CSV: feature columns in spec order, then "
+                        "label.",
+                    },
+                    "evaluation_data": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Evaluation set CSV that the metrics come from.",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def _problem(field: str, message: str, kind: str = "value_error") -> HTTPException:
     return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
 
@@ -264,26 +309,44 @@ def install_registry_api(
         """Every version of a model, oldest first."""
         return await store.versions(model)
 
-    @router.post("/models/{model}/versions", status_code=201)
+    @router.post(
+        "/models/{model}/versions",
+        status_code=201,
+        openapi_extra={"requestBody": _REGISTRATION_BODY},
+    )
     async def register_version(
-        model: ModelPath,
-        who: Writer,
-        metadata: Annotated[
-            str, Form(description="JSON object: lineage and spec (schema VersionMetadata).")
-        ],
-        artifact: Annotated[bytes, File(description="The model as a skops file.")],
-        training_data: Annotated[
-            bytes, File(description="Training set CSV: feature columns in spec order, then label.")
-        ],
-        evaluation_data: Annotated[
-            bytes | None, File(description="Evaluation set CSV that the metrics come from.")
-        ] = None,
+        model: ModelPath, who: Writer, request: Request
     ) -> ModelVersionRecord:
         """Register the next version of a model (the model is created on its first version).
 
         The artifact must load with skops without untrusted types and fit the spec (feature
         count and names, classes); the datasets must fit the spec. Publishes ``model.registered``.
+
+        The multipart body is read only after the caller is known (FastAPI would parse and
+        spool declared form fields before any dependency runs).
         """
+        async with request.form(
+            max_files=3, max_fields=1, max_part_size=_MAX_METADATA_BYTES
+        ) as form:
+            metadata = form.get("metadata")
+            parts = {field: form.get(field) for field in _REGISTRATION_FILES}
+            missing = [
+                {"loc": ["body", field], "msg": "Field required", "type": "missing"}
+                for field, value in (("metadata", metadata), *parts.items())
+                if value is None and field != "evaluation_data"
+            ]
+            if missing:
+                raise HTTPException(422, missing)
+            if not isinstance(metadata, str):
+                raise _problem("metadata", "expected a form field, not a file", "string_type")
+            files: dict[str, bytes] = {}
+            for field, part in parts.items():
+                if isinstance(part, UploadFile):
+                    files[field] = await part.read()
+                elif part is not None:
+                    raise _problem(field, "expected a file", "file_type")
+        artifact, training_data = files["artifact"], files["training_data"]
+        evaluation_data = files.get("evaluation_data")
         try:
             meta = VersionMetadata.model_validate_json(metadata)
         except ValidationError as error:
@@ -342,7 +405,7 @@ def install_registry_api(
 
     @router.get("/models/{model}/versions/{version}")
     async def show_version(
-        model: ModelPath, version: Annotated[int, Path(ge=1)]
+        model: ModelPath, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]
     ) -> ModelVersionRecord:
         """A version's lineage and maintenance instructions."""
         return await store.version(model, version)

@@ -19,7 +19,7 @@ from contracts.feedback import LabelRecorded
 from contracts.monitoring import VariantsCompared
 from contracts.retraining import RetrainRequest
 from contracts.scoring import PredictionMade
-from services.retrainer.api import install_registry_api
+from services.retrainer.api import REGISTRATION_PATH, install_registry_api
 from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
@@ -37,6 +37,7 @@ from services.retrainer.triggers import RetrainAsk, ask_for_alert
 from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
     OUTBOX_TABLES,
+    LargerBody,
     ProcessedEvent,
     Rejected,
     Rejection,
@@ -199,7 +200,11 @@ def create_app(
             await identity_http.aclose()
             await engine.dispose()
 
-    app = runtime.http_app(title="Vigil registry and retrainer", resources=resources)
+    app = runtime.http_app(
+        title="Vigil registry and retrainer",
+        resources=resources,
+        larger_bodies=[LargerBody("POST", REGISTRATION_PATH, settings.max_upload_bytes)],
+    )
     install_callers(app, identities)
     install_registry_api(
         app,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.registry import DatasetChanges, DatasetRef
 from contracts.retraining import RetrainTrigger
-from contracts.values import ModelName
+from contracts.values import FiniteJson, ModelName
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
@@ -50,7 +50,7 @@ __all__ = [
 class DecisionBody(BaseModel):
     """A decision's comment (the decider is the token's owner)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     comment: str = Field(min_length=1, max_length=2000, examples=["gate passed, recall +0.02"])
 
@@ -58,7 +58,7 @@ class DecisionBody(BaseModel):
 class AskBody(BaseModel):
     """Ask for a retrain by hand."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: ModelName
     reason: str = Field(min_length=1, max_length=2000, examples=["new labels from the clinic"])
@@ -69,7 +69,7 @@ class AskBody(BaseModel):
         description="Deduplication key (default: a new one, so the ask is never merged).",
     )
     incident_id: str | None = Field(default=None, examples=["inc-000042"])
-    parameters: dict[str, JsonValue] | None = Field(
+    parameters: dict[str, FiniteJson] | None = Field(
         default=None,
         description="Training parameters to change for this run.",
         examples=[{"C": 0.5}],

@@ -55,6 +55,8 @@ class IdentityProvider:
 
     async def whoami(self, token: str) -> Identity:
         """Return the token's identity, or raise :class:`IdentityError`."""
+        if not token.isascii():  # no token is; and it cannot travel in an HTTP header
+            raise IdentityError(401, "unknown or revoked token")
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         cached = self._known.get(key)

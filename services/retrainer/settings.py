@@ -24,6 +24,13 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     http_port: int = Field(
         default=ServiceName.RETRAINER.default_port, ge=0, le=65535, description="HTTP port."
     )
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=16 * 1024**3,
+        description="Largest registration body (artifact and datasets) accepted (413 above); "
+        "read only after the caller's token is checked.",
+    )
     database_url: str | None = Field(
         default=None,
         description="sqlite:///… or postgresql://…; default: a SQLite file in the state folder.",

@@ -2,6 +2,7 @@
 idempotency, publishing, observability, the embedded broker, and process serving."""
 
 from services.runtime.api_client import ApiClient, ApiError, default_token
+from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import (
     Blocked,
     EventConsumer,
@@ -59,6 +60,7 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "Blocked",
+    "BodyLimits",
     "BrokerStartError",
     "EmbeddedBroker",
     "EventConsumer",
@@ -70,6 +72,7 @@ __all__ = [
     "IntegrityError",
     "KafkaProfile",
     "KafkaSettings",
+    "LargerBody",
     "OutboxMessage",
     "OutboxPoison",
     "OutboxRelay",

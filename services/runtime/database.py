@@ -16,10 +16,14 @@ chosen by how it was opened (SQLAlchemy's documented recipe for pysqlite transac
   risking a failed lock upgrade under contention.
 
 PostgreSQL needs neither: readers never block there, and stores lock rows with ``FOR UPDATE``.
+
+JSON columns are written strictly: NaN and infinities raise instead of becoming ``NaN`` text that
+PostgreSQL refuses and other readers choke on.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -97,10 +101,23 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine of a service database."""
     full = async_url(url)
     if full.startswith("sqlite"):
-        engine = create_async_engine(full, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            full, echo=echo, connect_args={"timeout": 30}, json_serializer=_strict_json
+        )
         _sqlite_pragmas_and_immediate_transactions(engine)
         return engine
-    return create_async_engine(full, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_async_engine(
+        full,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        json_serializer=_strict_json,
+    )
+
+
+def _strict_json(value: Any) -> str:
+    return json.dumps(value, allow_nan=False)
 
 
 def _sqlite_pragmas_and_immediate_transactions(engine: AsyncEngine) -> None:

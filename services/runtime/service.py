@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, RetryPolicy
 from services.runtime.database import Sessions
+from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
@@ -144,9 +146,11 @@ class ServiceRuntime:
         *,
         title: str,
         resources: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        larger_bodies: Sequence[LargerBody] = (),
     ) -> FastAPI:
         """Build the service's HTTP app: ``/healthz``, ``/readyz``, ``/metrics``; its lifespan
-        opens ``resources`` and then runs the service."""
+        opens ``resources`` and then runs the service. Bodies are bounded by the settings'
+        ``http_max_*`` (:mod:`.body_limits`), except the routes of ``larger_bodies``."""
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +161,13 @@ class ServiceRuntime:
                 yield
 
         app = FastAPI(title=title, lifespan=lifespan)
+        app.add_middleware(
+            BodyLimits,
+            max_bytes=self.settings.http_max_body_bytes,
+            max_json_depth=self.settings.http_max_json_depth,
+            larger=larger_bodies,
+        )
+        answer_invalid_requests(app)
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

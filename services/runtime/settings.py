@@ -77,6 +77,16 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address of the HTTP endpoints.")
     http_port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    http_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest request body accepted (413 above; the registry's uploads have "
+        "their own limit).",
+    )
+    http_max_json_depth: int = Field(
+        default=64, ge=2, le=1000, description="Deepest nesting of a JSON body accepted (422)."
+    )
     registry_url: str = Field(
         default="http://127.0.0.1:8710",
         validation_alias=AliasChoices("VIGIL_REGISTRY_URL"),

@@ -39,7 +39,7 @@ def verify_signature(
     if abs(now - timestamp) > tolerance_s:
         return False
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(f"v1={expected.hexdigest()}", signature)
+    return hmac.compare_digest(f"v1={expected.hexdigest()}".encode(), signature.encode())
 
 
 @dataclass(frozen=True)

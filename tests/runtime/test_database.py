@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import JSON, Column
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, select
 
@@ -252,3 +255,28 @@ async def test_transactions_that_read_then_write_lose_no_update(database_url: st
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+class JsonNote(SQLModel, table=True):
+    """A table with a JSON column, as the services' evidence, details and matchers are."""
+
+    __tablename__ = "test_json_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+async def test_a_json_column_never_stores_nan_or_infinities(
+    engine: AsyncEngine, number: float
+) -> None:
+    await create_tables(engine, [JsonNote])
+    sessions = session_factory(engine)
+    with pytest.raises((StatementError, ValueError), match="Out of range float values"):
+        async with sessions() as session, session.begin():
+            session.add(JsonNote(body={"figures": [1.0, {"psi": number}]}))
+    async with sessions() as session, session.begin():
+        session.add(JsonNote(body={"figures": [1.0, {"psi": None}]}))
+    async with sessions() as session:
+        rows = (await session.exec(select(JsonNote))).all()
+    assert [row.body for row in rows] == [{"figures": [1.0, {"psi": None}]}]

@@ -50,13 +50,22 @@ pytestmark = pytest.mark.integration
 
 
 def registered(version: int, **record: Any) -> ModelRegistered:
-    """A ``model.registered`` event; ``metrics={"recall": nan}`` is accepted, then serialised
-    as ``null`` and so stages a row that can never be decoded again."""
+    """A ``model.registered`` event."""
     return ModelRegistered(
         producer="retrainer",
         model=MODEL,
         record=make_version_record(version=version, **record),
     )
+
+
+def unbuildable(version: int, recall: float) -> ModelRegistered:
+    """A ``model.registered`` event whose recall is NaN or infinite. The contracts refuse to
+    build one, so it is made by copying without validation (as a bug, or an older Vigil that
+    accepted them, would have staged it); it serialises as ``null`` and so stages a row that
+    can never be decoded again."""
+    event = registered(version)
+    record = event.record.model_copy(update={"metrics": {"recall": recall}})
+    return event.model_copy(update={"record": record})
 
 
 @pytest.fixture
@@ -107,7 +116,7 @@ async def test_a_row_that_no_longer_validates_is_set_aside_and_the_rows_around_i
     metrics = ServiceMetrics("retrainer")
     relay = OutboxRelay(sessions, publisher, metrics=metrics)
     before, after = registered(1), registered(3)
-    poison = registered(2, metrics={"recall": float("nan")})
+    poison = unbuildable(2, float("nan"))
     await stage_each(sessions, [before, poison, after])
 
     with caplog.at_level(logging.ERROR, logger="services.runtime.outbox"):
@@ -320,7 +329,7 @@ async def test_a_service_reports_poison_and_pending_rows_on_its_metrics_endpoint
 ) -> None:
     runtime = ServiceRuntime(ServiceName.RETRAINER, ServiceSettings(kafka=kafka_settings))
     relay = runtime.outbox_relay(sessions)
-    await stage_each(sessions, [registered(1, metrics={"recall": float("inf")})])
+    await stage_each(sessions, [unbuildable(1, float("inf"))])
     assert await relay.publish_pending() == 1  # set aside; nothing to publish
     await stage_each(sessions, [registered(2)])  # pending: the relay does not run here
     await asyncio.sleep(0.05)

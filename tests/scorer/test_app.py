@@ -149,11 +149,11 @@ async def test_requests_that_cannot_be_scored_are_dead_lettered_naming_the_probl
     }
     good = [request(10), request(11)]
     await harness.send(good[0], *bad.values(), good[1])
-    # JSON has no NaN, but clients send the literal; Vigil's own encoder writes null instead.
+    # JSON has no NaN, but clients send the literal; the contract refuses it (null is missing).
     nan = request(5).model_dump_json().replace('"mean radius":15.0', '"mean radius":NaN')
     await harness.runtime.broker.publish(nan.encode(), "scoring.requests")
     assert sorted(p.request_id for p in harness.predictions) == ["req-10", "req-11"]
-    expected = [*bad, "request 'req-5' does not fit breast-cancer: features.mean radius: NaN"]
+    expected = [*bad, "features: Value error, feature 'mean radius' is nan: NaN and infinite"]
     assert len(harness.dead) == len(expected)
     for letter, message in zip(harness.dead, expected, strict=True):
         assert letter.reason == "invalid"

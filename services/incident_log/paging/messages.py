@@ -194,4 +194,4 @@ def verify_signature(
     """What a receiver does: the signature matches and the timestamp is recent."""
     if abs(now - timestamp) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode())

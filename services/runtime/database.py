@@ -23,7 +23,9 @@ PostgreSQL refuses and other readers choke on.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -32,6 +34,7 @@ from uuid import UUID
 from sqlalchemy import DateTime, Index, Table, delete, event
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
 from sqlalchemy.orm import SessionTransaction, SessionTransactionOrigin
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, insert, select
@@ -165,14 +168,74 @@ def session_factory(engine: AsyncEngine) -> Sessions:
     """Return the session maker of an engine (objects stay usable after commit).
 
     ``async with sessions() as s, s.begin():`` writes; ``async with sessions() as s:`` reads (on
-    SQLite without taking the write lock, see the module docstring).
+    SQLite without taking the write lock, see the module docstring). On SQLite, the writes of
+    one process also queue in order for one in-process lock before taking the database's: a
+    waiting writer is woken when the lock is free instead of polling SQLite's busy handler
+    (which sleeps up to 100 ms a try and lets a busy writer take the lock again and again).
     """
-    bind = engine
     if engine.dialect.name == "sqlite":
-        bind = engine.execution_options(**{_SESSION_BEGINS: True})
+        return async_sessionmaker(
+            engine.execution_options(**{_SESSION_BEGINS: True}),
+            class_=_SqliteAsyncSession,
+            sync_session_class=_Session,
+            expire_on_commit=False,
+            info={_WRITE_LOCK: _LoopLocks()},
+        )
     return async_sessionmaker(
-        bind, class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False
+        engine, class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False
     )
+
+
+_WRITE_LOCK = "vigil_write_lock"
+
+
+class _LoopLocks:
+    """One FIFO lock per event loop (a process normally has one; tests may have several)."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def current(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+
+class _SqliteAsyncSession(AsyncSession):
+    """A session whose write transactions take the process's SQLite write lock first."""
+
+    def begin(self) -> AsyncSessionTransaction:
+        locks = self.info.get(_WRITE_LOCK)
+        inner = super().begin()
+        if not isinstance(locks, _LoopLocks):
+            return inner
+        return cast(AsyncSessionTransaction, _Serialised(inner, locks.current()))
+
+
+class _Serialised:
+    """``async with session.begin():`` holding an in-process lock around the transaction."""
+
+    def __init__(self, transaction: AsyncSessionTransaction, lock: asyncio.Lock) -> None:
+        self._transaction = transaction
+        self._lock = lock
+
+    async def __aenter__(self) -> AsyncSessionTransaction:
+        await self._lock.acquire()
+        try:
+            return await self._transaction.__aenter__()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._transaction.__aexit__(*exc)
+        finally:
+            self._lock.release()
 
 
 async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import JSON, Column
@@ -280,3 +281,39 @@ async def test_a_json_column_never_stores_nan_or_infinities(
     async with sessions() as session:
         rows = (await session.exec(select(JsonNote))).all()
     assert [row.body for row in rows] == [{"figures": [1.0, {"psi": None}]}]
+
+
+async def test_a_writer_is_not_starved_by_other_writers_of_the_same_process(
+    tmp_path: Path,
+) -> None:
+    """Two tasks write back to back; a third asks for twenty short writes meanwhile. Each gets
+    the lock within about one busy transaction (they queue in order), not whenever SQLite's busy
+    handler happens to retry in a gap (before: median 333 ms, worst 2.6 s)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'fair.db'}")
+    await create_tables(engine, [ProcessedEvent])
+    sessions = session_factory(engine)
+    stop = asyncio.Event()
+
+    async def busy() -> None:
+        while not stop.is_set():
+            async with sessions() as session, session.begin():
+                await first_time(session, uuid4())
+                await asyncio.sleep(0.02)  # a transaction doing some work
+
+    writers = [asyncio.create_task(busy()) for _ in range(2)]
+    waits = []
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(20):
+            asked = time.perf_counter()
+            async with sessions() as session, session.begin():
+                await first_time(session, uuid4())  # the lock is taken by the first statement
+                waits.append(time.perf_counter() - asked)
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.gather(*writers)
+        await engine.dispose()
+    waits.sort()
+    assert waits[len(waits) // 2] < 0.15, waits
+    assert waits[-1] < 0.5, waits

@@ -410,7 +410,7 @@ def list_silences(
 
     def table(rows: list[dict[str, Any]]) -> Table:
         result = Table(title="silences")
-        for column in ("id", "active", "matcher", "until", "by", "reason"):
+        for column in ("id", "active", "matcher", "until", "by", "reason", "ended by"):
             result.add_column(column)
         for row in rows:
             result.add_row(
@@ -420,6 +420,7 @@ def list_silences(
                 row["ends_at"][:19],
                 row["created_by"],
                 row["reason"],
+                row.get("expired_by") or "",
             )
         return result
 

@@ -411,7 +411,7 @@ def list_silences(
     def table(rows: list[dict[str, Any]]) -> Table:
         result = Table(title="silences")
         for column in ("id", "active", "matcher", "until", "by", "reason", "ended by"):
-            result.add_column(column)
+            result.add_column(column, no_wrap=column == "id", overflow="fold")
         for row in rows:
             result.add_row(
                 row["id"],
@@ -458,7 +458,7 @@ def expire_silence(
     """End a silence now."""
     with client_for(url, token) as client:
         ended = client.delete(f"/silences/{silence}")
-    print_data(ended, as_json, lambda s: f"silence {s['id']} ended")
+    print_data(ended, as_json, lambda s: f"silence {s['id']} ended by {s['expired_by']}")
 
 
 @tokens.command("create")

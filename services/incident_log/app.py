@@ -165,7 +165,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             own_api,
             feed,
             registry=registry,
-            secure_cookies=settings.public_url.lower().startswith("https://"),
+            public_url=settings.public_url,
         )
     )
     app.mount(f"{PREFIX}/static", static_files(), name="console-static")

@@ -11,7 +11,8 @@ requests. The sign-in form itself is guarded by a signed double-submit token (lo
 foreign page must not sign a browser in as someone else): ``GET /console/login`` sets a random
 nonce in a cookie scoped to the sign-in path and puts its HMAC, under a key this process drew at
 start, in the form; ``POST`` refuses with 403 unless the two agree. A restart changes the key, so a
-form opened before it must be reloaded.
+form opened before it must be reloaded. A browser's ``Origin`` header, when sent, must also be this
+server's own or the public URL's (defence in depth, as OWASP recommends).
 """
 
 import hashlib
@@ -21,7 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -68,16 +69,26 @@ def build_console(
     feed: ChangeFeed,
     *,
     registry: Callable[[], httpx.AsyncClient] | None = None,
-    secure_cookies: bool = False,
+    public_url: str | None = None,
 ) -> APIRouter:
     """The console's routes. ``api`` gives a client of the incident log's API (in-process);
     ``registry`` one of the registry's, for the models page and model approvals;
-    ``secure_cookies`` marks cookies ``Secure`` even on plain HTTP (TLS ends at a proxy)."""
+    ``public_url`` is where people reach the console: an https one marks cookies ``Secure`` even
+    on plain HTTP (TLS ends at a proxy), and its origin may post the sign-in form."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     login_key = secrets.token_bytes(32)
+    public = urlsplit(public_url) if public_url else None
 
     def secure(request: Request) -> bool:
-        return secure_cookies or request.url.scheme == "https"
+        return request.url.scheme == "https" or (public is not None and public.scheme == "https")
+
+    def same_origin(request: Request) -> bool:
+        """A browser's ``Origin`` (absent from other clients) must be this server's own."""
+        origin = request.headers.get("origin")
+        allowed = {f"{request.url.scheme}://{request.url.netloc}"}
+        if public is not None:
+            allowed.add(f"{public.scheme}://{public.netloc}")
+        return origin is None or origin in allowed
 
     def login_csrf(nonce: str) -> str:
         return hmac.new(login_key, nonce.encode(), hashlib.sha256).hexdigest()
@@ -144,7 +155,8 @@ def build_console(
             csrf = form.get("csrf")
         nonce = request.cookies.get(LOGIN_COOKIE, "")
         if not (
-            isinstance(csrf, str)
+            same_origin(request)
+            and isinstance(csrf, str)
             and csrf.isascii()
             and nonce
             and hmac.compare_digest(csrf.encode(), login_csrf(nonce).encode())

@@ -61,7 +61,7 @@ class Served:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
 
-def console_app(log: IncidentLog, sessions: Sessions, *, secure_cookies: bool = False) -> FastAPI:
+def console_app(log: IncidentLog, sessions: Sessions, *, public_url: str | None = None) -> FastAPI:
     """The API and the console as the incident log composes them (console calls in-process)."""
     app = FastAPI()
     app.include_router(build_router(log, sessions, admin_token=ADMIN))
@@ -71,7 +71,7 @@ def console_app(log: IncidentLog, sessions: Sessions, *, secure_cookies: bool = 
             transport=httpx.ASGITransport(app=app), base_url="http://incident-log"
         )
 
-    app.include_router(build_console(own_api, ChangeFeed(), secure_cookies=secure_cookies))
+    app.include_router(build_console(own_api, ChangeFeed(), public_url=public_url))
     app.add_exception_handler(SignInRequired, sign_in_redirect)
     return app
 
@@ -308,9 +308,23 @@ async def test_sign_in_refuses_a_form_without_its_token_or_with_another_browsers
                 "/console/login", data={"token": ADMIN, "csrf": attackers_csrf}
             )
         assert cross_site.status_code == 403
-
         csrf = await _login_form(victim)
-        signed_in = await victim.post("/console/login", data={"token": ADMIN, "csrf": csrf})
+        for origin in (
+            "https://evil.example",
+            "null",
+            served.url.replace("127.0.0.1", "localhost"),
+        ):
+            posted = await victim.post(
+                "/console/login",
+                data={"token": ADMIN, "csrf": csrf},
+                headers={"Origin": origin},
+            )
+            assert posted.status_code == 403, (origin, posted.text)
+            assert "vigil_token" not in victim.cookies
+
+        signed_in = await victim.post(
+            "/console/login", data={"token": ADMIN, "csrf": csrf}, headers={"Origin": served.url}
+        )
         assert signed_in.status_code == 303, signed_in.text
         assert signed_in.headers["location"] == "/console/"
         cookie = _set_cookies(signed_in)["vigil_token"].lower()
@@ -323,8 +337,7 @@ async def test_sign_in_refuses_a_form_without_its_token_or_with_another_browsers
 async def test_cookies_are_secure_over_https(engine: AsyncEngine) -> None:
     sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
-    app = console_app(log, sessions)
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=console_app(log, sessions))
     async with httpx.AsyncClient(transport=transport, base_url="https://vigil.example") as browser:
         page = await browser.get("/console/login")
         assert "secure" in _set_cookies(page)[LOGIN_COOKIE].lower()
@@ -335,6 +348,30 @@ async def test_cookies_are_secure_over_https(engine: AsyncEngine) -> None:
         assert "secure" in cookie
         assert "httponly" in cookie
         assert "samesite=strict" in cookie
+
+
+async def test_behind_a_tls_proxy_the_public_url_makes_cookies_secure_and_may_post(
+    engine: AsyncEngine,
+) -> None:
+    sessions = session_factory(engine)
+    log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
+    app = console_app(log, sessions, public_url="https://vigil.example/")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.7:8700") as proxy:
+        page = await proxy.get("/console/login")
+        login_cookie = _set_cookies(page)[LOGIN_COOKIE]
+        assert "secure" in login_cookie.lower()
+        nonce = login_cookie.split(";", 1)[0].split("=", 1)[1]
+        csrf = re.findall(r'name="csrf" value="([0-9a-f]+)"', page.text)[0]
+        # The browser holds the Secure cookie (it speaks HTTPS to the proxy) and sends it back.
+        proxy.cookies.clear()
+        signed_in = await proxy.post(
+            "/console/login",
+            data={"token": ADMIN, "csrf": csrf},
+            headers={"Origin": "https://vigil.example", "Cookie": f"{LOGIN_COOKIE}={nonce}"},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        assert "secure" in _set_cookies(signed_in)["vigil_token"].lower()
 
 
 async def test_an_https_public_url_makes_cookies_secure_behind_a_tls_proxy(

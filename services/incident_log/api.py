@@ -235,6 +235,7 @@ class SilenceView(BaseModel):
     created_by: str
     reason: str
     active: bool
+    expired_by: str | None = Field(description="Who ended it early, if anyone did.")
 
 
 # -- the router --------------------------------------------------------------------------------
@@ -258,9 +259,17 @@ def build_router(
         principal: Principal,
         permission: Permission,
         change: Callable[[Incident, datetime], Effects],
+        *,
+        take_over: bool = False,
     ) -> IncidentDetail:
+        """Check the role against the incident as it is now (locked), then change it; a refusal
+        writes nothing. Taking someone else's claim needs a role at the incident's tier, whatever
+        the action that takes it."""
+
         def guarded(incident: Incident, now: datetime) -> Effects:
             require(principal, permission, incident.tier)
+            if take_over and incident.held_by(now) not in (None, principal.name):
+                require(principal, Permission.TAKE_OVER, incident.tier)
             return change(incident, now)
 
         incident = await _translate(log.act(incident_id, guarded))
@@ -335,6 +344,7 @@ def build_router(
             principal,
             Permission.ACT_ON_INCIDENT,
             lambda i, now: i.acknowledge(principal.name, now, take_over=options.take_over),
+            take_over=options.take_over,
         )
 
     @router.post("/incidents/{incident_id}/claim", tags=["actions"])
@@ -349,6 +359,7 @@ def build_router(
             principal,
             Permission.ACT_ON_INCIDENT,
             lambda i, now: i.claim(principal.name, now, lease, take_over=options.take_over),
+            take_over=options.take_over,
         )
 
     @router.post("/incidents/{incident_id}/comment", tags=["actions"])
@@ -359,6 +370,7 @@ def build_router(
             principal,
             Permission.COMMENT,
             lambda i, now: i.comment(principal.name, body.text, now, take_over=body.take_over),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/escalate", tags=["actions"])
@@ -371,6 +383,7 @@ def build_router(
             lambda i, now: i.escalate(
                 principal.name, EscalationTrigger.HUMAN, body.reason, now, take_over=body.take_over
             ),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/mitigating", tags=["actions"])
@@ -383,6 +396,7 @@ def build_router(
             lambda i, now: i.start_mitigation(
                 principal.name, body.reason, now, take_over=body.take_over
             ),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/monitoring", tags=["actions"])
@@ -395,6 +409,7 @@ def build_router(
             lambda i, now: i.start_monitoring(
                 principal.name, body.reason, now, take_over=body.take_over
             ),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/resolve", tags=["actions"])
@@ -407,6 +422,7 @@ def build_router(
             lambda i, now: i.resolve(
                 principal.name, body.reason, now, force=body.force, take_over=body.take_over
             ),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/reopen", tags=["actions"])
@@ -440,6 +456,7 @@ def build_router(
                 now,
                 take_over=body.take_over,
             ),
+            take_over=body.take_over,
         )
         return RunbookRequested(run_id=run_id, runbook=body.runbook, incident_id=incident_id)
 
@@ -455,6 +472,7 @@ def build_router(
             lambda i, now: i.request_retrain(
                 principal.name, body.reason, now, take_over=body.take_over
             ),
+            take_over=body.take_over,
         )
 
     @router.post("/incidents/{incident_id}/reports", tags=["actions"])
@@ -500,8 +518,11 @@ def build_router(
 
     @router.post("/silences", tags=["silences"], status_code=status.HTTP_201_CREATED)
     async def create_silence(principal: Caller, body: SilenceBody) -> SilenceView:
-        """Mute matching alerts for a while (they are kept, and page no one)."""
+        """Mute matching alerts for a while (they are kept, and page no one). A matcher that every
+        alert meets (no condition, ``models: ["*"]``...) needs admin."""
         require(principal, Permission.MANAGE_SILENCES)
+        if body.matcher.covers_every_alert:
+            require(principal, Permission.SILENCE_EVERY_ALERT)
         now = log.now()
         starts = body.starts_at or now
         ends = body.ends_at or starts + timedelta(minutes=body.duration_minutes or 0)
@@ -519,10 +540,10 @@ def build_router(
 
     @router.delete("/silences/{silence_id}", tags=["silences"])
     async def expire_silence(silence_id: str, principal: Caller) -> SilenceView:
-        """End a silence now."""
+        """End a silence now; the silence records who ended it (``expired_by``)."""
         require(principal, Permission.MANAGE_SILENCES)
         try:
-            row = await log.expire_silence(silence_id)
+            row = await log.expire_silence(silence_id, actor=principal.name)
         except UnknownSilence:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}") from None
         return _silence_view(row, log.now())
@@ -724,4 +745,5 @@ def _silence_view(row: SilenceRow, now: datetime) -> SilenceView:
         created_by=row.created_by,
         reason=row.reason,
         active=row.starts_at <= now < row.ends_at,
+        expired_by=row.expired_by,
     )

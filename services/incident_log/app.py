@@ -44,7 +44,7 @@ from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
-from services.incident_log.tables import TABLES
+from services.incident_log.tables import TABLES, add_later_columns
 from services.runtime.database import (
     ProcessedEvent,
     create_engine,
@@ -126,6 +126,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+        await add_later_columns(engine)
         try:
             yield
         finally:
@@ -159,7 +160,14 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             committed=committed,
         )
     )
-    app.include_router(build_console(own_api, feed, registry=registry))
+    app.include_router(
+        build_console(
+            own_api,
+            feed,
+            registry=registry,
+            public_url=settings.public_url,
+        )
+    )
     app.mount(f"{PREFIX}/static", static_files(), name="console-static")
     app.add_exception_handler(SignInRequired, sign_in_redirect)
 

@@ -124,13 +124,12 @@ def ensure_allowed(principal: Principal, permission: Permission, tier: Tier | No
     """Raise 403, naming the role needed, unless the caller's role holds the permission."""
     if not role_allows(principal.role, permission, tier):
         needed = required_role(permission, tier)
-        where = (
-            f" an {tier.value} incident"
-            if tier and permission is Permission.ACT_ON_INCIDENT
-            else ""
-        )
+        what = permission.value.replace("_", " ")
+        if tier and permission is Permission.ACT_ON_INCIDENT:
+            what += f" an {tier.value} incident"
+        elif tier and permission is Permission.TAKE_OVER:
+            what = f"take over a claim on an {tier.value} incident"
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"role {principal.role.value} may not {permission.value.replace('_', ' ')}"
-            f"{where} (needs {needed.value} or higher)",
+            f"role {principal.role.value} may not {what} (needs {needed.value} or higher)",
         )

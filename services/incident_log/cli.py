@@ -410,8 +410,8 @@ def list_silences(
 
     def table(rows: list[dict[str, Any]]) -> Table:
         result = Table(title="silences")
-        for column in ("id", "active", "matcher", "until", "by", "reason"):
-            result.add_column(column)
+        for column in ("id", "active", "matcher", "until", "by", "reason", "ended by"):
+            result.add_column(column, no_wrap=column == "id", overflow="fold")
         for row in rows:
             result.add_row(
                 row["id"],
@@ -420,6 +420,7 @@ def list_silences(
                 row["ends_at"][:19],
                 row["created_by"],
                 row["reason"],
+                row.get("expired_by") or "",
             )
         return result
 
@@ -457,7 +458,7 @@ def expire_silence(
     """End a silence now."""
     with client_for(url, token) as client:
         ended = client.delete(f"/silences/{silence}")
-    print_data(ended, as_json, lambda s: f"silence {s['id']} ended")
+    print_data(ended, as_json, lambda s: f"silence {s['id']} ended by {s['expired_by']}")
 
 
 @tokens.command("create")

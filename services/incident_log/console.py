@@ -5,17 +5,24 @@ person's token), so the console can do nothing the API would not allow, and it s
 own explanation when it refuses. Pages are complete without JavaScript; with it, regions marked
 ``data-live`` reload when the server-sent change feed says something changed.
 
-Sign-in stores the API token in an HttpOnly, SameSite=Strict cookie; forms carry a token derived
-from it against cross-site requests.
+Sign-in stores the API token in an HttpOnly, SameSite=Strict cookie, ``Secure`` when the request
+came over HTTPS or the public URL is HTTPS; forms carry a token derived from it against cross-site
+requests. The sign-in form itself is guarded by a signed double-submit token (login CSRF: a
+foreign page must not sign a browser in as someone else): ``GET /console/login`` sets a random
+nonce in a cookie scoped to the sign-in path and puts its HMAC, under a key this process drew at
+start, in the form; ``POST`` refuses with 403 unless the two agree. A restart changes the key, so a
+form opened before it must be reloaded. A browser's ``Origin`` header, when sent, must also be this
+server's own or the public URL's (defence in depth, as OWASP recommends).
 """
 
 import hashlib
 import hmac
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -32,6 +39,8 @@ __all__ = ["PREFIX", "SignInRequired", "build_console", "sign_in_redirect", "sta
 
 PREFIX = "/console"
 COOKIE = "vigil_token"
+LOGIN_COOKIE = "vigil_login"
+_LOGIN_FORM_SECONDS = 3600
 HERE = Path(__file__).parent
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -60,10 +69,29 @@ def build_console(
     feed: ChangeFeed,
     *,
     registry: Callable[[], httpx.AsyncClient] | None = None,
+    public_url: str | None = None,
 ) -> APIRouter:
     """The console's routes. ``api`` gives a client of the incident log's API (in-process);
-    ``registry`` one of the registry's, for the models page and model approvals."""
+    ``registry`` one of the registry's, for the models page and model approvals;
+    ``public_url`` is where people reach the console: an https one marks cookies ``Secure`` even
+    on plain HTTP (TLS ends at a proxy), and its origin may post the sign-in form."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    login_key = secrets.token_bytes(32)
+    public = urlsplit(public_url) if public_url else None
+
+    def secure(request: Request) -> bool:
+        return request.url.scheme == "https" or (public is not None and public.scheme == "https")
+
+    def same_origin(request: Request) -> bool:
+        """A browser's ``Origin`` (absent from other clients) must be this server's own."""
+        origin = request.headers.get("origin")
+        allowed = {f"{request.url.scheme}://{request.url.netloc}"}
+        if public is not None:
+            allowed.add(f"{public.scheme}://{public.netloc}")
+        return origin is None or origin in allowed
+
+    def login_csrf(nonce: str) -> str:
+        return hmac.new(login_key, nonce.encode(), hashlib.sha256).hexdigest()
 
     async def signed_in(request: Request) -> tuple[str, Principal]:
         token = request.cookies.get(COOKIE)
@@ -105,7 +133,18 @@ def build_console(
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request) -> HTMLResponse:
-        return page(request, "login.html", None)
+        nonce = secrets.token_urlsafe(24)
+        response = page(request, "login.html", None, login_csrf=login_csrf(nonce))
+        response.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+            max_age=_LOGIN_FORM_SECONDS,
+            path=f"{PREFIX}/login",
+        )
+        return response
 
     @router.post("/login")
     async def login(request: Request) -> Response:
@@ -113,6 +152,18 @@ def build_console(
         # thousand files to disk before this runs. The form holds one short token, no file.
         async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
             token = form.get("token")
+            csrf = form.get("csrf")
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not (
+            same_origin(request)
+            and isinstance(csrf, str)
+            and csrf.isascii()
+            and nonce
+            and hmac.compare_digest(csrf.encode(), login_csrf(nonce).encode())
+        ):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "sign-in form expired or foreign: reload the page"
+            )
         if not isinstance(token, str) or not token:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -126,15 +177,26 @@ def build_console(
             return _redirect(f"{PREFIX}/login", error="unknown or revoked token")
         redirect = _redirect(f"{PREFIX}/")
         redirect.set_cookie(
-            COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600, path=PREFIX
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+            max_age=12 * 3600,
+            path=PREFIX,
+        )
+        redirect.delete_cookie(
+            LOGIN_COOKIE, path=f"{PREFIX}/login", secure=secure(request), httponly=True
         )
         return redirect
 
     @router.post("/logout")
-    async def logout(session: Session, csrf: Annotated[str, Form()]) -> Response:
+    async def logout(request: Request, session: Session, csrf: Annotated[str, Form()]) -> Response:
         check_form(session[0], csrf)
         redirect = _redirect(f"{PREFIX}/login")
-        redirect.delete_cookie(COOKIE, path=PREFIX)
+        redirect.delete_cookie(
+            COOKIE, path=PREFIX, secure=secure(request), httponly=True, samesite="strict"
+        )
         return redirect
 
     async def incidents_context(token: str, request: Request) -> dict[str, Any]:

@@ -332,8 +332,8 @@ class IncidentLog:
             session.add(row)
         return row
 
-    async def expire_silence(self, silence_id: str) -> SilenceRow:
-        """End a silence now."""
+    async def expire_silence(self, silence_id: str, *, actor: str) -> SilenceRow:
+        """End a silence now, recording who ended it; one already over is left as it is."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
             row = (
@@ -341,6 +341,9 @@ class IncidentLog:
             ).first()
             if row is None:
                 raise UnknownSilence(silence_id)
+            if row.ends_at <= now:
+                return row
+            row.expired_by = actor
             row.ends_at = min(row.ends_at, now)
             row.starts_at = min(row.starts_at, row.ends_at - timedelta(microseconds=1))
             session.add(row)

@@ -3,8 +3,11 @@
 Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; commenting and
 reopening and attaching reports need ``l1``; acting on an incident (acknowledge, claim, escalate,
 mitigate, resolve) needs a role at least as high as the incident's tier, so level one cannot
-resolve what level two holds; silences, runbooks by hand, retrain requests and model approvals
-need ``l2``; tokens, people, contacts and schedules need ``admin``.
+resolve what level two holds; so does taking over someone's claim, whatever the action that takes
+it (a comment, an acknowledgement, a runbook...), so level one cannot seize a level-three claim by
+commenting; silences, runbooks by hand, retrain requests and model approvals
+need ``l2``; tokens, people, contacts and schedules need ``admin``, and so does a silence that
+matches every alert (it would mute the whole system).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class Permission(StrEnum):
     COMMENT = "comment"
     REOPEN = "reopen"
     ACT_ON_INCIDENT = "act_on_incident"
+    TAKE_OVER = "take_over"
     MANAGE_SILENCES = "manage_silences"
+    SILENCE_EVERY_ALERT = "silence_every_alert"
     RUN_RUNBOOK = "run_runbook"
     REQUEST_RETRAIN = "request_retrain"
     ATTACH_REPORT = "attach_report"
@@ -46,11 +51,13 @@ class Permission(StrEnum):
     MANAGE_PAGING = "manage_paging"
 
 
+_AT_TIER = frozenset({Permission.ACT_ON_INCIDENT, Permission.TAKE_OVER})
 _FIXED = {
     Permission.READ: Role.VIEWER,
     Permission.COMMENT: Role.L1,
     Permission.REOPEN: Role.L1,
     Permission.MANAGE_SILENCES: Role.L2,
+    Permission.SILENCE_EVERY_ALERT: Role.ADMIN,
     Permission.RUN_RUNBOOK: Role.L2,
     Permission.REQUEST_RETRAIN: Role.L2,
     Permission.ATTACH_REPORT: Role.L1,
@@ -66,9 +73,9 @@ def required_role(permission: Permission, tier: Tier | None = None) -> Role:
     >>> required_role(Permission.ACT_ON_INCIDENT, Tier.L2)
     <Role.L2: 'l2'>
     """
-    if permission is Permission.ACT_ON_INCIDENT:
+    if permission in _AT_TIER:
         if tier is None:
-            raise ValueError("acting on an incident needs its tier")
+            raise ValueError(f"{permission.value} needs the incident's tier")
         return _TIER_ROLE[tier]
     return _FIXED[permission]
 

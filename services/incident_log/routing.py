@@ -9,6 +9,7 @@ policy never changes a running escalation.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,22 @@ class Matcher(_Strict):
     def matches_everything(self) -> bool:
         """Whether the matcher has no conditions."""
         return not (self.kinds or self.severities or self.models)
+
+    @property
+    def covers_every_alert(self) -> bool:
+        """Whether the matcher restricts nothing: no condition, or only conditions every alert
+        meets (every kind, every severity, a model pattern without one literal character, such
+        as ``*`` or ``[!x]*``)."""
+        return (
+            (not self.kinds or set(self.kinds) >= set(AlertKind))
+            and (not self.severities or set(self.severities) >= set(Severity))
+            and (not self.models or any(_wildcards_only(pattern) for pattern in self.models))
+        )
+
+
+def _wildcards_only(pattern: str) -> bool:
+    """Whether a shell-style pattern names no literal character (``*``, ``?``, ``[...]`` only)."""
+    return not re.sub(r"\[!?\]?[^\]]*\]|[*?]", "", pattern)
 
 
 class TierTimers(_Strict):

@@ -56,7 +56,8 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     public_url: str = Field(
         default=f"http://127.0.0.1:{SERVICE.default_port}",
         description="Where people reach this incident log: the base of console and acknowledge "
-        "links in pages.",
+        "links in pages. When it is https, the console's cookies are marked Secure (TLS may end "
+        "at a proxy in front); its origin may post the console's sign-in form.",
     )
     run_pager: bool = Field(
         default=True,

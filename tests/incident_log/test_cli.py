@@ -117,7 +117,16 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
     assert code == 0
     silence_id = json.loads(silence)["id"]
     assert silence_id in vigil(incident_log, l1, "silences", "list")[1]
-    assert vigil(incident_log, l2, "silences", "expire", silence_id)[0] == 0
+    code, output = vigil(incident_log, ADMIN, "silences", "expire", silence_id)
+    assert code == 0
+    assert output.strip() == f"silence {silence_id} ended by admin"
+    code, listing = vigil(incident_log, l1, "silences", "list", "--expired")
+    assert silence_id in listing
+    assert "ended by" in listing
+    assert "admin" in listing.split(silence_id, 1)[1]  # created by kim, ended by admin
+    code, everything = vigil(incident_log, l2, "silences", "create", "-r", "all", "--json")
+    assert code != 0
+    assert "needs admin" in everything
     code, stats = vigil(incident_log, l1, "stats", "--json")
     assert json.loads(stats)["incidents"] == 2
 

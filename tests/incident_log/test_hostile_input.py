@@ -212,23 +212,25 @@ async def test_json_nested_too_deep_is_refused(service: Service) -> None:
 
 async def test_the_console_sign_in_takes_no_file_and_no_foreign_token(service: Service) -> None:
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as browser:
+        form = (await browser.get("/console/login")).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         with_file = await browser.post(
             "/console/login",
-            data={"token": ADMIN},
+            data={"token": ADMIN, "csrf": csrf},
             files={"upload": ("big.bin", b"x" * (CAP // 2))},
         )
         assert with_file.status_code == 400, with_file.text
         assert "vigil_token" not in with_file.cookies
         foreign = await browser.post(
             "/console/login",
-            content="token=t%C3%B6k%C3%A9n",
+            content=f"token=t%C3%B6k%C3%A9n&csrf={csrf}",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert foreign.status_code == 303
         assert "error=" in foreign.headers["location"]
-        missing = await browser.post("/console/login", data={"other": "x"})
+        missing = await browser.post("/console/login", data={"other": "x", "csrf": csrf})
         assert missing.status_code == 422
-        signed_in = await browser.post("/console/login", data={"token": ADMIN})
+        signed_in = await browser.post("/console/login", data={"token": ADMIN, "csrf": csrf})
         assert signed_in.status_code == 303
         assert signed_in.headers["location"].endswith("/console/")
         foreign_form = await browser.post("/console/logout", data={"csrf": "tökén"})

@@ -24,8 +24,16 @@ __all__ = ["serve", "serving"]
 async def serving(app: Any, *, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 until the block exits; yield its base URL."""
     port = free_port()
+    # Idle connections stay open a minute: with uvicorn's 5 s default, a client reusing a pooled
+    # connection just as the server closes it gets a ReadError (seen in tests that wait a while).
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan=lifespan,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -44,6 +44,8 @@ from contracts.wire import DecodeError, decode
 REPLAYED_FROM = "vigil-replayed-from"
 REPLAY_RUN = "vigil-replay-run"
 _READ_FOR_S = 5.0
+_READ_AT_MOST_S = 60.0  # within the runbook's 120 s timeout, with room to replay
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -153,9 +155,11 @@ async def _replay_since_checkpoint(
         letters: list[MessageDeadLettered] = []
         reached: dict[TopicPartition, int] = {}
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _READ_FOR_S
+        deadline = loop.time() + _READ_AT_MOST_S
         while loop.time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                break  # caught up: what comes later is the next run's
             for partition, records in batches.items():
                 for record in records:
                     reached[partition] = record.offset + 1

@@ -62,7 +62,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--run",
-        help="id of this run (the runner passes its run_id); --verify checks this run's replays",
+        help="id of this run (default: VIGIL_RUN_ID, set by the runner); --verify checks the "
+        "replays of this run",
     )
     parser.add_argument("--verify", action="store_true")
     parser.add_argument("--wait-seconds", type=float, default=15.0)
@@ -74,13 +75,14 @@ def main() -> None:
     prefix = os.environ.get("VIGIL_KAFKA_TOPIC_PREFIX", "")
     reasons = set(args.reason or [r.value for r in DeadLetterReason])
 
-    run = args.run or f"manual-{uuid.uuid4().hex[:12]}"
-    if not run or len(run) > 200:
-        fail(USAGE, "--run must be 1 to 200 characters")
+    given = args.run or os.environ.get("VIGIL_RUN_ID")
+    run = given or f"manual-{uuid.uuid4().hex[:12]}"
+    if len(run) > 200:
+        fail(USAGE, "--run must be at most 200 characters")
 
     if args.verify:
-        if not args.run:
-            fail(USAGE, "--verify needs --run, the id of the run to verify")
+        if not given:
+            fail(USAGE, "--verify needs --run (or VIGIL_RUN_ID), the id of the run to verify")
         time.sleep(args.wait_seconds)  # let the consumers take the replayed messages
         again = [
             letter

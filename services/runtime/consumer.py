@@ -303,7 +303,9 @@ class EventConsumer:
     async def raise_dead_letter_alerts(self) -> None:
         """Publish the ``dead_letters`` alerts that are due; one that fails is logged and given
         back, never raised: the consumer must go on."""
-        if self._alerts is None:
+        if self._alerts is None or self._alerting.locked():
+            # Already under way: an in-memory broker delivers the alert to this very consumer
+            # while it is being published, and waiting here would wait for itself.
             return
         async with self._alerting:
             for pending in self._alerts.take_due():

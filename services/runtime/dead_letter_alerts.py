@@ -6,7 +6,7 @@ ones are counted, and at most one alert per topic per ``interval_s`` carries the
 previous one (so a burst of 50 bad records raises one alert saying 50, not 50 alerts)::
 
     quiet ──dead letter──▶ due ──alert published──▶ resting ──interval over──▶ quiet / due
-                                     │ publish failed: given back, due again
+                                     │ publish failed: given back, due an interval later
 
 The alert's ``model`` is the ``model`` field of the dead-lettered JSON when every letter of the
 window named the same valid model name; otherwise (undecodable bytes, no model, several models)
@@ -63,7 +63,6 @@ class PendingAlert:
     topic: str
     alert: AlertRaised
     window: _Window
-    previously_raised_at: float | None
 
 
 class DeadLetterAlerts:
@@ -115,12 +114,14 @@ class DeadLetterAlerts:
             resting = window.raised_at is not None and now - window.raised_at < self._interval_s
             if window.count and not resting:
                 alert = self._alert(topic, window)
-                pending.append(PendingAlert(topic, alert, window, window.raised_at))
+                pending.append(PendingAlert(topic, alert, window))
                 self._windows[topic] = _Window(raised_at=now)
         return pending
 
     def give_back(self, pending: PendingAlert) -> None:
-        """The alert could not be published: its dead letters count again, and it is due."""
+        """The alert could not be published: its dead letters count into the topic's next alert,
+        due one interval later (a broken alerts topic logs one failure per interval, not one a
+        second)."""
         window = self._windows[pending.topic]
         taken = pending.window
         window.count += taken.count
@@ -128,7 +129,6 @@ class DeadLetterAlerts:
         window.models |= taken.models
         window.unnamed += taken.unnamed
         window.last_error = window.last_error or taken.last_error
-        window.raised_at = pending.previously_raised_at
 
     def _alert(self, topic: str, window: _Window) -> AlertRaised:
         named = len(window.models) == 1 and not window.unnamed

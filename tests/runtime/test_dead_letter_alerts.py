@@ -106,13 +106,16 @@ def test_a_dead_letters_alert_that_is_itself_dead_lettered_raises_nothing() -> N
     assert alerts.note("p.labels", encode(own), INVALID, "refused")
 
 
-def test_an_alert_given_back_is_due_again_with_its_count() -> None:
+def test_an_alert_given_back_is_due_an_interval_later_with_its_count() -> None:
     clock = Clock()
     alerts = make_alerts(clock)
     alerts.note("p.labels", b"x", INVALID, "first")
     (pending,) = alerts.take_due()
     alerts.note("p.labels", b"x", DeadLetterReason.HANDLER_FAILED, "second")
     alerts.give_back(pending)
+    clock.now += 59
+    assert alerts.take_due() == []  # not retried every second
+    clock.now += 1
     (again,) = alerts.take_due()
     assert again.alert.evidence["count"] == 2
     assert again.alert.evidence["reasons"] == {"handler_failed": 1, "invalid": 1}
@@ -145,6 +148,7 @@ async def test_an_alert_that_cannot_be_published_does_not_fail_the_batch_and_is_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     publisher = AlertsFailPublisher()
+    clock = Clock()
     consumer = EventConsumer(
         service="monitor",
         group_id="monitor",
@@ -152,7 +156,9 @@ async def test_an_alert_that_cannot_be_published_does_not_fail_the_batch_and_is_
         metrics=ServiceMetrics("monitor"),
         kafka=KafkaSettings(),
         retry=RetryPolicy(attempts=1, first_delay_s=0),
-        alerts=DeadLetterAlerts(service="monitor", alerts_topic="alerts", interval_s=60),
+        alerts=DeadLetterAlerts(
+            service="monitor", alerts_topic="alerts", interval_s=60, clock=clock
+        ),
     )
     handled: list[LabelRecorded] = []
 
@@ -165,6 +171,9 @@ async def test_an_alert_that_cannot_be_published_does_not_fail_the_batch_and_is_
     assert "could not raise the dead_letters alert about labels" in caplog.text
 
     publisher.refuse_alerts = False
+    await consumer.raise_dead_letter_alerts()
+    assert not [e for e in publisher.published if isinstance(e, AlertRaised)]
+    clock.now += 60
     await consumer.raise_dead_letter_alerts()
     (alert,) = [e for e in publisher.published if isinstance(e, AlertRaised)]
     assert alert.evidence["count"] == 2

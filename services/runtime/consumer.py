@@ -20,7 +20,11 @@ reads (one group join instead of one per topic). For every polled batch it
      again, so the group does not evict a member that stopped polling; what was already handled or
      dead-lettered in it is not repeated;
 4. returns, and only then are the offsets committed. If dead-lettering itself fails, the batch is
-   not committed and is redelivered: nothing is lost.
+   not committed and is redelivered: nothing is lost;
+5. raises a ``dead_letters`` alert per source topic for what it dead-lettered, rate-limited
+   (:mod:`services.runtime.dead_letter_alerts`), after the batch and from
+   :meth:`EventConsumer.keep_alerting`. An alert that cannot be published is logged and retried
+   later; it never fails the batch (the dead letter is the record that must not be lost).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from contracts.dead_letter import DeadLetterReason, MessageDeadLettered
 from contracts.envelope import Envelope, utc_now
 from contracts.topics import Topic, topic_of
 from contracts.wire import DecodeError, decode
+from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.failures import FailureClassifier
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options
@@ -192,7 +197,10 @@ class EventConsumer:
         retry: RetryPolicy | None = None,
         transient: Iterable[type[BaseException]] = (),
         rng: random.Random | None = None,
+        alerts: DeadLetterAlerts | None = None,
     ) -> None:
+        """``alerts``: where dead letters are counted to raise ``dead_letters`` alerts (none are
+        raised without it)."""
         self._service = service
         self._group_id = group_id
         self._publisher = publisher
@@ -209,6 +217,8 @@ class EventConsumer:
         # Records dead-lettered in a batch not committed yet: a batch given back and polled
         # again must not dead-letter them twice.
         self._lettered: set[tuple[str, int, int]] = set()
+        self._alerts = alerts
+        self._alerting = asyncio.Lock()
         metrics.consumer_blocked.labels(service).set(0)
         metrics.consumer_blocked_since.labels(service).set(0)
 
@@ -288,6 +298,38 @@ class EventConsumer:
         self._held_until = None
         await self._handle(records)
         self._lettered.clear()  # the batch is committed next: its offsets will not come again
+        await self.raise_dead_letter_alerts()
+
+    async def raise_dead_letter_alerts(self) -> None:
+        """Publish the ``dead_letters`` alerts that are due; one that fails is logged and given
+        back, never raised: the consumer must go on."""
+        if self._alerts is None or self._alerting.locked():
+            # Already under way: an in-memory broker delivers the alert to this very consumer
+            # while it is being published, and waiting here would wait for itself.
+            return
+        async with self._alerting:
+            for pending in self._alerts.take_due():
+                try:
+                    await self._publisher.publish(pending.alert)
+                except Exception as error:
+                    self._alerts.give_back(pending)
+                    log.warning(
+                        "could not raise the dead_letters alert about %s (retried later): %s",
+                        pending.topic,
+                        _describe(error),
+                    )
+                else:
+                    log.warning("raised: %s", pending.alert.summary)
+
+    async def keep_alerting(self) -> None:
+        """Raise the alerts held back by the rate limit once they are due, even if no batch
+        comes to trigger them (a background task of the service)."""
+        if self._alerts is None:
+            return
+        period = min(1.0, self._alerts.interval_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            await self.raise_dead_letter_alerts()
 
     async def _handle(self, records: Sequence[Record]) -> None:
         deliveries: list[_Delivery] = []
@@ -477,6 +519,8 @@ class EventConsumer:
             )
         )
         self._lettered.add(coordinates)
+        if self._alerts is not None:
+            self._alerts.note(record.topic, record.value, reason, error)
         self._metrics.dead_lettered.labels(self._service, record.topic, reason.value).inc()
         log.warning(
             "dead-lettered %s[%d]@%d (%s): %s",

@@ -21,9 +21,11 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from contracts.topics import Topic
 from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, RetryPolicy
 from services.runtime.database import Sessions
+from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
@@ -78,9 +80,16 @@ class ServiceRuntime:
                 hold_s=settings.consumer_hold_s,
             ),
             transient=transient,
+            alerts=DeadLetterAlerts(
+                service=name.value,
+                alerts_topic=settings.kafka.topic_name(Topic.ALERTS),
+                interval_s=settings.dead_letter_alert_interval_s,
+            ),
         )
         self._max_records = max_records
-        self._background: list[tuple[str, BackgroundTask]] = []
+        self._background: list[tuple[str, BackgroundTask]] = [
+            ("dead-letter-alerts", self.consumer.keep_alerting)
+        ]
         self._before_scrape: list[ScrapeHook] = []
         self._subscribed = False
         self._checks: dict[str, Check] = {}

@@ -134,6 +134,14 @@ class ServiceSettings(BaseSettings):
         "uncommitted and polled again (at most 240 s: Kafka evicts a member that has not polled "
         "for max.poll.interval.ms, 300 s).",
     )
+    dead_letter_alert_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Least time between two dead_letters alerts about one source topic: the "
+        "first dead letter raises one at once, later ones are counted into the next "
+        "(services/runtime/dead_letter_alerts.py).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe log level written."
     )

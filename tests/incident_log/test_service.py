@@ -156,3 +156,26 @@ async def test_killed_after_the_commit_and_before_the_publish_the_event_is_publi
     assert b"incident.opened" in record.value
     assert len(await read_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=2.0)) == 1
     assert len(await incidents_via_api(relaying)) == 1
+
+
+async def test_an_alert_it_cannot_take_is_dead_lettered_and_opens_a_dead_letters_incident(
+    incident_log_process: Callable[..., ServiceProcess],
+    kafka_settings: KafkaSettings,
+) -> None:
+    service = incident_log_process()
+    service.start()
+    await service.wait_ready()
+    broken = make_alert().model_dump_json().replace('"recall":0.81', '"recall":NaN')
+    assert "NaN" in broken
+    await write_raw(kafka_settings, Topic.ALERTS, [broken.encode()])
+    fingerprint = (
+        f"breast-cancer:v-:dead_letters:incident-log/{kafka_settings.topic_name(Topic.ALERTS)}"
+    )
+
+    async def opened() -> bool:
+        return any(i["fingerprint"] == fingerprint for i in await incidents_via_api(service))
+
+    await wait_until(opened)
+    (incident,) = await incidents_via_api(service)
+    assert incident["model"] == "breast-cancer"
+    assert await service.stop() == 0

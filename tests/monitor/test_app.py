@@ -17,6 +17,7 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts import (
+    AlertKind,
     AlertRaised,
     Envelope,
     LabelRecorded,
@@ -107,14 +108,17 @@ async def test_a_decaying_stream_gives_figures_and_one_alert_and_bad_events_are_
         await runtime.publisher.publish(bad_label)
         for event in interleaved(stream, label_lag=20)[1:]:
             await runtime.publisher.publish(event)
-        await until(lambda: len(received[Topic.ALERTS]) >= 1)
+        await until(lambda: len(received[Topic.ALERTS]) >= 2)
         status = await app.state.service.status()
 
     metrics = [e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]
     assert len(metrics) >= 7
-    (alert,) = received[Topic.ALERTS]
-    assert isinstance(alert, AlertRaised)
+    alerts = [e for e in received[Topic.ALERTS] if isinstance(e, AlertRaised)]
+    (alert,) = [a for a in alerts if a.kind is not AlertKind.DEAD_LETTERS]
     assert alert.fingerprint == f"{MODEL}:v1:metric_decay:recall"
+    (dead_letters,) = [a for a in alerts if a.kind is AlertKind.DEAD_LETTERS]
+    assert dead_letters.fingerprint == f"{MODEL}:v-:dead_letters:monitor/labels"
+    assert dead_letters.evidence["count"] == 1
     (letter,) = received[Topic.DEAD_LETTER]
     assert isinstance(letter, MessageDeadLettered)
     assert "'cyst' is not a class" in letter.error

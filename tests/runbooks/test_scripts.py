@@ -4,6 +4,7 @@ registry over loopback HTTP."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -18,8 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from contracts import DeadLetterReason, LabelRecorded, MessageDeadLettered, Topic
+from services.runtime import KafkaSettings
 from tests.http_tools import serving
+from tests.kafka_tools import read_until_quiet, write_raw
 from tests.model_builders import registration_form, train
+from tests.processes import kafka_env
 from tests.registry_tools import AS_ANA, Registry, registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,3 +255,79 @@ async def test_a_fix_landing_between_judging_and_rolling_back_is_not_rolled_back
     revisions = await history_of(url)
     assert [r["action"] for r in revisions] == ["deployed", "deployed", "deployed"]
     assert await champion(url) == 3
+
+
+def _letter(kafka: KafkaSettings, offset: int, headers: dict[str, str] | None = None) -> bytes:
+    original = LabelRecorded(producer="client", model=MODEL, request_id=f"req-{offset}", label=1)
+    return (
+        MessageDeadLettered(
+            producer="monitor",
+            original_topic=kafka.topic_name(Topic.LABELS),
+            partition=0,
+            offset=offset,
+            consumer_group="monitor",
+            reason=DeadLetterReason.HANDLER_FAILED,
+            error=f"failure {offset}",
+            original_key_b64=base64.b64encode(MODEL.encode()).decode(),
+            original_value_b64=base64.b64encode(original.model_dump_json().encode()).decode(),
+            original_headers=headers or {},
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # seven script runs, each reading the dead-letter topic for seconds
+async def test_replay_replays_each_dead_letter_once_and_verifies_only_its_own_run(
+    kafka_settings: KafkaSettings,
+) -> None:
+    env = kafka_env(kafka_settings)
+    old_failure = {"vigil-replayed-from": "labels/0/9", "vigil-replay-run": "run-old"}
+    await write_raw(
+        kafka_settings,
+        Topic.DEAD_LETTER,
+        [_letter(kafka_settings, 0), _letter(kafka_settings, 1, old_failure)],
+    )
+
+    async def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            run_script, "replay_dead_letters.py", "--topic", "labels", *args, env=env
+        )
+
+    first = await replay("--run", "run-1")
+    assert first.returncode == 0, first.stderr
+    assert "run-1 replayed 1 message(s)" in first.stdout
+    replayed = await read_until_quiet(kafka_settings, Topic.LABELS)
+    assert len(replayed) == 1
+    assert dict(replayed[0].headers)["vigil-replay-run"] == b"run-1"
+    assert b'"request_id":"req-0"' in replayed[0].value
+
+    # The old failure of an earlier replay is not this run's business.
+    verified = await replay("--run", "run-1", "--verify", "--wait-seconds", "0")
+    assert verified.returncode == 0, verified.stderr
+
+    again = await replay("--run", "run-2")
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert len(await read_until_quiet(kafka_settings, Topic.LABELS)) == 1
+
+    await write_raw(kafka_settings, Topic.DEAD_LETTER, [_letter(kafka_settings, 2)])
+    third = await replay("--run", "run-3")
+    assert third.returncode == 0, third.stderr
+    assert "run-3 replayed 1 message(s)" in third.stdout
+    labels = await read_until_quiet(kafka_settings, Topic.LABELS)
+    assert [dict(r.headers)["vigil-replay-run"] for r in labels] == [b"run-1", b"run-3"]
+
+    # One of run-3's replays fails again: run-3's verification says so, run-1's does not.
+    came_back = {"vigil-replayed-from": "labels/0/2", "vigil-replay-run": "run-3"}
+    await write_raw(kafka_settings, Topic.DEAD_LETTER, [_letter(kafka_settings, 3, came_back)])
+    failed = await replay("--run", "run-3", "--verify", "--wait-seconds", "0")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "1 message(s) replayed by run-3 were dead-lettered again" in failed.stderr
+    still_fine = await replay("--run", "run-1", "--verify", "--wait-seconds", "0")
+    assert still_fine.returncode == 0, still_fine.stderr
+
+    # A verification has to say which run it checks.
+    anonymous = await replay("--verify", "--wait-seconds", "0")
+    assert anonymous.returncode == 2

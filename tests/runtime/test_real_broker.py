@@ -7,28 +7,48 @@ import base64
 import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import generate_latest
 
-from contracts import TOPICS, Envelope, MessageDeadLettered, Topic
+from contracts import (
+    TOPICS,
+    AlertKind,
+    AlertRaised,
+    Envelope,
+    LabelRecorded,
+    MessageDeadLettered,
+    Topic,
+)
 from contracts.wire import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
     HEADER_PRODUCER,
     HEADER_SCHEMA_VERSION,
+    decode,
 )
-from services.runtime import KafkaSettings, ServiceName, ServiceRuntime, ServiceSettings
+from services.runtime import (
+    KafkaSettings,
+    Rejected,
+    ServiceName,
+    ServiceRuntime,
+    ServiceSettings,
+)
 from tests.factories import make_alert, sample_events
-from tests.kafka_tools import read_topic, write_raw
+from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
 
 pytestmark = pytest.mark.integration
 
 
-def make_runtime(kafka: KafkaSettings, unique: str) -> ServiceRuntime:
+def make_runtime(
+    kafka: KafkaSettings, unique: str, *, alert_interval_s: float = 60.0
+) -> ServiceRuntime:
     return ServiceRuntime(
-        ServiceName.SCORER, ServiceSettings(kafka=kafka), group_id=f"test-{unique}"
+        ServiceName.SCORER,
+        ServiceSettings(kafka=kafka, dead_letter_alert_interval_s=alert_interval_s),
+        group_id=f"test-{unique}",
     )
 
 
@@ -108,6 +128,8 @@ async def test_bad_messages_on_every_subscribed_topic_are_dead_lettered_and_the_
     done = asyncio.Event()
 
     async def handler(event: Envelope) -> None:
+        if isinstance(event, AlertRaised) and event.kind is AlertKind.DEAD_LETTERS:
+            return  # the runtime's own alert about these dead letters (tested below)
         handled[event.type].append(event)
         if len(handled) == len(subscribed):
             done.set()
@@ -205,3 +227,120 @@ async def test_a_plain_kafka_consumer_reads_events_as_json(
     assert document["fingerprint"] == alert.fingerprint
     assert document["evidence"] == alert.evidence
     assert record.key == alert.model.encode()
+
+
+def _label(n: int) -> LabelRecorded:
+    return LabelRecorded(producer="client", model="breast-cancer", request_id=f"req-{n}", label=1)
+
+
+def _dead_letters_alerts(records: list[Any]) -> list[AlertRaised]:
+    events = [decode(Topic.ALERTS, record.value) for record in records]
+    return [e for e in events if isinstance(e, AlertRaised) and e.kind is AlertKind.DEAD_LETTERS]
+
+
+def _counts(records: list[Any]) -> list[int]:
+    return [int(cast(int, alert.evidence["count"])) for alert in _dead_letters_alerts(records)]
+
+
+async def test_a_dead_letter_raises_one_dead_letters_alert_and_a_burst_one_with_its_count(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    runtime = make_runtime(kafka_settings, unique)
+    handled: list[LabelRecorded] = []
+
+    async def on_label(label: LabelRecorded) -> None:
+        handled.append(label)
+
+    runtime.consumer.on(LabelRecorded, on_label)
+    named = json.dumps({"type": "label.recorded", "model": "breast-cancer"}).encode()
+    await write_raw(kafka_settings, Topic.LABELS, [named, _label(0).model_dump_json().encode()])
+    labels = kafka_settings.topic_name(Topic.LABELS)
+
+    async with runtime.running():
+        records = await read_until(
+            kafka_settings, Topic.ALERTS, lambda rs: bool(_dead_letters_alerts(rs))
+        )
+        (first,) = _dead_letters_alerts(records)
+        assert first.model == "breast-cancer"
+        assert first.producer == "scorer"
+        assert first.fingerprint == f"breast-cancer:v-:dead_letters:scorer/{labels}"
+        assert first.evidence["count"] == 1
+        assert first.evidence["topic"] == labels
+
+        # 50 bad records in a burst, inside the interval: no alert yet, the consumer goes on.
+        await write_raw(
+            kafka_settings,
+            Topic.LABELS,
+            [b"\x00junk %d" % n for n in range(50)] + [_label(1).model_dump_json().encode()],
+        )
+        await wait_for(lambda: len(handled) == 2)
+        assert len(_dead_letters_alerts(await read_until_quiet(kafka_settings, Topic.ALERTS))) == 1
+
+    letters = await read_topic(kafka_settings, Topic.DEAD_LETTER, count=51)
+    assert len(letters) == 51
+    assert [label.request_id for label in handled] == ["req-0", "req-1"]
+
+
+async def test_a_burst_of_fifty_dead_letters_raises_one_alert_counting_fifty(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    runtime = make_runtime(kafka_settings, unique, alert_interval_s=2.0)
+    handled: list[LabelRecorded] = []
+
+    async def on_label(label: LabelRecorded) -> None:
+        handled.append(label)
+
+    runtime.consumer.on(LabelRecorded, on_label)
+    await write_raw(
+        kafka_settings,
+        Topic.LABELS,
+        [b"\x00junk %d" % n for n in range(50)] + [_label(0).model_dump_json().encode()],
+    )
+    async with runtime.running():
+        await wait_for(lambda: len(handled) == 1)
+        records = await read_until(
+            kafka_settings,
+            Topic.ALERTS,
+            lambda rs: sum(_counts(rs)) >= 50,
+        )
+        # Whether the broker hands the burst over in one poll or several, the rate limit makes
+        # one alert of the first poll and at most one more (after the interval) of the rest.
+        counts = _counts(records)
+        assert sum(counts) == 50
+        assert len(counts) <= 2
+        assert counts[0] >= 1
+        alert = _dead_letters_alerts(records)[0]
+        assert alert.model == "vigil"
+        assert alert.evidence["reasons"] == {"undecodable": counts[0]}
+
+        await write_raw(kafka_settings, Topic.LABELS, [_label(1).model_dump_json().encode()])
+        await wait_for(lambda: len(handled) == 2)  # and it keeps consuming
+
+
+async def test_a_consumer_of_alerts_that_dead_letters_its_own_alert_raises_no_more(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    runtime = make_runtime(kafka_settings, unique, alert_interval_s=0.2)
+
+    async def refuse(alert: AlertRaised) -> None:
+        raise Rejected(f"cannot take {alert.kind}")
+
+    runtime.consumer.on(AlertRaised, refuse)
+    await write_raw(kafka_settings, Topic.ALERTS, [make_alert().model_dump_json().encode()])
+    async with runtime.running():
+        await read_topic(kafka_settings, Topic.DEAD_LETTER, count=2)
+        await asyncio.sleep(2.0)  # ten intervals: room for a loop to show
+        alerts = await read_until_quiet(kafka_settings, Topic.ALERTS)
+        letters = await read_until_quiet(kafka_settings, Topic.DEAD_LETTER)
+
+    assert len(alerts) == 2  # the refused alert and the one dead_letters alert about it
+    assert len(_dead_letters_alerts(alerts)) == 1
+    assert len(letters) == 2
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

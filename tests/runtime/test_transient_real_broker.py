@@ -12,7 +12,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import exc as sa
 
-from contracts import AlertRaised, MessageDeadLettered, Topic
+from contracts import AlertKind, AlertRaised, MessageDeadLettered, Topic
 from services.runtime import KafkaSettings, ServiceName, ServiceRuntime, ServiceSettings
 from tests.factories import make_alert
 from tests.kafka_tools import read_until_quiet, write_raw
@@ -112,6 +112,8 @@ async def test_a_batch_held_past_the_hold_time_is_polled_again_and_repeats_nothi
     handled: list[str] = []
 
     async def on_alert(alert: AlertRaised) -> None:
+        if alert.kind is AlertKind.DEAD_LETTERS:
+            return  # the runtime's own alert about the "{not json" record
         attempts[alert.summary] = attempts.get(alert.summary, 0) + 1
         if alert.summary == "during" and not database_up:
             raise database_down()

@@ -120,7 +120,7 @@ def _on_call_table(rows: list[dict[str, Any]]) -> Table:
             row["schedule"],
             row["person"] or "[red]nobody[/red]",
             why if row["person"] else "-",
-            (row["until"] or "")[:16],
+            _utc(row["until"]),
         )
     return table
 
@@ -185,7 +185,7 @@ def show(
         for override in schedule["overrides"]:
             out.print(
                 f"override {override['id']}: {override['person']} from "
-                f"{override['starts_at'][:16]} to {override['ends_at'][:16]}"
+                f"{_utc(override['starts_at'])} to {_utc(override['ends_at'])}"
             )
 
 
@@ -242,6 +242,11 @@ def cancel(schedule: str, override_id: str, url: Url = None, token: Token = None
     with client_for(url, token) as client:
         client.delete(f"/schedules/{schedule}/overrides/{override_id}")
     out.print(f"override {override_id} cancelled")
+
+
+def _utc(text: str | None) -> str:
+    """An ISO time from the API (UTC), shown to the minute with its zone."""
+    return f"{text[:16].replace('T', ' ')} UTC" if text else ""
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -28,7 +28,14 @@ from services.incident_log.domain import TimelineEntry as Entry
 from services.incident_log.lifecycle import InvalidTransition
 from services.incident_log.operations import IncidentLog, UnknownIncident
 from services.incident_log.paging.links import LinkExpired, LinkInvalid, read_link_token
-from services.incident_log.paging.schedules import NAME_PATTERN, Layer, OnCall, Schedule, on_call
+from services.incident_log.paging.schedules import (
+    NAME_PATTERN,
+    Layer,
+    OnCall,
+    Override,
+    Schedule,
+    on_call,
+)
 from services.incident_log.paging.store import PagingStore
 from services.incident_log.paging.tables import (
     ContactRow,
@@ -530,7 +537,7 @@ def _contact_view(row: ContactRow, *, with_secret: bool = False) -> ContactView:
     )
 
 
-def _override_view(row: OverrideRow) -> OverrideView:
+def _override_view(row: OverrideRow | Override) -> OverrideView:
     return OverrideView(
         id=row.id,
         schedule=row.schedule,
@@ -552,24 +559,13 @@ def _on_call_view(schedule: Schedule, now_on: OnCall) -> OnCallView:
     )
 
 
-def _schedule_view(schedule: Schedule, overrides: list[Any], at: datetime) -> ScheduleView:
+def _schedule_view(schedule: Schedule, overrides: list[Override], at: datetime) -> ScheduleView:
     return ScheduleView(
         name=schedule.name,
         tier=schedule.tier,
         layers=schedule.layers,
         on_call=_on_call_view(schedule, on_call(schedule, overrides, at)),
-        overrides=[
-            OverrideView(
-                id=o.id,
-                schedule=o.schedule,
-                person=o.person,
-                starts_at=o.starts_at,
-                ends_at=o.ends_at,
-                created_by=o.created_by,
-            )
-            for o in overrides
-            if o.schedule == schedule.name
-        ],
+        overrides=[_override_view(o) for o in overrides if o.schedule == schedule.name],
     )
 
 

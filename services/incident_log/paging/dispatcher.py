@@ -251,11 +251,11 @@ class Dispatcher:
                 recent = await store.pages_since(person, now - self._config.rate_window)
                 if recent >= self._config.pages_per_window:
                     continue
-                items: dict[str, dict[str, Any]] = {}
-                for row in rows:
-                    page = await store.page(row.page_id)
-                    if page is not None and row.page_id not in items:
-                        items[row.page_id] = _digest_item(page)
+                pages = await store.pages_by_id({row.page_id for row in rows})
+                items = {
+                    page.id: _digest_item(page)
+                    for page in sorted(pages.values(), key=lambda p: (p.created_at, p.id))
+                }
                 held_keys = "/".join(sorted(row.id for row in rows))
                 digest = PageRow(
                     id=f"dg-{hashlib.sha256(held_keys.encode()).hexdigest()[:16]}",

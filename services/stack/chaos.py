@@ -1,0 +1,712 @@
+"""Chaos: the whole stack (as ``vigil up`` runs it) under steady scoring traffic, labels, alerts
+and registry writes, while a random service (never the broker) is SIGKILLed at a random moment
+every so often and the supervisor restarts it with its backoff. Then the load stops, the system
+settles (bounded) and what the real system kept is counted:
+
+- every scoring request sent has a prediction (a fresh consumer reads ``predictions``);
+  duplicates are allowed (at least once) and counted apart;
+- every alert was recorded, every alert fingerprint has an incident, and no fingerprint has two
+  unresolved incidents (the incident log's database);
+- no runbook run was executed twice: the chaos runbook (``chaos_runbook.py``) appends its run id
+  to an effects log as its first act, so that log is the record of real executions;
+- every registry write answered 2xx is still in the registry (its API);
+- what went to the dead-letter topic.
+
+``bench/chaos.py`` runs it long (20+ kills) and prints the tally; ``tests/e2e/test_chaos.py`` runs
+it short and asserts the same invariants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import sklearn
+import skops.io
+import yaml
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+
+from contracts import (
+    AlertKind,
+    AlertRaised,
+    Envelope,
+    LabelRecorded,
+    ScoringRequest,
+    Severity,
+    Topic,
+    alert_fingerprint,
+)
+from services.runtime.database import create_engine
+from services.runtime.kafka import consumer_options, kafka_broker
+from services.runtime.names import ServiceName
+from services.runtime.publisher import EventPublisher
+from services.runtime.settings import KafkaProfile, KafkaSettings
+from services.stack import chaos_runbook, scenario
+from services.stack.stack import RunningStack, StackSettings, running_stack
+from services.stack.supervisor import ChildState
+
+__all__ = ["ChaosOptions", "Tally", "run_chaos"]
+
+Say = Callable[[str], None]
+
+ALERT_MODEL = "chaos-signals"
+"""The model the chaos alerts are about (no such model is registered: the incident log does not
+need one); each fingerprint has its own version, so each becomes its own incident."""
+
+RUNBOOK = "chaos-effect"
+
+_UNFINISHED_RUNS = ("requested", "running", "verifying")
+
+
+@dataclass
+class ChaosOptions:
+    """How a chaos run goes."""
+
+    state_dir: Path
+    seed: int
+    kills: int = 20
+    kill_every_s: tuple[float, float] = (10.0, 20.0)
+    requests_per_s: float = 20.0
+    label_delay_s: float = 2.0
+    new_fingerprint_every_s: float = 3.0
+    repeat_alerts_per_s: float = 1.0
+    registry_write_every_s: float = 8.0
+    settle_timeout_s: float = 300.0
+    broker_port: int = 19092
+    ports: dict[ServiceName, int] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """What a chaos run counted in the real system afterwards."""
+
+    seed: int
+    kills: int
+    kills_by_service: dict[str, int]
+    restarts_by_service: dict[str, int]
+    requests: int
+    predictions_unique: int
+    predictions_duplicate: int
+    lost: int
+    alerts_sent: int
+    alerts_lost: int
+    alert_fingerprints: int
+    fingerprints_without_incident: int
+    duplicate_incidents: int
+    incidents: int
+    runbook_runs: dict[str, int]
+    runbook_runs_executed: int
+    runbook_runs_executed_twice: int
+    runbook_runs_succeeded_unexecuted: int
+    registry_writes_acknowledged: int
+    registry_changes_lost: int
+    dead_lettered: int
+    dead_lettered_by_topic: dict[str, int]
+    settled: bool
+    unsettled: list[str]
+    durations_s: dict[str, float]
+
+    def as_json(self) -> dict[str, Any]:
+        """The tally as the benchmark's JSON object."""
+        return {"benchmark": "chaos"} | asdict(self)
+
+
+async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
+    """Start the stack, load it while killing services, settle, count; stop the stack."""
+    started = time.monotonic()
+    rng = random.Random(options.seed)
+    runbooks_dir = prepare_runbooks(options.state_dir, StackSettings().runbooks_dir)
+    settings = StackSettings(
+        state_dir=options.state_dir,
+        broker_port=options.broker_port,
+        ports=options.ports,
+        runbooks_dir=runbooks_dir,
+        service_env={"VIGIL_MONITOR_JOIN_TTL_SECONDS": "120"},
+    )
+    say(f"starting the stack in {options.state_dir} (seed {options.seed})")
+    async with running_stack(settings) as stack:
+        up = time.monotonic()
+        say(f"stack up in {up - started:.0f} s")
+        kafka = KafkaSettings(
+            bootstrap_servers=stack.bootstrap_servers, profile=KafkaProfile.EMBEDDED
+        )
+        admin = {"Authorization": f"Bearer {stack.credentials.admin_token}"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            writer = await _token(http, stack, admin, "chaos-writer", "l2")
+            registry = RegistryWrites(http, stack.url(ServiceName.RETRAINER), writer)
+            await registry.first_deployment()
+            await _wait_served(http, stack.url(ServiceName.SCORER))
+            say("model v1 deployed and served; load starts")
+            killer = Killer(stack, rng, options)
+            load_started = time.monotonic()
+            async with (
+                Load(kafka, options, rng) as load,
+                registry.every(options.registry_write_every_s),
+            ):
+                await killer.run(say)
+                say("last kill done; waiting for every service to be ready")
+                await _all_ready(stack, options.settle_timeout_s)
+            load_stopped = time.monotonic()
+            say(
+                f"load stopped: {len(load.requests)} requests, {len(load.alerts)} alerts, "
+                f"{len(registry.acknowledged)} registry writes acknowledged"
+            )
+            unsettled = await settle(
+                stack, kafka, load, runbooks_dir, options.settle_timeout_s, say
+            )
+            settled_at = time.monotonic()
+            tally = await count(stack, kafka, load, registry, killer, runbooks_dir, http, admin)
+    tally.seed = options.seed
+    tally.settled = not unsettled
+    tally.unsettled = unsettled
+    tally.durations_s = {
+        "startup": round(up - started, 1),
+        "load": round(load_stopped - load_started, 1),
+        "settle": round(settled_at - load_stopped, 1),
+        "count_and_stop": round(time.monotonic() - settled_at, 1),
+        "total": round(time.monotonic() - started, 1),
+    }
+    return tally
+
+
+def prepare_runbooks(state_dir: Path, shipped: Path) -> Path:
+    """The shipped runbooks plus the chaos runbook, in a folder of the run's own: its catalogue
+    gains ``chaos-effect``, its routing policy a route sending the chaos alerts to it (with a
+    short group wait and timers that never escalate during the run)."""
+    folder = state_dir.resolve() / "runbooks"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(shipped, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(chaos_runbook.__file__, folder / "chaos_runbook.py")
+    catalog = yaml.safe_load((folder / "catalog.yaml").read_text())
+    run = ["python", "chaos_runbook.py", "--run", "{run_id}"]
+    catalog["runbooks"].append(
+        {
+            "name": RUNBOOK,
+            "purpose": "Record its run id in effects.log (the chaos suite counts executions).",
+            "alert_kinds": [AlertKind.MANUAL.value],
+            "tier": "L1",
+            "command": run,
+            "parameters": {
+                "run_id": {"from": "run_id", "type": "str", "pattern": "^[A-Za-z0-9._:-]+$"}
+            },
+            "timeout_seconds": 60,
+            "verify": {"command": [*run, "--verify"], "timeout_seconds": 60},
+            "max_concurrent_per_model": 100,
+        }
+    )
+    (folder / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False))
+    policy = yaml.safe_load((folder / "routing.yaml").read_text())
+    policy["group_wait_seconds"] = 2
+    patient = {"ack_timeout_minutes": 600, "mitigate_timeout_minutes": 600}
+    policy["routes"].insert(
+        0,
+        {
+            "name": "chaos",
+            "match": {"kinds": [AlertKind.MANUAL.value], "models": [ALERT_MODEL]},
+            "runbooks": [RUNBOOK],
+            "tiers": {tier: dict(patient) for tier in ("L1", "L2", "L3")},
+        },
+    )
+    (folder / "routing.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    return folder
+
+
+def effects_log(runbooks_dir: Path) -> Path:
+    """Where the chaos runbook records its executions."""
+    return runbooks_dir / chaos_runbook.EFFECTS.name
+
+
+class Load:
+    """Scoring requests at a steady rate with each one's label a little later, and alerts: a new
+    fingerprint every few seconds and repeats of known ones. Remembers what the broker acked."""
+
+    def __init__(self, kafka: KafkaSettings, options: ChaosOptions, rng: random.Random) -> None:
+        self._kafka = kafka
+        self._options = options
+        self._rng = random.Random(rng.random())
+        self.requests: set[str] = set()
+        self.alerts: set[UUID] = set()
+        self.fingerprints: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Load:
+        broker = kafka_broker(self._kafka, client_id="vigil-chaos")
+        self._publisher = EventPublisher(broker, self._kafka, client_id="vigil-chaos")
+        await self._publisher.start()
+        self._tasks = [asyncio.create_task(self._scoring()), asyncio.create_task(self._alerting())]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._publisher.stop()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+    async def _publish(self, events: list[Envelope]) -> None:
+        await self._publisher.publish_many(events)  # returns once the broker acked every one
+        for event in events:
+            if isinstance(event, ScoringRequest):
+                self.requests.add(event.request_id)
+            elif isinstance(event, AlertRaised):
+                self.alerts.add(event.event_id)
+                self.fingerprints.add(event.fingerprint)
+
+    async def _scoring(self) -> None:
+        dataset = scenario.load()
+        requests = scenario.traffic(dataset, shifted=False, start=0, seed=self._rng.randrange(99))
+        labels: deque[tuple[float, LabelRecorded]] = deque()
+        tick, owed = 0.05, 0.0
+        while True:
+            now = time.monotonic()
+            owed += self._options.requests_per_s * tick
+            batch: list[Envelope] = []
+            while owed >= 1:
+                owed -= 1
+                request = next(requests)
+                batch.append(
+                    ScoringRequest(
+                        producer="chaos-client",
+                        model=scenario.MODEL,
+                        request_id=request.request_id,
+                        features=request.features,
+                    )
+                )
+                label = LabelRecorded(
+                    producer="chaos-client",
+                    model=scenario.MODEL,
+                    request_id=request.request_id,
+                    label=request.label,
+                )
+                labels.append((now + self._options.label_delay_s, label))
+            while labels and labels[0][0] <= now:
+                batch.append(labels.popleft()[1])
+            if batch:
+                await self._publish(batch)
+            await asyncio.sleep(tick)
+
+    async def _alerting(self) -> None:
+        known: list[AlertRaised] = []
+        tick = 0.25
+        next_new = time.monotonic()
+        while True:
+            batch: list[Envelope] = []
+            if time.monotonic() >= next_new:
+                next_new += self._options.new_fingerprint_every_s
+                version = len(known) + 1
+                subject = f"signal-{version}"
+                known.append(
+                    AlertRaised(
+                        producer="chaos-client",
+                        model=ALERT_MODEL,
+                        model_version=version,
+                        kind=AlertKind.MANUAL,
+                        severity=Severity.WARNING,
+                        fingerprint=alert_fingerprint(
+                            ALERT_MODEL, version, AlertKind.MANUAL, subject
+                        ),
+                        summary=f"chaos signal {subject}",
+                    )
+                )
+                batch.append(known[-1])
+            if known and self._rng.random() < self._options.repeat_alerts_per_s * tick:
+                again = self._rng.choice(known)
+                batch.append(
+                    again.model_copy(update={"event_id": UUID(int=self._rng.getrandbits(128))})
+                )
+            if batch:
+                await self._publish(batch)
+            await asyncio.sleep(tick)
+
+
+@dataclass(frozen=True)
+class RegistryWrite:
+    """A registry change the registry acknowledged (2xx)."""
+
+    kind: str  # "version" or "deployment"
+    number: int  # the version, or the deployment's revision
+    sha256: str | None = None
+
+
+class RegistryWrites:
+    """Registers versions of the scored model and deploys them, remembering each write the
+    registry acknowledged; a write that fails or times out is not counted (nor retried)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self._http = http
+        self._url = url
+        self._headers = headers
+        self._dataset = scenario.load()
+        self._spec = scenario.monitoring_spec(self._dataset).model_dump(mode="json")
+        self.acknowledged: list[RegistryWrite] = []
+        self.attempts = 0
+
+    async def first_deployment(self) -> None:
+        """v1, registered and deployed (the registry is up: no failure is expected)."""
+        version = await self._register()
+        if version is None or await self._deploy(version) is None:
+            raise RuntimeError("the registry refused the first registration or deployment")
+
+    @asynccontextmanager
+    async def every(self, interval_s: float) -> AsyncIterator[None]:
+        """Alternately register a version and deploy the latest, every ``interval_s``."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                versions = [w.number for w in self.acknowledged if w.kind == "version"]
+                if len(self.acknowledged) % 2 == 0:
+                    await self._register()
+                else:
+                    await self._deploy(max(versions))
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _register(self) -> int | None:
+        model = await asyncio.to_thread(scenario.train, self._dataset, 1.0)
+        artifact = skops.io.dumps(model)
+        metadata = {
+            "sklearn_version": sklearn.__version__,
+            "dataset_name": scenario.MODEL,
+            "dataset_version": "chaos",
+            "metrics": {"recall": 0.93},
+            "parameters": scenario.recipe(1.0),
+            "code_version": "vigil-chaos",
+            "spec": self._spec,
+            "reason": "chaos suite",
+        }
+        csv = scenario.to_csv(self._dataset.features, self._dataset.train_x, self._dataset.train_y)
+        response = await self._write(
+            "POST",
+            f"/models/{scenario.MODEL}/versions",
+            data={"metadata": json.dumps(metadata)},
+            files={"artifact": ("model.skops", artifact), "training_data": ("train.csv", csv)},
+        )
+        if response is None:
+            return None
+        body = response.json()
+        self.acknowledged.append(
+            RegistryWrite("version", int(body["version"]), str(body["artifact_sha256"]))
+        )
+        return int(body["version"])
+
+    async def _deploy(self, version: int) -> int | None:
+        response = await self._write(
+            "PUT",
+            f"/models/{scenario.MODEL}/deployment",
+            json={"champion": version, "reason": "chaos suite"},
+        )
+        if response is None:
+            return None
+        revision = int(response.json()["revision"])
+        self.acknowledged.append(RegistryWrite("deployment", revision))
+        return revision
+
+    async def _write(self, method: str, path: str, **body: Any) -> httpx.Response | None:
+        self.attempts += 1
+        try:
+            response = await self._http.request(
+                method, f"{self._url}{path}", headers=self._headers, **body
+            )
+        except httpx.TransportError:
+            return None  # the registry is down (or died mid-answer): not acknowledged
+        return response if response.is_success else None
+
+    async def lost(self) -> int:
+        """How many acknowledged writes the registry no longer shows."""
+        detail = (await self._http.get(f"{self._url}/models/{scenario.MODEL}")).json()
+        versions = {int(v["version"]): v["artifact_sha256"] for v in detail["versions"]}
+        history = (await self._http.get(f"{self._url}/models/{scenario.MODEL}/history")).json()
+        revisions = {int(r["revision"]) for r in history["revisions"]}
+        return sum(
+            1
+            for write in self.acknowledged
+            if (write.kind == "version" and versions.get(write.number) != write.sha256)
+            or (write.kind == "deployment" and write.number not in revisions)
+        )
+
+
+class Killer:
+    """SIGKILLs a random running service (never the broker) after a random pause, ``kills``
+    times; the supervisor restarts each as it would in production."""
+
+    def __init__(self, stack: RunningStack, rng: random.Random, options: ChaosOptions) -> None:
+        self._stack = stack
+        self._rng = random.Random(rng.random())
+        self._options = options
+        self.kills: Counter[str] = Counter()
+
+    async def run(self, say: Say) -> None:
+        low, high = self._options.kill_every_s
+        for number in range(1, self._options.kills + 1):
+            await asyncio.sleep(self._rng.uniform(low, high))
+            running = sorted(
+                (status.name, status.pid)
+                for status in self._stack.supervisor.status()
+                if status.pid is not None
+            )
+            if not running:
+                continue
+            name, pid = self._rng.choice(running)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # it died on its own just now: the supervisor has it
+            self.kills[name] += 1
+            say(f"kill {number}/{self._options.kills}: {name} (pid {pid})")
+
+
+async def settle(
+    stack: RunningStack,
+    kafka: KafkaSettings,
+    load: Load,
+    runbooks_dir: Path,
+    timeout_s: float,
+    say: Say,
+) -> list[str]:
+    """Wait (at most ``timeout_s``) until every request has a prediction, every fingerprint an
+    incident, and no runbook run is waiting or running; return what never settled."""
+    deadline = time.monotonic() + timeout_s
+    pending: list[str] = []
+    async with _PredictionReader(kafka) as predictions:
+        while True:
+            await predictions.catch_up()
+            pending = []
+            if not load.requests <= predictions.seen:
+                pending.append(f"{len(load.requests - predictions.seen)} requests unpredicted")
+            incidents = await _incident_rows(stack)
+            missing = load.fingerprints - {fingerprint for fingerprint, _, _ in incidents}
+            if missing:
+                pending.append(f"{len(missing)} fingerprints without an incident")
+            runs = await _run_rows(stack)
+            unfinished = sum(1 for _, _, state, _ in runs if state in _UNFINISHED_RUNS)
+            if unfinished:
+                pending.append(f"{unfinished} runbook runs unfinished")
+            not_ready = [
+                s.name for s in stack.supervisor.status() if s.state is not ChildState.READY
+            ]
+            if not_ready:
+                pending.append(f"not ready: {', '.join(not_ready)}")
+            if not pending or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+    say("settled" if not pending else f"did not settle: {'; '.join(pending)}")
+    return pending
+
+
+async def count(
+    stack: RunningStack,
+    kafka: KafkaSettings,
+    load: Load,
+    registry: RegistryWrites,
+    killer: Killer,
+    runbooks_dir: Path,
+    http: httpx.AsyncClient,
+    admin: dict[str, str],
+) -> Tally:
+    """Count what the system kept, from its topics, databases, APIs and the runbook's effects."""
+    predicted = Counter(
+        request_id
+        for request_id in await read_field(kafka, Topic.PREDICTIONS, "request_id")
+        if request_id in load.requests
+    )
+    dead = await read_field(kafka, Topic.DEAD_LETTER, "original_topic")
+    incidents = await _incident_rows(stack)
+    unresolved: dict[str, set[str]] = {}
+    for fingerprint, incident_id, status in incidents:
+        if status != "resolved":
+            unresolved.setdefault(fingerprint, set()).add(incident_id)
+    recorded_alerts = await _recorded_alerts(stack)
+    runs = await _run_rows(stack)
+    executions = Counter(chaos_runbook.executed(effects_log(runbooks_dir)))
+    succeeded = {
+        run_id for run_id, runbook, state, _ in runs if runbook == RUNBOOK and state == "succeeded"
+    }
+    restarts = {s.name: s.restarts for s in stack.supervisor.status()}
+    return Tally(
+        seed=0,
+        kills=sum(killer.kills.values()),
+        kills_by_service=dict(sorted(killer.kills.items())),
+        restarts_by_service=restarts,
+        requests=len(load.requests),
+        predictions_unique=len(predicted),
+        predictions_duplicate=sum(predicted.values()) - len(predicted),
+        lost=len(load.requests) - len(predicted),
+        alerts_sent=len(load.alerts),
+        alerts_lost=len(load.alerts - recorded_alerts),
+        alert_fingerprints=len(load.fingerprints),
+        fingerprints_without_incident=len(
+            load.fingerprints - {fingerprint for fingerprint, _, _ in incidents}
+        ),
+        duplicate_incidents=sum(len(ids) - 1 for ids in unresolved.values() if len(ids) > 1),
+        incidents=len({incident_id for _, incident_id, _ in incidents}),
+        runbook_runs=dict(sorted(Counter(state for _, _, state, _ in runs).items())),
+        runbook_runs_executed=len(executions),
+        runbook_runs_executed_twice=sum(1 for n in executions.values() if n > 1),
+        runbook_runs_succeeded_unexecuted=len(succeeded - set(executions)),
+        registry_writes_acknowledged=len(registry.acknowledged),
+        registry_changes_lost=await registry.lost(),
+        dead_lettered=len(dead),
+        dead_lettered_by_topic=dict(sorted(Counter(dead).items())),
+        settled=False,
+        unsettled=[],
+        durations_s={},
+    )
+
+
+class _PredictionReader:
+    """Reads ``predictions`` from the beginning with a consumer group of its own."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._consumer = _fresh_consumer(kafka, Topic.PREDICTIONS)
+        self.seen: set[str] = set()
+
+    async def __aenter__(self) -> _PredictionReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def catch_up(self) -> None:
+        """Read what has arrived since the last call."""
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batch:
+                return
+            for records in batch.values():
+                self.seen.update(_field(record.value, "request_id") for record in records)
+
+
+def _fresh_consumer(kafka: KafkaSettings, topic: Topic) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        kafka.topic_name(topic),
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"vigil-chaos-count-{time.time_ns()}",
+        enable_auto_commit=False,
+        **consumer_options(kafka.profile),
+    )
+
+
+async def read_field(
+    kafka: KafkaSettings, topic: Topic, name: str, *, quiet_s: float = 3.0
+) -> list[str]:
+    """One field of every record on a topic, read from the beginning by a fresh consumer until
+    nothing has arrived for ``quiet_s``."""
+    consumer = _fresh_consumer(kafka, topic)
+    await consumer.start()
+    values: list[str] = []
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                values.extend(_field(record.value, name) for record in records)
+                last = time.monotonic()
+    finally:
+        await consumer.stop()
+    return values
+
+
+def _field(value: bytes | None, name: str) -> str:
+    try:
+        return str(json.loads(value or b"{}").get(name, ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+async def _query(url: str, sql: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return list((await connection.execute(text(sql))).all())
+    finally:
+        await engine.dispose()
+
+
+def _database_url(stack: RunningStack, name: ServiceName) -> str:
+    """A stateful service's database: its SQLite file in the state folder (``vigil up``'s
+    default; the chaos suite does not pass a PostgreSQL URL)."""
+    return f"sqlite:///{stack.state_dir / (name.value + '.db')}"
+
+
+async def _incident_rows(stack: RunningStack) -> list[tuple[str, str, str]]:
+    """(fingerprint, incident id, incident status) of every signal on every incident."""
+    rows = await _query(
+        _database_url(stack, ServiceName.INCIDENT_LOG),
+        "SELECT s.fingerprint, s.incident_id, i.status FROM signals s "
+        "JOIN incidents i ON i.id = s.incident_id",
+    )
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+async def _recorded_alerts(stack: RunningStack) -> set[UUID]:
+    rows = await _query(
+        _database_url(stack, ServiceName.INCIDENT_LOG),
+        "SELECT event_id FROM alerts WHERE type = 'alert.raised'",
+    )
+    return {UUID(str(event_id)) for (event_id,) in rows}
+
+
+async def _run_rows(stack: RunningStack) -> list[tuple[str, str, str, str]]:
+    """(run id, runbook, state, incident id) of every run the runner recorded."""
+    rows = await _query(
+        _database_url(stack, ServiceName.RUNBOOK_RUNNER),
+        "SELECT run_id, runbook, state, incident_id FROM runbook_runs",
+    )
+    return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+
+async def _token(
+    http: httpx.AsyncClient, stack: RunningStack, admin: dict[str, str], name: str, role: str
+) -> dict[str, str]:
+    response = await http.post(
+        f"{stack.url(ServiceName.INCIDENT_LOG)}/tokens",
+        json={"name": name, "role": role},
+        headers=admin,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+async def _wait_served(http: httpx.AsyncClient, scorer_url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            served = (await http.get(f"{scorer_url}/deployments")).json()
+            if scenario.MODEL in served:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the scorer did not serve {scenario.MODEL} within {timeout_s:.0f} s")
+
+
+async def _all_ready(stack: RunningStack, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(s.state is ChildState.READY for s in stack.supervisor.status()):
+            return
+        await asyncio.sleep(0.5)

@@ -80,6 +80,9 @@ class ChaosOptions:
     seed: int
     kills: int = 20
     kill_every_s: tuple[float, float] = (10.0, 20.0)
+    targets: list[ServiceName] | None = None
+    """Kill these in a seeded order, each once before any twice (a short run covers them);
+    None: any running service, chosen at random each time."""
     requests_per_s: float = 20.0
     label_delay_s: float = 2.0
     new_fingerprint_every_s: float = 3.0
@@ -457,25 +460,41 @@ class Killer:
         self._rng = random.Random(rng.random())
         self._options = options
         self.kills: Counter[str] = Counter()
+        self._turns: list[str] = []
 
     async def run(self, say: Say) -> None:
         low, high = self._options.kill_every_s
-        for number in range(1, self._options.kills + 1):
+        while self.total < self._options.kills:
             await asyncio.sleep(self._rng.uniform(low, high))
-            running = sorted(
-                (status.name, status.pid)
+            running = {
+                status.name: status.pid
                 for status in self._stack.supervisor.status()
                 if status.pid is not None
-            )
-            if not running:
+            }
+            name = self._pick(sorted(running))
+            if name is None:
                 continue
-            name, pid = self._rng.choice(running)
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(running[name], signal.SIGKILL)
             except ProcessLookupError:
                 continue  # it died on its own just now: the supervisor has it
             self.kills[name] += 1
-            say(f"kill {number}/{self._options.kills}: {name} (pid {pid})")
+            say(f"kill {self.total}/{self._options.kills}: {name} (pid {running[name]})")
+
+    @property
+    def total(self) -> int:
+        """Kills so far."""
+        return sum(self.kills.values())
+
+    def _pick(self, running: list[str]) -> str | None:
+        if not self._options.targets:
+            return self._rng.choice(running) if running else None
+        if not self._turns:
+            self._turns = [target.value for target in self._options.targets]
+            self._rng.shuffle(self._turns)
+        if self._turns[-1] not in running:
+            return None  # restarting still: try again after the next pause
+        return self._turns.pop()
 
 
 async def settle(
@@ -547,7 +566,7 @@ async def count(
     restarts = {s.name: s.restarts for s in stack.supervisor.status()}
     return Tally(
         seed=0,
-        kills=sum(killer.kills.values()),
+        kills=killer.total,
         kills_by_service=dict(sorted(killer.kills.items())),
         restarts_by_service=restarts,
         requests=len(load.requests),

@@ -61,6 +61,7 @@ def main() -> int:
             "alerts_lost",
             "fingerprints_without_incident",
             "duplicate_incidents",
+            "incidents_without_run",
             "runbook_runs_executed_twice",
             "runbook_runs_succeeded_unexecuted",
             "registry_changes_lost",

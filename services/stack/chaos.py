@@ -97,7 +97,6 @@ class ChaosOptions:
 class Tally:
     """What a chaos run counted in the real system afterwards."""
 
-    seed: int
     kills: int
     kills_by_service: dict[str, int]
     restarts_by_service: dict[str, int]
@@ -111,21 +110,29 @@ class Tally:
     fingerprints_without_incident: int
     duplicate_incidents: int
     incidents: int
+    incidents_without_run: int
     runbook_runs: dict[str, int]
     runbook_runs_executed: int
     runbook_runs_executed_twice: int
     runbook_runs_succeeded_unexecuted: int
+    registry_writes_attempted: int
     registry_writes_acknowledged: int
     registry_changes_lost: int
     dead_lettered: int
     dead_lettered_by_topic: dict[str, int]
-    settled: bool
-    unsettled: list[str]
-    durations_s: dict[str, float]
+    seed: int = 0
+    unsettled: list[str] = field(default_factory=list)
+    """What had not settled when the settling time ran out (empty: everything had)."""
+    durations_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the system settled within the bound."""
+        return not self.unsettled
 
     def as_json(self) -> dict[str, Any]:
         """The tally as the benchmark's JSON object."""
-        return {"benchmark": "chaos"} | asdict(self)
+        return {"benchmark": "chaos"} | asdict(self) | {"settled": self.settled}
 
 
 async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
@@ -138,7 +145,6 @@ async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
         broker_port=options.broker_port,
         ports=options.ports,
         runbooks_dir=runbooks_dir,
-        service_env={"VIGIL_MONITOR_JOIN_TTL_SECONDS": "120"},
     )
     say(f"starting the stack in {options.state_dir} (seed {options.seed})")
     async with running_stack(settings) as stack:
@@ -168,13 +174,10 @@ async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
                 f"load stopped: {len(load.requests)} requests, {len(load.alerts)} alerts, "
                 f"{len(registry.acknowledged)} registry writes acknowledged"
             )
-            unsettled = await settle(
-                stack, kafka, load, runbooks_dir, options.settle_timeout_s, say
-            )
+            unsettled = await settle(stack, kafka, load, options.settle_timeout_s, say)
             settled_at = time.monotonic()
-            tally = await count(stack, kafka, load, registry, killer, runbooks_dir, http, admin)
+            tally = await count(stack, kafka, load, registry, killer, runbooks_dir)
     tally.seed = options.seed
-    tally.settled = not unsettled
     tally.unsettled = unsettled
     tally.durations_s = {
         "startup": round(up - started, 1),
@@ -498,12 +501,7 @@ class Killer:
 
 
 async def settle(
-    stack: RunningStack,
-    kafka: KafkaSettings,
-    load: Load,
-    runbooks_dir: Path,
-    timeout_s: float,
-    say: Say,
+    stack: RunningStack, kafka: KafkaSettings, load: Load, timeout_s: float, say: Say
 ) -> list[str]:
     """Wait (at most ``timeout_s``) until every request has a prediction, every fingerprint an
     incident, and no runbook run is waiting or running; return what never settled."""
@@ -520,6 +518,9 @@ async def settle(
             if missing:
                 pending.append(f"{len(missing)} fingerprints without an incident")
             runs = await _run_rows(stack)
+            unasked = _without_run(load, incidents, runs)
+            if unasked:
+                pending.append(f"{unasked} chaos incidents without a runbook run")
             unfinished = sum(1 for _, _, state, _ in runs if state in _UNFINISHED_RUNS)
             if unfinished:
                 pending.append(f"{unfinished} runbook runs unfinished")
@@ -542,8 +543,6 @@ async def count(
     registry: RegistryWrites,
     killer: Killer,
     runbooks_dir: Path,
-    http: httpx.AsyncClient,
-    admin: dict[str, str],
 ) -> Tally:
     """Count what the system kept, from its topics, databases, APIs and the runbook's effects."""
     predicted = Counter(
@@ -581,18 +580,29 @@ async def count(
         ),
         duplicate_incidents=sum(len(ids) - 1 for ids in unresolved.values() if len(ids) > 1),
         incidents=len({incident_id for _, incident_id, _ in incidents}),
+        incidents_without_run=_without_run(load, incidents, runs),
         runbook_runs=dict(sorted(Counter(state for _, _, state, _ in runs).items())),
         runbook_runs_executed=len(executions),
         runbook_runs_executed_twice=sum(1 for n in executions.values() if n > 1),
         runbook_runs_succeeded_unexecuted=len(succeeded - set(executions)),
+        registry_writes_attempted=registry.attempts,
         registry_writes_acknowledged=len(registry.acknowledged),
         registry_changes_lost=await registry.lost(),
         dead_lettered=len(dead),
         dead_lettered_by_topic=dict(sorted(Counter(dead).items())),
-        settled=False,
-        unsettled=[],
-        durations_s={},
     )
+
+
+def _without_run(
+    load: Load, incidents: list[tuple[str, str, str]], runs: list[tuple[str, str, str, str]]
+) -> int:
+    """How many incidents of the chaos alerts have no run of the chaos runbook: their route
+    asks for one, so a missing run is a lost runbook request."""
+    chaos_incidents = {
+        incident for fingerprint, incident, _ in incidents if fingerprint in load.fingerprints
+    }
+    asked = {incident for _, runbook, _, incident in runs if runbook == RUNBOOK}
+    return len(chaos_incidents - asked)
 
 
 class _PredictionReader:

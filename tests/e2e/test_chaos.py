@@ -53,6 +53,7 @@ async def test_services_killed_at_random_under_load_lose_nothing_and_do_nothing_
     assert tally.alerts_lost == 0, seen
     assert tally.fingerprints_without_incident == 0, seen
     assert tally.duplicate_incidents == 0, seen
+    assert tally.incidents_without_run == 0, seen
     assert tally.runbook_runs_executed > 0, seen  # the effects log sees real executions
     assert tally.runbook_runs_executed_twice == 0, seen
     assert tally.runbook_runs_succeeded_unexecuted == 0, seen

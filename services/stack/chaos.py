@@ -117,6 +117,7 @@ class Tally:
     runbook_runs_succeeded_unexecuted: int
     registry_writes_attempted: int
     registry_writes_acknowledged: int
+    registry_write_failures: dict[str, int]
     registry_changes_lost: int
     dead_lettered: int
     dead_lettered_by_topic: dict[str, int]
@@ -363,6 +364,8 @@ class RegistryWrites:
         self._spec = scenario.monitoring_spec(self._dataset).model_dump(mode="json")
         self.acknowledged: list[RegistryWrite] = []
         self.attempts = 0
+        self.failures: Counter[str] = Counter()
+        """Unacknowledged writes by cause: ``unreachable``, or the HTTP status."""
 
     async def first_deployment(self) -> None:
         """v1, registered and deployed (the registry is up: no failure is expected)."""
@@ -437,8 +440,12 @@ class RegistryWrites:
                 method, f"{self._url}{path}", headers=self._headers, **body
             )
         except httpx.TransportError:
-            return None  # the registry is down (or died mid-answer): not acknowledged
-        return response if response.is_success else None
+            self.failures["unreachable"] += 1  # down, or died mid-answer: not acknowledged
+            return None
+        if not response.is_success:
+            self.failures[str(response.status_code)] += 1
+            return None
+        return response
 
     async def lost(self) -> int:
         """How many acknowledged writes the registry no longer shows."""
@@ -587,6 +594,7 @@ async def count(
         runbook_runs_succeeded_unexecuted=len(succeeded - set(executions)),
         registry_writes_attempted=registry.attempts,
         registry_writes_acknowledged=len(registry.acknowledged),
+        registry_write_failures=dict(sorted(registry.failures.items())),
         registry_changes_lost=await registry.lost(),
         dead_lettered=len(dead),
         dead_lettered_by_topic=dict(sorted(Counter(dead).items())),

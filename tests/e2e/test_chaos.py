@@ -33,7 +33,7 @@ async def test_services_killed_at_random_under_load_lose_nothing_and_do_nothing_
         state_dir=tmp_path / "state",
         seed=seed,
         kills=len(TARGETS),
-        kill_every_s=(4.0, 8.0),
+        kill_every_s=(2.0, 5.0),
         targets=TARGETS,
         new_fingerprint_every_s=2.0,
         registry_write_every_s=4.0,

@@ -6,7 +6,7 @@ duplicate predictions, alerts not recorded, fingerprints without an incident or 
 unresolved ones, runbook runs executed twice (from the runbook's own effects log), acknowledged
 registry writes missing, and dead letters. The machinery is ``services/stack/chaos.py``.
 
-    python bench/chaos.py [--quick] [--seed N] [--kills K]
+    python bench/chaos.py [--quick] [--seed N] [--kills K] [--rate R] [--postgres [URL]]
 
 ``--quick`` still makes 20 kills (about six minutes of load): the point is the count, not speed.
 It is not a throughput benchmark, so there is no baseline ratio. The last line printed is one
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -27,12 +28,25 @@ from pathlib import Path
 from services.runtime import ServiceName, free_port
 from services.stack.chaos import ChaosOptions, run_chaos
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "VIGIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 kills (the minimum asked for)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kills and the load")
     parser.add_argument("--kills", type=int, default=None, help="how many kills (default 20/60)")
+    parser.add_argument("--rate", type=float, default=20.0, help="scoring requests per second")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=POSTGRES_ADMIN_URL,
+        default=None,
+        help="fresh PostgreSQL databases for the stateful services instead of SQLite "
+        "(an administrative URL; default $VIGIL_BENCH_POSTGRES_URL or the local server)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the state folder here")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
@@ -49,11 +63,17 @@ def main() -> int:
             state_dir=state_dir,
             seed=seed,
             kills=kills,
+            requests_per_s=args.rate,
+            postgres_url=args.postgres,
             broker_port=free_port(),
             ports={name: free_port() for name in ServiceName},
         )
         tally = asyncio.run(run_chaos(options, report))
-    figures = tally.as_json() | {"quick": args.quick}
+    figures = tally.as_json() | {
+        "quick": args.quick,
+        "database": "postgresql" if args.postgres else "sqlite",
+        "requests_per_s": args.rate,
+    }
     bad = {
         key: figures[key]
         for key in (

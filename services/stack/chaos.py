@@ -34,11 +34,13 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import psycopg
 import sklearn
 import skops.io
 import yaml
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from contracts import (
     AlertKind,
@@ -69,6 +71,16 @@ need one); each fingerprint has its own version, so each becomes its own inciden
 
 RUNBOOK = "chaos-effect"
 
+STATEFUL = (
+    ServiceName.RETRAINER,
+    ServiceName.INCIDENT_LOG,
+    ServiceName.MONITOR,
+    ServiceName.RUNBOOK_RUNNER,
+)
+"""The services with a database; the suite names each one's explicitly, and reads two."""
+
+Databases = dict[ServiceName, str]
+
 _UNFINISHED_RUNS = ("requested", "running", "verifying")
 
 
@@ -89,6 +101,9 @@ class ChaosOptions:
     repeat_alerts_per_s: float = 1.0
     registry_write_every_s: float = 8.0
     settle_timeout_s: float = 300.0
+    postgres_url: str | None = None
+    """An administrative PostgreSQL URL: each stateful service gets a fresh database there
+    (dropped afterwards) instead of a SQLite file in the state folder."""
     broker_port: int = 19092
     ports: dict[ServiceName, int] = field(default_factory=dict)
 
@@ -141,14 +156,21 @@ async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
     started = time.monotonic()
     rng = random.Random(options.seed)
     runbooks_dir = prepare_runbooks(options.state_dir, StackSettings().runbooks_dir)
-    settings = StackSettings(
-        state_dir=options.state_dir,
-        broker_port=options.broker_port,
-        ports=options.ports,
-        runbooks_dir=runbooks_dir,
-    )
     say(f"starting the stack in {options.state_dir} (seed {options.seed})")
-    async with running_stack(settings) as stack:
+    async with (
+        service_databases(options, tag=f"{options.seed:x}") as databases,
+        running_stack(
+            StackSettings(
+                state_dir=options.state_dir,
+                broker_port=options.broker_port,
+                ports=options.ports,
+                runbooks_dir=runbooks_dir,
+                service_env={
+                    f"{name.env_prefix}DATABASE_URL": url for name, url in databases.items()
+                },
+            )
+        ) as stack,
+    ):
         up = time.monotonic()
         say(f"stack up in {up - started:.0f} s")
         kafka = KafkaSettings(
@@ -175,9 +197,9 @@ async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
                 f"load stopped: {len(load.requests)} requests, {len(load.alerts)} alerts, "
                 f"{len(registry.acknowledged)} registry writes acknowledged"
             )
-            unsettled = await settle(stack, kafka, load, options.settle_timeout_s, say)
+            unsettled = await settle(stack, kafka, databases, load, options.settle_timeout_s, say)
             settled_at = time.monotonic()
-            tally = await count(stack, kafka, load, registry, killer, runbooks_dir)
+            tally = await count(stack, kafka, databases, load, registry, killer, runbooks_dir)
     tally.seed = options.seed
     tally.unsettled = unsettled
     tally.durations_s = {
@@ -508,7 +530,12 @@ class Killer:
 
 
 async def settle(
-    stack: RunningStack, kafka: KafkaSettings, load: Load, timeout_s: float, say: Say
+    stack: RunningStack,
+    kafka: KafkaSettings,
+    databases: Databases,
+    load: Load,
+    timeout_s: float,
+    say: Say,
 ) -> list[str]:
     """Wait (at most ``timeout_s``) until every request has a prediction, every fingerprint an
     incident, and no runbook run is waiting or running; return what never settled."""
@@ -520,11 +547,11 @@ async def settle(
             pending = []
             if not load.requests <= predictions.seen:
                 pending.append(f"{len(load.requests - predictions.seen)} requests unpredicted")
-            incidents = await _incident_rows(stack)
+            incidents = await _incident_rows(databases)
             missing = load.fingerprints - {fingerprint for fingerprint, _, _ in incidents}
             if missing:
                 pending.append(f"{len(missing)} fingerprints without an incident")
-            runs = await _run_rows(stack)
+            runs = await _run_rows(databases)
             unasked = _without_run(load, incidents, runs)
             if unasked:
                 pending.append(f"{unasked} chaos incidents without a runbook run")
@@ -546,6 +573,7 @@ async def settle(
 async def count(
     stack: RunningStack,
     kafka: KafkaSettings,
+    databases: Databases,
     load: Load,
     registry: RegistryWrites,
     killer: Killer,
@@ -558,13 +586,13 @@ async def count(
         if request_id in load.requests
     )
     dead = await read_field(kafka, Topic.DEAD_LETTER, "original_topic")
-    incidents = await _incident_rows(stack)
+    incidents = await _incident_rows(databases)
     unresolved: dict[str, set[str]] = {}
     for fingerprint, incident_id, status in incidents:
         if status != "resolved":
             unresolved.setdefault(fingerprint, set()).add(incident_id)
-    recorded_alerts = await _recorded_alerts(stack)
-    runs = await _run_rows(stack)
+    recorded_alerts = await _recorded_alerts(databases)
+    runs = await _run_rows(databases)
     executions = Counter(chaos_runbook.executed(effects_log(runbooks_dir)))
     succeeded = {
         run_id for run_id, runbook, state, _ in runs if runbook == RUNBOOK and state == "succeeded"
@@ -683,34 +711,54 @@ async def _query(url: str, sql: str) -> list[Any]:
         await engine.dispose()
 
 
-def _database_url(stack: RunningStack, name: ServiceName) -> str:
-    """A stateful service's database: its SQLite file in the state folder (``vigil up``'s
-    default; the chaos suite does not pass a PostgreSQL URL)."""
-    return f"sqlite:///{stack.state_dir / (name.value + '.db')}"
+@asynccontextmanager
+async def service_databases(options: ChaosOptions, *, tag: str) -> AsyncIterator[Databases]:
+    """Each stateful service's database: a SQLite file in the state folder, or a fresh
+    PostgreSQL database (dropped on exit) when ``options.postgres_url`` is set."""
+    if options.postgres_url is None:
+        folder = options.state_dir.resolve()
+        yield {name: f"sqlite:///{folder / f'{name.value}.db'}" for name in STATEFUL}
+        return
+    base = make_url(options.postgres_url)
+    admin_url = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    names = {name: f"vigil_chaos_{tag}_{name.value.replace('-', '_')}" for name in STATEFUL}
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        for database in names.values():
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield {
+            name: base.set(database=database).render_as_string(hide_password=False)
+            for name, database in names.items()
+        }
+    finally:
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+            for database in names.values():
+                await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-async def _incident_rows(stack: RunningStack) -> list[tuple[str, str, str]]:
+async def _incident_rows(databases: Databases) -> list[tuple[str, str, str]]:
     """(fingerprint, incident id, incident status) of every signal on every incident."""
     rows = await _query(
-        _database_url(stack, ServiceName.INCIDENT_LOG),
+        databases[ServiceName.INCIDENT_LOG],
         "SELECT s.fingerprint, s.incident_id, i.status FROM signals s "
         "JOIN incidents i ON i.id = s.incident_id",
     )
     return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
-async def _recorded_alerts(stack: RunningStack) -> set[UUID]:
+async def _recorded_alerts(databases: Databases) -> set[UUID]:
     rows = await _query(
-        _database_url(stack, ServiceName.INCIDENT_LOG),
+        databases[ServiceName.INCIDENT_LOG],
         "SELECT event_id FROM alerts WHERE type = 'alert.raised'",
     )
     return {UUID(str(event_id)) for (event_id,) in rows}
 
 
-async def _run_rows(stack: RunningStack) -> list[tuple[str, str, str, str]]:
+async def _run_rows(databases: Databases) -> list[tuple[str, str, str, str]]:
     """(run id, runbook, state, incident id) of every run the runner recorded."""
     rows = await _query(
-        _database_url(stack, ServiceName.RUNBOOK_RUNNER),
+        databases[ServiceName.RUNBOOK_RUNNER],
         "SELECT run_id, runbook, state, incident_id FROM runbook_runs",
     )
     return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]

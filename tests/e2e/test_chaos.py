@@ -13,6 +13,7 @@ import pytest
 
 from services.runtime import ServiceName, free_port
 from services.stack.chaos import ChaosOptions, run_chaos
+from tests.conftest import POSTGRES_ADMIN_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -24,8 +25,11 @@ TARGETS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
 async def test_services_killed_at_random_under_load_lose_nothing_and_do_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
     seed = random.SystemRandom().randrange(1 << 32)
     progress: list[str] = []
@@ -38,6 +42,7 @@ async def test_services_killed_at_random_under_load_lose_nothing_and_do_nothing_
         new_fingerprint_every_s=2.0,
         registry_write_every_s=4.0,
         settle_timeout_s=240.0,
+        postgres_url=POSTGRES_ADMIN_URL if database == "postgresql" else None,
         broker_port=free_port(),
         ports={name: free_port() for name in ServiceName},
     )

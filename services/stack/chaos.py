@@ -38,7 +38,7 @@ import psycopg
 import sklearn
 import skops.io
 import yaml
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -53,7 +53,7 @@ from contracts import (
     alert_fingerprint,
 )
 from services.runtime.database import create_engine
-from services.runtime.kafka import consumer_options, kafka_broker
+from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
 from services.runtime.settings import KafkaProfile, KafkaSettings
@@ -541,12 +541,14 @@ async def settle(
     incident, and no runbook run is waiting or running; return what never settled."""
     deadline = time.monotonic() + timeout_s
     pending: list[str] = []
-    async with _PredictionReader(kafka) as predictions:
+    predicted: set[str] = set()
+    async with _from_the_beginning(kafka, Topic.PREDICTIONS) as predictions:
         while True:
-            await predictions.catch_up()
+            while records := await predictions.read():
+                predicted.update(_field(value, "request_id") for value in records)
             pending = []
-            if not load.requests <= predictions.seen:
-                pending.append(f"{len(load.requests - predictions.seen)} requests unpredicted")
+            if not load.requests <= predicted:
+                pending.append(f"{len(load.requests - predicted)} requests unpredicted")
             incidents = await _incident_rows(databases)
             missing = load.fingerprints - {fingerprint for fingerprint, _, _ in incidents}
             if missing:
@@ -641,57 +643,68 @@ def _without_run(
     return len(chaos_incidents - asked)
 
 
-class _PredictionReader:
-    """Reads ``predictions`` from the beginning with a consumer group of its own."""
-
-    def __init__(self, kafka: KafkaSettings) -> None:
-        self._consumer = _fresh_consumer(kafka, Topic.PREDICTIONS)
-        self.seen: set[str] = set()
-
-    async def __aenter__(self) -> _PredictionReader:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def catch_up(self) -> None:
-        """Read what has arrived since the last call."""
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            if not batch:
-                return
-            for records in batch.values():
-                self.seen.update(_field(record.value, "request_id") for record in records)
-
-
-def _fresh_consumer(kafka: KafkaSettings, topic: Topic) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        kafka.topic_name(topic),
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"vigil-chaos-count-{time.time_ns()}",
-        enable_auto_commit=False,
-        **consumer_options(kafka.profile),
+@asynccontextmanager
+async def _from_the_beginning(kafka: KafkaSettings, topic: Topic) -> AsyncIterator[Reader]:
+    """A fresh consumer of every partition of a topic from its first offset: no consumer group,
+    so nothing to join and no committed position to inherit."""
+    name = kafka.topic_name(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=50
     )
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for _ in range(100):
+            await consumer._client.force_metadata_update()  # the topic may be new to the client
+            partitions = [
+                TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()
+            ]
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        yield Reader(consumer, partitions)
+    finally:
+        await consumer.stop()
+
+
+class Reader:
+    """Reads a topic's records as they come, and says when it has caught up with the end."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+
+    async def read(self) -> list[bytes | None]:
+        """The records (values) that arrived within half a second, if any."""
+        batch = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+        return [record.value for records in batch.values() for record in records]
+
+    async def caught_up(self) -> bool:
+        """Whether every partition was read up to its high watermark (as of the last fetch)."""
+        for partition in self._partitions:
+            highwater = self._consumer.highwater(partition)
+            if highwater is None or await self._consumer.position(partition) < highwater:
+                return False
+        return True
 
 
 async def read_field(
-    kafka: KafkaSettings, topic: Topic, name: str, *, quiet_s: float = 3.0
+    kafka: KafkaSettings, topic: Topic, name: str, *, quiet_s: float = 5.0
 ) -> list[str]:
     """One field of every record on a topic, read from the beginning by a fresh consumer until
-    nothing has arrived for ``quiet_s``."""
-    consumer = _fresh_consumer(kafka, topic)
-    await consumer.start()
+    it has caught up with every partition, or nothing has arrived for ``quiet_s``."""
     values: list[str] = []
-    try:
+    async with _from_the_beginning(kafka, topic) as reader:
         last = time.monotonic()
         while time.monotonic() - last < quiet_s:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in batch.values():
-                values.extend(_field(record.value, name) for record in records)
+            records = await reader.read()
+            values.extend(_field(value, name) for value in records)
+            if records:
                 last = time.monotonic()
-    finally:
-        await consumer.stop()
+            elif await reader.caught_up():
+                break
     return values
 
 

@@ -58,7 +58,7 @@ from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
 from services.runtime.settings import KafkaProfile, KafkaSettings
 from services.stack import chaos_runbook, scenario
-from services.stack.stack import RunningStack, StackSettings, running_stack
+from services.stack.stack import STARTUP_ORDER, RunningStack, StackSettings, running_stack
 from services.stack.supervisor import ChildState
 
 __all__ = ["ChaosOptions", "Tally", "run_chaos"]
@@ -92,6 +92,9 @@ class ChaosOptions:
     seed: int
     kills: int = 20
     kill_every_s: tuple[float, float] = (10.0, 20.0)
+    services: list[ServiceName] | None = None
+    """Which services run (None: all, as ``vigil up``); a short run can leave out those it
+    neither kills nor counts (the monitor, the drift detector)."""
     targets: list[ServiceName] | None = None
     """Kill these in a seeded order, each once before any twice (a short run covers them);
     None: any running service, chosen at random each time."""
@@ -165,6 +168,7 @@ async def run_chaos(options: ChaosOptions, say: Say) -> Tally:
                 broker_port=options.broker_port,
                 ports=options.ports,
                 runbooks_dir=runbooks_dir,
+                services=options.services or list(STARTUP_ORDER),
                 service_env={
                     f"{name.env_prefix}DATABASE_URL": url for name, url in databases.items()
                 },

@@ -6,7 +6,8 @@ duplicate predictions, alerts not recorded, fingerprints without an incident or 
 unresolved ones, runbook runs executed twice (from the runbook's own effects log), acknowledged
 registry writes missing, and dead letters. The machinery is ``services/stack/chaos.py``.
 
-    python bench/chaos.py [--quick] [--seed N] [--kills K] [--rate R] [--postgres [URL]]
+    python bench/chaos.py [--quick] [--seed N] [--kills K] [--pause LOW HIGH] [--rate R]
+                          [--postgres [URL]] [--keep DIR]
 
 ``--quick`` still makes 20 kills (about six minutes of load): the point is the count, not speed.
 It is not a throughput benchmark, so there is no baseline ratio. The last line printed is one
@@ -38,6 +39,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 kills (the minimum asked for)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kills and the load")
     parser.add_argument("--kills", type=int, default=None, help="how many kills (default 20/60)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        nargs=2,
+        default=(10.0, 20.0),
+        metavar=("LOW", "HIGH"),
+        help="seconds between kills, drawn uniformly (10 20)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="scoring requests per second")
     parser.add_argument(
         "--postgres",
@@ -63,6 +72,7 @@ def main() -> int:
             state_dir=state_dir,
             seed=seed,
             kills=kills,
+            kill_every_s=(args.pause[0], args.pause[1]),
             requests_per_s=args.rate,
             postgres_url=args.postgres,
             broker_port=free_port(),

@@ -4,8 +4,9 @@ requests as a person.
 Deciding, asking and listing promotions need a caller (:mod:`.callers`): the name on
 ``model.approved`` / ``model.rejected`` is the identity provider's, never one from the request.
 Errors beyond the callers' 401 / 403 / 503: 404 for an unknown id, 409 when the request is
-decided, expired, or the approver asked for the retrain, 422 for a malformed body or an ask that
-cannot be admitted.
+decided, expired, or the approver asked for the retrain, or when an ask's cause was already
+retrained for or conflicts with the queued run's parameters, 422 for a malformed body or training
+parameters that make no recipe. Every ask, refused or not, is also answered on ``models``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.registry import DatasetChanges, DatasetRef
-from contracts.retraining import RetrainTrigger
+from contracts.retraining import RetrainRefusal, RetrainTrigger
 from contracts.values import FiniteJson, ModelName
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.canary import Rollout
@@ -322,7 +323,12 @@ def install_governance_api(
         return JSONResponse({"detail": str(error)}, 404)
 
     async def unprocessable(_: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, 422)
+        assert isinstance(error, AskRefused)
+        conflict = error.refusal in (
+            RetrainRefusal.ALREADY_RETRAINED,
+            RetrainRefusal.CONFLICTING_PARAMETERS,
+        )
+        return JSONResponse({"detail": str(error)}, 409 if conflict else 422)
 
     app.add_exception_handler(PromotionRefused, refused)
     app.add_exception_handler(UnknownPromotion, not_found)

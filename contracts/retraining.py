@@ -3,9 +3,9 @@
 Every ask gets exactly one :class:`RetrainAnswered` on ``models`` (keyed by model, so it comes
 before the end of the run it names)::
 
-    ask ──▶ queued   a new run (maybe not before the model's cooldown ends)   ┐
-        ──▶ joined   joined the model's queued run                           ├ a run will train:
-        ──▶ merged   its cause is already in a queued or running run         ┘ retrain.finished ends it
+    ask ──▶ queued   a new run (maybe not before the model's cooldown ends)  ┐ a run will train
+        ──▶ joined   joined the model's queued run                          │ for it, until its
+        ──▶ merged   its cause is already in a queued or running run        ┘ retrain.finished
         ──▶ refused  nothing will train for it (the reason says why)
 """
 

@@ -190,7 +190,8 @@ TOPICS: dict[Topic, TopicSpec] = {
             ),
             "model",
             3,
-            "Registry and retraining: versions, answers to retrain asks, runs, verdicts, approvals, deployments, rollbacks.",
+            "Registry and retraining: versions, answers to retrain asks, runs, verdicts, "
+            "approvals, deployments, rollbacks.",
         ),
         TopicSpec(
             Topic.DEAD_LETTER,

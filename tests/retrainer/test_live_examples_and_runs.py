@@ -12,7 +12,6 @@ from uuid import uuid4
 
 import httpx
 import pytest
-
 from sqlmodel import col, select
 
 from contracts import LabelRecorded, RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger

@@ -1,14 +1,15 @@
 """What the retrainer refuses or cannot do, and says so: asks about unknown models or with bad
-parameters go to the dead-letter topic, and a run that cannot train ends with the reason."""
+parameters are answered refused on ``models``, and a run that cannot train ends with the reason."""
 
 from __future__ import annotations
 
 import pytest
 
 from contracts import (
-    DeadLetterReason,
-    MessageDeadLettered,
+    RetrainAnswer,
+    RetrainAnswered,
     RetrainFinished,
+    RetrainRefusal,
     RetrainRequest,
     RetrainStarted,
     RetrainTrigger,
@@ -32,23 +33,24 @@ def ask(**overrides: object) -> RetrainRequest:
     return RetrainRequest(**(fields | overrides))
 
 
-async def test_asks_that_cannot_be_acted_on_are_dead_lettered_with_the_reason(
+async def test_asks_that_cannot_be_acted_on_are_answered_refused_with_the_reason(
     retrainer: Retrainer,
 ) -> None:
     unknown = ask(model="no-such-model", cause="incident:inc-10")
     useless = ask(cause="incident:inc-11", parameters={"estimator": "svm"})
     await retrainer.publish(unknown, useless)
-    for _ in range(300):
-        letters = of_type(await retrainer.read_topic(Topic.DEAD_LETTER), MessageDeadLettered)
-        if len(letters) >= 2:
-            break
-        await retrainer.clock_tick()
-    errors = sorted(letter.error for letter in letters)
-    assert [letter.reason for letter in letters] == [DeadLetterReason.INVALID] * 2
-    assert errors == [
-        "the registry has no model named 'no-such-model'",
-        "training parameters: estimator 'svm' is not one of gaussian_nb, logistic_regression",
-    ]
+    events = await retrainer.models(lambda e: len(of_type(e, RetrainAnswered)) == 2)
+    answers = {answer.ask_event_id: answer for answer in of_type(events, RetrainAnswered)}
+    assert answers[unknown.event_id].answer is RetrainAnswer.REFUSED
+    assert answers[unknown.event_id].refusal is RetrainRefusal.UNKNOWN_MODEL
+    assert answers[unknown.event_id].reason == "the registry has no model named 'no-such-model'"
+    assert answers[useless.event_id].refusal is RetrainRefusal.INVALID_PARAMETERS
+    assert answers[useless.event_id].reason == (
+        "training parameters: estimator 'svm' is not one of gaussian_nb, logistic_regression"
+    )
+    assert answers[useless.event_id].incident_id == "inc-9"
+    # Answered, so not dead-lettered too (a replay could not change the answer).
+    assert await retrainer.read_topic(Topic.DEAD_LETTER) == []
     assert of_type(await retrainer.read_models(), RetrainStarted) == []
 
 

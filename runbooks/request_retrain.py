@@ -13,6 +13,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 
 from vigil_runbook import DONE, NOT_APPLICABLE, api, fail, read_events
 
@@ -49,9 +50,17 @@ def main() -> None:
         print(f"retrain {run.run_id} started on dataset {run.dataset.version}")
         raise SystemExit(DONE)
 
+    # The retrain is asked for the person who ran this runbook (the runner says who), so that
+    # person cannot approve the candidate it produces.
+    body = {"reason": args.reason}
+    on_behalf_of = os.environ.get("VIGIL_ON_BEHALF_OF")
+    if on_behalf_of:
+        body["on_behalf_of"] = on_behalf_of
     with api("incident-log") as incidents:
-        incident = incidents.post(f"/incidents/{args.incident}/retrain", {"reason": args.reason})
-    print(f"retrain requested for {incident['model']} ({args.incident})")
+        incident = incidents.post(f"/incidents/{args.incident}/retrain", body)
+    print(
+        f"retrain requested for {incident['model']} ({args.incident}) on behalf of {on_behalf_of}"
+    )
     raise SystemExit(DONE)
 
 

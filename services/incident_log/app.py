@@ -139,7 +139,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     app = runtime.http_app(title="Vigil incident log", resources=database)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     configured = {
-        entry.token.get_secret_value(): Principal(entry.name, entry.role)
+        entry.token.get_secret_value(): Principal(entry.name, entry.role, entry.acts_for_others)
         for entry in settings.service_tokens
     }
     app.include_router(

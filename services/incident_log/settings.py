@@ -22,6 +22,13 @@ class ServiceToken(BaseModel):
     name: str = Field(min_length=1)
     role: Role
     token: SecretStr
+    acts_for_others: bool = Field(
+        default=False,
+        description=(
+            "The component acts for people and may say for whom (the runbook runner asks for a "
+            "retrain on behalf of the person who ran the runbook)."
+        ),
+    )
 
 
 class Settings(ServiceSettings, ProcessedIdsRetention):

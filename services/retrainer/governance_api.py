@@ -75,6 +75,16 @@ class AskBody(BaseModel):
         description="Training parameters to change for this run.",
         examples=[{"C": 0.5}],
     )
+    on_behalf_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description=(
+            "The person the caller asks for, recorded as the requester (403 unless the caller's "
+            "token may act for others, as the runbook runner's may)."
+        ),
+    )
 
 
 class AskOut(BaseModel):
@@ -263,18 +273,30 @@ def install_governance_api(
 
     @router.post("/retrains", status_code=202)
     async def ask(who: Caller, body: AskBody) -> AskOut:
-        """Ask for a retrain (role l2 or higher); the caller is recorded as the requester."""
+        """Ask for a retrain (role l2 or higher); the caller is recorded as the requester, or
+        the person it names in ``on_behalf_of`` (then "via" the caller) if it may act for
+        others."""
         require_role(who, APPROVER_ROLE, "ask for a retrain")
+        asker, via = who.name, None
+        if body.on_behalf_of is not None:
+            if not who.acts_for_others:
+                raise HTTPException(
+                    403,
+                    f"{who.name} may not ask on behalf of someone else "
+                    "(only a token allowed to act for others, such as the runbook runner's)",
+                )
+            asker, via = body.on_behalf_of, who.name
         admission = await runs.ask(
             RetrainAsk(
                 model=body.model,
                 cause=body.cause or f"manual:{uuid.uuid4().hex[:12]}",
                 trigger=RetrainTrigger.MANUAL,
-                requested_by=who.name,
+                requested_by=asker,
                 reason=body.reason,
                 at=clock(),
                 incident_id=body.incident_id,
                 parameters=body.parameters,
+                via=via,
             )
         )
         return AskOut(

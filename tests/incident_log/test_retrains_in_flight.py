@@ -108,7 +108,9 @@ def decay() -> AlertRaised:
 async def disposition(log: IncidentLog, sessions: Sessions, alert: AlertRaised) -> str:
     await log.handle_alerts([alert])
     async with sessions() as session:
-        row = (await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))).one()
+        row = (
+            await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))
+        ).one()
     return row.disposition
 
 
@@ -117,7 +119,9 @@ async def opened_incident(log: IncidentLog, sessions: Sessions) -> str:
     alert = decay()
     await log.handle_alerts([alert])
     async with sessions() as session:
-        row = (await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))).one()
+        row = (
+            await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))
+        ).one()
     assert row.incident_id is not None
     return row.incident_id
 
@@ -251,4 +255,3 @@ async def test_a_run_that_ends_lifts_the_inhibition_of_every_incident_merged_int
         first,
         "inc-other",
     }
-

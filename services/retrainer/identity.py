@@ -1,8 +1,9 @@
 """Who is calling: the incident log is Vigil's identity provider.
 
 ``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role",
-"acts_for_others"}``, or 401 for an unknown token. Answers are kept briefly (by the token's SHA-256, never the token), so
-a burst of calls costs one lookup, and a revoked token stops working within ``ttl_seconds``.
+"acts_for_others"}``, or 401 for an unknown token. Answers are kept briefly (by the token's
+SHA-256, never the token), so a burst of calls costs one lookup, and a revoked token stops
+working within ``ttl_seconds``.
 """
 
 from __future__ import annotations

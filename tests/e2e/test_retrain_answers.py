@@ -36,7 +36,7 @@ from contracts import (
 from contracts.wire import decode
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.factories import make_alert
-from tests.kafka_tools import read_until
+from tests.kafka_tools import read_until, read_until_quiet
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.retrainer.retrainer_harness import GovernedProcesses, governed_processes
 from tests.retrainer.retraining_data import live_events
@@ -47,7 +47,10 @@ MODEL = "breast-cancer"
 ADMIN = "e2e-admin-token"
 RUNNER = "e2e-runbook-runner-token"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
-TIERS = {tier: {"ack_timeout_minutes": 60, "mitigate_timeout_minutes": 240} for tier in "L1 L2 L3"}
+TIERS = {
+    tier: {"ack_timeout_minutes": 60, "mitigate_timeout_minutes": 240}
+    for tier in ("L1", "L2", "L3")
+}
 
 
 def incident_log_env(folder: Path) -> dict[str, str]:
@@ -240,8 +243,8 @@ async def test_an_ask_for_a_cause_already_retrained_is_refused_and_no_longer_mut
             kafka_settings,
             lambda es: sum(isinstance(e, RetrainFinished) for e in es) == 2,
         )
-        await asyncio.sleep(2)  # a second answer or run would be published by now
-        events = await models_events(kafka_settings, lambda es: True)
+        records = await read_until_quiet(kafka_settings, Topic.MODELS, quiet_s=3)
+        events = [decode(Topic.MODELS, record.value) for record in records]
         mine = [a for a in answers(events) if a.ask_event_id == replayed.event_id]
         assert [a.answer for a in mine] == [RetrainAnswer.QUEUED]
         assert sum(isinstance(e, RetrainFinished) for e in events) == 2

@@ -319,13 +319,17 @@ async def governed_processes(
         }
         | (incident_log_env or {})
     )
-    retrainer.env = env | {
-        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
-        "VIGIL_RETRAINER_GATE_RESAMPLES": str(gate_resamples),
-        # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
-        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
-        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
-    } | (retrainer_env or {})
+    retrainer.env = (
+        env
+        | {
+            "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+            "VIGIL_RETRAINER_GATE_RESAMPLES": str(gate_resamples),
+            # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
+            "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
+            "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
+        }
+        | (retrainer_env or {})
+    )
     try:
         incident_log.start()
         retrainer.start()

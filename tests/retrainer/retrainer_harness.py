@@ -180,7 +180,11 @@ async def in_memory_retrainer(
     over loopback HTTP."""
     clock = FakeClock()
     settings = retrainer_settings(tmp_path, KafkaSettings(), database_url, **overrides)
-    app = create_app(settings, clock=clock, identity_transport=identity_double(people))
+    app = create_app(
+        settings,
+        clock=clock,
+        identity_transport=identity_double(people, acting_for_others=frozenset({"runbook-runner"})),
+    )
     runtime: ServiceRuntime = app.state.runtime
     received: dict[Topic, list[Envelope]] = {topic: [] for topic in READ}
 

@@ -3,6 +3,8 @@ parameters are answered refused on ``models``, and a run that cannot train ends 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from contracts import (
@@ -15,7 +17,7 @@ from contracts import (
     RetrainTrigger,
     Topic,
 )
-from tests.retrainer.retrainer_harness import MODEL, Retrainer, of_type
+from tests.retrainer.retrainer_harness import MODEL, Retrainer, in_memory_retrainer, of_type
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -66,3 +68,34 @@ async def test_a_run_that_cannot_train_ends_and_says_why(retrainer: Retrainer) -
     assert finished.incident_id == "inc-9"
     runs = (await retrainer.http.get("/retrains")).json()
     assert [(run["state"], run["failure"]) for run in runs] == [("failed", finished.failure)]
+
+
+async def test_an_ask_on_a_persons_behalf_needs_a_caller_allowed_to_act_for_others(
+    tmp_path: Path, database_url: str
+) -> None:
+    people = {"token-ana": ("ana", "l2"), "token-runner": ("runbook-runner", "l2")}
+    async with in_memory_retrainer(tmp_path, database_url, people) as retrainer:
+        ask = {"model": MODEL, "reason": "drift", "on_behalf_of": "bo"}
+        refused = await retrainer.http.post(
+            "/retrains", json=ask, headers=retrainer.as_person("ana")
+        )
+        assert refused.status_code == 403
+        assert "ana may not ask on behalf of someone else" in refused.json()["detail"]
+        as_runner = retrainer.as_person("runbook-runner")
+        for hostile in ("", "x" * 201, "bo\r\n", 7):
+            bad = await retrainer.http.post(
+                "/retrains", json=ask | {"on_behalf_of": hostile}, headers=as_runner
+            )
+            assert bad.status_code == 422, (hostile, bad.text)
+        done = await retrainer.http.post("/retrains", json=ask, headers=as_runner)
+        assert done.status_code == 202, done.text
+        run = (await retrainer.http.get(f"/retrains/{done.json()['run_id']}")).json()
+        assert (run["requested_by"], run["requesters"]) == ("bo", ["bo"])
+        assert [(a["requested_by"], a["via"]) for a in run["asks"]] == [("bo", "runbook-runner")]
+        events = await retrainer.models(lambda e: len(of_type(e, RetrainAnswered)) == 1)
+        [answer] = of_type(events, RetrainAnswered)
+        assert (answer.requested_by, answer.via, answer.ask_event_id) == (
+            "bo",
+            "runbook-runner",
+            None,
+        )

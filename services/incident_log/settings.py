@@ -50,7 +50,10 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     )
     service_tokens: list[ServiceToken] = Field(
         default_factory=list,
-        description="Tokens of Vigil's own components (JSON list of {name, role, token}).",
+        description=(
+            "Tokens of Vigil's own components (JSON list of {name, role, token, "
+            "acts_for_others}; acts_for_others: may ask on a person's behalf, the runner's)."
+        ),
     )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."

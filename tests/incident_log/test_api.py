@@ -162,7 +162,7 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     me = await api.client.get(
         "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
     )
-    assert me.json() == {"name": "dana", "role": "l2"}
+    assert me.json() == {"name": "dana", "role": "l2", "acts_for_others": False}
 
 
 async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:

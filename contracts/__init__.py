@@ -72,7 +72,13 @@ from contracts.registry import (
     RetrainStarted,
     ServedVersion,
 )
-from contracts.retraining import RetrainRequest, RetrainTrigger
+from contracts.retraining import (
+    RetrainAnswer,
+    RetrainAnswered,
+    RetrainRefusal,
+    RetrainRequest,
+    RetrainTrigger,
+)
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from contracts.scoring import PredictionMade, ScoringRequest
 from contracts.topics import EVENT_TYPES, TOPICS, Topic, TopicSpec, topic_of
@@ -149,7 +155,10 @@ __all__ = [
     "ProbeSpec",
     "PromotionExpired",
     "PromotionRequested",
+    "RetrainAnswer",
+    "RetrainAnswered",
     "RetrainFinished",
+    "RetrainRefusal",
     "RetrainRequest",
     "RetrainStarted",
     "RetrainTrigger",

@@ -40,7 +40,7 @@ from contracts.registry import (
     RetrainFinished,
     RetrainStarted,
 )
-from contracts.retraining import RetrainRequest
+from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
 from contracts.scoring import PredictionMade, ScoringRequest
 
@@ -181,6 +181,7 @@ TOPICS: dict[Topic, TopicSpec] = {
                 ModelRolledBack,
                 ModelApproved,
                 ModelRejected,
+                RetrainAnswered,
                 RetrainStarted,
                 RetrainFinished,
                 CandidateEvaluated,
@@ -189,7 +190,8 @@ TOPICS: dict[Topic, TopicSpec] = {
             ),
             "model",
             3,
-            "Registry and retraining: versions, runs, verdicts, approvals, deployments, rollbacks.",
+            "Registry and retraining: versions, answers to retrain asks, runs, verdicts, "
+            "approvals, deployments, rollbacks.",
         ),
         TopicSpec(
             Topic.DEAD_LETTER,

@@ -1,7 +1,9 @@
 """Ask for a retrain of an incident's model (a level-two action), and see it start.
 
 The incident log publishes the request (one per incident: repeated requests merge), and puts it
-on the incident's timeline. The verification waits for the retrainer to start the run.
+on the incident's timeline. The request is made for the person who ran the runbook
+(VIGIL_ON_BEHALF_OF, set by the runner), who is then a requester of the retrain and may not
+approve its candidate. The verification waits for the retrainer to start the run.
 
 Exit codes:
   0  requested (the verification: the retrainer started a run for this incident)
@@ -13,6 +15,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 
 from vigil_runbook import DONE, NOT_APPLICABLE, api, fail, read_events
 
@@ -49,9 +52,16 @@ def main() -> None:
         print(f"retrain {run.run_id} started on dataset {run.dataset.version}")
         raise SystemExit(DONE)
 
+    # The retrain is asked for the person who ran this runbook (the runner says who), so that
+    # person cannot approve the candidate it produces.
+    body = {"reason": args.reason}
+    on_behalf_of = os.environ.get("VIGIL_ON_BEHALF_OF")
+    if on_behalf_of:
+        body["on_behalf_of"] = on_behalf_of
     with api("incident-log") as incidents:
-        incident = incidents.post(f"/incidents/{args.incident}/retrain", {"reason": args.reason})
-    print(f"retrain requested for {incident['model']} ({args.incident})")
+        incident = incidents.post(f"/incidents/{args.incident}/retrain", body)
+    asker = f" on behalf of {on_behalf_of}" if on_behalf_of else ""
+    print(f"retrain requested for {incident['model']} ({args.incident}){asker}")
     raise SystemExit(DONE)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from contracts import (
     EVENT_TYPES,
@@ -58,7 +59,10 @@ from contracts import (
     ProbeSpec,
     PromotionExpired,
     PromotionRequested,
+    RetrainAnswer,
+    RetrainAnswered,
     RetrainFinished,
+    RetrainRefusal,
     RetrainRequest,
     RetrainStarted,
     RetrainTrigger,
@@ -460,6 +464,20 @@ def sample_events() -> list[Envelope]:
             requested_by="ana",
             reason="drift",
             parameters={"C": 0.5},
+            via="runbook-runner",
+        ),
+        RetrainAnswered(
+            producer="retrainer",
+            model=MODEL,
+            ask_event_id=UUID("6f1c2a8e-3b7d-4c1e-9a55-0c1d2e3f4a5b"),
+            cause="incident:inc-000001",
+            answer=RetrainAnswer.REFUSED,
+            run_id="rt-1",
+            refusal=RetrainRefusal.ALREADY_RETRAINED,
+            reason="incident:inc-000001 was already retrained for in run rt-1",
+            incident_id="inc-000001",
+            requested_by="ana",
+            via="runbook-runner",
         ),
         ModelRegistered(producer="retrainer", model=MODEL, record=make_version_record()),
         ModelDeployed(

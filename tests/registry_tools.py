@@ -45,15 +45,20 @@ AS_ANA = bearer("token-ana")
 AS_LEE = bearer("token-lee")
 
 
-def identity_double(people: dict[str, tuple[str, str]]) -> httpx.MockTransport:
-    """An identity provider answering ``/whoami`` for tokens → (name, role)."""
+def identity_double(
+    people: dict[str, tuple[str, str]], *, acting_for_others: frozenset[str] = frozenset()
+) -> httpx.MockTransport:
+    """An identity provider answering ``/whoami`` for tokens → (name, role); the names in
+    ``acting_for_others`` may act for others (as the runbook runner's token may)."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if request.url.path != "/whoami" or token not in people:
             return httpx.Response(401, json={"detail": "unknown or revoked token"})
         name, role = people[token]
-        return httpx.Response(200, json={"name": name, "role": role})
+        return httpx.Response(
+            200, json={"name": name, "role": role, "acts_for_others": name in acting_for_others}
+        )
 
     return httpx.MockTransport(answer)
 

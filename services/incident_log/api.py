@@ -71,6 +71,22 @@ class ReasonBody(ActionBody):
     reason: str = Field(min_length=1, max_length=2_000)
 
 
+class RetrainBody(ReasonBody):
+    """Asking for a retrain, possibly on a person's behalf."""
+
+    on_behalf_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description=(
+            "The person on whose behalf the caller asks (the runbook runner, for the person who "
+            "ran the runbook); recorded as the requester, who may not approve the candidate. "
+            "Only a token allowed to act for others may give it (403 otherwise)."
+        ),
+    )
+
+
 class ResolveBody(ReasonBody):
     """Resolving; ``force`` resolves a performance incident labels have not confirmed yet."""
 
@@ -141,6 +157,10 @@ class WhoAmI(BaseModel):
 
     name: str
     role: Role
+    acts_for_others: bool = Field(
+        default=False,
+        description="Whether the token may name a person it acts for (the runbook runner's).",
+    )
 
 
 class SignalView(BaseModel):
@@ -278,7 +298,9 @@ def build_router(
     @router.get("/whoami", tags=["auth"])
     async def whoami(principal: Caller) -> WhoAmI:
         """The caller's name and role."""
-        return WhoAmI(name=principal.name, role=principal.role)
+        return WhoAmI(
+            name=principal.name, role=principal.role, acts_for_others=principal.acts_for_others
+        )
 
     @router.get("/incidents", tags=["incidents"])
     async def list_incidents(
@@ -462,15 +484,26 @@ def build_router(
 
     @router.post("/incidents/{incident_id}/retrain", tags=["actions"])
     async def request_retrain(
-        incident_id: str, principal: Caller, body: ReasonBody
+        incident_id: str, principal: Caller, body: RetrainBody
     ) -> IncidentDetail:
-        """Ask the retrainer for a new version of the incident's model (level two)."""
+        """Ask the retrainer for a new version of the incident's model (level two). A caller
+        allowed to act for others (the runbook runner) names the person it asks for in
+        ``on_behalf_of``: that person is the requester, "via" the caller."""
+        asker, via = principal.name, None
+        if body.on_behalf_of is not None:
+            if not principal.acts_for_others:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    f"{principal.name} may not act on behalf of someone else "
+                    "(only a token allowed to act for others, such as the runbook runner's)",
+                )
+            asker, via = body.on_behalf_of, principal.name
         return await act(
             incident_id,
             principal,
             Permission.REQUEST_RETRAIN,
             lambda i, now: i.request_retrain(
-                principal.name, body.reason, now, take_over=body.take_over
+                asker, body.reason, now, take_over=body.take_over, via=via
             ),
             take_over=body.take_over,
         )

@@ -26,7 +26,7 @@ from contracts.registry import (
     RetrainFinished,
     RetrainStarted,
 )
-from contracts.retraining import RetrainRequest
+from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
 from services.incident_log.auth import Principal
@@ -94,6 +94,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     runtime.consumer.on(RunbookFinished, log.handle_runbook_result)
 
     # Retraining and registry steps go on the timeline of the incident that caused them.
+    runtime.consumer.on(RetrainAnswered, log.handle_model_news)
     runtime.consumer.on(RetrainStarted, log.handle_model_news)
     runtime.consumer.on(RetrainFinished, log.handle_model_news)
     runtime.consumer.on(ModelRegistered, log.handle_model_news)
@@ -109,6 +110,8 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     async def fire_timers() -> None:
         while True:
             while await log.fire_due_timers(limit=_TIMER_BATCH) == _TIMER_BATCH:
+                pass
+            while await log.lapse_retrains(limit=_TIMER_BATCH) == _TIMER_BATCH:
                 pass
             await asyncio.sleep(settings.timer_interval_s)
 
@@ -136,7 +139,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     app = runtime.http_app(title="Vigil incident log", resources=database)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     configured = {
-        entry.token.get_secret_value(): Principal(entry.name, entry.role)
+        entry.token.get_secret_value(): Principal(entry.name, entry.role, entry.acts_for_others)
         for entry in settings.service_tokens
     }
     app.include_router(

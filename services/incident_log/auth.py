@@ -35,10 +35,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the name recorded as actor, and the role checked."""
+    """The caller: the name recorded as actor, and the role checked. ``acts_for_others``: the
+    caller may name a person it acts for (only configured component tokens, such as the runbook
+    runner's, ever do; a token issued through the API never does)."""
 
     name: str
     role: Role
+    acts_for_others: bool = False
 
 
 def token_digest(token: str) -> str:

@@ -58,10 +58,11 @@ from contracts.registry import (
     RetrainFinished,
     RetrainStarted,
 )
-from contracts.retraining import RetrainRequest, RetrainTrigger
+from contracts.retraining import RetrainAnswered, RetrainRequest, RetrainTrigger
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from contracts.values import Variant
 from services.incident_log.lifecycle import Action, InvalidTransition, next_status
+from services.incident_log.retrains import answer_details
 from services.incident_log.routing import Route, RoutingPolicy, route_for
 
 __all__ = [
@@ -81,7 +82,8 @@ __all__ = [
 ]
 
 ModelNews = (
-    RetrainStarted
+    RetrainAnswered
+    | RetrainStarted
     | RetrainFinished
     | ModelRegistered
     | CandidateEvaluated
@@ -716,9 +718,17 @@ class Incident:
         return effects
 
     def request_retrain(
-        self, actor: str, reason: str, now: datetime, *, take_over: bool = False
+        self,
+        actor: str,
+        reason: str,
+        now: datetime,
+        *,
+        take_over: bool = False,
+        via: str | None = None,
     ) -> Effects:
-        """Ask the retrainer for a new version; requests for the same incident merge into one."""
+        """Ask the retrainer for a new version; requests for the same incident merge into one.
+        ``via`` is the component that asks on ``actor``'s behalf (the runbook runner): the
+        actor is the requester, who may not approve the candidate."""
         self._check_unresolved("request a retrain for")
         effects = self._check_holder(actor, now, take_over)
         request = RetrainRequest(
@@ -731,14 +741,13 @@ class Incident:
             incident_id=self.id,
             requested_by=actor,
             reason=reason,
+            via=via,
         )
+        details = {"cause": request.cause, "reason": reason}
+        if via is not None:
+            details["via"] = via
         effects.timeline.append(
-            TimelineEntry(
-                at=now,
-                actor=actor,
-                action="retrain_requested",
-                details={"cause": request.cause, "reason": reason},
-            )
+            TimelineEntry(at=now, actor=actor, action="retrain_requested", details=details)
         )
         effects.events.append(request)
         return effects
@@ -1032,6 +1041,8 @@ class Incident:
 def _news(news: ModelNews) -> tuple[str, str, dict[str, Any]]:
     """The timeline action, actor and details of a retraining or registry step."""
     retrainer = "system:retrainer"
+    if isinstance(news, RetrainAnswered):
+        return "retrain_answered", retrainer, answer_details(news)
     if isinstance(news, RetrainStarted):
         return (
             "retrain_started",

@@ -20,16 +20,17 @@ from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
 from contracts.monitoring import MetricsComputed
 from contracts.registry import (
-    CandidateEvaluated,
+    ModelPromoted,
     ModelRegistered,
-    PromotionRequested,
-    RetrainStarted,
+    ModelRolledBack,
+    RetrainFinished,
 )
-from contracts.retraining import RetrainRequest
+from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from contracts.values import Variant
-from services.incident_log.domain import Effects, Incident, ModelNews
+from services.incident_log.domain import SYSTEM, Effects, Incident, ModelNews, TimelineEntry
 from services.incident_log.paging.store import PagingStore
+from services.incident_log.retrains import InFlight, lapse, lifted_details
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
 from services.incident_log.tables import RetrainRow, SilenceRow
@@ -51,6 +52,16 @@ class UnknownSilence(LookupError):
 
 
 E = TypeVar("E", AlertRaised, AlertRecovered)
+
+
+def _in_flight(row: RetrainRow) -> InFlight:
+    return InFlight(
+        model=row.model,
+        cause=row.cause,
+        asked_at=row.requested_at,
+        answered_at=row.answered_at,
+        run_id=row.run_id,
+    )
 
 
 def _first_of_each(events: Sequence[E], fresh_ids: set[UUID]) -> list[E]:
@@ -107,7 +118,11 @@ class IncidentLog:
                 {alert.fingerprint for alert in fresh}, now - self.policy.reopen_window
             )
             silences = await store.active_silences(now)
-            retraining = await store.retraining_models(now, self.policy.retrain_timeout)
+            retraining = await store.retraining_models(
+                now,
+                answer_timeout=self.policy.retrain_answer_timeout,
+                retrain_timeout=self.policy.retrain_timeout,
+            )
             touched: dict[str, Incident] = {}
             for alert in fresh:
                 decision = triage(
@@ -248,17 +263,17 @@ class IncidentLog:
         self._committed()
 
     async def retrain_requested(self, request: RetrainRequest) -> None:
-        """Remember that a model is being retrained (its decay alerts may be inhibited)."""
+        """Follow a retrain ask: its model's decay alerts may be inhibited until the retrainer
+        answers it and, if a run trains for it, until that run ends (:mod:`.retrains`)."""
         async with self._sessions() as session, session.begin():
             if not await first_time(session, request.event_id):
                 return
-            session.add(
-                RetrainRow(model=request.model, cause=request.cause, requested_at=self._clock())
-            )
+            await IncidentStore(session).record_retrain_ask(request, self._clock())
 
     async def handle_model_news(self, news: ModelNews) -> None:
-        """A retraining or registry step: a model's retrain is no longer in flight once the
-        registry reports on it, and the step goes on the timeline of the incident behind it."""
+        """A retraining or registry step: the retrainer's answer, the end of a run, or a champion
+        change ends retrains in flight; the step goes on the timeline of the incident behind
+        it, and an ended retrain of another incident on that one's."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
             if not await first_time(session, news.event_id):
@@ -267,11 +282,28 @@ class IncidentLog:
             if isinstance(news, ModelRegistered):
                 owners = list(news.record.spec.owners)
                 await PagingStore(session).set_owners(news.model, news.record.version, owners)
-            if not isinstance(news, RetrainStarted | CandidateEvaluated | PromotionRequested):
-                await store.finish_retrains(news.model, now)
+            ended: list[RetrainRow] = []
+            if isinstance(news, RetrainAnswered):
+                await store.record_retrain_answer(news, now)
+            elif isinstance(news, RetrainFinished):
+                outcome = (
+                    f"failed: {news.failure}"
+                    if news.failure
+                    else f"registered candidate v{news.candidate_version}"
+                )
+                ended = await store.end_retrains(
+                    now, f"run {news.run_id} ended ({outcome})", run_id=news.run_id
+                )
+            elif isinstance(news, ModelPromoted | ModelRolledBack):
+                ended = await store.end_retrains(
+                    now, f"the champion changed ({news.type})", model=news.model
+                )
             incident_id = (
                 news.record.incident_id if isinstance(news, ModelRegistered) else news.incident_id
             )
+            for row in ended:
+                if row.incident_id is not None and row.incident_id != incident_id:
+                    await self._note_lifted(store, row, row.ended_because or "", now)
             incident = await store.get(incident_id) if incident_id else None
             if incident is None:
                 return
@@ -279,6 +311,48 @@ class IncidentLog:
             store.save(incident)
             store.record(incident, effects)
         self._committed()
+
+    async def lapse_retrains(self, *, limit: int = 100) -> int:
+        """End the retrains that no longer count as in flight (unanswered too long, or asked
+        longer ago than the retrain timeout), each on its incident's timeline; return how many."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            rows = await store.lapsing_retrains(
+                now,
+                answer_timeout=self.policy.retrain_answer_timeout,
+                retrain_timeout=self.policy.retrain_timeout,
+                limit=limit,
+            )
+            for row in rows:
+                why = lapse(
+                    _in_flight(row),
+                    now,
+                    answer_timeout=self.policy.retrain_answer_timeout,
+                    retrain_timeout=self.policy.retrain_timeout,
+                )
+                row.finished_at = now
+                row.ended_because = why
+                session.add(row)
+                if row.incident_id is not None and why is not None:
+                    await self._note_lifted(store, row, why, now)
+        if rows:
+            self._committed()
+        return len(rows)
+
+    @staticmethod
+    async def _note_lifted(store: IncidentStore, row: RetrainRow, why: str, now: datetime) -> None:
+        assert row.incident_id is not None
+        incident = await store.get(row.incident_id)
+        if incident is None:
+            return
+        entry = TimelineEntry(
+            at=now,
+            actor=SYSTEM,
+            action="retrain_no_longer_in_flight",
+            details=lifted_details(_in_flight(row), why),
+        )
+        store.record(incident, Effects(timeline=[entry]))
 
     async def handle_metrics(self, reports: Sequence[MetricsComputed]) -> None:
         """Healthy windows of an awaited champion resolve the incidents waiting on it."""

@@ -172,7 +172,10 @@ class InhibitionRule(_Strict):
     """While a *source* signal is active on an open incident, *target* alerts are suppressed.
 
     ``equal`` names the attributes source and target must share (``model``, ``model_version``).
-    A source of ``retrain_in_flight`` is active while a retrain of the model is running.
+    A source of ``retrain_in_flight`` is active while a retrain of the model is in flight: asked
+    and not yet answered (for at most ``retrain_answer_timeout_minutes``), or answered with a run
+    that has not ended (for at most ``retrain_timeout_minutes``); see
+    :mod:`services.incident_log.retrains`.
     """
 
     name: str = Field(min_length=1)
@@ -210,6 +213,14 @@ class RoutingPolicy(_Strict):
     )
     retrain_timeout_minutes: float = Field(
         default=120, gt=0, description="A retrain counts as in flight for at most this long."
+    )
+    retrain_answer_timeout_minutes: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "A retrain ask the retrainer has not answered counts as in flight for at most this "
+            "long (a retrainer that is down cannot mute decay alerts for long)."
+        ),
     )
     routes: list[Route] = Field(min_length=1)
     inhibitions: list[InhibitionRule] = Field(default_factory=list)
@@ -249,6 +260,11 @@ class RoutingPolicy(_Strict):
     def retrain_timeout(self) -> timedelta:
         """How long a retrain counts as in flight."""
         return timedelta(minutes=self.retrain_timeout_minutes)
+
+    @property
+    def retrain_answer_timeout(self) -> timedelta:
+        """How long an unanswered retrain ask counts as in flight."""
+        return timedelta(minutes=self.retrain_answer_timeout_minutes)
 
 
 class PolicyError(ValueError):

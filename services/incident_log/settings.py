@@ -22,6 +22,13 @@ class ServiceToken(BaseModel):
     name: str = Field(min_length=1)
     role: Role
     token: SecretStr
+    acts_for_others: bool = Field(
+        default=False,
+        description=(
+            "The component acts for people and may say for whom (the runbook runner asks for a "
+            "retrain on behalf of the person who ran the runbook)."
+        ),
+    )
 
 
 class Settings(ServiceSettings, ProcessedIdsRetention):
@@ -43,7 +50,10 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     )
     service_tokens: list[ServiceToken] = Field(
         default_factory=list,
-        description="Tokens of Vigil's own components (JSON list of {name, role, token}).",
+        description=(
+            "Tokens of Vigil's own components (JSON list of {name, role, token, "
+            "acts_for_others}; acts_for_others: may ask on a person's behalf, the runner's)."
+        ),
     )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."

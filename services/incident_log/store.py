@@ -17,9 +17,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
 from contracts.incidents import IncidentStatus, Tier
+from contracts.retraining import RetrainAnswered, RetrainRequest
 from services.incident_log.domain import Effects, Incident, Signal, TimerKind, TimerRequest
 from services.incident_log.paging.planning import page_intents
 from services.incident_log.paging.store import page_row
+from services.incident_log.retrains import answered_end
 from services.incident_log.routing import Matcher, Route
 from services.incident_log.tables import (
     AlertRow,
@@ -330,29 +332,112 @@ class IncidentStore:
         ).all()
         return [silence_of(row) for row in rows]
 
-    async def retraining_models(self, now: datetime, max_age: timedelta) -> frozenset[str]:
-        """Models with a retrain requested, not yet finished, and not older than ``max_age``."""
+    async def retraining_models(
+        self, now: datetime, *, answer_timeout: timedelta, retrain_timeout: timedelta
+    ) -> frozenset[str]:
+        """Models with a retrain in flight now: asked and awaiting the answer (for at most
+        ``answer_timeout``), or answered with a run, not ended, asked less than
+        ``retrain_timeout`` ago (:func:`services.incident_log.retrains.lapse`)."""
         rows = (
             await self.session.exec(
                 select(RetrainRow.model).where(
-                    col(RetrainRow.finished_at).is_(None), RetrainRow.requested_at > now - max_age
+                    col(RetrainRow.finished_at).is_(None),
+                    RetrainRow.requested_at > now - retrain_timeout,
+                    or_(
+                        col(RetrainRow.answered_at).is_not(None),
+                        col(RetrainRow.requested_at) > now - answer_timeout,
+                    ),
                 )
             )
         ).all()
         return frozenset(rows)
 
-    async def finish_retrains(self, model: str, now: datetime) -> None:
-        """Mark a model's retrains finished (the registry reported a new state for it)."""
-        rows = (
+    async def record_retrain_ask(self, request: RetrainRequest, now: datetime) -> None:
+        """Follow a retrain ask, unless its answer came first and already did."""
+        known = (
             await self.session.exec(
-                select(RetrainRow).where(
-                    RetrainRow.model == model, col(RetrainRow.finished_at).is_(None)
+                select(RetrainRow.id).where(RetrainRow.ask_event_id == request.event_id)
+            )
+        ).first()
+        if known is None:
+            self.session.add(
+                RetrainRow(
+                    model=request.model,
+                    cause=request.cause,
+                    requested_at=now,
+                    ask_event_id=request.event_id,
+                    incident_id=request.incident_id,
                 )
             )
-        ).all()
+
+    async def record_retrain_answer(self, answer: RetrainAnswered, now: datetime) -> None:
+        """Record the retrainer's answer on the ask it answers (following the ask from here if
+        its request has not been seen); a refusal ends it at once."""
+        row = None
+        if answer.ask_event_id is not None:
+            row = (
+                await self.session.exec(
+                    select(RetrainRow)
+                    .where(RetrainRow.ask_event_id == answer.ask_event_id)
+                    .with_for_update()
+                )
+            ).first()
+        if row is None:
+            row = RetrainRow(
+                model=answer.model,
+                cause=answer.cause,
+                requested_at=now,
+                ask_event_id=answer.ask_event_id,
+                incident_id=answer.incident_id,
+            )
+        row.answer = answer.answer.value
+        row.answered_at = now
+        row.run_id = answer.run_id
+        ended = answered_end(answer)
+        if ended is not None and row.finished_at is None:
+            row.finished_at = now
+            row.ended_because = ended
+        self.session.add(row)
+
+    async def end_retrains(
+        self, now: datetime, why: str, *, run_id: str | None = None, model: str | None = None
+    ) -> list[RetrainRow]:
+        """End the retrains in flight of a run (its end) or of a model (a champion change);
+        return them."""
+        query = select(RetrainRow).where(col(RetrainRow.finished_at).is_(None))
+        if run_id is not None:
+            query = query.where(RetrainRow.run_id == run_id)
+        if model is not None:
+            query = query.where(RetrainRow.model == model)
+        rows = list((await self.session.exec(query.with_for_update())).all())
         for row in rows:
             row.finished_at = now
+            row.ended_because = why
             self.session.add(row)
+        return rows
+
+    async def lapsing_retrains(
+        self, now: datetime, *, answer_timeout: timedelta, retrain_timeout: timedelta, limit: int
+    ) -> list[RetrainRow]:
+        """Retrains not ended that no longer count as in flight by now (unanswered for
+        ``answer_timeout``, or asked ``retrain_timeout`` ago), locked, oldest first."""
+        query = (
+            select(RetrainRow)
+            .where(
+                col(RetrainRow.finished_at).is_(None),
+                or_(
+                    col(RetrainRow.requested_at) <= now - retrain_timeout,
+                    and_(
+                        col(RetrainRow.answered_at).is_(None),
+                        col(RetrainRow.requested_at) <= now - answer_timeout,
+                    ),
+                ),
+            )
+            .order_by(col(RetrainRow.requested_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.exec(query)).all())
 
     # -- timers --------------------------------------------------------------------------------
 

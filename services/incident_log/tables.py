@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Column, Connection, Index, inspect
+from sqlalchemy import JSON, Column, Connection, Index, Text, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
@@ -163,7 +163,8 @@ class SilenceRow(SQLModel, table=True):
 
 
 class RetrainRow(SQLModel, table=True):
-    """A retrain seen on ``retrain.requests``, in flight until the registry reports on the model."""
+    """A retrain ask seen on ``retrain.requests`` or answered on ``models``: in flight until it
+    is refused, its run ends, or it lapses (:mod:`services.incident_log.retrains`)."""
 
     __tablename__ = "retrains"
 
@@ -172,6 +173,12 @@ class RetrainRow(SQLModel, table=True):
     cause: str
     requested_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    ask_event_id: UUID | None = Field(default=None, index=True)
+    incident_id: str | None = None
+    answer: str | None = None
+    answered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    run_id: str | None = Field(default=None, index=True)
+    ended_because: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class ApiTokenRow(SQLModel, table=True):

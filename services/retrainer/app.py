@@ -4,7 +4,8 @@ governed retraining (labelled live data, triggers, the worker, approvals, the ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,8 +40,6 @@ from services.runtime import (
     OUTBOX_TABLES,
     LargerBody,
     ProcessedEvent,
-    Rejected,
-    Rejection,
     ServiceName,
     ServiceRuntime,
     create_engine,
@@ -52,6 +51,8 @@ from services.runtime.forgetting import forgetting_processed_ids
 from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
+
+log = logging.getLogger(__name__)
 
 _PRUNE_EVERY_S = 600.0
 
@@ -131,19 +132,20 @@ def create_app(
             at=request.occurred_at,
             incident_id=request.incident_id,
             parameters=request.parameters,
+            via=request.via,
         )
         try:
             await runs.ask(ask, event_id=request.event_id)
         except (UnknownModel, AskRefused) as error:
-            raise Rejected(str(error)) from None
+            # Answered and recorded as refused: the asker hears it on ``models``.
+            log.info("retrain ask %s refused: %s", request.event_id, error)
 
     async def on_comparison(comparison: VariantsCompared) -> None:
         await governance.on_comparison(comparison)
 
     alert_policy = settings.alert_policy()
 
-    async def on_alerts(alerts: list[AlertRaised]) -> Sequence[Rejection]:
-        refused = []
+    async def on_alerts(alerts: list[AlertRaised]) -> None:
         for alert in alerts:
             ask = ask_for_alert(alert, alert_policy)
             if ask is None:
@@ -151,8 +153,7 @@ def create_app(
             try:
                 await runs.ask(ask, event_id=alert.event_id)
             except (UnknownModel, AskRefused) as error:
-                refused.append(Rejection(alert.event_id, f"no retrain: {error}"))
-        return refused
+                log.info("retrain on alert %s refused: %s", alert.event_id, error)
 
     runtime.consumer.on_batch(PredictionMade, on_predictions)
     runtime.consumer.on_batch(LabelRecorded, on_labels)

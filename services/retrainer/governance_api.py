@@ -4,8 +4,9 @@ requests as a person.
 Deciding, asking and listing promotions need a caller (:mod:`.callers`): the name on
 ``model.approved`` / ``model.rejected`` is the identity provider's, never one from the request.
 Errors beyond the callers' 401 / 403 / 503: 404 for an unknown id, 409 when the request is
-decided, expired, or the approver asked for the retrain, 422 for a malformed body or an ask that
-cannot be admitted.
+decided, expired, or the approver asked for the retrain, or when an ask's cause was already
+retrained for or conflicts with the queued run's parameters, 422 for a malformed body or training
+parameters that make no recipe. Every ask, refused or not, is also answered on ``models``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.registry import DatasetChanges, DatasetRef
-from contracts.retraining import RetrainTrigger
+from contracts.retraining import RetrainRefusal, RetrainTrigger
 from contracts.values import FiniteJson, ModelName
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.canary import Rollout
@@ -73,6 +74,16 @@ class AskBody(BaseModel):
         default=None,
         description="Training parameters to change for this run.",
         examples=[{"C": 0.5}],
+    )
+    on_behalf_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description=(
+            "The person the caller asks for, recorded as the requester (403 unless the caller's "
+            "token may act for others, as the runbook runner's may)."
+        ),
     )
 
 
@@ -262,18 +273,30 @@ def install_governance_api(
 
     @router.post("/retrains", status_code=202)
     async def ask(who: Caller, body: AskBody) -> AskOut:
-        """Ask for a retrain (role l2 or higher); the caller is recorded as the requester."""
+        """Ask for a retrain (role l2 or higher); the caller is recorded as the requester, or
+        the person it names in ``on_behalf_of`` (then "via" the caller) if it may act for
+        others."""
         require_role(who, APPROVER_ROLE, "ask for a retrain")
+        asker, via = who.name, None
+        if body.on_behalf_of is not None:
+            if not who.acts_for_others:
+                raise HTTPException(
+                    403,
+                    f"{who.name} may not ask on behalf of someone else "
+                    "(only a token allowed to act for others, such as the runbook runner's)",
+                )
+            asker, via = body.on_behalf_of, who.name
         admission = await runs.ask(
             RetrainAsk(
                 model=body.model,
                 cause=body.cause or f"manual:{uuid.uuid4().hex[:12]}",
                 trigger=RetrainTrigger.MANUAL,
-                requested_by=who.name,
+                requested_by=asker,
                 reason=body.reason,
                 at=clock(),
                 incident_id=body.incident_id,
                 parameters=body.parameters,
+                via=via,
             )
         )
         return AskOut(
@@ -322,7 +345,12 @@ def install_governance_api(
         return JSONResponse({"detail": str(error)}, 404)
 
     async def unprocessable(_: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, 422)
+        assert isinstance(error, AskRefused)
+        conflict = error.refusal in (
+            RetrainRefusal.ALREADY_RETRAINED,
+            RetrainRefusal.CONFLICTING_PARAMETERS,
+        )
+        return JSONResponse({"detail": str(error)}, 409 if conflict else 422)
 
     app.add_exception_handler(PromotionRefused, refused)
     app.add_exception_handler(UnknownPromotion, not_found)

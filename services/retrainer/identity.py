@@ -1,8 +1,9 @@
 """Who is calling: the incident log is Vigil's identity provider.
 
-``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role"}``, or
-401 for an unknown token. Answers are kept briefly (by the token's SHA-256, never the token), so
-a burst of calls costs one lookup, and a revoked token stops working within ``ttl_seconds``.
+``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role",
+"acts_for_others"}``, or 401 for an unknown token. Answers are kept briefly (by the token's
+SHA-256, never the token), so a burst of calls costs one lookup, and a revoked token stops
+working within ``ttl_seconds``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ _MAX_REMEMBERED = 10_000
 
 @dataclass(frozen=True)
 class Identity:
-    """A caller's name (recorded as actor) and role (checked)."""
+    """A caller's name (recorded as actor) and role (checked); ``acts_for_others``: the caller
+    may name a person it asks for (the runbook runner)."""
 
     name: str
     role: str
+    acts_for_others: bool = False
 
 
 class IdentityError(Exception):
@@ -75,7 +78,11 @@ class IdentityProvider:
             )
         try:
             body = response.json()
-            identity = Identity(name=str(body["name"]), role=str(body["role"]))
+            identity = Identity(
+                name=str(body["name"]),
+                role=str(body["role"]),
+                acts_for_others=body.get("acts_for_others") is True,
+            )
         except (ValueError, KeyError, TypeError):
             raise IdentityError(503, "identity provider gave an unreadable answer") from None
         if self._ttl > 0:

@@ -76,6 +76,7 @@ class RetrainAskRow(SQLModel, table=True):
     admission: str = Field(max_length=16)
     run_id: str | None = Field(default=None, max_length=40)
     detail: str = Field(sa_column=Column(Text, nullable=False))
+    via: str | None = Field(default=None, max_length=200)  # who asked on requested_by's behalf
 
 
 class LiveExampleRow(SQLModel, table=True):

@@ -1,6 +1,11 @@
 """Retraining runs in the database: admitting asks (the rules of :mod:`.triggers`), claiming due
 runs for the worker, and recording their start and end with their events on ``models``.
 
+Every ask is answered (``retrain.answered``) in the transaction that records it, refusals
+included, and an ask already handled (by ``event_id``) is neither recorded nor answered again.
+Whoever asks, directly or through a merge into an active run, becomes one of the run's requesters
+(who may not approve its candidate).
+
 Admission and claiming lean on the database for the "at most one" rules: the unique
 ``queued_model`` and ``running_model`` columns make a racing second admission or claim fail its
 transaction, and the caller retries, finding the run the winner made. A claimed run holds a lease
@@ -24,7 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.registry import DatasetChanges, DatasetRef, RetrainFinished, RetrainStarted
-from contracts.retraining import RetrainTrigger
+from contracts.retraining import RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
 from services.retrainer.recipes import RecipeError, parse_recipe
 from services.retrainer.retraining_tables import RetrainAskRow, RetrainRunRow
 from services.retrainer.store import NotFoundError, RegistryStore
@@ -49,7 +54,12 @@ class UnknownModel(LookupError):
 
 
 class AskRefused(ValueError):
-    """An ask that cannot be admitted (bad parameters, a conflicting queued run)."""
+    """An ask that cannot be admitted (bad parameters, a conflicting queued run, a cause already
+    retrained for); ``refusal`` says which. It was answered and recorded all the same."""
+
+    def __init__(self, message: str, refusal: RetrainRefusal | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -144,22 +154,43 @@ class RetrainRuns:
     # ------------------------------------------------------------------ asking
 
     async def ask(self, ask: RetrainAsk, *, event_id: UUID | None = None) -> Admission:
-        """Admit an ask: merge it, join it to the queued run, or queue a new run.
+        """Admit an ask: merge it, join it to the queued run, or queue a new run; record it and
+        its answer either way.
 
         Raises :class:`UnknownModel` for a model the registry lacks and :class:`AskRefused`
-        for parameters that make no recipe or that conflict with the queued run.
+        for parameters that make no recipe or that conflict with the queued run, and for a
+        cause already retrained for (after recording the refusal and its answer).
         """
-        base_parameters = await self._base_parameters(ask.model)
-        try:
-            parse_recipe(base_parameters, ask.parameters)
-        except RecipeError as error:
-            raise AskRefused(f"training parameters: {error}") from None
-        admission = await self._retrying(lambda session: self._admit(session, ask, event_id))
+        refused = await self._refusal(ask)
+        admission = await self._retrying(
+            lambda session: self._admit(session, ask, event_id, refused)
+        )
         if admission.kind is AdmissionKind.REFUSED:
-            raise AskRefused(admission.reason)
+            if admission.refusal is RetrainRefusal.UNKNOWN_MODEL:
+                raise UnknownModel(admission.reason)
+            raise AskRefused(admission.reason, admission.refusal)
         if admission.kind is not AdmissionKind.MERGED:
             self._on_queued()
         return admission
+
+    async def _refusal(self, ask: RetrainAsk) -> Admission | None:
+        """The refusal of an ask whatever the runs: an unknown model, parameters that make no
+        recipe."""
+        try:
+            base_parameters = await self._base_parameters(ask.model)
+        except UnknownModel as error:
+            return Admission(
+                AdmissionKind.REFUSED, str(error), refusal=RetrainRefusal.UNKNOWN_MODEL
+            )
+        try:
+            parse_recipe(base_parameters, ask.parameters)
+        except RecipeError as error:
+            return Admission(
+                AdmissionKind.REFUSED,
+                f"training parameters: {error}",
+                refusal=RetrainRefusal.INVALID_PARAMETERS,
+            )
+        return None
 
     async def _base_parameters(self, model: str) -> Mapping[str, JsonValue]:
         try:
@@ -175,13 +206,21 @@ class RetrainRuns:
         return versions[-1].parameters
 
     async def _admit(
-        self, session: AsyncSession, ask: RetrainAsk, event_id: UUID | None
+        self,
+        session: AsyncSession,
+        ask: RetrainAsk,
+        event_id: UUID | None,
+        refused: Admission | None,
     ) -> Admission:
         if event_id is not None and not await first_time(session, event_id):
             return Admission(AdmissionKind.MERGED, "this ask was already handled")
         now = self._clock()
-        rows = await self._runs_for_admission(session, ask.model, ask.cause)
-        admission = admit(ask, [_view(row) for row in rows], cooldown=self._cooldown, now=now)
+        if refused is not None:
+            rows: list[RetrainRunRow] = []
+            admission = refused
+        else:
+            rows = await self._runs_for_admission(session, ask.model, ask.cause)
+            admission = admit(ask, [_view(row) for row in rows], cooldown=self._cooldown, now=now)
         run_id = admission.run_id
         if admission.kind is AdmissionKind.QUEUED:
             run_id = f"rt-{uuid.uuid4().hex[:12]}"
@@ -206,13 +245,14 @@ class RetrainRuns:
             admission = Admission(
                 admission.kind, f"queued run {run_id}", run_id, admission.not_before
             )
-        elif admission.kind is AdmissionKind.JOINED:
+        elif admission.kind in (AdmissionKind.JOINED, AdmissionKind.MERGED):
             row = next(row for row in rows if row.run_id == run_id)
-            row.causes = json.dumps([*json.loads(row.causes), ask.cause])
+            if admission.kind is AdmissionKind.JOINED:
+                row.causes = json.dumps([*json.loads(row.causes), ask.cause])
+                row.incident_id = row.incident_id or ask.incident_id
             requesters = json.loads(row.requesters)
             if ask.requested_by not in requesters:
                 row.requesters = json.dumps([*requesters, ask.requested_by])
-            row.incident_id = row.incident_id or ask.incident_id
             session.add(row)
         session.add(
             RetrainAskRow(
@@ -226,10 +266,48 @@ class RetrainRuns:
                 admission=admission.kind.value,
                 run_id=run_id,
                 detail=admission.reason,
+                via=ask.via,
             )
         )
+        stage(session, [self._answer(ask, event_id, admission, run_id, now)])
         await session.flush()
         return admission
+
+    def _answer(
+        self,
+        ask: RetrainAsk,
+        event_id: UUID | None,
+        admission: Admission,
+        run_id: str | None,
+        now: datetime,
+    ) -> RetrainAnswered:
+        return RetrainAnswered(
+            producer=self._producer,
+            model=ask.model,
+            ask_event_id=event_id,
+            cause=ask.cause,
+            answer=RetrainAnswer(admission.kind.value),
+            run_id=run_id,
+            not_before=admission.not_before if admission.kind is AdmissionKind.QUEUED else None,
+            refusal=admission.refusal,
+            reason=admission.reason,
+            incident_id=ask.incident_id,
+            correlation_id=ask.incident_id,
+            requested_by=ask.requested_by,
+            via=ask.via,
+            occurred_at=now,
+        )
+
+    async def requesters(self, session: AsyncSession, run_id: str) -> list[str]:
+        """Return a run's requesters as they stand, locking the run in the caller's transaction
+        (an ask merged while the run trained counts; one arriving after its end is refused)."""
+        row = (
+            await session.exec(
+                select(RetrainRunRow).where(RetrainRunRow.run_id == run_id).with_for_update()
+            )
+        ).first()
+        assert row is not None
+        return list(json.loads(row.requesters))
 
     async def _runs_for_admission(
         self, session: AsyncSession, model: str, cause: str
@@ -483,6 +561,8 @@ class RetrainRuns:
                 "incident_id": row.incident_id,
                 "at": row.at,
                 "admission": row.admission,
+                "via": row.via,
+                "detail": row.detail,
             }
             for row in rows
         ]

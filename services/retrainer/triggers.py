@@ -5,8 +5,8 @@ champion's maintenance instructions, and, when turned on, from alerts. Each name
 deduplication key. Per model there is at most one **queued** run (not started: every new ask joins
 it) and at most one **running** run::
 
-    ask ──▶ a run of the model already has this cause (queued, running
-            or finished, however long ago) ────────────────────────────▶ merged (nothing new)
+    ask ──▶ a queued or running run of the model has this cause ────────▶ merged (nothing new)
+        ──▶ a finished run had this cause (however long ago) ──────────▶ refused (already retrained)
         ──▶ a run is queued ────────────────────────────────────────────▶ joins it
         ──▶ otherwise ───▶ a new queued run, not before the last run's end + cooldown
 
@@ -15,7 +15,8 @@ it) and at most one **running** run::
 So concurrent duplicate asks make one run, a cause is retrained for once (a repeated alert cannot
 loop retrains; asking again for the same incident needs a new cause, which the CLI can give), asks
 that arrive while a run trains make one more run after it, and a model is not retrained more
-often than the cooldown allows.
+often than the cooldown allows. Every decision, refusals included, is answered on ``models``
+(``contracts.RetrainAnswered``): whoever asked learns whether a run will train for it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from enum import StrEnum
 from pydantic import JsonValue
 
 from contracts.alerts import AlertKind, AlertRaised, Severity
-from contracts.retraining import RetrainTrigger
+from contracts.retraining import RetrainRefusal, RetrainTrigger
 
 __all__ = [
     "Admission",
@@ -70,6 +71,7 @@ class RetrainAsk:
     at: datetime
     incident_id: str | None = None
     parameters: Mapping[str, JsonValue] | None = None
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Admission:
     reason: str
     run_id: str | None = None
     not_before: datetime | None = None
+    refusal: RetrainRefusal | None = None
 
 
 def admit(
@@ -113,11 +116,22 @@ def admit(
         (run for run in runs if run.finished_at is not None and not run.state.active),
         key=lambda run: run.finished_at or now,
     )
-    for run in (queued, running, *reversed(finished)):
+    for run in (queued, running):
         if run is not None and ask.cause in run.causes:
-            when = f" (finished {run.finished_at.isoformat()})" if run.finished_at else ""
             return Admission(
-                AdmissionKind.MERGED, f"{ask.cause} is in run {run.run_id}{when}", run.run_id
+                AdmissionKind.MERGED,
+                f"{ask.cause} is in run {run.run_id} ({run.state.value})",
+                run.run_id,
+            )
+    for run in reversed(finished):
+        if ask.cause in run.causes:
+            assert run.finished_at is not None
+            return Admission(
+                AdmissionKind.REFUSED,
+                f"{ask.cause} was already retrained for in run {run.run_id} ({run.state.value} "
+                f"{run.finished_at.isoformat()}); ask with a new cause to retrain again",
+                run.run_id,
+                refusal=RetrainRefusal.ALREADY_RETRAINED,
             )
     if queued is not None:
         if dict(queued.parameters or {}) != dict(ask.parameters or {}):
@@ -126,6 +140,7 @@ def admit(
                 f"run {queued.run_id} of {ask.model} is queued with other training parameters; "
                 "ask again once it has started",
                 queued.run_id,
+                refusal=RetrainRefusal.CONFLICTING_PARAMETERS,
             )
         return Admission(AdmissionKind.JOINED, f"joined queued run {queued.run_id}", queued.run_id)
     not_before = now

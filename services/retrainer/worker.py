@@ -323,7 +323,10 @@ class RetrainWorker:
                 run_id=run.run_id,
             )
             await self._governance.request_promotion(
-                session, evaluation, requested_by=run.requested_by, requesters=run.requesters
+                session,
+                evaluation,
+                requested_by=run.requested_by,
+                requesters=await self._runs.requesters(session, run.run_id),
             )
             await self._runs.finish(
                 session,

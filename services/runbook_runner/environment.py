@@ -2,8 +2,9 @@
 
 Nothing else of the runner's environment reaches a script: not its database URL, not its
 broker credentials, not any secret a deployment put there. What a script needs to call Vigil's
-HTTP APIs is given explicitly: the service addresses, a token scoped to runbooks, and the run's
-identity.
+HTTP APIs is given explicitly: the service addresses, a token scoped to runbooks, the run's
+identity (``VIGIL_RUN_ID``) and the person or system that asked for the run
+(``VIGIL_ON_BEHALF_OF``, from the request's ``requested_by``).
 """
 
 from __future__ import annotations

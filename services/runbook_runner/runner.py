@@ -100,6 +100,7 @@ def _recorded(request: RunbookRequest, digest: str, now: datetime) -> RunRow:
 class _Claim:
     run_id: str
     admitted: Admitted
+    requested_by: str
 
 
 class Runner:
@@ -292,13 +293,17 @@ class Runner:
             verify_script_sha256=verify_sha256,
             started_at=now,
         )
-        return _Claim(row.run_id, admitted)
+        return _Claim(row.run_id, admitted, row.requested_by)
 
     async def _execute(self, claim: _Claim) -> None:
         runbook = claim.admitted.runbook
         self._limits.work_dir.mkdir(parents=True, exist_ok=True)
         work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._limits.work_dir))
-        environment = self._environment | {"VIGIL_RUN_ID": claim.run_id}
+        # The script acts for whoever asked for the run (a retrain it asks for is theirs).
+        environment = self._environment | {
+            "VIGIL_RUN_ID": claim.run_id,
+            "VIGIL_ON_BEHALF_OF": claim.requested_by,
+        }
         try:
             command = await self._run(
                 claim.admitted.argv, environment, work_dir, runbook.timeout_seconds

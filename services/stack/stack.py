@@ -197,7 +197,14 @@ def _shared_env(
         ),
         "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": credentials.admin_token,
         "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
-            [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
+            [
+                {
+                    "name": "runbook-runner",
+                    "role": "l2",
+                    "token": credentials.runbook_token,
+                    "acts_for_others": True,
+                }
+            ]
         ),
         "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),

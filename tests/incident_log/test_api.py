@@ -10,15 +10,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 
-from contracts import AlertKind, alert_fingerprint
+from contracts import AlertKind, RetrainRequest, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.auth import issue_token
+from services.incident_log.auth import Principal, issue_token
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TABLES
 from services.runtime import (
     OUTBOX_TABLES,
+    OutboxMessage,
     ProcessedEvent,
     Sessions,
     create_engine,
@@ -160,7 +162,7 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     me = await api.client.get(
         "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
     )
-    assert me.json() == {"name": "dana", "role": "l2"}
+    assert me.json() == {"name": "dana", "role": "l2", "acts_for_others": False}
 
 
 async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:
@@ -250,3 +252,56 @@ async def test_runbooks_by_hand_and_retrain_requests_need_level_two_and_reports_
     ]
     assert requested[0]["details"]["run_id"] == run_id
     assert [e["action"] for e in timeline[-2:]] == ["retrain_requested", "report_attached"]
+
+
+async def test_only_a_token_allowed_to_act_for_others_may_ask_for_a_retrain_on_a_persons_behalf(
+    engine: AsyncEngine,
+) -> None:
+    sessions: Sessions = session_factory(engine)
+    log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
+    runner = Principal("runbook-runner", Role.L2, acts_for_others=True)
+    app = FastAPI()
+    app.include_router(
+        build_router(log, sessions, admin_token=ADMIN, configured_tokens={"runner": runner})
+    )
+    async with sessions() as session, session.begin():
+        # An API token that merely bears the runner's name is a person's token all the same.
+        impostor = await issue_token(session, "runbook-runner", Role.L2, T0)
+        viewer = await issue_token(session, "vi", Role.VIEWER, T0)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://incident-log"
+    ) as client:
+        api = Api(client, log, {Role.VIEWER: viewer})
+        incident = await api.new_incident()
+        url = f"/incidents/{incident}/retrain"
+
+        def body(**fields: object) -> dict[str, object]:
+            return {"reason": "drift"} | fields
+
+        as_impostor = {"Authorization": f"Bearer {impostor}"}
+        refused = await client.post(url, json=body(on_behalf_of="bo"), headers=as_impostor)
+        assert refused.status_code == 403
+        assert "may not act on behalf of someone else" in refused.json()["detail"]
+        as_runner = {"Authorization": "Bearer runner"}
+        for hostile in (17, "", "x" * 201, "bo\nroot", ["bo"]):
+            answer = await client.post(url, json=body(on_behalf_of=hostile), headers=as_runner)
+            assert answer.status_code == 422, (hostile, answer.text)
+        whoami = await client.get("/whoami", headers=as_runner)
+        assert whoami.json() == {"name": "runbook-runner", "role": "l2", "acts_for_others": True}
+        assert (await client.get("/whoami", headers=as_impostor)).json()["acts_for_others"] is False
+
+        done = await client.post(url, json=body(on_behalf_of="bo"), headers=as_runner)
+        assert done.status_code == 200, done.text
+        timeline = (
+            await client.get(f"/incidents/{incident}/timeline", headers=api.auth(Role.VIEWER))
+        ).json()
+        [requested] = [e for e in timeline if e["action"] == "retrain_requested"]
+        assert (requested["actor"], requested["details"]["via"]) == ("bo", "runbook-runner")
+    async with sessions() as session:
+        [row] = (
+            await session.exec(
+                select(OutboxMessage).where(OutboxMessage.event_type == "retrain.request")
+            )
+        ).all()
+    request = RetrainRequest.model_validate_json(row.payload)
+    assert (request.requested_by, request.via) == ("bo", "runbook-runner")

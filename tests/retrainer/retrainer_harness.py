@@ -180,7 +180,11 @@ async def in_memory_retrainer(
     over loopback HTTP."""
     clock = FakeClock()
     settings = retrainer_settings(tmp_path, KafkaSettings(), database_url, **overrides)
-    app = create_app(settings, clock=clock, identity_transport=identity_double(people))
+    app = create_app(
+        settings,
+        clock=clock,
+        identity_transport=identity_double(people, acting_for_others=frozenset({"runbook-runner"})),
+    )
     runtime: ServiceRuntime = app.state.runtime
     received: dict[Topic, list[Envelope]] = {topic: [] for topic in READ}
 
@@ -298,26 +302,38 @@ async def governed_processes(
     admin_token: str,
     people: dict[str, str],
     gate_resamples: int,
+    incident_log_env: dict[str, str] | None = None,
+    retrainer_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GovernedProcesses]:
     """Start the incident log and the retrainer (no cooldown, a gate margin a few hundred
     held-out rows can show), issue a token per person (name → role; ``ana`` must be one, at
-    l2: she registers and deploys v1), and stop both on exit."""
+    l2: she registers and deploys v1), and stop both on exit. ``incident_log_env`` adds to or
+    overrides the incident log's environment (its policy, its service tokens), ``retrainer_env``
+    the retrainer's."""
     incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=folder)
     retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=folder)
     env = stack_env(kafka, folder / "state", retrainer.url) | {
         "VIGIL_INCIDENT_LOG_URL": incident_log.url,
     }
-    incident_log.env = env | {
-        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROUTING_POLICY),
-    }
-    retrainer.env = env | {
-        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
-        "VIGIL_RETRAINER_GATE_RESAMPLES": str(gate_resamples),
-        # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
-        "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
-        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
-    }
+    incident_log.env = (
+        env
+        | {
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(ROUTING_POLICY),
+        }
+        | (incident_log_env or {})
+    )
+    retrainer.env = (
+        env
+        | {
+            "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+            "VIGIL_RETRAINER_GATE_RESAMPLES": str(gate_resamples),
+            # A few hundred held-out rows cannot show non-inferiority within 0.02 of recall.
+            "VIGIL_RETRAINER_GATE_MARGIN": "0.08",
+            "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.2",
+        }
+        | (retrainer_env or {})
+    )
     try:
         incident_log.start()
         retrainer.start()

@@ -8,17 +8,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
-from contracts import LabelRecorded, RetrainTrigger
+from contracts import LabelRecorded, RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.retraining_tables import RETRAINING_TABLES
-from services.retrainer.runs import RetrainRuns
+from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
 from services.retrainer.schedules import check_schedules
 from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
-from services.runtime import create_engine, create_tables
+from services.runtime import OutboxMessage, create_engine, create_tables
 from tests.factories import T0
 from tests.model_builders import train
 from tests.registry_tools import FakeClock, Registry, deploy, register, registry
@@ -163,8 +165,10 @@ async def test_the_cooldown_holds_the_next_run_after_one_ends(stores: Stores) ->
     assert await stores.runs.claim() is None
     stores.clock.advance(minutes=10)
     assert await stores.runs.claim() is not None
-    merged = await stores.runs.ask(ask("manual:a"))
-    assert (merged.kind, merged.run_id) == (AdmissionKind.MERGED, run.run_id)
+    with pytest.raises(AskRefused) as refused:
+        await stores.runs.ask(ask("manual:a"))
+    assert refused.value.refusal is RetrainRefusal.ALREADY_RETRAINED
+    assert run.run_id in str(refused.value)
 
 
 async def test_the_maintenance_schedule_asks_once_per_period(stores: Stores) -> None:
@@ -177,3 +181,79 @@ async def test_the_maintenance_schedule_asks_once_per_period(stores: Stores) -> 
     assert run.trigger is RetrainTrigger.SCHEDULE
     assert run.requested_by == "system:schedule"
     assert run.causes == [f"schedule:{(T0 + timedelta(hours=24)).isoformat()}"]
+
+
+async def staged_answers(stores: Stores) -> list[RetrainAnswered]:
+    async with stores.registry.sessions() as session:
+        rows = (
+            await session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.event_type == "retrain.answered")
+                .order_by(col(OutboxMessage.id))
+            )
+        ).all()
+    return [RetrainAnswered.model_validate_json(row.payload) for row in rows]
+
+
+async def test_every_ask_is_answered_once_in_the_transaction_that_records_it(
+    stores: Stores,
+) -> None:
+    first, replayed = uuid4(), uuid4()
+    queued = await stores.runs.ask(ask("incident:inc-1", incident_id="inc-1"), event_id=first)
+    joined = await stores.runs.ask(ask("manual:b", requested_by="bo"), event_id=replayed)
+    again = await stores.runs.ask(ask("manual:b", requested_by="bo"), event_id=replayed)
+    assert again.reason == "this ask was already handled"
+    merged = await stores.runs.ask(ask("incident:inc-1", requested_by="cy", via="runbook-runner"))
+    with pytest.raises(AskRefused):
+        await stores.runs.ask(ask("manual:c", parameters={"C": 0.5}))  # the queued run has none
+    with pytest.raises(UnknownModel):
+        await stores.runs.ask(ask("manual:d", model="no-such-model"))
+    with pytest.raises(AskRefused):
+        await stores.runs.ask(ask("manual:e", parameters={"kernel": "rbf"}))
+    run = await stores.runs.claim()
+    assert run is not None
+    await stores.runs.fail(run, "stopped for the test")
+    with pytest.raises(AskRefused):
+        await stores.runs.ask(ask("incident:inc-1"))
+
+    answers = await staged_answers(stores)
+    assert [(a.answer, a.refusal) for a in answers] == [
+        (RetrainAnswer.QUEUED, None),
+        (RetrainAnswer.JOINED, None),
+        (RetrainAnswer.MERGED, None),
+        (RetrainAnswer.REFUSED, RetrainRefusal.CONFLICTING_PARAMETERS),
+        (RetrainAnswer.REFUSED, RetrainRefusal.UNKNOWN_MODEL),
+        (RetrainAnswer.REFUSED, RetrainRefusal.INVALID_PARAMETERS),
+        (RetrainAnswer.REFUSED, RetrainRefusal.ALREADY_RETRAINED),
+    ]
+    assert [a.ask_event_id for a in answers[:3]] == [first, replayed, None]
+    assert {a.run_id for a in answers[:4]} == {queued.run_id} == {joined.run_id, merged.run_id}
+    assert answers[-1].run_id == queued.run_id
+    assert "already retrained for in run" in answers[-1].reason
+    assert (answers[0].incident_id, answers[0].not_before) == ("inc-1", stores.clock.now)
+    assert (answers[2].requested_by, answers[2].via) == ("cy", "runbook-runner")
+    asks = await stores.runs.asks(run.run_id)
+    assert [(a["requested_by"], a["via"], a["admission"]) for a in asks] == [
+        ("ana", None, "queued"),
+        ("bo", None, "joined"),
+        ("cy", "runbook-runner", "merged"),
+        ("ana", None, "refused"),  # the conflicting parameters: it names the queued run
+        ("ana", None, "refused"),  # already retrained for
+    ]
+
+
+async def test_an_ask_merged_into_a_running_run_makes_its_asker_a_requester(
+    stores: Stores,
+) -> None:
+    await stores.runs.ask(ask("incident:inc-1"))
+    claimed = await stores.runs.claim()
+    assert claimed is not None
+    assert claimed.requesters == ["ana"]
+    merged = await stores.runs.ask(ask("incident:inc-1", requested_by="bo"))
+    assert (merged.kind, merged.run_id) == (AdmissionKind.MERGED, claimed.run_id)
+    async with stores.registry.sessions() as session, session.begin():
+        # What the worker reads when it opens the promotion request, not the claim's copy.
+        assert await stores.runs.requesters(session, claimed.run_id) == ["ana", "bo"]
+    run = await stores.runs.get(claimed.run_id)
+    assert run is not None
+    assert run.requesters == ["ana", "bo"]

@@ -170,6 +170,7 @@ async def test_a_request_becomes_a_promoted_champion_and_a_rerun_is_answered_fro
     first_run = [e for e in events if getattr(e, "incident_id", None) == "inc-7"]
     first_run += [e for e in of_type(events, ModelRegistered) if e.record.version == 2]
     assert {type(e).__name__ for e in first_run} == {
+        "RetrainAnswered",
         "ModelRegistered",
         "RetrainStarted",
         "CandidateEvaluated",

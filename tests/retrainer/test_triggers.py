@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts import AlertKind, RetrainTrigger, Severity
+from contracts import AlertKind, RetrainRefusal, RetrainTrigger, Severity
 from services.retrainer.triggers import (
     AdmissionKind,
     AlertPolicy,
@@ -74,11 +74,13 @@ def test_a_new_run_waits_for_the_cooldown_after_the_last_run() -> None:
     assert admission.not_before == T0 + timedelta(minutes=6)
 
 
-def test_a_cause_already_retrained_for_is_merged_however_long_ago() -> None:
+def test_a_cause_already_retrained_for_is_refused_naming_the_run_however_long_ago() -> None:
     for minutes in (4, 4000):
         done = [run("rt-0", RunState.FAILED, "incident:inc-1", finished_minutes_ago=minutes)]
         admission = admit(ask(), done, cooldown=COOLDOWN, now=T0)
-        assert (admission.kind, admission.run_id) == (AdmissionKind.MERGED, "rt-0")
+        assert (admission.kind, admission.run_id) == (AdmissionKind.REFUSED, "rt-0")
+        assert admission.refusal is RetrainRefusal.ALREADY_RETRAINED
+        assert "already retrained for in run rt-0 (failed" in admission.reason
     other = [run("rt-0", RunState.SUCCEEDED, "manual:x", finished_minutes_ago=40)]
     admission = admit(ask(), other, cooldown=COOLDOWN, now=T0)
     assert (admission.kind, admission.not_before) == (AdmissionKind.QUEUED, T0)
@@ -88,6 +90,7 @@ def test_an_ask_with_other_parameters_than_the_queued_run_is_refused_not_lost_si
     runs = [run("rt-1", RunState.QUEUED, "manual:x", parameters={"C": 2.0})]
     admission = admit(ask(parameters={"C": 0.1}), runs, cooldown=COOLDOWN, now=T0)
     assert admission.kind is AdmissionKind.REFUSED
+    assert admission.refusal is RetrainRefusal.CONFLICTING_PARAMETERS
     assert "other training parameters" in admission.reason
 
 

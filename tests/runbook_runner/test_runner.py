@@ -201,14 +201,15 @@ async def test_a_flood_of_output_is_capped_so_the_report_fits_one_kafka_message(
     assert len(encode(done)) < 1_000_000
 
 
-async def test_a_script_sees_vigils_variables_and_its_run_id_but_nothing_else(
+async def test_a_script_sees_vigils_variables_its_run_id_and_its_asker_but_nothing_else(
     sessions: Sessions, catalog: Catalog, tmp_path: Path
 ) -> None:
     runner = make_runner(sessions, catalog, tmp_path, environment={"VIGIL_RUNBOOK_TOKEN": "scoped"})
-    await run_to_the_end(runner, runbook="show-env", parameters={})
+    await run_to_the_end(runner, runbook="show-env", parameters={}, requested_by="dee")
     seen = json.loads((await finished(sessions)).stdout)
     assert seen.get("VIGIL_RUNBOOK_TOKEN") == "scoped"
     assert seen.get("VIGIL_RUN_ID") == "run-1"
+    assert seen.get("VIGIL_ON_BEHALF_OF") == "dee"
     assert "DATABASE_URL" not in json.dumps(seen)
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.auth import issue_token
+from services.incident_log.token_api import build_token_router
+from services.incident_log.tokens import issue_token, token_digest
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TABLES
@@ -60,7 +61,8 @@ async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     sessions: Sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_token=ADMIN))
+    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    app.include_router(build_token_router(sessions, admin_sha256=token_digest(ADMIN), clock=log.now))
     tokens = {Role.ADMIN: ADMIN}
     async with sessions() as session, session.begin():
         for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):
@@ -160,7 +162,9 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     me = await api.client.get(
         "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
     )
-    assert me.json() == {"name": "dana", "role": "l2"}
+    assert me.json()["name"] == "dana"
+    assert me.json()["role"] == "l2"
+    assert me.json()["token_id"] == issued.json()["id"]
 
 
 async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:

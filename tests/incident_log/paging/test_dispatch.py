@@ -20,7 +20,7 @@ from contracts import (
     NotificationAttempted,
     alert_fingerprint,
 )
-from services.incident_log.auth import issue_token
+from services.incident_log.tokens import issue_token
 from services.incident_log.domain import SYSTEM, Incident
 from services.incident_log.paging.dispatcher import PagingConfig
 from services.incident_log.permissions import Role

@@ -150,9 +150,7 @@ def build_token_router(
         now = clock()
         async with sessions() as session:
             records = await list_tokens(session, name=owner)
-        return [
-            _view(record, now) for record in records if include_inactive or record.active(now)
-        ]
+        return [_view(record, now) for record in records if include_inactive or record.active(now)]
 
     @router.delete("/tokens/{token_id}")
     async def delete_token(

@@ -180,9 +180,7 @@ async def revoke_token(
     if len(id_) != ID_LENGTH or not all(c in "0123456789abcdef" for c in id_):
         return None
     query = (
-        select(ApiTokenRow)
-        .where(col(ApiTokenRow.token_sha256).startswith(id_))
-        .with_for_update()
+        select(ApiTokenRow).where(col(ApiTokenRow.token_sha256).startswith(id_)).with_for_update()
     )
     if name is not None:
         query = query.where(ApiTokenRow.name == name)

@@ -31,7 +31,6 @@ from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, M
 from contracts.values import FiniteJson, ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
 from services.retrainer.callers import Caller, require_role
-from services.runtime.scopes import Scope
 from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
 from services.retrainer.identity import Identity
 from services.retrainer.registry import (
@@ -45,6 +44,7 @@ from services.retrainer.registry import (
     deployment_at,
 )
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
+from services.runtime.scopes import Scope
 
 __all__ = [
     "REGISTRATION_PATH",

@@ -48,7 +48,8 @@ Caller = Annotated[Identity, Depends(_caller)]
 async def _person(who: Caller) -> Identity:
     if who.role is None:
         raise HTTPException(
-            403, f"a token with scopes {scopes_text(who.scopes)} may not call this (a person's only)"
+            403,
+            f"a token with scopes {scopes_text(who.scopes)} may not call this (a person's only)",
         )
     return who
 

@@ -23,7 +23,6 @@ from contracts.registry import DatasetChanges, DatasetRef
 from contracts.retraining import RetrainTrigger
 from contracts.values import FiniteJson, ModelName
 from services.retrainer.callers import Caller, Person, require_role
-from services.runtime.scopes import Scope
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
 from services.retrainer.identity import Identity
@@ -35,6 +34,7 @@ from services.retrainer.promotions import (
 )
 from services.retrainer.runs import AskRefused, RetrainRuns, Run, UnknownModel
 from services.retrainer.triggers import RetrainAsk
+from services.runtime.scopes import Scope
 
 __all__ = [
     "AskBody",

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
 from services.incident_log.app import create_app
-from services.incident_log.tokens import issue_token, token_digest
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     LOGIN_COOKIE,
@@ -34,6 +33,7 @@ from services.incident_log.permissions import Role
 from services.incident_log.routing import Matcher
 from services.incident_log.settings import Settings
 from services.incident_log.tables import TABLES, SilenceRow, add_later_columns
+from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OUTBOX_TABLES,
     ProcessedEvent,

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.token_api import build_token_router
-from services.incident_log.tokens import issue_token, token_digest
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TABLES
+from services.incident_log.token_api import build_token_router
+from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OUTBOX_TABLES,
     ProcessedEvent,
@@ -62,7 +62,9 @@ async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
     app = FastAPI()
     app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
-    app.include_router(build_token_router(sessions, admin_sha256=token_digest(ADMIN), clock=log.now))
+    app.include_router(
+        build_token_router(sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    )
     tokens = {Role.ADMIN: ADMIN}
     async with sessions() as session, session.begin():
         for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):

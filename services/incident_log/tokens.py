@@ -166,7 +166,9 @@ async def mark_used(
 
 async def list_tokens(session: AsyncSession, *, name: str | None = None) -> list[TokenRecord]:
     """Every token (or one name's), newest first."""
-    query = select(ApiTokenRow).order_by(col(ApiTokenRow.created_at).desc())
+    query = select(ApiTokenRow).order_by(
+        col(ApiTokenRow.created_at).desc(), col(ApiTokenRow.name), col(ApiTokenRow.token_sha256)
+    )
     if name is not None:
         query = query.where(ApiTokenRow.name == name)
     return [_record(row) for row in (await session.exec(query)).all()]

@@ -215,7 +215,7 @@ async def test_a_scoped_token_makes_only_the_calls_its_scopes_name(served: Serve
         ["incidents:read", "incidents:report", "retrain:request"],
     )
 
-    inside = [
+    inside: list[tuple[str, str, Any]] = [
         ("GET", "/incidents", None),
         ("GET", f"/incidents/{incident}", None),
         ("GET", f"/incidents/{incident}/timeline", None),
@@ -231,7 +231,7 @@ async def test_a_scoped_token_makes_only_the_calls_its_scopes_name(served: Serve
     detail = (await served.http.get(f"/incidents/{incident}", headers=headers)).json()
     assert detail["actions"] == []  # it may act on nothing by a role
 
-    outside = [
+    outside: list[tuple[str, str, Any]] = [
         ("GET", "/alerts", None),
         ("GET", "/silences", None),
         ("GET", "/stats", None),
@@ -400,7 +400,7 @@ async def test_a_token_table_from_before_scopes_gets_its_new_columns(database_ur
         async with sessions() as session:
             records = {r.name: r for r in await list_tokens(session)}
             kept = await session.get(ApiTokenRow, token_digest("kept"))
-        assert records["drift-detector"].scopes == {Scope.DATASETS_READ}
+        assert records["drift-detector"].scopes == frozenset({Scope.DATASETS_READ})
         assert records["ana"].role is Role.L2
         assert kept is not None
         assert kept.expires_at is None

@@ -224,7 +224,7 @@ Writer = Annotated[Identity, Depends(_registry_writer)]
 
 
 async def _rollbacker(who: Caller) -> Identity:
-    require_role(who, REGISTRY_WRITER_ROLE, "roll a model back", scope=Scope.REGISTRY_ROLLBACK)
+    require_role(who, REGISTRY_WRITER_ROLE, "change the registry", scope=Scope.REGISTRY_ROLLBACK)
     return who
 
 

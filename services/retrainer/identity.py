@@ -64,7 +64,7 @@ class IdentityProvider:
     async def whoami(self, token: str) -> Identity:
         """Return the token's identity, or raise :class:`IdentityError`."""
         if not token.isascii():  # no token is; and it cannot travel in an HTTP header
-            raise IdentityError(401, "unknown or revoked token")
+            raise IdentityError(401, "unknown, revoked or expired token")
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         cached = self._known.get(key)

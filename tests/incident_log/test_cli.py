@@ -134,7 +134,7 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
         (l1, ["show", "inc-missing"], "404: no incident 'inc-missing'"),
         (l1, ["ack", drifted], "403: role l1 may not act on incident an L2 incident"),
         (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher"),
-        ("not-a-token", ["list"], "401: unknown or revoked token"),
+        ("not-a-token", ["list"], "401: unknown, revoked or expired token"),
         (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE"),
         (l1, ["run", decay, "drift-diagnosis", "-r", "y"], "403"),
         (l1, ["tokens", "create", "x", "--role", "admin"], "403"),

@@ -7,9 +7,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.factories import T0
-
 from services.retrainer.identity import Identity, IdentityError, IdentityProvider
+from tests.factories import T0
 
 
 class Provider:
@@ -17,7 +16,7 @@ class Provider:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.people = {"t-ana": {"name": "ana", "role": "l2"}}
+        self.people: dict[str, dict[str, object]] = {"t-ana": {"name": "ana", "role": "l2"}}
         self.broken = False
 
     def handle(self, request: httpx.Request) -> httpx.Response:

@@ -43,6 +43,7 @@ __all__ = [
     "StackSettings",
     "running_stack",
     "service_tokens",
+    "stack_supervisor",
     "token_env",
 ]
 
@@ -196,10 +197,8 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             if settings.topic_prefix:
                 await ensure_topics(bootstrap, prefix=settings.topic_prefix)
             profile = settings.kafka_profile or KafkaProfile.EMBEDDED
-        supervisor = Supervisor(
-            await _service_specs(settings, credentials, service_tokens()),
-            logs_dir=state_dir / "logs",
-            base_env=_shared_env(settings, bootstrap, profile, state_dir),
+        supervisor = await stack_supervisor(
+            settings, bootstrap, profile, state_dir, credentials, service_tokens()
         )
         await supervisor.start()
         yield RunningStack(supervisor, bootstrap, credentials, state_dir)
@@ -208,6 +207,22 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             await supervisor.stop()
         if broker is not None:
             await broker.stop()
+
+
+async def stack_supervisor(
+    settings: StackSettings,
+    bootstrap: str,
+    profile: KafkaProfile,
+    state_dir: Path,
+    credentials: Credentials,
+    tokens: dict[ServiceName, str],
+) -> Supervisor:
+    """The supervisor of the stack's services, each with its environment (not started)."""
+    return Supervisor(
+        await _service_specs(settings, credentials, tokens),
+        logs_dir=state_dir / "logs",
+        base_env=_shared_env(settings, bootstrap, profile, state_dir),
+    )
 
 
 def _shared_env(

@@ -4,6 +4,7 @@ the environment each service is built with, and on the environment of running pr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -95,7 +96,7 @@ async def test_running_services_hold_only_their_tokens_which_work_only_within_th
         for name in running:
             pid = stack.supervisor.pid(name)
             assert pid is not None
-            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            raw = (await asyncio.to_thread(Path(f"/proc/{pid}/environ").read_bytes)).split(b"\0")
             environments[name] = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
         drift = environments[ServiceName.DRIFT_DETECTOR]["VIGIL_DRIFT_DETECTOR_SERVICE_TOKEN"]
         runner = environments[ServiceName.RUNBOOK_RUNNER]["VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN"]

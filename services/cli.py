@@ -193,6 +193,7 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.retrainer.retrain_cli", "retrain"),
     ("services.retrainer.approval_cli", None),
     ("services.incident_log.cli", "incidents"),
+    ("services.incident_log.cli:tokens", "tokens"),
     ("services.incident_log.paging.cli:people", "people"),
     ("services.incident_log.paging.cli:oncall", "oncall"),
     ("services.monitor.cli", "probe"),

@@ -3,7 +3,9 @@ service's command and environment must match what the code reads."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +83,54 @@ def test_every_service_waits_for_healthy_kafka_and_its_topics(name: str) -> None
 
 def test_secrets_come_from_the_environment_and_must_be_set() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "VIGIL_ADMIN_TOKEN", "VIGIL_RUNBOOK_TOKEN"):
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "VIGIL_ADMIN_TOKEN_SHA256",
+        "VIGIL_SERVICE_TOKENS",
+        "VIGIL_DRIFT_DETECTOR_TOKEN",
+        "VIGIL_RUNBOOK_RUNNER_TOKEN",
+    ):
         assert f"${{{secret}:?" in text
     assert "password" not in text.lower().replace("postgres_password", "")
+
+
+def test_no_service_is_given_the_admin_token_and_each_only_its_own() -> None:
+    tokens = {
+        name: {value for value in service["environment"].values() if "TOKEN" in str(value)}
+        for name, service in VIGIL.items()
+    }
+    assert not any("${VIGIL_ADMIN_TOKEN:" in value for given in tokens.values() for value in given)
+    assert tokens["drift-detector"] == {
+        "${VIGIL_DRIFT_DETECTOR_TOKEN:?run vigil tokens generate-env}"
+    }
+    assert tokens["runbook-runner"] == {
+        "${VIGIL_RUNBOOK_RUNNER_TOKEN:?run vigil tokens generate-env}"
+    }
+    assert tokens["incident-log"] == {
+        "${VIGIL_ADMIN_TOKEN_SHA256:?run vigil tokens generate-env}",
+        "${VIGIL_SERVICE_TOKENS:?run vigil tokens generate-env}",
+    }
+    for name in ("retrainer", "scorer", "monitor"):
+        assert tokens[name] == set()
+
+
+def test_generated_env_gives_each_service_of_compose_its_token_and_the_log_their_hashes() -> None:
+    from typer.testing import CliRunner
+
+    from services.incident_log.cli import tokens
+
+    result = CliRunner().invoke(tokens, ["generate-env"])
+    assert result.exit_code == 0, result.output
+    values = dict(
+        line.split("=", 1) for line in result.output.splitlines() if not line.startswith("#")
+    )
+    provisioned = json.loads(values["VIGIL_SERVICE_TOKENS"].strip("'"))
+    assert {entry["name"] for entry in provisioned} == {"drift-detector", "runbook-runner"}
+    for entry in provisioned:
+        token = values[f"VIGIL_{entry['name'].replace('-', '_').upper()}_TOKEN"]
+        assert entry["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    admin = values["VIGIL_ADMIN_TOKEN"]
+    assert values["VIGIL_ADMIN_TOKEN_SHA256"] == hashlib.sha256(admin.encode()).hexdigest()
 
 
 def test_the_consumer_groups_that_share_work_have_replicas() -> None:

@@ -189,7 +189,10 @@ def create_app(
             yield
             return
         async with httpx.AsyncClient(timeout=30.0) as http:
-            clients["registry"] = RegistryClient(http, settings.registry_url)
+            token = settings.service_token
+            clients["registry"] = RegistryClient(
+                http, settings.registry_url, token=token.get_secret_value() if token else None
+            )
             try:
                 yield
             finally:

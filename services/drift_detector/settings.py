@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from contracts.drift import Correction
@@ -27,6 +27,11 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=SERVICE.env_prefix)
 
     http_port: int = Field(default=SERVICE.default_port, ge=0, le=65535)
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="This service's incident-log token, scope datasets:read: reads the "
+        "training data reference profiles are built from.",
+    )
     window_kind: WindowKind = Field(
         default=WindowKind.COUNT, description="Close windows by row count or by event time."
     )

@@ -1,14 +1,16 @@
-"""The incident log's HTTP API: incidents, timelines, actions, alerts, silences, stats, tokens.
+"""The incident log's HTTP API: incidents, timelines, actions, alerts, silences, stats, and
+``/whoami`` (tokens themselves: ``services/incident_log/token_api.py``).
 
 Thin: authenticate, check the role, call a use case, shape the answer. Every action is recorded on
 the incident's timeline with the caller's name as actor. Errors: 401 without a valid token, 403 for
-a role too low (the message names the role needed), 404 for an unknown incident, 409 when the
-incident's state refuses the action (the message says why), 422 for a malformed body.
+a role too low (the message names the role needed) or a call a scoped token's scopes do not name,
+404 for an unknown incident, 409 when the incident's state refuses the action (the message says
+why), 422 for a malformed body.
 """
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
@@ -18,21 +20,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
 from contracts.values import FiniteJson
-from services.incident_log.auth import (
-    Principal,
-    bearer_principal,
-    ensure_allowed,
-    issue_token,
-)
+from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
 from services.incident_log.domain import DomainError, Effects, Incident
 from services.incident_log.lifecycle import InvalidTransition
 from services.incident_log.operations import IncidentLog, UnknownIncident, UnknownSilence
-from services.incident_log.permissions import Permission, Role, role_allows
+from services.incident_log.permissions import Permission, Role
 from services.incident_log.routing import Matcher
 from services.incident_log.stats import IncidentFacts, ResponseStats, TimelineFact, response_stats
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime.database import Sessions
+from services.runtime.scopes import Scope
 
 __all__ = ["build_router"]
 
@@ -137,29 +135,24 @@ class ReportBody(_Body):
     report: dict[str, FiniteJson]
 
 
-class TokenBody(_Body):
-    """A token to create."""
-
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@-]+$")
-    role: Role
-
-
-class TokenView(BaseModel):
-    """A created token: shown once."""
-
-    name: str
-    role: Role
-    token: str
-
-
 class WhoAmI(BaseModel):
-    """The caller."""
+    """The caller: a person's role, or a service's scopes."""
 
     name: str
-    role: Role
+    role: Role | None = Field(description="None for a service's scoped token.")
+    scopes: list[Scope] | None = Field(
+        default=None, description="What a service's token may call; None for a person's."
+    )
+    token_id: str | None = Field(
+        default=None, description="The token's id (None for the bootstrap admin token)."
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the token stops working (None: never)."
+    )
     acts_for_others: bool = Field(
         default=False,
-        description="Whether the token may name a person it acts for (the runbook runner's).",
+        description="Whether the token may name a person it acts for (scope retrain:on-behalf, "
+        "the runbook runner's).",
     )
 
 
@@ -265,12 +258,12 @@ def build_router(
     log: IncidentLog,
     sessions: Sessions,
     *,
-    admin_token: str | None,
-    configured_tokens: Mapping[str, Principal] | None = None,
+    admin_sha256: str | None,
 ) -> APIRouter:
-    """The API's routes, bound to one incident log."""
+    """The API's routes, bound to one incident log; ``admin_sha256`` is the bootstrap admin
+    token's hash."""
     router = APIRouter()
-    caller = bearer_principal(sessions, admin_token=admin_token, configured=configured_tokens)
+    caller = bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)
     Caller = Annotated[Principal, Depends(caller)]
     require = ensure_allowed
 
@@ -281,13 +274,14 @@ def build_router(
         change: Callable[[Incident, datetime], Effects],
         *,
         take_over: bool = False,
+        scope: Scope | None = None,
     ) -> IncidentDetail:
-        """Check the role against the incident as it is now (locked), then change it; a refusal
-        writes nothing. Taking someone else's claim needs a role at the incident's tier, whatever
-        the action that takes it."""
+        """Check the role (or the scope that names this action) against the incident as it is now
+        (locked), then change it; a refusal writes nothing. Taking someone else's claim needs a
+        role at the incident's tier, whatever the action that takes it."""
 
         def guarded(incident: Incident, now: datetime) -> Effects:
-            require(principal, permission, incident.tier)
+            require(principal, permission, incident.tier, scope=scope)
             if take_over and incident.held_by(now) not in (None, principal.name):
                 require(principal, Permission.TAKE_OVER, incident.tier)
             return change(incident, now)
@@ -297,9 +291,14 @@ def build_router(
 
     @router.get("/whoami", tags=["auth"])
     async def whoami(principal: Caller) -> WhoAmI:
-        """The caller's name and role."""
+        """The caller's name and role (or scopes), and when its token expires."""
         return WhoAmI(
-            name=principal.name, role=principal.role, acts_for_others=principal.acts_for_others
+            name=principal.name,
+            role=principal.role,
+            scopes=sorted(principal.scopes) if principal.role is None else None,
+            token_id=principal.token_id,
+            expires_at=principal.expires_at,
+            acts_for_others=principal.acts_for_others,
         )
 
     @router.get("/incidents", tags=["incidents"])
@@ -313,7 +312,7 @@ def build_router(
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[IncidentView]:
         """Incidents, newest first, filtered by status, tier, model."""
-        require(principal, Permission.READ)
+        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
         now = log.now()
         async with sessions() as session:
             rows = await IncidentStore(session).search(
@@ -329,7 +328,7 @@ def build_router(
     @router.get("/incidents/{incident_id}", tags=["incidents"])
     async def get_incident(incident_id: str, principal: Caller) -> IncidentDetail:
         """One incident with its signals and the actions the caller may take."""
-        require(principal, Permission.READ)
+        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
         async with sessions() as session:
             incident = await IncidentStore(session).get(incident_id, for_update=False)
         if incident is None:
@@ -339,7 +338,7 @@ def build_router(
     @router.get("/incidents/{incident_id}/timeline", tags=["incidents"])
     async def get_timeline(incident_id: str, principal: Caller) -> list[TimelineEntryView]:
         """An incident's history, oldest first."""
-        require(principal, Permission.READ)
+        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
         async with sessions() as session:
             store = IncidentStore(session)
             if await store.get(incident_id, for_update=False) is None:
@@ -350,7 +349,7 @@ def build_router(
     @router.get("/incidents/{incident_id}/alerts", tags=["incidents"])
     async def get_incident_alerts(incident_id: str, principal: Caller) -> list[AlertView]:
         """The alerts that fed an incident, newest first."""
-        require(principal, Permission.READ)
+        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
         async with sessions() as session:
             rows = await IncidentStore(session).alerts(incident_id=incident_id)
         return [_alert_view(row) for row in rows]
@@ -506,6 +505,7 @@ def build_router(
                 asker, body.reason, now, take_over=body.take_over, via=via
             ),
             take_over=body.take_over,
+            scope=Scope.RETRAIN_REQUEST,
         )
 
     @router.post("/incidents/{incident_id}/reports", tags=["actions"])
@@ -523,6 +523,7 @@ def build_router(
             principal,
             Permission.ATTACH_REPORT,
             lambda i, now: i.attach_report(principal.name, body.title, body.report, now),
+            scope=Scope.INCIDENTS_REPORT,
         )
 
     @router.get("/alerts", tags=["alerts"])
@@ -607,14 +608,6 @@ def build_router(
             ],
         )
 
-    @router.post("/tokens", tags=["auth"], status_code=status.HTTP_201_CREATED)
-    async def create_token(principal: Caller, body: TokenBody) -> TokenView:
-        """Create an API token for a person and role (admin only); it is shown once."""
-        require(principal, Permission.MANAGE_TOKENS)
-        async with sessions() as session, session.begin():
-            token = await issue_token(session, body.name, body.role, log.now())
-        return TokenView(name=body.name, role=body.role, token=token)
-
     return router
 
 
@@ -664,7 +657,7 @@ def _detail(incident: Incident, principal: Principal, now: datetime) -> Incident
     actions = [
         name
         for name, permission in _ACTIONS
-        if _possible(incident, name) and role_allows(principal.role, permission, incident.tier)
+        if _possible(incident, name) and principal.allows(permission, incident.tier)
     ]
     return IncidentDetail(
         id=incident.id,

@@ -29,7 +29,6 @@ from contracts.registry import (
 from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookStarted
 from services.incident_log.api import build_router
-from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     PREFIX,
@@ -45,6 +44,8 @@ from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
 from services.incident_log.tables import TABLES, add_later_columns
+from services.incident_log.token_api import build_token_router
+from services.incident_log.tokens import ProvisionedToken, provision_tokens
 from services.runtime.database import (
     ProcessedEvent,
     create_engine,
@@ -86,6 +87,15 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         feed.notify()
 
     log = IncidentLog(sessions, policy, clock=clock, committed=committed)
+    provisioned = [
+        ProvisionedToken(
+            name=entry.name,
+            token_sha256=entry.digest(),
+            role=entry.role,
+            scopes=frozenset(entry.scopes) if entry.scopes is not None else None,
+        )
+        for entry in settings.service_tokens
+    ]
 
     runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
     runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)
@@ -130,6 +140,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
         await add_later_columns(engine)
+        await provision_tokens(sessions, provisioned, log.now())
         try:
             yield
         finally:
@@ -137,14 +148,9 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil incident log", resources=database)
-    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    configured = {
-        entry.token.get_secret_value(): Principal(entry.name, entry.role, entry.acts_for_others)
-        for entry in settings.service_tokens
-    }
-    app.include_router(
-        build_router(log, sessions, admin_token=admin_token, configured_tokens=configured)
-    )
+    admin_sha256 = settings.admin_sha256()
+    app.include_router(build_router(log, sessions, admin_sha256=admin_sha256))
+    app.include_router(build_token_router(sessions, admin_sha256=admin_sha256, clock=log.now))
 
     def own_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -158,8 +164,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         build_paging_router(
             sessions,
             log,
-            admin_token=admin_token,
-            configured_tokens=configured,
+            admin_sha256=admin_sha256,
             committed=committed,
         )
     )

@@ -1,100 +1,89 @@
-"""API tokens: who is calling and with which role.
+"""Who is calling, and whether they may: the bearer token of a request, checked.
 
-Tokens are random strings shown once when created; only their SHA-256 is stored. A request
-without a valid ``Authorization: Bearer`` token gets 401; one whose role is too low gets 403
-with the role it would need.
+A request without a valid ``Authorization: Bearer`` token (unknown, revoked or expired) gets 401;
+one whose role is too low gets 403 with the role it would need; a scoped token (a service's)
+gets 403 for any call its scopes do not name. The bootstrap admin token is given in settings
+(in clear, or only its SHA-256) and compared in constant time; every other token is a record
+(:mod:`services.incident_log.tokens`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.incidents import Tier
-from services.incident_log.permissions import Permission, Role, required_role, role_allows
-from services.incident_log.tables import ApiTokenRow
+from services.incident_log.permissions import Permission, Role, grants, required_role
+from services.incident_log.tokens import active_token, mark_used, token_digest
 from services.runtime.database import Sessions
+from services.runtime.scopes import Scope, scopes_text
 
 __all__ = [
     "Principal",
     "bearer_principal",
     "ensure_allowed",
     "find_principal",
-    "issue_token",
-    "token_digest",
 ]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the name recorded as actor, and the role checked. ``acts_for_others``: the
-    caller may name a person it acts for (only configured component tokens, such as the runbook
-    runner's, ever do; a token issued through the API never does)."""
+    """The caller: the name recorded as actor, and the role (a person) or scopes (a service)
+    checked. ``token_id`` is None for the bootstrap admin token."""
 
     name: str
-    role: Role
-    acts_for_others: bool = False
+    role: Role | None
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
+    token_id: str | None = None
+    expires_at: datetime | None = None
 
+    @property
+    def acts_for_others(self) -> bool:
+        """Whether the caller may name a person it acts for (only a service token with scope
+        ``retrain:on-behalf``, the runbook runner's; never a person's token)."""
+        return Scope.RETRAIN_ON_BEHALF in self.scopes
 
-def token_digest(token: str) -> str:
-    """The stored form of a token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def issue_token(session: AsyncSession, name: str, role: Role, now: datetime) -> str:
-    """Create a token for a name and role; return it (it is not stored in clear)."""
-    token = f"vgl_{secrets.token_urlsafe(24)}"
-    session.add(
-        ApiTokenRow(token_sha256=token_digest(token), name=name, role=role.value, created_at=now)
-    )
-    return token
+    def allows(
+        self, permission: Permission, tier: Tier | None = None, *, scope: Scope | None = None
+    ) -> bool:
+        """Whether this caller holds a permission (a scoped one: whether ``scope`` is its)."""
+        return grants(self.role, self.scopes, permission, tier, scope=scope)
 
 
 async def find_principal(
-    session: AsyncSession,
-    token: str,
-    *,
-    admin_token: str | None,
-    configured: Mapping[str, Principal] | None = None,
+    sessions: Sessions, token: str, *, admin_sha256: str | None, now: datetime
 ) -> Principal | None:
-    """Who a token belongs to, or ``None`` if it is unknown or revoked.
+    """Who a token belongs to, or ``None`` if it is unknown, revoked or expired.
 
-    ``configured`` maps tokens given in settings (the admin's, Vigil's own components') to who
-    they are; the others are looked up by their hash. Tokens are ASCII; any other is unknown
-    (``compare_digest`` would raise on it, and the header arrives decoded as Latin-1).
+    Tokens are ASCII; any other is unknown (the header arrives decoded as Latin-1). A token's
+    use is noted (``last_used_at``, to the minute).
     """
     if not token.isascii():
         return None
-    given = token.encode()
-    if admin_token is not None and secrets.compare_digest(given, admin_token.encode()):
+    digest = token_digest(token)
+    if admin_sha256 is not None and secrets.compare_digest(digest, admin_sha256):
         return Principal("admin", Role.ADMIN)
-    for known, principal in (configured or {}).items():
-        if secrets.compare_digest(given, known.encode()):
-            return principal
-    row = (
-        await session.exec(
-            select(ApiTokenRow).where(
-                ApiTokenRow.token_sha256 == token_digest(token),
-                col(ApiTokenRow.revoked_at).is_(None),
-            )
-        )
-    ).first()
-    return Principal(row.name, Role(row.role)) if row else None
+    async with sessions() as session:
+        record = await active_token(session, token, now)
+    if record is None:
+        return None
+    await mark_used(sessions, digest, record.last_used_at, now)
+    return Principal(
+        record.name,
+        record.role,
+        record.scopes or frozenset(),
+        token_id=record.id,
+        expires_at=record.expires_at,
+    )
 
 
 def bearer_principal(
-    sessions: Sessions,
-    *,
-    admin_token: str | None,
-    configured: Mapping[str, Principal] | None = None,
+    sessions: Sessions, *, admin_sha256: str | None, clock: Callable[[], datetime]
 ) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller of a request, or 401."""
     bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
@@ -108,14 +97,13 @@ def bearer_principal(
                 "missing bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        async with sessions() as session:
-            principal = await find_principal(
-                session, credentials.credentials, admin_token=admin_token, configured=configured
-            )
+        principal = await find_principal(
+            sessions, credentials.credentials, admin_sha256=admin_sha256, now=clock()
+        )
         if principal is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                "unknown or revoked token",
+                "unknown, revoked or expired token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return principal
@@ -123,16 +111,31 @@ def bearer_principal(
     return caller
 
 
-def ensure_allowed(principal: Principal, permission: Permission, tier: Tier | None = None) -> None:
-    """Raise 403, naming the role needed, unless the caller's role holds the permission."""
-    if not role_allows(principal.role, permission, tier):
-        needed = required_role(permission, tier)
-        what = permission.value.replace("_", " ")
-        if tier and permission is Permission.ACT_ON_INCIDENT:
-            what += f" an {tier.value} incident"
-        elif tier and permission is Permission.TAKE_OVER:
-            what = f"take over a claim on an {tier.value} incident"
+def ensure_allowed(
+    principal: Principal,
+    permission: Permission,
+    tier: Tier | None = None,
+    *,
+    scope: Scope | None = None,
+) -> None:
+    """Raise 403, naming what is needed, unless the caller holds the permission: by its role,
+    or for a scoped token by ``scope`` (the scope that names this call; None: no scope does)."""
+    if principal.allows(permission, tier, scope=scope):
+        return
+    what = permission.value.replace("_", " ")
+    if tier and permission is Permission.ACT_ON_INCIDENT:
+        what += f" an {tier.value} incident"
+    elif tier and permission is Permission.TAKE_OVER:
+        what = f"take over a claim on an {tier.value} incident"
+    if principal.role is None:
+        needs = f"scope {scope.value}" if scope else "a person's token"
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"role {principal.role.value} may not {what} (needs {needed.value} or higher)",
+            f"a token with scopes {scopes_text(principal.scopes) or '(none)'} may not {what} "
+            f"(needs {needs})",
         )
+    needed = required_role(permission, tier)
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        f"role {principal.role.value} may not {what} (needs {needed.value} or higher)",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -18,13 +19,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, token_digest
 from services.runtime.api_client import ApiClient, ApiError, default_token
+from services.runtime.scopes import SERVICE_SCOPES, Scope
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Work incidents: list, show, acknowledge, claim, escalate, resolve…")
 silences = typer.Typer(help="Mute matching alerts for a while (they are kept, and page no one).")
-tokens = typer.Typer(help="API tokens (admin).")
+tokens = typer.Typer(help="API tokens: list, create (admin), revoke.")
 app.add_typer(silences, name="silences")
 app.add_typer(tokens, name="tokens")
 
@@ -461,15 +464,119 @@ def expire_silence(
     print_data(ended, as_json, lambda s: f"silence {s['id']} ended by {s['expired_by']}")
 
 
-@tokens.command("create")
-def create_token(
-    name: str,
-    role: Annotated[str, typer.Option(help="viewer, l1, l2, l3 or admin")],
+def _tokens_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(rows)} token(s)")
+    for column in ("id", "owner", "role / scopes", "created", "expires", "last used", "state"):
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for row in rows:
+        state = row["state"] + (f" by {row['revoked_by']}" if row.get("revoked_by") else "")
+        table.add_row(
+            row["id"],
+            row["name"],
+            row["role"] or ", ".join(row["scopes"] or []),
+            f"{(row['created_at'] or '')[:19]} by {row['created_by'] or '-'}",
+            (row["expires_at"] or "never")[:19],
+            (row["last_used_at"] or "-")[:19],
+            state,
+        )
+    return table
+
+
+@tokens.command("list")
+def list_tokens(
+    name: Annotated[str | None, typer.Option(help="Only this owner's (admin).")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include revoked and expired tokens.")
+    ] = False,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Create an API token for a person (shown once)."""
+    """List tokens: every one to an admin, your own to anyone else (never the tokens
+    themselves)."""
     with client_for(url, token) as client:
-        created = client.post("/tokens", {"name": name, "role": role})
-    print_data(created, as_json, lambda t: f"token for {t['name']} ({t['role']}): {t['token']}")
+        rows = client.get("/tokens", name=name, include_inactive=all_ or None)
+    print_data(rows, as_json, _tokens_table)
+
+
+@tokens.command("create")
+def create_token(
+    name: str,
+    role: Annotated[
+        str | None, typer.Option(help="A person's: viewer, l1, l2, l3 or admin.")
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope", help="A service's, repeatable: " + ", ".join(s.value for s in Scope)
+        ),
+    ] = None,
+    days: Annotated[
+        float,
+        typer.Option(
+            "--expires-in-days", help=f"Days until it stops working (at most {MAX_TOKEN_DAYS})."
+        ),
+    ] = DEFAULT_TOKEN_DAYS,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create an API token for a person (--role) or a service (--scope); shown once."""
+    if (role is None) == (not scope):
+        err.print("[red]error:[/red] give exactly one of --role and --scope")
+        raise typer.Exit(2)
+    body: dict[str, Any] = {"name": name, "expires_in_days": days}
+    if role is not None:
+        body["role"] = role
+    else:
+        body["scopes"] = scope
+    with client_for(url, token) as client:
+        created = client.post("/tokens", body)
+    print_data(
+        created,
+        as_json,
+        lambda t: (
+            f"token {t['id']} for {t['name']} ({t['role'] or ', '.join(t['scopes'])}), "
+            f"expires {t['expires_at'][:19]}: {t['token']}"
+        ),
+    )
+
+
+@tokens.command("revoke")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (tokens list).")],
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Revoke a token now: any as admin, your own otherwise."""
+    with client_for(url, token) as client:
+        revoked = client.delete(f"/tokens/{token_id}")
+    print_data(
+        revoked,
+        as_json,
+        lambda t: f"token {t['id']} of {t['name']} revoked at {t['revoked_at'][:19]}",
+    )
+
+
+@tokens.command("generate-env")
+def generate_env() -> None:
+    """Print fresh tokens for a compose deployment, as a ``.env`` file: the admin's (for you),
+    each service's own (for that service), and their SHA-256 for the incident log, so no
+    service's environment holds a token that is not its own (docs/deployment.md)."""
+    admin = f"vgl_{secrets.token_urlsafe(24)}"
+    lines = [
+        "# Generated by `vigil tokens generate-env`: keep this file private (mode 0600).",
+        f"VIGIL_ADMIN_TOKEN={admin}",
+        f"VIGIL_ADMIN_TOKEN_SHA256={token_digest(admin)}",
+    ]
+    provisioned = []
+    for service, scopes in sorted(SERVICE_SCOPES.items()):
+        token = f"vgl_{secrets.token_urlsafe(24)}"
+        variable = f"VIGIL_{service.value.replace('-', '_').upper()}_TOKEN"
+        lines.append(f"{variable}={token}")
+        provisioned.append(
+            {"name": service.value, "scopes": sorted(scopes), "token_sha256": token_digest(token)}
+        )
+    lines.append(f"VIGIL_SERVICE_TOKENS='{json.dumps(provisioned)}'")
+    typer.echo("\n".join(lines))

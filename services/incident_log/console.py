@@ -12,7 +12,10 @@ foreign page must not sign a browser in as someone else): ``GET /console/login``
 nonce in a cookie scoped to the sign-in path and puts its HMAC, under a key this process drew at
 start, in the form; ``POST`` refuses with 403 unless the two agree. A restart changes the key, so a
 form opened before it must be reloaded. A browser's ``Origin`` header, when sent, must also be this
-server's own or the public URL's (defence in depth, as OWASP recommends).
+server's own or the public URL's (defence in depth, as OWASP recommends). Only a person's token
+signs in (a service's scoped token is refused). The tokens page lists an admin every token and
+anyone else their own, with a revoke button each; a token an admin creates there is shown once,
+in the answer to the form, never in a URL.
 """
 
 import hashlib
@@ -33,7 +36,9 @@ from fastapi.templating import Jinja2Templates
 from contracts.incidents import IncidentStatus, Tier
 from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
-from services.incident_log.permissions import Permission, Role, role_allows
+from services.incident_log.permissions import Permission, Role
+from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
+from services.runtime.scopes import Scope
 
 __all__ = ["PREFIX", "SignInRequired", "build_console", "sign_in_redirect", "static_files"]
 
@@ -102,6 +107,8 @@ def build_console(
         if response.status_code != 200:
             raise SignInRequired
         me = response.json()
+        if me.get("role") is None:  # a service's token: not a person's session
+            raise SignInRequired
         return token, Principal(me["name"], Role(me["role"]))
 
     Session = Annotated[tuple[str, Principal], Depends(signed_in)]
@@ -174,7 +181,11 @@ def build_console(
             async with api() as client:
                 response = await client.get("/whoami", headers=_bearer(token))
         if response is None or response.status_code != 200:
-            return _redirect(f"{PREFIX}/login", error="unknown or revoked token")
+            return _redirect(f"{PREFIX}/login", error="unknown, revoked or expired token")
+        if response.json().get("role") is None:
+            return _redirect(
+                f"{PREFIX}/login", error="a service's token cannot sign in: use a person's"
+            )
         redirect = _redirect(f"{PREFIX}/")
         redirect.set_cookie(
             COOKIE,
@@ -254,8 +265,8 @@ def build_console(
             "timeline": [_Row(entry) for entry in _ok(timeline)],
             "pages": [_Row(entry) for entry in _ok(pages)],
             "promotions": promotions,
-            "can_run_runbooks": role_allows(principal.role, Permission.RUN_RUNBOOK),
-            "can_approve": role_allows(principal.role, Permission.APPROVE_MODEL),
+            "can_run_runbooks": principal.allows(Permission.RUN_RUNBOOK),
+            "can_approve": principal.allows(Permission.APPROVE_MODEL),
         }
 
     @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -316,7 +327,7 @@ def build_console(
     @router.get("/people", response_class=HTMLResponse)
     async def people(request: Request, session: Session) -> HTMLResponse:
         token, principal = session
-        if not role_allows(principal.role, Permission.MANAGE_PAGING):
+        if not principal.allows(Permission.MANAGE_PAGING):
             return page(request, "people.html", session, people=None)
         async with api() as client:
             found = _ok(await client.get("/people", headers=_bearer(token)))
@@ -377,7 +388,7 @@ def build_console(
     @router.get("/models", response_class=HTMLResponse)
     async def models(request: Request, session: Session) -> HTMLResponse:
         found, error = await _models(registry)
-        can_rollback = role_allows(session[1].role, Permission.APPROVE_MODEL)
+        can_rollback = session[1].allows(Permission.APPROVE_MODEL)
         return page(
             request, "models.html", session, models=found, error=error, can_rollback=can_rollback
         )
@@ -387,7 +398,7 @@ def build_console(
         token, principal = session
         form = await request.form()
         check_form(token, str(form.get("csrf", "")))
-        if not role_allows(principal.role, Permission.APPROVE_MODEL) or registry is None:
+        if not principal.allows(Permission.APPROVE_MODEL) or registry is None:
             return _redirect(f"{PREFIX}/models", error="rolling back a model needs l2 or higher")
         async with registry() as client:
             response = await client.post(
@@ -398,6 +409,71 @@ def build_console(
         if response.is_success:
             return _redirect(f"{PREFIX}/models", done=f"{model}: rolled back one step")
         return _redirect(f"{PREFIX}/models", error=f"rollback refused: {_detail(response)}")
+
+    @router.get("/tokens", response_class=HTMLResponse)
+    async def tokens(request: Request, session: Session) -> HTMLResponse:
+        return await tokens_page(request, session)
+
+    async def tokens_page(
+        request: Request, session: tuple[str, Principal], *, created: Any = None
+    ) -> HTMLResponse:
+        token, principal = session
+        async with api() as client:
+            found = _ok(
+                await client.get(
+                    "/tokens", params={"include_inactive": "true"}, headers=_bearer(token)
+                )
+            )
+        response = page(
+            request,
+            "tokens.html",
+            session,
+            tokens=[_Row(t) for t in found],
+            is_admin=principal.allows(Permission.MANAGE_TOKENS),
+            roles=[role.value for role in Role],
+            scopes=[scope.value for scope in Scope],
+            max_days=MAX_TOKEN_DAYS,
+            default_days=DEFAULT_TOKEN_DAYS,
+            created=_Row(created) if created else None,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @router.post("/tokens", response_class=HTMLResponse)
+    async def create_token(request: Request, session: Session) -> Response:
+        token, _ = session
+        async with request.form(max_files=0, max_fields=16, max_part_size=4096) as form:
+            check_form(token, str(form.get("csrf", "")))
+            kind = str(form.get("kind", "role"))
+            body: dict[str, Any] = {
+                "name": str(form.get("name", "")).strip(),
+                "expires_in_days": str(form.get("expires_in_days", "")).strip()
+                or DEFAULT_TOKEN_DAYS,
+            }
+            if kind == "scopes":
+                body["scopes"] = [str(scope) for scope in form.getlist("scopes")]
+            else:
+                body["role"] = str(form.get("role", ""))
+        async with api() as client:
+            response = await client.post("/tokens", json=body, headers=_bearer(token))
+        if not response.is_success:
+            return _redirect(f"{PREFIX}/tokens", error=f"refused: {_detail(response)}")
+        # The new token is shown in this answer only, never in a URL (history, proxy logs).
+        return await tokens_page(request, session, created=response.json())
+
+    @router.post("/tokens/{token_id}/revoke")
+    async def revoke_token(request: Request, session: Session, token_id: str) -> Response:
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        async with api() as client:
+            response = await client.delete(f"/tokens/{token_id}", headers=_bearer(token))
+        if response.is_success:
+            revoked = response.json()
+            return _redirect(
+                f"{PREFIX}/tokens", done=f"token {revoked['id']} of {revoked['name']} revoked"
+            )
+        return _redirect(f"{PREFIX}/tokens", error=f"refused: {_detail(response)}")
 
     @router.get("/events")
     async def events(session: Session) -> StreamingResponse:

@@ -8,15 +8,20 @@ it (a comment, an acknowledgement, a runbook...), so level one cannot seize a le
 commenting; silences, runbooks by hand, retrain requests and model approvals
 need ``l2``; tokens, people, contacts and schedules need ``admin``, and so does a silence that
 matches every alert (it would mute the whole system).
+
+A service's token carries scopes instead of a role (:mod:`services.runtime.scopes`): it may make
+only the calls a scope names, whatever the permission (:func:`grants`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 
 from contracts.incidents import Tier
+from services.runtime.scopes import Scope
 
-__all__ = ["Permission", "Role", "required_role", "role_allows"]
+__all__ = ["Permission", "Role", "grants", "required_role", "role_allows"]
 
 
 class Role(StrEnum):
@@ -83,3 +88,24 @@ def required_role(permission: Permission, tier: Tier | None = None) -> Role:
 def role_allows(role: Role, permission: Permission, tier: Tier | None = None) -> bool:
     """Whether a role holds a permission."""
     return _RANK[role] >= _RANK[required_role(permission, tier)]
+
+
+def grants(
+    role: Role | None,
+    scopes: Collection[Scope],
+    permission: Permission,
+    tier: Tier | None = None,
+    *,
+    scope: Scope | None = None,
+) -> bool:
+    """Whether a token holds a permission: by its role, or (a scoped token, ``role`` None) only
+    when the call is one its scopes name.
+
+    >>> grants(None, {Scope.INCIDENTS_READ}, Permission.READ, scope=Scope.INCIDENTS_READ)
+    True
+    >>> grants(None, {Scope.INCIDENTS_READ}, Permission.READ)
+    False
+    """
+    if role is None:
+        return scope is not None and scope in scopes
+    return role_allows(role, permission, tier)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.incident_log.permissions import Role
 from services.runtime.names import ServiceName
+from services.runtime.scopes import Scope
 from services.runtime.settings import ProcessedIdsRetention, ServiceSettings
 
 __all__ = ["ServiceToken", "Settings"]
@@ -17,18 +20,31 @@ SERVICE = ServiceName.INCIDENT_LOG
 
 
 class ServiceToken(BaseModel):
-    """A token a component of Vigil calls the API with (the runbook runner's scripts, say)."""
+    """A token one of Vigil's components calls the API with: its scopes (a service) or a role,
+    and the token or only its SHA-256 (so the incident log's environment need not hold it)."""
 
-    name: str = Field(min_length=1)
-    role: Role
-    token: SecretStr
-    acts_for_others: bool = Field(
-        default=False,
-        description=(
-            "The component acts for people and may say for whom (the runbook runner asks for a "
-            "retrain on behalf of the person who ran the runbook)."
-        ),
-    )
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    role: Role | None = None
+    scopes: list[Scope] | None = Field(default=None, min_length=1)
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _exactly_one_each(self) -> Self:
+        if (self.role is None) == (self.scopes is None):
+            raise ValueError("give exactly one of role and scopes")
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token and token_sha256")
+        return self
+
+    def digest(self) -> str:
+        """The token's SHA-256."""
+        if self.token_sha256 is not None:
+            return self.token_sha256
+        assert self.token is not None
+        return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
 
 
 class Settings(ServiceSettings, ProcessedIdsRetention):
@@ -48,12 +64,16 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
         default=None,
         description="A bootstrap token with the admin role (create the others with it).",
     )
+    admin_token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The bootstrap admin token given only by its SHA-256 (instead of "
+        "ADMIN_TOKEN), so this environment does not hold it.",
+    )
     service_tokens: list[ServiceToken] = Field(
         default_factory=list,
-        description=(
-            "Tokens of Vigil's own components (JSON list of {name, role, token, "
-            "acts_for_others}; acts_for_others: may ask on a person's behalf, the runner's)."
-        ),
+        description="Tokens of Vigil's own components, stored at start (JSON list of {name, "
+        "scopes or role, token or token_sha256}); a new one for a name revokes the one before.",
     )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."
@@ -108,6 +128,12 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     smtp_username: str | None = Field(default=None, description="SMTP login, if needed.")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection to TLS.")
+
+    def admin_sha256(self) -> str | None:
+        """The bootstrap admin token's SHA-256, however it was given."""
+        if self.admin_token is not None:
+            return hashlib.sha256(self.admin_token.get_secret_value().encode()).hexdigest()
+        return self.admin_token_sha256
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state folder."""

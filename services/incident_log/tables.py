@@ -8,10 +8,10 @@ fingerprint (NULLs never collide), whatever two consumers race.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import JSON, Column, Connection, Index, Text, inspect
+from sqlalchemy import JSON, Column, Connection, Index, Table, Text, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
@@ -182,15 +182,29 @@ class RetrainRow(SQLModel, table=True):
 
 
 class ApiTokenRow(SQLModel, table=True):
-    """An API token (only its hash is kept), with the name and role it acts as."""
+    """An API token (only its hash is kept), with the name it acts as and either a role (a
+    person's) or scopes (a service's); it works until revoked or expired."""
 
     __tablename__ = "api_tokens"
 
     token_sha256: str = Field(primary_key=True)
     name: str = Field(index=True)
-    role: str
+    role: str | None = Field(default=None, description="None for a scoped token; added later.")
+    scopes: list[str] | None = Field(
+        default=None, sa_column=Column(JSON), description="A service's scopes; added later."
+    )
     created_at: datetime = Field(sa_type=UtcDateTime)
+    created_by: str | None = Field(
+        default=None, description="Who created it (``settings`` when provisioned); added later."
+    )
+    expires_at: datetime | None = Field(
+        default=None, sa_type=UtcDateTime, description="None: never; added later."
+    )
+    last_used_at: datetime | None = Field(
+        default=None, sa_type=UtcDateTime, description="To the minute; added later."
+    )
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_by: str | None = Field(default=None, description="Who revoked it; added later.")
 
 
 TABLES: list[type[SQLModel]] = [
@@ -213,13 +227,52 @@ async def add_later_columns(engine: AsyncEngine) -> None:
     query of the table would then fail on the missing column)."""
 
     def add(connection: Connection) -> None:
-        present = {column["name"] for column in inspect(connection).get_columns("silences")}
-        if "expired_by" in present:
-            return
-        if_missing = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
-        connection.exec_driver_sql(
-            f"ALTER TABLE silences ADD COLUMN {if_missing}expired_by VARCHAR"
-        )
+        postgresql = connection.dialect.name == "postgresql"
+        if_missing = "IF NOT EXISTS " if postgresql else ""
+        for table, columns in _LATER_COLUMNS.items():
+            present = {column["name"] for column in inspect(connection).get_columns(table)}
+            for name, kind in columns.items():
+                if name in present:
+                    continue
+                if kind == "DATETIME" and postgresql:
+                    kind = "TIMESTAMP WITH TIME ZONE"
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table} ADD COLUMN {if_missing}{name} {kind}"
+                )
+        role = next(c for c in inspect(connection).get_columns("api_tokens") if c["name"] == "role")
+        if not role["nullable"]:
+            _let_role_be_null(connection)
 
     async with engine.begin() as connection:
         await connection.run_sync(add)
+
+
+_LATER_COLUMNS = {
+    "silences": {"expired_by": "VARCHAR"},
+    "api_tokens": {
+        "scopes": "JSON",
+        "created_by": "VARCHAR",
+        "expires_at": "DATETIME",
+        "last_used_at": "DATETIME",
+        "revoked_by": "VARCHAR",
+    },
+}
+
+
+def _let_role_be_null(connection: Connection) -> None:
+    """``api_tokens.role`` was NOT NULL before scoped tokens; SQLite cannot drop a constraint,
+    so there the table is copied into its new shape."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER TABLE api_tokens ALTER COLUMN role DROP NOT NULL")
+        return
+    table = cast(Table, ApiTokenRow.__table__)  # type: ignore[attr-defined]  # set by SQLModel for table=True classes
+    old = {column["name"] for column in inspect(connection).get_columns("api_tokens")}
+    columns = ", ".join(column.name for column in table.columns if column.name in old)
+    connection.exec_driver_sql("ALTER TABLE api_tokens RENAME TO api_tokens_before_scopes")
+    for index in table.indexes:
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+    table.create(connection)
+    connection.exec_driver_sql(
+        f"INSERT INTO api_tokens ({columns}) SELECT {columns} FROM api_tokens_before_scopes"
+    )
+    connection.exec_driver_sql("DROP TABLE api_tokens_before_scopes")

@@ -44,6 +44,7 @@ from services.retrainer.registry import (
     deployment_at,
 )
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
+from services.runtime.scopes import Scope
 
 __all__ = [
     "REGISTRATION_PATH",
@@ -220,6 +221,19 @@ async def _registry_writer(who: Caller) -> Identity:
 
 Writer = Annotated[Identity, Depends(_registry_writer)]
 """A caller allowed to change the registry (401 / 403 / 503 otherwise)."""
+
+
+async def _rollbacker(who: Caller) -> Identity:
+    require_role(who, REGISTRY_WRITER_ROLE, "change the registry", scope=Scope.REGISTRY_ROLLBACK)
+    return who
+
+
+Rollbacker = Annotated[Identity, Depends(_rollbacker)]
+"""A caller allowed to roll a deployment back: a writer, or a token scoped ``registry:rollback``
+(the runbook runner's)."""
+
+DATASET_READER_ROLE = "l2"
+"""The lowest role that may read training data and snapshots (features and labels)."""
 
 
 REGISTRATION_PATH = re.compile(r"/models/[^/]+/versions")
@@ -460,7 +474,7 @@ def install_registry_api(
         return RevisionOut.of(entry)
 
     @router.post("/models/{model}/deployment/rollback")
-    async def rollback(model: ModelPath, who: Writer, body: RollbackRequest) -> RevisionOut:
+    async def rollback(model: ModelPath, who: Rollbacker, body: RollbackRequest) -> RevisionOut:
         """One step back: withdraw the challenger, or else restore the previous champion.
 
         With ``expected_revision``, only if that revision is still in force (409 otherwise).
@@ -527,9 +541,12 @@ def install_registry_api(
         responses={200: {"content": {"text/csv": {}}}},
     )
     async def get_dataset(
+        who: Caller,
         digest: Annotated[str, Path(pattern=r"^sha256:[0-9a-f]{64}$")],
     ) -> Response:
-        """A dataset by digest: CSV, the spec's features then the label column."""
+        """A dataset by digest: CSV, the spec's features then the label column. It is training
+        data (or a snapshot of live examples): role l2 or higher, or scope ``datasets:read``."""
+        require_role(who, DATASET_READER_ROLE, "read training data", scope=Scope.DATASETS_READ)
         content = await datasets.get(digest.removeprefix("sha256:"))
         if content is None:
             raise HTTPException(404, f"no dataset {digest}")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from contracts.registry import DatasetChanges, DatasetRef
 from contracts.retraining import RetrainRefusal, RetrainTrigger
 from contracts.values import FiniteJson, ModelName
-from services.retrainer.callers import Caller, require_role
+from services.retrainer.callers import Caller, Person, require_role
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
 from services.retrainer.identity import Identity
@@ -35,6 +35,7 @@ from services.retrainer.promotions import (
 )
 from services.retrainer.runs import AskRefused, RetrainRuns, Run, UnknownModel
 from services.retrainer.triggers import RetrainAsk
+from services.runtime.scopes import Scope
 
 __all__ = [
     "AskBody",
@@ -238,7 +239,7 @@ def install_governance_api(
 
     @router.get("/promotions")
     async def list_promotions(
-        _: Caller,
+        _: Person,
         model: str | None = None,
         state: PromotionState | None = None,
         incident_id: str | None = None,
@@ -248,35 +249,36 @@ def install_governance_api(
         return [await out(view) for view in views]
 
     @router.get("/promotions/{request_id}")
-    async def show_promotion(_: Caller, request_id: Annotated[str, Path()]) -> PromotionOut:
+    async def show_promotion(_: Person, request_id: Annotated[str, Path()]) -> PromotionOut:
         """One promotion request with the gate's figures."""
         return await out(await governance.promotion(request_id))
 
     async def decide(
         request_id: str, who: Identity, body: DecisionBody, approve: bool
     ) -> PromotionOut:
+        assert who.role is not None  # a Person
         view = await governance.decide(
             request_id, approve=approve, person=who.name, role=who.role, comment=body.comment
         )
         return await out(view)
 
     @router.post("/promotions/{request_id}/approve")
-    async def approve(request_id: str, who: Caller, body: DecisionBody) -> PromotionOut:
+    async def approve(request_id: str, who: Person, body: DecisionBody) -> PromotionOut:
         """Approve a candidate (role l2 or higher, not a requester of its retrain): it is
         deployed as challenger on the canary share of traffic."""
         return await decide(request_id, who, body, approve=True)
 
     @router.post("/promotions/{request_id}/reject")
-    async def reject(request_id: str, who: Caller, body: DecisionBody) -> PromotionOut:
+    async def reject(request_id: str, who: Person, body: DecisionBody) -> PromotionOut:
         """Reject a candidate (same rules as approving)."""
         return await decide(request_id, who, body, approve=False)
 
     @router.post("/retrains", status_code=202)
     async def ask(who: Caller, body: AskBody) -> AskOut:
-        """Ask for a retrain (role l2 or higher); the caller is recorded as the requester, or
-        the person it names in ``on_behalf_of`` (then "via" the caller) if it may act for
-        others."""
-        require_role(who, APPROVER_ROLE, "ask for a retrain")
+        """Ask for a retrain (role l2 or higher, or scope retrain:request); the caller is recorded
+        as the requester, or the person it names in ``on_behalf_of`` (then "via" the caller) if
+        it may act for others (scope retrain:on-behalf)."""
+        require_role(who, APPROVER_ROLE, "ask for a retrain", scope=Scope.RETRAIN_REQUEST)
         asker, via = who.name, None
         if body.on_behalf_of is not None:
             if not who.acts_for_others:

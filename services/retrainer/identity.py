@@ -1,9 +1,12 @@
 """Who is calling: the incident log is Vigil's identity provider.
 
 ``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role",
-"acts_for_others"}``, or 401 for an unknown token. Answers are kept briefly (by the token's
-SHA-256, never the token), so a burst of calls costs one lookup, and a revoked token stops
-working within ``ttl_seconds``.
+"scopes", "expires_at", "acts_for_others"}`` (a person's token has a role; a service's has scopes
+instead; ``acts_for_others``: it may name a person it asks for, the runbook runner's), or 401
+for an unknown, revoked or expired token. Answers are kept briefly (by the token's SHA-256, never
+the token), so a burst of calls costs one lookup: a token revoked at the incident log stops
+working here within ``ttl_seconds`` (``VIGIL_RETRAINER_IDENTITY_CACHE_SECONDS``, default 5), and
+an answer is never kept past the token's own expiry.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 
@@ -22,11 +26,13 @@ _MAX_REMEMBERED = 10_000
 
 @dataclass(frozen=True)
 class Identity:
-    """A caller's name (recorded as actor) and role (checked); ``acts_for_others``: the caller
-    may name a person it asks for (the runbook runner)."""
+    """A caller's name (recorded as actor) and role (checked), or, for a service's token, no
+    role and the scopes naming the only calls it may make; ``acts_for_others``: the caller may
+    name a person it asks for (the runbook runner)."""
 
     name: str
-    role: str
+    role: str | None
+    scopes: frozenset[str] = field(default_factory=frozenset)
     acts_for_others: bool = False
 
 
@@ -47,19 +53,21 @@ class IdentityProvider:
         http: httpx.AsyncClient,
         base_url: str,
         *,
-        ttl_seconds: float = 30.0,
+        ttl_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._http = http
         self._url = base_url.rstrip("/") + "/whoami"
         self._ttl = ttl_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._known: dict[str, tuple[float, Identity]] = {}
 
     async def whoami(self, token: str) -> Identity:
         """Return the token's identity, or raise :class:`IdentityError`."""
         if not token.isascii():  # no token is; and it cannot travel in an HTTP header
-            raise IdentityError(401, "unknown or revoked token")
+            raise IdentityError(401, "unknown, revoked or expired token")
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         cached = self._known.get(key)
@@ -71,22 +79,31 @@ class IdentityProvider:
             raise IdentityError(503, f"identity provider unreachable: {error}") from None
         if response.status_code == 401:
             self._known.pop(key, None)
-            raise IdentityError(401, "unknown or revoked token")
+            raise IdentityError(401, "unknown, revoked or expired token")
         if response.status_code != 200:
             raise IdentityError(
                 503, f"identity provider answered {response.status_code}: {response.text[:200]}"
             )
         try:
             body = response.json()
+            role, scopes = body["role"], body.get("scopes")
             identity = Identity(
                 name=str(body["name"]),
-                role=str(body["role"]),
+                role=None if role is None else str(role),
+                scopes=frozenset(str(s) for s in scopes or ()) if role is None else frozenset(),
                 acts_for_others=body.get("acts_for_others") is True,
+            )
+            expires = body.get("expires_at")
+            left = (
+                (datetime.fromisoformat(expires) - self._wall_clock()).total_seconds()
+                if expires
+                else self._ttl
             )
         except (ValueError, KeyError, TypeError):
             raise IdentityError(503, "identity provider gave an unreadable answer") from None
-        if self._ttl > 0:
+        keep = min(self._ttl, left)
+        if keep > 0:
             if len(self._known) >= _MAX_REMEMBERED:
                 self._known = {k: v for k, v in self._known.items() if v[0] > now}
-            self._known[key] = (now + self._ttl, identity)
+            self._known[key] = (now + keep, identity)
         return identity

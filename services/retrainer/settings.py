@@ -107,7 +107,11 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
         default=5.0, gt=0, description="How often expiries and withdrawn canaries are checked."
     )
     identity_cache_seconds: float = Field(
-        default=30.0, ge=0, description="How long an identity from /whoami is trusted."
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long an identity from /whoami is trusted: a token revoked at the "
+        "incident log still works here for at most this long (docs/security.md).",
     )
 
     @property

@@ -74,7 +74,9 @@ class Settings(ServiceSettings):
     )
     runbook_token: SecretStr | None = Field(
         default=None,
-        description="API token scoped to runbooks, given to scripts as VIGIL_RUNBOOK_TOKEN.",
+        description="This service's incident-log token (scopes incidents:read, "
+        "incidents:report, retrain:request, registry:rollback, datasets:read), given to scripts "
+        "as VIGIL_RUNBOOK_TOKEN.",
     )
     work_dir: Path | None = Field(
         default=None,

@@ -6,7 +6,8 @@ The registry (owned by the retrainer) serves:
 - ``GET /models/{model}/deployment`` → :class:`contracts.Deployment` (404: never deployed)
 - ``GET /deployments`` → ``{model: Deployment}`` for every deployed model
 - ``GET /artifacts/{sha256}`` → artifact bytes
-- ``GET /datasets/{digest}`` → dataset bytes (CSV with a header row: features, then the label)
+- ``GET /datasets/{digest}`` → dataset bytes (CSV with a header row: features, then the label);
+  training data, so it needs a token with scope ``datasets:read`` (the drift detector's own)
 
 Everything fetched by content is checked against its hash before it is returned.
 """
@@ -47,9 +48,10 @@ class IntegrityError(RegistryError):
 class RegistryClient:
     """Reads versions, deployments, artifacts and datasets from the registry over HTTP."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, *, token: str | None = None) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def version(self, model: str, version: int) -> ModelVersionRecord:
         """Return a version's record: lineage and maintenance instructions."""
@@ -91,7 +93,7 @@ class RegistryClient:
 
     async def _get(self, path: str, *, allow_missing: bool = False) -> httpx.Response | None:
         try:
-            response = await self._http.get(self._base_url + path)
+            response = await self._http.get(self._base_url + path, headers=self._headers)
         except httpx.HTTPError as error:
             raise RegistryError(f"registry unreachable at {self._base_url}: {error}") from error
         if response.status_code == 404 and allow_missing:

@@ -1,6 +1,13 @@
 """The whole of Vigil on one machine: the embedded broker (or an external Kafka), every service
 as a supervised process, state under one folder, credentials generated on first start.
 
+Tokens: the administrator's is generated once and kept in ``credentials.json`` (mode 0600), for
+the person at this machine; no service's environment holds it (the incident log gets only its
+SHA-256). Each start draws a fresh scoped token for every service that calls another's
+authenticated API (``SERVICE_SCOPES`` in ``services/runtime/scopes.py``); the service gets its
+own and nothing else, the incident log gets their hashes and stores them, revoking the previous
+start's.
+
 Pointing it at an external Kafka (``VIGIL_KAFKA_BOOTSTRAP_SERVERS``) and PostgreSQL
 (``VIGIL_STACK_POSTGRES_URL``: each stateful service gets its own database there) uses them
 instead of the embedded broker and SQLite files.
@@ -8,6 +15,7 @@ instead of the embedded broker and SQLite files.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import secrets
@@ -23,10 +31,21 @@ from sqlalchemy.engine import make_url
 
 from services.runtime.embedded_broker import EmbeddedBroker, ensure_topics
 from services.runtime.names import ServiceName
+from services.runtime.scopes import SERVICE_SCOPES
 from services.runtime.settings import KafkaProfile
 from services.stack.supervisor import ServiceSpec, Supervisor
 
-__all__ = ["STARTUP_ORDER", "Credentials", "RunningStack", "StackSettings", "running_stack"]
+__all__ = [
+    "STARTUP_ORDER",
+    "TOKEN_SETTING",
+    "Credentials",
+    "RunningStack",
+    "StackSettings",
+    "running_stack",
+    "service_tokens",
+    "stack_supervisor",
+    "token_env",
+]
 
 STARTUP_ORDER = [
     ServiceName.RETRAINER,
@@ -89,28 +108,45 @@ class StackSettings(BaseSettings):
         return self.ports.get(name, name.default_port)
 
 
+TOKEN_SETTING = {
+    ServiceName.DRIFT_DETECTOR: "VIGIL_DRIFT_DETECTOR_SERVICE_TOKEN",
+    ServiceName.RUNBOOK_RUNNER: "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN",
+}
+"""The setting each service that has a token reads it from."""
+
+
+def _new_token() -> str:
+    return f"vgl_{secrets.token_urlsafe(24)}"
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Tokens the stack generated on first start (kept in the state folder, mode 0600): the
-    administrator's, and the one the runbook runner's scripts call the incident log with (l2)."""
+    """The administrator's token, generated on first start and kept in the state folder (mode
+    0600); the services' tokens are drawn afresh at each start (:func:`service_tokens`)."""
 
     admin_token: str
-    runbook_token: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        """Read the stack's credentials, creating what is missing."""
+        """Read the stack's credentials, creating what is missing (and dropping the runbook
+        token earlier versions kept there: it is drawn at each start now)."""
         stored = json.loads(path.read_text()) if path.exists() else {}
-        credentials = cls(
-            admin_token=stored.get("admin_token") or f"vgl_{secrets.token_urlsafe(24)}",
-            runbook_token=stored.get("runbook_token") or f"vgl_{secrets.token_urlsafe(24)}",
-        )
+        credentials = cls(admin_token=stored.get("admin_token") or _new_token())
         if stored != vars(credentials):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
             path.chmod(0o600)
             path.write_text(json.dumps(vars(credentials)))
         return credentials
+
+
+def service_tokens() -> dict[ServiceName, str]:
+    """A fresh token for each service that calls another's authenticated API."""
+    return {name: _new_token() for name in SERVICE_SCOPES}
 
 
 @dataclass(frozen=True)
@@ -161,10 +197,8 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             if settings.topic_prefix:
                 await ensure_topics(bootstrap, prefix=settings.topic_prefix)
             profile = settings.kafka_profile or KafkaProfile.EMBEDDED
-        supervisor = Supervisor(
-            await _service_specs(settings),
-            logs_dir=state_dir / "logs",
-            base_env=_shared_env(settings, bootstrap, profile, state_dir, credentials),
+        supervisor = await stack_supervisor(
+            settings, bootstrap, profile, state_dir, credentials, service_tokens()
         )
         await supervisor.start()
         yield RunningStack(supervisor, bootstrap, credentials, state_dir)
@@ -175,13 +209,29 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             await broker.stop()
 
 
-def _shared_env(
+async def stack_supervisor(
     settings: StackSettings,
     bootstrap: str,
     profile: KafkaProfile,
     state_dir: Path,
     credentials: Credentials,
+    tokens: dict[ServiceName, str],
+) -> Supervisor:
+    """The supervisor of the stack's services, each with its environment (not started)."""
+    return Supervisor(
+        await _service_specs(settings, credentials, tokens),
+        logs_dir=state_dir / "logs",
+        base_env=_shared_env(settings, bootstrap, profile, state_dir),
+    )
+
+
+def _shared_env(
+    settings: StackSettings,
+    bootstrap: str,
+    profile: KafkaProfile,
+    state_dir: Path,
 ) -> dict[str, str]:
+    """What every service is given: addresses and where things are, no token."""
     return {
         "VIGIL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "VIGIL_KAFKA_PROFILE": profile.value,
@@ -195,29 +245,42 @@ def _shared_env(
         "VIGIL_INCIDENT_LOG_PUBLIC_URL": (
             f"http://127.0.0.1:{settings.port(ServiceName.INCIDENT_LOG)}"
         ),
-        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": credentials.admin_token,
-        "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
-            [
-                {
-                    "name": "runbook-runner",
-                    "role": "l2",
-                    "token": credentials.runbook_token,
-                    "acts_for_others": True,
-                }
-            ]
-        ),
-        "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
     } | settings.service_env
 
 
-async def _service_specs(settings: StackSettings) -> list[ServiceSpec]:
+def token_env(
+    name: ServiceName, credentials: Credentials, tokens: dict[ServiceName, str]
+) -> dict[str, str]:
+    """A service's own token settings: the incident log gets the hashes of all (and of the
+    admin's), a service with scopes its own token, the others nothing."""
+    if name is ServiceName.INCIDENT_LOG:
+        provisioned = [
+            {
+                "name": service.value,
+                "scopes": sorted(SERVICE_SCOPES[service]),
+                "token_sha256": _sha256(token),
+            }
+            for service, token in tokens.items()
+        ]
+        return {
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN_SHA256": _sha256(credentials.admin_token),
+            "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(provisioned),
+        }
+    if name in tokens:
+        return {TOKEN_SETTING[name]: tokens[name]}
+    return {}
+
+
+async def _service_specs(
+    settings: StackSettings, credentials: Credentials, tokens: dict[ServiceName, str]
+) -> list[ServiceSpec]:
     specs = []
     for name in STARTUP_ORDER:
         if name not in settings.services or not available(name):
             continue
-        env: dict[str, str] = {}
+        env = token_env(name, credentials, tokens)
         if settings.postgres_url and name in _STATEFUL:
             env[f"{name.env_prefix}DATABASE_URL"] = await _service_database(
                 settings.postgres_url, name

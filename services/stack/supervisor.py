@@ -2,7 +2,9 @@
 crashes (with backoff), stop everything cleanly.
 
 Each service runs as ``python -m services.<package>`` with its settings in the environment, its
-output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz``. A service that
+output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz``. A service's
+environment is the supervisor's own without any ``VIGIL_…TOKEN…`` variable (the operator's
+``VIGIL_TOKEN`` must not reach a service), plus the shared settings and its own. A service that
 exits is started again after a delay that doubles with each crash in a row (up to a ceiling) and
 resets once it has stayed up for a while.
 """
@@ -163,10 +165,24 @@ class Supervisor:
                 child.last_exit = await asyncio.to_thread(process.wait)
             child.state = ChildState.STOPPED
 
+    def environment(self, name: ServiceName) -> dict[str, str]:
+        """The environment a service is started with."""
+        spec = self._children[name].spec
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not (key.startswith("VIGIL_") and "TOKEN" in key)
+        }
+        return (
+            inherited
+            | self._base_env
+            | dict(spec.env)
+            | {f"{spec.name.env_prefix}HTTP_PORT": str(spec.port)}
+        )
+
     def _spawn(self, child: _Child) -> None:
         spec = child.spec
-        env = os.environ | self._base_env | dict(spec.env)
-        env[f"{spec.name.env_prefix}HTTP_PORT"] = str(spec.port)
+        env = self.environment(spec.name)
         with (self._logs_dir / f"{spec.name.value}.log").open("ab") as output:
             child.process = subprocess.Popen(
                 [sys.executable, "-m", spec.name.package],

@@ -113,7 +113,7 @@ async def test_the_console_reads_without_javascript_and_refuses_a_bad_token(
     await page.goto(f"{incident_log}/console/login")
     await page.get_by_label("API token").fill("not-a-token")
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.locator(".flash")).to_contain_text("unknown or revoked token")
+    await expect(page.locator(".flash")).to_contain_text("unknown, revoked or expired token")
     await page.get_by_label("API token").fill(await token_for(incident_log, "vic", "viewer"))
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Incidents")).to_be_visible()

@@ -13,6 +13,7 @@ runner as processes on the real broker:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime.scopes import SERVICE_SCOPES
 from tests.factories import make_alert
 from tests.kafka_tools import read_until, read_until_quiet
 from tests.processes import ServiceProcess, write_routing_policy
@@ -61,10 +63,8 @@ def incident_log_env(folder: Path) -> dict[str, str]:
         group_wait_seconds=0,
         routes=[{"name": "default", "runbooks": [], "tiers": TIERS}],
     )
-    tokens = (
-        f'[{{"name": "runbook-runner", "role": "l2", "token": "{RUNNER}", '
-        '"acts_for_others": true}]'
-    )
+    scopes = sorted(SERVICE_SCOPES[ServiceName.RUNBOOK_RUNNER])
+    tokens = json.dumps([{"name": "runbook-runner", "scopes": scopes, "token": RUNNER}])
     return {
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy),
         "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": tokens,

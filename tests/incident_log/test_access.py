@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
 from services.incident_log.app import create_app
-from services.incident_log.auth import issue_token
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     LOGIN_COOKIE,
@@ -34,6 +33,7 @@ from services.incident_log.permissions import Role
 from services.incident_log.routing import Matcher
 from services.incident_log.settings import Settings
 from services.incident_log.tables import TABLES, SilenceRow, add_later_columns
+from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OUTBOX_TABLES,
     ProcessedEvent,
@@ -64,7 +64,7 @@ class Served:
 def console_app(log: IncidentLog, sessions: Sessions, *, public_url: str | None = None) -> FastAPI:
     """The API and the console as the incident log composes them (console calls in-process)."""
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_token=ADMIN))
+    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
 
     def own_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(

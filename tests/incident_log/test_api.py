@@ -14,19 +14,22 @@ from sqlmodel import select
 
 from contracts import AlertKind, RetrainRequest, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.auth import Principal, issue_token
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TABLES
+from services.incident_log.token_api import build_token_router
+from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OUTBOX_TABLES,
     OutboxMessage,
     ProcessedEvent,
+    ServiceName,
     Sessions,
     create_engine,
     create_tables,
     session_factory,
 )
+from services.runtime.scopes import SERVICE_SCOPES, Scope
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
 
@@ -62,7 +65,10 @@ async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     sessions: Sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_token=ADMIN))
+    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    app.include_router(
+        build_token_router(sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    )
     tokens = {Role.ADMIN: ADMIN}
     async with sessions() as session, session.begin():
         for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):
@@ -162,7 +168,10 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     me = await api.client.get(
         "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
     )
-    assert me.json() == {"name": "dana", "role": "l2", "acts_for_others": False}
+    assert me.json()["name"] == "dana"
+    assert me.json()["role"] == "l2"
+    assert me.json()["token_id"] == issued.json()["id"]
+    assert me.json()["acts_for_others"] is False
 
 
 async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:
@@ -259,14 +268,18 @@ async def test_only_a_token_allowed_to_act_for_others_may_ask_for_a_retrain_on_a
 ) -> None:
     sessions: Sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
-    runner = Principal("runbook-runner", Role.L2, acts_for_others=True)
     app = FastAPI()
-    app.include_router(
-        build_router(log, sessions, admin_token=ADMIN, configured_tokens={"runner": runner})
-    )
+    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
     async with sessions() as session, session.begin():
-        # An API token that merely bears the runner's name is a person's token all the same.
+        runner = await issue_token(
+            session, "runbook-runner", None, T0, scopes=SERVICE_SCOPES[ServiceName.RUNBOOK_RUNNER]
+        )
+        # A person's token that merely bears the runner's name may not act for others.
         impostor = await issue_token(session, "runbook-runner", Role.L2, T0)
+        # Asking for a retrain is not enough: acting for someone is its own scope.
+        asker = await issue_token(
+            session, "asker", None, T0, scopes=frozenset({Scope.RETRAIN_REQUEST})
+        )
         viewer = await issue_token(session, "vi", Role.VIEWER, T0)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://incident-log"
@@ -282,12 +295,15 @@ async def test_only_a_token_allowed_to_act_for_others_may_ask_for_a_retrain_on_a
         refused = await client.post(url, json=body(on_behalf_of="bo"), headers=as_impostor)
         assert refused.status_code == 403
         assert "may not act on behalf of someone else" in refused.json()["detail"]
-        as_runner = {"Authorization": "Bearer runner"}
+        as_asker = {"Authorization": f"Bearer {asker}"}
+        refused = await client.post(url, json=body(on_behalf_of="bo"), headers=as_asker)
+        assert refused.status_code == 403
+        as_runner = {"Authorization": f"Bearer {runner}"}
         for hostile in (17, "", "x" * 201, "bo\nroot", ["bo"]):
             answer = await client.post(url, json=body(on_behalf_of=hostile), headers=as_runner)
             assert answer.status_code == 422, (hostile, answer.text)
         whoami = await client.get("/whoami", headers=as_runner)
-        assert whoami.json() == {"name": "runbook-runner", "role": "l2", "acts_for_others": True}
+        assert (whoami.json()["name"], whoami.json()["acts_for_others"]) == ("runbook-runner", True)
         assert (await client.get("/whoami", headers=as_impostor)).json()["acts_for_others"] is False
 
         done = await client.post(url, json=body(on_behalf_of="bo"), headers=as_runner)

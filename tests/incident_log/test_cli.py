@@ -134,7 +134,7 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
         (l1, ["show", "inc-missing"], "404: no incident 'inc-missing'"),
         (l1, ["ack", drifted], "403: role l1 may not act on incident an L2 incident"),
         (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher"),
-        ("not-a-token", ["list"], "401: unknown or revoked token"),
+        ("not-a-token", ["list"], "401: unknown, revoked or expired token"),
         (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE"),
         (l1, ["run", decay, "drift-diagnosis", "-r", "y"], "403"),
         (l1, ["tokens", "create", "x", "--role", "admin"], "403"),
@@ -145,3 +145,70 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
     code, output = vigil("http://127.0.0.1:9", l1, "list")
     assert code == 1
     assert "cannot reach" in output
+
+
+@pytest.mark.timeout(300)
+async def test_vigil_tokens_lists_creates_and_revokes_and_a_revocation_survives_a_kill(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    async with running_incident_log(kafka_settings, tmp_path, admin_token=ADMIN) as process:
+        url = process.url
+        code, created = vigil(
+            url,
+            ADMIN,
+            "create",
+            "ana",
+            "--role",
+            "l2",
+            "--expires-in-days",
+            "7",
+            "--json",
+            group="tokens",
+        )
+        assert code == 0, created
+        ana = json.loads(created)
+        code, created = vigil(
+            url, ADMIN, "create", "drift-detector", "--scope", "datasets:read", group="tokens"
+        )
+        assert code == 0, created
+        assert "datasets:read" in created
+        assert "vgl_" in created  # the token itself, shown once
+
+        code, listing = vigil(url, ADMIN, "list", "--json", group="tokens")
+        rows = json.loads(listing)
+        assert sorted(row["name"] for row in rows) == ["ana", "drift-detector"]
+        assert ana["token"] not in listing
+        code, table = vigil(url, ADMIN, "list", group="tokens")
+        assert code == 0
+        assert ana["id"] in table
+        code, own = vigil(url, ana["token"], "list", "--json", group="tokens")
+        assert [row["name"] for row in json.loads(own)] == ["ana"]
+
+        for token, args, message, exit_code in [
+            (ADMIN, ["create", "x"], "exactly one of --role and --scope", 2),
+            (ADMIN, ["create", "x", "--role", "l1", "--scope", "datasets:read"], "exactly one", 2),
+            (ADMIN, ["create", "x", "--role", "l1", "--expires-in-days", "400"], "422", 1),
+            (ADMIN, ["create", "x", "--scope", "datasets:write"], "422", 1),
+            (ADMIN, ["revoke", "0123456789abcdef"], "404", 1),
+            (ana["token"], ["create", "x", "--role", "l1"], "needs admin", 1),
+            (ana["token"], ["list", "--name", "drift-detector"], "403", 1),
+        ]:
+            code, output = vigil(url, token, *args, group="tokens")
+            assert code == exit_code, (args, output)
+            assert message in " ".join(output.split()), (args, output)
+
+        code, revoked = vigil(url, ana["token"], "revoke", ana["id"], group="tokens")
+        assert code == 0, revoked
+        assert f"token {ana['id']} of ana revoked" in revoked
+        await process.kill()  # SIGKILL right after: the revocation was committed before the answer
+        process.start()
+        await process.wait_ready()
+        code, output = vigil(url, ana["token"], "list", group="tokens")
+        assert code == 1
+        assert "401" in output
+        code, listing = vigil(url, ADMIN, "list", "--all", "--json", group="tokens")
+        states = {row["name"]: (row["state"], row["revoked_by"]) for row in json.loads(listing)}
+        assert states == {"ana": ("revoked", "ana"), "drift-detector": ("active", None)}
+        code, nested = vigil(url, ADMIN, "tokens", "list", "--json")
+        assert code == 0
+        assert [row["name"] for row in json.loads(nested)] == ["drift-detector"]  # same group

@@ -96,7 +96,9 @@ async def test_a_registered_version_keeps_its_lineage_and_content_by_hash(
     assert (await http.get(f"/artifacts/{sha}")).content == trained.artifact
     assert (await http.get(f"/artifacts/{'0' * 64}")).status_code == 404
     digest = record["dataset"]["digest"]
-    assert (await http.get(f"/datasets/{digest}")).content == trained.training_csv
+    assert (await http.get(f"/datasets/{digest}", headers=AS_ANA)).content == trained.training_csv
+    assert (await http.get(f"/datasets/{digest}")).status_code == 401  # training data
+    assert (await http.get(f"/datasets/{digest}", headers=AS_LEE)).status_code == 403
 
 
 async def test_the_registry_client_reads_the_real_api_over_loopback_http(
@@ -105,7 +107,7 @@ async def test_the_registry_client_reads_the_real_api_over_loopback_http(
     trained = train()
     record = (await register(http, MODEL, trained)).json()
     async with serving(reg.app) as url, httpx.AsyncClient() as client:
-        registry_client = RegistryClient(client, url)
+        registry_client = RegistryClient(client, url, token="token-ana")
         assert await registry_client.deployment(MODEL) is None
         assert await registry_client.deployments() == {}
         assert (await deploy(http, MODEL, 1)).status_code == 200
@@ -310,7 +312,10 @@ async def test_only_a_known_caller_of_level_two_or_above_changes_the_registry_as
         assert anonymous.status_code == 401, (path, anonymous.text)
         assert anonymous.headers["WWW-Authenticate"] == "Bearer"
         unknown = await http.request(method, url, json=body, headers=bearer("token-nobody"))
-        assert (unknown.status_code, unknown.json()["detail"]) == (401, "unknown or revoked token")
+        assert (unknown.status_code, unknown.json()["detail"]) == (
+            401,
+            "unknown, revoked or expired token",
+        )
         level_one = await http.request(method, url, json=body, headers=AS_LEE)
         assert level_one.status_code == 403, (path, level_one.text)
         assert "role l1 may not change the registry (needs l2 or higher)" in level_one.text

@@ -89,3 +89,23 @@ async def test_registry_errors_carry_the_status_or_none_when_unreachable(
     with pytest.raises(RegistryError) as unreachable:
         await down.version(MODEL, 1)
     assert unreachable.value.status_code is None
+
+
+async def test_a_token_goes_with_every_request_and_a_refusal_names_its_status() -> None:
+    seen: list[str | None] = []
+
+    def guarded(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != "Bearer svc-token":
+            return httpx.Response(401, json={"detail": "missing bearer token"})
+        return registry(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(guarded)) as http:
+        assert (
+            await RegistryClient(http, "http://registry", token="svc-token").dataset(DATASET_DIGEST)
+            == DATASET
+        )
+        with pytest.raises(RegistryError) as refused:
+            await RegistryClient(http, "http://registry").dataset(DATASET_DIGEST)
+    assert refused.value.status_code == 401
+    assert seen == ["Bearer svc-token", None]

@@ -9,7 +9,7 @@ would do (mail scanners fetch links) and ``POST`` does it, once.
 
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Self
@@ -179,15 +179,14 @@ def build_paging_router(
     sessions: Sessions,
     log: IncidentLog,
     *,
-    admin_token: str | None,
-    configured_tokens: Mapping[str, Principal] | None = None,
+    admin_sha256: str | None,
     committed: Callable[[], None] = lambda: None,
 ) -> APIRouter:
-    """Paging's routes."""
+    """Paging's routes (no scope names one: a service's token is refused them all)."""
     router = APIRouter()
     Caller = Annotated[
         Principal,
-        Depends(bearer_principal(sessions, admin_token=admin_token, configured=configured_tokens)),
+        Depends(bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)),
     ]
 
     def admin(principal: Principal) -> None:

@@ -23,6 +23,7 @@ from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import RoutingPolicy
 from services.incident_log.tables import TABLES
+from services.incident_log.tokens import token_digest
 from services.runtime import (
     ProcessedEvent,
     Sessions,
@@ -152,8 +153,8 @@ async def paging_world(
     controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_token=ADMIN))
-    app.include_router(build_paging_router(sessions, log, admin_token=ADMIN))
+    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    app.include_router(build_paging_router(sessions, log, admin_sha256=token_digest(ADMIN)))
     receiver_app = receiver.app()
     try:
         async with (

@@ -20,11 +20,11 @@ from contracts import (
     NotificationAttempted,
     alert_fingerprint,
 )
-from services.incident_log.auth import issue_token
 from services.incident_log.domain import SYSTEM, Incident
 from services.incident_log.paging.dispatcher import PagingConfig
 from services.incident_log.permissions import Role
 from services.incident_log.tables import TimelineRow
+from services.incident_log.tokens import issue_token
 from services.runtime import OutboxMessage
 from services.stack.pager import verify_signature
 from tests.factories import make_alert, make_spec, make_version_record

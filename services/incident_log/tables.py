@@ -11,8 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Column, Connection, Index, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from services.incident_log.paging.tables import PAGING_TABLES
@@ -28,7 +27,6 @@ __all__ = [
     "SilenceRow",
     "TimelineRow",
     "TimerRow",
-    "add_later_columns",
 ]
 
 
@@ -158,7 +156,7 @@ class SilenceRow(SQLModel, table=True):
     reason: str
     created_at: datetime = Field(sa_type=UtcDateTime)
     expired_by: str | None = Field(
-        default=None, description="Who ended it early (``DELETE /silences/{id}``); added later."
+        default=None, description="Who ended it early (``DELETE /silences/{id}``)."
     )
 
 
@@ -198,21 +196,3 @@ TABLES: list[type[SQLModel]] = [
     *PAGING_TABLES,
 ]
 """Every table of the incident log, paging's included."""
-
-
-async def add_later_columns(engine: AsyncEngine) -> None:
-    """Add the nullable columns introduced after a table was first shipped to a database created
-    before them (there are no migrations; ``create_all`` leaves existing tables alone, and every
-    query of the table would then fail on the missing column)."""
-
-    def add(connection: Connection) -> None:
-        present = {column["name"] for column in inspect(connection).get_columns("silences")}
-        if "expired_by" in present:
-            return
-        if_missing = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
-        connection.exec_driver_sql(
-            f"ALTER TABLE silences ADD COLUMN {if_missing}expired_by VARCHAR"
-        )
-
-    async with engine.begin() as connection:
-        await connection.run_sync(add)

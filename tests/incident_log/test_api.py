@@ -14,17 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
 from services.incident_log.auth import issue_token
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
-from services.incident_log.tables import TABLES
 from services.runtime import (
-    OUTBOX_TABLES,
-    ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
 
@@ -50,7 +48,7 @@ class Api:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 

@@ -111,6 +111,8 @@ class Upgrade:
 
     before: str | None
     after: str
+    adopted: bool = False
+    """The database predated migrations and was stamped at the baseline first."""
 
     @property
     def changed(self) -> bool:
@@ -157,9 +159,8 @@ def upgrade_connection(history: SchemaHistory, connection: Connection) -> Upgrad
     before = MigrationContext.configure(connection).get_current_revision()
     head = history.head()
     config = alembic_config(history, connection)
-    if before is None:
-        _adopt_unversioned(history, connection, config)
-    elif before != head and before not in _known(history):
+    adopted = before is None and _adopt_unversioned(history, connection, config)
+    if before is not None and before != head and before not in _known(history):
         raise SchemaError(
             f"the {history.service} database is at revision {before!r}, which this Vigil does "
             f"not know (its newest is {head!r}): a newer Vigil upgraded it, and downgrades are "
@@ -167,11 +168,11 @@ def upgrade_connection(history: SchemaHistory, connection: Connection) -> Upgrad
         )
     if before != head:
         command.upgrade(config, "head")
-    if connection.dialect.name == "sqlite":
-        violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        if violations:
-            raise SchemaError(f"the migration leaves broken foreign keys: {violations[:5]}")
-    return Upgrade(before=before, after=head)
+        if connection.dialect.name == "sqlite":
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise SchemaError(f"the migration leaves broken foreign keys: {violations[:5]}")
+    return Upgrade(before=before, after=head, adopted=adopted)
 
 
 def differences(history: SchemaHistory, connection: Connection) -> list[Any]:
@@ -238,10 +239,10 @@ def run_environment(context: Any) -> None:
         context.run_migrations()
 
 
-def _adopt_unversioned(history: SchemaHistory, connection: Connection, config: Config) -> None:
+def _adopt_unversioned(history: SchemaHistory, connection: Connection, config: Config) -> bool:
     present = set(inspect(connection).get_table_names())
     if not present:
-        return
+        return False
     missing = history.baseline_tables - present
     if missing:
         raise SchemaError(
@@ -250,6 +251,7 @@ def _adopt_unversioned(history: SchemaHistory, connection: Connection, config: C
         )
     log.info("%s database predates migrations: adopting it at %s", history.service, BASELINE)
     command.stamp(config, BASELINE)
+    return True
 
 
 def _known(history: SchemaHistory) -> set[str]:

@@ -51,6 +51,7 @@ from services.runtime.names import ServiceName
 
 __all__ = [
     "BASELINE",
+    "SCHEMA_LOCK",
     "SchemaError",
     "SchemaHistory",
     "Upgrade",
@@ -64,7 +65,8 @@ __all__ = [
 BASELINE = "0001"
 """Every history's first revision: the schema of Vigil 0.1.0."""
 
-_SCHEMA_LOCK = 0x76_69_67_69_6C  # "vigil": the advisory lock held while migrating
+SCHEMA_LOCK = 0x76_69_67_69_6C
+"""Key of the PostgreSQL advisory lock held while migrating ("vigil" in ASCII)."""
 _ENVIRONMENT = Path(__file__).with_name("migration_env")
 _REVISION_ID = re.compile(r"^\d{4}$")
 
@@ -143,7 +145,7 @@ async def migrate(engine: AsyncEngine, history: SchemaHistory) -> Upgrade:
             async with connection.begin():  # SQLite: BEGIN IMMEDIATE, the write lock
                 if connection.dialect.name == "postgresql":
                     await connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK}
                     )
                 result = await connection.run_sync(partial(upgrade_connection, history))
         finally:

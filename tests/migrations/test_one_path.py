@@ -14,7 +14,6 @@ def test_no_service_code_creates_tables_behind_the_migrations() -> None:
         str(path.relative_to(SERVICES))
         for path in SERVICES.rglob("*.py")
         if "migrations" not in path.parts
-        and "create_all" in path.read_text()
-        or "ADD COLUMN" in path.read_text().upper()
+        and ("create_all" in path.read_text() or "ADD COLUMN" in path.read_text().upper())
     ]
     assert offenders == [], "add a revision instead (docs/DEVELOPING.md, Changing a table)"

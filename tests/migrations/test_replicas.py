@@ -30,9 +30,9 @@ async def schema_lock_held(url: str) -> AsyncIterator[Callable[[], Awaitable[int
     """Hold the lock a migration takes; yield a count of processes seen waiting for it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        connection = sqlite3.connect(str(parsed.database), isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("BEGIN IMMEDIATE")
+        holder = sqlite3.connect(str(parsed.database), isolation_level=None)
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("BEGIN IMMEDIATE")
 
         async def unknown() -> int:
             return REPLICAS  # SQLite shows no waiters; the processes' "ready" has to do
@@ -40,8 +40,8 @@ async def schema_lock_held(url: str) -> AsyncIterator[Callable[[], Awaitable[int
         try:
             yield unknown
         finally:
-            connection.execute("COMMIT")
-            connection.close()
+            holder.execute("COMMIT")
+            holder.close()
         return
     conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as connection:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select as select_rows
 
 from contracts import AlertKind
 from services.incident_log.operations import IncidentLog
@@ -141,6 +142,7 @@ def fill_every_table(connection: Connection) -> dict[str, dict[str, Any]]:
             row = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in row.items()}
         result = connection.execute(table.insert().values(**row))
         if serial is not None:
+            assert result.inserted_primary_key is not None
             row[serial.name] = result.inserted_primary_key[0]
         parents.update({(table.name, name): value for name, value in row.items()})
         written[table.name] = row
@@ -277,7 +279,7 @@ async def test_the_incident_log_works_on_an_upgraded_0_1_0_database(engine: Asyn
     assert ended.expired_by == "bo"
     async with sessions() as session:
         stored = await session.get(SilenceRow, "sil-old")
-        incidents = (await session.exec(select(IncidentRow))).all()
+        incidents = (await session.exec(select_rows(IncidentRow))).all()
     assert stored is not None
     assert stored.expired_by == "bo"
     assert len(incidents) == 2  # the 0.1.0 incident and the new one

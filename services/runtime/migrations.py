@@ -24,9 +24,11 @@ handed the locked connection and the history through the Alembic config.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +44,7 @@ from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, MetaData, Table, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
@@ -134,8 +137,32 @@ def alembic_config(history: SchemaHistory, connection: Connection | None = None)
     return config
 
 
-async def migrate(engine: AsyncEngine, history: SchemaHistory) -> Upgrade:
-    """Bring a service's database to the head of its history, one process at a time."""
+async def migrate(
+    engine: AsyncEngine, history: SchemaHistory, *, wait_seconds: float = 600
+) -> Upgrade:
+    """Bring a service's database to the head of its history, one process at a time.
+
+    On SQLite a process that finds another migrating waits for it up to ``wait_seconds``
+    (SQLite's own busy timeout is shorter than a long migration); PostgreSQL's lock just waits.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            result = await _migrate(engine, history)
+        except OperationalError as error:
+            if "database is locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            log.info("%s database: another process holds it, waiting", history.service)
+            await asyncio.sleep(0.5)
+            continue
+        if result.changed:
+            log.info(
+                "%s database migrated from %s to %s", history.service, result.before, result.after
+            )
+        return result
+
+
+async def _migrate(engine: AsyncEngine, history: SchemaHistory) -> Upgrade:
     async with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
@@ -147,13 +174,10 @@ async def migrate(engine: AsyncEngine, history: SchemaHistory) -> Upgrade:
                     await connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK}
                     )
-                result = await connection.run_sync(partial(upgrade_connection, history))
+                return await connection.run_sync(partial(upgrade_connection, history))
         finally:
             if sqlite:
                 await connection.run_sync(_sqlite_foreign_keys, enabled=True)
-    if result.changed:
-        log.info("%s database migrated from %s to %s", history.service, result.before, result.after)
-    return result
 
 
 def upgrade_connection(history: SchemaHistory, connection: Connection) -> Upgrade:

@@ -53,7 +53,7 @@ def tables(connection: Connection) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_a_migration_killed_mid_way_leaves_the_database_as_it_was(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ from services.runbook_runner.store import RunStore
 from services.runtime import HandledIds, create_engine, first_time, session_factory
 from services.runtime.migrations import (
     BASELINE,
+    SchemaError,
     SchemaHistory,
     alembic_config,
     differences,
@@ -334,3 +335,29 @@ async def test_a_database_at_head_is_left_untouched(engine: AsyncEngine, service
     async with engine.connect() as connection:
         assert await connection.run_sync(schema_of) == schema
     assert await current_revision(engine) == [history.head()]
+
+
+async def test_a_database_a_newer_vigil_upgraded_is_refused(engine: AsyncEngine) -> None:
+    history = history_of("runbook-runner")
+    await migrate(engine, history)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+
+    with pytest.raises(SchemaError, match="'0999', which this Vigil does not know"):
+        await migrate(engine, history)
+
+    assert await current_revision(engine) == ["0999"]
+
+
+async def test_a_database_of_other_tables_is_refused(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE runbook_runs (run_id VARCHAR PRIMARY KEY)"))
+        await connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
+
+    with pytest.raises(SchemaError, match=r"lacks \['outbox'\]"):
+        await migrate(engine, history_of("runbook-runner"))
+
+    async with engine.connect() as connection:
+        assert not await connection.run_sync(
+            lambda sync: inspect(sync).has_table("alembic_version")
+        )

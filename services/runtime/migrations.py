@@ -3,7 +3,7 @@
 A service that keeps state owns one database and one history of revisions
 (``services/<service>/migrations/``, a :class:`SchemaHistory`); revision ``0001`` is the schema
 Vigil 0.1.0 created, each later one a change since. :func:`migrate` brings a database to the
-newest revision (*head*) before the service uses it (ADR 0012, ``docs/adr/``):
+newest revision (*head*) before the service uses it (ADR 0015, ``docs/adr/``):
 
 - one migrator at a time: on PostgreSQL a transaction-scoped advisory lock, on SQLite the
   database's write lock (``BEGIN IMMEDIATE``). Replicas starting together queue; the first

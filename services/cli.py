@@ -249,6 +249,71 @@ def check_routing(
     typer.echo(f"{policy}: every level-one chain can run from {catalog}")
 
 
+db = typer.Typer(
+    help="Schema migrations of the service databases (services/runtime/migrations.py).",
+    no_args_is_help=True,
+)
+app.add_typer(db, name="db")
+
+_DATABASE_SERVICES = [
+    ServiceName.INCIDENT_LOG,
+    ServiceName.RETRAINER,
+    ServiceName.MONITOR,
+    ServiceName.RUNBOOK_RUNNER,
+]
+
+
+def _history(service: str) -> Any:
+    try:
+        name = ServiceName(service)
+    except ValueError:
+        name = None
+    if name not in _DATABASE_SERVICES:
+        choices = ", ".join(s.value for s in _DATABASE_SERVICES)
+        console.print(f"[red]{service!r} has no database;[/red] one of: {choices}")
+        raise typer.Exit(2)
+    return importlib.import_module(f"{ServiceName(service).package}.migrations").HISTORY
+
+
+@db.command("revision")
+def db_revision(
+    service: str = typer.Option(..., help="Whose database: incident-log, retrainer, ..."),
+    message: str = typer.Option(..., "-m", "--message", help="What the revision changes."),
+    database_url: str | None = typer.Option(
+        None, help="Draft against this database (upgraded first); default: a scratch SQLite."
+    ),
+) -> None:
+    """Write the service's next revision, drafted by comparing its tables with the head."""
+    from services.runtime.migrations import new_revision
+
+    path = new_revision(_history(service), message, database_url=database_url)
+    typer.echo(f"{path}: review it (autogenerate is a draft), then commit it")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    service: str = typer.Option(..., help="Whose database: incident-log, retrainer, ..."),
+    database_url: str = typer.Option(..., help="The service's database URL."),
+) -> None:
+    """Bring a database to the head now (a service does this itself on start)."""
+    from services.runtime.database import create_engine
+    from services.runtime.migrations import SchemaError, migrate
+
+    async def run() -> None:
+        engine = create_engine(database_url)
+        try:
+            upgrade = await migrate(engine, _history(service))
+        finally:
+            await engine.dispose()
+        typer.echo(f"{service}: {upgrade.before or 'unversioned'} -> {upgrade.after}")
+
+    try:
+        asyncio.run(run())
+    except SchemaError as error:
+        console.print(f"[red]not upgraded:[/red] {error}")
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     """Entry point of the ``vigil`` console script."""
     _add_service_commands()

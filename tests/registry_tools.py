@@ -17,18 +17,16 @@ from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
 from services.retrainer.identity import IdentityProvider
+from services.retrainer.migrations import HISTORY
 from services.retrainer.store import RegistryStore
-from services.retrainer.tables import REGISTRY_TABLES
 from services.runtime import (
-    OUTBOX_TABLES,
     OutboxRelay,
-    ProcessedEvent,
     Publisher,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import T0
 from tests.model_builders import TrainedModel, registration_form
 
@@ -91,7 +89,7 @@ class Registry:
 @asynccontextmanager
 async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*REGISTRY_TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     sessions = session_factory(engine)
     store = RegistryStore(sessions, producer="retrainer")
     clock = FakeClock()

@@ -37,23 +37,18 @@ from services.incident_log.console import (
     sign_in_redirect,
     static_files,
 )
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import Clock, IncidentLog
 from services.incident_log.paging.api import build_paging_router
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
-from services.incident_log.tables import TABLES, add_later_columns
 from services.incident_log.token_api import build_token_router
 from services.incident_log.tokens import ProvisionedToken, provision_tokens
-from services.runtime.database import (
-    ProcessedEvent,
-    create_engine,
-    create_tables,
-    session_factory,
-)
+from services.runtime.database import create_engine, session_factory
 from services.runtime.forgetting import forgetting_processed_ids
-from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -138,8 +133,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
-        await add_later_columns(engine)
+        await migrate(engine, HISTORY)
         await provision_tokens(sessions, provisioned, log.now())
         try:
             yield

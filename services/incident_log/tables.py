@@ -8,11 +8,10 @@ fingerprint (NULLs never collide), whatever two consumers race.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Column, Connection, Index, Table, Text, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from services.incident_log.paging.tables import PAGING_TABLES
@@ -28,7 +27,6 @@ __all__ = [
     "SilenceRow",
     "TimelineRow",
     "TimerRow",
-    "add_later_columns",
 ]
 
 
@@ -158,7 +156,7 @@ class SilenceRow(SQLModel, table=True):
     reason: str
     created_at: datetime = Field(sa_type=UtcDateTime)
     expired_by: str | None = Field(
-        default=None, description="Who ended it early (``DELETE /silences/{id}``); added later."
+        default=None, description="Who ended it early (``DELETE /silences/{id}``)."
     )
 
 
@@ -219,60 +217,3 @@ TABLES: list[type[SQLModel]] = [
     *PAGING_TABLES,
 ]
 """Every table of the incident log, paging's included."""
-
-
-async def add_later_columns(engine: AsyncEngine) -> None:
-    """Add the nullable columns introduced after a table was first shipped to a database created
-    before them (there are no migrations; ``create_all`` leaves existing tables alone, and every
-    query of the table would then fail on the missing column)."""
-
-    def add(connection: Connection) -> None:
-        postgresql = connection.dialect.name == "postgresql"
-        if_missing = "IF NOT EXISTS " if postgresql else ""
-        for table, columns in _LATER_COLUMNS.items():
-            present = {column["name"] for column in inspect(connection).get_columns(table)}
-            for name, kind in columns.items():
-                if name in present:
-                    continue
-                if kind == "DATETIME" and postgresql:
-                    kind = "TIMESTAMP WITH TIME ZONE"
-                connection.exec_driver_sql(
-                    f"ALTER TABLE {table} ADD COLUMN {if_missing}{name} {kind}"
-                )
-        role = next(c for c in inspect(connection).get_columns("api_tokens") if c["name"] == "role")
-        if not role["nullable"]:
-            _let_role_be_null(connection)
-
-    async with engine.begin() as connection:
-        await connection.run_sync(add)
-
-
-_LATER_COLUMNS = {
-    "silences": {"expired_by": "VARCHAR"},
-    "api_tokens": {
-        "scopes": "JSON",
-        "created_by": "VARCHAR",
-        "expires_at": "DATETIME",
-        "last_used_at": "DATETIME",
-        "revoked_by": "VARCHAR",
-    },
-}
-
-
-def _let_role_be_null(connection: Connection) -> None:
-    """``api_tokens.role`` was NOT NULL before scoped tokens; SQLite cannot drop a constraint,
-    so there the table is copied into its new shape."""
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("ALTER TABLE api_tokens ALTER COLUMN role DROP NOT NULL")
-        return
-    table = cast(Table, ApiTokenRow.__table__)  # type: ignore[attr-defined]  # set by SQLModel for table=True classes
-    old = {column["name"] for column in inspect(connection).get_columns("api_tokens")}
-    columns = ", ".join(column.name for column in table.columns if column.name in old)
-    connection.exec_driver_sql("ALTER TABLE api_tokens RENAME TO api_tokens_before_scopes")
-    for index in table.indexes:
-        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
-    table.create(connection)
-    connection.exec_driver_sql(
-        f"INSERT INTO api_tokens ({columns}) SELECT {columns} FROM api_tokens_before_scopes"
-    )
-    connection.exec_driver_sql("DROP TABLE api_tokens_before_scopes")

@@ -17,20 +17,20 @@ from contracts.feedback import LabelRecorded
 from contracts.registry import ModelDeployed, ModelPromoted, ModelRegistered, ModelRolledBack
 from contracts.scoring import PredictionMade
 from services.monitor.api import api
+from services.monitor.migrations import HISTORY
 from services.monitor.service import MonitorService
 from services.monitor.settings import Settings
-from services.monitor.store import TABLES
 from services.runtime import (
     HandledIds,
     RegistryClient,
     ServiceName,
     ServiceRuntime,
     create_engine,
-    create_tables,
     serve,
     session_factory,
 )
 from services.runtime.forgetting import forget_periodically
+from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
@@ -96,7 +96,7 @@ def create_app(
         if url.drivername.startswith("sqlite") and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            await create_tables(engine, TABLES)
+            await migrate(engine, HISTORY)
             await service.start()
             yield
         finally:

@@ -28,26 +28,23 @@ from services.retrainer.governance import Governance
 from services.retrainer.governance_api import install_governance_api
 from services.retrainer.identity import IdentityProvider
 from services.retrainer.live_examples import LiveExamples
-from services.retrainer.retraining_tables import RETRAINING_TABLES
+from services.retrainer.migrations import HISTORY
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
 from services.retrainer.schedules import run_schedules
 from services.retrainer.settings import Settings
 from services.retrainer.store import RegistryStore
-from services.retrainer.tables import REGISTRY_TABLES
 from services.retrainer.triggers import RetrainAsk, ask_for_alert
 from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
-    OUTBOX_TABLES,
     LargerBody,
-    ProcessedEvent,
     ServiceName,
     ServiceRuntime,
     create_engine,
-    create_tables,
     serve,
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 
 __all__ = ["create_app", "main"]
@@ -192,9 +189,7 @@ def create_app(
         url = make_url(settings.database)
         if url.drivername.startswith("sqlite") and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        await create_tables(
-            engine, [*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, *OUTBOX_TABLES]
-        )
+        await migrate(engine, HISTORY)
         try:
             yield
         finally:

@@ -15,11 +15,11 @@ from contracts.incidents import IncidentResolved
 from contracts.runbooks import RunbookRequest
 from services.runbook_runner.catalog import load_catalog
 from services.runbook_runner.environment import script_environment
+from services.runbook_runner.migrations import HISTORY
 from services.runbook_runner.runner import Clock, Limits, Runner
 from services.runbook_runner.settings import SERVICE, Settings
-from services.runbook_runner.tables import TABLES
-from services.runtime.database import create_engine, create_tables, session_factory
-from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.database import create_engine, session_factory
+from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await create_tables(engine, [*TABLES, *OUTBOX_TABLES])
+        await migrate(engine, HISTORY)
         await runner.recover()
         try:
             yield

@@ -18,7 +18,6 @@ from services.runtime.database import (
     UtcDateTime,
     async_url,
     create_engine,
-    create_tables,
     first_time,
     session_factory,
 )
@@ -100,7 +99,6 @@ __all__ = [
     "configure_logging",
     "consumer_options",
     "create_engine",
-    "create_tables",
     "database_check",
     "default_token",
     "ensure_topics",

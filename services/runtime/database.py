@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import DateTime, Index, Table, delete, event
+from sqlalchemy import DateTime, Index, delete, event
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
@@ -48,7 +48,6 @@ __all__ = [
     "UtcDateTime",
     "async_url",
     "create_engine",
-    "create_tables",
     "first_time",
     "forget_processed_before",
     "new_event_ids",
@@ -57,7 +56,6 @@ __all__ = [
 
 Sessions = async_sessionmaker[AsyncSession]
 
-_SCHEMA_LOCK = 0x76_69_67_69_6C  # "vigil": the advisory lock held while creating tables
 # Execution option of a SQLite engine bound to sessions: their transactions' BEGIN is emitted by
 # the session (which knows whether it was begun explicitly), not by the engine.
 _SESSION_BEGINS = "vigil_session_begins"
@@ -236,17 +234,6 @@ class _Serialised:
             await self._transaction.__aexit__(*exc)
         finally:
             self._lock.release()
-
-
-async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -> None:
-    """Create the tables of the given models if missing (a service names its own tables, plus
-    the shared ones it uses, so one process can hold several services' models)."""
-    tables = [cast(Table, model.__table__) for model in models]  # type: ignore[attr-defined]  # set by SQLModel for table=True classes
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Replicas starting together must not race to create the same tables.
-            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-        await connection.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=tables))
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -8,14 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
@@ -28,20 +26,17 @@ from services.incident_log.console import (
     build_console,
     sign_in_redirect,
 )
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
-from services.incident_log.routing import Matcher
 from services.incident_log.settings import Settings
-from services.incident_log.tables import TABLES, SilenceRow, add_later_columns
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
-    OUTBOX_TABLES,
-    ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_alert
 from tests.http_tools import serving
 from tests.incident_log.policies import make_policy
@@ -79,7 +74,7 @@ def console_app(log: IncidentLog, sessions: Sessions, *, public_url: str | None 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 
@@ -231,42 +226,6 @@ async def test_ending_a_silence_records_who_ended_it(served: Served) -> None:
     assert [(s["id"], s["expired_by"]) for s in listed] == [(silence, "l3-person")]
     unknown = await served.http.delete("/silences/sil-nope", headers=served.auth("admin"))
     assert unknown.status_code == 404
-
-
-async def test_a_database_from_before_expired_by_gets_the_column(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        current = cast(Table, SilenceRow.__table__)  # type: ignore[attr-defined]
-        old = Table(
-            "silences",
-            MetaData(),
-            *[column._copy() for column in current.columns if column.name != "expired_by"],
-        )
-        async with engine.begin() as connection:
-            await connection.run_sync(old.create)
-        await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
-        await add_later_columns(engine)
-        await add_later_columns(engine)  # once there, left alone
-        sessions = session_factory(engine)
-        log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
-        row = await log.create_silence(
-            Matcher(kinds=[AlertKind.DATA_DRIFT]),
-            starts_at=None,
-            ends_at=T0 + timedelta(hours=1),
-            actor="ana",
-            reason="old database",
-        )
-        ended = await log.expire_silence(row.id, actor="bo")
-        assert ended.expired_by == "bo"
-        async with sessions() as session:
-            stored = await session.get(SilenceRow, row.id)
-        assert stored is not None
-        assert stored.expired_by == "bo"
-    finally:
-        await engine.dispose()
-
-
-# -- the console's sign-in ---------------------------------------------------------------------
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, str]:

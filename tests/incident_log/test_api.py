@@ -14,21 +14,19 @@ from sqlmodel import select
 
 from contracts import AlertKind, RetrainRequest, alert_fingerprint
 from services.incident_log.api import build_router
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
-from services.incident_log.tables import TABLES
 from services.incident_log.token_api import build_token_router
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
-    OUTBOX_TABLES,
     OutboxMessage,
-    ProcessedEvent,
     ServiceName,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from services.runtime.scopes import SERVICE_SCOPES, Scope
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
@@ -55,7 +53,7 @@ class Api:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 

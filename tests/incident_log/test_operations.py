@@ -28,20 +28,19 @@ from contracts import (
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog, UnknownIncident
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore
-from services.incident_log.tables import TABLES, AlertRow, IncidentRow, SilenceRow, TimelineRow
+from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime import (
-    OUTBOX_TABLES,
     OutboxMessage,
-    ProcessedEvent,
     Rejected,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import (
     MODEL,
     T0,
@@ -69,7 +68,7 @@ class FakeClock:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 

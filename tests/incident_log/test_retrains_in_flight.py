@@ -23,17 +23,16 @@ from contracts import (
     RetrainTrigger,
     alert_fingerprint,
 )
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.store import IncidentStore
-from services.incident_log.tables import TABLES, AlertRow, RetrainRow
+from services.incident_log.tables import AlertRow, RetrainRow
 from services.runtime import (
-    OUTBOX_TABLES,
-    ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
 from tests.incident_log.test_operations import FakeClock
@@ -44,7 +43,7 @@ MINUTE = timedelta(minutes=1)
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[Sessions]:
     engine: AsyncEngine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield session_factory(engine)
     await engine.dispose()
 

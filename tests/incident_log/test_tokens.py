@@ -14,33 +14,28 @@ from typing import Any, cast
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Column, DateTime, MetaData, String, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.paging.api import build_paging_router
-from services.incident_log.permissions import Role
-from services.incident_log.tables import TABLES, ApiTokenRow, add_later_columns
 from services.incident_log.token_api import build_token_router
 from services.incident_log.tokens import (
     MAX_TOKEN_DAYS,
     ProvisionedToken,
-    issue_token,
     list_tokens,
     provision_tokens,
     token_digest,
 )
 from services.runtime import (
-    OUTBOX_TABLES,
-    ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
 from services.runtime.invalid_requests import answer_invalid_requests
+from services.runtime.migrations import migrate
 from services.runtime.scopes import Scope
 from tests.factories import MODEL, T0, make_alert
 from tests.http_tools import raw_exchange, request_head, serving
@@ -80,7 +75,7 @@ class Served:
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 
@@ -119,6 +114,7 @@ async def test_tokens_are_listed_without_their_secret_and_revoked_by_id(served: 
         "scopes": None,
         "token_id": ana["id"],
         "expires_at": ana["expires_at"],
+        "acts_for_others": False,
     }
 
     everyone = await served.http.get("/tokens", headers=served.auth(ADMIN))
@@ -368,41 +364,3 @@ async def test_provisioned_tokens_rotate_and_a_hand_revocation_sticks(served: Se
     assert revoked.status_code == 200
     await provision_tokens(served.sessions, [given("second")], T0)
     assert (await whoami(served, "second")).status_code == 401  # stays revoked
-
-
-async def test_a_token_table_from_before_scopes_gets_its_new_columns(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        old = Table(
-            "api_tokens",
-            MetaData(),
-            Column("token_sha256", String, primary_key=True),
-            Column("name", String, nullable=False, index=True),
-            Column("role", String, nullable=False),
-            Column("created_at", DateTime(timezone=True), nullable=False),
-            Column("revoked_at", DateTime(timezone=True)),
-        )
-        async with engine.begin() as connection:
-            await connection.run_sync(old.create)
-            await connection.execute(
-                old.insert().values(
-                    token_sha256=token_digest("kept"), name="ana", role="l2", created_at=T0
-                )
-            )
-        await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
-        await add_later_columns(engine)
-        await add_later_columns(engine)  # once there, left alone
-        sessions = session_factory(engine)
-        async with sessions() as session, session.begin():
-            await issue_token(
-                session, "drift-detector", None, T0, scopes=frozenset({Scope.DATASETS_READ})
-            )
-        async with sessions() as session:
-            records = {r.name: r for r in await list_tokens(session)}
-            kept = await session.get(ApiTokenRow, token_digest("kept"))
-        assert records["drift-detector"].scopes == frozenset({Scope.DATASETS_READ})
-        assert records["ana"].role is Role.L2
-        assert kept is not None
-        assert kept.expires_at is None
-    finally:
-        await engine.dispose()

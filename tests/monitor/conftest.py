@@ -12,16 +12,16 @@ import httpx
 import pytest
 
 from services.monitor.domain import MonitorPolicy
+from services.monitor.migrations import HISTORY
 from services.monitor.service import MonitorService
-from services.monitor.store import TABLES
 from services.monitor.windows import WindowPolicy
 from services.runtime import (
     OutboxRelay,
     RegistryClient,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_deployment, make_version_record
 from tests.monitor.doubles import FakeRegistry, FakeScorer, RecordingPublisher
 
@@ -51,7 +51,7 @@ async def make_service(
     async with AsyncExitStack() as stack:
         engine = create_engine(database_url)
         stack.push_async_callback(engine.dispose)
-        await create_tables(engine, TABLES)
+        await migrate(engine, HISTORY)
         sessions = session_factory(engine)
 
         async def make(

@@ -16,11 +16,12 @@ from sqlmodel import col, select
 
 from contracts import LabelRecorded, RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
 from services.retrainer.live_examples import LiveExamples
-from services.retrainer.retraining_tables import RETRAINING_TABLES
+from services.retrainer.migrations import HISTORY
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
 from services.retrainer.schedules import check_schedules
 from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
-from services.runtime import OutboxMessage, create_engine, create_tables
+from services.runtime import OutboxMessage, create_engine
+from services.runtime.migrations import migrate
 from tests.factories import T0
 from tests.model_builders import train
 from tests.registry_tools import FakeClock, Registry, deploy, register, registry
@@ -42,7 +43,7 @@ async def stores(database_url: str, tmp_path: Path) -> AsyncIterator[Stores]:
     async with registry(database_url, tmp_path / "state") as reg:
         engine = create_engine(database_url)
         try:
-            await create_tables(engine, RETRAINING_TABLES)
+            await migrate(engine, HISTORY)
             transport = httpx.ASGITransport(app=reg.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
                 spec = SPEC.model_copy(update={"retrain_every_hours": 24.0})

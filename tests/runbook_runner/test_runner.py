@@ -30,18 +30,18 @@ from contracts import (
 from contracts.wire import encode
 from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.execution import sha256_of
+from services.runbook_runner.migrations import HISTORY
 from services.runbook_runner.runner import Limits, Runner
 from services.runbook_runner.store import RunStore
-from services.runbook_runner.tables import TABLES, RunRow
+from services.runbook_runner.tables import RunRow
 from services.runtime import (
-    OUTBOX_TABLES,
     OutboxMessage,
     Rejected,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from services.runtime.migrations import migrate
 from tests.factories import make_runbook_request
 from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
 
@@ -49,7 +49,7 @@ from tests.runbook_runner.support import SCRIPTS, wait_dead, wait_started
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     yield engine
     await engine.dispose()
 

@@ -22,7 +22,6 @@ from services.runtime.database import (
     ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     first_time,
     forget_processed_before,
     new_event_ids,
@@ -30,6 +29,7 @@ from services.runtime.database import (
 )
 from services.runtime.forgetting import forget_periodically
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
+from tests.database_tools import create_tables
 from tests.factories import make_alert
 
 

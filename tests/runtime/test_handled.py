@@ -17,9 +17,9 @@ from services.runtime import (
     HandledIds,
     Sessions,
     create_engine,
-    create_tables,
     session_factory,
 )
+from tests.database_tools import create_tables
 
 
 @pytest.fixture

@@ -36,13 +36,13 @@ from services.runtime import (
     ServiceSettings,
     Sessions,
     create_engine,
-    create_tables,
     ensure_topics,
     first_time,
     kafka_broker,
     session_factory,
     stage,
 )
+from tests.database_tools import create_tables
 from tests.factories import MODEL, make_alert, make_version_record
 from tests.kafka_tools import read_until_quiet
 

@@ -17,22 +17,20 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from services.incident_log.api import build_router
+from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.paging.api import build_paging_router
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import RoutingPolicy
-from services.incident_log.tables import TABLES
 from services.incident_log.tokens import token_digest
 from services.runtime import (
-    ProcessedEvent,
     Sessions,
     create_engine,
-    create_tables,
     free_port,
     session_factory,
 )
-from services.runtime.outbox import OUTBOX_TABLES
+from services.runtime.migrations import migrate
 from services.stack.pager import PageReceiver
 from tests.http_tools import serving
 
@@ -144,7 +142,7 @@ async def paging_world(
     wrap_receiver: Callable[[Any], Any] | None = None,
 ) -> AsyncIterator[PagingWorld]:
     engine = create_engine(database_url)
-    await create_tables(engine, [*TABLES, ProcessedEvent, *OUTBOX_TABLES])
+    await migrate(engine, HISTORY)
     sessions = session_factory(engine)
     log = IncidentLog(sessions, policy, clock=clock)
     receiver = PageReceiver(clock=lambda: clock.now.timestamp())

@@ -101,6 +101,10 @@ def platform_recovery(reading: Reading, *, producer: str) -> AlertRecovered:
     )
 
 
+def _episode(reading: Reading) -> str:
+    return f"{reading.kind.value}:{reading.subject}"
+
+
 def _fingerprint(reading: Reading) -> str:
     return alert_fingerprint(PLATFORM_MODEL, None, reading.kind, reading.subject)[:500]
 
@@ -156,7 +160,7 @@ class SelfWatch:
                 )
                 continue
             for reading in readings:
-                transition = watched.episodes.observe(reading.subject, bad=reading.bad)
+                transition = watched.episodes.observe(_episode(reading), bad=reading.bad)
                 if transition is not None:
                     await self._announce(watched.episodes, reading, transition)
 
@@ -179,7 +183,7 @@ class SelfWatch:
                 error,
             )
             return
-        episodes.settle(reading.subject, transition)
+        episodes.settle(_episode(reading), transition)
         if transition is Transition.RAISE:
             log.error("raised %s: %s", reading.kind.value, reading.summary)
         else:

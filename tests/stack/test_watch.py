@@ -28,16 +28,26 @@ from services.stack.pager import PageReceiver
 from services.stack.stack import RunningStack, StackSettings, running_stack
 from services.stack.supervisor import ChildState
 from tests.kafka_tools import read_until
+from tests.processes import write_routing_policy
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
 IL = ServiceName.INCIDENT_LOG
 
 
-def stack_settings(kafka: KafkaSettings, state_dir: Path, **overrides: Any) -> StackSettings:
+def stack_settings(
+    kafka: KafkaSettings,
+    state_dir: Path,
+    *,
+    service_env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> StackSettings:
+    """A stack of the incident log alone, watched with short intervals; the shipped routing
+    policy, routing at once (no group wait)."""
+    policy = write_routing_policy(state_dir.parent / "policy", group_wait_seconds=0)
     values: dict[str, Any] = {
+        "service_env": {"VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy)} | (service_env or {}),
         "state_dir": state_dir,
         "kafka_bootstrap_servers": kafka.bootstrap_servers,
         "kafka_profile": kafka.profile,
@@ -88,11 +98,6 @@ def raised_then_recovered(kind: AlertKind, subject: str) -> Callable[[list[Any]]
     return done
 
 
-@pytest.fixture(autouse=True)
-def shipped_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_INCIDENT_LOG_POLICY_PATH", str(ROOT / "runbooks" / "routing.yaml"))
-
-
 @pytest.mark.timeout(300)
 async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log_and_pages(
     kafka_settings: KafkaSettings, tmp_path: Path
@@ -130,9 +135,7 @@ async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log
                 assert "DEAD MAN'S SWITCH" in response.json()["summary"]
                 metrics = (await http.get(f"{stack.watch.url}/metrics")).text
                 assert "vigil_heartbeat_ok 0.0" in metrics
-                await receiver.wait_until(
-                    lambda: bool(receiver.pages_for("deadman")), timeout_s=30
-                )
+                await receiver.wait_until(lambda: bool(receiver.pages_for("deadman")), timeout_s=30)
                 (page,) = receiver.pages_for("deadman")
                 assert page.body["status"] == "stopped"
                 assert page.body["silent_for_s"] >= settings.heartbeat_timeout_s
@@ -169,16 +172,16 @@ async def test_a_service_killed_over_and_over_raises_restart_loop_and_recovers_o
         unready_alert_s=600.0,  # this test is about the loop
     )
     async with stack_of(settings) as stack:
-        for _ in range(3):
-            await stack.supervisor.wait_ready(IL, 60)
+        for kills in range(1, 4):
             pid = stack.supervisor.pid(IL)
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
 
-            async def gone(pid: int = pid) -> bool:
-                return stack.supervisor.pid(IL) != pid
+            async def restarted(kills: int = kills) -> bool:
+                (status,) = stack.supervisor.status()
+                return status.restarts == kills and status.state is ChildState.READY
 
-            await eventually(gone, 10)
+            await eventually(restarted, 60)
         records = await read_until(
             kafka_settings,
             Topic.ALERTS,

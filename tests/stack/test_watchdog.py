@@ -55,9 +55,9 @@ def test_unready_for_the_threshold_is_bad(state: ChildState, unready_s: float, b
 def test_crashes_in_a_row_are_a_loop_until_the_service_stays_up() -> None:
     looping = _row(state=ChildState.RESTARTING, crashes_in_a_row=3, uptime_s=None, restarts=3)
     assert _bad([looping])[AlertKind.RESTART_LOOP] is True
-    assert _bad([_row(crashes_in_a_row=2, state=ChildState.RESTARTING)])[AlertKind.RESTART_LOOP] is (
-        False
-    )
+    assert _bad([_row(crashes_in_a_row=2, state=ChildState.RESTARTING)])[
+        AlertKind.RESTART_LOOP
+    ] is (False)
     back_briefly = _row(state=ChildState.READY, crashes_in_a_row=3, uptime_s=10.0)
     assert _bad([back_briefly])[AlertKind.RESTART_LOOP] is True
     settled = _row(state=ChildState.READY, crashes_in_a_row=3, uptime_s=60.0)

@@ -57,15 +57,14 @@ async def test_heartbeats_are_echoed_once_without_an_incident_and_platform_alert
 
         await read_until(kafka_settings, Topic.HEARTBEATS, lambda records: len(records) >= 2)
         echoes = [
-            decode(Topic.HEARTBEATS, record.value)
+            HeartbeatEchoed.model_validate(decode(Topic.HEARTBEATS, record.value))
             for record in await read_until_quiet(kafka_settings, Topic.HEARTBEATS, quiet_s=2.0)
         ]
-        assert all(isinstance(echo, HeartbeatEchoed) for echo in echoes)
-        assert sorted((e.source, e.alert_event_id) for e in echoes) == [  # type: ignore[union-attr]
+        assert sorted((e.source, e.alert_event_id) for e in echoes) == [
             ("supervisor-aa", first.event_id),
             ("supervisor-bb", second.event_id),
         ]
-        assert all(e.received_at >= e.sent_at for e in echoes)  # type: ignore[union-attr]
+        assert all(e.received_at >= e.sent_at for e in echoes)
 
         async with httpx.AsyncClient(
             base_url=process.url, headers={"Authorization": f"Bearer {ADMIN}"}

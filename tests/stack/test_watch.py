@@ -196,7 +196,7 @@ async def test_a_service_killed_over_and_over_raises_restart_loop_and_recovers_o
         assert [d["type"] for d in loop] == ["alert.raised", "alert.recovered"]
         assert loop[0]["evidence"]["crashes_in_a_row"] == 3
         (status,) = stack.supervisor.status()
-        assert status.state is ChildState.READY and status.restarts == 3
+        assert (status.state, status.restarts) == (ChildState.READY, 3)
 
         async with httpx.AsyncClient(
             base_url=stack.url(IL),

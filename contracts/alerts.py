@@ -36,6 +36,7 @@ class AlertKind(StrEnum):
     OUTBOX_POISON = "outbox_poison"
     SERVICE_UNREADY = "service_unready"
     RESTART_LOOP = "restart_loop"
+    PAGING_FAILED = "paging_failed"
     HEARTBEAT = "heartbeat"
 
 
@@ -47,6 +48,7 @@ PLATFORM_KINDS: frozenset[AlertKind] = frozenset(
         AlertKind.OUTBOX_POISON,
         AlertKind.SERVICE_UNREADY,
         AlertKind.RESTART_LOOP,
+        AlertKind.PAGING_FAILED,
     }
 )
 """Kinds about Vigil itself rather than a model (docs/operations.md, "Platform alerts").

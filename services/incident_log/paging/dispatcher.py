@@ -179,7 +179,10 @@ class Dispatcher:
             rows = list(
                 (
                     await session.exec(
-                        select(HeartbeatRow).where(_NOT_ECHOED).limit(self._config.batch_size)
+                        select(HeartbeatRow)
+                        .where(_NOT_ECHOED)
+                        .limit(self._config.batch_size)
+                        .with_for_update(skip_locked=True)  # replicas echo each row once
                     )
                 ).all()
             )

@@ -88,8 +88,8 @@ class StackSettings(BaseSettings):
     restart_stable_after_s: float = Field(
         default=60.0,
         gt=0,
-        description="A service up this long after a restart no longer counts as crashing in a "
-        "row (its restart delay starts over; a restart_loop alert recovers).",
+        description="A service ready this long after a restart no longer counts as crashing in "
+        "a row (its restart delay starts over; a restart_loop alert recovers).",
     )
     unready_alert_s: float = Field(
         default=60.0,

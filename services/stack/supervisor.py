@@ -5,7 +5,8 @@ Each service runs as ``python -m services.<package>`` with its settings in the e
 output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz`` (every
 ``readiness_interval_s`` once it is up: a ready service that stops answering 200 is ``unready``
 until it does again). A service that exits is started again after a delay that doubles with each
-crash in a row (up to a ceiling) and resets once it has stayed up for a while. What the status
+crash in a row (up to a ceiling) and resets once it has stayed ready for a while (a slow start
+does not count as staying up). What the status
 says about readiness and crashes in a row is what ``services/stack/watchdog.py`` alerts on.
 """
 
@@ -62,6 +63,7 @@ class _Child:
     restarts: int = 0
     crashes_in_a_row: int = 0
     started_at: float = 0.0
+    ready_since: float | None = None
     last_exit: int | None = None
     next_start_at: float = 0.0
     unready_since: float | None = None
@@ -78,8 +80,11 @@ class ChildStatus:
     state: ChildState
     restarts: int
     uptime_s: float | None
+    """Time since the process started, while it is ready."""
     last_exit: int | None
     crashes_in_a_row: int = 0
+    ready_s: float | None = None
+    """Time since it last became ready (while ready or unready-but-running)."""
     unready_s: float | None = None
     """How long the service has not been ready (starting, unready or restarting); None when
     ready or stopped on purpose."""
@@ -128,6 +133,11 @@ class Supervisor:
                 uptime_s=now - child.started_at if child.state is ChildState.READY else None,
                 last_exit=child.last_exit,
                 crashes_in_a_row=child.crashes_in_a_row,
+                ready_s=(
+                    now - child.ready_since
+                    if child.ready_since is not None and child.state is ChildState.READY
+                    else None
+                ),
                 unready_s=(
                     now - child.unready_since
                     if child.unready_since is not None and not self._stopping
@@ -196,6 +206,7 @@ class Supervisor:
             )
         child.state = ChildState.STARTING
         child.started_at = time.monotonic()
+        child.ready_since = None
         if child.unready_since is None:
             child.unready_since = child.started_at
         log.info("started %s (pid %d, port %d)", spec.name, child.process.pid, spec.port)
@@ -218,6 +229,8 @@ class Supervisor:
             response = await http.get(f"http://127.0.0.1:{child.spec.port}/readyz", timeout=2.0)
             if response.status_code == 200:
                 if child.state is not ChildState.READY:
+                    if child.state is ChildState.STARTING:
+                        child.ready_since = time.monotonic()
                     child.state = ChildState.READY
                     child.unready_since = None
                 return True
@@ -245,8 +258,9 @@ class Supervisor:
         if process is not None and process.poll() is not None:
             child.last_exit = process.returncode
             uptime = now - child.started_at
+            stayed_ready = now - child.ready_since if child.ready_since is not None else 0.0
             child.crashes_in_a_row = (
-                1 if uptime >= self._stable_after_s else child.crashes_in_a_row + 1
+                1 if stayed_ready >= self._stable_after_s else child.crashes_in_a_row + 1
             )
             delay = min(self._backoff_s * 2 ** (child.crashes_in_a_row - 1), self._max_backoff_s)
             child.next_start_at = now + delay

@@ -12,8 +12,8 @@ kind                 bad when                                             subjec
                      for ``unready_after_s``: starting, unready or
                      waiting to restart
 ``restart_loop``     it crashed ``crashes`` times in a row (each before   ``supervisor/<name>``
-                     it stayed up ``stable_after_s``); over once it is
-                     ready and has stayed up that long
+                     it stayed ready ``stable_after_s``); over once it
+                     has stayed ready that long
 ===================  ===================================================  =====================
 """
 
@@ -65,7 +65,7 @@ def supervised_readings(rows: Sequence[ChildStatus], policy: WatchdogPolicy) -> 
                 },
             )
         )
-        settled = row.state is ChildState.READY and (row.uptime_s or 0.0) >= policy.stable_after_s
+        settled = row.state is ChildState.READY and (row.ready_s or 0.0) >= policy.stable_after_s
         readings.append(
             Reading(
                 kind=AlertKind.RESTART_LOOP,
@@ -76,7 +76,7 @@ def supervised_readings(rows: Sequence[ChildStatus], policy: WatchdogPolicy) -> 
                     f"{row.name} crashed {row.crashes_in_a_row} time(s) in a row "
                     f"(last exit status {row.last_exit}); {row.restarts} restart(s) in all"
                     if not settled
-                    else f"{row.name} has stayed up {row.uptime_s or 0.0:.0f} s"
+                    else f"{row.name} has stayed ready {row.ready_s or 0.0:.0f} s"
                 ),
                 evidence={
                     "service": row.name,

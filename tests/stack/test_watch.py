@@ -168,7 +168,7 @@ async def test_a_service_killed_over_and_over_raises_restart_loop_and_recovers_o
     settings = stack_settings(
         kafka_settings,
         tmp_path / "state",
-        restart_stable_after_s=20.0,
+        restart_stable_after_s=15.0,
         unready_alert_s=600.0,  # this test is about the loop
     )
     async with stack_of(settings) as stack:

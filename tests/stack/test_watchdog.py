@@ -22,6 +22,7 @@ def _row(**overrides: object) -> ChildStatus:
         "uptime_s": 100.0,
         "last_exit": None,
         "crashes_in_a_row": 0,
+        "ready_s": 90.0,
         "unready_s": None,
     }
     return ChildStatus(**(values | overrides))  # type: ignore[arg-type]
@@ -53,14 +54,16 @@ def test_unready_for_the_threshold_is_bad(state: ChildState, unready_s: float, b
 
 
 def test_crashes_in_a_row_are_a_loop_until_the_service_stays_up() -> None:
-    looping = _row(state=ChildState.RESTARTING, crashes_in_a_row=3, uptime_s=None, restarts=3)
+    looping = _row(
+        state=ChildState.RESTARTING, crashes_in_a_row=3, uptime_s=None, ready_s=None, restarts=3
+    )
     assert _bad([looping])[AlertKind.RESTART_LOOP] is True
     assert _bad([_row(crashes_in_a_row=2, state=ChildState.RESTARTING)])[
         AlertKind.RESTART_LOOP
     ] is (False)
-    back_briefly = _row(state=ChildState.READY, crashes_in_a_row=3, uptime_s=10.0)
+    back_briefly = _row(state=ChildState.READY, crashes_in_a_row=3, uptime_s=70.0, ready_s=10.0)
     assert _bad([back_briefly])[AlertKind.RESTART_LOOP] is True
-    settled = _row(state=ChildState.READY, crashes_in_a_row=3, uptime_s=60.0)
+    settled = _row(state=ChildState.READY, crashes_in_a_row=3, ready_s=60.0)
     assert _bad([settled])[AlertKind.RESTART_LOOP] is False
 
 

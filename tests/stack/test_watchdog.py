@@ -1,12 +1,15 @@
-"""The supervisor's readings: unready too long, crashing in a row; and the heartbeat clock."""
+"""The supervisor's readings (unready too long, crashing in a row), the heartbeat clock, and the
+watch endpoint an outside monitor scrapes."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from contracts.alerts import AlertKind
-from services.stack.deadman import HeartbeatClock, SwitchState
+from services.stack.deadman import HeartbeatClock, HeartbeatReport, SwitchState
 from services.stack.supervisor import ChildState, ChildStatus
+from services.stack.watch_api import watch_app
 from services.stack.watchdog import WatchdogPolicy, supervised_readings
 
 POLICY = WatchdogPolicy(unready_after_s=30, restart_loop_crashes=3, stable_after_s=60)
@@ -84,3 +87,41 @@ def test_the_heartbeat_clock_waits_beats_and_stops() -> None:
     clock.echoed(now=130.0, latency_s=0.1)
     assert clock.state(130.0) is SwitchState.BEATING
     assert clock.last_latency_s == 0.1
+
+
+async def test_the_watch_endpoint_answers_503_when_heartbeats_stopped() -> None:
+    state = {"report": SwitchState.BEATING}
+
+    def report() -> HeartbeatReport:
+        return HeartbeatReport(
+            state=state["report"],
+            source="supervisor-1",
+            silent_for_s=130.0 if state["report"] is SwitchState.STOPPED else 3.0,
+            timeout_s=110.0,
+            sent=5,
+            echoed=3,
+            last_latency_s=0.2,
+        )
+
+    rows = [_row(), _row(name="scorer", state=ChildState.UNREADY, unready_s=12.0, restarts=2)]
+    app = watch_app(lambda: rows, report)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://watch"
+    ) as http:
+        beating = await http.get("/deadman")
+        assert (beating.status_code, beating.json()["ok"]) == (200, True)
+        state["report"] = SwitchState.STOPPED
+        stopped = await http.get("/deadman")
+        assert stopped.status_code == 503
+        assert stopped.json()["summary"].startswith("DEAD MAN'S SWITCH")
+        services = (await http.get("/services")).json()
+        assert [(s["name"], s["state"]) for s in services] == [
+            ("monitor", "ready"),
+            ("scorer", "unready"),
+        ]
+        metrics = (await http.get("/metrics")).text
+        assert "vigil_heartbeat_ok 0.0" in metrics
+        assert 'vigil_service_ready{service="scorer"} 0.0' in metrics
+        assert 'vigil_service_unready_seconds{service="scorer"} 12.0' in metrics
+        assert (await http.post("/deadman")).status_code == 405
+        assert (await http.get("/nope")).status_code == 404

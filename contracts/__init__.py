@@ -3,7 +3,14 @@
 Imports only pydantic and the standard library, so any Python client can depend on it.
 """
 
-from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, alert_fingerprint
+from contracts.alerts import (
+    PLATFORM_KINDS,
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    Severity,
+    alert_fingerprint,
+)
 from contracts.dead_letter import DeadLetterReason, MessageDeadLettered
 from contracts.drift import (
     Correction,
@@ -15,6 +22,7 @@ from contracts.drift import (
 )
 from contracts.envelope import Envelope, utc_now
 from contracts.feedback import LabelRecorded
+from contracts.heartbeats import HeartbeatEchoed
 from contracts.incidents import (
     EscalationTrigger,
     IncidentAcknowledged,
@@ -94,6 +102,7 @@ from contracts.values import (
 
 __all__ = [
     "EVENT_TYPES",
+    "PLATFORM_KINDS",
     "TOPICS",
     "AlertKind",
     "AlertRaised",
@@ -121,6 +130,7 @@ __all__ = [
     "Features",
     "FiniteJson",
     "GoldenCase",
+    "HeartbeatEchoed",
     "IncidentAcknowledged",
     "IncidentAlertAttached",
     "IncidentClaimed",

@@ -10,7 +10,14 @@ from pydantic import Field
 from contracts.envelope import Envelope
 from contracts.values import FiniteJson, ModelName
 
-__all__ = ["AlertKind", "AlertRaised", "AlertRecovered", "Severity", "alert_fingerprint"]
+__all__ = [
+    "PLATFORM_KINDS",
+    "AlertKind",
+    "AlertRaised",
+    "AlertRecovered",
+    "Severity",
+    "alert_fingerprint",
+]
 
 
 class AlertKind(StrEnum):
@@ -24,6 +31,30 @@ class AlertKind(StrEnum):
     CHALLENGER_WORSE = "challenger_worse"
     DEAD_LETTERS = "dead_letters"
     MANUAL = "manual"
+    CONSUMER_LAG = "consumer_lag"
+    OUTBOX_STALLED = "outbox_stalled"
+    OUTBOX_POISON = "outbox_poison"
+    SERVICE_UNREADY = "service_unready"
+    RESTART_LOOP = "restart_loop"
+    PAGING_FAILED = "paging_failed"
+    HEARTBEAT = "heartbeat"
+
+
+PLATFORM_KINDS: frozenset[AlertKind] = frozenset(
+    {
+        AlertKind.DEAD_LETTERS,
+        AlertKind.CONSUMER_LAG,
+        AlertKind.OUTBOX_STALLED,
+        AlertKind.OUTBOX_POISON,
+        AlertKind.SERVICE_UNREADY,
+        AlertKind.RESTART_LOOP,
+        AlertKind.PAGING_FAILED,
+    }
+)
+"""Kinds about Vigil itself rather than a model (docs/operations.md, "Platform alerts").
+
+``heartbeat`` is not among them: it is the dead man's switch's synthetic alert, which the incident
+log answers with a ``heartbeat.echoed`` event and never turns into an incident."""
 
 
 class Severity(StrEnum):

@@ -14,6 +14,7 @@ from contracts.dead_letter import MessageDeadLettered
 from contracts.drift import DriftReported
 from contracts.envelope import Envelope
 from contracts.feedback import LabelRecorded
+from contracts.heartbeats import HeartbeatEchoed
 from contracts.incidents import (
     IncidentAcknowledged,
     IncidentAlertAttached,
@@ -58,6 +59,7 @@ class Topic(StrEnum):
     ALERTS = "alerts"
     INCIDENTS = "incidents"
     NOTIFICATIONS = "notifications"
+    HEARTBEATS = "heartbeats"
     RUNBOOK_REQUESTS = "runbook.requests"
     RUNBOOK_RESULTS = "runbook.results"
     RETRAIN_REQUESTS = "retrain.requests"
@@ -150,6 +152,13 @@ TOPICS: dict[Topic, TopicSpec] = {
             "incident_id",
             3,
             "Every attempt to page or tell a person about an incident, with its outcome.",
+        ),
+        TopicSpec(
+            Topic.HEARTBEATS,
+            (HeartbeatEchoed,),
+            "source",
+            1,
+            "The dead man's switch: the incident log's answer to each heartbeat alert.",
         ),
         TopicSpec(
             Topic.RUNBOOK_REQUESTS,

@@ -109,6 +109,8 @@ def up() -> None:
                     stack.supervisor.status(),
                     bootstrap_servers=stack.bootstrap_servers,
                     state_dir=str(stack.state_dir),
+                    heartbeat=stack.watch.switch.report(),
+                    watch_url=stack.watch.url,
                 )
 
             waiter = asyncio.create_task(stop.wait())

@@ -4,6 +4,7 @@ the settings classes themselves (``vigil settings`` prints it; docs/configuratio
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
@@ -29,7 +30,17 @@ def reference() -> str:
     for service in ServiceName:
         settings = importlib.import_module(f"{service.package}.settings").Settings
         parts += [f"## {service.value}\n", _table(settings, shared=False)]
+    stack = importlib.import_module("services.stack.stack").StackSettings
+    parts += [_STACK_INTRO, _table(stack, shared=False)]
     return "\n".join(parts)
+
+
+_STACK_INTRO = """## vigil up (the supervisor)
+
+Read by `vigil up` and `vigil demo` (besides `VIGIL_STATE_DIR` and `VIGIL_KAFKA_*`): the stack,
+its restarts, and how it watches Vigil (services/stack/watch.py; docs/operations.md, "Platform
+alerts"). `VIGIL_STACK_SERVICE_ENV` passes settings to the services.
+"""
 
 
 def _table(settings: type[BaseSettings], *, shared: bool) -> str:
@@ -64,6 +75,10 @@ def _default(field: FieldInfo) -> str:
         value = field.default
     if value is None:
         return "unset"
+    if isinstance(value, Path) and value.is_absolute():
+        return "(this checkout's folder)"
+    if isinstance(value, list):
+        return f"`{','.join(str(getattr(item, 'value', item)) for item in value)}`"
     text = getattr(value, "value", value)
     return f"`{text}`".replace("|", "\\|")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from contracts import (
     EVENT_TYPES,
@@ -28,6 +28,7 @@ from contracts import (
     FeatureShift,
     FeatureSpec,
     GoldenCase,
+    HeartbeatEchoed,
     IncidentAcknowledged,
     IncidentAlertAttached,
     IncidentClaimed,
@@ -598,6 +599,13 @@ def sample_events() -> list[Envelope]:
             attempt=2,
             outcome=DeliveryOutcome.RETRYING,
             error="HTTP 503 from the receiver",
+        ),
+        HeartbeatEchoed(
+            producer="incident-log",
+            source="supervisor-5f0c2a",
+            alert_event_id=uuid4(),
+            sent_at=datetime(2026, 12, 4, 20, 0, tzinfo=UTC),
+            received_at=datetime(2026, 12, 4, 20, 0, 1, tzinfo=UTC),
         ),
         MessageDeadLettered(
             producer="scorer",

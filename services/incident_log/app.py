@@ -42,6 +42,7 @@ from services.incident_log.operations import Clock, IncidentLog
 from services.incident_log.paging.api import build_paging_router
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
+from services.incident_log.paging.health import paging_probe
 from services.incident_log.routing import load_policy
 from services.incident_log.settings import SERVICE, Settings
 from services.incident_log.token_api import build_token_router
@@ -91,6 +92,8 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         )
         for entry in settings.service_tokens
     ]
+    if runtime.self_watch is not None:
+        runtime.self_watch.add_probe(paging_probe(sessions))
 
     runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
     runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)

@@ -16,7 +16,7 @@ from uuid import UUID
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from contracts.alerts import AlertRaised, AlertRecovered
+from contracts.alerts import AlertKind, AlertRaised, AlertRecovered
 from contracts.envelope import utc_now
 from contracts.monitoring import MetricsComputed
 from contracts.registry import (
@@ -30,6 +30,7 @@ from contracts.runbooks import RunbookFinished, RunbookStarted
 from contracts.values import Variant
 from services.incident_log.domain import SYSTEM, Effects, Incident, ModelNews, TimelineEntry
 from services.incident_log.paging.store import PagingStore
+from services.incident_log.paging.tables import HeartbeatRow
 from services.incident_log.retrains import InFlight, lapse, lifted_details
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
@@ -74,6 +75,19 @@ def _first_of_each(events: Sequence[E], fresh_ids: set[UUID]) -> list[E]:
     return kept
 
 
+def heartbeat_row(alert: AlertRaised, *, received_at: datetime) -> HeartbeatRow:
+    """The row that waits for the dispatcher to echo a heartbeat alert; its source is the
+    fingerprint's subject (``vigil:v-:heartbeat:<source>``)."""
+    parts = alert.fingerprint.split(":", 3)
+    source = parts[3] if len(parts) == 4 and parts[3] else alert.fingerprint
+    return HeartbeatRow(
+        alert_event_id=str(alert.event_id),
+        source=source[:200],
+        sent_at=alert.occurred_at,
+        received_at=received_at,
+    )
+
+
 class IncidentLog:
     """Applies alerts, recoveries, timers and people's actions to incidents, transactionally."""
 
@@ -101,79 +115,93 @@ class IncidentLog:
         return self._clock()
 
     async def handle_alerts(self, alerts: Sequence[AlertRaised]) -> None:
-        """Triage a batch of alerts into incidents, in order, in one transaction."""
+        """Triage a batch of alerts into incidents, in order, in one transaction.
+
+        ``heartbeat`` alerts (the dead man's switch) open nothing: each is written down for the
+        paging dispatcher to echo (:meth:`~services.incident_log.paging.dispatcher.Dispatcher.\
+echo_heartbeats`).
+        """
         now = self._clock()
         async with self._sessions() as session, session.begin():
             fresh_ids = set(await new_event_ids(session, [alert.event_id for alert in alerts]))
             fresh = _first_of_each(alerts, fresh_ids)
-            if not fresh:
-                return
-            store = IncidentStore(session)
-            unresolved = await store.unresolved_related(
-                fresh,
-                correlate_since=now - self.policy.correlation_window,
-                inhibiting_kinds=self._inhibiting_kinds,
+            heartbeats = [alert for alert in fresh if alert.kind is AlertKind.HEARTBEAT]
+            for heartbeat in heartbeats:
+                session.add(heartbeat_row(heartbeat, received_at=now))
+            fresh = [alert for alert in fresh if alert.kind is not AlertKind.HEARTBEAT]
+            if fresh:
+                await self._triage(session, fresh, now)
+        if heartbeats or fresh:
+            self._committed()
+
+    async def _triage(
+        self, session: AsyncSession, fresh: Sequence[AlertRaised], now: datetime
+    ) -> None:
+        store = IncidentStore(session)
+        unresolved = await store.unresolved_related(
+            fresh,
+            correlate_since=now - self.policy.correlation_window,
+            inhibiting_kinds=self._inhibiting_kinds,
+        )
+        resolved = await store.resolved_holding(
+            {alert.fingerprint for alert in fresh}, now - self.policy.reopen_window
+        )
+        silences = await store.active_silences(now)
+        retraining = await store.retraining_models(
+            now,
+            answer_timeout=self.policy.retrain_answer_timeout,
+            retrain_timeout=self.policy.retrain_timeout,
+        )
+        touched: dict[str, Incident] = {}
+        for alert in fresh:
+            decision = triage(
+                alert,
+                unresolved=unresolved,
+                resolved=resolved,
+                silences=silences,
+                retraining_models=retraining,
+                policy=self.policy,
+                now=now,
             )
-            resolved = await store.resolved_holding(
-                {alert.fingerprint for alert in fresh}, now - self.policy.reopen_window
-            )
-            silences = await store.active_silences(now)
-            retraining = await store.retraining_models(
-                now,
-                answer_timeout=self.policy.retrain_answer_timeout,
-                retrain_timeout=self.policy.retrain_timeout,
-            )
-            touched: dict[str, Incident] = {}
-            for alert in fresh:
-                decision = triage(
-                    alert,
-                    unresolved=unresolved,
-                    resolved=resolved,
-                    silences=silences,
-                    retraining_models=retraining,
-                    policy=self.policy,
-                    now=now,
-                )
-                if decision.disposition in (Disposition.SILENCED, Disposition.INHIBITED):
-                    store.log_alert(
-                        alert,
-                        received_at=now,
-                        disposition=decision.disposition.value,
-                        suppressed_by=decision.suppressed_by,
-                    )
-                    continue
-                if decision.disposition is Disposition.OPENED:
-                    incident, effects = Incident.open_from_alert(
-                        new_incident_id(),
-                        alert,
-                        self.policy,
-                        now,
-                        group_wait=self.policy.group_wait,
-                    )
-                    unresolved.append(incident)
-                else:
-                    assert decision.incident is not None
-                    incident = decision.incident
-                    if decision.disposition is Disposition.REOPENED:
-                        effects = incident.reopen_on_recurrence(alert, now)
-                        resolved.remove(incident)
-                        unresolved.append(incident)
-                    else:
-                        effects = incident.record_alert(alert, now)
-                if incident.id not in touched:
-                    touched[incident.id] = incident
-                    store.save(incident)  # the row first, so its history can refer to it
-                store.record(incident, effects)
+            if decision.disposition in (Disposition.SILENCED, Disposition.INHIBITED):
                 store.log_alert(
                     alert,
                     received_at=now,
                     disposition=decision.disposition.value,
-                    incident_id=incident.id,
+                    suppressed_by=decision.suppressed_by,
                 )
-            for incident in touched.values():
-                store.save(incident)
-            await store.write_alert_log()
-        self._committed()
+                continue
+            if decision.disposition is Disposition.OPENED:
+                incident, effects = Incident.open_from_alert(
+                    new_incident_id(),
+                    alert,
+                    self.policy,
+                    now,
+                    group_wait=self.policy.group_wait,
+                )
+                unresolved.append(incident)
+            else:
+                assert decision.incident is not None
+                incident = decision.incident
+                if decision.disposition is Disposition.REOPENED:
+                    effects = incident.reopen_on_recurrence(alert, now)
+                    resolved.remove(incident)
+                    unresolved.append(incident)
+                else:
+                    effects = incident.record_alert(alert, now)
+            if incident.id not in touched:
+                touched[incident.id] = incident
+                store.save(incident)  # the row first, so its history can refer to it
+            store.record(incident, effects)
+            store.log_alert(
+                alert,
+                received_at=now,
+                disposition=decision.disposition.value,
+                incident_id=incident.id,
+            )
+        for incident in touched.values():
+            store.save(incident)
+        await store.write_alert_log()
 
     async def handle_recoveries(self, recoveries: Sequence[AlertRecovered]) -> None:
         """Mark signals recovered (resolving incidents whose every signal recovered)."""

@@ -90,6 +90,11 @@ class EventPublisher:
         await producer.start()
         self._producer = producer
 
+    @property
+    def connected(self) -> bool:
+        """Whether events go to a real broker through the publisher's own producer."""
+        return self._producer is not None
+
     async def stop(self) -> None:
         """Flush and close the publisher's own producer."""
         producer, self._producer = self._producer, None

@@ -33,6 +33,12 @@ from services.runtime.observability import ServiceMetrics
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import EventPublisher
 from services.runtime.readiness import Check, run_checks
+from services.runtime.self_watch import (
+    ConsumerLag,
+    SelfWatch,
+    consumer_lag_probe,
+    outbox_probes,
+)
 from services.runtime.settings import ServiceSettings
 
 __all__ = ["ServiceRuntime"]
@@ -90,6 +96,28 @@ class ServiceRuntime:
         self._background: list[tuple[str, BackgroundTask]] = [
             ("dead-letter-alerts", self.consumer.keep_alerting)
         ]
+        self.self_watch: SelfWatch | None = None
+        self._lag: ConsumerLag | None = None
+        if settings.self_watch_interval_s > 0:
+            self.self_watch = SelfWatch(
+                producer=name.value,
+                publisher=self.publisher,
+                interval_s=settings.self_watch_interval_s,
+            )
+            self._background.append(("self-watch", self.self_watch.run))
+            self._lag = ConsumerLag(
+                settings.kafka, settings.kafka.group_name(group_id or name.group_id)
+            )
+            self.self_watch.add_probe(
+                consumer_lag_probe(
+                    self._lag,
+                    self._watched_topics,
+                    service=name.value,
+                    threshold=settings.consumer_lag_alert_records,
+                    after_s=settings.consumer_lag_alert_after_s,
+                ),
+                raise_after=self.self_watch.checks_for(settings.consumer_lag_alert_after_s),
+            )
         self._before_scrape: list[ScrapeHook] = []
         self._subscribed = False
         self._checks: dict[str, Check] = {}
@@ -108,7 +136,17 @@ class ServiceRuntime:
         reporting on ``/metrics`` (the caller decides where it runs)."""
         relay = OutboxRelay(sessions, self.publisher, metrics=self.metrics)
         self.before_scrape(relay.observe)
+        if self.self_watch is not None:
+            for probe in outbox_probes(
+                relay, service=self.name.value, max_age_s=self.settings.outbox_age_alert_s
+            ):
+                self.self_watch.add_probe(probe)
         return relay
+
+    def _watched_topics(self) -> list[Topic]:
+        """The topics whose lag the self-watch measures: the consumer's, once it is connected
+        to a real broker (FastStream's in-memory test broker has no offsets to ask about)."""
+        return self.consumer.topics if self.publisher.connected else []
 
     def add_readiness_check(self, name: str, check: Check) -> None:
         """Make ``/readyz`` depend on a check (see :mod:`services.runtime.readiness`)."""
@@ -148,6 +186,8 @@ class ServiceRuntime:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.broker.stop()  # in-flight handlers finish (and publish) first
             await self.publisher.stop()
+            if self._lag is not None:
+                await self._lag.close()
             log.info("%s stopped", self.name.value)
 
     def http_app(

@@ -142,6 +142,33 @@ class ServiceSettings(BaseSettings):
         "first dead letter raises one at once, later ones are counted into the next "
         "(services/runtime/dead_letter_alerts.py).",
     )
+    self_watch_interval_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="How often the service checks its own consumer lag and outbox and alerts "
+        "about them (services/runtime/self_watch.py); 0 turns the self-watch off.",
+    )
+    consumer_lag_alert_records: int = Field(
+        default=1000,
+        ge=1,
+        description="A consumer_lag alert is raised when the service's consumer group is more "
+        "than this many records behind the end of one of its topics ...",
+    )
+    consumer_lag_alert_after_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="... at every check for this long; it recovers after two checks at or "
+        "below the threshold.",
+    )
+    outbox_age_alert_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description="An outbox_stalled alert is raised when the oldest unpublished outbox row "
+        "is older than this; an outbox_poison alert whenever outbox_poison holds rows.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Least severe log level written."
     )

@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from services.runtime.embedded_broker import EmbeddedBroker, ensure_topics
 from services.runtime.names import ServiceName
 from services.runtime.scopes import SERVICE_SCOPES
-from services.runtime.settings import KafkaProfile
+from services.runtime.settings import KafkaProfile, KafkaSettings
 from services.stack.supervisor import ServiceSpec, Supervisor
+from services.stack.watch import StackWatch, WatchSettings, watching
+from services.stack.watchdog import WatchdogPolicy
 
 __all__ = [
     "STARTUP_ORDER",
@@ -102,6 +104,60 @@ class StackSettings(BaseSettings):
         default_factory=dict,
         description="More settings for the services (VIGIL_<SERVICE>_<SETTING> variables).",
     )
+    restart_stable_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A service ready this long after a restart no longer counts as crashing in "
+        "a row (its restart delay starts over; a restart_loop alert recovers).",
+    )
+    unready_alert_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A service_unready alert is raised when a service has not answered /readyz "
+        "200 for this long (services/stack/watchdog.py).",
+    )
+    restart_loop_crashes: int = Field(
+        default=3,
+        ge=1,
+        description="A restart_loop alert is raised after this many crashes in a row.",
+    )
+    watchdog_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often the supervisor checks those two."
+    )
+    heartbeat_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often the dead man's switch sends a heartbeat alert through alerts → "
+        "incident log → paging (services/stack/deadman.py).",
+    )
+    heartbeat_timeout_s: float = Field(
+        default=110.0,
+        gt=0,
+        le=86400,
+        description="No echo for this long: the switch reports the alert path dead (log, status "
+        "view, /deadman 503, the webhook page). Below 120 s, so a stopped incident log is "
+        "reported within two minutes.",
+    )
+    deadman_webhook_url: str | None = Field(
+        default=None,
+        description="Where the switch posts a page (JSON) when heartbeats stop and when they "
+        "resume, without the incident log; unset: log, status view and endpoint only.",
+    )
+    watch_host: str = Field(default="127.0.0.1", description="Address of the watch endpoint.")
+    watch_port: int = Field(
+        default=8690,
+        ge=0,
+        le=65535,
+        description="Port of the supervisor's watch endpoint (/deadman, /services, /metrics) for "
+        "an outside monitor; 0 turns it off.",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_after_interval(self) -> StackSettings:
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must exceed heartbeat_interval_s")
+        return self
 
     def port(self, name: ServiceName) -> int:
         """The HTTP port a service gets."""
@@ -157,6 +213,7 @@ class RunningStack:
     bootstrap_servers: str
     credentials: Credentials
     state_dir: Path
+    watch: StackWatch
 
     def url(self, name: ServiceName) -> str:
         """Base URL of a service's HTTP API."""
@@ -201,12 +258,32 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             settings, bootstrap, profile, state_dir, credentials, service_tokens()
         )
         await supervisor.start()
-        yield RunningStack(supervisor, bootstrap, credentials, state_dir)
+        kafka = KafkaSettings(
+            bootstrap_servers=bootstrap, profile=profile, topic_prefix=settings.topic_prefix
+        )
+        async with watching(supervisor, kafka, _watch_settings(settings)) as watch:
+            yield RunningStack(supervisor, bootstrap, credentials, state_dir, watch)
     finally:
         if supervisor is not None:
             await supervisor.stop()
         if broker is not None:
             await broker.stop()
+
+
+def _watch_settings(settings: StackSettings) -> WatchSettings:
+    return WatchSettings(
+        policy=WatchdogPolicy(
+            unready_after_s=settings.unready_alert_s,
+            restart_loop_crashes=settings.restart_loop_crashes,
+            stable_after_s=settings.restart_stable_after_s,
+        ),
+        check_interval_s=settings.watchdog_interval_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        page_url=settings.deadman_webhook_url,
+        http_host=settings.watch_host,
+        http_port=settings.watch_port,
+    )
 
 
 async def stack_supervisor(
@@ -222,6 +299,7 @@ async def stack_supervisor(
         await _service_specs(settings, credentials, tokens),
         logs_dir=state_dir / "logs",
         base_env=_shared_env(settings, bootstrap, profile, state_dir),
+        stable_after_s=settings.restart_stable_after_s,
     )
 
 

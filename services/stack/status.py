@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from services.stack.deadman import HeartbeatReport
 from services.stack.supervisor import ChildState, ChildStatus
 
 __all__ = ["status_table"]
 
 _STYLE = {
     ChildState.READY: "green",
+    ChildState.UNREADY: "red",
     ChildState.STARTING: "yellow",
     ChildState.RESTARTING: "red",
     ChildState.STOPPING: "yellow",
@@ -17,13 +19,28 @@ _STYLE = {
 }
 
 
-def status_table(rows: list[ChildStatus], *, bootstrap_servers: str, state_dir: str) -> Table:
-    """Render the services' states as a table."""
+def status_table(
+    rows: list[ChildStatus],
+    *,
+    bootstrap_servers: str,
+    state_dir: str,
+    heartbeat: HeartbeatReport | None = None,
+    watch_url: str | None = None,
+) -> Table:
+    """Render the services' states as a table, with the dead man's switch under it (in bold
+    red when heartbeats stopped)."""
+    caption = "Ctrl-C stops everything cleanly"
+    if watch_url is not None:
+        caption = f"watch endpoint {watch_url}/deadman — {caption}"
+    if heartbeat is not None:
+        style = "green" if heartbeat.state.value == "beating" else "yellow"
+        if not heartbeat.ok:
+            style = "bold white on red"
+        caption = f"[{style}]{heartbeat.describe()}[/]\n{caption}"
     table = Table(
-        title=f"Vigil — broker {bootstrap_servers} — state in {state_dir}",
-        caption="Ctrl-C stops everything cleanly",
+        title=f"Vigil — broker {bootstrap_servers} — state in {state_dir}", caption=caption
     )
-    for column in ("service", "state", "pid", "url", "restarts", "up", "last exit"):
+    for column in ("service", "state", "pid", "url", "restarts", "up", "unready", "last exit"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -33,6 +50,7 @@ def status_table(rows: list[ChildStatus], *, bootstrap_servers: str, state_dir: 
             f"http://127.0.0.1:{row.port}",
             str(row.restarts),
             _duration(row.uptime_s),
+            _duration(row.unready_s),
             "-" if row.last_exit is None else str(row.last_exit),
         )
     return table

@@ -2,11 +2,14 @@
 crashes (with backoff), stop everything cleanly.
 
 Each service runs as ``python -m services.<package>`` with its settings in the environment, its
-output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz``. A service's
-environment is the supervisor's own without any ``VIGIL_…TOKEN…`` variable (the operator's
-``VIGIL_TOKEN`` must not reach a service), plus the shared settings and its own. A service that
-exits is started again after a delay that doubles with each crash in a row (up to a ceiling) and
-resets once it has stayed up for a while.
+output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz`` (every
+``readiness_interval_s`` once it is up: a ready service that stops answering 200 is ``unready``
+until it does again). A service's environment is the supervisor's own without any
+``VIGIL_…TOKEN…`` variable (the operator's ``VIGIL_TOKEN`` must not reach a service), plus the
+shared settings and its own. A service that exits is started again after a delay that doubles
+with each crash in a row (up to a ceiling) and resets once it has stayed ready for a while (a
+slow start does not count as staying up). What the status says about readiness and crashes in a
+row is what ``services/stack/watchdog.py`` alerts on.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ChildState(StrEnum):
 
     STARTING = "starting"
     READY = "ready"
+    UNREADY = "unready"
     RESTARTING = "restarting"
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -61,8 +65,11 @@ class _Child:
     restarts: int = 0
     crashes_in_a_row: int = 0
     started_at: float = 0.0
+    ready_since: float | None = None
     last_exit: int | None = None
     next_start_at: float = 0.0
+    unready_since: float | None = None
+    next_probe_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,14 @@ class ChildStatus:
     state: ChildState
     restarts: int
     uptime_s: float | None
+    """Time since the process started, while it is ready."""
     last_exit: int | None
+    crashes_in_a_row: int = 0
+    ready_s: float | None = None
+    """Time since it last became ready (while ready or unready-but-running)."""
+    unready_s: float | None = None
+    """How long the service has not been ready (starting, unready or restarting); None when
+    ready or stopped on purpose."""
 
 
 class Supervisor:
@@ -91,6 +105,7 @@ class Supervisor:
         max_backoff_s: float = 30.0,
         stable_after_s: float = 60.0,
         ready_timeout_s: float = 120.0,
+        readiness_interval_s: float = 1.0,
     ) -> None:
         self._children = {spec.name: _Child(spec) for spec in specs}
         self._logs_dir = logs_dir
@@ -99,6 +114,7 @@ class Supervisor:
         self._max_backoff_s = max_backoff_s
         self._stable_after_s = stable_after_s
         self._ready_timeout_s = ready_timeout_s
+        self._readiness_interval_s = readiness_interval_s
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -118,6 +134,17 @@ class Supervisor:
                 restarts=child.restarts,
                 uptime_s=now - child.started_at if child.state is ChildState.READY else None,
                 last_exit=child.last_exit,
+                crashes_in_a_row=child.crashes_in_a_row,
+                ready_s=(
+                    now - child.ready_since
+                    if child.ready_since is not None and child.state is ChildState.READY
+                    else None
+                ),
+                unready_s=(
+                    now - child.unready_since
+                    if child.unready_since is not None and not self._stopping
+                    else None
+                ),
             )
             for child in self._children.values()
         ]
@@ -195,6 +222,9 @@ class Supervisor:
             )
         child.state = ChildState.STARTING
         child.started_at = time.monotonic()
+        child.ready_since = None
+        if child.unready_since is None:
+            child.unready_since = child.started_at
         log.info("started %s (pid %d, port %d)", spec.name, child.process.pid, spec.port)
 
     async def _wait_ready(self, child: _Child, http: httpx.AsyncClient) -> None:
@@ -215,8 +245,15 @@ class Supervisor:
             response = await http.get(f"http://127.0.0.1:{child.spec.port}/readyz", timeout=2.0)
             if response.status_code == 200:
                 if child.state is not ChildState.READY:
+                    if child.state is ChildState.STARTING:
+                        child.ready_since = time.monotonic()
                     child.state = ChildState.READY
+                    child.unready_since = None
                 return True
+        if child.state is ChildState.READY:
+            child.state = ChildState.UNREADY
+            child.unready_since = time.monotonic()
+            log.warning("%s is no longer ready (/readyz)", child.spec.name)
         return False
 
     async def _watch(self) -> None:
@@ -237,11 +274,14 @@ class Supervisor:
         if process is not None and process.poll() is not None:
             child.last_exit = process.returncode
             uptime = now - child.started_at
+            stayed_ready = now - child.ready_since if child.ready_since is not None else 0.0
             child.crashes_in_a_row = (
-                1 if uptime >= self._stable_after_s else child.crashes_in_a_row + 1
+                1 if stayed_ready >= self._stable_after_s else child.crashes_in_a_row + 1
             )
             delay = min(self._backoff_s * 2 ** (child.crashes_in_a_row - 1), self._max_backoff_s)
             child.next_start_at = now + delay
+            if child.unready_since is None:
+                child.unready_since = now
             child.state = ChildState.RESTARTING
             log.warning(
                 "%s exited with %s after %.1f s; restarting in %.1f s",
@@ -252,4 +292,7 @@ class Supervisor:
             )
             return
         if child.state is ChildState.STARTING:
+            await self._poll_ready(child, http)
+        elif now >= child.next_probe_at:
+            child.next_probe_at = now + self._readiness_interval_s
             await self._poll_ready(child, http)

@@ -6,16 +6,18 @@ import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 
 from contracts import (
     AlertKind,
     AlertRaised,
     AlertRecovered,
     EscalationTrigger,
+    HeartbeatEchoed,
     IncidentEscalated,
     IncidentOpened,
     IncidentStatus,
@@ -24,12 +26,17 @@ from contracts import (
     RunbookFinished,
     RunbookStarted,
     RunState,
+    Severity,
     Tier,
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
 from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog, UnknownIncident
+from services.incident_log.paging.channels import Channels
+from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
+from services.incident_log.paging.health import paging_probe
+from services.incident_log.paging.tables import NotificationRow
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -372,3 +379,84 @@ async def test_alerts_on_the_version_a_rollback_restored_join_the_same_incident(
     await log.handle_alerts([drift_on_v2])
     (incident,) = await incidents(sessions)
     assert drift_on_v2.fingerprint in incident.signals
+
+
+async def test_heartbeat_alerts_open_nothing_and_are_echoed_once_each_by_the_dispatcher(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    def heartbeat(fingerprint: str) -> AlertRaised:
+        return make_alert(
+            model="vigil",
+            model_version=None,
+            kind=AlertKind.HEARTBEAT,
+            severity=Severity.INFO,
+            fingerprint=fingerprint,
+        )
+
+    beats = [
+        heartbeat("vigil:v-:heartbeat:supervisor-1"),
+        heartbeat("vigil:v-:heartbeat:"),  # no subject: the fingerprint is the source
+        heartbeat("vigil:v-:heartbeat:" + "x" * 480),  # longer than a source may be
+    ]
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([beats[0], make_alert(), *beats[1:], beats[0]])
+    await log.handle_alerts(beats)  # redelivered: nothing new
+
+    assert [incident.kind for incident in await incidents(sessions)] == [AlertKind.METRIC_DECAY]
+    async with httpx.AsyncClient() as http:
+        dispatcher = Dispatcher(sessions, Channels(http, None), PagingConfig(), clock=clock)
+        assert await dispatcher.echo_heartbeats() == 3
+        assert await dispatcher.echo_heartbeats() == 0
+    assert await published(sessions, "heartbeat.echoed") == 3
+    async with sessions() as session:
+        rows = (await session.exec(select(OutboxMessage.payload))).all()
+    echoes = [
+        HeartbeatEchoed.model_validate_json(payload)
+        for payload in rows
+        if '"heartbeat.echoed"' in payload
+    ]
+    assert sorted(echo.source for echo in echoes) == sorted(
+        ["supervisor-1", "vigil:v-:heartbeat:", "x" * 200]
+    )
+    assert {echo.alert_event_id for echo in echoes} == {beat.event_id for beat in beats}
+    assert all(echo.received_at == clock.now for echo in echoes)
+
+
+async def test_a_page_that_reached_nobody_on_an_open_incident_is_a_paging_failed_reading(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    log = incident_log(sessions, clock)
+    await log.handle_alerts([make_alert()])
+    (incident,) = await incidents(sessions)
+    probe = paging_probe(sessions)
+    (reading,) = await probe()
+    assert (reading.kind, reading.bad) == (AlertKind.PAGING_FAILED, False)
+
+    async with sessions() as session, session.begin():
+        for number, status in enumerate(["failed", "delivered", "retrying"]):
+            session.add(
+                NotificationRow(
+                    id=f"ntf-{number}",
+                    page_id="page-1",
+                    incident_id=incident.id,
+                    person="ana",
+                    reason="page",
+                    tier="L1",
+                    status=status,
+                    last_error="HTTP 503 from the receiver" if status == "failed" else None,
+                    created_at=clock.now,
+                )
+            )
+    (reading,) = await probe()
+    assert reading.bad
+    assert reading.evidence == {
+        "failed": 1,
+        "incidents": [incident.id],
+        "people": ["ana"],
+        "last_error": "HTTP 503 from the receiver",
+    }
+
+    async with sessions() as session, session.begin():
+        await session.exec(update(IncidentRow).values(status="resolved"))
+    (reading,) = await probe()
+    assert not reading.bad

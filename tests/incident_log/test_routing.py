@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import AlertKind, Severity
+from contracts import PLATFORM_KINDS, AlertKind, Severity
 from services.incident_log.routing import PolicyError, load_policy, route_for
 from tests.incident_log.policies import TIERS, make_policy
 
@@ -57,3 +57,12 @@ def test_unknown_keys_and_kinds_are_refused() -> None:
 def test_an_inhibition_needs_exactly_one_source() -> None:
     with pytest.raises(ValueError, match="either source or retrain_in_flight"):
         make_policy(inhibitions=[{"name": "x", "target": {}}])
+
+
+def test_the_shipped_policy_sends_platform_alerts_to_a_person_at_once() -> None:
+    policy = load_policy(SHIPPED)
+    for kind in PLATFORM_KINDS - {AlertKind.DEAD_LETTERS}:
+        route = route_for(policy, "vigil", [(kind, Severity.WARNING)])
+        assert (route.name, route.runbooks) == ("platform", []), kind
+    dead_letters = route_for(policy, "vigil", [(AlertKind.DEAD_LETTERS, Severity.WARNING)])
+    assert dead_letters.runbooks == ["replay-dead-letters"]

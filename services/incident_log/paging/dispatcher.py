@@ -29,10 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
+from sqlalchemy import delete
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utc_now
+from contracts.heartbeats import HeartbeatEchoed
 from contracts.incidents import Tier
 from contracts.notifications import (
     Channel,
@@ -50,7 +54,12 @@ from services.incident_log.paging.planning import (
     retry_delay,
 )
 from services.incident_log.paging.store import PagingStore
-from services.incident_log.paging.tables import ContactRow, NotificationRow, PageRow
+from services.incident_log.paging.tables import (
+    ContactRow,
+    HeartbeatRow,
+    NotificationRow,
+    PageRow,
+)
 from services.incident_log.tables import TimelineRow
 from services.runtime.database import Sessions
 from services.runtime.outbox import stage
@@ -62,6 +71,8 @@ log = logging.getLogger(__name__)
 PAGER = "system:pager"
 PRODUCER = "incident-log"
 _RATE_LIMITED = (NotificationReason.PAGE, NotificationReason.REMINDER)
+_NOT_ECHOED = col(HeartbeatRow.echoed_at).is_(None)
+_KEEP_ECHOED_HEARTBEATS = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,8 @@ class Dispatcher:
     async def step(self) -> int:
         """One pass; return how much it did. Expanding and claiming share one transaction, so a
         fresh page is on its way after one write (SQLite has a single writer)."""
-        done = await self.release_digests()
+        done = await self.echo_heartbeats()
+        done += await self.release_digests()
         now = self._clock()
         if not await self._any(lambda store: _has_work(store, now)):
             return done
@@ -151,6 +163,52 @@ class Dispatcher:
             self._committed()
         await self._deliver(claims)
         return done + expanded + len(claims)
+
+    # -- the dead man's switch ----------------------------------------------------------------
+
+    async def echo_heartbeats(self) -> int:
+        """Answer each ``heartbeat`` alert the incident log took with a ``heartbeat.echoed``,
+        staged in the outbox: the echo proves alerts, the incident log's consumer and database,
+        this paging loop and the relay all work (docs/adr/0013-watching-vigil.md)."""
+        async with self._sessions() as session:  # a read first: no write lock when none waits
+            waiting = (await session.exec(select(HeartbeatRow).where(_NOT_ECHOED).limit(1))).all()
+        if not waiting:
+            return 0
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            rows = list(
+                (
+                    await session.exec(
+                        select(HeartbeatRow)
+                        .where(_NOT_ECHOED)
+                        .limit(self._config.batch_size)
+                        .with_for_update(skip_locked=True)  # replicas echo each row once
+                    )
+                ).all()
+            )
+            stage(
+                session,
+                [
+                    HeartbeatEchoed(
+                        producer=PRODUCER,
+                        source=row.source,
+                        alert_event_id=UUID(row.alert_event_id),
+                        sent_at=row.sent_at,
+                        received_at=row.received_at,
+                    )
+                    for row in rows
+                ],
+            )
+            for row in rows:
+                row.echoed_at = now
+                session.add(row)
+            await session.exec(
+                delete(HeartbeatRow).where(
+                    col(HeartbeatRow.echoed_at) < now - _KEEP_ECHOED_HEARTBEATS
+                )
+            )
+        self._committed()
+        return len(rows)
 
     # -- expansion ---------------------------------------------------------------------------
 

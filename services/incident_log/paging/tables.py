@@ -19,6 +19,7 @@ from services.runtime.database import UtcDateTime
 __all__ = [
     "PAGING_TABLES",
     "ContactRow",
+    "HeartbeatRow",
     "ModelOwnersRow",
     "NotificationRow",
     "OverrideRow",
@@ -155,6 +156,24 @@ class UsedLinkRow(SQLModel, table=True):
     used_at: datetime = Field(sa_type=UtcDateTime)
 
 
+class HeartbeatRow(SQLModel, table=True):
+    """A ``heartbeat`` alert taken off the alerts topic, until the dispatcher echoes it.
+
+    Written in the transaction that marks the alert processed; the dispatcher stages its
+    ``heartbeat.echoed`` and sets ``echoed_at`` in one transaction, and deletes echoed rows after
+    an hour.
+    """
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_echoed_at", "echoed_at"),)
+
+    alert_event_id: str = Field(primary_key=True)
+    source: str
+    sent_at: datetime = Field(sa_type=UtcDateTime)
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    echoed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
 class PagingKeyRow(SQLModel, table=True):
     """The key acknowledge links are signed with, made once per database (shared by replicas)."""
 
@@ -174,4 +193,5 @@ PAGING_TABLES: list[type[SQLModel]] = [
     NotificationRow,
     UsedLinkRow,
     PagingKeyRow,
+    HeartbeatRow,
 ]

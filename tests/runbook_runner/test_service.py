@@ -32,7 +32,7 @@ from services.runtime import (
     kafka_broker,
     session_factory,
 )
-from tests.factories import make_runbook_request
+from tests.factories import TEST_SIGNING_KEY, make_runbook_request
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
 from tests.runbook_runner.support import CATALOG_PATH, wait_dead, wait_started
@@ -65,6 +65,7 @@ def runner_processes(
                 "VIGIL_RUNBOOK_RUNNER_DATABASE_URL": database_url,
                 "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG_PATH),
                 "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
+                "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
             },
             log_dir=tmp_path,
         )

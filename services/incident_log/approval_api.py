@@ -6,8 +6,6 @@ incident's tier; the requester may reject (withdraw) their own run but never app
 A run already decided, or whose approval expired, answers 409; an unknown one 404.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated

@@ -81,9 +81,21 @@ def test_every_service_waits_for_healthy_kafka_and_its_topics(name: str) -> None
 
 def test_secrets_come_from_the_environment_and_must_be_set() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "VIGIL_ADMIN_TOKEN", "VIGIL_RUNBOOK_TOKEN"):
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "VIGIL_ADMIN_TOKEN",
+        "VIGIL_RUNBOOK_TOKEN",
+        "VIGIL_RUNBOOK_SIGNING_KEY",
+    ):
         assert f"${{{secret}:?" in text
     assert "password" not in text.lower().replace("postgres_password", "")
+
+
+def test_the_incident_log_and_the_runner_share_the_runbook_signing_key() -> None:
+    for name in ("incident-log", "runbook-runner"):
+        assert VIGIL[name]["environment"]["VIGIL_RUNBOOK_SIGNING_KEY"] == (
+            "${VIGIL_RUNBOOK_SIGNING_KEY:?set VIGIL_RUNBOOK_SIGNING_KEY}"
+        )
 
 
 def test_the_consumer_groups_that_share_work_have_replicas() -> None:

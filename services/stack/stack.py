@@ -91,11 +91,13 @@ class StackSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Tokens the stack generated on first start (kept in the state folder, mode 0600): the
-    administrator's, and the one the runbook runner's scripts call the incident log with (l2)."""
+    """Secrets the stack generated on first start (kept in the state folder, mode 0600): the
+    administrator's token, the one the runbook runner's scripts call the incident log with (l2),
+    and the key the incident log signs runbook requests with for the runner."""
 
     admin_token: str
     runbook_token: str
+    runbook_signing_key: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
@@ -104,6 +106,7 @@ class Credentials:
         credentials = cls(
             admin_token=stored.get("admin_token") or f"vgl_{secrets.token_urlsafe(24)}",
             runbook_token=stored.get("runbook_token") or f"vgl_{secrets.token_urlsafe(24)}",
+            runbook_signing_key=stored.get("runbook_signing_key") or secrets.token_hex(32),
         )
         if stored != vars(credentials):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +203,7 @@ def _shared_env(
             [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
         ),
         "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
+        "VIGIL_RUNBOOK_SIGNING_KEY": credentials.runbook_signing_key,
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
     } | settings.service_env

@@ -349,8 +349,103 @@ def run_runbook(
     body = {"runbook": runbook, "reason": reason, "parameters": parameters, "take_over": take_over}
     with client_for(url, token) as client:
         requested = client.post(f"/incidents/{incident}/runbooks", body)
+    print_data(requested, as_json, _requested_summary)
+
+
+def _requested_summary(requested: dict[str, Any]) -> str:
+    if requested.get("state") == "pending_approval":
+        return (
+            f"run [bold]{requested['run_id']}[/bold] of {requested['runbook']} waits for a second "
+            f"person's approval until {requested['approval_expires_at'][:19]} "
+            f"(vigil incidents approve {requested['incident_id']} {requested['run_id']})"
+        )
+    return f"requested run [bold]{requested['run_id']}[/bold] of {requested['runbook']}"
+
+
+@app.command("approvals")
+def list_approvals(
+    incident: Annotated[
+        str | None, typer.Argument(help="Only this incident's runs, decided ones too.")
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Runbook runs waiting for a second person's approval (or one incident's held runs)."""
+    with client_for(url, token) as client:
+        rows = client.get(f"/incidents/{incident}/approvals" if incident else "/approvals")
+    print_data(rows, as_json, _approvals_table)
+
+
+def _approvals_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(rows)} held run(s)")
+    for column in ("run", "incident", "runbook", "asked by", "reason", "state", "until", "you"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        decided = f" by {row['decided_by']}" if row["decided_by"] else ""
+        table.add_row(
+            row["run_id"],
+            row["incident_id"],
+            row["runbook"],
+            row["requested_by"],
+            row["reason"],
+            f"{row['state']}{decided}",
+            row["expires_at"][:19],
+            "may approve" if row["can_approve"] else "-",
+        )
+    return table
+
+
+OptionalReason = Annotated[
+    str | None, typer.Option("--reason", "-r", help="Why (goes on the timeline).")
+]
+
+
+@app.command("approve")
+def approve_run(
+    incident: str,
+    run_id: str,
+    reason: OptionalReason = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Approve a held runbook run someone else asked for: it is sent to the runner."""
+    _decide_run(incident, run_id, "approve", reason, url, token, as_json)
+
+
+@app.command("reject")
+def reject_run(
+    incident: str,
+    run_id: str,
+    reason: OptionalReason = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Reject a held runbook run (or withdraw your own): it never runs."""
+    _decide_run(incident, run_id, "reject", reason, url, token, as_json)
+
+
+def _decide_run(
+    incident: str,
+    run_id: str,
+    decision: str,
+    reason: str | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    body = {"reason": reason} if reason else {}
+    with client_for(url, token) as client:
+        held = client.post(f"/incidents/{incident}/runbooks/{run_id}/{decision}", body)
     print_data(
-        requested, as_json, lambda r: f"requested run [bold]{r['run_id']}[/bold] of {r['runbook']}"
+        held,
+        as_json,
+        lambda h: (
+            f"run [bold]{h['run_id']}[/bold] of {h['runbook']}: {h['state']}"
+            + (" (sent to the runner)" if h["state"] == "approved" else "")
+        ),
     )
 
 

@@ -196,3 +196,47 @@ async def test_a_held_run_runs_once_a_second_person_approves_it_and_never_when_r
     assert states == {approved: "approved", rejected: "rejected", expiring: "expired"}
     assert await runner.stop() == 0
     assert await log.stop() == 0
+
+
+async def test_an_incident_log_killed_right_after_an_approval_publishes_the_request_once(
+    processes: Callable[[ServiceName], ServiceProcess],
+    incident: Callable[[], Any],
+    kafka_settings: KafkaSettings,
+) -> None:
+    """The decision and the signed request commit in one transaction: a SIGKILL right after the
+    approval answered loses neither, and the request goes out once (same event id if the relay
+    had to publish it again)."""
+    log = processes(ServiceName.INCIDENT_LOG)
+    log.start()
+    await log.wait_ready(timeout_s=150)
+    tokens = await issue_tokens(log.url, ADMIN, {"ann": "l2", "bo": "l2"})
+    await incident()
+    async with httpx.AsyncClient(
+        base_url=log.url, headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as http:
+        for _ in range(300):
+            listed = (await http.get("/incidents")).json()
+            if listed:
+                break
+            await asyncio.sleep(0.2)
+    incident_id = listed[0]["id"]
+    code, output = vigil(
+        log.url, tokens["ann"], "run", incident_id, "needs-approval", "-r", "why", "--json"
+    )
+    assert code == 0, output
+    run_id = json.loads(output)["run_id"]
+    code, output = vigil(log.url, tokens["bo"], "approve", incident_id, run_id)
+    assert code == 0, output
+    await log.kill()
+
+    log.start()
+    await log.wait_ready(timeout_s=150)
+    records = await read_until_quiet(kafka_settings, Topic.RUNBOOK_REQUESTS, quiet_s=3.0)
+    requests = [RunbookRequest.model_validate_json(record.value) for record in records]
+    mine = [request for request in requests if request.run_id == run_id]
+    assert mine, "the approved request was lost"
+    assert {request.event_id for request in mine} == {mine[0].event_id}
+    assert (mine[0].requested_by, mine[0].approved_by) == ("ann", "bo")
+    code, output = vigil(log.url, tokens["bo"], "approvals", incident_id, "--json")
+    assert [(row["run_id"], row["state"]) for row in json.loads(output)] == [(run_id, "approved")]
+    assert await log.stop() == 0

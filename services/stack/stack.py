@@ -165,7 +165,7 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
                 await ensure_topics(bootstrap, prefix=settings.topic_prefix)
             profile = settings.kafka_profile or KafkaProfile.EMBEDDED
         supervisor = Supervisor(
-            await _service_specs(settings),
+            await _service_specs(settings, credentials),
             logs_dir=state_dir / "logs",
             base_env=_shared_env(settings, bootstrap, profile, state_dir, credentials),
         )
@@ -203,24 +203,30 @@ def _shared_env(
             [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
         ),
         "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
-        "VIGIL_RUNBOOK_SIGNING_KEY": credentials.runbook_signing_key,
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
+        "VIGIL_INCIDENT_LOG_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
     } | settings.service_env
 
 
-async def _service_specs(settings: StackSettings) -> list[ServiceSpec]:
+async def _service_specs(settings: StackSettings, credentials: Credentials) -> list[ServiceSpec]:
     specs = []
     for name in STARTUP_ORDER:
         if name not in settings.services or not available(name):
             continue
         env: dict[str, str] = {}
+        if name in _RUNBOOK_SIGNERS:
+            env["VIGIL_RUNBOOK_SIGNING_KEY"] = credentials.runbook_signing_key
         if settings.postgres_url and name in _STATEFUL:
             env[f"{name.env_prefix}DATABASE_URL"] = await _service_database(
                 settings.postgres_url, name
             )
         specs.append(ServiceSpec(name, settings.port(name), env))
     return specs
+
+
+_RUNBOOK_SIGNERS = frozenset({ServiceName.INCIDENT_LOG, ServiceName.RUNBOOK_RUNNER})
+"""The only services given the runbook signing key: whoever holds it can ask for any runbook."""
 
 
 async def _service_database(base_url: str, name: ServiceName) -> str:

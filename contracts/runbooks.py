@@ -100,6 +100,24 @@ class RunbookRequest(Envelope):
         ),
         examples=["bo"],
     )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "Until when the request may be acted on; signed, so a request kept and produced "
+            "again later is refused. Set by the incident log when it signs."
+        ),
+        examples=["2026-11-23T10:15:00Z"],
+    )
+    signature: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "`v1=` and the hex HMAC-SHA256, under the key the incident log shares with the "
+            "runner, of the request's canonical fields (services/runtime/request_signing.py); "
+            "the runner runs no request whose signature does not check."
+        ),
+        examples=["v1=5d41402abc4b2a76b9719d911017c592ae3a8b2f0c6b1d8e9f0a1b2c3d4e5f60"],
+    )
 
 
 class RunbookStarted(Envelope):

@@ -212,9 +212,14 @@ def _add_service_commands() -> None:
         module = importlib.import_module(module_name)
         app.add_typer(getattr(module, attribute or "app"), name=group)
     # A run is asked of the incident log, which checks the role, the reason and the incident:
-    # ``vigil runbooks run`` is ``vigil incidents run``, also where people look for runbooks.
+    # ``vigil runbooks run`` is ``vigil incidents run``, also where people look for runbooks;
+    # so are ``approvals``, ``approve`` and ``reject`` of runs that need a second person.
     runbooks = importlib.import_module("services.runbook_runner.cli").app
-    runbooks.command("run")(importlib.import_module("services.incident_log.cli").run_runbook)
+    incidents = importlib.import_module("services.incident_log.cli")
+    runbooks.command("run")(incidents.run_runbook)
+    runbooks.command("approvals")(incidents.list_approvals)
+    runbooks.command("approve")(incidents.approve_run)
+    runbooks.command("reject")(incidents.reject_run)
     runbooks.command("check-routing")(check_routing)
 
 

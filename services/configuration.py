@@ -45,11 +45,15 @@ alerts"). `VIGIL_STACK_SERVICE_ENV` passes settings to the services.
 
 def _table(settings: type[BaseSettings], *, shared: bool) -> str:
     """A table of a class's variables: the shared ones (read under one name by every service),
-    or the class's own (read under its prefix)."""
+    or the class's own (read under its prefix, or under one name some services share, such as
+    ``VIGIL_RUNBOOK_SIGNING_KEY``)."""
     env_prefix = settings.model_config.get("env_prefix", "")
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in settings.model_fields.items():
-        if name == "kafka" or isinstance(field.validation_alias, AliasChoices) != shared:
+        aliased = isinstance(field.validation_alias, AliasChoices)
+        if name == "kafka" or (shared and not aliased):
+            continue
+        if not shared and aliased and name in ServiceSettings.model_fields:
             continue
         variable = _variable(name, field, env_prefix)
         rows.append(f"| `{variable}` | {_default(field)} | {_meaning(field)} |")

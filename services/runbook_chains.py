@@ -35,6 +35,11 @@ def chain_problems(policy: RoutingPolicy, catalog: Catalog) -> list[str]:
                     f"{where}: runbook {name!r} needs tier {runbook.tier.value}, "
                     "but level-one chains run as L1"
                 )
+            if runbook.needs_approval:
+                problems.append(
+                    f"{where}: runbook {name!r} needs approval, "
+                    "but level-one chains run without a person to approve them"
+                )
             if route.match.kinds and not set(route.match.kinds) & set(runbook.alert_kinds):
                 problems.append(
                     f"{where}: runbook {name!r} answers none of the route's alert kinds "

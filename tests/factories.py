@@ -83,6 +83,7 @@ from contracts import (
     alert_fingerprint,
 )
 from contracts.envelope import Envelope
+from services.runtime.request_signing import SigningKeys, sign
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -625,7 +626,22 @@ def sample_events() -> list[Envelope]:
     return events
 
 
-def make_runbook_request(**overrides: Any) -> RunbookRequest:
+TEST_SIGNING_KEY = "test-runbook-signing-key-0123456789abcdef"
+"""The key tests share between the incident log and the runner (VIGIL_RUNBOOK_SIGNING_KEY)."""
+
+
+def sign_runbook_request(
+    request: RunbookRequest,
+    key: str = TEST_SIGNING_KEY,
+    *,
+    valid_for: timedelta = timedelta(hours=1),
+) -> RunbookRequest:
+    """A request signed as the incident log signs it."""
+    return sign(request, SigningKeys.parse(key), valid_for=valid_for)
+
+
+def make_runbook_request(*, signed: bool = True, **overrides: Any) -> RunbookRequest:
+    """A runbook request, signed with the tests' key unless ``signed=False``."""
     fields: dict[str, Any] = {
         "producer": "incident-log",
         "run_id": "run-1",
@@ -639,4 +655,5 @@ def make_runbook_request(**overrides: Any) -> RunbookRequest:
         "reason": "recall fell right after the deployment",
         "correlation_id": "inc-000001",
     }
-    return RunbookRequest(**(fields | overrides))
+    request = RunbookRequest(**(fields | overrides))
+    return sign_runbook_request(request) if signed else request

@@ -135,9 +135,15 @@ def write_routing_policy(folder: Path, **overrides: object) -> Path:
 
 @asynccontextmanager
 async def running_incident_log(
-    kafka: KafkaSettings, folder: Path, *, admin_token: str, group_wait_seconds: float | None = 0
+    kafka: KafkaSettings,
+    folder: Path,
+    *,
+    admin_token: str,
+    group_wait_seconds: float | None = 0,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ServiceProcess]:
-    """The real incident log as a process on the test's broker, ready; killed on exit."""
+    """The real incident log as a process on the test's broker, ready; killed on exit. ``env``
+    adds to (or overrides) its environment."""
     overrides = {} if group_wait_seconds is None else {"group_wait_seconds": group_wait_seconds}
     process = ServiceProcess(
         ServiceName.INCIDENT_LOG,
@@ -146,7 +152,8 @@ async def running_incident_log(
             "VIGIL_STATE_DIR": str(folder / "state"),
             "VIGIL_INCIDENT_LOG_POLICY_PATH": str(write_routing_policy(folder, **overrides)),
             "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
-        },
+        }
+        | dict(env or {}),
         log_dir=folder,
     )
     process.start()

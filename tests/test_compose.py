@@ -89,9 +89,25 @@ def test_secrets_come_from_the_environment_and_must_be_set() -> None:
         "VIGIL_SERVICE_TOKENS",
         "VIGIL_DRIFT_DETECTOR_TOKEN",
         "VIGIL_RUNBOOK_RUNNER_TOKEN",
+        "VIGIL_RUNBOOK_SIGNING_KEY",
     ):
         assert f"${{{secret}:?" in text
     assert "password" not in text.lower().replace("postgres_password", "")
+
+
+def test_the_consumer_groups_that_share_work_have_replicas() -> None:
+    assert VIGIL["scorer"]["deploy"]["replicas"] >= 2
+    assert VIGIL["incident-log"]["deploy"]["replicas"] >= 2
+    assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2
+
+
+def test_the_incident_log_and_the_runner_share_the_runbook_signing_key() -> None:
+    for name in ("incident-log", "runbook-runner"):
+        assert VIGIL[name]["environment"]["VIGIL_RUNBOOK_SIGNING_KEY"] == (
+            "${VIGIL_RUNBOOK_SIGNING_KEY:?run vigil tokens generate-env}"
+        )
+    others = ("retrainer", "scorer", "monitor", "drift-detector")
+    assert not any("VIGIL_RUNBOOK_SIGNING_KEY" in VIGIL[name]["environment"] for name in others)
 
 
 def test_no_service_is_given_the_admin_token_and_each_only_its_own() -> None:
@@ -131,9 +147,4 @@ def test_generated_env_gives_each_service_of_compose_its_token_and_the_log_their
         assert entry["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
     admin = values["VIGIL_ADMIN_TOKEN"]
     assert values["VIGIL_ADMIN_TOKEN_SHA256"] == hashlib.sha256(admin.encode()).hexdigest()
-
-
-def test_the_consumer_groups_that_share_work_have_replicas() -> None:
-    assert VIGIL["scorer"]["deploy"]["replicas"] >= 2
-    assert VIGIL["incident-log"]["deploy"]["replicas"] >= 2
-    assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2
+    assert len(values["VIGIL_RUNBOOK_SIGNING_KEY"]) == 64

@@ -1,6 +1,7 @@
 """A routing policy's level-one chains checked against the catalogue before either service starts
 (``vigil runbooks check-routing``):
-missing runbooks, runbooks for other alert kinds, above level one, or needing a person's value."""
+missing runbooks, runbooks for other alert kinds, above level one, needing approval, or needing a
+person's value."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ CATALOG = Catalog(
             command=["python", "x.py", "{why}"],
             parameters={"why": {"type": "str", "required": True}},
         ),
+        "four-eyes": runbook("four-eyes", ["metric_decay"], needs_approval=True),
     },
 )
 
@@ -80,6 +82,7 @@ def test_each_way_a_chain_cannot_run_is_named() -> None:
             (["data_drift"], ["deep-dive"]),
             (["metric_decay"], ["ask-first"]),
             (["metric_decay", "dead_letters"], ["rollback-model"]),
+            (["metric_decay"], ["four-eyes"]),
         ),
         CATALOG,
     )
@@ -90,6 +93,8 @@ def test_each_way_a_chain_cannot_run_is_named() -> None:
         "route 'r2': runbook 'deep-dive' needs tier L2, but level-one chains run as L1",
         "route 'r3': runbook 'ask-first' needs parameter 'why', which only a person can give",
         "route 'r4': no runbook of its chain answers dead_letters",
+        "route 'r5': runbook 'four-eyes' needs approval, "
+        "but level-one chains run without a person to approve them",
     ]
 
 

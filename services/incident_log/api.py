@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
 from contracts.values import FiniteJson
+from services.incident_log.approvals import HeldRun
 from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
 from services.incident_log.domain import DomainError, Effects, Incident
 from services.incident_log.lifecycle import InvalidTransition
@@ -121,11 +122,14 @@ class RunbookBody(ActionBody):
 
 
 class RunbookRequested(BaseModel):
-    """A run that was asked for; its outcome arrives on the timeline."""
+    """A run that was asked for; its outcome arrives on the timeline. A runbook that needs
+    approval is held (``pending_approval``) until a second person approves it."""
 
     run_id: str
     runbook: str
     incident_id: str
+    state: Literal["requested", "pending_approval"] = "requested"
+    approval_expires_at: datetime | None = None
 
 
 class ReportBody(_Body):
@@ -462,8 +466,34 @@ def build_router(
     async def run_runbook(
         incident_id: str, principal: Caller, body: RunbookBody
     ) -> RunbookRequested:
-        """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline."""
+        """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline.
+        A runbook that needs approval is held until a second person approves it
+        (``POST /incidents/{id}/runbooks/{run_id}/approve``)."""
         run_id = f"run-{secrets.token_hex(6)}"
+        if log.approvals.needs_approval(body.runbook):
+            held = await _translate_held(
+                log.hold_runbook(
+                    incident_id,
+                    lambda now: HeldRun(
+                        run_id=run_id,
+                        incident_id=incident_id,
+                        runbook=body.runbook,
+                        parameters=dict(body.parameters),
+                        reason=body.reason,
+                        requested_by=principal.name,
+                        requested_at=now,
+                        expires_at=now + log.approvals.approval_timeout,
+                    ),
+                    lambda i, run, now: _guarded_hold(principal, i, run, now, body.take_over),
+                )
+            )
+            return RunbookRequested(
+                run_id=run_id,
+                runbook=body.runbook,
+                incident_id=incident_id,
+                state="pending_approval",
+                approval_expires_at=held.expires_at,
+            )
         await act(
             incident_id,
             principal,
@@ -609,6 +639,33 @@ def build_router(
         )
 
     return router
+
+
+def _guarded_hold(
+    principal: Principal, incident: Incident, held: HeldRun, now: datetime, take_over: bool
+) -> Effects:
+    ensure_allowed(principal, Permission.RUN_RUNBOOK, incident.tier)
+    if take_over and incident.held_by(now) not in (None, principal.name):
+        ensure_allowed(principal, Permission.TAKE_OVER, incident.tier)
+    return incident.hold_runbook(
+        principal.name,
+        held.runbook,
+        held.reason,
+        held.parameters,
+        held.run_id,
+        now,
+        expires_at=held.expires_at,
+        take_over=take_over,
+    )
+
+
+async def _translate_held(operation: Awaitable[HeldRun]) -> HeldRun:
+    try:
+        return await operation
+    except UnknownIncident as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {error.args[0]!r}") from None
+    except (DomainError, InvalidTransition) as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
 
 
 async def _translate(operation: Awaitable[Incident]) -> Incident:

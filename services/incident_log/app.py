@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -27,8 +28,10 @@ from contracts.registry import (
     RetrainStarted,
 )
 from contracts.retraining import RetrainAnswered, RetrainRequest
-from contracts.runbooks import RunbookFinished, RunbookStarted
+from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
 from services.incident_log.api import build_router
+from services.incident_log.approval_api import build_approval_router
+from services.incident_log.approvals import load_approval_policy
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     PREFIX,
@@ -51,10 +54,13 @@ from services.runtime.database import create_engine, session_factory
 from services.runtime.forgetting import forgetting_processed_ids
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
+from services.runtime.request_signing import SigningKeys, sign
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "main", "runbook_signer"]
+
+logger = logging.getLogger(__name__)
 
 _TIMER_BATCH = 100
 
@@ -82,7 +88,16 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         dispatcher.wake()
         feed.notify()
 
-    log = IncidentLog(sessions, policy, clock=clock, committed=committed)
+    log = IncidentLog(
+        sessions,
+        policy,
+        clock=clock,
+        committed=committed,
+        sign=runbook_signer(settings),
+        approvals=load_approval_policy(
+            settings.catalog_path, timedelta(seconds=settings.runbook_approval_timeout_seconds)
+        ),
+    )
     provisioned = [
         ProvisionedToken(
             name=entry.name,
@@ -121,6 +136,8 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
                 pass
             while await log.lapse_retrains(limit=_TIMER_BATCH) == _TIMER_BATCH:
                 pass
+            while await log.expire_approvals(limit=_TIMER_BATCH) == _TIMER_BATCH:
+                pass
             await asyncio.sleep(settings.timer_interval_s)
 
     runtime.add_background("timers", fire_timers)
@@ -157,6 +174,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     def registry() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=settings.registry_url, timeout=10)
 
+    app.include_router(build_approval_router(log, sessions, admin_sha256=admin_sha256))
     app.include_router(
         build_paging_router(
             sessions,
@@ -181,6 +199,20 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         return RedirectResponse(f"{PREFIX}/")
 
     return app
+
+
+def runbook_signer(settings: Settings) -> Callable[[RunbookRequest], RunbookRequest] | None:
+    """What signs the runbook requests the incident log publishes (none without a key: the
+    runner then refuses every request, which the log says at start)."""
+    if settings.runbook_signing_key is None or not settings.runbook_signing_key.get_secret_value():
+        logger.warning(
+            "VIGIL_RUNBOOK_SIGNING_KEY is not set: runbook requests go out unsigned, and the "
+            "runbook runner will refuse them"
+        )
+        return None
+    keys = SigningKeys.parse(settings.runbook_signing_key.get_secret_value())
+    valid_for = timedelta(seconds=settings.runbook_request_validity_seconds)
+    return lambda request: sign(request, keys, valid_for=valid_for)
 
 
 def paging_config(settings: Settings) -> PagingConfig:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -259,11 +259,14 @@ def build_console(
             pages = await client.get(
                 f"/incidents/{incident_id}/notifications", headers=_bearer(token)
             )
+            held = await client.get(f"/incidents/{incident_id}/approvals", headers=_bearer(token))
         promotions = await _promotions(registry, token, incident_id)
         return {
             "incident": _Row(_ok(detail)),
             "timeline": [_Row(entry) for entry in _ok(timeline)],
             "pages": [_Row(entry) for entry in _ok(pages)],
+            "held_runs": [_Row(run) for run in _ok(held)],
+            "me": principal.name,
             "promotions": promotions,
             "can_run_runbooks": principal.allows(Permission.RUN_RUNBOOK),
             "can_approve": principal.allows(Permission.APPROVE_MODEL),
@@ -293,6 +296,14 @@ def build_console(
         async with api() as client:
             response = await client.post(path, json=body, headers=_bearer(token))
         back = f"{PREFIX}/incidents/{incident_id}"
+        if response.is_success and action == "runbooks":
+            asked = response.json()
+            if asked.get("state") == "pending_approval":
+                return _redirect(
+                    back,
+                    done=f"run {asked['run_id']} of {asked['runbook']} waits for a second "
+                    "person's approval",
+                )
         if response.is_success:
             return _redirect(back, done=f"{action}: done")
         return _redirect(back, error=f"{action} refused: {_detail(response)}")
@@ -315,6 +326,29 @@ def build_console(
             )
         if response.is_success:
             return _redirect(back, done=f"{decision}: done")
+        return _redirect(back, error=f"{decision} refused: {_detail(response)}")
+
+    @router.post("/incidents/{incident_id}/held-runs/{run_id}/{decision}")
+    async def decide_run(
+        request: Request, session: Session, incident_id: str, run_id: str, decision: str
+    ) -> Response:
+        """Approve or reject a runbook run held for a second person (the API decides who may)."""
+        token, _ = session
+        form = await request.form()
+        check_form(token, str(form.get("csrf", "")))
+        if decision not in ("approve", "reject"):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such decision")
+        reason = str(form.get("reason", "")).strip()
+        async with api() as client:
+            response = await client.post(
+                f"/incidents/{quote(incident_id, safe='')}/runbooks/{quote(run_id, safe='')}"
+                f"/{decision}",
+                json={"reason": reason} if reason else None,
+                headers=_bearer(token),
+            )
+        back = f"{PREFIX}/incidents/{quote(incident_id, safe='')}"
+        if response.is_success:
+            return _redirect(back, done=f"run {run_id}: {decision}d")
         return _redirect(back, error=f"{decision} refused: {_detail(response)}")
 
     @router.get("/oncall", response_class=HTMLResponse)

@@ -61,6 +61,7 @@ from contracts.registry import (
 from contracts.retraining import RetrainAnswered, RetrainRequest, RetrainTrigger
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
 from contracts.values import Variant
+from services.incident_log.approvals import ApprovalState, HeldRun
 from services.incident_log.lifecycle import Action, InvalidTransition, next_status
 from services.incident_log.retrains import answer_details
 from services.incident_log.routing import Route, RoutingPolicy, route_for
@@ -715,6 +716,97 @@ class Incident:
         )
         effects.timeline.append(_requested(request, now))
         effects.events.append(request)
+        return effects
+
+    def hold_runbook(
+        self,
+        actor: str,
+        runbook: str,
+        reason: str,
+        parameters: dict[str, str | int | float | bool],
+        run_id: str,
+        now: datetime,
+        *,
+        expires_at: datetime,
+        take_over: bool = False,
+    ) -> Effects:
+        """A person asks for a runbook that needs approval: nothing is published yet; the run
+        waits for a second person until ``expires_at`` (``services/incident_log/approvals.py``)."""
+        self._check_unresolved("run a runbook on")
+        effects = self._check_holder(actor, now, take_over)
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=actor,
+                action="runbook_approval_requested",
+                details={
+                    "run_id": run_id,
+                    "runbook": runbook,
+                    "parameters": dict(parameters),
+                    "reason": reason,
+                    "expires_at": expires_at.isoformat(),
+                },
+            )
+        )
+        return effects
+
+    def approve_runbook(self, held: HeldRun, approver: str, now: datetime) -> Effects:
+        """A second person approved a held run: ask the runner for it, with ``approved_by``."""
+        self._check_unresolved("run a runbook on")
+        request = RunbookRequest(
+            producer=PRODUCER,
+            occurred_at=now,
+            correlation_id=self.id,
+            run_id=held.run_id,
+            incident_id=self.id,
+            model=self.model,
+            model_version=self.model_version,
+            runbook=held.runbook,
+            parameters=dict(held.parameters),
+            requested_by=held.requested_by,
+            approved_by=approver,
+            tier=self.tier,
+            reason=held.reason,
+        )
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=approver,
+                action="runbook_approved",
+                details={
+                    "run_id": held.run_id,
+                    "runbook": held.runbook,
+                    "requested_by": held.requested_by,
+                    "reason": held.decision_reason,
+                },
+            )
+        )
+        effects.timeline.append(_requested(request, now))
+        effects.events.append(request)
+        return effects
+
+    def close_held_runbook(self, held: HeldRun, now: datetime) -> Effects:
+        """A held run was rejected or its approval expired: it never runs."""
+        action = (
+            "runbook_rejected"
+            if held.state is ApprovalState.REJECTED
+            else "runbook_approval_expired"
+        )
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=held.decided_by or SYSTEM,
+                action=action,
+                details={
+                    "run_id": held.run_id,
+                    "runbook": held.runbook,
+                    "requested_by": held.requested_by,
+                    "reason": held.decision_reason,
+                },
+            )
+        )
         return effects
 
     def request_retrain(

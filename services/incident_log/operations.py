@@ -26,8 +26,10 @@ from contracts.registry import (
     RetrainFinished,
 )
 from contracts.retraining import RetrainAnswered, RetrainRequest
-from contracts.runbooks import RunbookFinished, RunbookStarted
+from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
 from contracts.values import Variant
+from services.incident_log.approval_store import ApprovalStore
+from services.incident_log.approvals import ApprovalPolicy, ApprovalState, HeldRun, decide
 from services.incident_log.domain import SYSTEM, Effects, Incident, ModelNews, TimelineEntry
 from services.incident_log.paging.store import PagingStore
 from services.incident_log.paging.tables import HeartbeatRow
@@ -39,7 +41,7 @@ from services.incident_log.triage import Disposition, triage
 from services.runtime.consumer import Rejected
 from services.runtime.database import Sessions, first_time, new_event_ids
 
-__all__ = ["Clock", "IncidentLog", "UnknownIncident", "UnknownSilence"]
+__all__ = ["Clock", "IncidentLog", "UnknownHeldRun", "UnknownIncident", "UnknownSilence"]
 
 Clock = Callable[[], datetime]
 
@@ -50,6 +52,10 @@ class UnknownIncident(LookupError):
 
 class UnknownSilence(LookupError):
     """No silence has this id."""
+
+
+class UnknownHeldRun(LookupError):
+    """The incident holds no run with this id for approval."""
 
 
 E = TypeVar("E", AlertRaised, AlertRecovered)
@@ -98,8 +104,15 @@ class IncidentLog:
         *,
         clock: Clock = utc_now,
         committed: Callable[[], None] = lambda: None,
+        sign: Callable[[RunbookRequest], RunbookRequest] | None = None,
+        approvals: ApprovalPolicy | None = None,
     ) -> None:
+        """``sign`` signs the runbook requests the incident log publishes (none: they go out
+        unsigned, and the runner refuses them); ``approvals`` says which runbooks wait for a
+        second person's approval."""
         self._sessions = sessions
+        self._sign = sign
+        self.approvals = approvals or ApprovalPolicy()
         self.policy = policy
         sources = [rule.source for rule in policy.inhibitions if rule.source is not None]
         self._inhibiting_kinds: frozenset[str] | None = (
@@ -113,6 +126,16 @@ class IncidentLog:
     def now(self) -> datetime:
         """The incident log's clock."""
         return self._clock()
+
+    def _record(self, store: IncidentStore, incident: Incident, effects: Effects) -> None:
+        """Record an operation's effects, its runbook requests signed for the runner."""
+        if self._sign is not None:
+            sign = self._sign
+            effects.events = [
+                sign(event) if isinstance(event, RunbookRequest) else event
+                for event in effects.events
+            ]
+        store.record(incident, effects)
 
     async def handle_alerts(self, alerts: Sequence[AlertRaised]) -> None:
         """Triage a batch of alerts into incidents, in order, in one transaction.
@@ -192,7 +215,7 @@ echo_heartbeats`).
             if incident.id not in touched:
                 touched[incident.id] = incident
                 store.save(incident)  # the row first, so its history can refer to it
-            store.record(incident, effects)
+            self._record(store, incident, effects)
             store.log_alert(
                 alert,
                 received_at=now,
@@ -224,7 +247,7 @@ echo_heartbeats`).
                 )
                 if incident is not None:
                     store.save(incident)
-                    store.record(incident, effects)
+                    self._record(store, incident, effects)
             await store.write_alert_log()
         self._committed()
 
@@ -243,7 +266,7 @@ echo_heartbeats`).
                 effects = incident.fire_timer(timer, self.policy, now)
                 if not effects.empty:
                     store.save(incident)
-                    store.record(incident, effects)
+                    self._record(store, incident, effects)
         if due:
             self._committed()
         return len(due)
@@ -268,9 +291,93 @@ echo_heartbeats`).
                 await within(session, now)
             effects = action(incident, now)
             store.save(incident)
-            store.record(incident, effects)
+            self._record(store, incident, effects)
         self._committed()
         return incident
+
+    async def hold_runbook(
+        self,
+        incident_id: str,
+        held: Callable[[datetime], HeldRun],
+        action: Callable[[Incident, HeldRun, datetime], Effects],
+    ) -> HeldRun:
+        """Hold a runbook run for approval: the held run and its timeline entry commit together
+        (a refused action writes neither)."""
+        now = self._clock()
+        run = held(now)
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            incident = await store.get(incident_id)
+            if incident is None:
+                raise UnknownIncident(incident_id)
+            effects = action(incident, run, now)
+            store.save(incident)
+            ApprovalStore(session).add(run)
+            self._record(store, incident, effects)
+        self._committed()
+        return run
+
+    async def decide_runbook(
+        self,
+        incident_id: str,
+        run_id: str,
+        decision: ApprovalState,
+        actor: str,
+        reason: str | None,
+        *,
+        allowed: Callable[[Incident, HeldRun], None],
+    ) -> HeldRun:
+        """Approve or reject a held run. ``allowed`` checks the caller against the incident and
+        the run (it raises to refuse); an approval publishes the signed request in the same
+        transaction. A run whose approval window closed is first recorded expired."""
+        await self.expire_approvals()
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            incident = await store.get(incident_id)
+            if incident is None:
+                raise UnknownIncident(incident_id)
+            approvals = ApprovalStore(session)
+            held = await approvals.get(run_id)
+            if held is None or held.incident_id != incident_id:
+                raise UnknownHeldRun(run_id)
+            allowed(incident, held)
+            decide(held, decision, actor, reason, now)
+            if decision is ApprovalState.APPROVED:
+                effects = incident.approve_runbook(held, actor, now)
+            else:
+                effects = incident.close_held_runbook(held, now)
+            await approvals.save(held)
+            store.save(incident)
+            self._record(store, incident, effects)
+        self._committed()
+        return held
+
+    async def expire_approvals(self, *, limit: int = 100) -> int:
+        """Record the held runs nobody decided in time as expired (each on its incident's
+        timeline); return how many."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            approvals = ApprovalStore(session)
+            due = await approvals.due(now, limit)
+            store = IncidentStore(session)
+            for held in due:
+                decide(
+                    held,
+                    ApprovalState.EXPIRED,
+                    SYSTEM,
+                    f"nobody approved it by {held.expires_at.isoformat()}",
+                    now,
+                )
+                await approvals.save(held)
+                incident = await store.get(held.incident_id)
+                if incident is not None:
+                    effects = incident.close_held_runbook(held, now)
+                    store.save(incident)
+                    self._record(store, incident, effects)
+        if due:
+            self._committed()
+        return len(due)
 
     async def handle_runbook_result(self, result: RunbookStarted | RunbookFinished) -> None:
         """Record what the runner did; a level-one run's outcome moves or escalates the incident."""
@@ -287,7 +394,7 @@ echo_heartbeats`).
             else:
                 effects = incident.runbook_finished(result, now)
             store.save(incident)
-            store.record(incident, effects)
+            self._record(store, incident, effects)
         self._committed()
 
     async def retrain_requested(self, request: RetrainRequest) -> None:
@@ -337,7 +444,7 @@ echo_heartbeats`).
                 return
             effects = incident.follow_model(news, now)
             store.save(incident)
-            store.record(incident, effects)
+            self._record(store, incident, effects)
         self._committed()
 
     async def lapse_retrains(self, *, limit: int = 100) -> int:
@@ -402,7 +509,7 @@ echo_heartbeats`).
                     effects = incident.confirm_with_metrics(report, now)
                     if not effects.empty:
                         store.save(incident)
-                        store.record(incident, effects)
+                        self._record(store, incident, effects)
                         changed = True
         if changed:
             self._committed()

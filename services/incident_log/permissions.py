@@ -6,8 +6,10 @@ mitigate, resolve) needs a role at least as high as the incident's tier, so leve
 resolve what level two holds; so does taking over someone's claim, whatever the action that takes
 it (a comment, an acknowledgement, a runbook...), so level one cannot seize a level-three claim by
 commenting; silences, runbooks by hand, retrain requests and model approvals
-need ``l2``; tokens, people, contacts and schedules need ``admin``, and so does a silence that
-matches every alert (it would mute the whole system).
+need ``l2``; approving a held runbook run needs ``l2`` and a role at the runbook's and the
+incident's tier (and never the requester's own run, :mod:`services.incident_log.approvals`);
+tokens, people, contacts and schedules need ``admin``, and so does a silence that matches every
+alert (it would mute the whole system).
 
 A service's token carries scopes instead of a role (:mod:`services.runtime.scopes`): it may make
 only the calls a scope names, whatever the permission (:func:`grants`).
@@ -49,6 +51,7 @@ class Permission(StrEnum):
     MANAGE_SILENCES = "manage_silences"
     SILENCE_EVERY_ALERT = "silence_every_alert"
     RUN_RUNBOOK = "run_runbook"
+    APPROVE_RUNBOOK = "approve_runbook"
     REQUEST_RETRAIN = "request_retrain"
     ATTACH_REPORT = "attach_report"
     APPROVE_MODEL = "approve_model"
@@ -64,6 +67,7 @@ _FIXED = {
     Permission.MANAGE_SILENCES: Role.L2,
     Permission.SILENCE_EVERY_ALERT: Role.ADMIN,
     Permission.RUN_RUNBOOK: Role.L2,
+    Permission.APPROVE_RUNBOOK: Role.L2,
     Permission.REQUEST_RETRAIN: Role.L2,
     Permission.ATTACH_REPORT: Role.L1,
     Permission.APPROVE_MODEL: Role.L2,

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.incident_log.permissions import Role
@@ -74,6 +74,34 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
         default_factory=list,
         description="Tokens of Vigil's own components, stored at start (JSON list of {name, "
         "scopes or role, token or token_sha256}); a new one for a name revokes the one before.",
+    )
+    catalog_path: Path = Field(
+        default=Path("runbooks/catalog.yaml"),
+        description="The runner's runbook catalogue: which runbooks need a second person's "
+        "approval, and their tiers (only those fields are read).",
+    )
+    runbook_signing_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_RUNBOOK_SIGNING_KEY"),
+        description="Key(s) runbook requests are signed with for the runner, comma-separated, "
+        "the one to sign with first (VIGIL_RUNBOOK_SIGNING_KEY, shared with the runbook runner; "
+        "each at least 32 characters). Unset: requests go out unsigned and the runner refuses "
+        "them.",
+    )
+    runbook_request_validity_seconds: float = Field(
+        default=24 * 3600.0,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long after it is asked a signed runbook request may be acted on (its "
+        "expires_at); keep it above the runner's max queue age, so a runner that was down "
+        "reports a backlog expired instead of dead-lettering it.",
+    )
+    runbook_approval_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long a runbook run that needs approval waits for a second person "
+        "before it expires unrun.",
     )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."

@@ -23,6 +23,7 @@ __all__ = [
     "ApiTokenRow",
     "IncidentRow",
     "RetrainRow",
+    "RunbookApprovalRow",
     "SignalRow",
     "SilenceRow",
     "TimelineRow",
@@ -179,6 +180,27 @@ class RetrainRow(SQLModel, table=True):
     ended_because: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class RunbookApprovalRow(SQLModel, table=True):
+    """A runbook run held for a second person's approval, and its decision
+    (``services/incident_log/approvals.py``)."""
+
+    __tablename__ = "runbook_approvals"
+    __table_args__ = (Index("ix_runbook_approvals_state_expires", "state", "expires_at"),)
+
+    run_id: str = Field(primary_key=True)
+    incident_id: str = Field(foreign_key="incidents.id", index=True)
+    runbook: str
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    reason: str
+    requested_by: str
+    requested_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+    state: str
+    decided_by: str | None = None
+    decided_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    decision_reason: str | None = None
+
+
 class ApiTokenRow(SQLModel, table=True):
     """An API token (only its hash is kept), with the name it acts as and either a role (a
     person's) or scopes (a service's); it works until revoked or expired."""
@@ -213,6 +235,7 @@ TABLES: list[type[SQLModel]] = [
     AlertRow,
     SilenceRow,
     RetrainRow,
+    RunbookApprovalRow,
     ApiTokenRow,
     *PAGING_TABLES,
 ]

@@ -7,20 +7,24 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from contracts.envelope import utc_now
 from contracts.incidents import IncidentResolved
 from contracts.runbooks import RunbookRequest
+from services.runbook_runner.admission import shown
 from services.runbook_runner.catalog import load_catalog
 from services.runbook_runner.environment import script_environment
 from services.runbook_runner.migrations import HISTORY
 from services.runbook_runner.runner import Clock, Limits, Runner
 from services.runbook_runner.settings import SERVICE, Settings
+from services.runtime.consumer import Rejected
 from services.runtime.database import create_engine, session_factory
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
+from services.runtime.request_signing import verification_problem
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
 
@@ -46,8 +50,11 @@ def vigil_environment(settings: Settings) -> dict[str, str]:
 
 
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
-    """Build the runner; the catalogue is validated here, before anything starts."""
+    """Build the runner; the catalogue and the signing keys are checked here, before anything
+    starts."""
     catalog = load_catalog(settings.catalog_path)
+    keys = settings.signing_keys()
+    clock_skew = timedelta(seconds=settings.request_clock_skew_seconds)
     runtime = ServiceRuntime(SERVICE, settings)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
@@ -75,7 +82,15 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         flush=relay.publish_pending if settings.run_outbox_relay else None,
     )
 
-    runtime.consumer.on(RunbookRequest, runner.accept)
+    async def on_request(request: RunbookRequest) -> None:
+        """Run only what the incident log signed; anything else is dead-lettered, unrecorded
+        (recording it would let a forger take a run id before the real request arrives)."""
+        problem = verification_problem(request, keys, now=clock(), clock_skew=clock_skew)
+        if problem is not None:
+            raise Rejected(f"runbook request {shown(request.run_id)} not run: {problem}")
+        await runner.accept(request)
+
+    runtime.consumer.on(RunbookRequest, on_request)
     runtime.consumer.on(IncidentResolved, runner.incident_resolved)
     runtime.add_background("runs", runner.work)
     if settings.run_outbox_relay:

@@ -151,8 +151,12 @@ class Runner:
                     raise Rejected(
                         f"run id {request.run_id!r} was already used for a different request"
                     )
-                log.info(
-                    "run %s already recorded (%s); not run again", existing.run_id, existing.state
+                log.warning(
+                    "run %s received again (a redelivery or a replay of event %s); it is %s "
+                    "and is not run again",
+                    existing.run_id,
+                    request.event_id,
+                    existing.state,
                 )
                 return
             row = _recorded(request, ask.digest(), self._clock())

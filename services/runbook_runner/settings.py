@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.names import ServiceName
+from services.runtime.request_signing import SigningKeys
 from services.runtime.settings import ServiceSettings
 
 __all__ = ["SERVICE", "Settings"]
@@ -78,6 +79,21 @@ class Settings(ServiceSettings):
         "incidents:report, retrain:request, registry:rollback, datasets:read), given to scripts "
         "as VIGIL_RUNBOOK_TOKEN.",
     )
+    runbook_signing_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_RUNBOOK_SIGNING_KEY"),
+        description=(
+            "Key(s) the incident log signs runbook requests with, comma-separated, the current "
+            "one first (VIGIL_RUNBOOK_SIGNING_KEY, shared with the incident log; each at least "
+            "32 characters). Required: the runner runs only requests signed with one of them."
+        ),
+    )
+    request_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="How far in the future a signed request's time may lie (clocks differ).",
+    )
     work_dir: Path | None = Field(
         default=None,
         description="Where each run gets a fresh working folder; default: in the state folder.",
@@ -90,6 +106,15 @@ class Settings(ServiceSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state folder."""
         return self.database_url or f"sqlite:///{self.state_dir / 'runbook-runner.db'}"
+
+    def signing_keys(self) -> SigningKeys:
+        """The keys requests are verified with; ``ValueError`` if none is set."""
+        if self.runbook_signing_key is None or not self.runbook_signing_key.get_secret_value():
+            raise ValueError(
+                "the runbook runner needs VIGIL_RUNBOOK_SIGNING_KEY (the key the incident log "
+                "signs runbook requests with); without it no request could be trusted"
+            )
+        return SigningKeys.parse(self.runbook_signing_key.get_secret_value())
 
     def resolved_work_dir(self) -> Path:
         """The folder runs work in."""

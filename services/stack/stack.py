@@ -181,17 +181,22 @@ def _sha256(token: str) -> str:
 
 @dataclass(frozen=True)
 class Credentials:
-    """The administrator's token, generated on first start and kept in the state folder (mode
-    0600); the services' tokens are drawn afresh at each start (:func:`service_tokens`)."""
+    """Secrets generated on first start and kept in the state folder (mode 0600): the
+    administrator's token, and the key the incident log signs runbook requests with for the
+    runner; the services' tokens are drawn afresh at each start (:func:`service_tokens`)."""
 
     admin_token: str
+    runbook_signing_key: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
         """Read the stack's credentials, creating what is missing (and dropping the runbook
         token earlier versions kept there: it is drawn at each start now)."""
         stored = json.loads(path.read_text()) if path.exists() else {}
-        credentials = cls(admin_token=stored.get("admin_token") or _new_token())
+        credentials = cls(
+            admin_token=stored.get("admin_token") or _new_token(),
+            runbook_signing_key=stored.get("runbook_signing_key") or secrets.token_hex(32),
+        )
         if stored != vars(credentials):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
@@ -324,6 +329,7 @@ def _shared_env(
             f"http://127.0.0.1:{settings.port(ServiceName.INCIDENT_LOG)}"
         ),
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
+        "VIGIL_INCIDENT_LOG_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
     } | settings.service_env
 
@@ -359,12 +365,18 @@ async def _service_specs(
         if name not in settings.services or not available(name):
             continue
         env = token_env(name, credentials, tokens)
+        if name in _RUNBOOK_SIGNERS:
+            env["VIGIL_RUNBOOK_SIGNING_KEY"] = credentials.runbook_signing_key
         if settings.postgres_url and name in _STATEFUL:
             env[f"{name.env_prefix}DATABASE_URL"] = await _service_database(
                 settings.postgres_url, name
             )
         specs.append(ServiceSpec(name, settings.port(name), env))
     return specs
+
+
+_RUNBOOK_SIGNERS = frozenset({ServiceName.INCIDENT_LOG, ServiceName.RUNBOOK_RUNNER})
+"""The only services given the runbook signing key: whoever holds it can ask for any runbook."""
 
 
 async def _service_database(base_url: str, name: ServiceName) -> str:

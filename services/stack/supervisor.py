@@ -5,8 +5,8 @@ Each service runs as ``python -m services.<package>`` with its settings in the e
 output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz`` (every
 ``readiness_interval_s`` once it is up: a ready service that stops answering 200 is ``unready``
 until it does again). A service's environment is the supervisor's own without any
-``VIGIL_…TOKEN…`` variable (the operator's ``VIGIL_TOKEN`` must not reach a service), plus the
-shared settings and its own. A service that exits is started again after a delay that doubles
+``VIGIL_…TOKEN…`` or ``VIGIL_…SIGNING_KEY…`` variable (the operator's ``VIGIL_TOKEN`` must not
+reach a service), plus the shared settings and its own. A service that exits is started again after a delay that doubles
 with each crash in a row (up to a ceiling) and resets once it has stayed ready for a while (a
 slow start does not count as staying up). What the status says about readiness and crashes in a
 row is what ``services/stack/watchdog.py`` alerts on.
@@ -198,7 +198,7 @@ class Supervisor:
         inherited = {
             key: value
             for key, value in os.environ.items()
-            if not (key.startswith("VIGIL_") and "TOKEN" in key)
+            if not (key.startswith("VIGIL_") and ("TOKEN" in key or "SIGNING_KEY" in key))
         }
         return (
             inherited

@@ -16,7 +16,7 @@ import yaml
 
 from contracts import AlertKind, alert_fingerprint
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
-from tests.factories import make_alert
+from tests.factories import TEST_SIGNING_KEY, make_alert
 from tests.processes import ServiceProcess, kafka_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -86,6 +86,7 @@ def processes(
         "VIGIL_STATE_DIR": str(tmp_path / "state"),
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(files["policy"]),
         "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+        "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(files["catalog"]),
     }
 

@@ -29,6 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN = "hostile-input-admin"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 CAP = 64 * 1024
+APPROVAL_CATALOG = (
+    Path(__file__).resolve().parents[1] / "runbook_runner" / "scripts" / "catalog.yaml"
+)
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e309"]
 NON_FINITE_TEXT = ['"nan"', '"inf"', '"-Infinity"']
 
@@ -82,6 +85,7 @@ async def service(
             ),
             "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
             "VIGIL_INCIDENT_LOG_HTTP_MAX_BODY_BYTES": str(CAP),
+            "VIGIL_INCIDENT_LOG_CATALOG_PATH": str(APPROVAL_CATALOG),
         },
         log_dir=folder,
     )
@@ -274,4 +278,35 @@ async def test_an_alert_with_nan_evidence_on_kafka_is_dead_lettered_and_the_next
 
     await wait_until(good_one_handled)
     assert fingerprint not in await received()
+    await service.still_healthy()
+
+
+async def test_hostile_decisions_on_held_runs_are_refused_and_nothing_changes(
+    service: Service,
+) -> None:
+    held = await service.http.post(
+        f"/incidents/{service.incident_id}/runbooks",
+        json={"runbook": "needs-approval", "reason": "hostile test"},
+    )
+    assert held.status_code == 202, held.text
+    run_id = held.json()["run_id"]
+    approve = f"/incidents/{service.incident_id}/runbooks/{run_id}/approve"
+    for body in [
+        *(f'{{"reason": {value}}}' for value in NON_FINITE),
+        '{"reason": 12}',
+        '{"reason": ["a"]}',
+        '{"reason": ""}',
+        json.dumps({"reason": "x" * 2001}),
+        "[" * 200 + "]" * 200,
+    ]:
+        response = await service.post_text(approve, body)
+        assert 400 <= response.status_code < 500, (body[:40], response.status_code)
+    too_big = await service.post_text(approve, json.dumps({"reason": "x" * (CAP + 1)}))
+    assert too_big.status_code == 413
+    unknown = await service.http.post(
+        f"/incidents/{service.incident_id}/runbooks/{'r' * 5000}/approve"
+    )
+    assert unknown.status_code == 404
+    listed = await service.http.get(f"/incidents/{service.incident_id}/approvals")
+    assert [(r["run_id"], r["state"]) for r in listed.json()] == [(run_id, "pending")]
     await service.still_healthy()

@@ -232,7 +232,8 @@ def test_a_request_field_bound_as_a_parameter_is_checked_like_any_value(
 def test_a_request_with_unsafe_identifiers_cannot_be_recorded(
     field: str, value: str, problem: str
 ) -> None:
-    assert request_problem(make_runbook_request(**{field: value})) == problem
+    overrides: dict[str, Any] = {field: value}
+    assert request_problem(make_runbook_request(**overrides)) == problem
     assert request_problem(make_runbook_request()) is None
 
 

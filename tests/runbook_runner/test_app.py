@@ -11,19 +11,50 @@ from pydantic import SecretStr, ValidationError
 from services.runbook_runner.app import create_app, vigil_environment
 from services.runbook_runner.catalog import CatalogError
 from services.runbook_runner.settings import Settings
+from tests.factories import TEST_SIGNING_KEY
 from tests.runbook_runner.support import CATALOG_PATH
+
+KEY = SecretStr(TEST_SIGNING_KEY)
 
 
 def test_the_runner_does_not_build_with_an_invalid_catalogue(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("runbooks:\n  - {name: x}\n")
     with pytest.raises(CatalogError, match=r"runbooks\[0\] \(x\)\.purpose: Field required"):
-        create_app(Settings(catalog_path=catalog, state_dir=tmp_path))
+        create_app(Settings(catalog_path=catalog, state_dir=tmp_path, runbook_signing_key=KEY))
 
 
 def test_the_runner_builds_with_the_test_catalogue(tmp_path: Path) -> None:
-    app = create_app(Settings(catalog_path=CATALOG_PATH, state_dir=tmp_path))
+    app = create_app(
+        Settings(catalog_path=CATALOG_PATH, state_dir=tmp_path, runbook_signing_key=KEY)
+    )
     assert app.title == "Vigil runbook runner"
+
+
+def test_the_runner_does_not_build_without_a_signing_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="VIGIL_RUNBOOK_SIGNING_KEY"):
+        create_app(Settings(catalog_path=CATALOG_PATH, state_dir=tmp_path))
+
+
+def test_the_runner_does_not_build_with_a_short_signing_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        create_app(
+            Settings(
+                catalog_path=CATALOG_PATH, state_dir=tmp_path, runbook_signing_key=SecretStr("k")
+            )
+        )
+
+
+def test_the_signing_key_comes_from_the_shared_variable_and_never_reaches_scripts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIGIL_RUNBOOK_SIGNING_KEY", f"{'n' * 40}, {TEST_SIGNING_KEY}")
+    settings = Settings()
+    assert settings.signing_keys().keys == (b"n" * 40, TEST_SIGNING_KEY.encode())
+    assert TEST_SIGNING_KEY not in repr(settings.signing_keys())
+    given = vigil_environment(settings)
+    assert not any(TEST_SIGNING_KEY in value for value in given.values())
+    assert "VIGIL_RUNBOOK_SIGNING_KEY" not in settings.script_env_allowlist
 
 
 def test_scripts_get_the_service_addresses_and_the_token_when_one_is_set() -> None:

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,8 @@ from services.runtime import (
     kafka_broker,
     session_factory,
 )
-from tests.factories import make_runbook_request
-from tests.kafka_tools import read_topic, read_until_quiet, write_raw
+from tests.factories import TEST_SIGNING_KEY, make_runbook_request, sign_runbook_request
+from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
 from tests.runbook_runner.support import CATALOG_PATH, wait_dead, wait_started
 
@@ -65,6 +66,7 @@ def runner_processes(
                 "VIGIL_RUNBOOK_RUNNER_DATABASE_URL": database_url,
                 "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG_PATH),
                 "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
+                "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
             },
             log_dir=tmp_path,
         )
@@ -243,4 +245,106 @@ async def test_a_request_for_an_incident_resolved_before_a_restart_is_skipped_by
     assert done.detail.startswith("its incident was resolved at ")
     assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 1
     assert not marker.exists()
+    assert await restarted.stop() == 0
+
+
+def _results_of(records: list[Any], run_id: str) -> list[str]:
+    return [
+        json.loads(record.value)["type"]
+        for record in records
+        if json.loads(record.value)["run_id"] == run_id
+    ]
+
+
+async def test_forged_requests_on_the_topic_are_dead_lettered_and_never_run(
+    runner_on_sqlite: MakeRunner, kafka_settings: KafkaSettings
+) -> None:
+    """Someone who can produce to runbook.requests but lacks the key: unsigned with a forged
+    tier and approval, signed with another key, a genuine request with its tier raised, and a
+    genuine one kept past its expiry. Only the genuine, fresh one runs."""
+    runner = runner_on_sqlite()
+    runner.start()
+    await runner.wait_ready()
+    now = datetime.now(UTC)
+    genuine = make_runbook_request(run_id="run-genuine", occurred_at=now)
+    forged = [
+        make_runbook_request(
+            signed=False,
+            run_id="run-unsigned",
+            runbook="level-two",
+            parameters={},
+            tier=Tier.L3,
+            requested_by="mallory",
+            approved_by="bo",
+        ),
+        sign_runbook_request(
+            make_runbook_request(signed=False, run_id="run-other-key", occurred_at=now),
+            "a-key-the-incident-log-does-not-have-0000",
+        ),
+        make_runbook_request(
+            run_id="run-raised", runbook="level-two", parameters={}, occurred_at=now
+        ).model_copy(update={"tier": Tier.L3}),
+        make_runbook_request(
+            run_id="run-stale", occurred_at=now - timedelta(hours=3)
+        ),  # signed for one hour
+    ]
+    raw = [request.model_dump_json().encode() for request in [*forged, genuine]]
+    await write_raw(kafka_settings, Topic.RUNBOOK_REQUESTS, raw, key=b"inc-000001")
+
+    records = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=90)
+    assert _results_of(records, "run-genuine") == ["runbook.started", "runbook.finished"]
+    assert RunbookFinished.model_validate_json(records[1].value).state is RunState.SUCCEEDED
+
+    letters = [
+        MessageDeadLettered.model_validate_json(record.value)
+        for record in await read_topic(kafka_settings, Topic.DEAD_LETTER, count=4, timeout_s=30)
+    ]
+    assert [letter.reason for letter in letters] == [DeadLetterReason.INVALID] * 4
+    errors = [letter.error for letter in letters]
+    assert errors[0].startswith("runbook request 'run-unsigned' not run: unsigned")
+    assert errors[1].startswith("runbook request 'run-other-key' not run: bad signature")
+    assert errors[2].startswith("runbook request 'run-raised' not run: bad signature")
+    assert errors[3].startswith("runbook request 'run-stale' not run: expired")
+    assert [base64.b64decode(letter.original_value_b64) for letter in letters] == raw[:4]
+    results = await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)
+    assert {json.loads(record.value)["run_id"] for record in results} == {"run-genuine"}
+    assert await runner.stop() == 0
+
+
+async def test_a_replayed_signed_request_does_not_run_twice_even_after_a_restart(
+    runner_on_each_database: MakeRunner, kafka_settings: KafkaSettings
+) -> None:
+    genuine = make_runbook_request(run_id="run-once").model_dump_json().encode()
+
+    def sentinel(run_id: str) -> bytes:
+        return make_runbook_request(run_id=run_id).model_dump_json().encode()
+
+    async def results_until(run_id: str) -> list[Any]:
+        return await read_until(
+            kafka_settings,
+            Topic.RUNBOOK_RESULTS,
+            lambda records: _results_of(records, run_id)[-1:] == ["runbook.finished"],
+            timeout_s=90,
+        )
+
+    runner = runner_on_each_database()
+    runner.start()
+    await runner.wait_ready()
+    await write_raw(kafka_settings, Topic.RUNBOOK_REQUESTS, [genuine], key=b"inc-000001")
+    await results_until("run-once")
+    await write_raw(
+        kafka_settings, Topic.RUNBOOK_REQUESTS, [genuine, sentinel("run-2")], key=b"inc-000001"
+    )
+    records = await results_until("run-2")
+    assert _results_of(records, "run-once") == ["runbook.started", "runbook.finished"]
+
+    await runner.kill()  # the restarted runner remembers no event id: its database must hold
+    restarted = runner_on_each_database("restarted")
+    restarted.start()
+    await restarted.wait_ready()
+    await write_raw(
+        kafka_settings, Topic.RUNBOOK_REQUESTS, [genuine, sentinel("run-3")], key=b"inc-000001"
+    )
+    records = await results_until("run-3")
+    assert _results_of(records, "run-once") == ["runbook.started", "runbook.finished"]
     assert await restarted.stop() == 0

@@ -8,8 +8,8 @@ until it does again). A service's environment is the supervisor's own without an
 ``VIGIL_…TOKEN…`` or ``VIGIL_…SIGNING_KEY…`` variable (the operator's ``VIGIL_TOKEN`` must not
 reach a service), plus the shared settings and its own. A service that exits is started again
 after a delay that doubles with each crash in a row (up to a ceiling) and resets once it has
-stayed ready for a while (a slow start does not count as staying up). What the status says about readiness and crashes in a
-row is what ``services/stack/watchdog.py`` alerts on.
+stayed ready for a while (a slow start does not count as staying up). What the status says
+about readiness and crashes in a row is what ``services/stack/watchdog.py`` alerts on.
 """
 
 from __future__ import annotations

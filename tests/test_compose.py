@@ -81,7 +81,12 @@ def test_every_service_waits_for_healthy_kafka_and_its_topics(name: str) -> None
 
 def test_secrets_come_from_the_environment_and_must_be_set() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    for secret in ("POSTGRES_PASSWORD", "VIGIL_ADMIN_TOKEN", "VIGIL_RUNBOOK_TOKEN"):
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "VIGIL_ADMIN_TOKEN",
+        "VIGIL_RUNBOOK_TOKEN",
+        "VIGIL_PROBE_TOKEN",
+    ):
         assert f"${{{secret}:?" in text
     assert "password" not in text.lower().replace("postgres_password", "")
 

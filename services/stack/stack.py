@@ -92,10 +92,12 @@ class StackSettings(BaseSettings):
 @dataclass(frozen=True)
 class Credentials:
     """Tokens the stack generated on first start (kept in the state folder, mode 0600): the
-    administrator's, and the one the runbook runner's scripts call the incident log with (l2)."""
+    administrator's, the one the runbook runner's scripts call the incident log with (l2), and
+    the one the monitor's probe proves itself to the scorer with."""
 
     admin_token: str
     runbook_token: str
+    probe_token: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
@@ -104,6 +106,7 @@ class Credentials:
         credentials = cls(
             admin_token=stored.get("admin_token") or f"vgl_{secrets.token_urlsafe(24)}",
             runbook_token=stored.get("runbook_token") or f"vgl_{secrets.token_urlsafe(24)}",
+            probe_token=stored.get("probe_token") or f"vgl_{secrets.token_urlsafe(24)}",
         )
         if stored != vars(credentials):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +203,8 @@ def _shared_env(
             [{"name": "runbook-runner", "role": "l2", "token": credentials.runbook_token}]
         ),
         "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": credentials.runbook_token,
+        "VIGIL_SCORER_PROBE_TOKEN": credentials.probe_token,
+        "VIGIL_MONITOR_PROBE_TOKEN": credentials.probe_token,
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(settings.runbooks_dir / "routing.yaml"),
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(settings.runbooks_dir / "catalog.yaml"),
     } | settings.service_env

@@ -134,6 +134,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil incident log", resources=database)
+    app.state.runtime = runtime  # tests drive the broker through it
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     configured = {
         entry.token.get_secret_value(): Principal(entry.name, entry.role)

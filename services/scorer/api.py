@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Header, HTTPException
 
 from contracts.registry import Deployment
 from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
@@ -21,10 +20,9 @@ from services.scorer.serving import ScoringService
 
 __all__ = ["operations_router", "predict_router"]
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="Optional. Any token names the caller's own namespace of request ids; the "
-    "monitor's probe token also allows 'vigil-probe:' ids.",
+_AUTHORIZATION = Header(
+    description="Optional 'Bearer <token>'. Scoring is open: any token only names the caller's "
+    "own namespace of request ids; the monitor's probe token also allows 'vigil-probe:' ids.",
 )
 
 
@@ -48,12 +46,12 @@ def predict_router(service: ScoringService, *, probe_token: str | None = None) -
     )
     async def predict(
         body: PredictRequest,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        authorization: Annotated[str | None, _AUTHORIZATION] = None,
     ) -> PredictResponse:
         """Score instances with the deployed version(s); publishes every prediction (shadow ones
         too) on ``predictions`` and returns the served ones in order, each with the request id
         the scorer issued for it (``services/scorer/request_ids.py``)."""
-        caller = identify_caller(credentials.credentials if credentials else None, probe_token)
+        caller = identify_caller(_bearer_token(authorization), probe_token)
         reserved = [
             {
                 "loc": ["body", "instances", index, "request_id"],
@@ -119,6 +117,11 @@ def predict_router(service: ScoringService, *, probe_token: str | None = None) -
         )
 
     return router
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def operations_router(service: ScoringService) -> APIRouter:

@@ -260,7 +260,11 @@ def install_governance_api(
         """Reject a candidate (same rules as approving)."""
         return await decide(request_id, who, body, approve=False)
 
-    @router.post("/retrains", status_code=202)
+    @router.post(
+        "/retrains",
+        status_code=202,
+        responses={404: {"description": "The registry has no such model."}},
+    )
     async def ask(who: Caller, body: AskBody) -> AskOut:
         """Ask for a retrain (role l2 or higher); the caller is recorded as the requester."""
         require_role(who, APPROVER_ROLE, "ask for a retrain")

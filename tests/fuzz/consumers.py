@@ -21,7 +21,9 @@ from contracts import (
     IncidentResolved,
     LabelRecorded,
     MessageDeadLettered,
+    PredictionMade,
     Topic,
+    Variant,
 )
 from contracts.topics import topic_of
 from contracts.wire import decode, encode
@@ -30,7 +32,7 @@ from tests.factories import make_alert, make_scoring_request, sample_events
 from tests.model_builders import train
 from tests.registry_tools import PEOPLE, deploy, identity_double, register, registry
 
-__all__ = ["CONSUMERS", "ConsumerUnderTest", "in_memory_service"]
+__all__ = ["CONSUMERS", "ConsumerUnderTest", "encoded", "good_event", "in_memory_service"]
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "breast-cancer"
@@ -73,7 +75,7 @@ def _sample(kind: type[Envelope]) -> Envelope:
     return next(event for event in sample_events() if isinstance(event, kind))
 
 
-def _good_event(service: ServiceName) -> Callable[[], Envelope]:
+def good_event(service: ServiceName) -> Callable[[], Envelope]:
     """An event the service handles (fresh ids each time, so it is never a redelivery)."""
     if service is ServiceName.SCORER:
         return lambda: make_scoring_request(request_id=f"good-{uuid4().hex}")
@@ -81,6 +83,15 @@ def _good_event(service: ServiceName) -> Callable[[], Envelope]:
         return lambda: make_alert(fingerprint=f"fuzz-{uuid4().hex}")
     if service is ServiceName.RUNBOOK_RUNNER:
         return lambda: _fresh(_sample(IncidentResolved), incident_id=f"i-{uuid4().hex[:8]}")
+    if service is ServiceName.DRIFT_DETECTOR:
+        return lambda: _fresh(
+            _sample(PredictionMade),
+            model=MODEL,
+            model_version=1,
+            variant=Variant.CHAMPION,
+            served=True,
+            request_id=f"r-{uuid4().hex}",
+        )
     return lambda: LabelRecorded(
         producer="labeller", model=MODEL, request_id=f"r-{uuid4().hex}", label="benign"
     )
@@ -142,7 +153,7 @@ async def in_memory_service(service: ServiceName, tmp: Path) -> AsyncIterator[Co
         settings = _settings(service, tmp / "state")
         app = _create(service, settings, registry_http, transport)
         runtime: ServiceRuntime = app.state.runtime
-        under_test = ConsumerUnderTest(service, runtime, _good_event(service))
+        under_test = ConsumerUnderTest(service, runtime, good_event(service))
 
         @runtime.broker.subscriber("dead-letter")
         async def on_dead(message: KafkaMessage) -> None:

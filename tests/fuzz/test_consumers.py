@@ -72,6 +72,5 @@ async def test_garbage_on_any_topic_is_dead_lettered_and_the_next_good_event_is_
     assert consumer.handled(good_topic) >= before + 1
 
 
-@pytest.mark.parametrize("service", CONSUMERS, ids=[s.value for s in CONSUMERS])
-def test_every_consumer_is_fuzzed(service: ServiceName) -> None:
-    assert service in CONSUMERS
+def test_every_service_is_fuzzed() -> None:
+    assert set(CONSUMERS) == set(ServiceName)

@@ -5,6 +5,7 @@ field missing, an unknown ``type``, a NaN)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ _JSON = st.recursive(
     max_leaves=12,
 )
 
-_WRONG_FOR = {
+_WRONG_FOR: dict[type, list[Any]] = {
     str: [[], {}, 12, True],
     int: ["twelve", [], {}, 1e300],
     float: ["nan-ish", [], {}],
@@ -35,6 +36,9 @@ _WRONG_FOR = {
     list: ["a list?", 7, {"a": 1}],
     dict: ["a dict?", 7, [1, 2]],
 }
+
+
+Mutation = Callable[[dict[str, Any], st.DataObject], bytes]
 
 
 def samples_of(topic: Topic) -> list[Envelope]:
@@ -80,7 +84,13 @@ def garbage_for(topic: Topic) -> st.SearchStrategy[bytes]:
     def shaped(draw: st.DrawFn) -> bytes:
         document = draw(st.sampled_from(documents), label="sample")
         data = draw(st.data())
-        mutate = draw(st.sampled_from([_wrong_field, _missing_field, _unknown_type, _not_finite]))
+        mutations: list[Mutation] = [
+            _wrong_field,
+            _missing_field,
+            _unknown_type,
+            _not_finite,
+        ]
+        mutate: Mutation = draw(st.sampled_from(mutations))
         return mutate(document, data)
 
     return st.one_of(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from contracts import Envelope, MessageDeadLettered, PredictionMade, Topic
-from contracts.wire import decode, encode
+from contracts.wire import DecodeError, decode, encode
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName
 from services.stack.stack import RunningStack
 from tests.factories import make_scoring_request
@@ -41,17 +41,23 @@ TOPIC_OF = {
 
 def handful_of_garbage(topic: Topic, tag: str) -> list[bytes]:
     """Bytes, JSON that is no event, and events of the topic's shape with one thing wrong."""
-    sample = json.loads(samples_of(topic)[0].model_dump_json())
-    return [
+    event = samples_of(topic)[0]
+    sample = json.loads(event.model_dump_json())
+    required = next(name for name, field in type(event).model_fields.items() if field.is_required())
+    garbage = [
         f"\x00\xff not json {tag}".encode(),
         json.dumps([tag, None, {"a": 1}]).encode(),
-        json.dumps(sample | {"event_id": tag}).encode(),
-        json.dumps({k: v for k, v in sample.items() if k != "occurred_at"} | {"x": tag}).encode(),
+        json.dumps(sample | {"event_id": f"not-a-uuid-{tag}"}).encode(),
+        json.dumps({k: v for k, v in sample.items() if k != required} | {"x": tag}).encode(),
         json.dumps(sample | {"type": f"no.such.{tag}"}).encode(),
         json.dumps(sample | {"schema_version": "NaN-placeholder", "x": tag})
         .replace('"NaN-placeholder"', "NaN")
         .encode(),
     ]
+    for value in garbage:
+        with pytest.raises(DecodeError):
+            decode(topic, value)
+    return garbage
 
 
 async def handled(http: httpx.AsyncClient, url: str, service: ServiceName, topic: Topic) -> float:

@@ -423,7 +423,8 @@ def install_registry_api(
         "/models/{model}/deployment",
         responses={
             409: {
-                "description": "The deployment cannot be made (a version not registered, a challenger equal to the champion...)."
+                "description": "The registry's rules refuse the deployment (e.g. a version "
+                "not registered)."
             }
         },
     )
@@ -477,7 +478,8 @@ def install_registry_api(
         "/models/{model}/deployment/rollback",
         responses={
             409: {
-                "description": "Nothing to roll back to, or expected_revision is no longer in force."
+                "description": "Nothing to roll back to, or expected_revision is no "
+                "longer in force."
             }
         },
     )

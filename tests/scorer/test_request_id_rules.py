@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.values import Features
 from services.scorer.request_ids import (
     ANONYMOUS,
     identify_caller,
@@ -14,7 +15,7 @@ from services.scorer.request_ids import (
     refusal_of_reserved,
 )
 
-FEATURES = {"mean radius": 14.2, "mean texture": None}
+FEATURES: Features = {"mean radius": 14.2, "mean texture": None}
 
 
 def test_a_token_names_its_own_namespace_and_the_probe_token_the_probe() -> None:
@@ -53,14 +54,14 @@ def test_the_issued_id_depends_on_caller_model_client_id_entity_and_features() -
     alice = identify_caller("alice", None)
     base = issue_request_id(alice, "m", "order-1", None, FEATURES)
     assert base.startswith("vigil-req:")
-    assert base == issue_request_id(alice, "m", "order-1", None, dict(FEATURES))
+    assert base == issue_request_id(alice, "m", "order-1", None, FEATURES.copy())
     others = {
         issue_request_id(identify_caller("bob", None), "m", "order-1", None, FEATURES),
         issue_request_id(ANONYMOUS, "m", "order-1", None, FEATURES),
         issue_request_id(alice, "other", "order-1", None, FEATURES),
         issue_request_id(alice, "m", "order-2", None, FEATURES),
         issue_request_id(alice, "m", "order-1", "patient-9", FEATURES),
-        issue_request_id(alice, "m", "order-1", None, {**FEATURES, "mean radius": 14.3}),
+        issue_request_id(alice, "m", "order-1", None, FEATURES | {"mean radius": 14.3}),
     }
     assert base not in others
     assert len(others) == 6

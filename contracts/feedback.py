@@ -20,7 +20,8 @@ class LabelRecorded(Envelope):
     request_id: str = Field(
         min_length=1,
         max_length=200,
-        description="Id of the scoring request this label belongs to.",
+        description="Id of the scoring request this label belongs to: for a request scored over "
+        "HTTP, the id the scorer answered with (not the caller's own).",
         examples=["req-000123"],
     )
     label: ClassLabel

@@ -20,7 +20,8 @@ class ScoringRequest(Envelope):
     request_id: str = Field(
         min_length=1,
         max_length=200,
-        description="Client's id of this request; labels for it refer to the same id.",
+        description="Client's id of this request; labels for it refer to the same id. Ids "
+        "starting with 'vigil-' (any case) are reserved: such a request is dead-lettered.",
         examples=["req-000123"],
     )
     entity_id: str | None = Field(

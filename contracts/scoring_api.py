@@ -11,16 +11,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.values import ClassLabel, Features, ModelName, Variant
 
 __all__ = [
+    "ISSUED_REQUEST_ID_PREFIX",
     "PROBE_REQUEST_ID_PREFIX",
+    "RESERVED_REQUEST_ID_PREFIX",
     "Instance",
     "PredictRequest",
     "PredictResponse",
     "Prediction",
 ]
 
+RESERVED_REQUEST_ID_PREFIX = "vigil-"
+"""Request ids starting with this (in any case) are Vigil's own: no client may send one, over HTTP
+(422) or Kafka (dead letter), except the monitor's probe with its token."""
+
+ISSUED_REQUEST_ID_PREFIX = "vigil-req:"
+"""The ids the scorer answers ``POST /predict`` with (and labels must carry) start with this."""
+
 PROBE_REQUEST_ID_PREFIX = "vigil-probe:"
-"""Request ids of the monitor's golden-set probe start with this. The scorer answers and publishes
-them like any other; the monitor leaves them out of live metrics (they never get labels)."""
+"""Request ids of the monitor's golden-set probe start with this. Only the probe, proving itself
+with the probe token, may send them; the scorer answers and publishes them like any other and the
+monitor leaves them out of live metrics (they never get labels)."""
 
 
 class Instance(BaseModel):
@@ -32,7 +42,9 @@ class Instance(BaseModel):
         default=None,
         min_length=1,
         max_length=200,
-        description="Caller's id; the scorer makes one up when absent.",
+        description="Caller's own id for the instance. The scorer answers with an id of its own "
+        "(the same for the same caller and request, another for another caller); ids starting "
+        "with 'vigil-' are reserved.",
         examples=["req-000123"],
     )
     entity_id: str | None = Field(
@@ -60,7 +72,16 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    request_id: str = Field(description="The instance's request id.", examples=["req-000123"])
+    request_id: str = Field(
+        description="The id the scorer issued for the instance: the prediction carries it and "
+        "labels for it must refer to it.",
+        examples=["vigil-req:6f1c0a9e2b7d4c3f8e5a1b2c3d4e5f60"],
+    )
+    client_request_id: str | None = Field(
+        default=None,
+        description="The id the caller sent for the instance, if any.",
+        examples=["req-000123"],
+    )
     model_version: int = Field(ge=1, description="Version that answered.", examples=[3])
     variant: Variant = Field(description="Deployment slot that answered.")
     predicted_class: ClassLabel

@@ -90,6 +90,7 @@ def test_secrets_come_from_the_environment_and_must_be_set() -> None:
         "VIGIL_DRIFT_DETECTOR_TOKEN",
         "VIGIL_RUNBOOK_RUNNER_TOKEN",
         "VIGIL_RUNBOOK_SIGNING_KEY",
+        "VIGIL_PROBE_TOKEN",
     ):
         assert f"${{{secret}:?" in text
     assert "password" not in text.lower().replace("postgres_password", "")
@@ -126,8 +127,9 @@ def test_no_service_is_given_the_admin_token_and_each_only_its_own() -> None:
         "${VIGIL_ADMIN_TOKEN_SHA256:?run vigil tokens generate-env}",
         "${VIGIL_SERVICE_TOKENS:?run vigil tokens generate-env}",
     }
-    for name in ("retrainer", "scorer", "monitor"):
-        assert tokens[name] == set()
+    assert tokens["retrainer"] == set()
+    for name in ("scorer", "monitor"):  # the probe's, shared by those two only
+        assert tokens[name] == {"${VIGIL_PROBE_TOKEN:?run vigil tokens generate-env}"}
 
 
 def test_generated_env_gives_each_service_of_compose_its_token_and_the_log_their_hashes() -> None:
@@ -148,3 +150,4 @@ def test_generated_env_gives_each_service_of_compose_its_token_and_the_log_their
     admin = values["VIGIL_ADMIN_TOKEN"]
     assert values["VIGIL_ADMIN_TOKEN_SHA256"] == hashlib.sha256(admin.encode()).hexdigest()
     assert len(values["VIGIL_RUNBOOK_SIGNING_KEY"]) == 64
+    assert values["VIGIL_PROBE_TOKEN"].startswith("vgl_")

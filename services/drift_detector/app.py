@@ -198,7 +198,9 @@ def create_app(
             finally:
                 clients.pop("registry", None)
 
-    return runtime.http_app(title="Vigil drift detector", resources=resources)
+    app = runtime.http_app(title="Vigil drift detector", resources=resources)
+    app.state.runtime = runtime  # tests drive the broker through it
+    return app
 
 
 def main() -> None:

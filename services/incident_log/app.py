@@ -162,6 +162,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil incident log", resources=database)
+    app.state.runtime = runtime  # tests drive the broker through it
     admin_sha256 = settings.admin_sha256()
     app.include_router(build_router(log, sessions, admin_sha256=admin_sha256))
     app.include_router(build_token_router(sessions, admin_sha256=admin_sha256, clock=log.now))

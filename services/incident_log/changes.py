@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from services.runtime.waiting import wait_at_most
+
 __all__ = ["ChangeFeed"]
 
 
@@ -26,9 +28,7 @@ class ChangeFeed:
         """Yield the change counter after each change, and ``None`` as a keep-alive."""
         while True:
             changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), keepalive_s)
-            except TimeoutError:
+            if not await wait_at_most(changed, keepalive_s):
                 yield None
                 continue
             yield self._version

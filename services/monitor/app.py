@@ -64,6 +64,7 @@ def create_app(
         registry=RegistryClient(registry_http, settings.registry_url),
         scorer=scorer_http,
         scorer_url=settings.scorer_url,
+        probe_token=settings.probe_token.get_secret_value() if settings.probe_token else None,
         clock=clock,
         seed=settings.seed,
         handled_memory=settings.handled_memory,

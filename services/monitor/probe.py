@@ -4,7 +4,8 @@ the answers against the expected ones.
 A probe fails on a timeout (the whole round trip, not just one socket read), on an HTTP error or
 an unreadable answer, and on a regression: fewer cases right than the version's ``min_accuracy``.
 Its request ids start with :data:`contracts.scoring_api.PROBE_REQUEST_ID_PREFIX`, so the
-predictions the scorer publishes for it stay out of live metrics.
+predictions the scorer publishes for it stay out of live metrics; the scorer accepts such ids only
+with the probe token (``VIGIL_MONITOR_PROBE_TOKEN``, the scorer's ``VIGIL_SCORER_PROBE_TOKEN``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ async def run_probe(
     model: str,
     probe: ProbeSpec,
     *,
+    token: str | None = None,
     manual: bool,
     now: datetime,
 ) -> ProbeCompleted:
@@ -65,7 +67,8 @@ async def run_probe(
             response = await http.post(
                 f"{scorer_url.rstrip('/')}/predict",
                 content=request.model_dump_json(),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json"}
+                | ({"authorization": f"Bearer {token}"} if token else {}),
                 timeout=probe.timeout_seconds,
             )
     except (TimeoutError, httpx.TimeoutException):

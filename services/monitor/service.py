@@ -76,6 +76,7 @@ class MonitorService:
         registry: RegistryClient,
         scorer: httpx.AsyncClient,
         scorer_url: str,
+        probe_token: str | None = None,
         clock: Clock,
         seed: int = 0,
         handled_memory: int = 200_000,
@@ -87,6 +88,7 @@ class MonitorService:
         self._registry = registry
         self._scorer = scorer
         self._scorer_url = scorer_url
+        self._probe_token = probe_token
         self._clock = clock
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
         self._handled = HandledIds(handled_memory)
@@ -195,6 +197,7 @@ class MonitorService:
             self._scorer_url,
             model,
             record.spec.probe,
+            token=self._probe_token,
             manual=manual,
             now=self._clock(),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.monitor.domain import MonitorPolicy
@@ -24,6 +24,11 @@ class Settings(ServiceSettings):
     )
 
     http_port: int = Field(default=ServiceName.MONITOR.default_port, ge=0, le=65535)
+    probe_token: SecretStr | None = Field(
+        default=None,
+        description="Token the probe sends to the scorer so it may use 'vigil-probe:' request "
+        "ids (the scorer's VIGIL_SCORER_PROBE_TOKEN). Unset: the scorer refuses the probe.",
+    )
     database_url: str | None = Field(
         default=None,
         description="Where the monitor keeps its state; default: monitor.db in the state folder.",

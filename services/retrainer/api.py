@@ -327,6 +327,7 @@ def install_registry_api(
         "/models/{model}/versions",
         status_code=201,
         openapi_extra={"requestBody": _REGISTRATION_BODY},
+        responses={409: {"description": "The registry's rules refuse the version."}},
     )
     async def register_version(
         model: ModelPath, who: Writer, request: Request
@@ -432,7 +433,15 @@ def install_registry_api(
             raise HTTPException(404, f"model {model!r} was never deployed")
         return deployment
 
-    @router.put("/models/{model}/deployment")
+    @router.put(
+        "/models/{model}/deployment",
+        responses={
+            409: {
+                "description": "The registry's rules refuse the deployment (e.g. a version "
+                "not registered)."
+            }
+        },
+    )
     async def deploy(model: ModelPath, who: Writer, body: DeployRequest) -> RevisionOut:
         """Serve a champion (and a challenger at a share, as canary or shadow).
 
@@ -451,7 +460,10 @@ def install_registry_api(
         )
         return RevisionOut.of(entry)
 
-    @router.put("/models/{model}/deployment/traffic")
+    @router.put(
+        "/models/{model}/deployment/traffic",
+        responses={409: {"description": "No deployment, or no challenger to give a share to."}},
+    )
     async def set_traffic(model: ModelPath, who: Writer, body: TrafficRequest) -> RevisionOut:
         """Change the challenger's share (0 to 50 %) and optionally the mode."""
         entry = await store.set_traffic(
@@ -465,7 +477,10 @@ def install_registry_api(
         )
         return RevisionOut.of(entry)
 
-    @router.post("/models/{model}/deployment/promote")
+    @router.post(
+        "/models/{model}/deployment/promote",
+        responses={409: {"description": "There is no challenger to promote."}},
+    )
     async def promote(model: ModelPath, who: Writer, body: ChangeReason) -> RevisionOut:
         """Make the challenger the champion. Publishes ``model.promoted``."""
         entry = await store.promote(
@@ -473,7 +488,15 @@ def install_registry_api(
         )
         return RevisionOut.of(entry)
 
-    @router.post("/models/{model}/deployment/rollback")
+    @router.post(
+        "/models/{model}/deployment/rollback",
+        responses={
+            409: {
+                "description": "Nothing to roll back to, or expected_revision is no "
+                "longer in force."
+            }
+        },
+    )
     async def rollback(model: ModelPath, who: Rollbacker, body: RollbackRequest) -> RevisionOut:
         """One step back: withdraw the challenger, or else restore the previous champion.
 

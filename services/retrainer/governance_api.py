@@ -262,18 +262,36 @@ def install_governance_api(
         )
         return await out(view)
 
-    @router.post("/promotions/{request_id}/approve")
+    @router.post(
+        "/promotions/{request_id}/approve",
+        responses={
+            409: {
+                "description": "The request is already decided or expired, or the rules forbid it."
+            }
+        },
+    )
     async def approve(request_id: str, who: Person, body: DecisionBody) -> PromotionOut:
         """Approve a candidate (role l2 or higher, not a requester of its retrain): it is
         deployed as challenger on the canary share of traffic."""
         return await decide(request_id, who, body, approve=True)
 
-    @router.post("/promotions/{request_id}/reject")
+    @router.post(
+        "/promotions/{request_id}/reject",
+        responses={
+            409: {
+                "description": "The request is already decided or expired, or the rules forbid it."
+            }
+        },
+    )
     async def reject(request_id: str, who: Person, body: DecisionBody) -> PromotionOut:
         """Reject a candidate (same rules as approving)."""
         return await decide(request_id, who, body, approve=False)
 
-    @router.post("/retrains", status_code=202)
+    @router.post(
+        "/retrains",
+        status_code=202,
+        responses={404: {"description": "The registry has no such model."}},
+    )
     async def ask(who: Caller, body: AskBody) -> AskOut:
         """Ask for a retrain (role l2 or higher, or scope retrain:request); the caller is recorded
         as the requester, or the person it names in ``on_behalf_of`` (then "via" the caller) if

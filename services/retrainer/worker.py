@@ -56,6 +56,7 @@ from services.retrainer.step_store import FileStepStore
 from services.retrainer.store import NotFoundError, RegistryStore
 from services.retrainer.training_data import LabelledRows, parse_csv, to_csv, with_live
 from services.runtime import Sessions
+from services.runtime.waiting import wait_at_most
 
 __all__ = ["RetrainWorker", "code_version"]
 
@@ -126,8 +127,7 @@ class RetrainWorker:
             self._wake.clear()
             while await self.run_next():
                 pass
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+            await wait_at_most(self._wake, self._poll_seconds)
 
     async def run_next(self) -> bool:
         """Claim and perform one due run; return whether there was one."""

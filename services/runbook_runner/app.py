@@ -106,7 +106,9 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         finally:
             await engine.dispose()
 
-    return runtime.http_app(title="Vigil runbook runner", resources=database)
+    app = runtime.http_app(title="Vigil runbook runner", resources=database)
+    app.state.runtime = runtime  # tests drive the broker through it
+    return app
 
 
 def main() -> None:

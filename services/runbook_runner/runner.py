@@ -49,6 +49,7 @@ from services.runbook_runner.store import RunStore, ask_of
 from services.runbook_runner.tables import RunRow
 from services.runtime.consumer import Rejected
 from services.runtime.database import Sessions
+from services.runtime.waiting import wait_at_most
 
 __all__ = ["Clock", "Limits", "Runner"]
 
@@ -200,8 +201,7 @@ class Runner:
             while True:
                 self._wake.clear()
                 await self.start_waiting()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._limits.poll_interval_s)
+                await wait_at_most(self._wake, self._limits.poll_interval_s)
         except asyncio.CancelledError:
             await self._stop()
             raise

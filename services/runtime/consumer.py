@@ -57,6 +57,7 @@ from services.runtime.kafka import consumer_options
 from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
+from services.runtime.waiting import wait_at_most
 
 __all__ = [
     "Blocked",
@@ -476,9 +477,7 @@ class EventConsumer:
         remaining = self._held_until - now
         if remaining > 0 and not self._stopping.is_set():
             pause = min(self._retry.backoff_s(self._blocked.failures, self._rng), remaining)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            except TimeoutError:
+            if not await wait_at_most(self._stopping, pause):
                 return
         why = "stopping" if self._stopping.is_set() else f"held {self._retry.hold_s:g} s"
         log.warning("%s gives its batch back uncommitted (%s), to poll it again", topic, why)

@@ -45,6 +45,7 @@ from contracts.topics import EVENT_TYPES, topic_of
 from services.runtime.database import Sessions, UtcDateTime
 from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import EventRefused, Publisher
+from services.runtime.waiting import wait_at_most
 
 __all__ = ["OUTBOX_TABLES", "OutboxMessage", "OutboxPoison", "OutboxRelay", "stage"]
 
@@ -147,8 +148,7 @@ class OutboxRelay:
             passes += 1
             if passes % 1000 == 1:
                 await self.prune()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            await wait_at_most(self._wake, self._poll_interval_s)
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows, setting poison rows aside; return how many rows

@@ -26,6 +26,7 @@ from services.runtime.body_limits import BodyLimits, LargerBody
 from services.runtime.consumer import EventConsumer, RetryPolicy
 from services.runtime.database import Sessions
 from services.runtime.dead_letter_alerts import DeadLetterAlerts
+from services.runtime.documented_responses import document_common_responses
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
@@ -217,6 +218,7 @@ class ServiceRuntime:
             larger=larger_bodies,
         )
         answer_invalid_requests(app)
+        document_common_responses(app)
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -2,46 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import uuid4
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Header, HTTPException
 
 from contracts.registry import Deployment
 from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
 from services.runtime import RegistryError
+from services.scorer.request_ids import (
+    identify_caller,
+    issue_request_id,
+    prediction_event_id,
+    refusal_of_reserved,
+)
 from services.scorer.scoring import Item, NotLoadedError
 from services.scorer.serving import ScoringService
 
 __all__ = ["operations_router", "predict_router"]
 
+_AUTHORIZATION = Header(
+    description="Optional 'Bearer <token>'. Scoring is open: any token only names the caller's "
+    "own namespace of request ids; the monitor's probe token also allows 'vigil-probe:' ids.",
+)
 
-def predict_router(service: ScoringService) -> APIRouter:
-    """Return the router of ``POST /predict`` over a scoring service."""
+
+def predict_router(service: ScoringService, *, probe_token: str | None = None) -> APIRouter:
+    """Return the router of ``POST /predict`` over a scoring service; ``probe_token`` is what
+    the monitor's probe proves itself with (no token: no caller may send reserved ids)."""
     router = APIRouter(tags=["scoring"])
 
     @router.post(
         "/predict",
         responses={
             404: {"description": "The model is not deployed."},
-            422: {"description": "A feature is missing, unknown, of the wrong type or NaN."},
+            422: {
+                "description": "A feature is missing, unknown, of the wrong type or NaN; or a "
+                "request id is reserved ('vigil-…')."
+            },
             503: {
                 "description": "The deployed version is not loaded yet, or the registry is down."
             },
         },
     )
-    async def predict(body: PredictRequest) -> PredictResponse:
+    async def predict(
+        body: PredictRequest,
+        authorization: Annotated[str | None, _AUTHORIZATION] = None,
+    ) -> PredictResponse:
         """Score instances with the deployed version(s); publishes every prediction (shadow ones
-        too) on ``predictions`` and returns the served ones in order."""
-        items = [
-            Item(
-                model=body.model,
-                request_id=instance.request_id or f"http-{uuid4()}",
-                entity_id=instance.entity_id,
-                features=instance.features,
-            )
-            for instance in body.instances
+        too) on ``predictions`` and returns the served ones in order, each with the request id
+        the scorer issued for it (``services/scorer/request_ids.py``)."""
+        caller = identify_caller(_bearer_token(authorization), probe_token)
+        reserved = [
+            {
+                "loc": ["body", "instances", index, "request_id"],
+                "msg": why,
+                "type": "value_error",
+            }
+            for index, instance in enumerate(body.instances)
+            if instance.request_id is not None
+            and (why := refusal_of_reserved(instance.request_id, caller)) is not None
         ]
+        if reserved:
+            raise HTTPException(422, reserved)
+        items = []
+        for instance in body.instances:
+            request_id = issue_request_id(
+                caller, body.model, instance.request_id, instance.entity_id, instance.features
+            )
+            items.append(
+                Item(
+                    model=body.model,
+                    request_id=request_id,
+                    entity_id=instance.entity_id,
+                    features=instance.features,
+                    event_id=prediction_event_id(request_id),
+                )
+            )
+        client_ids = {
+            item.request_id: i.request_id for item, i in zip(items, body.instances, strict=True)
+        }
         try:
             outcome = await service.score(items, publish_if_refused=False)
         except (NotLoadedError, RegistryError) as error:
@@ -65,6 +104,7 @@ def predict_router(service: ScoringService) -> APIRouter:
             predictions=[
                 Prediction(
                     request_id=event.request_id,
+                    client_request_id=client_ids.get(event.request_id),
                     model_version=event.model_version,
                     variant=event.variant,
                     predicted_class=event.predicted_class,
@@ -77,6 +117,11 @@ def predict_router(service: ScoringService) -> APIRouter:
         )
 
     return router
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def operations_router(service: ScoringService) -> APIRouter:

@@ -21,6 +21,7 @@ from services.runtime import (
     serve,
 )
 from services.scorer.api import operations_router, predict_router
+from services.scorer.request_ids import ANONYMOUS, is_reserved, refusal_of_reserved
 from services.scorer.scoring import Item
 from services.scorer.serving import ScoringService
 from services.scorer.settings import Settings
@@ -41,10 +42,16 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
     )
 
     async def on_requests(requests: list[ScoringRequest]) -> Sequence[Rejection]:
-        items = [Item(r.model, r.request_id, r.entity_id, r.features, r.event_id) for r in requests]
-        outcome = await service.score(items, correlation_ids=[r.correlation_id for r in requests])
-        return [
-            Rejection(requests[refusal.index].event_id, refusal.message)
+        reserved = [
+            Rejection(r.event_id, why)
+            for r in requests
+            if (why := refusal_of_reserved(r.request_id, ANONYMOUS)) is not None
+        ]
+        accepted = [r for r in requests if not is_reserved(r.request_id)]
+        items = [Item(r.model, r.request_id, r.entity_id, r.features, r.event_id) for r in accepted]
+        outcome = await service.score(items, correlation_ids=[r.correlation_id for r in accepted])
+        return reserved + [
+            Rejection(accepted[refusal.index].event_id, refusal.message)
             for refusal in outcome.result.refused
         ]
 
@@ -73,7 +80,8 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
                 await http.aclose()
 
     app = runtime.http_app(title="Vigil scorer", resources=resources)
-    app.include_router(predict_router(service))
+    probe_token = settings.probe_token.get_secret_value() if settings.probe_token else None
+    app.include_router(predict_router(service, probe_token=probe_token))
     app.include_router(operations_router(service))
     app.state.runtime = runtime  # tests drive the broker and read the book through these
     app.state.scoring = service

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime import ServiceName, ServiceSettings
@@ -32,4 +32,9 @@ class Settings(ServiceSettings):
         ge=0,
         description="A model the scorer does not know is looked up in the registry at most this "
         "often (a deployment may be announced after the first requests for it).",
+    )
+    probe_token: SecretStr | None = Field(
+        default=None,
+        description="Token the monitor's probe sends to use 'vigil-probe:' request ids (the "
+        "monitor's VIGIL_MONITOR_PROBE_TOKEN). Unset: no caller may send them.",
     )

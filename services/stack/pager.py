@@ -10,7 +10,6 @@ and stale timestamps with 401; it keeps every arrival, and the first arrival of 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from services.runtime.waiting import wait_at_most
 
 __all__ = ["Arrival", "PageReceiver", "verify_signature"]
 
@@ -129,5 +130,4 @@ class PageReceiver:
             if remaining <= 0:
                 raise TimeoutError("the receiver did not get what was expected in time")
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+            await wait_at_most(self._changed, min(remaining, 0.5))

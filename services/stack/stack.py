@@ -182,11 +182,13 @@ def _sha256(token: str) -> str:
 @dataclass(frozen=True)
 class Credentials:
     """Secrets generated on first start and kept in the state folder (mode 0600): the
-    administrator's token, and the key the incident log signs runbook requests with for the
-    runner; the services' tokens are drawn afresh at each start (:func:`service_tokens`)."""
+    administrator's token, the key the incident log signs runbook requests with for the runner,
+    and the token the monitor's probe proves itself to the scorer with; the services' incident-log
+    tokens are drawn afresh at each start (:func:`service_tokens`)."""
 
     admin_token: str
     runbook_signing_key: str
+    probe_token: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
@@ -196,6 +198,7 @@ class Credentials:
         credentials = cls(
             admin_token=stored.get("admin_token") or _new_token(),
             runbook_signing_key=stored.get("runbook_signing_key") or secrets.token_hex(32),
+            probe_token=stored.get("probe_token") or _new_token(),
         )
         if stored != vars(credentials):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,6 +370,8 @@ async def _service_specs(
         env = token_env(name, credentials, tokens)
         if name in _RUNBOOK_SIGNERS:
             env["VIGIL_RUNBOOK_SIGNING_KEY"] = credentials.runbook_signing_key
+        if name in _PROBE_TOKEN_SETTING:
+            env[_PROBE_TOKEN_SETTING[name]] = credentials.probe_token
         if settings.postgres_url and name in _STATEFUL:
             env[f"{name.env_prefix}DATABASE_URL"] = await _service_database(
                 settings.postgres_url, name
@@ -377,6 +382,13 @@ async def _service_specs(
 
 _RUNBOOK_SIGNERS = frozenset({ServiceName.INCIDENT_LOG, ServiceName.RUNBOOK_RUNNER})
 """The only services given the runbook signing key: whoever holds it can ask for any runbook."""
+
+_PROBE_TOKEN_SETTING = {
+    ServiceName.SCORER: "VIGIL_SCORER_PROBE_TOKEN",
+    ServiceName.MONITOR: "VIGIL_MONITOR_PROBE_TOKEN",
+}
+"""The only services given the probe token: the scorer lets its holder use ``vigil-probe:`` ids,
+which the monitor leaves out of its metrics."""
 
 
 async def _service_database(base_url: str, name: ServiceName) -> str:

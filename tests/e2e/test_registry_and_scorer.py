@@ -15,6 +15,7 @@ import pytest
 
 from contracts import Deployment, PredictionMade, ScoringRequest, Topic, Variant
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.scorer.request_ids import ANONYMOUS, issue_request_id
 from services.scorer.routing import route
 from tests.kafka_tools import read_until
 from tests.model_builders import train
@@ -140,8 +141,11 @@ async def test_register_deploy_score_canary_and_roll_back_attributes_every_predi
             for probe in probe_ids
         ]
         expected = []
-        for probe in probe_ids:
-            chosen = route(MODEL, canary_deployment, probe)
+        for probe in probe_ids:  # the scorer routes by the id it issues for the request
+            issued = issue_request_id(
+                ANONYMOUS, MODEL, probe, None, {"mean radius": 12.0, "mean texture": 20.0}
+            )
+            chosen = route(MODEL, canary_deployment, issued)
             assert chosen is not None
             expected.append((chosen.served.version, chosen.variant.value))
         assert (2, "challenger") in expected

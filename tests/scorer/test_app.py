@@ -174,8 +174,8 @@ async def test_predict_over_http_answers_in_order_and_publishes_the_predictions(
     assert response.status_code == 200, response.text
     answer = response.json()
     assert [p["predicted_class"] for p in answer["predictions"]] == ["malignant", "benign"]
-    assert answer["predictions"][0]["request_id"] == "h-1"
-    assert answer["predictions"][1]["request_id"].startswith("http-")
+    assert [p["client_request_id"] for p in answer["predictions"]] == ["h-1", None]
+    assert all(p["request_id"].startswith("vigil-req:") for p in answer["predictions"])
     assert {p["model_version"] for p in answer["predictions"]} == {1}
     assert [p.request_id for p in harness.predictions] == [
         p["request_id"] for p in answer["predictions"]

@@ -39,7 +39,7 @@ def test_a_stack_from_before_signing_gets_a_key_and_keeps_its_admin_token(tmp_pa
 async def test_only_the_incident_log_and_the_runner_are_given_the_signing_key(
     tmp_path: Path,
 ) -> None:
-    credentials = Credentials("vgl_a", "k" * 64)
+    credentials = Credentials("vgl_a", "k" * 64, "vgl_p")
     settings = StackSettings(state_dir=tmp_path)
     specs = await _service_specs(settings, credentials, service_tokens())
     given = {spec.name for spec in specs if "VIGIL_RUNBOOK_SIGNING_KEY" in spec.env}

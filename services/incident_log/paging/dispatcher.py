@@ -20,7 +20,6 @@ honours the key sees it once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -63,6 +62,7 @@ from services.incident_log.paging.tables import (
 from services.incident_log.tables import TimelineRow
 from services.runtime.database import Sessions
 from services.runtime.outbox import stage
+from services.runtime.waiting import wait_at_most
 
 __all__ = ["Dispatcher", "PagingConfig", "notification_key"]
 
@@ -145,8 +145,7 @@ class Dispatcher:
                 busy = 0
             if busy:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            await wait_at_most(self._wake, self._poll_interval_s)
 
     async def step(self) -> int:
         """One pass; return how much it did. Expanding and claiming share one transaction, so a

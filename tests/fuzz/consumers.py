@@ -28,7 +28,7 @@ from contracts import (
 from contracts.topics import topic_of
 from contracts.wire import decode, encode
 from services.runtime import KafkaSettings, ServiceName, ServiceRuntime
-from tests.factories import make_alert, make_scoring_request, sample_events
+from tests.factories import TEST_SIGNING_KEY, make_alert, make_scoring_request, sample_events
 from tests.model_builders import train
 from tests.registry_tools import PEOPLE, deploy, identity_double, register, registry
 
@@ -110,11 +110,19 @@ def _settings(service: ServiceName, state: Path) -> Any:
     if service is ServiceName.INCIDENT_LOG:
         from services.incident_log.settings import Settings as IncidentLog
 
-        return IncidentLog(**common, policy_path=ROOT / "runbooks" / "routing.yaml")
+        return IncidentLog(
+            **common,
+            policy_path=ROOT / "runbooks" / "routing.yaml",
+            runbook_signing_key=TEST_SIGNING_KEY,
+        )
     if service is ServiceName.RUNBOOK_RUNNER:
         from services.runbook_runner.settings import Settings as Runner
 
-        return Runner(**common, catalog_path=ROOT / "runbooks" / "catalog.yaml")
+        return Runner(
+            **common,
+            catalog_path=ROOT / "runbooks" / "catalog.yaml",
+            runbook_signing_key=TEST_SIGNING_KEY,
+        )
     if service is ServiceName.MONITOR:
         from services.monitor.settings import Settings as Monitor
 
@@ -181,7 +189,9 @@ def _create(
         from services.drift_detector.app import create_app as drift
         from services.runtime import RegistryClient
 
-        return drift(settings, registry=RegistryClient(registry_http, "http://registry"))
+        # Reference data needs a token (role l2 or scope datasets:read); ana's is l2.
+        reader = RegistryClient(registry_http, "http://registry", token="token-ana")
+        return drift(settings, registry=reader)
     if service is ServiceName.INCIDENT_LOG:
         from services.incident_log.app import create_app as incident_log
 

@@ -26,17 +26,14 @@ from services.incident_log.console import (
     build_console,
     sign_in_redirect,
 )
-from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.settings import Settings
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     Sessions,
-    create_engine,
     session_factory,
 )
-from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_alert
 from tests.http_tools import serving
 from tests.incident_log.policies import make_policy
@@ -69,14 +66,6 @@ def console_app(log: IncidentLog, sessions: Sessions, *, public_url: str | None 
     app.include_router(build_console(own_api, ChangeFeed(), public_url=public_url))
     app.add_exception_handler(SignInRequired, sign_in_redirect)
     return app
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

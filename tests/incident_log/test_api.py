@@ -14,7 +14,6 @@ from sqlmodel import select
 
 from contracts import AlertKind, RetrainRequest, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.token_api import build_token_router
@@ -23,10 +22,8 @@ from services.runtime import (
     OutboxMessage,
     ServiceName,
     Sessions,
-    create_engine,
     session_factory,
 )
-from services.runtime.migrations import migrate
 from services.runtime.scopes import SERVICE_SCOPES, Scope
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
@@ -48,14 +45,6 @@ class Api:
         await self.log.handle_alerts([alert])
         listed = await self.client.get("/incidents", headers=self.auth(Role.VIEWER))
         return str(listed.json()[0]["id"])
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from services.incident_log.api import build_router
 from services.incident_log.app import runbook_signer
 from services.incident_log.approval_api import build_approval_router
 from services.incident_log.approvals import ApprovalPolicy
-from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
 from services.incident_log.settings import Settings
@@ -29,10 +28,8 @@ from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OutboxMessage,
     Sessions,
-    create_engine,
     session_factory,
 )
-from services.runtime.migrations import migrate
 from services.runtime.request_signing import SigningKeys, verification_problem
 from tests.factories import MODEL, T0, TEST_SIGNING_KEY, make_alert
 from tests.incident_log.policies import make_policy
@@ -109,14 +106,6 @@ class Api:
     async def timeline(self, incident: str) -> list[dict[str, Any]]:
         response = await self.client.get(f"/incidents/{incident}/timeline", headers=self.auth("vi"))
         return list(response.json())
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -31,7 +30,6 @@ from contracts import (
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
-from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog, UnknownIncident
 from services.incident_log.paging.channels import Channels
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
@@ -44,10 +42,8 @@ from services.runtime import (
     OutboxMessage,
     Rejected,
     Sessions,
-    create_engine,
     session_factory,
 )
-from services.runtime.migrations import migrate
 from tests.factories import (
     MODEL,
     T0,
@@ -70,14 +66,6 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
 from services.incident_log.api import build_router
-from services.incident_log.migrations import HISTORY
 from services.incident_log.operations import IncidentLog
 from services.incident_log.paging.api import build_paging_router
 from services.incident_log.token_api import build_token_router
@@ -31,11 +30,9 @@ from services.incident_log.tokens import (
 )
 from services.runtime import (
     Sessions,
-    create_engine,
     session_factory,
 )
 from services.runtime.invalid_requests import answer_invalid_requests
-from services.runtime.migrations import migrate
 from services.runtime.scopes import Scope
 from tests.factories import MODEL, T0, make_alert
 from tests.http_tools import raw_exchange, request_head, serving
@@ -70,14 +67,6 @@ class Served:
         )
         listed = (await self.http.get("/incidents", headers=self.auth(ADMIN))).json()
         return str(listed[0]["id"])
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -82,8 +82,10 @@ async def watching(
         asyncio.create_task(switch.run(), name="supervisor:dead-mans-switch"),
     ]
     server: _QuietServer | None = None
-    try:
-        with _listening(settings.http_host, settings.http_port) as sock:
+    # The listening socket outlives the server: closing it under a server still registered with
+    # the event loop would leave the loop watching a file descriptor the next socket reuses.
+    with _listening(settings.http_host, settings.http_port) as sock:
+        try:
             url = None
             if sock is not None:
                 server = _QuietServer(
@@ -98,13 +100,13 @@ async def watching(
                 host, port = sock.getsockname()[:2]
                 url = f"http://{host}:{port}"
             yield StackWatch(switch, url)
-    finally:
-        if server is not None:
-            server.should_exit = True
-        for task in tasks[:2]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await publisher.stop()
+        finally:
+            if server is not None:
+                server.should_exit = True
+            for task in tasks[:2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await publisher.stop()
 
 
 class _QuietServer(uvicorn.Server):

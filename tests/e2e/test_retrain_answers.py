@@ -37,7 +37,7 @@ from contracts import (
 from contracts.wire import decode
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from services.runtime.scopes import SERVICE_SCOPES
-from tests.factories import make_alert
+from tests.factories import TEST_SIGNING_KEY, make_alert
 from tests.kafka_tools import read_until, read_until_quiet
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.retrainer.retrainer_harness import GovernedProcesses, governed_processes
@@ -68,6 +68,7 @@ def incident_log_env(folder: Path) -> dict[str, str]:
     return {
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(policy),
         "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": tokens,
+        "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
     }
 
 
@@ -269,6 +270,7 @@ async def test_neither_the_runbook_runner_nor_a_merged_asker_can_approve_their_o
             | {
                 "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(RUNBOOKS / "catalog.yaml"),
                 "VIGIL_RUNBOOK_RUNNER_RUNBOOK_TOKEN": RUNNER,
+                "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
             },
             log_dir=tmp_path,
         )

@@ -35,8 +35,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -62,7 +62,8 @@ async def test_a_migration_killed_mid_way_leaves_the_database_as_it_was(
     versions.mkdir()
     for revision in history.versions.glob("0*.py"):
         shutil.copy(revision, versions)
-    (versions / "0003_stalls.py").write_text(STALLING_REVISION)
+    head = max(revision.name[:4] for revision in versions.glob("0*.py"))
+    (versions / "9999_stalls.py").write_text(STALLING_REVISION.replace("{head}", head))
     stalled = tmp_path / "stalled"
     engine = create_engine(database_url)
     try:

@@ -104,7 +104,7 @@ async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log
         settings = stack_settings(
             kafka_settings, tmp_path / "state", deadman_webhook_url=f"{pager_url}/hooks/deadman"
         )
-        async with stack_of(settings) as stack, httpx.AsyncClient(timeout=5) as http:
+        async with stack_of(settings) as stack, httpx.AsyncClient(timeout=30) as http:
             switch = stack.watch.switch
             assert stack.watch.url is not None
 

@@ -650,11 +650,17 @@ async def _wait(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float
     raise DemoFailed(f"waited {timeout_s:.0f} s for {what}")
 
 
+_STORY_KINDS = {"metric_decay", "data_drift"}
+"""What the story's incident opens on; another incident of the model (a probe that ran before v1
+was deployed, a platform alert on a slow machine) is not the one the story follows."""
+
+
 async def _incident(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any] | None:
     listed = (
         await http.get("/incidents", params={"model": scenario.MODEL}, headers=headers)
     ).json()
-    return listed[0] if listed else None
+    story = [incident for incident in listed if incident["kind"] in _STORY_KINDS]
+    return story[0] if story else None
 
 
 async def _at_tier(

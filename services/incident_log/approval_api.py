@@ -6,7 +6,6 @@ incident's tier; the requester may reject (withdraw) their own run but never app
 A run already decided, or whose approval expired, answers 409; an unknown one 404.
 """
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -65,12 +64,11 @@ def build_approval_router(
     sessions: Sessions,
     *,
     admin_sha256: str | None,
-    clock: Callable[[], datetime] | None = None,
 ) -> APIRouter:
     """The held-run routes, bound to one incident log; ``admin_sha256`` is the bootstrap admin
     token's hash."""
     router = APIRouter(tags=["approvals"])
-    caller = bearer_principal(sessions, admin_sha256=admin_sha256, clock=clock or log.now)
+    caller = bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)
     Caller = Annotated[Principal, Depends(caller)]
 
     def view(held: HeldRun, principal: Principal, incident_tier: Tier | None) -> HeldRunView:

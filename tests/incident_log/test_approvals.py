@@ -27,10 +27,12 @@ from services.incident_log.settings import Settings
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OutboxMessage,
+    ServiceName,
     Sessions,
     session_factory,
 )
 from services.runtime.request_signing import SigningKeys, verification_problem
+from services.runtime.scopes import SERVICE_SCOPES
 from tests.factories import MODEL, T0, TEST_SIGNING_KEY, make_alert
 from tests.incident_log.policies import make_policy
 
@@ -123,6 +125,9 @@ async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     async with sessions() as session, session.begin():
         for person, role in PEOPLE.items():
             tokens[person] = await issue_token(session, person, role, T0)
+        tokens["runner"] = await issue_token(
+            session, "runbook-runner", None, T0, scopes=SERVICE_SCOPES[ServiceName.RUNBOOK_RUNNER]
+        )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://incident-log"
     ) as client:
@@ -204,6 +209,21 @@ async def test_an_approver_needs_l2_and_the_runbooks_tier(api: Api) -> None:
     assert (await api.decide(incident, wipe, "approve", "dee")).status_code == 200
     assert await api.published(run_id) == []
     assert [r.approved_by for r in await api.published(wipe)] == ["dee"]
+
+
+async def test_a_services_scoped_token_reads_held_runs_but_never_decides_them(api: Api) -> None:
+    incident = await api.new_incident()
+    run_id = (await api.ask(incident)).json()["run_id"]
+    for decision in ("approve", "reject"):
+        refused = await api.decide(incident, run_id, decision, "runner")
+        assert refused.status_code == 403, refused.text
+        assert "scopes" in refused.json()["detail"]
+    held = await api.client.get(f"/incidents/{incident}/approvals", headers=api.auth("runner"))
+    assert held.status_code == 200
+    assert [(r["run_id"], r["state"], r["can_approve"]) for r in held.json()] == [
+        (run_id, "pending", False)
+    ]
+    assert await api.published(run_id) == []
 
 
 async def test_a_rejected_run_never_runs_and_the_requester_may_withdraw(api: Api) -> None:

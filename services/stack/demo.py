@@ -179,6 +179,11 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
         story.say("Training [bold]v1[/bold] of the health model (breast cancer, key metric recall)")
         await _register(registry, ana, dataset, spec, c=1.0, reason="initial model")
         await _deploy(registry, ana, 1, "first deployment")
+        await _wait(
+            lambda: _served(registry, stack.url(ServiceName.SCORER), 1),
+            "the scorer to serve v1",
+            options.step_timeout_s,
+        )
         await step("deployed-v1")
 
         kafka = KafkaSettings(
@@ -650,17 +655,31 @@ async def _wait(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float
     raise DemoFailed(f"waited {timeout_s:.0f} s for {what}")
 
 
+async def _served(registry: httpx.AsyncClient, scorer_url: str, version: int) -> bool:
+    """Whether the scorer serves `version` as champion: traffic sent before it learns of the
+    deployment is refused (an unknown model) and would open an incident of its own."""
+    served = (await registry.get(f"{scorer_url}/deployments")).json()
+    champion = (served.get(scenario.MODEL) or {}).get("champion") or {}
+    return bool(champion.get("version") == version)
+
+
 _STORY_KINDS = {"metric_decay", "data_drift"}
-"""What the story's incident opens on; another incident of the model (a probe that ran before v1
-was deployed, a platform alert on a slow machine) is not the one the story follows."""
+"""The signals of the story's incident. Another incident of the model (a platform alert on a slow
+machine) is not the one the story follows, unless the story's signals joined it."""
 
 
 async def _incident(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any] | None:
     listed = (
         await http.get("/incidents", params={"model": scenario.MODEL}, headers=headers)
     ).json()
-    story = [incident for incident in listed if incident["kind"] in _STORY_KINDS]
-    return story[0] if story else None
+    for incident in listed:
+        if incident["kind"] in _STORY_KINDS:
+            return dict(incident)
+    for incident in listed:
+        detail = (await http.get(f"/incidents/{incident['id']}", headers=headers)).json()
+        if any(signal["kind"] in _STORY_KINDS for signal in detail["signals"]):
+            return dict(detail)
+    return None
 
 
 async def _at_tier(

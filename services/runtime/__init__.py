@@ -48,6 +48,7 @@ from services.runtime.registry_client import (
     RegistryClient,
     RegistryError,
     RegistryNotFound,
+    RegistryUnavailable,
 )
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -81,6 +82,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "RegistryNotFound",
+    "RegistryUnavailable",
     "Rejected",
     "Rejection",
     "RetryPolicy",

@@ -20,8 +20,15 @@ import httpx
 from pydantic import TypeAdapter
 
 from contracts.registry import Deployment, ModelVersionRecord
+from services.runtime.failures import Unavailable
 
-__all__ = ["IntegrityError", "RegistryClient", "RegistryError", "RegistryNotFound"]
+__all__ = [
+    "IntegrityError",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryNotFound",
+    "RegistryUnavailable",
+]
 
 _DEPLOYMENTS = TypeAdapter(dict[str, Deployment])
 
@@ -35,6 +42,12 @@ class RegistryError(RuntimeError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class RegistryUnavailable(RegistryError, Unavailable):
+    """The registry could not be reached, or answered that it cannot serve now (429 or 5xx: it is
+    overloaded, restarting, or cannot reach its identity provider). Transient: a consumer holds
+    the event and retries it instead of dead-lettering it."""
 
 
 class RegistryNotFound(RegistryError):
@@ -95,12 +108,19 @@ class RegistryClient:
         try:
             response = await self._http.get(self._base_url + path, headers=self._headers)
         except httpx.HTTPError as error:
-            raise RegistryError(f"registry unreachable at {self._base_url}: {error}") from error
+            raise RegistryUnavailable(
+                f"registry unreachable at {self._base_url}: {error}"
+            ) from error
         if response.status_code == 404 and allow_missing:
             return None
         if response.status_code == 404:
             raise RegistryNotFound(
                 f"registry has nothing at GET {path}: {response.text[:300]}", status_code=404
+            )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RegistryUnavailable(
+                f"registry answered {response.status_code} to GET {path}: {response.text[:300]}",
+                status_code=response.status_code,
             )
         if response.status_code != 200:
             raise RegistryError(

@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 from contracts.registry import Deployment
 from contracts.scoring import PredictionMade
 from contracts.values import Variant
-from services.runtime import Publisher, RegistryClient, ServiceName
+from services.runtime import Publisher, RegistryClient, RegistryError, ServiceName
 from services.scorer.deployments import DeploymentBook
 from services.scorer.models import ModelLoader
 from services.scorer.scoring import Item, Result, Scored, score_batch
@@ -88,7 +88,13 @@ class ScoringService:
             if last is not None and now - last < self._recheck_s:
                 continue
             self._looked_up[model] = now
-            deployment = await self._registry.deployment(model)
+            try:
+                deployment = await self._registry.deployment(model)
+            except RegistryError as error:
+                # Best effort: a registry outage must not hold the requests for the models the
+                # scorer serves; the unknown one is refused as unknown and can be replayed.
+                log.warning("cannot ask the registry about %r: %s", model, error)
+                continue
             if deployment is not None:
                 await self.apply(model, deployment)
 

@@ -139,6 +139,8 @@ class Tally:
     registry_changes_lost: int
     dead_lettered: int
     dead_lettered_by_topic: dict[str, int]
+    dead_letter_errors: dict[str, int] = field(default_factory=dict)
+    """Why: each distinct "topic: error" (cut to 160 characters) with its count."""
     seed: int = 0
     unsettled: list[str] = field(default_factory=list)
     """What had not settled when the settling time ran out (empty: everything had)."""
@@ -549,7 +551,7 @@ async def settle(
     async with _from_the_beginning(kafka, Topic.PREDICTIONS) as predictions:
         while True:
             while records := await predictions.read():
-                predicted.update(_field(value, "request_id") for value in records)
+                predicted.update(_fields(value, ("request_id",))[0] for value in records)
             pending = []
             if not load.requests <= predicted:
                 pending.append(f"{len(load.requests - predicted)} requests unpredicted")
@@ -591,7 +593,8 @@ async def count(
         for request_id in await read_field(kafka, Topic.PREDICTIONS, "request_id")
         if request_id in load.requests
     )
-    dead = await read_field(kafka, Topic.DEAD_LETTER, "original_topic")
+    dead_letters = await read_fields(kafka, Topic.DEAD_LETTER, ("original_topic", "error"))
+    dead = [topic for topic, _ in dead_letters]
     incidents = await _incident_rows(databases)
     unresolved: dict[str, set[str]] = {}
     for fingerprint, incident_id, status in incidents:
@@ -632,6 +635,9 @@ async def count(
         registry_changes_lost=await registry.lost(),
         dead_lettered=len(dead),
         dead_lettered_by_topic=dict(sorted(Counter(dead).items())),
+        dead_letter_errors=dict(
+            Counter(f"{topic}: {error[:160]}" for topic, error in dead_letters).most_common()
+        ),
     )
 
 
@@ -699,12 +705,19 @@ async def read_field(
 ) -> list[str]:
     """One field of every record on a topic, read from the beginning by a fresh consumer until
     it has caught up with every partition, or nothing has arrived for ``quiet_s``."""
-    values: list[str] = []
+    return [value for (value,) in await read_fields(kafka, topic, (name,), quiet_s=quiet_s)]
+
+
+async def read_fields(
+    kafka: KafkaSettings, topic: Topic, names: tuple[str, ...], *, quiet_s: float = 5.0
+) -> list[tuple[str, ...]]:
+    """Some fields of every record on a topic, read as `read_field` reads one."""
+    values: list[tuple[str, ...]] = []
     async with _from_the_beginning(kafka, topic) as reader:
         last = time.monotonic()
         while time.monotonic() - last < quiet_s:
             records = await reader.read()
-            values.extend(_field(value, name) for value in records)
+            values.extend(_fields(value, names) for value in records)
             if records:
                 last = time.monotonic()
             elif await reader.caught_up():
@@ -712,11 +725,12 @@ async def read_field(
     return values
 
 
-def _field(value: bytes | None, name: str) -> str:
+def _fields(value: bytes | None, names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        return str(json.loads(value or b"{}").get(name, ""))
+        record = json.loads(value or b"{}")
+        return tuple(str(record.get(name, "")) for name in names)
     except (ValueError, AttributeError):
-        return ""
+        return tuple("" for _ in names)
 
 
 async def _query(url: str, sql: str) -> list[Any]:

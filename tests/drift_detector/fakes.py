@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import httpx
@@ -65,10 +66,17 @@ class Registry:
             dataset=DatasetRef(name=model, version="1", digest=digest_of(data)),
         )
         self.requests: list[str] = []
+        self.unavailable_until = 0.0
+        """Until this `time.monotonic()`, answer 503, as a registry cut off from its identity
+        provider does."""
+        self.unavailable_answers = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append(path)
+        if time.monotonic() < self.unavailable_until:
+            self.unavailable_answers += 1
+            return httpx.Response(503, json={"detail": "identity provider unreachable"})
         if path == f"/models/{self.record.model}/versions/{self.record.version}":
             return httpx.Response(200, content=self.record.model_dump_json())
         if path == f"/datasets/{self.record.dataset.digest}":

@@ -3,6 +3,7 @@ events it cannot test go to the dead-letter topic with the reason."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -136,3 +137,22 @@ async def test_predictions_that_cannot_be_tested_are_dead_lettered_with_the_reas
     errors = sorted(letter.error for letter in letters)
     assert "feature 'x2': expected a number, got str 'n/a'" in errors[0] + errors[1]
     assert f"model {model} v7" in errors[0] + errors[1]
+
+
+@pytest.mark.timeout(120)
+async def test_a_registry_answering_503_holds_the_predictions_until_it_serves_again(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, tmp_path: Path, unique: str
+) -> None:
+    """Found by the chaos run: a registry whose identity provider was down answered 503 and
+    every prediction of the batch was dead-lettered. A 503 is transient: nothing is lost."""
+    model = f"m-{unique}"
+    registry = Registry(model, training_csv(np.random.default_rng(40)))
+    registry.unavailable_until = time.monotonic() + 3.0  # past the short retries of poison
+    values, devices = training_rows(np.random.default_rng(41), 1000)
+    app = detector(kafka_settings, tmp_path, registry)
+    async with app.router.lifespan_context(app):
+        await publish(publisher, list(predictions(values, devices, model=model)))
+        reports = await read_events(kafka_settings, Topic.DRIFT, count=2)
+        assert await nothing_more(kafka_settings, Topic.DEAD_LETTER, 0)
+    assert len(reports) == 2
+    assert registry.unavailable_answers > 0

@@ -7,7 +7,14 @@ import hashlib
 import httpx
 import pytest
 
-from services.runtime import IntegrityError, RegistryClient, RegistryError, RegistryNotFound
+from services.runtime import (
+    FailureClassifier,
+    IntegrityError,
+    RegistryClient,
+    RegistryError,
+    RegistryNotFound,
+    RegistryUnavailable,
+)
 from tests.factories import MODEL, make_deployment, make_version_record
 
 ARTIFACT = b"model bytes"
@@ -109,3 +116,36 @@ async def test_a_token_goes_with_every_request_and_a_refusal_names_its_status() 
             await RegistryClient(http, "http://registry").dataset(DATASET_DIGEST)
     assert refused.value.status_code == 401
     assert seen == ["Bearer svc-token", None]
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_a_registry_that_cannot_serve_now_is_a_transient_failure(status: int) -> None:
+    """A consumer holds the event and retries it: a registry restarting, overloaded or cut off
+    from its identity provider must not get live events dead-lettered (found by the chaos run)."""
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"detail": "identity provider unreachable"})
+
+    client = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(busy)), "http://r")
+    with pytest.raises(RegistryUnavailable, match=f"answered {status}") as raised:
+        await client.dataset(DATASET_DIGEST)
+    assert FailureClassifier().is_transient(raised.value)
+
+
+async def test_an_unreachable_registry_is_transient_and_a_refusal_is_not() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def forbidden(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"detail": "scope datasets:read needed"})
+
+    down = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(refused)), "http://r")
+    with pytest.raises(RegistryUnavailable, match="unreachable") as unreachable:
+        await down.version(MODEL, 2)
+    assert FailureClassifier().is_transient(unreachable.value)
+
+    wrong = RegistryClient(httpx.AsyncClient(transport=httpx.MockTransport(forbidden)), "http://r")
+    with pytest.raises(RegistryError, match="answered 403") as refusal:
+        await wrong.version(MODEL, 2)
+    assert not isinstance(refusal.value, RegistryUnavailable)
+    assert not FailureClassifier().is_transient(refusal.value)

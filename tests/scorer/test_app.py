@@ -21,7 +21,7 @@ from contracts import (
     ScoringRequest,
     Variant,
 )
-from services.runtime import KafkaSettings, ServiceRuntime
+from services.runtime import KafkaSettings, RegistryUnavailable, ServiceRuntime
 from services.scorer.app import create_app
 from services.scorer.serving import ScoringService
 from services.scorer.settings import Settings
@@ -158,6 +158,23 @@ async def test_requests_that_cannot_be_scored_are_dead_lettered_naming_the_probl
     for letter, message in zip(harness.dead, expected, strict=True):
         assert letter.reason == "invalid"
         assert message in letter.error, letter.error
+
+
+async def test_a_registry_outage_does_not_hold_the_requests_of_models_already_served(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking the registry about an unknown model is best effort: while it answers 503, the
+    unknown model's request is refused and the served model's requests are scored."""
+
+    async def unavailable(model: str) -> None:
+        raise RegistryUnavailable("registry answered 503 to GET /models/x/deployment")
+
+    monkeypatch.setattr(harness.service._registry, "deployment", unavailable)
+    await harness.send(request(1), request(2, model="launched-a-second-ago"), request(3))
+    assert sorted(p.request_id for p in harness.predictions) == ["req-1", "req-3"]
+    assert [letter.error for letter in harness.dead] == [
+        "unknown model 'launched-a-second-ago': it is not deployed"
+    ]
 
 
 async def test_predict_over_http_answers_in_order_and_publishes_the_predictions(

@@ -21,7 +21,7 @@ from rich.table import Table
 from services.runtime.api_client import ApiClient, ApiError, default_token, service_url
 from services.runtime.names import ServiceName
 
-__all__ = ["AsJson", "Token", "Url", "app", "client", "promotions_table", "show"]
+__all__ = ["AsJson", "Token", "Url", "app", "client", "err", "out", "promotions_table", "show"]
 
 app = typer.Typer(help="Retraining: ask for a retrain, follow runs, evaluations and promotions.")
 

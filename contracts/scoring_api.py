@@ -1,20 +1,24 @@
-"""Bodies of the scorer's HTTP API (``POST /predict``), shared by its clients: the monitor's
-probe, runbook scripts, the demo and any synchronous caller.
+"""Bodies of the scorer's HTTP API (``POST /predict``, ``POST /labels``), shared by its clients:
+the monitor's probe, runbook scripts, the demo, ``vigil labels send`` and any synchronous caller.
 
 Not events: these travel over HTTP and carry no envelope.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.values import ClassLabel, Features, ModelName, Variant
 
 __all__ = [
     "ISSUED_REQUEST_ID_PREFIX",
+    "MAX_LABELS_PER_REQUEST",
     "PROBE_REQUEST_ID_PREFIX",
     "RESERVED_REQUEST_ID_PREFIX",
     "Instance",
+    "Label",
+    "LabelsAccepted",
+    "LabelsRequest",
     "PredictRequest",
     "PredictResponse",
     "Prediction",
@@ -98,3 +102,51 @@ class PredictResponse(BaseModel):
 
     model: ModelName
     predictions: list[Prediction] = Field(description="One per instance, in order.")
+
+
+MAX_LABELS_PER_REQUEST = 1000
+"""The most labels one ``POST /labels`` carries (send more in several requests)."""
+
+
+class Label(BaseModel):
+    """The true class of an earlier scoring request: the fields of a ``label.recorded`` event
+    that the caller knows (the scorer adds the envelope)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    model: ModelName
+    request_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Id of the scoring request this label belongs to: for a request scored over "
+        "HTTP, the id the scorer answered with (not the caller's own).",
+        examples=["vigil-req:6f1c0a9e2b7d4c3f8e5a1b2c3d4e5f60"],
+    )
+    label: ClassLabel
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the truth became known, time-zone aware; default: when the scorer "
+        "received it. At most a few minutes ahead of the scorer's clock.",
+        examples=["2026-11-22T10:15:00Z"],
+    )
+
+
+class LabelsRequest(BaseModel):
+    """Labels to publish on the ``labels`` topic, in order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS_PER_REQUEST)
+
+
+class LabelsAccepted(BaseModel):
+    """The broker acknowledged every label of the request."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    published: int = Field(ge=0, description="Labels published (all of the request's).")
+    event_ids: list[str] = Field(
+        description="The event id of each label, in order. The same label sent again gets the "
+        "same id, and consumers take an event id once: a retry after an error or a timeout "
+        "counts once."
+    )

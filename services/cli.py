@@ -201,6 +201,7 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.monitor.cli", "probe"),
     ("services.runbook_runner.cli", "runbooks"),
     ("services.drift_detector.cli", "drift"),
+    ("services.scorer.cli", "labels"),
 ]
 
 

@@ -32,7 +32,26 @@ def reference() -> str:
         parts += [f"## {service.value}\n", _table(settings, shared=False)]
     stack = importlib.import_module("services.stack.stack").StackSettings
     parts += [_STACK_INTRO, _table(stack, shared=False)]
+    parts += [_CLI_INTRO, _cli_table()]
     return "\n".join(parts)
+
+
+_CLI_INTRO = """## The command line (vigil)
+
+What `vigil incidents`, `vigil models`, `vigil retrain`, `vigil labels` and the other commands
+that call a service read (each also shows in its `--help`). With none set, they use the stack
+running on this machine, as found by `services/runtime/local_stack.py` (`stack.json` in
+`$VIGIL_STATE_DIR`, else `.vigil` or `.vigil-demo` of the current folder: `vigil up`, `vigil
+demo`, `make run`), else the default ports.
+"""
+
+
+def _cli_table() -> str:
+    from services.runtime.api_client import CLI_VARIABLES
+
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in CLI_VARIABLES]
+    return "\n".join(rows) + "\n"
 
 
 _STACK_INTRO = """## vigil up (the supervisor)

@@ -16,7 +16,6 @@ from services.retrainer.api import install_registry_api
 from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
-from services.retrainer.identity import IdentityProvider
 from services.retrainer.migrations import HISTORY
 from services.retrainer.store import RegistryStore
 from services.runtime import (
@@ -26,6 +25,7 @@ from services.runtime import (
     create_engine,
     session_factory,
 )
+from services.runtime.identity import IdentityProvider
 from services.runtime.migrations import migrate
 from tests.factories import T0
 from tests.model_builders import TrainedModel, registration_form

@@ -3,8 +3,9 @@
 ``vigil drift compare --reference ref.csv --current cur.csv [--categorical col,...] [--json]``
 profiles the reference file exactly as the service profiles a training dataset, tests the current
 file as one window with the same detector and policy, and prints the report: a table for people,
-or JSON for scripts. The exit status is 0 when it ran (drift or not) and 2 when the input cannot
-be tested, with the reason.
+or JSON for scripts. The exit status is 0 when it ran (drift or not; with ``--fail-on-drift``, 1
+when it found drift, so a CI job can stop on it) and 2 when the input cannot be tested, with the
+reason.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def compare(
     numeric_test: NumericTest = typer.Option(
         NumericTest.CRAMERVONMISES, help="Test deciding numeric distributions."
     ),
+    fail_on_drift: bool = typer.Option(
+        False, "--fail-on-drift", help="Exit 1 when CURRENT drifted (to gate a CI job)."
+    ),
 ) -> None:
     """Test whether CURRENT drifted from REFERENCE, feature by feature and as a whole."""
     console = Console()
@@ -89,8 +93,10 @@ def compare(
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(report_document(profile, report), indent=2))
-        return
-    _print_report(console, report)
+    else:
+        _print_report(console, report)
+    if fail_on_drift and report.drifted:
+        raise typer.Exit(1)
 
 
 def report_document(profile: ReferenceProfile, report: DriftReport) -> dict[str, Any]:

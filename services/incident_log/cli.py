@@ -2,14 +2,14 @@
 
 Every command prints a table (or ``--json`` for scripts) and exits non-zero with the service's own
 explanation when it refuses (unknown incident, role too low, a state that forbids the action).
-The URL comes from ``--url`` or ``VIGIL_INCIDENT_LOG_URL``; the token from ``--token``,
-``VIGIL_TOKEN``, or the local stack's credentials.
+The URL comes from ``--url``, ``VIGIL_INCIDENT_LOG_URL`` or the running local stack; the token
+from ``--token``, ``VIGIL_TOKEN``, or the local stack's credentials
+(:mod:`services.runtime.local_stack`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, token_digest
-from services.runtime.api_client import ApiClient, ApiError, default_token
+from services.runtime.api_client import ApiClient, ApiError, default_token, service_url
+from services.runtime.names import ServiceName
 from services.runtime.scopes import SERVICE_SCOPES, Scope
 
 __all__ = ["app"]
@@ -35,9 +36,21 @@ out = Console()
 err = Console(stderr=True)
 
 Url = Annotated[
-    str | None, typer.Option("--url", help="Incident log URL [env: VIGIL_INCIDENT_LOG_URL].")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="VIGIL_INCIDENT_LOG_URL",
+        help="Incident log URL; default: the running local stack's, else http://127.0.0.1:8700.",
+    ),
 ]
-Token = Annotated[str | None, typer.Option("--token", help="API token [env: VIGIL_TOKEN].")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="VIGIL_TOKEN",
+        help="API token; default: the running local stack's admin token (vigil up, make run).",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TakeOver = Annotated[
     bool, typer.Option("--take-over", help="Act on an incident someone else holds.")
@@ -56,7 +69,7 @@ _STATUS_STYLE = {
 @contextmanager
 def client_for(url: str | None, token: str | None) -> Iterator[ApiClient]:
     client = ApiClient(
-        url or os.environ.get("VIGIL_INCIDENT_LOG_URL", "http://127.0.0.1:8700"),
+        url or service_url(ServiceName.INCIDENT_LOG),
         token=token or default_token(),
     )
     try:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from contracts.monitoring import ProbeCompleted
 from services.runtime import ServiceName
+from services.runtime.api_client import service_url
 
 __all__ = ["app"]
 
@@ -32,14 +33,16 @@ errors = Console(stderr=True)
 @app.callback()
 def probe(
     model: str = typer.Argument(help="Registry name of the model to probe."),
-    monitor_url: str = typer.Option(
-        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}",
+    monitor_url: str | None = typer.Option(
+        None,
         envvar="VIGIL_MONITOR_URL",
-        help="HTTP API of the monitor.",
+        help="HTTP API of the monitor; default: the running local stack's, else "
+        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}.",
     ),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for the monitor."),
 ) -> None:
     """Probe MODEL's deployed champion with its golden set and print the result."""
+    monitor_url = monitor_url or service_url(ServiceName.MONITOR)
     try:
         response = httpx.post(f"{monitor_url.rstrip('/')}/probes/{model}", timeout=timeout)
     except httpx.HTTPError as error:

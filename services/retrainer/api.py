@@ -32,7 +32,6 @@ from contracts.values import FiniteJson, ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
 from services.retrainer.callers import Caller, require_role
 from services.retrainer.datasets import DatasetError, DatasetStore, check_dataset
-from services.retrainer.identity import Identity
 from services.retrainer.registry import (
     MAX_CHALLENGER_SHARE,
     Action,
@@ -44,6 +43,7 @@ from services.retrainer.registry import (
     deployment_at,
 )
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
+from services.runtime.identity import Identity
 from services.runtime.scopes import Scope
 
 __all__ = [

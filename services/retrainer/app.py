@@ -26,7 +26,6 @@ from services.retrainer.callers import install_callers
 from services.retrainer.datasets import DatasetStore
 from services.retrainer.governance import Governance
 from services.retrainer.governance_api import install_governance_api
-from services.retrainer.identity import IdentityProvider
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
@@ -44,6 +43,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.identity import IdentityProvider
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 

@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.retrainer.identity import Identity, IdentityError, IdentityProvider
 from services.retrainer.promotions import role_at_least
+from services.runtime.identity import Identity, IdentityError, IdentityProvider
 from services.runtime.scopes import Scope, scopes_text
 
 __all__ = ["Caller", "Person", "install_callers", "require_role"]

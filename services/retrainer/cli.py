@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from contracts.registry import DeploymentMode
-from services.retrainer.retrain_cli import AsJson, Token, Url, client, out, show
+from services.retrainer.retrain_cli import AsJson, Token, Url, client, err, out, show
 
 __all__ = ["app"]
 
@@ -94,13 +94,73 @@ def show_model(
         show(api.get(f"/models/{model}"), as_json, table)
 
 
+@app.command("spec")
+def spec_file(
+    from_csv: Path = typer.Option(
+        ..., "--from-csv", exists=True, dir_okay=False, help="Training data: CSV with a header."
+    ),
+    target: str = typer.Option(..., "--target", help="The label column."),
+    key_metric: str = typer.Option(
+        "recall", "--key-metric", help="The business metric: recall, precision, f1, accuracy..."
+    ),
+    positive_class: str | None = typer.Option(
+        None, "--positive-class", help="What precision and recall are about (default: rarest)."
+    ),
+    artifact: Path | None = typer.Option(
+        None,
+        "--artifact",
+        exists=True,
+        dir_okay=False,
+        help="Your fitted model (skops), measured instead of a reference pipeline.",
+    ),
+    owner: list[str] = typer.Option([], "--owner", help="An owner (repeat for more)."),
+    output: Path = typer.Option(Path("spec.yaml"), "--output", "-o", help="File to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+) -> None:
+    """Draft a registration file (YAML) from training data, for you to edit: the feature schema
+    inferred, baselines and thresholds measured on a held-out quarter of the rows."""
+    from services.retrainer.spec_scaffold import ScaffoldError, draft_metadata, metadata_yaml
+    from services.runtime.model_artifacts import UnsafeArtifactError, load_model
+
+    if output.exists() and not force:
+        err.print(f"{output} exists; --force overwrites it", markup=False)
+        raise typer.Exit(1)
+    try:
+        estimator = load_model(artifact.read_bytes()) if artifact is not None else None
+        draft = draft_metadata(
+            from_csv.read_bytes(),
+            target=target,
+            key_metric=key_metric,
+            positive_class=positive_class,
+            dataset_name=from_csv.stem,
+            estimator=estimator,
+            owners=tuple(owner),
+        )
+    except (ScaffoldError, UnsafeArtifactError) as error:
+        err.print(f"cannot draft a spec: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    output.write_text(metadata_yaml(draft, source=str(from_csv)))
+    targets = ", ".join(
+        f"{t.metric} {t.baseline:g} (alert past {t.threshold:g})"
+        for t in draft.metadata.spec.metrics
+    )
+    out.print(f"wrote {output}: {len(draft.metadata.spec.features)} features; {targets}")
+
+
 @app.command()
 def register(
     model: str,
     artifact: Path = typer.Option(..., exists=True, dir_okay=False, help="skops file."),
     training_data: Path = typer.Option(..., exists=True, dir_okay=False, help="Training CSV."),
-    metadata: Path = typer.Option(
-        ..., exists=True, dir_okay=False, help="JSON: lineage and monitoring spec."
+    spec: Path | None = typer.Option(
+        None,
+        "--spec",
+        exists=True,
+        dir_okay=False,
+        help="YAML from vigil models spec: lineage and monitoring spec.",
+    ),
+    metadata: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The same as JSON (instead of --spec)."
     ),
     evaluation_data: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Evaluation CSV."
@@ -109,15 +169,37 @@ def register(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a new version of a model (you are recorded as who registered it)."""
+    """Register a new version of a model (you are recorded as who registered it). With
+    --spec, the training CSV's columns may come in any order."""
+    from services.retrainer.spec_scaffold import (
+        ScaffoldError,
+        read_metadata,
+        reorder_training_csv,
+    )
+
+    if (spec is None) == (metadata is None):
+        err.print("give exactly one of --spec (YAML) and --metadata (JSON)")
+        raise typer.Exit(2)
+    training = training_data.read_bytes()
+    if spec is not None:
+        try:
+            checked = read_metadata(spec.read_text())
+            training = reorder_training_csv(training, checked.spec)
+        except ScaffoldError as error:
+            err.print(f"{spec}: {error}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        text = checked.model_dump_json(exclude_none=True)
+    else:
+        assert metadata is not None
+        text = metadata.read_text()
     files = {
         "artifact": (artifact.name, artifact.read_bytes()),
-        "training_data": (training_data.name, training_data.read_bytes()),
+        "training_data": (training_data.name, training),
     }
     if evaluation_data is not None:
         files["evaluation_data"] = (evaluation_data.name, evaluation_data.read_bytes())
     with client(url, token) as api:
-        record = api.upload(f"/models/{model}/versions", {"metadata": metadata.read_text()}, files)
+        record = api.upload(f"/models/{model}/versions", {"metadata": text}, files)
     if as_json:
         out.print_json(json.dumps(record))
     else:

@@ -26,7 +26,6 @@ from contracts.values import FiniteJson, ModelName
 from services.retrainer.callers import Caller, Person, require_role
 from services.retrainer.canary import Rollout
 from services.retrainer.governance import Evaluation, Governance, PromotionView, UnknownPromotion
-from services.retrainer.identity import Identity
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.promotions import (
     APPROVER_ROLE,
@@ -35,6 +34,7 @@ from services.retrainer.promotions import (
 )
 from services.retrainer.runs import AskRefused, RetrainRuns, Run, UnknownModel
 from services.retrainer.triggers import RetrainAsk
+from services.runtime.identity import Identity
 from services.runtime.scopes import Scope
 
 __all__ = [

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from services.runtime.scopes import ROLES, role_at_least
+
 __all__ = [
     "APPROVER_ROLE",
     "ROLES",
@@ -27,9 +29,6 @@ __all__ = [
     "expire",
     "role_at_least",
 ]
-
-ROLES = ("viewer", "l1", "l2", "l3", "admin")
-"""The identity provider's roles, lowest first."""
 
 APPROVER_ROLE = "l2"
 """The lowest role that may approve or reject a promotion."""
@@ -70,17 +69,6 @@ class Promotion:
     decided_at: datetime | None = None
     comment: str | None = None
     incident_id: str | None = None
-
-
-def role_at_least(role: str, lowest: str) -> bool:
-    """Whether ``role`` ranks at or above ``lowest`` (an unknown role ranks below all).
-
-    >>> role_at_least("l3", "l2"), role_at_least("l1", "l2"), role_at_least("root", "viewer")
-    (True, False, False)
-    """
-    if role not in ROLES:
-        return False
-    return ROLES.index(role) >= ROLES.index(lowest)
 
 
 def decide(

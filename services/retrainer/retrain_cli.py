@@ -1,15 +1,15 @@
 """``vigil retrain …``: ask for a retrain and follow runs, evaluations and promotion requests,
 over the retrainer's HTTP API.
 
-The URL comes from ``--url`` or ``VIGIL_REGISTRY_URL`` (the retrainer serves the registry); the
-token from ``--token``, ``VIGIL_TOKEN``, or the local stack's credentials. A refusal prints the
+The URL comes from ``--url``, ``VIGIL_REGISTRY_URL`` (the retrainer serves the registry) or the
+running local stack; the token from ``--token``, ``VIGIL_TOKEN``, or the local stack's
+credentials (:mod:`services.runtime.local_stack`). A refusal prints the
 service's reason and exits 1; an unreachable service exits 2.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -18,9 +18,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.runtime.api_client import ApiClient, ApiError, default_token
+from services.runtime.api_client import ApiClient, ApiError, default_token, service_url
+from services.runtime.names import ServiceName
 
-__all__ = ["AsJson", "Token", "Url", "app", "client", "promotions_table", "show"]
+__all__ = ["AsJson", "Token", "Url", "app", "client", "err", "out", "promotions_table", "show"]
 
 app = typer.Typer(help="Retraining: ask for a retrain, follow runs, evaluations and promotions.")
 
@@ -28,9 +29,22 @@ out = Console()
 err = Console(stderr=True)
 
 Url = Annotated[
-    str | None, typer.Option("--url", help="Retrainer (registry) URL [env: VIGIL_REGISTRY_URL].")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="VIGIL_REGISTRY_URL",
+        help="Retrainer (registry) URL; default: the running local stack's, else "
+        "http://127.0.0.1:8710.",
+    ),
 ]
-Token = Annotated[str | None, typer.Option("--token", help="API token [env: VIGIL_TOKEN].")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="VIGIL_TOKEN",
+        help="API token; default: the running local stack's admin token (vigil up, make run).",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -38,7 +52,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 def client(url: str | None, token: str | None) -> Iterator[ApiClient]:
     """An API client for the retrainer; errors end the command with the service's reason."""
     api = ApiClient(
-        url or os.environ.get("VIGIL_REGISTRY_URL", "http://127.0.0.1:8710"),
+        url or service_url(ServiceName.RETRAINER),
         token=token or default_token(),
         timeout_s=60.0,
     )

@@ -1,5 +1,9 @@
 """Calling a Vigil service's HTTP API from a command line or a script: base URL, bearer token,
-and errors turned into one readable line (what the service said, and its status code)."""
+and errors turned into one readable line (what the service said, and its status code).
+
+URL and token come from what the person gives (an option, ``VIGIL_TOKEN``, the service's
+``*_URL`` variable), else from the stack running on this machine
+(:mod:`services.runtime.local_stack`), else the service's default loopback port."""
 
 from __future__ import annotations
 
@@ -10,7 +14,49 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ApiClient", "ApiError", "default_token"]
+from services.runtime.local_stack import find_local_stack
+from services.runtime.names import ServiceName
+
+__all__ = [
+    "CLI_VARIABLES",
+    "URL_VARIABLES",
+    "ApiClient",
+    "ApiError",
+    "default_token",
+    "service_url",
+]
+
+URL_VARIABLES = {
+    ServiceName.RETRAINER: "VIGIL_REGISTRY_URL",
+    ServiceName.INCIDENT_LOG: "VIGIL_INCIDENT_LOG_URL",
+    ServiceName.SCORER: "VIGIL_SCORER_URL",
+    ServiceName.MONITOR: "VIGIL_MONITOR_URL",
+}
+"""The variable naming the base URL of each service the command line calls (the retrainer's is
+the registry's)."""
+
+CLI_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    (
+        "VIGIL_TOKEN",
+        "the running local stack's admin token",
+        "API token of the commands that change or read protected things (`--token`).",
+    ),
+    *(
+        (
+            variable,
+            f"the running local stack's, else `http://127.0.0.1:{service.default_port}`",
+            f"Base URL of the {service.value}'s HTTP API (`--url`).",
+        )
+        for service, variable in URL_VARIABLES.items()
+    ),
+    (
+        "VIGIL_STATE_DIR",
+        "`.vigil`, then `.vigil-demo`",
+        "Where the command line looks for a running local stack (`stack.json`, "
+        "`credentials.json`).",
+    ),
+)
+"""Every variable the command line reads to reach a service, for the configuration reference."""
 
 
 class ApiError(RuntimeError):
@@ -22,16 +68,32 @@ class ApiError(RuntimeError):
 
 
 def default_token(state_dir: Path | None = None) -> str | None:
-    """The caller's token: ``VIGIL_TOKEN``, else the local stack's admin token (``vigil up``)."""
+    """The caller's token: ``VIGIL_TOKEN``; else the admin token of the stack running on this
+    machine (``vigil up``, ``vigil demo``); else that of ``credentials.json`` in ``state_dir``
+    (default ``$VIGIL_STATE_DIR`` or ``.vigil``), for a stack started elsewhere."""
     token = os.environ.get("VIGIL_TOKEN")
     if token:
         return token
+    if state_dir is None and (stack := find_local_stack()) is not None:
+        return stack.admin_token()
     folder = state_dir or Path(os.environ.get("VIGIL_STATE_DIR", ".vigil"))
     credentials = folder / "credentials.json"
     if credentials.exists():
         value = json.loads(credentials.read_text()).get("admin_token")
         return str(value) if value else None
     return None
+
+
+def service_url(service: ServiceName) -> str:
+    """A service's base URL: its variable (:data:`URL_VARIABLES`), else the running local
+    stack's, else its default loopback port."""
+    variable = URL_VARIABLES.get(service)
+    given = os.environ.get(variable) if variable else None
+    if given:
+        return given
+    stack = find_local_stack()
+    found = stack.url(service) if stack is not None else None
+    return found or f"http://127.0.0.1:{service.default_port}"
 
 
 class ApiClient:

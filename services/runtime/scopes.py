@@ -1,4 +1,5 @@
-"""Scopes: the calls a service's token may make, named once for every service.
+"""Scopes: the calls a service's token may make, named once for every service; and the roles a
+person's token carries, lowest first.
 
 An incident-log token carries a role (a person's) or scopes (one of Vigil's own services'). A
 scoped token may make exactly the calls its scopes name and nothing else (403), whatever a role
@@ -16,11 +17,13 @@ retrain:on-behalf   the same, naming the person asked for                inciden
                     (``on_behalf_of``: four-eyes follows the person)     retrainer
 registry:rollback   ``POST /models/{model}/deployment/rollback``         retrainer
 datasets:read       ``GET /datasets/{digest}``                           retrainer
+labels:write        ``POST /labels``                                     scorer
 =================== ==================================================== ==============
 
 :data:`SERVICE_SCOPES` is what each service needs, from every service-to-service HTTP call in
 Vigil; the others (scorer → registry reads, monitor → registry reads and scorer ``/predict``,
-retrainer → incident log ``/whoami`` with the caller's own token) need no token at all.
+retrainer and scorer → incident log ``/whoami`` with the caller's own token) need no token at
+all. ``labels:write`` is held by no Vigil service: it is for a team's own labelling job.
 """
 
 from __future__ import annotations
@@ -30,7 +33,21 @@ from enum import StrEnum
 
 from services.runtime.names import ServiceName
 
-__all__ = ["SERVICE_SCOPES", "Scope", "scopes_text"]
+__all__ = ["ROLES", "SERVICE_SCOPES", "Scope", "role_at_least", "scopes_text"]
+
+ROLES = ("viewer", "l1", "l2", "l3", "admin")
+"""The identity provider's roles, lowest first."""
+
+
+def role_at_least(role: str, lowest: str) -> bool:
+    """Whether ``role`` ranks at or above ``lowest`` (an unknown role ranks below all).
+
+    >>> role_at_least("l3", "l2"), role_at_least("l1", "l2"), role_at_least("root", "viewer")
+    (True, False, False)
+    """
+    if role not in ROLES:
+        return False
+    return ROLES.index(role) >= ROLES.index(lowest)
 
 
 class Scope(StrEnum):
@@ -42,6 +59,7 @@ class Scope(StrEnum):
     RETRAIN_ON_BEHALF = "retrain:on-behalf"
     REGISTRY_ROLLBACK = "registry:rollback"
     DATASETS_READ = "datasets:read"
+    LABELS_WRITE = "labels:write"
 
 
 SERVICE_SCOPES: dict[ServiceName, frozenset[Scope]] = {

@@ -1,4 +1,5 @@
-"""Composition root of the scorer: Kafka batches and ``POST /predict`` over one scoring service."""
+"""Composition root of the scorer: Kafka batches and ``POST /predict`` over one scoring service,
+and ``POST /labels`` onto the ``labels`` topic."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
@@ -20,7 +22,9 @@ from services.runtime import (
     ServiceRuntime,
     serve,
 )
+from services.runtime.identity import IdentityProvider
 from services.scorer.api import operations_router, predict_router
+from services.scorer.labels import labels_router
 from services.scorer.request_ids import ANONYMOUS, is_reserved, refusal_of_reserved
 from services.scorer.scoring import Item
 from services.scorer.serving import ScoringService
@@ -31,10 +35,20 @@ __all__ = ["create_app", "main"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = None) -> FastAPI:
-    """Build the scorer's app. ``registry_http`` replaces the HTTP client to the registry."""
+def create_app(
+    settings: Settings,
+    *,
+    registry_http: httpx.AsyncClient | None = None,
+    identity_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the scorer's app. ``registry_http`` replaces the HTTP client to the registry;
+    ``identity_transport`` stands in for the identity provider (the incident log) in tests."""
     runtime = ServiceRuntime(ServiceName.SCORER, settings, max_records=settings.max_records)
     http = registry_http or httpx.AsyncClient(timeout=30.0)
+    identity_http = httpx.AsyncClient(transport=identity_transport, timeout=10.0)
+    identities = IdentityProvider(
+        identity_http, settings.incident_log_url, ttl_seconds=settings.identity_cache_seconds
+    )
     service = ScoringService(
         registry=RegistryClient(http, settings.registry_url),
         publisher=runtime.publisher,
@@ -76,6 +90,7 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
             await _first_sync(service, settings.registry_wait_seconds)
             yield
         finally:
+            await identity_http.aclose()
             if registry_http is None:
                 await http.aclose()
 
@@ -83,6 +98,9 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
     probe_token = settings.probe_token.get_secret_value() if settings.probe_token else None
     app.include_router(predict_router(service, probe_token=probe_token))
     app.include_router(operations_router(service))
+    app.include_router(
+        labels_router(service, runtime.publisher, identities, clock=lambda: datetime.now(UTC))
+    )
     app.state.runtime = runtime  # tests drive the broker and read the book through these
     app.state.scoring = service
     return app

@@ -33,6 +33,13 @@ class Settings(ServiceSettings):
         description="A model the scorer does not know is looked up in the registry at most this "
         "often (a deployment may be announced after the first requests for it).",
     )
+    identity_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long an identity from the incident log's /whoami is trusted for POST "
+        "/labels: a revoked token still sends labels for at most this long (docs/security.md).",
+    )
     probe_token: SecretStr | None = Field(
         default=None,
         description="Token the monitor's probe sends to use 'vigil-probe:' request ids (the "

@@ -8,6 +8,9 @@ authenticated API (``SERVICE_SCOPES`` in ``services/runtime/scopes.py``); the se
 own and nothing else, the incident log gets their hashes and stores them, revoking the previous
 start's.
 
+While it runs, ``stack.json`` in the state folder says where it is (its services' URLs, the
+broker, the credentials file) for the command line (``services/runtime/local_stack.py``).
+
 Pointing it at an external Kafka (``VIGIL_KAFKA_BOOTSTRAP_SERVERS``) and PostgreSQL
 (``VIGIL_STACK_POSTGRES_URL``: each stateful service gets its own database there) uses them
 instead of the embedded broker and SQLite files.
@@ -30,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from services.runtime.embedded_broker import EmbeddedBroker, ensure_topics
+from services.runtime.local_stack import remove_stack_file, write_stack_file
 from services.runtime.names import ServiceName
 from services.runtime.scopes import SERVICE_SCOPES
 from services.runtime.settings import KafkaProfile, KafkaSettings
@@ -270,8 +274,17 @@ async def running_stack(settings: StackSettings) -> AsyncIterator[RunningStack]:
             bootstrap_servers=bootstrap, profile=profile, topic_prefix=settings.topic_prefix
         )
         async with watching(supervisor, kafka, _watch_settings(settings)) as watch:
+            write_stack_file(
+                state_dir,
+                urls={
+                    ServiceName(child.name): f"http://127.0.0.1:{child.port}"
+                    for child in supervisor.status()
+                },
+                bootstrap_servers=bootstrap,
+            )
             yield RunningStack(supervisor, bootstrap, credentials, state_dir, watch)
     finally:
+        remove_stack_file(state_dir)
         if supervisor is not None:
             await supervisor.stop()
         if broker is not None:

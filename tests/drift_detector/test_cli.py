@@ -113,3 +113,19 @@ def test_the_vigil_command_has_the_drift_group(files: tuple[Path, Path, Path]) -
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["drivers"] == ["income"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_fail_on_drift_exits_1_on_drift_and_0_without(
+    files: tuple[Path, Path, Path], as_json: bool
+) -> None:
+    reference, same, shifted = files
+    json_flag = ["--json"] if as_json else []
+    common = ["compare", "--reference", str(reference), "--categorical", "plan", *json_flag]
+    drifted = CliRunner().invoke(app, [*common, "--current", str(shifted), "--fail-on-drift"])
+    assert drifted.exit_code == 1, drifted.output
+    assert ("drift" in drifted.output) if not as_json else json.loads(drifted.output)["drifted"]
+    steady = CliRunner().invoke(app, [*common, "--current", str(same), "--fail-on-drift"])
+    assert steady.exit_code == 0, steady.output
+    without_flag = CliRunner().invoke(app, [*common, "--current", str(shifted)])
+    assert without_flag.exit_code == 0, without_flag.output

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from services.retrainer.identity import Identity, IdentityError, IdentityProvider
+from services.runtime.identity import Identity, IdentityError, IdentityProvider
 from tests.factories import T0
 
 

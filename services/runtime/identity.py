@@ -1,11 +1,13 @@
-"""Who is calling: the incident log is Vigil's identity provider.
+"""Who is calling: the incident log is Vigil's identity provider (for the retrainer's APIs and
+the scorer's ``POST /labels``).
 
 ``GET {incident_log_url}/whoami`` with the caller's bearer token answers ``{"name", "role",
 "scopes", "expires_at", "acts_for_others"}`` (a person's token has a role; a service's has scopes
 instead; ``acts_for_others``: it may name a person it asks for, the runbook runner's), or 401
 for an unknown, revoked or expired token. Answers are kept briefly (by the token's SHA-256, never
 the token), so a burst of calls costs one lookup: a token revoked at the incident log stops
-working here within ``ttl_seconds`` (``VIGIL_RETRAINER_IDENTITY_CACHE_SECONDS``, default 5), and
+working here within ``ttl_seconds`` (``VIGIL_RETRAINER_IDENTITY_CACHE_SECONDS``,
+``VIGIL_SCORER_IDENTITY_CACHE_SECONDS``, default 5), and
 an answer is never kept past the token's own expiry.
 """
 
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
+
+from services.runtime.scopes import role_at_least
 
 __all__ = ["Identity", "IdentityError", "IdentityProvider"]
 
@@ -34,6 +38,13 @@ class Identity:
     role: str | None
     scopes: frozenset[str] = field(default_factory=frozenset)
     acts_for_others: bool = False
+
+    def allows(self, lowest_role: str, scope: str) -> bool:
+        """Whether this caller may make a call that needs ``lowest_role`` of a person, or
+        ``scope`` of a service's token."""
+        if self.role is None:
+            return scope in self.scopes
+        return role_at_least(self.role, lowest_role)
 
 
 class IdentityError(Exception):

@@ -1,0 +1,159 @@
+"""``POST /labels``: ground truth over HTTP, for clients that score over HTTP and have no Kafka.
+
+The scorer takes labels because it is the service such clients already call (``/predict``
+answers with the request ids the labels must carry). A label is published on ``labels`` as the
+``label.recorded`` event a Kafka client would write, and the route answers 200 only after the
+broker acknowledged every label of the request (``acks=all``): an error or a timeout means
+"send again". Nothing is kept in between (the scorer has no database, so there is no outbox to
+lose), and a retry counts once, because a label's event id is derived from what it says
+(:func:`label_event_id`) and every consumer takes an event id once (ADR 0003).
+
+Who may send: a person's token of role ``l2`` or higher (as for registry writes) or a service's
+token with scope ``labels:write`` (a labelling job); the incident log says whose token it is.
+Labels for a model the scorer does not serve are refused (404), as are labels dated ahead of the
+scorer's clock by more than the consumers' tolerance (they would be dead-lettered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID, uuid5
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from contracts.feedback import LabelRecorded
+from contracts.scoring_api import Label, LabelsAccepted, LabelsRequest
+from services.runtime import EventRefused, Publisher, RegistryError
+from services.runtime.event_time import EventTimeBounds
+from services.runtime.identity import Identity, IdentityError, IdentityProvider
+from services.runtime.scopes import Scope, scopes_text
+from services.scorer.serving import ScoringService
+
+__all__ = ["LABELS_ROLE", "label_event_id", "labels_router", "recorded_labels"]
+
+LABELS_ROLE = "l2"
+"""The lowest role of a person who may send labels (a service's token needs ``labels:write``)."""
+
+_LABEL_IDS = UUID("1b0f3c52-6a1e-4d7b-9f0a-5c2e8d4b7a61")
+
+_bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
+
+
+def label_event_id(label: Label) -> UUID:
+    """The event id of a label: the same model, request id and class give the same id, so a
+    label sent twice (a retry) is taken once; a corrected class is a new event.
+
+    >>> from contracts.scoring_api import Label
+    >>> one = Label(model="m", request_id="r-1", label="yes")
+    >>> label_event_id(one) == label_event_id(one.model_copy(update={"occurred_at": None}))
+    True
+    >>> label_event_id(one) == label_event_id(one.model_copy(update={"label": "no"}))
+    False
+    """
+    return uuid5(_LABEL_IDS, "\x00".join((label.model, label.request_id, label.label)))
+
+
+def recorded_labels(
+    labels: Sequence[Label], *, producer: str, now: datetime
+) -> list[LabelRecorded]:
+    """The ``label.recorded`` events of a request's labels (pure)."""
+    return [
+        LabelRecorded(
+            event_id=label_event_id(label),
+            occurred_at=label.occurred_at or now,
+            producer=producer,
+            correlation_id=label.request_id,
+            model=label.model,
+            request_id=label.request_id,
+            label=label.label,
+        )
+        for label in labels
+    ]
+
+
+def labels_router(
+    service: ScoringService,
+    publisher: Publisher,
+    identities: IdentityProvider,
+    *,
+    clock: Callable[[], datetime],
+    bounds: EventTimeBounds | None = None,
+) -> APIRouter:
+    """Return the router of ``POST /labels``."""
+    router = APIRouter(tags=["labels"])
+    time_bounds = bounds or EventTimeBounds()
+
+    async def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Identity:
+        if credentials is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            return await identities.whoami(credentials.credentials)
+        except IdentityError as error:
+            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+            raise HTTPException(error.status, str(error), headers=headers) from None
+
+    @router.post(
+        "/labels",
+        responses={
+            401: {"description": "No token, or an unknown, revoked or expired one."},
+            403: {"description": "A role below l2, or a scoped token without labels:write."},
+            404: {"description": "A label names a model the scorer does not serve."},
+            422: {
+                "description": "A label is malformed: wrong types, NaN, more than 1000 labels, "
+                "an unknown field, or dated too far ahead."
+            },
+            503: {
+                "description": "The broker or the identity provider is unavailable: nothing "
+                "was acknowledged, send the same labels again."
+            },
+        },
+    )
+    async def post_labels(body: LabelsRequest, who: Identity = Depends(caller)) -> LabelsAccepted:
+        """Publish labels (ground truth of earlier predictions) on ``labels``; answers once the
+        broker acknowledged all of them. A retry of the same labels counts once."""
+        if not who.allows(LABELS_ROLE, Scope.LABELS_WRITE):
+            held = f"role {who.role}" if who.role else f"scopes {scopes_text(who.scopes)}"
+            raise HTTPException(
+                403,
+                f"a token with {held} may not send labels "
+                f"(needs role {LABELS_ROLE} or higher, or scope {Scope.LABELS_WRITE.value})",
+            )
+        now = clock()
+        dated = [
+            {"loc": ["body", "labels", index, "occurred_at"], "msg": why, "type": "value_error"}
+            for index, label in enumerate(body.labels)
+            if label.occurred_at is not None
+            and (why := time_bounds.out_of_bounds(label.occurred_at, now=now, clock=None))
+        ]
+        if dated:
+            raise HTTPException(422, dated)
+        try:
+            await service.learn_unknown(label.model for label in body.labels)
+        except RegistryError as error:
+            raise HTTPException(503, str(error)) from None
+        unknown = sorted({label.model for label in body.labels} - set(service.book.snapshot()))
+        if unknown:
+            raise HTTPException(404, f"not served here: {', '.join(map(repr, unknown))}")
+        events = recorded_labels(body.labels, producer=who.name, now=now)
+        try:
+            await publisher.publish_many(events)
+        except EventRefused as error:
+            raise HTTPException(422, str(error)) from None
+        except Exception as error:  # anything else from the broker is transient: send again
+            raise HTTPException(
+                503, f"labels not acknowledged by the broker ({type(error).__name__}); send again"
+            ) from None
+        return LabelsAccepted(
+            published=len(events), event_ids=[str(event.event_id) for event in events]
+        )
+
+    return router

@@ -26,7 +26,7 @@ from contracts.wire import (
     HEADER_SCHEMA_VERSION,
 )
 
-__all__ = ["ASYNCAPI_PATH", "REFERENCE_PATH", "SCHEMAS_DIR", "render", "write"]
+__all__ = ["ASYNCAPI_PATH", "REFERENCE_PATH", "SCHEMAS_DIR", "event_schema", "render", "write"]
 
 HERE = Path(__file__).parent
 SCHEMAS_DIR = HERE / "schemas"
@@ -58,15 +58,21 @@ def _event_type(event: type[Envelope]) -> str:
     return str(event.model_fields["type"].default)
 
 
+def event_schema(event: type[Envelope], spec: TopicSpec) -> dict[str, Any]:
+    """The published JSON Schema of an event type (``contracts/schemas/<type>.json``)."""
+    schema = event.model_json_schema(mode="serialization")
+    schema["x-vigil-topic"] = spec.topic.value
+    schema["x-vigil-key-field"] = spec.key_field
+    return schema
+
+
 def _json_schemas() -> dict[Path, str]:
-    files = {}
-    for spec in TOPICS.values():
-        for event in spec.events:
-            schema = event.model_json_schema(mode="serialization")
-            schema["x-vigil-topic"] = spec.topic.value
-            schema["x-vigil-key-field"] = spec.key_field
-            files[SCHEMAS_DIR / f"{_event_type(event)}.json"] = json.dumps(schema, indent=2) + "\n"
-    return files
+    return {
+        SCHEMAS_DIR / f"{_event_type(event)}.json": json.dumps(event_schema(event, spec), indent=2)
+        + "\n"
+        for spec in TOPICS.values()
+        for event in spec.events
+    }
 
 
 def _headers(event: type[Envelope], *, published: bool) -> dict[str, Any]:

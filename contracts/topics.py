@@ -69,13 +69,16 @@ class Topic(StrEnum):
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic's events, key field, partition count and purpose."""
+    """A topic's events, key field, partition count and purpose; and whether Vigil's services
+    send to it and receive from it (the AsyncAPI document's operations, from Vigil's side)."""
 
     topic: Topic
     events: tuple[type[Envelope], ...]
     key_field: str
     partitions: int
     description: str
+    vigil_sends: bool = True
+    vigil_receives: bool = True
 
     def key_of(self, event: Envelope) -> bytes:
         """Return the Kafka key of an event on this topic (UTF-8 of its key field)."""
@@ -93,6 +96,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             "model",
             _MODEL_PARTITIONS,
             "Clients ask for predictions; the scorer consumes them in batches.",
+            vigil_sends=False,
         ),
         TopicSpec(
             Topic.PREDICTIONS,
@@ -107,6 +111,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             "model",
             _MODEL_PARTITIONS,
             "Ground truth for earlier requests, arriving late.",
+            vigil_sends=False,
         ),
         TopicSpec(
             Topic.METRICS,
@@ -121,6 +126,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             "model",
             3,
             "Per-window drift reports with per-feature evidence.",
+            vigil_receives=False,
         ),
         TopicSpec(
             Topic.ALERTS,
@@ -152,6 +158,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             "incident_id",
             3,
             "Every attempt to page or tell a person about an incident, with its outcome.",
+            vigil_receives=False,
         ),
         TopicSpec(
             Topic.HEARTBEATS,

@@ -6,8 +6,9 @@ consumers decode with :func:`decode`, which names every problem so a dead letter
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Union
+from urllib.parse import quote
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -15,16 +16,21 @@ from contracts.envelope import Envelope
 from contracts.topics import TOPICS, Topic, topic_of
 
 __all__ = [
+    "CLOUDEVENTS_HEADERS",
+    "CLOUDEVENTS_SPEC_VERSION",
     "CONTENT_TYPE",
+    "HEADER_CORRELATION_ID",
     "HEADER_EVENT_ID",
     "HEADER_EVENT_TYPE",
     "HEADER_PRODUCER",
     "HEADER_SCHEMA_VERSION",
     "DecodeError",
+    "cloudevents_source",
     "correlation_of",
     "decode",
     "encode",
     "headers_for",
+    "kafka_headers",
     "key_for",
 ]
 
@@ -33,6 +39,12 @@ HEADER_EVENT_TYPE = "vigil-event-type"
 HEADER_EVENT_ID = "vigil-event-id"
 HEADER_SCHEMA_VERSION = "vigil-schema-version"
 HEADER_PRODUCER = "vigil-producer"
+HEADER_CORRELATION_ID = "correlation_id"
+
+CLOUDEVENTS_SPEC_VERSION = "1.0"
+CLOUDEVENTS_HEADERS = ("ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time")
+"""The CloudEvents Kafka protocol binding's attribute headers (binary content mode); with
+``content-type`` they make every Vigil event a CloudEvent to any consumer that parses them."""
 
 
 class DecodeError(ValueError):
@@ -57,16 +69,47 @@ def key_for(event: Envelope) -> bytes:
     return TOPICS[topic_of(type(event))].key_of(event)
 
 
+def kafka_headers(event: Envelope) -> list[tuple[str, bytes]]:
+    """Return the Kafka headers of an event, encoded: Vigil's own and the CloudEvents binding's.
+
+    On the publishing hot path: the headers that depend only on the event's type, version and
+    producer are built once per combination; per event only its id, time and correlation are.
+    """
+    event_id = str(event.event_id).encode()
+    correlation = event.correlation_id.encode() if event.correlation_id else event_id
+    return [
+        *_constant_headers(event.type, event.schema_version, event.producer),
+        (HEADER_EVENT_ID, event_id),
+        ("ce_id", event_id),
+        ("ce_time", event.occurred_at.isoformat().encode()),
+        (HEADER_CORRELATION_ID, correlation),
+    ]
+
+
+@lru_cache(maxsize=1024)
+def _constant_headers(
+    event_type: str, schema_version: int, producer: str
+) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("content-type", CONTENT_TYPE.encode()),
+        ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode()),
+        ("ce_type", event_type.encode()),
+        ("ce_source", cloudevents_source(producer).encode()),
+        (HEADER_EVENT_TYPE, event_type.encode()),
+        (HEADER_SCHEMA_VERSION, str(schema_version).encode()),
+        (HEADER_PRODUCER, producer.encode()),
+    )
+
+
+def cloudevents_source(producer: str) -> str:
+    """Return the CloudEvents ``source`` of an event's producer: ``/vigil/<producer>``, a URI
+    reference (the producer percent-encoded)."""
+    return f"/vigil/{quote(producer, safe='')}"
+
+
 def headers_for(event: Envelope) -> dict[str, str]:
-    """Return the documented Kafka headers of an event."""
-    return {
-        "content-type": CONTENT_TYPE,
-        HEADER_EVENT_TYPE: event.type,
-        HEADER_EVENT_ID: str(event.event_id),
-        HEADER_SCHEMA_VERSION: str(event.schema_version),
-        HEADER_PRODUCER: event.producer,
-        "correlation_id": correlation_of(event),
-    }
+    """Return the documented Kafka headers of an event, as text (see :func:`kafka_headers`)."""
+    return {name: value.decode() for name, value in kafka_headers(event)}
 
 
 def correlation_of(event: Envelope) -> str:

@@ -1,5 +1,9 @@
 """Publishing contract events with their documented key and headers.
 
+Every path that publishes a Vigil event (handlers directly, the outbox relay, dead letters,
+self-watch alerts) goes through :class:`EventPublisher`, and its headers come from one place:
+:func:`contracts.wire.kafka_headers` (Vigil's own and the CloudEvents Kafka binding's).
+
 Failures come in two kinds: :class:`EventRefused` when the broker (or the client, before sending)
 refuses one record for what it is, so sending it again can never succeed (it is too large, or
 corrupt); any other exception (unreachable broker, timeout, unknown topic) is transient and the
@@ -25,7 +29,7 @@ from faststream.kafka.testing import FakeProducer
 
 from contracts.envelope import Envelope
 from contracts.topics import topic_of
-from contracts.wire import correlation_of, encode, headers_for, key_for
+from contracts.wire import correlation_of, encode, headers_for, kafka_headers, key_for
 from services.runtime.kafka import producer_options
 from services.runtime.settings import KafkaSettings
 
@@ -117,10 +121,9 @@ class EventPublisher:
         for event in events:
             topic = self._kafka.topic_name(topic_of(type(event)))
             if producer is not None:
-                headers = [(name, value.encode()) for name, value in headers_for(event).items()]
                 try:
                     future = await producer.send(
-                        topic, encode(event), key=key_for(event), headers=headers
+                        topic, encode(event), key=key_for(event), headers=kafka_headers(event)
                     )
                 except _REFUSALS as error:
                     await asyncio.gather(*pending, return_exceptions=True)

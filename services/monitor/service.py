@@ -37,7 +37,7 @@ from contracts.registry import (
 )
 from contracts.scoring import PredictionMade
 from services.monitor.domain import Monitor, MonitorPolicy, Step
-from services.monitor.ownership import all_revisions, lock_revisions, raise_revisions
+from services.monitor.ownership import advance_revisions, all_revisions
 from services.monitor.probe import run_probe
 from services.monitor.store import load_snapshot, save_changes
 from services.runtime import (
@@ -49,6 +49,7 @@ from services.runtime import (
     Sessions,
     stage,
 )
+from services.runtime.leases import Lease
 
 __all__ = ["MonitorService", "NoGoldenSet", "NotDeployed"]
 
@@ -154,35 +155,43 @@ class MonitorService:
             await self._deploy(model, deployment, at=now, ids=[])
         log.info("monitor knows %d deployed model(s)", len(deployments))
 
-    async def run_probes(self, tick_seconds: float) -> None:
-        """Run each deployed champion's golden-set probe on its schedule, until cancelled."""
+    async def run_probes(self, tick_seconds: float, lease: Lease | None = None) -> None:
+        """Run each deployed champion's golden-set probe on its schedule, until cancelled; with
+        a lease, only while this replica holds it (one replica probes)."""
         last_run: dict[str, float] = {}
-        while True:
-            due = []
-            deployments = await self._read(self._monitor.deployments)
-            for model, deployment in sorted(deployments.items()):
-                if deployment.champion is None:
+        try:
+            while True:
+                if lease is not None and not await lease.held():
+                    await asyncio.sleep(tick_seconds)
                     continue
-                try:
-                    record = await self._record(model, deployment.champion.version)
-                except RegistryError as error:
-                    log.warning("cannot read %s's probe: %s", model, error)
-                    continue
-                probe = record.spec.probe
-                previous = last_run.get(model)
-                if probe is not None and (
-                    previous is None or time.monotonic() - previous >= probe.interval_seconds
-                ):
-                    due.append(model)
-            for model in due:
-                last_run[model] = time.monotonic()
-            results = await asyncio.gather(
-                *(self.probe(model, manual=False) for model in due), return_exceptions=True
-            )
-            for model, result in zip(due, results, strict=True):
-                if isinstance(result, Exception):
-                    log.warning("probe of %s could not run: %s", model, result)
-            await asyncio.sleep(tick_seconds)
+                due = []
+                deployments = await self._read(self._monitor.deployments)
+                for model, deployment in sorted(deployments.items()):
+                    if deployment.champion is None:
+                        continue
+                    try:
+                        record = await self._record(model, deployment.champion.version)
+                    except RegistryError as error:
+                        log.warning("cannot read %s's probe: %s", model, error)
+                        continue
+                    probe = record.spec.probe
+                    previous = last_run.get(model)
+                    if probe is not None and (
+                        previous is None or time.monotonic() - previous >= probe.interval_seconds
+                    ):
+                        due.append(model)
+                for model in due:
+                    last_run[model] = time.monotonic()
+                results = await asyncio.gather(
+                    *(self.probe(model, manual=False) for model in due), return_exceptions=True
+                )
+                for model, result in zip(due, results, strict=True):
+                    if isinstance(result, Exception):
+                        log.warning("probe of %s could not run: %s", model, result)
+                await asyncio.sleep(tick_seconds)
+        finally:
+            if lease is not None:
+                await lease.release()  # a stand-by takes over at once
 
     # ------------------------------------------------------------------ API
 
@@ -226,8 +235,8 @@ class MonitorService:
                 async with self._sessions() as session, session.begin():
                     # Another replica stepped one of these models since (a rebalance moved its
                     # partition): restore first, under the row locks it would need too.
-                    locked = await lock_revisions(session, models)
-                    if any(self._revisions.get(m, 0) != r for m, r in locked.items()):
+                    had = await advance_revisions(session, models, self._revisions)
+                    if any(self._revisions.get(m, 0) != r for m, r in had.items()):
                         log.info("models %s changed elsewhere: restoring", sorted(models))
                         await self._restore(session)
                     fresh = [i for i in dict.fromkeys(event_ids) if i not in self._handled]
@@ -240,7 +249,7 @@ class MonitorService:
                     )
                     await save_changes(session, self._monitor.drain_changes())
                     stage(session, step.outputs)
-                    revisions = await raise_revisions(session, locked)
+                    revisions = {model: revision + 1 for model, revision in had.items()}
             except Exception:
                 await self._reload()
                 raise

@@ -3,3 +3,4 @@ CREATE DATABASE vigil_incident_log;
 CREATE DATABASE vigil_retrainer;
 CREATE DATABASE vigil_monitor;
 CREATE DATABASE vigil_runbook_runner;
+CREATE DATABASE vigil_drift_detector;

@@ -264,6 +264,7 @@ db = typer.Typer(
 app.add_typer(db, name="db")
 
 _DATABASE_SERVICES = [
+    ServiceName.DRIFT_DETECTOR,
     ServiceName.INCIDENT_LOG,
     ServiceName.RETRAINER,
     ServiceName.MONITOR,

@@ -100,6 +100,22 @@ def test_the_consumer_groups_that_share_work_have_replicas() -> None:
     assert VIGIL["scorer"]["deploy"]["replicas"] >= 2
     assert VIGIL["incident-log"]["deploy"]["replicas"] >= 2
     assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2
+    assert VIGIL["monitor"]["deploy"]["replicas"] >= 2
+
+
+def test_replicated_services_keep_their_state_in_postgresql_created_by_the_init_script() -> None:
+    init = (ROOT / "deploy" / "postgres-init.sql").read_text()
+    for name, service in VIGIL.items():
+        if service.get("deploy", {}).get("replicas", 1) < 2:
+            continue
+        urls = [v for k, v in service["environment"].items() if k.endswith("_DATABASE_URL")]
+        for url in urls:
+            assert url.startswith("postgresql://"), f"{name}: replicas cannot share {url}"
+            assert f"CREATE DATABASE {url.rsplit('/', 1)[1]};" in init
+            assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    stateful = {"monitor", "drift-detector", "incident-log"}
+    for name in stateful:
+        assert any(k.endswith("_DATABASE_URL") for k in VIGIL[name]["environment"]), name
 
 
 def test_the_incident_log_and_the_runner_share_the_runbook_signing_key() -> None:

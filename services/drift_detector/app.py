@@ -11,28 +11,38 @@ batch is judged again from the same state.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import numpy as np
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from contracts.alerts import AlertKind
 from contracts.envelope import Envelope, utc_now
 from contracts.scoring import PredictionMade
 from services.drift_detector.encoding import encode_rows
-from services.drift_detector.episode_store import EpisodeStore, FileEpisodeStore
+from services.drift_detector.episode_store import (
+    DatabaseEpisodeStore,
+    EpisodesMoved,
+    EpisodeStore,
+)
+from services.drift_detector.migrations import HISTORY
 from services.drift_detector.profiles import FileProfileStore, ProfileStore, ReferenceProfile
 from services.drift_detector.references import References, ReferenceUnavailable
 from services.drift_detector.reporting import alert_event, drift_reported
 from services.drift_detector.settings import SERVICE, Settings
 from services.drift_detector.tracking import Progress, Tracker, TrackerConfig, TrackerState
 from services.runtime.consumer import Rejection
+from services.runtime.database import create_engine, session_factory
+from services.runtime.migrations import migrate
 from services.runtime.publisher import Publisher
+from services.runtime.readiness import database_check
 from services.runtime.registry_client import RegistryClient
 from services.runtime.serve import serve
 from services.runtime.service import ServiceRuntime
@@ -41,11 +51,15 @@ __all__ = ["VersionStreams", "create_app", "main"]
 
 Clock = Callable[[], datetime]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _Stream:
     tracker: Tracker
     state: TrackerState
+    revision: int
+    """The revision of the stored episodes this state continues."""
 
 
 class VersionStreams:
@@ -74,7 +88,9 @@ class VersionStreams:
         rejections: list[Rejection] = []
         outgoing: list[Envelope] = []
         advanced: list[tuple[tuple[str, int], _Stream, Progress]] = []
-        for key, group in _by_version(events).items():
+        versions = _by_version(events)
+        await self._forget_stale([key for key in versions if key in self._streams])
+        for key, group in versions.items():
             try:
                 stream = await self._stream(*key)
             except ReferenceUnavailable as error:
@@ -107,17 +123,26 @@ class VersionStreams:
             await self._keep(key, stream, progress)
         return rejections
 
+    async def _forget_stale(self, keys: list[tuple[str, int]]) -> None:
+        """Drop cached streams whose episodes another replica saved since (it owned the
+        model's partition for a while): they restart from the stored state."""
+        stored = await self._episodes.revisions(keys)
+        for key in keys:
+            if stored.get(key, 0) != self._streams[key].revision:
+                log.info("%s v%s: episodes changed elsewhere, reloading", *key)
+                del self._streams[key]
+
     async def _stream(self, model: str, version: int) -> _Stream:
         key = (model, version)
         if key not in self._streams:
             profile = await self._references.get(self._registry(), model, version)
             tracker = Tracker(profile, self._config)
-            stored = await asyncio.to_thread(self._episodes.load, model, version)
+            stored = await self._episodes.load(model, version)
             state = tracker.start(
-                data=stored.get(AlertKind.DATA_DRIFT.value),
-                score=stored.get(AlertKind.PREDICTION_DRIFT.value),
+                data=stored.episodes.get(AlertKind.DATA_DRIFT.value),
+                score=stored.episodes.get(AlertKind.PREDICTION_DRIFT.value),
             )
-            self._streams[key] = _Stream(tracker, state)
+            self._streams[key] = _Stream(tracker, state, stored.revision)
         return self._streams[key]
 
     async def _keep(self, key: tuple[str, int], stream: _Stream, progress: Progress) -> None:
@@ -130,7 +155,11 @@ class VersionStreams:
                 AlertKind.DATA_DRIFT.value: progress.state.data,
                 AlertKind.PREDICTION_DRIFT.value: progress.state.score,
             }
-            await asyncio.to_thread(self._episodes.save, *key, signals)
+            try:
+                stream.revision = await self._episodes.save(*key, signals, read=stream.revision)
+            except EpisodesMoved as moved:  # the partition moved on: the owner's state wins
+                log.warning("%s; this replica's state is dropped", moved)
+                self._streams.pop(key, None)
 
 
 def _by_version(events: Sequence[PredictionMade]) -> dict[tuple[str, int], list[PredictionMade]]:
@@ -164,6 +193,9 @@ def create_app(
 ) -> FastAPI:
     """Build the drift detector (``registry`` and the stores may be given by tests)."""
     runtime = ServiceRuntime(SERVICE, settings)
+    database_url = settings.resolved_database_url
+    engine = create_engine(database_url)
+    runtime.add_readiness_check("database", database_check(engine))
     clients: dict[str, RegistryClient] = {}
     if registry is not None:
         clients["registry"] = registry
@@ -176,7 +208,7 @@ def create_app(
         references=References(
             profiles or FileProfileStore(settings.state_dir), max_rows=settings.max_reference_rows
         ),
-        episodes=episodes or FileEpisodeStore(settings.state_dir),
+        episodes=episodes or DatabaseEpisodeStore(session_factory(engine)),
         publisher=runtime.publisher,
         registry=current_registry,
         clock=clock,
@@ -185,18 +217,25 @@ def create_app(
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
-        if "registry" in clients:
-            yield
-            return
-        async with httpx.AsyncClient(timeout=30.0) as http:
-            token = settings.service_token
-            clients["registry"] = RegistryClient(
-                http, settings.registry_url, token=token.get_secret_value() if token else None
-            )
-            try:
+        url = make_url(database_url)
+        if url.drivername.startswith("sqlite") and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await migrate(engine, HISTORY)
+            if "registry" in clients:
                 yield
-            finally:
-                clients.pop("registry", None)
+                return
+            async with httpx.AsyncClient(timeout=30.0) as http:
+                token = settings.service_token
+                clients["registry"] = RegistryClient(
+                    http, settings.registry_url, token=token.get_secret_value() if token else None
+                )
+                try:
+                    yield
+                finally:
+                    clients.pop("registry", None)
+        finally:
+            await engine.dispose()
 
     app = runtime.http_app(title="Vigil drift detector", resources=resources)
     app.state.runtime = runtime  # tests drive the broker through it

@@ -1,68 +1,148 @@
-"""Keeping each model version's episode state across restarts.
+"""Keeping each model version's episode state in the drift detector's database.
 
-An open episode must survive a restart: otherwise its recovery is never sent and the incident it
-opened never resolves. The state is small and changes only when an episode opens, grows or
-closes, so one JSON file per model version (written atomically) is enough.
+An open episode must outlive the process that opened it: otherwise its recovery is never sent
+and the incident it opened never resolves. With several replicas the next owner of a model's
+partition picks it up from the database (SQLite for one process, PostgreSQL shared by replicas;
+ADR 0017). The state is small and changes only when an episode opens, grows or closes.
+
+Each model version's row carries a ``revision``, raised on every save. A save names the revision
+it read and fails with :class:`EpisodesMoved` if another replica saved since, so a replica that
+lost the partition in a rebalance (and still runs its last batch) cannot overwrite the new
+owner's state; and a replica compares revisions before each batch to notice that its cached
+state is stale (:meth:`DatabaseEpisodeStore.revisions`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from services.drift_detector.episodes import Episode, EpisodeState
+from sqlalchemy import JSON, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Column, Field, SQLModel, col, select
 
-__all__ = ["EpisodeStore", "FileEpisodeStore", "VersionEpisodes"]
+from contracts.envelope import utc_now
+from services.drift_detector.episodes import Episode, EpisodeState
+from services.runtime.database import Sessions, UtcDateTime
+
+__all__ = [
+    "TABLES",
+    "DatabaseEpisodeStore",
+    "EpisodeRow",
+    "EpisodeStore",
+    "EpisodesMoved",
+    "StoredEpisodes",
+    "VersionEpisodes",
+]
 
 VersionEpisodes = dict[str, EpisodeState]
 """Episode state per signal (alert kind) of one model version."""
+
+VersionKey = tuple[str, int]
+
+
+class EpisodesMoved(Exception):
+    """Another replica saved the version's episodes since this one read them."""
+
+
+@dataclass(frozen=True)
+class StoredEpisodes:
+    """A model version's episode states and the revision they were read at (0: none saved)."""
+
+    episodes: VersionEpisodes = field(default_factory=dict)
+    revision: int = 0
 
 
 class EpisodeStore(Protocol):
     """Where episode states are kept."""
 
-    def load(self, model: str, version: int) -> VersionEpisodes:
-        """Return the stored states of a model version (empty if none)."""
+    async def load(self, model: str, version: int) -> StoredEpisodes:
+        """Return the stored states of a model version (empty, revision 0, if none)."""
         ...
 
-    def save(self, model: str, version: int, episodes: VersionEpisodes) -> None:
-        """Store the states of a model version."""
+    async def revisions(self, keys: Iterable[VersionKey]) -> dict[VersionKey, int]:
+        """Return the stored revision of each model version (absent: none saved)."""
+        ...
+
+    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
+        """Store the states read at revision ``read``; return the new revision.
+
+        Raises :class:`EpisodesMoved` if the stored revision is no longer ``read``.
+        """
         ...
 
 
-class FileEpisodeStore:
-    """Episode states as ``{state_dir}/drift/episodes/{model}/v{version}.json``."""
+class EpisodeRow(SQLModel, table=True):
+    """One model version's drift episode states (one entry per signal)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.root = Path(state_dir) / "drift" / "episodes"
+    __tablename__ = "drift_episodes"
 
-    def path(self, model: str, version: int) -> Path:
-        """Return the file of a model version."""
-        return self.root / model / f"v{version}.json"
+    model: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    revision: int = Field(description="Raised by every save; a save names the one it read.")
+    states: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
-    def load(self, model: str, version: int) -> VersionEpisodes:
-        path = self.path(model, version)
-        if not path.exists():
+
+TABLES: tuple[type[SQLModel], ...] = (EpisodeRow,)
+"""Every table of the drift detector's database."""
+
+
+class DatabaseEpisodeStore:
+    """Episode states in the ``drift_episodes`` table, saved with a compare-and-set on revision."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def load(self, model: str, version: int) -> StoredEpisodes:
+        async with self._sessions() as session:
+            row = await session.get(EpisodeRow, (model, version))
+            if row is None:
+                return StoredEpisodes()
+            states = {signal: _state_from(value) for signal, value in row.states.items()}
+            return StoredEpisodes(states, row.revision)
+
+    async def revisions(self, keys: Iterable[VersionKey]) -> dict[VersionKey, int]:
+        wanted = set(keys)
+        if not wanted:
             return {}
-        document = json.loads(path.read_text())
-        return {signal: _state_from(value) for signal, value in document.items()}
+        models = {model for model, _ in wanted}
+        async with self._sessions() as session:
+            rows = await session.exec(
+                select(EpisodeRow.model, EpisodeRow.version, EpisodeRow.revision).where(
+                    col(EpisodeRow.model).in_(models)
+                )
+            )
+            return {
+                (model, version): revision
+                for model, version, revision in rows.all()
+                if (model, version) in wanted
+            }
 
-    def save(self, model: str, version: int, episodes: VersionEpisodes) -> None:
-        path = self.path(model, version)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        document = {signal: _state_to(state) for signal, state in episodes.items()}
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
+        states = {signal: _state_to(state) for signal, state in episodes.items()}
         try:
-            with os.fdopen(handle, "w") as file:
-                json.dump(document, file)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            async with self._sessions() as session, session.begin():
+                if read == 0:  # the first save: two replicas inserting collide on the key
+                    session.add(EpisodeRow(model=model, version=version, revision=1, states=states))
+                    await session.flush()
+                    return 1
+                changed = await session.exec(
+                    update(EpisodeRow)
+                    .where(col(EpisodeRow.model) == model)
+                    .where(col(EpisodeRow.version) == version)
+                    .where(col(EpisodeRow.revision) == read)
+                    .values(revision=read + 1, states=states, updated_at=utc_now())
+                )
+                if changed.rowcount != 1:
+                    raise EpisodesMoved(
+                        f"{model} v{version}: saved by another replica since {read}"
+                    )
+                return read + 1
+        except IntegrityError as error:
+            raise EpisodesMoved(f"{model} v{version}: saved by another replica") from error
 
 
 def _state_to(state: EpisodeState) -> dict[str, Any]:

@@ -32,6 +32,12 @@ class Settings(ServiceSettings):
         description="This service's incident-log token, scope datasets:read: reads the "
         "training data reference profiles are built from.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="Where episode states are kept; default: drift-detector.db in the state "
+        "folder. Replicas share one PostgreSQL database (the next owner of a model's partition "
+        "takes its episodes over).",
+    )
     window_kind: WindowKind = Field(
         default=WindowKind.COUNT, description="Close windows by row count or by event time."
     )
@@ -134,3 +140,8 @@ class Settings(ServiceSettings):
             recover_after=self.recover_after_windows,
             future_tolerance=timedelta(seconds=self.event_time_future_tolerance_seconds),
         )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the state folder."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'drift-detector.db'}"

@@ -30,6 +30,7 @@ from services.runtime import (
     session_factory,
 )
 from services.runtime.forgetting import forget_periodically
+from services.runtime.leases import Lease
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 
@@ -89,7 +90,10 @@ def create_app(
         ),
     )
     if settings.probes_enabled:
-        runtime.add_background("probes", partial(service.run_probes, settings.probe_tick_seconds))
+        probes = Lease(engine, "monitor-probes")
+        runtime.add_background(
+            "probes", partial(service.run_probes, settings.probe_tick_seconds, probes)
+        )
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:

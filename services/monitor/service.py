@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.feedback import LabelRecorded
 from contracts.monitoring import ProbeCompleted
@@ -36,6 +37,7 @@ from contracts.registry import (
 )
 from contracts.scoring import PredictionMade
 from services.monitor.domain import Monitor, MonitorPolicy, Step
+from services.monitor.ownership import advance_revisions, all_revisions
 from services.monitor.probe import run_probe
 from services.monitor.store import load_snapshot, save_changes
 from services.runtime import (
@@ -47,6 +49,7 @@ from services.runtime import (
     Sessions,
     stage,
 )
+from services.runtime.leases import Lease
 
 __all__ = ["MonitorService", "NoGoldenSet", "NotDeployed"]
 
@@ -91,15 +94,16 @@ class MonitorService:
         self._probe_token = probe_token
         self._clock = clock
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
+        self._handled_memory = handled_memory
         self._handled = HandledIds(handled_memory)
+        self._revisions: dict[str, int] = {}
+        """Per model, the revision of the stored state the memory continues."""
         self._monitor = Monitor(policy, seed=seed)
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Restore the state the database holds, and the newest handled event ids."""
         async with self._lock:
-            async with self._sessions() as session:
-                await self._handled.load(session)
             await self._reload()
 
     # ------------------------------------------------------------------ Kafka handlers
@@ -109,6 +113,7 @@ class MonitorService:
         await self._learn({(e.model, e.model_version) for e in events} | in_use)
         now = self._clock()
         step = await self._apply(
+            {event.model for event in events},
             [event.event_id for event in events],
             lambda fresh: self._monitor.add_predictions(
                 [event for event in events if event.event_id in fresh], now=now
@@ -122,6 +127,7 @@ class MonitorService:
         )
         now = self._clock()
         step = await self._apply(
+            {event.model for event in events},
             [event.event_id for event in events],
             lambda fresh: self._monitor.add_labels(
                 [event for event in events if event.event_id in fresh], now=now
@@ -149,35 +155,43 @@ class MonitorService:
             await self._deploy(model, deployment, at=now, ids=[])
         log.info("monitor knows %d deployed model(s)", len(deployments))
 
-    async def run_probes(self, tick_seconds: float) -> None:
-        """Run each deployed champion's golden-set probe on its schedule, until cancelled."""
+    async def run_probes(self, tick_seconds: float, lease: Lease | None = None) -> None:
+        """Run each deployed champion's golden-set probe on its schedule, until cancelled; with
+        a lease, only while this replica holds it (one replica probes)."""
         last_run: dict[str, float] = {}
-        while True:
-            due = []
-            deployments = await self._read(self._monitor.deployments)
-            for model, deployment in sorted(deployments.items()):
-                if deployment.champion is None:
+        try:
+            while True:
+                if lease is not None and not await lease.held():
+                    await asyncio.sleep(tick_seconds)
                     continue
-                try:
-                    record = await self._record(model, deployment.champion.version)
-                except RegistryError as error:
-                    log.warning("cannot read %s's probe: %s", model, error)
-                    continue
-                probe = record.spec.probe
-                previous = last_run.get(model)
-                if probe is not None and (
-                    previous is None or time.monotonic() - previous >= probe.interval_seconds
-                ):
-                    due.append(model)
-            for model in due:
-                last_run[model] = time.monotonic()
-            results = await asyncio.gather(
-                *(self.probe(model, manual=False) for model in due), return_exceptions=True
-            )
-            for model, result in zip(due, results, strict=True):
-                if isinstance(result, Exception):
-                    log.warning("probe of %s could not run: %s", model, result)
-            await asyncio.sleep(tick_seconds)
+                due = []
+                deployments = await self._read(self._monitor.deployments)
+                for model, deployment in sorted(deployments.items()):
+                    if deployment.champion is None:
+                        continue
+                    try:
+                        record = await self._record(model, deployment.champion.version)
+                    except RegistryError as error:
+                        log.warning("cannot read %s's probe: %s", model, error)
+                        continue
+                    probe = record.spec.probe
+                    previous = last_run.get(model)
+                    if probe is not None and (
+                        previous is None or time.monotonic() - previous >= probe.interval_seconds
+                    ):
+                        due.append(model)
+                for model in due:
+                    last_run[model] = time.monotonic()
+                results = await asyncio.gather(
+                    *(self.probe(model, manual=False) for model in due), return_exceptions=True
+                )
+                for model, result in zip(due, results, strict=True):
+                    if isinstance(result, Exception):
+                        log.warning("probe of %s could not run: %s", model, result)
+                await asyncio.sleep(tick_seconds)
+        finally:
+            if lease is not None:
+                await lease.release()  # a stand-by takes over at once
 
     # ------------------------------------------------------------------ API
 
@@ -203,7 +217,7 @@ class MonitorService:
         )
         now = self._clock()
         await self._apply(
-            [], lambda _: self._monitor.record_probe(result, version=version, now=now)
+            {model}, [], lambda _: self._monitor.record_probe(result, version=version, now=now)
         )
         return result
 
@@ -213,10 +227,18 @@ class MonitorService:
 
     # ------------------------------------------------------------------ internals
 
-    async def _apply(self, event_ids: list[UUID], compute: Callable[[set[UUID]], Step]) -> Step:
+    async def _apply(
+        self, models: set[str], event_ids: list[UUID], compute: Callable[[set[UUID]], Step]
+    ) -> Step:
         async with self._lock:
             try:
                 async with self._sessions() as session, session.begin():
+                    # Another replica stepped one of these models since (a rebalance moved its
+                    # partition): restore first, under the row locks it would need too.
+                    had = await advance_revisions(session, models, self._revisions)
+                    if any(self._revisions.get(m, 0) != r for m, r in had.items()):
+                        log.info("models %s changed elsewhere: restoring", sorted(models))
+                        await self._restore(session)
                     fresh = [i for i in dict.fromkeys(event_ids) if i not in self._handled]
                     # The step may run scikit-learn and permutation tests: off the event loop,
                     # so heartbeats and HTTP keep going. The lock keeps it the only writer.
@@ -227,10 +249,12 @@ class MonitorService:
                     )
                     await save_changes(session, self._monitor.drain_changes())
                     stage(session, step.outputs)
+                    revisions = {model: revision + 1 for model, revision in had.items()}
             except Exception:
                 await self._reload()
                 raise
             self._handled.remember(handled)
+            self._revisions.update(revisions)
         if step.outputs:
             while await self._relay.publish_pending() > 0:
                 pass
@@ -242,12 +266,21 @@ class MonitorService:
             return look(*args)
 
     async def _reload(self) -> None:
-        monitor = Monitor(self._policy, seed=self._seed)
         async with self._sessions() as session:
-            monitor.restore(await load_snapshot(session))
+            await self._restore(session)
+
+    async def _restore(self, session: AsyncSession) -> None:
+        """Replace the memory with the database's state, and the handled ids other replicas
+        recorded. Revisions first: a step committed in between makes the memory look stale (one
+        restore too many), never current when it is not."""
+        revisions = await all_revisions(session)
+        monitor = Monitor(self._policy, seed=self._seed)
+        monitor.restore(await load_snapshot(session))
         for record in self._records.values():
             monitor.know(record)
-        self._monitor = monitor
+        handled = HandledIds(self._handled_memory)
+        await handled.load(session)
+        self._monitor, self._handled, self._revisions = monitor, handled, revisions
 
     async def _deploy(
         self, model: str, deployment: Deployment, *, at: datetime, ids: list[UUID]
@@ -256,6 +289,7 @@ class MonitorService:
         await self._learn({(model, slot.version) for slot in served if slot is not None})
         now = self._clock()
         await self._apply(
+            {model},
             ids,
             lambda fresh: (
                 self._monitor.apply_deployment(model, deployment, at=at, now=now)

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.monitor.comparison import Outcome
 from services.monitor.domain import Changes, ModelClock, Pairing, Snapshot
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
+from services.monitor.ownership import ModelRevisionRow
 from services.monitor.tables import (
     ClockRow,
     ComparisonOutcomeRow,
@@ -39,6 +40,7 @@ TABLES: list[type[SQLModel]] = [
     PairingRow,
     ComparisonOutcomeRow,
     HandledBatch,
+    ModelRevisionRow,
     *OUTBOX_TABLES,
 ]
 """Every table the monitor's database holds."""

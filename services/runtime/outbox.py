@@ -51,7 +51,8 @@ __all__ = ["OUTBOX_TABLES", "OutboxMessage", "OutboxPoison", "OutboxRelay", "sta
 
 log = logging.getLogger(__name__)
 
-_RELAY_LOCK = 0x6F_75_74_62_6F_78  # "outbox": the PostgreSQL advisory lock of the relay's turn
+RELAY_TURN_LOCK = 0x6F_75_74_62_6F_78
+"""Key of the PostgreSQL advisory lock a relay holds for a pass ("outbox" in ASCII)."""
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -187,7 +188,7 @@ class OutboxRelay:
                 return
             # Held by this session's transaction for the whole pass; a reader takes no row locks
             # on PostgreSQL, so writers staging new rows never wait for it.
-            lock = select(func.pg_try_advisory_xact_lock(_RELAY_LOCK))
+            lock = select(func.pg_try_advisory_xact_lock(RELAY_TURN_LOCK))
             yield bool((await session.exec(lock)).one())
 
     async def _pending_batch(self) -> list[OutboxMessage]:

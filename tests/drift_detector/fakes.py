@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import httpx
 
 from contracts import DatasetRef, Envelope, ModelVersionRecord
-from services.drift_detector.episode_store import VersionEpisodes
+from services.drift_detector.episode_store import EpisodesMoved, StoredEpisodes, VersionEpisodes
 from services.drift_detector.profiles import ReferenceProfile
 from services.runtime import RegistryClient
 from tests.drift_detector.data import digest_of, service_spec
@@ -30,13 +30,20 @@ class InMemoryProfileStore:
 
 class InMemoryEpisodeStore:
     def __init__(self) -> None:
-        self.episodes: dict[tuple[str, int], VersionEpisodes] = {}
+        self.episodes: dict[tuple[str, int], StoredEpisodes] = {}
 
-    def load(self, model: str, version: int) -> VersionEpisodes:
-        return dict(self.episodes.get((model, version), {}))
+    async def load(self, model: str, version: int) -> StoredEpisodes:
+        return self.episodes.get((model, version), StoredEpisodes())
 
-    def save(self, model: str, version: int, episodes: VersionEpisodes) -> None:
-        self.episodes[(model, version)] = dict(episodes)
+    async def revisions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {key: self.episodes[key].revision for key in keys if key in self.episodes}
+
+    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
+        stored = self.episodes.get((model, version), StoredEpisodes())
+        if stored.revision != read:
+            raise EpisodesMoved(f"{model} v{version}")
+        self.episodes[(model, version)] = StoredEpisodes(dict(episodes), read + 1)
+        return read + 1
 
 
 class RecordingPublisher:

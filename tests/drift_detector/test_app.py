@@ -74,7 +74,7 @@ async def test_a_shifted_stream_is_reported_per_window_and_alerted_once(registry
     assert alerts[0].model_version == 1
     assert profiles.saves == 2  # computed once, then again with its score reference
     assert registry.requests.count(f"/models/{MODEL}/versions/1") == 1
-    assert episodes.episodes[(MODEL, 1)]["data_drift"].episode is not None
+    assert episodes.episodes[(MODEL, 1)].episodes["data_drift"].episode is not None
     report = reports[-1]
     assert report.drivers == ["x2"]
     assert report.hypotheses is not None

@@ -1,0 +1,86 @@
+"""Run-once across replicas: a lease one replica holds at a time, on the service's database.
+
+Timers, schedules and probes run in every replica's process, but must act once. On PostgreSQL a
+:class:`Lease` is a session-level advisory lock held on a connection of its own: the holder keeps
+it while it lives, and PostgreSQL frees it when that connection dies (the process was killed, the
+network dropped), so a stand-by replica takes over at its next :meth:`Lease.held` check. A SQLite
+file belongs to one process, which always holds the lease.
+
+Call :meth:`Lease.held` before each round of the work (it also checks that the holder's connection
+is still alive), not once at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = ["Lease", "lease_key"]
+
+log = logging.getLogger(__name__)
+
+
+def lease_key(name: str) -> int:
+    """The advisory lock key of a lease name (a stable signed 64-bit number)."""
+    digest = hashlib.blake2b(f"vigil-lease:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Lease:
+    """The right to run one kind of work (``name``) in one replica at a time."""
+
+    def __init__(self, engine: AsyncEngine, name: str) -> None:
+        self.name = name
+        self._engine = engine
+        self._key = lease_key(name)
+        self._connection: AsyncConnection | None = None
+
+    async def held(self) -> bool:
+        """Whether this replica holds the lease now, taking it if it is free."""
+        if self._engine.dialect.name != "postgresql":
+            return True
+        if self._connection is not None:
+            try:
+                await self._connection.execute(text("SELECT 1"))
+                return True
+            except Exception as error:  # the connection, and with it the lock, is gone
+                log.warning("lease %s lost: %s", self.name, error)
+                await self._drop()
+        connection = await self._engine.connect()
+        try:
+            taken = await connection.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+            )
+            await connection.commit()  # the lock is the session's, not the transaction's
+        except BaseException:
+            await connection.close()
+            raise
+        if not taken:
+            await connection.close()
+            return False
+        log.info("lease %s taken", self.name)
+        self._connection = connection
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up (on shutdown), so a stand-by takes it at once."""
+        if self._connection is None:
+            return
+        try:
+            await self._connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+            )
+            await self._connection.commit()
+        finally:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.invalidate()  # never back to the pool: it may hold the lock
+            finally:
+                await connection.close()

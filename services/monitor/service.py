@@ -35,7 +35,8 @@ from contracts.registry import (
     ModelVersionRecord,
 )
 from contracts.scoring import PredictionMade
-from services.monitor.domain import Monitor, MonitorPolicy, Step
+from services.monitor.domain import Monitor, MonitorPolicy, Step, watched_targets
+from services.monitor.history import MetricHistory
 from services.monitor.probe import run_probe
 from services.monitor.store import load_snapshot, save_changes
 from services.runtime import (
@@ -93,6 +94,7 @@ class MonitorService:
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
         self._handled = HandledIds(handled_memory)
         self._monitor = Monitor(policy, seed=seed)
+        self._history = MetricHistory()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -211,6 +213,23 @@ class MonitorService:
         """Return what waits, what is open, and what alerts."""
         return await self._read(self._monitor.status)
 
+    async def series(self, model: str) -> dict[str, Any] | None:
+        """The model's recent windows and episodes (see :mod:`services.monitor.history`), with
+        each version's watched metrics: baseline, threshold and direction."""
+        found = await self._read(self._history.series, model)
+        if found is None:
+            return None
+        versions = sorted({w["version"] for w in found["windows"]})
+        found["targets"] = {
+            str(version): {
+                "key_metric": record.spec.key_metric,
+                "metrics": [t.model_dump(mode="json") for t in watched_targets(record)],
+            }
+            for version in versions
+            if (record := self._records.get((model, version))) is not None
+        }
+        return found
+
     # ------------------------------------------------------------------ internals
 
     async def _apply(self, event_ids: list[UUID], compute: Callable[[set[UUID]], Step]) -> Step:
@@ -231,6 +250,7 @@ class MonitorService:
                 await self._reload()
                 raise
             self._handled.remember(handled)
+            self._history.observe(step.outputs)
         if step.outputs:
             while await self._relay.publish_pending() > 0:
                 pass

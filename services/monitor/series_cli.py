@@ -6,8 +6,6 @@ there. ``--json`` prints the monitor's answer unchanged.
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import typer
 from rich.console import Console
@@ -48,10 +46,10 @@ def series(
     if response.status_code != 200:
         errors.print(f"[red]no series ({response.status_code}):[/red] {response.text[:300]}")
         raise typer.Exit(1)
-    found = response.json()
     if as_json:
-        console.print_json(json.dumps(found))
+        typer.echo(response.text)
         return
+    found = response.json()
     metrics = sorted({name for w in found["windows"] for name in w["metrics"]})
     table = Table(title=f"windows of {model}")
     for column in ("end", "version", "variant", "predictions", "p95 ms", *metrics):

@@ -93,7 +93,8 @@ def test_an_estimate_in_the_window_is_drawn_beside_the_metric() -> None:
 
 def test_sparkline_of_the_champions_key_metric() -> None:
     spark = key_metric_sparkline(SERIES, 3)
-    assert spark is not None and 'data-last="0.79"' in spark
+    assert spark is not None
+    assert 'data-last="0.79"' in spark
     assert key_metric_sparkline(None, 3) is None
     assert key_metric_sparkline(SERIES, 9) is None
 
@@ -112,7 +113,8 @@ def test_metric_signal_uses_the_series_and_falls_back_to_its_evidence() -> None:
     (from_series,) = signal_charts(signal, "churn", 3, SERIES)
     assert from_series.count("<circle") == 4
     (from_evidence,) = signal_charts(signal, "churn", 3, None)
-    assert from_evidence.count("<circle") == 2 and "window 2" in from_evidence
+    assert from_evidence.count("<circle") == 2
+    assert "window 2" in from_evidence
 
 
 def test_drift_signal_draws_effects_significance_and_distributions() -> None:
@@ -146,7 +148,8 @@ def test_drift_signal_draws_effects_significance_and_distributions() -> None:
         "churn data drift: significance (-log10 adjusted p)",
         "churn data drift: mean radius, reference against current (reference deciles)",
     ]
-    assert "effect floor 0.1" in charts[0] and "alpha 0.01 2" in charts[1]
+    assert "effect floor 0.1" in charts[0]
+    assert "alpha 0.01 2" in charts[1]
 
 
 def test_signals_without_a_chart_get_none() -> None:
@@ -161,5 +164,6 @@ def test_gate_chart_from_the_gates_figures() -> None:
         "non_inferiority": {"difference": 0.15, "ci_low": 0.1, "ci_high": 0.2, "margin": 0.02},
     }
     chart = gate_chart(figures, "passed the gate", "gate")
-    assert chart is not None and "Decision: passed the gate" in chart
+    assert chart is not None
+    assert "Decision: passed the gate" in chart
     assert gate_chart({"non_inferiority": {"skipped": "x"}}, "d", "t") is None

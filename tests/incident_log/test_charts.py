@@ -48,8 +48,10 @@ def accessible(figure: ET.Element) -> tuple[str, str]:
     title_id, desc_id = (svg.get("aria-labelledby") or "").split()
     title = svg.find(f"{SVG}title")
     desc = svg.find(f"{SVG}desc")
-    assert title is not None and title.get("id") == title_id
-    assert desc is not None and desc.get("id") == desc_id
+    assert title is not None
+    assert title.get("id") == title_id
+    assert desc is not None
+    assert desc.get("id") == desc_id
     return title.text or "", desc.text or ""
 
 
@@ -67,7 +69,9 @@ def test_line_chart_carries_every_value_baseline_threshold_and_episode() -> None
     )
     title, desc = accessible(figure)
     assert title == "churn v3: recall"
-    assert "from 0.97 to 0.79" in desc and "baseline 0.97" in desc and "threshold 0.9" in desc
+    assert "from 0.97 to 0.79" in desc
+    assert "baseline 0.97" in desc
+    assert "threshold 0.9" in desc
     assert "recall alerting from 10:15" in desc
     assert table_values(figure) == values
     svg = svg_of(figure)
@@ -116,7 +120,8 @@ def test_an_estimate_is_a_second_dashed_series() -> None:
     )
     paths = [e for e in svg_of(figure).iter(f"{SVG}path") if e.get("class") == "series"]
     assert [p.get("data-series") for p in paths] == ["recall", "recall (estimated)"]
-    assert paths[1].get("stroke-dasharray") and not paths[0].get("stroke-dasharray")
+    assert paths[1].get("stroke-dasharray")
+    assert not paths[0].get("stroke-dasharray")
     assert table_values(figure) == [0.9, 0.9, None, 0.85]
 
 
@@ -142,7 +147,8 @@ def test_bar_chart_marks_bars_past_the_line() -> None:
     )
     assert table_values(figure) == [0.42, 0.02, None]
     desc = accessible(figure)[1]
-    assert "effect floor 0.1" in desc and "past it: mean radius" in desc
+    assert "effect floor 0.1" in desc
+    assert "past it: mean radius" in desc
     bars = [e for e in svg_of(figure).iter(f"{SVG}rect") if "bar" in (e.get("class") or "")]
     assert [(b.get("class"), float(b.get("data-value", ""))) for b in bars] == [
         ("bar marked", 0.42),
@@ -177,7 +183,8 @@ def test_interval_chart_states_the_decision_and_interval() -> None:
         )
     )
     desc = accessible(figure)[1]
-    assert "interval 0.09 to 0.19" in desc and "Decision: passed the gate" in desc
+    assert "interval 0.09 to 0.19" in desc
+    assert "Decision: passed the gate" in desc
     assert table_values(figure) == [0.81, 0.95, 0.14, 0.09, 0.19, 0.02]
     svg = svg_of(figure)
     assert len([e for e in svg.iter(f"{SVG}line") if e.get("class") == "interval"]) == 1
@@ -202,7 +209,8 @@ def test_interval_chart_without_an_interval() -> None:
 
 def test_sparkline_is_labelled_with_its_last_value() -> None:
     svg = parse(sparkline("recall of v3", [0.9, None, 0.8]))
-    assert svg.get("role") == "img" and svg.get("data-last") == "0.8"
+    assert svg.get("role") == "img"
+    assert svg.get("data-last") == "0.8"
     assert "latest 0.8" in (svg.get("aria-label") or "")
     assert "no windows" in sparkline("recall", [None])
 

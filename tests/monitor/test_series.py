@@ -59,10 +59,9 @@ async def test_series_holds_what_the_monitor_published_with_its_episodes(
         if a.evidence.get("metric") == "recall" and a.model_version == 1
     ]
     recovered = published.of_type(AlertRecovered)
-    assert raised and recovered
-    (episode,) = [
-        e for e in series["episodes"] if e["metric"] == "recall" and e["version"] == 1
-    ]
+    assert raised
+    assert recovered
+    (episode,) = [e for e in series["episodes"] if e["metric"] == "recall" and e["version"] == 1]
     assert episode["raised_at"] == raised[0].evidence["window"]["end"]  # type: ignore[index]
     assert episode["recovered_at"] is not None
     assert series["comparisons"], "the champion-challenger comparisons are kept too"

@@ -378,7 +378,7 @@ def test_every_console_page_is_listed() -> None:
     routes = {
         route.path
         for route in router.routes
-        if isinstance(route, APIRoute) and "GET" in route.methods
+        if isinstance(route, APIRoute) and "GET" in (route.methods or set())
     }
     pages = {p.replace("{incident}", "{incident_id}") for p in PAGES}
     routes = {r for r in routes if not r.startswith("/console/fragments/")} - NOT_PAGES

@@ -62,7 +62,9 @@ async def test_series_holds_what_the_monitor_published_with_its_episodes(
     assert raised
     assert recovered
     (episode,) = [e for e in series["episodes"] if e["metric"] == "recall" and e["version"] == 1]
-    assert episode["raised_at"] == raised[0].evidence["window"]["end"]  # type: ignore[index]
+    window = raised[0].evidence["window"]
+    assert isinstance(window, dict)
+    assert episode["raised_at"] == window["end"]
     assert episode["recovered_at"] is not None
     assert series["comparisons"], "the champion-challenger comparisons are kept too"
     targets = series["targets"]["1"]

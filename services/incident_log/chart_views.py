@@ -31,6 +31,7 @@ __all__ = [
     "gate_chart",
     "key_metric_sparkline",
     "model_charts",
+    "report_charts",
     "signal_charts",
 ]
 
@@ -315,3 +316,42 @@ def signal_charts(
     if kind == "challenger_worse" and "champion_value" in evidence:
         return [comparison_chart(evidence)]
     return []
+
+
+def report_charts(report: Mapping[str, Any], title: str) -> list[str]:
+    """A drift-diagnosis report (the runbook's, on the timeline): per numeric feature the KS
+    statistic and the mean's shift in reference sd, the top drifted marked."""
+    features = report.get("features")
+    if not isinstance(features, list):
+        return []
+    numeric = [f for f in features if isinstance(f, dict) and f.get("kind") == "numeric"]
+    if not numeric:
+        return []
+    top = set(report.get("top_drifted") or [])
+    detector = report.get("detector") or {}
+    drivers = set(detector.get("drivers") or []) if isinstance(detector, dict) else set()
+    ranked = sorted(numeric, key=lambda f: -(f.get("ks") or 0))
+    note = "detector driver" if drivers else ""
+    return [
+        bar_chart(
+            f"{title}: KS statistic per feature (top drifted marked)",
+            [
+                Bar(
+                    str(f["feature"]),
+                    f.get("ks"),
+                    f["feature"] in top,
+                    note if f["feature"] in drivers else "",
+                )
+                for f in ranked
+            ],
+            measure="KS statistic",
+        ),
+        bar_chart(
+            f"{title}: shift of the mean, in reference sd",
+            [
+                Bar(str(f["feature"]), f.get("shift_in_reference_sd"), f["feature"] in top)
+                for f in ranked
+            ],
+            measure="shift (reference sd)",
+        ),
+    ]

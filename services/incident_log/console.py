@@ -41,6 +41,7 @@ from services.incident_log.chart_views import (
     gate_chart,
     key_metric_sparkline,
     model_charts,
+    report_charts,
     signal_charts,
 )
 from services.incident_log.permissions import Permission, Role
@@ -282,6 +283,13 @@ def build_console(
                 for s in found.get("signals", [])
             },
             "canary_charts": _canary_charts(entries, promotions, series),
+            "report_charts": [
+                chart
+                for entry in entries
+                if entry.get("action") == "report_attached"
+                and isinstance((entry.get("details") or {}).get("report"), dict)
+                for chart in report_charts(entry["details"]["report"], entry["details"]["title"])
+            ],
             "promotion_charts": {
                 p["request_id"]: gate_chart(
                     p.get("evidence") or {},

@@ -245,6 +245,7 @@ async def test_the_console_sign_in_takes_no_file_and_no_foreign_token(service: S
     await service.still_healthy()
 
 
+@pytest.mark.timeout(180)
 async def test_chart_pages_take_hostile_model_names_and_do_without_the_monitor(
     service: Service,
 ) -> None:
@@ -260,10 +261,10 @@ async def test_chart_pages_take_hostile_model_names_and_do_without_the_monitor(
         for name in ("nobody", "..%2F..%2Fstatus", "%00", "x" * 5000, "t%C3%B6k%C3%A9n"):
             answer = await browser.get(f"/console/models/{name}")
             assert answer.status_code in (200, 404), (name, answer.status_code)
-        markup = await browser.get("/console/models/%3Cb%3Ebold%3C%2Fb%3E")
+        markup = await browser.get("/console/models/%3Cb%3Ebold")
         assert markup.status_code == 200
-        assert "<b>bold</b>" not in markup.text
-        assert "&lt;b&gt;bold&lt;/b&gt;" in markup.text
+        assert "<b>bold" not in markup.text
+        assert "&lt;b&gt;bold" in markup.text
     await service.still_healthy()
 
 

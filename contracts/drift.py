@@ -17,6 +17,7 @@ __all__ = [
     "DriftReported",
     "FeatureDrift",
     "FeatureKind",
+    "Histogram",
     "SequentialAlarm",
 ]
 
@@ -90,6 +91,28 @@ class SequentialAlarm(BaseModel):
     )
 
 
+class Histogram(BaseModel):
+    """A numeric feature's reference and window distributions over the reference's deciles."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    edges: list[float] = Field(
+        description=(
+            "Bin edges: the reference's smallest value, its nine deciles, its largest value "
+            "(window values beyond the ends count in the end bins)."
+        ),
+        examples=[[6.9, 10.2, 11.0, 11.7, 12.3, 13.1, 13.9, 15.0, 16.9, 19.5, 28.1]],
+    )
+    reference: list[float] = Field(
+        description="Share of the reference's non-missing values per bin (about 0.1 each).",
+        examples=[[0.1] * 10],
+    )
+    current: list[float] = Field(
+        description="Share of the window's non-missing values per bin.",
+        examples=[[0.0, 0.02, 0.03, 0.05, 0.05, 0.1, 0.15, 0.2, 0.2, 0.2]],
+    )
+
+
 class FeatureDrift(BaseModel):
     """Evidence for one feature (or the model's score) in one window."""
 
@@ -137,6 +160,10 @@ class FeatureDrift(BaseModel):
         default_factory=dict,
         description="Further statistics for the reader (KS, Wasserstein, Jensen-Shannon, ...).",
         examples=[{"ks": 0.12, "ks_p_value": 3e-5, "wasserstein": 0.8}],
+    )
+    bins: Histogram | None = Field(
+        default=None,
+        description="Reference against window distribution (numeric features with values).",
     )
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from contracts.drift import Correction, DriftCheck, FeatureDrift, FeatureKind
+from contracts.drift import Correction, DriftCheck, FeatureDrift, FeatureKind, Histogram
 from services.drift_detector.correction import adjust_p_values
 from services.drift_detector.encoding import FeatureBatch
 from services.drift_detector.lookup import take_in_rows
@@ -181,6 +181,9 @@ class _Evidence:
     statistics_of: Callable[[], dict[str, FloatArray]]
     """Figures the report shows beside the checks, computed on first use."""
     new_categories: tuple[list[str], ...] = ()
+    bins_of: Callable[[], tuple[FloatArray, FloatArray, FloatArray]] | None = None
+    """Numeric features: (edges, reference shares, window shares) per feature, NaN-free rows
+    where the feature had values on both sides (others all NaN)."""
 
     @property
     def fired(self) -> BoolArray:
@@ -210,6 +213,19 @@ class _Evidence:
             reasons=reasons,
             checks=[c.entry(i) for c in self.checks],
             statistics={name: _finite(values[i]) for name, values in self.statistics_of().items()},
+            bins=self._bins(i),
+        )
+
+    def _bins(self, i: int) -> Histogram | None:
+        if self.bins_of is None:
+            return None
+        edges, reference, current = (values[i] for values in self.bins_of())
+        if np.isnan(edges).any() or np.isnan(current).any():
+            return None
+        return Histogram(
+            edges=[float(v) for v in edges],
+            reference=[round(float(v), 6) for v in reference],
+            current=[round(float(v), 6) for v in current],
         )
 
 
@@ -438,6 +454,7 @@ def _numeric(
         names=reference.names,
         checks=(distribution, missing),
         psi_of=_deferred(lambda: np.where(m > 0, _psi(reference, placement), np.nan)),
+        bins_of=_deferred(lambda: _histograms(reference, placement)),
         missing_reference=reference_share,
         missing_current=current_share,
         statistics_of=_deferred(
@@ -454,16 +471,42 @@ def _numeric(
     return evidence, _Location(shift=shift, current_count=m)
 
 
-def _psi(reference: NumericReference, placement: Placement) -> FloatArray:
-    """PSI of every numeric feature: a window value's bin depends only on how many reference
-    values lie below it, which the placement says."""
+def _current_bins(reference: NumericReference, placement: Placement) -> FloatArray:
+    """Window values per PSI bin (the reference's deciles) of every numeric feature: a value's
+    bin depends only on how many reference values lie below it, which the placement says."""
     k = len(reference.names)
     below = np.minimum(placement.below, reference.bin_lookup.shape[1] - 1)
     (bins,) = take_in_rows(below, reference.bin_lookup)
     bins += (np.arange(k) * PSI_BINS)[:, None]
     weights = placement.valid.ravel()
-    current_bins = np.bincount(bins.ravel(), weights=weights, minlength=k * PSI_BINS)
-    return population_stability_index(reference.bin_counts, current_bins.reshape(k, PSI_BINS))
+    counts = np.bincount(bins.ravel(), weights=weights, minlength=k * PSI_BINS)
+    return counts.astype(np.float64).reshape(k, PSI_BINS)
+
+
+def _psi(reference: NumericReference, placement: Placement) -> FloatArray:
+    """PSI of every numeric feature over the reference's deciles."""
+    return population_stability_index(reference.bin_counts, _current_bins(reference, placement))
+
+
+def _histograms(
+    reference: NumericReference, placement: Placement
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per feature: decile edges of the reference (with its ends), and the reference's and the
+    window's share of values per bin, for the report's picture. NaN rows where a side has no
+    values."""
+    k, n = reference.sorted_values.shape
+    counts = reference.counts
+    positions = np.ceil(np.arange(1, PSI_BINS)[None, :] * counts[:, None] / PSI_BINS) - 1
+    inner = np.clip(positions, 0, np.maximum(counts[:, None] - 1, 0)).astype(np.int64)
+    last = np.maximum(counts - 1, 0)[:, None]
+    index = np.concatenate([np.zeros((k, 1), dtype=np.int64), inner, last], axis=1)
+    edges = np.take_along_axis(reference.sorted_values, np.minimum(index, max(n - 1, 0)), axis=1)
+    edges = np.where(counts[:, None] > 0, edges, np.nan)
+    current = _current_bins(reference, placement)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reference_shares = reference.bin_counts / reference.bin_counts.sum(axis=1, keepdims=True)
+        current_shares = current / current.sum(axis=1, keepdims=True)
+    return edges, reference_shares, current_shares
 
 
 def _normal_score_shift(reference: NumericReference, placement: Placement) -> FloatArray:

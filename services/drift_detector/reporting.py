@@ -130,6 +130,7 @@ def _feature_evidence(feature: FeatureDrift) -> dict[str, JsonValue]:
                 "adjusted_p_value": check.adjusted_p_value,
                 "effect_size": check.effect_size,
                 "effect_measure": check.effect_measure,
+                "effect_floor": check.effect_floor,
             }
             for check in fired
         ],
@@ -137,4 +138,5 @@ def _feature_evidence(feature: FeatureDrift) -> dict[str, JsonValue]:
         "missing_rate_current": feature.missing_rate_current,
         "new_categories": list(feature.new_categories[:20]),
         "psi": feature.psi,
+        "bins": feature.bins.model_dump(mode="json") if feature.bins is not None else None,
     }

@@ -175,6 +175,9 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     def registry() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=settings.registry_url, timeout=10)
 
+    def monitor() -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=settings.monitor_url, timeout=5)
+
     app.include_router(build_approval_router(log, sessions, admin_sha256=admin_sha256))
     app.include_router(
         build_paging_router(
@@ -189,6 +192,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             own_api,
             feed,
             registry=registry,
+            monitor=monitor,
             public_url=settings.public_url,
         )
     )

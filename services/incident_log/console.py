@@ -36,6 +36,14 @@ from fastapi.templating import Jinja2Templates
 from contracts.incidents import IncidentStatus, Tier
 from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
+from services.incident_log.chart_views import (
+    comparison_chart,
+    gate_chart,
+    key_metric_sparkline,
+    model_charts,
+    report_charts,
+    signal_charts,
+)
 from services.incident_log.permissions import Permission, Role
 from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from services.runtime.scopes import Scope
@@ -74,10 +82,12 @@ def build_console(
     feed: ChangeFeed,
     *,
     registry: Callable[[], httpx.AsyncClient] | None = None,
+    monitor: Callable[[], httpx.AsyncClient] | None = None,
     public_url: str | None = None,
 ) -> APIRouter:
     """The console's routes. ``api`` gives a client of the incident log's API (in-process);
-    ``registry`` one of the registry's, for the models page and model approvals;
+    ``registry`` one of the registry's, for the models page and model approvals; ``monitor``
+    one of the monitor's, whose recent windows the charts draw;
     ``public_url`` is where people reach the console: an https one marks cookies ``Secure`` even
     on plain HTTP (TLS ends at a proxy), and its origin may post the sign-in form."""
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -261,9 +271,34 @@ def build_console(
             )
             held = await client.get(f"/incidents/{incident_id}/approvals", headers=_bearer(token))
         promotions = await _promotions(registry, token, incident_id)
+        found = _ok(detail)
+        entries = _ok(timeline)
+        series = await _series(monitor, found["model"])
         return {
-            "incident": _Row(_ok(detail)),
-            "timeline": [_Row(entry) for entry in _ok(timeline)],
+            "incident": _Row(found),
+            "signal_charts": {
+                s["fingerprint"]: signal_charts(
+                    s, found["model"], found.get("model_version"), series
+                )
+                for s in found.get("signals", [])
+            },
+            "canary_charts": _canary_charts(entries, promotions, series),
+            "report_charts": [
+                chart
+                for entry in entries
+                if entry.get("action") == "report_attached"
+                and isinstance((entry.get("details") or {}).get("report"), dict)
+                for chart in report_charts(entry["details"]["report"], entry["details"]["title"])
+            ],
+            "promotion_charts": {
+                p["request_id"]: gate_chart(
+                    p.get("evidence") or {},
+                    f"request {p['state']}",
+                    f"gate of {p['model']} v{p['version']}",
+                )
+                for p in promotions
+            },
+            "timeline": [_Row(entry) for entry in entries],
             "pages": [_Row(entry) for entry in _ok(pages)],
             "held_runs": [_Row(run) for run in _ok(held)],
             "me": principal.name,
@@ -423,8 +458,49 @@ def build_console(
     async def models(request: Request, session: Session) -> HTMLResponse:
         found, error = await _models(registry)
         can_rollback = session[1].allows(Permission.APPROVE_MODEL)
+        async with api() as client:
+            unresolved = _ok(
+                await client.get(
+                    "/incidents",
+                    params={"unresolved": "true", "limit": 1000},
+                    headers=_bearer(session[0]),
+                )
+            )
+        open_incidents = Counter(str(item["model"]) for item in unresolved)
+        sparklines = {}
+        for model in found:
+            deployment = model.get("deployment") or {}
+            champion = (deployment.get("champion") or {}).get("version")
+            series = await _series(monitor, model["name"])
+            sparklines[model["name"]] = key_metric_sparkline(series, champion)
         return page(
-            request, "models.html", session, models=found, error=error, can_rollback=can_rollback
+            request,
+            "models.html",
+            session,
+            models=found,
+            error=error,
+            can_rollback=can_rollback,
+            open_incidents=open_incidents,
+            sparklines=sparklines,
+        )
+
+    @router.get("/models/{model}", response_class=HTMLResponse)
+    async def model_page(request: Request, session: Session, model: str) -> HTMLResponse:
+        """One model's charts: each version and slot's watched metrics, traffic and latency
+        over the monitor's recent windows, and its live champion-challenger comparisons."""
+        if not model.isascii() or len(model) > 200:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+        series = await _series(monitor, model)
+        slots = model_charts(series) if series is not None else []
+        comparisons = (series or {}).get("comparisons", [])
+        return page(
+            request,
+            "model.html",
+            session,
+            model=model,
+            slots=slots,
+            comparison=comparison_chart(comparisons[-1]) if comparisons else None,
+            monitor_error=None if series is not None or monitor is None else "no windows yet",
         )
 
     @router.post("/models/{model}/rollback")
@@ -637,6 +713,57 @@ async def _promotions(
     if not response.is_success:
         return []
     return [_Row(item) for item in response.json()]
+
+
+async def _series(
+    monitor: Callable[[], httpx.AsyncClient] | None, model: str
+) -> dict[str, Any] | None:
+    """The monitor's recent windows of a model; ``None`` when it has none or cannot answer
+    (the page then shows its tables without charts)."""
+    if monitor is None:
+        return None
+    try:
+        async with monitor() as client:
+            response = await client.get(f"/series/{quote(model, safe='')}")
+        if response.status_code != 200:
+            return None
+        found = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _canary_charts(
+    timeline: list[dict[str, Any]], promotions: list[_Row], series: dict[str, Any] | None
+) -> list[str]:
+    """The gate's verdicts on candidates (from the timeline) and the latest live comparison of
+    challenger and champion, with the decision that followed it when there was one."""
+    charts = []
+    for entry in timeline:
+        details = entry.get("details") or {}
+        if entry.get("action") == "candidate_evaluated" and isinstance(details, dict):
+            passed = details.get("passed")
+            failures = "; ".join(details.get("failures") or [])
+            chart = gate_chart(
+                details.get("figures") or {},
+                "passed the gate" if passed else f"failed the gate: {failures}",
+                f"gate: candidate v{details.get('candidate_version')} against champion "
+                f"v{details.get('champion_version')} on held-out rows",
+            )
+            if chart is not None:
+                charts.append(chart)
+    comparisons = (series or {}).get("comparisons", [])
+    if comparisons:
+        decided = [
+            e for e in timeline if e.get("action") in ("model_promoted", "model_rolled_back")
+        ]
+        decision = None
+        if decided:
+            last = decided[-1]
+            verb = "promoted" if last["action"] == "model_promoted" else "rolled back"
+            decision = f"{verb}: {(last.get('details') or {}).get('reason', '')}"
+        charts.append(comparison_chart(comparisons[-1], decision))
+    return charts
 
 
 async def _models(

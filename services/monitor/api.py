@@ -39,4 +39,18 @@ def api(service: MonitorService) -> APIRouter:
         """What waits for a label, which windows are open, which signals alert."""
         return await service.status()
 
+    @router.get("/series/{model}")
+    async def series(model: ModelName) -> dict[str, Any]:
+        """A model's recent closed windows (metrics, traffic, p95 latency), its metric alert
+        episodes, champion-challenger comparisons, and each version's baseline and thresholds.
+
+        Kept in memory since the monitor started (the ``metrics`` topic is the full record).
+        """
+        found = await service.series(model)
+        if found is None:
+            raise HTTPException(
+                status_code=404, detail=f"no windows of {model!r} since the monitor started"
+            )
+        return found
+
     return router

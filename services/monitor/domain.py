@@ -90,6 +90,7 @@ __all__ = [
     "Refusal",
     "Snapshot",
     "Step",
+    "watched_targets",
 ]
 
 PRODUCER = "monitor"
@@ -651,7 +652,7 @@ class Monitor:
             return None
         return sorted(
             target.metric
-            for target in _targets(record)
+            for target in watched_targets(record)
             if read(figures.get(target.metric), target, self._policy.hysteresis) is Reading.BREACHED
         )
 
@@ -667,7 +668,7 @@ class Monitor:
         window = closed.window
         series = window.series
         recover_after = self._policy.recovery_windows or spec.consecutive_windows
-        for target in _targets(record):
+        for target in watched_targets(record):
             low_confidence = target.metric == "low_confidence_rate"
             enough = (
                 window.predictions >= self._policy.min_predictions
@@ -863,7 +864,7 @@ def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:
     return alert_fingerprint(model, pairing.challenger_version, AlertKind.CHALLENGER_WORSE, metric)
 
 
-def _targets(record: ModelVersionRecord) -> list[MetricTarget]:
+def watched_targets(record: ModelVersionRecord) -> list[MetricTarget]:
     """The version's watched metrics, plus the low-confidence rate against its maximum."""
     spec = record.spec
     targets = list(spec.metrics)

@@ -36,7 +36,8 @@ from contracts.registry import (
     ModelVersionRecord,
 )
 from contracts.scoring import PredictionMade
-from services.monitor.domain import Monitor, MonitorPolicy, Step
+from services.monitor.domain import Monitor, MonitorPolicy, Step, watched_targets
+from services.monitor.history import MetricHistory
 from services.monitor.ownership import advance_revisions, all_revisions
 from services.monitor.probe import run_probe
 from services.monitor.store import load_snapshot, save_changes
@@ -99,6 +100,7 @@ class MonitorService:
         self._revisions: dict[str, int] = {}
         """Per model, the revision of the stored state the memory continues."""
         self._monitor = Monitor(policy, seed=seed)
+        self._history = MetricHistory()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -225,6 +227,23 @@ class MonitorService:
         """Return what waits, what is open, and what alerts."""
         return await self._read(self._monitor.status)
 
+    async def series(self, model: str) -> dict[str, Any] | None:
+        """The model's recent windows and episodes (see :mod:`services.monitor.history`), with
+        each version's watched metrics: baseline, threshold and direction."""
+        found = await self._read(self._history.series, model)
+        if found is None:
+            return None
+        versions = sorted({w["version"] for w in found["windows"]})
+        found["targets"] = {
+            str(version): {
+                "key_metric": record.spec.key_metric,
+                "metrics": [t.model_dump(mode="json") for t in watched_targets(record)],
+            }
+            for version in versions
+            if (record := self._records.get((model, version))) is not None
+        }
+        return found
+
     # ------------------------------------------------------------------ internals
 
     async def _apply(
@@ -255,6 +274,7 @@ class MonitorService:
                 raise
             self._handled.remember(handled)
             self._revisions.update(revisions)
+            self._history.observe(step.outputs)
         if step.outputs:
             while await self._relay.publish_pending() > 0:
                 pass

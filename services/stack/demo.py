@@ -64,7 +64,7 @@ from services.stack import scenario
 from services.stack.pager import PageReceiver
 from services.stack.stack import RunningStack, StackSettings, running_stack
 
-__all__ = ["DemoOptions", "DemoOutcome", "run_demo"]
+__all__ = ["DemoOptions", "DemoOutcome", "incident_page", "run_demo", "summary"]
 
 Step = Callable[[str, RunningStack], Awaitable[None]]
 """A hook called as the demo passes each step (tests kill a service at one)."""
@@ -322,8 +322,18 @@ def summary(outcome: DemoOutcome, stack_urls: dict[str, str], console: Console) 
         + outcome.incident_id
         + "`, and who is on call with `vigil oncall now`."
     )
+    if "console" in stack_urls:
+        console.print(
+            f"See it as charts: [bold]{incident_page(stack_urls['console'], outcome.incident_id)}"
+            "[/bold] shows the recall fall, the drifted features and the canary decision."
+        )
     for name, url in stack_urls.items():
         console.print(f"  {name}: {url}")
+
+
+def incident_page(console_url: str, incident_id: str) -> str:
+    """The console page of an incident: its signals, gate and comparison as charts."""
+    return f"{console_url.rstrip('/')}/incidents/{incident_id}"
 
 
 def _minutes(seconds: float | None) -> str:

@@ -252,3 +252,39 @@ def test_figures_the_verdict_does_not_need_are_still_reported_exactly() -> None:
         assert feature.effect_size == pytest.approx(expected_effect, rel=1e-9)
         assert feature.statistics["ks"] == pytest.approx(stats.ks_2samp(x, y).statistic, rel=1e-12)
         assert feature.psi is not None
+
+
+def test_numeric_features_carry_the_reference_and_window_distributions_over_its_deciles() -> None:
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=(2000, 2))
+    profile = numeric_profile(reference)
+    window = rng.normal(size=(500, 2))
+    window[:, 1] += 2.0  # the second feature moves up by two sd
+    window[:50, 0] = np.nan
+    report = evaluate(profile, numeric_batch(window))
+    steady, moved = (feature.bins for feature in report.features)
+    assert steady is not None
+    assert moved is not None
+    deciles = np.quantile(np.sort(reference[:, 0]), np.arange(1, 10) / 10, method="inverted_cdf")
+    assert steady.edges[0] == reference[:, 0].min()
+    assert steady.edges[-1] == reference[:, 0].max()
+    np.testing.assert_allclose(steady.edges[1:-1], deciles)
+    np.testing.assert_allclose(steady.reference, [0.1] * 10, atol=1e-3)
+    for shares in (steady.reference, steady.current, moved.current):
+        assert sum(shares) == pytest.approx(1.0, abs=1e-5)
+    # Counted over the window's 450 values present, as numpy bins them on the same edges.
+    present = window[50:, 0]
+    inner = np.searchsorted(np.asarray(steady.edges[1:-1]), present, side="left")
+    expected = np.bincount(inner, minlength=10) / len(present)
+    np.testing.assert_allclose(steady.current, expected, atol=1e-6)
+    assert sum(moved.current[-3:]) > 0.6  # most of the moved window sits in the top deciles
+
+
+def test_a_feature_with_no_values_in_the_window_has_no_distribution() -> None:
+    rng = np.random.default_rng(6)
+    profile = numeric_profile(rng.normal(size=(500, 2)))
+    window = rng.normal(size=(100, 2))
+    window[:, 0] = np.nan
+    report = evaluate(profile, numeric_batch(window))
+    assert report.features[0].bins is None
+    assert report.features[1].bins is not None

@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 from contracts import Topic
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName, free_port
-from services.stack.demo import DemoOptions, DemoOutcome, demo_stack, play
+from services.stack.demo import (
+    DemoOptions,
+    DemoOutcome,
+    demo_stack,
+    incident_page,
+    play,
+    summary,
+)
 from services.stack.stack import RunningStack
 from services.stack.supervisor import ChildState
 from tests.kafka_tools import read_until_quiet
@@ -63,7 +72,44 @@ async def run(options: DemoOptions) -> tuple[DemoOutcome, list[object], RunningS
         )
         dead = await read_until_quiet(kafka, Topic.DEAD_LETTER, quiet_s=2.0)
         incidents = await read_until_quiet(kafka, Topic.INCIDENTS, quiet_s=1.0)
+        console_url = f"{stack.url(ServiceName.INCIDENT_LOG)}/console/"
+        summary(outcome, {"console": console_url}, console)
+        page = await incident_page_html(console_url, outcome.incident_id, stack)
+    assert_the_summary_points_at_the_charts(console.export_text(), console_url, outcome, page)
     return outcome, [dead, incidents], stack
+
+
+async def incident_page_html(console_url: str, incident_id: str, stack: RunningStack) -> str:
+    """The incident's console page as the administrator sees it after the story."""
+    async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http:
+        login = await http.get(f"{console_url}login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert csrf is not None
+        form = {"token": stack.credentials.admin_token, "csrf": csrf.group(1)}
+        (await http.post(f"{console_url}login", data=form)).raise_for_status()
+        response = await http.get(incident_page(console_url, incident_id))
+        response.raise_for_status()
+        return response.text
+
+
+def assert_the_summary_points_at_the_charts(
+    printed: str, console_url: str, outcome: DemoOutcome, page: str
+) -> None:
+    """The summary names the incident page, and that page draws the recall fall, the drifted
+    features and the gate's (canary) decision."""
+    assert incident_page(console_url, outcome.incident_id) in printed
+    figures = {
+        caption: body
+        for body in re.findall(r"<figure .*?</figure>", page, flags=re.DOTALL)
+        for caption in re.findall(r"<figcaption>(.*?)</figcaption>", body, flags=re.DOTALL)
+    }
+    recall = [c for c in figures if c.endswith(": recall") or "recall in the windows" in c]
+    assert recall, list(figures)
+    drifted = [c for c in figures if "drift" in c.lower()]
+    assert drifted, list(figures)
+    gate = [c for c in figures if c.startswith("gate: candidate")]
+    assert gate, list(figures)
+    assert "Decision: passed the gate" in figures[gate[-1]]
 
 
 def assert_the_story_ends_well(outcome: DemoOutcome, dead: object, incidents: object) -> None:

@@ -86,6 +86,8 @@ async def service(
             "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
             "VIGIL_INCIDENT_LOG_HTTP_MAX_BODY_BYTES": str(CAP),
             "VIGIL_INCIDENT_LOG_CATALOG_PATH": str(APPROVAL_CATALOG),
+            # Nothing listens there: the console's charts must do without the monitor.
+            "VIGIL_MONITOR_URL": "http://127.0.0.1:9",
         },
         log_dir=folder,
     )
@@ -240,6 +242,29 @@ async def test_the_console_sign_in_takes_no_file_and_no_foreign_token(service: S
         foreign_form = await browser.post("/console/logout", data={"csrf": "tökén"})
         assert foreign_form.status_code == 403, foreign_form.text
         assert (await browser.get("/console/")).status_code == 200  # still signed in
+    await service.still_healthy()
+
+
+@pytest.mark.timeout(180)
+async def test_chart_pages_take_hostile_model_names_and_do_without_the_monitor(
+    service: Service,
+) -> None:
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as browser:
+        form = (await browser.get("/console/login")).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        await browser.post("/console/login", data={"token": ADMIN, "csrf": csrf})
+        page = await browser.get(f"/console/incidents/{service.incident_id}")
+        assert page.status_code == 200, page.text
+        assert "evidence (JSON)" in page.text  # the raw evidence, with or without a chart
+        models = await browser.get("/console/models")
+        assert models.status_code == 200, models.text
+        for name in ("nobody", "..%2F..%2Fstatus", "%00", "x" * 5000, "t%C3%B6k%C3%A9n"):
+            answer = await browser.get(f"/console/models/{name}")
+            assert answer.status_code in (200, 404), (name, answer.status_code)
+        markup = await browser.get("/console/models/%3Cb%3Ebold")
+        assert markup.status_code == 200
+        assert "<b>bold" not in markup.text
+        assert "&lt;b&gt;bold" in markup.text
     await service.still_healthy()
 
 

@@ -199,6 +199,7 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.incident_log.paging.cli:people", "people"),
     ("services.incident_log.paging.cli:oncall", "oncall"),
     ("services.monitor.cli", "probe"),
+    ("services.monitor.estimates_cli", "estimates"),
     ("services.runbook_runner.cli", "runbooks"),
     ("services.drift_detector.cli", "drift"),
 ]

@@ -32,7 +32,7 @@ class, one-vs-rest) would add estimators beside :func:`estimate_binary`, not cha
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ __all__ = [
     "Calibration",
     "CalibrationQuality",
     "Estimate",
+    "Reference",
     "ReferenceTooSmall",
     "estimate_binary",
     "fit_calibration",
@@ -142,6 +143,53 @@ class Estimate:
     value: float
     lower: float
     upper: float
+
+
+@dataclass
+class Reference:
+    """A version's reference: labelled outcomes gathered until there are ``rows`` of them (then
+    the calibration is fitted and the rows dropped), or a calibration given from elsewhere.
+
+    A reference that cannot be calibrated yet (too few of one class) keeps gathering, up to ten
+    times ``rows`` (the newest kept).
+    """
+
+    scores: list[float] = field(default_factory=list)
+    positives: list[bool] = field(default_factory=list)
+    calibration: Calibration | None = None
+
+    def add(self, score: float, positive: bool, *, rows: int) -> bool:
+        """Add a labelled outcome; return whether this fitted the calibration."""
+        if self.calibration is not None:
+            return False
+        self.scores.append(score)
+        self.positives.append(positive)
+        if len(self.scores) > 10 * rows:
+            del self.scores[0], self.positives[0]
+        if len(self.scores) < rows:
+            return False
+        try:
+            self.calibration = fit_calibration(self.scores, self.positives)
+        except ReferenceTooSmall:
+            return False
+        self.scores, self.positives = [], []
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scores": self.scores,
+            "positives": self.positives,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reference:
+        calibration = data.get("calibration")
+        return cls(
+            scores=[float(x) for x in data["scores"]],
+            positives=[bool(y) for y in data["positives"]],
+            calibration=None if calibration is None else Calibration.from_dict(calibration),
+        )
 
 
 def fit_calibration(

@@ -211,6 +211,12 @@ class MonitorService:
         """Return what waits, what is open, and what alerts."""
         return await self._read(self._monitor.status)
 
+    async def recent_windows(self, model: str) -> list[dict[str, Any]] | None:
+        """Return a model's recent windows, estimated beside realised; ``None``: unknown model."""
+        if not any(known == model for known, _ in self._records):
+            return None
+        return await self._read(self._monitor.recent_windows, model)
+
     # ------------------------------------------------------------------ internals
 
     async def _apply(self, event_ids: list[UUID], compute: Callable[[set[UUID]], Step]) -> Step:

@@ -25,6 +25,7 @@ champion/challenger samples) is recorded as it changes and handed over by
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -231,6 +232,7 @@ class Monitor:
         self._policy = policy
         self._bounds = policy.event_time_bounds()
         self._rng = np.random.default_rng(seed)
+        self._seed = seed
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
         self._join = LabelJoin(ttl=policy.join_ttl, max_pending=policy.join_max_pending)
         self._windows = Windows(policy.window)
@@ -823,11 +825,13 @@ class Monitor:
     ) -> dict[str, EstimatedMetric] | None:
         if calibration is None or not window.positive_scores:
             return None
+        # Seeded by the window itself, so a replay after a restart publishes the same band.
+        identity = f"{window.series}|{window.start.isoformat()}|{window.predictions}"
         estimates = estimate_binary(
             calibration,
             window.positive_scores,
             window.predicted_positive,
-            rng=self._rng,
+            rng=np.random.default_rng([self._seed, zlib.crc32(identity.encode())]),
             samples=self._policy.estimation_samples,
         )
         return {

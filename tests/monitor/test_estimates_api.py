@@ -1,0 +1,64 @@
+"""``GET /estimates/{model}`` and ``vigil estimates``: the estimate beside the realised metric,
+through the real app (in-memory broker), and refusals of unknown or malformed models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from contracts import MetricsComputed, Topic
+from services.monitor.estimates_cli import estimates_table
+from services.runtime import KafkaSettings, ServiceRuntime
+from tests.factories import MODEL, make_deployment, make_version_record
+from tests.monitor.doubles import FakeRegistry, FakeScorer
+from tests.monitor.streams import Phase, interleaved, scored_stream
+from tests.monitor.test_app import in_memory_monitor, monitor_settings, until
+
+
+async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) -> None:
+    registry = (
+        FakeRegistry()
+        .add(make_version_record(version=1))
+        .deploy(MODEL, make_deployment(challenger=None, challenger_share=0.0))
+    )
+    settings = monitor_settings(tmp_path, KafkaSettings(), "monitor", calibration_rows=100)
+    stream = scored_stream([Phase(200), Phase(200, recall=0.9)])
+    async with (
+        in_memory_monitor(settings, registry, FakeScorer()) as (app, received),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://monitor"
+        ) as client,
+    ):
+        runtime: ServiceRuntime = app.state.runtime
+        for event in interleaved(stream, label_lag=10):
+            await runtime.publisher.publish(event)
+        await until(
+            lambda: len([e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]) >= 4
+        )
+        answer = await client.get(f"/estimates/{MODEL}")
+        unknown = await client.get("/estimates/no-such-model")
+        malformed = await client.get("/estimates/" + "A" * 300)
+
+    assert answer.status_code == 200
+    windows = answer.json()["windows"]
+    assert len(windows) >= 4
+    assert windows[0]["estimated"] is None  # not calibrated yet: fewer than 100 labels
+    calibrated = [w for w in windows if w["estimated"] is not None]
+    assert calibrated
+    for window in calibrated:
+        estimate = window["estimated"]["recall"]
+        assert estimate["lower"] <= estimate["value"] <= estimate["upper"]
+        assert window["realised"]["recall"] is not None
+        assert window["key_metric"] == "recall"
+    published = [e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]
+    assert any(e.estimated is not None and e.calibration is not None for e in published)
+    assert unknown.status_code == 404
+    assert malformed.status_code == 422
+
+    console = Console(record=True, width=200)
+    console.print(estimates_table(MODEL, windows, None))
+    text = console.export_text()
+    assert "recall of breast-cancer" in text
+    assert f"{calibrated[0]['estimated']['recall']['value']:.3f}" in text

@@ -6,6 +6,7 @@ Reads the monitor's ``GET /estimates/{model}``; exits 0, or 2 if the monitor cou
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -66,6 +67,7 @@ def estimates(
         help="HTTP API of the monitor.",
     ),
     timeout: float = typer.Option(10.0, min=0.1, help="Seconds to wait for the monitor."),
+    as_json: bool = typer.Option(False, "--json", help="Print the monitor's answer as JSON."),
 ) -> None:
     """Print MODEL's recent windows: estimated metric, its band, and the realised metric."""
     try:
@@ -76,4 +78,7 @@ def estimates(
     if response.status_code != 200:
         errors.print(f"[red]no estimates ({response.status_code}):[/red] {response.text}")
         raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(response.json(), indent=2))
+        return
     console.print(estimates_table(model, response.json()["windows"], metric))

@@ -3,18 +3,24 @@ through the real app (in-memory broker), and refusals of unknown or malformed mo
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI, HTTPException
 from rich.console import Console
 
 from contracts import MetricsComputed, Topic
 from services.monitor.estimates_cli import estimates_table
 from services.runtime import KafkaSettings, ServiceRuntime
 from tests.factories import MODEL, make_deployment, make_version_record
-from tests.monitor.doubles import FakeRegistry, FakeScorer
+from tests.monitor.doubles import FakeRegistry, FakeScorer, serving
 from tests.monitor.streams import Phase, interleaved, scored_stream
 from tests.monitor.test_app import in_memory_monitor, monitor_settings, until
+from tests.monitor.test_real_broker import run_cli
 
 
 async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) -> None:
@@ -62,3 +68,49 @@ async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) 
     text = console.export_text()
     assert "recall of breast-cancer" in text
     assert f"{calibrated[0]['estimated']['recall']['value']:.3f}" in text
+
+
+ANSWER = {
+    "model": MODEL,
+    "windows": [
+        {
+            "version": 1,
+            "variant": "champion",
+            "start": "2026-11-22T10:00:00+00:00",
+            "end": "2026-11-22T10:05:00+00:00",
+            "predictions": 100,
+            "labelled": 0,
+            "key_metric": "recall",
+            "realised": {"recall": None},
+            "estimated": {"recall": {"value": 0.812, "lower": 0.74, "upper": 0.88}},
+        }
+    ],
+}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_vigil_estimates_prints_the_monitors_answer_over_loopback() -> None:
+    """The command as a subprocess, against a server answering as the monitor does."""
+    answer = httpx.Response(200, json=ANSWER)
+    replay = FastAPI()
+
+    @replay.get("/estimates/{model}")
+    async def estimates(model: str) -> Any:
+        if model != MODEL:
+            raise HTTPException(status_code=404, detail="unknown")
+        return answer.json()
+
+    async with serving(replay) as url:
+        env = os.environ | {"VIGIL_MONITOR_URL": url, "COLUMNS": "200"}
+        json_code, json_output = await run_cli("estimates", MODEL, "--json", env=env)
+        table_code, table_output = await run_cli("estimates", MODEL, env=env)
+        missing_code, missing_output = await run_cli("estimates", "nothing", env=env)
+    assert json_code == 0, json_output
+    assert json.loads(json_output) == answer.json()
+    assert table_code == 0, table_output
+    assert "estimated (95% band)" in table_output
+    assert "0.812 (0.740-0.880)" in table_output
+    assert missing_code == 2
+    assert "404" in missing_output

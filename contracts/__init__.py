@@ -39,7 +39,9 @@ from contracts.incidents import (
     Tier,
 )
 from contracts.monitoring import (
+    CalibrationSummary,
     ComparisonVerdict,
+    EstimatedMetric,
     LatencySummary,
     MetricsComputed,
     ProbeCase,
@@ -107,6 +109,7 @@ __all__ = [
     "AlertKind",
     "AlertRaised",
     "AlertRecovered",
+    "CalibrationSummary",
     "CandidateEvaluated",
     "Channel",
     "ClassLabel",
@@ -122,6 +125,7 @@ __all__ = [
     "DriftReported",
     "Envelope",
     "EscalationTrigger",
+    "EstimatedMetric",
     "FeatureDrift",
     "FeatureKind",
     "FeatureShift",

@@ -24,6 +24,8 @@ class AlertKind(StrEnum):
     """What was breached; the routing policy matches on it."""
 
     METRIC_DECAY = "metric_decay"
+    ESTIMATED_DECAY = "estimated_decay"
+    """The key metric *estimated from scores* (labels not yet in) crossed its threshold."""
     LOW_CONFIDENCE = "low_confidence"
     DATA_DRIFT = "data_drift"
     PREDICTION_DRIFT = "prediction_drift"

@@ -11,7 +11,9 @@ from contracts.envelope import Envelope
 from contracts.values import ClassLabel, ModelName, Variant
 
 __all__ = [
+    "CalibrationSummary",
     "ComparisonVerdict",
+    "EstimatedMetric",
     "LatencySummary",
     "MetricsComputed",
     "ProbeCase",
@@ -52,6 +54,33 @@ class LatencySummary(BaseModel):
     p50: float = Field(ge=0, description="Median latency.", examples=[2.1])
     p95: float = Field(ge=0, description="95th percentile.", examples=[6.3])
     p99: float = Field(ge=0, description="99th percentile.", examples=[11.8])
+
+
+class EstimatedMetric(BaseModel):
+    """A metric estimated from the window's scores alone, before its labels arrive."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    value: float = Field(description="Point estimate.", examples=[0.91])
+    lower: float = Field(description="Lower end of the 95 % band.", examples=[0.86])
+    upper: float = Field(description="Upper end of the 95 % band.", examples=[0.95])
+
+
+class CalibrationSummary(BaseModel):
+    """How well the version's scores matched outcome rates on its reference (out of fold)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    reference_rows: int = Field(ge=0, description="Labelled reference rows.", examples=[300])
+    ece_raw: float = Field(
+        ge=0, description="Expected calibration error of the raw scores.", examples=[0.08]
+    )
+    ece: float = Field(ge=0, description="Expected calibration error, calibrated.", examples=[0.02])
+    brier: float = Field(ge=0, description="Brier score, calibrated.", examples=[0.05])
+    calibrated: bool = Field(
+        description="Whether the scores are recalibrated (false: they were better as they are).",
+        examples=[True],
+    )
 
 
 class MetricsComputed(Envelope):
@@ -95,6 +124,18 @@ class MetricsComputed(Envelope):
             "healthy); null when the window had too few labels to judge."
         ),
         examples=[["recall"]],
+    )
+    estimated: dict[str, EstimatedMetric] | None = Field(
+        default=None,
+        description=(
+            "Metrics estimated from the window's prediction scores alone (confidence-based "
+            "performance estimation), beside the realised ones; null when the version has no "
+            "calibration yet or is not a binary classifier."
+        ),
+        examples=[{"recall": {"value": 0.91, "lower": 0.86, "upper": 0.95}}],
+    )
+    calibration: CalibrationSummary | None = Field(
+        default=None, description="Calibration behind ``estimated``; null without it."
     )
 
 

@@ -200,6 +200,7 @@ _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
     ("services.incident_log.paging.cli:oncall", "oncall"),
     ("services.monitor.cli", "probe"),
     ("services.monitor.series_cli", "series"),
+    ("services.monitor.estimates_cli", "estimates"),
     ("services.runbook_runner.cli", "runbooks"),
     ("services.drift_detector.cli", "drift"),
     ("services.scorer.cli", "labels"),

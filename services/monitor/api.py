@@ -34,6 +34,15 @@ def api(service: MonitorService) -> APIRouter:
         except RegistryError as error:
             raise HTTPException(status_code=502, detail=str(error)) from None
 
+    @router.get("/estimates/{model}")
+    async def estimates(model: ModelName) -> dict[str, Any]:
+        """A model's recent closed windows (since the monitor started), each with the metrics
+        estimated from scores alone beside the realised ones (null until labels arrive)."""
+        windows = await service.recent_windows(model)
+        if windows is None:
+            raise HTTPException(status_code=404, detail=f"model {model!r} is not known here")
+        return {"model": model, "windows": windows}
+
     @router.get("/status")
     async def status() -> dict[str, Any]:
         """What waits for a label, which windows are open, which signals alert."""

@@ -6,6 +6,7 @@
                   └─▶ label join      │ close by count or event time
                                       ▼
                                    metrics ───────────────▶ metrics.computed
+        scores ─▶ estimate (no labels) ┤                       (realised beside estimated)
                                       ├─▶ thresholds ─────▶ alert.raised / alert.recovered
                                       └─▶ champion vs challenger ─▶ variants.compared
     probe runs ─────────────────▶ thresholds ─────────────▶ probe_failed alerts
@@ -24,9 +25,10 @@ champion/challenger samples) is recorded as it changes and handed over by
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -38,7 +40,9 @@ from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, a
 from contracts.envelope import Envelope
 from contracts.feedback import LabelRecorded
 from contracts.monitoring import (
+    CalibrationSummary,
     ComparisonVerdict,
+    EstimatedMetric,
     LatencySummary,
     MetricsComputed,
     ProbeCompleted,
@@ -51,6 +55,7 @@ from contracts.registry import Deployment, MetricDirection, MetricTarget, ModelV
 from contracts.scoring import PredictionMade
 from contracts.scoring_api import PROBE_REQUEST_ID_PREFIX
 from services.monitor.comparison import Outcome, compare_variants
+from services.monitor.estimation import ESTIMATED_METRICS, Calibration, Reference, estimate_binary
 from services.monitor.join import (
     DuplicateEntry,
     Expired,
@@ -98,6 +103,8 @@ PROBE_SUBJECT = "golden_set"
 """Subject of the probe's alert fingerprint."""
 
 _CHAMPION, _CHALLENGER = "champion", "challenger"
+RECENT_WINDOWS = 100
+"""Closed windows per series kept in memory for ``GET /estimates/{model}``."""
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,20 @@ class MonitorPolicy:
     comparison_resamples: int = 999
     future_tolerance: timedelta = timedelta(minutes=5)
     """How far past the wall clock at receipt an event may be dated (clock skew)."""
+    estimation: bool = True
+    """Estimate binary classifiers' metrics from scores (label-free) and alert on the estimate."""
+    calibration_rows: int = 300
+    """Labelled outcomes a version's reference needs before its calibration is fitted."""
+    estimation_samples: int = 500
+    """Label vectors sampled per window for the estimate's 95 % band."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.hysteresis <= 1:
             raise ValueError("hysteresis must be between 0 and 1")
         if self.min_labelled < 1 or self.min_predictions < 1:
             raise ValueError("min_labelled and min_predictions must be at least 1")
+        if self.calibration_rows < 50 or self.estimation_samples < 10:
+            raise ValueError("calibration_rows must be at least 50, estimation_samples 10")
         self.event_time_bounds()  # refuses a negative tolerance
 
     def event_time_bounds(self) -> EventTimeBounds:
@@ -195,6 +210,8 @@ class Changes:
     ended_pairings: list[tuple[str, int, int]]
     outcomes: list[tuple[str, int, int, str, int, Outcome]]
     """Model, champion version, challenger version, side, sequence number, outcome."""
+    references: dict[tuple[str, int], Reference] = field(default_factory=dict)
+    """Versions' references (gathering rows, or calibrated)."""
 
 
 @dataclass
@@ -206,6 +223,7 @@ class Snapshot:
     episodes: dict[str, Episode] = field(default_factory=dict)
     clocks: dict[str, ModelClock] = field(default_factory=dict)
     pairings: dict[str, Pairing] = field(default_factory=dict)
+    references: dict[tuple[str, int], Reference] = field(default_factory=dict)
 
 
 class Monitor:
@@ -215,6 +233,7 @@ class Monitor:
         self._policy = policy
         self._bounds = policy.event_time_bounds()
         self._rng = np.random.default_rng(seed)
+        self._seed = seed
         self._records: dict[tuple[str, int], ModelVersionRecord] = {}
         self._join = LabelJoin(ttl=policy.join_ttl, max_pending=policy.join_max_pending)
         self._windows = Windows(policy.window)
@@ -227,6 +246,9 @@ class Monitor:
         self._changed_pairings: set[str] = set()
         self._ended_pairings: list[tuple[str, int, int]] = []
         self._new_outcomes: list[tuple[str, int, int, str, int, Outcome]] = []
+        self._references: dict[tuple[str, int], Reference] = {}
+        self._changed_references: set[tuple[str, int]] = set()
+        self._recent: dict[Series, deque[dict[str, JsonValue]]] = {}
 
     # ------------------------------------------------------------------ what the monitor knows
 
@@ -251,6 +273,25 @@ class Monitor:
             if pairing is not None:
                 needed.update((model, version) for version in pairing.versions)
         return needed
+
+    def calibrate(self, model: str, version: int, calibration: Calibration) -> None:
+        """Use a calibration fitted elsewhere (on the version's evaluation data, say) instead of
+        waiting for its first labelled outcomes."""
+        self._references[(model, version)] = Reference(calibration=calibration)
+        self._changed_references.add((model, version))
+
+    def calibration(self, model: str, version: int) -> Calibration | None:
+        reference = self._references.get((model, version))
+        return None if reference is None else reference.calibration
+
+    def recent_windows(self, model: str) -> list[dict[str, JsonValue]]:
+        """The newest closed windows of a model's series since start (``RECENT_WINDOWS`` each,
+        not persisted): estimated beside realised metrics, oldest first."""
+        return [
+            window
+            for series in sorted(s for s in self._recent if s.model == model)
+            for window in self._recent[series]
+        ]
 
     def deployment(self, model: str) -> Deployment | None:
         return self._deployments.get(model)
@@ -300,9 +341,16 @@ class Monitor:
                 step.refusals.append(Refusal(event.event_id, problem))
                 continue
             self._tick(event.model, event.occurred_at, now, step)
+            binary = self._policy.estimation and len(record.spec.classes) == 2
+            positive = record.spec.positive_class
             self._closed(
                 self._windows.add_prediction(
-                    series, event.occurred_at, event.confidence, event.latency_ms
+                    series,
+                    event.occurred_at,
+                    event.confidence,
+                    event.latency_ms,
+                    positive_score=event.probabilities.get(positive, 0.0) if binary else None,
+                    predicted_positive=event.predicted_class == positive,
                 ),
                 now,
                 step,
@@ -439,6 +487,7 @@ class Monitor:
             clocks={model: self._clocks[model] for model in self._changed_clocks},
             pairings={model: self._pairings.get(model) for model in self._changed_pairings},
             ended_pairings=self._ended_pairings,
+            references={key: self._references[key] for key in self._changed_references},
             outcomes=[
                 row
                 for row in self._new_outcomes
@@ -451,6 +500,7 @@ class Monitor:
         self._changed_pairings = set()
         self._ended_pairings = []
         self._new_outcomes = []
+        self._changed_references = set()
         return changes
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -460,6 +510,7 @@ class Monitor:
         self._episodes.update(snapshot.episodes)
         self._clocks.update(snapshot.clocks)
         self._pairings.update(snapshot.pairings)
+        self._references.update(snapshot.references)
 
     def status(self) -> dict[str, Any]:
         """Return a summary for operators: what waits, what is open, what alerts."""
@@ -503,6 +554,24 @@ class Monitor:
                 model: clock.watermark.isoformat() if clock.watermark else None
                 for model, clock in sorted(self._clocks.items())
             },
+            "calibrations": [
+                {
+                    "model": model,
+                    "version": version,
+                    "reference_rows": (
+                        len(reference.scores)
+                        if reference.calibration is None
+                        else reference.calibration.quality.rows
+                    ),
+                    "calibrated": reference.calibration is not None,
+                    "quality": (
+                        None
+                        if reference.calibration is None
+                        else reference.calibration.quality.to_dict()
+                    ),
+                }
+                for (model, version), reference in sorted(self._references.items())
+            ],
         }
 
     # ------------------------------------------------------------------ internals
@@ -544,6 +613,16 @@ class Monitor:
             self._windows.add_label_mismatch(series, pair.at)
             return
         probabilities = [prediction.probabilities.get(c, 0.0) for c in spec.classes]
+        if self._policy.estimation and len(spec.classes) == 2:
+            key = (prediction.model, prediction.version)
+            reference = self._references.setdefault(key, Reference())
+            if reference.calibration is None:
+                reference.add(
+                    prediction.probabilities.get(spec.positive_class, 0.0),
+                    label.label == spec.positive_class,
+                    rows=self._policy.calibration_rows,
+                )
+                self._changed_references.add(key)
         self._sample_for_comparison(prediction, label)
         self._closed(
             self._windows.add_outcome(
@@ -552,6 +631,7 @@ class Monitor:
                 y_true=label.label,
                 y_pred=prediction.predicted_class,
                 probabilities=probabilities,
+                predicted_at=prediction.occurred_at,
             ),
             now,
             step,
@@ -610,6 +690,8 @@ class Monitor:
             clock.expired_labels = 0
             self._changed_clocks.add(series.model)
         latency = latency_percentiles(window.latencies_ms)
+        calibration = self.calibration(series.model, series.version)
+        estimated = self._estimate(calibration, window)
         metrics_event = MetricsComputed(
             producer=PRODUCER,
             occurred_at=now,
@@ -638,9 +720,16 @@ class Monitor:
             )
             or 0.0,
             breaching=self._breaching(record, window.labelled, figures),
+            estimated=estimated,
+            calibration=(
+                None if estimated is None or calibration is None else _summary(calibration)
+            ),
         )
         step.outputs.append(metrics_event)
+        self._remember(metrics_event, spec.key_metric)
         self._judge(record, closed, figures, now, step)
+        if estimated is not None and calibration is not None:
+            self._judge_estimate(record, closed, estimated, calibration, now, step)
         self._compare(series, now, step)
 
     def _breaching(
@@ -691,6 +780,12 @@ class Monitor:
             )
             if updated != episode:
                 self._set_episode(fingerprint, updated)
+            if (
+                target.metric == spec.key_metric
+                and not low_confidence
+                and reading in (Reading.CLEAR, Reading.BORDERLINE)
+            ):
+                self._contradict_estimate(closed, target, value, now, step)
             if transition is not None:
                 severity = (
                     Severity.CRITICAL if target.metric == spec.key_metric else Severity.WARNING
@@ -700,6 +795,204 @@ class Monitor:
                         closed, figures, target, kind, severity, fingerprint, transition, now
                     )
                 )
+
+    def _remember(self, event: MetricsComputed, key_metric: str) -> None:
+        series = Series(event.model, event.model_version, event.variant.value)
+        recent = self._recent.setdefault(series, deque(maxlen=RECENT_WINDOWS))
+        recent.append(
+            {
+                "version": event.model_version,
+                "variant": event.variant.value,
+                "start": event.window.start.isoformat(),
+                "end": event.window.end.isoformat(),
+                "predictions": event.predictions,
+                "labelled": event.labelled,
+                "key_metric": key_metric,
+                "realised": {
+                    name: event.metrics.get(name)
+                    for name in ESTIMATED_METRICS
+                    if name in event.metrics
+                },
+                "estimated": (
+                    None
+                    if event.estimated is None
+                    else {name: e.model_dump() for name, e in event.estimated.items()}
+                ),
+            }
+        )
+
+    def _estimate(
+        self, calibration: Calibration | None, window: Window
+    ) -> dict[str, EstimatedMetric] | None:
+        if calibration is None or not window.positive_scores:
+            return None
+        # Seeded by the window itself, so a replay after a restart publishes the same band.
+        identity = f"{window.series}|{window.start.isoformat()}|{window.predictions}"
+        estimates = estimate_binary(
+            calibration,
+            window.positive_scores,
+            window.predicted_positive,
+            rng=np.random.default_rng([self._seed, zlib.crc32(identity.encode())]),
+            samples=self._policy.estimation_samples,
+        )
+        return {
+            name: EstimatedMetric(
+                value=round(e.value, 6), lower=round(e.lower, 6), upper=round(e.upper, 6)
+            )
+            for name, e in estimates.items()
+            if e is not None
+        }
+
+    def _judge_estimate(
+        self,
+        record: ModelVersionRecord,
+        closed: ClosedWindow,
+        estimated: dict[str, EstimatedMetric],
+        calibration: Calibration,
+        now: datetime,
+        step: Step,
+    ) -> None:
+        """Raise ``estimated_decay`` when the key metric's estimate crosses its threshold for
+        ``consecutive_windows`` windows of at least ``min_predictions`` predictions; recover it
+        when the estimate comes back (or realised labels contradict it: see
+        :meth:`_contradict_estimate`)."""
+        spec = record.spec
+        if spec.key_metric not in ESTIMATED_METRICS:
+            return
+        target = spec.target(spec.key_metric)
+        window = closed.window
+        series = window.series
+        estimate = estimated.get(target.metric)
+        value = None if estimate is None else estimate.value
+        enough = len(window.positive_scores) >= self._policy.min_predictions
+        reading = read(value, target, self._policy.hysteresis) if enough else Reading.NO_EVIDENCE
+        fingerprint = alert_fingerprint(
+            series.model, series.version, AlertKind.ESTIMATED_DECAY, target.metric
+        )
+        episode = self._episodes.get(fingerprint, Episode())
+        if episode.muted:  # contradicted by labels: re-armed once the estimate is clear again
+            if reading is Reading.CLEAR:
+                self._set_episode(fingerprint, Episode())
+            return
+        updated, transition = advance(
+            episode,
+            reading,
+            value,
+            raise_after=spec.consecutive_windows,
+            recover_after=self._policy.recovery_windows or spec.consecutive_windows,
+        )
+        if transition is not None and transition.kind is TransitionKind.RAISED:
+            updated = replace(updated, since=window.start.isoformat())
+        elif updated.alerting:
+            updated = replace(updated, since=episode.since)
+        if updated != episode:
+            self._set_episode(fingerprint, updated)
+        if transition is None:
+            return
+        level = recovery_level(target, self._policy.hysteresis)
+        values = [None if v is None else round(v, 6) for v in transition.values]
+        shown = ", ".join("n/a" if v is None else f"{v:.3f}" for v in values)
+        band = "n/a" if estimate is None else f"{estimate.lower:.3f}-{estimate.upper:.3f}"
+        evidence: dict[str, JsonValue] = {
+            "metric": target.metric,
+            "estimated": None if estimate is None else estimate.model_dump(),
+            "estimated_values": list(values),
+            "baseline": target.baseline,
+            "threshold": target.threshold,
+            "recovery_level": level,
+            "direction": target.direction.value,
+            "windows": len(values),
+            "variant": series.variant,
+            "method": "cbpe: calibrated scores, expected confusion matrix, sampled 95% band",
+            "calibration": _summary(calibration).model_dump(),
+            "window": {
+                "kind": closed.kind.value,
+                "start": window.start.isoformat(),
+                "end": window.end.isoformat(),
+                "predictions": window.predictions,
+                "labelled": window.labelled,
+            },
+            "estimates": {name: e.model_dump() for name, e in estimated.items()},
+        }
+        name = f"estimated {target.metric} of {series.model} v{series.version} ({series.variant})"
+        if transition.kind is TransitionKind.RAISED:
+            side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
+            step.outputs.append(
+                AlertRaised(
+                    producer=PRODUCER,
+                    occurred_at=now,
+                    model=series.model,
+                    model_version=series.version,
+                    kind=AlertKind.ESTIMATED_DECAY,
+                    severity=Severity.WARNING,
+                    fingerprint=fingerprint,
+                    summary=(
+                        f"{name} {side} threshold {target.threshold} for {len(values)} windows "
+                        f"({shown}; band {band}) before labels arrive; baseline {target.baseline}"
+                    ),
+                    evidence=evidence,
+                )
+            )
+            return
+        step.outputs.append(
+            AlertRecovered(
+                producer=PRODUCER,
+                occurred_at=now,
+                model=series.model,
+                model_version=series.version,
+                kind=AlertKind.ESTIMATED_DECAY,
+                fingerprint=fingerprint,
+                summary=f"{name} back past {level:.4g} for {len(values)} windows ({shown})",
+                evidence=evidence,
+            )
+        )
+
+    def _contradict_estimate(
+        self,
+        closed: ClosedWindow,
+        target: MetricTarget,
+        realised: float | None,
+        now: datetime,
+        step: Step,
+    ) -> None:
+        """The realised metric is the judge: a window whose labelled predictions were all made
+        since an ``estimated_decay`` was raised, judged not breached, closes that episode."""
+        window = closed.window
+        series = window.series
+        fingerprint = alert_fingerprint(
+            series.model, series.version, AlertKind.ESTIMATED_DECAY, target.metric
+        )
+        episode = self._episodes.get(fingerprint)
+        if realised is None or episode is None or not episode.alerting or episode.since is None:
+            return
+        made = window.first_labelled_prediction_at
+        if made is None or made < datetime.fromisoformat(episode.since):
+            return  # labels of predictions from before the alert say nothing about it
+        self._set_episode(fingerprint, Episode(muted=True))
+        step.outputs.append(
+            AlertRecovered(
+                producer=PRODUCER,
+                occurred_at=now,
+                model=series.model,
+                model_version=series.version,
+                kind=AlertKind.ESTIMATED_DECAY,
+                fingerprint=fingerprint,
+                summary=(
+                    f"realised {target.metric} of {series.model} v{series.version} "
+                    f"({series.variant}) is {realised:.3f}, not below threshold "
+                    f"{target.threshold}: the estimate is contradicted by labels"
+                ),
+                evidence={
+                    "metric": target.metric,
+                    "contradicted_by": "realised",
+                    "value": realised,
+                    "threshold": target.threshold,
+                    "labelled": window.labelled,
+                    "labelled_predictions_since": made.isoformat(),
+                    "raised_at_window": episode.since,
+                },
+            )
+        )
 
     def _metric_alert(
         self,
@@ -858,6 +1151,17 @@ class Monitor:
     def _set_episode(self, fingerprint: str, episode: Episode) -> None:
         self._episodes[fingerprint] = episode
         self._changed_episodes.add(fingerprint)
+
+
+def _summary(calibration: Calibration) -> CalibrationSummary:
+    quality = calibration.quality
+    return CalibrationSummary(
+        reference_rows=quality.rows,
+        ece_raw=round(quality.ece_raw, 6),
+        ece=round(quality.ece, 6),
+        brier=round(quality.brier, 6),
+        calibrated=quality.calibrating_helps,
+    )
 
 
 def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:

@@ -113,7 +113,23 @@ class Settings(ServiceSettings):
         ge=1_000,
         description="Newest handled event ids held in memory to skip redeliveries.",
     )
-    seed: int = Field(default=0, description="Seed of the permutation test's random generator.")
+    seed: int = Field(
+        default=0,
+        description="Seed of the permutation test's and the estimate band's random generator.",
+    )
+    estimation: bool = Field(
+        default=True,
+        description="Estimate binary classifiers' metrics from scores alone and raise "
+        "estimated_decay on the key metric's estimate (docs/monitor.md).",
+    )
+    calibration_rows: int = Field(
+        default=300,
+        ge=50,
+        description="Labelled outcomes of a version its score calibration is fitted on.",
+    )
+    estimation_samples: int = Field(
+        default=500, ge=10, description="Label vectors sampled per window for the estimate's band."
+    )
 
     @model_validator(mode="after")
     def _a_window_closes(self) -> Self:
@@ -146,4 +162,7 @@ class Settings(ServiceSettings):
             comparison_max_samples=self.comparison_max_samples,
             comparison_resamples=self.comparison_resamples,
             future_tolerance=timedelta(seconds=self.event_time_future_tolerance_seconds),
+            estimation=self.estimation,
+            calibration_rows=self.calibration_rows,
+            estimation_samples=self.estimation_samples,
         )

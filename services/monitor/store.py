@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.monitor.comparison import Outcome
 from services.monitor.domain import Changes, ModelClock, Pairing, Snapshot
+from services.monitor.estimation import Reference
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
 from services.monitor.ownership import ModelRevisionRow
 from services.monitor.tables import (
@@ -24,6 +25,7 @@ from services.monitor.tables import (
     EpisodeRow,
     PairingRow,
     PendingRow,
+    ReferenceRow,
     WindowRow,
 )
 from services.monitor.thresholds import Episode
@@ -39,6 +41,7 @@ TABLES: list[type[SQLModel]] = [
     ClockRow,
     PairingRow,
     ComparisonOutcomeRow,
+    ReferenceRow,
     HandledBatch,
     ModelRevisionRow,
     *OUTBOX_TABLES,
@@ -58,6 +61,7 @@ _episodes = _table(EpisodeRow)
 _clocks = _table(ClockRow)
 _pairings = _table(PairingRow)
 _outcomes = _table(ComparisonOutcomeRow)
+_references = _table(ReferenceRow)
 
 
 async def load_snapshot(session: AsyncSession) -> Snapshot:
@@ -78,6 +82,10 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
             started_at=pairing.started_at,
             alerted=pairing.alerted,
             next_seq=pairing.next_seq,
+        )
+    for reference in (await session.exec(select(ReferenceRow))).all():
+        snapshot.references[(reference.model, reference.model_version)] = Reference.from_dict(
+            json.loads(reference.state)
         )
     outcomes = select(ComparisonOutcomeRow).order_by(col(ComparisonOutcomeRow.seq))
     for row in (await session.exec(outcomes)).all():
@@ -119,6 +127,15 @@ async def save_changes(session: AsyncSession, changes: Changes) -> None:
         [
             ({"model": m}, {"watermark": c.watermark, "expired_labels": c.expired_labels})
             for m, c in changes.clocks.items()
+        ],
+    )
+    await _replace(
+        session,
+        _references,
+        ("model", "model_version"),
+        [
+            ({"model": m, "model_version": v}, {"state": json.dumps(r.to_dict())})
+            for (m, v), r in changes.references.items()
         ],
     )
     await _save_pairings(session, changes)

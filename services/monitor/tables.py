@@ -19,6 +19,7 @@ __all__ = [
     "EpisodeRow",
     "PairingRow",
     "PendingRow",
+    "ReferenceRow",
     "WindowRow",
 ]
 
@@ -91,3 +92,13 @@ class ComparisonOutcomeRow(SQLModel, table=True):
     side: str = Field(primary_key=True)
     seq: int = Field(primary_key=True)
     payload: str
+
+
+class ReferenceRow(SQLModel, table=True):
+    """A version's reference for label-free estimation: rows gathered, or its calibration."""
+
+    __tablename__ = "monitor_references"
+
+    model: str = Field(primary_key=True)
+    model_version: int = Field(primary_key=True)
+    state: str

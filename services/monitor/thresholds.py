@@ -82,13 +82,29 @@ class Episode:
 
     alerting: bool = False
     streak: tuple[float | None, ...] = ()
+    since: str | None = None
+    """ISO event time the alert was raised at, for signals whose episode another signal can
+    close (an estimate contradicted by labels of predictions made since); else ``None``."""
+    muted: bool = False
+    """Closed by another signal (labels contradicted the estimate): raises again only after its
+    own value has come back clear, so an estimate and the labels do not take turns."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alerting": self.alerting, "streak": list(self.streak)}
+        state: dict[str, Any] = {"alerting": self.alerting, "streak": list(self.streak)}
+        if self.since is not None:
+            state["since"] = self.since
+        if self.muted:
+            state["muted"] = True
+        return state
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Episode:
-        return cls(alerting=bool(data["alerting"]), streak=tuple(data["streak"]))
+        return cls(
+            alerting=bool(data["alerting"]),
+            streak=tuple(data["streak"]),
+            since=data.get("since"),
+            muted=bool(data.get("muted", False)),
+        )
 
 
 class TransitionKind(StrEnum):

@@ -74,6 +74,11 @@ class Window:
     probabilities: list[list[float]] = field(default_factory=list)
     expired_unjoined: int = 0
     label_mismatches: int = 0
+    positive_scores: list[float] = field(default_factory=list)
+    """Each prediction's probability of the positive class (what the estimate is made from)."""
+    predicted_positive: list[bool] = field(default_factory=list)
+    first_labelled_prediction_at: datetime | None = None
+    """When the oldest prediction among the labelled outcomes was made."""
 
     @property
     def predictions(self) -> int:
@@ -99,6 +104,9 @@ class Window:
             "probabilities": self.probabilities,
             "expired_unjoined": self.expired_unjoined,
             "label_mismatches": self.label_mismatches,
+            "positive_scores": self.positive_scores,
+            "predicted_positive": self.predicted_positive,
+            "first_labelled_prediction_at": _iso(self.first_labelled_prediction_at),
         }
 
     @classmethod
@@ -119,6 +127,10 @@ class Window:
             probabilities=[list(row) for row in data["probabilities"]],
             expired_unjoined=int(data["expired_unjoined"]),
             label_mismatches=int(data["label_mismatches"]),
+            # absent from windows saved before label-free estimation existed
+            positive_scores=list(data.get("positive_scores", [])),
+            predicted_positive=list(data.get("predicted_positive", [])),
+            first_labelled_prediction_at=_from_iso(data.get("first_labelled_prediction_at")),
         )
 
 
@@ -157,12 +169,23 @@ class Windows:
         return self._policy
 
     def add_prediction(
-        self, series: Series, at: datetime, confidence: float, latency_ms: float
+        self,
+        series: Series,
+        at: datetime,
+        confidence: float,
+        latency_ms: float,
+        *,
+        positive_score: float | None = None,
+        predicted_positive: bool = False,
     ) -> ClosedWindow | None:
-        """Count a prediction; return the window if this closed it."""
+        """Count a prediction; return the window if this closed it. ``positive_score`` (the
+        positive class's probability) is kept for the label-free estimate."""
         window = self._window(series, at)
         window.confidences.append(confidence)
         window.latencies_ms.append(latency_ms)
+        if positive_score is not None:
+            window.positive_scores.append(positive_score)
+            window.predicted_positive.append(predicted_positive)
         if window.first_prediction_at is None or at < window.first_prediction_at:
             window.first_prediction_at = at
         if window.last_prediction_at is None or at > window.last_prediction_at:
@@ -177,9 +200,15 @@ class Windows:
         y_true: str,
         y_pred: str,
         probabilities: list[float],
+        predicted_at: datetime | None = None,
     ) -> ClosedWindow | None:
         """Count a labelled prediction; return the window if this closed it."""
         window = self._window(series, at)
+        if predicted_at is not None and (
+            window.first_labelled_prediction_at is None
+            or predicted_at < window.first_labelled_prediction_at
+        ):
+            window.first_labelled_prediction_at = predicted_at
         window.y_true.append(y_true)
         window.y_pred.append(y_pred)
         window.probabilities.append(probabilities)

@@ -102,7 +102,7 @@ def test_a_low_confidence_rate_above_its_maximum_raises_like_any_signal() -> Non
     alerts = [
         (type(e).__name__, e.fingerprint)
         for e in step.outputs
-        if isinstance(e, AlertRaised | AlertRecovered)
+        if isinstance(e, AlertRaised | AlertRecovered) and e.kind is AlertKind.LOW_CONFIDENCE
     ]
     fingerprint = f"{MODEL}:v1:low_confidence:low_confidence_rate"
     assert alerts == [("AlertRaised", fingerprint), ("AlertRecovered", fingerprint)]

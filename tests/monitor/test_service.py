@@ -205,6 +205,8 @@ async def test_a_restart_mid_stream_with_redelivery_gives_the_figures_of_an_unin
     assert any(isinstance(e, AlertRaised) for e in expected)
     assert any(isinstance(e, AlertRecovered) for e in expected)
     assert any(isinstance(e, VariantsCompared) and e.challenger_samples > 100 for e in expected)
+    # the estimates (calibrated on the first labels, band seeded per window) replay exactly too
+    assert any(isinstance(e, MetricsComputed) and e.estimated for e in expected)
 
     cut = len(events) // 200 * 100
     first, first_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)

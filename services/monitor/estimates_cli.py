@@ -1,0 +1,84 @@
+"""``vigil estimates MODEL``: a model's recent windows, the key metric estimated from scores
+beside the realised one (which stays empty until the window's labels arrive).
+
+Reads the monitor's ``GET /estimates/{model}``; exits 0, or 2 if the monitor could not answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.runtime import ServiceName
+
+__all__ = ["app", "estimates_table"]
+
+app = typer.Typer(
+    help="Show a model's metrics estimated from scores beside the realised ones.",
+    invoke_without_command=True,
+    subcommand_metavar="",
+    add_completion=False,
+    context_settings={"allow_interspersed_args": True},
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def estimates_table(model: str, windows: list[dict[str, Any]], metric: str | None) -> Table:
+    """One row per window: its span, counts, and the metric estimated (with its band) and
+    realised."""
+    chosen = metric or (windows[-1]["key_metric"] if windows else "recall")
+    table = Table(title=f"{chosen} of {model}: estimated from scores vs realised from labels")
+    for column in ("version", "variant", "window end", "predictions", "labelled"):
+        table.add_column(column)
+    table.add_column("estimated (95% band)", justify="right")
+    table.add_column("realised", justify="right")
+    for window in windows:
+        estimate = (window.get("estimated") or {}).get(chosen)
+        realised = (window.get("realised") or {}).get(chosen)
+        table.add_row(
+            str(window["version"]),
+            window["variant"],
+            window["end"],
+            str(window["predictions"]),
+            str(window["labelled"]),
+            "-"
+            if estimate is None
+            else f"{estimate['value']:.3f} ({estimate['lower']:.3f}-{estimate['upper']:.3f})",
+            "-" if realised is None else f"{realised:.3f}",
+        )
+    return table
+
+
+@app.callback()
+def estimates(
+    model: str = typer.Argument(help="Registry name of the model."),
+    metric: str | None = typer.Option(
+        None, help="Metric to show (default: the model's key metric)."
+    ),
+    monitor_url: str = typer.Option(
+        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}",
+        envvar="VIGIL_MONITOR_URL",
+        help="HTTP API of the monitor.",
+    ),
+    timeout: float = typer.Option(10.0, min=0.1, help="Seconds to wait for the monitor."),
+    as_json: bool = typer.Option(False, "--json", help="Print the monitor's answer as JSON."),
+) -> None:
+    """Print MODEL's recent windows: estimated metric, its band, and the realised metric."""
+    try:
+        response = httpx.get(f"{monitor_url.rstrip('/')}/estimates/{model}", timeout=timeout)
+    except httpx.HTTPError as error:
+        errors.print(f"[red]monitor unreachable at {monitor_url}:[/red] {error}")
+        raise typer.Exit(2) from None
+    if response.status_code != 200:
+        errors.print(f"[red]no estimates ({response.status_code}):[/red] {response.text}")
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(response.json(), indent=2))
+        return
+    console.print(estimates_table(model, response.json()["windows"], metric))

@@ -25,7 +25,6 @@ from services.incident_log.charts import (
 )
 
 __all__ = [
-    "ESTIMATE_KEY",
     "ModelCharts",
     "comparison_chart",
     "gate_chart",
@@ -35,7 +34,6 @@ __all__ = [
     "signal_charts",
 ]
 
-ESTIMATE_KEY = "estimated_{metric}"
 """Where an estimate of a metric sits in a window's ``metrics`` (before its labels arrive): when
 the monitor publishes one, it is drawn dashed beside the realised metric."""
 
@@ -97,7 +95,16 @@ def _labels(windows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _metric(window: Mapping[str, Any], name: str) -> float | None:
-    value = window.get("metrics", {}).get(name)
+    return _number(window.get("metrics", {}).get(name))
+
+
+def _estimated(window: Mapping[str, Any], name: str) -> float | None:
+    """The window's label-free estimate of a metric (the monitor's ``estimated`` field)."""
+    estimate = (window.get("estimated") or {}).get(name)
+    return _number(estimate.get("value")) if isinstance(estimate, Mapping) else None
+
+
+def _number(value: object) -> float | None:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -111,9 +118,9 @@ def metric_chart(
         return None
     metric = str(target["metric"])
     lines = [Line(metric, [_metric(w, metric) for w in windows])]
-    estimate = ESTIMATE_KEY.format(metric=metric)
-    if any(_metric(w, estimate) is not None for w in windows):
-        lines.append(Line(f"{metric} (estimated)", [_metric(w, estimate) for w in windows], True))
+    estimates = [_estimated(w, metric) for w in windows]
+    if any(value is not None for value in estimates):
+        lines.append(Line(f"{metric} (estimated)", estimates, True))
     return line_chart(
         f"{series['model']} v{version} ({variant}): {metric}",
         lines,

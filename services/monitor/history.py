@@ -96,6 +96,10 @@ def _window(event: MetricsComputed) -> dict[str, Any]:
         "start": event.window.start.isoformat(),
         "end": event.window.end.isoformat(),
         "metrics": dict(event.metrics),
+        "estimated": {
+            metric: estimate.model_dump(mode="json")
+            for metric, estimate in (event.estimated or {}).items()
+        },
         "predictions": event.predictions,
         "labelled": event.labelled,
         "latency_p95_ms": event.latency_ms.p95,

@@ -243,6 +243,7 @@ class MonitorService:
             if (record := self._records.get((model, version))) is not None
         }
         return found
+
     async def recent_windows(self, model: str) -> list[dict[str, Any]] | None:
         """Return a model's recent windows, estimated beside realised; ``None``: unknown model."""
         if not any(known == model for known, _ in self._records):

@@ -86,9 +86,13 @@ def test_model_charts_key_metric_first_then_guards_traffic_latency() -> None:
 
 
 def test_an_estimate_in_the_window_is_drawn_beside_the_metric() -> None:
-    series = SERIES | {"windows": [window(0, None, estimated_recall=0.93), window(5, 0.9)]}
+    estimated = window(0, None) | {
+        "estimated": {"recall": {"value": 0.93, "lower": 0.88, "upper": 0.97}}
+    }
+    series = SERIES | {"windows": [estimated, window(5, 0.9)]}
     recall = model_charts(series)[0].charts[0]
     assert 'data-series="recall (estimated)"' in recall
+    assert 'data-value="0.93"' in recall
 
 
 def test_sparkline_of_the_champions_key_metric() -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
@@ -135,12 +135,12 @@ _ONE_LINE = r"^[^\x00-\x1f\x7f]+$"
 
 
 class ManualIncidentBody(_Body):
-    """What a person reports when they open an incident by hand."""
+    """What a person reports when they open an incident by hand (``"3"`` is no version)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: ModelName
-    model_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    model_version: StrictInt | None = Field(default=None, ge=1, le=2**31 - 1)
     severity: Severity = Severity.WARNING
     summary: str = Field(
         min_length=1, max_length=1000, pattern=_ONE_LINE, description="One line for a person."

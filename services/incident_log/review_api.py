@@ -8,14 +8,13 @@ people editing at once never overwrite each other unseen; the same text again is
 The CLI (``vigil incidents review``) and the console read these same routes.
 """
 
-from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlmodel import select
 
 from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
@@ -45,7 +44,7 @@ class ActionItemsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     text: str = Field(max_length=MAX_ACTION_ITEMS, pattern=r"^[^\x00]*$")
-    version: int = Field(ge=0, le=2**31 - 1, description="The version edited (0: none yet).")
+    version: StrictInt = Field(ge=0, le=2**31 - 1, description="The version edited (0: none yet).")
 
 
 class TierTimesView(BaseModel):
@@ -115,6 +114,7 @@ def build_review_router(
 
     @router.get(
         "/incidents/{incident_id}/review",
+        response_model=ReviewView,
         responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "No incident."}},
     )
     async def get_review(

@@ -8,7 +8,6 @@ people editing at once never overwrite each other unseen; the same text again is
 The CLI (``vigil incidents review``) and the console read these same routes.
 """
 
-
 from datetime import datetime
 from typing import Annotated, Literal
 

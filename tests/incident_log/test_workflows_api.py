@@ -325,7 +325,9 @@ async def test_the_review_gives_times_per_tier_runs_decisions_and_saves_action_i
     saved = await api.client.put(items, json={"text": text, "version": 0}, headers=api.auth("ann"))
     assert saved.status_code == 200, saved.text
     assert (saved.json()["version"], saved.json()["updated_by"]) == (1, "ann")
-    retried = await api.client.put(items, json={"text": text, "version": 0}, headers=api.auth("ann"))
+    retried = await api.client.put(
+        items, json={"text": text, "version": 0}, headers=api.auth("ann")
+    )
     assert retried.json()["version"] == 1
     stale = await api.client.put(
         items, json={"text": "mine instead", "version": 0}, headers=api.auth(Role.L2)
@@ -450,11 +452,7 @@ async def test_stats_give_mtta_and_mttr_per_tier_over_time_and_runbook_rates(api
     ],
     ids=lambda p: str(p),
 )
-async def test_hostile_stats_queries_are_refused_with_422(
-    api: Api, params: dict[str, Any]
-) -> None:
-    answer = await api.client.get(
-        "/stats/over-time", params=params, headers=api.auth(Role.VIEWER)
-    )
+async def test_hostile_stats_queries_are_refused_with_422(api: Api, params: dict[str, Any]) -> None:
+    answer = await api.client.get("/stats/over-time", params=params, headers=api.auth(Role.VIEWER))
     assert answer.status_code == 422, answer.text
     assert (await api.client.get("/stats", headers=api.auth(Role.VIEWER))).status_code == 200

@@ -177,7 +177,7 @@ async def test_an_incident_opened_by_hand_gets_a_typed_runbook_a_review_and_stat
     today = kim.locator("#stats-over-time tbody tr").last
     await expect(today.locator("td").first).to_have_text("1")
     await expect(today.locator(".mttr-L2")).to_contain_text("min")
-    await kim.get_by_label("Bucket").select_option("hour")
+    await kim.get_by_label("Bucket", exact=True).select_option("hour")
     await kim.get_by_role("button", name="Show").click()
     await expect(kim).to_have_url(f"{incident_log}/console/stats?bucket=hour")
     await expect(kim.locator("#stats-over-time tbody tr").last.locator("td").first).to_have_text(

@@ -60,7 +60,7 @@ class Api:
         alert = make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, subject))
         await self.log.handle_alerts([alert])
         listed = await self.client.get("/incidents", headers=self.auth(Role.VIEWER))
-        return next(i["id"] for i in listed.json() if i["fingerprint"] == alert.fingerprint)
+        return str(next(i["id"] for i in listed.json() if i["fingerprint"] == alert.fingerprint))
 
     async def post(self, path: str, body: Any, who: Role | str = Role.L2) -> httpx.Response:
         return await self.client.post(path, json=body, headers=self.auth(who))

@@ -342,17 +342,48 @@ def run_runbook(
     as_json: AsJson = False,
 ) -> None:
     """Run a catalogued runbook for an incident, with a reason (level two and up)."""
-    parameters: dict[str, str] = {}
+    given: dict[str, str] = {}
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
             err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
             raise typer.Exit(2)
-        parameters[name] = value
-    body = {"runbook": runbook, "reason": reason, "parameters": parameters, "take_over": take_over}
+        given[name] = value
     with client_for(url, token) as client:
+        types = _parameter_types(client, incident, runbook) if given else {}
+        parameters = {name: _typed(value, types.get(name)) for name, value in given.items()}
+        body = {
+            "runbook": runbook,
+            "reason": reason,
+            "parameters": parameters,
+            "take_over": take_over,
+        }
         requested = client.post(f"/incidents/{incident}/runbooks", body)
     print_data(requested, as_json, _requested_summary)
+
+
+def _parameter_types(client: ApiClient, incident: str, runbook: str) -> dict[str, str]:
+    """The catalogue's type of each parameter of a runbook, from the incident log's API."""
+    choices = client.get(f"/incidents/{incident}/runbook-choices")
+    for found in (*choices["applicable"], *choices["others"]):
+        if found["name"] == runbook:
+            return {p["name"]: p["type"] for p in found["parameters"]}
+    return {}  # the API explains which runbooks there are
+
+
+def _typed(text: str, kind: str | None) -> str | int | float | bool:
+    """A NAME=VALUE's value as the catalogue types it (left as text when it does not parse:
+    the API then says what is wrong with it)."""
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "bool" and text in ("true", "false"):
+        return text == "true"
+    return text
 
 
 def _requested_summary(requested: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""The incident log's HTTP API: incidents, timelines, actions, alerts, silences, stats, and
-``/whoami`` (tokens themselves: ``services/incident_log/token_api.py``).
+"""The incident log's HTTP API: incidents (opened by hand too: ``POST /incidents``), timelines,
+actions, the runbooks a person may pick (``/incidents/{id}/runbook-choices``), alerts, silences,
+stats (over time too), and ``/whoami`` (tokens: ``token_api.py``; reviews: ``review_api.py``).
 
 Thin: authenticate, check the role, call a use case, shape the answer. Every action is recorded on
 the incident's timeline with the caller's name as actor. Errors: 401 without a valid token, 403 for

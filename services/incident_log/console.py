@@ -16,6 +16,13 @@ server's own or the public URL's (defence in depth, as OWASP recommends). Only a
 signs in (a service's scoped token is refused). The tokens page lists an admin every token and
 anyone else their own, with a revoke button each; a token an admin creates there is shown once,
 in the answer to the form, never in a URL.
+
+The workflows: the form that opens an incident by hand carries a fresh ``Idempotency-Key``, so
+sending it twice opens one incident; the runbook picker builds each runbook's fields from the
+API's runbook choices (typed as the catalogue says, patterns as HTML ``pattern``) and types the
+submitted text the same way before the API checks it again; the review page shows
+``GET /incidents/{id}/review`` and saves the action items with the version they were edited
+from.
 """
 
 import hashlib

@@ -1,5 +1,6 @@
-"""The incident log's HTTP API: incidents, timelines, actions, alerts, silences, stats, and
-``/whoami`` (tokens themselves: ``services/incident_log/token_api.py``).
+"""The incident log's HTTP API: incidents (opened by hand too: ``POST /incidents``), timelines,
+actions, the runbooks a person may pick (``/incidents/{id}/runbook-choices``), alerts, silences,
+stats (over time too), and ``/whoami`` (tokens: ``token_api.py``; reviews: ``review_api.py``).
 
 Thin: authenticate, check the role, call a use case, shape the answer. Every action is recorded on
 the incident's timeline with the caller's name as actor. Errors: 401 without a valid token, 403 for
@@ -14,20 +15,37 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
-from contracts.values import FiniteJson
+from contracts.values import FiniteJson, ModelName
 from services.incident_log.approvals import HeldRun
 from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
 from services.incident_log.domain import DomainError, Effects, Incident
 from services.incident_log.lifecycle import InvalidTransition
-from services.incident_log.operations import IncidentLog, UnknownIncident, UnknownSilence
+from services.incident_log.manual import ManualReport, manual_alert
+from services.incident_log.operations import (
+    IdempotencyConflict,
+    IncidentLog,
+    UnknownIncident,
+    UnknownSilence,
+)
 from services.incident_log.permissions import Permission, Role
 from services.incident_log.routing import Matcher
-from services.incident_log.stats import IncidentFacts, ResponseStats, TimelineFact, response_stats
+from services.incident_log.runbook_choices import CatalogView, RunbookChoice
+from services.incident_log.stats import (
+    BUCKETS,
+    IncidentFacts,
+    ResponseStats,
+    RunFact,
+    TimelineFact,
+    bucket_span,
+    response_stats,
+    runbook_rates,
+    stats_over_time,
+)
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime.database import Sessions
@@ -39,6 +57,7 @@ _MAX_REPORT_BYTES = 256 * 1024
 MAX_SILENCE_MINUTES = 366 * 24 * 60
 """The longest silence: a year (a longer one is a routing change, not a silence)."""
 MAX_OFFSET = 1_000_000
+MAX_BUCKETS = 366
 
 
 # -- bodies and views --------------------------------------------------------------------------
@@ -111,6 +130,61 @@ class SilenceBody(_Body):
             except OverflowError:
                 raise ValueError("starts_at plus duration_minutes is past year 9999") from None
         return self
+
+
+_ONE_LINE = r"^[^\x00-\x1f\x7f]+$"
+
+
+class ManualIncidentBody(_Body):
+    """What a person reports when they open an incident by hand (``"3"`` is no version)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: ModelName
+    model_version: StrictInt | None = Field(default=None, ge=1, le=2**31 - 1)
+    severity: Severity = Severity.WARNING
+    summary: str = Field(
+        min_length=1, max_length=1000, pattern=_ONE_LINE, description="One line for a person."
+    )
+    details: str = Field(default="", max_length=10_000, description="What was seen, how.")
+
+
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class ChoiceParameterView(BaseModel):
+    """A parameter a person supplies, with its rules (the console builds a field from it)."""
+
+    name: str
+    type: Literal["str", "int", "float", "bool"]
+    required: bool
+    default: str | int | float | bool | None
+    allowed: list[str | int | float | bool] | None
+    pattern: str | None
+    minimum: float | None
+    maximum: float | None
+    max_length: int
+    description: str
+
+
+class RunbookChoiceView(BaseModel):
+    """A catalogued runbook a person may pick for an incident."""
+
+    name: str
+    purpose: str
+    alert_kinds: list[str]
+    tier: Tier
+    needs_approval: bool
+    parameters: list[ChoiceParameterView] = Field(description="Those a person supplies.")
+    bound: list[str] = Field(description="Those bound from the incident (model, id...).")
+
+
+class RunbookChoices(BaseModel):
+    """The runbooks that apply to an incident's kinds, and the other catalogued ones."""
+
+    kinds: list[str]
+    applicable: list[RunbookChoiceView]
+    others: list[RunbookChoiceView]
 
 
 class RunbookBody(ActionBody):
@@ -242,6 +316,14 @@ class AlertView(BaseModel):
     suppressed_by: str | None
 
 
+class BucketView(BaseModel):
+    """The response figures of the incidents opened in one time bucket ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+    stats: ResponseStats
+
+
 class SilenceView(BaseModel):
     """A silence."""
 
@@ -263,9 +345,11 @@ def build_router(
     sessions: Sessions,
     *,
     admin_sha256: str | None,
+    catalog: CatalogView | None = None,
 ) -> APIRouter:
     """The API's routes, bound to one incident log; ``admin_sha256`` is the bootstrap admin
-    token's hash."""
+    token's hash; ``catalog`` the runner's catalogue as the incident log reads it (none: runs
+    by hand are checked by the runner only)."""
     router = APIRouter()
     caller = bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)
     Caller = Annotated[Principal, Depends(caller)]
@@ -328,6 +412,63 @@ def build_router(
                 offset=offset,
             )
         return [_view_of_row(row, now) for row in rows]
+
+    @router.post(
+        "/incidents",
+        tags=["incidents"],
+        status_code=status.HTTP_201_CREATED,
+        responses={
+            200: {"description": "A retry with the same Idempotency-Key: the incident it opened."},
+            409: {"description": "The Idempotency-Key was used for a different report."},
+        },
+    )
+    async def open_incident(
+        principal: Caller,
+        body: ManualIncidentBody,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                pattern=IDEMPOTENCY_KEY,
+                description="Makes retries safe: the same key (per person) opens one incident.",
+            ),
+        ] = None,
+    ) -> IncidentDetail:
+        """Open an incident by hand (level one and up): the report becomes an alert of kind
+        ``manual`` that opens a new incident, routed like any other."""
+        require(principal, Permission.OPEN_INCIDENT)
+        report = ManualReport(
+            model=body.model,
+            model_version=body.model_version,
+            severity=body.severity,
+            summary=body.summary,
+            details=body.details,
+        )
+        alert = manual_alert(report, principal.name, log.now(), idempotency_key=idempotency_key)
+        try:
+            incident, created = await log.open_manual(alert)
+        except IdempotencyConflict as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        if not created:
+            response.status_code = status.HTTP_200_OK
+        return _detail(incident, principal, log.now())
+
+    @router.get("/incidents/{incident_id}/runbook-choices", tags=["incidents"])
+    async def runbook_choices(incident_id: str, principal: Caller) -> RunbookChoices:
+        """The catalogued runbooks that apply to the incident's alert kinds (and the others),
+        with the typed parameters a person supplies."""
+        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+        async with sessions() as session:
+            incident = await IncidentStore(session).get(incident_id, for_update=False)
+        if incident is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+        kinds = sorted({signal.kind.value for signal in incident.signals.values()})
+        applicable, others = catalog.for_kinds(kinds) if catalog else ([], [])
+        return RunbookChoices(
+            kinds=kinds,
+            applicable=[_choice_view(r) for r in applicable],
+            others=[_choice_view(r) for r in others],
+        )
 
     @router.get("/incidents/{incident_id}", tags=["incidents"])
     async def get_incident(incident_id: str, principal: Caller) -> IncidentDetail:
@@ -469,6 +610,11 @@ def build_router(
         """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline.
         A runbook that needs approval is held until a second person approves it
         (``POST /incidents/{id}/runbooks/{run_id}/approve``)."""
+        require(principal, Permission.RUN_RUNBOOK)
+        if catalog is not None:
+            problems = catalog.problems(body.runbook, body.parameters)
+            if problems:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
         run_id = f"run-{secrets.token_hex(6)}"
         if log.approvals.needs_approval(body.runbook):
             held = await _translate_held(
@@ -612,33 +758,97 @@ def build_router(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}") from None
         return _silence_view(row, log.now())
 
-    @router.get("/stats", tags=["stats"])
-    async def stats(principal: Caller) -> ResponseStats:
-        """MTTA and MTTR per tier, model and alert kind; the share resolved at level one."""
-        require(principal, Permission.READ)
+    async def facts() -> tuple[list[IncidentFacts], list[TimelineFact], list[RunFact]]:
         async with sessions() as session:
             store = IncidentStore(session)
             rows = await store.all_incidents()
-            entries = await store.all_timeline(["opened", "escalated", "reopened", "acknowledged"])
-        return response_stats(
-            [
-                IncidentFacts(
-                    row.id, row.model, row.kind, row.opened_at, row.resolved_at, row.resolved_tier
-                )
-                for row in rows
-            ],
-            [
-                TimelineFact(
-                    entry.incident_id,
-                    entry.at,
-                    entry.action,
-                    entry.to_tier or entry.details.get("tier"),
-                )
-                for entry in entries
-            ],
-        )
+            entries = await store.all_timeline(
+                ["opened", "escalated", "reopened", "acknowledged", "runbook_finished"]
+            )
+        incidents = [
+            IncidentFacts(
+                row.id, row.model, row.kind, row.opened_at, row.resolved_at, row.resolved_tier
+            )
+            for row in rows
+        ]
+        timeline = [
+            TimelineFact(
+                entry.incident_id,
+                entry.at,
+                entry.action,
+                entry.to_tier or entry.details.get("tier"),
+            )
+            for entry in entries
+            if entry.action != "runbook_finished"
+        ]
+        runs = [
+            RunFact(str(entry.details.get("runbook")), str(entry.details.get("state")))
+            for entry in entries
+            if entry.action == "runbook_finished"
+        ]
+        return incidents, timeline, runs
+
+    @router.get("/stats", tags=["stats"])
+    async def stats(principal: Caller) -> ResponseStats:
+        """MTTA and MTTR per tier, model and alert kind; the share resolved at level one; the
+        success and verification rates of each runbook."""
+        require(principal, Permission.READ)
+        incidents, timeline, runs = await facts()
+        figures = response_stats(incidents, timeline)
+        figures.runbooks = runbook_rates(runs)
+        return figures
+
+    @router.get("/stats/over-time", tags=["stats"])
+    async def stats_by_bucket(
+        principal: Caller,
+        bucket: Literal["hour", "day", "week"] = "day",
+        count: Annotated[int, Query(ge=1, le=MAX_BUCKETS)] = 14,
+        until: AwareDatetime | None = None,
+    ) -> list[BucketView]:
+        """MTTA and MTTR per tier, model and kind for each time bucket (``count`` buckets up to
+        the one holding ``until``, now by default); an incident counts in the bucket it opened
+        in."""
+        require(principal, Permission.READ)
+        width = BUCKETS[bucket]
+        try:
+            since, end = bucket_span(width, count, until or log.now())
+        except OverflowError:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "until is too far from today"
+            ) from None
+        incidents, timeline, _ = await facts()
+        return [
+            BucketView(start=b.start, end=b.end, stats=b.stats)
+            for b in stats_over_time(incidents, timeline, width=width, since=since, until=end)
+        ]
 
     return router
+
+
+def _choice_view(runbook: RunbookChoice) -> RunbookChoiceView:
+    return RunbookChoiceView(
+        name=runbook.name,
+        purpose=runbook.purpose,
+        alert_kinds=runbook.alert_kinds,
+        tier=runbook.tier,
+        needs_approval=runbook.needs_approval,
+        parameters=[
+            ChoiceParameterView(
+                name=name,
+                type=p.type,
+                required=p.required,
+                default=p.default,
+                allowed=p.allowed,
+                pattern=p.pattern,
+                minimum=p.minimum,
+                maximum=p.maximum,
+                max_length=p.max_length,
+                description=p.description,
+            )
+            for name, p in runbook.supplied.items()
+        ],
+        bound=runbook.bound,
+    )
 
 
 def _guarded_hold(

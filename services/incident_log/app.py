@@ -46,7 +46,9 @@ from services.incident_log.paging.api import build_paging_router
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.paging.health import paging_probe
+from services.incident_log.review_api import build_review_router
 from services.incident_log.routing import load_policy
+from services.incident_log.runbook_choices import load_catalog_view
 from services.incident_log.settings import SERVICE, Settings
 from services.incident_log.token_api import build_token_router
 from services.incident_log.tokens import ProvisionedToken, provision_tokens
@@ -164,7 +166,14 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     app = runtime.http_app(title="Vigil incident log", resources=database)
     app.state.runtime = runtime  # tests drive the broker through it
     admin_sha256 = settings.admin_sha256()
-    app.include_router(build_router(log, sessions, admin_sha256=admin_sha256))
+    app.include_router(
+        build_router(
+            log,
+            sessions,
+            admin_sha256=admin_sha256,
+            catalog=load_catalog_view(settings.catalog_path),
+        )
+    )
     app.include_router(build_token_router(sessions, admin_sha256=admin_sha256, clock=log.now))
 
     def own_api() -> httpx.AsyncClient:
@@ -178,6 +187,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     def monitor() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=settings.monitor_url, timeout=5)
 
+    app.include_router(build_review_router(log, sessions, admin_sha256=admin_sha256))
     app.include_router(build_approval_router(log, sessions, admin_sha256=admin_sha256))
     app.include_router(
         build_paging_router(

@@ -355,17 +355,48 @@ def run_runbook(
     as_json: AsJson = False,
 ) -> None:
     """Run a catalogued runbook for an incident, with a reason (level two and up)."""
-    parameters: dict[str, str] = {}
+    given: dict[str, str] = {}
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
             err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
             raise typer.Exit(2)
-        parameters[name] = value
-    body = {"runbook": runbook, "reason": reason, "parameters": parameters, "take_over": take_over}
+        given[name] = value
     with client_for(url, token) as client:
+        types = _parameter_types(client, incident, runbook) if given else {}
+        parameters = {name: _typed(value, types.get(name)) for name, value in given.items()}
+        body = {
+            "runbook": runbook,
+            "reason": reason,
+            "parameters": parameters,
+            "take_over": take_over,
+        }
         requested = client.post(f"/incidents/{incident}/runbooks", body)
     print_data(requested, as_json, _requested_summary)
+
+
+def _parameter_types(client: ApiClient, incident: str, runbook: str) -> dict[str, str]:
+    """The catalogue's type of each parameter of a runbook, from the incident log's API."""
+    choices = client.get(f"/incidents/{incident}/runbook-choices")
+    for found in (*choices["applicable"], *choices["others"]):
+        if found["name"] == runbook:
+            return {p["name"]: p["type"] for p in found["parameters"]}
+    return {}  # the API explains which runbooks there are
+
+
+def _typed(text: str, kind: str | None) -> str | int | float | bool:
+    """A NAME=VALUE's value as the catalogue types it (left as text when it does not parse:
+    the API then says what is wrong with it)."""
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "bool" and text in ("true", "false"):
+        return text == "true"
+    return text
 
 
 def _requested_summary(requested: dict[str, Any]) -> str:
@@ -465,12 +496,176 @@ def _decide_run(
     )
 
 
-@app.command()
-def stats(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
-    """MTTA and MTTR per tier, model and alert kind; the share resolved at level one."""
+@app.command("open")
+def open_incident(
+    model: Annotated[str, typer.Argument(help="The model the incident is about.")],
+    summary: Annotated[str, typer.Option("--summary", "-s", help="One line: what is wrong.")],
+    version: Annotated[int | None, typer.Option("--version", help="The model version.")] = None,
+    severity: Annotated[
+        str, typer.Option("--severity", help="info, warning or critical.")
+    ] = "warning",
+    details: Annotated[str, typer.Option("--details", help="What was seen, and how.")] = "",
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Makes a retry safe: the same key opens one incident (yours: per person).",
+        ),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Open an incident by hand (level one and up); it is routed like any alert."""
+    body = {
+        "model": model,
+        "model_version": version,
+        "severity": severity,
+        "summary": summary,
+        "details": details,
+    }
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with client_for(url, token) as client:
+        detail = client.post("/incidents", body, headers=headers)
+    print_data(detail, as_json, _incident_summary)
+
+
+@app.command("runbooks")
+def runbook_choices(
+    incident: str, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """The catalogued runbooks for an incident's alert kinds, and the parameters you give."""
+    with client_for(url, token) as client:
+        choices = client.get(f"/incidents/{incident}/runbook-choices")
+    print_data(choices, as_json, _choices_table)
+
+
+def _choices_table(choices: dict[str, Any]) -> Table:
+    table = Table(title=f"runbooks for {', '.join(choices['kinds']) or 'no kind'}")
+    for column in ("runbook", "applies", "tier", "approval", "parameters", "purpose"):
+        table.add_column(column, overflow="fold")
+    for group, applies in (("applicable", "yes"), ("others", "-")):
+        for runbook in choices[group]:
+            table.add_row(
+                runbook["name"],
+                applies,
+                runbook["tier"],
+                "needs approval" if runbook["needs_approval"] else "-",
+                ", ".join(_parameter_text(p) for p in runbook["parameters"]) or "-",
+                runbook["purpose"],
+            )
+    return table
+
+
+def _parameter_text(parameter: dict[str, Any]) -> str:
+    rules = [parameter["type"]]
+    if parameter["allowed"]:
+        rules.append("|".join(str(v) for v in parameter["allowed"]))
+    if parameter["pattern"]:
+        rules.append(f"/{parameter['pattern']}/")
+    if parameter["minimum"] is not None or parameter["maximum"] is not None:
+        rules.append(f"{parameter['minimum']}..{parameter['maximum']}")
+    rules.append("required" if parameter["required"] else f"default {parameter['default']}")
+    return f"{parameter['name']} ({', '.join(rules)})"
+
+
+@app.command("review")
+def review(
+    incident: str,
+    action_items: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            "--action-items",
+            help="Save the action items from this Markdown file ('-': standard input).",
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            help="The version of the action items you edited (default: the current one).",
+        ),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print an incident's post-incident review (Markdown), or save its action items."""
+    path = f"/incidents/{incident}/review"
+    with client_for(url, token) as client:
+        found = client.get(path)
+        if action_items is not None:
+            body = {
+                "text": action_items.read(),
+                "version": found["version"] if version is None else version,
+            }
+            found = client.put(f"{path}/action-items", body)
+    if as_json:
+        out.print_json(json.dumps(found))
+    else:
+        typer.echo(found["markdown"])  # the document itself, unstyled (rich would mark it up)
+
+
+@app.command()
+def stats(
+    bucket: Annotated[
+        str | None,
+        typer.Option("--bucket", help="hour, day or week: the figures per time bucket."),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", help="How many buckets.")] = 14,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """MTTA and MTTR per tier, model and alert kind; the share resolved at level one; the
+    success and verification rates per runbook (or, with --bucket, per time bucket)."""
+    with client_for(url, token) as client:
+        if bucket is not None:
+            buckets = client.get("/stats/over-time", bucket=bucket, count=count)
+            print_data(buckets, as_json, _buckets_table)
+            return
         figures = client.get("/stats")
     print_data(figures, as_json, _stats_table)
+    if not as_json and figures.get("runbooks"):
+        out.print(_runbook_rates_table(figures["runbooks"]))
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def _runbook_rates_table(rates: dict[str, Any]) -> Table:
+    table = Table(title="runbooks")
+    for column in ("runbook", "runs", "success rate", "verification rate", "not applied"):
+        table.add_column(column)
+    for name, row in rates.items():
+        table.add_row(
+            name,
+            str(row["runs"]),
+            _percent(row["success_rate"]),
+            _percent(row["verification_rate"]),
+            str(row["not_applied"]),
+        )
+    return table
+
+
+def _buckets_table(buckets: list[dict[str, Any]]) -> Table:
+    table = Table(title="per time bucket")
+    for column in ("from", "incidents", "tier", "MTTA", "MTTR", "resolved at L1"):
+        table.add_column(column)
+    for bucket in buckets:
+        figures = bucket["stats"]
+        tiers = sorted(figures["by_tier"].items()) or [("-", None)]
+        for tier, row in tiers:
+            table.add_row(
+                bucket["start"][:16],
+                str(figures["incidents"]),
+                tier,
+                _minutes(row["mtta_seconds"]) if row else "-",
+                _minutes(row["mttr_seconds"]) if row else "-",
+                _percent(figures["share_resolved_at_l1"]),
+            )
+    return table
 
 
 def _minutes(seconds: float | None) -> str:

@@ -16,6 +16,13 @@ server's own or the public URL's (defence in depth, as OWASP recommends). Only a
 signs in (a service's scoped token is refused). The tokens page lists an admin every token and
 anyone else their own, with a revoke button each; a token an admin creates there is shown once,
 in the answer to the form, never in a URL.
+
+The workflows: the form that opens an incident by hand carries a fresh ``Idempotency-Key``, so
+sending it twice opens one incident; the runbook picker builds each runbook's fields from the
+API's runbook choices (typed as the catalogue says, patterns as HTML ``pattern``) and types the
+submitted text the same way before the API checks it again; the review page shows
+``GET /incidents/{id}/review`` and saves the action items with the version they were edited
+from.
 """
 
 import hashlib
@@ -33,6 +40,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from contracts.alerts import Severity
 from contracts.incidents import IncidentStatus, Tier
 from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
@@ -45,6 +53,7 @@ from services.incident_log.chart_views import (
     signal_charts,
 )
 from services.incident_log.permissions import Permission, Role
+from services.incident_log.runbook_choices import ChoiceParameter, parse_form_value
 from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from services.runtime.scopes import Scope
 
@@ -274,7 +283,13 @@ def build_console(
         found = _ok(detail)
         entries = _ok(timeline)
         series = await _series(monitor, found["model"])
+        choices = (
+            await runbook_choices(token, incident_id)
+            if principal.allows(Permission.RUN_RUNBOOK)
+            else None
+        )
         return {
+            "choices": choices,
             "incident": _Row(found),
             "signal_charts": {
                 s["fingerprint"]: signal_charts(
@@ -327,10 +342,16 @@ def build_console(
         body = _action_body(action, form)
         if body is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
-        path = f"/incidents/{incident_id}/{action}"
+        back = f"{PREFIX}/incidents/{quote(incident_id, safe='')}"
+        if action == "runbooks":
+            choices = await runbook_choices(token, incident_id)
+            try:
+                body["parameters"] = typed_parameters(choices, body["runbook"], form)
+            except ValueError as error:
+                return _redirect(back, error=f"runbooks refused: {error}")
+        path = f"/incidents/{quote(incident_id, safe='')}/{action}"
         async with api() as client:
             response = await client.post(path, json=body, headers=_bearer(token))
-        back = f"{PREFIX}/incidents/{incident_id}"
         if response.is_success and action == "runbooks":
             asked = response.json()
             if asked.get("state") == "pending_approval":
@@ -385,6 +406,111 @@ def build_console(
         if response.is_success:
             return _redirect(back, done=f"run {run_id}: {decision}d")
         return _redirect(back, error=f"{decision} refused: {_detail(response)}")
+
+    async def runbook_choices(token: str, incident_id: str) -> _Row:
+        async with api() as client:
+            found = await client.get(
+                f"/incidents/{quote(incident_id, safe='')}/runbook-choices",
+                headers=_bearer(token),
+            )
+        return _Row(_ok(found))
+
+    @router.get("/new-incident", response_class=HTMLResponse)
+    async def new_incident_page(request: Request, session: Session) -> HTMLResponse:
+        """The form that opens an incident by hand; it carries a fresh idempotency key, so
+        sending it twice (a double click, a reload) opens one incident."""
+        return page(
+            request,
+            "new_incident.html",
+            session,
+            key=f"console-{secrets.token_hex(12)}",
+            severities=[severity.value for severity in Severity],
+            can_open=session[1].allows(Permission.OPEN_INCIDENT),
+        )
+
+    @router.post("/new-incident")
+    async def open_incident(request: Request, session: Session) -> Response:
+        token, _ = session
+        async with request.form(max_files=0, max_fields=16, max_part_size=16_384) as form:
+            check_form(token, str(form.get("csrf", "")))
+            version = str(form.get("model_version", "")).strip()
+            body: dict[str, Any] = {
+                "model": str(form.get("model", "")).strip(),
+                "severity": str(form.get("severity", "")),
+                "summary": str(form.get("summary", "")).strip(),
+                "details": str(form.get("details", "")).strip(),
+            }
+            key = str(form.get("idempotency_key", ""))
+        if version:
+            if not version.isdigit():
+                return _redirect(f"{PREFIX}/new-incident", error="the version is a whole number")
+            body["model_version"] = int(version)
+        async with api() as client:
+            response = await client.post(
+                "/incidents",
+                json=body,
+                headers=_bearer(token) | ({"Idempotency-Key": key} if key else {}),
+            )
+        if not response.is_success:
+            return _redirect(f"{PREFIX}/new-incident", error=f"refused: {_detail(response)}")
+        opened = response.json()
+        return _redirect(
+            f"{PREFIX}/incidents/{quote(opened['id'], safe='')}",
+            done=f"incident {opened['id']} opened",
+        )
+
+    @router.get("/incidents/{incident_id}/review", response_class=HTMLResponse)
+    async def review_page(request: Request, session: Session, incident_id: str) -> HTMLResponse:
+        token, principal = session
+        async with api() as client:
+            found = await client.get(
+                f"/incidents/{quote(incident_id, safe='')}/review", headers=_bearer(token)
+            )
+        return page(
+            request,
+            "review.html",
+            session,
+            review=_Row(_ok(found)),
+            incident_id=incident_id,
+            can_edit=principal.allows(Permission.EDIT_REVIEW),
+        )
+
+    @router.get("/incidents/{incident_id}/review.md")
+    async def review_markdown(session: Session, incident_id: str) -> Response:
+        async with api() as client:
+            found = await client.get(
+                f"/incidents/{quote(incident_id, safe='')}/review",
+                params={"format": "markdown"},
+                headers=_bearer(session[0]),
+            )
+        _ok_status(found)
+        return Response(
+            found.text,
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{incident_id}-review.md"'},
+        )
+
+    @router.post("/incidents/{incident_id}/review/action-items")
+    async def save_review(request: Request, session: Session, incident_id: str) -> Response:
+        token, _ = session
+        async with request.form(max_files=0, max_fields=8, max_part_size=65_536) as form:
+            check_form(token, str(form.get("csrf", "")))
+            text = str(form.get("action_items", "")).replace("\r\n", "\n")
+            version = str(form.get("version", ""))
+        back = f"{PREFIX}/incidents/{quote(incident_id, safe='')}/review"
+        if not version.isdigit():
+            return _redirect(back, error="the form lost its version: reload the page")
+        async with api() as client:
+            response = await client.put(
+                f"/incidents/{quote(incident_id, safe='')}/review/action-items",
+                json={"text": text, "version": int(version)},
+                headers=_bearer(token),
+            )
+        if response.is_success:
+            return _redirect(
+                back, done=f"action items saved (version {response.json()['version']})"
+            )
+        return _redirect(back, error=f"not saved: {_detail(response)}")
 
     @router.get("/oncall", response_class=HTMLResponse)
     async def on_call(request: Request, session: Session) -> HTMLResponse:
@@ -450,9 +576,25 @@ def build_console(
 
     @router.get("/stats", response_class=HTMLResponse)
     async def stats(request: Request, session: Session) -> HTMLResponse:
+        bucket = request.query_params.get("bucket", "day")
+        bucket = bucket if bucket in ("hour", "day", "week") else "day"
         async with api() as client:
             figures = _ok(await client.get("/stats", headers=_bearer(session[0])))
-        return page(request, "stats.html", session, stats=_Row(figures))
+            over_time = _ok(
+                await client.get(
+                    "/stats/over-time",
+                    params={"bucket": bucket, "count": 14},
+                    headers=_bearer(session[0]),
+                )
+            )
+        return page(
+            request,
+            "stats.html",
+            session,
+            stats=_Row(figures),
+            bucket=bucket,
+            over_time=[_Row(b) for b in over_time],
+        )
 
     @router.get("/models", response_class=HTMLResponse)
     async def models(request: Request, session: Session) -> HTMLResponse:
@@ -675,6 +817,37 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
+def _ok_status(response: httpx.Response) -> None:
+    if response.status_code == 401:
+        raise SignInRequired
+    if not response.is_success:
+        raise HTTPException(response.status_code, _detail(response))
+
+
+def typed_parameters(choices: dict[str, Any], runbook: str, form: Any) -> dict[str, Any]:
+    """The values of a runbook's parameter fields (``param.<name>``), typed as the catalogue
+    says; an empty optional field is left to its default. ``ValueError`` says which is wrong."""
+    found = next(
+        (r for group in ("applicable", "others") for r in choices[group] if r["name"] == runbook),
+        None,
+    )
+    if found is None:
+        return {}  # the API names the runbook it does not know
+    values: dict[str, Any] = {}
+    for spec in found["parameters"]:
+        text = str(form.get(f"param.{spec['name']}", ""))
+        if text == "" and spec["type"] != "str":
+            continue
+        if text == "" and not spec["required"]:
+            continue
+        parameter = ChoiceParameter.model_validate(dict(spec))
+        try:
+            values[spec["name"]] = parse_form_value(parameter, text)
+        except ValueError as error:
+            raise ValueError(f"parameter {spec['name']!r}: {error}") from None
+    return values
+
+
 def _redirect(url: str, **flash: str) -> RedirectResponse:
     target = f"{url}?{urlencode(flash)}" if flash else url
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
@@ -694,7 +867,11 @@ def _action_body(action: str, form: Any) -> dict[str, Any] | None:
     if action in _REASONED:
         return {"reason": str(form.get("reason", "")), "take_over": take_over}
     if action == "runbooks":
-        return {"runbook": str(form.get("runbook", "")), "reason": str(form.get("reason", ""))}
+        return {
+            "runbook": str(form.get("runbook", "")),
+            "reason": str(form.get("reason", "")),
+            "take_over": take_over,
+        }
     return None
 
 

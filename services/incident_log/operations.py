@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,17 +32,25 @@ from contracts.values import Variant
 from services.incident_log.approval_store import ApprovalStore
 from services.incident_log.approvals import ApprovalPolicy, ApprovalState, HeldRun, decide
 from services.incident_log.domain import SYSTEM, Effects, Incident, ModelNews, TimelineEntry
+from services.incident_log.manual import same_report
 from services.incident_log.paging.store import PagingStore
 from services.incident_log.paging.tables import HeartbeatRow
 from services.incident_log.retrains import InFlight, lapse, lifted_details
 from services.incident_log.routing import Matcher, RoutingPolicy
 from services.incident_log.store import IncidentStore, new_incident_id
-from services.incident_log.tables import RetrainRow, SilenceRow
+from services.incident_log.tables import AlertRow, RetrainRow, SilenceRow
 from services.incident_log.triage import Disposition, triage
 from services.runtime.consumer import Rejected
 from services.runtime.database import Sessions, first_time, new_event_ids
 
-__all__ = ["Clock", "IncidentLog", "UnknownHeldRun", "UnknownIncident", "UnknownSilence"]
+__all__ = [
+    "Clock",
+    "IdempotencyConflict",
+    "IncidentLog",
+    "UnknownHeldRun",
+    "UnknownIncident",
+    "UnknownSilence",
+]
 
 Clock = Callable[[], datetime]
 
@@ -52,6 +61,10 @@ class UnknownIncident(LookupError):
 
 class UnknownSilence(LookupError):
     """No silence has this id."""
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key was used before for a different request."""
 
 
 class UnknownHeldRun(LookupError):
@@ -225,6 +238,42 @@ echo_heartbeats`).
         for incident in touched.values():
             store.save(incident)
         await store.write_alert_log()
+
+    async def open_manual(self, alert: AlertRaised) -> tuple[Incident, bool]:
+        """Open an incident from a person's ``manual`` alert (:mod:`.manual`); return it and
+        whether it is new. An alert already logged (the same idempotency key) returns its
+        incident; a different report under that key raises :class:`IdempotencyConflict`."""
+        for attempt in range(3):
+            try:
+                return await self._open_manual(alert)
+            except IntegrityError:  # a racing retry of the same key committed first
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _open_manual(self, alert: AlertRaised) -> tuple[Incident, bool]:
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = IncidentStore(session)
+            logged = await session.get(AlertRow, alert.event_id)
+            if logged is not None:
+                if not same_report(alert, logged.model_dump()) or logged.incident_id is None:
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was used for a different report; use a new key"
+                    )
+                incident = await store.get(logged.incident_id, for_update=False)
+                assert incident is not None
+                return incident, False
+            incident, effects = Incident.open_from_alert(
+                new_incident_id(), alert, self.policy, now, group_wait=self.policy.group_wait
+            )
+            store.save(incident)
+            self._record(store, incident, effects)
+            store.save(incident)
+            store.log_alert(alert, received_at=now, disposition="opened", incident_id=incident.id)
+            await store.write_alert_log()
+        self._committed()
+        return incident, True
 
     async def handle_recoveries(self, recoveries: Sequence[AlertRecovered]) -> None:
         """Mark signals recovered (resolving incidents whose every signal recovered)."""

@@ -1,15 +1,15 @@
 """Who may do what: roles carried by API tokens, and the tier an action on an incident needs.
 
-Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; commenting and
-reopening and attaching reports need ``l1``; acting on an incident (acknowledge, claim, escalate,
-mitigate, resolve) needs a role at least as high as the incident's tier, so level one cannot
-resolve what level two holds; so does taking over someone's claim, whatever the action that takes
-it (a comment, an acknowledgement, a runbook...), so level one cannot seize a level-three claim by
-commenting; silences, runbooks by hand, retrain requests and model approvals
-need ``l2``; approving a held runbook run needs ``l2`` and a role at the runbook's and the
-incident's tier (and never the requester's own run, :mod:`services.incident_log.approvals`);
-tokens, people, contacts and schedules need ``admin``, and so does a silence that matches every
-alert (it would mute the whole system).
+Pure. Roles rank ``viewer < l1 < l2 < l3 < admin``. Reading needs ``viewer``; opening an incident
+by hand, commenting, reopening, editing a review's action items and attaching reports need ``l1``;
+acting on an incident (acknowledge, claim, escalate, mitigate, resolve) needs a role at least as
+high as the incident's tier, so level one cannot resolve what level two holds; so does taking over
+someone's claim, whatever the action that takes it (a comment, an acknowledgement, a runbook...),
+so level one cannot seize a level-three claim by commenting; silences, runbooks by hand, retrain
+requests and model approvals need ``l2``; approving a held runbook run needs ``l2`` and a role at
+the runbook's and the incident's tier (and never the requester's own run,
+:mod:`services.incident_log.approvals`); tokens, people, contacts and schedules need ``admin``,
+and so does a silence that matches every alert (it would mute the whole system).
 
 A service's token carries scopes instead of a role (:mod:`services.runtime.scopes`): it may make
 only the calls a scope names, whatever the permission (:func:`grants`).
@@ -44,6 +44,8 @@ class Permission(StrEnum):
     """Kinds of action the API checks."""
 
     READ = "read"
+    OPEN_INCIDENT = "open_incident"
+    EDIT_REVIEW = "edit_review"
     COMMENT = "comment"
     REOPEN = "reopen"
     ACT_ON_INCIDENT = "act_on_incident"
@@ -62,6 +64,8 @@ class Permission(StrEnum):
 _AT_TIER = frozenset({Permission.ACT_ON_INCIDENT, Permission.TAKE_OVER})
 _FIXED = {
     Permission.READ: Role.VIEWER,
+    Permission.OPEN_INCIDENT: Role.L1,
+    Permission.EDIT_REVIEW: Role.L1,
     Permission.COMMENT: Role.L1,
     Permission.REOPEN: Role.L1,
     Permission.MANAGE_SILENCES: Role.L2,

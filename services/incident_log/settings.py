@@ -78,7 +78,8 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     catalog_path: Path = Field(
         default=Path("runbooks/catalog.yaml"),
         description="The runner's runbook catalogue: which runbooks need a second person's "
-        "approval, and their tiers (only those fields are read).",
+        "approval, their tiers, the alert kinds they answer and the parameters a person "
+        "supplies (the console's runbook picker; runs by hand are checked against it).",
     )
     runbook_signing_key: SecretStr | None = Field(
         default=None,

@@ -4,6 +4,14 @@ Pure. **MTTA** at a tier is the time from an incident reaching the tier (opening
 reopening) to the first acknowledgement at that tier; **MTTR** is the time from opening to the
 (last) resolution, counted at the tier that resolved it. Both are means in seconds, broken down
 per tier, per model and per alert kind (the kind that opened the incident).
+
+**Over time** (:func:`stats_over_time`), incidents fall in the time bucket they opened in, and
+each bucket holds the same figures for its incidents, so a chart of MTTA per tier per day reads
+one series per tier. **Runbook rates** (:func:`runbook_rates`) count finished runs per runbook:
+the *success rate* is the share of runs that acted and whose verification confirmed the effect
+(``succeeded``); the *verification rate* is, among the runs whose command worked and whose
+verification ran (``succeeded`` or ``verify_failed``), the share it confirmed. Runs that never
+acted (``expired``, ``skipped``, ``refused``) are counted apart and in neither rate.
 """
 
 from __future__ import annotations
@@ -11,10 +19,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from statistics import fmean
 
-__all__ = ["Breakdown", "IncidentFacts", "ResponseStats", "TimelineFact", "response_stats"]
+__all__ = [
+    "BUCKETS",
+    "Breakdown",
+    "Bucket",
+    "IncidentFacts",
+    "ResponseStats",
+    "RunFact",
+    "RunbookRates",
+    "TimelineFact",
+    "bucket_span",
+    "response_stats",
+    "runbook_rates",
+    "stats_over_time",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,19 @@ class Breakdown:
 
 
 @dataclass
+class RunbookRates:
+    """How one runbook's finished runs went."""
+
+    runs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    verify_failed: int = 0
+    not_applied: int = 0
+    success_rate: float | None = None
+    verification_rate: float | None = None
+
+
+@dataclass
 class ResponseStats:
     """All the figures the console and API show."""
 
@@ -64,6 +98,7 @@ class ResponseStats:
     by_tier: dict[str, Breakdown] = field(default_factory=dict)
     by_model: dict[str, Breakdown] = field(default_factory=dict)
     by_kind: dict[str, Breakdown] = field(default_factory=dict)
+    runbooks: dict[str, RunbookRates] = field(default_factory=dict)
 
 
 _ARRIVALS = frozenset({"opened", "escalated", "reopened"})
@@ -137,3 +172,96 @@ def _fill(groups: dict[str, Breakdown], samples: list[tuple[str, float]], what: 
         else:
             group.resolved = len(values)
             group.mttr_seconds = fmean(values)
+
+
+@dataclass
+class Bucket:
+    """The figures of the incidents opened in ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+    stats: ResponseStats
+
+
+BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+"""The bucket widths the API offers."""
+
+_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)
+
+
+def bucket_span(width: timedelta, count: int, until: datetime) -> tuple[datetime, datetime]:
+    """The ``count`` whole buckets ending with the one that holds ``until`` (UTC; hours on
+    the hour, days at midnight, weeks on Mondays).
+
+    >>> bucket_span(timedelta(days=1), 2, datetime(2026, 1, 7, 15, tzinfo=UTC))
+    (datetime.datetime(2026, 1, 6, 0, 0, tzinfo=datetime.timezone.utc), \
+datetime.datetime(2026, 1, 8, 0, 0, tzinfo=datetime.timezone.utc))
+    """
+    end = _MONDAY + ((until - _MONDAY) // width + 1) * width
+    return end - count * width, end
+
+
+def stats_over_time(
+    incidents: Sequence[IncidentFacts],
+    timeline: Sequence[TimelineFact],
+    *,
+    width: timedelta,
+    since: datetime,
+    until: datetime,
+) -> list[Bucket]:
+    """Response figures per time bucket of ``width`` from ``since`` to ``until`` (every bucket,
+    empty ones too, so a series has no gaps); an incident counts in the bucket it opened in."""
+    if width <= timedelta(0):
+        raise ValueError("the bucket width must be positive")
+    buckets: list[Bucket] = []
+    start = since
+    while start < until:
+        end = start + width
+        members = [i for i in incidents if start <= i.opened_at < end]
+        ids = {i.id for i in members}
+        buckets.append(
+            Bucket(
+                start, end, response_stats(members, [f for f in timeline if f.incident_id in ids])
+            )
+        )
+        start = end
+    return buckets
+
+
+@dataclass(frozen=True)
+class RunFact:
+    """What the rates need of a finished run."""
+
+    runbook: str
+    state: str
+
+
+_NOT_APPLIED = frozenset({"expired", "skipped", "refused"})
+
+
+def runbook_rates(runs: Iterable[RunFact]) -> dict[str, RunbookRates]:
+    """Success and verification rates per runbook.
+
+    >>> rates = runbook_rates([RunFact("r", "succeeded"), RunFact("r", "verify_failed"),
+    ...                        RunFact("r", "failed"), RunFact("r", "skipped")])
+    >>> rates["r"].success_rate, rates["r"].verification_rate
+    (0.3333333333333333, 0.5)
+    """
+    rates: dict[str, RunbookRates] = defaultdict(RunbookRates)
+    for run in runs:
+        figures = rates[run.runbook]
+        figures.runs += 1
+        if run.state == "succeeded":
+            figures.succeeded += 1
+        elif run.state == "verify_failed":
+            figures.verify_failed += 1
+        elif run.state in _NOT_APPLIED:
+            figures.not_applied += 1
+        else:
+            figures.failed += 1
+    for figures in rates.values():
+        acted = figures.runs - figures.not_applied
+        verified = figures.succeeded + figures.verify_failed
+        figures.success_rate = figures.succeeded / acted if acted else None
+        figures.verification_rate = figures.succeeded / verified if verified else None
+    return dict(sorted(rates.items()))

@@ -23,6 +23,7 @@ __all__ = [
     "ApiTokenRow",
     "IncidentRow",
     "RetrainRow",
+    "ReviewRow",
     "RunbookApprovalRow",
     "SignalRow",
     "SilenceRow",
@@ -201,6 +202,20 @@ class RunbookApprovalRow(SQLModel, table=True):
     decision_reason: str | None = None
 
 
+class ReviewRow(SQLModel, table=True):
+    """The part of an incident's post-incident review people write: its action items
+    (``services/incident_log/review.py``). ``version`` counts saves, so two editors cannot
+    overwrite each other unseen."""
+
+    __tablename__ = "incident_reviews"
+
+    incident_id: str = Field(primary_key=True, foreign_key="incidents.id")
+    action_items: str = Field(sa_column=Column(Text, nullable=False))
+    version: int
+    updated_by: str
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
 class ApiTokenRow(SQLModel, table=True):
     """An API token (only its hash is kept), with the name it acts as and either a role (a
     person's) or scopes (a service's); it works until revoked or expired."""
@@ -236,6 +251,7 @@ TABLES: list[type[SQLModel]] = [
     SilenceRow,
     RetrainRow,
     RunbookApprovalRow,
+    ReviewRow,
     ApiTokenRow,
     *PAGING_TABLES,
 ]

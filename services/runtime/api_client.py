@@ -122,9 +122,9 @@ class ApiClient:
         """GET a path whose answer is not JSON (a dataset, an artifact)."""
         return self._request("GET", path).content
 
-    def post(self, path: str, body: Any = None) -> Any:
-        """POST a JSON body."""
-        return self._send("POST", path, json=body)
+    def post(self, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Any:
+        """POST a JSON body (with extra headers, such as an ``Idempotency-Key``)."""
+        return self._send("POST", path, json=body, headers=headers)
 
     def put(self, path: str, body: Any = None) -> Any:
         """PUT a JSON body."""

@@ -60,9 +60,11 @@ async def test_a_second_person_approves_a_held_run_in_the_console(
 
     ann = await sign_in(browser, incident_log, tokens["ann"])
     await ann.goto(f"{incident_log}/console/incidents/{incident_id}")
-    await ann.get_by_label("Run a catalogued runbook").fill("needs-approval")
-    await ann.locator("#runbook-reason").fill("clear the poisoned cache")
-    await ann.get_by_role("button", name="Run", exact=True).click()
+    await ann.locator("#other-runbooks > summary").click()  # a decay alert: not its kind
+    picked = ann.locator('#runbook-picker details[data-runbook="needs-approval"]')
+    await picked.locator("summary").click()
+    await picked.get_by_label("Reason").fill("clear the poisoned cache")
+    await picked.get_by_role("button", name="Run needs-approval").click()
     await expect(ann.locator(".flash")).to_contain_text("waits for a second person's approval")
     held = ann.locator("#held-runs tr[data-run]")
     await expect(held).to_have_count(1)

@@ -100,7 +100,7 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
     assert vigil(incident_log, l2, "ack", decay)[0] == 0
     assert vigil(incident_log, l2, "retrain", decay, "--reason", "drift")[0] == 0
     code, output = vigil(
-        incident_log, l2, "run", decay, "drift-diagnosis", "-r", "why", "-p", "window=500"
+        incident_log, l2, "run", decay, "drift-diagnosis", "-r", "why", "-p", "rows=500"
     )
     assert code == 0
     assert "requested run" in output
@@ -212,3 +212,90 @@ async def test_vigil_tokens_lists_creates_and_revokes_and_a_revocation_survives_
         code, nested = vigil(url, ADMIN, "tokens", "list", "--json")
         assert code == 0
         assert [row["name"] for row in json.loads(nested)] == ["drift-detector"]  # same group
+
+
+@pytest.mark.timeout(300)
+async def test_vigil_opens_an_incident_by_hand_lists_its_runbooks_and_writes_its_review(
+    incident_log: str, tmp_path: Path
+) -> None:
+    code, created = vigil(incident_log, ADMIN, "tokens", "create", "lee", "--role", "l1", "--json")
+    assert code == 0, created
+    l1 = json.loads(created)["token"]
+    code, created = vigil(incident_log, ADMIN, "tokens", "create", "kim", "--role", "l2", "--json")
+    l2 = json.loads(created)["token"]
+
+    args = ["open", MODEL, "--summary", "answers inverted", "--version", "3"]
+    args += ["--severity", "critical", "--idempotency-key", "ticket-1", "--json"]
+    code, opened = vigil(incident_log, l1, *args)
+    assert code == 0, opened
+    incident = json.loads(opened)
+    assert (incident["kind"], incident["severity"]) == ("manual", "critical")
+    code, again = vigil(incident_log, l1, *args)
+    assert json.loads(again)["id"] == incident["id"]  # the same key: the same incident
+    code, refused = vigil(
+        incident_log, ADMIN, "tokens", "create", "vi", "--role", "viewer", "--json"
+    )
+    viewer = json.loads(refused)["token"]
+    code, output = vigil(incident_log, viewer, "open", MODEL, "--summary", "x")
+    assert code != 0
+    assert "needs l1 or higher" in " ".join(output.split())
+    code, output = vigil(incident_log, l1, "open", "Bad Model", "--summary", "x")
+    assert code != 0
+    assert "422" in output
+
+    code, choices = vigil(incident_log, l1, "runbooks", incident["id"], "--json")
+    assert code == 0, choices
+    found = json.loads(choices)
+    assert found["kinds"] == ["manual"]
+    listed = {r["name"] for r in found["applicable"] + found["others"]}
+    assert "drift-diagnosis" in listed
+    code, table = vigil(incident_log, l1, "runbooks", incident["id"])
+    assert code == 0
+    assert "runbooks for manual" in table
+    code, output = vigil(
+        incident_log, l2, "run", incident["id"], "drift-diagnosis", "-r", "why", "-p", "rows=10"
+    )
+    assert code != 0
+    assert "below the minimum 50" in " ".join(output.split())
+    code, output = vigil(
+        incident_log, l2, "run", incident["id"], "drift-diagnosis", "-r", "why", "-p", "rows=500"
+    )
+    assert code == 0, output
+
+    items = tmp_path / "items.md"
+    items.write_text("- [ ] page the owners on manual incidents\n")
+    code, saved = vigil(
+        incident_log, l1, "review", incident["id"], "--action-items", str(items), "--json"
+    )
+    assert code == 0, saved
+    assert json.loads(saved)["version"] == 1
+    code, stale = vigil(
+        incident_log, l2, "review", incident["id"], "--action-items", str(items), "--version", "0"
+    )
+    assert code == 0  # the same text again: the retry of version 1, no change
+    items.write_text("other\n")
+    code, stale = vigil(
+        incident_log, l2, "review", incident["id"], "--action-items", str(items), "--version", "0"
+    )
+    assert code != 0
+    assert "409" in stale
+    code, document = vigil(incident_log, l1, "review", incident["id"])
+    assert code == 0
+    async with httpx.AsyncClient(base_url=incident_log) as http:
+        api = await http.get(
+            f"/incidents/{incident['id']}/review",
+            params={"format": "markdown"},
+            headers={"Authorization": f"Bearer {l1}"},
+        )
+    assert document == api.text + "\n"  # the CLI prints the API's own document
+    assert "- [ ] page the owners on manual incidents" in document
+    assert "drift-diagnosis" in document
+
+    code, buckets = vigil(incident_log, l1, "stats", "--bucket", "hour", "--count", "2", "--json")
+    assert code == 0, buckets
+    hours = json.loads(buckets)
+    assert len(hours) == 2
+    assert hours[-1]["stats"]["incidents"] == 1
+    code, table = vigil(incident_log, l1, "stats", "--bucket", "day")
+    assert code == 0
+    assert "per time bucket" in table

@@ -131,7 +131,8 @@ async def test_runbook_parameters_and_reports_refuse_nan_and_infinities(
     timeline = len((await service.http.get(f"{incident}/timeline")).json())
     run = await service.post_text(
         f"{incident}/runbooks",
-        f'{{"runbook": "restart-scorer", "reason": "r", "parameters": {{"x": {number}}}}}',
+        f'{{"runbook": "typed", "reason": "r", "parameters": {{"threshold": {number}, '
+        '"ticket": "OPS-1"}}',
     )
     assert run.status_code == 422, run.text
     report = await service.post_text(
@@ -143,7 +144,11 @@ async def test_runbook_parameters_and_reports_refuse_nan_and_infinities(
     assert len((await service.http.get(f"{incident}/timeline")).json()) == timeline
     good = await service.http.post(
         f"{incident}/runbooks",
-        json={"runbook": "restart-scorer", "reason": "r", "parameters": {"x": 1.5}},
+        json={
+            "runbook": "typed",
+            "reason": "r",
+            "parameters": {"threshold": 0.5, "ticket": "OPS-1"},
+        },
     )
     assert good.status_code == 202, good.text
     await service.still_healthy()

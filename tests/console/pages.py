@@ -10,6 +10,8 @@ PAGES: tuple[str, ...] = (
     "/console/login",
     "/console/",
     "/console/incidents/{incident}",
+    "/console/incidents/{incident}/review",
+    "/console/new-incident",
     "/console/models",
     "/console/models/{model}",
     "/console/oncall",
@@ -18,5 +20,6 @@ PAGES: tuple[str, ...] = (
     "/console/tokens",
 )
 
-NOT_PAGES: frozenset[str] = frozenset({"/console/events"})
-"""GET routes that are not pages: the change feed (fragments are parts of pages, checked there)."""
+NOT_PAGES: frozenset[str] = frozenset({"/console/events", "/console/incidents/{incident}/review.md"})
+"""GET routes that are not pages: the change feed and the review as a Markdown download (fragments
+are parts of pages, checked there)."""

@@ -1,6 +1,6 @@
 """incident_reviews: the action items of post-incident reviews
 
-Revision ID: 0004_console_workflows
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-05 00:30:00.000000
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_console_workflows"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -8,6 +8,9 @@ a fixed offered load in which one alert in ten is a new fingerprint (latency of 
 
     python bench/incidents.py [--quick] [--databases sqlite,postgresql]
 
+``--quick`` repeats each measurement three times and reports the medians (each run's figures are
+kept under ``*_runs``).
+
 The last line printed is one JSON object with every figure.
 """
 
@@ -25,13 +28,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import quantiles
+from statistics import median, quantiles
 from uuid import uuid4
 
 import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from raw_pipe import measure_raw_pipe
+from raw_pipe import RawPipe, measure_raw_pipe
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -44,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
     "VIGIL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+RUNS = 3  # --quick repeats each measurement and reports the median
 KINDS = [AlertKind.METRIC_DECAY, AlertKind.DATA_DRIFT, AlertKind.LOW_CONFIDENCE]
 
 
@@ -274,6 +278,20 @@ async def run_database(
     return Figures(kind, alerts, fingerprints, alerts_per_s, rate, openings, cuts[49], cuts[98])
 
 
+def _median_figures(runs: list[Figures]) -> Figures:
+    """One database's figures: the median of each over its repeated runs."""
+    return Figures(
+        runs[0].database,
+        runs[0].alerts,
+        runs[0].fingerprints,
+        median(r.alerts_per_s for r in runs),
+        runs[0].offered_per_s,
+        round(median(r.openings for r in runs)),
+        median(r.p50_ms for r in runs),
+        median(r.p99_ms for r in runs),
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
@@ -281,28 +299,41 @@ async def main() -> None:
     args = parser.parse_args()
     alerts, fingerprints, seconds = (20_000, 1_000, 5.0) if args.quick else (100_000, 1_000, 20.0)
     rate = 500.0
+    repeats = RUNS if args.quick else 1
 
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         workdir = Path(tmp)
         async with EmbeddedBroker(log_path=workdir / "tansu.log") as broker:
-            baseline = await measure_raw_pipe(
-                broker.bootstrap_servers,
-                encoded(make_alerts(alerts, fingerprints, 1, "raw")),
-                topic="bench-raw-alerts",
-                partitions=3,
-            )
-            runs = [
-                await run_database(
-                    kind,
+            baselines = [
+                await measure_raw_pipe(
                     broker.bootstrap_servers,
-                    workdir,
-                    alerts=alerts,
-                    fingerprints=fingerprints,
-                    rate=rate,
-                    seconds=seconds,
+                    encoded(make_alerts(alerts, fingerprints, 1, f"raw{repeat}")),
+                    topic=f"bench-raw-alerts-{repeat}",
+                    partitions=3,
                 )
-                for kind in args.databases.split(",")
+                for repeat in range(repeats)
             ]
+            repeated = {
+                kind: [
+                    await run_database(
+                        kind,
+                        broker.bootstrap_servers,
+                        workdir,
+                        alerts=alerts,
+                        fingerprints=fingerprints,
+                        rate=rate,
+                        seconds=seconds,
+                    )
+                    for _ in range(repeats)
+                ]
+                for kind in args.databases.split(",")
+            }
+    baseline = RawPipe(
+        alerts,
+        median(b.produce_per_s for b in baselines),
+        median(b.consume_per_s for b in baselines),
+    )
+    runs = [_median_figures(figures) for figures in repeated.values()]
 
     print(
         f"raw aiokafka pipe: {baseline.end_to_end_per_s:,.0f} msg/s end to end "
@@ -331,9 +362,17 @@ async def main() -> None:
                         "openings": run.openings,
                         "open_latency_p50_ms": round(run.p50_ms, 1),
                         "open_latency_p99_ms": round(run.p99_ms, 1),
+                        "alerts_per_s_runs": [
+                            round(r.alerts_per_s, 1) for r in repeated[run.database]
+                        ],
+                        "open_latency_p99_ms_runs": [
+                            round(r.p99_ms, 1) for r in repeated[run.database]
+                        ],
                     }
                     for run in runs
                 },
+                "repeats": repeats,
+                "raw_pipe_msgs_per_s_runs": [round(b.end_to_end_per_s, 1) for b in baselines],
             }
         )
     )

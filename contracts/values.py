@@ -6,7 +6,15 @@ import math
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 __all__ = [
     "ClassLabel",
@@ -75,8 +83,18 @@ FeatureValue = float | int | str | bool | None
 """One feature value; ``None`` is a missing value."""
 
 
-def _finite_features(value: Any) -> Any:
-    # Checked before the union of value types, so the refusal names the feature once.
+def _name_the_non_finite_feature(value: Any, validate: ValidatorFunctionWrapHandler) -> Any:
+    # The features are validated entirely by pydantic's core (no Python per value: they are on
+    # every prediction); only a refused dict is walked, so the refusal names the feature once
+    # rather than once per member of the union of value types.
+    try:
+        return validate(value)
+    except ValidationError:
+        _refuse_non_finite(value)
+        raise
+
+
+def _refuse_non_finite(value: Any) -> None:
     if isinstance(value, dict):
         for name, item in value.items():
             if isinstance(item, float) and not math.isfinite(item):
@@ -84,12 +102,11 @@ def _finite_features(value: Any) -> Any:
                     f"feature {name!r} is {item}: NaN and infinite numbers are not allowed "
                     "(null marks a missing value)"
                 )
-    return value
 
 
 Features = Annotated[
-    dict[str, FeatureValue],
-    BeforeValidator(_finite_features),
+    dict[str, Annotated[float, Field(allow_inf_nan=False)] | int | str | bool | None],
+    WrapValidator(_name_the_non_finite_feature),
     Field(
         description="Feature name to value; null marks a missing value (never NaN).",
         examples=[{"mean radius": 14.2, "mean texture": 19.1}],

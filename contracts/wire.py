@@ -6,11 +6,12 @@ consumers decode with :func:`decode`, which names every problem so a dead letter
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Annotated, Any, Union
 from urllib.parse import quote
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, Json, TypeAdapter, ValidationError
 
 from contracts.envelope import Envelope
 from contracts.topics import TOPICS, Topic, topic_of
@@ -28,6 +29,7 @@ __all__ = [
     "cloudevents_source",
     "correlation_of",
     "decode",
+    "decode_many",
     "encode",
     "headers_for",
     "kafka_headers",
@@ -117,13 +119,25 @@ def correlation_of(event: Envelope) -> str:
     return event.correlation_id or str(event.event_id)
 
 
-@cache
-def _adapter(topic: Topic) -> TypeAdapter[Any]:
+def _event_type(topic: Topic) -> Any:
     events = TOPICS[topic].events
     if len(events) == 1:
-        return TypeAdapter(events[0])
+        return events[0]
     union = Union[events]  # type: ignore[valid-type]  # noqa: UP007  # built from the topic's table at run time
-    return TypeAdapter(Annotated[union, Field(discriminator="type")])
+    return Annotated[union, Field(discriminator="type")]
+
+
+@cache
+def _adapter(topic: Topic) -> TypeAdapter[Any]:
+    return TypeAdapter(_event_type(topic))
+
+
+@cache
+def _batch_adapter(topic: Topic) -> TypeAdapter[list[Any]]:
+    # Each element is parsed from its own bytes (``Json``), so one record's bytes can never
+    # spill into its neighbour's, as they could if the values were joined into one JSON array.
+    element: Any = Json[_event_type(topic)]  # type: ignore[misc]  # a type built at run time
+    return TypeAdapter(list[element])
 
 
 def decode(topic: Topic, value: bytes | None) -> Envelope:
@@ -135,6 +149,30 @@ def decode(topic: Topic, value: bytes | None) -> Envelope:
     except ValidationError as error:
         raise _decode_error(topic, error) from None
     return event
+
+
+def decode_many(topic: Topic, values: Sequence[bytes | None]) -> list[Envelope | DecodeError]:
+    """Decode the values of a batch of one topic, in order: each is its event, or the
+    :class:`DecodeError` that :func:`decode` would raise for it.
+
+    One validation call covers the whole batch; only a batch holding a bad value is decoded
+    again value by value, to tell the bad from the good.
+    """
+    if None not in values:
+        try:
+            events: list[Envelope | DecodeError] = _batch_adapter(topic).validate_python(values)
+        except ValidationError:
+            pass
+        else:
+            return events
+    return [_decode_or_error(topic, value) for value in values]
+
+
+def _decode_or_error(topic: Topic, value: bytes | None) -> Envelope | DecodeError:
+    try:
+        return decode(topic, value)
+    except DecodeError as error:
+        return error
 
 
 def _decode_error(topic: Topic, error: ValidationError) -> DecodeError:

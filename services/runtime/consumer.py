@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 from uuid import UUID
 
 from aiokafka import TopicPartition
@@ -49,7 +49,7 @@ from faststream.kafka.annotations import KafkaMessage
 from contracts.dead_letter import DeadLetterReason, MessageDeadLettered
 from contracts.envelope import Envelope, utc_now
 from contracts.topics import Topic, topic_of
-from contracts.wire import DecodeError, decode
+from contracts.wire import DecodeError, decode_many
 from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.failures import FailureClassifier
 from services.runtime.idempotency import SeenEvents
@@ -177,8 +177,7 @@ class _Outcome:
         return self.error is not None or self.rejected is not None
 
 
-@dataclass(frozen=True)
-class _Delivery:
+class _Delivery(NamedTuple):  # one per record: a tuple is the cheapest to build
     record: Record
     event: Envelope
 
@@ -334,36 +333,51 @@ class EventConsumer:
 
     async def _handle(self, records: Sequence[Record]) -> None:
         deliveries: list[_Delivery] = []
-        in_batch: set[UUID] = set()
-        for record in records:
-            event = await self._decode(record)
-            if event is None or type(event) not in self._routes:
-                continue
-            if event.event_id in self._seen or event.event_id in in_batch:
-                self._metrics.duplicates.labels(self._service, record.topic).inc()
-                continue
-            in_batch.add(event.event_id)
-            deliveries.append(_Delivery(record, event))
+        in_batch: set[int] = set()  # ``UUID.int``: hashing an int is cheaper than a UUID
+        routes, seen = self._routes, self._seen
+        for topic, chunk in _by_topic(records):
+            for record, event in zip(chunk, await self._decode(topic, chunk), strict=True):
+                if event is None or type(event) not in routes:
+                    continue
+                event_id = event.event_id
+                if event_id.int in in_batch or event_id in seen:
+                    self._metrics.duplicates.labels(self._service, topic).inc()
+                    continue
+                in_batch.add(event_id.int)
+                deliveries.append(_Delivery(record, event))
 
-        for route, run in _runs(deliveries, self._routes):
+        for route, run in _runs(deliveries, routes):
             if route.batch:
                 await self._handle_batch(route.handler, run)
             else:
                 for delivery in run:
                     await self._handle_one(route.handler, delivery)
 
-    async def _decode(self, record: Record) -> Envelope | None:
+    async def _decode(self, topic: str, records: Sequence[Record]) -> list[Envelope | None]:
+        """Decode the records of one topic in one validation; dead-letter those that fail."""
         try:
-            topic = self._kafka.logical_topic(record.topic)
-            return decode(topic, record.value)
-        except DecodeError as error:
-            reason = DeadLetterReason.UNDECODABLE if error.undecodable else DeadLetterReason.INVALID
-            await self._dead_letter(record, reason, str(error))
+            logical = self._kafka.logical_topic(topic)
         except ValueError:
-            await self._dead_letter(
-                record, DeadLetterReason.INVALID, f"topic {record.topic!r} has no Vigil contract"
-            )
-        return None
+            for record in records:
+                await self._dead_letter(
+                    record, DeadLetterReason.INVALID, f"topic {topic!r} has no Vigil contract"
+                )
+            return [None] * len(records)
+        events: list[Envelope | None] = []
+        for record, decoded in zip(
+            records, decode_many(logical, [record.value for record in records]), strict=True
+        ):
+            if isinstance(decoded, DecodeError):
+                reason = (
+                    DeadLetterReason.UNDECODABLE
+                    if decoded.undecodable
+                    else DeadLetterReason.INVALID
+                )
+                await self._dead_letter(record, reason, str(decoded))
+                events.append(None)
+            else:
+                events.append(decoded)
+        return events
 
     async def _handle_one(self, handler: _Handler, delivery: _Delivery) -> None:
         outcome = await self._attempt(handler, delivery.event, [delivery])
@@ -388,9 +402,11 @@ class EventConsumer:
         if outcome.failed:
             return
         refused = {rejection.event_id for rejection in outcome.rejections}
-        for delivery in run:
-            if delivery.event.event_id not in refused:
-                self._seen.add(delivery.event.event_id)
+        self._seen.add_many(
+            delivery.event.event_id
+            for delivery in run
+            if not refused or delivery.event.event_id not in refused
+        )
 
     async def _settle(self, outcome: _Outcome, run: list[_Delivery]) -> None:
         """Dead-letter what an attempt refused or could not handle."""
@@ -403,6 +419,8 @@ class EventConsumer:
                     delivery.record, DeadLetterReason.HANDLER_FAILED, _describe(outcome.error)
                 )
         refused = {rejection.event_id: rejection.error for rejection in outcome.rejections}
+        if not refused:
+            return
         for delivery in run:
             if delivery.event.event_id in refused:
                 await self._dead_letter(
@@ -549,6 +567,18 @@ async def _leave_undecoded(message: object) -> None:
     """FastStream's own decoder would JSON-decode every record of a batch; the consumer decodes
     them itself against the contracts, so FastStream's work would be thrown away."""
     return None
+
+
+def _by_topic(records: Sequence[Record]) -> list[tuple[str, list[Record]]]:
+    """Split a batch into runs of consecutive records of one topic (a fetch holds its records
+    partition by partition), keeping their order."""
+    chunks: list[tuple[str, list[Record]]] = []
+    for record in records:
+        if chunks and chunks[-1][0] == record.topic:
+            chunks[-1][1].append(record)
+        else:
+            chunks.append((record.topic, [record]))
+    return chunks
 
 
 def _runs(

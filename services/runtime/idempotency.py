@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from uuid import UUID
 
 __all__ = ["SeenEvents"]
@@ -29,7 +30,13 @@ class SeenEvents:
 
     def add(self, event_id: UUID) -> None:
         """Remember an id, forgetting the oldest one when full."""
-        self._ids[event_id] = None
-        self._ids.move_to_end(event_id)
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+        self.add_many((event_id,))
+
+    def add_many(self, event_ids: Iterable[UUID]) -> None:
+        """Remember ids in order, forgetting the oldest ones beyond the capacity."""
+        ids = self._ids
+        for event_id in event_ids:
+            ids[event_id] = None
+            ids.move_to_end(event_id)
+        while len(ids) > self._capacity:
+            ids.popitem(last=False)

@@ -20,6 +20,8 @@ PAGES: tuple[str, ...] = (
     "/console/tokens",
 )
 
-NOT_PAGES: frozenset[str] = frozenset({"/console/events", "/console/incidents/{incident}/review.md"})
+NOT_PAGES: frozenset[str] = frozenset(
+    {"/console/events", "/console/incidents/{incident}/review.md"}
+)
 """GET routes that are not pages: the change feed and the review as a Markdown download (fragments
 are parts of pages, checked there)."""

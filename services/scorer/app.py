@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, registry_http: httpx.AsyncClient | None = 
         registry=RegistryClient(http, settings.registry_url),
         publisher=runtime.publisher,
         unknown_model_recheck_s=settings.unknown_model_recheck_seconds,
+        trusted_types=settings.trusted_types,
     )
 
     async def on_requests(requests: list[ScoringRequest]) -> Sequence[Rejection]:

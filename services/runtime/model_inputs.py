@@ -10,13 +10,15 @@ a model is scored, trained and checked on the same kind of input.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from contracts.drift import FeatureKind
 from contracts.registry import MonitoringSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["as_model_input", "named_frame", "takes_named_columns"]
 
@@ -37,6 +39,8 @@ def as_model_input(estimator: Any, spec: MonitoringSpec, matrix: np.ndarray) -> 
 
 def named_frame(spec: MonitoringSpec, matrix: np.ndarray) -> pd.DataFrame:
     """Return ``matrix`` as a DataFrame with the spec's feature names and per-kind dtypes."""
+    import pandas as pd  # here, not at the top: every service imports the runtime, few score
+
     names = [feature.name for feature in spec.features]
     if matrix.dtype == np.float64:
         return pd.DataFrame(matrix, columns=names, copy=False)

@@ -185,7 +185,7 @@ def wines(phase: str, count: int, *, shift: float) -> list[tuple[str, dict[str, 
 async def send(
     scorer: ServiceProcess, publisher: EventPublisher, phase: str, count: int, shift: float
 ) -> list[dict[str, Any]]:
-    """Score wines over HTTP in batches, then send their labels on the ``labels`` topic."""
+    """Score wines over HTTP in batches, each followed by its labels on the ``labels`` topic."""
     drawn = wines(phase, count, shift=shift)
     served = []
     async with httpx.AsyncClient(base_url=scorer.url, timeout=60) as http:
@@ -200,11 +200,11 @@ async def send(
             )
             assert answer.status_code == 200, answer.text
             served.extend(answer.json()["predictions"])
-    for start in range(0, count, 200):
-        await publisher.publish_many(
-            LabelRecorded(producer="cellar", model=MODEL, request_id=r, label=label)
-            for r, _, label in drawn[start : start + 200]
-        )
+            # Each batch's labels follow it, so the monitor's windows hold labelled predictions.
+            await publisher.publish_many(
+                LabelRecorded(producer="cellar", model=MODEL, request_id=r, label=label)
+                for r, _, label in batch
+            )
     return served
 
 

@@ -7,6 +7,7 @@ is served carries the whole resulting :class:`Deployment`, so a scorer never has
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal, Self
 
@@ -41,11 +42,30 @@ __all__ = [
     "RetrainFinished",
     "RetrainStarted",
     "ServedVersion",
+    "per_class_metric",
 ]
+
+MACRO_METRICS = frozenset({"precision_macro", "recall_macro", "f1_macro"})
+"""Unweighted means over every class of precision, recall and F1 (multiclass models)."""
 
 SUPPORTED_METRICS = frozenset(
     {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "low_confidence_rate"}
+    | MACRO_METRICS
 )
+
+_PER_CLASS = re.compile(r"^(precision|recall|f1)\[(.+)\]$")
+
+
+def per_class_metric(metric: str) -> tuple[str, str] | None:
+    """Split a per-class metric name into (metric, class); ``None`` for any other name.
+
+    >>> per_class_metric("recall[class_2]")
+    ('recall', 'class_2')
+    >>> per_class_metric("recall") is None
+    True
+    """
+    found = _PER_CLASS.match(metric)
+    return (found.group(1), found.group(2)) if found else None
 
 
 class _Frozen(BaseModel):
@@ -77,7 +97,12 @@ class MetricDirection(StrEnum):
 class MetricTarget(_Frozen):
     """A metric to watch: its baseline and the threshold that raises an alert."""
 
-    metric: str = Field(description="Metric name.", examples=["recall"])
+    metric: str = Field(
+        description="Metric name: accuracy, precision, recall, f1 (about positive_class), "
+        "roc_auc, log_loss, low_confidence_rate, precision_macro, recall_macro, f1_macro (mean "
+        "over classes), or precision[CLASS], recall[CLASS], f1[CLASS] (one class).",
+        examples=["recall", "recall_macro", "recall[class_2]"],
+    )
     baseline: float = Field(description="Value measured at validation.", examples=[0.97])
     threshold: float = Field(description="Alert when crossed.", examples=[0.95])
     direction: MetricDirection = Field(
@@ -88,9 +113,10 @@ class MetricTarget(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.metric not in SUPPORTED_METRICS:
+        if self.metric not in SUPPORTED_METRICS and per_class_metric(self.metric) is None:
             raise ValueError(
                 f"unknown metric {self.metric!r}; supported: {', '.join(sorted(SUPPORTED_METRICS))}"
+                ", or precision[CLASS], recall[CLASS], f1[CLASS]"
             )
         healthy_baseline = (
             self.baseline >= self.threshold
@@ -192,6 +218,10 @@ class MonitoringSpec(_Frozen):
             raise ValueError("each metric may be watched once")
         if self.key_metric not in watched:
             raise ValueError(f"key_metric {self.key_metric!r} has no target in metrics")
+        for metric in watched:
+            per_class = per_class_metric(metric)
+            if per_class is not None and per_class[1] not in self.classes:
+                raise ValueError(f"metric {metric!r}: {per_class[1]!r} is not one of classes")
         if self.probe is not None:
             known = set(names)
             for case in self.probe.golden_set:

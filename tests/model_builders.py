@@ -66,7 +66,7 @@ def metadata(**overrides: Any) -> dict[str, Any]:
         "evaluation_dataset_name": "breast-cancer",
         "evaluation_dataset_version": "1-test",
         "metrics": {"recall": 0.97},
-        "parameters": {"C": 1.0},
+        "parameters": {"estimator": "logistic_regression", "C": 1.0},
         "code_version": "vigil-tests",
         "spec": make_spec().model_dump(mode="json"),
         "reason": "test model",

@@ -3,7 +3,7 @@ identity provider double that knows a writer (ana, l2) and a level-one reader (l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +19,7 @@ from services.retrainer.datasets import DatasetStore
 from services.retrainer.migrations import HISTORY
 from services.retrainer.store import RegistryStore
 from services.runtime import (
+    DEFAULT_TRUSTED_TYPES,
     OutboxRelay,
     Publisher,
     Sessions,
@@ -87,7 +88,9 @@ class Registry:
 
 
 @asynccontextmanager
-async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry]:
+async def registry(
+    database_url: str, state_dir: Path, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
+) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
     await migrate(engine, HISTORY)
     sessions = session_factory(engine)
@@ -102,6 +105,7 @@ async def registry(database_url: str, state_dir: Path) -> AsyncIterator[Registry
         artifacts=ArtifactStore(state_dir),
         datasets=DatasetStore(state_dir),
         clock=clock,
+        trusted_types=trusted_types,
     )
     try:
         yield Registry(app, store, sessions, clock)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import stats
 
 from contracts.monitoring import ComparisonVerdict
+from contracts.registry import per_class_metric
 from services.monitor.metrics import QUALITY_METRICS, low_confidence_rate, quality_metric
 
 __all__ = [
@@ -101,7 +102,7 @@ def significance_test_for(metric: str, resamples: int) -> str:
         return "two-proportion z-test"
     if metric == "log_loss":
         return "Welch's t-test on per-label log loss"
-    if metric in QUALITY_METRICS:
+    if metric in QUALITY_METRICS or per_class_metric(metric) is not None:
         return f"permutation test ({resamples} resamples)"
     raise ValueError(f"no significance test for metric {metric!r}")
 

@@ -21,6 +21,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from contracts.registry import MACRO_METRICS, per_class_metric
+
 __all__ = [
     "QUALITY_METRICS",
     "Latency",
@@ -32,8 +34,19 @@ __all__ = [
     "throughput_per_second",
 ]
 
-QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-"""Metrics that need labels, in the order they are reported."""
+QUALITY_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+)
+"""Metrics that need labels, in the order they are reported; each window also reports
+``precision[CLASS]``, ``recall[CLASS]`` and ``f1[CLASS]`` for every class of the model."""
 
 
 def classification_metrics(
@@ -44,7 +57,8 @@ def classification_metrics(
     classes: Sequence[str],
     positive_class: str,
 ) -> dict[str, float | None]:
-    """Return accuracy, precision, recall, F1, ROC AUC and log loss of labelled predictions.
+    """Return accuracy, precision, recall, F1, ROC AUC, log loss, their macro averages and
+    per-class figures of labelled predictions.
 
     Parameters
     ----------
@@ -63,6 +77,9 @@ def classification_metrics(
     :math:`P = TP / (TP + FP)`, :math:`R = TP / (TP + FN)`, :math:`F_1 = 2PR / (P + R)`.
     ROC AUC ranks the predicted probability of ``positive_class``; log loss is
     :math:`-\\frac{1}{n}\\sum_i \\log p_i(y_i)` with each row normalised to sum to one.
+    ``precision[c]``, ``recall[c]`` and ``f1[c]`` are about class ``c`` against the rest; the
+    ``_macro`` figures are their unweighted mean over the classes where each is defined (a class
+    with neither labels nor predictions in the window has no recall to average).
 
     Examples
     --------
@@ -81,6 +98,15 @@ def classification_metrics(
     f1 0.6667
     roc_auc 1.0
     log_loss 0.4004
+    precision_macro 0.8333
+    recall_macro 0.75
+    f1_macro 0.7333
+    precision[m] 1.0
+    recall[m] 0.5
+    f1[m] 0.6667
+    precision[b] 0.6667
+    recall[b] 1.0
+    f1[b] 0.8
 
     With no positive label, recall and ROC AUC are undefined:
 
@@ -91,10 +117,10 @@ def classification_metrics(
     (None, None, 1.0)
     """
     if not y_true:
-        return dict.fromkeys(QUALITY_METRICS)
+        return dict.fromkeys(QUALITY_METRICS) | dict.fromkeys(_per_class_names(classes))
     window = _encode(y_true, y_pred, probabilities, classes, positive_class)
     precision, recall, f1 = _precision_recall_f1(window)
-    return {
+    figures: dict[str, float | None] = {
         "accuracy": _accuracy(window),
         "precision": precision,
         "recall": recall,
@@ -102,6 +128,7 @@ def classification_metrics(
         "roc_auc": _roc_auc(window),
         "log_loss": _log_loss(window),
     }
+    return figures | _per_class(window, classes)
 
 
 def quality_metric(
@@ -121,11 +148,14 @@ def quality_metric(
     ...                positive_class="m")
     0.5
     """
-    if name not in QUALITY_METRICS:
+    per_class = per_class_metric(name)
+    if name not in QUALITY_METRICS and (per_class is None or per_class[1] not in classes):
         raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}")
     if not y_true:
         return None
     window = _encode(y_true, y_pred, probabilities, classes, positive_class)
+    if per_class is not None or name in MACRO_METRICS:
+        return _per_class(window, classes)[name]
     if name == "accuracy":
         return _accuracy(window)
     if name == "roc_auc":
@@ -277,6 +307,26 @@ def _precision_recall_f1(window: _Encoded) -> tuple[float | None, float | None, 
         zero_division=np.nan,
     )
     return _defined(precision), _defined(recall), _defined(f1)
+
+
+def _per_class_names(classes: Sequence[str]) -> list[str]:
+    return [f"{metric}[{label}]" for label in classes for metric in ("precision", "recall", "f1")]
+
+
+def _per_class(window: _Encoded, classes: Sequence[str]) -> dict[str, float | None]:
+    """Precision, recall and F1 of each class against the rest, and their macro means."""
+    every = list(range(window.classes))
+    per_class = precision_recall_fscore_support(
+        window.truth, window.predicted, labels=every, average=None, zero_division=np.nan
+    )[:3]
+    figures: dict[str, float | None] = {}
+    for metric, values in zip(("precision", "recall", "f1"), per_class, strict=True):
+        defined = values[~np.isnan(values)]
+        figures[f"{metric}_macro"] = float(defined.mean()) if len(defined) else None
+    for position, label in enumerate(classes):
+        for metric, values in zip(("precision", "recall", "f1"), per_class, strict=True):
+            figures[f"{metric}[{label}]"] = _defined(values[position : position + 1])
+    return figures
 
 
 def _defined(values: np.ndarray) -> float | None:

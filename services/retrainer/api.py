@@ -8,8 +8,9 @@ recorded as who registered or moved what.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -43,6 +44,8 @@ from services.retrainer.registry import (
     deployment_at,
 )
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
+from services.retrainer.trial_scoring import trial_score
+from services.runtime import DEFAULT_TRUSTED_TYPES
 from services.runtime.identity import Identity
 from services.runtime.scopes import Scope
 
@@ -298,6 +301,7 @@ def install_registry_api(
     artifacts: ArtifactStore,
     datasets: DatasetStore,
     clock: Callable[[], datetime],
+    trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES,
 ) -> None:
     """Add the registry's routes and error mapping to an app."""
     router = APIRouter(tags=["registry"])
@@ -335,7 +339,10 @@ def install_registry_api(
         """Register the next version of a model (the model is created on its first version).
 
         The artifact must load with skops without untrusted types and fit the spec (feature
-        count and names, classes); the datasets must fit the spec. Publishes ``model.registered``.
+        count and names, classes); the datasets must fit the spec; and the model must score a
+        sample of its training data as the scorer would (422 naming the problem otherwise,
+        with nothing stored). Without ``metrics``, the version records those measured on the
+        evaluation data, else on the training sample. Publishes ``model.registered``.
 
         The multipart body is read only after the caller is known (FastAPI would parse and
         spool declared form fields before any dependency runs).
@@ -374,7 +381,25 @@ def install_registry_api(
                 "send evaluation_data together with evaluation_dataset_name and _version",
             )
         try:
-            check_artifact(artifact, meta.spec)
+            estimator = await asyncio.to_thread(
+                check_artifact, artifact, meta.spec, trusted_types=trusted_types
+            )
+        except ArtifactError as error:
+            raise _problem("artifact", str(error)) from None
+        for field, content in (
+            ("training_data", training_data),
+            ("evaluation_data", evaluation_data),
+        ):
+            if content is None:
+                continue
+            try:
+                check_dataset(content, meta.spec)
+            except DatasetError as error:
+                raise _problem(field, str(error)) from None
+        try:
+            measured = await asyncio.to_thread(
+                trial_score, estimator, meta.spec, training_data, evaluation_data
+            )
         except ArtifactError as error:
             raise _problem("artifact", str(error)) from None
         refs = {}
@@ -389,10 +414,6 @@ def install_registry_api(
         ):
             if content is None or name is None or version is None:
                 continue
-            try:
-                check_dataset(content, meta.spec)
-            except DatasetError as error:
-                raise _problem(field, str(error)) from None
             refs[field] = await datasets.put_dataset(content, name=name, version=version)
         sha256 = await artifacts.put(artifact)
         registered_at = clock()
@@ -405,7 +426,7 @@ def install_registry_api(
                 artifact_sha256=sha256,
                 sklearn_version=meta.sklearn_version,
                 dataset=refs["training_data"],
-                metrics=meta.metrics,
+                metrics=meta.metrics or measured,
                 evaluation_dataset=refs.get("evaluation_data"),
                 parameters=meta.parameters,
                 code_version=meta.code_version,

@@ -106,6 +106,7 @@ def create_app(
         clock=clock,
         poll_seconds=settings.worker_poll_seconds,
         lease_seconds=settings.lease_seconds,
+        trusted_types=settings.trusted_types,
         after_commit=relay.wake,
     )
     identity_http = httpx.AsyncClient(transport=identity_transport, timeout=10.0)
@@ -206,6 +207,7 @@ def create_app(
         app,
         store=store,
         artifacts=ArtifactStore(settings.state_dir),
+        trusted_types=settings.trusted_types,
         datasets=DatasetStore(settings.state_dir),
         clock=clock,
     )

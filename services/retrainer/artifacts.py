@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from contracts.registry import MonitoringSpec
 from services.retrainer.content import ContentStore
-from services.runtime import UnsafeArtifactError, load_model, mismatches_with_spec
+from services.runtime import (
+    DEFAULT_TRUSTED_TYPES,
+    UnsafeArtifactError,
+    load_model,
+    mismatches_with_spec,
+)
 
 __all__ = ["ArtifactError", "ArtifactStore", "check_artifact"]
 
@@ -16,10 +22,12 @@ class ArtifactError(ValueError):
     """An uploaded artifact cannot be registered; the message says why."""
 
 
-def check_artifact(content: bytes, spec: MonitoringSpec) -> Any:
+def check_artifact(
+    content: bytes, spec: MonitoringSpec, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
+) -> Any:
     """Load an artifact safely and check it fits the spec; return the estimator."""
     try:
-        estimator = load_model(content)
+        estimator = load_model(content, trusted=trusted_types)
     except UnsafeArtifactError as error:
         raise ArtifactError(str(error)) from None
     problems = mismatches_with_spec(estimator, spec)

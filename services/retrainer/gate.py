@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
-from contracts.registry import MetricDirection, MonitoringSpec
+from contracts.registry import MACRO_METRICS, MetricDirection, MonitoringSpec, per_class_metric
 from services.retrainer.training import Scores
 
 __all__ = ["GatePolicy", "Verdict", "judge", "metric_value", "with_measured_baselines"]
@@ -108,7 +108,31 @@ def metric_value(
         return float(-np.mean(np.log(clipped)))
     if metric == "low_confidence_rate":
         return float(np.mean(scores.confidence[pick] < spec.low_confidence_threshold))
+    if metric in MACRO_METRICS or per_class_metric(metric) is not None:
+        return _per_class(metric, truth, predicted, spec)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _per_class(
+    metric: str, truth: np.ndarray, predicted: np.ndarray, spec: MonitoringSpec
+) -> float | None:
+    """A per-class figure (``recall[c]``) or a macro mean over the classes where it is defined,
+    as the monitor computes it (numpy counts: the gate's bootstrap calls this thousands of
+    times)."""
+    per_class = per_class_metric(metric)
+    name = per_class[0] if per_class else metric.removesuffix("_macro")
+    values = []
+    for label in [per_class[1]] if per_class else spec.classes:
+        actual, flagged = truth == label, predicted == label
+        hits = float(np.sum(actual & flagged))
+        denominator = {
+            "recall": float(actual.sum()),
+            "precision": float(flagged.sum()),
+            "f1": float(actual.sum() + flagged.sum()) / 2,
+        }[name]
+        if denominator:
+            values.append(hits / denominator)
+    return float(np.mean(values)) if values else None
 
 
 def _healthy(value: float, threshold: float, direction: MetricDirection) -> bool:

@@ -27,9 +27,10 @@ import sklearn
 
 from contracts.registry import MonitoringSpec
 from services.retrainer.gate import GatePolicy, judge, metric_value
-from services.retrainer.recipes import Recipe
+from services.retrainer.recipes import CHAMPION, Recipe
 from services.retrainer.training import fit, reproducible_skops, score, split
 from services.retrainer.training_data import LabelledRows, parse_csv, to_csv, to_matrix
+from services.runtime import as_model_input
 
 __all__ = [
     "Champion",
@@ -129,6 +130,7 @@ class PipelineInputs:
     code_version: str
     gate: GatePolicy
     champion: Champion | None = None
+    estimator_sha256: str | None = None  # the artifact a ``champion`` recipe clones
 
 
 @dataclass
@@ -248,8 +250,15 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
 
     def train() -> dict[str, Any]:
         rows = _rows_from_json(json.loads(store.blob(split_outputs["train_sha256"])))
-        estimator = fit(inputs.recipe, spec, rows)
-        content = reproducible_skops(estimator, to_matrix(held_out(), spec))
+        template = (
+            store.load_model(inputs.estimator_sha256)
+            if inputs.recipe.estimator == CHAMPION and inputs.estimator_sha256 is not None
+            else None
+        )
+        estimator = fit(inputs.recipe, spec, rows, template)
+        content = reproducible_skops(
+            estimator, as_model_input(estimator, spec, to_matrix(held_out(), spec))
+        )
         return {"artifact_sha256": store.put_artifact(content)}
 
     trained = step(
@@ -258,6 +267,9 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
             "train_sha256": split_outputs["train_sha256"],
             "test_sha256": split_outputs["test_sha256"],
             "recipe": inputs.recipe.parameters(),
+            "cloned_sha256": (
+                inputs.estimator_sha256 if inputs.recipe.estimator == CHAMPION else None
+            ),
             "spec": _spec_inputs(spec),
             "sklearn_version": sklearn.__version__,
             "code_version": inputs.code_version,

@@ -1,10 +1,17 @@
 """How to train a model version: the recipe read from its registered ``parameters``. Pure.
 
-A retrain trains the way the champion was trained, so the registry's ``parameters`` of a version
-are a recipe with this schema (every key optional)::
+A retrain trains the way the champion was trained. A champion whose registered ``parameters``
+name no catalogue estimator (a model its team trained and registered) is retrained as itself:
+``"estimator": "champion"``, a fresh :func:`sklearn.base.clone` of the champion's fitted
+estimator (same class, same hyper-parameters, any scikit-learn estimator or pipeline) fitted on
+the new data. An ask may change only ``test_fraction`` and ``seed`` of such a retrain, and a
+``random_state`` the champion left unset is seeded, so a rerun gives the same bytes. A champion
+the registry trained from a catalogue recipe (its parameters name the estimator) is retrained
+from that recipe, and naming a catalogue estimator in a retrain ask changes the family on
+purpose. A recipe has this schema (every key optional)::
 
     {
-      "estimator": "logistic_regression",  # logistic_regression | gaussian_nb
+      "estimator": "logistic_regression",  # champion | logistic_regression | gaussian_nb
       "imputer": "median",                 # numeric missing values: mean | median
       "scale": true,                       # standardise numeric features
       "test_fraction": 0.25,               # share of the snapshot held out for the gate
@@ -13,9 +20,8 @@ are a recipe with this schema (every key optional)::
     }
 
 Categorical features are one-hot encoded, with missing values as a level of their own and
-levels unseen in training ignored when scoring. The estimator catalogue holds only estimators
-whose skops files the registry accepts without trusting more types (tree ensembles need
-``sklearn.tree._tree.Tree`` trusted, multi-layer perceptrons their optimiser).
+levels unseen in training ignored when scoring. The catalogue is small on purpose: any other
+scikit-learn estimator is retrained as a clone of the champion.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import JsonValue
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -37,7 +44,18 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from contracts.drift import FeatureKind
 from contracts.registry import MonitoringSpec
 
-__all__ = ["ESTIMATORS", "Recipe", "RecipeError", "build_pipeline", "parse_recipe"]
+__all__ = [
+    "CHAMPION",
+    "ESTIMATORS",
+    "Recipe",
+    "RecipeError",
+    "build_pipeline",
+    "clone_champion",
+    "parse_recipe",
+]
+
+CHAMPION = "champion"
+"""The recipe estimator that means: a fresh clone of the champion's own estimator."""
 
 ESTIMATORS: dict[str, Any] = {
     "logistic_regression": LogisticRegression,
@@ -80,6 +98,8 @@ class Recipe:
             "seed": self.seed,
             **self.hyperparameters,
         }
+        if self.estimator == CHAMPION:  # the clone keeps the champion's own preprocessing
+            del flat["imputer"], flat["scale"]
         return dict(sorted(flat.items()))
 
 
@@ -88,11 +108,16 @@ def parse_recipe(
 ) -> Recipe:
     """Read a recipe from registered parameters, with a request's overrides on top.
 
-    >>> parse_recipe({"C": 0.5}).parameters()["C"]
+    >>> parse_recipe({"estimator": "logistic_regression", "C": 0.5}).parameters()["C"]
     0.5
     >>> parse_recipe({"C": 1.0}, {"estimator": "gaussian_nb"}).parameters()["estimator"]
     'gaussian_nb'
+    >>> parse_recipe({"n_estimators": 300}).parameters()
+    {'estimator': 'champion', 'seed': 0, 'test_fraction': 0.25}
     """
+    asked = (overrides or {}).get("estimator")
+    if asked == CHAMPION or (asked is None and parameters.get("estimator") not in ESTIMATORS):
+        return _champion_recipe(parameters, overrides or {})
     merged = {**parameters, **(overrides or {})}
     estimator = merged.get("estimator", "logistic_regression")
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
@@ -106,16 +131,7 @@ def parse_recipe(
     scale = merged.get("scale", True)
     if not isinstance(scale, bool):
         raise RecipeError(f"scale must be true or false, not {scale!r}")
-    test_fraction = merged.get("test_fraction", 0.25)
-    if (
-        isinstance(test_fraction, bool)
-        or not isinstance(test_fraction, int | float)
-        or not 0.05 <= test_fraction <= 0.5
-    ):
-        raise RecipeError(f"test_fraction must be a number from 0.05 to 0.5, not {test_fraction!r}")
-    seed = merged.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise RecipeError(f"seed must be a non-negative integer, not {seed!r}")
+    test_fraction, seed = _split_keys(merged)
     hyperparameters = dict(_DEFAULT_HYPERPARAMETERS[estimator])
     allowed = set(ESTIMATORS[estimator]().get_params()) - _SET_BY_RECIPE
     for key, value in merged.items():
@@ -144,6 +160,51 @@ def parse_recipe(
     except (TypeError, ValueError) as error:
         raise RecipeError(f"{estimator}: {error}") from None
     return recipe
+
+
+def _split_keys(merged: Mapping[str, JsonValue]) -> tuple[float, int]:
+    test_fraction = merged.get("test_fraction", 0.25)
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, int | float)
+        or not 0.05 <= test_fraction <= 0.5
+    ):
+        raise RecipeError(f"test_fraction must be a number from 0.05 to 0.5, not {test_fraction!r}")
+    seed = merged.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RecipeError(f"seed must be a non-negative integer, not {seed!r}")
+    return float(test_fraction), seed
+
+
+def _champion_recipe(
+    parameters: Mapping[str, JsonValue], overrides: Mapping[str, JsonValue]
+) -> Recipe:
+    """The recipe that clones the champion: split keys from the registered parameters and the
+    ask, hyper-parameters from the ask alone (the clone already carries the champion's)."""
+    foreign = sorted(set(overrides) - {"estimator", "test_fraction", "seed"})
+    if foreign:
+        raise RecipeError(
+            f"{', '.join(map(repr, foreign))}: the champion's own estimator is retrained as it "
+            "is (a clone with its parameters); to change parameters or preprocessing, name an "
+            f"estimator ({', '.join(sorted(ESTIMATORS))})"
+        )
+    split = {k: v for k, v in parameters.items() if k in ("test_fraction", "seed")}
+    test_fraction, seed = _split_keys({**split, **overrides})
+    return Recipe(estimator=CHAMPION, test_fraction=test_fraction, seed=seed)
+
+
+def clone_champion(recipe: Recipe, champion: Any) -> Any:
+    """Return an unfitted clone of the champion's estimator (same class and parameters), every
+    ``random_state`` the champion left unset seeded with the recipe's seed."""
+    estimator = clone(champion)
+    unseeded = {
+        name: recipe.seed
+        for name, value in estimator.get_params(deep=True).items()
+        if (name == "random_state" or name.endswith("__random_state")) and value is None
+    }
+    if unseeded:
+        estimator.set_params(**unseeded)
+    return estimator
 
 
 def _estimator(recipe: Recipe) -> Any:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.alerts import AlertKind, Severity
 from services.retrainer.gate import GatePolicy
 from services.retrainer.triggers import AlertPolicy
-from services.runtime import ServiceName, ServiceSettings
+from services.runtime import DEFAULT_TRUSTED_TYPES, ServiceName, ServiceSettings
 from services.runtime.settings import ProcessedIdsRetention
 
 __all__ = ["Settings"]
@@ -55,6 +55,16 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     )
     retrain_alert_severity: Severity = Field(
         default=Severity.CRITICAL, description="Lowest severity that retrains."
+    )
+
+    trusted_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
+        validation_alias=AliasChoices("VIGIL_MODEL_TRUSTED_TYPES"),
+        description="Types a model artifact (skops file) may hold beyond skops' own trusted "
+        "ones, as a JSON list of dotted names (VIGIL_MODEL_TRUSTED_TYPES, shared by the registry "
+        "and the scorer). The default adds scikit-learn's tree ensembles, histogram gradient "
+        "boosting, nearest neighbours and perceptrons; an artifact holding any other type is "
+        "refused. Name a type here only if loading it cannot run code.",
     )
 
     # Data

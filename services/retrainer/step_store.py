@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.content import ContentStore
 from services.retrainer.datasets import DatasetStore
 from services.retrainer.pipeline import Step
-from services.runtime import load_model
+from services.runtime import DEFAULT_TRUSTED_TYPES, load_model
 
 __all__ = ["FileStepStore"]
 
@@ -34,7 +35,10 @@ _BLOB_FIELDS = {
 class FileStepStore:
     """Step records as JSON files; blobs, datasets and artifacts in content stores."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self, state_dir: Path, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
+    ) -> None:
+        self._trusted_types = tuple(trusted_types)
         self._steps = state_dir / "pipeline" / "steps"
         self._stores: dict[str, ContentStore] = {
             "blobs": ContentStore(state_dir / "pipeline" / "blobs", suffix=".json"),
@@ -96,7 +100,7 @@ class FileStepStore:
 
     def load_model(self, sha256: str) -> Any:
         """Return an artifact's estimator, checked by hash and loaded without untrusted types."""
-        return load_model(self.artifact(sha256), sha256=sha256)
+        return load_model(self.artifact(sha256), sha256=sha256, trusted=self._trusted_types)
 
     def _require(self, store: str, sha256: str) -> bytes:
         content = self._stores[store].get_now(sha256)

@@ -20,8 +20,9 @@ import skops.io
 from sklearn.model_selection import train_test_split
 
 from contracts.registry import MonitoringSpec
-from services.retrainer.recipes import Recipe, build_pipeline
+from services.retrainer.recipes import CHAMPION, Recipe, build_pipeline, clone_champion
 from services.retrainer.training_data import LabelledRows, to_matrix
+from services.runtime import as_model_input
 
 __all__ = ["Scores", "fit", "reproducible_skops", "score", "split"]
 
@@ -41,10 +42,18 @@ def split(rows: LabelledRows, recipe: Recipe) -> tuple[list[int], list[int]]:
     return sorted(int(i) for i in train), sorted(int(i) for i in test)
 
 
-def fit(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows) -> Any:
-    """Fit the recipe's pipeline on rows; refuse data holding fewer than two classes."""
+def fit(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows, champion: Any = None) -> Any:
+    """Fit the recipe's pipeline on rows, or for a ``champion`` recipe a fresh clone of the
+    champion's estimator (on a DataFrame if the champion was fitted on one); refuse data
+    holding fewer than two classes."""
     if len(set(rows.labels)) < 2:
         raise ValueError(f"training data holds {len(set(rows.labels))} class(es); need two")
+    if recipe.estimator == CHAMPION:
+        if champion is None:
+            raise ValueError("a champion recipe needs the champion's estimator to clone")
+        estimator = clone_champion(recipe, champion)
+        estimator.fit(as_model_input(champion, spec, to_matrix(rows, spec)), np.array(rows.labels))
+        return estimator
     pipeline = build_pipeline(recipe, spec)
     pipeline.fit(to_matrix(rows, spec), np.array(rows.labels))
     return pipeline
@@ -63,7 +72,10 @@ class Scores:
 
 def score(estimator: Any, spec: MonitoringSpec, rows: LabelledRows) -> Scores:
     """Score labelled rows with a fitted model."""
-    probabilities = np.asarray(estimator.predict_proba(to_matrix(rows, spec)), dtype=np.float64)
+    inputs = as_model_input(estimator, spec, to_matrix(rows, spec))
+    probabilities = np.asarray(estimator.predict_proba(inputs), dtype=np.float64)
+    if probabilities.shape != (len(rows), len(estimator.classes_)):
+        raise ValueError(f"predict_proba returned shape {probabilities.shape}")
     classes = [_text(value) for value in estimator.classes_]
     column = {label: i for i, label in enumerate(classes)}
     truth = np.array(rows.labels)
@@ -93,11 +105,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def reproducible_skops(estimator: Any, check: np.ndarray) -> bytes:
+def reproducible_skops(estimator: Any, check: Any) -> bytes:
     """Save a fitted model as a skops file whose bytes depend only on the model.
 
-    ``check`` is an input matrix: the rewritten file must load and give exactly the same
-    probabilities on it as ``estimator``, or this raises.
+    ``check`` is an input the model takes (a matrix, or a DataFrame for a model fitted on one):
+    the rewritten file must load and give exactly the same probabilities on it as ``estimator``,
+    or this raises.
     """
     original = zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator)))
     schema = json.loads(original.read("schema.json"))

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -55,7 +55,7 @@ from services.retrainer.runs import RetrainRuns, Run
 from services.retrainer.step_store import FileStepStore
 from services.retrainer.store import NotFoundError, RegistryStore
 from services.retrainer.training_data import LabelledRows, parse_csv, to_csv, with_live
-from services.runtime import Sessions
+from services.runtime import DEFAULT_TRUSTED_TYPES, Sessions
 from services.runtime.waiting import wait_at_most
 
 __all__ = ["RetrainWorker", "code_version"]
@@ -100,6 +100,7 @@ class RetrainWorker:
         poll_seconds: float,
         lease_seconds: float,
         after_commit: Callable[[], None] = lambda: None,
+        trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES,
     ) -> None:
         self._sessions = sessions
         self._runs = runs
@@ -108,7 +109,8 @@ class RetrainWorker:
         self._live = live
         self._datasets = DatasetStore(state_dir)
         self._artifacts = ArtifactStore(state_dir)
-        self._steps = FileStepStore(state_dir)
+        self._steps = FileStepStore(state_dir, trusted_types=trusted_types)
+        self._trusted_types = tuple(trusted_types)
         self._gate = gate
         self._code = code
         self._clock = clock
@@ -161,6 +163,7 @@ class RetrainWorker:
             code_version=self._code,
             gate=self._gate,
             champion=(Champion(champion.version, champion.artifact_sha256) if champion else None),
+            estimator_sha256=base.artifact_sha256,
         )
         result = await self._leased(run, run_steps, inputs, self._steps)
         if champion is not None and result.artifact_sha256 == champion.artifact_sha256:
@@ -172,7 +175,7 @@ class RetrainWorker:
             )
             return
         artifact = self._steps.artifact(result.artifact_sha256)
-        await asyncio.to_thread(check_artifact, artifact, spec)
+        await asyncio.to_thread(check_artifact, artifact, spec, trusted_types=self._trusted_types)
         await self._conclude(run, base, recipe, snapshot, result, champion, changes)
 
     async def _base(self, model: str) -> tuple[ModelVersionRecord, ServedVersion | None]:

@@ -32,12 +32,15 @@ from services.runtime.handled import HandledBatch, HandledIds
 from services.runtime.idempotency import SeenEvents
 from services.runtime.kafka import consumer_options, kafka_broker, producer_options
 from services.runtime.model_artifacts import (
+    DEFAULT_TRUSTED_TYPES,
+    TRUSTED_TYPES_SETTING,
     UnsafeArtifactError,
     class_labels,
     load_model,
     mismatches_with_spec,
     sha256_hex,
 )
+from services.runtime.model_inputs import as_model_input, named_frame, takes_named_columns
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OUTBOX_TABLES, OutboxMessage, OutboxPoison, OutboxRelay, stage
@@ -55,8 +58,10 @@ from services.runtime.service import ServiceRuntime
 from services.runtime.settings import KafkaProfile, KafkaSettings, ServiceSettings
 
 __all__ = [
+    "DEFAULT_TRUSTED_TYPES",
     "OUTBOX_TABLES",
     "TRANSIENT_TYPES",
+    "TRUSTED_TYPES_SETTING",
     "ApiClient",
     "ApiError",
     "Blocked",
@@ -96,6 +101,7 @@ __all__ = [
     "Unavailable",
     "UnsafeArtifactError",
     "UtcDateTime",
+    "as_model_input",
     "async_url",
     "class_labels",
     "configure_logging",
@@ -109,9 +115,11 @@ __all__ = [
     "kafka_broker",
     "load_model",
     "mismatches_with_spec",
+    "named_frame",
     "producer_options",
     "serve",
     "session_factory",
     "sha256_hex",
     "stage",
+    "takes_named_columns",
 ]

@@ -8,7 +8,7 @@ is a description of objects that is audited against trusted types *before* anyth
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import skops.io
@@ -16,7 +16,8 @@ import skops.io
 from contracts.registry import MonitoringSpec
 
 __all__ = [
-    "TRUSTED_EXTRA_TYPES",
+    "DEFAULT_TRUSTED_TYPES",
+    "TRUSTED_TYPES_SETTING",
     "UnsafeArtifactError",
     "class_labels",
     "load_model",
@@ -24,9 +25,28 @@ __all__ = [
     "sha256_hex",
 ]
 
-TRUSTED_EXTRA_TYPES = frozenset({"numpy.dtype"})
-"""Types trusted beyond skops' defaults: skops 0.16 with numpy 2 lists ``numpy.dtype`` as untrusted
-although it only describes an array's element type."""
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",
+)
+"""Types trusted beyond skops' own defaults (which already cover scikit-learn's estimators,
+pipelines, ``ColumnTransformer`` and encoders): the fitted internals of scikit-learn's tree
+ensembles (random forests, extra trees, gradient boosting, histogram gradient boosting), nearest
+neighbours and multi-layer perceptrons, which skops lists as untrusted although they are plain
+scikit-learn state; and ``numpy.dtype``, which skops 0.16 with numpy 2 lists although it only
+describes an array's element type. Anything else (a custom class, a function) is refused unless
+an operator names it in the setting :data:`TRUSTED_TYPES_SETTING`."""
+
+TRUSTED_TYPES_SETTING = "VIGIL_MODEL_TRUSTED_TYPES"
+"""The environment variable, shared by the registry and the scorer, that sets the trusted types."""
 
 
 class UnsafeArtifactError(ValueError):
@@ -38,17 +58,23 @@ def sha256_hex(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def load_model(content: bytes, *, sha256: str | None = None) -> Any:
-    """Build the estimator in a skops file, refusing a wrong hash or any untrusted type."""
+def load_model(
+    content: bytes, *, sha256: str | None = None, trusted: Iterable[str] = DEFAULT_TRUSTED_TYPES
+) -> Any:
+    """Build the estimator in a skops file, refusing a wrong hash or any type that is neither
+    trusted by skops nor named in ``trusted``."""
     if sha256 is not None and sha256_hex(content) != sha256:
         raise UnsafeArtifactError(f"artifact does not have SHA-256 {sha256}")
     try:
         untrusted = set(skops.io.get_untrusted_types(data=content))
     except Exception as error:  # skops raises zipfile / json / key errors for foreign files
         raise UnsafeArtifactError(f"not a skops file: {type(error).__name__}: {error}") from None
-    refused = untrusted - TRUSTED_EXTRA_TYPES
+    refused = untrusted - set(trusted)
     if refused:
-        raise UnsafeArtifactError(f"artifact holds untrusted types: {', '.join(sorted(refused))}")
+        raise UnsafeArtifactError(
+            f"artifact holds untrusted types: {', '.join(sorted(refused))} (loading them could "
+            f"run their code; if they are safe, name them in {TRUSTED_TYPES_SETTING})"
+        )
     try:
         return skops.io.loads(content, trusted=sorted(untrusted))
     except Exception as error:

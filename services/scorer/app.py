@@ -53,6 +53,7 @@ def create_app(
         registry=RegistryClient(http, settings.registry_url),
         publisher=runtime.publisher,
         unknown_model_recheck_s=settings.unknown_model_recheck_seconds,
+        trusted_types=settings.trusted_types,
     )
 
     async def on_requests(requests: list[ScoringRequest]) -> Sequence[Rejection]:

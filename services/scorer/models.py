@@ -8,10 +8,17 @@ so the swap itself is instant and no request waits on, or misses, a load.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from contracts.registry import Deployment, ServedVersion
-from services.runtime import RegistryClient, class_labels, load_model, mismatches_with_spec
+from services.runtime import (
+    DEFAULT_TRUSTED_TYPES,
+    RegistryClient,
+    class_labels,
+    load_model,
+    mismatches_with_spec,
+)
 from services.scorer.scoring import LoadedVersion
 
 __all__ = ["ModelLoader", "VersionMismatchError"]
@@ -24,8 +31,11 @@ class VersionMismatchError(RuntimeError):
 class ModelLoader:
     """Loads and keeps the versions the scorer serves."""
 
-    def __init__(self, registry: RegistryClient) -> None:
+    def __init__(
+        self, registry: RegistryClient, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
+    ) -> None:
         self._registry = registry
+        self._trusted_types = tuple(trusted_types)
         self._estimators: dict[str, Any] = {}
         self._versions: dict[tuple[str, int], LoadedVersion] = {}
         self._lock = asyncio.Lock()
@@ -54,7 +64,10 @@ class ModelLoader:
             if estimator is None:
                 content = await self._registry.artifact(served.artifact_sha256)
                 estimator = await asyncio.to_thread(
-                    load_model, content, sha256=served.artifact_sha256
+                    load_model,
+                    content,
+                    sha256=served.artifact_sha256,
+                    trusted=self._trusted_types,
                 )
                 problems = mismatches_with_spec(estimator, record.spec)
                 if problems:

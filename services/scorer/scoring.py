@@ -17,6 +17,7 @@ import numpy as np
 
 from contracts.registry import Deployment, MonitoringSpec, ServedVersion
 from contracts.values import Features, Variant
+from services.runtime import as_model_input
 from services.scorer.features import FeatureProblem, feature_problems, to_matrix
 from services.scorer.routing import route
 
@@ -199,7 +200,7 @@ def _predict(version: LoadedVersion, rows: list[Features]) -> list[list[float] |
 
 
 def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
-    matrix = to_matrix(version.spec, rows)
+    matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
     probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
     if probabilities.shape != (len(rows), len(version.classes)):
         raise ValueError(f"predict_proba returned shape {probabilities.shape}")

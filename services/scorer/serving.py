@@ -12,7 +12,13 @@ from uuid import UUID, uuid5
 from contracts.registry import Deployment
 from contracts.scoring import PredictionMade
 from contracts.values import Variant
-from services.runtime import Publisher, RegistryClient, RegistryError, ServiceName
+from services.runtime import (
+    DEFAULT_TRUSTED_TYPES,
+    Publisher,
+    RegistryClient,
+    RegistryError,
+    ServiceName,
+)
 from services.scorer.deployments import DeploymentBook
 from services.scorer.models import ModelLoader
 from services.scorer.scoring import Item, Result, Scored, score_batch
@@ -41,11 +47,12 @@ class ScoringService:
         registry: RegistryClient,
         publisher: Publisher,
         unknown_model_recheck_s: float = 1.0,
+        trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES,
         monotonic: Callable[[], float] = time.monotonic,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.book = DeploymentBook()
-        self.loader = ModelLoader(registry)
+        self.loader = ModelLoader(registry, trusted_types=trusted_types)
         self._registry = registry
         self._publisher = publisher
         self._recheck_s = unknown_model_recheck_s

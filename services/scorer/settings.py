@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.runtime import ServiceName, ServiceSettings
+from services.runtime import DEFAULT_TRUSTED_TYPES, ServiceName, ServiceSettings
 
 __all__ = ["Settings"]
 
@@ -39,6 +39,15 @@ class Settings(ServiceSettings):
         le=60,
         description="How long an identity from the incident log's /whoami is trusted for POST "
         "/labels: a revoked token still sends labels for at most this long (docs/security.md).",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRUSTED_TYPES),
+        validation_alias=AliasChoices("VIGIL_MODEL_TRUSTED_TYPES"),
+        description="Types a model artifact (skops file) may hold beyond skops' own trusted "
+        "ones, as a JSON list of dotted names (VIGIL_MODEL_TRUSTED_TYPES, shared by the registry "
+        "and the scorer). The default adds scikit-learn's tree ensembles, histogram gradient "
+        "boosting, nearest neighbours and perceptrons; an artifact holding any other type is "
+        "refused. Name a type here only if loading it cannot run code.",
     )
     probe_token: SecretStr | None = Field(
         default=None,

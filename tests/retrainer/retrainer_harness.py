@@ -158,7 +158,7 @@ async def register_champion(http: httpx.AsyncClient, token: str) -> None:
         train(),
         headers=bearer(token),
         spec=SPEC.model_dump(mode="json"),
-        parameters={"C": 1.0},
+        parameters={"estimator": "logistic_regression", "C": 1.0},
     )
     assert response.status_code == 201, response.text
     assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
@@ -304,12 +304,13 @@ async def governed_processes(
     gate_resamples: int,
     incident_log_env: dict[str, str] | None = None,
     retrainer_env: dict[str, str] | None = None,
+    champion: Callable[[httpx.AsyncClient, str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[GovernedProcesses]:
     """Start the incident log and the retrainer (no cooldown, a gate margin a few hundred
     held-out rows can show), issue a token per person (name → role; ``ana`` must be one, at
     l2: she registers and deploys v1), and stop both on exit. ``incident_log_env`` adds to or
     overrides the incident log's environment (its policy, its service tokens), ``retrainer_env``
-    the retrainer's."""
+    the retrainer's; ``champion`` registers and deploys v1 (default: the breast-cancer model)."""
     incident_log = ServiceProcess(ServiceName.INCIDENT_LOG, log_dir=folder)
     retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=folder)
     env = stack_env(kafka, folder / "state", retrainer.url) | {
@@ -341,7 +342,7 @@ async def governed_processes(
         await retrainer.wait_ready()
         tokens = await issue_tokens(incident_log.url, admin_token, people)
         async with httpx.AsyncClient(base_url=retrainer.url) as http:
-            await register_champion(http, tokens["ana"])
+            await (champion or register_champion)(http, tokens["ana"])
         yield GovernedProcesses(incident_log, retrainer, env, tokens)
     finally:
         for process in (retrainer, incident_log):

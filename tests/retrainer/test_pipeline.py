@@ -30,6 +30,7 @@ from tests.factories import make_spec
 from tests.retrainer.retraining_data import SPEC, rows
 
 GATE = GatePolicy(resamples=200)
+LR: dict[str, object] = {"estimator": "logistic_regression"}
 ALL = list(Step)[:4]
 
 
@@ -38,7 +39,7 @@ def inputs(store: FileStepStore, data: LabelledRows, **overrides: object) -> Pip
         "snapshot_sha256": store.put_dataset(to_csv(data, SPEC)),
         "live_from": data.live_from,
         "spec": SPEC,
-        "recipe": parse_recipe({"C": 1.0}),
+        "recipe": parse_recipe({"estimator": "logistic_regression", "C": 1.0}),
         "code_version": "test",
         "gate": GATE,
     }
@@ -60,7 +61,14 @@ def test_a_rerun_with_the_same_inputs_is_answered_from_the_cache_with_the_same_a
 def test_a_rerun_restarts_at_the_first_step_its_change_reaches(tmp_path: Path) -> None:
     store = FileStepStore(tmp_path)
     base = run_steps(inputs(store, rows(live_from=400)), store)
-    retuned = run_steps(inputs(store, rows(live_from=400), recipe=parse_recipe({"C": 0.3})), store)
+    retuned = run_steps(
+        inputs(
+            store,
+            rows(live_from=400),
+            recipe=parse_recipe({"estimator": "logistic_regression", "C": 0.3}),
+        ),
+        store,
+    )
     assert retuned.cached == [Step.PREPARE, Step.SPLIT]
     assert retuned.artifact_sha256 != base.artifact_sha256
     champion = Champion(1, base.artifact_sha256)
@@ -96,7 +104,8 @@ from tests.retrainer.retraining_data import SPEC, rows
 store = FileStepStore(Path(sys.argv[1]))
 data = rows(live_from=400)
 sha = store.put_dataset(to_csv(data, SPEC))
-inputs = PipelineInputs(sha, 400, SPEC, parse_recipe({"C": 1.0}), "test", GatePolicy(resamples=200))
+recipe = parse_recipe({"estimator": "logistic_regression", "C": 1.0})
+inputs = PipelineInputs(sha, 400, SPEC, recipe, "test", GatePolicy(resamples=200))
 print(run_steps(inputs, store).artifact_sha256)
 """
 
@@ -121,7 +130,7 @@ def test_the_same_inputs_give_a_byte_identical_artifact_in_separate_processes(
 
 
 def test_a_reproducible_artifact_loads_safely_and_predicts_as_the_fitted_model() -> None:
-    recipe = parse_recipe({"C": 1.0})
+    recipe = parse_recipe({"estimator": "logistic_regression", "C": 1.0})
     data = rows()
     model = fit(recipe, SPEC, data)
     matrix = to_matrix(data, SPEC)
@@ -165,13 +174,16 @@ def test_categorical_features_train_on_what_the_scorer_sends_and_pass_the_regist
 @pytest.mark.parametrize(
     ("parameters", "overrides", "words"),
     [
-        ({"estimator": "random_forest"}, None, "not one of gaussian_nb, logistic_regression"),
-        ({"C": 1.0}, {"gamma": 2}, "'gamma' is not a hyper-parameter of logistic_regression"),
-        ({"C": 1.0}, {"random_state": 3}, "'random_state' is not a hyper-parameter"),
+        ({}, {"estimator": "random_forest"}, "not one of gaussian_nb, logistic_regression"),
+        (LR | {"C": 1.0}, {"gamma": 2}, "'gamma' is not a hyper-parameter of logistic_regression"),
+        (LR | {"C": 1.0}, {"random_state": 3}, "'random_state' is not a hyper-parameter"),
+        (LR, {"test_fraction": 0.9}, "test_fraction must be"),
+        (LR, {"imputer": "mode"}, "imputer 'mode'"),
+        (LR, {"seed": -1}, "seed must be"),
+        (LR, {"C": "big"}, "logistic_regression:"),
         ({}, {"test_fraction": 0.9}, "test_fraction must be"),
-        ({}, {"imputer": "mode"}, "imputer 'mode'"),
-        ({}, {"seed": -1}, "seed must be"),
-        ({}, {"C": "big"}, "logistic_regression:"),
+        ({"n_estimators": 10}, {"max_depth": 3}, "'max_depth': the champion's own estimator"),
+        ({}, {"imputer": "mean"}, "'imputer': the champion's own estimator"),
     ],
 )
 def test_training_parameters_that_make_no_recipe_are_refused_naming_the_key(
@@ -185,7 +197,7 @@ def test_training_parameters_that_make_no_recipe_are_refused_naming_the_key(
 def test_a_recipe_records_every_choice_and_an_override_of_the_estimator_drops_foreign_keys() -> (
     None
 ):
-    recipe = parse_recipe({"C": 0.5, "seed": 4})
+    recipe = parse_recipe({"estimator": "logistic_regression", "C": 0.5, "seed": 4})
     assert recipe.parameters() == {
         "C": 0.5,
         "estimator": "logistic_regression",

@@ -1,0 +1,304 @@
+"""Bring your own model, multiclass (issue 17), with the services as processes on the real
+broker: a wine classifier that is a ``Pipeline`` whose ``ColumnTransformer`` selects named
+columns ahead of a random forest is registered (no metrics given: the registry measures them),
+deployed, and served over HTTP; labels come back on the ``labels`` topic; the monitor's windows
+report macro recall; a shift in the inputs decays it; a retrain (as the incident log's level two
+asks for it) trains a clone of the champion's own pipeline; the gate passes it; a person approves;
+the canary's live evidence promotes it."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import skops.io
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_wine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from typer.testing import CliRunner
+
+from contracts import (
+    FeatureKind,
+    FeatureSpec,
+    LabelRecorded,
+    MetricsComputed,
+    MetricTarget,
+    ModelPromoted,
+    MonitoringSpec,
+    PromotionRequested,
+    RetrainFinished,
+    RetrainRequest,
+    RetrainTrigger,
+    Topic,
+)
+from contracts.wire import decode
+from services.cli import _add_service_commands, app
+from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker, load_model
+from tests.kafka_tools import read_until
+from tests.processes import ServiceProcess
+from tests.registry_tools import bearer, deploy
+from tests.retrainer.retrainer_harness import governed_processes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
+
+MODEL = "wine"
+ADMIN = "e2e-admin-token"
+WINE = load_wine(as_frame=True)
+FEATURES = [str(name) for name in WINE.feature_names]
+CLASSES = [str(name) for name in WINE.target_names]
+SHIFTED = "proline"
+_add_service_commands()
+
+SPEC = MonitoringSpec(
+    features=[FeatureSpec(name=name, kind=FeatureKind.NUMERIC) for name in FEATURES],
+    label="cultivar",
+    classes=CLASSES,
+    positive_class=CLASSES[0],
+    key_metric="recall_macro",
+    metrics=[
+        MetricTarget(metric="recall_macro", baseline=0.9, threshold=0.75),
+        MetricTarget(metric="accuracy", baseline=0.9, threshold=0.75),
+    ],
+    consecutive_windows=1,
+)
+
+
+def named_forest() -> Pipeline:
+    return Pipeline(
+        [
+            ("columns", ColumnTransformer([("scaled", StandardScaler(), FEATURES)])),
+            ("forest", RandomForestClassifier(n_estimators=40, max_depth=6)),
+        ]
+    )
+
+
+def _csv(frame: pd.DataFrame, labels: pd.Series) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*FEATURES, "cultivar"])
+    for values, label in zip(frame[FEATURES].itertuples(index=False), labels, strict=True):
+        writer.writerow([*(repr(float(v)) for v in values), label])
+    return out.getvalue().encode()
+
+
+async def register_wine(http: httpx.AsyncClient, token: str) -> None:
+    """Fit the pipeline on three quarters of the wine data (a DataFrame, named columns), register
+    it without metrics or a recipe, and deploy it."""
+    labels = pd.Series([CLASSES[t] for t in WINE.target])
+    picked = np.arange(len(labels)) % 4 != 0
+    model = named_forest().fit(WINE.data[picked], labels[picked])
+    metadata = {
+        "sklearn_version": sklearn.__version__,
+        "dataset_name": "wine",
+        "dataset_version": "1",
+        "evaluation_dataset_name": "wine",
+        "evaluation_dataset_version": "1-test",
+        "code_version": "e2e",
+        "spec": SPEC.model_dump(mode="json"),
+        "reason": "our own wine model",
+    }
+    answer = await http.post(
+        f"/models/{MODEL}/versions",
+        data={"metadata": json.dumps(metadata)},
+        files={
+            "artifact": ("model.skops", skops.io.dumps(model)),
+            "training_data": ("train.csv", _csv(WINE.data[picked], labels[picked])),
+            "evaluation_data": ("test.csv", _csv(WINE.data[~picked], labels[~picked])),
+        },
+        headers=bearer(token),
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["metrics"]["recall_macro"] > 0.8  # measured on the held-out quarter
+    assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
+
+
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    broker = kafka_broker(kafka_settings, client_id="e2e-client")
+    await broker.connect()
+    try:
+        yield EventPublisher(broker, kafka_settings)
+    finally:
+        await broker.stop()
+
+
+@pytest.fixture
+async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    async with governed_processes(
+        kafka_settings,
+        tmp_path,
+        admin_token=ADMIN,
+        people={"ana": "l2", "bo": "l2"},
+        gate_resamples=300,
+        champion=register_wine,
+    ) as running:
+        scorer = ServiceProcess(ServiceName.SCORER, env=running.env, log_dir=tmp_path)
+        monitor = ServiceProcess(
+            ServiceName.MONITOR,
+            env=running.env
+            | {
+                "VIGIL_MONITOR_PROBES_ENABLED": "false",
+                "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
+                "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "150",
+            },
+            log_dir=tmp_path,
+        )
+        try:
+            scorer.start()
+            monitor.start()
+            await scorer.wait_ready()
+            await monitor.wait_ready()
+            yield {"retrainer": running.retrainer, "scorer": scorer, "tokens": running.tokens}
+        finally:
+            for process in (monitor, scorer):
+                await process.stop()
+
+
+def wines(phase: str, count: int, *, shift: float) -> list[tuple[str, dict[str, float], str]]:
+    """New wines drawn per cultivar from a normal fitted to the data set (so every model meets
+    new rows), with ``shift`` added to proline: (request id, features, true cultivar)."""
+    rng = np.random.default_rng(len(phase))
+    data, target = WINE.data.to_numpy(), WINE.target.to_numpy()
+    drawn = []
+    for n in range(count):
+        label = int(rng.integers(0, 3))
+        rows = data[target == label]
+        values = rng.multivariate_normal(rows.mean(axis=0), np.cov(rows.T))
+        features = dict(zip(FEATURES, map(float, values), strict=True))
+        features[SHIFTED] += shift
+        drawn.append((f"{phase}-{n}", features, CLASSES[label]))
+    return drawn
+
+
+async def send(
+    scorer: ServiceProcess, publisher: EventPublisher, phase: str, count: int, shift: float
+) -> list[dict[str, Any]]:
+    """Score wines over HTTP in batches, each followed by its labels on the ``labels`` topic."""
+    drawn = wines(phase, count, shift=shift)
+    served = []
+    async with httpx.AsyncClient(base_url=scorer.url, timeout=60) as http:
+        for start in range(0, count, 100):
+            batch = drawn[start : start + 100]
+            answer = await http.post(
+                "/predict",
+                json={
+                    "model": MODEL,
+                    "instances": [{"request_id": r, "features": f} for r, f, _ in batch],
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            served.extend(answer.json()["predictions"])
+            # Each batch's labels follow it, so the monitor's windows hold labelled predictions.
+            await publisher.publish_many(
+                LabelRecorded(producer="cellar", model=MODEL, request_id=r, label=label)
+                for r, _, label in batch
+            )
+    return served
+
+
+def events_of(records: list[Any], topic: Topic) -> list[Any]:
+    return [decode(topic, record.value) for record in records]
+
+
+async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_promoted(
+    stack: dict[str, Any], kafka_settings: KafkaSettings, publisher: EventPublisher
+) -> None:
+    scorer, retrainer = stack["scorer"], stack["retrainer"]
+    served = await send(scorer, publisher, "before", 300, shift=0.0)
+    assert {p["model_version"] for p in served} == {1}
+    healthy = await read_until(
+        kafka_settings,
+        Topic.METRICS,
+        lambda rs: any(
+            isinstance(e, MetricsComputed) and e.labelled > 0 for e in events_of(rs, Topic.METRICS)
+        ),
+        timeout_s=120,
+    )
+    [first, *_] = [e for e in events_of(healthy, Topic.METRICS) if isinstance(e, MetricsComputed)]
+    assert first.metrics["recall_macro"] is not None
+    assert first.metrics["recall_macro"] > 0.75, first.metrics
+    assert {f"recall[{c}]" for c in CLASSES} <= set(first.metrics)
+
+    await send(scorer, publisher, "shifted", 900, shift=900.0)
+    decayed = await read_until(
+        kafka_settings,
+        Topic.METRICS,
+        lambda rs: any(
+            isinstance(e, MetricsComputed) and "recall_macro" in (e.breaching or [])
+            for e in events_of(rs, Topic.METRICS)
+        ),
+        timeout_s=120,
+    )
+    assert decayed
+    async with httpx.AsyncClient(base_url=retrainer.url) as http:
+        for _ in range(1200):  # until the retrainer has joined every label with its prediction
+            held = (await http.get(f"/live-data/{MODEL}")).json()
+            if held["labelled"] >= 1200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the retrainer joined only {held}")
+    await publisher.publish(
+        RetrainRequest(
+            producer="incident-log",
+            model=MODEL,
+            trigger=RetrainTrigger.INCIDENT,
+            cause="incident:inc-wine",
+            incident_id="inc-wine",
+            correlation_id="inc-wine",
+            requested_by="ana",
+            reason="macro recall decayed",
+        )
+    )
+    records = await read_until(
+        kafka_settings,
+        Topic.MODELS,
+        lambda rs: any(isinstance(e, RetrainFinished) for e in events_of(rs, Topic.MODELS)),
+        timeout_s=180,
+    )
+    events = events_of(records, Topic.MODELS)
+    [finished] = [e for e in events if isinstance(e, RetrainFinished)]
+    assert finished.candidate_version == 2, finished
+    verdicts = [e for e in events if e.type == "candidate.evaluated"]
+    assert all(v.passed for v in verdicts), [(v.failures, v.figures) for v in verdicts]
+    async with httpx.AsyncClient(base_url=retrainer.url) as http:
+        record = (await http.get(f"/models/{MODEL}/versions/2")).json()
+        assert record["parameters"]["estimator"] == "champion"
+        artifact = (await http.get(f"/artifacts/{record['artifact_sha256']}")).content
+    candidate = load_model(artifact)
+    assert type(candidate) is Pipeline
+    assert type(candidate.named_steps["forest"]) is RandomForestClassifier
+    assert candidate.named_steps["forest"].n_estimators == 40
+    assert list(candidate.feature_names_in_) == FEATURES
+
+    [proposed] = [e for e in events if isinstance(e, PromotionRequested)]
+    env = {"VIGIL_REGISTRY_URL": retrainer.url, "VIGIL_TOKEN": stack["tokens"]["bo"]}
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["approve", proposed.request_id, "--comment", "gate passed"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+
+    await send(scorer, publisher, "canary", 2000, shift=900.0)
+    records = await read_until(
+        kafka_settings,
+        Topic.MODELS,
+        lambda rs: any(isinstance(e, ModelPromoted) for e in events_of(rs, Topic.MODELS)),
+        timeout_s=180,
+    )
+    [promoted] = [e for e in events_of(records, Topic.MODELS) if isinstance(e, ModelPromoted)]
+    assert (promoted.version, promoted.previous_version) == (2, 1)

@@ -21,7 +21,7 @@ PAGES: tuple[str, ...] = (
 )
 
 NOT_PAGES: frozenset[str] = frozenset(
-    {"/console/events", "/console/incidents/{incident}/review.md"}
+    {"/console/events", "/console/incidents/{incident_id}/review.md"}
 )
 """GET routes that are not pages: the change feed and the review as a Markdown download (fragments
 are parts of pages, checked there)."""

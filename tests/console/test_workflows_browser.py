@@ -186,7 +186,7 @@ async def test_an_incident_opened_by_hand_gets_a_typed_runbook_a_review_and_stat
     await expect(today.locator(".mttr-L2")).to_contain_text("min")
     await kim.get_by_label("Bucket", exact=True).select_option("hour")
     await kim.get_by_role("button", name="Show").click()
-    await expect(kim).to_have_url(f"{incident_log}/console/stats?bucket=hour")
+    await expect(kim).to_have_url(f"{incident_log}/console/stats?bucket=hour&by=tier")
     await expect(kim.locator("#stats-over-time tbody tr").last.locator("td").first).to_have_text(
         "1"
     )
@@ -309,3 +309,11 @@ async def test_the_stats_charts_draw_what_vigil_incidents_stats_prints(
     assert await numbers(mtta) == per_bucket(buckets, "by_model", "mtta_seconds")
     assert not await axe_violations(page)
     await page.screenshot(path=ARTIFACTS / "37-stats-charts-per-model.png", full_page=True)
+
+    # Choices the form does not offer fall back to the defaults, not an error page.
+    for query in ("by=%3Cscript%3E&bucket=NaN", "by=&bucket=", "by=" + "x" * 10_000):
+        response = await page.goto(f"{incident_log}/console/stats?{query}")
+        assert response is not None
+        assert response.status == 200, query
+        await expect(page.locator("#response-time-charts")).to_have_attribute("data-by", "tier")
+        await expect(page.get_by_label("Bucket", exact=True)).to_have_value("day")

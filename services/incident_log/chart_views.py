@@ -1,7 +1,8 @@
 """Which chart shows which figures: from the JSON other services' APIs answer to chart markup.
 
 Pure functions (no HTTP): the console fetches the monitor's ``GET /series/{model}``, the incident
-(signals, timeline) and the registry's promotions, and hands the JSON here. Every number drawn
+(signals, timeline), the registry's promotions and the incident log's own ``GET /stats`` and
+``GET /stats/over-time``, and hands the JSON here. Every number drawn
 is one of those JSON numbers unchanged, so a chart and ``vigil series`` / ``vigil incidents
 show`` agree to the last digit (a browser test compares them).
 """
@@ -31,6 +32,9 @@ __all__ = [
     "key_metric_sparkline",
     "model_charts",
     "report_charts",
+    "response_time_charts",
+    "runbook_rate_charts",
+    "share_resolved_at_l1_chart",
     "signal_charts",
 ]
 
@@ -361,4 +365,82 @@ def report_charts(report: Mapping[str, Any], title: str) -> list[str]:
             ],
             measure="shift (reference sd)",
         ),
+    ]
+
+
+STATS_GROUPS = {"tier": "by_tier", "model": "by_model", "kind": "by_kind"}
+"""The ways the Stats page splits MTTA and MTTR (``?by=``), and where each is in the stats JSON."""
+
+_MAX_GROUPS = 4  # lines per chart: one colour each in the palette, a legend that still fits
+
+
+def _bucket_labels(buckets: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(b["start"])[:16].replace("T", " ") for b in buckets]
+
+
+def response_time_charts(buckets: Sequence[Mapping[str, Any]], by: str) -> list[str]:
+    """MTTA and MTTR over time (``GET /stats/over-time``), a line per tier, model or alert kind,
+    in seconds as the API gives them; for models and kinds the four with the most incidents."""
+    field = STATS_GROUPS[by]
+    counts: dict[str, int] = {}
+    for bucket in buckets:
+        for key, row in bucket["stats"][field].items():
+            counts[key] = counts.get(key, 0) + int(row.get("incidents") or 0)
+    busiest = sorted(counts, key=lambda key: (-counts[key], key))
+    chosen = busiest if by == "tier" else busiest[:_MAX_GROUPS]
+    if not chosen:
+        return []
+    shown = (
+        f"per {by}"
+        if len(chosen) == len(counts)
+        else f"the {len(chosen)} {by}s with the most incidents"
+    )
+    labels = _bucket_labels(buckets)
+    return [
+        line_chart(
+            f"{measure} over time, {shown} (seconds)",
+            [
+                Line(
+                    f"{by} {key}",
+                    [(b["stats"][field].get(key) or {}).get(name) for b in buckets],
+                )
+                for key in sorted(chosen)
+            ],
+            x_labels=labels,
+            unit=" s",
+        )
+        for measure, name in (("MTTA", "mtta_seconds"), ("MTTR", "mttr_seconds"))
+    ]
+
+
+def share_resolved_at_l1_chart(buckets: Sequence[Mapping[str, Any]]) -> str | None:
+    """The share of each bucket's resolved incidents that level one resolved."""
+    if not buckets:
+        return None
+    return line_chart(
+        "Share of resolved incidents resolved at L1, over time",
+        [Line("share resolved at L1", [b["stats"].get("share_resolved_at_l1") for b in buckets])],
+        x_labels=_bucket_labels(buckets),
+    )
+
+
+def runbook_rate_charts(runbooks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Success and verification rate per runbook (``GET /stats``), a bar each; a runbook
+    without a defined rate is drawn n/a, not zero."""
+    if not runbooks:
+        return []
+    names = sorted(runbooks)
+    return [
+        bar_chart(
+            f"{title} per runbook",
+            [
+                Bar(name, runbooks[name].get(field), note=f"{runbooks[name].get('runs')} runs")
+                for name in names
+            ],
+            measure=title.lower(),
+        )
+        for title, field in (
+            ("Success rate", "success_rate"),
+            ("Verification rate", "verification_rate"),
+        )
     ]

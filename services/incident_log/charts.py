@@ -365,7 +365,13 @@ def bar_chart(
     description = (
         f"{len(bars)} bars of {measure}"
         + (f"; line at {line_label} {guide:.4g}" if guide is not None else "")
-        + (f"; past it: {', '.join(marked)}" if marked else "; none past it")
+        + (
+            f"; past it: {', '.join(marked)}"
+            if marked
+            else "; none past it"
+            if guide is not None
+            else ""
+        )
         + "."
     )
     figure = _Figure(title, description, ["name", measure, "past the line", "note"])

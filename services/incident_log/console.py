@@ -45,11 +45,15 @@ from contracts.incidents import IncidentStatus, Tier
 from services.incident_log.auth import Principal
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.chart_views import (
+    STATS_GROUPS,
     comparison_chart,
     gate_chart,
     key_metric_sparkline,
     model_charts,
     report_charts,
+    response_time_charts,
+    runbook_rate_charts,
+    share_resolved_at_l1_chart,
     signal_charts,
 )
 from services.incident_log.permissions import Permission, Role
@@ -578,6 +582,8 @@ def build_console(
     async def stats(request: Request, session: Session) -> HTMLResponse:
         bucket = request.query_params.get("bucket", "day")
         bucket = bucket if bucket in ("hour", "day", "week") else "day"
+        by = request.query_params.get("by", "tier")
+        by = by if by in STATS_GROUPS else "tier"
         async with api() as client:
             figures = _ok(await client.get("/stats", headers=_bearer(session[0])))
             over_time = _ok(
@@ -593,7 +599,12 @@ def build_console(
             session,
             stats=_Row(figures),
             bucket=bucket,
+            by=by,
+            groups=list(STATS_GROUPS),
             over_time=[_Row(b) for b in over_time],
+            response_time_charts=response_time_charts(over_time, by),
+            l1_chart=share_resolved_at_l1_chart(over_time),
+            runbook_charts=runbook_rate_charts(figures.get("runbooks") or {}),
         )
 
     @router.get("/models", response_class=HTMLResponse)

@@ -10,6 +10,9 @@ from services.incident_log.chart_views import (
     gate_chart,
     key_metric_sparkline,
     model_charts,
+    response_time_charts,
+    runbook_rate_charts,
+    share_resolved_at_l1_chart,
     signal_charts,
 )
 
@@ -171,3 +174,99 @@ def test_gate_chart_from_the_gates_figures() -> None:
     assert chart is not None
     assert "Decision: passed the gate" in chart
     assert gate_chart({"non_inferiority": {"skipped": "x"}}, "d", "t") is None
+
+
+def group(incidents: int, mtta: float | None, mttr: float | None) -> dict[str, Any]:
+    return {
+        "incidents": incidents,
+        "acknowledged": incidents,
+        "resolved": incidents,
+        "mtta_seconds": mtta,
+        "mttr_seconds": mttr,
+    }
+
+
+def bucket(day: int, share: float | None, **groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One bucket of ``GET /stats/over-time``: the figures of the incidents opened that day."""
+    return {
+        "start": f"2026-12-0{day}T00:00:00Z",
+        "end": f"2026-12-0{day + 1}T00:00:00Z",
+        "stats": {
+            "incidents": 0,
+            "share_resolved_at_l1": share,
+            "by_tier": groups.get("tier", {}),
+            "by_model": groups.get("model", {}),
+            "by_kind": groups.get("kind", {}),
+        },
+    }
+
+
+OVER_TIME = [
+    bucket(1, None),
+    bucket(
+        2,
+        0.5,
+        tier={"L1": group(2, 60.0, 600.0), "L2": group(1, 120.5, None)},
+        model={f"m{i}": group(i, 10.0 * i, 20.0 * i) for i in range(1, 7)},
+        kind={"metric_decay": group(3, 60.0, 600.0)},
+    ),
+    bucket(3, 1.0, tier={"L1": group(1, 30.0, 90.0)}),
+]
+
+
+def cells(chart: str) -> list[float | None]:
+    """A chart's numbers table, row by row, as the browser test reads it."""
+    found = [
+        c.attrib["data-value"] for c in ET.fromstring(chart).iter("td") if "data-value" in c.attrib
+    ]
+    return [None if v == "" else float(v) for v in found]
+
+
+def test_mtta_and_mttr_over_time_a_line_per_tier_gaps_not_zeros() -> None:
+    mtta, mttr = response_time_charts(OVER_TIME, "tier")
+    assert titles([mtta, mttr]) == [
+        "MTTA over time, per tier (seconds)",
+        "MTTR over time, per tier (seconds)",
+    ]
+    assert 'data-series="tier L1"' in mtta
+    assert 'data-series="tier L2"' in mtta
+    # Rows are buckets, columns tiers L1 then L2; an empty bucket is a gap, not a zero.
+    assert cells(mtta) == [None, None, 60.0, 120.5, 30.0, None]
+    assert cells(mttr) == [None, None, 600.0, None, 90.0, None]
+
+
+def test_per_model_only_the_busiest_four_per_kind_all() -> None:
+    mtta, _ = response_time_charts(OVER_TIME, "model")
+    assert titles([mtta])[0] == "MTTA over time, the 4 models with the most incidents (seconds)"
+    shown = [f'data-series="model m{i}"' in mtta for i in range(1, 7)]
+    assert shown == [False, False, True, True, True, True]
+    assert cells(mtta)[4:8] == [30.0, 40.0, 50.0, 60.0]
+    kind, _ = response_time_charts(OVER_TIME, "kind")
+    assert cells(kind) == [None, 60.0, None]
+
+
+def test_no_incident_no_response_time_chart() -> None:
+    assert response_time_charts([bucket(1, None)], "tier") == []
+    assert share_resolved_at_l1_chart([]) is None
+
+
+def test_share_resolved_at_l1_over_time() -> None:
+    chart = share_resolved_at_l1_chart(OVER_TIME)
+    assert chart is not None
+    assert cells(chart) == [None, 0.5, 1.0]
+
+
+def test_runbook_rates_as_bars_undefined_rates_are_na() -> None:
+    rates: dict[str, dict[str, Any]] = {
+        "retrain": {"runs": 4, "success_rate": 0.75, "verification_rate": 1.0},
+        "drift": {"runs": 1, "success_rate": None, "verification_rate": None},
+    }
+    success, verification = runbook_rate_charts(rates)
+    assert titles([success, verification]) == [
+        "Success rate per runbook",
+        "Verification rate per runbook",
+    ]
+    assert cells(success) == [None, 0.75]  # drift, then retrain
+    assert cells(verification) == [None, 1.0]
+    assert "none past it" not in success  # no reference line, so nothing to be past
+    assert runbook_rate_charts({}) == []

@@ -1,7 +1,7 @@
 """Bring your own model, multiclass (issue 17), with the services as processes on the real
 broker: a wine classifier that is a ``Pipeline`` whose ``ColumnTransformer`` selects named
 columns ahead of a random forest is registered (no metrics given: the registry measures them),
-deployed, and served over HTTP; labels come back on the ``labels`` topic; the monitor's windows
+deployed, and served over HTTP; labels come back over HTTP (``POST /labels``); the monitor's windows
 report macro recall; a shift in the inputs decays it; a retrain (as the incident log's level two
 asks for it) trains a clone of the champion's own pipeline; the gate passes it; a person approves;
 the canary's live evidence promotes it."""
@@ -32,7 +32,6 @@ from typer.testing import CliRunner
 from contracts import (
     FeatureKind,
     FeatureSpec,
-    LabelRecorded,
     MetricsComputed,
     MetricTarget,
     ModelPromoted,
@@ -58,7 +57,10 @@ ADMIN = "e2e-admin-token"
 WINE = load_wine(as_frame=True)
 FEATURES = [str(name) for name in WINE.feature_names]
 CLASSES = [str(name) for name in WINE.target_names]
-SHIFTED = "proline"
+SHIFTED = ("proline", "alcohol", "color_intensity")
+"""The features a shift moves: the forest leans on several features, so moving proline alone
+(its most important one) costs it almost nothing; moving these three by two standard deviations
+takes its macro recall from about 0.95 to about 0.5."""
 _add_service_commands()
 
 SPEC = MonitoringSpec(
@@ -79,7 +81,7 @@ def named_forest() -> Pipeline:
     return Pipeline(
         [
             ("columns", ColumnTransformer([("scaled", StandardScaler(), FEATURES)])),
-            ("forest", RandomForestClassifier(n_estimators=40, max_depth=6)),
+            ("forest", RandomForestClassifier(n_estimators=40, max_depth=6, random_state=0)),
         ]
     )
 
@@ -168,24 +170,28 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
 
 def wines(phase: str, count: int, *, shift: float) -> list[tuple[str, dict[str, float], str]]:
     """New wines drawn per cultivar from a normal fitted to the data set (so every model meets
-    new rows), with ``shift`` added to proline: (request id, features, true cultivar)."""
+    new rows), with ``shift`` standard deviations added to the :data:`SHIFTED` features:
+    (request id, features, true cultivar)."""
     rng = np.random.default_rng(len(phase))
     data, target = WINE.data.to_numpy(), WINE.target.to_numpy()
+    spread = WINE.data.std()
     drawn = []
     for n in range(count):
         label = int(rng.integers(0, 3))
         rows = data[target == label]
         values = rng.multivariate_normal(rows.mean(axis=0), np.cov(rows.T))
         features = dict(zip(FEATURES, map(float, values), strict=True))
-        features[SHIFTED] += shift
+        for name in SHIFTED:
+            features[name] += shift * spread[name]
         drawn.append((f"{phase}-{n}", features, CLASSES[label]))
     return drawn
 
 
 async def send(
-    scorer: ServiceProcess, publisher: EventPublisher, phase: str, count: int, shift: float
+    scorer: ServiceProcess, token: str, phase: str, count: int, shift: float
 ) -> list[dict[str, Any]]:
-    """Score wines over HTTP in batches, each followed by its labels on the ``labels`` topic."""
+    """Score wines over HTTP in batches, each followed by its labels over HTTP (``POST /labels``,
+    as a client without Kafka sends them), carrying the request ids the scorer answered with."""
     drawn = wines(phase, count, shift=shift)
     served = []
     async with httpx.AsyncClient(base_url=scorer.url, timeout=60) as http:
@@ -199,12 +205,23 @@ async def send(
                 },
             )
             assert answer.status_code == 200, answer.text
-            served.extend(answer.json()["predictions"])
+            predictions = answer.json()["predictions"]
+            served.extend(predictions)
+            # The scorer's ids, not ours: a label carrying the client's id joins no prediction.
+            assert [p["client_request_id"] for p in predictions] == [r for r, _, _ in batch]
             # Each batch's labels follow it, so the monitor's windows hold labelled predictions.
-            await publisher.publish_many(
-                LabelRecorded(producer="cellar", model=MODEL, request_id=r, label=label)
-                for r, _, label in batch
+            answer = await http.post(
+                "/labels",
+                json={
+                    "labels": [
+                        {"model": MODEL, "request_id": p["request_id"], "label": label}
+                        for p, (_, _, label) in zip(predictions, batch, strict=True)
+                    ]
+                },
+                headers=bearer(token),
             )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["published"] == len(batch)
     return served
 
 
@@ -216,7 +233,8 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     stack: dict[str, Any], kafka_settings: KafkaSettings, publisher: EventPublisher
 ) -> None:
     scorer, retrainer = stack["scorer"], stack["retrainer"]
-    served = await send(scorer, publisher, "before", 300, shift=0.0)
+    labeller = stack["tokens"]["ana"]
+    served = await send(scorer, labeller, "before", 300, shift=0.0)
     assert {p["model_version"] for p in served} == {1}
     healthy = await read_until(
         kafka_settings,
@@ -231,7 +249,7 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     assert first.metrics["recall_macro"] > 0.75, first.metrics
     assert {f"recall[{c}]" for c in CLASSES} <= set(first.metrics)
 
-    await send(scorer, publisher, "shifted", 900, shift=900.0)
+    await send(scorer, labeller, "shifted", 900, shift=-2.0)
     decayed = await read_until(
         kafka_settings,
         Topic.METRICS,
@@ -293,7 +311,7 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     assert result.exit_code == 0, result.output
 
-    await send(scorer, publisher, "canary", 2000, shift=900.0)
+    await send(scorer, labeller, "canary", 2000, shift=-2.0)
     records = await read_until(
         kafka_settings,
         Topic.MODELS,

@@ -10,11 +10,13 @@ handful of labels. Past that, the test depends on what the metric is:
   enough once each side has ``min_samples`` observations, and needs only counts;
 - **log loss** is a mean of per-label losses with unequal variances and sample sizes between the
   sides, so **Welch's t-test** on the per-label losses;
-- **F1 and ROC AUC** are not means of per-label quantities, so a **permutation test** of the
+- **F1, ROC AUC, and the per-class and macro metrics** (``recall[class_2]``, ``recall_macro``)
+  are not means of per-label quantities, so a **permutation test** of the
   difference (labels reassigned between the sides at random, ``resamples`` times, with the
   caller's random generator), which assumes nothing about their distribution. The published
   values come from scikit-learn; the resamples are evaluated in one vectorised pass
-  (:func:`positive_class_metric`), checked against scikit-learn by the tests.
+  (:func:`positive_class_metric`, :func:`class_metric`), checked against scikit-learn and the
+  windows' figures by the tests.
 
 The comparison is repeated as labels accumulate, which inflates the chance of a false verdict
 over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0006).

@@ -1,10 +1,12 @@
 """Bring your own model, multiclass (issue 17), with the services as processes on the real
 broker: a wine classifier that is a ``Pipeline`` whose ``ColumnTransformer`` selects named
 columns ahead of a random forest is registered (no metrics given: the registry measures them),
-deployed, and served over HTTP; labels come back over HTTP (``POST /labels``); the monitor's windows
-report macro recall; a shift in the inputs decays it; a retrain (as the incident log's level two
-asks for it) trains a clone of the champion's own pipeline; the gate passes it; a person approves;
-the canary's live evidence promotes it."""
+deployed, and served over HTTP; labels come back over HTTP (``POST /labels``, carrying the
+request ids the scorer answered with); the monitor's windows report macro recall; a shift in the
+inputs makes the drift detector and the monitor (decayed macro recall) raise alerts, which open
+one incident; a person asks for a retrain on it, which trains a clone of the champion's own
+pipeline; the gate passes it; another person approves; the canary's live evidence (the monitor's
+permutation test on macro recall) promotes it."""
 
 from __future__ import annotations
 
@@ -321,21 +323,24 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
         if isinstance(e, AlertRaised) and e.kind is AlertKind.DATA_DRIFT
     ]
     assert (drift.model, drift.model_version) == (MODEL, 1), drift
-    # The decay alert opened an incident (level two: the policy here has no runbooks); ana asks
-    # for the retrain on it, as a person at the incident's level does.
+    # Both alerts land on one incident of the model (level two: the policy here has no
+    # runbooks); ana asks for the retrain on it, as a person at the incident's level does.
     incidents = stack["incident_log"]
     async with httpx.AsyncClient(base_url=incidents.url, headers=bearer(ADMIN)) as http:
         for _ in range(600):
             opened = (await http.get("/incidents", params={"model": MODEL})).json()
             if opened:
-                break
+                detail = (await http.get(f"/incidents/{opened[0]['id']}")).json()
+                if {s["kind"] for s in detail["signals"]} >= {"data_drift", "metric_decay"}:
+                    break
             await asyncio.sleep(0.1)
         else:
-            raise AssertionError("the decay alert opened no incident")
-        incident = opened[0]  # the drift alert's and the decay alert's, or one for both
+            raise AssertionError(f"no incident holds the drift and the decay alerts: {opened}")
+        assert len(opened) == 1, opened
+        assert detail["tier"] == "L2", detail
         answer = await http.post(
-            f"/incidents/{incident['id']}/retrain",
-            json={"reason": "macro recall decayed"},
+            f"/incidents/{detail['id']}/retrain",
+            json={"reason": "macro recall decayed and the inputs drifted"},
             headers=bearer(labeller),
         )
         assert answer.status_code == 200, answer.text
@@ -347,7 +352,7 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     events = events_of(records, Topic.MODELS)
     [finished] = [e for e in events if isinstance(e, RetrainFinished)]
-    assert finished.candidate_version == 2, finished
+    assert (finished.candidate_version, finished.incident_id) == (2, detail["id"]), finished
     verdicts = [e for e in events if e.type == "candidate.evaluated"]
     assert all(v.passed for v in verdicts), [(v.failures, v.figures) for v in verdicts]
     async with httpx.AsyncClient(base_url=retrainer.url) as http:
@@ -379,3 +384,4 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     [promoted] = [e for e in events_of(records, Topic.MODELS) if isinstance(e, ModelPromoted)]
     assert (promoted.version, promoted.previous_version) == (2, 1)
+    assert promoted.incident_id == detail["id"], promoted

@@ -276,15 +276,20 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     labeller = stack["tokens"]["ana"]
     served = await send(scorer, labeller, "before", 300, shift=0.0)
     assert {p["model_version"] for p in served} == {1}
+
+    def labelled(records: list[Any]) -> list[MetricsComputed]:
+        """Windows with enough labels to judge (the monitor's ``min_labelled``, 30): how the
+        monitor interleaves the predictions and labels topics decides which window that is."""
+        return [
+            e
+            for e in events_of(records, Topic.METRICS)
+            if isinstance(e, MetricsComputed) and e.labelled >= 30
+        ]
+
     healthy = await read_until(
-        kafka_settings,
-        Topic.METRICS,
-        lambda rs: any(
-            isinstance(e, MetricsComputed) and e.labelled > 0 for e in events_of(rs, Topic.METRICS)
-        ),
-        timeout_s=120,
+        kafka_settings, Topic.METRICS, lambda rs: bool(labelled(rs)), timeout_s=120
     )
-    [first, *_] = [e for e in events_of(healthy, Topic.METRICS) if isinstance(e, MetricsComputed)]
+    [first, *_] = labelled(healthy)
     assert first.metrics["recall_macro"] is not None
     assert first.metrics["recall_macro"] > 0.75, first.metrics
     assert {f"recall[{c}]" for c in CLASSES} <= set(first.metrics)

@@ -46,7 +46,7 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.cli import _add_service_commands, app
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker, load_model
+from services.runtime import KafkaSettings, ServiceName, load_model
 from tests.kafka_tools import read_until
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.registry_tools import bearer, deploy
@@ -127,16 +127,6 @@ async def register_wine(http: httpx.AsyncClient, token: str) -> None:
     assert answer.status_code == 201, answer.text
     assert answer.json()["metrics"]["recall_macro"] > 0.8  # measured on the held-out quarter
     assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="e2e-client")
-    await broker.connect()
-    try:
-        yield EventPublisher(broker, kafka_settings)
-    finally:
-        await broker.stop()
 
 
 def quiet_policy(folder: Path) -> Path:
@@ -270,7 +260,7 @@ def events_of(records: list[Any], topic: Topic) -> list[Any]:
 
 
 async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_promoted(
-    stack: dict[str, Any], kafka_settings: KafkaSettings, publisher: EventPublisher
+    stack: dict[str, Any], kafka_settings: KafkaSettings
 ) -> None:
     scorer, retrainer = stack["scorer"], stack["retrainer"]
     labeller = stack["tokens"]["ana"]

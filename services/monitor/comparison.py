@@ -10,11 +10,13 @@ handful of labels. Past that, the test depends on what the metric is:
   enough once each side has ``min_samples`` observations, and needs only counts;
 - **log loss** is a mean of per-label losses with unequal variances and sample sizes between the
   sides, so **Welch's t-test** on the per-label losses;
-- **F1 and ROC AUC** are not means of per-label quantities, so a **permutation test** of the
+- **F1, ROC AUC, and the per-class and macro metrics** (``recall[class_2]``, ``recall_macro``)
+  are not means of per-label quantities, so a **permutation test** of the
   difference (labels reassigned between the sides at random, ``resamples`` times, with the
   caller's random generator), which assumes nothing about their distribution. The published
   values come from scikit-learn; the resamples are evaluated in one vectorised pass
-  (:func:`positive_class_metric`), checked against scikit-learn by the tests.
+  (:func:`positive_class_metric`, :func:`class_metric`), checked against scikit-learn and the
+  windows' figures by the tests.
 
 The comparison is repeated as labels accumulate, which inflates the chance of a false verdict
 over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0006).
@@ -38,6 +40,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "Comparison",
     "Outcome",
+    "class_metric",
     "compare_variants",
     "positive_class_metric",
     "significance_test_for",
@@ -47,6 +50,7 @@ LOWER_IS_BETTER = frozenset({"log_loss", "low_confidence_rate"})
 """Metrics where the smaller value is the better one."""
 
 _PROPORTIONS = frozenset({"accuracy", "precision", "recall", "low_confidence_rate"})
+_VECTORISED_POSITIVE_CLASS = frozenset({"f1", "roc_auc"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,15 +281,30 @@ def _permutation(
     resamples: int,
 ) -> float:
     pool = [*champion, *challenger]
-    column = list(classes).index(positive_class)
-    truth = np.asarray([o.y_true == positive_class for o in pool])
-    predicted = np.asarray([o.y_pred == positive_class for o in pool])
-    scores = np.asarray([o.probabilities[column] for o in pool], dtype=float)
+    if metric in _VECTORISED_POSITIVE_CLASS:
+        column = list(classes).index(positive_class)
+        truth = np.asarray([o.y_true == positive_class for o in pool])
+        predicted = np.asarray([o.y_pred == positive_class for o in pool])
+        scores = np.asarray([o.probabilities[column] for o in pool], dtype=float)
+
+        def statistic(rows: np.ndarray) -> np.ndarray:
+            return positive_class_metric(metric, truth, predicted, scores, rows)
+
+    else:
+        index = {label: position for position, label in enumerate(classes)}
+        true_classes = np.asarray([index[o.y_true] for o in pool])
+        predicted_classes = np.asarray([index[o.y_pred] for o in pool])
+        per_class = per_class_metric(metric)
+        if per_class is not None:
+            kind, labels = per_class[0], [index[per_class[1]]]
+        else:
+            kind, labels = metric.removesuffix("_macro"), list(range(len(classes)))
+
+        def statistic(rows: np.ndarray) -> np.ndarray:
+            return class_metric(kind, true_classes, predicted_classes, labels, rows)
 
     def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
-        challenger_values = positive_class_metric(metric, truth, predicted, scores, second)
-        champion_values = positive_class_metric(metric, truth, predicted, scores, first)
-        return np.asarray(challenger_values - champion_values, dtype=float)
+        return np.asarray(statistic(second) - statistic(first), dtype=float)
 
     result = stats.permutation_test(
         (np.arange(len(champion)), np.arange(len(champion), len(pool))),
@@ -345,3 +364,45 @@ def positive_class_metric(
             auc = np.where(positives * negatives > 0, u / (positives * negatives), np.nan)
             return np.asarray(auc, dtype=float)
     raise ValueError(f"no vectorised form of {metric!r}")
+
+
+def class_metric(
+    kind: str,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    labels: Sequence[int],
+    rows: np.ndarray,
+) -> np.ndarray:
+    """Return precision, recall or F1 (``kind``) of each of ``labels`` against the rest,
+    averaged over the labels where it is defined, for each row of sample indices at once.
+
+    With one label this is a per-class metric (``recall[class_1]``), with every class the macro
+    mean (``recall_macro``), as :func:`~services.monitor.metrics.classification_metrics` defines
+    them (the tests check both against it). ``truth`` and ``predicted`` hold class indices. A
+    label is left out where its denominator is zero; none left is ``nan``.
+
+    Examples
+    --------
+    >>> truth, predicted = np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2])
+    >>> class_metric("recall", truth, predicted, [0, 1, 2], np.array([[0, 1, 2, 3]]))
+    array([0.66666667])
+    >>> class_metric("precision", truth, predicted, [1], np.array([[0, 1, 2, 3]]))
+    array([nan])
+    """
+    wanted = np.asarray(labels)
+    t = truth[rows][..., None] == wanted
+    p = predicted[rows][..., None] == wanted
+    true_positives = (t & p).sum(axis=-2)
+    false_positives = (~t & p).sum(axis=-2)
+    false_negatives = (t & ~p).sum(axis=-2)
+    numerator, denominator = {
+        "precision": (true_positives, true_positives + false_positives),
+        "recall": (true_positives, true_positives + false_negatives),
+        "f1": (2 * true_positives, 2 * true_positives + false_positives + false_negatives),
+    }[kind]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(denominator > 0, numerator / denominator, np.nan)
+        defined = denominator > 0
+        counted = defined.sum(axis=-1)
+        mean = np.where(counted > 0, np.where(defined, values, 0).sum(axis=-1) / counted, np.nan)
+    return np.asarray(mean, dtype=float)

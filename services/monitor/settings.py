@@ -95,7 +95,9 @@ class Settings(ServiceSettings):
         default=5_000, ge=1, description="Newest labelled outcomes per side kept for comparisons."
     )
     comparison_resamples: int = Field(
-        default=999, ge=99, description="Resamples of the permutation test (F1, ROC AUC)."
+        default=999,
+        ge=99,
+        description="Resamples of the permutation test (F1, ROC AUC, per-class and macro metrics).",
     )
     probes_enabled: bool = Field(
         default=True, description="Run each deployed model's golden-set probe on its schedule."

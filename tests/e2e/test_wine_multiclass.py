@@ -1,10 +1,12 @@
 """Bring your own model, multiclass (issue 17), with the services as processes on the real
 broker: a wine classifier that is a ``Pipeline`` whose ``ColumnTransformer`` selects named
 columns ahead of a random forest is registered (no metrics given: the registry measures them),
-deployed, and served over HTTP; labels come back on the ``labels`` topic; the monitor's windows
-report macro recall; a shift in the inputs decays it; a retrain (as the incident log's level two
-asks for it) trains a clone of the champion's own pipeline; the gate passes it; a person approves;
-the canary's live evidence promotes it."""
+deployed, and served over HTTP; labels come back over HTTP (``POST /labels``, carrying the
+request ids the scorer answered with); the monitor's windows report macro recall; a shift in the
+inputs makes the drift detector and the monitor (decayed macro recall) raise alerts, which open
+one incident; a person asks for a retrain on it, which trains a clone of the champion's own
+pipeline; the gate passes it; another person approves; the canary's live evidence (the monitor's
+permutation test on macro recall) promotes it."""
 
 from __future__ import annotations
 
@@ -30,24 +32,23 @@ from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from contracts import (
+    AlertKind,
+    AlertRaised,
     FeatureKind,
     FeatureSpec,
-    LabelRecorded,
     MetricsComputed,
     MetricTarget,
     ModelPromoted,
     MonitoringSpec,
     PromotionRequested,
     RetrainFinished,
-    RetrainRequest,
-    RetrainTrigger,
     Topic,
 )
 from contracts.wire import decode
 from services.cli import _add_service_commands, app
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker, load_model
+from services.runtime import KafkaSettings, ServiceName, load_model
 from tests.kafka_tools import read_until
-from tests.processes import ServiceProcess
+from tests.processes import ServiceProcess, write_routing_policy
 from tests.registry_tools import bearer, deploy
 from tests.retrainer.retrainer_harness import governed_processes
 
@@ -55,10 +56,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 MODEL = "wine"
 ADMIN = "e2e-admin-token"
+DRIFT_TOKEN = "e2e-drift-detector-token"
 WINE = load_wine(as_frame=True)
 FEATURES = [str(name) for name in WINE.feature_names]
 CLASSES = [str(name) for name in WINE.target_names]
-SHIFTED = "proline"
+SHIFTED = ("proline", "alcohol", "color_intensity")
+"""The features a shift moves: the forest leans on several features, so moving proline alone
+(its most important one) costs it almost nothing; moving these three by two standard deviations
+takes its macro recall from about 0.95 to about 0.5."""
 _add_service_commands()
 
 SPEC = MonitoringSpec(
@@ -79,7 +84,7 @@ def named_forest() -> Pipeline:
     return Pipeline(
         [
             ("columns", ColumnTransformer([("scaled", StandardScaler(), FEATURES)])),
-            ("forest", RandomForestClassifier(n_estimators=40, max_depth=6)),
+            ("forest", RandomForestClassifier(n_estimators=40, max_depth=6, random_state=0)),
         ]
     )
 
@@ -124,14 +129,18 @@ async def register_wine(http: httpx.AsyncClient, token: str) -> None:
     assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
 
 
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="e2e-client")
-    await broker.connect()
-    try:
-        yield EventPublisher(broker, kafka_settings)
-    finally:
-        await broker.stop()
+def quiet_policy(folder: Path) -> Path:
+    """The shipped routing policy without runbooks and without a group wait: an alert opens its
+    incident at once, at level two, where a person may ask for a retrain."""
+    tiers = {
+        tier: {"ack_timeout_minutes": 60, "mitigate_timeout_minutes": 240}
+        for tier in ("L1", "L2", "L3")
+    }
+    return write_routing_policy(
+        folder / "policy",
+        group_wait_seconds=0,
+        routes=[{"name": "default", "runbooks": [], "tiers": tiers}],
+    )
 
 
 @pytest.fixture
@@ -143,6 +152,12 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         people={"ana": "l2", "bo": "l2"},
         gate_resamples=300,
         champion=register_wine,
+        incident_log_env={
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(quiet_policy(tmp_path)),
+            "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
+                [{"name": "drift-detector", "scopes": ["datasets:read"], "token": DRIFT_TOKEN}]
+            ),
+        },
     ) as running:
         scorer = ServiceProcess(ServiceName.SCORER, env=running.env, log_dir=tmp_path)
         monitor = ServiceProcess(
@@ -155,37 +170,58 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
             },
             log_dir=tmp_path,
         )
+        # Windows of 150 rows, as the monitor's: the shift shows within the shifted traffic.
+        drift_detector = ServiceProcess(
+            ServiceName.DRIFT_DETECTOR,
+            env=running.env
+            | {
+                "VIGIL_DRIFT_DETECTOR_SERVICE_TOKEN": DRIFT_TOKEN,
+                "VIGIL_DRIFT_DETECTOR_WINDOW_SIZE": "150",
+            },
+            log_dir=tmp_path,
+        )
         try:
             scorer.start()
             monitor.start()
+            drift_detector.start()
             await scorer.wait_ready()
             await monitor.wait_ready()
-            yield {"retrainer": running.retrainer, "scorer": scorer, "tokens": running.tokens}
+            await drift_detector.wait_ready()
+            yield {
+                "incident_log": running.incident_log,
+                "retrainer": running.retrainer,
+                "scorer": scorer,
+                "tokens": running.tokens,
+            }
         finally:
-            for process in (monitor, scorer):
+            for process in (drift_detector, monitor, scorer):
                 await process.stop()
 
 
 def wines(phase: str, count: int, *, shift: float) -> list[tuple[str, dict[str, float], str]]:
     """New wines drawn per cultivar from a normal fitted to the data set (so every model meets
-    new rows), with ``shift`` added to proline: (request id, features, true cultivar)."""
+    new rows), with ``shift`` standard deviations added to the :data:`SHIFTED` features:
+    (request id, features, true cultivar)."""
     rng = np.random.default_rng(len(phase))
     data, target = WINE.data.to_numpy(), WINE.target.to_numpy()
+    spread = WINE.data.std()
     drawn = []
     for n in range(count):
         label = int(rng.integers(0, 3))
         rows = data[target == label]
         values = rng.multivariate_normal(rows.mean(axis=0), np.cov(rows.T))
         features = dict(zip(FEATURES, map(float, values), strict=True))
-        features[SHIFTED] += shift
+        for name in SHIFTED:
+            features[name] += shift * spread[name]
         drawn.append((f"{phase}-{n}", features, CLASSES[label]))
     return drawn
 
 
 async def send(
-    scorer: ServiceProcess, publisher: EventPublisher, phase: str, count: int, shift: float
+    scorer: ServiceProcess, token: str, phase: str, count: int, shift: float
 ) -> list[dict[str, Any]]:
-    """Score wines over HTTP in batches, each followed by its labels on the ``labels`` topic."""
+    """Score wines over HTTP in batches, each followed by its labels over HTTP (``POST /labels``,
+    as a client without Kafka sends them), carrying the request ids the scorer answered with."""
     drawn = wines(phase, count, shift=shift)
     served = []
     async with httpx.AsyncClient(base_url=scorer.url, timeout=60) as http:
@@ -199,12 +235,23 @@ async def send(
                 },
             )
             assert answer.status_code == 200, answer.text
-            served.extend(answer.json()["predictions"])
+            predictions = answer.json()["predictions"]
+            served.extend(predictions)
+            # The scorer's ids, not ours: a label carrying the client's id joins no prediction.
+            assert [p["client_request_id"] for p in predictions] == [r for r, _, _ in batch]
             # Each batch's labels follow it, so the monitor's windows hold labelled predictions.
-            await publisher.publish_many(
-                LabelRecorded(producer="cellar", model=MODEL, request_id=r, label=label)
-                for r, _, label in batch
+            answer = await http.post(
+                "/labels",
+                json={
+                    "labels": [
+                        {"model": MODEL, "request_id": p["request_id"], "label": label}
+                        for p, (_, _, label) in zip(predictions, batch, strict=True)
+                    ]
+                },
+                headers=bearer(token),
             )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["published"] == len(batch)
     return served
 
 
@@ -213,25 +260,31 @@ def events_of(records: list[Any], topic: Topic) -> list[Any]:
 
 
 async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_promoted(
-    stack: dict[str, Any], kafka_settings: KafkaSettings, publisher: EventPublisher
+    stack: dict[str, Any], kafka_settings: KafkaSettings
 ) -> None:
     scorer, retrainer = stack["scorer"], stack["retrainer"]
-    served = await send(scorer, publisher, "before", 300, shift=0.0)
+    labeller = stack["tokens"]["ana"]
+    served = await send(scorer, labeller, "before", 300, shift=0.0)
     assert {p["model_version"] for p in served} == {1}
+
+    def labelled(records: list[Any]) -> list[MetricsComputed]:
+        """Windows with enough labels to judge (the monitor's ``min_labelled``, 30): how the
+        monitor interleaves the predictions and labels topics decides which window that is."""
+        return [
+            e
+            for e in events_of(records, Topic.METRICS)
+            if isinstance(e, MetricsComputed) and e.labelled >= 30
+        ]
+
     healthy = await read_until(
-        kafka_settings,
-        Topic.METRICS,
-        lambda rs: any(
-            isinstance(e, MetricsComputed) and e.labelled > 0 for e in events_of(rs, Topic.METRICS)
-        ),
-        timeout_s=120,
+        kafka_settings, Topic.METRICS, lambda rs: bool(labelled(rs)), timeout_s=120
     )
-    [first, *_] = [e for e in events_of(healthy, Topic.METRICS) if isinstance(e, MetricsComputed)]
+    [first, *_] = labelled(healthy)
     assert first.metrics["recall_macro"] is not None
     assert first.metrics["recall_macro"] > 0.75, first.metrics
     assert {f"recall[{c}]" for c in CLASSES} <= set(first.metrics)
 
-    await send(scorer, publisher, "shifted", 900, shift=900.0)
+    await send(scorer, labeller, "shifted", 900, shift=-2.0)
     decayed = await read_until(
         kafka_settings,
         Topic.METRICS,
@@ -250,18 +303,42 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
             await asyncio.sleep(0.1)
         else:
             raise AssertionError(f"the retrainer joined only {held}")
-    await publisher.publish(
-        RetrainRequest(
-            producer="incident-log",
-            model=MODEL,
-            trigger=RetrainTrigger.INCIDENT,
-            cause="incident:inc-wine",
-            incident_id="inc-wine",
-            correlation_id="inc-wine",
-            requested_by="ana",
-            reason="macro recall decayed",
-        )
+    drifted = await read_until(
+        kafka_settings,
+        Topic.ALERTS,
+        lambda rs: (
+            {AlertKind.DATA_DRIFT, AlertKind.METRIC_DECAY}
+            <= {e.kind for e in events_of(rs, Topic.ALERTS) if isinstance(e, AlertRaised)}
+        ),
+        timeout_s=120,
     )
+    [drift, *_] = [
+        e
+        for e in events_of(drifted, Topic.ALERTS)
+        if isinstance(e, AlertRaised) and e.kind is AlertKind.DATA_DRIFT
+    ]
+    assert (drift.model, drift.model_version) == (MODEL, 1), drift
+    # Both alerts land on one incident of the model (level two: the policy here has no
+    # runbooks); ana asks for the retrain on it, as a person at the incident's level does.
+    incidents = stack["incident_log"]
+    async with httpx.AsyncClient(base_url=incidents.url, headers=bearer(ADMIN)) as http:
+        for _ in range(600):
+            opened = (await http.get("/incidents", params={"model": MODEL})).json()
+            if opened:
+                detail = (await http.get(f"/incidents/{opened[0]['id']}")).json()
+                if {s["kind"] for s in detail["signals"]} >= {"data_drift", "metric_decay"}:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no incident holds the drift and the decay alerts: {opened}")
+        assert len(opened) == 1, opened
+        assert detail["tier"] == "L2", detail
+        answer = await http.post(
+            f"/incidents/{detail['id']}/retrain",
+            json={"reason": "macro recall decayed and the inputs drifted"},
+            headers=bearer(labeller),
+        )
+        assert answer.status_code == 200, answer.text
     records = await read_until(
         kafka_settings,
         Topic.MODELS,
@@ -270,7 +347,7 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     events = events_of(records, Topic.MODELS)
     [finished] = [e for e in events if isinstance(e, RetrainFinished)]
-    assert finished.candidate_version == 2, finished
+    assert (finished.candidate_version, finished.incident_id) == (2, detail["id"]), finished
     verdicts = [e for e in events if e.type == "candidate.evaluated"]
     assert all(v.passed for v in verdicts), [(v.failures, v.figures) for v in verdicts]
     async with httpx.AsyncClient(base_url=retrainer.url) as http:
@@ -293,7 +370,7 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     assert result.exit_code == 0, result.output
 
-    await send(scorer, publisher, "canary", 2000, shift=900.0)
+    await send(scorer, labeller, "canary", 2000, shift=-2.0)
     records = await read_until(
         kafka_settings,
         Topic.MODELS,
@@ -302,3 +379,4 @@ async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_p
     )
     [promoted] = [e for e in events_of(records, Topic.MODELS) if isinstance(e, ModelPromoted)]
     assert (promoted.version, promoted.previous_version) == (2, 1)
+    assert promoted.incident_id == detail["id"], promoted

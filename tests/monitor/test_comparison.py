@@ -12,9 +12,11 @@ from contracts import ComparisonVerdict
 from services.monitor.comparison import (
     Comparison,
     Outcome,
+    class_metric,
     compare_variants,
     positive_class_metric,
 )
+from services.monitor.metrics import classification_metrics
 
 CLASSES = ("malignant", "benign")
 
@@ -146,3 +148,71 @@ def test_the_vectorised_resample_metrics_equal_scikit_learns(seed: int) -> None:
     for row, f1_value, auc_value in zip(rows, f1, auc, strict=True):
         assert f1_value == pytest.approx(f1_score(truth[row], predicted[row]))
         assert auc_value == pytest.approx(roc_auc_score(truth[row], scores[row]))
+
+
+WINES = ("class_0", "class_1", "class_2")
+
+
+def three_classes(rng: np.random.Generator, n: int, right: float) -> list[Outcome]:
+    """``n`` labelled predictions over three classes, each right with probability ``right``."""
+    made = []
+    for _ in range(n):
+        truth = int(rng.integers(0, 3))
+        predicted = truth if rng.random() < right else int((truth + rng.integers(1, 3)) % 3)
+        probabilities = np.full(3, 0.1)
+        probabilities[predicted] = 0.8
+        made.append(Outcome(WINES[truth], WINES[predicted], tuple(probabilities), 0.8))
+    return made
+
+
+@pytest.mark.parametrize(
+    "metric", ["recall_macro", "precision_macro", "f1_macro", "recall[class_1]", "f1[class_2]"]
+)
+def test_a_multiclass_canary_is_compared_on_macro_and_per_class_metrics(metric: str) -> None:
+    """A macro or per-class key metric once raised "no vectorised form" in the permutation
+    test, so the monitor dead-lettered the predictions of every canary of a multiclass model."""
+    rng = np.random.default_rng(4)
+    champion, challenger = three_classes(rng, 300, 0.55), three_classes(rng, 300, 0.95)
+    result = compare_variants(
+        champion,
+        challenger,
+        metric=metric,
+        classes=WINES,
+        positive_class="class_0",
+        low_confidence_threshold=0.75,
+        min_samples=100,
+        alpha=0.05,
+        rng=np.random.default_rng(0),
+        resamples=299,
+    )
+    assert result.test == "permutation test (299 resamples)"
+    assert result.p_value is not None
+    assert result.p_value < 0.05
+    assert result.verdict is ComparisonVerdict.CHALLENGER_BETTER
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_vectorised_class_metrics_equal_the_windows_figures(seed: int) -> None:
+    """Resampled per-class and macro figures equal what the monitor publishes for a window,
+    also where a class is missing from a sample (it leaves the macro mean)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(3, size=60, p=[0.6, 0.35, 0.05])
+    predicted = rng.choice(3, size=60, p=[0.5, 0.45, 0.05])
+    rows = np.stack([rng.permutation(60)[:15] for _ in range(20)])
+    for kind in ("precision", "recall", "f1"):
+        macro = class_metric(kind, truth, predicted, [0, 1, 2], rows)
+        second = class_metric(kind, truth, predicted, [1], rows)
+        for row, macro_value, second_value in zip(rows, macro, second, strict=True):
+            figures = classification_metrics(
+                [WINES[c] for c in truth[row]],
+                [WINES[c] for c in predicted[row]],
+                [[1 / 3] * 3] * len(row),
+                classes=WINES,
+                positive_class="class_0",
+            )
+            for value, name in ((macro_value, f"{kind}_macro"), (second_value, f"{kind}[class_1]")):
+                expected = figures[name]
+                if expected is None:
+                    assert np.isnan(value), (name, value)
+                else:
+                    assert value == pytest.approx(expected), name

@@ -329,3 +329,7 @@ def main() -> None:
     """Entry point of the ``vigil`` console script."""
     _add_service_commands()
     app()
+
+
+if __name__ == "__main__":  # python -m services.cli, as well as the vigil script
+    main()

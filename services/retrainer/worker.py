@@ -64,11 +64,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PIPELINE_MODULES = (
-    "recipes.py",
-    "training.py",
-    "training_data.py",
-    "gate.py",
-    "pipeline.py",
+    "retrainer/recipes.py",
+    "retrainer/training.py",
+    "retrainer/training_data.py",
+    "retrainer/gate.py",
+    "retrainer/pipeline.py",
+    "runtime/model_inputs.py",  # what a named-column model is fitted and scored on
 )
 
 
@@ -76,9 +77,9 @@ def code_version() -> str:
     """Return the training code's version: Vigil's, plus a digest of the modules that decide
     what a step computes (a change to them invalidates the cache even within one release)."""
     digest = hashlib.sha256()
-    here = Path(__file__).parent
+    services = Path(__file__).parent.parent
     for name in _PIPELINE_MODULES:
-        digest.update((here / name).read_bytes())
+        digest.update((services / name).read_bytes())
     return f"vigil {version('vigil')}+{digest.hexdigest()[:12]}"
 
 

@@ -137,7 +137,7 @@ def labels_router(
         if dated:
             raise HTTPException(422, dated)
         try:
-            await service.learn_unknown(label.model for label in body.labels)
+            await service.learn_unknown((label.model for label in body.labels), strict=True)
         except RegistryError as error:
             raise HTTPException(503, str(error)) from None
         unknown = sorted({label.model for label in body.labels} - set(service.book.snapshot()))

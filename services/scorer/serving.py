@@ -83,8 +83,14 @@ class ScoringService:
         for model, deployment in (await self._registry.deployments()).items():
             await self.apply(model, deployment)
 
-    async def learn_unknown(self, models: Iterable[str]) -> None:
-        """Ask the registry about models the scorer does not know (at most once per recheck)."""
+    async def learn_unknown(self, models: Iterable[str], *, strict: bool = False) -> None:
+        """Ask the registry about models the scorer does not know (at most once per recheck).
+
+        Best effort by default: a registry outage must not hold the requests of the models the
+        scorer serves, so the unknown one is refused as unknown (and can be replayed). With
+        ``strict`` a registry error propagates and the model is asked about again next time: a
+        caller answering "not served here" must not say it only because the registry was down.
+        """
         now = self._monotonic()
         if len(self._looked_up) > 10_000:
             self._looked_up.clear()
@@ -98,8 +104,9 @@ class ScoringService:
             try:
                 deployment = await self._registry.deployment(model)
             except RegistryError as error:
-                # Best effort: a registry outage must not hold the requests for the models the
-                # scorer serves; the unknown one is refused as unknown and can be replayed.
+                if strict:
+                    del self._looked_up[model]
+                    raise
                 log.warning("cannot ask the registry about %r: %s", model, error)
                 continue
             if deployment is not None:

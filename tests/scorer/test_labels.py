@@ -416,3 +416,47 @@ async def test_labels_the_broker_did_not_acknowledge_answer_503_and_a_retry_publ
         assert [str(e.event_id) for e in broker.published] == accepted.json()["event_ids"]
         await identity_http.aclose()
         await registry_http.aclose()
+
+
+async def test_labels_for_a_model_the_registry_cannot_be_asked_about_answer_503_not_404() -> None:
+    """A scorer that has not learned a model yet, with the registry answering 503, must not say
+    "not served here" (a labelling job would drop the labels for good): 503, then a retry once
+    the registry is back asks it again and publishes."""
+    from services.runtime import RegistryClient
+    from services.scorer.serving import ScoringService
+
+    registry_up = False
+
+    def registry_answers(request: httpx.Request) -> httpx.Response:
+        if not registry_up:
+            return httpx.Response(503, json={"detail": "identity provider unreachable"})
+        return httpx.Response(404, json={"detail": "never deployed"})
+
+    broker = BrokerDown()
+    broker.down = False
+    service = ScoringService(
+        registry=RegistryClient(
+            httpx.AsyncClient(transport=httpx.MockTransport(registry_answers)), "http://r"
+        ),
+        publisher=broker,
+    )
+    identity_http = httpx.AsyncClient(transport=identity_provider())
+    app = FastAPI()
+    app.include_router(
+        labels_router(
+            service,
+            broker,
+            IdentityProvider(identity_http, "http://identity"),
+            clock=lambda: datetime.now(UTC),
+        )
+    )
+    body = {"labels": [label("r-1")]}
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        down = await client.post("/labels", json=body, headers=as_("token-ana"))
+        assert down.status_code == 503, down.text
+        assert "registry answered 503" in down.json()["detail"]
+        registry_up = True  # asked again at once, not after the recheck interval
+        unknown = await client.post("/labels", json=body, headers=as_("token-ana"))
+        assert unknown.status_code == 404, unknown.text
+    assert broker.published == []
+    await identity_http.aclose()

@@ -446,7 +446,7 @@ def build_console(
             }
             key = str(form.get("idempotency_key", ""))
         if version:
-            if not version.isdigit():
+            if not _whole_number(version):
                 return _redirect(f"{PREFIX}/new-incident", error="the version is a whole number")
             body["model_version"] = int(version)
         async with api() as client:
@@ -502,7 +502,7 @@ def build_console(
             text = str(form.get("action_items", "")).replace("\r\n", "\n")
             version = str(form.get("version", ""))
         back = f"{PREFIX}/incidents/{quote(incident_id, safe='')}/review"
-        if not version.isdigit():
+        if not _whole_number(version):
             return _redirect(back, error="the form lost its version: reload the page")
         async with api() as client:
             response = await client.put(
@@ -971,3 +971,9 @@ async def _models(
     except (httpx.HTTPError, ValueError, KeyError) as error:
         return [], f"the registry could not be read: {error}"
     return models, None
+
+
+def _whole_number(text: str) -> bool:
+    """Whether ``int(text)`` takes it and it fits a version (``"²".isdigit()`` is true, and a
+    4,301-digit string makes ``int`` raise: both were a 500)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
@@ -140,41 +141,51 @@ def build_review_router(
     ) -> ReviewView:
         """Save the review's action items over the version the editor started from."""
         ensure_allowed(principal, Permission.EDIT_REVIEW)
-        async with sessions() as session, session.begin():
-            if await session.get(IncidentRow, incident_id) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-            row = (
-                await session.exec(
-                    select(ReviewRow).where(ReviewRow.incident_id == incident_id).with_for_update()
-                )
-            ).first()
-            current = row.version if row else 0
-            retry = (
-                row is not None
-                and row.action_items == body.text
-                and body.version in (current, current - 1)
-            )  # the save that made this version, sent again: nothing changes
-            if not retry:
-                if body.version != current:
-                    raise HTTPException(
-                        status.HTTP_409_CONFLICT,
-                        f"the action items are at version {current} (saved by "
-                        f"{row.updated_by if row else 'nobody'}), not {body.version}: reload, "
-                        "merge and save again",
+        try:
+            async with sessions() as session, session.begin():
+                if await session.get(IncidentRow, incident_id) is None:
+                    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+                row = (
+                    await session.exec(
+                        select(ReviewRow)
+                        .where(ReviewRow.incident_id == incident_id)
+                        .with_for_update()
                     )
-                now = log.now()
-                row = row or ReviewRow(
-                    incident_id=incident_id,
-                    action_items="",
-                    version=0,
-                    updated_by=principal.name,
-                    updated_at=now,
-                )
-                row.action_items = body.text
-                row.version = current + 1
-                row.updated_by = principal.name
-                row.updated_at = now
-                session.add(row)
+                ).first()
+                current = row.version if row else 0
+                retry = (
+                    row is not None
+                    and row.action_items == body.text
+                    and body.version in (current, current - 1)
+                )  # the save that made this version, sent again: nothing changes
+                if not retry:
+                    if body.version != current:
+                        raise HTTPException(
+                            status.HTTP_409_CONFLICT,
+                            f"the action items are at version {current} (saved by "
+                            f"{row.updated_by if row else 'nobody'}), not {body.version}: reload, "
+                            "merge and save again",
+                        )
+                    now = log.now()
+                    row = row or ReviewRow(
+                        incident_id=incident_id,
+                        action_items="",
+                        version=0,
+                        updated_by=principal.name,
+                        updated_at=now,
+                    )
+                    row.action_items = body.text
+                    row.version = current + 1
+                    row.updated_by = principal.name
+                    row.updated_at = now
+                    session.add(row)
+        except IntegrityError:
+            # Two first saves at once: both found no row to lock, and the second insert lost.
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                "the action items were saved by someone else at the same moment: reload, merge "
+                "and save again",
+            ) from None
         return await _review(sessions, incident_id)
 
     return router

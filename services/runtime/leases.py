@@ -45,6 +45,9 @@ class Lease:
         if self._connection is not None:
             try:
                 await self._connection.execute(text("SELECT 1"))
+                # End the ping's transaction: a session idle in a transaction is what
+                # idle_in_transaction_session_timeout kills, and the lock with it.
+                await self._connection.commit()
                 return True
             except Exception as error:  # the connection, and with it the lock, is gone
                 log.warning("lease %s lost: %s", self.name, error)

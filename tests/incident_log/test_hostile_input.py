@@ -340,3 +340,35 @@ async def test_hostile_decisions_on_held_runs_are_refused_and_nothing_changes(
     listed = await service.http.get(f"/incidents/{service.incident_id}/approvals")
     assert [(r["run_id"], r["state"]) for r in listed.json()] == [(run_id, "pending")]
     await service.still_healthy()
+
+
+@pytest.mark.timeout(180)
+async def test_console_forms_refuse_odd_digits_with_a_message_not_a_500(service: Service) -> None:
+    """``"²".isdigit()`` is true and ``int("9" * 5000)`` raises: both reached ``int()``."""
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as browser:
+        form = (await browser.get("/console/login")).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        await browser.post("/console/login", data={"token": ADMIN, "csrf": csrf})
+        page = (await browser.get("/console/new-incident")).text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        review = f"/console/incidents/{service.incident_id}/review/action-items"
+        for odd in ("²", "٣", "9" * 5000):
+            opened = await browser.post(
+                "/console/new-incident",
+                data={
+                    "csrf": csrf,
+                    "model": "m",
+                    "severity": "warning",
+                    "summary": "odd version",
+                    "model_version": odd,
+                    "idempotency_key": f"odd-{len(odd)}-{ord(odd[0])}",
+                },
+            )
+            assert opened.status_code == 303, (odd[:5], opened.status_code)
+            assert "error=" in opened.headers["location"]
+            saved = await browser.post(
+                review, data={"csrf": csrf, "action_items": "x", "version": odd}
+            )
+            assert saved.status_code == 303, (odd[:5], saved.status_code)
+            assert "error=" in saved.headers["location"]
+    await service.still_healthy()

@@ -4,6 +4,7 @@ statistics — MTTA and MTTR asserted on a simulated clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -456,3 +457,25 @@ async def test_hostile_stats_queries_are_refused_with_422(api: Api, params: dict
     answer = await api.client.get("/stats/over-time", params=params, headers=api.auth(Role.VIEWER))
     assert answer.status_code == 422, answer.text
     assert (await api.client.get("/stats", headers=api.auth(Role.VIEWER))).status_code == 200
+
+
+async def test_first_saves_at_the_same_moment_keep_one_and_refuse_the_others_with_409(
+    api: Api,
+) -> None:
+    """No row to lock yet: on PostgreSQL the losers' inserts collide (it was a 500)."""
+    incident = (await api.post("/incidents", REPORT, Role.L1)).json()["id"]
+    path = f"/incidents/{incident}/review/action-items"
+    answers = await asyncio.gather(
+        *(
+            api.client.put(
+                path, json={"text": f"editor {n}", "version": 0}, headers=api.auth(Role.L1)
+            )
+            for n in range(4)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409], [a.text for a in answers]
+    review = (
+        await api.client.get(f"/incidents/{incident}/review", headers=api.auth(Role.L1))
+    ).json()
+    (kept,) = [a for a in answers if a.status_code == 200]
+    assert (review["version"], review["action_items"]) == (1, kept.json()["action_items"])

@@ -42,7 +42,10 @@ What `vigil incidents`, `vigil models`, `vigil retrain`, `vigil labels` and the 
 that call a service read (each also shows in its `--help`). With none set, they use the stack
 running on this machine, as found by `services/runtime/local_stack.py` (`stack.json` in
 `$VIGIL_STATE_DIR`, else `.vigil` or `.vigil-demo` of the current folder: `vigil up`, `vigil
-demo`, `make run`), else the default ports.
+demo`, `make run`), else the default ports. A stack file is used only if it is the user's own and
+writable by no one else, names loopback URLs only and a credentials file beside it, and its
+process is alive and older than the file; any other is ignored, so a cloned folder cannot steer a
+token elsewhere.
 """
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,45 @@ async def test_vigil_incidents_list_works_after_the_stack_starts_with_no_variabl
     assert not (tmp_path / ".vigil" / STACK_FILE).exists()
     after = await asyncio.to_thread(vigil, "incidents", "list")
     assert after.returncode == 1  # stopped: nothing answers on the default port with its token
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"urls": {"incident-log": "http://attacker.example:8700"}},
+        {"urls": {"incident-log": "http://10.0.0.7:8700"}},
+        {"urls": {"incident-log": "file:///etc/passwd"}},
+        {"credentials": "../../.vigil/credentials.json"},
+        {"credentials": "/home/someone/.vigil/credentials.json"},
+        {"credentials": ".."},
+    ],
+)
+def test_a_stack_file_that_could_send_a_token_away_is_ignored(
+    no_vigil_variables: Path, change: dict[str, object]
+) -> None:
+    """A cloned folder's stack file must not steer the CLI's token to another host or read
+    credentials from outside its folder."""
+    path = a_stack(Path(".vigil"), port=9001, token="t")
+    path.write_text(json.dumps(json.loads(path.read_text()) | change))
+    assert find_local_stack() is None
+    assert service_url(ServiceName.INCIDENT_LOG) == "http://127.0.0.1:8700"
+
+
+def test_a_stack_file_others_can_write_or_own_is_ignored(no_vigil_variables: Path) -> None:
+    path = a_stack(Path(".vigil"), port=9001, token="t")
+    assert find_local_stack() is not None
+    path.chmod(0o664)
+    assert find_local_stack() is None
+    path.chmod(0o644)
+    if os.getuid() == 0:  # only root can give a file away
+        os.chown(path, 65534, 65534)
+        assert find_local_stack() is None
+
+
+def test_a_stack_file_older_than_its_process_is_stale(no_vigil_variables: Path) -> None:
+    """The stack was SIGKILLed and left its file; its process id now names a newer process."""
+    path = a_stack(Path(".vigil"), port=9001, token="t", pid=os.getpid())
+    assert find_local_stack() is not None
+    a_month_ago = time.time() - 30 * 24 * 3600  # long before this test's process started
+    os.utime(path, (a_month_ago, a_month_ago))
+    assert find_local_stack() is None

@@ -31,7 +31,7 @@ RELEASED_DIR = Path(__file__).parent / "released"
 # Bounds that may only loosen: an upper bound may rise or go, a lower bound fall or go.
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 _LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
-_EXACT = ("pattern", "format", "const")
+_EXACT = ("pattern", "format", "const", "multipleOf")
 
 
 def latest_release(released_dir: Path = RELEASED_DIR) -> Path:
@@ -99,13 +99,41 @@ class _Comparison:
         problems = [f"{at}: no longer accepts {kind}" for kind in sorted(old_types - new_types)]
         problems += [f"{at}: may now be {kind}" for kind in sorted(new_types - old_types)]
         for kind in sorted(old_types & new_types):
-            olds = [o for o in old_options if self._type(o, 0) == kind]
-            news = [n for n in new_options if self._type(n, 1) == kind]
-            for old_option, new_option in zip(olds, news, strict=False):
-                problems += self._compare_one(
-                    self._resolve(old_option, 0), self._resolve(new_option, 1), where
-                )
+            olds = [self._resolve(o, 0) for o in old_options if self._type(o, 0) == kind]
+            news = [self._resolve(n, 1) for n in new_options if self._type(n, 1) == kind]
+            for old_option, new_option in self._pairs(olds, news, at, kind, problems):
+                problems += self._compare_one(old_option, new_option, where)
         return problems
+
+    @staticmethod
+    def _pairs(
+        olds: list[dict[str, Any]],
+        news: list[dict[str, Any]],
+        at: str,
+        kind: str,
+        problems: list[str],
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Pair the variants of one JSON type across a union: by name (an event's ``type``
+        constant, else the model's title), the rest in order; an old variant left with no
+        partner is a shape the field no longer accepts."""
+        if len(olds) == 1 and len(news) == 1:
+            return [(olds[0], news[0])]
+        named_news = {_variant_name(n): n for n in news if _variant_name(n)}
+        pairs, unmatched = [], []
+        for old_option in olds:
+            partner = named_news.get(_variant_name(old_option) or "")
+            if partner is not None:
+                pairs.append((old_option, partner))
+            else:
+                unmatched.append(old_option)
+        spare = [n for n in news if all(n is not p for _, p in pairs)]
+        for old_option in unmatched:  # renamed, or gone if nothing is left to pair it with
+            if spare:
+                pairs.append((old_option, spare.pop(0)))
+            else:
+                name = _variant_name(old_option) or kind
+                problems.append(f"{at}: no longer accepts the {name} variant")
+        return pairs
 
     def _compare_one(self, old: dict[str, Any], new: dict[str, Any], where: str) -> list[str]:
         at = where or "(event)"
@@ -122,6 +150,10 @@ class _Comparison:
         if "enum" in old:
             dropped = [v for v in old["enum"] if v not in new.get("enum", old["enum"])]
             problems += [f"{at}: no longer accepts {value!r}" for value in dropped]
+        elif "enum" in new:
+            problems.append(f"{at}: now limited to {new['enum']!r}")
+        if new.get("uniqueItems") is True and old.get("uniqueItems") is not True:
+            problems.append(f"{at}: items must now be unique")
         if "items" in old or "items" in new:
             problems += self.compare(old.get("items", {}), new.get("items", {}), f"{where}[]")
         problems += self._compare_objects(old, new, where)
@@ -165,6 +197,14 @@ class _Comparison:
         if "properties" in option:
             return "object"
         return "any"
+
+
+def _variant_name(option: dict[str, Any]) -> str | None:
+    event_type = option.get("properties", {}).get("type", {})
+    if isinstance(event_type, dict) and "const" in event_type:
+        return str(event_type["const"])
+    title = option.get("title")
+    return str(title) if title else None
 
 
 def _options(schema: dict[str, Any]) -> list[dict[str, Any]]:

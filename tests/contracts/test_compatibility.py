@@ -156,3 +156,45 @@ def test_the_release_check_names_a_broken_and_a_removed_event_type(tmp_path: Pat
     found = check_release(RELEASED, tmp_path)
     assert set(found) == {"label.recorded", "alert.raised"}
     assert found["alert.raised"] == ["event type removed"]
+
+
+def test_an_enum_on_a_free_field_a_dropped_union_variant_and_new_item_rules_fail_the_check() -> (
+    None
+):
+    """Narrowings the first version of the guard let through (found in review)."""
+    old = {
+        "properties": {
+            "schema_version": {"const": 1},
+            "label": {"type": "string"},
+            "step": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "source": {
+                "anyOf": [
+                    {
+                        "title": "Person",
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}},
+                    },
+                    {
+                        "title": "Service",
+                        "type": "object",
+                        "properties": {"id": {"type": "string"}},
+                    },
+                ]
+            },
+        }
+    }
+    new = copy.deepcopy(old)
+    new["properties"]["label"]["enum"] = ["benign", "malignant"]
+    new["properties"]["step"]["multipleOf"] = 0.5
+    new["properties"]["tags"]["uniqueItems"] = True
+    new["properties"]["source"]["anyOf"].pop(0)
+    assert sorted(breaking_changes(old, new)) == [
+        "label: now limited to ['benign', 'malignant']",
+        "source: no longer accepts the Person variant",
+        "step: multipleOf changed to 0.5",
+        "tags: items must now be unique",
+    ]
+    reordered = copy.deepcopy(old)
+    reordered["properties"]["source"]["anyOf"].reverse()
+    assert breaking_changes(old, reordered) == []  # variants pair by name, not by position

@@ -293,6 +293,11 @@ class Monitor:
             for window in self._recent[series]
         ]
 
+    def keep_recent_of(self, previous: Monitor) -> None:
+        """Carry the recent windows over from the memory this one replaces (they are not
+        persisted, and a restore after a rebalance or a failed step must not wipe them)."""
+        self._recent = previous._recent
+
     def deployment(self, model: str) -> Deployment | None:
         return self._deployments.get(model)
 

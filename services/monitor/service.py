@@ -302,6 +302,7 @@ class MonitorService:
         revisions = await all_revisions(session)
         monitor = Monitor(self._policy, seed=self._seed)
         monitor.restore(await load_snapshot(session))
+        monitor.keep_recent_of(self._monitor)
         for record in self._records.values():
             monitor.know(record)
         handled = HandledIds(self._handled_memory)

@@ -162,7 +162,7 @@ def test_an_enum_on_a_free_field_a_dropped_union_variant_and_new_item_rules_fail
     None
 ):
     """Narrowings the first version of the guard let through (found in review)."""
-    old = {
+    old: dict[str, Any] = {
         "properties": {
             "schema_version": {"const": 1},
             "label": {"type": "string"},

@@ -44,10 +44,14 @@ async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) 
             lambda: len([e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]) >= 4
         )
         answer = await client.get(f"/estimates/{MODEL}")
+        # A restore from the database (after a rebalance or a failed step) keeps them.
+        await app.state.service._reload()
+        after_restore = await client.get(f"/estimates/{MODEL}")
         unknown = await client.get("/estimates/no-such-model")
         malformed = await client.get("/estimates/" + "A" * 300)
 
     assert answer.status_code == 200
+    assert after_restore.json() == answer.json()
     windows = answer.json()["windows"]
     assert len(windows) >= 4
     assert windows[0]["estimated"] is None  # not calibrated yet: fewer than 100 labels

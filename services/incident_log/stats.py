@@ -213,18 +213,22 @@ def stats_over_time(
     empty ones too, so a series has no gaps); an incident counts in the bucket it opened in."""
     if width <= timedelta(0):
         raise ValueError("the bucket width must be positive")
+    # One pass over each list (not one per bucket): a year of hours over a long history.
+    members: dict[int, list[IncidentFacts]] = defaultdict(list)
+    for incident in incidents:
+        if since <= incident.opened_at < until:
+            members[(incident.opened_at - since) // width].append(incident)
+    facts_of: dict[str, list[TimelineFact]] = defaultdict(list)
+    for fact in timeline:
+        facts_of[fact.incident_id].append(fact)
     buckets: list[Bucket] = []
-    start = since
+    start, index = since, 0
     while start < until:
         end = start + width
-        members = [i for i in incidents if start <= i.opened_at < end]
-        ids = {i.id for i in members}
-        buckets.append(
-            Bucket(
-                start, end, response_stats(members, [f for f in timeline if f.incident_id in ids])
-            )
-        )
-        start = end
+        opened = members.get(index, [])
+        facts = [fact for incident in opened for fact in facts_of.get(incident.id, [])]
+        buckets.append(Bucket(start, end, response_stats(opened, facts)))
+        start, index = end, index + 1
     return buckets
 
 

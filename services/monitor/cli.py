@@ -7,54 +7,33 @@ scheduled one; this command prints the outcome and exits 0 if the probe passed, 
 
 from __future__ import annotations
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from contracts.monitoring import ProbeCompleted
-from services.runtime import ServiceName
-from services.runtime.api_client import service_url
+from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    help="Run a model's golden-set probe against the scorer now (a spot check).",
-    invoke_without_command=True,
-    subcommand_metavar="",
-    add_completion=False,
-    # One command, no subcommands: let options follow the model name, as in any command.
-    context_settings={"allow_interspersed_args": True},
-)
+app = one_command("Run a model's golden-set probe against the scorer now (a spot check).")
 console = Console()
-errors = Console(stderr=True)
 
 
 @app.callback()
 def probe(
     model: str = typer.Argument(help="Registry name of the model to probe."),
-    monitor_url: str | None = typer.Option(
-        None,
-        envvar="VIGIL_MONITOR_URL",
-        help="HTTP API of the monitor; default: the running local stack's, else "
-        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}.",
-    ),
+    monitor_url: str | None = monitor_url_option(),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for the monitor."),
 ) -> None:
     """Probe MODEL's deployed champion with its golden set and print the result."""
-    monitor_url = monitor_url or service_url(ServiceName.MONITOR)
-    try:
-        response = httpx.post(f"{monitor_url.rstrip('/')}/probes/{model}", timeout=timeout)
-    except httpx.HTTPError as error:
-        errors.print(f"[red]monitor unreachable at {monitor_url}:[/red] {error}")
-        raise typer.Exit(2) from None
-    if response.status_code != 200:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        errors.print(f"[red]probe not run ({response.status_code}):[/red] {detail}")
-        raise typer.Exit(2)
+    response = call_monitor(
+        "POST",
+        f"/probes/{model}",
+        monitor_url=monitor_url,
+        timeout=timeout,
+        refused="probe not run",
+    )
     result = ProbeCompleted.model_validate_json(response.content)
     table = Table(title=f"probe of {result.model} (version {result.model_version or '?'})")
     for column in ("case", "expected", "answered", "error"):

@@ -9,24 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.runtime import ServiceName
+from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
 
 __all__ = ["app", "estimates_table"]
 
-app = typer.Typer(
-    help="Show a model's metrics estimated from scores beside the realised ones.",
-    invoke_without_command=True,
-    subcommand_metavar="",
-    add_completion=False,
-    context_settings={"allow_interspersed_args": True},
-)
+app = one_command("Show a model's metrics estimated from scores beside the realised ones.")
 console = Console()
-errors = Console(stderr=True)
 
 
 def estimates_table(model: str, windows: list[dict[str, Any]], metric: str | None) -> Table:
@@ -61,23 +53,18 @@ def estimates(
     metric: str | None = typer.Option(
         None, help="Metric to show (default: the model's key metric)."
     ),
-    monitor_url: str = typer.Option(
-        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}",
-        envvar="VIGIL_MONITOR_URL",
-        help="HTTP API of the monitor.",
-    ),
+    monitor_url: str | None = monitor_url_option(),
     timeout: float = typer.Option(10.0, min=0.1, help="Seconds to wait for the monitor."),
     as_json: bool = typer.Option(False, "--json", help="Print the monitor's answer as JSON."),
 ) -> None:
     """Print MODEL's recent windows: estimated metric, its band, and the realised metric."""
-    try:
-        response = httpx.get(f"{monitor_url.rstrip('/')}/estimates/{model}", timeout=timeout)
-    except httpx.HTTPError as error:
-        errors.print(f"[red]monitor unreachable at {monitor_url}:[/red] {error}")
-        raise typer.Exit(2) from None
-    if response.status_code != 200:
-        errors.print(f"[red]no estimates ({response.status_code}):[/red] {response.text}")
-        raise typer.Exit(2)
+    response = call_monitor(
+        "GET",
+        f"/estimates/{model}",
+        monitor_url=monitor_url,
+        timeout=timeout,
+        refused="no estimates",
+    )
     if as_json:
         typer.echo(json.dumps(response.json(), indent=2))
         return

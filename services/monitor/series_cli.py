@@ -1,51 +1,35 @@
 """``vigil series MODEL``: a model's recent windows as the monitor holds them (``GET /series``).
 
 The console's charts read the same endpoint, so the numbers printed here are the numbers drawn
-there. ``--json`` prints the monitor's answer unchanged.
+there. ``--json`` prints the monitor's answer unchanged. Exits 0, or 2 if the monitor could not
+answer.
 """
 
 from __future__ import annotations
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.runtime import ServiceName
+from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    help="Show a model's recent windows: metrics, traffic, p95 latency, alerts.",
-    invoke_without_command=True,
-    subcommand_metavar="",
-    add_completion=False,
-    context_settings={"allow_interspersed_args": True},
-)
+app = one_command("Show a model's recent windows: metrics, traffic, p95 latency, alerts.")
 console = Console()
-errors = Console(stderr=True)
 
 
 @app.callback()
 def series(
     model: str = typer.Argument(help="Registry name of the model."),
     as_json: bool = typer.Option(False, "--json", help="Print the monitor's JSON unchanged."),
-    monitor_url: str = typer.Option(
-        f"http://127.0.0.1:{ServiceName.MONITOR.default_port}",
-        envvar="VIGIL_MONITOR_URL",
-        help="HTTP API of the monitor.",
-    ),
+    monitor_url: str | None = monitor_url_option(),
     timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the monitor."),
 ) -> None:
     """Print MODEL's recent closed windows, oldest first."""
-    try:
-        response = httpx.get(f"{monitor_url.rstrip('/')}/series/{model}", timeout=timeout)
-    except httpx.HTTPError as error:
-        errors.print(f"[red]monitor unreachable at {monitor_url}:[/red] {error}")
-        raise typer.Exit(2) from None
-    if response.status_code != 200:
-        errors.print(f"[red]no series ({response.status_code}):[/red] {response.text[:300]}")
-        raise typer.Exit(1)
+    response = call_monitor(
+        "GET", f"/series/{model}", monitor_url=monitor_url, timeout=timeout, refused="no series"
+    )
     if as_json:
         typer.echo(response.text)
         return

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import sklearn
@@ -434,6 +435,7 @@ class Watcher:
         self._story = story
         self._task: asyncio.Task[None] | None = None
         self._seen_alerts: set[str] = set()
+        self._seen_events: set[UUID] = set()
 
     async def __aenter__(self) -> Watcher:
         self._consumer = AIOKafkaConsumer(
@@ -455,7 +457,10 @@ class Watcher:
     async def _run(self) -> None:
         async for record in self._consumer:
             event = _decoded(record.value)
-            if event is not None:
+            # Delivery is at least once: a service killed after publishing, before marking the
+            # event sent, sends it again with the same id (as docs/events.md tells consumers).
+            if event is not None and event.event_id not in self._seen_events:
+                self._seen_events.add(event.event_id)
                 line = self._line(event)
                 if line:
                     self._story.say(line)

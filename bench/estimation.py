@@ -146,7 +146,7 @@ def _vigil(task: Task, windows: list[np.ndarray], seed: int) -> list[float | Non
 
 def _nannyml(task: Task, windows: list[np.ndarray]) -> list[float | None] | None:
     try:
-        import nannyml  # type: ignore[import-untyped]
+        import nannyml  # type: ignore[import-untyped,import-not-found,unused-ignore]
         import pandas as pd
     except ImportError:
         return None

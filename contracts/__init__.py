@@ -21,7 +21,7 @@ from contracts.drift import (
     SequentialAlarm,
 )
 from contracts.envelope import Envelope, utc_now
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.heartbeats import HeartbeatEchoed
 from contracts.incidents import (
     EscalationTrigger,
@@ -73,6 +73,7 @@ from contracts.registry import (
     ModelRegistered,
     ModelRejected,
     ModelRolledBack,
+    ModelTask,
     ModelVersionRecord,
     MonitoringSpec,
     ProbeSpec,
@@ -90,7 +91,7 @@ from contracts.retraining import (
     RetrainTrigger,
 )
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted, RunState
-from contracts.scoring import PredictionMade, ScoringRequest
+from contracts.scoring import PredictionMade, ScoringRequest, ValuePredicted
 from contracts.topics import EVENT_TYPES, TOPICS, Topic, TopicSpec, topic_of
 from contracts.values import (
     ClassLabel,
@@ -159,6 +160,7 @@ __all__ = [
     "ModelRegistered",
     "ModelRejected",
     "ModelRolledBack",
+    "ModelTask",
     "ModelVersionRecord",
     "MonitoringSpec",
     "NotificationAttempted",
@@ -187,6 +189,8 @@ __all__ = [
     "Tier",
     "Topic",
     "TopicSpec",
+    "ValuePredicted",
+    "ValueRecorded",
     "Variant",
     "VariantsCompared",
     "Window",

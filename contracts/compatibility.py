@@ -24,9 +24,35 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RELEASED_DIR", "breaking_changes", "check_release", "latest_release"]
+__all__ = [
+    "ACCEPTED_BREAKS",
+    "RELEASED_DIR",
+    "breaking_changes",
+    "check_release",
+    "latest_release",
+]
 
 RELEASED_DIR = Path(__file__).parent / "released"
+
+_NO_CLASSES = (
+    "Regression models (ADR 0022) have no classes: a spec with `task: regression` leaves them "
+    "out. A classifier's registration still carries both; a consumer reads `spec.task` (absent "
+    "means classification) before it reads the classes."
+)
+
+ACCEPTED_BREAKS: dict[str, dict[str, str]] = {
+    "model.registered": dict.fromkeys(
+        (
+            "record.spec.classes: no longer required",
+            "record.spec.positive_class: no longer required",
+            "record.spec.positive_class: may now be null",
+        ),
+        _NO_CLASSES,
+    ),
+}
+"""Breaking changes made on purpose since the last release, per event type: each problem as
+:func:`breaking_changes` words it, with the reason. Reviewed like code; emptied at the next
+release, whose schemas then hold the change."""
 
 # Bounds that may only loosen: an upper bound may rise or go, a lower bound fall or go.
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
@@ -42,18 +68,27 @@ def latest_release(released_dir: Path = RELEASED_DIR) -> Path:
     return max(folders, key=lambda path: tuple(int(part) for part in path.name.split(".")))
 
 
-def check_release(released: Path, current: Path) -> dict[str, list[str]]:
+def check_release(
+    released: Path,
+    current: Path,
+    accepted: dict[str, dict[str, str]] | None = None,
+) -> dict[str, list[str]]:
     """Compare every released event schema (``<type>.json``) with the current one; return the
-    breaking changes per event type (empty when the promise holds)."""
+    breaking changes per event type that are not ``accepted`` (empty when the promise holds)."""
+    allowed = ACCEPTED_BREAKS if accepted is None else accepted
     found: dict[str, list[str]] = {}
     for old_path in sorted(released.glob("*.json")):
         new_path = current / old_path.name
         if not new_path.exists():
             found[old_path.stem] = ["event type removed"]
             continue
-        problems = breaking_changes(
-            json.loads(old_path.read_text()), json.loads(new_path.read_text())
-        )
+        problems = [
+            problem
+            for problem in breaking_changes(
+                json.loads(old_path.read_text()), json.loads(new_path.read_text())
+            )
+            if problem not in allowed.get(old_path.stem, {})
+        ]
         if problems:
             found[old_path.stem] = problems
     return found

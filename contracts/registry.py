@@ -34,6 +34,7 @@ __all__ = [
     "ModelRegistered",
     "ModelRejected",
     "ModelRolledBack",
+    "ModelTask",
     "ModelVersionRecord",
     "MonitoringSpec",
     "ProbeSpec",
@@ -48,10 +49,20 @@ __all__ = [
 MACRO_METRICS = frozenset({"precision_macro", "recall_macro", "f1_macro"})
 """Unweighted means over every class of precision, recall and F1 (multiclass models)."""
 
-SUPPORTED_METRICS = frozenset(
+CLASSIFICATION_METRICS = frozenset(
     {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "low_confidence_rate"}
     | MACRO_METRICS
 )
+"""What a classifier's window reports (plus ``precision[CLASS]`` and the like, see below)."""
+
+REGRESSION_METRICS = frozenset({"mae", "rmse", "r2"})
+"""What a regressor's window reports: mean absolute error, root mean squared error (both in the
+target's unit, lower is better) and the coefficient of determination (higher is better)."""
+
+LOWER_IS_BETTER_METRICS = frozenset({"mae", "rmse", "log_loss", "low_confidence_rate"})
+"""Metrics whose healthy side is below the threshold whatever a target says."""
+
+SUPPORTED_METRICS = CLASSIFICATION_METRICS | REGRESSION_METRICS
 
 _PER_CLASS = re.compile(r"^(precision|recall|f1)\[(.+)\]$")
 
@@ -87,6 +98,13 @@ class FeatureSpec(_Frozen):
     )
 
 
+class ModelTask(StrEnum):
+    """What a model predicts: a class with its probabilities, or a number."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
 class MetricDirection(StrEnum):
     """Which side of the threshold is healthy."""
 
@@ -98,10 +116,11 @@ class MetricTarget(_Frozen):
     """A metric to watch: its baseline and the threshold that raises an alert."""
 
     metric: str = Field(
-        description="Metric name: accuracy, precision, recall, f1 (about positive_class), "
-        "roc_auc, log_loss, low_confidence_rate, precision_macro, recall_macro, f1_macro (mean "
-        "over classes), or precision[CLASS], recall[CLASS], f1[CLASS] (one class).",
-        examples=["recall", "recall_macro", "recall[class_2]"],
+        description="Metric name. Classification: accuracy, precision, recall, f1 (about "
+        "positive_class), roc_auc, log_loss, low_confidence_rate, precision_macro, recall_macro, "
+        "f1_macro (mean over classes), or precision[CLASS], recall[CLASS], f1[CLASS] (one "
+        "class). Regression: mae, rmse (lower is better), r2.",
+        examples=["recall", "recall_macro", "recall[class_2]", "mae"],
     )
     baseline: float = Field(description="Value measured at validation.", examples=[0.97])
     threshold: float = Field(description="Alert when crossed.", examples=[0.95])
@@ -118,6 +137,11 @@ class MetricTarget(_Frozen):
                 f"unknown metric {self.metric!r}; supported: {', '.join(sorted(SUPPORTED_METRICS))}"
                 ", or precision[CLASS], recall[CLASS], f1[CLASS]"
             )
+        if (
+            self.metric in LOWER_IS_BETTER_METRICS
+            and self.direction is not MetricDirection.LOWER_IS_BETTER
+        ):
+            raise ValueError(f"{self.metric}: lower is better; set direction: lower_is_better")
         healthy_baseline = (
             self.baseline >= self.threshold
             if self.direction is MetricDirection.HIGHER_IS_BETTER
@@ -160,17 +184,28 @@ class MonitoringSpec(_Frozen):
     Validated when the version is registered; the monitor and drift detector read it from there.
     """
 
+    task: ModelTask = Field(
+        default=ModelTask.CLASSIFICATION,
+        description="What the model predicts. Absent in specs written before regression existed: "
+        "read as classification.",
+        examples=[ModelTask.CLASSIFICATION],
+    )
     features: list[FeatureSpec] = Field(min_length=1, description="Input schema, in order.")
     label: str = Field(
-        min_length=1, description="Name of the label column.", examples=["diagnosis"]
+        min_length=1,
+        description="Name of the label (classification) or target (regression) column.",
+        examples=["diagnosis"],
     )
     classes: list[ClassLabel] = Field(
-        min_length=2,
-        description="All classes the model predicts.",
+        default_factory=list,
+        description="All classes the model predicts (at least two); empty for regression.",
         examples=[["malignant", "benign"]],
     )
-    positive_class: ClassLabel = Field(
-        description="Class that precision/recall are about.", examples=["malignant"]
+    positive_class: ClassLabel | None = Field(
+        default=None,
+        description="Class that precision/recall are about; required for classification, "
+        "null for regression.",
+        examples=["malignant"],
     )
     key_metric: str = Field(description="The business metric.", examples=["recall"])
     metrics: list[MetricTarget] = Field(min_length=1, description="Watched metrics.")
@@ -178,7 +213,8 @@ class MonitoringSpec(_Frozen):
         default=0.75,
         gt=0,
         le=1,
-        description="A prediction whose confidence is below this is low-confidence.",
+        description="A prediction whose confidence is below this is low-confidence "
+        "(classification only).",
         examples=[0.75],
     )
     max_low_confidence_rate: float = Field(
@@ -209,15 +245,24 @@ class MonitoringSpec(_Frozen):
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes must be unique")
-        if self.positive_class not in self.classes:
-            raise ValueError(f"positive_class {self.positive_class!r} is not one of classes")
         watched = {m.metric for m in self.metrics}
         if len(watched) != len(self.metrics):
             raise ValueError("each metric may be watched once")
         if self.key_metric not in watched:
             raise ValueError(f"key_metric {self.key_metric!r} has no target in metrics")
+        if self.task is ModelTask.REGRESSION:
+            return self._check_regression(watched)
+        if len(self.classes) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be unique")
+        if self.positive_class not in self.classes:
+            raise ValueError(f"positive_class {self.positive_class!r} is not one of classes")
+        regression_only = sorted(watched & REGRESSION_METRICS)
+        if regression_only:
+            raise ValueError(
+                f"{', '.join(regression_only)}: regression metrics; set task: regression"
+            )
         for metric in watched:
             per_class = per_class_metric(metric)
             if per_class is not None and per_class[1] not in self.classes:
@@ -237,6 +282,27 @@ class MonitoringSpec(_Frozen):
                         f"golden case {case.case_id!r}: unknown class {case.expected!r}"
                     )
         return self
+
+    def _check_regression(self, watched: set[str]) -> Self:
+        if self.classes or self.positive_class is not None:
+            raise ValueError("a regression model has no classes and no positive_class")
+        not_regression = sorted(watched - REGRESSION_METRICS)
+        if not_regression:
+            raise ValueError(
+                f"{', '.join(not_regression)}: not a regression metric; "
+                f"supported: {', '.join(sorted(REGRESSION_METRICS))}"
+            )
+        if self.probe is not None:
+            raise ValueError("probes compare classes: a regression model cannot have one yet")
+        return self
+
+    @property
+    def positive(self) -> ClassLabel:
+        """The positive class of a classifier; ``ValueError`` for a regression model, which has
+        none (so classification-only code fails loudly instead of on ``None``)."""
+        if self.positive_class is None:
+            raise ValueError("a regression model has no positive class")
+        return self.positive_class
 
     def target(self, metric: str) -> MetricTarget:
         """Return the target of a watched metric."""

@@ -9,7 +9,7 @@ from pydantic import Field
 from contracts.envelope import Envelope
 from contracts.values import ClassLabel, Features, ModelName, Variant
 
-__all__ = ["PredictionMade", "ScoringRequest"]
+__all__ = ["PredictionMade", "ScoringRequest", "ValuePredicted"]
 
 
 class ScoringRequest(Envelope):
@@ -33,10 +33,9 @@ class ScoringRequest(Envelope):
     features: Features
 
 
-class PredictionMade(Envelope):
-    """The scorer predicted a class for one request with one model version."""
+class _Prediction(Envelope):
+    """What every prediction carries, whatever the model predicts."""
 
-    type: Literal["prediction.made"] = "prediction.made"
     model: ModelName
     model_version: int = Field(ge=1, description="Registry version that scored it.", examples=[3])
     variant: Variant = Field(
@@ -57,6 +56,17 @@ class PredictionMade(Envelope):
         default=None, description="The request's entity id, if any.", examples=["patient-881"]
     )
     features: Features
+    latency_ms: float = Field(
+        ge=0.0,
+        description="Time from the request reaching the scorer to the prediction, in milliseconds.",
+        examples=[3.4],
+    )
+
+
+class PredictionMade(_Prediction):
+    """The scorer predicted a class for one request with one model version (a classifier)."""
+
+    type: Literal["prediction.made"] = "prediction.made"
     predicted_class: ClassLabel
     probabilities: dict[str, float] = Field(
         description="Class to predicted probability; sums to 1.",
@@ -68,8 +78,12 @@ class PredictionMade(Envelope):
         description="Probability of the predicted class.",
         examples=[0.88],
     )
-    latency_ms: float = Field(
-        ge=0.0,
-        description="Time from the request reaching the scorer to the prediction, in milliseconds.",
-        examples=[3.4],
+
+
+class ValuePredicted(_Prediction):
+    """The scorer predicted a number for one request with one model version (a regressor)."""
+
+    type: Literal["value.predicted"] = "value.predicted"
+    predicted_value: float = Field(
+        description="The model's prediction, in the target's unit.", examples=[151.2]
     )

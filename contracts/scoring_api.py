@@ -6,7 +6,9 @@ Not events: these travel over HTTP and carry no envelope.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.values import ClassLabel, Features, ModelName, Variant
 
@@ -88,11 +90,26 @@ class Prediction(BaseModel):
     )
     model_version: int = Field(ge=1, description="Version that answered.", examples=[3])
     variant: Variant = Field(description="Deployment slot that answered.")
-    predicted_class: ClassLabel
-    probabilities: dict[str, float] = Field(
-        description="Class to probability.", examples=[{"malignant": 0.12, "benign": 0.88}]
+    predicted_class: ClassLabel | None = Field(
+        default=None, description="The class (a classifier; null for a regressor)."
     )
-    confidence: float = Field(ge=0, le=1, description="Probability of the class.", examples=[0.88])
+    probabilities: dict[str, float] | None = Field(
+        default=None,
+        description="Class to probability (a classifier; null for a regressor).",
+        examples=[{"malignant": 0.12, "benign": 0.88}],
+    )
+    confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Probability of the class (a classifier; null for a regressor).",
+        examples=[0.88],
+    )
+    predicted_value: float | None = Field(
+        default=None,
+        description="The predicted number (a regressor; null for a classifier).",
+        examples=[151.2],
+    )
 
 
 class PredictResponse(BaseModel):
@@ -109,8 +126,9 @@ MAX_LABELS_PER_REQUEST = 1000
 
 
 class Label(BaseModel):
-    """The true class of an earlier scoring request: the fields of a ``label.recorded`` event
-    that the caller knows (the scorer adds the envelope)."""
+    """The truth about an earlier scoring request: the fields of a ``label.recorded`` event
+    (a classifier's true class, ``label``) or of a ``value.recorded`` event (a regressor's true
+    number, ``value``) that the caller knows; the scorer adds the envelope."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -122,13 +140,24 @@ class Label(BaseModel):
         "HTTP, the id the scorer answered with (not the caller's own).",
         examples=["vigil-req:6f1c0a9e2b7d4c3f8e5a1b2c3d4e5f60"],
     )
-    label: ClassLabel
+    label: ClassLabel | None = Field(
+        default=None, description="The true class (a classifier's request).", examples=["benign"]
+    )
+    value: float | None = Field(
+        default=None, description="The true number (a regressor's request).", examples=[142.0]
+    )
     occurred_at: AwareDatetime | None = Field(
         default=None,
         description="When the truth became known, time-zone aware; default: when the scorer "
         "received it. At most a few minutes ahead of the scorer's clock.",
         examples=["2026-11-22T10:15:00Z"],
     )
+
+    @model_validator(mode="after")
+    def _one_truth(self) -> Self:
+        if (self.label is None) == (self.value is None):
+            raise ValueError("give exactly one of label (a class) and value (a number)")
+        return self
 
 
 class LabelsRequest(BaseModel):

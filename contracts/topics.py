@@ -13,7 +13,7 @@ from contracts.alerts import AlertRaised, AlertRecovered
 from contracts.dead_letter import MessageDeadLettered
 from contracts.drift import DriftReported
 from contracts.envelope import Envelope
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.heartbeats import HeartbeatEchoed
 from contracts.incidents import (
     IncidentAcknowledged,
@@ -43,7 +43,7 @@ from contracts.registry import (
 )
 from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
-from contracts.scoring import PredictionMade, ScoringRequest
+from contracts.scoring import PredictionMade, ScoringRequest, ValuePredicted
 
 __all__ = ["EVENT_TYPES", "TOPICS", "Topic", "TopicSpec", "topic_of"]
 
@@ -100,14 +100,14 @@ TOPICS: dict[Topic, TopicSpec] = {
         ),
         TopicSpec(
             Topic.PREDICTIONS,
-            (PredictionMade,),
+            (PredictionMade, ValuePredicted),
             "model",
             _MODEL_PARTITIONS,
             "Every prediction with its version, variant, confidence and latency.",
         ),
         TopicSpec(
             Topic.LABELS,
-            (LabelRecorded,),
+            (LabelRecorded, ValueRecorded),
             "model",
             _MODEL_PARTITIONS,
             "Ground truth for earlier requests, arriving late.",

@@ -76,6 +76,8 @@ from contracts import (
     ServedVersion,
     Severity,
     Tier,
+    ValuePredicted,
+    ValueRecorded,
     Variant,
     VariantsCompared,
     Window,
@@ -296,6 +298,20 @@ def sample_events() -> list[Envelope]:
             latency_ms=2.5,
         ),
         LabelRecorded(producer="client", model=MODEL, request_id="req-1", label=1),
+        ValuePredicted(
+            producer="scorer",
+            model="diabetes-progression",
+            model_version=1,
+            variant=Variant.CHAMPION,
+            deployment_revision=1,
+            request_id="req-2",
+            features={"bmi": 0.06, "bp": None},
+            predicted_value=151.2,
+            latency_ms=1.5,
+        ),
+        ValueRecorded(
+            producer="client", model="diabetes-progression", request_id="req-2", value=142.0
+        ),
         MetricsComputed(
             producer="monitor",
             model=MODEL,

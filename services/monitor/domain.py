@@ -347,7 +347,7 @@ class Monitor:
                 continue
             self._tick(event.model, event.occurred_at, now, step)
             binary = self._policy.estimation and len(record.spec.classes) == 2
-            positive = record.spec.positive_class
+            positive = record.spec.positive
             self._closed(
                 self._windows.add_prediction(
                     series,
@@ -623,7 +623,7 @@ class Monitor:
             reference = self._references.setdefault(key, Reference())
             if reference.calibration is None:
                 reference.add(
-                    prediction.probabilities.get(spec.positive_class, 0.0),
+                    prediction.probabilities.get(spec.positive, 0.0),
                     label.label == spec.positive_class,
                     rows=self._policy.calibration_rows,
                 )
@@ -683,7 +683,7 @@ class Monitor:
             window.y_pred,
             window.probabilities,
             classes=spec.classes,
-            positive_class=spec.positive_class,
+            positive_class=spec.positive,
         )
         figures["low_confidence_rate"] = low_confidence_rate(
             window.confidences, spec.low_confidence_threshold
@@ -1077,7 +1077,7 @@ class Monitor:
             [outcome for _, outcome in pairing.challenger],
             metric=spec.key_metric,
             classes=spec.classes,
-            positive_class=spec.positive_class,
+            positive_class=spec.positive,
             low_confidence_threshold=spec.low_confidence_threshold,
             min_samples=self._policy.comparison_min_samples,
             alpha=self._policy.comparison_alpha,

@@ -85,7 +85,7 @@ def score(estimator: Any, spec: MonitoringSpec, rows: LabelledRows) -> Scores:
     true_probability = np.where(
         true_columns >= 0, probabilities[np.arange(len(rows)), np.maximum(true_columns, 0)], 0.0
     )
-    positive = column.get(spec.positive_class)
+    positive = column.get(spec.positive)
     return Scores(
         truth=truth,
         predicted=predicted,

@@ -24,7 +24,7 @@ from uuid import UUID, uuid5
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.scoring_api import Label, LabelsAccepted, LabelsRequest
 from services.runtime import EventRefused, Publisher, RegistryError
 from services.runtime.event_time import EventTimeBounds
@@ -43,8 +43,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API token of the incident
 
 
 def label_event_id(label: Label) -> UUID:
-    """The event id of a label: the same model, request id and class give the same id, so a
-    label sent twice (a retry) is taken once; a corrected class is a new event.
+    """The event id of a label: the same model, request id and class (or value) give the same
+    id, so a label sent twice (a retry) is taken once; a corrected class or value is a new event.
 
     >>> from contracts.scoring_api import Label
     >>> one = Label(model="m", request_id="r-1", label="yes")
@@ -52,26 +52,34 @@ def label_event_id(label: Label) -> UUID:
     True
     >>> label_event_id(one) == label_event_id(one.model_copy(update={"label": "no"}))
     False
+    >>> valued = Label(model="m", request_id="r-1", value=1.5)
+    >>> label_event_id(valued) == label_event_id(valued.model_copy(update={"value": 1.25}))
+    False
     """
-    return uuid5(_LABEL_IDS, "\x00".join((label.model, label.request_id, label.label)))
+    truth = label.label if label.label is not None else f"value:{label.value!r}"
+    return uuid5(_LABEL_IDS, "\x00".join((label.model, label.request_id, truth)))
 
 
 def recorded_labels(
     labels: Sequence[Label], *, producer: str, now: datetime
-) -> list[LabelRecorded]:
-    """The ``label.recorded`` events of a request's labels (pure)."""
-    return [
-        LabelRecorded(
-            event_id=label_event_id(label),
-            occurred_at=label.occurred_at or now,
-            producer=producer,
-            correlation_id=label.request_id,
-            model=label.model,
-            request_id=label.request_id,
-            label=label.label,
-        )
-        for label in labels
-    ]
+) -> list[LabelRecorded | ValueRecorded]:
+    """The events of a request's labels (pure): ``label.recorded`` for a class,
+    ``value.recorded`` for a regressor's number."""
+    return [_recorded(label, producer=producer, now=now) for label in labels]
+
+
+def _recorded(label: Label, *, producer: str, now: datetime) -> LabelRecorded | ValueRecorded:
+    envelope = {
+        "event_id": label_event_id(label),
+        "occurred_at": label.occurred_at or now,
+        "producer": producer,
+        "correlation_id": label.request_id,
+        "model": label.model,
+        "request_id": label.request_id,
+    }
+    if label.value is not None:
+        return ValueRecorded(**envelope, value=label.value)
+    return LabelRecorded(**envelope, label=label.label)
 
 
 def labels_router(

@@ -13,7 +13,12 @@ import pytest
 from pydantic import Field
 
 from contracts import TOPICS, LabelRecorded, Topic
-from contracts.compatibility import breaking_changes, check_release, latest_release
+from contracts.compatibility import (
+    ACCEPTED_BREAKS,
+    breaking_changes,
+    check_release,
+    latest_release,
+)
 from contracts.generate import SCHEMAS_DIR, event_schema, render
 
 RELEASED = latest_release()
@@ -39,6 +44,18 @@ def test_todays_contracts_keep_the_promise_of_the_last_release(tmp_path: Path) -
         if path.parent == SCHEMAS_DIR:
             (tmp_path / path.name).write_text(text)
     assert check_release(RELEASED, tmp_path) == {}
+
+
+def test_every_accepted_break_is_real_and_has_a_reason(tmp_path: Path) -> None:
+    """An accepted break that no longer happens (or never did) would hide a future one."""
+    for path, text in render().items():
+        if path.parent == SCHEMAS_DIR:
+            (tmp_path / path.name).write_text(text)
+    found = check_release(RELEASED, tmp_path, accepted={})
+    for event_type, problems in ACCEPTED_BREAKS.items():
+        for problem, reason in problems.items():
+            assert problem in found.get(event_type, []), f"{event_type}: {problem} is not a break"
+            assert len(reason) > 40, reason
 
 
 # What the promise allows: an optional field, a new enum value.

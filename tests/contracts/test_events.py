@@ -15,7 +15,9 @@ from contracts import (
     AlertRaised,
     Envelope,
     LabelRecorded,
+    MetricDirection,
     MetricTarget,
+    ModelTask,
     Topic,
     alert_fingerprint,
     topic_of,
@@ -136,6 +138,50 @@ def test_monitoring_spec_refuses_inconsistent_instructions() -> None:
     partial = probe.golden_set[0].model_copy(update={"features": {"mean radius": 1.0}})
     with pytest.raises(ValidationError, match="missing features"):
         make_spec(probe=probe.model_copy(update={"golden_set": [partial]}))
+
+
+def _mae(**overrides: Any) -> MetricTarget:
+    fields: dict[str, Any] = {
+        "metric": "mae",
+        "baseline": 40.0,
+        "threshold": 55.0,
+        "direction": MetricDirection.LOWER_IS_BETTER,
+    }
+    return MetricTarget(**(fields | overrides))
+
+
+def test_a_regression_spec_has_no_classes_and_watches_regression_metrics() -> None:
+    regression = {
+        "task": ModelTask.REGRESSION,
+        "classes": [],
+        "positive_class": None,
+        "probe": None,
+        "key_metric": "mae",
+        "metrics": [
+            _mae(),
+            MetricTarget(metric="r2", baseline=0.45, threshold=0.3),
+        ],
+    }
+    spec = make_spec(**regression)
+    assert spec.task is ModelTask.REGRESSION
+    assert spec.classes == []
+    with pytest.raises(ValueError, match="no positive class"):
+        _ = spec.positive
+    assert make_spec().task is ModelTask.CLASSIFICATION  # absent: a classifier, as before
+    with pytest.raises(ValidationError, match="no classes and no positive_class"):
+        make_spec(**(regression | {"classes": ["a", "b"], "positive_class": "a"}))
+    with pytest.raises(ValidationError, match="recall: not a regression metric"):
+        make_spec(**(regression | {"metrics": [_mae(), make_spec().metrics[0]]}))
+    with pytest.raises(ValidationError, match="regression model cannot have one"):
+        make_spec(**(regression | {"probe": make_spec().probe}))
+    with pytest.raises(ValidationError, match="mae: regression metrics; set task"):
+        make_spec(metrics=[*make_spec().metrics, _mae()])
+    with pytest.raises(ValidationError, match="at least two classes"):
+        make_spec(classes=[], positive_class=None)
+    with pytest.raises(ValidationError, match="lower is better"):
+        _mae(direction=MetricDirection.HIGHER_IS_BETTER, baseline=60.0)
+    with pytest.raises(ValidationError, match="already on the alerting side"):
+        _mae(baseline=60.0)
 
 
 def test_deployment_refuses_impossible_splits() -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from contracts import LabelRecorded, Topic
+from contracts import LabelRecorded, Topic, ValueRecorded
 from contracts.envelope import Envelope
 from contracts.scoring_api import Label
 from contracts.wire import decode
@@ -90,11 +91,34 @@ def test_recorded_labels_are_the_events_a_kafka_client_would_write() -> None:
         producer="ana",
         now=now,
     )
-    assert [(e.request_id, e.label, e.occurred_at, e.producer) for e in events] == [
+    assert all(isinstance(e, LabelRecorded) and e.model == MODEL for e in events)
+    assert [
+        (e.request_id, e.label, e.occurred_at, e.producer)
+        for e in events
+        if isinstance(e, LabelRecorded)
+    ] == [
         ("r-1", "benign", now, "ana"),
         ("r-2", "1", earlier, "ana"),
     ]
-    assert all(isinstance(e, LabelRecorded) and e.model == MODEL for e in events)
+
+
+def test_a_number_is_published_as_the_value_of_a_regression_request() -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    (event,) = recorded_labels(
+        [Label(model=MODEL, request_id="r-1", value=142.5)], producer="job", now=now
+    )
+    assert isinstance(event, ValueRecorded)
+    assert (event.type, event.value, event.request_id) == ("value.recorded", 142.5, "r-1")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"label": "benign", "value": 1.0}, {"value": float("nan")}, {"value": "many"}],
+    ids=["neither", "both", "nan", "not-a-number"],
+)
+def test_a_label_gives_exactly_one_finite_truth(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Label.model_validate({"model": MODEL, "request_id": "r-1", **fields})
 
 
 def test_read_labels_from_csv_and_json_lines(tmp_path: Path) -> None:

@@ -133,6 +133,20 @@ def write_routing_policy(folder: Path, **overrides: object) -> Path:
     return path
 
 
+def level_two_policy(folder: Path) -> Path:
+    """The shipped routing policy without runbooks and without a group wait: an alert opens its
+    incident at once, at level two, where a person may ask for a retrain."""
+    tiers = {
+        tier: {"ack_timeout_minutes": 60, "mitigate_timeout_minutes": 240}
+        for tier in ("L1", "L2", "L3")
+    }
+    return write_routing_policy(
+        folder / "policy",
+        group_wait_seconds=0,
+        routes=[{"name": "default", "runbooks": [], "tiers": tiers}],
+    )
+
+
 @asynccontextmanager
 async def running_incident_log(
     kafka: KafkaSettings,

@@ -48,7 +48,7 @@ from contracts.wire import decode
 from services.cli import _add_service_commands, app
 from services.runtime import KafkaSettings, ServiceName, load_model
 from tests.kafka_tools import read_until
-from tests.processes import ServiceProcess, write_routing_policy
+from tests.processes import ServiceProcess, level_two_policy
 from tests.registry_tools import bearer, deploy
 from tests.retrainer.retrainer_harness import governed_processes
 
@@ -129,20 +129,6 @@ async def register_wine(http: httpx.AsyncClient, token: str) -> None:
     assert (await deploy(http, MODEL, 1, headers=bearer(token))).status_code == 200
 
 
-def quiet_policy(folder: Path) -> Path:
-    """The shipped routing policy without runbooks and without a group wait: an alert opens its
-    incident at once, at level two, where a person may ask for a retrain."""
-    tiers = {
-        tier: {"ack_timeout_minutes": 60, "mitigate_timeout_minutes": 240}
-        for tier in ("L1", "L2", "L3")
-    }
-    return write_routing_policy(
-        folder / "policy",
-        group_wait_seconds=0,
-        routes=[{"name": "default", "runbooks": [], "tiers": tiers}],
-    )
-
-
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     async with governed_processes(
@@ -153,7 +139,7 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         gate_resamples=300,
         champion=register_wine,
         incident_log_env={
-            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(quiet_policy(tmp_path)),
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(level_two_policy(tmp_path)),
             "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
                 [{"name": "drift-detector", "scopes": ["datasets:read"], "token": DRIFT_TOKEN}]
             ),

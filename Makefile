@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make run      the demo: the whole loop on real data, then the stack stays up"
 	@echo "make test     run every test: unit, component, integration (real Kafka, PostgreSQL), e2e"
-	@echo "make check    format check, ruff, mypy and the fast tests (no broker needed)"
+	@echo "make check    format check, ruff, mypy and the fast tests (no broker, nothing slow)"
 	@echo "make lint     format check, ruff and mypy"
 	@echo "make format   format the code"
 	@echo "make schemas  regenerate contracts/schemas, contracts/asyncapi.yaml, docs/event-reference.md"
@@ -44,7 +44,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not integration and not e2e"
+	$(BIN)/pytest -m "not integration and not e2e and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

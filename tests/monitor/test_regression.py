@@ -239,8 +239,10 @@ def test_an_mae_breach_raises_one_alert_and_its_end_one_recovery() -> None:
 
     windows = [w for w in of_type(step, MetricsComputed) if w.labelled]
     for window in windows:
-        assert window.class_labels == [] and window.confusion_matrix == []
-        assert window.estimated is None and window.calibration is None
+        assert window.class_labels == []
+        assert window.confusion_matrix == []
+        assert window.estimated is None
+        assert window.calibration is None
         assert "low_confidence_rate" not in window.metrics
         assert "accuracy" not in window.metrics
         assert set(window.metrics) == {
@@ -253,7 +255,8 @@ def test_an_mae_breach_raises_one_alert_and_its_end_one_recovery() -> None:
         # Each labelled pair is 20 or 60 off: with a share s of 60s, MAE is 20 + 40 s and
         # RMSE the root of 400 + 3200 s (a window may straddle two phases).
         mae = window.metrics["mae"]
-        assert mae is not None and 20.0 - 1e-9 <= mae <= 60.0 + 1e-9
+        assert mae is not None
+        assert 20.0 - 1e-9 <= mae <= 60.0 + 1e-9
         share = (mae - 20.0) / 40.0
         assert window.metrics["rmse"] == pytest.approx(np.sqrt(400.0 + 3200.0 * share))
     assert [w.breaching for w in windows].count(["mae"]) >= 2
@@ -348,7 +351,8 @@ def test_a_class_that_waited_for_an_unknown_model_is_counted_as_a_mismatch_not_s
     (window,) = of_type(step, MetricsComputed)
     assert window.metrics["label_class_mismatches"] == 1.0
     assert (window.predictions, window.labelled) == (3, 1)
-    assert window.metrics["mae"] == pytest.approx(20.0) and window.metrics["r2"] is None
+    assert window.metrics["mae"] == pytest.approx(20.0)
+    assert window.metrics["r2"] is None
 
 
 def test_a_replayed_prediction_or_value_is_refused_as_a_duplicate_not_counted_twice() -> None:
@@ -381,10 +385,13 @@ def test_a_worse_regression_challenger_is_reported_on_its_key_metric_and_alerted
     assert {c.metric for c in comparisons} == {"mae"}
     last = comparisons[-1]
     assert last.verdict is ComparisonVerdict.CHALLENGER_WORSE
-    assert (last.champion_value, last.challenger_value) == (pytest.approx(20.0), 45.0)
+    assert last.champion_value == pytest.approx(20.0)
+    assert last.challenger_value == pytest.approx(45.0)
     assert last.test == "Welch's t-test on per-label absolute error"
-    assert last.champion_samples >= 100 and last.challenger_samples >= 100
-    assert last.p_value is not None and last.p_value < 0.05
+    assert last.champion_samples >= 100
+    assert last.challenger_samples >= 100
+    assert last.p_value is not None
+    assert last.p_value < 0.05
     early = [c for c in comparisons if min(c.champion_samples, c.challenger_samples) < 100]
     assert {c.verdict for c in early} <= {ComparisonVerdict.INSUFFICIENT_DATA}
     worse = [a for a in of_type(step, AlertRaised) if a.kind is AlertKind.CHALLENGER_WORSE]
@@ -394,11 +401,12 @@ def test_a_worse_regression_challenger_is_reported_on_its_key_metric_and_alerted
 # ---------------------------------------------------------------------- comparison
 
 
-def outcomes(errors: Sequence[float], offset: int = 0) -> list[ValueOutcome]:
+def outcomes(errors: Sequence[float] | np.ndarray, offset: int = 0) -> list[ValueOutcome]:
     targets = diabetes_targets()
     return [
-        ValueOutcome(targets[(i + offset) % len(targets)], targets[(i + offset) % len(targets)] + e)
+        ValueOutcome(truth, truth + float(e))
         for i, e in enumerate(errors)
+        for truth in [targets[(i + offset) % len(targets)]]
     ]
 
 

@@ -36,6 +36,7 @@ Pure: no I/O; randomness comes in as a generator.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -447,9 +448,18 @@ def _per_label_log_loss(outcomes: Sequence[Outcome], classes: Sequence[str]) -> 
 
 
 def _welch(first: np.ndarray, second: np.ndarray) -> float:
-    if np.var(first) == 0 and np.var(second) == 0:
-        return 1.0 if np.mean(first) == np.mean(second) else 0.0
-    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+    if _constant(first) and _constant(second):
+        return 1.0 if np.isclose(np.mean(first), np.mean(second), rtol=1e-9) else 0.0
+    with warnings.catch_warnings():
+        # A side that is constant up to rounding (every prediction off by the same amount)
+        # makes scipy warn of lost precision; its variance is zero then, which the test handles.
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether the values are equal up to rounding (a spread of a billionth of their size)."""
+    return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.max(np.abs(values)))))
 
 
 def _permutation(

@@ -233,6 +233,12 @@ async def test_series_and_vigil_series_show_a_regressors_mae_rmse_and_r2(
     assert (episode["metric"], episode["version"]) == ("mae", 1)
     assert episode["recovered_at"] is not None
 
+    # CBPE is for binary classifiers: a regressor's windows simply carry no estimate.
+    recent = await service.recent_windows(REGRESSOR)
+    assert recent
+    assert all(w["estimated"] is None for w in recent)
+    assert all(w["key_metric"] == "mae" for w in recent)
+
     assert code == 0, table
     header = next(line for line in table.splitlines() if "mae" in line)
     for column in ("mae", "rmse", "r2"):

@@ -300,8 +300,10 @@ def compare_values(
         p_value = _permutation_r2(champion, challenger, rng, resamples)
     else:
         power = 1 if metric == "mae" else 2
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             p_value = _welch(_errors(champion, power), _errors(challenger, power))
+    if p_value is not None and not np.isfinite(p_value):
+        p_value = None  # errors too large for a float's variance: no test, no verdict
     verdict = ComparisonVerdict.INSUFFICIENT_DATA
     if p_value is not None:
         verdict = _verdict(metric, p_value, alpha, champion_value, challenger_value)

@@ -465,6 +465,42 @@ def test_no_verdict_below_min_samples_or_on_an_undefined_value() -> None:
     assert undefined.verdict is ComparisonVerdict.INSUFFICIENT_DATA
 
 
+def test_errors_too_large_for_a_float_give_no_verdict_and_no_crash() -> None:
+    huge = [ValueOutcome(0.0, sign * 1e200) for sign in (1.0, -3.0) * 100]
+    result = compare_values(
+        huge,
+        outcomes([10.0] * 200),
+        metric="rmse",
+        min_samples=100,
+        alpha=0.05,
+        rng=np.random.default_rng(0),
+    )
+    assert (result.verdict, result.p_value) == (ComparisonVerdict.INSUFFICIENT_DATA, None)
+    result = compare_values(
+        huge,
+        outcomes([10.0] * 200),
+        metric="mae",
+        min_samples=100,
+        alpha=0.05,
+        rng=np.random.default_rng(0),
+    )
+    assert result.p_value is None or np.isfinite(result.p_value)
+
+
+def test_huge_predicted_values_close_a_window_with_undefined_figures_not_a_crash() -> None:
+    watcher = monitor(window=WindowPolicy(max_events=2, span=None))
+    stream = value_stream([ValuePhase(2)])
+    huge = [
+        s.prediction.model_copy(update={"predicted_value": sign * 1.7e308})
+        for s, sign in zip(stream, (1.0, -1.0), strict=True)
+    ]
+    step = feed(watcher, [*huge, *(s.truth for s in stream)])
+    assert step.refusals == []
+    labelled = [w for w in of_type(step, MetricsComputed) if w.labelled]
+    assert [w.metrics["mae"] for w in labelled] == [None]
+    assert labelled[0].metrics["rmse"] is None
+
+
 def test_the_vectorised_r2_equals_scikit_learns_on_every_resample() -> None:
     rng = np.random.default_rng(5)
     truth, predicted = (np.asarray(v) for v in noisy_values(5, 60))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from itertools import groupby
 from typing import Any, TypeVar, cast
 
@@ -44,6 +45,7 @@ from services.monitor.domain import Monitor, MonitorPolicy, Step, watched_target
 from services.monitor.metrics import regression_metric, regression_metrics
 from services.monitor.thresholds import Reading, read
 from services.monitor.windows import Series, Window, WindowPolicy, Windows
+from services.retrainer.canary import CanaryAction, Rollout, judge_canary
 from tests.factories import MODEL, T0, make_deployment, make_version_record
 from tests.monitor.regression_streams import (
     REGRESSOR,
@@ -396,6 +398,12 @@ def test_a_worse_regression_challenger_is_reported_on_its_key_metric_and_alerted
     assert {c.verdict for c in early} <= {ComparisonVerdict.INSUFFICIENT_DATA}
     worse = [a for a in of_type(step, AlertRaised) if a.kind is AlertKind.CHALLENGER_WORSE]
     assert [a.fingerprint for a in worse] == [f"{REGRESSOR}:v2:challenger_worse:mae"]
+    # What the retrainer's canary makes of it: the worse canary is rolled back, while an
+    # early comparison only makes it wait.
+    decide = partial(judge_canary, candidate_version=2, champion_version=1, min_labels=100)
+    assert decide(last, rollout=Rollout.CANARY).action is CanaryAction.ROLL_BACK
+    assert early
+    assert decide(early[0], rollout=Rollout.CANARY).action is CanaryAction.WAIT
 
 
 # ---------------------------------------------------------------------- comparison

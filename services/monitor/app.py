@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from contracts.envelope import utc_now
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.registry import ModelDeployed, ModelPromoted, ModelRegistered, ModelRolledBack
-from contracts.scoring import PredictionMade
+from contracts.scoring import PredictionMade, ValuePredicted
 from services.monitor.api import api
 from services.monitor.migrations import HISTORY
 from services.monitor.service import MonitorService
@@ -73,6 +73,8 @@ def create_app(
 
     runtime.consumer.on_batch(PredictionMade, service.on_predictions)
     runtime.consumer.on_batch(LabelRecorded, service.on_labels)
+    runtime.consumer.on_batch(ValuePredicted, service.on_predictions)
+    runtime.consumer.on_batch(ValueRecorded, service.on_labels)
     runtime.consumer.on(ModelRegistered, service.on_registered)
     runtime.consumer.on(ModelDeployed, service.on_deployment_changed)
     runtime.consumer.on(ModelPromoted, service.on_deployment_changed)

@@ -18,6 +18,17 @@ handful of labels. Past that, the test depends on what the metric is:
   (:func:`positive_class_metric`, :func:`class_metric`), checked against scikit-learn and the
   windows' figures by the tests.
 
+A regressor's sides (:func:`compare_values`) are compared on its key metric the same way, as
+independent samples (a canary's sides score different requests):
+
+- **MAE** is a mean of per-request absolute errors and **RMSE** the root of a mean of
+  per-request squared errors, so, like log loss, **Welch's t-test** on those per-request errors
+  (absolute for MAE, squared for RMSE: the square root keeps the order of the means);
+- **R²** is not a mean of per-request quantities, so the **permutation test**
+  (:func:`r2_of_rows` evaluates the resamples in one pass, checked against scikit-learn).
+
+MAE and RMSE are lower-is-better: a challenger with the smaller significant error is better.
+
 The comparison is repeated as labels accumulate, which inflates the chance of a false verdict
 over the life of a challenger; ``alpha`` and ``min_samples`` are the levers (see ADR 0006).
 Pure: no I/O; randomness comes in as a generator.
@@ -25,6 +36,7 @@ Pure: no I/O; randomness comes in as a generator.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,19 +46,29 @@ from scipy import stats
 
 from contracts.monitoring import ComparisonVerdict
 from contracts.registry import per_class_metric
-from services.monitor.metrics import QUALITY_METRICS, low_confidence_rate, quality_metric
+from services.monitor.metrics import (
+    QUALITY_METRICS,
+    REGRESSION_QUALITY_METRICS,
+    low_confidence_rate,
+    quality_metric,
+    regression_metric,
+)
 
 __all__ = [
     "LOWER_IS_BETTER",
     "Comparison",
     "Outcome",
+    "ValueOutcome",
     "class_metric",
+    "compare_values",
     "compare_variants",
+    "outcome_from_dict",
     "positive_class_metric",
+    "r2_of_rows",
     "significance_test_for",
 ]
 
-LOWER_IS_BETTER = frozenset({"log_loss", "low_confidence_rate"})
+LOWER_IS_BETTER = frozenset({"log_loss", "low_confidence_rate", "mae", "rmse"})
 """Metrics where the smaller value is the better one."""
 
 _PROPORTIONS = frozenset({"accuracy", "precision", "recall", "low_confidence_rate"})
@@ -80,6 +102,28 @@ class Outcome:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ValueOutcome:
+    """One labelled prediction of one side of a regressor: the true and the predicted number."""
+
+    y_true: float
+    y_pred: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value_true": self.y_true, "value_pred": self.y_pred}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValueOutcome:
+        return cls(y_true=float(data["value_true"]), y_pred=float(data["value_pred"]))
+
+
+def outcome_from_dict(data: dict[str, Any]) -> Outcome | ValueOutcome:
+    """Rebuild a stored outcome of either kind (see the ``to_dict`` of each)."""
+    if "value_true" in data:
+        return ValueOutcome.from_dict(data)
+    return Outcome.from_dict(data)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The outcome of one comparison, as published in ``variants.compared``."""
@@ -106,7 +150,11 @@ def significance_test_for(metric: str, resamples: int) -> str:
         return "two-proportion z-test"
     if metric == "log_loss":
         return "Welch's t-test on per-label log loss"
-    if metric in QUALITY_METRICS or per_class_metric(metric) is not None:
+    if metric == "mae":
+        return "Welch's t-test on per-label absolute error"
+    if metric == "rmse":
+        return "Welch's t-test on per-label squared error"
+    if metric in QUALITY_METRICS or metric == "r2" or per_class_metric(metric) is not None:
         return f"permutation test ({resamples} resamples)"
     raise ValueError(f"no significance test for metric {metric!r}")
 
@@ -207,6 +255,142 @@ def compare_variants(
     )
 
 
+def compare_values(
+    champion: Sequence[ValueOutcome],
+    challenger: Sequence[ValueOutcome],
+    *,
+    metric: str,
+    min_samples: int,
+    alpha: float,
+    rng: np.random.Generator,
+    resamples: int = 999,
+) -> Comparison:
+    """Compare a regressor's challenger with its champion on ``metric`` (``mae``, ``rmse`` or
+    ``r2``); refuse a verdict below ``min_samples`` labelled predictions on either side.
+
+    Examples
+    --------
+    >>> close = [ValueOutcome(100.0, 100.0 + d) for d in (-4.0, 3.0, -2.0, 5.0)] * 25
+    >>> far = [ValueOutcome(100.0, 100.0 + d) for d in (-14.0, 13.0, -12.0, 15.0)] * 25
+    >>> result = compare_values(close, far, metric="mae", min_samples=50, alpha=0.05,
+    ...                         rng=np.random.default_rng(0))
+    >>> result.verdict.value, result.champion_value, result.challenger_value
+    ('challenger_worse', 3.5, 13.5)
+    """
+    if min_samples < 1:
+        raise ValueError("min_samples must be at least 1")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be between 0 and 1")
+    if metric not in REGRESSION_QUALITY_METRICS:
+        raise ValueError(f"no significance test for regression metric {metric!r}")
+    test = significance_test_for(metric, resamples)
+
+    def value_of(outcomes: Sequence[ValueOutcome]) -> float | None:
+        return regression_metric(metric, [o.y_true for o in outcomes], [o.y_pred for o in outcomes])
+
+    champion_value, challenger_value = value_of(champion), value_of(challenger)
+    if (
+        len(champion) < min_samples
+        or len(challenger) < min_samples
+        or champion_value is None
+        or challenger_value is None
+    ):
+        p_value = None
+    elif metric == "r2":
+        p_value = _permutation_r2(champion, challenger, rng, resamples)
+    else:
+        power = 1 if metric == "mae" else 2
+        with np.errstate(over="ignore", invalid="ignore"):
+            p_value = _welch(_errors(champion, power), _errors(challenger, power))
+    if p_value is not None and not np.isfinite(p_value):
+        p_value = None  # errors too large for a float's variance: no test, no verdict
+    verdict = ComparisonVerdict.INSUFFICIENT_DATA
+    if p_value is not None:
+        verdict = _verdict(metric, p_value, alpha, champion_value, challenger_value)
+    return Comparison(
+        metric,
+        test,
+        champion_value,
+        challenger_value,
+        len(champion),
+        len(challenger),
+        p_value,
+        verdict,
+    )
+
+
+def _verdict(
+    metric: str,
+    p_value: float,
+    alpha: float,
+    champion_value: float | None,
+    challenger_value: float | None,
+) -> ComparisonVerdict:
+    if (
+        champion_value is None
+        or challenger_value is None
+        or p_value >= alpha
+        or challenger_value == champion_value
+    ):
+        return ComparisonVerdict.NO_SIGNIFICANT_DIFFERENCE
+    challenger_better = (challenger_value > champion_value) != (metric in LOWER_IS_BETTER)
+    if challenger_better:
+        return ComparisonVerdict.CHALLENGER_BETTER
+    return ComparisonVerdict.CHALLENGER_WORSE
+
+
+def _errors(outcomes: Sequence[ValueOutcome], power: int) -> np.ndarray:
+    truth = np.asarray([o.y_true for o in outcomes], dtype=float)
+    predicted = np.asarray([o.y_pred for o in outcomes], dtype=float)
+    return np.asarray(np.abs(truth - predicted) ** power)
+
+
+def _permutation_r2(
+    champion: Sequence[ValueOutcome],
+    challenger: Sequence[ValueOutcome],
+    rng: np.random.Generator,
+    resamples: int,
+) -> float:
+    pool = [*champion, *challenger]
+    truth = np.asarray([o.y_true for o in pool], dtype=float)
+    predicted = np.asarray([o.y_pred for o in pool], dtype=float)
+
+    def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
+        return np.asarray(
+            r2_of_rows(truth, predicted, second) - r2_of_rows(truth, predicted, first),
+            dtype=float,
+        )
+
+    result = stats.permutation_test(
+        (np.arange(len(champion)), np.arange(len(champion), len(pool))),
+        difference,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=resamples,
+        batch=100,
+        alternative="two-sided",
+        rng=rng,
+    )
+    return float(result.pvalue)
+
+
+def r2_of_rows(truth: np.ndarray, predicted: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Return R² for each row of sample indices at once (the permutation test's resamples).
+
+    :math:`1 - \\sum (y - \\hat y)^2 / \\sum (y - \\bar y)^2`, as scikit-learn's
+    ``r2_score`` (the tests check it); ``nan`` where the true values do not vary.
+
+    >>> r2_of_rows(np.array([3.0, -0.5, 2.0, 7.0]), np.array([2.5, 0.0, 2.0, 8.0]),
+    ...            np.array([[0, 1, 2, 3], [2, 2, 2, 2]])).round(4)
+    array([0.9486,    nan])
+    """
+    y, p = truth[rows], predicted[rows]
+    residual = ((y - p) ** 2).sum(axis=-1)
+    total = ((y - y.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total > 0, 1 - residual / total, np.nan), dtype=float)
+
+
 def _value(
     metric: str,
     outcomes: Sequence[Outcome],
@@ -266,9 +450,18 @@ def _per_label_log_loss(outcomes: Sequence[Outcome], classes: Sequence[str]) -> 
 
 
 def _welch(first: np.ndarray, second: np.ndarray) -> float:
-    if np.var(first) == 0 and np.var(second) == 0:
-        return 1.0 if np.mean(first) == np.mean(second) else 0.0
-    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+    if _constant(first) and _constant(second):
+        return 1.0 if np.isclose(np.mean(first), np.mean(second), rtol=1e-9) else 0.0
+    with warnings.catch_warnings():
+        # A side that is constant up to rounding (every prediction off by the same amount)
+        # makes scipy warn of lost precision; its variance is zero then, which the test handles.
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether the values are equal up to rounding (a spread of a billionth of their size)."""
+    return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.max(np.abs(values)))))
 
 
 def _permutation(

@@ -11,6 +11,11 @@
                                       └─▶ champion vs challenger ─▶ variants.compared
     probe runs ─────────────────▶ thresholds ─────────────▶ probe_failed alerts
 
+A regressor (``spec.task`` regression) goes the same way with ``value.predicted`` and
+``value.recorded``: its windows report MAE, RMSE and R² instead of class figures, without a
+confusion matrix, a low-confidence rate or a label-free estimate; a truth of the wrong kind for
+its model (a number for a classifier, a class for a regressor) is refused.
+
 Each model's clock is event time: the latest ``occurred_at`` seen on its predictions and labels.
 It closes event-time windows and expires waiting joins, so replaying the same events gives the same
 figures whatever the wall clock says. So that one mis-dated event cannot move a clock for good, an
@@ -38,7 +43,7 @@ from pydantic import JsonValue
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, alert_fingerprint
 from contracts.envelope import Envelope
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.monitoring import (
     CalibrationSummary,
     ComparisonVerdict,
@@ -51,10 +56,16 @@ from contracts.monitoring import (
 from contracts.monitoring import (
     Window as WindowSpan,
 )
-from contracts.registry import Deployment, MetricDirection, MetricTarget, ModelVersionRecord
-from contracts.scoring import PredictionMade
+from contracts.registry import (
+    Deployment,
+    MetricDirection,
+    MetricTarget,
+    ModelTask,
+    ModelVersionRecord,
+)
+from contracts.scoring import PredictionMade, ValuePredicted
 from contracts.scoring_api import PROBE_REQUEST_ID_PREFIX
-from services.monitor.comparison import Outcome, compare_variants
+from services.monitor.comparison import Outcome, ValueOutcome, compare_values, compare_variants
 from services.monitor.estimation import ESTIMATED_METRICS, Calibration, Reference, estimate_binary
 from services.monitor.join import (
     DuplicateEntry,
@@ -70,6 +81,7 @@ from services.monitor.metrics import (
     confusion,
     latency_percentiles,
     low_confidence_rate,
+    regression_metrics,
     throughput_per_second,
 )
 from services.monitor.thresholds import (
@@ -187,14 +199,14 @@ class Pairing:
     started_at: datetime
     alerted: bool = False
     next_seq: int = 0
-    champion: deque[tuple[int, Outcome]] = field(default_factory=deque)
-    challenger: deque[tuple[int, Outcome]] = field(default_factory=deque)
+    champion: deque[tuple[int, Outcome | ValueOutcome]] = field(default_factory=deque)
+    challenger: deque[tuple[int, Outcome | ValueOutcome]] = field(default_factory=deque)
 
     @property
     def versions(self) -> tuple[int, int]:
         return (self.champion_version, self.challenger_version)
 
-    def side(self, name: str) -> deque[tuple[int, Outcome]]:
+    def side(self, name: str) -> deque[tuple[int, Outcome | ValueOutcome]]:
         return self.champion if name == _CHAMPION else self.challenger
 
 
@@ -208,7 +220,7 @@ class Changes:
     clocks: dict[str, ModelClock]
     pairings: dict[str, Pairing | None]
     ended_pairings: list[tuple[str, int, int]]
-    outcomes: list[tuple[str, int, int, str, int, Outcome]]
+    outcomes: list[tuple[str, int, int, str, int, Outcome | ValueOutcome]]
     """Model, champion version, challenger version, side, sequence number, outcome."""
     references: dict[tuple[str, int], Reference] = field(default_factory=dict)
     """Versions' references (gathering rows, or calibrated)."""
@@ -245,7 +257,7 @@ class Monitor:
         self._changed_clocks: set[str] = set()
         self._changed_pairings: set[str] = set()
         self._ended_pairings: list[tuple[str, int, int]] = []
-        self._new_outcomes: list[tuple[str, int, int, str, int, Outcome]] = []
+        self._new_outcomes: list[tuple[str, int, int, str, int, Outcome | ValueOutcome]] = []
         self._references: dict[tuple[str, int], Reference] = {}
         self._changed_references: set[tuple[str, int]] = set()
         self._recent: dict[Series, deque[dict[str, JsonValue]]] = {}
@@ -306,8 +318,11 @@ class Monitor:
 
     # ------------------------------------------------------------------ inputs
 
-    def add_predictions(self, events: Sequence[PredictionMade], *, now: datetime) -> Step:
-        """Count predictions in their windows and join them with waiting labels."""
+    def add_predictions(
+        self, events: Sequence[PredictionMade | ValuePredicted], *, now: datetime
+    ) -> Step:
+        """Count predictions (a classifier's classes, a regressor's numbers) in their windows and
+        join them with waiting labels."""
         step = Step()
         for event in events:
             if event.request_id.startswith(PROBE_REQUEST_ID_PREFIX):
@@ -327,16 +342,7 @@ class Monitor:
                 continue
             problem = _invalid_prediction(event, record)
             series = Series(event.model, event.model_version, event.variant.value)
-            pending = PendingPrediction(
-                model=event.model,
-                request_id=event.request_id,
-                version=event.model_version,
-                variant=event.variant.value,
-                occurred_at=event.occurred_at,
-                predicted_class=event.predicted_class,
-                probabilities=dict(event.probabilities),
-                confidence=event.confidence,
-            )
+            pending = _pending(event)
             if problem is None and self._join.holds(pending.key):
                 problem = (
                     f"duplicate prediction: request {event.request_id!r} by version "
@@ -346,28 +352,31 @@ class Monitor:
                 step.refusals.append(Refusal(event.event_id, problem))
                 continue
             self._tick(event.model, event.occurred_at, now, step)
-            binary = self._policy.estimation and len(record.spec.classes) == 2
-            positive = record.spec.positive
-            self._closed(
-                self._windows.add_prediction(
+            if isinstance(event, ValuePredicted):
+                added = self._windows.add_prediction(
+                    series, event.occurred_at, None, event.latency_ms
+                )
+            else:
+                binary = self._policy.estimation and len(record.spec.classes) == 2
+                positive = record.spec.positive
+                added = self._windows.add_prediction(
                     series,
                     event.occurred_at,
                     event.confidence,
                     event.latency_ms,
                     positive_score=event.probabilities.get(positive, 0.0) if binary else None,
                     predicted_positive=event.predicted_class == positive,
-                ),
-                now,
-                step,
-            )
+                )
+            self._closed(added, now, step)
             joined, evicted = self._join.add_prediction(pending)
             for pair in joined:
                 self._score(pair, now, step)
             self._count_expired(evicted, now, step)
         return step
 
-    def add_labels(self, events: Sequence[LabelRecorded], *, now: datetime) -> Step:
-        """Join labels with waiting predictions (or let them wait) and score the pairs."""
+    def add_labels(self, events: Sequence[LabelRecorded | ValueRecorded], *, now: datetime) -> Step:
+        """Join truths (a classifier's labels, a regressor's values) with waiting predictions (or
+        let them wait) and score the pairs."""
         step = Step()
         for event in events:
             mistimed = self._out_of_bounds(event.model, event.occurred_at, now)
@@ -375,16 +384,9 @@ class Monitor:
                 step.refusals.append(Refusal(event.event_id, mistimed))
                 continue
             waiting = self._join.waiting_for(event.model, event.request_id)
-            problem = None
-            for prediction in waiting:
-                classes = self._records[(prediction.model, prediction.version)].spec.classes
-                if event.label not in classes:
-                    problem = (
-                        f"label {event.label!r} is not a class of {event.model!r} version "
-                        f"{prediction.version} (classes: {', '.join(classes)})"
-                    )
-                    break
-            label = PendingLabel(event.model, event.request_id, event.occurred_at, event.label)
+            problem = self._wrong_truth(event, [p.version for p in waiting])
+            truth: str | float = event.value if isinstance(event, ValueRecorded) else event.label
+            label = PendingLabel(event.model, event.request_id, event.occurred_at, truth)
             if problem is None and not waiting and self._join.holds(label.key):
                 problem = f"duplicate label: request {event.request_id!r} already has one waiting"
             if problem is not None:
@@ -400,6 +402,43 @@ class Monitor:
                 self._score(pair, now, step)
             self._count_expired(evicted, now, step)
         return step
+
+    def _wrong_truth(
+        self, event: LabelRecorded | ValueRecorded, waiting_versions: list[int]
+    ) -> str | None:
+        """Why a truth cannot be scored against its model: a number for a classifier, a class
+        for a regressor, a class the version does not know. Judged on the versions whose
+        predictions wait for it, or, with none waiting, on every version of the model the
+        monitor knows when they agree on the task (a truth for a model it knows nothing of
+        waits; if it then joins a prediction of the other kind, the window counts a mismatch)."""
+        value = isinstance(event, ValueRecorded)
+        versions = waiting_versions or sorted(v for m, v in self._records if m == event.model)
+        records = [self._records[(event.model, v)] for v in versions]
+        if not waiting_versions and len({r.spec.task for r in records}) != 1:
+            return None
+        for record in records:
+            regression = record.spec.task is ModelTask.REGRESSION
+            where = f"{event.model!r} version {record.version}"
+            if value and not regression:
+                return (
+                    f"value.recorded for a classifier: {where} predicts a class; send its "
+                    "truth as label.recorded"
+                )
+            if not value and regression:
+                return (
+                    f"label.recorded for a regression model: {where} predicts a number; send "
+                    "its truth as value.recorded"
+                )
+            if (
+                waiting_versions
+                and isinstance(event, LabelRecorded)
+                and event.label not in record.spec.classes
+            ):
+                return (
+                    f"label {event.label!r} is not a class of {where} "
+                    f"(classes: {', '.join(record.spec.classes)})"
+                )
+        return None
 
     def apply_deployment(
         self, model: str, deployment: Deployment, *, at: datetime, now: datetime
@@ -614,7 +653,15 @@ class Monitor:
         prediction, label = pair.prediction, pair.label
         series = Series(prediction.model, prediction.version, prediction.variant)
         spec = self._records[(prediction.model, prediction.version)].spec
-        if label.label not in spec.classes:
+        if spec.task is ModelTask.REGRESSION:
+            self._score_value(pair, series, now, step)
+            return
+        if (
+            not isinstance(label.label, str)
+            or label.label not in spec.classes
+            or prediction.predicted_class is None
+            or prediction.confidence is None
+        ):
             self._windows.add_label_mismatch(series, pair.at)
             return
         probabilities = [prediction.probabilities.get(c, 0.0) for c in spec.classes]
@@ -642,6 +689,26 @@ class Monitor:
             step,
         )
 
+    def _score_value(self, pair: Joined, series: Series, now: datetime, step: Step) -> None:
+        """Score a regressor's prediction with its true number (a class joined by request id
+        before the monitor knew the model is counted as a mismatch, not scored)."""
+        prediction, label = pair.prediction, pair.label
+        if not isinstance(label.label, float) or prediction.predicted_value is None:
+            self._windows.add_label_mismatch(series, pair.at)
+            return
+        self._sample_for_comparison(prediction, label)
+        self._closed(
+            self._windows.add_value_outcome(
+                series,
+                pair.at,
+                y_true=label.label,
+                y_pred=prediction.predicted_value,
+                predicted_at=prediction.occurred_at,
+            ),
+            now,
+            step,
+        )
+
     def _sample_for_comparison(self, prediction: PendingPrediction, label: PendingLabel) -> None:
         pairing = self._pairings.get(prediction.model)
         if pairing is None or prediction.occurred_at < pairing.started_at:
@@ -653,14 +720,26 @@ class Monitor:
         else:
             return
         champion_spec = self._records[(prediction.model, pairing.champion_version)].spec
-        outcome = Outcome(
-            y_true=label.label,
-            y_pred=prediction.predicted_class,
-            probabilities=tuple(
-                prediction.probabilities.get(c, 0.0) for c in champion_spec.classes
-            ),
-            confidence=prediction.confidence,
-        )
+        outcome: Outcome | ValueOutcome
+        if champion_spec.task is ModelTask.REGRESSION:
+            if not isinstance(label.label, float) or prediction.predicted_value is None:
+                return  # a side of another kind than the champion is not comparable
+            outcome = ValueOutcome(y_true=label.label, y_pred=prediction.predicted_value)
+        else:
+            if (
+                not isinstance(label.label, str)
+                or prediction.predicted_class is None
+                or prediction.confidence is None
+            ):
+                return
+            outcome = Outcome(
+                y_true=label.label,
+                y_pred=prediction.predicted_class,
+                probabilities=tuple(
+                    prediction.probabilities.get(c, 0.0) for c in champion_spec.classes
+                ),
+                confidence=prediction.confidence,
+            )
         outcomes = pairing.side(side)
         outcomes.append((pairing.next_seq, outcome))
         while len(outcomes) > self._policy.comparison_max_samples:
@@ -678,16 +757,21 @@ class Monitor:
         series = window.series
         record = self._records[(series.model, series.version)]
         spec = record.spec
-        figures: dict[str, float | None] = classification_metrics(
-            window.y_true,
-            window.y_pred,
-            window.probabilities,
-            classes=spec.classes,
-            positive_class=spec.positive,
-        )
-        figures["low_confidence_rate"] = low_confidence_rate(
-            window.confidences, spec.low_confidence_threshold
-        )
+        regression = spec.task is ModelTask.REGRESSION
+        figures: dict[str, float | None]
+        if regression:
+            figures = regression_metrics(window.values_true, window.values_pred)
+        else:
+            figures = classification_metrics(
+                window.y_true,
+                window.y_pred,
+                window.probabilities,
+                classes=spec.classes,
+                positive_class=spec.positive,
+            )
+            figures["low_confidence_rate"] = low_confidence_rate(
+                window.confidences, spec.low_confidence_threshold
+            )
         clock = self._clocks.setdefault(series.model, ModelClock())
         figures["expired_labels"] = float(clock.expired_labels)
         figures["label_class_mismatches"] = float(window.label_mismatches)
@@ -711,7 +795,9 @@ class Monitor:
             ),
             metrics=figures,
             class_labels=list(spec.classes),
-            confusion_matrix=confusion(window.y_true, window.y_pred, spec.classes),
+            confusion_matrix=(
+                [] if regression else confusion(window.y_true, window.y_pred, spec.classes)
+            ),
             labelled=window.labelled,
             predictions=window.predictions,
             expired_unjoined=window.expired_unjoined,
@@ -1072,18 +1158,29 @@ class Monitor:
             return
         record = self._records[(series.model, pairing.champion_version)]
         spec = record.spec
-        comparison = compare_variants(
-            [outcome for _, outcome in pairing.champion],
-            [outcome for _, outcome in pairing.challenger],
-            metric=spec.key_metric,
-            classes=spec.classes,
-            positive_class=spec.positive,
-            low_confidence_threshold=spec.low_confidence_threshold,
-            min_samples=self._policy.comparison_min_samples,
-            alpha=self._policy.comparison_alpha,
-            rng=self._rng,
-            resamples=self._policy.comparison_resamples,
-        )
+        if spec.task is ModelTask.REGRESSION:
+            comparison = compare_values(
+                [o for _, o in pairing.champion if isinstance(o, ValueOutcome)],
+                [o for _, o in pairing.challenger if isinstance(o, ValueOutcome)],
+                metric=spec.key_metric,
+                min_samples=self._policy.comparison_min_samples,
+                alpha=self._policy.comparison_alpha,
+                rng=self._rng,
+                resamples=self._policy.comparison_resamples,
+            )
+        else:
+            comparison = compare_variants(
+                [o for _, o in pairing.champion if isinstance(o, Outcome)],
+                [o for _, o in pairing.challenger if isinstance(o, Outcome)],
+                metric=spec.key_metric,
+                classes=spec.classes,
+                positive_class=spec.positive,
+                low_confidence_threshold=spec.low_confidence_threshold,
+                min_samples=self._policy.comparison_min_samples,
+                alpha=self._policy.comparison_alpha,
+                rng=self._rng,
+                resamples=self._policy.comparison_resamples,
+            )
         compared = VariantsCompared(
             producer=PRODUCER,
             occurred_at=now,
@@ -1174,10 +1271,13 @@ def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:
 
 
 def watched_targets(record: ModelVersionRecord) -> list[MetricTarget]:
-    """The version's watched metrics, plus the low-confidence rate against its maximum."""
+    """The version's watched metrics, plus (a classifier's) the low-confidence rate against its
+    maximum: a regressor has no confidence to judge."""
     spec = record.spec
     targets = list(spec.metrics)
-    if all(target.metric != "low_confidence_rate" for target in targets):
+    if spec.task is ModelTask.CLASSIFICATION and all(
+        target.metric != "low_confidence_rate" for target in targets
+    ):
         threshold = spec.max_low_confidence_rate
         baseline = min(record.metrics.get("low_confidence_rate", 0.0), threshold)
         targets.append(
@@ -1191,7 +1291,43 @@ def watched_targets(record: ModelVersionRecord) -> list[MetricTarget]:
     return targets
 
 
-def _invalid_prediction(event: PredictionMade, record: ModelVersionRecord) -> str | None:
+def _pending(event: PredictionMade | ValuePredicted) -> PendingPrediction:
+    """What the join keeps of a prediction until its truth comes."""
+    if isinstance(event, ValuePredicted):
+        return PendingPrediction(
+            model=event.model,
+            request_id=event.request_id,
+            version=event.model_version,
+            variant=event.variant.value,
+            occurred_at=event.occurred_at,
+            predicted_class=None,
+            probabilities={},
+            confidence=None,
+            predicted_value=event.predicted_value,
+        )
+    return PendingPrediction(
+        model=event.model,
+        request_id=event.request_id,
+        version=event.model_version,
+        variant=event.variant.value,
+        occurred_at=event.occurred_at,
+        predicted_class=event.predicted_class,
+        probabilities=dict(event.probabilities),
+        confidence=event.confidence,
+    )
+
+
+def _invalid_prediction(
+    event: PredictionMade | ValuePredicted, record: ModelVersionRecord
+) -> str | None:
+    regression = record.spec.task is ModelTask.REGRESSION
+    where = f"{event.model!r} version {event.model_version}"
+    if isinstance(event, ValuePredicted):
+        if not regression:
+            return f"value.predicted for a classifier: {where} predicts a class"
+        return None
+    if regression:
+        return f"prediction.made for a regression model: {where} predicts a number"
     classes = record.spec.classes
     if event.predicted_class not in classes:
         return (

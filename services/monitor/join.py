@@ -9,6 +9,8 @@ waiting room finite, and neither loses anything silently:
 - **size cap** over all models: when more entries wait than the cap allows, the oldest goes.
 
 Every entry that leaves unjoined comes back as :class:`Expired`, so the caller counts it.
+The join does not care what is predicted: a classifier's class or a regressor's number waits and
+joins the same way (the caller checks that a truth's kind fits its prediction's).
 A label joins every prediction waiting under its request id (a shadow challenger scores the same
 request as the champion). Pure: no I/O, time comes in with the events.
 """
@@ -39,16 +41,18 @@ PendingKey = tuple[str, str, int, str]
 
 @dataclass(frozen=True, slots=True)
 class PendingPrediction:
-    """A prediction waiting for its label: what scoring it later needs."""
+    """A prediction waiting for its label: what scoring it later needs. A classifier's has a
+    class, probabilities and a confidence; a regressor's only ``predicted_value``."""
 
     model: str
     request_id: str
     version: int
     variant: str
     occurred_at: datetime
-    predicted_class: str
+    predicted_class: str | None
     probabilities: Mapping[str, float]
-    confidence: float
+    confidence: float | None
+    predicted_value: float | None = None
 
     @property
     def key(self) -> PendingKey:
@@ -57,12 +61,18 @@ class PendingPrediction:
 
 @dataclass(frozen=True, slots=True)
 class PendingLabel:
-    """A label that arrived before its prediction."""
+    """A truth that arrived before its prediction: a class (``str``, from ``label.recorded``)
+    or a number (``float``, from ``value.recorded``)."""
 
     model: str
     request_id: str
     occurred_at: datetime
-    label: str
+    label: str | float
+
+    @property
+    def is_value(self) -> bool:
+        """Whether this is a regressor's true number rather than a class."""
+        return not isinstance(self.label, str)
 
     @property
     def key(self) -> PendingKey:

@@ -1,9 +1,10 @@
-"""Figures of one window: classification quality, low-confidence rate, latency and throughput.
+"""Figures of one window: classification or regression quality, low-confidence rate, latency
+and throughput.
 
 Pure: numpy and scikit-learn only. Quality figures come from scikit-learn's metric functions so
 they equal what a data scientist computes offline on the same labelled predictions; a figure that
-is undefined on a window (recall without a positive label, ROC AUC with one class) is ``None``,
-never a made-up number.
+is undefined on a window (recall without a positive label, ROC AUC with one class, R² of one
+label) is ``None``, never a made-up number, NaN or infinity.
 """
 
 from __future__ import annotations
@@ -11,26 +12,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     log_loss,
+    mean_absolute_error,
     precision_recall_fscore_support,
+    r2_score,
     roc_auc_score,
+    root_mean_squared_error,
 )
 
 from contracts.registry import MACRO_METRICS, per_class_metric
 
 __all__ = [
     "QUALITY_METRICS",
+    "REGRESSION_QUALITY_METRICS",
     "Latency",
     "classification_metrics",
     "confusion",
     "latency_percentiles",
     "low_confidence_rate",
     "quality_metric",
+    "regression_metric",
+    "regression_metrics",
     "throughput_per_second",
 ]
 
@@ -164,6 +172,69 @@ def quality_metric(
         return _log_loss(window)
     precision, recall, f1 = _precision_recall_f1(window)
     return {"precision": precision, "recall": recall, "f1": f1}[name]
+
+
+REGRESSION_QUALITY_METRICS = ("mae", "rmse", "r2")
+"""What a regressor's window reports from its labelled predictions, in this order."""
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float | None]:
+    """Return the mean absolute error, root mean squared error and R² of labelled predictions.
+
+    Notes
+    -----
+    scikit-learn's ``mean_absolute_error`` :math:`\\frac{1}{n}\\sum_i |y_i - \\hat y_i|`,
+    ``root_mean_squared_error`` :math:`\\sqrt{\\frac{1}{n}\\sum_i (y_i - \\hat y_i)^2}` and
+    ``r2_score`` :math:`1 - \\sum_i (y_i - \\hat y_i)^2 / \\sum_i (y_i - \\bar y)^2`.
+    R² is undefined (``None``) with fewer than two labels or labels that do not vary:
+    scikit-learn would answer 0 or 1 there (or NaN with one label), a number no window earned.
+    A figure that overflows a float (errors near ``1e308``) is ``None`` too: events must stay
+    finite, and such a window has no meaningful error to report.
+
+    Examples
+    --------
+    >>> figures = regression_metrics([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0])
+    >>> {name: round(value, 4) for name, value in figures.items()}
+    {'mae': 0.5, 'rmse': 0.6124, 'r2': 0.9486}
+    >>> regression_metrics([5.0], [4.0])
+    {'mae': 1.0, 'rmse': 1.0, 'r2': None}
+    >>> regression_metrics([], [])
+    {'mae': None, 'rmse': None, 'r2': None}
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true values but {len(y_pred)} predictions")
+    if not y_true:
+        return dict.fromkeys(REGRESSION_QUALITY_METRICS)
+    truth = np.asarray(y_true, dtype=float)
+    predicted = np.asarray(y_pred, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        figures = {
+            "mae": _finite(mean_absolute_error(truth, predicted)),
+            "rmse": _finite(root_mean_squared_error(truth, predicted)),
+            "r2": None,
+        }
+        variance = _finite(np.var(truth))
+        if len(truth) >= 2 and variance is not None and variance > 0:
+            figures["r2"] = _finite(r2_score(truth, predicted))
+    return figures
+
+
+def regression_metric(name: str, y_true: Sequence[float], y_pred: Sequence[float]) -> float | None:
+    """Return one of :data:`REGRESSION_QUALITY_METRICS`, as :func:`regression_metrics` does.
+
+    >>> regression_metric("mae", [1.0, 2.0], [2.0, 4.0])
+    1.5
+    """
+    if name not in REGRESSION_QUALITY_METRICS:
+        known = ", ".join(REGRESSION_QUALITY_METRICS)
+        raise ValueError(f"unknown regression metric {name!r}; known: {known}")
+    return regression_metrics(y_true, y_pred)[name]
+
+
+def _finite(value: Any) -> float | None:
+    """The value as a float; ``None`` for NaN or an infinity."""
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
 def confusion(

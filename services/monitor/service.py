@@ -25,7 +25,7 @@ from uuid import UUID
 import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.monitoring import ProbeCompleted
 from contracts.registry import (
     Deployment,
@@ -35,7 +35,7 @@ from contracts.registry import (
     ModelRolledBack,
     ModelVersionRecord,
 )
-from contracts.scoring import PredictionMade
+from contracts.scoring import PredictionMade, ValuePredicted
 from services.monitor.domain import Monitor, MonitorPolicy, Step, watched_targets
 from services.monitor.history import MetricHistory
 from services.monitor.ownership import advance_revisions, all_revisions
@@ -110,7 +110,11 @@ class MonitorService:
 
     # ------------------------------------------------------------------ Kafka handlers
 
-    async def on_predictions(self, events: list[PredictionMade]) -> Sequence[Rejection]:
+    async def on_predictions(
+        self, events: Sequence[PredictionMade | ValuePredicted]
+    ) -> Sequence[Rejection]:
+        """Handle a run of predictions: ``prediction.made`` or ``value.predicted`` (a regressor's;
+        the consumer hands each type its own runs, both come here)."""
         in_use = await self._read(self._monitor.versions_in_use, {e.model for e in events})
         await self._learn({(e.model, e.model_version) for e in events} | in_use)
         now = self._clock()
@@ -123,7 +127,10 @@ class MonitorService:
         )
         return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
 
-    async def on_labels(self, events: list[LabelRecorded]) -> Sequence[Rejection]:
+    async def on_labels(
+        self, events: Sequence[LabelRecorded | ValueRecorded]
+    ) -> Sequence[Rejection]:
+        """Handle a run of truths: ``label.recorded`` or ``value.recorded``."""
         await self._learn(
             await self._read(self._monitor.versions_in_use, {e.model for e in events})
         )

@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, delete, insert
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.monitor.comparison import Outcome
+from services.monitor.comparison import outcome_from_dict
 from services.monitor.domain import Changes, ModelClock, Pairing, Snapshot
 from services.monitor.estimation import Reference
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
@@ -91,7 +91,7 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
     for row in (await session.exec(outcomes)).all():
         owner = snapshot.pairings.get(row.model)
         if owner is not None and owner.versions == (row.champion_version, row.challenger_version):
-            owner.side(row.side).append((row.seq, Outcome.from_dict(json.loads(row.payload))))
+            owner.side(row.side).append((row.seq, outcome_from_dict(json.loads(row.payload))))
     return snapshot
 
 
@@ -210,7 +210,21 @@ async def _save_pairings(session: AsyncSession, changes: Changes) -> None:
 def _entry(row: PendingRow) -> PendingPrediction | PendingLabel:
     payload = json.loads(row.payload)
     if row.side == _LABEL:
-        return PendingLabel(row.model, row.request_id, row.occurred_at, payload["label"])
+        # A regressor's truth is stored as {"value": number}, a class as {"label": name}.
+        truth = float(payload["value"]) if "value" in payload else payload["label"]
+        return PendingLabel(row.model, row.request_id, row.occurred_at, truth)
+    if "predicted_value" in payload:
+        return PendingPrediction(
+            model=row.model,
+            request_id=row.request_id,
+            version=row.model_version,
+            variant=row.variant,
+            occurred_at=row.occurred_at,
+            predicted_class=None,
+            probabilities={},
+            confidence=None,
+            predicted_value=float(payload["predicted_value"]),
+        )
     return PendingPrediction(
         model=row.model,
         request_id=row.request_id,
@@ -227,7 +241,10 @@ def _pending_row(entry: PendingPrediction | PendingLabel) -> dict[str, Any]:
     model, request_id, version, variant = entry.key
     payload: dict[str, Any]
     if isinstance(entry, PendingLabel):
-        side, payload = _LABEL, {"label": entry.label}
+        side = _LABEL
+        payload = {"value": entry.label} if entry.is_value else {"label": entry.label}
+    elif entry.predicted_value is not None:
+        side, payload = _PREDICTION, {"predicted_value": entry.predicted_value}
     else:
         side = _PREDICTION
         payload = {

@@ -1,7 +1,8 @@
 """Windows of one series (model, version, variant): what fell into them, and when they close.
 
 A window collects, in arrival order, the predictions of its series (confidence, latency), the
-labelled outcomes that joined in it (true class, predicted class, probabilities) — whatever the
+labelled outcomes that joined in it (true class, predicted class, probabilities; for a regressor
+the true and the predicted number) — whatever the
 age of their prediction, so a late label counts in the window open when it arrives — and the
 predictions that expired unjoined. It closes on whichever comes first:
 
@@ -79,14 +80,17 @@ class Window:
     predicted_positive: list[bool] = field(default_factory=list)
     first_labelled_prediction_at: datetime | None = None
     """When the oldest prediction among the labelled outcomes was made."""
+    values_true: list[float] = field(default_factory=list)
+    """A regressor's labelled outcomes: true numbers, and (below) the predicted ones."""
+    values_pred: list[float] = field(default_factory=list)
 
     @property
     def predictions(self) -> int:
-        return len(self.confidences)
+        return len(self.latencies_ms)  # every prediction has a latency; only a class a confidence
 
     @property
     def labelled(self) -> int:
-        return len(self.y_true)
+        return len(self.y_true) + len(self.values_true)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready copy."""
@@ -107,6 +111,8 @@ class Window:
             "positive_scores": self.positive_scores,
             "predicted_positive": self.predicted_positive,
             "first_labelled_prediction_at": _iso(self.first_labelled_prediction_at),
+            "values_true": self.values_true,
+            "values_pred": self.values_pred,
         }
 
     @classmethod
@@ -131,6 +137,9 @@ class Window:
             positive_scores=list(data.get("positive_scores", [])),
             predicted_positive=list(data.get("predicted_positive", [])),
             first_labelled_prediction_at=_from_iso(data.get("first_labelled_prediction_at")),
+            # absent from windows saved before regression models existed
+            values_true=[float(v) for v in data.get("values_true", [])],
+            values_pred=[float(v) for v in data.get("values_pred", [])],
         )
 
 
@@ -172,16 +181,18 @@ class Windows:
         self,
         series: Series,
         at: datetime,
-        confidence: float,
+        confidence: float | None,
         latency_ms: float,
         *,
         positive_score: float | None = None,
         predicted_positive: bool = False,
     ) -> ClosedWindow | None:
         """Count a prediction; return the window if this closed it. ``positive_score`` (the
-        positive class's probability) is kept for the label-free estimate."""
+        positive class's probability) is kept for the label-free estimate; a regressor's
+        prediction has no ``confidence``."""
         window = self._window(series, at)
-        window.confidences.append(confidence)
+        if confidence is not None:
+            window.confidences.append(confidence)
         window.latencies_ms.append(latency_ms)
         if positive_score is not None:
             window.positive_scores.append(positive_score)
@@ -214,12 +225,33 @@ class Windows:
         window.probabilities.append(probabilities)
         return self._close_if_full(window)
 
+    def add_value_outcome(
+        self,
+        series: Series,
+        at: datetime,
+        *,
+        y_true: float,
+        y_pred: float,
+        predicted_at: datetime | None = None,
+    ) -> ClosedWindow | None:
+        """Count a regressor's labelled prediction; return the window if this closed it."""
+        window = self._window(series, at)
+        if predicted_at is not None and (
+            window.first_labelled_prediction_at is None
+            or predicted_at < window.first_labelled_prediction_at
+        ):
+            window.first_labelled_prediction_at = predicted_at
+        window.values_true.append(y_true)
+        window.values_pred.append(y_pred)
+        return self._close_if_full(window)
+
     def add_expired(self, series: Series, at: datetime) -> None:
         """Count a prediction of this series whose label never came."""
         self._window(series, at).expired_unjoined += 1
 
     def add_label_mismatch(self, series: Series, at: datetime) -> None:
-        """Count a label that named a class the version does not know (it is not scored)."""
+        """Count a label that named a class the version does not know, or a truth of the other
+        kind (a number for a classifier, a class for a regressor): it is not scored."""
         self._window(series, at).label_mismatches += 1
 
     def close_due(self, model: str, now: datetime) -> list[ClosedWindow]:

@@ -1,0 +1,147 @@
+"""A regressor's maintenance instructions and deterministic streams of its predictions and true
+values, with a known error per phase. The true values are scikit-learn's diabetes targets
+(disease progression one year on, 25 to 346), the data set Vigil's regression tests share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sklearn.datasets import load_diabetes
+
+from contracts import (
+    Envelope,
+    FeatureKind,
+    FeatureSpec,
+    MetricDirection,
+    MetricTarget,
+    ModelTask,
+    ModelVersionRecord,
+    MonitoringSpec,
+    ValuePredicted,
+    ValueRecorded,
+    Variant,
+)
+from tests.factories import T0, make_version_record
+
+REGRESSOR = "diabetes-progression"
+
+
+def regression_spec(**overrides: Any) -> MonitoringSpec:
+    """MAE is the key metric (alert above 50), RMSE (above 65) and R² (below 0.2) watched too."""
+    fields: dict[str, Any] = {
+        "task": ModelTask.REGRESSION,
+        "features": [
+            FeatureSpec(name="bmi", kind=FeatureKind.NUMERIC),
+            FeatureSpec(name="bp", kind=FeatureKind.NUMERIC),
+        ],
+        "label": "progression",
+        "key_metric": "mae",
+        "metrics": [
+            MetricTarget(
+                metric="mae",
+                baseline=42.0,
+                threshold=50.0,
+                direction=MetricDirection.LOWER_IS_BETTER,
+            ),
+            MetricTarget(
+                metric="rmse",
+                baseline=54.0,
+                threshold=65.0,
+                direction=MetricDirection.LOWER_IS_BETTER,
+            ),
+            MetricTarget(metric="r2", baseline=0.45, threshold=0.2),
+        ],
+        "probe": None,
+    }
+    return MonitoringSpec(**(fields | overrides))
+
+
+def regressor_record(*, model: str = REGRESSOR, version: int = 1) -> ModelVersionRecord:
+    return make_version_record(
+        model=model,
+        version=version,
+        spec=regression_spec(),
+        metrics={"mae": 42.0, "rmse": 54.0, "r2": 0.45},
+        parameters={"max_iter": 100},
+    )
+
+
+@cache
+def diabetes_targets() -> tuple[float, ...]:
+    return tuple(float(v) for v in load_diabetes().target)
+
+
+@dataclass(frozen=True)
+class ValuePhase:
+    """``count`` predictions, each off its true value by ``error``, alternately above and
+    below: the phase's MAE and RMSE are both exactly ``error``."""
+
+    count: int
+    error: float = 20.0
+
+
+@dataclass(frozen=True)
+class ScoredValue:
+    prediction: ValuePredicted
+    truth: ValueRecorded
+
+
+def value_stream(
+    phases: Iterable[ValuePhase],
+    *,
+    model: str = REGRESSOR,
+    version: int = 1,
+    variant: Variant = Variant.CHAMPION,
+    start: datetime = T0,
+    spacing: timedelta = timedelta(seconds=1),
+    truth_delay: timedelta = timedelta(minutes=10),
+    prefix: str = "v",
+    offset: int = 0,
+) -> list[ScoredValue]:
+    """Predictions ``spacing`` apart in event time, each true value ``truth_delay`` later."""
+    targets = diabetes_targets()
+    scored: list[ScoredValue] = []
+    index = 0
+    for phase in phases:
+        for _ in range(phase.count):
+            truth = targets[(index + offset) % len(targets)]
+            at = start + index * spacing
+            sign = 1.0 if index % 2 == 0 else -1.0
+            prediction = ValuePredicted(
+                producer="scorer",
+                occurred_at=at,
+                model=model,
+                model_version=version,
+                variant=variant,
+                deployment_revision=1,
+                request_id=f"{prefix}-{index}",
+                features={"bmi": 0.01 * (index % 7), "bp": -0.02},
+                predicted_value=truth + sign * phase.error,
+                latency_ms=1.0 + (index % 10),
+            )
+            value = ValueRecorded(
+                producer="labeller",
+                occurred_at=at + truth_delay,
+                model=model,
+                request_id=prediction.request_id,
+                value=truth,
+            )
+            scored.append(ScoredValue(prediction, value))
+            index += 1
+    return scored
+
+
+def interleaved_values(scored: list[ScoredValue], *, lag: int) -> list[Envelope]:
+    """Predictions in order, each true value sent ``lag`` predictions after its own; those
+    still owed at the end come last."""
+    events: list[Envelope] = []
+    for index, item in enumerate(scored):
+        events.append(item.prediction)
+        if index >= lag:
+            events.append(scored[index - lag].truth)
+    events.extend(item.truth for item in scored[max(0, len(scored) - lag) :])
+    return events

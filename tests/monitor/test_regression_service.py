@@ -1,0 +1,249 @@
+"""A regressor through the monitor service on a real database (SQLite file; PostgreSQL under
+``integration``): a restart mid-stream with redelivery publishes what an uninterrupted run does
+(waiting values, open windows and comparison samples come back from storage), a redelivered batch
+changes nothing, and ``GET /series`` and ``vigil series`` show MAE, RMSE and R²."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from itertools import groupby
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from fastapi import FastAPI
+
+from contracts import (
+    AlertRaised,
+    AlertRecovered,
+    Envelope,
+    LabelRecorded,
+    MetricsComputed,
+    PredictionMade,
+    ProbeCompleted,
+    ValuePredicted,
+    ValueRecorded,
+    Variant,
+    VariantsCompared,
+)
+from services.monitor.api import api
+from services.monitor.domain import Monitor, MonitorPolicy
+from services.monitor.service import MonitorService
+from services.monitor.windows import WindowPolicy
+from services.runtime import Rejection
+from tests.factories import T0, make_deployment
+from tests.monitor.conftest import ServiceMaker
+from tests.monitor.doubles import FakeRegistry, serving
+from tests.monitor.regression_streams import (
+    REGRESSOR,
+    ValuePhase,
+    interleaved_values,
+    regressor_record,
+    value_stream,
+)
+
+_PREDICTIONS = (PredictionMade, ValuePredicted)
+
+
+def polled(events: Sequence[Envelope], size: int) -> list[list[Envelope]]:
+    """``size`` at a time, each poll grouped by topic (predictions first, then labels)."""
+    chunks = [list(events[start : start + size]) for start in range(0, len(events), size)]
+    return [
+        [e for e in chunk if isinstance(e, _PREDICTIONS)]
+        + [e for e in chunk if not isinstance(e, _PREDICTIONS)]
+        for chunk in chunks
+    ]
+
+
+async def feed(
+    service: MonitorService, events: Sequence[Envelope], *, poll: int = 100
+) -> list[Rejection]:
+    """Hand events to the service as the consumer does: runs of one type, in order."""
+    rejections: list[Rejection] = []
+    for chunk in polled(events, poll):
+        for kind, run in groupby(chunk, key=type):
+            batch = list(run)
+            if kind in _PREDICTIONS:
+                predictions = cast(list[PredictionMade | ValuePredicted], batch)
+                rejections += await service.on_predictions(predictions)
+            else:
+                rejections += await service.on_labels(
+                    cast(list[LabelRecorded | ValueRecorded], batch)
+                )
+    return rejections
+
+
+def uninterrupted(
+    events: Sequence[Envelope], registry: FakeRegistry, now: datetime, **policy: Any
+) -> list[Envelope]:
+    """What one monitor that never stops publishes for these events (no database at all)."""
+    fields: dict[str, Any] = {
+        "window": WindowPolicy(max_events=100, span=None),
+        "min_labelled": 20,
+        "min_predictions": 20,
+        "comparison_min_samples": 100,
+    }
+    monitor = Monitor(MonitorPolicy(**(fields | policy)))
+    for record in registry.records.values():
+        monitor.know(record)
+    outputs: list[Envelope] = []
+    for model, deployment in registry.deployments.items():
+        outputs += monitor.apply_deployment(model, deployment, at=now, now=now).outputs
+    for chunk in polled(events, 100):
+        for kind, run in groupby(chunk, key=type):
+            batch = list(run)
+            if kind in _PREDICTIONS:
+                predictions = cast(list[PredictionMade | ValuePredicted], batch)
+                outputs += monitor.add_predictions(predictions, now=now).outputs
+            else:
+                truths = cast(list[LabelRecorded | ValueRecorded], batch)
+                outputs += monitor.add_labels(truths, now=now).outputs
+    return outputs
+
+
+def comparable(events: Sequence[Envelope]) -> list[dict[str, Any]]:
+    return [
+        event.model_dump(mode="json", exclude={"event_id", "occurred_at"})
+        for event in events
+        if not isinstance(event, ProbeCompleted)
+    ]
+
+
+def regressor_traffic() -> list[Envelope]:
+    """Champion v1 20 off, then 60 off (MAE breaches), then 20 off again; challenger v2 35 off."""
+    champion = value_stream(
+        [ValuePhase(700), ValuePhase(500, error=60.0), ValuePhase(700)], prefix="a"
+    )
+    challenger = value_stream(
+        [ValuePhase(500, error=35.0)], version=2, variant=Variant.CHALLENGER, prefix="b", offset=9
+    )
+    events: list[Envelope] = []
+    for a, b in zip(
+        interleaved_values(champion, lag=40), interleaved_values(challenger, lag=40), strict=False
+    ):
+        events += [a, b]
+    events += interleaved_values(champion, lag=40)[len(events) // 2 :]
+    return events
+
+
+def regressor_registry() -> FakeRegistry:
+    return (
+        FakeRegistry()
+        .add(regressor_record(version=1), regressor_record(version=2))
+        .deploy(REGRESSOR, make_deployment())  # champion v1, challenger v2
+    )
+
+
+async def test_a_restart_mid_stream_with_redelivery_publishes_what_an_uninterrupted_run_does(
+    make_service: ServiceMaker, registry: FakeRegistry
+) -> None:
+    regressors = regressor_registry()
+    registry.add(*regressors.records.values()).deploy(REGRESSOR, make_deployment())
+    events = regressor_traffic()
+    tolerance = timedelta(hours=1)
+    expected = uninterrupted(events, regressors, T0, future_tolerance=tolerance)
+    alerts = [
+        (type(e).__name__, e.fingerprint)
+        for e in expected
+        if isinstance(e, AlertRaised | AlertRecovered)
+    ]
+    assert alerts == [
+        ("AlertRaised", f"{REGRESSOR}:v2:challenger_worse:mae"),  # 35 off against 20 off
+        ("AlertRaised", f"{REGRESSOR}:v1:metric_decay:mae"),
+        ("AlertRecovered", f"{REGRESSOR}:v1:metric_decay:mae"),
+    ]
+    compared = [e for e in expected if isinstance(e, VariantsCompared)]
+    assert any(e.challenger_samples > 100 for e in compared)
+    assert {e.metric for e in compared} == {"mae"}
+
+    cut = len(events) // 200 * 100
+    first, first_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
+    await first.load_deployments()
+    assert await feed(first, events[:cut]) == []
+    # A new process on the same database; Kafka redelivers what was handled but not committed.
+    second, second_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
+    await second.load_deployments()
+    assert await feed(second, events[cut - 300 :]) == []
+
+    published = first_out.published + second_out.published
+    assert comparable(published) == comparable(expected)
+    windows = [e for e in published if isinstance(e, MetricsComputed) and e.model == REGRESSOR]
+    assert (
+        sum(w.labelled for w in windows)
+        + sum(w["labelled"] for w in (await second.status())["open_windows"])
+        == 1900 + 500
+    )
+
+
+async def test_a_redelivered_regressor_batch_changes_nothing(
+    make_service: ServiceMaker, registry: FakeRegistry
+) -> None:
+    registry.add(regressor_record(version=1))
+    service, published = await make_service()
+    events = interleaved_values(value_stream([ValuePhase(150)]), lag=10)
+    assert await feed(service, events) == []
+    before, status = len(published.published), await service.status()
+    assert await feed(service, events) == []
+    assert len(published.published) == before
+    assert await service.status() == status
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    vigil = Path(sys.executable).parent / "vigil"
+    process = await asyncio.create_subprocess_exec(
+        str(vigil), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_series_and_vigil_series_show_a_regressors_mae_rmse_and_r2(
+    make_service: ServiceMaker, registry: FakeRegistry
+) -> None:
+    registry.add(regressor_record(version=1))
+    service, published = await make_service()
+    stream = value_stream([ValuePhase(300), ValuePhase(300, error=60.0), ValuePhase(300)])
+    assert await feed(service, interleaved_values(stream, lag=20)) == []
+    app = FastAPI()
+    app.include_router(api(service))
+    async with serving(app) as url:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{url}/series/{REGRESSOR}")
+        code, table = await run_cli(
+            "series", REGRESSOR, env=os.environ | {"VIGIL_MONITOR_URL": url, "COLUMNS": "200"}
+        )
+    assert response.status_code == 200
+    series = response.json()
+    sent = published.of_type(MetricsComputed)
+    assert [w["metrics"] for w in series["windows"]] == [m.metrics for m in sent]
+    assert {"mae", "rmse", "r2"} <= set(series["windows"][-1]["metrics"])
+    targets = series["targets"]["1"]
+    assert targets["key_metric"] == "mae"
+    assert [(t["metric"], t["direction"]) for t in targets["metrics"]] == [
+        ("mae", "lower_is_better"),
+        ("rmse", "lower_is_better"),
+        ("r2", "higher_is_better"),
+    ]
+    (episode,) = series["episodes"]
+    assert (episode["metric"], episode["version"]) == ("mae", 1)
+    assert episode["recovered_at"] is not None
+
+    # CBPE is for binary classifiers: a regressor's windows simply carry no estimate.
+    recent = await service.recent_windows(REGRESSOR)
+    assert recent
+    assert all(w["estimated"] is None for w in recent)
+    assert all(w["key_metric"] == "mae" for w in recent)
+
+    assert code == 0, table
+    header = next(line for line in table.splitlines() if "mae" in line)
+    for column in ("mae", "rmse", "r2"):
+        assert column in header
+    last = sent[-1].metrics["mae"]
+    assert last is not None
+    assert f"{last:.4g}" in table
+    assert "alert mae v1:" in table

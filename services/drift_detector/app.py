@@ -228,6 +228,7 @@ def create_app(
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     clients: dict[str, RegistryClient] = {}
     if registry is not None:
         clients["registry"] = registry

@@ -68,6 +68,7 @@ def create_app(
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(
         sessions,

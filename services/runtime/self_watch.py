@@ -23,6 +23,11 @@ partition), so a consumer that stopped consuming is seen as well as a slow one. 
 broker the end offset is the start of the last record batch (docs/adr/0002-embedded-broker.md):
 lag reads up to one batch low there.
 
+With replicas, every replica measures the same things (its group's lag, the shared database's
+outbox), so one publishes: the holder of the service's ``<service>-self-watch`` lease
+(:meth:`SelfWatch.publish_under`). The others keep checking and follow the episodes as if they
+had published, so a stand-by that takes over sends the recovery of an alert the holder raised.
+
 Alerts are about the platform, so their model is :data:`~services.runtime.dead_letter_alerts.\
 PLATFORM_MODEL`; the routing policy sends their kinds to the ``platform`` route.
 """
@@ -43,6 +48,7 @@ from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, a
 from contracts.topics import Topic
 from services.runtime.alert_episodes import AlertEpisodes, Transition
 from services.runtime.dead_letter_alerts import PLATFORM_MODEL
+from services.runtime.leases import Lease
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
@@ -125,6 +131,11 @@ class SelfWatch:
         self._publisher = publisher
         self._interval_s = interval_s
         self._watched: list[_Watched] = []
+        self._lease: Lease | None = None
+
+    def publish_under(self, lease: Lease) -> None:
+        """Publish only while this replica holds ``lease`` (services with replicas)."""
+        self._lease = lease
 
     @property
     def interval_s(self) -> float:
@@ -144,13 +155,18 @@ class SelfWatch:
 
     async def run(self) -> None:
         """Check every interval until cancelled."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.check()
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                await self.check()
+        finally:
+            if self._lease is not None:
+                await self._lease.release()  # a stand-by publishes from its next check
 
     async def check(self) -> None:
-        """Run every probe once and publish what became due; a probe that fails is logged and
-        skipped (its subjects keep their state)."""
+        """Run every probe once and publish what became due (if this replica is the one that
+        publishes); a probe that fails is logged and skipped (its subjects keep their state)."""
+        publishing = await self._publishing()
         for watched in self._watched:
             try:
                 readings = await watched.probe()
@@ -161,8 +177,21 @@ class SelfWatch:
                 continue
             for reading in readings:
                 transition = watched.episodes.observe(_episode(reading), bad=reading.bad)
-                if transition is not None:
+                if transition is None:
+                    continue
+                if publishing:
                     await self._announce(watched.episodes, reading, transition)
+                else:  # the lease holder says it; follow the episode as it does
+                    watched.episodes.settle(_episode(reading), transition)
+
+    async def _publishing(self) -> bool:
+        if self._lease is None:
+            return True
+        try:
+            return await self._lease.held()
+        except Exception as error:  # the database is down: whoever holds the lease publishes
+            log.warning("self-watch cannot check its lease: %s", error)
+            return False
 
     async def _announce(
         self, episodes: AlertEpisodes, reading: Reading, transition: Transition

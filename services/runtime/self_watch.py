@@ -26,7 +26,8 @@ lag reads up to one batch low there.
 With replicas, every replica measures the same things (its group's lag, the shared database's
 outbox), so one publishes: the holder of the service's ``<service>-self-watch`` lease
 (:meth:`SelfWatch.publish_under`). The others keep checking and follow the episodes as if they
-had published, so a stand-by that takes over sends the recovery of an alert the holder raised.
+had published, so a stand-by that takes over sends the recovery of an alert the holder raised
+(and says again the alerts of episodes still bad, in case the holder could not publish them).
 
 Alerts are about the platform, so their model is :data:`~services.runtime.dead_letter_alerts.\
 PLATFORM_MODEL`; the routing policy sends their kinds to the ``platform`` route.
@@ -132,6 +133,8 @@ class SelfWatch:
         self._interval_s = interval_s
         self._watched: list[_Watched] = []
         self._lease: Lease | None = None
+        self._published_last = False
+        """Whether this replica published at the last check (to notice taking over)."""
 
     def publish_under(self, lease: Lease) -> None:
         """Publish only while this replica holds ``lease`` (services with replicas)."""
@@ -167,7 +170,12 @@ class SelfWatch:
         """Run every probe once and publish what became due (if this replica is the one that
         publishes); a probe that fails is logged and skipped (its subjects keep their state)."""
         publishing = await self._publishing()
+        # Taking over: the old holder may not have published a raise this replica followed (the
+        # broker was down when it died), so open episodes still bad are said again (the incident
+        # log folds them into the open incident by fingerprint).
+        took_over, self._published_last = publishing and not self._published_last, publishing
         for watched in self._watched:
+            still_raised = set(watched.episodes.raised()) if took_over else set()
             try:
                 readings = await watched.probe()
             except Exception as error:
@@ -177,6 +185,8 @@ class SelfWatch:
                 continue
             for reading in readings:
                 transition = watched.episodes.observe(_episode(reading), bad=reading.bad)
+                if transition is None and reading.bad and _episode(reading) in still_raised:
+                    transition = Transition.RAISE
                 if transition is None:
                     continue
                 if publishing:

@@ -93,3 +93,48 @@ async def test_one_replica_publishes_and_a_stand_by_recovers_what_a_dead_holder_
     await leases[1 - holder].release()
     with contextlib.suppress(Exception):  # the dead holder's connection, closed for the test
         await leases[holder].release()
+
+
+class Unreachable(Recording):
+    async def publish(self, event: Envelope) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+async def kill_holder(engine: AsyncEngine) -> None:
+    """Terminate the lease holder's session from another connection (as with SIGKILL)."""
+    async with engine.connect() as admin:
+        await admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted"
+                " AND ((classid::bigint << 32) | objid::bigint) = :key"
+            ),
+            {"key": lease_key(LEASE)},
+        )
+
+
+async def test_a_raise_the_dead_holder_could_not_publish_is_published_by_the_stand_by(
+    engines: list[AsyncEngine],
+) -> None:
+    outbox = Outbox()
+    holder_lease, stand_by_lease = Lease(engines[0], LEASE), Lease(engines[1], LEASE)
+    assert await holder_lease.held()
+    holder = SelfWatch(producer="monitor", publisher=Unreachable(), interval_s=1.0)
+    published = Recording()
+    stand_by = SelfWatch(producer="monitor", publisher=published, interval_s=1.0)
+    for watch, lease in ((holder, holder_lease), (stand_by, stand_by_lease)):
+        watch.add_probe(outbox, raise_after=2, resolve_after=2)
+        watch.publish_under(lease)
+    outbox.stalled = True
+    for _ in range(3):
+        await holder.check()  # the raise is due but cannot be published
+        await stand_by.check()  # follows the episode as if the holder had published it
+    assert published.events == []
+    await kill_holder(engines[1])
+    await stand_by.check()
+    assert [type(e) for e in published.events] == [AlertRaised]
+    await stand_by.check()
+    assert len(published.events) == 1  # said again once, on taking over
+    await stand_by_lease.release()
+    with contextlib.suppress(Exception):
+        await holder_lease.release()

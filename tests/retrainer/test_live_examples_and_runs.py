@@ -307,6 +307,8 @@ async def test_two_replicas_check_the_schedules_once_and_a_stand_by_takes_over_f
                     "SELECT pg_terminate_backend(pid) FROM pg_locks"
                     " WHERE locktype = 'advisory' AND granted"
                     " AND ((classid::bigint << 32) | objid::bigint) = :key"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"  # not other tests' databases
                 ),
                 {"key": lease_key("retrainer-schedules")},
             )

@@ -72,15 +72,7 @@ async def test_one_replica_publishes_and_a_stand_by_recovers_what_a_dead_holder_
     (holder,) = [i for i, lease in enumerate(leases) if lease.holding]
     assert publishers[holder].events == alerts
     # The holder dies (its connection goes, as with SIGKILL); the outbox drains meanwhile.
-    async with engines[1 - holder].connect() as admin:
-        await admin.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND granted"
-                " AND ((classid::bigint << 32) | objid::bigint) = :key"
-            ),
-            {"key": lease_key(LEASE)},
-        )
+    await kill_holder(engines[1 - holder])
     outbox.stalled = False
     stand_by = watches[1 - holder]
     for _ in range(3):
@@ -108,6 +100,8 @@ async def kill_holder(engine: AsyncEngine) -> None:
                 "SELECT pg_terminate_backend(pid) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND granted"
                 " AND ((classid::bigint << 32) | objid::bigint) = :key"
+                " AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"  # not other tests' databases
             ),
             {"key": lease_key(LEASE)},
         )

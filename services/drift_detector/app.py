@@ -4,18 +4,22 @@ The handler is an adapter: it groups a batch of ``prediction.made`` events by mo
 refuses events dated out of bounds (time windows only, against the wall clock it passes in),
 encodes the rest against the version's profile (events off the schema are refused too: both go
 to the dead-letter topic), lets each version's pure
-:class:`~services.drift_detector.tracking.Tracker` advance, publishes the reports and alerts, and
-only then keeps the new states, so a failed publish leaves nothing half-done and the redelivered
-batch is judged again from the same state.
+:class:`~services.drift_detector.tracking.Tracker` advance, then saves the versions' episode
+states and stages their reports and alerts in the outbox in one transaction
+(:meth:`~services.drift_detector.episode_store.DatabaseEpisodeStore.commit`), and keeps the new
+states in memory only once that committed. A failed commit leaves nothing half-done (the
+redelivered batch is judged again from the same state); a version another replica saved since is
+dropped with its events. The relay then publishes what was committed (ADR 0017).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -27,11 +31,8 @@ from contracts.alerts import AlertKind
 from contracts.envelope import Envelope, utc_now
 from contracts.scoring import PredictionMade
 from services.drift_detector.encoding import encode_rows
-from services.drift_detector.episode_store import (
-    DatabaseEpisodeStore,
-    EpisodesMoved,
-    EpisodeStore,
-)
+from services.drift_detector.episode_store import DatabaseEpisodeStore, EpisodeStore, Save
+from services.drift_detector.episodes import EpisodeState
 from services.drift_detector.migrations import HISTORY
 from services.drift_detector.profiles import FileProfileStore, ProfileStore, ReferenceProfile
 from services.drift_detector.references import References, ReferenceUnavailable
@@ -41,7 +42,7 @@ from services.drift_detector.tracking import Progress, Tracker, TrackerConfig, T
 from services.runtime.consumer import Rejection
 from services.runtime.database import create_engine, session_factory
 from services.runtime.migrations import migrate
-from services.runtime.publisher import Publisher
+from services.runtime.outbox import OutboxRelay
 from services.runtime.readiness import database_check
 from services.runtime.registry_client import RegistryClient
 from services.runtime.serve import serve
@@ -71,14 +72,15 @@ class VersionStreams:
         config: TrackerConfig,
         references: References,
         episodes: EpisodeStore,
-        publisher: Publisher,
         registry: Callable[[], RegistryClient],
+        committed: Callable[[], Awaitable[object]] | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        """``committed`` publishes what a commit staged (the outbox relay's pass)."""
         self._config = config
         self._references = references
         self._episodes = episodes
-        self._publisher = publisher
+        self._committed = committed
         self._registry = registry
         self._clock = clock
         self._streams: dict[tuple[str, int], _Stream] = {}
@@ -86,8 +88,7 @@ class VersionStreams:
     async def on_predictions(self, events: list[PredictionMade]) -> list[Rejection]:
         """Judge a batch of predictions; refuse those that cannot be tested."""
         rejections: list[Rejection] = []
-        outgoing: list[Envelope] = []
-        advanced: list[tuple[tuple[str, int], _Stream, Progress]] = []
+        advanced: list[tuple[tuple[str, int], _Stream, Progress, list[Envelope]]] = []
         versions = _by_version(events)
         await self._forget_stale([key for key in versions if key in self._streams])
         for key, group in versions.items():
@@ -116,12 +117,39 @@ class VersionStreams:
                 continue
             times = np.array([group[i].occurred_at.timestamp() for i in encoded.accepted])
             progress = stream.tracker.advance(stream.state, encoded.batch, times, now=now)
-            outgoing += _events(progress, producer=SERVICE.value)
-            advanced.append((key, stream, progress))
-        await self._publisher.publish_many(outgoing)
-        for key, stream, progress in advanced:
-            await self._keep(key, stream, progress)
+            advanced.append((key, stream, progress, _events(progress, producer=SERVICE.value)))
+        await self._commit(advanced)
         return rejections
+
+    async def _commit(
+        self, advanced: list[tuple[tuple[str, int], _Stream, Progress, list[Envelope]]]
+    ) -> None:
+        """Save the changed states with their events, all versions in one transaction; then
+        keep the new states of the versions saved, and drop those another replica saved."""
+        saves = [
+            Save(*key, _signals(progress.state), stream.revision, events)
+            for key, stream, progress, events in advanced
+            if events or _episodes_changed(stream.state, progress.state)
+        ]
+        revisions = await self._episodes.commit(saves)
+        for key, stream, progress, _ in advanced:
+            if key in revisions:
+                revision = revisions[key]
+                if revision is None:  # the partition moved on: the owner's state wins
+                    log.warning(
+                        "%s v%s: saved by another replica; this one's state is dropped", *key
+                    )
+                    self._streams.pop(key, None)
+                    continue
+                stream.revision = revision
+            stream.state = progress.state
+            if progress.profile_changed:
+                await self._references.update(progress.profile)
+        if saves and self._committed is not None:
+            try:
+                await self._committed()
+            except Exception as error:  # committed rows wait for the relay's next pass
+                log.warning("publishing the committed events failed, the relay retries: %s", error)
 
     async def _forget_stale(self, keys: list[tuple[str, int]]) -> None:
         """Drop cached streams whose episodes another replica saved since (it owned the
@@ -145,28 +173,23 @@ class VersionStreams:
             self._streams[key] = _Stream(tracker, state, stored.revision)
         return self._streams[key]
 
-    async def _keep(self, key: tuple[str, int], stream: _Stream, progress: Progress) -> None:
-        before = stream.state
-        stream.state = progress.state
-        if progress.profile_changed:
-            await self._references.update(progress.profile)
-        if (before.data, before.score) != (progress.state.data, progress.state.score):
-            signals = {
-                AlertKind.DATA_DRIFT.value: progress.state.data,
-                AlertKind.PREDICTION_DRIFT.value: progress.state.score,
-            }
-            try:
-                stream.revision = await self._episodes.save(*key, signals, read=stream.revision)
-            except EpisodesMoved as moved:  # the partition moved on: the owner's state wins
-                log.warning("%s; this replica's state is dropped", moved)
-                self._streams.pop(key, None)
-
 
 def _by_version(events: Sequence[PredictionMade]) -> dict[tuple[str, int], list[PredictionMade]]:
     groups: dict[tuple[str, int], list[PredictionMade]] = {}
     for event in events:
         groups.setdefault((event.model, event.model_version), []).append(event)
     return groups
+
+
+def _signals(state: TrackerState) -> dict[str, EpisodeState]:
+    return {
+        AlertKind.DATA_DRIFT.value: state.data,
+        AlertKind.PREDICTION_DRIFT.value: state.score,
+    }
+
+
+def _episodes_changed(before: TrackerState, after: TrackerState) -> bool:
+    return (before.data, before.score) != (after.data, after.score)
 
 
 def _events(progress: Progress, *, producer: str) -> list[Envelope]:
@@ -183,6 +206,13 @@ def _events(progress: Progress, *, producer: str) -> list[Envelope]:
     return events
 
 
+async def publish_committed(relay: OutboxRelay) -> None:
+    """Publish every committed row now, so a batch's outputs are on the broker before its
+    offsets are committed (in the steady state; the relay's own loop covers a failure)."""
+    while await relay.publish_pending() > 0:
+        pass
+
+
 def create_app(
     settings: Settings,
     *,
@@ -195,7 +225,10 @@ def create_app(
     runtime = ServiceRuntime(SERVICE, settings)
     database_url = settings.resolved_database_url
     engine = create_engine(database_url)
+    sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
+    relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     clients: dict[str, RegistryClient] = {}
     if registry is not None:
         clients["registry"] = registry
@@ -208,12 +241,13 @@ def create_app(
         references=References(
             profiles or FileProfileStore(settings.state_dir), max_rows=settings.max_reference_rows
         ),
-        episodes=episodes or DatabaseEpisodeStore(session_factory(engine)),
-        publisher=runtime.publisher,
+        episodes=episodes or DatabaseEpisodeStore(sessions),
         registry=current_registry,
+        committed=partial(publish_committed, relay),
         clock=clock,
     )
     runtime.consumer.on_batch(PredictionMade, streams.on_predictions)
+    runtime.add_background("outbox", relay.run)
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:

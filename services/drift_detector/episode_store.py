@@ -10,22 +10,34 @@ it read and fails with :class:`EpisodesMoved` if another replica saved since, so
 lost the partition in a rebalance (and still runs its last batch) cannot overwrite the new
 owner's state; and a replica compares revisions before each batch to notice that its cached
 state is stale (:meth:`DatabaseEpisodeStore.revisions`).
+
+The events a batch decided (drift reports, alerts, recoveries) are staged in the transactional
+outbox (:mod:`services.runtime.outbox`) in the transaction that saves the states they follow
+from (:meth:`DatabaseEpisodeStore.commit`): a replica killed before the commit published nothing
+and saved nothing (the redelivered batch decides again), one killed after it left both (the
+relay publishes them, the redelivered batch finds the episode already open; a report decided
+again is left out by its derived id), and a fenced replica's events are rolled back with its
+save. So an episode's alert is published once in
+effect; a relay killed mid-pass publishes a row again with its (derived) event id, which the
+incident log discards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Column, Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from contracts.envelope import utc_now
+from contracts.envelope import Envelope, utc_now
 from services.drift_detector.episodes import Episode, EpisodeState
 from services.runtime.database import Sessions, UtcDateTime
+from services.runtime.outbox import OUTBOX_TABLES, stage_once
 
 __all__ = [
     "TABLES",
@@ -33,6 +45,7 @@ __all__ = [
     "EpisodeRow",
     "EpisodeStore",
     "EpisodesMoved",
+    "Save",
     "StoredEpisodes",
     "VersionEpisodes",
 ]
@@ -45,6 +58,18 @@ VersionKey = tuple[str, int]
 
 class EpisodesMoved(Exception):
     """Another replica saved the version's episodes since this one read them."""
+
+
+@dataclass(frozen=True)
+class Save:
+    """One model version's part of a batch: its states read at revision ``read``, and the events
+    they were decided with (published only if the states are saved)."""
+
+    model: str
+    version: int
+    episodes: VersionEpisodes
+    read: int
+    events: Sequence[Envelope] = ()
 
 
 @dataclass(frozen=True)
@@ -66,11 +91,10 @@ class EpisodeStore(Protocol):
         """Return the stored revision of each model version (absent: none saved)."""
         ...
 
-    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
-        """Store the states read at revision ``read``; return the new revision.
-
-        Raises :class:`EpisodesMoved` if the stored revision is no longer ``read``.
-        """
+    async def commit(self, saves: Sequence[Save]) -> dict[VersionKey, int | None]:
+        """Store every version's states and stage their events, all or nothing; return each
+        version's new revision, or ``None`` for a version another replica saved since its
+        ``read`` (its states and events are left out, the others are kept)."""
         ...
 
 
@@ -86,7 +110,7 @@ class EpisodeRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
 
-TABLES: tuple[type[SQLModel], ...] = (EpisodeRow,)
+TABLES: tuple[type[SQLModel], ...] = (EpisodeRow, *OUTBOX_TABLES)
 """Every table of the drift detector's database."""
 
 
@@ -121,28 +145,67 @@ class DatabaseEpisodeStore:
                 if (model, version) in wanted
             }
 
-    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
-        states = {signal: _state_to(state) for signal, state in episodes.items()}
-        try:
-            async with self._sessions() as session, session.begin():
-                if read == 0:  # the first save: two replicas inserting collide on the key
-                    session.add(EpisodeRow(model=model, version=version, revision=1, states=states))
-                    await session.flush()
-                    return 1
-                changed = await session.exec(
-                    update(EpisodeRow)
-                    .where(col(EpisodeRow.model) == model)
-                    .where(col(EpisodeRow.version) == version)
-                    .where(col(EpisodeRow.revision) == read)
-                    .values(revision=read + 1, states=states, updated_at=utc_now())
-                )
-                if changed.rowcount != 1:
-                    raise EpisodesMoved(
-                        f"{model} v{version}: saved by another replica since {read}"
-                    )
-                return read + 1
-        except IntegrityError as error:
-            raise EpisodesMoved(f"{model} v{version}: saved by another replica") from error
+    async def commit(self, saves: Sequence[Save]) -> dict[VersionKey, int | None]:
+        if not saves:
+            return {}
+        revisions: dict[VersionKey, int | None] = {}
+        async with self._sessions() as session, session.begin():
+            for save in saves:
+                saved = await _compare_and_set(session, save)
+                revisions[(save.model, save.version)] = saved
+                if saved is not None:
+                    await stage_once(session, save.events)
+        return revisions
+
+    async def save(
+        self,
+        model: str,
+        version: int,
+        episodes: VersionEpisodes,
+        *,
+        read: int,
+        events: Sequence[Envelope] = (),
+    ) -> int:
+        """Store one version's states (and stage its events); return the new revision.
+
+        Raises :class:`EpisodesMoved` if the stored revision is no longer ``read``.
+        """
+        saved = (await self.commit([Save(model, version, episodes, read, events)]))[
+            (model, version)
+        ]
+        if saved is None:
+            raise EpisodesMoved(f"{model} v{version}: saved by another replica since {read}")
+        return saved
+
+
+async def _compare_and_set(session: AsyncSession, save: Save) -> int | None:
+    """Write a version's states if its revision is still the one read; the new revision, or
+    ``None`` (another replica saved since: nothing written)."""
+    states = {signal: _state_to(state) for signal, state in save.episodes.items()}
+    if save.read == 0:  # the first save: of two replicas inserting, one creates the row
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        row = {
+            "model": save.model,
+            "version": save.version,
+            "revision": 1,
+            "states": states,
+            "updated_at": utc_now(),
+        }
+        inserted = await session.exec(
+            dialect.insert(EpisodeRow)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["model", "version"])
+            .returning(col(EpisodeRow.revision))
+        )
+        return 1 if inserted.first() is not None else None
+    changed = await session.exec(
+        update(EpisodeRow)
+        .where(col(EpisodeRow.model) == save.model)
+        .where(col(EpisodeRow.version) == save.version)
+        .where(col(EpisodeRow.revision) == save.read)
+        .values(revision=save.read + 1, states=states, updated_at=utc_now())
+    )
+    return save.read + 1 if changed.rowcount == 1 else None
 
 
 def _state_to(state: EpisodeState) -> dict[str, Any]:
@@ -158,6 +221,7 @@ def _state_to(state: EpisodeState) -> dict[str, Any]:
             "seen": list(episode.seen),
             "started_at": episode.started_at.isoformat(),
             "windows": episode.windows,
+            "opening": episode.opening,
         },
     }
 
@@ -175,5 +239,7 @@ def _state_from(document: dict[str, Any]) -> EpisodeState:
             seen=tuple(episode["seen"]),
             started_at=datetime.fromisoformat(episode["started_at"]),
             windows=episode["windows"],
+            # Saved before episodes named their opening window: the decision's time names it.
+            opening=episode.get("opening", episode["started_at"]),
         ),
     )

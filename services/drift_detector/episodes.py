@@ -12,6 +12,10 @@ The fingerprint names the signal by the features that drifted when the episode o
 the same for the whole episode even if other features join or leave it: the incident log
 de-duplicates by fingerprint, and the recovery must close the incident the alert opened. The
 features that drifted at any time during the episode travel in the evidence (ADR 0008).
+
+An episode is named by the window that opened it (``opening``), not by when it was decided:
+two replicas judging the same stream from the same state name it alike, so its alert and
+recovery get the same event ids wherever they are decided (``reporting.episode_event_id``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-__all__ = ["Episode", "EpisodeState", "Raised", "Recovered", "observe_window"]
+from contracts.monitoring import Window
+
+__all__ = ["Episode", "EpisodeState", "Raised", "Recovered", "observe_window", "window_key"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class Episode:
     started_at: datetime
     windows: int = 1
     """Drifted windows so far."""
+    opening: str = ""
+    """Names the window that opened it (:func:`window_key`): the episode's identity."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,12 @@ def observe_window(
     now: datetime,
     raise_after: int = 1,
     recover_after: int = 3,
+    window: str = "",
 ) -> tuple[EpisodeState, Raised | Recovered | None]:
-    """Fold one window's verdict into the signal's state; say whether to raise or recover."""
+    """Fold one window's verdict into the signal's state; say whether to raise or recover.
+
+    ``window`` names the window judged (:func:`window_key`): an episode it opens keeps it.
+    """
     if raise_after < 1 or recover_after < 1:
         raise ValueError("raise_after and recover_after must be at least 1")
     episode = state.episode
@@ -85,7 +97,11 @@ def observe_window(
             return EpisodeState(drifted_streak=streak), None
         features = tuple(drivers)
         opened = Episode(
-            fingerprint=fingerprint(features), features=features, seen=features, started_at=now
+            fingerprint=fingerprint(features),
+            features=features,
+            seen=features,
+            started_at=now,
+            opening=window,
         )
         return EpisodeState(episode=opened), Raised(opened)
     if drifted:
@@ -96,3 +112,9 @@ def observe_window(
     if clean < recover_after:
         return replace(state, clean_streak=clean), None
     return EpisodeState(), Recovered(episode, clean)
+
+
+def window_key(window: Window) -> str:
+    """A window's name from what it spans (kind, first and last event time, size): the same
+    for every replica that cut it from the same stream."""
+    return f"{window.kind.value}/{window.start.isoformat()}/{window.end.isoformat()}/{window.size}"

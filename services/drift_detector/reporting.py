@@ -3,21 +3,28 @@
 Per tested window a ``drift.reported`` with every feature's evidence; per episode change an
 ``alert.raised`` or ``alert.recovered`` carrying the evidence a responder needs first (the
 drivers, their checks, the joint and sequential results) and pointing to the window's report.
+
+Event ids are derived from what the event is about (:func:`episode_event_id`,
+:func:`report_event_id`), not drawn at random: a replica deciding the same episode (after a kill
+or a rebalance) publishes it with the same id, which the incident log's handled ids discard.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import JsonValue
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
 from contracts.drift import DriftReported, FeatureDrift
-from services.drift_detector.episodes import Raised
+from services.drift_detector.episodes import Episode, Raised, window_key
 from services.drift_detector.profiles import ReferenceProfile
 from services.drift_detector.tracking import TestedWindow, Transition
 
-__all__ = ["alert_event", "drift_reported"]
+__all__ = ["alert_event", "drift_reported", "episode_event_id", "report_event_id"]
+
+_EVENT_IDS = uuid5(NAMESPACE_URL, "https://vigil.invalid/drift-detector/events")
 
 _DRIVERS_IN_EVIDENCE = 10
 _SIGNAL = {AlertKind.DATA_DRIFT: "data drift", AlertKind.PREDICTION_DRIFT: "prediction drift"}
@@ -29,6 +36,7 @@ def drift_reported(
     """The report of one tested window."""
     report = tested.report
     return DriftReported(
+        event_id=report_event_id(profile.model, profile.version, tested),
         producer=producer,
         model=profile.model,
         model_version=profile.version,
@@ -44,6 +52,24 @@ def drift_reported(
         sequential=tested.alarm,
         hypotheses=report.hypotheses,
     )
+
+
+def episode_event_id(
+    model: str,
+    version: int,
+    kind: AlertKind,
+    episode: Episode,
+    change: Literal["raised", "recovered"] = "raised",
+) -> UUID:
+    """The id of an episode's alert (or recovery): the same wherever the episode is decided."""
+    name = episode.opening or episode.started_at.isoformat()
+    parts = (model, str(version), kind.value, episode.fingerprint, name, change)
+    return uuid5(_EVENT_IDS, "\x00".join(parts))
+
+
+def report_event_id(model: str, version: int, tested: TestedWindow) -> UUID:
+    """The id of a window's report: the same for every replica that tests that window."""
+    return uuid5(_EVENT_IDS, "\x00".join((model, str(version), window_key(tested.window))))
 
 
 def alert_event(
@@ -62,6 +88,7 @@ def alert_event(
         more = len(episode.features) - 5
         summary = f"{signal} in {where}: {names}" + (f" and {more} more" if more > 0 else "")
         return AlertRaised(
+            event_id=episode_event_id(profile.model, profile.version, transition.kind, episode),
             producer=producer,
             model=profile.model,
             model_version=profile.version,
@@ -81,6 +108,9 @@ def alert_event(
         "report_event_id": report_id,
     }
     return AlertRecovered(
+        event_id=episode_event_id(
+            profile.model, profile.version, transition.kind, episode, change="recovered"
+        ),
         producer=producer,
         model=profile.model,
         model_version=profile.version,

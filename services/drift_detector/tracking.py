@@ -28,7 +28,13 @@ from contracts.drift import SequentialAlarm
 from contracts.monitoring import Window
 from services.drift_detector.detector import DriftPolicy, DriftReport, evaluate
 from services.drift_detector.encoding import FeatureBatch
-from services.drift_detector.episodes import EpisodeState, Raised, Recovered, observe_window
+from services.drift_detector.episodes import (
+    EpisodeState,
+    Raised,
+    Recovered,
+    observe_window,
+    window_key,
+)
 from services.drift_detector.profiles import SCORE_FEATURE, ReferenceProfile
 from services.drift_detector.sequential import CusumState, SequentialDetector, SequentialPolicy
 from services.drift_detector.windows import (
@@ -252,6 +258,7 @@ class Tracker:
             drivers=drivers,
         )
         windows.append(tested)
+        opening = window_key(closed.window)
         data, change = observe_window(
             state.data,
             drifted=tested.drifted,
@@ -260,6 +267,7 @@ class Tracker:
             now=now,
             raise_after=self.config.raise_after,
             recover_after=self.config.recover_after,
+            window=opening,
         )
         state = replace(state, data=data)
         if change is not None:
@@ -275,6 +283,7 @@ class Tracker:
                 now=now,
                 raise_after=self.config.raise_after,
                 recover_after=self.config.recover_after,
+                window=opening,
             )
             state = replace(state, score=score)
             if change is not None:

@@ -56,6 +56,7 @@ def create_app(
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     registry_http = httpx.AsyncClient(transport=registry_transport, timeout=10.0)
     scorer_http = httpx.AsyncClient(transport=scorer_transport)
     service = MonitorService(

@@ -44,6 +44,7 @@ from services.runtime import (
 )
 from services.runtime.forgetting import forgetting_processed_ids
 from services.runtime.identity import IdentityProvider
+from services.runtime.leases import Lease
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 
@@ -67,6 +68,7 @@ def create_app(
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     store = RegistryStore(sessions, producer=producer, after_commit=relay.wake)
     live = LiveExamples(
         sessions,
@@ -173,9 +175,10 @@ def create_app(
 
     runtime.add_background("outbox", relay.run)
     runtime.add_background("worker", worker.run_forever)
+    schedules = Lease(engine, "retrainer-schedules")
     runtime.add_background(
         "schedules",
-        lambda: run_schedules(store, runs, clock, settings.schedule_interval_seconds),
+        run_schedules(store, runs, clock, settings.schedule_interval_seconds, schedules),
     )
     runtime.add_background("governance", governance_tick)
     runtime.add_background("prune-live-examples", prune_live_examples)

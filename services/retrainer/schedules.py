@@ -1,17 +1,22 @@
 """The maintenance schedule: ask for a retrain when a champion's ``retrain_every_hours`` has
-passed since the model was last asked to retrain (or since the champion was registered)."""
+passed since the model was last asked to retrain (or since the champion was registered).
+
+With replicas, one checks: the ``retrainer-schedules`` lease (:mod:`services.runtime.leases`).
+Two replicas checking at the same moment would both ask; the second ask merges into the queued
+run, but is recorded and answered a second time."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from contracts.retraining import RetrainTrigger
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
 from services.retrainer.store import RegistryStore
 from services.retrainer.triggers import Admission, RetrainAsk, scheduled_cause
+from services.runtime.leases import Lease, every_while_held
 
 __all__ = ["SCHEDULE_ACTOR", "check_schedules", "run_schedules"]
 
@@ -51,10 +56,13 @@ async def check_schedules(
     return admissions
 
 
-async def run_schedules(
-    registry: RegistryStore, runs: RetrainRuns, clock: Callable[[], datetime], every_s: float
-) -> None:
-    """Check the schedules every ``every_s`` seconds until cancelled."""
-    while True:
-        await check_schedules(registry, runs, clock())
-        await asyncio.sleep(every_s)
+def run_schedules(
+    registry: RegistryStore,
+    runs: RetrainRuns,
+    clock: Callable[[], datetime],
+    every_s: float,
+    lease: Lease,
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The background task checking the schedules every ``every_s`` seconds in the replica that
+    holds ``lease``."""
+    return every_while_held(lease, lambda: check_schedules(registry, runs, clock()), every_s)

@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
+    runtime.self_watch_once(engine)
     runner = Runner(
         sessions,
         catalog,

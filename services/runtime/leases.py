@@ -7,18 +7,23 @@ network dropped), so a stand-by replica takes over at its next :meth:`Lease.held
 file belongs to one process, which always holds the lease.
 
 Call :meth:`Lease.held` before each round of the work (it also checks that the holder's connection
-is still alive), not once at start.
+is still alive), not once at start; :func:`every_while_held` does, for a loop of rounds::
+
+    runtime.add_background("schedules", every_while_held(Lease(engine, "schedules"), check, 60))
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["Lease", "lease_key"]
+__all__ = ["Lease", "every_while_held", "lease_key"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,11 @@ class Lease:
         self._engine = engine
         self._key = lease_key(name)
         self._connection: AsyncConnection | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether this replica held the lease at its last :meth:`held` check."""
+        return self._engine.dialect.name != "postgresql" or self._connection is not None
 
     async def held(self) -> bool:
         """Whether this replica holds the lease now, taking it if it is free."""
@@ -87,3 +97,22 @@ class Lease:
                 await connection.invalidate()  # never back to the pool: it may hold the lock
             finally:
                 await connection.close()
+
+
+def every_while_held(
+    lease: Lease, round_of_work: Callable[[], Awaitable[object]], every_s: float
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A background task: one round of the work every ``every_s`` seconds in the replica that
+    holds ``lease`` (the others stand by, checking it as often), until cancelled; the lease is
+    released on the way out, so a stand-by takes over at its next check."""
+
+    async def run() -> None:
+        try:
+            while True:
+                if await lease.held():
+                    await round_of_work()
+                await asyncio.sleep(every_s)
+        finally:
+            await lease.release()
+
+    return run

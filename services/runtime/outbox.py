@@ -37,6 +37,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy import Index, Text, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, func, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -47,7 +48,14 @@ from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import EventRefused, Publisher
 from services.runtime.waiting import wait_at_most
 
-__all__ = ["OUTBOX_TABLES", "OutboxMessage", "OutboxPoison", "OutboxRelay", "stage"]
+__all__ = [
+    "OUTBOX_TABLES",
+    "OutboxMessage",
+    "OutboxPoison",
+    "OutboxRelay",
+    "stage",
+    "stage_once",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,27 @@ def stage(session: AsyncSession, events: Iterable[Envelope]) -> None:
                 payload=event.model_dump_json(),
             )
         )
+
+
+async def stage_once(session: AsyncSession, events: Iterable[Envelope]) -> None:
+    """Stage events like :func:`stage`, leaving out those whose event id the outbox already
+    holds: outputs with derived ids, decided again after a replay, are staged once."""
+    now = utc_now()
+    rows = [
+        {
+            "event_id": event.event_id,
+            "event_type": event.type,
+            "topic": topic_of(type(event)).value,
+            "payload": event.model_dump_json(),
+            "created_at": now,
+        }
+        for event in events
+    ]
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert_rows = dialect.insert(OutboxMessage).values(rows)
+    await session.exec(insert_rows.on_conflict_do_nothing(index_elements=["event_id"]))
 
 
 @dataclass(frozen=True, slots=True)

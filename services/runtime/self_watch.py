@@ -23,6 +23,12 @@ partition), so a consumer that stopped consuming is seen as well as a slow one. 
 broker the end offset is the start of the last record batch (docs/adr/0002-embedded-broker.md):
 lag reads up to one batch low there.
 
+With replicas, every replica measures the same things (its group's lag, the shared database's
+outbox), so one publishes: the holder of the service's ``<service>-self-watch`` lease
+(:meth:`SelfWatch.publish_under`). The others keep checking and follow the episodes as if they
+had published, so a stand-by that takes over sends the recovery of an alert the holder raised
+(and says again the alerts of episodes still bad, in case the holder could not publish them).
+
 Alerts are about the platform, so their model is :data:`~services.runtime.dead_letter_alerts.\
 PLATFORM_MODEL`; the routing policy sends their kinds to the ``platform`` route.
 """
@@ -43,6 +49,7 @@ from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, a
 from contracts.topics import Topic
 from services.runtime.alert_episodes import AlertEpisodes, Transition
 from services.runtime.dead_letter_alerts import PLATFORM_MODEL
+from services.runtime.leases import Lease
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
@@ -125,6 +132,13 @@ class SelfWatch:
         self._publisher = publisher
         self._interval_s = interval_s
         self._watched: list[_Watched] = []
+        self._lease: Lease | None = None
+        self._published_last = False
+        """Whether this replica published at the last check (to notice taking over)."""
+
+    def publish_under(self, lease: Lease) -> None:
+        """Publish only while this replica holds ``lease`` (services with replicas)."""
+        self._lease = lease
 
     @property
     def interval_s(self) -> float:
@@ -144,14 +158,24 @@ class SelfWatch:
 
     async def run(self) -> None:
         """Check every interval until cancelled."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.check()
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                await self.check()
+        finally:
+            if self._lease is not None:
+                await self._lease.release()  # a stand-by publishes from its next check
 
     async def check(self) -> None:
-        """Run every probe once and publish what became due; a probe that fails is logged and
-        skipped (its subjects keep their state)."""
+        """Run every probe once and publish what became due (if this replica is the one that
+        publishes); a probe that fails is logged and skipped (its subjects keep their state)."""
+        publishing = await self._publishing()
+        # Taking over: the old holder may not have published a raise this replica followed (the
+        # broker was down when it died), so open episodes still bad are said again (the incident
+        # log folds them into the open incident by fingerprint).
+        took_over, self._published_last = publishing and not self._published_last, publishing
         for watched in self._watched:
+            still_raised = set(watched.episodes.raised()) if took_over else set()
             try:
                 readings = await watched.probe()
             except Exception as error:
@@ -161,8 +185,23 @@ class SelfWatch:
                 continue
             for reading in readings:
                 transition = watched.episodes.observe(_episode(reading), bad=reading.bad)
-                if transition is not None:
+                if transition is None and reading.bad and _episode(reading) in still_raised:
+                    transition = Transition.RAISE
+                if transition is None:
+                    continue
+                if publishing:
                     await self._announce(watched.episodes, reading, transition)
+                else:  # the lease holder says it; follow the episode as it does
+                    watched.episodes.settle(_episode(reading), transition)
+
+    async def _publishing(self) -> bool:
+        if self._lease is None:
+            return True
+        try:
+            return await self._lease.held()
+        except Exception as error:  # the database is down: whoever holds the lease publishes
+            log.warning("self-watch cannot check its lease: %s", error)
+            return False
 
     async def _announce(
         self, episodes: AlertEpisodes, reading: Reading, transition: Transition

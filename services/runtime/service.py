@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topics import Topic
 from services.runtime.body_limits import BodyLimits, LargerBody
@@ -29,6 +30,7 @@ from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.documented_responses import document_common_responses
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
+from services.runtime.leases import Lease
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
 from services.runtime.outbox import OutboxRelay
@@ -123,6 +125,12 @@ class ServiceRuntime:
         self._subscribed = False
         self._checks: dict[str, Check] = {}
         self.ready = False
+
+    def self_watch_once(self, engine: AsyncEngine) -> None:
+        """Replicas sharing ``engine``'s database: one of them publishes the self-watch's
+        alerts, the holder of the ``<service>-self-watch`` lease (the others follow)."""
+        if self.self_watch is not None:
+            self.self_watch.publish_under(Lease(engine, f"{self.name.value}-self-watch"))
 
     def add_background(self, name: str, run: BackgroundTask) -> None:
         """Run a coroutine for the life of the process, restarting it (with backoff) if it fails."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import httpx
 
 from contracts import DatasetRef, Envelope, ModelVersionRecord
-from services.drift_detector.episode_store import EpisodesMoved, StoredEpisodes, VersionEpisodes
+from services.drift_detector.episode_store import Save, StoredEpisodes
 from services.drift_detector.profiles import ReferenceProfile
 from services.runtime import RegistryClient
 from tests.drift_detector.data import digest_of, service_spec
@@ -29,8 +29,12 @@ class InMemoryProfileStore:
 
 
 class InMemoryEpisodeStore:
+    """Episode states and an outbox in memory: ``events`` are the events committed with them."""
+
     def __init__(self) -> None:
         self.episodes: dict[tuple[str, int], StoredEpisodes] = {}
+        self.events: list[Envelope] = []
+        self.fail_next = False
 
     async def load(self, model: str, version: int) -> StoredEpisodes:
         return self.episodes.get((model, version), StoredEpisodes())
@@ -38,12 +42,20 @@ class InMemoryEpisodeStore:
     async def revisions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {key: self.episodes[key].revision for key in keys if key in self.episodes}
 
-    async def save(self, model: str, version: int, episodes: VersionEpisodes, *, read: int) -> int:
-        stored = self.episodes.get((model, version), StoredEpisodes())
-        if stored.revision != read:
-            raise EpisodesMoved(f"{model} v{version}")
-        self.episodes[(model, version)] = StoredEpisodes(dict(episodes), read + 1)
-        return read + 1
+    async def commit(self, saves: Sequence[Save]) -> dict[tuple[str, int], int | None]:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("database unreachable")
+        revisions: dict[tuple[str, int], int | None] = {}
+        for save in saves:
+            key = (save.model, save.version)
+            if self.episodes.get(key, StoredEpisodes()).revision != save.read:
+                revisions[key] = None
+                continue
+            self.episodes[key] = StoredEpisodes(dict(save.episodes), save.read + 1)
+            self.events.extend(save.events)
+            revisions[key] = save.read + 1
+        return revisions
 
 
 class RecordingPublisher:

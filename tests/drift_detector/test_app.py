@@ -1,4 +1,5 @@
-"""The drift detector's handler: predictions in, reports and alerts out, bad events refused."""
+"""The drift detector's handler: predictions in, reports and alerts out (committed with the
+episode states they follow from), bad events refused."""
 
 from __future__ import annotations
 
@@ -10,19 +11,14 @@ from uuid import uuid4
 import numpy as np
 import pytest
 
-from contracts import AlertRaised, DriftReported, FeatureValue, WindowKind
+from contracts import AlertRaised, AlertRecovered, DriftReported, FeatureValue, WindowKind
 from contracts.envelope import utc_now
 from services.drift_detector.app import VersionStreams
 from services.drift_detector.references import References
 from services.drift_detector.settings import Settings
 from services.runtime import KafkaSettings
 from tests.drift_detector.data import predictions, training_csv, training_rows
-from tests.drift_detector.fakes import (
-    InMemoryEpisodeStore,
-    InMemoryProfileStore,
-    RecordingPublisher,
-    Registry,
-)
+from tests.drift_detector.fakes import InMemoryEpisodeStore, InMemoryProfileStore, Registry
 from tests.factories import T0
 
 MODEL = "churn"
@@ -30,14 +26,14 @@ MODEL = "churn"
 
 def make_streams(
     registry: Registry, clock: Callable[[], datetime] = utc_now, **overrides: Any
-) -> tuple[VersionStreams, RecordingPublisher, InMemoryProfileStore, InMemoryEpisodeStore]:
+) -> tuple[VersionStreams, InMemoryEpisodeStore, InMemoryProfileStore, InMemoryEpisodeStore]:
+    """The handler, its committed events (the store), its profiles and its episode states."""
     fields: dict[str, Any] = {
         "window_size": 500,
         "min_window_rows": 100,
         "score_reference_rows": 300,
     }
     settings = Settings(kafka=KafkaSettings(), **(fields | overrides))
-    publisher = RecordingPublisher()
     profiles = InMemoryProfileStore()
     episodes = InMemoryEpisodeStore()
     client = registry.client()
@@ -45,11 +41,10 @@ def make_streams(
         config=settings.tracker_config(),
         references=References(profiles, max_rows=5000),
         episodes=episodes,
-        publisher=publisher,
         registry=lambda: client,
         clock=clock,
     )
-    return streams, publisher, profiles, episodes
+    return streams, episodes, profiles, episodes
 
 
 @pytest.fixture
@@ -102,7 +97,7 @@ async def test_events_off_the_schema_or_of_unknown_versions_are_refused_with_rea
     assert publisher.events == []  # one valid row: no window closed yet
 
 
-async def test_a_failed_publish_leaves_the_state_as_it_was_for_the_redelivery(
+async def test_a_failed_commit_leaves_the_state_as_it_was_for_the_redelivery(
     registry: Registry,
 ) -> None:
     streams, publisher, _, _ = make_streams(registry)
@@ -144,3 +139,25 @@ async def test_with_time_windows_a_mis_dated_prediction_is_refused_and_windows_k
     assert [r.window.kind for r in reports] == [WindowKind.TIME] * 9
     assert [r.window.size for r in reports] == [300] * 9
     assert reports[-1].window.start == T0 + timedelta(seconds=2400)
+
+
+async def test_two_replicas_deciding_the_same_episode_give_its_alert_and_recovery_the_same_ids(
+    registry: Registry,
+) -> None:
+    """After a kill or a rebalance the next owner may decide an episode again: its events must
+    carry the ids the first decision gave them, whenever it is decided, so they are discarded."""
+    values, devices = training_rows(np.random.default_rng(5), 5000)
+    values[1000:2500, 2] += 1.0
+    events = predictions(values, devices, model=MODEL)
+    decided = []
+    for clock in (utc_now, lambda: utc_now() + timedelta(hours=3)):
+        streams, committed, _, _ = make_streams(registry, clock)
+        for start in range(0, 5000, 700):
+            await streams.on_predictions(events[start : start + 700])
+        decided.append(committed.events)
+    first, second = decided
+    alerts = [e for e in first if isinstance(e, AlertRaised | AlertRecovered)]
+    assert [type(e) for e in alerts] == [AlertRaised, AlertRecovered]
+    assert [e.event_id for e in first] == [e.event_id for e in second]
+    assert len({e.event_id for e in first}) == len(first)
+    assert alerts[0].event_id != alerts[1].event_id

@@ -1,21 +1,27 @@
 """Episode states in the drift detector's database (SQLite and PostgreSQL): saved with a
 compare-and-set, so a replica that lost a model's partition cannot overwrite the new owner's
-state, and the next owner of the partition continues an open episode."""
+state, and the next owner of the partition continues an open episode; the events a batch decided
+are staged in the outbox with the states, so a fenced replica's alerts are never published."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 
-from contracts import AlertRaised, AlertRecovered
+from contracts import AlertRaised, AlertRecovered, DriftReported, Envelope
+from contracts.topics import EVENT_TYPES
 from services.drift_detector.app import VersionStreams
 from services.drift_detector.episode_store import (
     DatabaseEpisodeStore,
     EpisodesMoved,
+    EpisodeStore,
+    Save,
     StoredEpisodes,
 )
 from services.drift_detector.episodes import Episode, EpisodeState
@@ -24,8 +30,10 @@ from services.drift_detector.references import References
 from services.drift_detector.settings import Settings
 from services.runtime import KafkaSettings, create_engine, session_factory
 from services.runtime.migrations import migrate
+from services.runtime.outbox import OutboxMessage
 from tests.drift_detector.data import predictions, training_csv, training_rows
-from tests.drift_detector.fakes import InMemoryProfileStore, RecordingPublisher, Registry
+from tests.drift_detector.fakes import InMemoryProfileStore, Registry
+from tests.factories import make_alert
 
 MODEL = "churn"
 OPEN = EpisodeState(
@@ -80,47 +88,114 @@ async def test_a_save_from_a_stale_revision_is_refused_and_changes_nothing(
     assert await store.load(MODEL, 1) == StoredEpisodes({"data_drift": OPEN}, 2)
 
 
-def replica(
-    registry: Registry, store: DatabaseEpisodeStore
-) -> tuple[VersionStreams, RecordingPublisher]:
+async def staged(engine: AsyncEngine) -> list[Envelope]:
+    """The events committed to the outbox, in commit order."""
+    async with session_factory(engine)() as session:
+        rows = await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id)))
+        return [EVENT_TYPES[r.event_type].model_validate_json(r.payload) for r in rows.all()]
+
+
+async def test_a_commit_stages_the_events_of_the_versions_it_saves_and_drops_a_fenced_ones(
+    store: DatabaseEpisodeStore, engine: AsyncEngine
+) -> None:
+    await store.save(MODEL, 2, {"data_drift": OPEN}, read=0)
+    kept, fenced, first = make_alert(), make_alert(), make_alert(model="other")
+    revisions = await store.commit(
+        [
+            Save(MODEL, 1, {"data_drift": OPEN}, 0, [kept]),
+            Save(MODEL, 2, {"data_drift": EpisodeState()}, 0, [fenced]),  # another replica's row
+            Save("other", 1, {}, 0, [first]),
+        ]
+    )
+    assert revisions == {(MODEL, 1): 1, (MODEL, 2): None, ("other", 1): 1}
+    assert [e.event_id for e in await staged(engine)] == [kept.event_id, first.event_id]
+    assert await store.load(MODEL, 2) == StoredEpisodes({"data_drift": OPEN}, 1)
+
+
+def replica(registry: Registry, store: EpisodeStore) -> VersionStreams:
     settings = Settings(
         kafka=KafkaSettings(), window_size=500, min_window_rows=100, score_reference_rows=300
     )
-    publisher = RecordingPublisher()
     client = registry.client()
-    streams = VersionStreams(
+    return VersionStreams(
         config=settings.tracker_config(),
         references=References(InMemoryProfileStore(), max_rows=5000),
         episodes=store,
-        publisher=publisher,
         registry=lambda: client,
     )
-    return streams, publisher
 
 
 async def test_the_next_owner_of_the_partition_recovers_an_episode_opened_before_the_rebalance(
-    store: DatabaseEpisodeStore,
+    store: DatabaseEpisodeStore, engine: AsyncEngine
 ) -> None:
     registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
-    first, first_out = replica(registry, store)
-    second, second_out = replica(registry, store)
+    first, second = replica(registry, store), replica(registry, store)
     values, devices = training_rows(np.random.default_rng(1), 6000)
     values[:3000, 2] += 1.0  # drifted, then clean again
     events = predictions(values, devices, model=MODEL)
     for start in range(0, 3000, 500):
         await first.on_predictions(events[start : start + 500])
-    assert [type(e) for e in first_out.events if isinstance(e, AlertRaised)] == [AlertRaised]
+    (raised,) = [e for e in await staged(engine) if isinstance(e, AlertRaised)]
     # Rebalance: the model's partition moves to the second replica, which opened nothing.
     for start in range(3000, 6000, 500):
         await second.on_predictions(events[start : start + 500])
-    recovered = [e for e in second_out.events if isinstance(e, AlertRecovered)]
-    raised = [e for e in first_out.events if isinstance(e, AlertRaised)]
-    assert [r.fingerprint for r in recovered] == [raised[0].fingerprint]
-    assert not any(isinstance(e, AlertRaised) for e in second_out.events)
     # The first replica gets the partition back later: it notices its cached state is stale
     # and continues from the stored state (no episode open) instead of its own.
     more_values, more_devices = training_rows(np.random.default_rng(2), 1000)
     await first.on_predictions(predictions(more_values, more_devices, model=MODEL))
-    assert not any(isinstance(e, AlertRecovered) for e in first_out.events)
+    alerts = [e for e in await staged(engine) if isinstance(e, AlertRaised | AlertRecovered)]
+    assert [(type(e), e.fingerprint) for e in alerts] == [
+        (AlertRaised, raised.fingerprint),
+        (AlertRecovered, raised.fingerprint),
+    ]
     stored = await store.load(MODEL, 1)
     assert stored.episodes["data_drift"].episode is None
+
+
+class CommitsAfter:
+    """A store whose commits wait until another replica's batch has committed first: the
+    interleaving of a rebalance while the old owner still runs its last batch."""
+
+    def __init__(self, store: DatabaseEpisodeStore) -> None:
+        self.store = store
+        self.first: Callable[[], Awaitable[object]] | None = None
+
+    async def load(self, model: str, version: int) -> StoredEpisodes:
+        return await self.store.load(model, version)
+
+    async def revisions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return await self.store.revisions(keys)
+
+    async def commit(self, saves: Sequence[Save]) -> dict[tuple[str, int], int | None]:
+        if self.first is not None:
+            first, self.first = self.first, None
+            await first()
+        return await self.store.commit(saves)
+
+
+async def test_of_two_replicas_deciding_the_same_episode_only_the_first_to_commit_publishes_it(
+    store: DatabaseEpisodeStore, engine: AsyncEngine
+) -> None:
+    """Both judge the same batch from the same state and decide the same alert; the
+    compare-and-set lets the first commit, and rolls the other's events back with its state."""
+    registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
+    slow = CommitsAfter(store)
+    old_owner, new_owner = replica(registry, slow), replica(registry, store)
+    values, devices = training_rows(np.random.default_rng(1), 1500)
+    values[500:, 2] += 1.0
+    events = predictions(values, devices, model=MODEL)
+    for owner in (old_owner, new_owner):
+        await owner.on_predictions(events[:400])  # scores for the reference: nothing to commit
+    assert await store.revisions([(MODEL, 1)]) == {}
+    slow.first = partial(new_owner.on_predictions, events[400:])
+    await old_owner.on_predictions(events[400:])
+    committed = await staged(engine)
+    (raised,) = [e for e in committed if isinstance(e, AlertRaised)]
+    assert raised.fingerprint == f"{MODEL}:v1:data_drift:x2"
+    reports = [e for e in committed if isinstance(e, DriftReported)]
+    assert sum(r.window.size for r in reports) <= 1500  # one replica's windows, not two
+    assert len({r.window for r in reports}) == len(reports)
+    assert (await store.load(MODEL, 1)).revision == 1  # the old owner's save was refused
+    # The old owner dropped its copy: its next batch continues the stored, open episode.
+    await old_owner.on_predictions(predictions(values[500:1000], devices[500:1000], model=MODEL))
+    assert [e for e in await staged(engine) if isinstance(e, AlertRaised)] == [raised]

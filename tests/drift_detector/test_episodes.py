@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ def fingerprint(features: Sequence[str]) -> str:
     return "m:v1:data_drift:" + ",".join(sorted(features))
 
 
-def replay(verdicts: list[tuple[bool, tuple[str, ...]]], **options: int) -> list[object]:
+def replay(verdicts: list[tuple[bool, tuple[str, ...]]], **options: Any) -> list[object]:
     state = EpisodeState()
     changes: list[object] = []
     for drifted, drivers in verdicts:

@@ -1,26 +1,30 @@
 """The retrainer's database side on SQLite and PostgreSQL: labelled live examples, admission
-under concurrency, claiming with leases, and the maintenance schedule."""
+under concurrency, claiming with leases, and the maintenance schedule (checked by one replica)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 from uuid import uuid4
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from contracts import LabelRecorded, RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
-from services.retrainer.schedules import check_schedules
+from services.retrainer.schedules import check_schedules, run_schedules
 from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
-from services.runtime import OutboxMessage, create_engine
+from services.runtime import OutboxMessage, create_engine, session_factory
+from services.runtime.leases import Lease, lease_key
 from services.runtime.migrations import migrate
 from tests.factories import T0
 from tests.model_builders import train
@@ -28,6 +32,8 @@ from tests.registry_tools import FakeClock, Registry, deploy, register, registry
 from tests.retrainer.retraining_data import SPEC, live_events
 
 MODEL = "breast-cancer"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -258,3 +264,78 @@ async def test_an_ask_merged_into_a_running_run_makes_its_asker_a_requester(
     run = await stores.runs.get(claimed.run_id)
     assert run is not None
     assert run.requesters == ["ana", "bo"]
+
+
+async def schedule_asks(stores: Stores) -> list[RetrainAnswered]:
+    return [a for a in await staged_answers(stores) if a.requested_by == "system:schedule"]
+
+
+async def test_two_replicas_check_the_schedules_once_and_a_stand_by_takes_over_from_a_dead_one(
+    stores: Stores, database_url: str
+) -> None:
+    """Each replica runs the schedule loop on an engine of its own (its own PostgreSQL
+    sessions); only the holder of the ``retrainer-schedules`` lease asks."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one process per SQLite file: it always holds the lease")
+    engines = [create_engine(database_url) for _ in range(2)]
+    leases = [Lease(engine, "retrainer-schedules") for engine in engines]
+    replicas = [
+        RetrainRuns(
+            session_factory(engine),
+            stores.registry.store,
+            producer="retrainer",
+            cooldown=timedelta(minutes=10),
+            lease=timedelta(minutes=2),
+            clock=stores.clock,
+        )
+        for engine in engines
+    ]
+    loops = [
+        asyncio.create_task(run_schedules(stores.registry.store, runs, stores.clock, 0.02, lease)())
+        for runs, lease in zip(replicas, leases, strict=True)
+    ]
+    try:
+        stores.clock.advance(hours=25)  # one scheduled retrain due
+        await wait_until(lambda: schedule_asks(stores), lambda asks: len(asks) == 1)
+        await asyncio.sleep(0.3)  # many rounds of both replicas
+        assert len(await schedule_asks(stores)) == 1
+        (holder,) = [i for i, lease in enumerate(leases) if lease.holding]
+        # The holder dies: its connection goes (as with SIGKILL) and its loop stops.
+        async with engines[1 - holder].connect() as admin:
+            await admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND granted"
+                    " AND ((classid::bigint << 32) | objid::bigint) = :key"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"  # not other tests' databases
+                ),
+                {"key": lease_key("retrainer-schedules")},
+            )
+        loops[holder].cancel()
+        with contextlib.suppress(BaseException):
+            await loops[holder]
+        stores.clock.advance(hours=24)  # the next one due
+        await wait_until(lambda: schedule_asks(stores), lambda asks: len(asks) == 2)
+        assert leases[1 - holder].holding
+        await asyncio.sleep(0.3)
+        assert len(await schedule_asks(stores)) == 2
+    finally:
+        for loop in loops:
+            loop.cancel()
+            with contextlib.suppress(BaseException):
+                await loop
+        for engine in engines:
+            await engine.dispose()
+
+
+async def wait_until(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 10.0
+) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await read()
+        if done(value) or asyncio.get_running_loop().time() > deadline:
+            assert done(value), value
+            return value
+        await asyncio.sleep(0.02)

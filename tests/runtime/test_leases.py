@@ -53,6 +53,8 @@ async def test_a_killed_holder_connection_frees_the_lease(engines: list[AsyncEng
                 "SELECT pg_terminate_backend(pid) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND granted"
                 " AND ((classid::bigint << 32) | objid::bigint) = :key"
+                " AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"  # not other tests' databases
             ),
             {"key": lease_key("probes")},  # the shift wraps to the signed key
         )

@@ -350,6 +350,8 @@ async def turn_holder(sessions: Sessions) -> str | None:
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
                 " WHERE l.locktype = 'advisory' AND l.granted"
                 " AND l.classid = :high AND l.objid = :low"
+                " AND l.database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"  # not other tests' relays
             ),
             {"high": RELAY_TURN[0], "low": RELAY_TURN[1]},
         )

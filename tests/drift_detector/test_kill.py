@@ -1,0 +1,101 @@
+"""A drift detector SIGKILLed while committing the batch that decided an alert, then started
+again: the alert is on the alerts topic once (by event id) and its recovery follows, with
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contracts import AlertRaised, AlertRecovered, DriftReported, Topic
+from contracts.topics import EVENT_TYPES
+from services.runtime import EventPublisher, KafkaSettings, free_port, kafka_broker
+from services.runtime.processes import die_with_parent
+from tests.drift_detector.data import predictions, training_rows
+from tests.kafka_tools import read_topic, read_until_quiet
+from tests.processes import kafka_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    broker = kafka_broker(kafka_settings, client_id="test-publisher")
+    await broker.connect()
+    yield EventPublisher(broker, kafka_settings)
+    await broker.stop()
+
+
+def start(
+    model: str, kill_at: str, kafka: KafkaSettings, database_url: str, folder: Path
+) -> subprocess.Popen[bytes]:
+    env = (
+        os.environ
+        | kafka_env(kafka)
+        | {
+            "VIGIL_STATE_DIR": str(folder / "state"),
+            "VIGIL_DRIFT_DETECTOR_DATABASE_URL": database_url,
+            "VIGIL_DRIFT_DETECTOR_HTTP_PORT": str(free_port()),
+            "VIGIL_DRIFT_DETECTOR_WINDOW_SIZE": "500",
+            "VIGIL_DRIFT_DETECTOR_MIN_WINDOW_ROWS": "100",
+            "VIGIL_DRIFT_DETECTOR_SCORE_REFERENCE_ROWS": "300",
+        }
+    )
+    with (folder / f"drift-detector-{kill_at}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.drift_detector.killable_process", model, kill_at],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # a failed test leaves no detector behind
+        )
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kill_at", ["before-commit", "after-commit"])
+async def test_a_detector_killed_while_committing_an_alert_publishes_it_once_and_recovers(
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+    database_url: str,
+    tmp_path: Path,
+    unique: str,
+    kill_at: str,
+) -> None:
+    model = f"m-{unique}"
+    values, devices = training_rows(np.random.default_rng(11), 6000)
+    values[1500:3000, 2] += 1.0  # drifted, then clean again for long enough to recover
+    events = predictions(values, devices, model=model)
+    killed = start(model, kill_at, kafka_settings, database_url, tmp_path)
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        for begin in range(0, len(events), 250):
+            await publisher.publish_many(events[begin : begin + 250])
+        assert await asyncio.to_thread(killed.wait, 120) == -9, "the detector was not killed"
+        again = start(model, "never", kafka_settings, database_url, tmp_path)
+        records = await read_topic(kafka_settings, Topic.ALERTS, count=2, timeout_s=120)
+        records = await read_until_quiet(kafka_settings, Topic.ALERTS, quiet_s=3.0)
+        reports = await read_until_quiet(kafka_settings, Topic.DRIFT, quiet_s=3.0)
+    finally:
+        for process in (killed, again):
+            if process is not None and process.poll() is None:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+    alerts = [
+        EVENT_TYPES[json.loads(r.value)["type"]].model_validate_json(r.value) for r in records
+    ]
+    by_id = {alert.event_id: alert for alert in alerts}
+    raised = [a for a in by_id.values() if isinstance(a, AlertRaised)]
+    recovered = [a for a in by_id.values() if isinstance(a, AlertRecovered)]
+    assert [a.fingerprint for a in raised] == [f"{model}:v1:data_drift:x2"]
+    assert [a.fingerprint for a in recovered] == [raised[0].fingerprint]
+    # The alert's report was committed with it, so it is on the drift topic too.
+    report_ids = {str(DriftReported.model_validate_json(r.value).event_id) for r in reports}
+    assert raised[0].evidence["report_event_id"] in report_ids

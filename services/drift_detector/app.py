@@ -1,12 +1,17 @@
 """Composition root of the drift detector: predictions in, drift reports and alerts out.
 
-The handler is an adapter: it groups a batch of ``prediction.made`` events by model version,
+The handler is an adapter: it groups a batch of ``prediction.made`` (a classifier's) or
+``value.predicted`` (a regressor's) events by model version,
 refuses events dated out of bounds (time windows only, against the wall clock it passes in),
 encodes the rest against the version's profile (events off the schema are refused too: both go
 to the dead-letter topic), lets each version's pure
 :class:`~services.drift_detector.tracking.Tracker` advance, publishes the reports and alerts, and
 only then keeps the new states, so a failed publish leaves nothing half-done and the redelivered
 batch is judged again from the same state.
+
+The score stream is a classifier's probability of its positive class, or a regressor's
+``predicted_value``: the same tests, with a score reference collected from the version's first
+live predictions either way (ADR 0008, ADR 0022).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from contracts.alerts import AlertKind
 from contracts.envelope import Envelope, utc_now
-from contracts.scoring import PredictionMade
+from contracts.scoring import PredictionMade, ValuePredicted
 from services.drift_detector.encoding import encode_rows
 from services.drift_detector.episode_store import (
     DatabaseEpisodeStore,
@@ -83,7 +88,9 @@ class VersionStreams:
         self._clock = clock
         self._streams: dict[tuple[str, int], _Stream] = {}
 
-    async def on_predictions(self, events: list[PredictionMade]) -> list[Rejection]:
+    async def on_predictions(
+        self, events: list[PredictionMade] | list[ValuePredicted]
+    ) -> list[Rejection]:
         """Judge a batch of predictions; refuse those that cannot be tested."""
         rejections: list[Rejection] = []
         outgoing: list[Envelope] = []
@@ -105,11 +112,10 @@ class VersionStreams:
             ]
             group = [event for event, why in zip(group, refused, strict=True) if why is None]
             profile = stream.tracker.profile
-            positive = profile.positive_class
             encoded = encode_rows(
                 profile,
                 [event.features for event in group],
-                [event.probabilities.get(positive) if positive else None for event in group],
+                [_score(event, profile.positive_class) for event in group],
             )
             rejections += [Rejection(group[i].event_id, why) for i, why in encoded.errors.items()]
             if not encoded.accepted:
@@ -162,8 +168,19 @@ class VersionStreams:
                 self._streams.pop(key, None)
 
 
-def _by_version(events: Sequence[PredictionMade]) -> dict[tuple[str, int], list[PredictionMade]]:
-    groups: dict[tuple[str, int], list[PredictionMade]] = {}
+def _score(event: PredictionMade | ValuePredicted, positive: str | None) -> float | None:
+    """The number the score stream follows: a regressor's prediction, or a classifier's
+    probability of its positive class (none without one)."""
+    if isinstance(event, ValuePredicted):
+        return event.predicted_value
+    return event.probabilities.get(positive) if positive else None
+
+
+Prediction = PredictionMade | ValuePredicted
+
+
+def _by_version(events: Sequence[Prediction]) -> dict[tuple[str, int], list[Prediction]]:
+    groups: dict[tuple[str, int], list[Prediction]] = {}
     for event in events:
         groups.setdefault((event.model, event.model_version), []).append(event)
     return groups
@@ -214,6 +231,7 @@ def create_app(
         clock=clock,
     )
     runtime.consumer.on_batch(PredictionMade, streams.on_predictions)
+    runtime.consumer.on_batch(ValuePredicted, streams.on_predictions)
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:

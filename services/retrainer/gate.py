@@ -131,18 +131,24 @@ def metric_value(
 
 
 def _regression_metric(metric: str, truth: np.ndarray, predicted: np.ndarray) -> float | None:
-    """MAE, RMSE and R² as the monitor computes them; R² is undefined for constant truths."""
+    """MAE, RMSE and R² as the monitor computes them; undefined (``None``) for R² of constant
+    truths and for a figure that overflows (a true value near the float limit)."""
     if metric not in REGRESSION_METRICS:
         raise ValueError(f"{metric!r} is not a regression metric")
     if len(truth) == 0:
         return None
-    errors = truth - predicted
-    if metric == "mae":
-        return float(np.mean(np.abs(errors)))
-    if metric == "rmse":
-        return float(np.sqrt(np.mean(errors**2)))
-    spread = float(np.sum((truth - truth.mean()) ** 2))
-    return 1.0 - float(np.sum(errors**2)) / spread if spread > 0 else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        errors = truth - predicted
+        if metric == "mae":
+            value = float(np.mean(np.abs(errors)))
+        elif metric == "rmse":
+            value = float(np.sqrt(np.mean(errors**2)))
+        else:
+            spread = float(np.sum((truth - truth.mean()) ** 2))
+            if not spread > 0:
+                return None
+            value = 1.0 - float(np.sum(errors**2)) / spread
+    return value if np.isfinite(value) else None
 
 
 def _per_class(

@@ -175,3 +175,19 @@ def test_a_regression_csv_keeps_finite_numbers_and_leaves_out_the_rest() -> None
     assert parsed.labels == ("151.0", "75.5")
     assert dropped == 4
     assert to_csv(parsed, SPEC).decode().splitlines()[1].endswith(",151.0")
+
+
+def test_a_true_value_near_the_float_limit_is_refused_by_the_gate_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    data = rows(live_from=400)
+    labels = list(data.labels)
+    labels[420] = repr(1e300)  # a live truth someone typed wrong, still a finite number
+    poisoned = LabelledRows(data.rows, tuple(labels), data.live_from)
+    store = FileStepStore(tmp_path)
+    result = run_steps(inputs(store, poisoned, hist_gradient_boosting()), store)
+    evaluated = result.outputs[Step.EVALUATE]
+    assert not evaluated["passed"]
+    assert "rmse (guard) is undefined on the held-out rows" in evaluated["failures"]
+    assert set(evaluated["metrics"]) <= {"mae", "rmse", "r2"}
+    assert all(np.isfinite(value) for value in evaluated["metrics"].values())

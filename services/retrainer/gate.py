@@ -11,15 +11,15 @@ Both models are scored on the same held-out rows. The candidate passes when
    rows only one model gets right is reported beside it;
 3. every **guard metric** (the spec's other targets) is on the healthy side of its threshold.
 
-A model with no champion is judged on 1 and 3 alone and the verdict says so.
+A model with no champion is judged on 1 and 3 alone and the verdict says so. Figures on the
+held-out rows that are recent live traffic are reported too (not gated: there may be few). The
+pipeline leaves out of the comparison the held-out rows the champion was trained on, when enough
+others remain (:func:`services.retrainer.pipeline.run_steps`).
 
 A regressor (:class:`~services.retrainer.training.ValueScores`) is judged the same way on its
 ``mae``, ``rmse`` or ``r2``; the margin of ``mae`` and ``rmse``, which are in the target's unit,
 is relative (``margin`` times the champion's value), and in place of McNemar a Wilcoxon
-signed-rank test on the paired absolute errors is reported. Figures on the
-held-out rows that are recent live traffic are reported too (not gated: there may be few). The
-pipeline leaves out of the comparison the held-out rows the champion was trained on, when enough
-others remain (:func:`services.retrainer.pipeline.run_steps`).
+signed-rank test on the paired absolute errors is reported (ADR 0022).
 """
 
 from __future__ import annotations

@@ -104,14 +104,21 @@ class VersionStreams:
                 rejections += [Rejection(event.event_id, str(error)) for event in group]
                 continue
             now = self._clock()
-            refused = stream.tracker.refusals(stream.state, [e.occurred_at for e in group], now=now)
+            profile = stream.tracker.profile
+            refused = [
+                _wrong_kind(event, profile) or why
+                for event, why in zip(
+                    group,
+                    stream.tracker.refusals(stream.state, [e.occurred_at for e in group], now=now),
+                    strict=True,
+                )
+            ]
             rejections += [
                 Rejection(event.event_id, why)
                 for event, why in zip(group, refused, strict=True)
                 if why is not None
             ]
             group = [event for event, why in zip(group, refused, strict=True) if why is None]
-            profile = stream.tracker.profile
             encoded = encode_rows(
                 profile,
                 [event.features for event in group],
@@ -177,6 +184,17 @@ def _score(event: PredictionMade | ValuePredicted, positive: str | None) -> floa
 
 
 Prediction = PredictionMade | ValuePredicted
+
+
+def _wrong_kind(event: Prediction, profile: ReferenceProfile) -> str | None:
+    """Refuse a number predicted for a classifier's version (it has a positive class): mixed
+    into its score stream, it would corrupt the reference of probabilities."""
+    if isinstance(event, ValuePredicted) and profile.positive_class is not None:
+        return (
+            f"model {event.model} v{event.model_version} is a classifier: value.predicted "
+            "does not fit it"
+        )
+    return None
 
 
 def _by_version(events: Sequence[Prediction]) -> dict[tuple[str, int], list[Prediction]]:

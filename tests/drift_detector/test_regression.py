@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from contracts import AlertKind, AlertRaised, DriftReported
+from contracts import AlertKind, AlertRaised, DriftReported, ValuePredicted
 from services.drift_detector.app import VersionStreams
 from services.drift_detector.profiles import SCORE_FEATURE
 from services.drift_detector.references import References
 from services.drift_detector.settings import Settings
 from services.runtime import KafkaSettings
+from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import (
     InMemoryEpisodeStore,
     InMemoryProfileStore,
@@ -96,3 +97,20 @@ async def test_a_regressor_prediction_off_the_schema_is_refused_with_the_reason(
     (rejection,) = await streams.on_predictions([good, bad])
     assert rejection.event_id == bad.event_id
     assert "feature 'bmi': expected a number, got str 'obese'" in rejection.error
+
+
+async def test_a_value_predicted_for_a_classifier_version_is_refused() -> None:
+    registry = Registry(MODEL, training_csv(np.random.default_rng(5)))  # a classifier's spec
+    streams, _, _ = make_streams(registry)
+    values, devices = training_rows(np.random.default_rng(6), 1)
+    (classified,) = predictions(values, devices, model=MODEL)
+    number = ValuePredicted(
+        **classified.model_dump(
+            exclude={"type", "event_id", "predicted_class", "probabilities", "confidence"}
+        ),
+        predicted_value=0.4,
+    )
+    (rejection,) = await streams.on_predictions([number])
+    assert rejection.event_id == number.event_id
+    assert rejection.error == f"model {MODEL} v1 is a classifier: value.predicted does not fit it"
+    assert await streams.on_predictions([classified]) == []

@@ -1,6 +1,7 @@
 """Composition root of the drift detector: predictions in, drift reports and alerts out.
 
-The handler is an adapter: it groups a batch of ``prediction.made`` events by model version,
+The handler is an adapter: it groups a batch of ``prediction.made`` (a classifier's) or
+``value.predicted`` (a regressor's) events by model version,
 refuses events dated out of bounds (time windows only, against the wall clock it passes in),
 encodes the rest against the version's profile (events off the schema are refused too: both go
 to the dead-letter topic), lets each version's pure
@@ -10,6 +11,10 @@ states and stages their reports and alerts in the outbox in one transaction
 states in memory only once that committed. A failed commit leaves nothing half-done (the
 redelivered batch is judged again from the same state); a version another replica saved since is
 dropped with its events. The relay then publishes what was committed (ADR 0017).
+
+The score stream is a classifier's probability of its positive class, or a regressor's
+``predicted_value``: the same tests, with a score reference collected from the version's first
+live predictions either way (ADR 0008, ADR 0022).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from contracts.alerts import AlertKind
 from contracts.envelope import Envelope, utc_now
-from contracts.scoring import PredictionMade
+from contracts.scoring import PredictionMade, ValuePredicted
 from services.drift_detector.encoding import encode_rows
 from services.drift_detector.episode_store import DatabaseEpisodeStore, EpisodeStore, Save
 from services.drift_detector.episodes import EpisodeState
@@ -85,7 +90,9 @@ class VersionStreams:
         self._clock = clock
         self._streams: dict[tuple[str, int], _Stream] = {}
 
-    async def on_predictions(self, events: list[PredictionMade]) -> list[Rejection]:
+    async def on_predictions(
+        self, events: list[PredictionMade] | list[ValuePredicted]
+    ) -> list[Rejection]:
         """Judge a batch of predictions; refuse those that cannot be tested."""
         rejections: list[Rejection] = []
         advanced: list[tuple[tuple[str, int], _Stream, Progress, list[Envelope]]] = []
@@ -98,19 +105,25 @@ class VersionStreams:
                 rejections += [Rejection(event.event_id, str(error)) for event in group]
                 continue
             now = self._clock()
-            refused = stream.tracker.refusals(stream.state, [e.occurred_at for e in group], now=now)
+            profile = stream.tracker.profile
+            refused = [
+                _wrong_kind(event, profile) or why
+                for event, why in zip(
+                    group,
+                    stream.tracker.refusals(stream.state, [e.occurred_at for e in group], now=now),
+                    strict=True,
+                )
+            ]
             rejections += [
                 Rejection(event.event_id, why)
                 for event, why in zip(group, refused, strict=True)
                 if why is not None
             ]
             group = [event for event, why in zip(group, refused, strict=True) if why is None]
-            profile = stream.tracker.profile
-            positive = profile.positive_class
             encoded = encode_rows(
                 profile,
                 [event.features for event in group],
-                [event.probabilities.get(positive) if positive else None for event in group],
+                [_score(event, profile.positive_class) for event in group],
             )
             rejections += [Rejection(group[i].event_id, why) for i, why in encoded.errors.items()]
             if not encoded.accepted:
@@ -174,8 +187,30 @@ class VersionStreams:
         return self._streams[key]
 
 
-def _by_version(events: Sequence[PredictionMade]) -> dict[tuple[str, int], list[PredictionMade]]:
-    groups: dict[tuple[str, int], list[PredictionMade]] = {}
+def _score(event: PredictionMade | ValuePredicted, positive: str | None) -> float | None:
+    """The number the score stream follows: a regressor's prediction, or a classifier's
+    probability of its positive class (none without one)."""
+    if isinstance(event, ValuePredicted):
+        return event.predicted_value
+    return event.probabilities.get(positive) if positive else None
+
+
+Prediction = PredictionMade | ValuePredicted
+
+
+def _wrong_kind(event: Prediction, profile: ReferenceProfile) -> str | None:
+    """Refuse a number predicted for a classifier's version (it has a positive class): mixed
+    into its score stream, it would corrupt the reference of probabilities."""
+    if isinstance(event, ValuePredicted) and profile.positive_class is not None:
+        return (
+            f"model {event.model} v{event.model_version} is a classifier: value.predicted "
+            "does not fit it"
+        )
+    return None
+
+
+def _by_version(events: Sequence[Prediction]) -> dict[tuple[str, int], list[Prediction]]:
+    groups: dict[tuple[str, int], list[Prediction]] = {}
     for event in events:
         groups.setdefault((event.model, event.model_version), []).append(event)
     return groups
@@ -248,6 +283,7 @@ def create_app(
     )
     runtime.consumer.on_batch(PredictionMade, streams.on_predictions)
     runtime.add_background("outbox", relay.run)
+    runtime.consumer.on_batch(ValuePredicted, streams.on_predictions)
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:

@@ -16,10 +16,10 @@ from sqlalchemy.engine import make_url
 
 from contracts.alerts import AlertRaised
 from contracts.envelope import utc_now
-from contracts.feedback import LabelRecorded
+from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.monitoring import VariantsCompared
 from contracts.retraining import RetrainRequest
-from contracts.scoring import PredictionMade
+from contracts.scoring import PredictionMade, ValuePredicted
 from services.retrainer.api import REGISTRATION_PATH, install_registry_api
 from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
@@ -116,10 +116,10 @@ def create_app(
         identity_http, settings.incident_log_url, ttl_seconds=settings.identity_cache_seconds
     )
 
-    async def on_predictions(events: list[PredictionMade]) -> None:
+    async def on_predictions(events: list[PredictionMade] | list[ValuePredicted]) -> None:
         await live.add_predictions(events, clock())
 
-    async def on_labels(events: list[LabelRecorded]) -> None:
+    async def on_labels(events: list[LabelRecorded] | list[ValueRecorded]) -> None:
         await live.add_labels(events, clock())
 
     async def on_retrain_request(request: RetrainRequest) -> None:
@@ -157,6 +157,8 @@ def create_app(
 
     runtime.consumer.on_batch(PredictionMade, on_predictions)
     runtime.consumer.on_batch(LabelRecorded, on_labels)
+    runtime.consumer.on_batch(ValuePredicted, on_predictions)
+    runtime.consumer.on_batch(ValueRecorded, on_labels)
     runtime.consumer.on(RetrainRequest, on_retrain_request)
     runtime.consumer.on(VariantsCompared, on_comparison)
     if alert_policy.enabled:

@@ -15,6 +15,11 @@ A model with no champion is judged on 1 and 3 alone and the verdict says so. Fig
 held-out rows that are recent live traffic are reported too (not gated: there may be few). The
 pipeline leaves out of the comparison the held-out rows the champion was trained on, when enough
 others remain (:func:`services.retrainer.pipeline.run_steps`).
+
+A regressor (:class:`~services.retrainer.training.ValueScores`) is judged the same way on its
+``mae``, ``rmse`` or ``r2``; the margin of ``mae`` and ``rmse``, which are in the target's unit,
+is relative (``margin`` times the champion's value), and in place of McNemar a Wilcoxon
+signed-rank test on the paired absolute errors is reported (ADR 0022).
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, rankdata
+from scipy.stats import binomtest, rankdata, wilcoxon
 
-from contracts.registry import MACRO_METRICS, MetricDirection, MonitoringSpec, per_class_metric
-from services.retrainer.training import Scores
+from contracts.registry import (
+    MACRO_METRICS,
+    REGRESSION_METRICS,
+    MetricDirection,
+    MonitoringSpec,
+    per_class_metric,
+)
+from services.retrainer.training import Scores, ValueScores
 
 __all__ = ["GatePolicy", "Verdict", "judge", "metric_value", "with_measured_baselines"]
 
@@ -75,14 +86,20 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def metric_value(
-    metric: str, scores: Scores, spec: MonitoringSpec, rows: np.ndarray | None = None
+    metric: str,
+    scores: Scores | ValueScores,
+    spec: MonitoringSpec,
+    rows: np.ndarray | None = None,
 ) -> float | None:
     """Return one metric of scored rows (``rows`` selects a subset); ``None`` where undefined.
 
     Precision, recall and F1 are about the spec's positive class; the low-confidence rate counts
-    predictions below the spec's ``low_confidence_threshold``.
+    predictions below the spec's ``low_confidence_threshold``. A regressor's scores have
+    ``mae``, ``rmse`` and ``r2``.
     """
     pick = slice(None) if rows is None else rows
+    if isinstance(scores, ValueScores):
+        return _regression_metric(metric, scores.truth[pick], scores.predicted[pick])
     truth = scores.truth[pick]
     if len(truth) == 0:
         return None
@@ -111,6 +128,27 @@ def metric_value(
     if metric in MACRO_METRICS or per_class_metric(metric) is not None:
         return _per_class(metric, truth, predicted, spec)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _regression_metric(metric: str, truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    """MAE, RMSE and R² as the monitor computes them; undefined (``None``) for R² of constant
+    truths and for a figure that overflows (a true value near the float limit)."""
+    if metric not in REGRESSION_METRICS:
+        raise ValueError(f"{metric!r} is not a regression metric")
+    if len(truth) == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        errors = truth - predicted
+        if metric == "mae":
+            value = float(np.mean(np.abs(errors)))
+        elif metric == "rmse":
+            value = float(np.sqrt(np.mean(errors**2)))
+        else:
+            spread = float(np.sum((truth - truth.mean()) ** 2))
+            if not spread > 0:
+                return None
+            value = 1.0 - float(np.sum(errors**2)) / spread
+    return value if np.isfinite(value) else None
 
 
 def _per_class(
@@ -168,8 +206,8 @@ def _fmt(value: float | None) -> str:
 
 def judge(
     spec: MonitoringSpec,
-    candidate: Scores,
-    champion: Scores | None,
+    candidate: Scores | ValueScores,
+    champion: Scores | ValueScores | None,
     policy: GatePolicy,
     *,
     live: np.ndarray | None = None,
@@ -180,6 +218,8 @@ def judge(
     """
     if champion is not None and not np.array_equal(candidate.truth, champion.truth):
         raise ValueError("candidate and champion must be scored on the same rows")
+    if champion is not None and type(candidate) is not type(champion):
+        raise ValueError("candidate and champion must be models of the same kind")
     key = spec.target(spec.key_metric)
     sign = 1.0 if key.direction is MetricDirection.HIGHER_IS_BETTER else -1.0
     failures: list[str] = []
@@ -221,25 +261,49 @@ def judge(
         figures["non_inferiority"] = {"skipped": "no champion to compare with"}
         summary_parts.append("no champion to compare with")
     else:
+        margin = _margin(spec.key_metric, metrics[spec.key_metric]["champion"], policy)
         figures["non_inferiority"] = _non_inferiority(spec, candidate, champion, policy, sign)
+        figures["non_inferiority"]["margin"] = margin
         low = figures["non_inferiority"]["ci_low"]
-        if low is None or low < -policy.margin:
+        if low is None or low < -margin:
             failures.append(
                 f"{spec.key_metric} may be worse than the champion's by more than "
-                f"{policy.margin}: {policy.confidence:.0%} interval of the difference starts at "
+                f"{margin if margin == policy.margin else f'{margin:.4g}'}: "
+                f"{policy.confidence:.0%} interval of the difference starts at "
                 f"{_fmt(low)}"
             )
         else:
             summary_parts.append(f"non-inferior: interval from {low:+.3f}")
-        figures["mcnemar"] = _mcnemar(candidate, champion)
+        if isinstance(candidate, ValueScores) and isinstance(champion, ValueScores):
+            figures["paired_errors"] = _paired_errors(candidate, champion)
+        elif isinstance(candidate, Scores) and isinstance(champion, Scores):
+            figures["mcnemar"] = _mcnemar(candidate, champion)
     figures["live"] = _live_figures(spec, candidate, champion, live, policy)
     passed = not failures
     summary = ", ".join(summary_parts) + ("" if passed else f"; failed: {'; '.join(failures)}")
     return Verdict(passed=passed, figures=figures, failures=failures, summary=summary)
 
 
+_UNIT_METRICS = frozenset({"mae", "rmse"})
+"""Metrics in the target's unit: their margin is a share of the champion's value."""
+
+
+def _margin(metric: str, champion: float | None, policy: GatePolicy) -> float:
+    """The tolerated loss on the key metric: ``policy.margin`` itself for a metric on a fixed
+    scale, ``policy.margin`` times the champion's value for an error in the target's unit (an
+    absolute 0.02 would mean nothing for a target in the hundreds, everything for one in
+    thousandths)."""
+    if metric in _UNIT_METRICS and champion is not None:
+        return policy.margin * abs(champion)
+    return policy.margin
+
+
 def _non_inferiority(
-    spec: MonitoringSpec, candidate: Scores, champion: Scores, policy: GatePolicy, sign: float
+    spec: MonitoringSpec,
+    candidate: Scores | ValueScores,
+    champion: Scores | ValueScores,
+    policy: GatePolicy,
+    sign: float,
 ) -> dict[str, Any]:
     def difference(rows: np.ndarray) -> float | None:
         ours = metric_value(spec.key_metric, candidate, spec, rows)
@@ -279,10 +343,29 @@ def _mcnemar(candidate: Scores, champion: Scores) -> dict[str, Any]:
     }
 
 
+def _paired_errors(candidate: ValueScores, champion: ValueScores) -> dict[str, Any]:
+    """Which model is closer on each row, and the Wilcoxon signed-rank test of the paired
+    absolute errors (a regressor's counterpart of McNemar's test)."""
+    ours = np.abs(candidate.truth - candidate.predicted)
+    theirs = np.abs(champion.truth - champion.predicted)
+    differences = ours - theirs
+    p_value = (
+        float(wilcoxon(ours, theirs, zero_method="wilcox").pvalue)
+        if np.any(differences != 0)
+        else 1.0
+    )
+    return {
+        "test": "Wilcoxon signed-rank on absolute errors",
+        "candidate_closer": int(np.sum(differences < 0)),
+        "champion_closer": int(np.sum(differences > 0)),
+        "p_value": p_value,
+    }
+
+
 def _live_figures(
     spec: MonitoringSpec,
-    candidate: Scores,
-    champion: Scores | None,
+    candidate: Scores | ValueScores,
+    champion: Scores | ValueScores | None,
     live: np.ndarray | None,
     policy: GatePolicy,
 ) -> dict[str, Any]:

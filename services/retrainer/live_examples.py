@@ -3,7 +3,10 @@
 Predictions and labels arrive on different topics in any order; each is an upsert of one row
 keyed by (model, request id), so the join needs no waiting list and a redelivered event writes
 the same values again (idempotent without recording event ids). Shadow predictions carry the same
-features as the served one and probe requests are synthetic: neither is kept. The store is
+features as the served one and probe requests are synthetic: neither is kept. A regressor's
+``value.predicted`` and ``value.recorded`` join the same way; its true value is kept as text in
+the label column (``repr`` of the float), which
+:func:`~services.retrainer.training_data.label_text` reads back. The store is
 bounded: the newest ``max_per_model`` labelled rows per model, and unlabelled rows for at most
 ``unlabelled_ttl``.
 """
@@ -19,8 +22,8 @@ from sqlalchemy import delete, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from contracts.feedback import LabelRecorded
-from contracts.scoring import PredictionMade
+from contracts.feedback import LabelRecorded, ValueRecorded
+from contracts.scoring import PredictionMade, ValuePredicted
 from contracts.scoring_api import PROBE_REQUEST_ID_PREFIX
 from services.retrainer.retraining_tables import LiveExampleRow
 from services.retrainer.training_data import LiveExample
@@ -45,7 +48,9 @@ class LiveExamples:
         self._max_per_model = max_per_model
         self._unlabelled_ttl = unlabelled_ttl
 
-    async def add_predictions(self, events: Sequence[PredictionMade], now: datetime) -> None:
+    async def add_predictions(
+        self, events: Sequence[PredictionMade | ValuePredicted], now: datetime
+    ) -> None:
         """Keep the features of served, non-probe predictions."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for event in events:
@@ -65,14 +70,18 @@ class LiveExamples:
             )
             await self._execute(statement)
 
-    async def add_labels(self, events: Sequence[LabelRecorded], now: datetime) -> None:
-        """Keep the labels (the last one wins if a label is corrected)."""
+    async def add_labels(
+        self, events: Sequence[LabelRecorded | ValueRecorded], now: datetime
+    ) -> None:
+        """Keep the labels, a class or a true value (the last one wins if one is corrected)."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for event in events:
             rows[(event.model, event.request_id)] = {
                 "model": event.model,
                 "request_id": event.request_id,
-                "label": event.label,
+                "label": (
+                    event.label if isinstance(event, LabelRecorded) else repr(float(event.value))
+                ),
                 "seen_at": now,
                 "labelled_at": event.occurred_at,
             }

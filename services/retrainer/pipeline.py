@@ -9,6 +9,11 @@ change the snapshot digest and rerun everything; new hyper-parameters rerun trai
 new champion reruns evaluate alone. Same inputs give the same artifact bytes
 (:func:`~services.retrainer.training.reproducible_skops`).
 
+A regressor (``spec.task`` regression) runs the same steps: split without stratifying, a clone of
+the champion fitted on float targets, scored with
+:func:`~services.retrainer.training.score_values` and evaluated on ``mae``, ``rmse`` and ``r2``.
+Its step keys name the task; a classifier's keys are what they always were.
+
 Steps run synchronously (call :func:`run_steps` in a worker thread); storage is behind the
 :class:`StepStore` protocol.
 """
@@ -25,10 +30,18 @@ from typing import Any, Protocol
 import numpy as np
 import sklearn
 
-from contracts.registry import MonitoringSpec
+from contracts.registry import REGRESSION_METRICS, ModelTask, MonitoringSpec
 from services.retrainer.gate import GatePolicy, judge, metric_value
 from services.retrainer.recipes import CHAMPION, Recipe
-from services.retrainer.training import fit, reproducible_skops, score, split
+from services.retrainer.training import (
+    Scores,
+    ValueScores,
+    fit,
+    reproducible_skops,
+    score,
+    score_values,
+    split,
+)
 from services.retrainer.training_data import LabelledRows, parse_csv, to_csv, to_matrix
 from services.runtime import as_model_input
 
@@ -153,11 +166,29 @@ class PipelineResult:
 
 
 def _spec_inputs(spec: MonitoringSpec) -> dict[str, Any]:
-    return {
+    inputs: dict[str, Any] = {
         "features": [feature.model_dump(mode="json") for feature in spec.features],
         "label": spec.label,
         "classes": list(spec.classes),
     }
+    if spec.task is not ModelTask.CLASSIFICATION:  # a classifier's keys stay as they were
+        inputs["task"] = spec.task.value
+    return inputs
+
+
+def _scores(estimator: Any, spec: MonitoringSpec, rows: LabelledRows) -> Scores | ValueScores:
+    if spec.task is ModelTask.REGRESSION:
+        return score_values(estimator, spec, rows)
+    return score(estimator, spec, rows)
+
+
+def _reported_metrics(spec: MonitoringSpec) -> list[str]:
+    """What evaluate records of the candidate on every held-out row: the watched metrics, and
+    accuracy (a classifier) or every regression metric (a regressor)."""
+    watched = [target.metric for target in spec.metrics]
+    if spec.task is ModelTask.REGRESSION:
+        return [*watched, *sorted(REGRESSION_METRICS - set(watched))]
+    return [*watched, "accuracy"]
 
 
 def _rows_json(rows: LabelledRows) -> dict[str, Any]:
@@ -219,7 +250,7 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
 
     def do_split() -> dict[str, Any]:
         rows = load_prepared()
-        train_rows, test_rows = split(rows, inputs.recipe)
+        train_rows, test_rows = split(rows, inputs.recipe, spec.task)
         train, test = rows.take(train_rows), rows.take(test_rows)
         return {
             "train_sha256": store.put_blob(canonical_json(_rows_json(train))),
@@ -229,16 +260,15 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
             "test_rows": len(test),
         }
 
-    split_outputs = step(
-        Step.SPLIT,
-        {
-            "prepared_sha256": prepared["prepared_sha256"],
-            "test_fraction": inputs.recipe.test_fraction,
-            "seed": inputs.recipe.seed,
-            "code_version": inputs.code_version,
-        },
-        do_split,
-    )
+    split_inputs: dict[str, Any] = {
+        "prepared_sha256": prepared["prepared_sha256"],
+        "test_fraction": inputs.recipe.test_fraction,
+        "seed": inputs.recipe.seed,
+        "code_version": inputs.code_version,
+    }
+    if spec.task is not ModelTask.CLASSIFICATION:  # not stratified
+        split_inputs["task"] = spec.task.value
+    split_outputs = step(Step.SPLIT, split_inputs, do_split)
 
     def held_out() -> LabelledRows:
         rows, _ = parse_csv(
@@ -281,29 +311,22 @@ def run_steps(inputs: PipelineInputs, store: StepStore) -> PipelineResult:
         rows = held_out()
         candidate_model = store.load_model(trained["artifact_sha256"])
         judged, overlap = _unseen_by_champion(rows, inputs, store)
-        candidate = score(candidate_model, spec, judged)
+        candidate = _scores(candidate_model, spec, judged)
         champion = (
-            score(store.load_model(inputs.champion.artifact_sha256), spec, judged)
+            _scores(store.load_model(inputs.champion.artifact_sha256), spec, judged)
             if inputs.champion is not None
             else None
         )
         verdict = judge(spec, candidate, champion, inputs.gate, live=judged.live_mask())
         figures = {**verdict.figures, "champion_training_overlap": overlap}
-        everything = score(candidate_model, spec, rows)
-        metrics = {
-            target.metric: metric_value(target.metric, everything, spec) for target in spec.metrics
-        }
-        accuracy = metric_value("accuracy", everything, spec)
+        everything = _scores(candidate_model, spec, rows)
+        metrics = {name: metric_value(name, everything, spec) for name in _reported_metrics(spec)}
         return {
             "passed": verdict.passed,
             "figures": _finite(figures),
             "failures": verdict.failures,
             "summary": verdict.summary,
-            "metrics": {
-                name: value
-                for name, value in {**metrics, "accuracy": accuracy}.items()
-                if value is not None
-            },
+            "metrics": {name: value for name, value in metrics.items() if value is not None},
         }
 
     step(

@@ -21,7 +21,9 @@ purpose. A recipe has this schema (every key optional)::
 
 Categorical features are one-hot encoded, with missing values as a level of their own and
 levels unseen in training ignored when scoring. The catalogue is small on purpose: any other
-scikit-learn estimator is retrained as a clone of the champion.
+scikit-learn estimator is retrained as a clone of the champion. The catalogue's estimators are
+classifiers: a regression model (``task`` regression) is always retrained as a clone of its
+champion, which works for any scikit-learn regressor or pipeline ending in one.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from contracts.drift import FeatureKind
-from contracts.registry import MonitoringSpec
+from contracts.registry import ModelTask, MonitoringSpec
 
 __all__ = [
     "CHAMPION",
@@ -104,9 +106,13 @@ class Recipe:
 
 
 def parse_recipe(
-    parameters: Mapping[str, JsonValue], overrides: Mapping[str, JsonValue] | None = None
+    parameters: Mapping[str, JsonValue],
+    overrides: Mapping[str, JsonValue] | None = None,
+    *,
+    task: ModelTask = ModelTask.CLASSIFICATION,
 ) -> Recipe:
-    """Read a recipe from registered parameters, with a request's overrides on top.
+    """Read a recipe from registered parameters, with a request's overrides on top; a
+    regression model's recipe must clone its champion (the catalogue holds classifiers).
 
     >>> parse_recipe({"estimator": "logistic_regression", "C": 0.5}).parameters()["C"]
     0.5
@@ -116,6 +122,13 @@ def parse_recipe(
     {'estimator': 'champion', 'seed': 0, 'test_fraction': 0.25}
     """
     asked = (overrides or {}).get("estimator")
+    if task is ModelTask.REGRESSION and asked not in (None, CHAMPION):
+        raise RecipeError(
+            f"estimator {asked!r}: the catalogue holds classifiers; a regression model is "
+            f"retrained as a clone of its champion ({CHAMPION!r})"
+        )
+    if task is ModelTask.REGRESSION:
+        return _champion_recipe(parameters, overrides or {})
     if asked == CHAMPION or (asked is None and parameters.get("estimator") not in ESTIMATORS):
         return _champion_recipe(parameters, overrides or {})
     merged = {**parameters, **(overrides or {})}

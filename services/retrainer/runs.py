@@ -28,7 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from contracts.registry import DatasetChanges, DatasetRef, RetrainFinished, RetrainStarted
+from contracts.registry import (
+    DatasetChanges,
+    DatasetRef,
+    ModelTask,
+    RetrainFinished,
+    RetrainStarted,
+)
 from contracts.retraining import RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
 from services.retrainer.recipes import RecipeError, parse_recipe
 from services.retrainer.retraining_tables import RetrainAskRow, RetrainRunRow
@@ -177,13 +183,13 @@ class RetrainRuns:
         """The refusal of an ask whatever the runs: an unknown model, parameters that make no
         recipe."""
         try:
-            base_parameters = await self._base_parameters(ask.model)
+            base_parameters, task = await self._base_parameters(ask.model)
         except UnknownModel as error:
             return Admission(
                 AdmissionKind.REFUSED, str(error), refusal=RetrainRefusal.UNKNOWN_MODEL
             )
         try:
-            parse_recipe(base_parameters, ask.parameters)
+            parse_recipe(base_parameters, ask.parameters, task=task)
         except RecipeError as error:
             return Admission(
                 AdmissionKind.REFUSED,
@@ -192,7 +198,7 @@ class RetrainRuns:
             )
         return None
 
-    async def _base_parameters(self, model: str) -> Mapping[str, JsonValue]:
+    async def _base_parameters(self, model: str) -> tuple[Mapping[str, JsonValue], ModelTask]:
         try:
             versions = await self._registry.versions(model)
         except NotFoundError:
@@ -202,8 +208,9 @@ class RetrainRuns:
         deployment = await self._registry.deployment(model)
         if deployment is not None and deployment.champion is not None:
             champion = deployment.champion.version
-            return next(v.parameters for v in versions if v.version == champion)
-        return versions[-1].parameters
+            base = next(v for v in versions if v.version == champion)
+            return base.parameters, base.spec.task
+        return versions[-1].parameters, versions[-1].spec.task
 
     async def _admit(
         self,

@@ -85,7 +85,11 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
 
     # Gate
     gate_margin: float = Field(
-        default=0.02, ge=0, lt=1, description="How much worse than the champion is tolerated."
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="How much worse than the champion is tolerated (for mae and rmse: this "
+        "share of the champion's value).",
     )
     gate_confidence: float = Field(
         default=0.95, gt=0.5, lt=1, description="Confidence of the bootstrap interval."

@@ -5,6 +5,9 @@ the time of writing and names arrays after Python object ids (``140638464519952.
 differ in every process. :func:`reproducible_skops` rewrites the file with ids numbered in the
 order the schema reaches them, entries sorted, and a fixed timestamp, and checks that the result
 still loads and predicts exactly as the fitted model does.
+
+A regressor (``spec.task`` regression) is split without stratifying, fitted on float targets and
+scored by :func:`score_values`; a classifier's path is the one it always was.
 """
 
 from __future__ import annotations
@@ -19,23 +22,37 @@ import numpy as np
 import skops.io
 from sklearn.model_selection import train_test_split
 
-from contracts.registry import MonitoringSpec
+from contracts.registry import ModelTask, MonitoringSpec
 from services.retrainer.recipes import CHAMPION, Recipe, build_pipeline, clone_champion
-from services.retrainer.training_data import LabelledRows, to_matrix
+from services.retrainer.training_data import LabelledRows, targets, to_matrix
 from services.runtime import as_model_input
 
-__all__ = ["Scores", "fit", "reproducible_skops", "score", "split"]
+__all__ = [
+    "Scores",
+    "ValueScores",
+    "fit",
+    "reproducible_skops",
+    "score",
+    "score_values",
+    "split",
+]
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def split(rows: LabelledRows, recipe: Recipe) -> tuple[list[int], list[int]]:
+def split(
+    rows: LabelledRows, recipe: Recipe, task: ModelTask = ModelTask.CLASSIFICATION
+) -> tuple[list[int], list[int]]:
     """Return the indices of the training and held-out rows: stratified by label when every
-    class has at least two rows, seeded by the recipe."""
+    class has at least two rows (never for a regressor's numbers), seeded by the recipe."""
     indices = np.arange(len(rows))
     labels = np.array(rows.labels)
     _, counts = np.unique(labels, return_counts=True)
-    stratify = labels if len(counts) > 1 and counts.min() >= 2 else None
+    stratify = (
+        labels
+        if task is ModelTask.CLASSIFICATION and len(counts) > 1 and counts.min() >= 2
+        else None
+    )
     train, test = train_test_split(
         indices, test_size=recipe.test_fraction, random_state=recipe.seed, stratify=stratify
     )
@@ -45,7 +62,9 @@ def split(rows: LabelledRows, recipe: Recipe) -> tuple[list[int], list[int]]:
 def fit(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows, champion: Any = None) -> Any:
     """Fit the recipe's pipeline on rows, or for a ``champion`` recipe a fresh clone of the
     champion's estimator (on a DataFrame if the champion was fitted on one); refuse data
-    holding fewer than two classes."""
+    holding fewer than two classes (two distinct values for a regressor)."""
+    if spec.task is ModelTask.REGRESSION:
+        return _fit_regressor(recipe, spec, rows, champion)
     if len(set(rows.labels)) < 2:
         raise ValueError(f"training data holds {len(set(rows.labels))} class(es); need two")
     if recipe.estimator == CHAMPION:
@@ -57,6 +76,46 @@ def fit(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows, champion: Any 
     pipeline = build_pipeline(recipe, spec)
     pipeline.fit(to_matrix(rows, spec), np.array(rows.labels))
     return pipeline
+
+
+def _fit_regressor(recipe: Recipe, spec: MonitoringSpec, rows: LabelledRows, champion: Any) -> Any:
+    """Fit a clone of a regression champion on float targets: the catalogue's estimators are
+    classifiers, so a regressor is only ever retrained as itself (ADR 0022)."""
+    if recipe.estimator != CHAMPION:
+        raise ValueError(
+            f"{recipe.estimator} is a classifier: a regression model is retrained as a clone "
+            "of its champion"
+        )
+    if champion is None:
+        raise ValueError("a champion recipe needs the champion's estimator to clone")
+    if hasattr(champion, "predict_proba"):
+        raise ValueError(f"the champion {type(champion).__name__} is a classifier, not a regressor")
+    y = targets(rows, spec)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"training data holds {len(np.unique(y))} distinct value(s); need two")
+    estimator = clone_champion(recipe, champion)
+    estimator.fit(as_model_input(champion, spec, to_matrix(rows, spec)), y)
+    return estimator
+
+
+@dataclass(frozen=True)
+class ValueScores:
+    """A regressor's answers on labelled rows: the true and the predicted number of each."""
+
+    truth: np.ndarray  # true value per row (float)
+    predicted: np.ndarray  # predicted value per row (float)
+
+
+def score_values(estimator: Any, spec: MonitoringSpec, rows: LabelledRows) -> ValueScores:
+    """Score labelled rows with a fitted regressor; refuse predictions that are not one finite
+    number per row."""
+    inputs = as_model_input(estimator, spec, to_matrix(rows, spec))
+    predicted = np.asarray(estimator.predict(inputs), dtype=np.float64)
+    if predicted.shape != (len(rows),):
+        raise ValueError(f"predict returned shape {predicted.shape}, expected ({len(rows)},)")
+    if not np.all(np.isfinite(predicted)):
+        raise ValueError("the regressor predicted a value that is not a finite number")
+    return ValueScores(truth=targets(rows, spec), predicted=predicted)
 
 
 @dataclass(frozen=True)
@@ -109,8 +168,8 @@ def reproducible_skops(estimator: Any, check: Any) -> bytes:
     """Save a fitted model as a skops file whose bytes depend only on the model.
 
     ``check`` is an input the model takes (a matrix, or a DataFrame for a model fitted on one):
-    the rewritten file must load and give exactly the same probabilities on it as ``estimator``,
-    or this raises.
+    the rewritten file must load and give exactly the same probabilities (a regressor: the same
+    predictions) on it as ``estimator``, or this raises.
     """
     original = zipfile.ZipFile(io.BytesIO(skops.io.dumps(estimator)))
     schema = json.loads(original.read("schema.json"))
@@ -150,6 +209,7 @@ def reproducible_skops(estimator: Any, check: Any) -> bytes:
             archive.writestr(info, entries[name])
     content = buffer.getvalue()
     reloaded = skops.io.loads(content, trusted=skops.io.get_untrusted_types(data=content))
-    if not np.array_equal(reloaded.predict_proba(check), estimator.predict_proba(check)):
+    answer = "predict_proba" if hasattr(estimator, "predict_proba") else "predict"
+    if not np.array_equal(getattr(reloaded, answer)(check), getattr(estimator, answer)(check)):
         raise ValueError("the rewritten skops file does not predict as the fitted model does")
     return content

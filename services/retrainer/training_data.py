@@ -4,6 +4,10 @@ the model's input. Pure.
 A training snapshot is the model's seed data (the champion's registered training set) followed
 by labelled live traffic, oldest first; ``live_from`` is the index of the first live row, so the
 gate can report figures on recent live data alone.
+
+A regressor's labels are numbers; rows keep them as text (``repr`` of the float, so a value
+always reads back and writes out as the same characters) and :func:`targets` turns them into
+floats for fitting and scoring. A classifier's labels are its class names, as before.
 """
 
 from __future__ import annotations
@@ -17,10 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from contracts.drift import FeatureKind
-from contracts.registry import MonitoringSpec
+from contracts.registry import ModelTask, MonitoringSpec
 from contracts.values import FeatureValue
 
-__all__ = ["LabelledRows", "LiveExample", "parse_csv", "to_csv", "to_matrix", "with_live"]
+__all__ = [
+    "LabelledRows",
+    "LiveExample",
+    "label_text",
+    "parse_csv",
+    "targets",
+    "to_csv",
+    "to_matrix",
+    "with_live",
+]
 
 
 @dataclass(frozen=True)
@@ -72,12 +85,41 @@ def _value(kind: FeatureKind, text: str) -> FeatureValue:
     return text
 
 
+def label_text(spec: MonitoringSpec, text: str) -> str | None:
+    """Return a label as rows keep it, or ``None`` when it does not fit the spec: a class the
+    spec does not know, or for a regressor a value that is not a finite number.
+
+    >>> from contracts.registry import FeatureSpec, MetricTarget, MetricDirection
+    >>> spec = MonitoringSpec(task=ModelTask.REGRESSION, label="y",
+    ...     features=[FeatureSpec(name="x", kind=FeatureKind.NUMERIC)], key_metric="mae",
+    ...     metrics=[MetricTarget(metric="mae", baseline=40.0, threshold=50.0,
+    ...                           direction=MetricDirection.LOWER_IS_BETTER)])
+    >>> label_text(spec, "151"), label_text(spec, "nan"), label_text(spec, "high")
+    ('151.0', None, None)
+    """
+    if spec.task is not ModelTask.REGRESSION:
+        return text if text in spec.classes else None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return repr(value) if math.isfinite(value) else None
+
+
+def targets(rows: LabelledRows, spec: MonitoringSpec) -> np.ndarray:
+    """Return the labels as a model is fitted on them: floats for a regressor, the class names
+    otherwise."""
+    if spec.task is ModelTask.REGRESSION:
+        return np.array([float(label) for label in rows.labels], dtype=np.float64)
+    return np.array(rows.labels)
+
+
 def parse_csv(
     content: bytes, spec: MonitoringSpec, *, live_from: int | None = None
 ) -> tuple[LabelledRows, int]:
     """Read a dataset CSV (spec features, then the label); return its usable rows and how many
-    were left out (a class the spec does not know, a value that is not a number, a missing value
-    where the spec forbids one).
+    were left out (a label that does not fit the spec (:func:`label_text`), a value that is not a
+    number, a missing value where the spec forbids one).
 
     ``live_from`` is the index among the CSV's rows of the first live row (default: none).
     """
@@ -86,7 +128,6 @@ def parse_csv(
     expected = [feature.name for feature in spec.features] + [spec.label]
     if header != expected:
         raise ValueError(f"header must be {expected}, not {header}")
-    classes = set(spec.classes)
     rows: list[tuple[FeatureValue, ...]] = []
     labels: list[str] = []
     dropped = 0
@@ -95,7 +136,8 @@ def parse_csv(
         if live_from is not None and index >= live_from and first_live is None:
             first_live = len(rows)
         try:
-            if len(line) != len(expected) or line[-1] not in classes:
+            label = label_text(spec, line[-1]) if len(line) == len(expected) else None
+            if label is None:
                 raise ValueError("does not fit the spec")
             values = tuple(
                 _value(feature.kind, text)
@@ -109,7 +151,7 @@ def parse_csv(
             dropped += 1
             continue
         rows.append(values)
-        labels.append(line[-1])
+        labels.append(label)
     live_start = len(rows) if first_live is None else first_live
     return LabelledRows(tuple(rows), tuple(labels), live_start), dropped
 
@@ -151,7 +193,7 @@ class LiveExample:
 
     request_id: str
     features: Mapping[str, FeatureValue]
-    label: str
+    label: str  # the class, or a regressor's true value as text
 
 
 def _fits(kind: FeatureKind, nullable: bool, value: FeatureValue) -> bool:
@@ -168,7 +210,7 @@ def with_live(
     seed: LabelledRows, live: Sequence[LiveExample], spec: MonitoringSpec
 ) -> tuple[LabelledRows, int]:
     """Append labelled live examples to seed rows; return the snapshot and how many examples
-    were left out (a class the spec does not know, a value of the wrong kind, a missing value
+    were left out (a label that does not fit the spec, a value of the wrong kind, a missing value
     the spec forbids).
 
     >>> from contracts.registry import FeatureSpec, MetricTarget
@@ -182,17 +224,17 @@ def with_live(
     >>> rows.rows, rows.labels, rows.live_from, left_out
     (((1.0,), (2.0,)), ('a', 'b'), 1, 2)
     """
-    classes = set(spec.classes)
     rows = list(seed.rows)
     labels = list(seed.labels)
     left_out = 0
     for example in live:
         values = [example.features.get(feature.name) for feature in spec.features]
-        fits = example.label in classes and all(
+        label = label_text(spec, example.label)
+        fits = label is not None and all(
             _fits(feature.kind, feature.nullable, value)
             for feature, value in zip(spec.features, values, strict=True)
         )
-        if not fits:
+        if label is None or not fits:
             left_out += 1
             continue
         rows.append(
@@ -201,5 +243,5 @@ def with_live(
                 for feature, value in zip(spec.features, values, strict=True)
             )
         )
-        labels.append(example.label)
+        labels.append(label)
     return LabelledRows(tuple(rows), tuple(labels), len(seed.rows)), left_out

@@ -150,7 +150,7 @@ class RetrainWorker:
     async def _perform(self, run: Run) -> None:
         base, champion = await self._base(run.model)
         spec = base.spec
-        recipe = parse_recipe(base.parameters, run.parameters)
+        recipe = parse_recipe(base.parameters, run.parameters, task=spec.task)
         if run.dataset is not None and run.live_from is not None and run.dataset_changes:
             snapshot, live_from, changes = run.dataset, run.live_from, run.dataset_changes
         else:

@@ -7,8 +7,11 @@ from collections.abc import Iterable, Sequence
 
 import httpx
 
-from contracts import DatasetRef, Envelope, ModelVersionRecord
-from services.drift_detector.episode_store import Save, StoredEpisodes
+from contracts import DatasetRef, Envelope, ModelVersionRecord, MonitoringSpec
+from services.drift_detector.episode_store import (
+    Save,
+    StoredEpisodes,
+)
 from services.drift_detector.profiles import ReferenceProfile
 from services.runtime import RegistryClient
 from tests.drift_detector.data import digest_of, service_spec
@@ -76,12 +79,14 @@ class RecordingPublisher:
 class Registry:
     """The registry's read API for one model version and its training data (a test double)."""
 
-    def __init__(self, model: str, data: bytes, *, version: int = 1) -> None:
+    def __init__(
+        self, model: str, data: bytes, *, version: int = 1, spec: MonitoringSpec | None = None
+    ) -> None:
         self.data = data
         self.record: ModelVersionRecord = make_version_record(
             model=model,
             version=version,
-            spec=service_spec(),
+            spec=spec or service_spec(),
             dataset=DatasetRef(name=model, version="1", digest=digest_of(data)),
         )
         self.requests: list[str] = []

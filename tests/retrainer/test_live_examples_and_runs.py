@@ -13,15 +13,26 @@ from typing import TypeVar
 from uuid import uuid4
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from contracts import LabelRecorded, RetrainAnswer, RetrainAnswered, RetrainRefusal, RetrainTrigger
+from contracts import (
+    LabelRecorded,
+    RetrainAnswer,
+    RetrainAnswered,
+    RetrainRefusal,
+    RetrainTrigger,
+    ValuePredicted,
+    ValueRecorded,
+    Variant,
+)
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
 from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
 from services.retrainer.schedules import check_schedules, run_schedules
+from services.retrainer.training_data import targets, with_live
 from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
 from services.runtime import OutboxMessage, create_engine, session_factory
 from services.runtime.leases import Lease, lease_key
@@ -29,7 +40,12 @@ from services.runtime.migrations import migrate
 from tests.factories import T0
 from tests.model_builders import train
 from tests.registry_tools import FakeClock, Registry, deploy, register, registry
+from tests.retrainer.regression_data import FEATURES, diabetes
+from tests.retrainer.regression_data import SPEC as REGRESSION_SPEC
+from tests.retrainer.regression_data import rows as regression_rows
 from tests.retrainer.retraining_data import SPEC, live_events
+
+REGRESSION_ROWS = regression_rows()
 
 MODEL = "breast-cancer"
 
@@ -101,6 +117,45 @@ async def test_predictions_and_labels_join_in_either_order_and_redelivery_change
     assert [e.request_id for e in examples][:3] == ["live-0", "live-1", "live-2"]
     assert examples[0].features == predictions[0].features
     assert examples[0].label == labels[0].label
+
+
+async def test_a_regressors_predictions_and_true_values_join_and_become_float_targets(
+    stores: Stores,
+) -> None:
+    model = "diabetes"
+    frame, target = diabetes()
+    predicted = [
+        ValuePredicted(
+            producer="scorer",
+            model=model,
+            model_version=1,
+            variant=Variant.CHAMPION,
+            deployment_revision=1,
+            request_id=f"d-{i}",
+            features={name: float(frame.iloc[i][name]) for name in FEATURES},
+            predicted_value=150.0,
+            latency_ms=1.0,
+        )
+        for i in range(3)
+    ]
+    truths = [
+        ValueRecorded(producer="clinic", model=model, request_id=f"d-{i}", value=float(target[i]))
+        for i in range(3)
+    ]
+    corrected = truths[2].model_copy(update={"value": 1e300, "occurred_at": T0})
+    await stores.live.add_labels(truths[:1], T0)  # a truth before its prediction
+    await stores.live.add_predictions(predicted, T0)
+    await stores.live.add_labels([*truths[1:], corrected], T0)
+    await stores.live.add_labels(truths[:1], T0)  # redelivered
+    examples = await stores.live.labelled(model)
+    assert sorted(e.label for e in examples) == sorted(
+        [repr(float(target[0])), repr(float(target[1])), "1e+300"]
+    )
+    seed = REGRESSION_ROWS.take(range(10))
+    snapshot, left_out = with_live(seed, examples, REGRESSION_SPEC)
+    assert (len(snapshot), snapshot.live_from, left_out) == (13, 10, 0)
+    assert targets(snapshot, REGRESSION_SPEC)[10:].dtype == np.float64
+    assert set(targets(snapshot, REGRESSION_SPEC)[10:]) == {target[0], target[1], 1e300}
 
 
 async def test_shadow_and_probe_predictions_are_not_kept(stores: Stores) -> None:

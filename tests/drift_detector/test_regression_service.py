@@ -1,0 +1,86 @@
+"""The drift detector on the real broker with a regressor: ``value.predicted`` events whose
+inputs shift raise a data-drift alert, an unshifted stream none (ADR 0022)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contracts import AlertKind, AlertRaised, DriftReported, Envelope, Topic
+from services.drift_detector.app import create_app
+from services.drift_detector.settings import Settings
+from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from tests.drift_detector.fakes import Registry
+from tests.drift_detector.regression_data import (
+    FEATURES,
+    diabetes_csv,
+    live_rows,
+    regression_spec,
+    value_predictions,
+)
+from tests.kafka_tools import read_topic, read_until_quiet
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    broker = kafka_broker(kafka_settings, client_id="test-publisher")
+    await broker.connect()
+    yield EventPublisher(broker, kafka_settings)
+    await broker.stop()
+
+
+async def run_stream(
+    kafka: KafkaSettings, publisher: EventPublisher, state_dir: Path, model: str, values: np.ndarray
+) -> tuple[list[DriftReported], list[AlertRaised]]:
+    """Publish one ``value.predicted`` per row; return the ten windows' reports and every alert
+    (published with the reports, so all there once the reports are)."""
+    settings = Settings(
+        kafka=kafka,
+        state_dir=state_dir,
+        window_size=500,
+        min_window_rows=100,
+        score_reference_rows=300,
+    )
+    registry = Registry(model, diabetes_csv(), spec=regression_spec())
+    app = create_app(settings, registry=registry.client())
+    events: list[Envelope] = list(value_predictions(values, model=model))
+    async with app.router.lifespan_context(app):
+        for start in range(0, len(events), 250):
+            await publisher.publish_many(events[start : start + 250])
+        reports = await read_topic(kafka, Topic.DRIFT, count=10, timeout_s=60)
+        alerts = await read_until_quiet(kafka, Topic.ALERTS)
+    return (
+        [DriftReported.model_validate_json(r.value) for r in reports],
+        [AlertRaised.model_validate_json(r.value) for r in alerts],
+    )
+
+
+@pytest.mark.timeout(150)
+async def test_a_regressor_whose_inputs_shift_raises_a_data_drift_alert(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, tmp_path: Path, unique: str
+) -> None:
+    model = f"r-{unique}"
+    values = live_rows(np.random.default_rng(21), 5000)
+    values[2500:, [FEATURES.index("bmi"), FEATURES.index("bp")]] += 0.03
+    reports, alerts = await run_stream(kafka_settings, publisher, tmp_path, model, values)
+    data = [a for a in alerts if a.kind is AlertKind.DATA_DRIFT]
+    assert len(data) == 1
+    assert data[0].fingerprint == f"{model}:v1:data_drift:bmi,bp"
+    assert not any(r.drifted for r in reports[:4])  # before the shift
+    assert any(r.drifted for r in reports[5:])
+
+
+@pytest.mark.timeout(150)
+async def test_an_unshifted_regressor_stream_raises_no_alert(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, tmp_path: Path, unique: str
+) -> None:
+    model = f"r-{unique}"
+    values = live_rows(np.random.default_rng(22), 5000)
+    reports, alerts = await run_stream(kafka_settings, publisher, tmp_path, model, values)
+    assert len(reports) == 10
+    assert alerts == []

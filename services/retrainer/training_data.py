@@ -17,10 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from contracts.drift import FeatureKind
-from contracts.registry import MonitoringSpec
+from contracts.registry import ModelTask, MonitoringSpec
 from contracts.values import FeatureValue
 
-__all__ = ["LabelledRows", "LiveExample", "parse_csv", "to_csv", "to_matrix", "with_live"]
+__all__ = [
+    "LabelledRows",
+    "LiveExample",
+    "parse_csv",
+    "target_text",
+    "target_values",
+    "to_csv",
+    "to_matrix",
+    "with_live",
+]
 
 
 @dataclass(frozen=True)
@@ -72,12 +81,34 @@ def _value(kind: FeatureKind, text: str) -> FeatureValue:
     return text
 
 
+def target_text(text: str) -> str:
+    """A regression target as the text a row's label holds: the number's shortest exact
+    spelling (``"151"`` and ``"151.0"`` are one target), refusing what is not a finite number.
+
+    >>> target_text("151"), target_text(" 2.5e1 ")
+    ('151.0', '25.0')
+    >>> target_text("nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a finite number: 'nan'
+    """
+    value = _value(FeatureKind.NUMERIC, text.strip())
+    if value is None:
+        raise ValueError("no target")
+    return repr(value)
+
+
+def target_values(rows: LabelledRows) -> np.ndarray:
+    """The targets of a regression model's rows as floats (see :func:`target_text`)."""
+    return np.array([float(label) for label in rows.labels], dtype=np.float64)
+
+
 def parse_csv(
     content: bytes, spec: MonitoringSpec, *, live_from: int | None = None
 ) -> tuple[LabelledRows, int]:
     """Read a dataset CSV (spec features, then the label); return its usable rows and how many
-    were left out (a class the spec does not know, a value that is not a number, a missing value
-    where the spec forbids one).
+    were left out (a class the spec does not know, a value or a regression target that is not a
+    finite number, a missing value where the spec forbids one).
 
     ``live_from`` is the index among the CSV's rows of the first live row (default: none).
     """
@@ -87,6 +118,7 @@ def parse_csv(
     if header != expected:
         raise ValueError(f"header must be {expected}, not {header}")
     classes = set(spec.classes)
+    regression = spec.task is ModelTask.REGRESSION
     rows: list[tuple[FeatureValue, ...]] = []
     labels: list[str] = []
     dropped = 0
@@ -95,7 +127,10 @@ def parse_csv(
         if live_from is not None and index >= live_from and first_live is None:
             first_live = len(rows)
         try:
-            if len(line) != len(expected) or line[-1] not in classes:
+            if len(line) != len(expected):
+                raise ValueError("does not fit the spec")
+            label = target_text(line[-1]) if regression else line[-1]
+            if label not in classes and not regression:
                 raise ValueError("does not fit the spec")
             values = tuple(
                 _value(feature.kind, text)
@@ -109,7 +144,7 @@ def parse_csv(
             dropped += 1
             continue
         rows.append(values)
-        labels.append(line[-1])
+        labels.append(label)
     live_start = len(rows) if first_live is None else first_live
     return LabelledRows(tuple(rows), tuple(labels), live_start), dropped
 

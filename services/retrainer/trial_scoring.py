@@ -92,7 +92,8 @@ def _values(estimator: Any, spec: MonitoringSpec, rows: LabelledRows, what: str)
     row, or an :class:`ArtifactError` (the scorer would refuse every such request)."""
     try:
         inputs = as_model_input(estimator, spec, to_matrix(rows, spec))
-        values = np.asarray(estimator.predict(inputs), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked for below
+            values = np.asarray(estimator.predict(inputs), dtype=np.float64)
     except Exception as error:  # the model's own failure, whatever it is, is the message
         raise ArtifactError(
             f"the model cannot score {what} with the spec's features "

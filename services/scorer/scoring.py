@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -73,7 +73,7 @@ class Scored:
     served: bool
     revision: int
     predicted_class: str = ""
-    probabilities: dict[str, float] | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.0
     predicted_value: float | None = None
 
@@ -228,7 +228,7 @@ def _predict(
     return results
 
 
-def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float]]:
+def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
     matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
     probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
     if probabilities.shape != (len(rows), len(version.classes)):
@@ -240,7 +240,8 @@ def _values(version: LoadedVersion, rows: list[Features]) -> list[float | str]:
     """A regressor's numbers; a NaN or infinity is that row's failure, not a value: no event
     can carry it, and a consumer could not compute an error from it."""
     matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
-    values = np.asarray(version.estimator.predict(matrix), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked for below
+        values = np.asarray(version.estimator.predict(matrix), dtype=np.float64)
     if values.shape != (len(rows),):
         raise ValueError(f"predict returned shape {values.shape}, not one number per row")
     return [

@@ -108,7 +108,12 @@ def mismatches_with_spec(estimator: Any, spec: MonitoringSpec) -> list[str]:
     if names is not None and [str(name) for name in names] != expected:
         problems.append(f"model feature names {list(names)} differ from the spec's {expected}")
     classes = class_labels(estimator)
-    if spec.task is ModelTask.CLASSIFICATION and sorted(classes) != sorted(spec.classes):
+    wrong_task = bool(problems)  # then its classes (or their absence) say nothing more
+    if (
+        spec.task is ModelTask.CLASSIFICATION
+        and not wrong_task
+        and sorted(classes) != sorted(spec.classes)
+    ):
         problems.append(f"model classes {classes} differ from the spec's {list(spec.classes)}")
     return problems
 

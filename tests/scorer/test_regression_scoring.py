@@ -3,13 +3,16 @@ infinity (or an answer of the wrong shape) refused as the model's failure on tha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from contracts import Deployment, MonitoringSpec, ServedVersion, Variant
 from services.runtime import mismatches_with_spec
+from services.scorer.cli import LabelFileError, read_labels
 from services.scorer.scoring import Item, LoadedVersion, score_batch
 from tests.factories import make_spec
 from tests.model_builders import train
@@ -100,3 +103,16 @@ def test_the_estimator_must_be_of_the_specs_task() -> None:
     regression_spec = diabetes_spec(features=make_spec().features)
     [problem] = mismatches_with_spec(classifier, regression_spec)
     assert problem.startswith("Pipeline is a classifier (it has predict_proba or classes)")
+
+
+def test_a_label_file_may_give_numbers_as_value(tmp_path: Path) -> None:
+    path = tmp_path / "truth.csv"
+    path.write_text("request_id,value\nr-1,151.0\nr-2,1e308\n")
+    assert [(t.request_id, t.value, t.label) for t in read_labels(path, model="d")] == [
+        ("r-1", 151.0, None),
+        ("r-2", 1e308, None),
+    ]
+    for bad in ("nan", "inf", "-Infinity", "1e309", "high"):
+        path.write_text(f"request_id,value\nr-1,{bad}\n")
+        with pytest.raises(LabelFileError, match=r"truth.csv:2: value"):
+            read_labels(path, model="d")

@@ -24,7 +24,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from tests.factories import make_spec
 from tests.http_tools import serving
-from tests.model_builders import TrainedModel
+from tests.model_builders import TrainedModel, registration_form, train
 from tests.registry_tools import AS_ANA, deploy, registry
 from tests.regression_builders import (
     DIABETES,
@@ -205,3 +205,18 @@ async def test_huge_targets_register_and_only_finite_errors_are_recorded(
     assert metrics["mae"] == pytest.approx(1e306)
     assert "rmse" not in metrics  # the squares overflow
     assert "r2" not in metrics  # a constant truth has no variance to explain
+
+
+async def test_a_model_keeps_its_task_from_version_to_version(served: Served) -> None:
+    assert (await post(served, train_regressor())).status_code == 201
+    data, files = registration_form(train())
+    answer = await served.http.post(
+        f"/models/{MODEL}/versions", data=data, files=files, headers=AS_ANA
+    )
+    assert answer.status_code == 422, answer.text
+    [issue] = answer.json()["detail"]
+    assert issue["loc"] == ["body", "metadata"]
+    assert f"model '{MODEL}' is a regression model (v1)" in issue["msg"]
+    assert "task: classification cannot join it" in issue["msg"]
+    versions = (await served.http.get(f"/models/{MODEL}/versions")).json()
+    assert [v["version"] for v in versions] == [1]

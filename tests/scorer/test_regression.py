@@ -214,7 +214,9 @@ async def test_a_non_finite_prediction_over_kafka_is_dead_lettered_and_the_next_
         found = [decode(Topic.DEAD_LETTER, record.value) for record in records]
         return [letter for letter in found if isinstance(letter, MessageDeadLettered)]
 
-    [letter] = letters(await read_until(kafka_settings, Topic.DEAD_LETTER, lambda r: letters(r)))
+    [letter] = letters(
+        await read_until(kafka_settings, Topic.DEAD_LETTER, lambda r: bool(letters(r)))
+    )
     assert "non-finite value" in letter.error
     assert base64.b64decode(letter.original_value_b64) == raw[0]
     published = values_of(

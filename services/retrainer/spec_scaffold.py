@@ -46,14 +46,20 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
 from contracts.drift import FeatureKind
-from contracts.registry import REGRESSION_METRICS, MetricDirection, ModelTask, MonitoringSpec
+from contracts.registry import (
+    LOWER_IS_BETTER_METRICS,
+    REGRESSION_METRICS,
+    MetricDirection,
+    ModelTask,
+    MonitoringSpec,
+)
 from services.retrainer.api import VersionMetadata
 from services.retrainer.gate import metric_value
 from services.retrainer.recipes import Recipe, build_pipeline
 from services.retrainer.regression_metrics import regression_metric
 from services.retrainer.training import Scores, fit, score, split
 from services.retrainer.training_data import parse_csv, target_values, to_matrix
-from services.runtime import as_model_input
+from services.runtime import as_model_input, mismatches_with_spec
 
 __all__ = [
     "MAX_CLASSES",
@@ -366,10 +372,16 @@ def _draft_regression(
         model = build_pipeline(recipe, spec).set_params(model=Ridge())
         fitting = rows.take(sorted(int(i) for i in train_rows))
         model.fit(to_matrix(fitting, spec), target_values(fitting))
+    elif problems := mismatches_with_spec(model, spec):
+        raise ScaffoldError(f"the artifact does not fit the drafted spec: {'; '.join(problems)}")
     measured_rows = rows.take(sorted(int(i) for i in held_out))
     truth = target_values(measured_rows)
-    inputs = as_model_input(model, spec, to_matrix(measured_rows, spec))
-    predicted = np.asarray(model.predict(inputs), dtype=np.float64)
+    try:
+        inputs = as_model_input(model, spec, to_matrix(measured_rows, spec))
+        with np.errstate(over="ignore", invalid="ignore"):
+            predicted = np.asarray(model.predict(inputs), dtype=np.float64)
+    except Exception as error:  # the person's model: its own failure is the message
+        raise ScaffoldError(f"the model cannot score the held-out rows: {error}") from None
     if predicted.shape != truth.shape or not np.all(np.isfinite(predicted)):
         raise ScaffoldError("the model does not predict one finite number per held-out row")
     targets, baselines = [], {}
@@ -400,7 +412,7 @@ def _draft_regression(
 
 
 def _direction(metric: str) -> MetricDirection:
-    lower = metric in _LOWER_IS_BETTER or metric in _REGRESSION_MARGIN
+    lower = metric in LOWER_IS_BETTER_METRICS
     return MetricDirection.LOWER_IS_BETTER if lower else MetricDirection.HIGHER_IS_BETTER
 
 

@@ -14,6 +14,7 @@ import pytest
 import skops.io
 from sklearn.datasets import load_diabetes
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from contracts import ModelTask
@@ -120,3 +121,15 @@ async def test_vigil_models_spec_on_diabetes_writes_a_spec_that_registers(tmp_pa
     assert version["spec"]["task"] == "regression"
     assert version["spec"]["key_metric"] == "mae"
     assert version["metrics"] == metadata.metrics
+
+
+def test_the_persons_own_regressor_is_measured_and_a_classifier_refused() -> None:
+    regressor = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(
+        DIABETES.data.to_numpy(), DIABETES.target.to_numpy()
+    )
+    draft = draft_metadata(diabetes_csv(), target="target", estimator=regressor)
+    assert draft.measured_with == "HistGradientBoostingRegressor"
+    assert draft.metadata.spec.target("mae").baseline < 45  # it saw the held-out rows in training
+    classifier = LogisticRegression().fit(DIABETES.data.to_numpy(), DIABETES.target > 140)
+    with pytest.raises(ScaffoldError, match="LogisticRegression is a classifier"):
+        draft_metadata(diabetes_csv(), target="target", estimator=classifier)

@@ -28,7 +28,13 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from contracts.registry import Deployment, DeploymentMode, ModelVersionRecord, MonitoringSpec
+from contracts.registry import (
+    Deployment,
+    DeploymentMode,
+    ModelTask,
+    ModelVersionRecord,
+    MonitoringSpec,
+)
 from contracts.values import FiniteJson, ModelName
 from services.retrainer.artifacts import ArtifactError, ArtifactStore, check_artifact
 from services.retrainer.callers import Caller, require_role
@@ -279,6 +285,26 @@ _REGISTRATION_BODY: dict[str, Any] = {
 }
 
 
+async def _task_change(store: RegistryStore, model: str, task: ModelTask) -> str | None:
+    """Why a version of another task than the model's latest cannot join it (``None``: it may).
+
+    A model's events, labels, windows and retrains assume one task: a regressor's v2 of a
+    classifier would leave the monitor joining numbers to classes. (Checked before the
+    registration's transaction: two concurrent first registrations of different tasks are not
+    caught.)"""
+    try:
+        versions = await store.versions(model)
+    except NotFoundError:
+        return None
+    latest = versions[-1] if versions else None
+    if latest is None or latest.spec.task is task:
+        return None
+    return (
+        f"model {model!r} is a {latest.spec.task.value} model (v{latest.version}); a version "
+        f"with task: {task.value} cannot join it: register it under another name"
+    )
+
+
 def _problem(field: str, message: str, kind: str = "value_error") -> HTTPException:
     return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
 
@@ -339,10 +365,12 @@ def install_registry_api(
         """Register the next version of a model (the model is created on its first version).
 
         The artifact must load with skops without untrusted types and fit the spec (feature
-        count and names, classes); the datasets must fit the spec; and the model must score a
-        sample of its training data as the scorer would (422 naming the problem otherwise,
-        with nothing stored). Without ``metrics``, the version records those measured on the
-        evaluation data, else on the training sample. Publishes ``model.registered``.
+        count and names, classes, task), the spec's task must be that of the model's earlier
+        versions, the datasets must fit the spec (a regression target: a finite number), and
+        the model must score a sample of its training data as the scorer would (422 naming the
+        problem otherwise, with nothing stored). Without ``metrics``, the version records those
+        measured on the evaluation data, else on the training sample (a regression model: mae,
+        rmse, r2). Publishes ``model.registered``.
 
         The multipart body is read only after the caller is known (FastAPI would parse and
         spool declared form fields before any dependency runs).
@@ -380,6 +408,9 @@ def install_registry_api(
                 "evaluation_data",
                 "send evaluation_data together with evaluation_dataset_name and _version",
             )
+        task_change = await _task_change(store, model, meta.spec.task)
+        if task_change is not None:
+            raise _problem("metadata", task_change)
         try:
             estimator = await asyncio.to_thread(
                 check_artifact, artifact, meta.spec, trusted_types=trusted_types

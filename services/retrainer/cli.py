@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from contracts.registry import DeploymentMode
+from contracts.registry import DeploymentMode, ModelTask
 from services.retrainer.retrain_cli import AsJson, Token, Url, client, err, out, show
 
 __all__ = ["app"]
@@ -99,12 +99,24 @@ def spec_file(
     from_csv: Path = typer.Option(
         ..., "--from-csv", exists=True, dir_okay=False, help="Training data: CSV with a header."
     ),
-    target: str = typer.Option(..., "--target", help="The label column."),
-    key_metric: str = typer.Option(
-        "recall", "--key-metric", help="The business metric: recall, precision, f1, accuracy..."
+    target: str = typer.Option(..., "--target", help="The label (or regression target) column."),
+    task: ModelTask | None = typer.Option(
+        None,
+        "--task",
+        help="classification or regression. Default: inferred from the target: regression when "
+        "every value is a number and some is not whole, or the whole numbers take more than 20 "
+        "distinct values; else classification.",
+    ),
+    key_metric: str | None = typer.Option(
+        None,
+        "--key-metric",
+        help="The business metric. Classification (default recall): recall, precision, f1, "
+        "accuracy...; regression (default mae): mae, rmse, r2.",
     ),
     positive_class: str | None = typer.Option(
-        None, "--positive-class", help="What precision and recall are about (default: rarest)."
+        None,
+        "--positive-class",
+        help="What precision and recall are about (default: rarest; classification only).",
     ),
     artifact: Path | None = typer.Option(
         None,
@@ -118,7 +130,8 @@ def spec_file(
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Draft a registration file (YAML) from training data, for you to edit: the feature schema
-    inferred, baselines and thresholds measured on a held-out quarter of the rows."""
+    and the task inferred, baselines and thresholds measured on a held-out quarter of the rows
+    (a regression model: mae, rmse and r2)."""
     from services.retrainer.spec_scaffold import ScaffoldError, draft_metadata, metadata_yaml
     from services.runtime.model_artifacts import UnsafeArtifactError, load_model
 
@@ -132,6 +145,7 @@ def spec_file(
             target=target,
             key_metric=key_metric,
             positive_class=positive_class,
+            task=task,
             dataset_name=from_csv.stem,
             estimator=estimator,
             owners=tuple(owner),

@@ -1,7 +1,8 @@
 """Datasets: CSV files checked against a version's spec and stored by content digest.
 
 The format is the one :class:`services.runtime.RegistryClient` documents: a header row naming the
-features in the spec's order and then the label column, one row per example.
+features in the spec's order and then the label column, one row per example. The label is one of
+the spec's classes, or for a regression spec (``task: regression``) a finite number.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 
 from contracts.drift import FeatureKind
-from contracts.registry import DatasetRef, MonitoringSpec
+from contracts.registry import DatasetRef, ModelTask, MonitoringSpec
 from services.retrainer.content import ContentStore
 
 __all__ = ["DatasetError", "DatasetStore", "check_dataset", "digest_of"]
@@ -51,7 +52,13 @@ def check_dataset(content: bytes, spec: MonitoringSpec) -> int:
                     raise DatasetError(f"line {line}: {feature.name!r} is empty (not nullable)")
             elif feature.kind is FeatureKind.NUMERIC and not _is_number(value):
                 raise DatasetError(f"line {line}: {feature.name!r} is not a number: {value!r}")
-        if row[-1] not in classes:
+        if spec.task is ModelTask.REGRESSION:
+            if not _is_number(row[-1]):
+                raise DatasetError(
+                    f"line {line}: target {spec.label!r} is not a finite number: {row[-1]!r} "
+                    "(a regression model's target is a number)"
+                )
+        elif row[-1] not in classes:
             raise DatasetError(f"line {line}: label {row[-1]!r} is not one of {sorted(classes)}")
         count += 1
     if count == 0:

@@ -10,8 +10,11 @@ What is drafted, and how:
 
 - **features**: every column but the target, in the file's order; numeric when every non-empty
   value is a finite number, else categorical; nullable when a value is missing.
-- **classes**: the target's values; the positive class (what precision and recall are about) is
-  the one given, else the rarest.
+- **task**: the one given, else inferred from the target: **regression** when every value is a
+  number and some value is not a whole number, or when the whole numbers take more than
+  :data:`MAX_CLASSES` distinct values; classification otherwise (text, or a few whole numbers).
+- **classes** (classification): the target's values; the positive class (what precision and
+  recall are about) is the one given, else the rarest.
 - **baselines and thresholds**: the rows are split as the retrainer splits them (a stratified
   quarter held out, seed 0, :func:`services.retrainer.training.split`); the model measured is
   the person's own artifact if given, else a reference pipeline trained on the other rows
@@ -21,6 +24,10 @@ What is drafted, and how:
   sampling noise alone reaches rarely on that many rows, and at least 0.05 from the baseline.
   Production windows are smaller or larger than the held-out split: the person should look at
   it.
+- **regression**: MAE, RMSE and R² are watched (the key metric MAE unless another is given), on a
+  plain (unstratified) held-out quarter, seed 0; the reference model is a ridge regression on the
+  retrainer's default preprocessing. Thresholds are the bootstrap edge as above, and at least a
+  readable margin worse: MAE and RMSE 10 % above their baseline, R² 0.05 below it.
 """
 
 from __future__ import annotations
@@ -35,19 +42,31 @@ from typing import Any
 import numpy as np
 import sklearn
 import yaml
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import train_test_split
 
 from contracts.drift import FeatureKind
-from contracts.registry import MetricDirection, MonitoringSpec
+from contracts.registry import (
+    LOWER_IS_BETTER_METRICS,
+    REGRESSION_METRICS,
+    MetricDirection,
+    ModelTask,
+    MonitoringSpec,
+)
 from services.retrainer.api import VersionMetadata
 from services.retrainer.gate import metric_value
-from services.retrainer.recipes import Recipe
+from services.retrainer.recipes import Recipe, build_pipeline
+from services.retrainer.regression_metrics import regression_metric
 from services.retrainer.training import Scores, fit, score, split
-from services.retrainer.training_data import parse_csv
+from services.retrainer.training_data import parse_csv, targets, to_matrix
+from services.runtime import as_model_input, mismatches_with_spec
 
 __all__ = [
+    "MAX_CLASSES",
     "Draft",
     "ScaffoldError",
     "draft_metadata",
+    "infer_task",
     "metadata_yaml",
     "read_metadata",
     "reorder_training_csv",
@@ -58,6 +77,14 @@ _RESAMPLES = 500
 _MIN_MARGIN = 0.05
 """A proposed threshold is at least this far from its baseline (a perfect held-out score has no
 bootstrap spread, and any single miss would alert)."""
+
+
+MAX_CLASSES = 20
+"""A whole-number target with more distinct values than this is drafted as a regression."""
+
+_REGRESSION_MARGIN = {"mae": 0.10, "rmse": 0.10}
+"""MAE and RMSE thresholds are at least this share above their baseline (in the target's unit,
+so the margin scales with it); R² gets :data:`_MIN_MARGIN` below, as a classifier's rates do."""
 
 
 class ScaffoldError(ValueError):
@@ -146,27 +173,63 @@ def _threshold(metric: str, scores: Scores, spec: MonitoringSpec) -> float | Non
     return float(np.percentile(values, tail))
 
 
+def infer_task(values: list[str]) -> ModelTask:
+    """What a target column asks for: regression when every value is a number and some is not
+    whole, or the whole numbers take more than :data:`MAX_CLASSES` values; else classification.
+
+    >>> infer_task(["1", "0", "1"]), infer_task(["151.0", "75.0", "141.5"])
+    (<ModelTask.CLASSIFICATION: 'classification'>, <ModelTask.REGRESSION: 'regression'>)
+    >>> infer_task([str(n) for n in range(21)]), infer_task(["yes", "2.5"])
+    (<ModelTask.REGRESSION: 'regression'>, <ModelTask.CLASSIFICATION: 'classification'>)
+    """
+    present = [value for value in values if value != ""]
+    if not present or not all(_is_number(value) for value in present):
+        return ModelTask.CLASSIFICATION
+    numbers = {float(value) for value in present}
+    if any(not number.is_integer() for number in numbers) or len(numbers) > MAX_CLASSES:
+        return ModelTask.REGRESSION
+    return ModelTask.CLASSIFICATION
+
+
 def draft_metadata(
     content: bytes,
     *,
     target: str,
-    key_metric: str = "recall",
+    key_metric: str | None = None,
     positive_class: str | None = None,
+    task: ModelTask | None = None,
     dataset_name: str = "training-data",
     estimator: Any | None = None,
     owners: tuple[str, ...] = (),
 ) -> Draft:
     """Draft the registration metadata of a model trained on ``content`` (CSV with a header).
 
-    ``estimator``: the person's fitted model, measured on the held-out rows; ``None``: a
-    reference pipeline is trained on the other rows and measured instead.
+    ``task``: classification or regression (``None``: inferred, :func:`infer_task`);
+    ``key_metric``: default recall (classification) or mae (regression). ``estimator``: the
+    person's fitted model, measured on the held-out rows; ``None``: a reference model is trained
+    on the other rows and measured instead.
     """
     header, body = _columns(content)
     if target not in header:
         raise ScaffoldError(f"no column {target!r}; columns: {', '.join(header)}")
     if len(header) < 2:
         raise ScaffoldError("the file needs at least one feature column beside the target")
-    counts = Counter(row[header.index(target)] for row in body)
+    values = [row[header.index(target)] for row in body]
+    task = task or infer_task(values)
+    if task is ModelTask.REGRESSION:
+        return _draft_regression(
+            content,
+            header,
+            body,
+            target=target,
+            key_metric=key_metric or "mae",
+            positive_class=positive_class,
+            dataset_name=dataset_name,
+            estimator=estimator,
+            owners=owners,
+        )
+    key_metric = key_metric or "recall"
+    counts = Counter(values)
     counts.pop("", None)
     if len(counts) < 2:
         raise ScaffoldError(f"the target {target!r} holds {len(counts)} class(es); need two")
@@ -255,6 +318,156 @@ def draft_metadata(
     )
 
 
+def _draft_regression(
+    content: bytes,
+    header: list[str],
+    body: list[list[str]],
+    *,
+    target: str,
+    key_metric: str,
+    positive_class: str | None,
+    dataset_name: str,
+    estimator: Any | None,
+    owners: tuple[str, ...],
+) -> Draft:
+    """The draft of a regression model: MAE, RMSE and R² measured on a held-out quarter."""
+    if positive_class is not None:
+        raise ScaffoldError("a regression model has no positive class: drop --positive-class")
+    column = header.index(target)
+    for number, row in enumerate(body, start=2):
+        if not _is_number(row[column]):
+            raise ScaffoldError(
+                f"row {number}: the target {target!r} is {row[column]!r}, not a finite number "
+                "(a regression target is a number)"
+            )
+    watched = list(dict.fromkeys([key_metric, "mae", "rmse", "r2"]))
+    placeholder = [
+        {"metric": m, "baseline": 0.0, "threshold": 0.0, "direction": _direction(m).value}
+        for m in watched
+    ]
+    try:
+        spec = MonitoringSpec.model_validate(
+            {
+                "task": ModelTask.REGRESSION.value,
+                "features": _features(header, body, target),
+                "label": target,
+                "key_metric": key_metric,
+                "metrics": placeholder,
+                "owners": list(owners),
+            }
+        )
+    except ValueError as error:
+        raise ScaffoldError(str(error)) from None
+    rows, dropped = parse_csv(reorder_training_csv(content, spec), spec)
+    if dropped:
+        raise ScaffoldError(f"{dropped} row(s) do not fit the drafted schema")
+    if len(rows) < 8:
+        raise ScaffoldError(f"{len(rows)} rows are too few to hold a quarter out and measure it")
+    recipe = Recipe()
+    train_rows, held_out = train_test_split(
+        np.arange(len(rows)), test_size=recipe.test_fraction, random_state=recipe.seed
+    )
+    model = estimator
+    if model is None:
+        model = build_pipeline(recipe, spec).set_params(model=Ridge())
+        fitting = rows.take(sorted(int(i) for i in train_rows))
+        model.fit(to_matrix(fitting, spec), targets(fitting, spec))
+    elif problems := mismatches_with_spec(model, spec):
+        raise ScaffoldError(f"the artifact does not fit the drafted spec: {'; '.join(problems)}")
+    measured_rows = rows.take(sorted(int(i) for i in held_out))
+    truth = targets(measured_rows, spec)
+    try:
+        inputs = as_model_input(model, spec, to_matrix(measured_rows, spec))
+        with np.errstate(over="ignore", invalid="ignore"):
+            predicted = np.asarray(model.predict(inputs), dtype=np.float64)
+    except Exception as error:  # the person's model: its own failure is the message
+        raise ScaffoldError(f"the model cannot score the held-out rows: {error}") from None
+    if predicted.shape != truth.shape or not np.all(np.isfinite(predicted)):
+        raise ScaffoldError("the model does not predict one finite number per held-out row")
+    proposed, baselines = [], {}
+    for metric in watched:
+        target_of = _regression_target(metric, truth, predicted)
+        if target_of is None:
+            raise ScaffoldError(f"{metric} is undefined on the held-out rows")
+        baselines[metric] = target_of["baseline"]
+        proposed.append(target_of)
+    spec = MonitoringSpec.model_validate({**spec.model_dump(mode="json"), "metrics": proposed})
+    metadata = VersionMetadata(
+        sklearn_version=sklearn.__version__,
+        dataset_name=dataset_name,
+        dataset_version="1",
+        metrics=baselines,
+        parameters={},
+        code_version="unknown",
+        spec=spec,
+        reason="first version",
+    )
+    return Draft(
+        metadata=metadata,
+        measured_on=len(held_out),
+        measured_with=(
+            type(model).__name__ if estimator is not None else "reference ridge regression"
+        ),
+    )
+
+
+def _direction(metric: str) -> MetricDirection:
+    lower = metric in LOWER_IS_BETTER_METRICS
+    return MetricDirection.LOWER_IS_BETTER if lower else MetricDirection.HIGHER_IS_BETTER
+
+
+def _regression_target(
+    metric: str, truth: np.ndarray, predicted: np.ndarray
+) -> dict[str, Any] | None:
+    """A regression metric's baseline on the held-out rows and its threshold: the far end of a
+    95 % bootstrap interval, and at least the readable margin worse (rounded away from the
+    baseline, to four significant digits)."""
+    if metric not in REGRESSION_METRICS:
+        raise ScaffoldError(f"{metric}: not a regression metric; use mae, rmse or r2")
+    with np.errstate(over="ignore", invalid="ignore"):
+        baseline = regression_metric(metric, truth, predicted)
+        rng = np.random.default_rng(0)
+        picks = (rng.integers(0, len(truth), len(truth)) for _ in range(_RESAMPLES))
+        spread = [
+            value
+            for pick in picks
+            if (value := regression_metric(metric, truth[pick], predicted[pick])) is not None
+        ]
+    if baseline is None or not math.isfinite(baseline) or not spread:
+        return None
+    lower = _direction(metric) is MetricDirection.LOWER_IS_BETTER
+    if lower:
+        edge = float(np.percentile(spread, 97.5))
+        threshold = max(edge, baseline * (1 + _REGRESSION_MARGIN[metric]), baseline + 1e-9)
+    else:
+        threshold = min(float(np.percentile(spread, 2.5)), baseline - _MIN_MARGIN)
+    if not math.isfinite(threshold):
+        return None
+    return {
+        "metric": metric,
+        "baseline": _significant(baseline),
+        "threshold": _significant(threshold, up=lower, down=not lower),
+        "direction": _direction(metric).value,
+    }
+
+
+def _significant(value: float, *, up: bool = False, down: bool = False) -> float:
+    """``value`` to four significant digits, rounded up or down if asked (so a threshold stays
+    on its side of the baseline).
+
+    >>> _significant(44.61234), _significant(44.61234, up=True), _significant(0.123456, down=True)
+    (44.61, 44.62, 0.1234)
+    """
+    if value == 0:
+        return 0.0
+    scale = 10.0 ** (3 - math.floor(math.log10(abs(value))))
+    if up:
+        return math.ceil(value * scale) / scale
+    if down:
+        return math.floor(value * scale) / scale
+    return round(value * scale) / scale
+
+
 _COMMENTS = {
     "sklearn_version": "scikit-learn version the artifact was saved with.",
     "dataset_name": "Lineage: the training data's name and version, as your team names them.",
@@ -275,7 +488,12 @@ def metadata_yaml(draft: Draft, *, source: str) -> str:
         f"#     --training-data {source}",
         f"# Baselines measured with the {draft.measured_with} on {draft.measured_on} held-out",
         "# rows; each threshold is the far end of a 95 % bootstrap interval of its baseline",
-        "# and at least 0.05 from it (services/retrainer/spec_scaffold.py).",
+        (
+            "# and at least 10 % worse for mae and rmse, 0.05 for r2"
+            if draft.metadata.spec.task is ModelTask.REGRESSION
+            else "# and at least 0.05 from it"
+        )
+        + " (services/retrainer/spec_scaffold.py).",
         "# Every field: VersionMetadata in the registry's OpenAPI (GET /docs of the retrainer).",
         "",
     ]

@@ -5,20 +5,25 @@ A model that passes the static checks (it loads, its feature count, names and cl
 spec) can still fail on the first request: a ``ColumnTransformer`` selecting a column the spec
 does not name, a categorical column it cannot encode, probabilities that are not probabilities.
 Scoring a sample when the version is registered turns that into a refusal naming the problem,
-before anything is stored, rather than a scorer that refuses every request once deployed.
+before anything is stored, rather than a scorer that refuses every request once deployed. A
+regressor (``task: regression``) is asked for ``predict``, as the scorer asks it, and must
+answer one finite number per row: the scorer could publish no NaN or infinity.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from contracts.registry import MonitoringSpec
+from contracts.registry import REGRESSION_METRICS, ModelTask, MonitoringSpec
 from services.retrainer.artifacts import ArtifactError
 from services.retrainer.gate import metric_value
+from services.retrainer.regression_metrics import regression_metric
 from services.retrainer.training import score
-from services.retrainer.training_data import LabelledRows, parse_csv
+from services.retrainer.training_data import LabelledRows, parse_csv, targets, to_matrix
+from services.runtime import as_model_input
 
 __all__ = ["TRIAL_ROWS", "trial_score"]
 
@@ -36,17 +41,21 @@ def trial_score(
     """Score a sample of the training data (and the evaluation data, if any) as the scorer
     would; raise :class:`ArtifactError` naming the problem if the model cannot. Return the
     spec's metrics (and accuracy) measured on the evaluation data when given, else on the
-    training sample: the baseline recorded when the registration gives none."""
+    training sample: the baseline recorded when the registration gives none. A regressor
+    must predict one finite number per row, and its measures are MAE, RMSE and R²."""
     trained, _ = parse_csv(training_data, spec)
     if len(trained) == 0:
         raise ArtifactError("the training data has no row the spec accepts: nothing to score")
     sample = _sample(trained)
-    _scores(estimator, spec, sample, "its training data")
     measured_on = sample
     if evaluation_data is not None:
         held_out, _ = parse_csv(evaluation_data, spec)
         if len(held_out):
             measured_on = _sample(held_out)
+    if spec.task is ModelTask.REGRESSION:
+        _values(estimator, spec, sample, "its training data")
+        return _regression_metrics(estimator, spec, measured_on)
+    _scores(estimator, spec, sample, "its training data")
     scores = _scores(estimator, spec, measured_on, "its evaluation data")
     names = [target.metric for target in spec.metrics] + ["accuracy"]
     measured = {name: metric_value(name, scores, spec) for name in names}
@@ -76,3 +85,40 @@ def _scores(estimator: Any, spec: MonitoringSpec, rows: LabelledRows, what: str)
             f"the model's predict_proba on {what} returns values that are not probabilities"
         )
     return scores
+
+
+def _values(estimator: Any, spec: MonitoringSpec, rows: LabelledRows, what: str) -> np.ndarray:
+    """A regressor's predictions on rows, as the scorer asks for them: one finite number per
+    row, or an :class:`ArtifactError` (the scorer would refuse every such request)."""
+    try:
+        inputs = as_model_input(estimator, spec, to_matrix(rows, spec))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked for below
+            values = np.asarray(estimator.predict(inputs), dtype=np.float64)
+    except Exception as error:  # the model's own failure, whatever it is, is the message
+        raise ArtifactError(
+            f"the model cannot score {what} with the spec's features "
+            f"({', '.join(f.name for f in spec.features)}): {type(error).__name__}: {error}"
+        ) from None
+    if values.shape != (len(rows),):
+        raise ArtifactError(
+            f"the model's predict on {what} returns shape {values.shape}, not one number for "
+            f"each of the {len(rows)} rows"
+        )
+    if not np.all(np.isfinite(values)):
+        raise ArtifactError(
+            f"the model's predict on {what} returns {int(np.sum(~np.isfinite(values)))} "
+            "non-finite value(s) (NaN or infinity)"
+        )
+    return values
+
+
+def _regression_metrics(
+    estimator: Any, spec: MonitoringSpec, rows: LabelledRows
+) -> dict[str, float]:
+    """MAE, RMSE and R² on ``rows`` (ADR 0022): those defined and finite (an error too large
+    for a float is no baseline)."""
+    predicted = _values(estimator, spec, rows, "its evaluation data")
+    truth = targets(rows, spec)
+    with np.errstate(over="ignore", invalid="ignore"):
+        measured = {m: regression_metric(m, truth, predicted) for m in sorted(REGRESSION_METRICS)}
+    return {m: v for m, v in measured.items() if v is not None and math.isfinite(v)}

@@ -13,7 +13,7 @@ from typing import Any
 
 import skops.io
 
-from contracts.registry import MonitoringSpec
+from contracts.registry import ModelTask, MonitoringSpec
 
 __all__ = [
     "DEFAULT_TRUSTED_TYPES",
@@ -99,9 +99,7 @@ def _label(value: Any) -> str:
 
 def mismatches_with_spec(estimator: Any, spec: MonitoringSpec) -> list[str]:
     """Return every way an estimator does not fit its version's spec (empty when it fits)."""
-    problems: list[str] = []
-    if not callable(getattr(estimator, "predict_proba", None)):
-        problems.append(f"{type(estimator).__name__} has no predict_proba")
+    problems = _task_mismatch(estimator, spec)
     expected = [feature.name for feature in spec.features]
     count = getattr(estimator, "n_features_in_", None)
     if count is not None and count != len(expected):
@@ -110,6 +108,37 @@ def mismatches_with_spec(estimator: Any, spec: MonitoringSpec) -> list[str]:
     if names is not None and [str(name) for name in names] != expected:
         problems.append(f"model feature names {list(names)} differ from the spec's {expected}")
     classes = class_labels(estimator)
-    if sorted(classes) != sorted(spec.classes):
+    wrong_task = bool(problems)  # then its classes (or their absence) say nothing more
+    if (
+        spec.task is ModelTask.CLASSIFICATION
+        and not wrong_task
+        and sorted(classes) != sorted(spec.classes)
+    ):
         problems.append(f"model classes {classes} differ from the spec's {list(spec.classes)}")
     return problems
+
+
+def _task_mismatch(estimator: Any, spec: MonitoringSpec) -> list[str]:
+    """A classifier answers ``predict_proba`` over its ``classes_``; a regressor answers
+    ``predict`` with a number and has neither. The scorer calls the method of the spec's task,
+    so a model of the other kind would fail on every request (or, worse, a classifier's
+    ``predict`` would be read as a number)."""
+    name = type(estimator).__name__
+    probabilistic = callable(getattr(estimator, "predict_proba", None))
+    if spec.task is ModelTask.REGRESSION:
+        if probabilistic or class_labels(estimator):
+            return [
+                f"{name} is a classifier (it has predict_proba or classes), the spec says "
+                "task: regression; register a regressor, or a spec with task: classification"
+            ]
+        if not callable(getattr(estimator, "predict", None)):
+            return [f"{name} has no predict"]
+        return []
+    if not probabilistic:
+        if callable(getattr(estimator, "predict", None)) and not class_labels(estimator):
+            return [
+                f"{name} is a regressor (it has predict, no predict_proba), the spec says "
+                "task: classification; set task: regression in the spec for a regression model"
+            ]
+        return [f"{name} has no predict_proba"]
+    return []

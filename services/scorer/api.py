@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException
 
 from contracts.registry import Deployment
+from contracts.scoring import PredictionMade, ValuePredicted
 from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
 from services.runtime import RegistryError
 from services.scorer.request_ids import (
@@ -15,7 +16,7 @@ from services.scorer.request_ids import (
     prediction_event_id,
     refusal_of_reserved,
 )
-from services.scorer.scoring import Item, NotLoadedError
+from services.scorer.scoring import Item, NotLoadedError, Refusal
 from services.scorer.serving import ScoringService
 
 __all__ = ["operations_router", "predict_router"]
@@ -36,8 +37,9 @@ def predict_router(service: ScoringService, *, probe_token: str | None = None) -
         responses={
             404: {"description": "The model is not deployed."},
             422: {
-                "description": "A feature is missing, unknown, of the wrong type or NaN; or a "
-                "request id is reserved ('vigil-…')."
+                "description": "A feature is missing, unknown, of the wrong type or NaN; the "
+                "model fails on an instance or predicts a NaN or an infinity; or a request id is "
+                "reserved ('vigil-…')."
             },
             503: {
                 "description": "The deployed version is not loaded yet, or the registry is down."
@@ -49,8 +51,10 @@ def predict_router(service: ScoringService, *, probe_token: str | None = None) -
         authorization: Annotated[str | None, _AUTHORIZATION] = None,
     ) -> PredictResponse:
         """Score instances with the deployed version(s); publishes every prediction (shadow ones
-        too) on ``predictions`` and returns the served ones in order, each with the request id
-        the scorer issued for it (``services/scorer/request_ids.py``)."""
+        too) on ``predictions`` (``prediction.made``, or ``value.predicted`` for a regression
+        model) and returns the served ones in order, each with the request id the scorer issued
+        for it (``services/scorer/request_ids.py``): a classifier's class, probabilities and
+        confidence, or a regressor's ``predicted_value``."""
         caller = identify_caller(_bearer_token(authorization), probe_token)
         reserved = [
             {
@@ -89,34 +93,56 @@ def predict_router(service: ScoringService, *, probe_token: str | None = None) -
         if any(refusal.unknown_model for refusal in refused):
             raise HTTPException(404, f"model {body.model!r} is not deployed")
         if refused:
-            detail: list[dict[str, Any]] = [
-                {
-                    "loc": ["body", "instances", refusal.index, "features", problem.feature],
-                    "msg": problem.message,
-                    "type": "value_error",
-                }
-                for refusal in refused
-                for problem in refusal.problems
-            ]
-            raise HTTPException(422, detail)
+            raise HTTPException(422, [issue for r in refused for issue in _issues(r)])
         return PredictResponse(
             model=body.model,
             predictions=[
-                Prediction(
-                    request_id=event.request_id,
-                    client_request_id=client_ids.get(event.request_id),
-                    model_version=event.model_version,
-                    variant=event.variant,
-                    predicted_class=event.predicted_class,
-                    probabilities=event.probabilities,
-                    confidence=event.confidence,
-                )
+                _answer(event, client_ids.get(event.request_id))
                 for event in outcome.published
                 if event.served
             ],
         )
 
     return router
+
+
+def _issues(refusal: Refusal) -> list[dict[str, Any]]:
+    """A refusal as validation errors: one per feature problem, else the instance itself (the
+    model failed on it: raised, or predicted a NaN or an infinity)."""
+    if not refusal.problems:
+        return [
+            {
+                "loc": ["body", "instances", refusal.index],
+                "msg": refusal.message,
+                "type": "value_error",
+            }
+        ]
+    return [
+        {
+            "loc": ["body", "instances", refusal.index, "features", problem.feature],
+            "msg": problem.message,
+            "type": "value_error",
+        }
+        for problem in refusal.problems
+    ]
+
+
+def _answer(event: PredictionMade | ValuePredicted, client_request_id: str | None) -> Prediction:
+    """The HTTP answer of a served prediction: the fields of its kind, the others null."""
+    common = {
+        "request_id": event.request_id,
+        "client_request_id": client_request_id,
+        "model_version": event.model_version,
+        "variant": event.variant,
+    }
+    if isinstance(event, ValuePredicted):
+        return Prediction(**common, predicted_value=event.predicted_value)
+    return Prediction(
+        **common,
+        predicted_class=event.predicted_class,
+        probabilities=event.probabilities,
+        confidence=event.confidence,
+    )
 
 
 def _bearer_token(authorization: str | None) -> str | None:

@@ -1,10 +1,11 @@
 """``vigil labels send FILE``: ground truth from a file to the scorer's ``POST /labels``.
 
-The file is CSV with a header (columns ``request_id`` and ``label``, optionally ``model`` and
-``occurred_at``) or JSON lines (one object per line with the same fields); ``--model`` names the
-model when the file does not. Labels go in requests of at most 1000; a request the scorer could
-not acknowledge (503, unreachable) is sent again, which counts once (the same label has the same
-event id). A refusal prints the scorer's reason and exits 1; an unreachable scorer exits 2.
+The file is CSV with a header (columns ``request_id`` and ``label``, or ``value`` for a
+regression model's true number; optionally ``model`` and ``occurred_at``) or JSON lines (one
+object per line with the same fields); ``--model`` names the model when the file does not.
+Labels go in requests of at most 1000; a request the scorer could not acknowledge (503,
+unreachable) is sent again, which counts once (the same label has the same event id). A refusal
+prints the scorer's reason and exits 1; an unreachable scorer exits 2.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def send(
         ),
     ] = None,
 ) -> None:
-    """Send the labels of FILE (request_id, label[, model, occurred_at]) to the scorer."""
+    """Send the labels of FILE (request_id, label or value[, model, occurred_at]) to the
+    scorer."""
     try:
         found = read_labels(file, model=model)
     except LabelFileError as error:

@@ -2,7 +2,8 @@
 
 The scorer takes labels because it is the service such clients already call (``/predict``
 answers with the request ids the labels must carry). A label is published on ``labels`` as the
-``label.recorded`` event a Kafka client would write, and the route answers 200 only after the
+``label.recorded`` (a class) or ``value.recorded`` (a regressor's number) event a Kafka client
+would write, and the route answers 200 only after the
 broker acknowledged every label of the request (``acks=all``): an error or a timeout means
 "send again". Nothing is kept in between (the scorer has no database, so there is no outbox to
 lose), and a retry counts once, because a label's event id is derived from what it says
@@ -11,7 +12,9 @@ lose), and a retry counts once, because a label's event id is derived from what 
 Who may send: a person's token of role ``l2`` or higher (as for registry writes) or a service's
 token with scope ``labels:write`` (a labelling job); the incident log says whose token it is.
 Labels for a model the scorer does not serve are refused (404), as are labels dated ahead of the
-scorer's clock by more than the consumers' tolerance (they would be dead-lettered).
+scorer's clock by more than the consumers' tolerance (they would be dead-lettered) and a truth of
+the wrong kind for the served champion (a ``value`` for a classifier, a ``label`` for a
+regressor: 422).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.feedback import LabelRecorded, ValueRecorded
+from contracts.registry import ModelTask
 from contracts.scoring_api import Label, LabelsAccepted, LabelsRequest
 from services.runtime import EventRefused, Publisher, RegistryError
 from services.runtime.event_time import EventTimeBounds
@@ -32,7 +36,13 @@ from services.runtime.identity import Identity, IdentityError, IdentityProvider
 from services.runtime.scopes import Scope, scopes_text
 from services.scorer.serving import ScoringService
 
-__all__ = ["LABELS_ROLE", "label_event_id", "labels_router", "recorded_labels"]
+__all__ = [
+    "LABELS_ROLE",
+    "label_event_id",
+    "labels_router",
+    "recorded_labels",
+    "truth_mismatches",
+]
 
 LABELS_ROLE = "l2"
 """The lowest role of a person who may send labels (a service's token needs ``labels:write``)."""
@@ -82,6 +92,36 @@ def _recorded(label: Label, *, producer: str, now: datetime) -> LabelRecorded | 
     return LabelRecorded(**envelope, label=label.label)
 
 
+def truth_mismatches(
+    labels: Sequence[Label], task_of: Callable[[str], ModelTask | None]
+) -> list[dict[str, object]]:
+    """Validation errors for labels whose kind of truth is not what their model predicts: a
+    ``value`` for a classifier or a ``label`` for a regressor (the monitor could join neither).
+
+    >>> tasks = {"churn": ModelTask.CLASSIFICATION, "price": ModelTask.REGRESSION}.get
+    >>> [e["msg"] for e in truth_mismatches([Label(model="price", request_id="r", label="7")],
+    ...                                     tasks)]
+    ["model 'price' is a regression model: send its truth as value (a number), not label"]
+    """
+    issues: list[dict[str, object]] = []
+    for index, label in enumerate(labels):
+        task = task_of(label.model)
+        if task is ModelTask.REGRESSION and label.label is not None:
+            field, why = "label", "a regression model: send its truth as value (a number)"
+        elif task is ModelTask.CLASSIFICATION and label.value is not None:
+            field, why = "value", "a classifier: send its truth as label (a class)"
+        else:
+            continue
+        issues.append(
+            {
+                "loc": ["body", "labels", index, field],
+                "msg": f"model {label.model!r} is {why}, not {field}",
+                "type": "value_error",
+            }
+        )
+    return issues
+
+
 def labels_router(
     service: ScoringService,
     publisher: Publisher,
@@ -117,7 +157,8 @@ def labels_router(
             404: {"description": "A label names a model the scorer does not serve."},
             422: {
                 "description": "A label is malformed: wrong types, NaN, more than 1000 labels, "
-                "an unknown field, or dated too far ahead."
+                "an unknown field, or dated too far ahead; or it gives a value for a "
+                "classifier or a label for a regression model."
             },
             503: {
                 "description": "The broker or the identity provider is unavailable: nothing "
@@ -151,6 +192,9 @@ def labels_router(
         unknown = sorted({label.model for label in body.labels} - set(service.book.snapshot()))
         if unknown:
             raise HTTPException(404, f"not served here: {', '.join(map(repr, unknown))}")
+        mismatched = truth_mismatches(body.labels, service.task_of)
+        if mismatched:
+            raise HTTPException(422, mismatched)
         events = recorded_labels(body.labels, producer=who.name, now=now)
         try:
             await publisher.publish_many(events)

@@ -1,5 +1,6 @@
-"""Scoring a batch, pure: route each request, check its features, one ``predict_proba`` per
-version, and one result per (request, version that scored it).
+"""Scoring a batch, pure: route each request, check its features, one ``predict_proba`` (a
+classifier) or ``predict`` (a regressor, ``task: regression``) per version, and one result per
+(request, version that scored it).
 
 A batch is scored against one snapshot of the deployments, so every result names the version,
 variant and deployment revision that really produced it.
@@ -7,15 +8,16 @@ variant and deployment revision that really produced it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from uuid import UUID
 
 import numpy as np
 
-from contracts.registry import Deployment, MonitoringSpec, ServedVersion
+from contracts.registry import Deployment, ModelTask, MonitoringSpec, ServedVersion
 from contracts.values import Features, Variant
 from services.runtime import as_model_input
 from services.scorer.features import FeatureProblem, feature_problems, to_matrix
@@ -61,7 +63,8 @@ class LoadedVersion:
 
 @dataclass(frozen=True)
 class Scored:
-    """One version's answer for one request."""
+    """One version's answer for one request: a class with its probabilities (a classifier), or
+    a finite number, ``predicted_value`` (a regressor; the class fields are then empty)."""
 
     index: int
     model: str
@@ -69,9 +72,10 @@ class Scored:
     variant: Variant
     served: bool
     revision: int
-    predicted_class: str
-    probabilities: dict[str, float]
-    confidence: float
+    predicted_class: str = ""
+    probabilities: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.0
+    predicted_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class Result:
 
     scored: list[Scored]
     refused: list[Refusal]
+
+
+_A = TypeVar("_A")
 
 
 class NotLoadedError(RuntimeError):
@@ -154,7 +161,24 @@ def score_batch(
     for (model, number), tasks in groups.items():
         version = version_of(model, number)
         rows = [items[task.index].features for task in tasks]
-        for task, row in zip(tasks, _predict(version, rows), strict=True):
+        if version.spec.task is ModelTask.REGRESSION:
+            for task, value in zip(tasks, _predict(version, rows, _values), strict=True):
+                if isinstance(value, str):
+                    failed.setdefault(task.index, f"{model} v{number} cannot score it: {value}")
+                    continue
+                scored.append(
+                    Scored(
+                        index=task.index,
+                        model=model,
+                        version=number,
+                        variant=task.variant,
+                        served=task.served,
+                        revision=task.revision,
+                        predicted_value=value,
+                    )
+                )
+            continue
+        for task, row in zip(tasks, _predict(version, rows, _probabilities), strict=True):
             if isinstance(row, str):
                 failed.setdefault(task.index, f"{model} v{number} cannot score it: {row}")
                 continue
@@ -183,17 +207,22 @@ def score_batch(
     return Result(scored, refused)
 
 
-def _predict(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
-    """Return each row's class probabilities; if the model refuses the batch (an unseen
-    category, say), score the rows one by one and return the error for the rows it refuses."""
+def _predict(
+    version: LoadedVersion,
+    rows: list[Features],
+    answer: Callable[[LoadedVersion, list[Features]], list[_A]],
+) -> list[_A | str]:
+    """Return each row's answer (class probabilities, or a number); if the model refuses the
+    batch (an unseen category, say), score the rows one by one and return the error for the rows
+    it refuses."""
     try:
-        return _probabilities(version, rows)
+        return list(answer(version, rows))
     except Exception:  # the model's own validation: find the rows it refuses
         pass
-    results: list[list[float] | str] = []
+    results: list[_A | str] = []
     for row in rows:
         try:
-            results.extend(_probabilities(version, [row]))
+            results.extend(answer(version, [row]))
         except Exception as error:
             results.append(f"{type(error).__name__}: {error}")
     return results
@@ -205,6 +234,20 @@ def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[fl
     if probabilities.shape != (len(rows), len(version.classes)):
         raise ValueError(f"predict_proba returned shape {probabilities.shape}")
     return list(probabilities.tolist())
+
+
+def _values(version: LoadedVersion, rows: list[Features]) -> list[float | str]:
+    """A regressor's numbers; a NaN or infinity is that row's failure, not a value: no event
+    can carry it, and a consumer could not compute an error from it."""
+    matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked for below
+        values = np.asarray(version.estimator.predict(matrix), dtype=np.float64)
+    if values.shape != (len(rows),):
+        raise ValueError(f"predict returned shape {values.shape}, not one number per row")
+    return [
+        value if math.isfinite(value) else f"the model predicted a non-finite value ({value})"
+        for value in values.tolist()
+    ]
 
 
 def _require(

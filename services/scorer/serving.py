@@ -1,5 +1,6 @@
 """The scorer's adapter between the pure core and the outside: deployments from the registry and
-``models`` events, batches scored and published. Kafka and HTTP both go through :meth:`score`."""
+``models`` events, batches scored and published (``prediction.made`` for a classifier,
+``value.predicted`` for a regressor). Kafka and HTTP both go through :meth:`score`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid5
 
-from contracts.registry import Deployment
-from contracts.scoring import PredictionMade
+from contracts.registry import Deployment, ModelTask
+from contracts.scoring import PredictionMade, ValuePredicted
 from contracts.values import Variant
 from services.runtime import (
     DEFAULT_TRUSTED_TYPES,
@@ -35,7 +36,7 @@ class Outcome:
     """A scored batch: the pure result, and the events published for it."""
 
     result: Result
-    published: list[PredictionMade]
+    published: list[PredictionMade | ValuePredicted]
 
 
 class ScoringService:
@@ -77,6 +78,13 @@ class ScoringService:
                 deployment.mode.value,
             )
         return taken
+
+    def task_of(self, model: str) -> ModelTask | None:
+        """What the served champion of a model predicts (``None``: not served here)."""
+        deployment = self.book.snapshot().get(model)
+        champion = deployment.champion if deployment is not None else None
+        loaded = self.loader.loaded(model, champion.version) if champion is not None else None
+        return loaded.spec.task if loaded is not None else None
 
     async def sync(self) -> None:
         """Take every newer deployment the registry has."""
@@ -154,8 +162,24 @@ def prediction_id(request_event_id: UUID, scored: Scored) -> UUID:
 
 def _prediction(
     item: Item, scored: Scored, latency_ms: float, correlation_id: str | None
-) -> PredictionMade:
+) -> PredictionMade | ValuePredicted:
     identity = {} if item.event_id is None else {"event_id": prediction_id(item.event_id, scored)}
+    if scored.predicted_value is not None:
+        return ValuePredicted(
+            **identity,
+            producer=_PRODUCER,
+            correlation_id=correlation_id,
+            model=item.model,
+            model_version=scored.version,
+            variant=Variant(scored.variant),
+            served=scored.served,
+            deployment_revision=scored.revision,
+            request_id=item.request_id,
+            entity_id=item.entity_id,
+            features=item.features,
+            predicted_value=scored.predicted_value,
+            latency_ms=latency_ms,
+        )
     return PredictionMade(
         **identity,
         producer=_PRODUCER,

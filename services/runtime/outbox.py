@@ -47,7 +47,14 @@ from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import EventRefused, Publisher
 from services.runtime.waiting import wait_at_most
 
-__all__ = ["OUTBOX_TABLES", "OutboxMessage", "OutboxPoison", "OutboxRelay", "stage"]
+__all__ = [
+    "OUTBOX_TABLES",
+    "OutboxMessage",
+    "OutboxPoison",
+    "OutboxRelay",
+    "outbox_values",
+    "stage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,23 @@ def stage(session: AsyncSession, events: Iterable[Envelope]) -> None:
                 payload=event.model_dump_json(),
             )
         )
+
+
+def outbox_values(events: Iterable[Envelope]) -> list[dict[str, object]]:
+    """The outbox rows of events as column values, in order, for a multi-row insert in the
+    caller's transaction (what :func:`stage` adds one ORM object at a time)."""
+    now = utc_now()
+    return [
+        {
+            "event_id": event.event_id,
+            "event_type": event.type,
+            "topic": topic_of(type(event)).value,
+            "payload": event.model_dump_json(),
+            "created_at": now,
+            "published_at": None,
+        }
+        for event in events
+    ]
 
 
 @dataclass(frozen=True, slots=True)

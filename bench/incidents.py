@@ -9,7 +9,8 @@ a fixed offered load in which one alert in ten is a new fingerprint (latency of 
     python bench/incidents.py [--quick] [--databases sqlite,postgresql]
 
 ``--quick`` repeats each measurement three times and reports the medians (each run's figures are
-kept under ``*_runs``).
+kept under ``*_runs``). ``incident_log_cpu_us_per_alert`` is the incident log process's CPU time
+over the throughput phase per alert: on a loaded machine it moves far less than the rates.
 
 The last line printed is one JSON object with every figure.
 """
@@ -63,6 +64,17 @@ class Figures:
     openings: int
     p50_ms: float
     p99_ms: float
+    cpu_us_per_alert: float = float("nan")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from ``/proc`` (Linux); NaN elsewhere.
+    A loaded machine stretches wall time far more than the CPU an alert costs."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_alerts(
@@ -266,16 +278,28 @@ async def run_database(
     database_url = await fresh_database(kind, workdir, tag)
     process, _ = await start_incident_log(bootstrap, prefix, database_url, workdir)
     try:
+        cpu_before = process_cpu_s(process.pid)
         alerts_per_s = await throughput(
             bootstrap, prefix, database_url, make_alerts(alerts, fingerprints, 1, tag)
         )
+        cpu_us_per_alert = (process_cpu_s(process.pid) - cpu_before) / alerts * 1e6
         openings, delays = await latency(bootstrap, prefix, rate, seconds, 2)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 60)
         await drop_database(database_url)
     cuts = quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
-    return Figures(kind, alerts, fingerprints, alerts_per_s, rate, openings, cuts[49], cuts[98])
+    return Figures(
+        kind,
+        alerts,
+        fingerprints,
+        alerts_per_s,
+        rate,
+        openings,
+        cuts[49],
+        cuts[98],
+        cpu_us_per_alert,
+    )
 
 
 def _median_figures(runs: list[Figures]) -> Figures:
@@ -289,6 +313,7 @@ def _median_figures(runs: list[Figures]) -> Figures:
         round(median(r.openings for r in runs)),
         median(r.p50_ms for r in runs),
         median(r.p99_ms for r in runs),
+        median(r.cpu_us_per_alert for r in runs),
     )
 
 
@@ -339,12 +364,16 @@ async def main() -> None:
         f"raw aiokafka pipe: {baseline.end_to_end_per_s:,.0f} msg/s end to end "
         f"(produce {baseline.produce_per_s:,.0f}/s, consume {baseline.consume_per_s:,.0f}/s)"
     )
-    print(f"{'database':<11}{'alerts/s':>10}{'/ raw':>8}{'p50 ms':>9}{'p99 ms':>9}{'openings':>10}")
+    print(
+        f"{'database':<11}{'alerts/s':>10}{'/ raw':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'openings':>10}{'CPU µs/alert':>14}"
+    )
     for run in runs:
         ratio = run.alerts_per_s / baseline.end_to_end_per_s
         print(
             f"{run.database:<11}{run.alerts_per_s:>10,.0f}{ratio:>8.3f}"
             f"{run.p50_ms:>9.1f}{run.p99_ms:>9.1f}{run.openings:>10}"
+            f"{run.cpu_us_per_alert:>14.1f}"
         )
     print(
         json.dumps(
@@ -367,6 +396,10 @@ async def main() -> None:
                         ],
                         "open_latency_p99_ms_runs": [
                             round(r.p99_ms, 1) for r in repeated[run.database]
+                        ],
+                        "incident_log_cpu_us_per_alert": round(run.cpu_us_per_alert, 1),
+                        "incident_log_cpu_us_per_alert_runs": [
+                            round(r.cpu_us_per_alert, 1) for r in repeated[run.database]
                         ],
                     }
                     for run in runs

@@ -70,7 +70,9 @@ _TIMER_BATCH = 100
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     """Build the incident log; the routing policy is validated here, before anything starts."""
     policy = load_policy(settings.policy_path)
-    runtime = ServiceRuntime(SERVICE, settings)
+    # Under a backlog, bigger polls cut the CPU an alert costs (ADR 0016); without one, polls
+    # are small whatever the cap.
+    runtime = ServiceRuntime(SERVICE, settings, max_records=settings.consumer_max_records)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
     runtime.add_readiness_check("database", database_check(engine))

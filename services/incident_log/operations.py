@@ -173,7 +173,7 @@ echo_heartbeats`).
     async def _triage(
         self, session: AsyncSession, fresh: Sequence[AlertRaised], now: datetime
     ) -> None:
-        store = IncidentStore(session)
+        store = IncidentStore(session, batched=True)
         unresolved = await store.unresolved_related(
             fresh,
             correlate_since=now - self.policy.correlation_window,
@@ -188,11 +188,17 @@ echo_heartbeats`).
             answer_timeout=self.policy.retrain_answer_timeout,
             retrain_timeout=self.policy.retrain_timeout,
         )
+        # Each alert is triaged against its own model's incidents only (triage filters by model;
+        # handing it the whole batch's made the batch quadratic).
+        unresolved_of: dict[str, list[Incident]] = {}
+        for incident in unresolved:
+            unresolved_of.setdefault(incident.model, []).append(incident)
         touched: dict[str, Incident] = {}
         for alert in fresh:
+            mine = unresolved_of.setdefault(alert.model, [])
             decision = triage(
                 alert,
-                unresolved=unresolved,
+                unresolved=mine,
                 resolved=resolved,
                 silences=silences,
                 retraining_models=retraining,
@@ -215,14 +221,14 @@ echo_heartbeats`).
                     now,
                     group_wait=self.policy.group_wait,
                 )
-                unresolved.append(incident)
+                mine.append(incident)
             else:
                 assert decision.incident is not None
                 incident = decision.incident
                 if decision.disposition is Disposition.REOPENED:
                     effects = incident.reopen_on_recurrence(alert, now)
                     resolved.remove(incident)
-                    unresolved.append(incident)
+                    mine.append(incident)
                 else:
                     effects = incident.record_alert(alert, now)
             if incident.id not in touched:
@@ -237,7 +243,7 @@ echo_heartbeats`).
             )
         for incident in touched.values():
             store.save(incident)
-        await store.write_alert_log()
+        await store.write()
 
     async def open_manual(self, alert: AlertRaised) -> tuple[Incident, bool]:
         """Open an incident from a person's ``manual`` alert (:mod:`.manual`); return it and

@@ -107,6 +107,13 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often due timers are looked for."
     )
+    consumer_max_records: int = Field(
+        default=2_000,
+        ge=1,
+        le=100_000,
+        description="Most records handled per poll; a poll's alerts are triaged in one "
+        "transaction, whose reads cost about the same for 500 alerts as for 2,000.",
+    )
     run_outbox_relay: bool = Field(
         default=True,
         description="Publish the outbox from this process (turn off to relay from elsewhere).",

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import DateTime, Index, delete, event
+from sqlalchemy import DateTime, Index, Table, delete, event
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
@@ -246,6 +246,9 @@ class ProcessedEvent(SQLModel, table=True):
     processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
 
+_PROCESSED = cast(Table, ProcessedEvent.__table__)  # type: ignore[attr-defined]  # set by SQLModel
+
+
 async def new_event_ids(session: AsyncSession, event_ids: Sequence[UUID]) -> list[UUID]:
     """Record a batch of event ids as handled in the session's transaction; return those that
     were not handled before, in their first-seen order (duplicates within the batch count once).
@@ -265,9 +268,9 @@ async def new_event_ids(session: AsyncSession, event_ids: Sequence[UUID]) -> lis
     fresh = [event_id for event_id in unique if event_id not in seen]
     if fresh:
         now = utc_now()
-        await session.exec(
-            insert(ProcessedEvent),
-            params=[{"event_id": event_id, "processed_at": now} for event_id in fresh],
+        await (await session.connection()).execute(
+            insert(_PROCESSED),  # the table, not the entity: no ORM bookkeeping per row
+            [{"event_id": event_id, "processed_at": now} for event_id in fresh],
         )
     return fresh
 

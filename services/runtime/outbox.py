@@ -53,6 +53,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxPoison",
     "OutboxRelay",
+    "outbox_values",
     "stage",
     "stage_once",
 ]
@@ -114,20 +115,27 @@ def stage(session: AsyncSession, events: Iterable[Envelope]) -> None:
         )
 
 
-async def stage_once(session: AsyncSession, events: Iterable[Envelope]) -> None:
-    """Stage events like :func:`stage`, leaving out those whose event id the outbox already
-    holds: outputs with derived ids, decided again after a replay, are staged once."""
+def outbox_values(events: Iterable[Envelope]) -> list[dict[str, object]]:
+    """The outbox rows of events as column values, in order, for a multi-row insert in the
+    caller's transaction (what :func:`stage` adds one ORM object at a time)."""
     now = utc_now()
-    rows = [
+    return [
         {
             "event_id": event.event_id,
             "event_type": event.type,
             "topic": topic_of(type(event)).value,
             "payload": event.model_dump_json(),
             "created_at": now,
+            "published_at": None,
         }
         for event in events
     ]
+
+
+async def stage_once(session: AsyncSession, events: Iterable[Envelope]) -> None:
+    """Stage events like :func:`stage`, leaving out those whose event id the outbox already
+    holds: outputs with derived ids, decided again after a replay, are staged once."""
+    rows = outbox_values(events)
     if not rows:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite

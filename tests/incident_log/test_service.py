@@ -8,10 +8,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from contracts import IncidentOpened, Topic
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
-from tests.factories import make_alert
+from contracts import AlertKind, IncidentOpened, Topic, alert_fingerprint
+from contracts.wire import encode
+from services.runtime import (
+    EventPublisher,
+    KafkaSettings,
+    ServiceName,
+    create_engine,
+    kafka_broker,
+)
+from tests.factories import MODEL, make_alert
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
 from tests.processes import ServiceProcess, kafka_env
 
@@ -179,3 +189,69 @@ async def test_an_alert_it_cannot_take_is_dead_lettered_and_opens_a_dead_letters
     (incident,) = await incidents_via_api(service)
     assert incident["model"] == "breast-cancer"
     assert await service.stop() == 0
+
+
+async def test_killed_in_the_middle_of_a_backlog_every_alert_counts_once(
+    incident_log_process: Callable[..., ServiceProcess],
+    kafka_settings: KafkaSettings,
+    database_url: str,
+) -> None:
+    """A backlog of alerts handled in big polls, one transaction each; SIGKILL while one is
+    open, restart: every alert is counted once, every incident opened once."""
+    versions = 30
+    alerts = [
+        make_alert(
+            model_version=1 + n % versions,
+            fingerprint=alert_fingerprint(MODEL, 1 + n % versions, AlertKind.METRIC_DECAY, "r"),
+            summary=f"alert {n}",
+        )
+        for n in range(8_000)
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(kafka_settings.topic_name(Topic.ALERTS), encode(alert))
+            for alert in alerts
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    engine = create_engine(database_url)
+
+    async def count(query: str) -> int:
+        try:
+            async with engine.connect() as connection:
+                return int((await connection.execute(text(query))).scalar_one())
+        except DBAPIError:  # the tables are not there yet
+            return 0
+
+    first = incident_log_process("first")
+    first.start()
+    try:
+        await wait_until(lambda: _above(count("SELECT count(*) FROM alerts"), 0), timeout_s=60)
+        await first.kill()
+        assert await count("SELECT count(*) FROM alerts") < len(alerts)  # killed mid-backlog
+
+        second = incident_log_process("second")
+        second.start()
+        await second.wait_ready()
+        await wait_until(
+            lambda: _above(count("SELECT count(*) FROM alerts"), len(alerts) - 1), timeout_s=120
+        )
+        assert await count("SELECT count(*) FROM incidents") == versions
+        assert await count("SELECT sum(alert_count) FROM incidents") == len(alerts)
+        assert await count("SELECT sum(occurrences) FROM signals") == len(alerts)
+        assert await count("SELECT count(*) FROM timeline WHERE action = 'opened'") == versions
+        assert (
+            await count("SELECT count(*) FROM outbox WHERE event_type = 'incident.opened'")
+            == versions
+        )
+        assert await count("SELECT count(*) FROM processed_events") == len(alerts)
+        assert await second.stop() == 0
+    finally:
+        await engine.dispose()
+
+
+async def _above(counted: Awaitable[int], floor: int) -> bool:
+    return await counted > floor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, or_, select
@@ -30,7 +31,7 @@ from services.incident_log.paging.tables import (
     UsedLinkRow,
 )
 
-__all__ = ["PagingStore", "page_row"]
+__all__ = ["PagingStore", "page_row", "page_values"]
 
 _DUE = ("pending", "retrying", "sending")
 _PAGED_REASONS = (NotificationReason.PAGE.value, NotificationReason.REMINDER.value)
@@ -38,16 +39,24 @@ _PAGED_REASONS = (NotificationReason.PAGE.value, NotificationReason.REMINDER.val
 
 def page_row(intent: PageIntent) -> PageRow:
     """The row of a page intent."""
-    return PageRow(
-        id=f"pg-{secrets.token_hex(8)}",
-        incident_id=intent.incident_id,
-        tier=intent.tier.value,
-        reason=intent.reason.value,
-        targets=list(intent.targets),
-        actor=intent.actor,
-        snapshot=intent.snapshot,
-        created_at=intent.at,
-    )
+    return PageRow(**page_values(intent))
+
+
+def page_values(intent: PageIntent) -> dict[str, Any]:
+    """The column values of a page intent's row (for a multi-row insert)."""
+    return {
+        "id": f"pg-{secrets.token_hex(8)}",
+        "incident_id": intent.incident_id,
+        "tier": intent.tier.value,
+        "reason": intent.reason.value,
+        "targets": list(intent.targets),
+        "actor": intent.actor,
+        "snapshot": intent.snapshot,
+        "created_at": intent.at,
+        "expanded_at": None,
+        "recipients": None,
+        "unresolved": None,
+    }
 
 
 def schedule_of(row: ScheduleRow) -> Schedule:

@@ -13,7 +13,8 @@ active any more, or by a person. Tiers::
 An incident opens at level one and is **routed** ``group_wait`` later (or at once when that is
 zero): the first policy route that matches any of its active signals is frozen into it, so alerts
 that arrive together (drift, low confidence, decay) are routed as one story, and editing the policy
-never changes a running escalation. A route without level-one runbooks escalates to L2 at once.
+never changes a running escalation. A route without level-one runbooks escalates to L2 at once;
+such an incident is re-routed when a later signal matches an earlier route (``_reroute``).
 
 Escalation happens on timers (not acknowledged / not mitigated in time, per tier, from the frozen
 route) and on semantic triggers (runbook failed, verification failed, runbook not applied, no
@@ -326,8 +327,9 @@ class Incident:
             effects += self._request_runbook(now)
         return effects
 
-    def record_alert(self, alert: AlertRaised, now: datetime) -> Effects:
-        """Attach an alert: a repeat of one of its signals, or a new, correlated signal."""
+    def record_alert(self, alert: AlertRaised, policy: RoutingPolicy, now: datetime) -> Effects:
+        """Attach an alert: a repeat of one of its signals, or a new, correlated signal (which
+        may re-route the incident: :meth:`_reroute`)."""
         effects = Effects()
         self.last_seen = now
         signal = self.signals.get(alert.fingerprint)
@@ -364,6 +366,45 @@ class Incident:
                 correlated=True,
             )
         )
+        effects += self._reroute(policy, now)
+        return effects
+
+    def _reroute(self, policy: RoutingPolicy, now: datetime) -> Effects:
+        """Re-route a routed incident whose route has no runbooks when its signals now match an
+        earlier route of the policy: the later evidence brings its own runbooks. An incident an
+        ``estimated_decay`` or a drift opened takes the ``default`` route (no rollback on an
+        estimate) and is at level two already; the realised ``metric_decay`` that joins it moves
+        it to the route that rolls back, and while nobody has acknowledged it the route's first
+        runbook is requested, as the policy asks for that evidence. Once a person has it, the
+        runbook is theirs to run (no tier is given back either way). A route with runbooks is
+        never swapped mid-flight (a runbook of it may be running), nor is a route the policy
+        no longer has."""
+        if self.route is None or self.route.runbooks or self.status is IncidentStatus.RESOLVED:
+            return Effects()
+        names = [route.name for route in policy.routes]
+        signals = self.active_signals
+        route = route_for(policy, self.model, [(s.kind, s.severity) for s in signals])
+        if self.route.name not in names or names.index(route.name) >= names.index(self.route.name):
+            return Effects()
+        before, self.route = self.route, route
+        self.runbook_position = 0
+        effects = Effects()
+        effects.timeline.append(
+            TimelineEntry(
+                at=now,
+                actor=SYSTEM,
+                action="rerouted",
+                to_tier=self.tier,
+                details={
+                    "from_route": before.name,
+                    "route": route.name,
+                    "runbooks": list(route.runbooks),
+                    "signals": sorted(s.fingerprint for s in signals),
+                },
+            )
+        )
+        if self.status is IncidentStatus.OPEN and route.runbooks:
+            effects += self._request_runbook(now)
         return effects
 
     def recover(self, recovery: AlertRecovered, now: datetime) -> Effects:
@@ -389,10 +430,12 @@ class Incident:
             effects += self._resolve(SYSTEM, "every signal recovered", now)
         return effects
 
-    def reopen_on_recurrence(self, alert: AlertRaised, now: datetime) -> Effects:
+    def reopen_on_recurrence(
+        self, alert: AlertRaised, policy: RoutingPolicy, now: datetime
+    ) -> Effects:
         """Reopen a recently resolved incident because one of its signals fired again."""
         effects = self._reopen(SYSTEM, f"recurred: {alert.summary}", now)
-        effects += self.record_alert(alert, now)
+        effects += self.record_alert(alert, policy, now)
         return effects
 
     # -- people and timers -------------------------------------------------------------------

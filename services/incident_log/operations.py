@@ -226,11 +226,11 @@ echo_heartbeats`).
                 assert decision.incident is not None
                 incident = decision.incident
                 if decision.disposition is Disposition.REOPENED:
-                    effects = incident.reopen_on_recurrence(alert, now)
+                    effects = incident.reopen_on_recurrence(alert, self.policy, now)
                     resolved.remove(incident)
                     mine.append(incident)
                 else:
-                    effects = incident.record_alert(alert, now)
+                    effects = incident.record_alert(alert, self.policy, now)
             if incident.id not in touched:
                 touched[incident.id] = incident
                 store.save(incident)  # the row first, so its history can refer to it

@@ -7,7 +7,7 @@ they come days later; here they wait until the incident is open, a delay of any 
 monitor estimates recall from the scores alone, raises ``estimated_decay``, and the incident
 log opens an incident on it while no window of the shifted traffic has a label. When the held
 labels arrive, the realised recall confirms the estimate: ``metric_decay`` joins the same
-incident.
+incident and moves it from the people's route to the one that rolls back.
 
 The shift is a *covariate* shift, the kind confidence-based estimation is built for: the
 traffic is drawn from the same patients, weighted towards those whose scores lie near the
@@ -49,7 +49,7 @@ from contracts import (
 from contracts.wire import decode
 from services.runtime import KafkaSettings, ServiceName
 from tests.kafka_tools import read_until
-from tests.processes import ServiceProcess, level_two_policy
+from tests.processes import ServiceProcess, write_routing_policy
 from tests.registry_tools import bearer, deploy
 from tests.retrainer.retrainer_harness import governed_processes
 
@@ -139,7 +139,12 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
         people={"ana": "l2"},
         gate_resamples=200,
         champion=register_screen,
-        incident_log_env={"VIGIL_INCIDENT_LOG_POLICY_PATH": str(level_two_policy(tmp_path))},
+        # The shipped policy, without its group wait: the estimate's incident is routed at once.
+        incident_log_env={
+            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(
+                write_routing_policy(tmp_path / "policy", group_wait_seconds=0)
+            )
+        },
     ) as running:
         scorer = ServiceProcess(ServiceName.SCORER, env=running.env, log_dir=tmp_path)
         monitor = ServiceProcess(
@@ -295,3 +300,12 @@ async def test_estimated_decay_opens_the_incident_before_any_shifted_label_and_l
     async with httpx.AsyncClient(base_url=stack["incident_log"].url, headers=bearer(ADMIN)) as http:
         confirmed = await incident_with(http, {"estimated_decay", "metric_decay"})
     assert confirmed["id"] == opened["id"]
+    # The estimate routed it to people (no rollback on an estimate); the realised decay moves it
+    # to the route that rolls back, and since nobody has acknowledged it, asks for the rollback.
+    assert opened["route"] == "default", opened
+    assert confirmed["route"] == "performance-decay", confirmed
+    async with httpx.AsyncClient(base_url=stack["incident_log"].url, headers=bearer(ADMIN)) as http:
+        timeline = (await http.get(f"/incidents/{opened['id']}/timeline")).json()
+    actions = [entry["action"] for entry in timeline]
+    assert "rerouted" in actions, actions
+    assert actions.index("rerouted") < actions.index("runbook_requested"), actions

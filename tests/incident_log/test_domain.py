@@ -117,7 +117,7 @@ def test_routing_waits_for_correlated_alerts_and_takes_the_first_matching_route(
     )
     (route_timer,) = effects.timers
     assert route_timer.kind is TimerKind.ROUTE
-    incident.record_alert(make_alert(), T0 + timedelta(seconds=10))
+    incident.record_alert(make_alert(), POLICY, T0 + timedelta(seconds=10))
     routed = incident.fire_timer(route_timer, POLICY, T0 + timedelta(seconds=30))
     assert incident.route is not None
     assert incident.route.name == "performance-decay"
@@ -127,10 +127,10 @@ def test_routing_waits_for_correlated_alerts_and_takes_the_first_matching_route(
 
 def test_a_repeat_counts_without_publishing_and_a_new_signal_is_attached() -> None:
     incident = opened()
-    repeat = incident.record_alert(make_alert(), T0 + MINUTE)
+    repeat = incident.record_alert(make_alert(), POLICY, T0 + MINUTE)
     assert repeat.empty
     assert incident.alert_count == 2
-    attached = incident.record_alert(drift_alert(), T0 + 2 * MINUTE)
+    attached = incident.record_alert(drift_alert(), POLICY, T0 + 2 * MINUTE)
     assert [entry.action for entry in attached.timeline] == ["alert_correlated"]
     assert len(incident.signals) == 2
     assert incident.last_seen == T0 + 2 * MINUTE
@@ -139,7 +139,7 @@ def test_a_repeat_counts_without_publishing_and_a_new_signal_is_attached() -> No
 def test_the_incident_resolves_itself_when_every_signal_recovered() -> None:
     decay, drift = make_alert(), drift_alert()
     incident = opened(decay)
-    incident.record_alert(drift, T0)
+    incident.record_alert(drift, POLICY, T0)
     assert incident.recover(recovery_of(decay), T0 + MINUTE).events == []
     effects = incident.recover(recovery_of(drift), T0 + 2 * MINUTE)
     assert incident.status is IncidentStatus.RESOLVED
@@ -260,7 +260,7 @@ def test_a_recurrence_reopens_and_reactivates_the_signal() -> None:
     incident = opened(decay)
     incident.recover(recovery_of(decay), T0 + MINUTE)
     assert incident.resolved_at == T0 + MINUTE
-    effects = incident.reopen_on_recurrence(decay, T0 + 5 * MINUTE)
+    effects = incident.reopen_on_recurrence(decay, POLICY, T0 + 5 * MINUTE)
     assert incident.status is IncidentStatus.OPEN
     assert incident.signals[decay.fingerprint].active
     assert [entry.action for entry in effects.timeline] == ["reopened", "signal_refired"]
@@ -271,7 +271,7 @@ def test_stale_timers_from_before_a_reopen_do_nothing() -> None:
     incident, effects = Incident.open_from_alert("inc-1", decay, POLICY, T0)
     old_ack = due(incident, TimerKind.ACKNOWLEDGE, effects.timers)
     incident.recover(recovery_of(decay), T0 + MINUTE)
-    incident.reopen_on_recurrence(decay, T0 + 2 * MINUTE)
+    incident.reopen_on_recurrence(decay, POLICY, T0 + 2 * MINUTE)
     assert incident.fire_timer(old_ack, POLICY, old_ack.due_at).empty
 
 

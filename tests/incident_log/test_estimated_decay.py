@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from contracts import AlertKind, AlertRaised, Severity, alert_fingerprint
+from contracts import AlertKind, AlertRaised, RunbookRequest, Severity, Tier, alert_fingerprint
 from services.incident_log.domain import Incident
 from services.incident_log.routing import load_policy, route_for
 from services.incident_log.triage import Disposition, triage
@@ -69,3 +69,59 @@ def test_a_retrain_in_flight_mutes_the_estimate() -> None:
         now=T0,
     )
     assert decision.disposition is Disposition.INHIBITED
+
+
+def test_the_realised_decay_reroutes_the_estimates_incident_to_its_rollback() -> None:
+    incident, opened = Incident.open_from_alert(
+        "inc-0001", _alert(AlertKind.ESTIMATED_DECAY, Severity.WARNING), SHIPPED, T0
+    )
+    assert incident.route is not None
+    assert incident.route.name == "default"
+    assert incident.tier is Tier.L2  # no level-one runbook for an estimate
+    assert not [e for e in opened.events if isinstance(e, RunbookRequest)]
+
+    joined = incident.record_alert(
+        _alert(AlertKind.METRIC_DECAY, Severity.CRITICAL), SHIPPED, T0 + timedelta(minutes=10)
+    )
+    assert incident.route.name == "performance-decay"
+    [rerouted] = [entry for entry in joined.timeline if entry.action == "rerouted"]
+    assert rerouted.details["from_route"] == "default"
+    assert rerouted.details["runbooks"] == ["rollback-model"]
+    [request] = [e for e in joined.events if isinstance(e, RunbookRequest)]
+    assert (request.runbook, request.incident_id) == ("rollback-model", "inc-0001")
+    assert incident.tier is Tier.L2  # no tier is given back
+
+
+def test_an_acknowledged_incident_is_rerouted_but_its_runbook_is_left_to_the_person() -> None:
+    incident, _ = Incident.open_from_alert(
+        "inc-0001", _alert(AlertKind.ESTIMATED_DECAY, Severity.WARNING), SHIPPED, T0
+    )
+    incident.acknowledge("ana", T0 + timedelta(minutes=1))
+    joined = incident.record_alert(
+        _alert(AlertKind.METRIC_DECAY, Severity.CRITICAL), SHIPPED, T0 + timedelta(minutes=10)
+    )
+    assert incident.route is not None
+    assert incident.route.name == "performance-decay"
+    assert [entry.action for entry in joined.timeline].count("rerouted") == 1
+    assert not [e for e in joined.events if isinstance(e, RunbookRequest)]
+
+
+def test_a_route_with_runbooks_is_not_swapped_nor_moved_to_a_later_route() -> None:
+    incident, _ = Incident.open_from_alert(
+        "inc-0001", _alert(AlertKind.METRIC_DECAY, Severity.CRITICAL), SHIPPED, T0
+    )
+    joined = incident.record_alert(
+        _alert(AlertKind.PROBE_FAILED, Severity.CRITICAL), SHIPPED, T0 + timedelta(minutes=1)
+    )
+    assert incident.route is not None
+    assert incident.route.name == "performance-decay"
+    assert "rerouted" not in [entry.action for entry in joined.timeline]
+    later, _ = Incident.open_from_alert(
+        "inc-0002", _alert(AlertKind.DATA_DRIFT, Severity.WARNING), SHIPPED, T0
+    )
+    again = later.record_alert(
+        _alert(AlertKind.LOW_CONFIDENCE, Severity.WARNING), SHIPPED, T0 + timedelta(minutes=1)
+    )
+    assert later.route is not None
+    assert later.route.name == "default"
+    assert "rerouted" not in [entry.action for entry in again.timeline]

@@ -48,10 +48,10 @@ import psycopg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
+from monitor import bench_registry, produce, stream
+from scorer import _processes, _requests, _wait_ready, start_registry
 from sqlalchemy.engine import make_url
 
-from bench.monitor import bench_registry, produce, stream
-from bench.scorer import _processes, _requests, _wait_ready, start_registry
 from contracts import Topic
 from contracts.topics import TOPICS
 from services.monitor.app import create_app
@@ -116,25 +116,53 @@ async def wait_for_members(
         await admin.close()
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A group's rate (wall clock, all replicas together) and its replicas' CPU time per
+    record over the same span: the second says what one replica would reach on a core of its
+    own, whatever else shares the machine's cores."""
+
+    per_s: float
+    cpu_us_per_record: float
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time (user + system) the processes have used so far, from ``/proc`` (Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def group_rate(
-    kafka: KafkaSettings, group: str, topics: Sequence[Topic], total: int, timeout_s: float = 900
-) -> float:
-    """Records per second the group commits, from its first commit to its last record."""
+    kafka: KafkaSettings,
+    group: str,
+    topics: Sequence[Topic],
+    total: int,
+    pids: Sequence[int],
+    timeout_s: float = 900,
+) -> Measured:
+    """Records per second the group commits, and its replicas' (``pids``) CPU time per record,
+    from the first look at a commit to the group's last record."""
     names = {kafka.topic_name(topic) for topic in topics}
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout_s
-        first_at, first = 0.0, 0
+        first_at, first, first_cpu = 0.0, 0, 0.0
         while (done := await _committed(admin, group, names)) < total:
             if done and not first_at:
-                first_at, first = time.perf_counter(), done
+                first_at, first, first_cpu = time.perf_counter(), done, cpu_seconds(pids)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{group} committed {done} of {total} in {timeout_s:.0f} s")
             await asyncio.sleep(0.05)
         if not first_at:  # everything committed before the first look: too small to time
             raise RuntimeError(f"{group}: {total} records went by between two looks")
-        return (total - first) / (time.perf_counter() - first_at)
+        return Measured(
+            (total - first) / (time.perf_counter() - first_at),
+            (cpu_seconds(pids) - first_cpu) / (total - first) * 1e6,
+        )
     finally:
         await admin.close()
 
@@ -176,20 +204,21 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
 
 async def measure_monitor(
     bootstrap: str, root: Path, replicas: int, run: int, per_model: int, postgres: str
-) -> float:
+) -> Measured:
     models = balanced_models()
     events, _ = stream(per_model, models)
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"m{replicas}-{run}.")
     await ensure_topics(bootstrap, prefix=kafka.topic_prefix)
     async with fresh_database(postgres) as database, _processes() as start:
+        pids = []
         for index in range(replicas):
             argv = [sys.executable, __file__, "--monitor-replica", bootstrap, kafka.topic_prefix]
             argv += [database, json.dumps(models), str(root / f"monitor-{replicas}-{run}-{index}")]
-            start(argv, {}, str(root / f"monitor-{replicas}-{run}-{index}.log"))
+            pids.append(start(argv, {}, str(root / f"monitor-{replicas}-{run}-{index}.log")).pid)
         group = kafka.group_name(MONITOR_GROUP)
         await wait_for_members(kafka, group, replicas)
-        await produce(kafka, events)
-        return await group_rate(kafka, group, (Topic.PREDICTIONS, Topic.LABELS), len(events))
+        await produce(kafka, events)  # the replicas start on it; the timing starts after
+        return await group_rate(kafka, group, (Topic.PREDICTIONS, Topic.LABELS), len(events), pids)
 
 
 # The scorer: replicas of `python -m services.scorer`, one registry.
@@ -197,11 +226,12 @@ async def measure_monitor(
 
 async def measure_scorer(
     bootstrap: str, root: Path, env: dict[str, str], replicas: int, run: int, count: int
-) -> float:
+) -> Measured:
     models = balanced_models()
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"s{replicas}-{run}.")
     await ensure_topics(bootstrap, prefix=kafka.topic_prefix)
     async with _processes() as start:
+        pids = []
         for index in range(replicas):
             port, name = free_port(), f"scorer-{replicas}-{run}-{index}"
             log = root / f"{name}.log"
@@ -216,26 +246,35 @@ async def measure_scorer(
                 str(log),
             )
             await _wait_ready(f"http://127.0.0.1:{port}", process, log)
+            pids.append(process.pid)
         group = kafka.group_name(ServiceName.SCORER.group_id)
         await wait_for_members(kafka, group, replicas)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=262144
-        )
-        await producer.start()
-        try:
-            topic = kafka.topic_name(Topic.SCORING_REQUESTS)
-            for index, (_, value) in enumerate(_requests(f"r{replicas}-{run}", count, models)):
-                await producer.send(topic, value, key=models[index % len(models)].encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
-        return await group_rate(kafka, group, (Topic.SCORING_REQUESTS,), count)
+        await _produce_requests(kafka, _requests(f"r{replicas}-{run}", count, models), models)
+        return await group_rate(kafka, group, (Topic.SCORING_REQUESTS,), count, pids)
+
+
+async def _produce_requests(
+    kafka: KafkaSettings, requests: list[tuple[str, bytes]], models: list[str]
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5, max_batch_size=262144
+    )
+    await producer.start()
+    try:
+        topic = kafka.topic_name(Topic.SCORING_REQUESTS)
+        for index, (_, value) in enumerate(requests):
+            await producer.send(topic, value, key=models[index % len(models)].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 async def measure(quick: bool, postgres: str) -> dict[str, Any]:
     per_model = 1_000 if quick else 5_000
-    requests = 12_000 if quick else 60_000
-    rates: dict[str, list[float]] = {f"{s}_{n}": [] for s in ("monitor", "scorer") for n in (1, 2)}
+    requests = 30_000 if quick else 100_000
+    rates: dict[str, list[Measured]] = {
+        f"{s}_{n}": [] for s in ("monitor", "scorer") for n in (1, 2)
+    }
     with tempfile.TemporaryDirectory(prefix="vigil-bench-scale-") as folder:
         root = Path(folder)
         broker = EmbeddedBroker(log_path=root / "tansu.log")
@@ -259,18 +298,35 @@ async def measure(quick: bool, postgres: str) -> dict[str, Any]:
                         )
                     print(
                         f"run {run + 1}: "
-                        + ", ".join(f"{key} {values[-1]:,.0f}/s" for key, values in rates.items()),
+                        + ", ".join(
+                            f"{key} {values[-1].per_s:,.0f}/s "
+                            f"({values[-1].cpu_us_per_record:,.0f} CPU µs each)"
+                            for key, values in rates.items()
+                        ),
                         flush=True,
                     )
         finally:
             await broker.stop()
-    medians = {key: round(statistics.median(values)) for key, values in rates.items()}
+    medians = {
+        key: round(statistics.median(m.per_s for m in values)) for key, values in rates.items()
+    }
+    cpu = {
+        f"{key}_cpu_us_per_event": round(statistics.median(m.cpu_us_per_record for m in values), 1)
+        for key, values in rates.items()
+    }
+    # One replica on a core of its own: a CPU-second divided by the CPU time per event.
+    per_core = {
+        f"{service}_per_core": round(1e6 / cpu[f"{service}_1_cpu_us_per_event"])
+        for service in ("monitor", "scorer")
+    }
     return {
         "benchmark": "scale",
         "quick": quick,
         **medians,
         "monitor_efficiency": round(medians["monitor_2"] / (2 * medians["monitor_1"]), 3),
         "scorer_efficiency": round(medians["scorer_2"] / (2 * medians["scorer_1"]), 3),
+        **cpu,
+        **per_core,
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "runs": len(rates["monitor_1"]),
@@ -278,7 +334,7 @@ async def measure(quick: bool, postgres: str) -> dict[str, Any]:
         "monitor_events": len(balanced_models()) * per_model * 2,
         "scorer_requests": requests,
         "database": "postgresql",
-        **{f"{key}_runs": [round(v) for v in values] for key, values in rates.items()},
+        **{f"{key}_runs": [round(m.per_s) for m in values] for key, values in rates.items()},
     }
 
 
@@ -325,8 +381,9 @@ def estimate(
     >>> (c.scorer_replicas, c.monitor_replicas, c.partitions)
     (1, 2, 2)
     """
-    if min(models, requests_per_s, monitor_per_replica, scorer_per_replica) <= 0:
-        raise ValueError("models, rates and per-replica rates must be positive")
+    given = (models, requests_per_s, monitor_per_replica, scorer_per_replica)
+    if not all(math.isfinite(value) and value > 0 for value in given):
+        raise ValueError("models, rates and per-replica rates must be positive and finite")
     if not 0 < utilisation <= 1:
         raise ValueError("utilisation must be in (0, 1]")
     predictions = models * requests_per_s

@@ -53,7 +53,7 @@ class Replicas:
     services are told about (``VIGIL_<SERVICE>_URL``)."""
 
     def __init__(self, folder: Path, counts: Mapping[ServiceName, int]) -> None:
-        self._folder = folder
+        self.folder = folder
         self._counts = dict(counts)
         self.processes: dict[ServiceName, list[ServiceProcess]] = {}
 
@@ -64,7 +64,7 @@ class Replicas:
         service_env: Mapping[str, str],
     ) -> None:
         """Build each replica's environment as the local stack would (nothing started)."""
-        logs = self._folder / "logs"
+        logs = self.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name, count in self._counts.items():
             self.processes[name] = [
@@ -72,7 +72,7 @@ class Replicas:
                 for index in range(count)
             ]
         settings = StackSettings(
-            state_dir=self._folder / "state",
+            state_dir=self.folder / "state",
             topic_prefix=topic_prefix,
             services=list(self._counts),
             ports={name: replicas[0].port for name, replicas in self.processes.items()},
@@ -114,6 +114,20 @@ class Replicas:
         process = self.processes[name][index]
         process.start()
         await process.wait_ready(120)
+
+    def owner(self, name: ServiceName, topic: str, partition: int) -> int:
+        """Which replica was last given a partition, from the assignments each one logged
+        (aiokafka logs them at INFO); 0 if none says so."""
+        wanted = f"TopicPartition(topic='{topic}', partition={partition})"
+        for index, process in enumerate(self.processes[name]):
+            assigned = [
+                line
+                for line in process.log_tail(100_000).splitlines()
+                if "Setting newly assigned partitions" in line
+            ]
+            if assigned and wanted in assigned[-1]:
+                return index
+        return 0
 
     def log_tails(self) -> str:
         """The end of every replica's output (for a failure message)."""

@@ -37,8 +37,9 @@ import httpx
 import pytest
 import sklearn
 import skops.io
+from aiokafka.partitioner import DefaultPartitioner
 
-from contracts import AlertKind, Topic
+from contracts import TOPICS, AlertKind, Topic
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName, ensure_topics
 from services.stack import scenario
 from services.stack.chaos import _incident_rows, _recorded_alerts
@@ -52,7 +53,7 @@ pytestmark = [
     pytest.mark.scale,
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.timeout(480),
+    pytest.mark.timeout(600),  # about 150 s here unloaded; other work can triple it
 ]
 
 MODELS = ["scale-a", "scale-b", "scale-c"]
@@ -74,18 +75,14 @@ DATABASES = [
     ServiceName.MONITOR,
     ServiceName.DRIFT_DETECTOR,
 ]
-KILLS = [
-    (name, index)
-    for index in (0, 1)
-    for name in (
-        ServiceName.DRIFT_DETECTOR,
-        ServiceName.MONITOR,
-        ServiceName.SCORER,
-        ServiceName.INCIDENT_LOG,
-    )
-]
-"""Every replica of every replicated service once: whichever owns the shifted model's partition
-is among them."""
+SERVICES_KILLED = (
+    ServiceName.DRIFT_DETECTOR,
+    ServiceName.MONITOR,
+    ServiceName.SCORER,
+    ServiceName.INCIDENT_LOG,
+)
+"""Killed in this order, every replica once (two rounds): whichever owns the shifted model's
+partition is among them; the drift detector's owner of it goes first, right after it raised."""
 
 DRIFT_KINDS = {AlertKind.DATA_DRIFT.value, AlertKind.PREDICTION_DRIFT.value}
 
@@ -166,8 +163,15 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         traffic.shifted.add(SHIFTED)
         await read_until(kafka, Topic.ALERTS, lambda rs: bool(_drift_raised(rs)), timeout_s=120)
         drift_raised_at = time.monotonic()
+        owner = replicas.owner(
+            ServiceName.DRIFT_DETECTOR, kafka.topic_name(Topic.PREDICTIONS), _partition(SHIFTED)
+        )
+        first = [
+            (name, owner if name is ServiceName.DRIFT_DETECTOR else 0) for name in SERVICES_KILLED
+        ]
+        kill_order = first + [(name, 1 - index) for name, index in first]
         restarts: dict[tuple[ServiceName, int], asyncio.Task[None]] = {}
-        for name, index in KILLS:
+        for name, index in kill_order:
             if (name, 1 - index) in restarts:  # never both replicas of a service down at once
                 await restarts.pop((name, 1 - index))
             await replicas.kill(name, index)
@@ -177,7 +181,10 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         await asyncio.gather(*restarts.values())
         restarted_at = time.monotonic()
         traffic.shifted.discard(SHIFTED)
-        await read_until(kafka, Topic.ALERTS, _shifted_model_recovered, timeout_s=150)
+        try:
+            await read_until(kafka, Topic.ALERTS, _shifted_model_recovered, timeout_s=150)
+        except AssertionError:  # test_drift_opened_before_the_kills_recovers_after_them says so
+            await _dump(kafka, replicas.folder)
         await traffic.stop()
         requests = {model: list(ids) for model, ids in traffic.requests.items()}
         everything = {r for ids in requests.values() for r in ids}
@@ -208,6 +215,14 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
     outcome.recorded_alerts = await _recorded_alerts(databases)
     outcome.logs = replicas.log_tails()
     return outcome
+
+
+async def _dump(kafka: KafkaSettings, folder: Path) -> None:
+    """Write the alerts and drift reports to the test's folder, one JSON event a line (what a
+    failure is investigated with)."""
+    for topic in (Topic.ALERTS, Topic.DRIFT):
+        lines = [f"{r.partition} {r.offset} {r.value.decode()}" for r in await _all(kafka, topic)]
+        (folder / f"{topic.value}.jsonl").write_text("\n".join(lines))
 
 
 async def _all(kafka: KafkaSettings, topic: Topic) -> list[Any]:
@@ -251,6 +266,12 @@ async def _served(replicas: Replicas, timeout_s: float = 60) -> None:
             while not set(MODELS) <= set((await http.get(f"{url}/deployments")).json()):
                 assert time.monotonic() < deadline, f"scorer {index} does not serve {MODELS}"
                 await asyncio.sleep(0.5)
+
+
+def _partition(model: str) -> int:
+    """The partition of a model's model-keyed topics (Kafka's default partitioner)."""
+    partitions = list(range(TOPICS[Topic.PREDICTIONS].partitions))
+    return int(DefaultPartitioner()(model.encode(), partitions, partitions))
 
 
 def _drift_raised(records: list[Any]) -> list[dict[str, Any]]:
@@ -343,9 +364,38 @@ def test_no_metrics_alert_is_raised_twice_or_lost(run: Run) -> None:
     assert {event["model"] for events in sequences.values() for event in events} >= {SHIFTED}
 
 
+DRIFT_DUPLICATE = pytest.mark.xfail(
+    strict=True,
+    reason="the drift detector publishes an episode's alert before it saves the episode: a "
+    "kill in between makes the next owner open the episode again (another alert, here with "
+    "another feature set, so another fingerprint) and the first is never recovered; being "
+    "fixed on another branch (deterministic alert ids, save then publish)",
+)
+
+
+def _overlapping_drift_episodes(run: Run) -> list[str]:
+    """A drift detector keeps one episode per model version and kind: a raise while another of
+    the same (model, version, kind) is open is the same episode raised twice."""
+    open_: dict[tuple[str, int, str], set[str]] = defaultdict(set)
+    twice = []
+    for event in run.events(Topic.ALERTS):
+        if event["kind"] not in DRIFT_KINDS:
+            continue
+        key = (event["model"], event["model_version"], event["kind"])
+        if event["type"] == "alert.raised":
+            if open_[key] - {event["fingerprint"]}:
+                twice.append(f"{key}: {event['fingerprint']} while {sorted(open_[key])} open")
+            open_[key].add(event["fingerprint"])
+        else:
+            open_[key].discard(event["fingerprint"])
+    return twice
+
+
+@DRIFT_DUPLICATE
 def test_no_drift_alert_is_raised_twice_or_lost(run: Run) -> None:
     sequences = _alert_sequences(run, DRIFT_KINDS)
     assert _episode_breaks(sequences) == [], _context(run)
+    assert _overlapping_drift_episodes(run) == [], _context(run)
 
 
 def test_every_alert_is_recorded_by_the_incident_log(run: Run) -> None:
@@ -359,12 +409,13 @@ def test_every_alert_is_recorded_by_the_incident_log(run: Run) -> None:
     assert sent  # the run raised alerts at all
 
 
+@DRIFT_DUPLICATE
 def test_drift_opened_before_the_kills_recovers_after_them(run: Run) -> None:
     first_kill = min(at for _, _, at in run.kills)
     assert run.drift_raised_at < first_kill
-    assert {name for name, _, _ in run.kills} == {
-        name.value for name in REPLICAS if REPLICAS[name] == 2
-    }
+    assert sorted((name, index) for name, index, _ in run.kills) == sorted(
+        (name.value, index) for name in SERVICES_KILLED for index in (0, 1)
+    )
     sequences = _alert_sequences(run, DRIFT_KINDS)
     shifted = {fp: events for fp, events in sequences.items() if events[0]["model"] == SHIFTED}
     assert shifted, _context(run)

@@ -20,7 +20,8 @@ last event: the rate of the group as a whole, group joins not counted.
 reports medians; it takes about six minutes here (twelve measurements, each starting its own
 replicas), more than the other benchmarks' minute. The efficiency of two replicas is
 ``rate_2 / (2 * rate_1)``: 1.0 is perfect scaling; on a machine with fewer free cores than
-replicas plus broker plus PostgreSQL it measures contention, not scaling. ``--estimate`` turns measured per-replica rates into replicas,
+replicas plus broker plus PostgreSQL it measures contention, not scaling; the replicas' CPU
+time per event does not. ``--estimate`` turns measured per-replica rates into replicas,
 partitions and PostgreSQL transactions for N models at R requests/s each (:func:`estimate`).
 
 The last line printed is one JSON object of the figures.

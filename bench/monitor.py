@@ -23,6 +23,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -54,19 +55,26 @@ FLOOR_TARGET = 0.7
 RUNS = 3  # --quick repeats the measurement and reports the median
 
 
-def stream(per_model: int) -> tuple[list[Envelope], FakeRegistry]:
+def bench_registry(models: Sequence[str] = MODELS) -> FakeRegistry:
+    """The registry double the benchmark's monitor reads: version 1 of each model, deployed."""
     registry = FakeRegistry()
-    events: list[Envelope] = []
-    for model in MODELS:
+    for model in models:
         registry.add(make_version_record(model=model, version=1))
         registry.deploy(model, make_deployment(challenger=None, challenger_share=0.0))
+    return registry
+
+
+def stream(per_model: int, models: Sequence[str] = MODELS) -> tuple[list[Envelope], FakeRegistry]:
+    """Each model's predictions and labels (recall falls in the second half), interleaved."""
+    events: list[Envelope] = []
+    for model in models:
         scored = scored_stream(
             [Phase(per_model // 2), Phase(per_model - per_model // 2, recall=0.8)],
             model=model,
             prefix=model,
         )
         events += interleaved(scored, label_lag=1000)
-    return events, registry
+    return events, bench_registry(models)
 
 
 async def produce(kafka: KafkaSettings, events: list[Envelope]) -> float:

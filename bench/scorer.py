@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,14 @@ RUNS = 3  # --quick repeats the measurement and reports the median
 FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area"]
 
 
-def _requests(prefix: str, count: int) -> list[tuple[str, bytes]]:
+def _requests(prefix: str, count: int, models: Sequence[str] = (MODEL,)) -> list[tuple[str, bytes]]:
     rng = np.random.default_rng(7)
     values = rng.normal([14, 19, 92, 650], [3.5, 4.3, 24, 350], size=(count, 4))
     out = []
     for n in range(count):
         request = ScoringRequest(
             producer="bench",
-            model=MODEL,
+            model=models[n % len(models)],
             request_id=f"{prefix}-{n}",
             entity_id=f"e-{n}",
             features=dict(zip(FEATURES, (round(float(v), 3) for v in values[n]), strict=True)),
@@ -285,6 +285,63 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
     raise RuntimeError(f"not ready: {_tail(log)}")
 
 
+Start = Callable[[list[str], dict[str, str], str], Any]
+"""Starts a process (argv, environment, log file) that ``_processes`` stops at the end."""
+
+
+async def start_registry(
+    start: Start, root: Path, kafka: KafkaSettings, models: Sequence[str] = (MODEL,)
+) -> dict[str, str]:
+    """Start an incident log (only to say who the registry's caller is) and the retrainer, each
+    on a free port; register and deploy the benchmark model under each name in ``models``.
+    Return the environment a scorer on ``kafka`` needs (without its own port)."""
+    registry_port, identity_port = free_port(), free_port()
+    registry_url = f"http://127.0.0.1:{registry_port}"
+    identity_url = f"http://127.0.0.1:{identity_port}"
+    admin_token = f"bench-{uuid.uuid4().hex}"
+    env = {
+        "VIGIL_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "VIGIL_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "VIGIL_STATE_DIR": str(root / "state"),
+        "VIGIL_REGISTRY_URL": registry_url,
+        "VIGIL_RETRAINER_HTTP_PORT": str(registry_port),
+        "VIGIL_INCIDENT_LOG_URL": identity_url,
+        "VIGIL_LOG_LEVEL": "WARNING",
+    }
+    identity_log = root / "incident-log.log"
+    identity = start(
+        [sys.executable, "-m", ServiceName.INCIDENT_LOG.package],
+        env
+        | {
+            "VIGIL_INCIDENT_LOG_HTTP_PORT": str(identity_port),
+            "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
+        },
+        str(identity_log),
+    )
+    await _wait_ready(identity_url, identity, identity_log)
+    retrainer_log = root / "retrainer.log"
+    retrainer = start(
+        [sys.executable, "-m", ServiceName.RETRAINER.package], env, str(retrainer_log)
+    )
+    await _wait_ready(registry_url, retrainer, retrainer_log)
+    artifact, training, meta = _model_files()
+    async with httpx.AsyncClient(
+        base_url=registry_url, timeout=60, headers={"Authorization": f"Bearer {admin_token}"}
+    ) as http:
+        for model in models:
+            registered = await http.post(
+                f"/models/{model}/versions",
+                data={"metadata": json.dumps(meta)},
+                files={"artifact": artifact, "training_data": training},
+            )
+            registered.raise_for_status()
+            deployed = await http.put(
+                f"/models/{model}/deployment", json={"champion": 1, "reason": "benchmark"}
+            )
+            deployed.raise_for_status()
+    return env
+
+
 @asynccontextmanager
 async def _processes() -> AsyncIterator[Callable[[list[str], dict[str, str], str], Any]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -335,54 +392,10 @@ async def _run(quick: bool) -> dict[str, Any]:
                     bootstrap_servers=broker.bootstrap_servers, topic_prefix="scorer."
                 )
                 await ensure_topics(broker.bootstrap_servers, prefix=kafka.topic_prefix)
-                registry_port, scorer_port, identity_port = free_port(), free_port(), free_port()
-                registry_url = f"http://127.0.0.1:{registry_port}"
-                identity_url = f"http://127.0.0.1:{identity_port}"
-                admin_token = f"bench-{uuid.uuid4().hex}"
-                env = {
-                    "VIGIL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                    "VIGIL_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-                    "VIGIL_STATE_DIR": str(root / "state"),
-                    "VIGIL_REGISTRY_URL": registry_url,
-                    "VIGIL_RETRAINER_HTTP_PORT": str(registry_port),
-                    "VIGIL_SCORER_HTTP_PORT": str(scorer_port),
-                    "VIGIL_INCIDENT_LOG_URL": identity_url,
-                    "VIGIL_LOG_LEVEL": "WARNING",
+                scorer_port = free_port()
+                env = await start_registry(start, root, kafka) | {
+                    "VIGIL_SCORER_HTTP_PORT": str(scorer_port)
                 }
-                # The incident log only says who the registry's caller is.
-                identity_log = root / "incident-log.log"
-                identity = start(
-                    [sys.executable, "-m", ServiceName.INCIDENT_LOG.package],
-                    env
-                    | {
-                        "VIGIL_INCIDENT_LOG_HTTP_PORT": str(identity_port),
-                        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": admin_token,
-                    },
-                    str(identity_log),
-                )
-                await _wait_ready(identity_url, identity, identity_log)
-                retrainer_log = root / "retrainer.log"
-                retrainer = start(
-                    [sys.executable, "-m", ServiceName.RETRAINER.package], env, str(retrainer_log)
-                )
-                await _wait_ready(registry_url, retrainer, retrainer_log)
-                artifact, training, meta = _model_files()
-                async with httpx.AsyncClient(
-                    base_url=registry_url,
-                    timeout=60,
-                    headers={"Authorization": f"Bearer {admin_token}"},
-                ) as http:
-                    registered = await http.post(
-                        f"/models/{MODEL}/versions",
-                        data={"metadata": json.dumps(meta)},
-                        files={"artifact": artifact, "training_data": training},
-                    )
-                    registered.raise_for_status()
-                    deployed = await http.put(
-                        f"/models/{MODEL}/deployment",
-                        json={"champion": 1, "reason": "benchmark"},
-                    )
-                    deployed.raise_for_status()
                 scorer_log = root / "scorer.log"
                 scorer = start(
                     [sys.executable, "-m", ServiceName.SCORER.package], env, str(scorer_log)

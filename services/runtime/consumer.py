@@ -550,12 +550,18 @@ class EventConsumer:
 
     def _report_lag(self, records: Sequence[Record], consumer: object) -> None:
         highwater = getattr(consumer, "highwater", None)
-        if highwater is None:
+        assignment = getattr(consumer, "assignment", None)
+        if highwater is None or assignment is None:
             return
         last: dict[tuple[str, int], int] = {}
         for record in records:
             last[(record.topic, record.partition)] = record.offset
+        assigned = assignment()
         for (topic, partition), offset in last.items():
+            if TopicPartition(topic, partition) not in assigned:
+                # Revoked while the batch was handled (a held batch can outlast a rebalance):
+                # aiokafka asserts on it, which failed the handled batch; its new owner reports.
+                continue
             mark = highwater(TopicPartition(topic, partition))
             if mark is not None:
                 self._metrics.lag.labels(self._service, topic, str(partition)).set(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faststream.kafka import KafkaBroker
 
 from services.runtime.settings import KafkaProfile, KafkaSettings
@@ -20,8 +22,20 @@ __all__ = ["consumer_options", "kafka_broker", "producer_options"]
 
 
 def consumer_options(profile: KafkaProfile) -> dict[str, Any]:
-    """Return the consumer settings of a profile."""
-    options: dict[str, Any] = {"auto_offset_reset": "earliest"}
+    """Return the consumer settings of a profile.
+
+    Partitions are assigned by range, not round robin (aiokafka's and FastStream's default):
+    range gives each member the same partition numbers of every topic it reads, so a model's
+    ``predictions`` and ``labels`` (same key, same partition count) reach the same replica.
+    Round robin split them between replicas, which then stepped the same models in turn and
+    restored from the database at nearly every batch (docs/scaling.md). Round robin stays as the
+    second choice so a group can be upgraded one member at a time (the group uses a strategy
+    every member offers).
+    """
+    options: dict[str, Any] = {
+        "auto_offset_reset": "earliest",
+        "partition_assignment_strategy": (RangePartitionAssignor, RoundRobinPartitionAssignor),
+    }
     if profile is KafkaProfile.EMBEDDED:
         options |= {
             "session_timeout_ms": 2_000,

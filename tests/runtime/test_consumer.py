@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka import TopicPartition
 
 from contracts import (
     AlertRaised,
@@ -307,3 +308,23 @@ async def test_a_dead_lettered_event_replayed_after_a_fix_is_handled() -> None:
     broken = False
     await consumer.handle(records(alert))  # the replay: same event id
     assert handled == [alert]
+
+
+class RebalancedConsumer:
+    """An aiokafka consumer as a handled batch finds it after a rebalance: partition 0 revoked
+    (``highwater`` asserts on it, as aiokafka does), partition 1 still assigned."""
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("alerts", 1)}
+
+    def highwater(self, partition: TopicPartition) -> int:
+        assert partition in self.assignment(), "Partition is not assigned"
+        return 10
+
+
+def test_lag_is_reported_only_for_partitions_still_assigned_after_the_batch() -> None:
+    consumer = make_consumer(InMemoryPublisher())
+    batch = [*records(make_alert()), FakeRecord("alerts", 1, 4, b"{}")]
+    consumer._report_lag(batch, RebalancedConsumer())  # the revoked partition is skipped
+    lag = consumer._metrics.lag.labels("monitor", "alerts", "1")._value.get()
+    assert lag == 5

@@ -36,6 +36,7 @@ from services.runtime import (
     ServiceRuntime,
     ServiceSettings,
 )
+from services.runtime.kafka import consumer_options
 from tests.factories import make_alert, sample_events
 from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
 
@@ -344,3 +345,42 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> No
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_replicas_of_a_group_get_the_same_partitions_of_predictions_and_labels(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """A model's predictions and labels share a key and a partition number; the group must
+    give both to one replica (the monitor joins them in its memory). The monitor also reads
+    ``models`` (three partitions), which put round robin out of step between the two."""
+    topics = [kafka_settings.topic_name(Topic.PREDICTIONS), kafka_settings.topic_name(Topic.LABELS)]
+    members = [
+        AIOKafkaConsumer(
+            *topics,
+            kafka_settings.topic_name(Topic.MODELS),
+            bootstrap_servers=kafka_settings.bootstrap_servers,
+            group_id=f"co-partitioned-{unique}",
+            enable_auto_commit=False,
+            **consumer_options(kafka_settings.profile),
+        )
+        for _ in range(2)
+    ]
+    for member in members:
+        await member.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                await asyncio.gather(*(member.getmany(timeout_ms=100) for member in members))
+                assigned = [member.assignment() for member in members]
+                expected = 2 * TOPICS[Topic.LABELS].partitions + TOPICS[Topic.MODELS].partitions
+                if all(assigned) and sum(map(len, assigned)) == expected:
+                    break
+        for assignment in assigned:
+            numbers = {
+                topic: sorted(tp.partition for tp in assignment if tp.topic == topic)
+                for topic in topics
+            }
+            assert numbers[topics[0]] == numbers[topics[1]] != []
+    finally:
+        for member in members:
+            await member.stop()

@@ -60,8 +60,9 @@ SHIFTED = ("bmi", "s5")
 """The features a shift moves, by three standard deviations each, the true value unchanged (a
 laboratory that recalibrated two measurements): the two the boosting leans on most, so the
 champion's MAE goes from about 43 to about 89 (threshold 60). A clone retrained on the live data
-learns the new scale: measured offline with these draws, its MAE on the gate's held-out rows is
-about 44 against the champion's 63, and about 42 against 88 on the canary's traffic."""
+learns the new scale: measured offline with these draws (the retrainer's split, seed 0, on the
+training rows and the live ones), its MAE on the gate's held-out rows is about 42 against the
+champion's 63, and about 41 against 88 on the canary's traffic."""
 NOISE = 0.3
 """Standard deviations of noise added to the continuous features of a drawn row: new rows, same
 relation."""
@@ -231,7 +232,6 @@ async def test_a_named_column_boosting_regressor_decays_on_shifted_inputs_and_it
     assert {"mae", "rmse", "r2"} <= set(first.metrics), first.metrics
     assert first.metrics["mae"] is not None
     assert first.metrics["mae"] < 60, first.metrics
-    assert first.breaching in (None, []), first
 
     await send(scorer, labeller, "shifted", 900, shift=3.0)
     decayed = await read_until(

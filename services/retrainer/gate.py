@@ -255,7 +255,7 @@ def judge(
     summary_parts = [
         f"{spec.key_metric} {_fmt(metrics[spec.key_metric]['candidate'])}"
         + (f" vs {_fmt(metrics[spec.key_metric]['champion'])}" if champion is not None else "")
-        + f" (floor {key.threshold})"
+        + f" ({_bound(key.direction)} {key.threshold})"
     ]
     if champion is None:
         figures["non_inferiority"] = {"skipped": "no champion to compare with"}
@@ -282,6 +282,11 @@ def judge(
     passed = not failures
     summary = ", ".join(summary_parts) + ("" if passed else f"; failed: {'; '.join(failures)}")
     return Verdict(passed=passed, figures=figures, failures=failures, summary=summary)
+
+
+def _bound(direction: MetricDirection) -> str:
+    """What a threshold is to a metric: the least it may reach, or the most (an error's)."""
+    return "floor" if direction is MetricDirection.HIGHER_IS_BETTER else "ceiling"
 
 
 _UNIT_METRICS = frozenset({"mae", "rmse"})

@@ -136,6 +136,14 @@ def test_judge_compares_mae_lower_is_better_with_a_margin_relative_to_the_champi
     assert same.figures["paired_errors"]["p_value"] == 1.0
 
 
+def test_the_summary_calls_the_threshold_of_an_error_its_ceiling() -> None:
+    """The approver reads the summary: mae's threshold is the most it may reach, not a floor."""
+    truth = diabetes()[1][:200]
+    verdict = judge(SPEC, ValueScores(truth, _noisy(truth, 30.0, 2)), None, POLICY)
+    assert f"(ceiling {SPEC.target('mae').threshold})" in verdict.summary, verdict.summary
+    assert "floor" not in verdict.summary
+
+
 def test_r2_is_undefined_on_constant_truths_and_the_gate_says_so() -> None:
     truth = np.full(60, 150.0)
     scores = ValueScores(truth, _noisy(truth, 5.0, 4))

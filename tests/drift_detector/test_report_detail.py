@@ -6,6 +6,7 @@ infinity, whatever the window."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,15 +16,18 @@ import numpy as np
 import pytest
 
 from contracts import AlertRaised, AlertRecovered, DriftReported, Envelope, Topic
+from contracts.alerts import AlertKind
 from contracts.drift import ReportDetail
 from contracts.monitoring import Window, WindowKind
 from services.drift_detector import tracking
 from services.drift_detector.app import create_app
 from services.drift_detector.detector import evaluate
 from services.drift_detector.encoding import FeatureBatch
+from services.drift_detector.episodes import Episode, Raised
 from services.drift_detector.profiles import build_profile
-from services.drift_detector.reporting import drift_reported
+from services.drift_detector.reporting import alert_event, drift_reported
 from services.drift_detector.settings import Settings
+from services.incident_log.chart_views import signal_charts
 from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import Registry
@@ -185,3 +189,62 @@ def test_reports_never_hold_nan_or_infinity(in_episode: bool) -> None:
     assert gone.statistic is None
     assert gone.p_value is None
     assert gone.missing_rate_current == 1.0
+
+
+def _window_of(profile: Any, shift: float) -> tracking.TestedWindow:
+    rng = np.random.default_rng(8)
+    numeric = np.column_stack(
+        [
+            np.full(300, 3.0),
+            rng.normal(size=300),
+            rng.normal(size=300) + shift,
+            rng.normal(size=300) * 1e150,
+        ]
+    )
+    batch = FeatureBatch(
+        numeric=numeric,
+        categorical=np.zeros((300, 0), dtype=np.int64),
+        unseen_text=np.full((300, 0), None, dtype=object),
+    )
+    report = evaluate(profile, batch)
+    window = Window(kind=WindowKind.COUNT, start=T0, end=T0, size=300)
+    return tracking.TestedWindow(window, report, None, report.drifted, report.drivers)
+
+
+def test_the_incident_page_draws_an_alert_from_a_drifted_window_s_full_report() -> None:
+    """The incident log draws the drift alert's evidence, never a report: an alert's window is
+    drifted, so its evidence carries the checks and histograms the charts need."""
+    profile = _profile()
+    tested = _window_of(profile, shift=1.0)
+    assert tested.drifted
+    assert tested.full_report
+    episode = Episode(
+        fingerprint="m:v1:data_drift:normal", features=("normal",), seen=(), started_at=T0
+    )
+    transition = tracking.Transition(AlertKind.DATA_DRIFT, Raised(episode), tested)
+    alert = alert_event(profile, transition, producer="drift-detector", report_id="r")
+    charts = signal_charts({"kind": "data_drift", "evidence": alert.evidence}, "m", 1, None)
+    titles = [ET.fromstring(chart).findtext("figcaption") for chart in charts]
+    assert titles == [
+        "m data drift: effect size of the drifted features",
+        "m data drift: significance (-log10 adjusted p)",
+        "m data drift: normal, reference against current (reference deciles)",
+    ]
+
+
+def test_a_compact_report_s_features_still_chart_without_histograms() -> None:
+    """Were a clean window's compact figures ever shown as evidence, the page still draws the
+    effect and significance bars, and leaves out the histograms it has no bins for."""
+    profile = _profile()
+    tested = _window_of(profile, shift=0.0)
+    assert not tested.full_report
+    event = drift_reported(profile, tested, producer="drift-detector")
+    assert event.detail is ReportDetail.COMPACT
+    evidence = {
+        "alpha": event.alpha,
+        "features": {f.feature: f.model_dump(mode="json") for f in event.features},
+    }
+    charts = signal_charts({"kind": "data_drift", "evidence": evidence}, "m", 1, None)
+    assert len(charts) == 2
+    for chart in charts:
+        ET.fromstring(chart)  # well-formed markup

@@ -104,7 +104,8 @@ class TestedWindow:
     drifted: bool
     drivers: tuple[str, ...]
     in_episode: bool = False
-    """An episode of either signal was open when the window closed."""
+    """An episode of either signal was open before this window was judged (so the window that
+    recovers it counts)."""
 
     @property
     def full_report(self) -> bool:

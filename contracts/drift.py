@@ -18,6 +18,7 @@ __all__ = [
     "FeatureDrift",
     "FeatureKind",
     "Histogram",
+    "ReportDetail",
     "SequentialAlarm",
 ]
 
@@ -35,6 +36,13 @@ class Correction(StrEnum):
     BONFERRONI = "bonferroni"
     BENJAMINI_HOCHBERG = "benjamini-hochberg"
     NONE = "none"
+
+
+class ReportDetail(StrEnum):
+    """How much of a window's evidence a drift report carries."""
+
+    FULL = "full"
+    COMPACT = "compact"
 
 
 class DriftCheck(BaseModel):
@@ -203,4 +211,14 @@ class DriftReported(Envelope):
         ge=0,
         description="Number of hypotheses the correction was applied across.",
         examples=[61],
+    )
+    detail: ReportDetail = Field(
+        default=ReportDetail.FULL,
+        description=(
+            "`full`: every feature's checks, statistics, PSI and histogram. `compact` (a window "
+            "that did not drift, outside any open episode): each feature's main statistic, "
+            "p-values, missing shares and verdict only; `checks`, `statistics` and `bins` are "
+            "empty, `psi` is null, and `effect_size` is null unless the check was significant."
+        ),
+        examples=[ReportDetail.FULL],
     )

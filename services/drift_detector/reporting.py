@@ -1,6 +1,7 @@
 """Turning the tracker's results into the events the detector publishes.
 
-Per tested window a ``drift.reported`` with every feature's evidence; per episode change an
+Per tested window a ``drift.reported`` with every feature's evidence (a clean window outside
+any episode: its decision figures only, ``detail="compact"``); per episode change an
 ``alert.raised`` or ``alert.recovered`` carrying the evidence a responder needs first (the
 drivers, their checks, the joint and sequential results) and pointing to the window's report.
 
@@ -17,7 +18,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import JsonValue
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
-from contracts.drift import DriftReported, FeatureDrift
+from contracts.drift import DriftReported, FeatureDrift, ReportDetail
 from services.drift_detector.episodes import Episode, Raised, window_key
 from services.drift_detector.profiles import ReferenceProfile
 from services.drift_detector.tracking import TestedWindow, Transition
@@ -33,8 +34,10 @@ _SIGNAL = {AlertKind.DATA_DRIFT: "data drift", AlertKind.PREDICTION_DRIFT: "pred
 def drift_reported(
     profile: ReferenceProfile, tested: TestedWindow, *, producer: str
 ) -> DriftReported:
-    """The report of one tested window."""
+    """The report of one tested window: in full when it drifted or fell inside an episode,
+    else its decision figures only (:attr:`TestedWindow.full_report`)."""
     report = tested.report
+    full = tested.full_report
     return DriftReported(
         event_id=report_event_id(profile.model, profile.version, tested),
         producer=producer,
@@ -43,14 +46,15 @@ def drift_reported(
         window=tested.window,
         drifted=tested.drifted,
         drivers=list(tested.drivers),
-        features=list(report.features),
-        score=report.score,
+        features=list(report.features if full else report.compact_features),
+        score=report.score if full else report.compact_score,
         correction=report.policy.correction,
         alpha=report.policy.alpha,
         effect_size_floor=report.policy.numeric_effect_floor,
         joint=report.joint,
         sequential=tested.alarm,
         hypotheses=report.hypotheses,
+        detail=ReportDetail.FULL if full else ReportDetail.COMPACT,
     )
 
 

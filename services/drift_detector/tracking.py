@@ -103,6 +103,16 @@ class TestedWindow:
     alarm: SequentialAlarm | None
     drifted: bool
     drivers: tuple[str, ...]
+    in_episode: bool = False
+    """An episode of either signal was open before this window was judged (so the window that
+    recovers it counts)."""
+
+    @property
+    def full_report(self) -> bool:
+        """Whether the window's report carries every figure: a window that drifted (data or
+        score) or fell inside an open episode, so every alert's and recovery's window. A clean
+        window outside any episode publishes the decision figures only (ADR 0008)."""
+        return self.drifted or self.report.score_drifted or self.in_episode
 
 
 @dataclass(frozen=True)
@@ -256,6 +266,7 @@ class Tracker:
             alarm=alarm,
             drifted=report.drifted or alarm is not None,
             drivers=drivers,
+            in_episode=state.data.episode is not None or state.score.episode is not None,
         )
         windows.append(tested)
         opening = window_key(closed.window)

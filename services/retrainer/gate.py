@@ -33,11 +33,11 @@ from scipy.stats import binomtest, rankdata, wilcoxon
 
 from contracts.registry import (
     MACRO_METRICS,
-    REGRESSION_METRICS,
     MetricDirection,
     MonitoringSpec,
     per_class_metric,
 )
+from services.retrainer.regression_metrics import regression_metric
 from services.retrainer.training import Scores, ValueScores
 
 __all__ = ["GatePolicy", "Verdict", "judge", "metric_value", "with_measured_baselines"]
@@ -99,7 +99,7 @@ def metric_value(
     """
     pick = slice(None) if rows is None else rows
     if isinstance(scores, ValueScores):
-        return _regression_metric(metric, scores.truth[pick], scores.predicted[pick])
+        return regression_metric(metric, scores.truth[pick], scores.predicted[pick])
     truth = scores.truth[pick]
     if len(truth) == 0:
         return None
@@ -128,27 +128,6 @@ def metric_value(
     if metric in MACRO_METRICS or per_class_metric(metric) is not None:
         return _per_class(metric, truth, predicted, spec)
     raise ValueError(f"unknown metric {metric!r}")
-
-
-def _regression_metric(metric: str, truth: np.ndarray, predicted: np.ndarray) -> float | None:
-    """MAE, RMSE and R² as the monitor computes them; undefined (``None``) for R² of constant
-    truths and for a figure that overflows (a true value near the float limit)."""
-    if metric not in REGRESSION_METRICS:
-        raise ValueError(f"{metric!r} is not a regression metric")
-    if len(truth) == 0:
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        errors = truth - predicted
-        if metric == "mae":
-            value = float(np.mean(np.abs(errors)))
-        elif metric == "rmse":
-            value = float(np.sqrt(np.mean(errors**2)))
-        else:
-            spread = float(np.sum((truth - truth.mean()) ** 2))
-            if not spread > 0:
-                return None
-            value = 1.0 - float(np.sum(errors**2)) / spread
-    return value if np.isfinite(value) else None
 
 
 def _per_class(

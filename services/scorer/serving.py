@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid5
 
 from contracts.registry import Deployment, ModelTask
@@ -163,37 +164,26 @@ def prediction_id(request_event_id: UUID, scored: Scored) -> UUID:
 def _prediction(
     item: Item, scored: Scored, latency_ms: float, correlation_id: str | None
 ) -> PredictionMade | ValuePredicted:
-    identity = {} if item.event_id is None else {"event_id": prediction_id(item.event_id, scored)}
+    common: dict[str, Any] = {
+        "producer": _PRODUCER,
+        "correlation_id": correlation_id,
+        "model": item.model,
+        "model_version": scored.version,
+        "variant": Variant(scored.variant),
+        "served": scored.served,
+        "deployment_revision": scored.revision,
+        "request_id": item.request_id,
+        "entity_id": item.entity_id,
+        "features": item.features,
+        "latency_ms": latency_ms,
+    }
+    if item.event_id is not None:
+        common["event_id"] = prediction_id(item.event_id, scored)
     if scored.predicted_value is not None:
-        return ValuePredicted(
-            **identity,
-            producer=_PRODUCER,
-            correlation_id=correlation_id,
-            model=item.model,
-            model_version=scored.version,
-            variant=Variant(scored.variant),
-            served=scored.served,
-            deployment_revision=scored.revision,
-            request_id=item.request_id,
-            entity_id=item.entity_id,
-            features=item.features,
-            predicted_value=scored.predicted_value,
-            latency_ms=latency_ms,
-        )
+        return ValuePredicted(**common, predicted_value=scored.predicted_value)
     return PredictionMade(
-        **identity,
-        producer=_PRODUCER,
-        correlation_id=correlation_id,
-        model=item.model,
-        model_version=scored.version,
-        variant=Variant(scored.variant),
-        served=scored.served,
-        deployment_revision=scored.revision,
-        request_id=item.request_id,
-        entity_id=item.entity_id,
-        features=item.features,
+        **common,
         predicted_class=scored.predicted_class,
         probabilities=scored.probabilities,
         confidence=min(1.0, max(0.0, scored.confidence)),
-        latency_ms=latency_ms,
     )

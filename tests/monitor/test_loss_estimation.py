@@ -45,7 +45,8 @@ def test_the_estimate_tracks_the_realised_mae_and_rmse_under_covariate_shift() -
         features, predicted, true = heteroscedastic(rng, 500, low=low, high=high)
         estimates = estimate_losses(model, features, predicted)
         mae, rmse = realised(predicted, true)
-        assert estimates["mae"] is not None and estimates["rmse"] is not None
+        assert estimates["mae"] is not None
+        assert estimates["rmse"] is not None
         gaps.append(abs(estimates["mae"].value - mae) / mae)
         assert abs(estimates["rmse"].value - rmse) / rmse < 0.25  # squares are noisier
     # the shift multiplies the MAE by about five; the estimate follows within 15 %
@@ -93,7 +94,9 @@ def test_text_features_are_categories_and_mixed_ones_are_left_out() -> None:
     south = estimate_losses(model, [{"region": "south"}] * 50, np.full(50, 100.0))["mae"]
     north = estimate_losses(model, [{"region": "north"}] * 50, np.full(50, 100.0))["mae"]
     unseen = estimate_losses(model, [{"region": "east"}] * 50, np.full(50, 100.0))["mae"]
-    assert south is not None and north is not None and unseen is not None
+    assert south is not None
+    assert north is not None
+    assert unseen is not None
     assert south.value > 5 * north.value
     assert math.isfinite(unseen.value)  # an unseen category is a missing value, not an error
 
@@ -111,7 +114,8 @@ def test_undefined_cases_give_none_or_a_refusal_never_nan() -> None:
     # a perfect model: zero losses, a zero-width band
     perfect = fit_loss_model([{"x": float(i)} for i in range(60)], [1.0] * 60, [1.0] * 60)
     zero = estimate_losses(perfect, [{"x": 3.0}], [1.0])["mae"]
-    assert zero is not None and (zero.value, zero.lower, zero.upper) == (0.0, 0.0, 0.0)
+    assert zero is not None
+    assert (zero.value, zero.lower, zero.upper) == (0.0, 0.0, 0.0)
 
 
 def test_huge_values_give_finite_figures_or_none() -> None:
@@ -124,7 +128,8 @@ def test_huge_values_give_finite_figures_or_none() -> None:
         estimate = estimates[name]
         assert estimate is not None
         assert all(math.isfinite(v) for v in (estimate.value, estimate.lower, estimate.upper))
-    assert model.quality.rmse is not None and math.isfinite(model.quality.rmse)
+    assert model.quality.rmse is not None
+    assert math.isfinite(model.quality.rmse)
     # errors that do not fit a float cannot be a reference
     with pytest.raises(ReferenceTooSmall, match="fit a float"):
         fit_loss_model([{}] * 60, [-1.7e308] * 60, [1.7e308] * 60)
@@ -144,6 +149,7 @@ def test_a_reference_gathers_completes_and_refits_the_same_after_a_restart() -> 
     assert reference.add(features[100], predicted[100], true[100], rows=100) is False
     assert len(reference.true) == 100
     restored = LossReference.from_dict(reference.to_dict())
-    assert restored.model is not None and reference.model is not None
+    assert restored.model is not None
+    assert reference.model is not None
     window = features[100:], predicted[100:]
     assert estimate_losses(restored.model, *window) == estimate_losses(reference.model, *window)

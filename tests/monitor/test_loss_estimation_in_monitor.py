@@ -87,7 +87,7 @@ def with_reference(traffic: Traffic, watcher: Monitor) -> list[Envelope]:
     predictions, truths = traffic.phase(300, low=0.0, high=1.0)
     events: list[Envelope] = []
     for start in range(0, 300, 50):
-        events += predictions[start : start + 50] + truths[start : start + 50]
+        events += [*predictions[start : start + 50], *truths[start : start + 50]]
     return feed(watcher, events).outputs
 
 
@@ -107,9 +107,11 @@ def test_a_regressor_gets_estimates_and_an_estimated_decay_before_any_label() ->
 
     outputs = feed(watcher, shifted).outputs
     windows = [e for e in outputs if isinstance(e, MetricsComputed)]
-    assert windows and all(w.labelled == 0 for w in windows)
+    assert windows
+    assert all(w.labelled == 0 for w in windows)
     for window in windows:
-        assert window.estimated is not None and set(window.estimated) == {"mae", "rmse"}
+        assert window.estimated is not None
+        assert set(window.estimated) == {"mae", "rmse"}
         assert window.metrics["mae"] is None  # no labels yet: nothing realised
         assert window.estimated["mae"].value > 55.0
         assert window.estimated["mae"].lower <= window.estimated["mae"].value
@@ -121,7 +123,8 @@ def test_a_regressor_gets_estimates_and_an_estimated_decay_before_any_label() ->
     assert raised.evidence["direction"] == "lower_is_better"
     assert str(raised.evidence["method"]).startswith("dle")
     reference = raised.evidence["loss_reference"]
-    assert isinstance(reference, dict) and reference["rows"] == 300
+    assert isinstance(reference, dict)
+    assert reference["rows"] == 300
     assert reference["features"] == ["x", "z", "site"]  # numbers, then categories
 
     # The labels confirm it: the realised MAE is breached too, the estimate is not contradicted.
@@ -178,10 +181,12 @@ def test_the_reference_survives_a_restart_and_gives_the_same_estimates() -> None
     assert (len(reference.true), reference.complete) == (150, False)
     # a waiting prediction keeps its features while the reference gathers
     waiting = [p for p in gathering.join.added if isinstance(p, PendingPrediction)]
-    assert waiting and all(p.features is not None for p in waiting)
+    assert waiting
+    assert all(p.features is not None for p in waiting)
     feed(watcher, truths[150:])
     complete = watcher.drain_changes().references[(REGRESSOR, 1)]
-    assert isinstance(complete, LossReference) and complete.complete
+    assert isinstance(complete, LossReference)
+    assert complete.complete
 
     restarted = monitor()
     restarted.restore(

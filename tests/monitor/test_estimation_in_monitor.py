@@ -21,7 +21,7 @@ from contracts import (
     Variant,
 )
 from services.monitor.domain import Monitor, MonitorPolicy, Snapshot, Step
-from services.monitor.estimation import fit_calibration
+from services.monitor.estimation import Reference, fit_calibration
 from services.monitor.windows import Window, WindowPolicy
 from tests.factories import MODEL, T0, make_spec, make_version_record
 
@@ -229,10 +229,12 @@ def test_the_reference_survives_a_restart() -> None:
     predictions, labels = _stream(rng, 400, shifted=False)
     _feed(monitor, predictions)
     _feed(monitor, labels[:150])
-    gathering = monitor.drain_changes().references
-    assert len(gathering[(MODEL, 1)].scores) == 150
+    gathering = monitor.drain_changes().references[(MODEL, 1)]
+    assert isinstance(gathering, Reference)
+    assert len(gathering.scores) == 150
     _feed(monitor, labels[150:300])
     calibrated = monitor.drain_changes().references[(MODEL, 1)]
+    assert isinstance(calibrated, Reference)
     assert calibrated.calibration is not None
     assert calibrated.scores == []
 

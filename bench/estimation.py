@@ -26,7 +26,9 @@ false ``estimated_decay`` alerts.
 with noise growing with the first feature, so where the model errs depends on the inputs). The
 same splits, windows and shifts as above; per window the realised MAE is compared with Vigil's
 estimate, NannyML's ``DLE`` (when importable), and the naive baseline that assumes every window
-errs as the reference did (``regression_ratio_vigil_to_naive`` < 1 is DLE earning its keep). The
+errs as the reference did (``regression_ratio_vigil_to_naive`` < 1 is DLE earning its keep); the
+``regression_error_feature_shift_*`` keys repeat this on friedman1_hetero shifted along the very
+feature its errors grow with (the random feature above rarely is one that matters). The
 no-shift scenarios count false ``estimated_decay`` with the rule above on the MAE (threshold:
 the reference MAE times 1 + ``--regression-margin``, lower is better).
 
@@ -127,10 +129,13 @@ def _windows(
     windows: int,
     size: int,
     rng: np.random.Generator,
+    feature: int | None = None,
 ) -> list[np.ndarray]:
-    """Row indices of each window of the pool (with replacement)."""
+    """Row indices of each window of the pool (with replacement), shifted along ``feature``
+    (drawn at random unless given)."""
     pool = task.pool
-    feature = int(rng.integers(pool.features.shape[1]))
+    drawn_feature = int(rng.integers(pool.features.shape[1]))
+    feature = drawn_feature if feature is None else feature
     column = pool.features[:, feature]
     z = (column - column.mean()) / (column.std() or 1.0)
     sign = rng.choice([-1.0, 1.0])
@@ -245,9 +250,23 @@ def _regression(
     both: tuple[list[float], list[float]] = ([], [])
     false_alarms = windows_total = 0
     nannyml_available = True
+    # Shifts along the feature the errors grow with (friedman1_hetero's first): what DLE is for.
+    along: tuple[list[float], list[float]] = ([], [])
     for seed in seeds:
         for task in _regression_tasks(seed):
             reference_mae = float(np.mean(np.abs(task.reference.truth - task.reference.predicted)))
+            if task.name == "friedman1_hetero":
+                rng = np.random.default_rng([seed, 2, 7])
+                windows = _windows(
+                    task, shift=True, windows=per_scenario, size=size, rng=rng, feature=0
+                )
+                for rows, mine in zip(windows, _vigil_dle(task, windows), strict=True):
+                    truth = float(
+                        np.mean(np.abs(task.pool.truth[rows] - task.pool.predicted[rows]))
+                    )
+                    if mine is not None:
+                        along[0].append(abs(mine - truth))
+                        along[1].append(abs(reference_mae - truth))
             for shift in (False, True):
                 rng = np.random.default_rng([seed, int(shift), len(task.name), 7])
                 windows = _windows(task, shift=shift, windows=per_scenario, size=size, rng=rng)
@@ -297,8 +316,17 @@ def _regression(
             None if vigil_mae is None or not nannyml_mae else round(vigil_mae / nannyml_mae, 4)
         ),
         "regression_windows": windows_total,
+        "regression_error_feature_shift_vigil_mae": _rounded(_mae(along[0])),
+        "regression_error_feature_shift_naive_mae": _rounded(_mae(along[1])),
+        "regression_error_feature_shift_ratio_vigil_to_naive": (
+            None if not along[1] else round(float(np.mean(along[0]) / np.mean(along[1])), 4)
+        ),
         "regression_false_alarms": false_alarms,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
 
 
 def _realised(task: Task, rows: np.ndarray) -> float | None:

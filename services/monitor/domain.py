@@ -617,6 +617,12 @@ class Monitor:
                         else reference.calibration.quality.rows
                     ),
                     "calibrated": reference.calibration is not None,
+                    "registered": (
+                        None
+                        if (known := self._records.get((model, version))) is None
+                        or known.calibration is None
+                        else known.calibration.model_dump()
+                    ),
                     "quality": (
                         None
                         if reference.calibration is None
@@ -1069,6 +1075,10 @@ class Monitor:
                 else "cbpe: calibrated scores, expected confusion matrix, sampled 95% band"
             ),
             ("loss_reference" if regression else "calibration"): quality,
+            # measured by the registry on the evaluation data when the version was registered
+            "registered_calibration": (
+                None if record.calibration is None else record.calibration.model_dump()
+            ),
             "window": {
                 "kind": closed.kind.value,
                 "start": window.start.isoformat(),

@@ -18,6 +18,7 @@ from contracts import (
     MetricsComputed,
     MetricTarget,
     PredictionMade,
+    ScoreCalibration,
     Variant,
 )
 from services.monitor.domain import Monitor, MonitorPolicy, Snapshot, Step
@@ -283,3 +284,26 @@ def test_windows_saved_before_estimation_existed_still_load() -> None:
     assert window.positive_scores == []
     assert window.first_labelled_prediction_at is None
     assert Window.from_dict(window.to_dict()) == window
+
+
+def test_the_calibration_measured_at_registration_is_shown_beside_the_reference() -> None:
+    registered = ScoreCalibration(rows=143, ece=0.21, brier=0.19, measured_on="evaluation_data")
+    monitor = _monitor()
+    monitor.know(
+        make_version_record(
+            version=1,
+            spec=make_spec(metrics=[TARGET], consecutive_windows=2),
+            metrics={"recall": TARGET.baseline},
+            calibration=registered,
+        )
+    )
+    _calibrated(monitor)
+    (shown,) = monitor.status()["calibrations"]
+    assert shown["registered"] == registered.model_dump()
+    rng = np.random.default_rng(3)
+    _feed(monitor, _stream(rng, 600, shifted=False)[0])
+    raised = _alerts(
+        _feed(monitor, _stream(rng, 600, shifted=True, first=600)[0]), AlertKind.ESTIMATED_DECAY
+    )
+    assert raised
+    assert raised[0].evidence["registered_calibration"] == registered.model_dump()

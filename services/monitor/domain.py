@@ -141,9 +141,11 @@ class MonitorPolicy:
     future_tolerance: timedelta = timedelta(minutes=5)
     """How far past the wall clock at receipt an event may be dated (clock skew)."""
     estimation: bool = True
-    """Estimate binary classifiers' metrics from scores (label-free) and alert on the estimate."""
+    """Estimate binary classifiers' metrics from scores and regressors' losses from features
+    (label-free), and alert on the estimate."""
     calibration_rows: int = 300
-    """Labelled outcomes a version's reference needs before its calibration is fitted."""
+    """Labelled outcomes a version's reference needs before its calibration (a regressor's loss
+    models) is fitted."""
     estimation_samples: int = 500
     """Label vectors sampled per window for the estimate's 95 % band."""
 

@@ -755,10 +755,12 @@ class Monitor:
 
     def _loss_reference_gathers(self, model: str, version: int) -> bool:
         """Whether a regressor's reference for the loss estimate still takes rows."""
+        if not self._policy.estimation:
+            return False
         reference = self._references.get((model, version))
-        if reference is None:
-            return self._policy.estimation
-        return isinstance(reference, LossReference) and not reference.complete
+        return reference is None or (
+            isinstance(reference, LossReference) and not reference.complete
+        )
 
     def _sample_for_comparison(self, prediction: PendingPrediction, label: PendingLabel) -> None:
         pairing = self._pairings.get(prediction.model)

@@ -207,3 +207,18 @@ def test_the_reference_survives_a_restart_and_gives_the_same_estimates() -> None
     status = restarted.status()
     assert status["loss_references"][0]["complete"] is True
     assert status["loss_references"][0]["reference_rows"] == 300
+
+
+def test_with_estimation_off_a_regressor_keeps_no_features_and_gets_no_estimate() -> None:
+    traffic, watcher = Traffic(4), monitor(estimation=False)
+    outputs = with_reference(traffic, watcher)
+    shifted, _ = traffic.phase(400, low=0.9, high=1.0)
+    outputs += feed(watcher, shifted).outputs
+    windows = [e for e in outputs if isinstance(e, MetricsComputed)]
+    assert windows
+    assert all(w.estimated is None for w in windows)
+    assert estimated_alerts(outputs) == []
+    changes = watcher.drain_changes()
+    assert changes.references == {}
+    assert all(p.features is None for p in changes.join.added if isinstance(p, PendingPrediction))
+    assert all(w is None or w.features == [] for w in changes.windows.values())

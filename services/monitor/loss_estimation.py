@@ -169,7 +169,7 @@ class LossReference:
         if self._model is None:
             try:
                 self._model = fit_loss_model(self.features, self.predicted, self.true)
-            except ReferenceTooSmall:
+            except ValueError:  # ReferenceTooSmall among them: no estimate, never a failed batch
                 return None
         return self._model
 

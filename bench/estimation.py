@@ -20,6 +20,18 @@ The no-shift scenarios also run the monitor's alert rule on Vigil's estimate (th
 reference recall minus ``--margin``, raise after 3 consecutive windows below it) and count
 false ``estimated_decay`` alerts.
 
+**Regression** (direct loss estimation, :mod:`services.monitor.loss_estimation`): a seeded
+``HistGradientBoostingRegressor`` on **diabetes** (the disease progression itself), on
+**friedman1** (``make_friedman1``, 3,000 rows, noise 1) and on **friedman1_hetero** (the same
+with noise growing with the first feature, so where the model errs depends on the inputs). The
+same splits, windows and shifts as above; per window the realised MAE is compared with Vigil's
+estimate, NannyML's ``DLE`` (when importable), and the naive baseline that assumes every window
+errs as the reference did (``regression_ratio_vigil_to_naive`` < 1 is DLE earning its keep); the
+``regression_error_feature_shift_*`` keys repeat this on friedman1_hetero shifted along the very
+feature its errors grow with (the random feature above rarely is one that matters). The
+no-shift scenarios count false ``estimated_decay`` with the rule above on the MAE (threshold:
+the reference MAE times 1 + ``--regression-margin``, lower is better).
+
 NannyML is for this benchmark only (``pip install nannyml statsmodels``; the optional
 dependency group ``bench-estimation``). Without it the NannyML figures are ``null``.
 
@@ -38,7 +50,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_friedman1
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import recall_score
 from sklearn.model_selection import train_test_split
@@ -47,6 +60,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from services.monitor.estimation import estimate_binary, fit_calibration
+from services.monitor.loss_estimation import estimate_losses, fit_loss_model
 
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML phones home otherwise
 
@@ -109,11 +123,19 @@ def _tasks(seed: int) -> list[Task]:
 
 
 def _windows(
-    task: Task, *, shift: bool, windows: int, size: int, rng: np.random.Generator
+    task: Task | RegressionTask,
+    *,
+    shift: bool,
+    windows: int,
+    size: int,
+    rng: np.random.Generator,
+    feature: int | None = None,
 ) -> list[np.ndarray]:
-    """Row indices of each window of the pool (with replacement)."""
+    """Row indices of each window of the pool (with replacement), shifted along ``feature``
+    (drawn at random unless given)."""
     pool = task.pool
-    feature = int(rng.integers(pool.features.shape[1]))
+    drawn_feature = int(rng.integers(pool.features.shape[1]))
+    feature = drawn_feature if feature is None else feature
     column = pool.features[:, feature]
     z = (column - column.mean()) / (column.std() or 1.0)
     sign = rng.choice([-1.0, 1.0])
@@ -123,6 +145,188 @@ def _windows(
         weights = np.exp(beta * z)
         drawn.append(rng.choice(len(z), size=size, replace=True, p=weights / weights.sum()))
     return drawn
+
+
+@dataclass
+class Valued:
+    """Rows scored by a fitted regressor: features, predicted and true values."""
+
+    features: np.ndarray
+    predicted: np.ndarray
+    truth: np.ndarray
+
+    def rows(self, index: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """The features as the monitor sees them: one dict per row, named columns."""
+        x = self.features if index is None else self.features[index]
+        return [{f"f{j}": float(v) for j, v in enumerate(row)} for row in x]
+
+
+@dataclass
+class RegressionTask:
+    name: str
+    reference: Valued
+    pool: Valued
+
+
+def _regression_tasks(seed: int) -> list[RegressionTask]:
+    diabetes = load_diabetes()
+    x_f, y_f = make_friedman1(n_samples=3000, noise=1.0, random_state=seed)
+    noise = np.random.default_rng(seed).normal(size=len(y_f)) * (0.5 + 4.0 * x_f[:, 0])
+    specs = [
+        ("diabetes", diabetes.data, diabetes.target),
+        ("friedman1", x_f, y_f),
+        ("friedman1_hetero", x_f, y_f + noise),
+    ]
+    tasks = []
+    for name, x, y in specs:
+        x_train, x_rest, y_train, y_rest = train_test_split(x, y, train_size=0.4, random_state=seed)
+        x_ref, x_pool, y_ref, y_pool = train_test_split(
+            x_rest, y_rest, train_size=0.5, random_state=seed
+        )
+        model = HistGradientBoostingRegressor(random_state=seed).fit(x_train, y_train)
+        tasks.append(
+            RegressionTask(
+                name,
+                Valued(x_ref, model.predict(x_ref), y_ref),
+                Valued(x_pool, model.predict(x_pool), y_pool),
+            )
+        )
+    return tasks
+
+
+def _vigil_dle(task: RegressionTask, windows: list[np.ndarray]) -> list[float | None]:
+    reference = task.reference
+    model = fit_loss_model(reference.rows(), reference.predicted, reference.truth)
+    out: list[float | None] = []
+    for rows in windows:
+        estimate = estimate_losses(model, task.pool.rows(rows), task.pool.predicted[rows])["mae"]
+        out.append(None if estimate is None else estimate.value)
+    return out
+
+
+def _nannyml_dle(task: RegressionTask, windows: list[np.ndarray]) -> list[float | None] | None:
+    try:
+        import nannyml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import pandas as pd
+    except ImportError:
+        return None
+
+    names = [f"f{j}" for j in range(task.pool.features.shape[1])]
+
+    def frame(valued: Valued, index: np.ndarray) -> Any:
+        data = pd.DataFrame(valued.features[index], columns=names)
+        data["y_pred"] = valued.predicted[index]
+        data["y_true"] = valued.truth[index]
+        return data
+
+    reference = frame(task.reference, np.arange(len(task.reference.truth)))
+    analysis = frame(task.pool, np.concatenate(windows))
+    estimator = nannyml.DLE(
+        feature_column_names=names,
+        y_pred="y_pred",
+        y_true="y_true",
+        metrics=["mae"],
+        chunk_size=len(windows[0]),
+        tune_hyperparameters=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(reference)
+        result = (
+            estimator.estimate(analysis.drop(columns=["y_true"])).filter(period="analysis").to_df()
+        )
+    values = result[("mae", "value")].tolist()
+    if len(values) != len(windows):
+        raise RuntimeError(f"NannyML made {len(values)} chunks of {len(windows)} windows")
+    return [None if v is None or not np.isfinite(v) else float(v) for v in values]
+
+
+def _regression(
+    seeds: range, per_scenario: int, size: int, margin: float
+) -> dict[str, float | int | None]:
+    """Vigil's DLE, NannyML's (if importable) and the reference's MAE on the same windows."""
+    vigil_errors: list[float] = []
+    naive_errors: list[float] = []
+    both: tuple[list[float], list[float]] = ([], [])
+    false_alarms = windows_total = 0
+    nannyml_available = True
+    # Shifts along the feature the errors grow with (friedman1_hetero's first): what DLE is for.
+    along: tuple[list[float], list[float]] = ([], [])
+    for seed in seeds:
+        for task in _regression_tasks(seed):
+            reference_mae = float(np.mean(np.abs(task.reference.truth - task.reference.predicted)))
+            if task.name == "friedman1_hetero":
+                rng = np.random.default_rng([seed, 2, 7])
+                windows = _windows(
+                    task, shift=True, windows=per_scenario, size=size, rng=rng, feature=0
+                )
+                for rows, mine in zip(windows, _vigil_dle(task, windows), strict=True):
+                    truth = float(
+                        np.mean(np.abs(task.pool.truth[rows] - task.pool.predicted[rows]))
+                    )
+                    if mine is not None:
+                        along[0].append(abs(mine - truth))
+                        along[1].append(abs(reference_mae - truth))
+            for shift in (False, True):
+                rng = np.random.default_rng([seed, int(shift), len(task.name), 7])
+                windows = _windows(task, shift=shift, windows=per_scenario, size=size, rng=rng)
+                realised = [
+                    float(np.mean(np.abs(task.pool.truth[r] - task.pool.predicted[r])))
+                    for r in windows
+                ]
+                vigil = _vigil_dle(task, windows)
+                nanny = _nannyml_dle(task, windows)
+                if nanny is None:
+                    nannyml_available = False
+                    nanny = [None] * len(windows)
+                for truth, mine, theirs in zip(realised, vigil, nanny, strict=True):
+                    windows_total += 1
+                    naive_errors.append(abs(reference_mae - truth))
+                    if mine is not None:
+                        vigil_errors.append(abs(mine - truth))
+                    if mine is not None and theirs is not None:
+                        both[0].append(abs(mine - truth))
+                        both[1].append(abs(theirs - truth))
+                if not shift:
+                    # lower is better: an alarm is RAISE_AFTER estimates above the threshold
+                    false_alarms += _false_alarms(
+                        [None if v is None else -v for v in vigil], -reference_mae * (1 + margin)
+                    )
+                mine_mae = _mae(
+                    [abs(m - t) for m, t in zip(vigil, realised, strict=True) if m is not None]
+                )
+                naive_mae = _mae([abs(reference_mae - t) for t in realised])
+                scenario = f"{task.name}/{'shift' if shift else 'no-shift'}/seed{seed}"
+                print(
+                    f"{scenario:32s} vigil DLE MAE {mine_mae or float('nan'):.4f}   "
+                    f"naive (reference MAE) {naive_mae or float('nan'):.4f}   "
+                    f"mean realised MAE {np.mean(realised):.3f}"
+                )
+    vigil_mae = _mae(both[0]) if nannyml_available else _mae(vigil_errors)
+    nannyml_mae = _mae(both[1]) if nannyml_available else None
+    naive_mae = _mae(naive_errors)
+    return {
+        "regression_vigil_mae": None if vigil_mae is None else round(vigil_mae, 5),
+        "regression_nannyml_mae": None if nannyml_mae is None else round(nannyml_mae, 5),
+        "regression_naive_mae": None if naive_mae is None else round(naive_mae, 5),
+        "regression_ratio_vigil_to_naive": (
+            None if vigil_mae is None or not naive_mae else round(vigil_mae / naive_mae, 4)
+        ),
+        "regression_ratio_vigil_to_nannyml": (
+            None if vigil_mae is None or not nannyml_mae else round(vigil_mae / nannyml_mae, 4)
+        ),
+        "regression_windows": windows_total,
+        "regression_error_feature_shift_vigil_mae": _rounded(_mae(along[0])),
+        "regression_error_feature_shift_naive_mae": _rounded(_mae(along[1])),
+        "regression_error_feature_shift_ratio_vigil_to_naive": (
+            None if not along[1] else round(float(np.mean(along[0]) / np.mean(along[1])), 4)
+        ),
+        "regression_false_alarms": false_alarms,
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
 
 
 def _realised(task: Task, rows: np.ndarray) -> float | None:
@@ -204,6 +408,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer seeds and windows")
     parser.add_argument("--window", type=int, default=150, help="rows per window")
     parser.add_argument("--margin", type=float, default=0.1, help="threshold below reference")
+    parser.add_argument(
+        "--regression-margin",
+        type=float,
+        default=0.2,
+        help="MAE threshold: the reference MAE times 1 + this",
+    )
     args = parser.parse_args()
     seeds = range(2) if args.quick else range(6)
     per_scenario = 10 if args.quick else 20
@@ -265,6 +475,7 @@ def main() -> None:
                 )
     vigil_mae = _mae(both_errors[0]) if nannyml_available else _mae(vigil_errors)
     nannyml_mae = _mae(both_errors[1]) if nannyml_available else None
+    regression = _regression(seeds, per_scenario, args.window, args.regression_margin)
     print(
         json.dumps(
             {
@@ -280,6 +491,7 @@ def main() -> None:
                 "windows": windows_total,
                 "window_rows": args.window,
                 "no_shift_false_estimated_decay": false_alarms,
+                **regression,
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )

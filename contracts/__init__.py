@@ -81,6 +81,7 @@ from contracts.registry import (
     PromotionRequested,
     RetrainFinished,
     RetrainStarted,
+    ScoreCalibration,
     ServedVersion,
 )
 from contracts.retraining import (
@@ -182,6 +183,7 @@ __all__ = [
     "RunbookFinished",
     "RunbookRequest",
     "RunbookStarted",
+    "ScoreCalibration",
     "ScoringRequest",
     "SequentialAlarm",
     "ServedVersion",

@@ -128,9 +128,10 @@ class MetricsComputed(Envelope):
     estimated: dict[str, EstimatedMetric] | None = Field(
         default=None,
         description=(
-            "Metrics estimated from the window's prediction scores alone (confidence-based "
-            "performance estimation), beside the realised ones; null when the version has no "
-            "calibration yet or is not a binary classifier."
+            "Metrics estimated without labels, beside the realised ones: a binary classifier's "
+            "from its prediction scores (confidence-based performance estimation), a "
+            "regressor's mae and rmse from its features and predictions (direct loss "
+            "estimation); null when the version has no reference yet or is multiclass."
         ),
         examples=[{"recall": {"value": 0.91, "lower": 0.86, "upper": 0.95}}],
     )

@@ -42,6 +42,7 @@ __all__ = [
     "PromotionRequested",
     "RetrainFinished",
     "RetrainStarted",
+    "ScoreCalibration",
     "ServedVersion",
     "per_class_metric",
 ]
@@ -381,6 +382,24 @@ class Deployment(_Frozen):
         return self
 
 
+class ScoreCalibration(_Frozen):
+    """How well a binary classifier's positive-class scores matched outcome rates, measured by
+    the registry when the version was registered (on up to 500 rows of its evaluation data, else
+    of its training data)."""
+
+    rows: int = Field(ge=1, description="Rows scored.", examples=[500])
+    ece: float = Field(
+        ge=0,
+        le=1,
+        description="Expected calibration error (ten equal-width bins).",
+        examples=[0.04],
+    )
+    brier: float = Field(ge=0, le=1, description="Brier score.", examples=[0.08])
+    measured_on: Literal["evaluation_data", "training_data"] = Field(
+        description="Which data the rows came from.", examples=["evaluation_data"]
+    )
+
+
 class ModelVersionRecord(_Frozen):
     """A registered model version: its lineage and its maintenance instructions.
 
@@ -409,6 +428,11 @@ class ModelVersionRecord(_Frozen):
     )
     evaluation_dataset: DatasetRef | None = Field(
         default=None, description="Dataset the metrics were measured on."
+    )
+    calibration: ScoreCalibration | None = Field(
+        default=None,
+        description="A binary classifier's score calibration, measured at registration (null "
+        "for other models and for versions registered before it was measured).",
     )
     parameters: dict[str, FiniteJson] = Field(
         default_factory=dict, description="Training parameters.", examples=[{"C": 1.0}]

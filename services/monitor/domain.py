@@ -76,6 +76,7 @@ from services.monitor.join import (
     PendingLabel,
     PendingPrediction,
 )
+from services.monitor.loss_estimation import ESTIMATED_LOSSES, LossReference, estimate_losses
 from services.monitor.metrics import (
     classification_metrics,
     confusion,
@@ -140,9 +141,11 @@ class MonitorPolicy:
     future_tolerance: timedelta = timedelta(minutes=5)
     """How far past the wall clock at receipt an event may be dated (clock skew)."""
     estimation: bool = True
-    """Estimate binary classifiers' metrics from scores (label-free) and alert on the estimate."""
+    """Estimate binary classifiers' metrics from scores and regressors' losses from features
+    (label-free), and alert on the estimate."""
     calibration_rows: int = 300
-    """Labelled outcomes a version's reference needs before its calibration is fitted."""
+    """Labelled outcomes a version's reference needs before its calibration (a regressor's loss
+    models) is fitted."""
     estimation_samples: int = 500
     """Label vectors sampled per window for the estimate's 95 % band."""
 
@@ -222,8 +225,8 @@ class Changes:
     ended_pairings: list[tuple[str, int, int]]
     outcomes: list[tuple[str, int, int, str, int, Outcome | ValueOutcome]]
     """Model, champion version, challenger version, side, sequence number, outcome."""
-    references: dict[tuple[str, int], Reference] = field(default_factory=dict)
-    """Versions' references (gathering rows, or calibrated)."""
+    references: dict[tuple[str, int], Reference | LossReference] = field(default_factory=dict)
+    """Versions' references (gathering rows, or calibrated; a regressor's keeps its rows)."""
 
 
 @dataclass
@@ -235,7 +238,7 @@ class Snapshot:
     episodes: dict[str, Episode] = field(default_factory=dict)
     clocks: dict[str, ModelClock] = field(default_factory=dict)
     pairings: dict[str, Pairing] = field(default_factory=dict)
-    references: dict[tuple[str, int], Reference] = field(default_factory=dict)
+    references: dict[tuple[str, int], Reference | LossReference] = field(default_factory=dict)
 
 
 class Monitor:
@@ -258,7 +261,7 @@ class Monitor:
         self._changed_pairings: set[str] = set()
         self._ended_pairings: list[tuple[str, int, int]] = []
         self._new_outcomes: list[tuple[str, int, int, str, int, Outcome | ValueOutcome]] = []
-        self._references: dict[tuple[str, int], Reference] = {}
+        self._references: dict[tuple[str, int], Reference | LossReference] = {}
         self._changed_references: set[tuple[str, int]] = set()
         self._recent: dict[Series, deque[dict[str, JsonValue]]] = {}
 
@@ -294,7 +297,7 @@ class Monitor:
 
     def calibration(self, model: str, version: int) -> Calibration | None:
         reference = self._references.get((model, version))
-        return None if reference is None else reference.calibration
+        return reference.calibration if isinstance(reference, Reference) else None
 
     def recent_windows(self, model: str) -> list[dict[str, JsonValue]]:
         """The newest closed windows of a model's series since start (``RECENT_WINDOWS`` each,
@@ -353,9 +356,17 @@ class Monitor:
                 continue
             self._tick(event.model, event.occurred_at, now, step)
             if isinstance(event, ValuePredicted):
+                estimating = self._policy.estimation
                 added = self._windows.add_prediction(
-                    series, event.occurred_at, None, event.latency_ms
+                    series,
+                    event.occurred_at,
+                    None,
+                    event.latency_ms,
+                    predicted_value=event.predicted_value if estimating else None,
+                    features=dict(event.features) if estimating else None,
                 )
+                if estimating and self._loss_reference_gathers(event.model, event.model_version):
+                    pending = replace(pending, features=dict(event.features))
             else:
                 binary = self._policy.estimation and len(record.spec.classes) == 2
                 positive = record.spec.positive
@@ -608,6 +619,12 @@ class Monitor:
                         else reference.calibration.quality.rows
                     ),
                     "calibrated": reference.calibration is not None,
+                    "registered": (
+                        None
+                        if (known := self._records.get((model, version))) is None
+                        or known.calibration is None
+                        else known.calibration.model_dump()
+                    ),
                     "quality": (
                         None
                         if reference.calibration is None
@@ -615,6 +632,20 @@ class Monitor:
                     ),
                 }
                 for (model, version), reference in sorted(self._references.items())
+                if isinstance(reference, Reference)
+            ],
+            "loss_references": [
+                {
+                    "model": model,
+                    "version": version,
+                    "reference_rows": len(reference.true),
+                    "complete": reference.complete,
+                    "quality": None
+                    if reference.model is None
+                    else reference.model.quality.to_dict(),
+                }
+                for (model, version), reference in sorted(self._references.items())
+                if isinstance(reference, LossReference)
             ],
         }
 
@@ -668,7 +699,7 @@ class Monitor:
         if self._policy.estimation and len(spec.classes) == 2:
             key = (prediction.model, prediction.version)
             reference = self._references.setdefault(key, Reference())
-            if reference.calibration is None:
+            if isinstance(reference, Reference) and reference.calibration is None:
                 reference.add(
                     prediction.probabilities.get(spec.positive, 0.0),
                     label.label == spec.positive_class,
@@ -696,6 +727,19 @@ class Monitor:
         if not isinstance(label.label, float) or prediction.predicted_value is None:
             self._windows.add_label_mismatch(series, pair.at)
             return
+        if prediction.features is not None and self._loss_reference_gathers(
+            prediction.model, prediction.version
+        ):
+            key = (prediction.model, prediction.version)
+            reference = self._references.setdefault(key, LossReference())
+            assert isinstance(reference, LossReference)  # a regressor's, by _loss_reference_gathers
+            reference.add(
+                prediction.features,
+                prediction.predicted_value,
+                label.label,
+                rows=self._policy.calibration_rows,
+            )
+            self._changed_references.add(key)
         self._sample_for_comparison(prediction, label)
         self._closed(
             self._windows.add_value_outcome(
@@ -707,6 +751,15 @@ class Monitor:
             ),
             now,
             step,
+        )
+
+    def _loss_reference_gathers(self, model: str, version: int) -> bool:
+        """Whether a regressor's reference for the loss estimate still takes rows."""
+        if not self._policy.estimation:
+            return False
+        reference = self._references.get((model, version))
+        return reference is None or (
+            isinstance(reference, LossReference) and not reference.complete
         )
 
     def _sample_for_comparison(self, prediction: PendingPrediction, label: PendingLabel) -> None:
@@ -780,7 +833,11 @@ class Monitor:
             self._changed_clocks.add(series.model)
         latency = latency_percentiles(window.latencies_ms)
         calibration = self.calibration(series.model, series.version)
-        estimated = self._estimate(calibration, window)
+        if regression:
+            estimated, quality = self._estimate_losses(window)
+        else:
+            estimated = self._estimate(calibration, window)
+            quality = None if calibration is None else _summary(calibration).model_dump()
         metrics_event = MetricsComputed(
             producer=PRODUCER,
             occurred_at=now,
@@ -819,8 +876,8 @@ class Monitor:
         step.outputs.append(metrics_event)
         self._remember(metrics_event, spec.key_metric)
         self._judge(record, closed, figures, now, step)
-        if estimated is not None and calibration is not None:
-            self._judge_estimate(record, closed, estimated, calibration, now, step)
+        if estimated is not None and quality is not None:
+            self._judge_estimate(record, closed, estimated, quality, now, step)
         self._compare(series, now, step)
 
     def _breaching(
@@ -901,7 +958,7 @@ class Monitor:
                 "key_metric": key_metric,
                 "realised": {
                     name: event.metrics.get(name)
-                    for name in ESTIMATED_METRICS
+                    for name in (*ESTIMATED_METRICS, *ESTIMATED_LOSSES)
                     if name in event.metrics
                 },
                 "estimated": (
@@ -934,12 +991,32 @@ class Monitor:
             if e is not None
         }
 
+    def _estimate_losses(
+        self, window: Window
+    ) -> tuple[dict[str, EstimatedMetric] | None, dict[str, JsonValue] | None]:
+        """A regressor's estimated MAE and RMSE, and its reference's quality (the evidence)."""
+        reference = self._references.get((window.series.model, window.series.version))
+        if not isinstance(reference, LossReference) or not window.predicted_values:
+            return None, None
+        model = reference.model
+        if model is None:
+            return None, None
+        estimates = estimate_losses(model, window.features, window.predicted_values)
+        estimated = {
+            name: EstimatedMetric(
+                value=round(e.value, 6), lower=round(e.lower, 6), upper=round(e.upper, 6)
+            )
+            for name, e in estimates.items()
+            if e is not None
+        }
+        return estimated, model.quality.to_dict()
+
     def _judge_estimate(
         self,
         record: ModelVersionRecord,
         closed: ClosedWindow,
         estimated: dict[str, EstimatedMetric],
-        calibration: Calibration,
+        quality: dict[str, JsonValue],
         now: datetime,
         step: Step,
     ) -> None:
@@ -948,14 +1025,16 @@ class Monitor:
         when the estimate comes back (or realised labels contradict it: see
         :meth:`_contradict_estimate`)."""
         spec = record.spec
-        if spec.key_metric not in ESTIMATED_METRICS:
+        regression = spec.task is ModelTask.REGRESSION
+        if spec.key_metric not in (ESTIMATED_LOSSES if regression else ESTIMATED_METRICS):
             return
         target = spec.target(spec.key_metric)
         window = closed.window
         series = window.series
         estimate = estimated.get(target.metric)
         value = None if estimate is None else estimate.value
-        enough = len(window.positive_scores) >= self._policy.min_predictions
+        scored = len(window.predicted_values if regression else window.positive_scores)
+        enough = scored >= self._policy.min_predictions
         reading = read(value, target, self._policy.hysteresis) if enough else Reading.NO_EVIDENCE
         fingerprint = alert_fingerprint(
             series.model, series.version, AlertKind.ESTIMATED_DECAY, target.metric
@@ -994,8 +1073,16 @@ class Monitor:
             "direction": target.direction.value,
             "windows": len(values),
             "variant": series.variant,
-            "method": "cbpe: calibrated scores, expected confusion matrix, sampled 95% band",
-            "calibration": _summary(calibration).model_dump(),
+            "method": (
+                "dle: loss models on features and prediction, 95% band from their residuals"
+                if regression
+                else "cbpe: calibrated scores, expected confusion matrix, sampled 95% band"
+            ),
+            ("loss_reference" if regression else "calibration"): quality,
+            # measured by the registry on the evaluation data when the version was registered
+            "registered_calibration": (
+                None if record.calibration is None else record.calibration.model_dump()
+            ),
             "window": {
                 "kind": closed.kind.value,
                 "start": window.start.isoformat(),
@@ -1060,6 +1147,7 @@ class Monitor:
         if made is None or made < datetime.fromisoformat(episode.since):
             return  # labels of predictions from before the alert say nothing about it
         self._set_episode(fingerprint, Episode(muted=True))
+        side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
         step.outputs.append(
             AlertRecovered(
                 producer=PRODUCER,
@@ -1070,7 +1158,7 @@ class Monitor:
                 fingerprint=fingerprint,
                 summary=(
                     f"realised {target.metric} of {series.model} v{series.version} "
-                    f"({series.variant}) is {realised:.3f}, not below threshold "
+                    f"({series.variant}) is {realised:.3f}, not {side} threshold "
                     f"{target.threshold}: the estimate is contradicted by labels"
                 ),
                 evidence={

@@ -40,6 +40,8 @@ from numpy.typing import NDArray
 from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 
+from services.runtime.calibration_quality import brier_score, expected_calibration_error
+
 __all__ = [
     "ESTIMATED_METRICS",
     "Calibration",
@@ -57,7 +59,6 @@ ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 MIN_REFERENCE = 50
 """Labelled reference rows a calibration needs (with at least five of each class)."""
 
-_BINS = 10
 FloatArray = NDArray[np.float64]
 
 
@@ -333,18 +334,8 @@ def _quality(x: FloatArray, y: NDArray[np.bool_]) -> CalibrationQuality:
     raw = np.clip(x, 0.0, 1.0)
     return CalibrationQuality(
         rows=len(x),
-        ece_raw=_ece(raw, truth),
-        ece=_ece(calibrated, truth),
-        brier=float(np.mean((calibrated - truth) ** 2)),
-        brier_raw=float(np.mean((raw - truth) ** 2)),
+        ece_raw=expected_calibration_error(raw, truth),
+        ece=expected_calibration_error(calibrated, truth),
+        brier=brier_score(calibrated, truth),
+        brier_raw=brier_score(raw, truth),
     )
-
-
-def _ece(probability: FloatArray, truth: FloatArray) -> float:
-    bins = np.minimum((probability * _BINS).astype(int), _BINS - 1)
-    error = 0.0
-    for b in range(_BINS):
-        members = bins == b
-        if members.any():
-            error += members.mean() * abs(probability[members].mean() - truth[members].mean())
-    return float(error)

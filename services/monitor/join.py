@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "DuplicateEntry",
@@ -53,6 +54,8 @@ class PendingPrediction:
     probabilities: Mapping[str, float]
     confidence: float | None
     predicted_value: float | None = None
+    features: Mapping[str, Any] | None = None
+    """A regressor's features, kept only while its reference for the loss estimate gathers."""
 
     @property
     def key(self) -> PendingKey:

@@ -121,13 +121,15 @@ class Settings(ServiceSettings):
     )
     estimation: bool = Field(
         default=True,
-        description="Estimate binary classifiers' metrics from scores alone and raise "
-        "estimated_decay on the key metric's estimate (docs/monitor.md).",
+        description="Estimate binary classifiers' metrics from scores alone, regressors' mae and "
+        "rmse from features, and raise estimated_decay on the key metric's estimate "
+        "(docs/monitor.md).",
     )
     calibration_rows: int = Field(
         default=300,
         ge=50,
-        description="Labelled outcomes of a version its score calibration is fitted on.",
+        description="Labelled outcomes of a version its score calibration (a regressor's loss "
+        "models) is fitted on.",
     )
     estimation_samples: int = Field(
         default=500, ge=10, description="Label vectors sampled per window for the estimate's band."

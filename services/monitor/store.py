@@ -18,6 +18,7 @@ from services.monitor.comparison import outcome_from_dict
 from services.monitor.domain import Changes, ModelClock, Pairing, Snapshot
 from services.monitor.estimation import Reference
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
+from services.monitor.loss_estimation import LossReference
 from services.monitor.ownership import ModelRevisionRow
 from services.monitor.tables import (
     ClockRow,
@@ -84,8 +85,11 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
             next_seq=pairing.next_seq,
         )
     for reference in (await session.exec(select(ReferenceRow))).all():
-        snapshot.references[(reference.model, reference.model_version)] = Reference.from_dict(
-            json.loads(reference.state)
+        state = json.loads(reference.state)
+        snapshot.references[(reference.model, reference.model_version)] = (
+            LossReference.from_dict(state)
+            if state.get("kind") == "loss"
+            else Reference.from_dict(state)
         )
     outcomes = select(ComparisonOutcomeRow).order_by(col(ComparisonOutcomeRow.seq))
     for row in (await session.exec(outcomes)).all():
@@ -224,6 +228,7 @@ def _entry(row: PendingRow) -> PendingPrediction | PendingLabel:
             probabilities={},
             confidence=None,
             predicted_value=float(payload["predicted_value"]),
+            features=payload.get("features"),
         )
     return PendingPrediction(
         model=row.model,
@@ -245,6 +250,8 @@ def _pending_row(entry: PendingPrediction | PendingLabel) -> dict[str, Any]:
         payload = {"value": entry.label} if entry.is_value else {"label": entry.label}
     elif entry.predicted_value is not None:
         side, payload = _PREDICTION, {"predicted_value": entry.predicted_value}
+        if entry.features is not None:  # while the version's loss reference gathers
+            payload["features"] = dict(entry.features)
     else:
         side = _PREDICTION
         payload = {

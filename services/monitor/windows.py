@@ -83,6 +83,10 @@ class Window:
     values_true: list[float] = field(default_factory=list)
     """A regressor's labelled outcomes: true numbers, and (below) the predicted ones."""
     values_pred: list[float] = field(default_factory=list)
+    predicted_values: list[float] = field(default_factory=list)
+    """A regressor's predictions, labelled or not, with their ``features`` (what the label-free
+    loss estimate is made from; kept only while estimation is on)."""
+    features: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def predictions(self) -> int:
@@ -113,6 +117,8 @@ class Window:
             "first_labelled_prediction_at": _iso(self.first_labelled_prediction_at),
             "values_true": self.values_true,
             "values_pred": self.values_pred,
+            "predicted_values": self.predicted_values,
+            "features": self.features,
         }
 
     @classmethod
@@ -140,6 +146,9 @@ class Window:
             # absent from windows saved before regression models existed
             values_true=[float(v) for v in data.get("values_true", [])],
             values_pred=[float(v) for v in data.get("values_pred", [])],
+            # absent from windows saved before regressors' losses were estimated
+            predicted_values=[float(v) for v in data.get("predicted_values", [])],
+            features=[dict(row) for row in data.get("features", [])],
         )
 
 
@@ -186,10 +195,13 @@ class Windows:
         *,
         positive_score: float | None = None,
         predicted_positive: bool = False,
+        predicted_value: float | None = None,
+        features: dict[str, Any] | None = None,
     ) -> ClosedWindow | None:
         """Count a prediction; return the window if this closed it. ``positive_score`` (the
-        positive class's probability) is kept for the label-free estimate; a regressor's
-        prediction has no ``confidence``."""
+        positive class's probability), or a regressor's ``predicted_value`` with its
+        ``features``, is kept for the label-free estimate; a regressor's prediction has no
+        ``confidence``."""
         window = self._window(series, at)
         if confidence is not None:
             window.confidences.append(confidence)
@@ -197,6 +209,9 @@ class Windows:
         if positive_score is not None:
             window.positive_scores.append(positive_score)
             window.predicted_positive.append(predicted_positive)
+        if predicted_value is not None and features is not None:
+            window.predicted_values.append(predicted_value)
+            window.features.append(features)
         if window.first_prediction_at is None or at < window.first_prediction_at:
             window.first_prediction_at = at
         if window.last_prediction_at is None or at > window.last_prediction_at:

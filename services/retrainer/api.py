@@ -50,7 +50,7 @@ from services.retrainer.registry import (
     deployment_at,
 )
 from services.retrainer.store import ConcurrentChangeError, NotFoundError, RegistryStore
-from services.retrainer.trial_scoring import trial_score
+from services.retrainer.trial_scoring import trial_score_and_calibration
 from services.runtime import DEFAULT_TRUSTED_TYPES
 from services.runtime.identity import Identity
 from services.runtime.scopes import Scope
@@ -428,8 +428,8 @@ def install_registry_api(
             except DatasetError as error:
                 raise _problem(field, str(error)) from None
         try:
-            measured = await asyncio.to_thread(
-                trial_score, estimator, meta.spec, training_data, evaluation_data
+            measured, calibration = await asyncio.to_thread(
+                trial_score_and_calibration, estimator, meta.spec, training_data, evaluation_data
             )
         except ArtifactError as error:
             raise _problem("artifact", str(error)) from None
@@ -459,6 +459,7 @@ def install_registry_api(
                 dataset=refs["training_data"],
                 metrics=meta.metrics or measured,
                 evaluation_dataset=refs.get("evaluation_data"),
+                calibration=calibration,
                 parameters=meta.parameters,
                 code_version=meta.code_version,
                 spec=meta.spec,

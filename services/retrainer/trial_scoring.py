@@ -8,24 +8,29 @@ Scoring a sample when the version is registered turns that into a refusal naming
 before anything is stored, rather than a scorer that refuses every request once deployed. A
 regressor (``task: regression``) is asked for ``predict``, as the scorer asks it, and must
 answer one finite number per row: the scorer could publish no NaN or infinity.
+
+A binary classifier's scores on the same rows also give its calibration quality (expected
+calibration error and Brier score, :mod:`services.runtime.calibration_quality`, the figures the
+monitor reports), recorded on the version so a badly calibrated model shows at registration.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from contracts.registry import REGRESSION_METRICS, ModelTask, MonitoringSpec
+from contracts.registry import REGRESSION_METRICS, ModelTask, MonitoringSpec, ScoreCalibration
 from services.retrainer.artifacts import ArtifactError
 from services.retrainer.gate import metric_value
 from services.retrainer.regression_metrics import regression_metric
 from services.retrainer.training import score
 from services.retrainer.training_data import LabelledRows, parse_csv, targets, to_matrix
 from services.runtime import as_model_input
+from services.runtime.calibration_quality import brier_score, expected_calibration_error
 
-__all__ = ["TRIAL_ROWS", "trial_score"]
+__all__ = ["TRIAL_ROWS", "trial_score", "trial_score_and_calibration"]
 
 TRIAL_ROWS = 500
 """Most rows scored: enough to meet every category and a baseline worth recording, few enough
@@ -43,23 +48,46 @@ def trial_score(
     spec's metrics (and accuracy) measured on the evaluation data when given, else on the
     training sample: the baseline recorded when the registration gives none. A regressor
     must predict one finite number per row, and its measures are MAE, RMSE and R²."""
+    return trial_score_and_calibration(estimator, spec, training_data, evaluation_data)[0]
+
+
+def trial_score_and_calibration(
+    estimator: Any,
+    spec: MonitoringSpec,
+    training_data: bytes,
+    evaluation_data: bytes | None = None,
+) -> tuple[dict[str, float], ScoreCalibration | None]:
+    """:func:`trial_score`, and a binary classifier's calibration quality on the same rows
+    (``None`` for other models)."""
     trained, _ = parse_csv(training_data, spec)
     if len(trained) == 0:
         raise ArtifactError("the training data has no row the spec accepts: nothing to score")
     sample = _sample(trained)
     measured_on = sample
+    source: Literal["evaluation_data", "training_data"] = "training_data"
     if evaluation_data is not None:
         held_out, _ = parse_csv(evaluation_data, spec)
         if len(held_out):
             measured_on = _sample(held_out)
+            source = "evaluation_data"
     if spec.task is ModelTask.REGRESSION:
         _values(estimator, spec, sample, "its training data")
-        return _regression_metrics(estimator, spec, measured_on)
+        return _regression_metrics(estimator, spec, measured_on), None
     _scores(estimator, spec, sample, "its training data")
     scores = _scores(estimator, spec, measured_on, "its evaluation data")
     names = [target.metric for target in spec.metrics] + ["accuracy"]
     measured = {name: metric_value(name, scores, spec) for name in names}
-    return {name: value for name, value in measured.items() if value is not None}
+    calibration = None
+    if len(spec.classes) == 2:
+        positive = np.asarray(scores.truth) == spec.positive
+        probability = np.asarray(scores.positive_probability, dtype=float)
+        calibration = ScoreCalibration(
+            rows=len(probability),
+            ece=round(expected_calibration_error(probability, positive), 6),
+            brier=round(brier_score(probability, positive), 6),
+            measured_on=source,
+        )
+    return {name: value for name, value in measured.items() if value is not None}, calibration
 
 
 def _sample(rows: LabelledRows) -> LabelledRows:

@@ -18,10 +18,11 @@ from contracts import (
     MetricsComputed,
     MetricTarget,
     PredictionMade,
+    ScoreCalibration,
     Variant,
 )
 from services.monitor.domain import Monitor, MonitorPolicy, Snapshot, Step
-from services.monitor.estimation import fit_calibration
+from services.monitor.estimation import Reference, fit_calibration
 from services.monitor.windows import Window, WindowPolicy
 from tests.factories import MODEL, T0, make_spec, make_version_record
 
@@ -229,10 +230,12 @@ def test_the_reference_survives_a_restart() -> None:
     predictions, labels = _stream(rng, 400, shifted=False)
     _feed(monitor, predictions)
     _feed(monitor, labels[:150])
-    gathering = monitor.drain_changes().references
-    assert len(gathering[(MODEL, 1)].scores) == 150
+    gathering = monitor.drain_changes().references[(MODEL, 1)]
+    assert isinstance(gathering, Reference)
+    assert len(gathering.scores) == 150
     _feed(monitor, labels[150:300])
     calibrated = monitor.drain_changes().references[(MODEL, 1)]
+    assert isinstance(calibrated, Reference)
     assert calibrated.calibration is not None
     assert calibrated.scores == []
 
@@ -281,3 +284,26 @@ def test_windows_saved_before_estimation_existed_still_load() -> None:
     assert window.positive_scores == []
     assert window.first_labelled_prediction_at is None
     assert Window.from_dict(window.to_dict()) == window
+
+
+def test_the_calibration_measured_at_registration_is_shown_beside_the_reference() -> None:
+    registered = ScoreCalibration(rows=143, ece=0.21, brier=0.19, measured_on="evaluation_data")
+    monitor = _monitor()
+    monitor.know(
+        make_version_record(
+            version=1,
+            spec=make_spec(metrics=[TARGET], consecutive_windows=2),
+            metrics={"recall": TARGET.baseline},
+            calibration=registered,
+        )
+    )
+    _calibrated(monitor)
+    (shown,) = monitor.status()["calibrations"]
+    assert shown["registered"] == registered.model_dump()
+    rng = np.random.default_rng(3)
+    _feed(monitor, _stream(rng, 600, shifted=False)[0])
+    raised = _alerts(
+        _feed(monitor, _stream(rng, 600, shifted=True, first=600)[0]), AlertKind.ESTIMATED_DECAY
+    )
+    assert raised
+    assert raised[0].evidence["registered_calibration"] == registered.model_dump()

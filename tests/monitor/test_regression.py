@@ -243,7 +243,9 @@ def test_an_mae_breach_raises_one_alert_and_its_end_one_recovery() -> None:
     for window in windows:
         assert window.class_labels == []
         assert window.confusion_matrix == []
-        assert window.estimated is None
+        # The loss estimate (from the 300th label on) is blind to this shift: the inputs are
+        # alike, only the errors grew (a concept shift), so no estimated_decay above.
+        assert window.estimated is None or set(window.estimated) == {"mae", "rmse"}
         assert window.calibration is None
         assert "low_confidence_rate" not in window.metrics
         assert "accuracy" not in window.metrics

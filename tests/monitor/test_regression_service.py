@@ -159,6 +159,8 @@ async def test_a_restart_mid_stream_with_redelivery_publishes_what_an_uninterrup
     compared = [e for e in expected if isinstance(e, VariantsCompared)]
     assert any(e.challenger_samples > 100 for e in compared)
     assert {e.metric for e in compared} == {"mae"}
+    # the loss estimates (models fitted on the first 300 labelled outcomes) replay exactly too
+    assert any(isinstance(e, MetricsComputed) and e.estimated for e in expected)
 
     cut = len(events) // 200 * 100
     first, first_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
@@ -233,10 +235,15 @@ async def test_series_and_vigil_series_show_a_regressors_mae_rmse_and_r2(
     assert (episode["metric"], episode["version"]) == ("mae", 1)
     assert episode["recovered_at"] is not None
 
-    # CBPE is for binary classifiers: a regressor's windows simply carry no estimate.
+    # A regressor's windows carry the loss estimate once its reference (the first 300 labelled
+    # outcomes) is complete, beside the realised MAE and RMSE.
     recent = await service.recent_windows(REGRESSOR)
     assert recent
-    assert all(w["estimated"] is None for w in recent)
+    assert recent[0]["estimated"] is None
+    estimated = [w for w in recent if w["estimated"] is not None]
+    assert estimated
+    assert all(set(w["estimated"]) == {"mae", "rmse"} for w in estimated)
+    assert all(set(w["realised"]) == {"mae", "rmse"} for w in estimated)
     assert all(w["key_metric"] == "mae" for w in recent)
 
     assert code == 0, table

@@ -19,6 +19,7 @@ from services.monitor.domain import Changes, ModelClock, Pairing, Snapshot
 from services.monitor.estimation import Reference
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
 from services.monitor.ownership import ModelRevisionRow
+from services.monitor.residuals import ResidualReference
 from services.monitor.tables import (
     ClockRow,
     ComparisonOutcomeRow,
@@ -26,6 +27,7 @@ from services.monitor.tables import (
     PairingRow,
     PendingRow,
     ReferenceRow,
+    ResidualReferenceRow,
     WindowRow,
 )
 from services.monitor.thresholds import Episode
@@ -42,6 +44,7 @@ TABLES: list[type[SQLModel]] = [
     PairingRow,
     ComparisonOutcomeRow,
     ReferenceRow,
+    ResidualReferenceRow,
     HandledBatch,
     ModelRevisionRow,
     *OUTBOX_TABLES,
@@ -62,6 +65,7 @@ _clocks = _table(ClockRow)
 _pairings = _table(PairingRow)
 _outcomes = _table(ComparisonOutcomeRow)
 _references = _table(ReferenceRow)
+_residual_references = _table(ResidualReferenceRow)
 
 
 async def load_snapshot(session: AsyncSession) -> Snapshot:
@@ -87,6 +91,9 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
         snapshot.references[(reference.model, reference.model_version)] = Reference.from_dict(
             json.loads(reference.state)
         )
+    for gathered in (await session.exec(select(ResidualReferenceRow))).all():
+        key = (gathered.model, gathered.model_version)
+        snapshot.residual_references[key] = ResidualReference.from_dict(json.loads(gathered.state))
     outcomes = select(ComparisonOutcomeRow).order_by(col(ComparisonOutcomeRow.seq))
     for row in (await session.exec(outcomes)).all():
         owner = snapshot.pairings.get(row.model)
@@ -136,6 +143,15 @@ async def save_changes(session: AsyncSession, changes: Changes) -> None:
         [
             ({"model": m, "model_version": v}, {"state": json.dumps(r.to_dict())})
             for (m, v), r in changes.references.items()
+        ],
+    )
+    await _replace(
+        session,
+        _residual_references,
+        ("model", "model_version"),
+        [
+            ({"model": m, "model_version": v}, {"state": json.dumps(r.to_dict())})
+            for (m, v), r in changes.residual_references.items()
         ],
     )
     await _save_pairings(session, changes)

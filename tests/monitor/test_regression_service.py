@@ -154,7 +154,9 @@ async def test_a_restart_mid_stream_with_redelivery_publishes_what_an_uninterrup
     assert alerts == [
         ("AlertRaised", f"{REGRESSOR}:v2:challenger_worse:mae"),  # 35 off against 20 off
         ("AlertRaised", f"{REGRESSOR}:v1:metric_decay:mae"),
+        ("AlertRaised", f"{REGRESSOR}:v1:residual_drift:residuals"),  # 60 off, not 20
         ("AlertRecovered", f"{REGRESSOR}:v1:metric_decay:mae"),
+        ("AlertRecovered", f"{REGRESSOR}:v1:residual_drift:residuals"),
     ]
     compared = [e for e in expected if isinstance(e, VariantsCompared)]
     assert any(e.challenger_samples > 100 for e in compared)

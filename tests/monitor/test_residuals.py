@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from itertools import groupby
 from typing import Any, cast
@@ -39,60 +39,18 @@ from services.monitor.residuals import (
 )
 from services.monitor.windows import WindowPolicy
 from tests.factories import T0
-from tests.monitor.regression_streams import REGRESSOR, diabetes_targets, regressor_record
+from tests.monitor.regression_streams import (
+    NOISE,
+    REGRESSOR,
+    diabetes_targets,
+    honest,
+    noisy_traffic,
+    regressor_record,
+    twenty_percent_low,
+)
 
 NOW = T0 + timedelta(days=1)
 FINGERPRINT = f"{REGRESSOR}:v1:residual_drift:residuals"
-NOISE = 50.0
-"""Standard deviation of a diabetes model's error (a gradient-boosted model's MAE is ~43)."""
-
-
-def honest(truth: float, noise: float) -> float:
-    return truth + noise
-
-
-def twenty_percent_low(truth: float, noise: float) -> float:
-    return 0.8 * (truth + noise)
-
-
-def traffic(
-    rng: np.random.Generator,
-    count: int,
-    predict: Callable[[float, float], float],
-    *,
-    start: int = 0,
-) -> list[Envelope]:
-    """``count`` predictions of diabetes targets drawn at random, each followed by its truth."""
-    targets = diabetes_targets()
-    events: list[Envelope] = []
-    for index in range(start, start + count):
-        truth = targets[int(rng.integers(len(targets)))]
-        at = T0 + timedelta(seconds=index)
-        request = f"r-{index}"
-        events.append(
-            ValuePredicted(
-                producer="scorer",
-                occurred_at=at,
-                model=REGRESSOR,
-                model_version=1,
-                variant=Variant.CHAMPION,
-                deployment_revision=1,
-                request_id=request,
-                features={"bmi": 0.01, "bp": -0.02},
-                predicted_value=predict(truth, float(rng.normal(0.0, NOISE))),
-                latency_ms=1.0,
-            )
-        )
-        events.append(
-            ValueRecorded(
-                producer="labeller",
-                occurred_at=at + timedelta(milliseconds=500),
-                model=REGRESSOR,
-                request_id=request,
-                value=truth,
-            )
-        )
-    return events
 
 
 def watcher(**overrides: Any) -> Monitor:
@@ -246,10 +204,10 @@ def test_the_reference_gathers_its_first_rows_and_remembers_which_window_overlap
 def test_predictions_twenty_percent_low_raise_after_consecutive_windows_and_recover() -> None:
     rng = np.random.default_rng(4)
     monitor = watcher()
-    before = feed(monitor, traffic(rng, 1_000, honest))
+    before = feed(monitor, noisy_traffic(rng, 1_000, honest))
     assert residual_alerts(before) == []
 
-    biased = feed(monitor, traffic(rng, 500, twenty_percent_low, start=1_000))
+    biased = feed(monitor, noisy_traffic(rng, 500, twenty_percent_low, start=1_000))
     (raised,) = residual_alerts(biased)
     assert isinstance(raised, AlertRaised)
     assert raised.fingerprint == FINGERPRINT
@@ -269,7 +227,7 @@ def test_predictions_twenty_percent_low_raise_after_consecutive_windows_and_reco
     assert "residual_drift" not in raised.summary
     assert "300 labelled outcomes" in raised.summary
 
-    after = feed(monitor, traffic(rng, 400, honest, start=1_500))
+    after = feed(monitor, noisy_traffic(rng, 400, honest, start=1_500))
     (recovered,) = residual_alerts(after)
     assert isinstance(recovered, AlertRecovered)
     assert recovered.fingerprint == FINGERPRINT
@@ -280,7 +238,7 @@ def test_predictions_twenty_percent_low_raise_after_consecutive_windows_and_reco
 def test_two_hundred_clean_windows_raise_nothing() -> None:
     rng = np.random.default_rng(5)
     monitor = watcher()
-    step = feed(monitor, traffic(rng, 300 + 200 * 100, honest))
+    step = feed(monitor, noisy_traffic(rng, 300 + 200 * 100, honest))
     assert step.refusals == []
     assert closed_windows(step) >= 200
     assert residual_alerts(step) == []
@@ -290,19 +248,19 @@ def test_windows_are_not_judged_before_the_reference_is_full_nor_against_their_o
     rng = np.random.default_rng(6)
     monitor = watcher(residual_reference_rows=250)
     # Biased from the start: the reference is biased too, so nothing has changed since.
-    step = feed(monitor, traffic(rng, 1_500, twenty_percent_low))
+    step = feed(monitor, noisy_traffic(rng, 1_500, twenty_percent_low))
     assert residual_alerts(step) == []
     # The third window (rows 201-300) held the last 50 reference rows: the first one judged
     # is the fourth. A shift now raises after two more.
-    shifted = feed(monitor, traffic(rng, 300, honest, start=1_500))
+    shifted = feed(monitor, noisy_traffic(rng, 300, honest, start=1_500))
     assert [type(a) for a in residual_alerts(shifted)] == [AlertRaised]
 
 
 def test_a_window_with_too_few_labels_is_not_judged() -> None:
     rng = np.random.default_rng(7)
     monitor = watcher(min_labelled=1_000, window=WindowPolicy(max_events=100, span=None))
-    feed(monitor, traffic(rng, 400, honest))
-    step = feed(monitor, traffic(rng, 600, twenty_percent_low, start=400))
+    feed(monitor, noisy_traffic(rng, 400, honest))
+    step = feed(monitor, noisy_traffic(rng, 600, twenty_percent_low, start=400))
     assert closed_windows(step) >= 5
     assert residual_alerts(step) == []
 
@@ -310,7 +268,7 @@ def test_a_window_with_too_few_labels_is_not_judged() -> None:
 def test_the_reference_and_the_episode_survive_a_restore() -> None:
     rng = np.random.default_rng(8)
     first = watcher()
-    feed(first, traffic(rng, 350, honest))
+    feed(first, noisy_traffic(rng, 350, honest))
     changes = first.drain_changes()
     (reference,) = changes.residual_references.values()
     assert reference.full
@@ -323,7 +281,7 @@ def test_the_reference_and_the_episode_survive_a_restore() -> None:
             residual_references=changes.residual_references,
         )
     )
-    step = feed(second, traffic(rng, 300, twenty_percent_low, start=350))
+    step = feed(second, noisy_traffic(rng, 300, twenty_percent_low, start=350))
     assert [type(a) for a in residual_alerts(step)] == [AlertRaised]
     assert step.outputs
     assert residual_alerts(step)[0].evidence["reference_rows"] == 300

@@ -636,6 +636,16 @@ class Monitor:
                 }
                 for (model, version), reference in sorted(self._references.items())
             ],
+            "residual_references": [
+                {
+                    "model": model,
+                    "version": version,
+                    "rows": len(reference.residuals),
+                    "needed": reference.rows,
+                    "full": reference.full,
+                }
+                for (model, version), reference in sorted(self._residuals.items())
+            ],
         }
 
     # ------------------------------------------------------------------ internals

@@ -268,7 +268,11 @@ def test_a_window_with_too_few_labels_is_not_judged() -> None:
 def test_the_reference_and_the_episode_survive_a_restore() -> None:
     rng = np.random.default_rng(8)
     first = watcher()
-    feed(first, noisy_traffic(rng, 350, honest))
+    feed(first, noisy_traffic(rng, 120, honest))
+    assert first.status()["residual_references"] == [
+        {"model": REGRESSOR, "version": 1, "rows": 120, "needed": 300, "full": False}
+    ]
+    feed(first, noisy_traffic(rng, 230, honest, start=120))
     changes = first.drain_changes()
     (reference,) = changes.residual_references.values()
     assert reference.full

@@ -29,6 +29,9 @@ class AlertKind(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     DATA_DRIFT = "data_drift"
     PREDICTION_DRIFT = "prediction_drift"
+    RESIDUAL_DRIFT = "residual_drift"
+    """A regressor's errors (truth - prediction) no longer match those of its first labelled
+    outcomes (the monitor: docs/monitor.md, "Residual drift")."""
     PROBE_FAILED = "probe_failed"
     CHALLENGER_WORSE = "challenger_worse"
     DEAD_LETTERS = "dead_letters"

@@ -324,6 +324,17 @@ def signal_charts(
         ]
     if kind in _DRIFT_KINDS:
         return _drift_charts(evidence, f"{model} {kind.replace('_', ' ')}")
+    if kind == "residual_drift" and isinstance(evidence.get("effect_sizes"), list):
+        effects = evidence["effect_sizes"]
+        return [
+            line_chart(
+                f"{model}: residuals against the reference in the windows that raised the alert",
+                [Line("effect size (wasserstein / reference sd)", effects)],
+                x_labels=[f"window {i + 1}" for i in range(len(effects))],
+                thresholds=[("effect floor", evidence.get("effect_floor"))],
+                spans=[Span(0, len(effects) - 1, "drifted windows")] if effects else [],
+            )
+        ]
     if kind == "challenger_worse" and "champion_value" in evidence:
         return [comparison_chart(evidence)]
     return []

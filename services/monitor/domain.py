@@ -85,6 +85,13 @@ from services.monitor.metrics import (
     regression_metrics,
     throughput_per_second,
 )
+from services.monitor.residuals import SUBJECT as RESIDUAL_SUBJECT
+from services.monitor.residuals import (
+    ResidualReference,
+    compare_residuals,
+    residual,
+    residual_alert,
+)
 from services.monitor.thresholds import (
     Episode,
     Reading,
@@ -148,6 +155,9 @@ class MonitorPolicy:
     models) is fitted."""
     estimation_samples: int = 500
     """Label vectors sampled per window for the estimate's 95 % band."""
+    residual_reference_rows: int = 300
+    """A regressor version's first labelled outcomes whose residuals its windows are tested
+    against (residual drift)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.hysteresis <= 1:
@@ -156,6 +166,8 @@ class MonitorPolicy:
             raise ValueError("min_labelled and min_predictions must be at least 1")
         if self.calibration_rows < 50 or self.estimation_samples < 10:
             raise ValueError("calibration_rows must be at least 50, estimation_samples 10")
+        if self.residual_reference_rows < 30:
+            raise ValueError("residual_reference_rows must be at least 30")
         self.event_time_bounds()  # refuses a negative tolerance
 
     def event_time_bounds(self) -> EventTimeBounds:
@@ -227,6 +239,8 @@ class Changes:
     """Model, champion version, challenger version, side, sequence number, outcome."""
     references: dict[tuple[str, int], Reference | LossReference] = field(default_factory=dict)
     """Versions' references (gathering rows, or calibrated; a regressor's keeps its rows)."""
+    residual_references: dict[tuple[str, int], ResidualReference] = field(default_factory=dict)
+    """Regressor versions' reference residuals (gathering, or full)."""
 
 
 @dataclass
@@ -239,6 +253,7 @@ class Snapshot:
     clocks: dict[str, ModelClock] = field(default_factory=dict)
     pairings: dict[str, Pairing] = field(default_factory=dict)
     references: dict[tuple[str, int], Reference | LossReference] = field(default_factory=dict)
+    residual_references: dict[tuple[str, int], ResidualReference] = field(default_factory=dict)
 
 
 class Monitor:
@@ -263,6 +278,8 @@ class Monitor:
         self._new_outcomes: list[tuple[str, int, int, str, int, Outcome | ValueOutcome]] = []
         self._references: dict[tuple[str, int], Reference | LossReference] = {}
         self._changed_references: set[tuple[str, int]] = set()
+        self._residuals: dict[tuple[str, int], ResidualReference] = {}
+        self._changed_residuals: set[tuple[str, int]] = set()
         self._recent: dict[Series, deque[dict[str, JsonValue]]] = {}
 
     # ------------------------------------------------------------------ what the monitor knows
@@ -543,6 +560,7 @@ class Monitor:
             pairings={model: self._pairings.get(model) for model in self._changed_pairings},
             ended_pairings=self._ended_pairings,
             references={key: self._references[key] for key in self._changed_references},
+            residual_references={key: self._residuals[key] for key in self._changed_residuals},
             outcomes=[
                 row
                 for row in self._new_outcomes
@@ -556,6 +574,7 @@ class Monitor:
         self._ended_pairings = []
         self._new_outcomes = []
         self._changed_references = set()
+        self._changed_residuals = set()
         return changes
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -566,6 +585,7 @@ class Monitor:
         self._clocks.update(snapshot.clocks)
         self._pairings.update(snapshot.pairings)
         self._references.update(snapshot.references)
+        self._residuals.update(snapshot.residual_references)
 
     def status(self) -> dict[str, Any]:
         """Return a summary for operators: what waits, what is open, what alerts."""
@@ -646,6 +666,16 @@ class Monitor:
                 }
                 for (model, version), reference in sorted(self._references.items())
                 if isinstance(reference, LossReference)
+            ],
+            "residual_references": [
+                {
+                    "model": model,
+                    "version": version,
+                    "rows": len(reference.residuals),
+                    "needed": reference.rows,
+                    "full": reference.full,
+                }
+                for (model, version), reference in sorted(self._residuals.items())
             ],
         }
 
@@ -740,6 +770,7 @@ class Monitor:
                 rows=self._policy.calibration_rows,
             )
             self._changed_references.add(key)
+        self._gather_residual(series, label.label, prediction.predicted_value)
         self._sample_for_comparison(prediction, label)
         self._closed(
             self._windows.add_value_outcome(
@@ -876,6 +907,8 @@ class Monitor:
         step.outputs.append(metrics_event)
         self._remember(metrics_event, spec.key_metric)
         self._judge(record, closed, figures, now, step)
+        if regression:
+            self._judge_residuals(record, closed, now, step)
         if estimated is not None and quality is not None:
             self._judge_estimate(record, closed, estimated, quality, now, step)
         self._compare(series, now, step)
@@ -943,6 +976,77 @@ class Monitor:
                         closed, figures, target, kind, severity, fingerprint, transition, now
                     )
                 )
+
+    def _gather_residual(self, series: Series, y_true: float, y_pred: float) -> None:
+        """Add an outcome's residual to its version's reference while that gathers."""
+        key = (series.model, series.version)
+        reference = self._residuals.get(key)
+        if reference is None:
+            reference = ResidualReference(rows=self._policy.residual_reference_rows)
+            self._residuals[key] = reference
+        value = residual(y_true, y_pred)
+        if value is not None and reference.add(value, series.variant):
+            self._changed_residuals.add(key)
+
+    def _judge_residuals(
+        self, record: ModelVersionRecord, closed: ClosedWindow, now: datetime, step: Step
+    ) -> None:
+        """Raise ``residual_drift`` when ``consecutive_windows`` windows of at least
+        ``min_labelled`` labels drift from the reference residuals (services/monitor/residuals.py);
+        recover after as many clean ones. A window holding reference rows is not judged."""
+        window = closed.window
+        series = window.series
+        key = (series.model, series.version)
+        reference = self._residuals.get(key)
+        if reference is None:
+            return
+        judged = reference.judges(series.variant)
+        if reference.window_closed(series.variant):
+            self._changed_residuals.add(key)
+        if not judged or window.labelled < self._policy.min_labelled:
+            return
+        values = [
+            residual(t, p) for t, p in zip(window.values_true, window.values_pred, strict=True)
+        ]
+        test = compare_residuals(reference.residuals, [v for v in values if v is not None])
+        if test is None:
+            return
+        reading = Reading.BREACHED if test.drifted else Reading.CLEAR
+        fingerprint = alert_fingerprint(
+            series.model, series.version, AlertKind.RESIDUAL_DRIFT, RESIDUAL_SUBJECT
+        )
+        episode = self._episodes.get(fingerprint, Episode())
+        updated, transition = advance(
+            episode,
+            reading,
+            round(test.effect_size, 6),
+            raise_after=record.spec.consecutive_windows,
+            recover_after=self._policy.recovery_windows or record.spec.consecutive_windows,
+        )
+        if updated != episode:
+            self._set_episode(fingerprint, updated)
+        if transition is None:
+            return
+        step.outputs.append(
+            residual_alert(
+                model=series.model,
+                version=series.version,
+                variant=series.variant,
+                fingerprint=fingerprint,
+                transition=transition,
+                test=test,
+                window={
+                    "kind": closed.kind.value,
+                    "start": window.start.isoformat(),
+                    "end": window.end.isoformat(),
+                    "predictions": window.predictions,
+                    "labelled": window.labelled,
+                    "non_finite_residuals": len(values) - test.window_rows,
+                },
+                producer=PRODUCER,
+                now=now,
+            )
+        )
 
     def _remember(self, event: MetricsComputed, key_metric: str) -> None:
         series = Series(event.model, event.model_version, event.variant.value)

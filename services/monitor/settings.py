@@ -134,6 +134,12 @@ class Settings(ServiceSettings):
     estimation_samples: int = Field(
         default=500, ge=10, description="Label vectors sampled per window for the estimate's band."
     )
+    residual_reference_rows: int = Field(
+        default=300,
+        ge=30,
+        description="A regressor version's first labelled outcomes whose residuals (truth - "
+        "prediction) its windows are tested against for residual_drift (docs/monitor.md).",
+    )
 
     @model_validator(mode="after")
     def _a_window_closes(self) -> Self:
@@ -169,4 +175,5 @@ class Settings(ServiceSettings):
             estimation=self.estimation,
             calibration_rows=self.calibration_rows,
             estimation_samples=self.estimation_samples,
+            residual_reference_rows=self.residual_reference_rows,
         )

@@ -20,6 +20,7 @@ from services.monitor.estimation import Reference
 from services.monitor.join import PendingKey, PendingLabel, PendingPrediction
 from services.monitor.loss_estimation import LossReference
 from services.monitor.ownership import ModelRevisionRow
+from services.monitor.residuals import ResidualReference
 from services.monitor.tables import (
     ClockRow,
     ComparisonOutcomeRow,
@@ -27,6 +28,7 @@ from services.monitor.tables import (
     PairingRow,
     PendingRow,
     ReferenceRow,
+    ResidualReferenceRow,
     WindowRow,
 )
 from services.monitor.thresholds import Episode
@@ -43,6 +45,7 @@ TABLES: list[type[SQLModel]] = [
     PairingRow,
     ComparisonOutcomeRow,
     ReferenceRow,
+    ResidualReferenceRow,
     HandledBatch,
     ModelRevisionRow,
     *OUTBOX_TABLES,
@@ -63,6 +66,7 @@ _clocks = _table(ClockRow)
 _pairings = _table(PairingRow)
 _outcomes = _table(ComparisonOutcomeRow)
 _references = _table(ReferenceRow)
+_residual_references = _table(ResidualReferenceRow)
 
 
 async def load_snapshot(session: AsyncSession) -> Snapshot:
@@ -91,6 +95,9 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
             if state.get("kind") == "loss"
             else Reference.from_dict(state)
         )
+    for gathered in (await session.exec(select(ResidualReferenceRow))).all():
+        key = (gathered.model, gathered.model_version)
+        snapshot.residual_references[key] = ResidualReference.from_dict(json.loads(gathered.state))
     outcomes = select(ComparisonOutcomeRow).order_by(col(ComparisonOutcomeRow.seq))
     for row in (await session.exec(outcomes)).all():
         owner = snapshot.pairings.get(row.model)
@@ -140,6 +147,15 @@ async def save_changes(session: AsyncSession, changes: Changes) -> None:
         [
             ({"model": m, "model_version": v}, {"state": json.dumps(r.to_dict())})
             for (m, v), r in changes.references.items()
+        ],
+    )
+    await _replace(
+        session,
+        _residual_references,
+        ("model", "model_version"),
+        [
+            ({"model": m, "model_version": v}, {"state": json.dumps(r.to_dict())})
+            for (m, v), r in changes.residual_references.items()
         ],
     )
     await _save_pairings(session, changes)

@@ -20,6 +20,7 @@ __all__ = [
     "PairingRow",
     "PendingRow",
     "ReferenceRow",
+    "ResidualReferenceRow",
     "WindowRow",
 ]
 
@@ -98,6 +99,16 @@ class ReferenceRow(SQLModel, table=True):
     """A version's reference for label-free estimation: rows gathered, or its calibration."""
 
     __tablename__ = "monitor_references"
+
+    model: str = Field(primary_key=True)
+    model_version: int = Field(primary_key=True)
+    state: str
+
+
+class ResidualReferenceRow(SQLModel, table=True):
+    """A regressor version's reference residuals for residual drift (gathering, or full)."""
+
+    __tablename__ = "monitor_residual_references"
 
     model: str = Field(primary_key=True)
     model_version: int = Field(primary_key=True)

@@ -159,6 +159,20 @@ def test_drift_signal_draws_effects_significance_and_distributions() -> None:
     assert "alpha 0.01 2" in charts[1]
 
 
+def test_residual_drift_draws_the_effect_sizes_against_the_floor() -> None:
+    signal = {
+        "kind": "residual_drift",
+        "evidence": {"effect_sizes": [0.48, 0.64], "effect_floor": 0.1, "p_value": 1e-8},
+    }
+    (chart,) = signal_charts(signal, "diabetes", 1, None)
+    assert titles([chart]) == [
+        "diabetes: residuals against the reference in the windows that raised the alert"
+    ]
+    assert chart.count("<circle") == 2
+    assert "effect floor 0.1" in chart
+    assert signal_charts({"kind": "residual_drift", "evidence": {}}, "m", 1, None) == []
+
+
 def test_signals_without_a_chart_get_none() -> None:
     assert signal_charts({"kind": "probe_failed", "evidence": {}}, "churn", 3, None) == []
     assert signal_charts({"kind": "data_drift", "evidence": "junk"}, "churn", 3, None) == []

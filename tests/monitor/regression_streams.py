@@ -4,12 +4,13 @@ values, with a known error per phase. The true values are scikit-learn's diabete
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+import numpy as np
 from sklearn.datasets import load_diabetes
 
 from contracts import (
@@ -144,4 +145,56 @@ def interleaved_values(scored: list[ScoredValue], *, lag: int) -> list[Envelope]
         if index >= lag:
             events.append(scored[index - lag].truth)
     events.extend(item.truth for item in scored[max(0, len(scored) - lag) :])
+    return events
+
+
+NOISE = 50.0
+"""Standard deviation of a diabetes model's error (a gradient-boosted model's MAE is ~43)."""
+
+
+def honest(truth: float, noise: float) -> float:
+    return truth + noise
+
+
+def twenty_percent_low(truth: float, noise: float) -> float:
+    return 0.8 * (truth + noise)
+
+
+def noisy_traffic(
+    rng: np.random.Generator,
+    count: int,
+    predict: Callable[[float, float], float],
+    *,
+    start: int = 0,
+) -> list[Envelope]:
+    """``count`` predictions of diabetes targets drawn at random, each followed by its truth."""
+    targets = diabetes_targets()
+    events: list[Envelope] = []
+    for index in range(start, start + count):
+        truth = targets[int(rng.integers(len(targets)))]
+        at = T0 + timedelta(seconds=index)
+        request = f"r-{index}"
+        events.append(
+            ValuePredicted(
+                producer="scorer",
+                occurred_at=at,
+                model=REGRESSOR,
+                model_version=1,
+                variant=Variant.CHAMPION,
+                deployment_revision=1,
+                request_id=request,
+                features={"bmi": 0.01, "bp": -0.02},
+                predicted_value=predict(truth, float(rng.normal(0.0, NOISE))),
+                latency_ms=1.0,
+            )
+        )
+        events.append(
+            ValueRecorded(
+                producer="labeller",
+                occurred_at=at + timedelta(milliseconds=500),
+                model=REGRESSOR,
+                request_id=request,
+                value=truth,
+            )
+        )
     return events

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -62,10 +63,24 @@ async def test_an_mae_breach_alerts_once_recovers_once_and_replayed_events_count
         )
 
     alerts = await read_events(kafka_settings, Topic.ALERTS)
-    assert [(type(a).__name__, getattr(a, "fingerprint", None)) for a in alerts] == [
-        ("AlertRaised", f"{REGRESSOR}:v1:metric_decay:mae"),
-        ("AlertRecovered", f"{REGRESSOR}:v1:metric_decay:mae"),
+    # Errors of 60 where they were 20 also change their distribution: residual drift raises
+    # and recovers beside the MAE, each once, though 400 events came twice.
+    decay, residuals = (
+        [
+            type(a).__name__
+            for a in alerts
+            if getattr(a, "fingerprint", None) == f"{REGRESSOR}:v1:{signal}"
+        ]
+        for signal in ("metric_decay:mae", "residual_drift:residuals")
+    )
+    assert decay == ["AlertRaised", "AlertRecovered"], alerts
+    assert residuals == ["AlertRaised", "AlertRecovered"], alerts
+    assert len(alerts) == 4, alerts
+    (drifted,) = [
+        a for a in alerts if isinstance(a, AlertRaised) and a.kind is AlertKind.RESIDUAL_DRIFT
     ]
+    assert drifted.evidence["reference_rows"] == 300
+    assert cast(float, drifted.evidence["p_value"]) < 0.01
     raised = alerts[0]
     assert isinstance(raised, AlertRaised)
     assert raised.kind is AlertKind.METRIC_DECAY

@@ -98,5 +98,12 @@ async def test_a_monitor_killed_mid_stream_resumes_a_regressor_without_loss_or_d
         for a in await read_events(kafka_settings, Topic.ALERTS)
         if isinstance(a, AlertRaised | AlertRecovered)
     ]
-    fingerprint = f"{REGRESSOR}:v1:metric_decay:mae"
-    assert alerts == [("AlertRaised", fingerprint), ("AlertRecovered", fingerprint)]
+    # The MAE and the residuals' distribution (errors of 60 instead of 20: residual drift, its
+    # reference restored after the kill) each raise once and recover once.
+    for subject in ("metric_decay:mae", "residual_drift:residuals"):
+        fingerprint = f"{REGRESSOR}:v1:{subject}"
+        assert [kind for kind, f in alerts if f == fingerprint] == [
+            "AlertRaised",
+            "AlertRecovered",
+        ], alerts
+    assert len(alerts) == 4, alerts

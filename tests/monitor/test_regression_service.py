@@ -6,6 +6,7 @@ changes nothing, and ``GET /series`` and ``vigil series`` show MAE, RMSE and R²
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -15,9 +16,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import numpy as np
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from contracts import (
+    AlertKind,
     AlertRaised,
     AlertRecovered,
     Envelope,
@@ -34,15 +38,18 @@ from services.monitor.api import api
 from services.monitor.domain import Monitor, MonitorPolicy
 from services.monitor.service import MonitorService
 from services.monitor.windows import WindowPolicy
-from services.runtime import Rejection
+from services.runtime import Rejection, create_engine
 from tests.factories import T0, make_deployment
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry, serving
 from tests.monitor.regression_streams import (
     REGRESSOR,
     ValuePhase,
+    honest,
     interleaved_values,
+    noisy_traffic,
     regressor_record,
+    twenty_percent_low,
     value_stream,
 )
 
@@ -154,7 +161,9 @@ async def test_a_restart_mid_stream_with_redelivery_publishes_what_an_uninterrup
     assert alerts == [
         ("AlertRaised", f"{REGRESSOR}:v2:challenger_worse:mae"),  # 35 off against 20 off
         ("AlertRaised", f"{REGRESSOR}:v1:metric_decay:mae"),
+        ("AlertRaised", f"{REGRESSOR}:v1:residual_drift:residuals"),  # 60 off, not 20
         ("AlertRecovered", f"{REGRESSOR}:v1:metric_decay:mae"),
+        ("AlertRecovered", f"{REGRESSOR}:v1:residual_drift:residuals"),
     ]
     compared = [e for e in expected if isinstance(e, VariantsCompared)]
     assert any(e.challenger_samples > 100 for e in compared)
@@ -254,3 +263,48 @@ async def test_series_and_vigil_series_show_a_regressors_mae_rmse_and_r2(
     assert last is not None
     assert f"{last:.4g}" in table
     assert "alert mae v1:" in table
+
+
+async def test_a_restarted_monitor_tests_residuals_against_the_reference_it_stored(
+    make_service: ServiceMaker, registry: FakeRegistry, database_url: str
+) -> None:
+    """The reference (the first 300 residuals, honest here) comes back from the database: the
+    new process judges the biased traffic against it. A reference rebuilt from the biased
+    traffic would see nothing change."""
+    registry.add(regressor_record(version=1))
+    rng = np.random.default_rng(9)
+    first, _ = await make_service()
+    assert await feed(first, noisy_traffic(rng, 400, honest)) == []
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text("SELECT model, model_version, state FROM monitor_residual_references")
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [(model, version) for model, version, _ in rows] == [(REGRESSOR, 1)]
+    assert len(json.loads(rows[0][2])["residuals"]) == 300
+
+    second, published = await make_service()
+    assert await feed(second, noisy_traffic(rng, 300, twenty_percent_low, start=400)) == []
+    raised = [e for e in published.of_type(AlertRaised) if e.kind is AlertKind.RESIDUAL_DRIFT]
+    assert [e.fingerprint for e in raised] == [f"{REGRESSOR}:v1:residual_drift:residuals"]
+    assert raised[0].evidence["reference_rows"] == 300
+    assert cast(float, raised[0].evidence["window_median_residual"]) > 20.0
+
+    # Without the stored reference the same traffic would have become the reference.
+    fresh = Monitor(MonitorPolicy(window=WindowPolicy(max_events=100, span=None)))
+    fresh.know(regressor_record(version=1))
+    rng = np.random.default_rng(9)
+    noisy_traffic(rng, 400, honest)
+    outputs: list[Envelope] = []
+    for kind, run in groupby(noisy_traffic(rng, 300, twenty_percent_low, start=400), key=type):
+        batch = list(run)
+        if kind is ValuePredicted:
+            outputs += fresh.add_predictions(cast(list[ValuePredicted], batch), now=T0).outputs
+        else:
+            outputs += fresh.add_labels(cast(list[ValueRecorded], batch), now=T0).outputs
+    assert not any(isinstance(e, AlertRaised) for e in outputs)

@@ -133,6 +133,7 @@ class Runner:
         self._flush = flush
         self._wake = asyncio.Event()
         self._executions: dict[asyncio.Task[None], str] = {}
+        self._ended: set[str] = set()  # runs whose outcome is recorded, their task cleaning up
         self._renewed_at = float("-inf")
         self._swept_at = float("-inf")
 
@@ -223,7 +224,7 @@ class Runner:
                 )
         if rows:
             log.warning(
-                "%d run(s) of other runners abandoned, their lease lapsed: %s",
+                "%d run(s) abandoned, their runner's lease lapsed: %s",
                 len(rows),
                 ", ".join(f"{r.run_id} ({r.owner})" for r in rows),
             )
@@ -243,7 +244,7 @@ class Runner:
             await self.abandon_lapsed()
 
     async def _renew(self) -> None:
-        executing = dict(self._executions)
+        executing = {t: r for t, r in self._executions.items() if r not in self._ended}
         if not executing:
             return
         until = self._clock() + timedelta(seconds=self._limits.lease_s)
@@ -296,7 +297,7 @@ class Runner:
             await asyncio.gather(*self._executions, return_exceptions=True)
 
     def _finished_execution(self, task: asyncio.Task[None]) -> None:
-        self._executions.pop(task, None)
+        self._ended.discard(self._executions.pop(task, ""))
         if not task.cancelled() and task.exception() is not None:
             log.error("run execution failed", exc_info=task.exception())
         self._wake.set()
@@ -476,6 +477,8 @@ class Runner:
                         changes = {**changes, "finished_at": self._clock()}
                     store.move(row, verdict.state, detail=verdict.detail, **changes)
                 self._committed()
+                if verdict.state is not RunState.VERIFYING:
+                    self._ended.add(run_id)
                 return True
             except Exception:
                 if attempt == _WRITE_ATTEMPTS:

@@ -101,6 +101,9 @@ def test_the_consumer_groups_that_share_work_have_replicas() -> None:
     assert VIGIL["incident-log"]["deploy"]["replicas"] >= 2
     assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2
     assert VIGIL["monitor"]["deploy"]["replicas"] >= 2
+    assert VIGIL["runbook-runner"]["deploy"]["replicas"] >= 2
+    # Replicas of the runner must not share an instance id (the default is unique per process).
+    assert "VIGIL_RUNBOOK_RUNNER_INSTANCE" not in VIGIL["runbook-runner"]["environment"]
 
 
 def test_replicated_services_keep_their_state_in_postgresql_created_by_the_init_script() -> None:

@@ -10,7 +10,10 @@ Admission and claiming lean on the database for the "at most one" rules: the uni
 ``queued_model`` and ``running_model`` columns make a racing second admission or claim fail its
 transaction, and the caller retries, finding the run the winner made. A claimed run holds a lease
 the worker renews; a run whose worker died is claimed again when its lease runs out, and since
-every pipeline step is cached it resumes where it stopped.
+every pipeline step is cached it resumes where it stopped. Ending a run locks its row and checks
+it is still running, so of two workers holding one run (the first stalled past its lease, not
+dead) only the first to end it records an outcome; the other's transaction rolls back
+(:class:`RunEnded`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from services.retrainer.triggers import (
 )
 from services.runtime import Sessions, first_time, stage
 
-__all__ = ["AskRefused", "RetrainRuns", "Run", "UnknownModel"]
+__all__ = ["AskRefused", "RetrainRuns", "Run", "RunEnded", "UnknownModel"]
 
 T = TypeVar("T")
 _ATTEMPTS = 5
@@ -57,6 +60,12 @@ _ATTEMPTS = 5
 
 class UnknownModel(LookupError):
     """The registry has no such model."""
+
+
+class RunEnded(RuntimeError):
+    """A worker tried to end a run that is no longer running: its lease lapsed, another
+    replica's worker claimed the run again and ended it first. The late conclusion (with its
+    registration, evaluation and promotion request, in the same transaction) is dropped."""
 
 
 class AskRefused(ValueError):
@@ -431,8 +440,11 @@ class RetrainRuns:
     ) -> None:
         """Record the snapshot a run trains on and announce the start (once per run)."""
         async with self._sessions() as session, session.begin():
-            row = await session.get(RetrainRunRow, run.run_id)
+            query = select(RetrainRunRow).where(RetrainRunRow.run_id == run.run_id)
+            row = (await session.exec(query.with_for_update())).first()
             assert row is not None
+            if row.state != RunState.RUNNING.value:
+                raise RunEnded(f"run {run.run_id} was ended ({row.state}) by another worker")
             announce = row.dataset is None
             row.dataset = dataset.model_dump_json()
             row.live_from = live_from
@@ -467,9 +479,16 @@ class RetrainRuns:
         failure: str | None,
         changes: DatasetChanges | None,
     ) -> None:
-        """End a run in the caller's transaction and stage ``retrain.finished``."""
-        row = await session.get(RetrainRunRow, run.run_id)
+        """End a run in the caller's transaction and stage ``retrain.finished``; raise
+        :class:`RunEnded` if another worker ended it first."""
+        row = (
+            await session.exec(
+                select(RetrainRunRow).where(RetrainRunRow.run_id == run.run_id).with_for_update()
+            )
+        ).first()
         assert row is not None
+        if row.state != RunState.RUNNING.value:
+            raise RunEnded(f"run {run.run_id} was already ended ({row.state}) by another worker")
         now = self._clock()
         row.state = (RunState.FAILED if failure else RunState.SUCCEEDED).value
         row.running_model = None

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -51,7 +51,7 @@ from services.retrainer.pipeline import (
 )
 from services.retrainer.recipes import Recipe, parse_recipe
 from services.retrainer.retraining_tables import ProducedDatasetRow
-from services.retrainer.runs import RetrainRuns, Run
+from services.retrainer.runs import RetrainRuns, Run, RunEnded
 from services.retrainer.step_store import FileStepStore
 from services.retrainer.store import NotFoundError, RegistryStore
 from services.retrainer.training_data import LabelledRows, parse_csv, to_csv, with_live
@@ -139,10 +139,16 @@ class RetrainWorker:
             return False
         log.info("retraining %s (run %s, causes %s)", run.model, run.run_id, run.causes)
         try:
-            await self._perform(run)
-        except Exception as error:  # a run that cannot finish must end, visibly, not loop
-            log.exception("run %s failed", run.run_id)
-            await self._runs.fail(run, f"{type(error).__name__}: {error}")
+            async with self._holding(run):
+                try:
+                    await self._perform(run)
+                except RunEnded:
+                    raise
+                except Exception as error:  # a run that cannot finish must end, visibly
+                    log.exception("run %s failed", run.run_id)
+                    await self._runs.fail(run, f"{type(error).__name__}: {error}")
+        except RunEnded as ended:
+            log.warning("%s; this worker's outcome is dropped", ended)
         return True
 
     # ------------------------------------------------------------------ one run
@@ -166,7 +172,7 @@ class RetrainWorker:
             champion=(Champion(champion.version, champion.artifact_sha256) if champion else None),
             estimator_sha256=base.artifact_sha256,
         )
-        result = await self._leased(run, run_steps, inputs, self._steps)
+        result = await asyncio.to_thread(run_steps, inputs, self._steps)
         if champion is not None and result.artifact_sha256 == champion.artifact_sha256:
             await self._runs.fail(
                 run,
@@ -243,17 +249,23 @@ class RetrainWorker:
                 )
         return snapshot, rows.live_from, changes
 
-    async def _leased(self, run: Run, work: Callable[..., T], *args: Any) -> T:
-        """Run CPU work in a thread while renewing the run's lease."""
+    @contextlib.asynccontextmanager
+    async def _holding(self, run: Run) -> AsyncIterator[None]:
+        """Renew the run's lease for as long as this worker works on it (the snapshot, the
+        steps, the artifact check and the conclusion alike), so no other replica's worker
+        claims it while this one lives."""
 
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._lease_seconds / 3)
-                await self._runs.renew(run.run_id)
+                try:
+                    await self._runs.renew(run.run_id)
+                except Exception:
+                    log.warning("renewing run %s's lease failed", run.run_id, exc_info=True)
 
         renewer = asyncio.create_task(renew())
         try:
-            return await asyncio.to_thread(work, *args)
+            yield
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

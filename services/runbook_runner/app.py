@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         sessions,
         catalog,
         Limits(
-            instance=settings.instance,
+            instance=settings.resolved_instance(),
             work_dir=settings.resolved_work_dir(),
             python=sys.executable,
             max_concurrent_runs=settings.max_concurrent_runs,
@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
             stop_grace_s=settings.stop_grace_seconds,
             poll_interval_s=settings.poll_interval_seconds,
             max_queue_age_s=settings.max_queue_age_seconds,
+            lease_s=settings.run_lease_seconds,
         ),
         environment=script_environment(
             os.environ, settings.script_env_allowlist, vigil_environment(settings)

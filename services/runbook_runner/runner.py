@@ -9,8 +9,11 @@ same model (on any runner sharing the database). A waiting run whose incident wa
 it was asked for is ``skipped``, and one asked for longer than ``max_queue_age_s`` ago
 ``expired``, instead of started: both judged when the worker gets to it, from what is in the
 database, so a restarted runner judges its backlog the same way. A run started but not finished
-when the runner stops or dies is marked ``abandoned`` — on the way down, or when this runner
-starts again — and is never run again.
+when the runner stops or dies is marked ``abandoned`` and is never run again: on the way down,
+or when a runner of the same instance id starts again, or — whatever became of its runner — by
+any runner sharing the database once the run's lease lapses. A runner renews the lease of each
+run it executes every third of ``lease_s``; a run whose lease another runner found lapsed is no
+longer its own, so it stops the run's process rather than report on it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +44,7 @@ from services.runbook_runner.capture import printable
 from services.runbook_runner.catalog import Catalog
 from services.runbook_runner.execution import CommandResult, run_command, sha256_of
 from services.runbook_runner.runs import (
+    ACTIVE_STATES,
     Verdict,
     after_command,
     after_verification,
@@ -74,6 +79,7 @@ class Limits:
     stop_grace_s: float = 10.0
     poll_interval_s: float = 1.0
     max_queue_age_s: float = 1800.0
+    lease_s: float = 30.0
 
 
 def _recorded(request: RunbookRequest, digest: str, now: datetime) -> RunRow:
@@ -126,7 +132,10 @@ class Runner:
         self._committed = committed
         self._flush = flush
         self._wake = asyncio.Event()
-        self._executions: set[asyncio.Task[None]] = set()
+        self._executions: dict[asyncio.Task[None], str] = {}
+        self._ended: set[str] = set()  # runs whose outcome is recorded, their task cleaning up
+        self._renewed_at = float("-inf")
+        self._swept_at = float("-inf")
 
     @property
     def executing(self) -> int:
@@ -186,13 +195,71 @@ class Runner:
         self._wake.set()
 
     async def recover(self) -> int:
-        """Mark the runs this runner left in progress ``abandoned``; return how many.
+        """Mark ``abandoned`` the runs this instance id left in progress, and those of any
+        runner whose lease lapsed; return how many.
 
-        Call once at start-up, before :meth:`work`: those runs' processes died with the runner
+        Call once at start-up, before :meth:`work`: those runs' processes died with their runner
         (or were killed as it stopped), and whatever they did is unknown, so they are reported
         for a person to judge rather than run again.
         """
-        return await self._abandon("the runner died")
+        return await self._abandon("the runner died") + await self.abandon_lapsed()
+
+    async def abandon_lapsed(self) -> int:
+        """Mark ``abandoned`` the runs in progress whose runner stopped renewing their lease
+        (it died, or lost the database for longer than the lease); return how many."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            store = RunStore(session)
+            rows = list(await store.lapsed(now))
+            for row in rows:
+                lease = "its lease" if row.lease_until is None else "the lease"
+                store.move(
+                    row,
+                    RunState.ABANDONED,
+                    detail=(
+                        f"its runner {row.owner} stopped renewing {lease} (it died or lost the "
+                        f"database) while the run was {row.state}; it is not run again"
+                    ),
+                    finished_at=now,
+                )
+        if rows:
+            log.warning(
+                "%d run(s) abandoned, their runner's lease lapsed: %s",
+                len(rows),
+                ", ".join(f"{r.run_id} ({r.owner})" for r in rows),
+            )
+            self._committed()
+        return len(rows)
+
+    async def keep_leases(self) -> None:
+        """Renew the leases of the runs this process executes, stop those another runner
+        already judged abandoned, and abandon other runners' lapsed runs — each at most every
+        third of the lease."""
+        due = self._limits.lease_s / 3
+        if time.monotonic() - self._renewed_at >= due:
+            self._renewed_at = time.monotonic()
+            await self._renew()
+        if time.monotonic() - self._swept_at >= due:
+            self._swept_at = time.monotonic()
+            await self.abandon_lapsed()
+
+    async def _renew(self) -> None:
+        executing = {t: r for t, r in self._executions.items() if r not in self._ended}
+        if not executing:
+            return
+        until = self._clock() + timedelta(seconds=self._limits.lease_s)
+        async with self._sessions() as session, session.begin():
+            kept = await RunStore(session).renew(
+                self._limits.instance, set(executing.values()), until
+            )
+        for task, run_id in executing.items():
+            if run_id not in kept and not task.done():
+                log.error(
+                    "run %s was judged abandoned by another runner (this one did not renew its "
+                    "lease in time); its process is stopped and its result not reported",
+                    run_id,
+                )
+                task.cancel()
 
     async def work(self) -> None:
         """Start waiting runs until cancelled; on cancellation let runs finish for a grace
@@ -200,6 +267,10 @@ class Runner:
         try:
             while True:
                 self._wake.clear()
+                try:
+                    await self.keep_leases()
+                except Exception:
+                    log.warning("keeping the runs' leases failed; retrying", exc_info=True)
                 await self.start_waiting()
                 await wait_at_most(self._wake, self._limits.poll_interval_s)
         except asyncio.CancelledError:
@@ -215,7 +286,7 @@ class Runner:
                 break
             if isinstance(claim, _Claim):
                 task = asyncio.create_task(self._execute(claim), name=f"run:{claim.run_id}")
-                self._executions.add(task)
+                self._executions[task] = claim.run_id
                 task.add_done_callback(self._finished_execution)
                 started += 1
         return started
@@ -226,7 +297,7 @@ class Runner:
             await asyncio.gather(*self._executions, return_exceptions=True)
 
     def _finished_execution(self, task: asyncio.Task[None]) -> None:
-        self._executions.discard(task)
+        self._ended.discard(self._executions.pop(task, ""))
         if not task.cancelled() and task.exception() is not None:
             log.error("run execution failed", exc_info=task.exception())
         self._wake.set()
@@ -290,6 +361,7 @@ class Runner:
             row,
             RunState.RUNNING,
             owner=self._limits.instance,
+            lease_until=now + timedelta(seconds=self._limits.lease_s),
             parameters=admitted.parameters,
             argv=admitted.argv,
             verify_argv=admitted.verify_argv,
@@ -327,8 +399,8 @@ class Runner:
                 "stderr": command.stderr,
                 "truncated": command.truncated,
             }
-            await self._record(claim.run_id, verdict, outputs)
-            if verdict.state is not RunState.VERIFYING:
+            recorded = await self._record(claim.run_id, verdict, outputs)
+            if not recorded or verdict.state is not RunState.VERIFYING:
                 return
             check = await self._run(
                 claim.admitted.verify_argv,
@@ -378,9 +450,11 @@ class Runner:
             merge_stderr=merge_stderr,
         )
 
-    async def _record(self, run_id: str, verdict: Verdict, changes: Mapping[str, object]) -> None:
+    async def _record(self, run_id: str, verdict: Verdict, changes: Mapping[str, object]) -> bool:
         """Move a run to a verdict's state, retrying a failed write; a run whose result cannot
-        be written stays in progress and is reported abandoned when the runner restarts."""
+        be written stays in progress and is reported abandoned once its lease lapses. A run
+        another runner already reported abandoned (its lease lapsed) keeps that report: ``False``
+        then, and the run goes no further."""
         delay = 0.2
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
@@ -388,21 +462,39 @@ class Runner:
                     store = RunStore(session)
                     row = await store.get(run_id)
                     assert row is not None
+                    if row.owner != self._limits.instance or RunState(row.state) not in (
+                        ACTIVE_STATES
+                    ):
+                        log.error(
+                            "run %s ended %s here, but another runner had already reported it "
+                            "%s (its lease lapsed); that report stands",
+                            run_id,
+                            verdict.state.value,
+                            row.state,
+                        )
+                        return False
                     if verdict.state is not RunState.VERIFYING:
                         changes = {**changes, "finished_at": self._clock()}
                     store.move(row, verdict.state, detail=verdict.detail, **changes)
                 self._committed()
-                return
+                if verdict.state is not RunState.VERIFYING:
+                    self._ended.add(run_id)
+                return True
             except Exception:
                 if attempt == _WRITE_ATTEMPTS:
                     raise
                 log.warning("writing run %s failed (attempt %d)", run_id, attempt, exc_info=True)
                 await asyncio.sleep(delay)
                 delay *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _stop(self) -> None:
-        if self._executions:
-            await asyncio.wait(set(self._executions), timeout=self._limits.stop_grace_s)
+        deadline = time.monotonic() + self._limits.stop_grace_s
+        while self._executions and (left := deadline - time.monotonic()) > 0:
+            # The runs finishing in the grace period are still this runner's: keep their lease.
+            await asyncio.wait(set(self._executions), timeout=min(left, self._limits.lease_s / 3))
+            with contextlib.suppress(Exception):
+                await self._renew()
         for task in list(self._executions):
             task.cancel()
         await asyncio.gather(*self._executions, return_exceptions=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import socket
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -11,11 +15,22 @@ from services.runtime.names import ServiceName
 from services.runtime.request_signing import SigningKeys
 from services.runtime.settings import ServiceSettings
 
-__all__ = ["SERVICE", "Settings"]
+__all__ = ["SERVICE", "Settings", "unique_instance"]
 
 SERVICE = ServiceName.RUNBOOK_RUNNER
 
 _KIB = 1024
+
+
+def unique_instance() -> str:
+    """An id no other runner process has: host name, process id and a random suffix (two
+    runners on one host, or a restarted one reusing a process id, still differ).
+
+    >>> bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", unique_instance()))
+    True
+    """
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class Settings(ServiceSettings):
@@ -30,12 +45,26 @@ class Settings(ServiceSettings):
     catalog_path: Path = Field(
         default=Path("runbooks/catalog.yaml"), description="The runbook catalogue (YAML)."
     )
-    instance: str = Field(
-        default=SERVICE.value,
+    instance: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description=(
-            "Name of this runner; runners sharing one database need distinct, stable names, "
-            "because a runner restarting abandons the runs its name left in progress."
+            "Id of this runner, recorded as the owner of the runs it executes; default: unique "
+            "per process (host name, process id, random suffix). Set it only to a name no other "
+            "live runner on the database has (a pod's stable name, say): a runner starting "
+            "reports the runs its id left in progress abandoned at once, where otherwise they "
+            "wait for their lease to lapse."
+        ),
+    )
+    run_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description=(
+            "How long a run stays a runner's own without renewal (renewed every third of it). "
+            "Once it lapses, any runner on the database reports the run abandoned: a dead "
+            "runner's runs are reported within about this long. Keep it well above the clock "
+            "skew between the runners' hosts."
         ),
     )
     max_concurrent_runs: int = Field(
@@ -106,6 +135,10 @@ class Settings(ServiceSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the state folder."""
         return self.database_url or f"sqlite:///{self.state_dir / 'runbook-runner.db'}"
+
+    def resolved_instance(self) -> str:
+        """This runner's id: the one set, or a new one unique to this process."""
+        return self.instance or unique_instance()
 
     def signing_keys(self) -> SigningKeys:
         """The keys requests are verified with; ``ValueError`` if none is set."""

@@ -7,10 +7,11 @@ change are read ``FOR UPDATE`` (on SQLite every transaction already holds the wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -80,6 +81,38 @@ class RunStore:
             .with_for_update()
         )
         return (await self.session.exec(query)).all()
+
+    async def lapsed(self, now: datetime) -> Sequence[RunRow]:
+        """Runs in progress whose runner's lease ran out before ``now`` (or that never had one,
+        left by a runner older than leases), locked for update; rows another runner is judging
+        are skipped."""
+        query = (
+            select(RunRow)
+            .where(
+                col(RunRow.state).in_([state.value for state in ACTIVE_STATES]),
+                or_(col(RunRow.lease_until).is_(None), col(RunRow.lease_until) < now),
+            )
+            .order_by(col(RunRow.run_id))
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.exec(query)).all()
+
+    async def renew(self, owner: str, run_ids: Collection[str], until: datetime) -> set[str]:
+        """Extend an owner's lease on the runs it executes; return the ids still its own and in
+        progress (a run missing from the answer was judged abandoned by another runner)."""
+        if not run_ids:
+            return set()
+        statement = (
+            update(RunRow)
+            .where(
+                col(RunRow.run_id).in_(list(run_ids)),
+                col(RunRow.owner) == owner,
+                col(RunRow.state).in_([state.value for state in ACTIVE_STATES]),
+            )
+            .values(lease_until=until)
+            .returning(col(RunRow.run_id))
+        )
+        return {run_id for (run_id,) in (await self.session.exec(statement)).all()}
 
     async def resolved_at(self, incident_id: str) -> datetime | None:
         """When an incident was last resolved, as far as this runner heard; ``None`` if never."""

@@ -1,7 +1,9 @@
 """The runner's tables (its own database; SQLite file by default, PostgreSQL by URL).
 
 ``run_id`` is the primary key: the database itself guarantees one row, hence one execution, per
-run id, whatever two deliveries or two replicas race. Resolutions are what the runner learned
+run id, whatever two deliveries or two replicas race. A run in progress carries its runner's
+lease (``lease_until``), renewed while the runner lives; once it lapses, any runner reports the
+run abandoned (:mod:`services.runbook_runner.runner`). Resolutions are what the runner learned
 from the ``incidents`` topic, kept so that a restarted runner still skips a resolved incident's
 waiting runs.
 """
@@ -41,7 +43,8 @@ class RunRow(SQLModel, table=True):
     supplied: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     state: str = Field(index=True)
-    owner: str | None = None
+    owner: str | None = None  # the runner executing it (its instance id)
+    lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)  # renewed by owner
     argv: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     verify_argv: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     script_sha256: str | None = None

@@ -19,9 +19,12 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from contracts import (
+    DatasetChanges,
+    DatasetRef,
     LabelRecorded,
     RetrainAnswer,
     RetrainAnswered,
+    RetrainFinished,
     RetrainRefusal,
     RetrainTrigger,
     ValuePredicted,
@@ -30,7 +33,7 @@ from contracts import (
 )
 from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
-from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
+from services.retrainer.runs import AskRefused, RetrainRuns, RunEnded, UnknownModel
 from services.retrainer.schedules import check_schedules, run_schedules
 from services.retrainer.training_data import targets, with_live
 from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
@@ -215,6 +218,46 @@ async def test_a_claimed_run_is_taken_over_only_after_its_lease_runs_out(stores:
     again = await stores.runs.claim()
     assert again is not None
     assert again.run_id == claimed.run_id  # the dead worker's run resumes first
+
+
+async def test_of_two_workers_holding_one_run_only_the_first_to_end_it_records_an_outcome(
+    stores: Stores,
+) -> None:
+    await stores.runs.ask(ask("manual:a"))
+    stalled = await stores.runs.claim()  # a worker that stalls past its lease, but lives
+    assert stalled is not None
+    stores.clock.advance(minutes=4)
+    taken = await stores.runs.claim()  # another replica's worker takes the run over
+    assert taken is not None
+    assert taken.run_id == stalled.run_id
+    await stores.runs.fail(taken, "ended by the second worker")
+    with pytest.raises(RunEnded):
+        await stores.runs.fail(stalled, "ended by the first worker, too late")
+    await stores.runs.renew(stalled.run_id)  # renewing an ended run changes nothing
+    snapshot = DatasetRef(name=MODEL, version="late", digest="sha256:" + "0" * 64)
+    changes = DatasetChanges(
+        previous=None,
+        current=snapshot,
+        rows_before=0,
+        rows_after=1,
+        live_rows=0,
+        label_balance_before={},
+        label_balance_after={},
+        features=[],
+    )
+    with pytest.raises(RunEnded):
+        await stores.runs.started(stalled, snapshot, 0, changes)
+    async with stores.registry.sessions() as session:
+        finished = (
+            await session.exec(
+                select(OutboxMessage).where(OutboxMessage.event_type == "retrain.finished")
+            )
+        ).all()
+    assert [RetrainFinished.model_validate_json(r.payload).failure for r in finished] == [
+        "ended by the second worker"
+    ]
+    [run] = await stores.runs.recent(model=MODEL)
+    assert run.failure == "ended by the second worker"
 
 
 async def test_the_cooldown_holds_the_next_run_after_one_ends(stores: Stores) -> None:

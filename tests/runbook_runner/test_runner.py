@@ -363,10 +363,17 @@ async def test_a_run_left_in_progress_by_a_dead_runner_is_abandoned_and_never_ru
         store = RunStore(session)
         row = await store.next_requested()
         assert row is not None
-        store.move(row, RunState.RUNNING, owner="runner-a", script_sha256="ab" * 32, argv=["x"])
+        store.move(
+            row,
+            RunState.RUNNING,
+            owner="runner-a",
+            script_sha256="ab" * 32,
+            argv=["x"],
+            lease_until=datetime.now(UTC) + timedelta(seconds=30),
+        )
 
     other = make_runner(sessions, catalog, tmp_path, instance="runner-b")
-    assert await other.recover() == 0
+    assert await other.recover() == 0  # not its run, and its lease holds: maybe alive elsewhere
     restarted = make_runner(sessions, catalog, tmp_path)
     assert await restarted.recover() == 1
     await restarted.accept(request)  # redelivered after the restart
@@ -376,6 +383,102 @@ async def test_a_run_left_in_progress_by_a_dead_runner_is_abandoned_and_never_ru
     assert done.state is RunState.ABANDONED
     assert done.detail == "the runner died while the run was running; it is not run again"
     assert not marker.exists()
+
+
+async def left_running(sessions: Sessions, owner: str, lease_until: datetime | None) -> None:
+    """What a runner that died after starting run-1 leaves behind."""
+    async with sessions() as session, session.begin():
+        store = RunStore(session)
+        row = await store.next_requested()
+        assert row is not None
+        store.move(
+            row,
+            RunState.RUNNING,
+            owner=owner,
+            script_sha256="ab" * 32,
+            argv=["x"],
+            lease_until=lease_until,
+        )
+
+
+@pytest.mark.parametrize("lease", ["lapsed", "none (older runner)"])
+async def test_a_run_whose_lease_lapsed_is_abandoned_by_any_runner_and_never_run_again(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path, lease: str
+) -> None:
+    marker = tmp_path / "marker"
+    request = make_runbook_request(
+        runbook="sleeps", parameters={"marker": str(marker), "seconds": 0.1}
+    )
+    await make_runner(sessions, catalog, tmp_path).accept(request)
+    lapsed = datetime.now(UTC) - timedelta(seconds=1) if lease == "lapsed" else None
+    await left_running(sessions, "gone-host-1-abcd", lapsed)
+
+    first, second = (
+        make_runner(sessions, catalog, tmp_path, instance=name) for name in ("r-1", "r-2")
+    )
+    both = await asyncio.gather(first.abandon_lapsed(), second.abandon_lapsed())
+    assert sorted(both) == [0, 1]  # reported once, by either
+    assert await first.abandon_lapsed() == 0
+    await first.accept(request)
+    assert await first.start_waiting() == 0
+
+    done = await finished(sessions)
+    assert done.state is RunState.ABANDONED
+    lease_word = "the lease" if lease == "lapsed" else "its lease"
+    assert done.detail == (
+        f"its runner gone-host-1-abcd stopped renewing {lease_word} (it died or lost the "
+        "database) while the run was running; it is not run again"
+    )
+    assert not marker.exists()
+
+
+async def test_a_live_runners_leases_are_renewed_so_no_other_runner_abandons_its_runs(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    owner = make_runner(sessions, catalog, tmp_path, instance="owner", lease_s=1.0)
+    other = make_runner(sessions, catalog, tmp_path, instance="other", lease_s=1.0)
+    await owner.accept(
+        make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 3})
+    )
+    worker = asyncio.create_task(owner.work())
+    try:
+        await wait_started(marker)
+        for _ in range(30):  # three times the lease
+            assert await other.abandon_lapsed() == 0
+            await asyncio.sleep(0.1)
+        await owner.wait_idle()
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert (await finished(sessions)).state is RunState.SUCCEEDED
+
+
+async def test_a_runner_that_lost_its_lease_stops_the_run_and_leaves_the_abandoned_report(
+    sessions: Sessions, catalog: Catalog, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    owner = make_runner(sessions, catalog, tmp_path, instance="owner")
+    await owner.accept(
+        make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 600})
+    )
+    assert await owner.start_waiting() == 1
+    pid = await wait_started(marker)
+    async with sessions() as session, session.begin():
+        # The owner was cut off from the database for longer than its lease.
+        row = await RunStore(session).get("run-1")
+        assert row is not None
+        row.lease_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(row)
+    assert await make_runner(sessions, catalog, tmp_path, instance="other").abandon_lapsed() == 1
+
+    await owner.keep_leases()  # back: it finds the run is no longer its own
+    assert await wait_dead(pid)
+    await owner.wait_idle()
+    done = await finished(sessions)
+    assert done.state is RunState.ABANDONED
+    assert "its runner owner stopped renewing the lease" in done.detail
+    assert (await row_of(sessions)).state == RunState.ABANDONED.value
 
 
 async def test_a_stopping_runner_kills_its_runs_after_a_grace_period_and_abandons_them(

@@ -1,5 +1,5 @@
 """The runner as a real process on the real broker: requests in, reports out, dead letters,
-and a runner killed or stopped mid-run."""
+a runner killed or stopped mid-run, and two runners sharing one PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from contracts import (
     DeadLetterReason,
@@ -24,7 +25,7 @@ from contracts import (
     Tier,
     Topic,
 )
-from services.runbook_runner.tables import ResolutionRow
+from services.runbook_runner.tables import ResolutionRow, RunRow
 from services.runtime import (
     EventPublisher,
     KafkaSettings,
@@ -42,6 +43,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MakeRunner = Callable[..., ServiceProcess]
 
+LEASE_S = 3.0
+
 
 @pytest.fixture
 async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
@@ -56,7 +59,7 @@ def runner_processes(
 ) -> Iterator[MakeRunner]:
     made: list[ServiceProcess] = []
 
-    def make(name: str = "runbook-runner") -> ServiceProcess:
+    def make(name: str = "runbook-runner", **env: str) -> ServiceProcess:
         process = ServiceProcess(
             ServiceName.RUNBOOK_RUNNER,
             name=name,
@@ -67,7 +70,9 @@ def runner_processes(
                 "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG_PATH),
                 "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
                 "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
-            },
+                "VIGIL_RUNBOOK_RUNNER_RUN_LEASE_SECONDS": str(LEASE_S),
+            }
+            | env,
             log_dir=tmp_path,
         )
         made.append(process)
@@ -162,7 +167,11 @@ async def test_a_runner_killed_mid_run_reports_the_run_abandoned_on_restart_and_
     _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.ABANDONED
-    assert done.detail == "the runner died while the run was running; it is not run again"
+    assert done.detail.startswith("its runner ")  # a new process: a new id, found by its lease
+    assert done.detail.endswith(
+        " stopped renewing the lease (it died or lost the database) while the run was running; "
+        "it is not run again"
+    )
     assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
     assert len(marker.read_text().splitlines()) == 1
     assert await restarted.stop() == 0
@@ -348,3 +357,143 @@ async def test_a_replayed_signed_request_does_not_run_twice_even_after_a_restart
     records = await results_until("run-3")
     assert _results_of(records, "run-once") == ["runbook.started", "runbook.finished"]
     assert await restarted.stop() == 0
+
+
+def parent_of(pid: int) -> int:
+    """The parent process id of a live process (the runner executing a script)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def pid_of(process: ServiceProcess) -> int:
+    assert process.process is not None
+    return process.process.pid
+
+
+@pytest.fixture
+def two_runners(runner_on_each_database: MakeRunner, database_url: str) -> MakeRunner:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several runners share a PostgreSQL database; SQLite: one runner per file")
+    return runner_on_each_database
+
+
+async def test_two_runners_sharing_the_queue_execute_each_run_once(
+    two_runners: MakeRunner,
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    runners = [two_runners(name, VIGIL_RUNBOOK_RUNNER_MAX_CONCURRENT_RUNS="2") for name in "ab"]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        await runner.wait_ready()
+    count = 8  # four times one runner's limit: both must take some
+    for n in range(count):
+        await publisher.publish(
+            make_runbook_request(
+                run_id=f"run-{n}",
+                model=f"model-{n}",
+                runbook="sleeps",
+                parameters={"marker": str(tmp_path / f"marker-{n}"), "seconds": 1.5},
+            )
+        )
+
+    records = await read_topic(
+        kafka_settings, Topic.RUNBOOK_RESULTS, count=2 * count, timeout_s=120
+    )
+    finished = [
+        RunbookFinished.model_validate_json(r.value)
+        for r in records
+        if b"runbook.finished" in r.value
+    ]
+    assert sorted(done.run_id for done in finished) == sorted(f"run-{n}" for n in range(count))
+    assert {done.state for done in finished} == {RunState.SUCCEEDED}
+    for n in range(count):
+        assert len((tmp_path / f"marker-{n}").read_text().splitlines()) == 1
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            owners = {row.owner for row in (await session.exec(select(RunRow))).all()}
+    finally:
+        await engine.dispose()
+    assert len(owners) == 2  # two runners, two distinct ids by default
+    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == (
+        2 * count
+    )
+    for runner in runners:
+        assert await runner.stop() == 0
+
+
+async def test_a_runner_killed_mid_run_has_its_run_reported_abandoned_by_the_other_within_the_lease(
+    two_runners: MakeRunner,
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+    tmp_path: Path,
+) -> None:
+    runners = {}
+    for name in "ab":
+        runners[name] = two_runners(name)
+        runners[name].start()
+    for runner in runners.values():
+        await runner.wait_ready()
+    marker = tmp_path / "marker"
+    request = make_runbook_request(
+        runbook="sleeps", parameters={"marker": str(marker), "seconds": 600}
+    )
+    await publisher.publish(request)
+    script = await wait_started(marker)
+    (executing,) = [r for r in runners.values() if pid_of(r) == parent_of(script)]
+    (survivor,) = [r for r in runners.values() if r is not executing]
+
+    await executing.kill()
+    killed_at = asyncio.get_running_loop().time()
+    assert await wait_dead(script)
+    _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
+    reported_after = asyncio.get_running_loop().time() - killed_at
+    done = RunbookFinished.model_validate_json(finished.value)
+    assert done.state is RunState.ABANDONED
+    assert "stopped renewing the lease" in done.detail
+    # The lease, plus the survivor's sweep (every third of it), plus the relay and the reading.
+    assert reported_after < LEASE_S + LEASE_S / 3 + 10
+    await publisher.publish(request)  # asked again: not run again
+    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
+    assert len(marker.read_text().splitlines()) == 1
+    assert await survivor.stop() == 0
+
+
+async def test_a_runner_restarting_does_not_abandon_the_runs_of_another_live_runner(
+    two_runners: MakeRunner,
+    publisher: EventPublisher,
+    kafka_settings: KafkaSettings,
+    tmp_path: Path,
+) -> None:
+    runners = {}
+    for name in "ab":
+        runners[name] = two_runners(name)
+        runners[name].start()
+    for runner in runners.values():
+        await runner.wait_ready()
+    marker = tmp_path / "marker"
+    seconds = 4 * LEASE_S  # outlives several leases, renewed by its runner throughout
+    await publisher.publish(
+        make_runbook_request(
+            runbook="sleeps", parameters={"marker": str(marker), "seconds": seconds}
+        )
+    )
+    script = await wait_started(marker)
+    (executing,) = [r for r in runners.values() if pid_of(r) == parent_of(script)]
+    (other,) = [r for r in runners.values() if r is not executing]
+
+    await other.kill()
+    other.start()  # a new process of the same replica: a new id
+    await other.wait_ready()
+    _, finished = await read_topic(
+        kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=seconds + 60
+    )
+    done = RunbookFinished.model_validate_json(finished.value)
+    assert done.state is RunState.SUCCEEDED
+    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 2
+    assert len(marker.read_text().splitlines()) == 1
+    for runner in runners.values():
+        assert await runner.stop() == 0

@@ -37,7 +37,7 @@ Pure: no I/O; randomness comes in as a generator.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,23 +355,10 @@ def _permutation_r2(
     truth = np.asarray([o.y_true for o in pool], dtype=float)
     predicted = np.asarray([o.y_pred for o in pool], dtype=float)
 
-    def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
-        return np.asarray(
-            r2_of_rows(truth, predicted, second) - r2_of_rows(truth, predicted, first),
-            dtype=float,
-        )
+    def statistic(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(r2_of_rows(truth, predicted, rows), dtype=float)
 
-    result = stats.permutation_test(
-        (np.arange(len(champion)), np.arange(len(champion), len(pool))),
-        difference,
-        permutation_type="independent",
-        vectorized=True,
-        n_resamples=resamples,
-        batch=100,
-        alternative="two-sided",
-        rng=rng,
-    )
-    return float(result.pvalue)
+    return _permutation_pvalue(statistic, len(champion), len(pool), resamples, rng)
 
 
 def r2_of_rows(truth: np.ndarray, predicted: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -496,11 +483,24 @@ def _permutation(
         def statistic(rows: np.ndarray) -> np.ndarray:
             return class_metric(kind, true_classes, predicted_classes, labels, rows)
 
+    return _permutation_pvalue(statistic, len(champion), len(pool), resamples, rng)
+
+
+def _permutation_pvalue(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    champions: int,
+    total: int,
+    resamples: int,
+    rng: np.random.Generator,
+) -> float:
+    """Two-sided p-value of the challenger's statistic minus the champion's, permuting which
+    rows of the pool (the champion's first, ``champions`` of them) belong to which side."""
+
     def difference(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
         return np.asarray(statistic(second) - statistic(first), dtype=float)
 
     result = stats.permutation_test(
-        (np.arange(len(champion)), np.arange(len(champion), len(pool))),
+        (np.arange(champions), np.arange(champions, total)),
         difference,
         permutation_type="independent",
         vectorized=True,

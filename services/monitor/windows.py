@@ -151,6 +151,14 @@ class Window:
             features=[dict(row) for row in data.get("features", [])],
         )
 
+    def note_labelled_prediction(self, predicted_at: datetime | None) -> None:
+        """Keep the earliest prediction time among the window's labelled predictions."""
+        if predicted_at is not None and (
+            self.first_labelled_prediction_at is None
+            or predicted_at < self.first_labelled_prediction_at
+        ):
+            self.first_labelled_prediction_at = predicted_at
+
 
 @dataclass(frozen=True)
 class ClosedWindow:
@@ -230,11 +238,7 @@ class Windows:
     ) -> ClosedWindow | None:
         """Count a labelled prediction; return the window if this closed it."""
         window = self._window(series, at)
-        if predicted_at is not None and (
-            window.first_labelled_prediction_at is None
-            or predicted_at < window.first_labelled_prediction_at
-        ):
-            window.first_labelled_prediction_at = predicted_at
+        window.note_labelled_prediction(predicted_at)
         window.y_true.append(y_true)
         window.y_pred.append(y_pred)
         window.probabilities.append(probabilities)
@@ -251,11 +255,7 @@ class Windows:
     ) -> ClosedWindow | None:
         """Count a regressor's labelled prediction; return the window if this closed it."""
         window = self._window(series, at)
-        if predicted_at is not None and (
-            window.first_labelled_prediction_at is None
-            or predicted_at < window.first_labelled_prediction_at
-        ):
-            window.first_labelled_prediction_at = predicted_at
+        window.note_labelled_prediction(predicted_at)
         window.values_true.append(y_true)
         window.values_pred.append(y_pred)
         return self._close_if_full(window)

@@ -1165,8 +1165,8 @@ class Monitor:
             return
         level = recovery_level(target, self._policy.hysteresis)
         values = [None if v is None else round(v, 6) for v in transition.values]
-        shown = ", ".join("n/a" if v is None else f"{v:.3f}" for v in values)
-        band = "n/a" if estimate is None else f"{estimate.lower:.3f}-{estimate.upper:.3f}"
+        shown = ", ".join("n/a" if v is None else _figure(v) for v in values)
+        band = "n/a" if estimate is None else f"{_figure(estimate.lower)}-{_figure(estimate.upper)}"
         evidence: dict[str, JsonValue] = {
             "metric": target.metric,
             "estimated": None if estimate is None else estimate.model_dump(),
@@ -1262,7 +1262,7 @@ class Monitor:
                 fingerprint=fingerprint,
                 summary=(
                     f"realised {target.metric} of {series.model} v{series.version} "
-                    f"({series.variant}) is {realised:.3f}, not {side} threshold "
+                    f"({series.variant}) is {_figure(realised)}, not {side} threshold "
                     f"{target.threshold}: the estimate is contradicted by labels"
                 ),
                 evidence={
@@ -1312,7 +1312,7 @@ class Monitor:
             },
             "figures": dict(figures),
         }
-        shown = ", ".join("n/a" if v is None else f"{v:.3f}" for v in values)
+        shown = ", ".join("n/a" if v is None else _figure(v) for v in values)
         if transition.kind is TransitionKind.RAISED:
             side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
             return AlertRaised(
@@ -1460,6 +1460,17 @@ def _summary(calibration: Calibration) -> CalibrationSummary:
 
 def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:
     return alert_fingerprint(model, pairing.challenger_version, AlertKind.CHALLENGER_WORSE, metric)
+
+
+def _figure(value: float) -> str:
+    """A figure as an alert's summary shows it: three decimals, or four significant digits for
+    one too large for them (a regressor's error can be near the float limit, and a summary
+    holds at most 1,000 characters).
+
+    >>> _figure(0.91234), _figure(1.5e300)
+    ('0.912', '1.5e+300')
+    """
+    return f"{value:.3f}" if abs(value) < 1e9 else f"{value:.4g}"
 
 
 def watched_targets(record: ModelVersionRecord) -> list[MetricTarget]:

@@ -81,9 +81,10 @@ async def test_an_mae_breach_alerts_once_recovers_once_and_replayed_events_count
     ]
     assert drifted.evidence["reference_rows"] == 300
     assert cast(float, drifted.evidence["p_value"]) < 0.01
-    raised = alerts[0]
-    assert isinstance(raised, AlertRaised)
-    assert raised.kind is AlertKind.METRIC_DECAY
+    # The MAE's alert (residual drift may be judged drifted a window earlier or later).
+    (raised,) = [
+        a for a in alerts if isinstance(a, AlertRaised) and a.kind is AlertKind.METRIC_DECAY
+    ]
     assert (raised.evidence["threshold"], raised.evidence["direction"]) == (
         50.0,
         "lower_is_better",

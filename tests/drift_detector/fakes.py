@@ -90,15 +90,20 @@ class Registry:
             dataset=DatasetRef(name=model, version="1", digest=digest_of(data)),
         )
         self.requests: list[str] = []
-        self.unavailable_until = 0.0
-        """Until this `time.monotonic()`, answer 503, as a registry cut off from its identity
-        provider does."""
+        self.unavailable_for_s = 0.0
+        """For this long from the first request, answer 503, as a registry cut off from its
+        identity provider does (timed from the first request, not from set-up, so a slow start
+        on a loaded machine cannot let the outage pass unseen)."""
         self.unavailable_answers = 0
+        self._first_request_at: float | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append(path)
-        if time.monotonic() < self.unavailable_until:
+        now = time.monotonic()
+        if self._first_request_at is None:
+            self._first_request_at = now
+        if now < self._first_request_at + self.unavailable_for_s:
             self.unavailable_answers += 1
             return httpx.Response(503, json={"detail": "identity provider unreachable"})
         if path == f"/models/{self.record.model}/versions/{self.record.version}":

@@ -3,7 +3,6 @@ events it cannot test go to the dead-letter topic with the reason."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -147,7 +146,7 @@ async def test_a_registry_answering_503_holds_the_predictions_until_it_serves_ag
     every prediction of the batch was dead-lettered. A 503 is transient: nothing is lost."""
     model = f"m-{unique}"
     registry = Registry(model, training_csv(np.random.default_rng(40)))
-    registry.unavailable_until = time.monotonic() + 3.0  # past the short retries of poison
+    registry.unavailable_for_s = 3.0  # past the short retries of poison
     values, devices = training_rows(np.random.default_rng(41), 1000)
     app = detector(kafka_settings, tmp_path, registry)
     async with app.router.lifespan_context(app):

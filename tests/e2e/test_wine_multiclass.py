@@ -46,17 +46,15 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.cli import _add_service_commands, app
-from services.runtime import KafkaSettings, ServiceName, load_model
+from services.runtime import KafkaSettings, load_model
+from tests.e2e.own_model_stack import ADMIN, own_model_stack
 from tests.kafka_tools import read_until
-from tests.processes import ServiceProcess, level_two_policy
+from tests.processes import ServiceProcess
 from tests.registry_tools import bearer, deploy
-from tests.retrainer.retrainer_harness import governed_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 MODEL = "wine"
-ADMIN = "e2e-admin-token"
-DRIFT_TOKEN = "e2e-drift-detector-token"
 WINE = load_wine(as_frame=True)
 FEATURES = [str(name) for name in WINE.feature_names]
 CLASSES = [str(name) for name in WINE.target_names]
@@ -131,57 +129,8 @@ async def register_wine(http: httpx.AsyncClient, token: str) -> None:
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    async with governed_processes(
-        kafka_settings,
-        tmp_path,
-        admin_token=ADMIN,
-        people={"ana": "l2", "bo": "l2"},
-        gate_resamples=300,
-        champion=register_wine,
-        incident_log_env={
-            "VIGIL_INCIDENT_LOG_POLICY_PATH": str(level_two_policy(tmp_path)),
-            "VIGIL_INCIDENT_LOG_SERVICE_TOKENS": json.dumps(
-                [{"name": "drift-detector", "scopes": ["datasets:read"], "token": DRIFT_TOKEN}]
-            ),
-        },
-    ) as running:
-        scorer = ServiceProcess(ServiceName.SCORER, env=running.env, log_dir=tmp_path)
-        monitor = ServiceProcess(
-            ServiceName.MONITOR,
-            env=running.env
-            | {
-                "VIGIL_MONITOR_PROBES_ENABLED": "false",
-                "VIGIL_MONITOR_COMPARISON_MIN_SAMPLES": "40",
-                "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "150",
-            },
-            log_dir=tmp_path,
-        )
-        # Windows of 150 rows, as the monitor's: the shift shows within the shifted traffic.
-        drift_detector = ServiceProcess(
-            ServiceName.DRIFT_DETECTOR,
-            env=running.env
-            | {
-                "VIGIL_DRIFT_DETECTOR_SERVICE_TOKEN": DRIFT_TOKEN,
-                "VIGIL_DRIFT_DETECTOR_WINDOW_SIZE": "150",
-            },
-            log_dir=tmp_path,
-        )
-        try:
-            scorer.start()
-            monitor.start()
-            drift_detector.start()
-            await scorer.wait_ready()
-            await monitor.wait_ready()
-            await drift_detector.wait_ready()
-            yield {
-                "incident_log": running.incident_log,
-                "retrainer": running.retrainer,
-                "scorer": scorer,
-                "tokens": running.tokens,
-            }
-        finally:
-            for process in (drift_detector, monitor, scorer):
-                await process.stop()
+    async with own_model_stack(kafka_settings, tmp_path, register_wine) as running:
+        yield running
 
 
 def wines(phase: str, count: int, *, shift: float) -> list[tuple[str, dict[str, float], str]]:

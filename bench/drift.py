@@ -24,18 +24,30 @@ values dropped), ``chi2_contingency`` per categorical column, Bonferroni, at alp
 default) and 0.01 (Vigil's). Vigil runs ``evaluate`` with its default policy; the ramp uses the
 service's tracker (fixed 1,000-row windows, with and without the sequential mode).
 
-``python bench/drift.py [--quick]``; the last line printed is one JSON object of the figures.
+The throughput figures also come as CPU time per window (``*_cpu_us_per_window``), which a
+loaded machine distorts far less than wall time. ``--compare-with CHECKOUT`` times another
+checkout's detector (say ``main``'s) against this one's in two worker processes, alternating
+10-window rounds so that both see the same load, and reports median CPU per window and the
+median paired ratio.
+
+``python bench/drift.py [--quick] [--throughput-only | --compare-with CHECKOUT]``; the last
+line printed is one JSON object of the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
@@ -442,11 +454,17 @@ def measure_throughput(bc: BreastCancer, repeats: int) -> dict[str, float | str]
     windows = [bc.sample(rng, WINDOW_ROWS) for _ in range(5)]
     batches = [batch_of(profile, window) for window in windows]
 
-    def timed(run: Callable[[int], object], count: int) -> float:
+    cpu: dict[str, float] = {}
+
+    def timed(run: Callable[[int], object], count: int, name: str = "") -> float:
+        """Wall seconds per call; also this process's CPU seconds per call, under ``name``
+        (a loaded machine stretches wall time far more than CPU time)."""
         run(0)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i in range(count):
             run(i)
+        if name:
+            cpu[name] = (time.process_time() - cpu_started) / count
         return (time.perf_counter() - started) / count
 
     drifted_batches = [batch_of(profile, noise_shift(bc, 0.5)(rng, WINDOW_ROWS)) for _ in range(4)]
@@ -464,8 +482,8 @@ def measure_throughput(bc: BreastCancer, repeats: int) -> dict[str, float | str]
         return event.model_dump_json() if serialise else event
 
     baseline = timed(lambda i: baseline_min_p(reference, windows[i % 5]), max(repeats // 5, 3))
-    ours = timed(lambda i: evaluate(profile, batches[i % 5]).drifted, repeats)
-    with_report = timed(lambda i: published(batches[i % 5]), repeats)
+    ours = timed(lambda i: evaluate(profile, batches[i % 5]).drifted, repeats, "verdict")
+    with_report = timed(lambda i: published(batches[i % 5]), repeats, "published")
     with_json = timed(lambda i: published(batches[i % 5], serialise=True), repeats)
     full = timed(lambda i: evaluate(profile, batches[i % 5]).features, repeats)
     drifted = timed(lambda i: published(drifted_batches[i % 4]), max(repeats // 2, 3))
@@ -480,6 +498,128 @@ def measure_throughput(bc: BreastCancer, repeats: int) -> dict[str, float | str]
         "vigil_with_full_report_objects_rows_per_s": WINDOW_ROWS / full,
         "vigil_drifted_window_with_report_rows_per_s": WINDOW_ROWS / drifted,
         "published_report_speedup_over_full_report_objects": full / with_report,
+        "vigil_cpu_us_per_window": cpu["verdict"] * 1e6,
+        "vigil_with_report_objects_cpu_us_per_window": cpu["published"] * 1e6,
+        "vigil_with_report_objects_cpu_rows_per_s": WINDOW_ROWS / cpu["published"],
+    }
+
+
+def throughput_figures(bc: BreastCancer, quick: bool) -> dict[str, Any]:
+    """The throughput figures; --quick repeats the timing three times and reports the median
+    of each figure (and every run's published-report rows/s)."""
+    timings = [measure_throughput(bc, 60 if quick else 300) for _ in range(RUNS if quick else 1)]
+    throughput: dict[str, Any] = {
+        key: value if isinstance(value, str) else statistics.median(float(t[key]) for t in timings)
+        for key, value in timings[0].items()
+    }
+    throughput["runs"] = len(timings)
+    throughput["vigil_with_report_objects_rows_per_s_runs"] = [
+        round(float(t["vigil_with_report_objects_rows_per_s"])) for t in timings
+    ]
+    return throughput
+
+
+ROUND_WINDOWS = 10
+
+
+def serve_rounds() -> None:
+    """Worker of --compare-with: per line read, time ROUND_WINDOWS clean windows of the
+    published-report path (and as many verdicts) and print the CPU and wall seconds of each."""
+    bc = BreastCancer()
+    rng = np.random.default_rng(7)
+    profile = profile_of(bc, bc.sample(rng, REFERENCE_ROWS))
+    batches = [batch_of(profile, bc.sample(rng, WINDOW_ROWS)) for _ in range(5)]
+    window = Window(kind=WindowKind.COUNT, start=NOW, end=NOW, size=WINDOW_ROWS)
+
+    def published(batch: FeatureBatch) -> object:
+        report = evaluate(profile, batch)
+        tested = TestedWindow(window, report, None, report.drifted, report.drivers)
+        return drift_reported(profile, tested, producer="drift-detector")
+
+    def timed(run: Callable[[FeatureBatch], object]) -> tuple[float, float]:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for i in range(ROUND_WINDOWS):
+            run(batches[i % 5])
+        return time.process_time() - cpu_started, time.perf_counter() - started
+
+    for batch in batches:
+        published(batch)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        figures = (*timed(published), *timed(lambda batch: evaluate(profile, batch).drifted))
+        print(" ".join(f"{value:.9f}" for value in figures), flush=True)
+
+
+def _exchange(worker: subprocess.Popen[str], line: str | None) -> str:
+    """Send ``line`` to a worker (if any) and return its next line of output."""
+    if worker.stdin is None or worker.stdout is None:
+        raise RuntimeError("a worker has no pipes")
+    if line is not None:
+        worker.stdin.write(line)
+        worker.stdin.flush()
+    return worker.stdout.readline().strip()
+
+
+def compare(checkout: str, rounds: int) -> dict[str, Any]:
+    """Time another checkout's detector (``baseline``) against this one's (``this``), in
+    alternating rounds, and report median seconds per window and this one's speed-up."""
+    here = str(Path(__file__).resolve().parent.parent)
+    workers = {}
+    for name, root in (("baseline", str(Path(checkout).resolve())), ("this", here)):
+        environment = dict(os.environ, PYTHONPATH=root)
+        workers[name] = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment,
+            cwd=root,
+        )
+    samples: dict[str, list[list[float]]] = {name: [] for name in workers}
+    try:
+        for worker in workers.values():
+            if _exchange(worker, None) != "ready":
+                raise RuntimeError("a worker did not start")
+        for round_ in range(rounds):
+            # Alternate which goes first, so neither always follows the other.
+            order = list(workers) if round_ % 2 == 0 else list(reversed(workers))
+            for name in order:
+                answer = _exchange(workers[name], "\n").split()
+                samples[name].append([float(value) / ROUND_WINDOWS for value in answer])
+    finally:
+        for worker in workers.values():
+            if worker.stdin is not None:
+                worker.stdin.close()
+            worker.wait(timeout=60)
+    keys = ("published_cpu_s", "published_wall_s", "verdict_cpu_s", "verdict_wall_s")
+    medians = {
+        name: {key: statistics.median(row[i] for row in rows) for i, key in enumerate(keys)}
+        for name, rows in samples.items()
+    }
+    ratios = {
+        key: statistics.median(
+            base[i] / this[i]
+            for base, this in zip(samples["baseline"], samples["this"], strict=True)
+        )
+        for i, key in enumerate(keys)
+    }
+    return {
+        "benchmark": "drift_compare",
+        "window": f"{WINDOW_ROWS} rows x 30 columns",
+        "rounds": rounds,
+        "windows_per_round": ROUND_WINDOWS,
+        "baseline_cpu_us_per_window": {
+            key.removesuffix("_cpu_s"): medians["baseline"][key] * 1e6
+            for key in keys
+            if "cpu" in key
+        },
+        "this_cpu_us_per_window": {
+            key.removesuffix("_cpu_s"): medians["this"][key] * 1e6 for key in keys if "cpu" in key
+        },
+        "this_published_cpu_rows_per_s": WINDOW_ROWS / medians["this"]["published_cpu_s"],
+        "baseline_published_cpu_rows_per_s": WINDOW_ROWS / medians["baseline"]["published_cpu_s"],
+        "speedup_over_baseline_paired_median": ratios,
+        "load_average": list(os.getloadavg()),
     }
 
 
@@ -497,7 +637,31 @@ def noise_shift(bc: BreastCancer, sd: float) -> Callable[[np.random.Generator, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs; under a minute")
-    quick = parser.parse_args().quick
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="time the detector only (no detection, false-alarm or ramp figures): for comparing "
+        "two versions of the code, run alternately",
+    )
+    parser.add_argument(
+        "--compare-with",
+        metavar="CHECKOUT",
+        help="time the published-report path of another checkout's code (e.g. main's) against "
+        "this one's, alternating small rounds between two worker processes so both see the "
+        "same machine load; prints medians and their ratio",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    if arguments.worker:
+        serve_rounds()
+        return
+    if arguments.compare_with:
+        print(json.dumps(compare(arguments.compare_with, 40 if quick else 150)))
+        return
+    if arguments.throughput_only:
+        print(json.dumps(throughput_figures(BreastCancer(), quick), separators=(",", ":")))
+        return
     shifted_seeds, clean_seeds, ramp_seeds, ramp_clean = (
         (5, 12, 5, 5) if quick else (25, 60, 20, 20)
     )
@@ -543,14 +707,8 @@ def main() -> None:
 
     ramp = measure_ramp(bc, ramp_seeds, ramp_clean)
     print(f"gradual ramp: median delay after onset {ramp['median_delay_rows']}")
-    # --quick repeats the timing three times and reports the median of each figure.
-    timings = [measure_throughput(bc, 60 if quick else 300) for _ in range(RUNS if quick else 1)]
-    throughput: dict[str, float | str] = {
-        key: value if isinstance(value, str) else statistics.median(float(t[key]) for t in timings)
-        for key, value in timings[0].items()
-    }
-    throughput["runs"] = len(timings)
-    throughput_runs = [round(float(t["vigil_with_report_objects_rows_per_s"])) for t in timings]
+    throughput = throughput_figures(bc, quick)
+    throughput_runs = throughput.pop("vigil_with_report_objects_rows_per_s_runs")
     print(
         f"throughput on {throughput['window']}: vigil {throughput['vigil_rows_per_s']:,.0f} rows/s "
         f"({throughput['vigil_with_report_objects_rows_per_s']:,.0f} with the published report, "

@@ -52,9 +52,9 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.retrainer.app import create_app
-from services.retrainer.recipes import build_pipeline, parse_recipe
+from services.retrainer.retraining.recipes import build_pipeline, parse_recipe
+from services.retrainer.retraining.training_data import LabelledRows, to_csv, to_matrix
 from services.retrainer.settings import Settings
-from services.retrainer.training_data import LabelledRows, to_csv, to_matrix
 from services.runtime import EmbeddedBroker, EventPublisher, KafkaSettings, ensure_topics
 
 MODEL = "breast-cancer"

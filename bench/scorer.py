@@ -14,7 +14,13 @@ last output) and a fixed offered load (1,000 requests/s; p50 / p99 of send → o
     python bench/scorer.py [--quick]
 
 ``--quick`` measures three times (raw hop then scorer, back to back each time) and reports the
-medians; each run's figures are kept under ``raw_pipe_runs`` / ``scorer_runs``.
+medians; each run's figures are kept under ``raw_pipe_runs`` / ``scorer_runs``. Each hop's
+``cpu_us_per_request`` is its process's CPU time (``/proc``, Linux) over the saturation phase per
+request: on a shared machine it swings far less than the wall-clock rates.
+
+``--baseline DIR`` also runs the scorer of another source tree (a ``git archive`` of ``main``,
+say) as a third hop in every run, on topics of its own, right after the scorer:
+``throughput_ratio_vs_baseline`` and ``cpu_ratio_vs_baseline`` compare the two in the same runs.
 
 The last line printed is one JSON object of the figures. Figures are noisy on a shared machine.
 """
@@ -164,13 +170,21 @@ async def _phase_fixed_load(
     return [(reader.arrived[i] - t) * 1000.0 for i, t in sent.items()]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
 async def _measure(
-    name: str, kafka: KafkaSettings, saturation: int, load_seconds: int, rate: int
+    name: str, kafka: KafkaSettings, saturation: int, load_seconds: int, rate: int, hop: int
 ) -> dict[str, float]:
+    """Measure one hop (process ``hop``): its saturation throughput with the CPU it spent per
+    request meanwhile, then its latency at a fixed offered load."""
     requests_topic = kafka.topic_name(Topic.SCORING_REQUESTS)
     reader = Reader(kafka.bootstrap_servers, kafka.topic_name(Topic.PREDICTIONS))
     await reader.start()
@@ -184,9 +198,10 @@ async def _measure(
             await producer.send(requests_topic, value, key=MODEL.encode())
         await producer.flush()
         await reader.wait_for([i for i, _ in warm], timeout_s=60)
-        throughput = await _phase_saturation(
-            producer, reader, requests_topic, _requests(f"{name}-sat", saturation)
-        )
+        messages = _requests(f"{name}-sat", saturation)
+        cpu_before = _cpu_seconds(hop)
+        throughput = await _phase_saturation(producer, reader, requests_topic, messages)
+        cpu_us = (_cpu_seconds(hop) - cpu_before) / saturation * 1e6
         latencies = await _phase_fixed_load(
             producer, reader, requests_topic, _requests(f"{name}-load", rate * load_seconds), rate
         )
@@ -198,6 +213,7 @@ async def _measure(
         "p50_ms": round(_percentile(latencies, 50), 2),
         "p99_ms": round(_percentile(latencies, 99), 2),
         "mean_ms": round(statistics.fmean(latencies), 2),
+        "cpu_us_per_request": round(cpu_us, 1),
     }
 
 
@@ -363,12 +379,15 @@ async def _processes() -> AsyncIterator[Callable[[list[str], dict[str, str], str
                 process.kill()
 
 
-async def _run(quick: bool) -> dict[str, Any]:
-    saturation = 10_000 if quick else 50_000
+async def _run(
+    quick: bool, saturation: int | None = None, baseline: Path | None = None
+) -> dict[str, Any]:
+    saturation = saturation or (10_000 if quick else 50_000)
     load_seconds = 5 if quick else 20
     rate = 1000
     raw_runs: list[dict[str, float]] = []
     scorer_runs: list[dict[str, float]] = []
+    baseline_runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
         root = Path(folder)
         broker = EmbeddedBroker(log_path=root / "tansu.log")
@@ -386,7 +405,7 @@ async def _run(quick: bool) -> dict[str, Any]:
                     raw.topic_name(Topic.PREDICTIONS),
                     "bench-relay",
                 ]
-                start(relay_argv, {}, str(root / "relay.log"))
+                relay = start(relay_argv, {}, str(root / "relay.log"))
 
                 kafka = KafkaSettings(
                     bootstrap_servers=broker.bootstrap_servers, topic_prefix="scorer."
@@ -401,15 +420,43 @@ async def _run(quick: bool) -> dict[str, Any]:
                     [sys.executable, "-m", ServiceName.SCORER.package], env, str(scorer_log)
                 )
                 await _wait_ready(f"http://127.0.0.1:{scorer_port}", scorer, scorer_log)
-                # Both hops stay up; each run measures the raw hop then the scorer back to back,
+                baseline_hop = None
+                if baseline is not None:  # the other code's scorer, on topics of its own
+                    base = KafkaSettings(
+                        bootstrap_servers=broker.bootstrap_servers, topic_prefix="baseline."
+                    )
+                    await ensure_topics(broker.bootstrap_servers, prefix=base.topic_prefix)
+                    base_port = free_port()
+                    base_log = root / "baseline-scorer.log"
+                    baseline_hop = start(
+                        [sys.executable, "-m", ServiceName.SCORER.package],
+                        env
+                        | {
+                            "VIGIL_SCORER_HTTP_PORT": str(base_port),
+                            "VIGIL_KAFKA_TOPIC_PREFIX": base.topic_prefix,
+                            "PYTHONPATH": str(baseline),
+                            "PYTHONSAFEPATH": "1",  # not the working folder's code
+                        },
+                        str(base_log),
+                    )
+                    await _wait_ready(f"http://127.0.0.1:{base_port}", baseline_hop, base_log)
+                # Every hop stays up; each run measures the raw hop then the scorer back to back,
                 # so a run's ratio compares figures taken under the same load.
                 for run in range(RUNS if quick else 1):
                     raw_runs.append(
-                        await _measure(f"raw{run}", raw, saturation, load_seconds, rate)
+                        await _measure(f"raw{run}", raw, saturation, load_seconds, rate, relay.pid)
                     )
                     scorer_runs.append(
-                        await _measure(f"scorer{run}", kafka, saturation, load_seconds, rate)
+                        await _measure(
+                            f"scorer{run}", kafka, saturation, load_seconds, rate, scorer.pid
+                        )
                     )
+                    if baseline_hop is not None:
+                        baseline_runs.append(
+                            await _measure(
+                                f"base{run}", base, saturation, load_seconds, rate, baseline_hop.pid
+                            )
+                        )
                     print(
                         f"run {run + 1}: raw {raw_runs[-1]['throughput_per_s']:,.0f} msg/s, "
                         f"p99 {raw_runs[-1]['p99_ms']:.1f} ms; scorer "
@@ -435,8 +482,32 @@ async def _run(quick: bool) -> dict[str, Any]:
         ),
         "p99_ratio": round(statistics.median(s["p99_ms"] / r["p99_ms"] for s, r in pairs), 3),
         "runs": len(pairs),
+        # CPU time of the hop's process per request during saturation (medians of the runs).
+        "cpu_ratio": round(
+            scorer_figures["cpu_us_per_request"] / raw_figures["cpu_us_per_request"], 3
+        ),
         "raw_pipe_runs": raw_runs,
         "scorer_runs": scorer_runs,
+    } | _against_baseline(scorer_runs, baseline_runs)
+
+
+def _against_baseline(
+    scorer_runs: list[dict[str, float]], baseline_runs: list[dict[str, float]]
+) -> dict[str, Any]:
+    """The scorer against another code's scorer measured in the same runs (``--baseline``)."""
+    if not baseline_runs:
+        return {}
+    pairs = list(zip(scorer_runs, baseline_runs, strict=True))
+    return {
+        "baseline_scorer": _medians(baseline_runs),
+        "baseline_scorer_runs": baseline_runs,
+        "throughput_ratio_vs_baseline": round(
+            statistics.median(s["throughput_per_s"] / b["throughput_per_s"] for s, b in pairs), 3
+        ),
+        "cpu_ratio_vs_baseline": round(
+            statistics.median(s["cpu_us_per_request"] / b["cpu_us_per_request"] for s, b in pairs),
+            3,
+        ),
     }
 
 
@@ -447,13 +518,22 @@ def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="finish in under a minute")
+    parser.add_argument(
+        "--saturation", type=int, help="requests in each saturation phase (default 10,000 quick)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree (say, a git archive of main) whose scorer is measured in the same "
+        "runs, after the scorer, on topics of its own",
+    )
     parser.add_argument("--relay", nargs=4, metavar=("BOOTSTRAP", "IN", "OUT", "GROUP"))
     args = parser.parse_args()
     if args.relay:
         asyncio.run(_relay(*args.relay))
         return
     started = time.perf_counter()
-    figures = asyncio.run(_run(args.quick))
+    figures = asyncio.run(_run(args.quick, args.saturation, args.baseline))
     figures["wall_seconds"] = round(time.perf_counter() - started, 1)
     for name in ("raw_pipe", "scorer"):
         row = figures[name]

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from services.runtime.command_line import ExitCode
 from services.runtime.embedded_broker import BrokerStartError, EmbeddedBroker, ensure_topics
 from services.runtime.names import ServiceName
 from services.runtime.observability import configure_logging
@@ -51,7 +52,7 @@ def broker(
             await embedded.start()
         except BrokerStartError as error:
             console.print(f"[red]broker did not start:[/red] {error}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILED) from None
         console.print(
             f"[green]broker ready[/green] on [bold]{embedded.bootstrap_servers}[/bold] "
             "(memory storage: a restart starts empty). Ctrl-C stops it."
@@ -65,7 +66,7 @@ def broker(
             await asyncio.wait({waiter}, timeout=1.0)
             if not embedded.running:
                 console.print("[red]broker process exited[/red]")
-                raise typer.Exit(1)
+                raise typer.Exit(ExitCode.FAILED)
         await embedded.stop()
         console.print("broker stopped")
 
@@ -148,7 +149,7 @@ def demo(
                 outcome = await play(stack, options, console)
             except DemoFailed as error:
                 console.print(f"[red]the demo stopped:[/red] {error}; logs in {state_dir / 'logs'}")
-                raise typer.Exit(1) from None
+                raise typer.Exit(ExitCode.FAILED) from None
             urls = {
                 "console": f"{stack.url(ServiceName.INCIDENT_LOG)}/console/",
                 "incident log API": f"{stack.url(ServiceName.INCIDENT_LOG)}/docs",
@@ -191,9 +192,9 @@ def run_service(
 # Each service contributes its own command groups from its cli modules (``module`` for its
 # ``app``, ``module:attribute`` for another Typer). A group of None adds them at the top level.
 _SERVICE_COMMANDS: list[tuple[str, str | None]] = [
-    ("services.retrainer.cli", "models"),
-    ("services.retrainer.retrain_cli", "retrain"),
-    ("services.retrainer.approval_cli", None),
+    ("services.retrainer.registry.cli", "models"),
+    ("services.retrainer.retraining.cli", "retrain"),
+    ("services.retrainer.rollout.cli", None),
     ("services.incident_log.cli", "incidents"),
     ("services.incident_log.cli:tokens", "tokens"),
     ("services.incident_log.paging.cli:people", "people"),
@@ -251,11 +252,11 @@ def check_routing(
         problems = chain_problems(load_policy(policy), load_catalog(catalog))
     except (PolicyError, CatalogError) as error:
         errors.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.FAILED) from None
     for problem in problems:
         errors.print(f"{policy}: {problem}", markup=False, highlight=False)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
     typer.echo(f"{policy}: every level-one chain can run from {catalog}")
 
 
@@ -265,13 +266,7 @@ db = typer.Typer(
 )
 app.add_typer(db, name="db")
 
-_DATABASE_SERVICES = [
-    ServiceName.DRIFT_DETECTOR,
-    ServiceName.INCIDENT_LOG,
-    ServiceName.RETRAINER,
-    ServiceName.MONITOR,
-    ServiceName.RUNBOOK_RUNNER,
-]
+_DATABASE_SERVICES = [name for name in ServiceName if name.has_database]
 
 
 def _history(service: str) -> Any:
@@ -282,7 +277,7 @@ def _history(service: str) -> Any:
     if name not in _DATABASE_SERVICES:
         choices = ", ".join(s.value for s in _DATABASE_SERVICES)
         console.print(f"[red]{service!r} has no database;[/red] one of: {choices}")
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     return importlib.import_module(f"{ServiceName(service).package}.migrations").HISTORY
 
 
@@ -322,7 +317,7 @@ def db_upgrade(
         asyncio.run(run())
     except SchemaError as error:
         console.print(f"[red]not upgraded:[/red] {error}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.FAILED) from None
 
 
 def main() -> None:

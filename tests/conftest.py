@@ -1,5 +1,6 @@
 """Shared fixtures: the real broker (embedded Tansu, once per session), a fresh database per test
-(SQLite file, and PostgreSQL under the ``integration`` marker), and fresh names per test.
+(SQLite file, and PostgreSQL under the ``integration`` marker) with an engine on it, and fresh
+names per test.
 
 Set ``VIGIL_TEST_KAFKA_BOOTSTRAP`` to run the integration tests against another Kafka, and
 ``VIGIL_TEST_POSTGRES_URL`` (an administrative connection) to use another PostgreSQL.
@@ -9,14 +10,26 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
-from services.runtime import EmbeddedBroker, KafkaProfile, KafkaSettings, ensure_topics
+from services.runtime import (
+    EmbeddedBroker,
+    EventPublisher,
+    KafkaProfile,
+    KafkaSettings,
+    ensure_topics,
+    kafka_broker,
+)
+from services.runtime.database import Sessions, create_engine, session_factory
+from services.runtime.migrations import SchemaHistory, migrate
+from tests.database_tools import create_tables
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +64,17 @@ async def kafka_settings(kafka_bootstrap: str, unique: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=kafka_bootstrap, profile=profile, topic_prefix=prefix)
 
 
+@pytest.fixture
+async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    """Publishes to the real broker in this test's topic namespace."""
+    broker = kafka_broker(kafka_settings, client_id="test-publisher")
+    await broker.connect()
+    try:
+        yield EventPublisher(broker, kafka_settings)
+    finally:
+        await broker.stop()
+
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "VIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -74,3 +98,31 @@ async def database_url(
             POSTGRES_ADMIN_URL, autocommit=True
         ) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def schema() -> SchemaHistory | Sequence[type[SQLModel]] | None:
+    """What :func:`engine` puts in the test's database: a service's migration history (migrated to
+    its head, the path production takes), a list of tables no service owns (created), or nothing.
+    A test module or a folder's ``conftest.py`` overrides this fixture to say which."""
+    return None
+
+
+@pytest.fixture
+async def engine(
+    database_url: str, schema: SchemaHistory | Sequence[type[SQLModel]] | None
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on this test's own database holding :func:`schema`, disposed after the test."""
+    created = create_engine(database_url)
+    if isinstance(schema, SchemaHistory):
+        await migrate(created, schema)
+    elif schema is not None:
+        await create_tables(created, schema)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    """Sessions on :func:`engine`."""
+    return session_factory(engine)

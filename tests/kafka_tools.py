@@ -1,8 +1,10 @@
-"""Plain aiokafka helpers for tests: read a topic as an outside consumer would, write raw bytes."""
+"""Plain aiokafka helpers for tests: a topic namespace of one's own, read a topic as an outside
+consumer would, write raw bytes."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,7 +12,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts import Topic
-from services.runtime import KafkaSettings
+from services.runtime import KafkaSettings, ensure_topics
+
+
+async def own_namespace(bootstrap: str, tag: str) -> KafkaSettings:
+    """Client settings in a fresh topic namespace (``tag`` and a random suffix), its topics
+    created: for a fixture that outlives one test's ``kafka_settings``."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"{tag}{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(bootstrap, prefix=kafka.topic_prefix)
+    return kafka
 
 
 @asynccontextmanager

@@ -6,8 +6,8 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -122,6 +122,25 @@ class ServiceProcess:
         if not self._log_path.exists():
             return ""
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+MakeProcess = Callable[..., "ServiceProcess"]
+
+
+@contextmanager
+def process_maker(env: Mapping[str, str], log_dir: Path) -> Iterator[MakeProcess]:
+    """``make(service, name=None, **more_env)``: a process of ``service`` on the shared ``env``;
+    on exit every process made is killed, whatever a failing test left running."""
+    made: list[ServiceProcess] = []
+
+    def make(service: ServiceName, name: str | None = None, **more_env: str) -> ServiceProcess:
+        process = ServiceProcess(service, name=name, env=dict(env) | more_env, log_dir=log_dir)
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        process.ensure_dead()
 
 
 def write_routing_policy(folder: Path, **overrides: object) -> Path:

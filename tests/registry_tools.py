@@ -7,17 +7,18 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
-from services.retrainer.api import install_registry_api
-from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
-from services.retrainer.datasets import DatasetStore
+from services.retrainer.content import blocking_engine
 from services.retrainer.migrations import HISTORY
-from services.retrainer.store import RegistryStore
+from services.retrainer.registry.api import install_registry_api
+from services.retrainer.registry.artifacts import ArtifactStore
+from services.retrainer.registry.datasets import DatasetStore
+from services.retrainer.registry.store import RegistryStore
 from services.runtime import (
     DEFAULT_TRUSTED_TYPES,
     OutboxRelay,
@@ -28,8 +29,9 @@ from services.runtime import (
 )
 from services.runtime.identity import IdentityProvider
 from services.runtime.migrations import migrate
+from tests.clock import FakeClock
 from tests.factories import T0
-from tests.model_builders import TrainedModel, registration_form
+from tests.model_builders import TrainedModel, registration_form, train
 
 PEOPLE = {"token-ana": ("ana", "l2"), "token-lee": ("lee", "l1")}
 """Tokens the identity double knows: ana may change the registry, lee may not."""
@@ -61,16 +63,6 @@ def identity_double(
 
     return httpx.MockTransport(answer)
 
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
@@ -81,7 +73,9 @@ class Registry:
     app: FastAPI
     store: RegistryStore
     sessions: Sessions
-    clock: FakeClock
+    clock: FakeClock[datetime]
+    content: Engine
+    """A blocking engine on the registry's database, for its content tables."""
 
     def relay(self, publisher: Publisher) -> OutboxRelay:
         return OutboxRelay(self.sessions, publisher)
@@ -89,29 +83,31 @@ class Registry:
 
 @asynccontextmanager
 async def registry(
-    database_url: str, state_dir: Path, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
+    database_url: str, *, trusted_types: Sequence[str] = DEFAULT_TRUSTED_TYPES
 ) -> AsyncIterator[Registry]:
     engine = create_engine(database_url)
     await migrate(engine, HISTORY)
     sessions = session_factory(engine)
+    content = blocking_engine(database_url)
     store = RegistryStore(sessions, producer="retrainer")
-    clock = FakeClock()
+    clock = FakeClock(T0)
     app = FastAPI()
     identity_http = httpx.AsyncClient(transport=identity_double(PEOPLE))
     install_callers(app, IdentityProvider(identity_http, "http://identity", ttl_seconds=0))
     install_registry_api(
         app,
         store=store,
-        artifacts=ArtifactStore(state_dir),
-        datasets=DatasetStore(state_dir),
+        artifacts=ArtifactStore(content),
+        datasets=DatasetStore(content),
         clock=clock,
         trusted_types=trusted_types,
     )
     try:
-        yield Registry(app, store, sessions, clock)
+        yield Registry(app, store, sessions, clock, content)
     finally:
         await identity_http.aclose()
         await engine.dispose()
+        content.dispose()
 
 
 async def register(
@@ -146,3 +142,20 @@ async def deploy(
         "reason": "test",
     }
     return await http.put(f"/models/{model}/deployment", json=body, headers=headers)
+
+
+@asynccontextmanager
+async def one_version_deployed(
+    database_url: str, model: str
+) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
+    """A registry with v1 of ``model`` (``train()``) registered and deployed alone, and a client
+    that calls it in process at ``http://registry``: what a scorer under test serves from."""
+    async with (
+        registry(database_url) as reg,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
+        ) as registry_http,
+    ):
+        assert (await register(registry_http, model, train())).status_code == 201
+        assert (await deploy(registry_http, model, 1)).status_code == 200
+        yield reg, registry_http

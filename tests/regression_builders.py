@@ -20,12 +20,32 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from contracts import FeatureKind, FeatureSpec, MetricTarget, ModelTask, MonitoringSpec
+from contracts import (
+    FeatureKind,
+    FeatureSpec,
+    MetricDirection,
+    MetricTarget,
+    ModelTask,
+    MonitoringSpec,
+)
 from tests.model_builders import TrainedModel
 
 DIABETES = load_diabetes(as_frame=True)
 FEATURES = [str(name) for name in DIABETES.feature_names]
 TARGET = "progression"
+
+
+def regression_targets(
+    *, mae: tuple[float, float], rmse: tuple[float, float], r2: tuple[float, float]
+) -> list[MetricTarget]:
+    """The three figures a regressor is watched on, each as (baseline, threshold): MAE and RMSE
+    (lower is better), R² (higher is better)."""
+    lower = MetricDirection.LOWER_IS_BETTER
+    return [
+        MetricTarget(metric="mae", baseline=mae[0], threshold=mae[1], direction=lower),
+        MetricTarget(metric="rmse", baseline=rmse[0], threshold=rmse[1], direction=lower),
+        MetricTarget(metric="r2", baseline=r2[0], threshold=r2[1]),
+    ]
 
 
 def diabetes_spec(**overrides: Any) -> MonitoringSpec:
@@ -35,11 +55,7 @@ def diabetes_spec(**overrides: Any) -> MonitoringSpec:
         "features": [FeatureSpec(name=name, kind=FeatureKind.NUMERIC) for name in FEATURES],
         "label": TARGET,
         "key_metric": "mae",
-        "metrics": [
-            MetricTarget(metric="mae", baseline=45.0, threshold=60.0, direction="lower_is_better"),
-            MetricTarget(metric="rmse", baseline=55.0, threshold=75.0, direction="lower_is_better"),
-            MetricTarget(metric="r2", baseline=0.4, threshold=0.2),
-        ],
+        "metrics": regression_targets(mae=(45.0, 60.0), rmse=(55.0, 75.0), r2=(0.4, 0.2)),
     }
     return MonitoringSpec(**(fields | overrides))
 

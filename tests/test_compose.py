@@ -102,6 +102,7 @@ def test_the_consumer_groups_that_share_work_have_replicas() -> None:
     assert VIGIL["drift-detector"]["deploy"]["replicas"] >= 2
     assert VIGIL["monitor"]["deploy"]["replicas"] >= 2
     assert VIGIL["runbook-runner"]["deploy"]["replicas"] >= 2
+    assert VIGIL["retrainer"]["deploy"]["replicas"] >= 2
     # Replicas of the runner must not share an instance id (the default is unique per process).
     assert "VIGIL_RUNBOOK_RUNNER_INSTANCE" not in VIGIL["runbook-runner"]["environment"]
 
@@ -116,9 +117,12 @@ def test_replicated_services_keep_their_state_in_postgresql_created_by_the_init_
             assert url.startswith("postgresql://"), f"{name}: replicas cannot share {url}"
             assert f"CREATE DATABASE {url.rsplit('/', 1)[1]};" in init
             assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
-    stateful = {"monitor", "drift-detector", "incident-log"}
+    stateful = {"monitor", "drift-detector", "incident-log", "retrainer"}
     for name in stateful:
         assert any(k.endswith("_DATABASE_URL") for k in VIGIL[name]["environment"]), name
+    # The retrainer's artifacts, datasets and step cache are in its database: replicas share no
+    # volume (one would have to be shared by every replica, or each would miss the others' files).
+    assert "volumes" not in VIGIL["retrainer"]
 
 
 def test_the_incident_log_and_the_runner_share_the_runbook_signing_key() -> None:

@@ -29,6 +29,7 @@ from services.drift_detector.detector import (
 )
 from services.drift_detector.encoding import encode_columns, parse_csv
 from services.drift_detector.profiles import ProfileError, ReferenceProfile, build_profile
+from services.runtime.command_line import ExitCode
 
 __all__ = ["app", "compare_files"]
 
@@ -90,13 +91,13 @@ def compare(
         profile, report = compare_files(reference, current, columns, policy)
     except (ProfileError, WindowError, ValueError) as error:
         Console(stderr=True).print(f"[red]cannot compare:[/red] {error}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     if as_json:
         typer.echo(json.dumps(report_document(profile, report), indent=2))
     else:
         _print_report(console, report)
     if fail_on_drift and report.drifted:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def report_document(profile: ReferenceProfile, report: DriftReport) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import TypeAdapter
 from scipy import special
 
 from contracts.drift import Correction, DriftCheck, FeatureDrift, FeatureKind, Histogram
@@ -72,6 +73,9 @@ MISSING_MEASURE = "absolute change in missing share"
 UNSEEN_MEASURE = "share of rows with unseen levels"
 MAHALANOBIS_MEASURE = "mahalanobis distance of mean normal scores"
 LOCATION_MEASURE = "mean normal-score shift (sd)"
+
+_FEATURES = TypeAdapter(list[FeatureDrift])
+"""Validates a compact report's features in one call into pydantic-core, not one per feature."""
 
 
 class NumericTest(StrEnum):
@@ -152,7 +156,18 @@ class _Check:
             fired = adjusted <= alpha
             if fired.any():  # else the effect sizes decide nothing (and are left for the report)
                 fired &= self.effect >= self.floor
-        return replace(self, adjusted=adjusted, fired=fired)
+        # Built directly: dataclasses.replace costs several times more on the hot path.
+        return _Check(
+            check=self.check,
+            test=self.test,
+            statistic=self.statistic,
+            p_value=self.p_value,
+            effect_of=self.effect_of,
+            measure=self.measure,
+            floor=self.floor,
+            adjusted=adjusted,
+            fired=fired,
+        )
 
     def entry(self, i: int) -> DriftCheck:
         return DriftCheck(
@@ -222,9 +237,9 @@ class _Evidence:
         elsewhere it is not computed), the missing shares, the verdict and its reasons.
 
         Non-finite numbers become ``None`` in one pass over each array; the objects are still
-        validated (pydantic-core checks a flat ``FeatureDrift`` in about 2 µs, less than
-        ``model_construct``'s Python costs), so a compact report keeps every guarantee of the
-        contract.
+        validated, all in one call (pydantic-core checks a flat ``FeatureDrift`` in about 2 µs,
+        less than ``model_construct``'s Python costs, and one call for the list saves a Python
+        ``__init__`` per feature), so a compact report keeps every guarantee of the contract.
         """
         main = self.checks[0]
         with np.errstate(invalid="ignore"):
@@ -240,25 +255,27 @@ class _Evidence:
         missing_reference = self.missing_reference.tolist()
         missing_current = self.missing_current.tolist()
         fired = self.fired.tolist()
-        return [
-            FeatureDrift(
-                feature=name,
-                kind=self.kind,
-                test=main.test,
-                statistic=statistic[i],
-                p_value=p_value[i],
-                adjusted_p_value=adjusted[i],
-                effect_size=effect[i],
-                effect_measure=main.measure,
-                psi=None,
-                missing_rate_reference=missing_reference[i],
-                missing_rate_current=missing_current[i],
-                new_categories=self.new_categories[i] if self.new_categories else [],
-                drifted=fired[i],
-                reasons=[c.check for c in self.checks if c.fired[i]] if fired[i] else [],
-            )
-            for i, name in enumerate(self.names)
-        ]
+        return _FEATURES.validate_python(
+            [
+                {
+                    "feature": name,
+                    "kind": self.kind,
+                    "test": main.test,
+                    "statistic": statistic[i],
+                    "p_value": p_value[i],
+                    "adjusted_p_value": adjusted[i],
+                    "effect_size": effect[i],
+                    "effect_measure": main.measure,
+                    "psi": None,
+                    "missing_rate_reference": missing_reference[i],
+                    "missing_rate_current": missing_current[i],
+                    "new_categories": self.new_categories[i] if self.new_categories else [],
+                    "drifted": fired[i],
+                    "reasons": [c.check for c in self.checks if c.fired[i]] if fired[i] else [],
+                }
+                for i, name in enumerate(self.names)
+            ]
+        )
 
     def _bins(self, i: int) -> Histogram | None:
         if self.bins_of is None:
@@ -488,19 +505,17 @@ def _numeric(
 ) -> tuple[_Evidence, _Location]:
     """Numeric checks; also returns each feature's mean normal-score shift (for the joint test)."""
     rows = values.shape[0]
-    placement = place(reference.sorted, np.ascontiguousarray(values.T))
+    placement = place(reference.sorted, values.T)
     n, m = placement.reference_count, placement.current_count
     ks = _deferred(lambda: ks_statistic(placement))
     ks_p = _deferred(lambda: ks_p_value(ks(), n, m))
     cvm = _deferred(lambda: cramervonmises(placement))
     distance = _deferred(lambda: wasserstein(placement))
-    # A constant reference has no spread: measure a shift against its value (or 1) instead.
-    constant = np.nan_to_num(reference.sorted_values[:, 0]) if reference.sorted_values.size else 0
-    scale = np.where(reference.std > 0, reference.std, np.maximum(np.abs(constant), 1.0))
+    scale = reference.effect_scale
     shift = _normal_score_shift(reference, placement)
 
     use_ks = policy.numeric_test is NumericTest.KS
-    reference_share = reference.missing / max(reference.rows, 1)
+    reference_share = reference.missing_share
     current_share = (rows - m) / rows
     distribution = _Check(
         check="distribution",
@@ -578,11 +593,16 @@ def _normal_score_shift(reference: NumericReference, placement: Placement) -> Fl
     """Each feature's mean normal score in the window, less the reference's, in reference sd.
 
     A window value's normal score depends only on how many reference values lie below / at or
-    below it, which the placement says.
+    below it, so on the reference group the placement found for it and on whether it equals
+    that group's value: the reference keeps the score of each case per group
+    (:attr:`NumericReference.group_scores`).
     """
-    rank = np.minimum(placement.below + placement.at_or_below, reference.score_lookup.shape[1] - 1)
-    (normal,) = take_in_rows(rank, reference.score_lookup)
-    sums = np.where(placement.valid, normal, 0.0).sum(axis=1)
+    between, equal = reference.group_scores
+    normal = between.take(placement.group)
+    tied = placement.tied
+    if tied.size:
+        normal.ravel()[tied] = equal.take(placement.group.ravel()[tied])
+    sums = placement.where_valid(normal).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         shift: FloatArray = (sums / placement.current_count - reference.score_mean) / (
             reference.score_std

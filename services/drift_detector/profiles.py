@@ -93,6 +93,41 @@ class NumericReference:
         """The values prepared for placing windows in them (derived once, not stored)."""
         return sorted_reference(self.sorted_values)
 
+    @cached_property
+    def effect_scale(self) -> FloatArray:
+        """The unit of a numeric shift's effect size: the standard deviation, or for a constant
+        column (no spread) its value's magnitude, at least 1. Derived once: every window
+        divides by it."""
+        constant = np.nan_to_num(self.sorted_values[:, 0]) if self.sorted_values.size else 0
+        result: FloatArray = np.where(self.std > 0, self.std, np.maximum(np.abs(constant), 1.0))
+        result.flags.writeable = False
+        return result
+
+    @cached_property
+    def missing_share(self) -> FloatArray:
+        """Share of missing values per column (derived once)."""
+        result: FloatArray = self.missing / max(self.rows, 1)
+        result.flags.writeable = False
+        return result
+
+    @cached_property
+    def group_scores(self) -> tuple[FloatArray, FloatArray]:
+        """Normal score of a window value by where :func:`~.stats.place` put it: ``(k * g,)``
+        by the last reference group at or below the value, for a value between groups and for
+        one equal to its group's value (its rank then counts the group's values once, not
+        twice). Read with one ``take`` per window instead of building each value's rank."""
+        at_or_below = self.sorted.group_at_or_below
+        below = np.zeros_like(at_or_below)
+        below[:, 1:] = at_or_below[:, :-1]
+        top = self.score_lookup.shape[1] - 1
+        between, equal = (
+            np.take_along_axis(self.score_lookup, np.minimum(rank, top), axis=1).ravel()
+            for rank in (2 * at_or_below, below + at_or_below)
+        )
+        between.flags.writeable = False
+        equal.flags.writeable = False
+        return between, equal
+
     def score_precision(self, usable: NDArray[np.bool_], regularisation: float) -> FloatArray:
         """Inverse of the regularised normal-score correlation of the ``usable`` columns.
 
@@ -198,7 +233,7 @@ def numeric_reference(names: Sequence[str], matrix: FloatArray) -> NumericRefere
             continue
         values = sorted_values[j, :n]
         std[j] = float(values.std())
-        lookup[j] = _psi_bin_lookup(values)
+        lookup[j, : n + 1] = _psi_bin_lookup(values)
         present = ~np.isnan(columns[j])
         below = np.searchsorted(values, columns[j][present], side="left")
         bin_counts[j] = np.bincount(lookup[j, below], minlength=PSI_BINS)

@@ -104,10 +104,10 @@ class SortedReference:
     """``(k, g)`` values at or below each group's value (0 in the leading slot)."""
     group_integral: FloatArray
     """``(k, g)`` the integral of the distribution function up to each group's value."""
-    group_ecdf_sums: FloatArray
-    """``(k, g)`` the distribution function summed over the values at or below each group's."""
-    group_ecdf_square_sums: FloatArray
-    """``(k, g)`` its square, summed likewise."""
+    group_ecdf_moments: FloatArray
+    """``(k * g, 2)`` per group, the distribution function summed over the values at or below
+    its value, and its square summed likewise: side by side, so that placing a window reads
+    both with one ``take`` (one memory access per value, not two)."""
 
     @property
     def width(self) -> int:
@@ -118,6 +118,19 @@ class SortedReference:
     def group_values(self) -> FloatArray:
         """``(k * g,)`` each group's value, flattened (NaN in the leading slot and padding)."""
         return self.search.values
+
+    @property
+    def group_ecdf_sums(self) -> FloatArray:
+        """``(k, g)`` the distribution function summed over the values at or below each
+        group's value."""
+        result: FloatArray = self.group_ecdf_moments[:, 0].reshape(self.group_at_or_below.shape)
+        return result
+
+    @property
+    def group_ecdf_square_sums(self) -> FloatArray:
+        """``(k, g)`` its square, summed likewise."""
+        result: FloatArray = self.group_ecdf_moments[:, 1].reshape(self.group_at_or_below.shape)
+        return result
 
 
 def sorted_reference(values: FloatArray) -> SortedReference:
@@ -155,6 +168,8 @@ def sorted_reference(values: FloatArray) -> SortedReference:
         np.take_along_axis(at_or_below, last_of_group, axis=1),
         np.where(slot == 0, 0, counts[:, None]),
     )
+    group_ecdf_sums = np.take_along_axis(ecdf_sums, group_at_or_below, axis=1)
+    group_ecdf_square_sums = np.take_along_axis(ecdf_square_sums, group_at_or_below, axis=1)
     return SortedReference(
         values=values,
         counts=counts,
@@ -162,8 +177,7 @@ def sorted_reference(values: FloatArray) -> SortedReference:
         search=row_search(group_values, groups),
         group_at_or_below=group_at_or_below,
         group_integral=np.where(present, np.take_along_axis(integral, last_of_group, axis=1), 0.0),
-        group_ecdf_sums=np.take_along_axis(ecdf_sums, group_at_or_below, axis=1),
-        group_ecdf_square_sums=np.take_along_axis(ecdf_square_sums, group_at_or_below, axis=1),
+        group_ecdf_moments=np.stack([group_ecdf_sums.ravel(), group_ecdf_square_sums.ravel()], 1),
     )
 
 
@@ -197,6 +211,8 @@ class Placement:
     value (the leading slot where there is none)."""
     group_below: IntArray
     """Likewise of the last group strictly below each window value."""
+    tied: IntArray
+    """Flat positions of the window values equal to a reference value (few)."""
     previous: FloatArray
     """The reference value of ``group`` (NaN where there is none)."""
 
@@ -205,7 +221,16 @@ class Placement:
         """Window values strictly below each window value (only KS needs them: made when read)."""
         equal_next = np.zeros(self.values.shape, dtype=bool)
         equal_next[:, :-1] = self.values[:, 1:] == self.values[:, :-1]
-        return _window_ranks(equal_next)[0]
+        return _window_ranks(equal_next, inclusive=False)
+
+    @cached_property
+    def complete(self) -> bool:
+        """Whether the window has no missing value (then masking by ``valid`` changes nothing)."""
+        return bool(self.valid.all())
+
+    def where_valid(self, values: FloatArray) -> FloatArray:
+        """``values`` with 0 in place of missing values' entries."""
+        return values if self.complete else np.where(self.valid, values, 0.0)
 
     @cached_property
     def window_cdf(self) -> FloatArray:
@@ -232,8 +257,9 @@ class Placement:
         result = np.empty_like(values)
         result[:, :-1] = values[:, 1:]
         result[:, -1] = after_last
-        rows, positions = self.last_valid
-        result[rows, positions] = after_last[rows]
+        if not self.complete:  # else every column's largest value is its last: done above
+            rows, positions = self.last_valid
+            result[rows, positions] = after_last[rows]
         return result
 
     def to_following(self, values: NDArray[Number], after_last: NDArray[Number]) -> NDArray[Number]:
@@ -241,8 +267,9 @@ class Placement:
         result = np.empty_like(values)
         np.subtract(values[:, 1:], values[:, :-1], out=result[:, :-1])
         result[:, -1] = after_last - values[:, -1]
-        rows, positions = self.last_valid
-        result[rows, positions] = after_last[rows] - values[rows, positions]
+        if not self.complete:  # else every column's largest value is its last: done above
+            rows, positions = self.last_valid
+            result[rows, positions] = after_last[rows] - values[rows, positions]
         return result
 
     @property
@@ -272,22 +299,26 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
         rows = np.argsort(current, axis=1)
         (values,) = take_in_rows(rows, current)
     else:
-        values = np.sort(current, axis=1)
+        # One copy, sorted in place: a transposed window is copied into rows here (np.sort of
+        # ``np.ascontiguousarray(window.T)`` would copy it twice).
+        values = np.array(current, dtype=np.float64, order="C")
+        values.sort(axis=1)
     valid = ~np.isnan(values)
     counts = reference.counts
     group = reference.search.last_at_or_below(values)
     previous = reference.group_values.take(group)
-    equal = previous == values
-    group_below = group - equal.astype(np.int64)
+    # The group strictly below, and the count below, differ only for values equal to a
+    # reference value (few): only those are visited.
+    tied = np.flatnonzero(previous == values)
+    group_below = group.copy()
+    group_below.ravel()[tied] -= 1
     at_or_below = reference.group_at_or_below.ravel().take(group)
-    # Below differs only for values equal to a reference value (few).
     below = at_or_below.copy()
-    tied = np.flatnonzero(equal)
     below.ravel()[tied] = reference.group_at_or_below.ravel().take(group_below.ravel()[tied])
     equal_next = np.zeros((k, m), dtype=bool)
     equal_next[:, :-1] = values[:, 1:] == values[:, :-1]
     group_end = valid & ~equal_next
-    current_at_or_below = _window_ranks(equal_next)[1]
+    current_at_or_below = _window_ranks(equal_next, inclusive=True)
     return Placement(
         reference=reference,
         values=values,
@@ -301,33 +332,37 @@ def place(reference: SortedReference, current: FloatArray, *, keep_rows: bool = 
         group_end=group_end,
         group=group,
         group_below=group_below,
+        tied=tied,
         previous=previous,
     )
 
 
-def _window_ranks(equal_next: BoolArray) -> tuple[IntArray, IntArray]:
-    """How many window values lie below / at or below each of a row's sorted values.
+def _window_ranks(equal_next: BoolArray, *, inclusive: bool) -> IntArray:
+    """How many window values lie below (``inclusive``: at or below) each of a row's sorted
+    values.
 
-    A value's position and position + 1, except in a group of ties, whose values all count the
-    group from its first position to its last; ``equal_next`` marks the values followed by an
-    equal one. Ties are few, so only they are visited.
+    A value's position (position + 1), except in a group of ties, whose values all count the
+    group from its first position (to its last); ``equal_next`` marks the values followed by an
+    equal one. Ties are few, so only they are visited. One of the two at a time: placing needs
+    only the second, and KS alone the first.
     """
     k, m = equal_next.shape
-    positions = np.arange(m)
+    positions = np.arange(int(inclusive), m + int(inclusive))
     tied = np.flatnonzero(equal_next)
     if not tied.size:
-        return np.broadcast_to(positions, (k, m)), np.broadcast_to(positions + 1, (k, m))
-    below = np.empty((k, m), dtype=np.int64)
-    below[:] = positions
-    at_or_below = below + 1
+        return np.broadcast_to(positions, (k, m))
+    ranks = np.empty((k, m), dtype=np.int64)
+    ranks[:] = positions
     # Runs of consecutive tied positions: each run and the value after it form one group (a row's
     # last value is never tied to a next one, so a run stays in its row).
     gap = tied[1:] != tied[:-1] + 1
     starts = np.concatenate([[True], gap])
     run = np.cumsum(starts) - 1
-    below.ravel()[tied + 1] = tied[starts].take(run) % m
-    at_or_below.ravel()[tied] = tied[np.concatenate([gap, [True]])].take(run) % m + 2
-    return below, at_or_below
+    if inclusive:
+        ranks.ravel()[tied] = tied[np.concatenate([gap, [True]])].take(run) % m + 2
+    else:
+        ranks.ravel()[tied + 1] = tied[starts].take(run) % m
+    return ranks
 
 
 def _enough(placement: Placement, values: FloatArray, minimum: int = 1) -> FloatArray:
@@ -396,19 +431,45 @@ def ks_p_value(statistic: FloatArray, n: IntArray, m: IntArray) -> FloatArray:
     return result
 
 
+_CVM_TERMS = 64
+_CVM_COEFFICIENTS = [
+    float(np.exp(special.gammaln(k + 0.5) - special.gammaln(k + 1))) for k in range(_CVM_TERMS)
+]
+"""``Gamma(k + 1/2) / Gamma(k + 1)`` of the series' first terms: constants, computed once."""
+
+
 def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
-    """Limiting distribution of the Cramér-von Mises statistic (Csörgő and Faraway 1996)."""
+    """Limiting distribution of the Cramér-von Mises statistic (Csörgő and Faraway 1996).
+
+    Summed term by term until every entry's term falls under 1e-7. The coefficients and each
+    entry's ``pi^1.5 sqrt(x)`` are computed once, not per term, with the same operations, so
+    the sum is the same to the last bit; while every entry is still pending, none is selected.
+    """
     total = np.zeros_like(x)
     pending = np.ones_like(x, dtype=bool)
+    scale = np.pi**1.5 * np.sqrt(x)
+    sixteen_x = 16 * x
+    every = x.size > 0
     k = 0
-    while pending.any():
-        xs = x[pending]
-        u = np.exp(special.gammaln(k + 0.5) - special.gammaln(k + 1)) / (np.pi**1.5 * np.sqrt(xs))
+    while every or pending.any():
+        xs, sixteen_xs = (scale, sixteen_x) if every else (scale[pending], sixteen_x[pending])
+        coefficient = (
+            _CVM_COEFFICIENTS[k]
+            if k < _CVM_TERMS
+            else np.exp(special.gammaln(k + 0.5) - special.gammaln(k + 1))
+        )
+        u = coefficient / xs
         y = 4 * k + 1
-        q = y**2 / (16 * xs)
+        q = y**2 / sixteen_xs
         term = u * np.sqrt(y) * np.exp(-q) * special.kv(0.25, q)
-        total[pending] += term
-        pending[pending] = np.abs(term) >= 1e-7
+        still = np.abs(term) >= 1e-7
+        if every:
+            total += term
+            pending = still
+            every = bool(still.all())
+        else:
+            total[pending] += term
+            pending[pending] = still
         k += 1
     return total
 
@@ -449,17 +510,24 @@ def cramervonmises(placement: Placement) -> TwoSampleTest:
     columns = np.arange(len(n))
     with np.errstate(invalid="ignore", divide="ignore"):
         cdf_window = placement.window_cdf
-        own = np.where(placement.valid, placement.cdf_gap**2, 0.0).sum(axis=1)
+        own = placement.where_valid(placement.cdf_gap**2).sum(axis=1)
         # Reference values from this group's start in the reference to the next group's (to the
         # reference's end after the window's last group); the running sums at the next group's
         # start are those read for the next group.
         run_length = placement.to_following(placement.below, placement.reference_count)
-        low_sums = reference.group_ecdf_sums.ravel().take(placement.group_below)
-        low_squares = reference.group_ecdf_square_sums.ravel().take(placement.group_below)
+        moments = reference.group_ecdf_moments.take(placement.group_below, axis=0)
+        low_sums, low_squares = moments[:, :, 0], moments[:, :, 1]
         # The sums over the whole reference sit in each row's last slot.
         sums = placement.to_following(low_sums, reference.group_ecdf_sums[columns, -1])
         squares = placement.to_following(low_squares, reference.group_ecdf_square_sums[columns, -1])
-        runs = squares - 2 * cdf_window * sums + cdf_window**2 * run_length
+        # squares - 2 c sums + c^2 run_length, in place (run_length as floats: numpy's
+        # mixed-type multiply converts slowly; the counts convert exactly).
+        runs = 2 * cdf_window
+        runs *= sums
+        np.subtract(squares, runs, out=runs)
+        weight = cdf_window**2
+        weight *= run_length.astype(np.float64)
+        runs += weight
         # ecdf_square_sums[:, 0] is 0: nothing lies before an empty window.
         before_first = np.where(placement.current_count > 0, low_squares[:, 0], 0.0)
         total = own + np.where(placement.group_end, runs, 0.0).sum(axis=1) + before_first

@@ -270,31 +270,30 @@ class Tracker:
         )
         windows.append(tested)
         opening = window_key(closed.window)
-        data, change = observe_window(
-            state.data,
-            drifted=tested.drifted,
-            drivers=tested.drivers,
-            fingerprint=self._fingerprint(AlertKind.DATA_DRIFT),
-            now=now,
-            raise_after=self.config.raise_after,
-            recover_after=self.config.recover_after,
-            window=opening,
-        )
+
+        def observe(
+            kind: AlertKind, series: EpisodeState, drifted: bool, drivers: tuple[str, ...]
+        ) -> tuple[EpisodeState, Raised | Recovered | None]:
+            return observe_window(
+                series,
+                drifted=drifted,
+                drivers=drivers,
+                fingerprint=self._fingerprint(kind),
+                now=now,
+                raise_after=self.config.raise_after,
+                recover_after=self.config.recover_after,
+                window=opening,
+            )
+
+        data, change = observe(AlertKind.DATA_DRIFT, state.data, tested.drifted, tested.drivers)
         state = replace(state, data=data)
         if change is not None:
             transitions.append(Transition(AlertKind.DATA_DRIFT, change, tested))
             if isinstance(change, Recovered) and self.sequential is not None:
                 state = replace(state, cusum=self.sequential.start())
         if report.score is not None:
-            score, change = observe_window(
-                state.score,
-                drifted=report.score_drifted,
-                drivers=(SCORE_FEATURE,),
-                fingerprint=self._fingerprint(AlertKind.PREDICTION_DRIFT),
-                now=now,
-                raise_after=self.config.raise_after,
-                recover_after=self.config.recover_after,
-                window=opening,
+            score, change = observe(
+                AlertKind.PREDICTION_DRIFT, state.score, report.score_drifted, (SCORE_FEATURE,)
             )
             state = replace(state, score=score)
             if change is not None:

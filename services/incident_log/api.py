@@ -7,35 +7,49 @@ the incident's timeline with the caller's name as actor. Errors: 401 without a v
 a role too low (the message names the role needed) or a call a scoped token's scopes do not name,
 404 for an unknown incident, 409 when the incident's state refuses the action (the message says
 why), 422 for a malformed body.
+
+The routes are module-level functions on :data:`router`; :func:`install_incident_api` gives an
+app the incident log they act on (:data:`Api`), and the caller comes from
+:data:`~services.incident_log.auth.Caller`.
 """
 
 import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Response,
+    status,
+)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from contracts.alerts import AlertKind, Severity
 from contracts.incidents import EscalationTrigger, IncidentStatus, Tier
 from contracts.values import FiniteJson, ModelName
 from services.incident_log.approvals import HeldRun
-from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
+from services.incident_log.auth import Caller, Principal, ensure_allowed
 from services.incident_log.domain import DomainError, Effects, Incident
 from services.incident_log.lifecycle import InvalidTransition
 from services.incident_log.manual import ManualReport, manual_alert
-from services.incident_log.operations import (
+from services.incident_log.permissions import Permission, Role
+from services.incident_log.routing import Matcher
+from services.incident_log.runbook_choices import CatalogView, RunbookChoice
+from services.incident_log.service import (
     IdempotencyConflict,
     IncidentLog,
     UnknownIncident,
     UnknownSilence,
 )
-from services.incident_log.permissions import Permission, Role
-from services.incident_log.routing import Matcher
-from services.incident_log.runbook_choices import CatalogView, RunbookChoice
 from services.incident_log.stats import (
     BUCKETS,
     IncidentFacts,
@@ -49,10 +63,11 @@ from services.incident_log.stats import (
 )
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
+from services.runtime.app_state import AppState
 from services.runtime.database import Sessions
 from services.runtime.scopes import Scope
 
-__all__ = ["build_router"]
+__all__ = ["Api", "IncidentApi", "install_incident_api", "router"]
 
 _MAX_REPORT_BYTES = 256 * 1024
 MAX_SILENCE_MINUTES = 366 * 24 * 60
@@ -341,489 +356,549 @@ class SilenceView(BaseModel):
 # -- the router --------------------------------------------------------------------------------
 
 
-def build_router(
-    log: IncidentLog,
-    sessions: Sessions,
+@dataclass(frozen=True)
+class IncidentApi:
+    """What the routes act on: the incident log, its database, and the runner's catalogue as
+    the incident log reads it (none: runs by hand are checked by the runner only)."""
+
+    log: IncidentLog
+    sessions: Sessions
+    catalog: CatalogView | None = None
+
+
+_SLOT = AppState[IncidentApi]("incident_api")
+Api = Annotated[IncidentApi, Depends(_SLOT)]
+"""The :class:`IncidentApi` the app was given by :func:`install_incident_api`."""
+
+router = APIRouter()
+
+
+def install_incident_api(
+    app: FastAPI, log: IncidentLog, sessions: Sessions, *, catalog: CatalogView | None = None
+) -> None:
+    """Add the routes to an app, bound to one incident log (the caller is checked as
+    :func:`~services.incident_log.auth.install_authentication` set up on the app)."""
+    _SLOT.put(app, IncidentApi(log, sessions, catalog))
+    app.include_router(router)
+
+
+async def _act(
+    api: IncidentApi,
+    incident_id: str,
+    principal: Principal,
+    permission: Permission,
+    change: Callable[[Incident, datetime], Effects],
     *,
-    admin_sha256: str | None,
-    catalog: CatalogView | None = None,
-) -> APIRouter:
-    """The API's routes, bound to one incident log; ``admin_sha256`` is the bootstrap admin
-    token's hash; ``catalog`` the runner's catalogue as the incident log reads it (none: runs
-    by hand are checked by the runner only)."""
-    router = APIRouter()
-    caller = bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)
-    Caller = Annotated[Principal, Depends(caller)]
-    require = ensure_allowed
+    take_over: bool = False,
+    scope: Scope | None = None,
+) -> IncidentDetail:
+    """Check the role (or the scope that names this action) against the incident as it is now
+    (locked), then change it; a refusal writes nothing. Taking someone else's claim needs a
+    role at the incident's tier, whatever the action that takes it."""
 
-    async def act(
-        incident_id: str,
-        principal: Principal,
-        permission: Permission,
-        change: Callable[[Incident, datetime], Effects],
-        *,
-        take_over: bool = False,
-        scope: Scope | None = None,
-    ) -> IncidentDetail:
-        """Check the role (or the scope that names this action) against the incident as it is now
-        (locked), then change it; a refusal writes nothing. Taking someone else's claim needs a
-        role at the incident's tier, whatever the action that takes it."""
+    def guarded(incident: Incident, now: datetime) -> Effects:
+        ensure_allowed(principal, permission, incident.tier, scope=scope)
+        if take_over and incident.held_by(now) not in (None, principal.name):
+            ensure_allowed(principal, Permission.TAKE_OVER, incident.tier)
+        return change(incident, now)
 
-        def guarded(incident: Incident, now: datetime) -> Effects:
-            require(principal, permission, incident.tier, scope=scope)
-            if take_over and incident.held_by(now) not in (None, principal.name):
-                require(principal, Permission.TAKE_OVER, incident.tier)
-            return change(incident, now)
+    incident = await _translate(api.log.act(incident_id, guarded))
+    return _detail(incident, principal, api.log.now())
 
-        incident = await _translate(log.act(incident_id, guarded))
-        return _detail(incident, principal, log.now())
 
-    @router.get("/whoami", tags=["auth"])
-    async def whoami(principal: Caller) -> WhoAmI:
-        """The caller's name and role (or scopes), and when its token expires."""
-        return WhoAmI(
-            name=principal.name,
-            role=principal.role,
-            scopes=sorted(principal.scopes) if principal.role is None else None,
-            token_id=principal.token_id,
-            expires_at=principal.expires_at,
-            acts_for_others=principal.acts_for_others,
-        )
-
-    @router.get("/incidents", tags=["incidents"])
-    async def list_incidents(
-        principal: Caller,
-        status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
-        tier: Tier | None = None,
-        model: str | None = None,
-        unresolved: bool = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> list[IncidentView]:
-        """Incidents, newest first, filtered by status, tier, model."""
-        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
-        now = log.now()
-        async with sessions() as session:
-            rows = await IncidentStore(session).search(
-                status=status_.value if status_ else None,
-                tier=tier.value if tier else None,
-                model=model,
-                unresolved=unresolved,
-                limit=limit,
-                offset=offset,
-            )
-        return [_view_of_row(row, now) for row in rows]
-
-    @router.post(
-        "/incidents",
-        tags=["incidents"],
-        status_code=status.HTTP_201_CREATED,
-        responses={
-            200: {"description": "A retry with the same Idempotency-Key: the incident it opened."},
-            409: {"description": "The Idempotency-Key was used for a different report."},
-        },
+@router.get("/whoami", tags=["auth"])
+async def whoami(principal: Caller) -> WhoAmI:
+    """The caller's name and role (or scopes), and when its token expires."""
+    return WhoAmI(
+        name=principal.name,
+        role=principal.role,
+        scopes=sorted(principal.scopes) if principal.role is None else None,
+        token_id=principal.token_id,
+        expires_at=principal.expires_at,
+        acts_for_others=principal.acts_for_others,
     )
-    async def open_incident(
-        principal: Caller,
-        body: ManualIncidentBody,
-        response: Response,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                pattern=IDEMPOTENCY_KEY,
-                description="Makes retries safe: the same key (per person) opens one incident.",
-            ),
-        ] = None,
-    ) -> IncidentDetail:
-        """Open an incident by hand (level one and up): the report becomes an alert of kind
-        ``manual`` that opens a new incident, routed like any other."""
-        require(principal, Permission.OPEN_INCIDENT)
-        report = ManualReport(
-            model=body.model,
-            model_version=body.model_version,
-            severity=body.severity,
-            summary=body.summary,
-            details=body.details,
+
+
+@router.get("/incidents", tags=["incidents"])
+async def list_incidents(
+    api: Api,
+    principal: Caller,
+    status_: Annotated[IncidentStatus | None, Query(alias="status")] = None,
+    tier: Tier | None = None,
+    model: str | None = None,
+    unresolved: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[IncidentView]:
+    """Incidents, newest first, filtered by status, tier, model."""
+    ensure_allowed(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+    now = api.log.now()
+    async with api.sessions() as session:
+        rows = await IncidentStore(session).search(
+            status=status_.value if status_ else None,
+            tier=tier.value if tier else None,
+            model=model,
+            unresolved=unresolved,
+            limit=limit,
+            offset=offset,
         )
-        alert = manual_alert(report, principal.name, log.now(), idempotency_key=idempotency_key)
-        try:
-            incident, created = await log.open_manual(alert)
-        except IdempotencyConflict as error:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-        if not created:
-            response.status_code = status.HTTP_200_OK
-        return _detail(incident, principal, log.now())
+    return [_view_of_row(row, now) for row in rows]
 
-    @router.get("/incidents/{incident_id}/runbook-choices", tags=["incidents"])
-    async def runbook_choices(incident_id: str, principal: Caller) -> RunbookChoices:
-        """The catalogued runbooks that apply to the incident's alert kinds (and the others),
-        with the typed parameters a person supplies."""
-        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
-        async with sessions() as session:
-            incident = await IncidentStore(session).get(incident_id, for_update=False)
-        if incident is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-        kinds = sorted({signal.kind.value for signal in incident.signals.values()})
-        applicable, others = catalog.for_kinds(kinds) if catalog else ([], [])
-        return RunbookChoices(
-            kinds=kinds,
-            applicable=[_choice_view(r) for r in applicable],
-            others=[_choice_view(r) for r in others],
-        )
 
-    @router.get("/incidents/{incident_id}", tags=["incidents"])
-    async def get_incident(incident_id: str, principal: Caller) -> IncidentDetail:
-        """One incident with its signals and the actions the caller may take."""
-        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
-        async with sessions() as session:
-            incident = await IncidentStore(session).get(incident_id, for_update=False)
-        if incident is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-        return _detail(incident, principal, log.now())
-
-    @router.get("/incidents/{incident_id}/timeline", tags=["incidents"])
-    async def get_timeline(incident_id: str, principal: Caller) -> list[TimelineEntryView]:
-        """An incident's history, oldest first."""
-        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
-        async with sessions() as session:
-            store = IncidentStore(session)
-            if await store.get(incident_id, for_update=False) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-            rows = await store.timeline(incident_id)
-        return [_timeline_view(row) for row in rows]
-
-    @router.get("/incidents/{incident_id}/alerts", tags=["incidents"])
-    async def get_incident_alerts(incident_id: str, principal: Caller) -> list[AlertView]:
-        """The alerts that fed an incident, newest first."""
-        require(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
-        async with sessions() as session:
-            rows = await IncidentStore(session).alerts(incident_id=incident_id)
-        return [_alert_view(row) for row in rows]
-
-    @router.post("/incidents/{incident_id}/acknowledge", tags=["actions"])
-    async def acknowledge(
-        incident_id: str, principal: Caller, body: ActionBody | None = None
-    ) -> IncidentDetail:
-        """Acknowledge at the incident's current tier."""
-        options = body or ActionBody()
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.acknowledge(principal.name, now, take_over=options.take_over),
-            take_over=options.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/claim", tags=["actions"])
-    async def claim(
-        incident_id: str, principal: Caller, body: ActionBody | None = None
-    ) -> IncidentDetail:
-        """Take ownership for a while (renewed by activity); others see who holds it."""
-        options = body or ActionBody()
-        lease = log.policy.claim_lease
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.claim(principal.name, now, lease, take_over=options.take_over),
-            take_over=options.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/comment", tags=["actions"])
-    async def comment(incident_id: str, principal: Caller, body: CommentBody) -> IncidentDetail:
-        """Add a comment to the timeline."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.COMMENT,
-            lambda i, now: i.comment(principal.name, body.text, now, take_over=body.take_over),
-            take_over=body.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/escalate", tags=["actions"])
-    async def escalate(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
-        """Hand the incident to the next tier."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.escalate(
-                principal.name, EscalationTrigger.HUMAN, body.reason, now, take_over=body.take_over
-            ),
-            take_over=body.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/mitigating", tags=["actions"])
-    async def mitigating(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
-        """Say a fix is being worked on."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.start_mitigation(
-                principal.name, body.reason, now, take_over=body.take_over
-            ),
-            take_over=body.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/monitoring", tags=["actions"])
-    async def monitoring(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
-        """Say the fix is in and is being watched."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.start_monitoring(
-                principal.name, body.reason, now, take_over=body.take_over
-            ),
-            take_over=body.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/resolve", tags=["actions"])
-    async def resolve(incident_id: str, principal: Caller, body: ResolveBody) -> IncidentDetail:
-        """Resolve (a performance incident needs the labels' confirmation, or ``force``)."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.ACT_ON_INCIDENT,
-            lambda i, now: i.resolve(
-                principal.name, body.reason, now, force=body.force, take_over=body.take_over
-            ),
-            take_over=body.take_over,
-        )
-
-    @router.post("/incidents/{incident_id}/reopen", tags=["actions"])
-    async def reopen(incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
-        """Reopen a resolved incident."""
-        return await act(
-            incident_id,
-            principal,
-            Permission.REOPEN,
-            lambda i, now: i.reopen(principal.name, body.reason, now),
-        )
-
-    @router.post(
-        "/incidents/{incident_id}/runbooks", tags=["actions"], status_code=status.HTTP_202_ACCEPTED
+@router.post(
+    "/incidents",
+    tags=["incidents"],
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "A retry with the same Idempotency-Key: the incident it opened."},
+        409: {"description": "The Idempotency-Key was used for a different report."},
+    },
+)
+async def open_incident(
+    api: Api,
+    principal: Caller,
+    body: ManualIncidentBody,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=IDEMPOTENCY_KEY,
+            description="Makes retries safe: the same key (per person) opens one incident.",
+        ),
+    ] = None,
+) -> IncidentDetail:
+    """Open an incident by hand (level one and up): the report becomes an alert of kind
+    ``manual`` that opens a new incident, routed like any other."""
+    ensure_allowed(principal, Permission.OPEN_INCIDENT)
+    report = ManualReport(
+        model=body.model,
+        model_version=body.model_version,
+        severity=body.severity,
+        summary=body.summary,
+        details=body.details,
     )
-    async def run_runbook(
-        incident_id: str, principal: Caller, body: RunbookBody
-    ) -> RunbookRequested:
-        """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline.
-        A runbook that needs approval is held until a second person approves it
-        (``POST /incidents/{id}/runbooks/{run_id}/approve``)."""
-        require(principal, Permission.RUN_RUNBOOK)
-        if catalog is not None:
-            problems = catalog.problems(body.runbook, body.parameters)
-            if problems:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
-        run_id = f"run-{secrets.token_hex(6)}"
-        if log.approvals.needs_approval(body.runbook):
-            held = await _translate_held(
-                log.hold_runbook(
-                    incident_id,
-                    lambda now: HeldRun(
-                        run_id=run_id,
-                        incident_id=incident_id,
-                        runbook=body.runbook,
-                        parameters=dict(body.parameters),
-                        reason=body.reason,
-                        requested_by=principal.name,
-                        requested_at=now,
-                        expires_at=now + log.approvals.approval_timeout,
-                    ),
-                    lambda i, run, now: _guarded_hold(principal, i, run, now, body.take_over),
-                )
+    alert = manual_alert(report, principal.name, api.log.now(), idempotency_key=idempotency_key)
+    try:
+        incident, created = await api.log.open_manual(alert)
+    except IdempotencyConflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _detail(incident, principal, api.log.now())
+
+
+@router.get("/incidents/{incident_id}/runbook-choices", tags=["incidents"])
+async def runbook_choices(api: Api, incident_id: str, principal: Caller) -> RunbookChoices:
+    """The catalogued runbooks that apply to the incident's alert kinds (and the others),
+    with the typed parameters a person supplies."""
+    ensure_allowed(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+    async with api.sessions() as session:
+        incident = await IncidentStore(session).get(incident_id, for_update=False)
+    if incident is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+    kinds = sorted({signal.kind.value for signal in incident.signals.values()})
+    applicable, others = api.catalog.for_kinds(kinds) if api.catalog else ([], [])
+    return RunbookChoices(
+        kinds=kinds,
+        applicable=[_choice_view(r) for r in applicable],
+        others=[_choice_view(r) for r in others],
+    )
+
+
+@router.get("/incidents/{incident_id}", tags=["incidents"])
+async def get_incident(api: Api, incident_id: str, principal: Caller) -> IncidentDetail:
+    """One incident with its signals and the actions the caller may take."""
+    ensure_allowed(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+    async with api.sessions() as session:
+        incident = await IncidentStore(session).get(incident_id, for_update=False)
+    if incident is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+    return _detail(incident, principal, api.log.now())
+
+
+@router.get("/incidents/{incident_id}/timeline", tags=["incidents"])
+async def get_timeline(api: Api, incident_id: str, principal: Caller) -> list[TimelineEntryView]:
+    """An incident's history, oldest first."""
+    ensure_allowed(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+    async with api.sessions() as session:
+        store = IncidentStore(session)
+        if await store.get(incident_id, for_update=False) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+        rows = await store.timeline(incident_id)
+    return [_timeline_view(row) for row in rows]
+
+
+@router.get("/incidents/{incident_id}/alerts", tags=["incidents"])
+async def get_incident_alerts(api: Api, incident_id: str, principal: Caller) -> list[AlertView]:
+    """The alerts that fed an incident, newest first."""
+    ensure_allowed(principal, Permission.READ, scope=Scope.INCIDENTS_READ)
+    async with api.sessions() as session:
+        rows = await IncidentStore(session).alerts(incident_id=incident_id)
+    return [_alert_view(row) for row in rows]
+
+
+@router.post("/incidents/{incident_id}/acknowledge", tags=["actions"])
+async def acknowledge(
+    api: Api, incident_id: str, principal: Caller, body: ActionBody | None = None
+) -> IncidentDetail:
+    """Acknowledge at the incident's current tier."""
+    options = body or ActionBody()
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.acknowledge(principal.name, now, take_over=options.take_over),
+        take_over=options.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/claim", tags=["actions"])
+async def claim(
+    api: Api, incident_id: str, principal: Caller, body: ActionBody | None = None
+) -> IncidentDetail:
+    """Take ownership for a while (renewed by activity); others see who holds it."""
+    options = body or ActionBody()
+    lease = api.log.policy.claim_lease
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.claim(principal.name, now, lease, take_over=options.take_over),
+        take_over=options.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/comment", tags=["actions"])
+async def comment(
+    api: Api, incident_id: str, principal: Caller, body: CommentBody
+) -> IncidentDetail:
+    """Add a comment to the timeline."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.COMMENT,
+        lambda i, now: i.comment(principal.name, body.text, now, take_over=body.take_over),
+        take_over=body.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/escalate", tags=["actions"])
+async def escalate(
+    api: Api, incident_id: str, principal: Caller, body: ReasonBody
+) -> IncidentDetail:
+    """Hand the incident to the next tier."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.escalate(
+            principal.name, EscalationTrigger.HUMAN, body.reason, now, take_over=body.take_over
+        ),
+        take_over=body.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/mitigating", tags=["actions"])
+async def mitigating(
+    api: Api, incident_id: str, principal: Caller, body: ReasonBody
+) -> IncidentDetail:
+    """Say a fix is being worked on."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.start_mitigation(
+            principal.name, body.reason, now, take_over=body.take_over
+        ),
+        take_over=body.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/monitoring", tags=["actions"])
+async def monitoring(
+    api: Api, incident_id: str, principal: Caller, body: ReasonBody
+) -> IncidentDetail:
+    """Say the fix is in and is being watched."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.start_monitoring(
+            principal.name, body.reason, now, take_over=body.take_over
+        ),
+        take_over=body.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/resolve", tags=["actions"])
+async def resolve(
+    api: Api, incident_id: str, principal: Caller, body: ResolveBody
+) -> IncidentDetail:
+    """Resolve (a performance incident needs the labels' confirmation, or ``force``)."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ACT_ON_INCIDENT,
+        lambda i, now: i.resolve(
+            principal.name, body.reason, now, force=body.force, take_over=body.take_over
+        ),
+        take_over=body.take_over,
+    )
+
+
+@router.post("/incidents/{incident_id}/reopen", tags=["actions"])
+async def reopen(api: Api, incident_id: str, principal: Caller, body: ReasonBody) -> IncidentDetail:
+    """Reopen a resolved incident."""
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.REOPEN,
+        lambda i, now: i.reopen(principal.name, body.reason, now),
+    )
+
+
+@router.post(
+    "/incidents/{incident_id}/runbooks", tags=["actions"], status_code=status.HTTP_202_ACCEPTED
+)
+async def run_runbook(
+    api: Api, incident_id: str, principal: Caller, body: RunbookBody
+) -> RunbookRequested:
+    """Ask the runner for a catalogued runbook, with a reason; its result joins the timeline.
+    A runbook that needs approval is held until a second person approves it
+    (``POST /incidents/{id}/runbooks/{run_id}/approve``)."""
+    ensure_allowed(principal, Permission.RUN_RUNBOOK)
+    if api.catalog is not None:
+        problems = api.catalog.problems(body.runbook, body.parameters)
+        if problems:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
+    run_id = f"run-{secrets.token_hex(6)}"
+    if api.log.approvals.needs_approval(body.runbook):
+        held = await _translate_held(
+            api.log.hold_runbook(
+                incident_id,
+                lambda now: HeldRun(
+                    run_id=run_id,
+                    incident_id=incident_id,
+                    runbook=body.runbook,
+                    parameters=dict(body.parameters),
+                    reason=body.reason,
+                    requested_by=principal.name,
+                    requested_at=now,
+                    expires_at=now + api.log.approvals.approval_timeout,
+                ),
+                lambda i, run, now: _guarded_hold(principal, i, run, now, body.take_over),
             )
-            return RunbookRequested(
-                run_id=run_id,
-                runbook=body.runbook,
-                incident_id=incident_id,
-                state="pending_approval",
-                approval_expires_at=held.expires_at,
-            )
-        await act(
-            incident_id,
-            principal,
-            Permission.RUN_RUNBOOK,
-            lambda i, now: i.request_runbook(
-                principal.name,
-                body.runbook,
-                body.reason,
-                body.parameters,
-                run_id,
-                now,
-                take_over=body.take_over,
-            ),
+        )
+        return RunbookRequested(
+            run_id=run_id,
+            runbook=body.runbook,
+            incident_id=incident_id,
+            state="pending_approval",
+            approval_expires_at=held.expires_at,
+        )
+    await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.RUN_RUNBOOK,
+        lambda i, now: i.request_runbook(
+            principal.name,
+            body.runbook,
+            body.reason,
+            body.parameters,
+            run_id,
+            now,
             take_over=body.take_over,
-        )
-        return RunbookRequested(run_id=run_id, runbook=body.runbook, incident_id=incident_id)
+        ),
+        take_over=body.take_over,
+    )
+    return RunbookRequested(run_id=run_id, runbook=body.runbook, incident_id=incident_id)
 
-    @router.post("/incidents/{incident_id}/retrain", tags=["actions"])
-    async def request_retrain(
-        incident_id: str, principal: Caller, body: RetrainBody
-    ) -> IncidentDetail:
-        """Ask the retrainer for a new version of the incident's model (level two). A caller
-        allowed to act for others (the runbook runner) names the person it asks for in
-        ``on_behalf_of``: that person is the requester, "via" the caller."""
-        asker, via = principal.name, None
-        if body.on_behalf_of is not None:
-            if not principal.acts_for_others:
-                raise HTTPException(
-                    status.HTTP_403_FORBIDDEN,
-                    f"{principal.name} may not act on behalf of someone else "
-                    "(only a token allowed to act for others, such as the runbook runner's)",
-                )
-            asker, via = body.on_behalf_of, principal.name
-        return await act(
-            incident_id,
-            principal,
-            Permission.REQUEST_RETRAIN,
-            lambda i, now: i.request_retrain(
-                asker, body.reason, now, take_over=body.take_over, via=via
-            ),
-            take_over=body.take_over,
-            scope=Scope.RETRAIN_REQUEST,
-        )
 
-    @router.post("/incidents/{incident_id}/reports", tags=["actions"])
-    async def attach_report(
-        incident_id: str, principal: Caller, body: ReportBody
-    ) -> IncidentDetail:
-        """Attach a diagnosis report to the incident's timeline."""
-        if len(json.dumps(body.report)) > _MAX_REPORT_BYTES:
+@router.post("/incidents/{incident_id}/retrain", tags=["actions"])
+async def request_retrain(
+    api: Api, incident_id: str, principal: Caller, body: RetrainBody
+) -> IncidentDetail:
+    """Ask the retrainer for a new version of the incident's model (level two). A caller
+    allowed to act for others (the runbook runner) names the person it asks for in
+    ``on_behalf_of``: that person is the requester, "via" the caller."""
+    asker, via = principal.name, None
+    if body.on_behalf_of is not None:
+        if not principal.acts_for_others:
             raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE,
-                f"report larger than {_MAX_REPORT_BYTES} bytes: attach a summary",
+                status.HTTP_403_FORBIDDEN,
+                f"{principal.name} may not act on behalf of someone else "
+                "(only a token allowed to act for others, such as the runbook runner's)",
             )
-        return await act(
-            incident_id,
-            principal,
-            Permission.ATTACH_REPORT,
-            lambda i, now: i.attach_report(principal.name, body.title, body.report, now),
-            scope=Scope.INCIDENTS_REPORT,
+        asker, via = body.on_behalf_of, principal.name
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.REQUEST_RETRAIN,
+        lambda i, now: i.request_retrain(
+            asker, body.reason, now, take_over=body.take_over, via=via
+        ),
+        take_over=body.take_over,
+        scope=Scope.RETRAIN_REQUEST,
+    )
+
+
+@router.post("/incidents/{incident_id}/reports", tags=["actions"])
+async def attach_report(
+    api: Api, incident_id: str, principal: Caller, body: ReportBody
+) -> IncidentDetail:
+    """Attach a diagnosis report to the incident's timeline."""
+    if len(json.dumps(body.report)) > _MAX_REPORT_BYTES:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"report larger than {_MAX_REPORT_BYTES} bytes: attach a summary",
         )
+    return await _act(
+        api,
+        incident_id,
+        principal,
+        Permission.ATTACH_REPORT,
+        lambda i, now: i.attach_report(principal.name, body.title, body.report, now),
+        scope=Scope.INCIDENTS_REPORT,
+    )
 
-    @router.get("/alerts", tags=["alerts"])
-    async def list_alerts(
-        principal: Caller,
-        model: str | None = None,
-        suppressed: bool | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    ) -> list[AlertView]:
-        """Received alerts, newest first; ``suppressed=true`` shows silenced and inhibited ones."""
-        require(principal, Permission.READ)
-        async with sessions() as session:
-            rows = await IncidentStore(session).alerts(
-                model=model, suppressed=suppressed, limit=limit
-            )
-        return [_alert_view(row) for row in rows]
 
-    @router.get("/silences", tags=["silences"])
-    async def list_silences(principal: Caller, expired: bool = False) -> list[SilenceView]:
-        """Silences in force or to come (and expired ones with ``expired=true``)."""
-        require(principal, Permission.READ)
-        now = log.now()
-        async with sessions() as session:
-            rows = await IncidentStore(session).silences(now=now, include_expired=expired)
-        return [_silence_view(row, now) for row in rows]
+@router.get("/alerts", tags=["alerts"])
+async def list_alerts(
+    api: Api,
+    principal: Caller,
+    model: str | None = None,
+    suppressed: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlertView]:
+    """Received alerts, newest first; ``suppressed=true`` shows silenced and inhibited ones."""
+    ensure_allowed(principal, Permission.READ)
+    async with api.sessions() as session:
+        rows = await IncidentStore(session).alerts(model=model, suppressed=suppressed, limit=limit)
+    return [_alert_view(row) for row in rows]
 
-    @router.post("/silences", tags=["silences"], status_code=status.HTTP_201_CREATED)
-    async def create_silence(principal: Caller, body: SilenceBody) -> SilenceView:
-        """Mute matching alerts for a while (they are kept, and page no one). A matcher that every
-        alert meets (no condition, ``models: ["*"]``...) needs admin."""
-        require(principal, Permission.MANAGE_SILENCES)
-        if body.matcher.covers_every_alert:
-            require(principal, Permission.SILENCE_EVERY_ALERT)
-        now = log.now()
-        starts = body.starts_at or now
-        ends = body.ends_at or starts + timedelta(minutes=body.duration_minutes or 0)
-        try:
-            row = await log.create_silence(
-                body.matcher,
-                starts_at=starts,
-                ends_at=ends,
-                actor=principal.name,
-                reason=body.reason,
-            )
-        except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-        return _silence_view(row, now)
 
-    @router.delete("/silences/{silence_id}", tags=["silences"])
-    async def expire_silence(silence_id: str, principal: Caller) -> SilenceView:
-        """End a silence now; the silence records who ended it (``expired_by``)."""
-        require(principal, Permission.MANAGE_SILENCES)
-        try:
-            row = await log.expire_silence(silence_id, actor=principal.name)
-        except UnknownSilence:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}") from None
-        return _silence_view(row, log.now())
+@router.get("/silences", tags=["silences"])
+async def list_silences(api: Api, principal: Caller, expired: bool = False) -> list[SilenceView]:
+    """Silences in force or to come (and expired ones with ``expired=true``)."""
+    ensure_allowed(principal, Permission.READ)
+    now = api.log.now()
+    async with api.sessions() as session:
+        rows = await IncidentStore(session).silences(now=now, include_expired=expired)
+    return [_silence_view(row, now) for row in rows]
 
-    async def facts() -> tuple[list[IncidentFacts], list[TimelineFact], list[RunFact]]:
-        async with sessions() as session:
-            store = IncidentStore(session)
-            rows = await store.all_incidents()
-            entries = await store.all_timeline(
-                ["opened", "escalated", "reopened", "acknowledged", "runbook_finished"]
-            )
-        incidents = [
-            IncidentFacts(
-                row.id, row.model, row.kind, row.opened_at, row.resolved_at, row.resolved_tier
-            )
-            for row in rows
-        ]
-        timeline = [
-            TimelineFact(
-                entry.incident_id,
-                entry.at,
-                entry.action,
-                entry.to_tier or entry.details.get("tier"),
-            )
-            for entry in entries
-            if entry.action != "runbook_finished"
-        ]
-        runs = [
-            RunFact(str(entry.details.get("runbook")), str(entry.details.get("state")))
-            for entry in entries
-            if entry.action == "runbook_finished"
-        ]
-        return incidents, timeline, runs
 
-    @router.get("/stats", tags=["stats"])
-    async def stats(principal: Caller) -> ResponseStats:
-        """MTTA and MTTR per tier, model and alert kind; the share resolved at level one; the
-        success and verification rates of each runbook."""
-        require(principal, Permission.READ)
-        incidents, timeline, runs = await facts()
-        figures = response_stats(incidents, timeline)
-        figures.runbooks = runbook_rates(runs)
-        return figures
-
-    @router.get("/stats/over-time", tags=["stats"])
-    async def stats_by_bucket(
-        principal: Caller,
-        bucket: Literal["hour", "day", "week"] = "day",
-        count: Annotated[int, Query(ge=1, le=MAX_BUCKETS)] = 14,
-        until: AwareDatetime | None = None,
-    ) -> list[BucketView]:
-        """MTTA and MTTR per tier, model and kind for each time bucket (``count`` buckets up to
-        the one holding ``until``, now by default); an incident counts in the bucket it opened
-        in."""
-        require(principal, Permission.READ)
-        width = BUCKETS[bucket]
-        try:
-            since, end = bucket_span(width, count, until or log.now())
-        except OverflowError:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, "until is too far from today"
-            ) from None
-        incidents, timeline, _ = await facts()
-        buckets = await asyncio.to_thread(  # off the loop: paging and consumers share it
-            stats_over_time, incidents, timeline, width=width, since=since, until=end
+@router.post("/silences", tags=["silences"], status_code=status.HTTP_201_CREATED)
+async def create_silence(api: Api, principal: Caller, body: SilenceBody) -> SilenceView:
+    """Mute matching alerts for a while (they are kept, and page no one). A matcher that every
+    alert meets (no condition, ``models: ["*"]``...) needs admin."""
+    ensure_allowed(principal, Permission.MANAGE_SILENCES)
+    if body.matcher.covers_every_alert:
+        ensure_allowed(principal, Permission.SILENCE_EVERY_ALERT)
+    now = api.log.now()
+    starts = body.starts_at or now
+    ends = body.ends_at or starts + timedelta(minutes=body.duration_minutes or 0)
+    try:
+        row = await api.log.create_silence(
+            body.matcher,
+            starts_at=starts,
+            ends_at=ends,
+            actor=principal.name,
+            reason=body.reason,
         )
-        return [BucketView(start=b.start, end=b.end, stats=b.stats) for b in buckets]
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    return _silence_view(row, now)
 
-    return router
+
+@router.delete("/silences/{silence_id}", tags=["silences"])
+async def expire_silence(api: Api, silence_id: str, principal: Caller) -> SilenceView:
+    """End a silence now; the silence records who ended it (``expired_by``)."""
+    ensure_allowed(principal, Permission.MANAGE_SILENCES)
+    try:
+        row = await api.log.expire_silence(silence_id, actor=principal.name)
+    except UnknownSilence:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}") from None
+    return _silence_view(row, api.log.now())
+
+
+async def _facts(
+    sessions: Sessions,
+) -> tuple[list[IncidentFacts], list[TimelineFact], list[RunFact]]:
+    async with sessions() as session:
+        store = IncidentStore(session)
+        rows = await store.all_incidents()
+        entries = await store.all_timeline(
+            ["opened", "escalated", "reopened", "acknowledged", "runbook_finished"]
+        )
+    incidents = [
+        IncidentFacts(
+            row.id, row.model, row.kind, row.opened_at, row.resolved_at, row.resolved_tier
+        )
+        for row in rows
+    ]
+    timeline = [
+        TimelineFact(
+            entry.incident_id,
+            entry.at,
+            entry.action,
+            entry.to_tier or entry.details.get("tier"),
+        )
+        for entry in entries
+        if entry.action != "runbook_finished"
+    ]
+    runs = [
+        RunFact(str(entry.details.get("runbook")), str(entry.details.get("state")))
+        for entry in entries
+        if entry.action == "runbook_finished"
+    ]
+    return incidents, timeline, runs
+
+
+@router.get("/stats", tags=["stats"])
+async def stats(api: Api, principal: Caller) -> ResponseStats:
+    """MTTA and MTTR per tier, model and alert kind; the share resolved at level one; the
+    success and verification rates of each runbook."""
+    ensure_allowed(principal, Permission.READ)
+    incidents, timeline, runs = await _facts(api.sessions)
+    figures = response_stats(incidents, timeline)
+    figures.runbooks = runbook_rates(runs)
+    return figures
+
+
+@router.get("/stats/over-time", tags=["stats"])
+async def stats_by_bucket(
+    api: Api,
+    principal: Caller,
+    bucket: Literal["hour", "day", "week"] = "day",
+    count: Annotated[int, Query(ge=1, le=MAX_BUCKETS)] = 14,
+    until: AwareDatetime | None = None,
+) -> list[BucketView]:
+    """MTTA and MTTR per tier, model and kind for each time bucket (``count`` buckets up to
+    the one holding ``until``, now by default); an incident counts in the bucket it opened
+    in."""
+    ensure_allowed(principal, Permission.READ)
+    width = BUCKETS[bucket]
+    try:
+        since, end = bucket_span(width, count, until or api.log.now())
+    except OverflowError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "until is too far from today"
+        ) from None
+    incidents, timeline, _ = await _facts(api.sessions)
+    buckets = await asyncio.to_thread(  # off the loop: paging and consumers share it
+        stats_over_time, incidents, timeline, width=width, since=since, until=end
+    )
+    return [BucketView(start=b.start, end=b.end, stats=b.stats) for b in buckets]
 
 
 def _choice_view(runbook: RunbookChoice) -> RunbookChoiceView:

@@ -29,9 +29,10 @@ from contracts.registry import (
 )
 from contracts.retraining import RetrainAnswered, RetrainRequest
 from contracts.runbooks import RunbookFinished, RunbookRequest, RunbookStarted
-from services.incident_log.api import build_router
-from services.incident_log.approval_api import build_approval_router
+from services.incident_log.api import install_incident_api
+from services.incident_log.approval_api import install_approval_api
 from services.incident_log.approvals import load_approval_policy
+from services.incident_log.auth import install_authentication
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     PREFIX,
@@ -41,19 +42,19 @@ from services.incident_log.console import (
     static_files,
 )
 from services.incident_log.migrations import HISTORY
-from services.incident_log.operations import Clock, IncidentLog
-from services.incident_log.paging.api import build_paging_router
+from services.incident_log.paging.api import install_paging_api
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.paging.health import paging_probe
-from services.incident_log.review_api import build_review_router
+from services.incident_log.review_api import install_review_api
 from services.incident_log.routing import load_policy
 from services.incident_log.runbook_choices import load_catalog_view
+from services.incident_log.service import Clock, IncidentLog
 from services.incident_log.settings import SERVICE, Settings
-from services.incident_log.token_api import build_token_router
+from services.incident_log.token_api import install_token_api
 from services.incident_log.tokens import ProvisionedToken, provision_tokens
 from services.runtime.database import create_engine, session_factory
-from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.idempotency import forgetting_processed_ids
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
 from services.runtime.request_signing import SigningKeys, sign
@@ -115,25 +116,25 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     if runtime.self_watch is not None:
         runtime.self_watch.add_probe(paging_probe(sessions))
 
-    runtime.consumer.on_batch(AlertRaised, log.handle_alerts)
-    runtime.consumer.on_batch(AlertRecovered, log.handle_recoveries)
-    runtime.consumer.on(RetrainRequest, log.retrain_requested)
-    runtime.consumer.on(RunbookStarted, log.handle_runbook_result)
-    runtime.consumer.on(RunbookFinished, log.handle_runbook_result)
+    runtime.consumer.on_batch(AlertRaised, log.on_alerts)
+    runtime.consumer.on_batch(AlertRecovered, log.on_recoveries)
+    runtime.consumer.on(RetrainRequest, log.on_retrain_request)
+    runtime.consumer.on(RunbookStarted, log.on_runbook_result)
+    runtime.consumer.on(RunbookFinished, log.on_runbook_result)
 
     # Retraining and registry steps go on the timeline of the incident that caused them.
-    runtime.consumer.on(RetrainAnswered, log.handle_model_news)
-    runtime.consumer.on(RetrainStarted, log.handle_model_news)
-    runtime.consumer.on(RetrainFinished, log.handle_model_news)
-    runtime.consumer.on(ModelRegistered, log.handle_model_news)
-    runtime.consumer.on(CandidateEvaluated, log.handle_model_news)
-    runtime.consumer.on(PromotionRequested, log.handle_model_news)
-    runtime.consumer.on(PromotionExpired, log.handle_model_news)
-    runtime.consumer.on(ModelApproved, log.handle_model_news)
-    runtime.consumer.on(ModelRejected, log.handle_model_news)
-    runtime.consumer.on(ModelPromoted, log.handle_model_news)
-    runtime.consumer.on(ModelRolledBack, log.handle_model_news)
-    runtime.consumer.on_batch(MetricsComputed, log.handle_metrics)
+    runtime.consumer.on(RetrainAnswered, log.on_model_news)
+    runtime.consumer.on(RetrainStarted, log.on_model_news)
+    runtime.consumer.on(RetrainFinished, log.on_model_news)
+    runtime.consumer.on(ModelRegistered, log.on_model_news)
+    runtime.consumer.on(CandidateEvaluated, log.on_model_news)
+    runtime.consumer.on(PromotionRequested, log.on_model_news)
+    runtime.consumer.on(PromotionExpired, log.on_model_news)
+    runtime.consumer.on(ModelApproved, log.on_model_news)
+    runtime.consumer.on(ModelRejected, log.on_model_news)
+    runtime.consumer.on(ModelPromoted, log.on_model_news)
+    runtime.consumer.on(ModelRolledBack, log.on_model_news)
+    runtime.consumer.on_batch(MetricsComputed, log.on_metrics)
 
     async def fire_timers() -> None:
         while True:
@@ -169,15 +170,9 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     app = runtime.http_app(title="Vigil incident log", resources=database)
     app.state.runtime = runtime  # tests drive the broker through it
     admin_sha256 = settings.admin_sha256()
-    app.include_router(
-        build_router(
-            log,
-            sessions,
-            admin_sha256=admin_sha256,
-            catalog=load_catalog_view(settings.catalog_path),
-        )
-    )
-    app.include_router(build_token_router(sessions, admin_sha256=admin_sha256, clock=log.now))
+    install_authentication(app, sessions, admin_sha256=admin_sha256, clock=log.now)
+    install_incident_api(app, log, sessions, catalog=load_catalog_view(settings.catalog_path))
+    install_token_api(app, sessions, clock=log.now)
 
     def own_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -190,16 +185,9 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
     def monitor() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=settings.monitor_url, timeout=5)
 
-    app.include_router(build_review_router(log, sessions, admin_sha256=admin_sha256))
-    app.include_router(build_approval_router(log, sessions, admin_sha256=admin_sha256))
-    app.include_router(
-        build_paging_router(
-            sessions,
-            log,
-            admin_sha256=admin_sha256,
-            committed=committed,
-        )
-    )
+    install_review_api(app, log, sessions)
+    install_approval_api(app, log, sessions)
+    install_paging_api(app, sessions, log, committed=committed)
     app.include_router(
         build_console(
             own_api,

@@ -5,30 +5,39 @@ one whose role is too low gets 403 with the role it would need; a scoped token (
 gets 403 for any call its scopes do not name. The bootstrap admin token is given in settings
 (in clear, or only its SHA-256) and compared in constant time; every other token is a record
 (:mod:`services.incident_log.tokens`).
+
+Routes take the caller as :data:`Caller`, a dependency that reads how to check tokens from the
+app (:func:`install_authentication`), so a router can be a module-level object.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.incidents import Tier
 from services.incident_log.permissions import Permission, Role, grants, required_role
 from services.incident_log.tokens import active_token, mark_used, token_digest
+from services.runtime.app_state import AppState
 from services.runtime.database import Sessions
 from services.runtime.scopes import Scope, scopes_text
 
 __all__ = [
+    "Authentication",
+    "Caller",
     "Principal",
-    "bearer_principal",
     "ensure_allowed",
     "find_principal",
+    "install_authentication",
 ]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,17 @@ async def find_principal(
     )
 
 
-def bearer_principal(
-    sessions: Sessions, *, admin_sha256: str | None, clock: Callable[[], datetime]
-) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller of a request, or 401."""
-    bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer …`")
+@dataclass(frozen=True)
+class Authentication:
+    """How an app checks bearer tokens: the token records, the bootstrap admin token's hash,
+    and the clock that says whether a token has expired."""
 
-    async def caller(
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-    ) -> Principal:
+    sessions: Sessions
+    admin_sha256: str | None
+    clock: Callable[[], datetime]
+
+    async def principal(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """The caller the credentials name, or 401."""
         if credentials is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -98,7 +109,7 @@ def bearer_principal(
                 headers={"WWW-Authenticate": "Bearer"},
             )
         principal = await find_principal(
-            sessions, credentials.credentials, admin_sha256=admin_sha256, now=clock()
+            self.sessions, credentials.credentials, admin_sha256=self.admin_sha256, now=self.clock()
         )
         if principal is None:
             raise HTTPException(
@@ -108,7 +119,26 @@ def bearer_principal(
             )
         return principal
 
-    return caller
+
+_AUTHENTICATION = AppState[Authentication]("authentication")
+
+
+def install_authentication(
+    app: FastAPI, sessions: Sessions, *, admin_sha256: str | None, clock: Callable[[], datetime]
+) -> None:
+    """Make :data:`Caller` work on an app: where tokens are looked up, and the admin's hash."""
+    _AUTHENTICATION.put(app, Authentication(sessions, admin_sha256, clock))
+
+
+async def _caller(
+    authentication: Annotated[Authentication, Depends(_AUTHENTICATION)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return await authentication.principal(credentials)
+
+
+Caller = Annotated[Principal, Depends(_caller)]
+"""The caller of a request (401 without a valid token); needs :func:`install_authentication`."""
 
 
 def ensure_allowed(

@@ -1,7 +1,8 @@
 """``vigil incidents …``: the on-call command line, over the incident log's HTTP API.
 
-Every command prints a table (or ``--json`` for scripts) and exits non-zero with the service's own
-explanation when it refuses (unknown incident, role too low, a state that forbids the action).
+Every command prints a table (or ``--json`` for scripts); when the service refuses (unknown
+incident, role too low, a state that forbids the action) it prints the service's own explanation
+and exits 3, 4 when the service cannot be reached (the rule: :mod:`services.runtime.command_line`).
 The URL comes from ``--url``, ``VIGIL_INCIDENT_LOG_URL`` or the running local stack; the token
 from ``--token``, ``VIGIL_TOKEN``, or the local stack's credentials
 (:mod:`services.runtime.local_stack`).
@@ -11,16 +12,24 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from services.incident_log.tokens import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, token_digest
-from services.runtime.api_client import ApiClient, ApiError, default_token, service_url
+from services.runtime.api_client import ApiClient
+from services.runtime.command_line import (
+    AsJson,
+    ExitCode,
+    Token,
+    api_client,
+    fail,
+    out,
+    print_answer,
+    url_option,
+)
 from services.runtime.names import ServiceName
 from services.runtime.scopes import SERVICE_SCOPES, Scope
 
@@ -32,26 +41,7 @@ tokens = typer.Typer(help="API tokens: list, create (admin), revoke.")
 app.add_typer(silences, name="silences")
 app.add_typer(tokens, name="tokens")
 
-out = Console()
-err = Console(stderr=True)
-
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="VIGIL_INCIDENT_LOG_URL",
-        help="Incident log URL; default: the running local stack's, else http://127.0.0.1:8700.",
-    ),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="VIGIL_TOKEN",
-        help="API token; default: the running local stack's admin token (vigil up, make run).",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Url = Annotated[str | None, url_option(ServiceName.INCIDENT_LOG)]
 TakeOver = Annotated[
     bool, typer.Option("--take-over", help="Act on an incident someone else holds.")
 ]
@@ -66,26 +56,9 @@ _STATUS_STYLE = {
 }
 
 
-@contextmanager
-def client_for(url: str | None, token: str | None) -> Iterator[ApiClient]:
-    client = ApiClient(
-        url or service_url(ServiceName.INCIDENT_LOG),
-        token=token or default_token(),
-    )
-    try:
-        yield client
-    except ApiError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
-    finally:
-        client.close()
-
-
-def print_data(data: Any, as_json: bool, table: Callable[[Any], Table | str]) -> None:
-    if as_json:
-        out.print_json(json.dumps(data))
-    else:
-        out.print(table(data))
+def client_for(url: str | None, token: str | None) -> AbstractContextManager[ApiClient]:
+    """A client of the incident log; an API error ends the command (the exit-code rule)."""
+    return api_client(ServiceName.INCIDENT_LOG, url, token)
 
 
 def _incidents_table(rows: list[dict[str, Any]]) -> Table:
@@ -163,7 +136,7 @@ def list_incidents(
             unresolved=unresolved or None,
             limit=limit,
         )
-    print_data(rows, as_json, _incidents_table)
+    print_answer(rows, as_json, _incidents_table)
 
 
 @app.command()
@@ -224,31 +197,44 @@ def _act(
 ) -> None:
     with client_for(url, token) as client:
         detail = client.post(f"/incidents/{incident}/{action}", body)
-    print_data(detail, as_json, _incident_summary)
+    print_answer(detail, as_json, _incident_summary)
 
 
-@app.command()
-def ack(
-    incident: str,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Acknowledge an incident at its current tier."""
-    _act(incident, "acknowledge", {"take_over": take_over}, url, token, as_json)
+def _action(name: str, action: str, summary: str) -> None:
+    """Add ``vigil incidents NAME INCIDENT``: post the action with no reason."""
+
+    def command(
+        incident: str,
+        take_over: TakeOver = False,
+        url: Url = None,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        _act(incident, action, {"take_over": take_over}, url, token, as_json)
+
+    command.__doc__ = summary
+    app.command(name)(command)
 
 
-@app.command()
-def claim(
-    incident: str,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Take ownership of an incident for a while (renewed by your activity)."""
-    _act(incident, "claim", {"take_over": take_over}, url, token, as_json)
+def _action_with_reason(name: str, summary: str) -> None:
+    """Add ``vigil incidents NAME INCIDENT --reason …``: post the action with its reason."""
+
+    def command(
+        incident: str,
+        reason: Reason,
+        take_over: TakeOver = False,
+        url: Url = None,
+        token: Token = None,
+        as_json: AsJson = False,
+    ) -> None:
+        _act(incident, name, {"reason": reason, "take_over": take_over}, url, token, as_json)
+
+    command.__doc__ = summary
+    app.command(name)(command)
+
+
+_action("ack", "acknowledge", "Acknowledge an incident at its current tier.")
+_action("claim", "claim", "Take ownership of an incident for a while (renewed by your activity).")
 
 
 @app.command()
@@ -264,43 +250,9 @@ def comment(
     _act(incident, "comment", {"text": text, "take_over": take_over}, url, token, as_json)
 
 
-@app.command()
-def escalate(
-    incident: str,
-    reason: Reason,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Hand an incident to the next tier."""
-    _act(incident, "escalate", {"reason": reason, "take_over": take_over}, url, token, as_json)
-
-
-@app.command()
-def mitigating(
-    incident: str,
-    reason: Reason,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Say a fix is being worked on."""
-    _act(incident, "mitigating", {"reason": reason, "take_over": take_over}, url, token, as_json)
-
-
-@app.command()
-def monitoring(
-    incident: str,
-    reason: Reason,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Say the fix is in and is being watched."""
-    _act(incident, "monitoring", {"reason": reason, "take_over": take_over}, url, token, as_json)
+_action_with_reason("escalate", "Hand an incident to the next tier.")
+_action_with_reason("mitigating", "Say a fix is being worked on.")
+_action_with_reason("monitoring", "Say the fix is in and is being watched.")
 
 
 @app.command()
@@ -328,17 +280,9 @@ def reopen(
     _act(incident, "reopen", {"reason": reason}, url, token, as_json)
 
 
-@app.command()
-def retrain(
-    incident: str,
-    reason: Reason,
-    take_over: TakeOver = False,
-    url: Url = None,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Ask the retrainer for a new version of the incident's model (level two)."""
-    _act(incident, "retrain", {"reason": reason, "take_over": take_over}, url, token, as_json)
+_action_with_reason(
+    "retrain", "Ask the retrainer for a new version of the incident's model (level two)."
+)
 
 
 @app.command("run")
@@ -359,8 +303,7 @@ def run_runbook(
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
-            raise typer.Exit(2)
+            fail(ExitCode.USAGE, f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
         given[name] = value
     with client_for(url, token) as client:
         types = _parameter_types(client, incident, runbook) if given else {}
@@ -372,7 +315,7 @@ def run_runbook(
             "take_over": take_over,
         }
         requested = client.post(f"/incidents/{incident}/runbooks", body)
-    print_data(requested, as_json, _requested_summary)
+    print_answer(requested, as_json, _requested_summary)
 
 
 def _parameter_types(client: ApiClient, incident: str, runbook: str) -> dict[str, str]:
@@ -421,7 +364,7 @@ def list_approvals(
     """Runbook runs waiting for a second person's approval (or one incident's held runs)."""
     with client_for(url, token) as client:
         rows = client.get(f"/incidents/{incident}/approvals" if incident else "/approvals")
-    print_data(rows, as_json, _approvals_table)
+    print_answer(rows, as_json, _approvals_table)
 
 
 def _approvals_table(rows: list[dict[str, Any]]) -> Table:
@@ -486,7 +429,7 @@ def _decide_run(
     body = {"reason": reason} if reason else {}
     with client_for(url, token) as client:
         held = client.post(f"/incidents/{incident}/runbooks/{run_id}/{decision}", body)
-    print_data(
+    print_answer(
         held,
         as_json,
         lambda h: (
@@ -527,7 +470,7 @@ def open_incident(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with client_for(url, token) as client:
         detail = client.post("/incidents", body, headers=headers)
-    print_data(detail, as_json, _incident_summary)
+    print_answer(detail, as_json, _incident_summary)
 
 
 @app.command("runbooks")
@@ -537,7 +480,7 @@ def runbook_choices(
     """The catalogued runbooks for an incident's alert kinds, and the parameters you give."""
     with client_for(url, token) as client:
         choices = client.get(f"/incidents/{incident}/runbook-choices")
-    print_data(choices, as_json, _choices_table)
+    print_answer(choices, as_json, _choices_table)
 
 
 def _choices_table(choices: dict[str, Any]) -> Table:
@@ -622,10 +565,10 @@ def stats(
     with client_for(url, token) as client:
         if bucket is not None:
             buckets = client.get("/stats/over-time", bucket=bucket, count=count)
-            print_data(buckets, as_json, _buckets_table)
+            print_answer(buckets, as_json, _buckets_table)
             return
         figures = client.get("/stats")
-    print_data(figures, as_json, _stats_table)
+    print_answer(figures, as_json, _stats_table)
     if not as_json and figures.get("runbooks"):
         out.print(_runbook_rates_table(figures["runbooks"]))
 
@@ -700,7 +643,7 @@ def whoami(url: Url = None, token: Token = None, as_json: AsJson = False) -> Non
     """Show the name and role your token acts as."""
     with client_for(url, token) as client:
         me = client.get("/whoami")
-    print_data(me, as_json, lambda m: f"{m['name']} ({m['role']})")
+    print_answer(me, as_json, lambda m: f"{m['name']} ({m['role']})")
 
 
 @silences.command("list")
@@ -730,7 +673,7 @@ def list_silences(
             )
         return result
 
-    print_data(rows, as_json, table)
+    print_answer(rows, as_json, table)
 
 
 @silences.command("create")
@@ -752,7 +695,7 @@ def create_silence(
     }
     with client_for(url, token) as client:
         created = client.post("/silences", body)
-    print_data(
+    print_answer(
         created, as_json, lambda s: f"silence [bold]{s['id']}[/bold] until {s['ends_at'][:19]}"
     )
 
@@ -764,7 +707,7 @@ def expire_silence(
     """End a silence now."""
     with client_for(url, token) as client:
         ended = client.delete(f"/silences/{silence}")
-    print_data(ended, as_json, lambda s: f"silence {s['id']} ended by {s['expired_by']}")
+    print_answer(ended, as_json, lambda s: f"silence {s['id']} ended by {s['expired_by']}")
 
 
 def _tokens_table(rows: list[dict[str, Any]]) -> Table:
@@ -799,7 +742,7 @@ def list_tokens(
     themselves)."""
     with client_for(url, token) as client:
         rows = client.get("/tokens", name=name, include_inactive=all_ or None)
-    print_data(rows, as_json, _tokens_table)
+    print_answer(rows, as_json, _tokens_table)
 
 
 @tokens.command("create")
@@ -826,8 +769,7 @@ def create_token(
 ) -> None:
     """Create an API token for a person (--role) or a service (--scope); shown once."""
     if (role is None) == (not scope):
-        err.print("[red]error:[/red] give exactly one of --role and --scope")
-        raise typer.Exit(2)
+        fail(ExitCode.USAGE, "[red]error:[/red] give exactly one of --role and --scope")
     body: dict[str, Any] = {"name": name, "expires_in_days": days}
     if role is not None:
         body["role"] = role
@@ -835,7 +777,7 @@ def create_token(
         body["scopes"] = scope
     with client_for(url, token) as client:
         created = client.post("/tokens", body)
-    print_data(
+    print_answer(
         created,
         as_json,
         lambda t: (
@@ -855,7 +797,7 @@ def revoke_token(
     """Revoke a token now: any as admin, your own otherwise."""
     with client_for(url, token) as client:
         revoked = client.delete(f"/tokens/{token_id}")
-    print_data(
+    print_answer(
         revoked,
         as_json,
         lambda t: f"token {t['id']} of {t['name']} revoked at {t['revoked_at'][:19]}",

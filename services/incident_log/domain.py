@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, assert_never
 
 from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity
 from contracts.envelope import Envelope
@@ -100,6 +100,7 @@ ModelNews = (
 
 SYSTEM = "system:incident-log"
 PRODUCER = "incident-log"
+_RETRAINER = "system:retrainer"
 
 _TIER_ORDER = [Tier.L1, Tier.L2, Tier.L3]
 _PERFORMANCE_KINDS = frozenset({AlertKind.METRIC_DECAY, AlertKind.CHALLENGER_WORSE})
@@ -164,6 +165,13 @@ class Effects:
     timeline: list[TimelineEntry] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
     timers: list[TimerRequest] = field(default_factory=list)
+
+    def record(self, entry: TimelineEntry, event: Envelope | None = None) -> None:
+        """Add a line to the timeline and, when the step is published, its event: written as one
+        call so that no event goes out without the timeline line that explains it."""
+        self.timeline.append(entry)
+        if event is not None:
+            self.events.append(event)
 
     def __iadd__(self, other: Effects) -> Effects:
         self.timeline += other.timeline
@@ -262,7 +270,7 @@ class Incident:
         )
         incident.signals[alert.fingerprint] = _signal_from(alert, now)
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=SYSTEM,
@@ -270,16 +278,14 @@ class Incident:
                 to_status=IncidentStatus.OPEN,
                 to_tier=Tier.L1,
                 details=_alert_details(alert),
-            )
-        )
-        effects.events.append(
+            ),
             IncidentOpened(
                 **incident._envelope(SYSTEM, now),
                 title=incident.title,
                 severity=incident.severity,
                 kind=incident.kind,
                 fingerprint=incident.fingerprint,
-            )
+            ),
         )
         if group_wait > timedelta(0):
             effects.timers.append(
@@ -303,7 +309,7 @@ class Incident:
         self.route = route
         self.routed_at = now
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=SYSTEM,
@@ -340,7 +346,7 @@ class Incident:
             signal.evidence = dict(alert.evidence)
             if signal.recovered_at is not None:
                 signal.recovered_at = None
-                effects.timeline.append(
+                effects.record(
                     TimelineEntry(
                         at=now,
                         actor=SYSTEM,
@@ -352,19 +358,17 @@ class Incident:
         self.signals[alert.fingerprint] = _signal_from(alert, now)
         if _more_severe(alert.severity, self.severity):
             self.severity = alert.severity
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now, actor=SYSTEM, action="alert_correlated", details=_alert_details(alert)
-            )
-        )
-        effects.events.append(
+            ),
             IncidentAlertAttached(
                 **self._envelope(SYSTEM, now),
                 fingerprint=alert.fingerprint,
                 kind=alert.kind,
                 occurrences=1,
                 correlated=True,
-            )
+            ),
         )
         effects += self._reroute(policy, now)
         return effects
@@ -389,7 +393,7 @@ class Incident:
         before, self.route = self.route, route
         self.runbook_position = 0
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=SYSTEM,
@@ -414,7 +418,7 @@ class Incident:
             return Effects()
         signal.recovered_at = now
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=SYSTEM,
@@ -452,7 +456,7 @@ class Incident:
         self.status = next_status(before, Action.ACKNOWLEDGE)
         self.acknowledged_by = actor
         self.acknowledged_at = now
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -460,9 +464,9 @@ class Incident:
                 from_status=before,
                 to_status=self.status,
                 details={"tier": self.tier.value},
-            )
+            ),
+            IncidentAcknowledged(**self._envelope(actor, now)),
         )
-        effects.events.append(IncidentAcknowledged(**self._envelope(actor, now)))
         return effects
 
     def claim(
@@ -477,7 +481,7 @@ class Incident:
         self.lease_expires_at = now + lease
         self.claim_lease = lease
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -486,25 +490,23 @@ class Incident:
                     "lease_expires_at": self.lease_expires_at.isoformat(),
                     **({"from": previous} if previous else {}),
                 },
-            )
-        )
-        effects.events.append(
+            ),
             IncidentClaimed(
                 **self._envelope(actor, now),
                 owner=actor,
                 lease_expires_at=self.lease_expires_at,
                 taken_over_from=previous,
-            )
+            ),
         )
         return effects
 
     def comment(self, actor: str, text: str, now: datetime, *, take_over: bool = False) -> Effects:
         """Add a comment to the timeline."""
         effects = self._check_holder(actor, now, take_over)
-        effects.timeline.append(
-            TimelineEntry(at=now, actor=actor, action="commented", details={"text": text})
+        effects.record(
+            TimelineEntry(at=now, actor=actor, action="commented", details={"text": text}),
+            IncidentCommented(**self._envelope(actor, now), text=text),
         )
-        effects.events.append(IncidentCommented(**self._envelope(actor, now), text=text))
         return effects
 
     def start_mitigation(
@@ -546,7 +548,7 @@ class Incident:
         self.epoch += 1
         self.acknowledged_by = self.acknowledged_at = None
         self.owner = self.lease_expires_at = self.claim_lease = None
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -556,12 +558,10 @@ class Incident:
                 from_tier=before_tier,
                 to_tier=target,
                 details={"trigger": trigger.value, "reason": reason},
-            )
-        )
-        effects.events.append(
+            ),
             IncidentEscalated(
                 **self._envelope(actor, now), from_tier=before_tier, trigger=trigger, reason=reason
-            )
+            ),
         )
         effects.timers += self._tier_timers(now)
         return effects
@@ -616,7 +616,7 @@ class Incident:
         if next_tier(self.tier) is None:
             self.epoch += 1  # nothing above L3: record it once, and let no later timer repeat it
             effects = Effects()
-            effects.timeline.append(
+            effects.record(
                 TimelineEntry(
                     at=now,
                     actor=SYSTEM,
@@ -637,7 +637,7 @@ class Incident:
     def runbook_started(self, started: RunbookStarted, now: datetime) -> Effects:
         """The runner started a run for this incident: mitigation is under way."""
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=f"runbook:{started.runbook}",
@@ -669,7 +669,7 @@ class Incident:
         not run (next of the chain, then L2) under its own trigger.
         """
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=f"runbook:{finished.runbook}",
@@ -711,7 +711,7 @@ class Incident:
             outcome += f": {finished.detail}"
         if self.runbook_position + 1 < len(self.route.runbooks):
             self.runbook_position += 1
-            effects.timeline.append(
+            effects.record(
                 TimelineEntry(
                     at=now, actor=SYSTEM, action="runbook_chain_next", details={"after": outcome}
                 )
@@ -757,8 +757,7 @@ class Incident:
             tier=self.tier,
             reason=reason,
         )
-        effects.timeline.append(_requested(request, now))
-        effects.events.append(request)
+        effects.record(_requested(request, now), request)
         return effects
 
     def hold_runbook(
@@ -777,7 +776,7 @@ class Incident:
         waits for a second person until ``expires_at`` (``services/incident_log/approvals.py``)."""
         self._check_unresolved("run a runbook on")
         effects = self._check_holder(actor, now, take_over)
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -812,7 +811,7 @@ class Incident:
             reason=held.reason,
         )
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=approver,
@@ -825,8 +824,7 @@ class Incident:
                 },
             )
         )
-        effects.timeline.append(_requested(request, now))
-        effects.events.append(request)
+        effects.record(_requested(request, now), request)
         return effects
 
     def close_held_runbook(self, held: HeldRun, now: datetime) -> Effects:
@@ -837,7 +835,7 @@ class Incident:
             else "runbook_approval_expired"
         )
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=held.decided_by or SYSTEM,
@@ -881,10 +879,9 @@ class Incident:
         details = {"cause": request.cause, "reason": reason}
         if via is not None:
             details["via"] = via
-        effects.timeline.append(
-            TimelineEntry(at=now, actor=actor, action="retrain_requested", details=details)
+        effects.record(
+            TimelineEntry(at=now, actor=actor, action="retrain_requested", details=details), request
         )
-        effects.events.append(request)
         return effects
 
     def attach_report(
@@ -892,16 +889,14 @@ class Incident:
     ) -> Effects:
         """Attach a diagnosis report (drift per feature, metrics by slice, ...) to the timeline."""
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
                 action="report_attached",
                 details={"title": title, "report": report},
-            )
-        )
-        effects.events.append(
-            IncidentCommented(**self._envelope(actor, now), text=f"attached report: {title}")
+            ),
+            IncidentCommented(**self._envelope(actor, now), text=f"attached report: {title}"),
         )
         return effects
 
@@ -925,8 +920,7 @@ class Incident:
             ),
         )
         effects = Effects()
-        effects.timeline.append(_requested(request, now))
-        effects.events.append(request)
+        effects.record(_requested(request, now), request)
         return effects
 
     # -- what the retrainer and the monitor report ---------------------------------------------
@@ -937,7 +931,7 @@ class Incident:
         also means monitoring, while a rollback leaves the status to its runbook's verification."""
         action, actor, details = _news(news)
         effects = Effects()
-        effects.timeline.append(TimelineEntry(at=now, actor=actor, action=action, details=details))
+        effects.record(TimelineEntry(at=now, actor=actor, action=action, details=details))
         champion = (
             news.version
             if isinstance(news, ModelPromoted)
@@ -1055,7 +1049,7 @@ class Incident:
             return Effects()
         effects = Effects()
         waited = (now - self.tier_entered_at).total_seconds() / 60 if self.tier_entered_at else 0
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=SYSTEM,
@@ -1091,16 +1085,14 @@ class Incident:
             lease = (self.lease_expires_at or now) - now
             self.owner = actor
             self.lease_expires_at = now + max(lease, timedelta(minutes=1))
-            effects.timeline.append(
-                TimelineEntry(at=now, actor=actor, action="took_over", details={"from": previous})
-            )
-            effects.events.append(
+            effects.record(
+                TimelineEntry(at=now, actor=actor, action="took_over", details={"from": previous}),
                 IncidentClaimed(
                     **self._envelope(actor, now),
                     owner=actor,
                     lease_expires_at=self.lease_expires_at,
                     taken_over_from=previous,
-                )
+                ),
             )
         elif self.held_by(now) == actor and self.lease_expires_at and self.claim_lease:
             self.lease_expires_at = max(self.lease_expires_at, now + self.claim_lease)
@@ -1110,7 +1102,7 @@ class Incident:
         before = self.status
         self.status = next_status(before, action)
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -1118,10 +1110,8 @@ class Incident:
                 from_status=before,
                 to_status=self.status,
                 details={"reason": reason},
-            )
-        )
-        effects.events.append(
-            IncidentStatusChanged(**self._envelope(actor, now), from_status=before, reason=reason)
+            ),
+            IncidentStatusChanged(**self._envelope(actor, now), from_status=before, reason=reason),
         )
         return effects
 
@@ -1133,7 +1123,7 @@ class Incident:
         self.owner = self.lease_expires_at = self.claim_lease = None
         self.epoch += 1
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -1141,10 +1131,8 @@ class Incident:
                 from_status=before,
                 to_status=self.status,
                 details={"reason": reason, **({"forced": True} if forced else {})},
-            )
-        )
-        effects.events.append(
-            IncidentResolved(**self._envelope(actor, now), from_status=before, reason=reason)
+            ),
+            IncidentResolved(**self._envelope(actor, now), from_status=before, reason=reason),
         )
         return effects
 
@@ -1157,7 +1145,7 @@ class Incident:
         self.tier_entered_at = now
         self.epoch += 1
         effects = Effects()
-        effects.timeline.append(
+        effects.record(
             TimelineEntry(
                 at=now,
                 actor=actor,
@@ -1166,111 +1154,86 @@ class Incident:
                 to_status=self.status,
                 to_tier=self.tier,
                 details={"reason": reason},
-            )
+            ),
+            IncidentReopened(**self._envelope(actor, now), reason=reason),
         )
-        effects.events.append(IncidentReopened(**self._envelope(actor, now), reason=reason))
         effects.timers += self._tier_timers(now)
         return effects
 
 
 def _news(news: ModelNews) -> tuple[str, str, dict[str, Any]]:
     """The timeline action, actor and details of a retraining or registry step."""
-    retrainer = "system:retrainer"
-    if isinstance(news, RetrainAnswered):
-        return "retrain_answered", retrainer, answer_details(news)
-    if isinstance(news, RetrainStarted):
-        return (
-            "retrain_started",
-            retrainer,
-            {
+    actor = _RETRAINER
+    details: dict[str, Any]
+    match news:
+        case RetrainAnswered():
+            action, details = "retrain_answered", answer_details(news)
+        case RetrainStarted():
+            action = "retrain_started"
+            details = {
                 "run_id": news.run_id,
                 "cause": news.cause,
                 "dataset": news.dataset.model_dump(mode="json"),
-            },
-        )
-    if isinstance(news, RetrainFinished):
-        return (
-            "retrain_finished",
-            retrainer,
-            {
+            }
+        case RetrainFinished():
+            action = "retrain_finished"
+            details = {
                 "run_id": news.run_id,
                 "candidate_version": news.candidate_version,
                 "cached_steps": list(news.cached_steps),
                 "failure": news.failure,
-            },
-        )
-    if isinstance(news, ModelRegistered):
-        return (
-            "model_registered",
-            news.record.registered_by,
-            {
+            }
+        case ModelRegistered():
+            action, actor = "model_registered", news.record.registered_by
+            details = {
                 "version": news.record.version,
                 "reason": news.record.reason,
                 "metrics": dict(news.record.metrics),
                 "dataset": news.record.dataset.model_dump(mode="json"),
-            },
-        )
-    if isinstance(news, CandidateEvaluated):
-        return (
-            "candidate_evaluated",
-            retrainer,
-            {
+            }
+        case CandidateEvaluated():
+            action = "candidate_evaluated"
+            details = {
                 "evaluation_id": news.evaluation_id,
                 "candidate_version": news.candidate_version,
                 "champion_version": news.champion_version,
                 "passed": news.passed,
                 "failures": list(news.failures),
                 "figures": dict(news.figures),
-            },
-        )
-    if isinstance(news, PromotionRequested):
-        return (
-            "promotion_requested",
-            retrainer,
-            {
+            }
+        case PromotionRequested():
+            action = "promotion_requested"
+            details = {
                 "request_id": news.request_id,
                 "version": news.version,
                 "summary": news.summary,
                 "expires_at": news.expires_at.isoformat(),
                 "requested_by": news.requested_by,
-            },
-        )
-    if isinstance(news, PromotionExpired):
-        return (
-            "promotion_expired",
-            retrainer,
-            {"request_id": news.request_id, "version": news.version},
-        )
-    if isinstance(news, ModelApproved | ModelRejected):
-        action = "model_approved" if isinstance(news, ModelApproved) else "model_rejected"
-        return (
-            action,
-            news.approver,
-            {
-                "request_id": news.request_id,
-                "version": news.version,
-                "text": news.comment,
-            },
-        )
-    if isinstance(news, ModelPromoted):
-        return (
-            "model_promoted",
-            news.actor,
-            {
+            }
+        case PromotionExpired():
+            action = "promotion_expired"
+            details = {"request_id": news.request_id, "version": news.version}
+        case ModelApproved() | ModelRejected():
+            action = "model_approved" if isinstance(news, ModelApproved) else "model_rejected"
+            actor = news.approver
+            details = {"request_id": news.request_id, "version": news.version, "text": news.comment}
+        case ModelPromoted():
+            action, actor = "model_promoted", news.actor
+            details = {
                 "version": news.version,
                 "previous_version": news.previous_version,
                 "reason": news.reason,
-            },
-        )
-    return (
-        "model_rolled_back",
-        news.actor,
-        {
-            "from_version": news.from_version,
-            "to_version": news.to_version,
-            "reason": news.reason,
-        },
-    )
+            }
+        case ModelRolledBack():
+            action, actor = "model_rolled_back", news.actor
+            details = {
+                "from_version": news.from_version,
+                "to_version": news.to_version,
+                "reason": news.reason,
+            }
+        case _:
+            assert_never(news)
+    return action, actor, details
 
 
 def _requested(request: RunbookRequest, now: datetime) -> TimelineEntry:

@@ -8,17 +8,17 @@ people editing at once never overwrite each other unseen; the same text again is
 The CLI (``vigil incidents review``) and the console read these same routes.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
-from services.incident_log.operations import IncidentLog
+from services.incident_log.auth import Caller, ensure_allowed
 from services.incident_log.paging.store import PagingStore
 from services.incident_log.permissions import Permission
 from services.incident_log.review import (
@@ -28,11 +28,13 @@ from services.incident_log.review import (
     build_review,
     review_markdown,
 )
+from services.incident_log.service import IncidentLog
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import IncidentRow, ReviewRow
+from services.runtime.app_state import AppState
 from services.runtime.database import Sessions
 
-__all__ = ["MAX_ACTION_ITEMS", "build_review_router"]
+__all__ = ["MAX_ACTION_ITEMS", "ReviewApi", "install_review_api", "router"]
 
 MAX_ACTION_ITEMS = 20_000
 """Characters of action items one review keeps."""
@@ -103,92 +105,103 @@ class ReviewView(BaseModel):
     markdown: str
 
 
-def build_review_router(
-    log: IncidentLog, sessions: Sessions, *, admin_sha256: str | None
-) -> APIRouter:
-    """The review's routes."""
-    router = APIRouter(tags=["reviews"])
-    Caller = Annotated[
-        Principal, Depends(bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now))
-    ]
+@dataclass(frozen=True)
+class ReviewApi:
+    """What the routes act on: the incident log and its database."""
 
-    @router.get(
-        "/incidents/{incident_id}/review",
-        response_model=ReviewView,
-        responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "No incident."}},
-    )
-    async def get_review(
-        incident_id: str,
-        principal: Caller,
-        format: Annotated[Literal["json", "markdown"], Query()] = "json",
-    ) -> ReviewView | PlainTextResponse:
-        """The post-incident review of an incident (whatever its state)."""
-        ensure_allowed(principal, Permission.READ)
-        view = await _review(sessions, incident_id)
-        if format == "markdown":
-            return PlainTextResponse(view.markdown, media_type="text/markdown; charset=utf-8")
-        return view
+    log: IncidentLog
+    sessions: Sessions
 
-    @router.put(
-        "/incidents/{incident_id}/review/action-items",
-        responses={
-            404: {"description": "No incident."},
-            409: {"description": "Someone saved another version since."},
-        },
-    )
-    async def save_action_items(
-        incident_id: str, principal: Caller, body: ActionItemsBody
-    ) -> ReviewView:
-        """Save the review's action items over the version the editor started from."""
-        ensure_allowed(principal, Permission.EDIT_REVIEW)
-        try:
-            async with sessions() as session, session.begin():
-                if await session.get(IncidentRow, incident_id) is None:
-                    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-                row = (
-                    await session.exec(
-                        select(ReviewRow)
-                        .where(ReviewRow.incident_id == incident_id)
-                        .with_for_update()
+
+_SLOT = AppState[ReviewApi]("review_api")
+Api = Annotated[ReviewApi, Depends(_SLOT)]
+"""The :class:`ReviewApi` the app was given by :func:`install_review_api`."""
+
+router = APIRouter(tags=["reviews"])
+
+
+def install_review_api(app: FastAPI, log: IncidentLog, sessions: Sessions) -> None:
+    """Add the review's routes to an app, bound to one incident log (the caller is checked as
+    :func:`~services.incident_log.auth.install_authentication` set up on the app)."""
+    _SLOT.put(app, ReviewApi(log, sessions))
+    app.include_router(router)
+
+
+@router.get(
+    "/incidents/{incident_id}/review",
+    response_model=ReviewView,
+    responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "No incident."}},
+)
+async def get_review(
+    api: Api,
+    incident_id: str,
+    principal: Caller,
+    format: Annotated[Literal["json", "markdown"], Query()] = "json",
+) -> ReviewView | PlainTextResponse:
+    """The post-incident review of an incident (whatever its state)."""
+    ensure_allowed(principal, Permission.READ)
+    view = await _review(api.sessions, incident_id)
+    if format == "markdown":
+        return PlainTextResponse(view.markdown, media_type="text/markdown; charset=utf-8")
+    return view
+
+
+@router.put(
+    "/incidents/{incident_id}/review/action-items",
+    responses={
+        404: {"description": "No incident."},
+        409: {"description": "Someone saved another version since."},
+    },
+)
+async def save_action_items(
+    api: Api, incident_id: str, principal: Caller, body: ActionItemsBody
+) -> ReviewView:
+    """Save the review's action items over the version the editor started from."""
+    ensure_allowed(principal, Permission.EDIT_REVIEW)
+    try:
+        async with api.sessions() as session, session.begin():
+            if await session.get(IncidentRow, incident_id) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
+            row = (
+                await session.exec(
+                    select(ReviewRow).where(ReviewRow.incident_id == incident_id).with_for_update()
+                )
+            ).first()
+            current = row.version if row else 0
+            retry = (
+                row is not None
+                and row.action_items == body.text
+                and body.version in (current, current - 1)
+            )  # the save that made this version, sent again: nothing changes
+            if not retry:
+                if body.version != current:
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT,
+                        f"the action items are at version {current} (saved by "
+                        f"{row.updated_by if row else 'nobody'}), not {body.version}: reload, "
+                        "merge and save again",
                     )
-                ).first()
-                current = row.version if row else 0
-                retry = (
-                    row is not None
-                    and row.action_items == body.text
-                    and body.version in (current, current - 1)
-                )  # the save that made this version, sent again: nothing changes
-                if not retry:
-                    if body.version != current:
-                        raise HTTPException(
-                            status.HTTP_409_CONFLICT,
-                            f"the action items are at version {current} (saved by "
-                            f"{row.updated_by if row else 'nobody'}), not {body.version}: reload, "
-                            "merge and save again",
-                        )
-                    now = log.now()
-                    row = row or ReviewRow(
-                        incident_id=incident_id,
-                        action_items="",
-                        version=0,
-                        updated_by=principal.name,
-                        updated_at=now,
-                    )
-                    row.action_items = body.text
-                    row.version = current + 1
-                    row.updated_by = principal.name
-                    row.updated_at = now
-                    session.add(row)
-        except IntegrityError:
-            # Two first saves at once: both found no row to lock, and the second insert lost.
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                "the action items were saved by someone else at the same moment: reload, merge "
-                "and save again",
-            ) from None
-        return await _review(sessions, incident_id)
-
-    return router
+                now = api.log.now()
+                row = row or ReviewRow(
+                    incident_id=incident_id,
+                    action_items="",
+                    version=0,
+                    updated_by=principal.name,
+                    updated_at=now,
+                )
+                row.action_items = body.text
+                row.version = current + 1
+                row.updated_by = principal.name
+                row.updated_at = now
+                session.add(row)
+    except IntegrityError:
+        # Two first saves at once: both found no row to lock, and the second insert lost.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "the action items were saved by someone else at the same moment: reload, merge "
+            "and save again",
+        ) from None
+    return await _review(api.sessions, incident_id)
 
 
 async def _review(sessions: Sessions, incident_id: str) -> ReviewView:

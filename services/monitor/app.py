@@ -16,7 +16,7 @@ from contracts.envelope import utc_now
 from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.registry import ModelDeployed, ModelPromoted, ModelRegistered, ModelRolledBack
 from contracts.scoring import PredictionMade, ValuePredicted
-from services.monitor.api import api
+from services.monitor.api import install_monitor_api
 from services.monitor.migrations import HISTORY
 from services.monitor.service import MonitorService
 from services.monitor.settings import Settings
@@ -29,7 +29,7 @@ from services.runtime import (
     serve,
     session_factory,
 )
-from services.runtime.forgetting import forget_periodically
+from services.runtime.idempotency import forget_periodically
 from services.runtime.leases import Lease
 from services.runtime.migrations import migrate
 from services.runtime.readiness import database_check
@@ -113,7 +113,7 @@ def create_app(
             await engine.dispose()
 
     app = runtime.http_app(title="Vigil monitor", resources=resources)
-    app.include_router(api(service))
+    install_monitor_api(app, service)
     app.state.runtime = runtime
     app.state.service = service
     return app

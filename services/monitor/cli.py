@@ -2,7 +2,8 @@
 
 The monitor runs it (``POST /probes/{model}``), so the run is published and alerts exactly like a
 scheduled one; this command prints the outcome and exits 0 if the probe passed, 1 if it failed,
-2 if it could not be run.
+3 if the monitor refused to run it (no such model or golden set), 4 if the monitor could not be
+reached (the rule: :mod:`services.runtime.command_line`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts.monitoring import ProbeCompleted
-from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
+from services.monitor.cli_calls import MonitorUrl, call_monitor, one_command
+from services.runtime.command_line import ExitCode
 
 __all__ = ["app"]
 
@@ -23,7 +25,7 @@ console = Console()
 @app.callback()
 def probe(
     model: str = typer.Argument(help="Registry name of the model to probe."),
-    monitor_url: str | None = monitor_url_option(),
+    monitor_url: MonitorUrl = None,
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for the monitor."),
 ) -> None:
     """Probe MODEL's deployed champion with its golden set and print the result."""
@@ -53,4 +55,4 @@ def probe(
     console.print(
         f"{verdict} — accuracy {accuracy} (minimum {result.min_accuracy:g}), round trip {latency}"
     )
-    raise typer.Exit(0 if result.passed else 1)
+    raise typer.Exit(ExitCode.DONE if result.passed else ExitCode.FAILED)

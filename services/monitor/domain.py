@@ -23,6 +23,9 @@ event dated beyond :attr:`MonitorPolicy.future_tolerance` past the wall clock at
 further behind its model's clock than the join TTL (or the window span, if longer), is refused
 before it touches anything (:class:`~services.runtime.event_time.EventTimeBounds`).
 
+This module decides; :mod:`services.monitor.reporting` shapes and words the events it publishes
+(the figures' ``metrics.computed``, each alert's evidence and summary, ``variants.compared``).
+
 Everything that must survive a restart (waiting joins, open windows, alert episodes, model clocks,
 champion/challenger samples) is recorded as it changes and handed over by
 :meth:`Monitor.drain_changes`; the adapter commits it with the outputs in one transaction.
@@ -41,21 +44,10 @@ from uuid import UUID
 import numpy as np
 from pydantic import JsonValue
 
-from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, alert_fingerprint
+from contracts.alerts import AlertKind, Severity, alert_fingerprint
 from contracts.envelope import Envelope
 from contracts.feedback import LabelRecorded, ValueRecorded
-from contracts.monitoring import (
-    CalibrationSummary,
-    ComparisonVerdict,
-    EstimatedMetric,
-    LatencySummary,
-    MetricsComputed,
-    ProbeCompleted,
-    VariantsCompared,
-)
-from contracts.monitoring import (
-    Window as WindowSpan,
-)
+from contracts.monitoring import ComparisonVerdict, EstimatedMetric, MetricsComputed, ProbeCompleted
 from contracts.registry import (
     Deployment,
     MetricDirection,
@@ -79,11 +71,20 @@ from services.monitor.join import (
 from services.monitor.loss_estimation import ESTIMATED_LOSSES, LossReference, estimate_losses
 from services.monitor.metrics import (
     classification_metrics,
-    confusion,
-    latency_percentiles,
     low_confidence_rate,
     regression_metrics,
-    throughput_per_second,
+)
+from services.monitor.reporting import (
+    PRODUCER,
+    calibration_summary,
+    challenger_withdrawn,
+    challenger_worse,
+    estimate_contradicted,
+    estimated_decay_alert,
+    metric_alert,
+    metrics_computed,
+    probe_alert,
+    variants_compared,
 )
 from services.monitor.residuals import SUBJECT as RESIDUAL_SUBJECT
 from services.monitor.residuals import (
@@ -95,7 +96,6 @@ from services.monitor.residuals import (
 from services.monitor.thresholds import (
     Episode,
     Reading,
-    Transition,
     TransitionKind,
     advance,
     read,
@@ -106,7 +106,6 @@ from services.runtime.event_time import EventTimeBounds
 
 __all__ = [
     "PROBE_SUBJECT",
-    "PRODUCER",
     "Changes",
     "ModelClock",
     "Monitor",
@@ -118,7 +117,6 @@ __all__ = [
     "watched_targets",
 ]
 
-PRODUCER = "monitor"
 PROBE_SUBJECT = "golden_set"
 """Subject of the probe's alert fingerprint."""
 
@@ -502,48 +500,14 @@ class Monitor:
             episode, reading, result.accuracy, raise_after=1, recover_after=1
         )
         self._set_episode(fingerprint, updated)
-        if transition is None:
-            return step
-        failed_cases: list[JsonValue] = [
-            case.model_dump(mode="json")
-            for case in result.cases
-            if case.error is not None or case.predicted != case.expected
-        ]
-        evidence: dict[str, JsonValue] = {
-            "passed": result.passed,
-            "accuracy": result.accuracy,
-            "min_accuracy": result.min_accuracy,
-            "failure": result.failure,
-            "latency_ms": result.latency_ms,
-            "manual": result.manual,
-            "failed_cases": failed_cases[:20],
-            "probe_event_id": str(result.event_id),
-        }
-        if transition.kind is TransitionKind.RAISED:
+        if transition is not None:
             step.outputs.append(
-                AlertRaised(
-                    producer=PRODUCER,
-                    occurred_at=now,
-                    model=result.model,
-                    model_version=version,
-                    kind=AlertKind.PROBE_FAILED,
-                    severity=Severity.CRITICAL,
+                probe_alert(
+                    result,
+                    version=version,
                     fingerprint=fingerprint,
-                    summary=f"probe of {result.model} failed: {result.failure}"[:1000],
-                    evidence=evidence,
-                )
-            )
-        else:
-            step.outputs.append(
-                AlertRecovered(
-                    producer=PRODUCER,
-                    occurred_at=now,
-                    model=result.model,
-                    model_version=version,
-                    kind=AlertKind.PROBE_FAILED,
-                    fingerprint=fingerprint,
-                    summary=f"probe of {result.model} passes again",
-                    evidence=evidence,
+                    transition=transition,
+                    now=now,
                 )
             )
         return step
@@ -690,8 +654,10 @@ class Monitor:
 
     def _tick(self, model: str, at: datetime, now: datetime, step: Step) -> None:
         """Move a model's event-time clock; close due windows and expire old joins."""
-        clock = self._clocks.setdefault(model, ModelClock())
-        if clock.watermark is not None and at <= clock.watermark:
+        clock = self._clocks.get(model)
+        if clock is None:
+            clock = self._clocks[model] = ModelClock()
+        elif clock.watermark is not None and at <= clock.watermark:
             return
         clock.watermark = at
         self._changed_clocks.add(model)
@@ -728,7 +694,9 @@ class Monitor:
         probabilities = [prediction.probabilities.get(c, 0.0) for c in spec.classes]
         if self._policy.estimation and len(spec.classes) == 2:
             key = (prediction.model, prediction.version)
-            reference = self._references.setdefault(key, Reference())
+            reference = self._references.get(key)
+            if reference is None:
+                reference = self._references[key] = Reference()
             if isinstance(reference, Reference) and reference.calibration is None:
                 reference.add(
                     prediction.probabilities.get(spec.positive, 0.0),
@@ -862,47 +830,20 @@ class Monitor:
         if clock.expired_labels:
             clock.expired_labels = 0
             self._changed_clocks.add(series.model)
-        latency = latency_percentiles(window.latencies_ms)
         calibration = self.calibration(series.model, series.version)
         if regression:
             estimated, quality = self._estimate_losses(window)
         else:
             estimated = self._estimate(calibration, window)
-            quality = None if calibration is None else _summary(calibration).model_dump()
-        metrics_event = MetricsComputed(
-            producer=PRODUCER,
-            occurred_at=now,
-            model=series.model,
-            model_version=series.version,
-            variant=series.variant,
-            window=WindowSpan(
-                kind=closed.kind,
-                start=window.start,
-                end=window.end,
-                size=window.predictions + window.labelled,
-            ),
-            metrics=figures,
-            class_labels=list(spec.classes),
-            confusion_matrix=(
-                [] if regression else confusion(window.y_true, window.y_pred, spec.classes)
-            ),
-            labelled=window.labelled,
-            predictions=window.predictions,
-            expired_unjoined=window.expired_unjoined,
-            latency_ms=(
-                LatencySummary(p50=0.0, p95=0.0, p99=0.0)
-                if latency is None
-                else LatencySummary(p50=latency.p50, p95=latency.p95, p99=latency.p99)
-            ),
-            throughput_per_s=throughput_per_second(
-                window.predictions, window.first_prediction_at, window.last_prediction_at
-            )
-            or 0.0,
+            quality = None if calibration is None else calibration_summary(calibration).model_dump()
+        metrics_event = metrics_computed(
+            closed,
+            spec,
+            figures,
             breaching=self._breaching(record, window.labelled, figures),
             estimated=estimated,
-            calibration=(
-                None if estimated is None or calibration is None else _summary(calibration)
-            ),
+            calibration=calibration,
+            now=now,
         )
         step.outputs.append(metrics_event)
         self._remember(metrics_event, spec.key_metric)
@@ -972,8 +913,16 @@ class Monitor:
                     Severity.CRITICAL if target.metric == spec.key_metric else Severity.WARNING
                 )
                 step.outputs.append(
-                    self._metric_alert(
-                        closed, figures, target, kind, severity, fingerprint, transition, now
+                    metric_alert(
+                        closed,
+                        figures,
+                        target,
+                        kind=kind,
+                        severity=severity,
+                        fingerprint=fingerprint,
+                        transition=transition,
+                        recovery_level=recovery_level(target, self._policy.hysteresis),
+                        now=now,
                     )
                 )
 
@@ -1163,69 +1112,17 @@ class Monitor:
             self._set_episode(fingerprint, updated)
         if transition is None:
             return
-        level = recovery_level(target, self._policy.hysteresis)
-        values = [None if v is None else round(v, 6) for v in transition.values]
-        shown = ", ".join("n/a" if v is None else _figure(v) for v in values)
-        band = "n/a" if estimate is None else f"{_figure(estimate.lower)}-{_figure(estimate.upper)}"
-        evidence: dict[str, JsonValue] = {
-            "metric": target.metric,
-            "estimated": None if estimate is None else estimate.model_dump(),
-            "estimated_values": list(values),
-            "baseline": target.baseline,
-            "threshold": target.threshold,
-            "recovery_level": level,
-            "direction": target.direction.value,
-            "windows": len(values),
-            "variant": series.variant,
-            "method": (
-                "dle: loss models on features and prediction, 95% band from their residuals"
-                if regression
-                else "cbpe: calibrated scores, expected confusion matrix, sampled 95% band"
-            ),
-            ("loss_reference" if regression else "calibration"): quality,
-            # measured by the registry on the evaluation data when the version was registered
-            "registered_calibration": (
-                None if record.calibration is None else record.calibration.model_dump()
-            ),
-            "window": {
-                "kind": closed.kind.value,
-                "start": window.start.isoformat(),
-                "end": window.end.isoformat(),
-                "predictions": window.predictions,
-                "labelled": window.labelled,
-            },
-            "estimates": {name: e.model_dump() for name, e in estimated.items()},
-        }
-        name = f"estimated {target.metric} of {series.model} v{series.version} ({series.variant})"
-        if transition.kind is TransitionKind.RAISED:
-            side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
-            step.outputs.append(
-                AlertRaised(
-                    producer=PRODUCER,
-                    occurred_at=now,
-                    model=series.model,
-                    model_version=series.version,
-                    kind=AlertKind.ESTIMATED_DECAY,
-                    severity=Severity.WARNING,
-                    fingerprint=fingerprint,
-                    summary=(
-                        f"{name} {side} threshold {target.threshold} for {len(values)} windows "
-                        f"({shown}; band {band}) before labels arrive; baseline {target.baseline}"
-                    ),
-                    evidence=evidence,
-                )
-            )
-            return
         step.outputs.append(
-            AlertRecovered(
-                producer=PRODUCER,
-                occurred_at=now,
-                model=series.model,
-                model_version=series.version,
-                kind=AlertKind.ESTIMATED_DECAY,
+            estimated_decay_alert(
+                record,
+                closed,
+                target,
+                estimated,
+                quality,
                 fingerprint=fingerprint,
-                summary=f"{name} back past {level:.4g} for {len(values)} windows ({shown})",
-                evidence=evidence,
+                transition=transition,
+                recovery_level=recovery_level(target, self._policy.hysteresis),
+                now=now,
             )
         )
 
@@ -1251,97 +1148,16 @@ class Monitor:
         if made is None or made < datetime.fromisoformat(episode.since):
             return  # labels of predictions from before the alert say nothing about it
         self._set_episode(fingerprint, Episode(muted=True))
-        side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
         step.outputs.append(
-            AlertRecovered(
-                producer=PRODUCER,
-                occurred_at=now,
-                model=series.model,
-                model_version=series.version,
-                kind=AlertKind.ESTIMATED_DECAY,
+            estimate_contradicted(
+                closed,
+                target,
+                realised,
                 fingerprint=fingerprint,
-                summary=(
-                    f"realised {target.metric} of {series.model} v{series.version} "
-                    f"({series.variant}) is {_figure(realised)}, not {side} threshold "
-                    f"{target.threshold}: the estimate is contradicted by labels"
-                ),
-                evidence={
-                    "metric": target.metric,
-                    "contradicted_by": "realised",
-                    "value": realised,
-                    "threshold": target.threshold,
-                    "labelled": window.labelled,
-                    "labelled_predictions_since": made.isoformat(),
-                    "raised_at_window": episode.since,
-                },
+                raised_at_window=episode.since,
+                labelled_since=made,
+                now=now,
             )
-        )
-
-    def _metric_alert(
-        self,
-        closed: ClosedWindow,
-        figures: dict[str, float | None],
-        target: MetricTarget,
-        kind: AlertKind,
-        severity: Severity,
-        fingerprint: str,
-        transition: Transition,
-        now: datetime,
-    ) -> AlertRaised | AlertRecovered:
-        window = closed.window
-        series = window.series
-        level = recovery_level(target, self._policy.hysteresis)
-        values = [None if v is None else round(v, 6) for v in transition.values]
-        evidence: dict[str, JsonValue] = {
-            "metric": target.metric,
-            "value": figures.get(target.metric),
-            "baseline": target.baseline,
-            "threshold": target.threshold,
-            "recovery_level": level,
-            "direction": target.direction.value,
-            "windows": len(values),
-            "values": list(values),
-            "variant": series.variant,
-            "window": {
-                "kind": closed.kind.value,
-                "start": window.start.isoformat(),
-                "end": window.end.isoformat(),
-                "predictions": window.predictions,
-                "labelled": window.labelled,
-                "expired_unjoined": window.expired_unjoined,
-            },
-            "figures": dict(figures),
-        }
-        shown = ", ".join("n/a" if v is None else _figure(v) for v in values)
-        if transition.kind is TransitionKind.RAISED:
-            side = "below" if target.direction is MetricDirection.HIGHER_IS_BETTER else "above"
-            return AlertRaised(
-                producer=PRODUCER,
-                occurred_at=now,
-                model=series.model,
-                model_version=series.version,
-                kind=kind,
-                severity=severity,
-                fingerprint=fingerprint,
-                summary=(
-                    f"{target.metric} of {series.model} v{series.version} ({series.variant}) "
-                    f"{side} threshold {target.threshold} for {len(values)} windows ({shown}); "
-                    f"baseline {target.baseline}"
-                ),
-                evidence=evidence,
-            )
-        return AlertRecovered(
-            producer=PRODUCER,
-            occurred_at=now,
-            model=series.model,
-            model_version=series.version,
-            kind=kind,
-            fingerprint=fingerprint,
-            summary=(
-                f"{target.metric} of {series.model} v{series.version} ({series.variant}) back "
-                f"past {level:.4g} for {len(values)} windows ({shown})"
-            ),
-            evidence=evidence,
         )
 
     def _compare(self, series: Series, now: datetime, step: Step) -> None:
@@ -1373,46 +1189,25 @@ class Monitor:
                 rng=self._rng,
                 resamples=self._policy.comparison_resamples,
             )
-        compared = VariantsCompared(
-            producer=PRODUCER,
-            occurred_at=now,
-            model=series.model,
-            champion_version=pairing.champion_version,
-            challenger_version=pairing.challenger_version,
-            metric=comparison.metric,
-            champion_value=comparison.champion_value,
-            challenger_value=comparison.challenger_value,
-            champion_samples=comparison.champion_samples,
-            challenger_samples=comparison.challenger_samples,
+        compared = variants_compared(
+            series.model,
+            pairing.champion_version,
+            pairing.challenger_version,
+            comparison,
             min_samples=self._policy.comparison_min_samples,
-            test=comparison.test,
-            p_value=comparison.p_value,
             alpha=self._policy.comparison_alpha,
-            verdict=comparison.verdict,
+            now=now,
         )
         step.outputs.append(compared)
         if comparison.verdict is ComparisonVerdict.CHALLENGER_WORSE and not pairing.alerted:
             pairing.alerted = True
             self._changed_pairings.add(series.model)
             step.outputs.append(
-                AlertRaised(
-                    producer=PRODUCER,
-                    occurred_at=now,
-                    model=series.model,
-                    model_version=pairing.challenger_version,
-                    kind=AlertKind.CHALLENGER_WORSE,
-                    severity=Severity.WARNING,
+                challenger_worse(
+                    compared,
+                    comparison,
                     fingerprint=_challenger_fingerprint(series.model, pairing, spec.key_metric),
-                    summary=(
-                        f"challenger v{pairing.challenger_version} of {series.model} is worse "
-                        f"than champion v{pairing.champion_version} on {comparison.metric}: "
-                        f"{comparison.challenger_value:.4g} vs {comparison.champion_value:.4g} "
-                        f"(p={comparison.p_value:.3g}, {comparison.test})"
-                    ),
-                    evidence=compared.model_dump(
-                        mode="json",
-                        exclude={"event_id", "type", "occurred_at", "producer", "schema_version"},
-                    ),
+                    now=now,
                 )
             )
 
@@ -1424,21 +1219,12 @@ class Monitor:
             spec = self._records.get((model, pairing.champion_version))
             metric = spec.spec.key_metric if spec is not None else "key_metric"
             step.outputs.append(
-                AlertRecovered(
-                    producer=PRODUCER,
-                    occurred_at=now,
-                    model=model,
-                    model_version=pairing.challenger_version,
-                    kind=AlertKind.CHALLENGER_WORSE,
+                challenger_withdrawn(
+                    model,
+                    pairing.champion_version,
+                    pairing.challenger_version,
                     fingerprint=_challenger_fingerprint(model, pairing, metric),
-                    summary=(
-                        f"challenger v{pairing.challenger_version} of {model} no longer "
-                        "takes traffic"
-                    ),
-                    evidence={
-                        "champion_version": pairing.champion_version,
-                        "challenger_version": pairing.challenger_version,
-                    },
+                    now=now,
                 )
             )
 
@@ -1447,30 +1233,8 @@ class Monitor:
         self._changed_episodes.add(fingerprint)
 
 
-def _summary(calibration: Calibration) -> CalibrationSummary:
-    quality = calibration.quality
-    return CalibrationSummary(
-        reference_rows=quality.rows,
-        ece_raw=round(quality.ece_raw, 6),
-        ece=round(quality.ece, 6),
-        brier=round(quality.brier, 6),
-        calibrated=quality.calibrating_helps,
-    )
-
-
 def _challenger_fingerprint(model: str, pairing: Pairing, metric: str) -> str:
     return alert_fingerprint(model, pairing.challenger_version, AlertKind.CHALLENGER_WORSE, metric)
-
-
-def _figure(value: float) -> str:
-    """A figure as an alert's summary shows it: three decimals, or four significant digits for
-    one too large for them (a regressor's error can be near the float limit, and a summary
-    holds at most 1,000 characters).
-
-    >>> _figure(0.91234), _figure(1.5e300)
-    ('0.912', '1.5e+300')
-    """
-    return f"{value:.3f}" if abs(value) < 1e9 else f"{value:.4g}"
 
 
 def watched_targets(record: ModelVersionRecord) -> list[MetricTarget]:

@@ -1,7 +1,8 @@
 """``vigil estimates MODEL``: a model's recent windows, the key metric estimated from scores
 beside the realised one (which stays empty until the window's labels arrive).
 
-Reads the monitor's ``GET /estimates/{model}``; exits 0, or 2 if the monitor could not answer.
+Reads the monitor's ``GET /estimates/{model}``; exits 0; 3 if the monitor refused, 4 if it
+could not be reached (:mod:`services.runtime.command_line`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
+from services.monitor.cli_calls import MonitorUrl, call_monitor, one_command
 
 __all__ = ["app", "estimates_table"]
 
@@ -53,7 +54,7 @@ def estimates(
     metric: str | None = typer.Option(
         None, help="Metric to show (default: the model's key metric)."
     ),
-    monitor_url: str | None = monitor_url_option(),
+    monitor_url: MonitorUrl = None,
     timeout: float = typer.Option(10.0, min=0.1, help="Seconds to wait for the monitor."),
     as_json: bool = typer.Option(False, "--json", help="Print the monitor's answer as JSON."),
 ) -> None:

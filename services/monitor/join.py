@@ -197,7 +197,7 @@ class LabelJoin:
 
     def add_prediction(self, prediction: PendingPrediction) -> tuple[list[Joined], list[Expired]]:
         """Join a prediction with its waiting label, or let it wait; return joins and evictions."""
-        queues = self._models.setdefault(prediction.model, _ModelQueues())
+        queues = self._queues(prediction.model)
         if prediction.key in queues.predictions:
             raise DuplicateEntry(
                 f"prediction for request {prediction.request_id!r} by version "
@@ -214,7 +214,7 @@ class LabelJoin:
 
     def add_label(self, label: PendingLabel) -> tuple[list[Joined], list[Expired]]:
         """Join a label with every prediction waiting for it, or let it wait."""
-        queues = self._models.setdefault(label.model, _ModelQueues())
+        queues = self._queues(label.model)
         keys = queues.by_request.pop(label.request_id, None)
         if keys:
             joined = []
@@ -254,7 +254,7 @@ class LabelJoin:
     def restore(self, entries: Iterable[PendingPrediction | PendingLabel]) -> None:
         """Load waiting entries (from storage) without recording them as changes."""
         for entry in sorted(entries, key=lambda e: e.occurred_at):
-            queues = self._models.setdefault(entry.model, _ModelQueues())
+            queues = self._queues(entry.model)
             if isinstance(entry, PendingPrediction):
                 self._put_prediction(queues, entry)
             else:
@@ -275,6 +275,14 @@ class LabelJoin:
         self._added = {}
         self._removed = set()
         return changes
+
+    def _queues(self, model: str) -> _ModelQueues:
+        """The model's queues, made on first use (not ``setdefault``: that builds a new empty
+        set of queues for every event, a fifth of the join's cost)."""
+        queues = self._models.get(model)
+        if queues is None:
+            queues = self._models[model] = _ModelQueues()
+        return queues
 
     def _put_prediction(self, queues: _ModelQueues, prediction: PendingPrediction) -> None:
         queues.predictions[prediction.key] = prediction

@@ -35,14 +35,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from services.monitor.estimation import Estimate, ReferenceTooSmall
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 __all__ = [
     "ESTIMATED_LOSSES",
@@ -305,6 +307,9 @@ def _absolute_errors(y_pred: FloatArray, y_true: FloatArray) -> FloatArray:
 
 
 def _booster(encoding: _Encoding) -> HistGradientBoostingRegressor:
+    # Imported here: scikit-learn's ensembles cost a monitor that watches no regressor ~11 MB.
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     mask = encoding.categorical_mask
     return HistGradientBoostingRegressor(
         **_BOOSTER,

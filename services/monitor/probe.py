@@ -28,7 +28,7 @@ from contracts.scoring_api import (
     PredictRequest,
     PredictResponse,
 )
-from services.monitor.domain import PRODUCER
+from services.monitor.reporting import PRODUCER
 
 __all__ = ["judge_answers", "run_probe"]
 

@@ -1,8 +1,8 @@
 """``vigil series MODEL``: a model's recent windows as the monitor holds them (``GET /series``).
 
 The console's charts read the same endpoint, so the numbers printed here are the numbers drawn
-there. ``--json`` prints the monitor's answer unchanged. Exits 0, or 2 if the monitor could not
-answer.
+there. ``--json`` prints the monitor's answer unchanged. Exits 0; 3 if the monitor refused, 4 if
+it could not be reached (:mod:`services.runtime.command_line`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.monitor.cli_calls import call_monitor, monitor_url_option, one_command
+from services.monitor.cli_calls import MonitorUrl, call_monitor, one_command
 
 __all__ = ["app"]
 
@@ -23,7 +23,7 @@ console = Console()
 def series(
     model: str = typer.Argument(help="Registry name of the model."),
     as_json: bool = typer.Option(False, "--json", help="Print the monitor's JSON unchanged."),
-    monitor_url: str | None = monitor_url_option(),
+    monitor_url: MonitorUrl = None,
     timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the monitor."),
 ) -> None:
     """Print MODEL's recent closed windows, oldest first."""

@@ -58,6 +58,15 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+E = TypeVar("E", PredictionMade | ValuePredicted, LabelRecorded | ValueRecorded)
+
+
+def _fresh(events: Sequence[E], fresh: set[UUID]) -> Sequence[E]:
+    """The events not handled before. As many fresh ids as events means every event is fresh
+    (the ids were distinct and none was handled): the common case, with no lookup per event."""
+    if len(fresh) == len(events):
+        return events
+    return [event for event in events if event.event_id in fresh]
 
 
 class NotDeployed(LookupError):
@@ -99,6 +108,8 @@ class MonitorService:
         self._handled = HandledIds(handled_memory)
         self._revisions: dict[str, int] = {}
         """Per model, the revision of the stored state the memory continues."""
+        self._stale = False
+        """A step changed the memory and did not commit: restore before the next one."""
         self._monitor = Monitor(policy, seed=seed)
         self._history = MetricHistory()
         self._lock = asyncio.Lock()
@@ -121,9 +132,7 @@ class MonitorService:
         step = await self._apply(
             {event.model for event in events},
             [event.event_id for event in events],
-            lambda fresh: self._monitor.add_predictions(
-                [event for event in events if event.event_id in fresh], now=now
-            ),
+            lambda fresh: self._monitor.add_predictions(_fresh(events, fresh), now=now),
         )
         return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
 
@@ -138,9 +147,7 @@ class MonitorService:
         step = await self._apply(
             {event.model for event in events},
             [event.event_id for event in events],
-            lambda fresh: self._monitor.add_labels(
-                [event for event in events if event.event_id in fresh], now=now
-            ),
+            lambda fresh: self._monitor.add_labels(_fresh(events, fresh), now=now),
         )
         return [Rejection(refusal.event_id, refusal.reason) for refusal in step.refusals]
 
@@ -268,7 +275,10 @@ class MonitorService:
                     # Another replica stepped one of these models since (a rebalance moved its
                     # partition): restore first, under the row locks it would need too.
                     had = await advance_revisions(session, models, self._revisions)
-                    if any(self._revisions.get(m, 0) != r for m, r in had.items()):
+                    if self._stale:
+                        log.info("the last step did not commit: restoring")
+                        await self._restore(session)
+                    elif any(self._revisions.get(m, 0) != r for m, r in had.items()):
                         log.info("models %s changed elsewhere: restoring", sorted(models))
                         await self._restore(session)
                     fresh = [i for i in dict.fromkeys(event_ids) if i not in self._handled]
@@ -283,13 +293,21 @@ class MonitorService:
                     stage(session, step.outputs)
                     revisions = {model: revision + 1 for model, revision in had.items()}
             except Exception:
+                self._stale = True
                 await self._reload()
+                raise
+            except BaseException:
+                # Cancelled (at shutdown) mid-step: the memory may hold what the database does
+                # not. No await here (the task is being cancelled): the next step restores.
+                self._stale = True
                 raise
             self._handled.remember(handled)
             self._revisions.update(revisions)
             self._history.observe(step.outputs)
         if step.outputs:
-            while await self._relay.publish_pending() > 0:
+            # A pass settling less than a full batch read every row pending after this commit
+            # (ours included): one pass, not a second one that finds nothing.
+            while await self._relay.publish_pending() >= self._relay.batch_size:
                 pass
         return step
 
@@ -315,6 +333,7 @@ class MonitorService:
         handled = HandledIds(self._handled_memory)
         await handled.load(session)
         self._monitor, self._handled, self._revisions = monitor, handled, revisions
+        self._stale = False
 
     async def _deploy(
         self, model: str, deployment: Deployment, *, at: datetime, ids: list[UUID]

@@ -10,7 +10,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.monitor.domain import MonitorPolicy
 from services.monitor.windows import WindowPolicy
-from services.runtime import ServiceName, ServiceSettings
+from services.runtime.names import ServiceName
+from services.runtime.settings import ServiceSettings
 
 __all__ = ["Settings"]
 

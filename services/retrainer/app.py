@@ -20,20 +20,23 @@ from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.monitoring import VariantsCompared
 from contracts.retraining import RetrainRequest
 from contracts.scoring import PredictionMade, ValuePredicted
-from services.retrainer.api import REGISTRATION_PATH, install_registry_api
-from services.retrainer.artifacts import ArtifactStore
 from services.retrainer.callers import install_callers
-from services.retrainer.datasets import DatasetStore
-from services.retrainer.governance import Governance
-from services.retrainer.governance_api import install_governance_api
-from services.retrainer.live_examples import LiveExamples
+from services.retrainer.content import blocking_engine
+from services.retrainer.file_import import import_state_files
 from services.retrainer.migrations import HISTORY
-from services.retrainer.runs import AskRefused, RetrainRuns, UnknownModel
-from services.retrainer.schedules import run_schedules
+from services.retrainer.registry.api import REGISTRATION_PATH, install_registry_api
+from services.retrainer.registry.artifacts import ArtifactStore
+from services.retrainer.registry.datasets import DatasetStore
+from services.retrainer.registry.store import RegistryStore
+from services.retrainer.retraining.api import install_retraining_api
+from services.retrainer.retraining.live_examples import LiveExamples
+from services.retrainer.retraining.runs import AskRefused, RetrainRuns, UnknownModel
+from services.retrainer.retraining.schedules import run_schedules
+from services.retrainer.retraining.triggers import RetrainAsk, ask_for_alert
+from services.retrainer.retraining.worker import RetrainWorker, code_version
+from services.retrainer.rollout.api import install_rollout_api
+from services.retrainer.rollout.governance import Governance
 from services.retrainer.settings import Settings
-from services.retrainer.store import RegistryStore
-from services.retrainer.triggers import RetrainAsk, ask_for_alert
-from services.retrainer.worker import RetrainWorker, code_version
 from services.runtime import (
     LargerBody,
     ServiceName,
@@ -42,7 +45,7 @@ from services.runtime import (
     serve,
     session_factory,
 )
-from services.runtime.forgetting import forgetting_processed_ids
+from services.runtime.idempotency import forgetting_processed_ids
 from services.runtime.identity import IdentityProvider
 from services.runtime.leases import Lease
 from services.runtime.migrations import migrate
@@ -66,6 +69,7 @@ def create_app(
     producer = ServiceName.RETRAINER.value
     engine = create_engine(settings.database)
     sessions = session_factory(engine)
+    content = blocking_engine(settings.database)
     runtime.add_readiness_check("database", database_check(engine))
     relay = runtime.outbox_relay(sessions)
     runtime.self_watch_once(engine)
@@ -102,7 +106,7 @@ def create_app(
         governance=governance,
         registry=store,
         live=live,
-        state_dir=settings.state_dir,
+        content=content,
         gate=settings.gate_policy(),
         code=code_version(),
         clock=clock,
@@ -196,11 +200,13 @@ def create_app(
         if url.drivername.startswith("sqlite") and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         await migrate(engine, HISTORY)
+        await asyncio.to_thread(import_state_files, settings.state_dir, content)
         try:
             yield
         finally:
             await identity_http.aclose()
             await engine.dispose()
+            await asyncio.to_thread(content.dispose)
 
     app = runtime.http_app(
         title="Vigil registry and retrainer",
@@ -211,12 +217,13 @@ def create_app(
     install_registry_api(
         app,
         store=store,
-        artifacts=ArtifactStore(settings.state_dir),
+        artifacts=ArtifactStore(content),
         trusted_types=settings.trusted_types,
-        datasets=DatasetStore(settings.state_dir),
+        datasets=DatasetStore(content),
         clock=clock,
     )
-    install_governance_api(app, runs=runs, governance=governance, live=live, clock=clock)
+    install_rollout_api(app, governance=governance)
+    install_retraining_api(app, runs=runs, governance=governance, live=live, clock=clock)
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.runs = runs

@@ -2,8 +2,9 @@
 
 Every change (register, deploy, traffic, promote, roll back, ask for a retrain, decide a promotion)
 needs ``Authorization: Bearer <token>``; the incident log says whose token it is
-(:mod:`.identity`), and that name, never one from the request body, is recorded as the actor.
-So does reading training data (``/datasets/{digest}``): role ``l2`` or scope ``datasets:read``.
+(:mod:`services.runtime.identity`), and that name, never one from the request body, is recorded
+as the actor. So does reading training data (``/datasets/{digest}``): role ``l2`` or scope
+``datasets:read``.
 A service's scoped token may make only the calls its scopes name (``services/runtime/scopes.py``).
 The registry's other reads stay open to the services that poll it. 401 without a valid token,
 403 for a role too low (saying which role is needed) or a call no scope of the token names, 503
@@ -14,31 +15,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials
 
-from services.retrainer.promotions import role_at_least
-from services.runtime.identity import Identity, IdentityError, IdentityProvider
-from services.runtime.scopes import Scope, scopes_text
+from services.runtime.app_state import AppState
+from services.runtime.identity import BEARER, Identity, IdentityProvider, identify
+from services.runtime.scopes import Scope, role_at_least, scopes_text
 
 __all__ = ["Caller", "Person", "install_callers", "require_role"]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
+
+_IDENTITIES = AppState[IdentityProvider]("identities")
 
 
 async def _caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    identities: Annotated[IdentityProvider, Depends(_IDENTITIES)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Identity:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    identities: IdentityProvider = request.app.state.identities
-    return await identities.whoami(credentials.credentials)
+    return await identify(identities, credentials)
 
 
 Caller = Annotated[Identity, Depends(_caller)]
@@ -75,12 +69,5 @@ def require_role(who: Identity, lowest: str, doing: str, *, scope: Scope | None 
 
 
 def install_callers(app: FastAPI, identities: IdentityProvider) -> None:
-    """Make :data:`Caller` work on an app: where identities come from, and how refusals read."""
-    app.state.identities = identities
-
-    async def unidentified(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, IdentityError)
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse({"detail": str(error)}, error.status, headers=headers)
-
-    app.add_exception_handler(IdentityError, unidentified)
+    """Make :data:`Caller` work on an app: where identities come from."""
+    _IDENTITIES.put(app, identities)

@@ -8,12 +8,16 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.alerts import AlertKind, Severity
-from services.retrainer.gate import GatePolicy
-from services.retrainer.triggers import AlertPolicy
+from services.retrainer.retraining.gate import GatePolicy
+from services.retrainer.retraining.triggers import AlertPolicy
 from services.runtime import DEFAULT_TRUSTED_TYPES, ServiceName, ServiceSettings
 from services.runtime.settings import ProcessedIdsRetention
 
-__all__ = ["Settings"]
+__all__ = ["MAX_CONTENT_BYTES", "Settings"]
+
+
+MAX_CONTENT_BYTES = 1_000_000_000
+"""The largest content the retrainer's database can hold as one value (``retrainer_content``)."""
 
 
 class Settings(ServiceSettings, ProcessedIdsRetention):
@@ -27,9 +31,10 @@ class Settings(ServiceSettings, ProcessedIdsRetention):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024,
         ge=1024 * 1024,
-        le=16 * 1024**3,
+        le=MAX_CONTENT_BYTES,
         description="Largest registration body (artifact and datasets) accepted (413 above); "
-        "read only after the caller's token is checked.",
+        "read only after the caller's token is checked. At most 1,000,000,000: an artifact or a "
+        "dataset is one database value, and that is SQLite's limit (PostgreSQL's is 1 GiB).",
     )
     database_url: str | None = Field(
         default=None,

@@ -18,7 +18,7 @@ from services.runbook_runner.admission import shown
 from services.runbook_runner.catalog import load_catalog
 from services.runbook_runner.environment import script_environment
 from services.runbook_runner.migrations import HISTORY
-from services.runbook_runner.runner import Clock, Limits, Runner
+from services.runbook_runner.service import Clock, Limits, Runner
 from services.runbook_runner.settings import SERVICE, Settings
 from services.runtime.consumer import Rejected
 from services.runtime.database import create_engine, session_factory
@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> FastAPI:
         await runner.accept(request)
 
     runtime.consumer.on(RunbookRequest, on_request)
-    runtime.consumer.on(IncidentResolved, runner.incident_resolved)
+    runtime.consumer.on(IncidentResolved, runner.on_incident_resolved)
     runtime.add_background("runs", runner.work)
     if settings.run_outbox_relay:
         runtime.add_background("outbox-relay", relay.run)

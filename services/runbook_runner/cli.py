@@ -12,6 +12,7 @@ from rich.table import Table
 
 from services.runbook_runner.catalog import Catalog, CatalogError, Runbook, load_catalog
 from services.runbook_runner.execution import sha256_of
+from services.runtime.command_line import ExitCode, fail
 
 __all__ = ["app"]
 
@@ -34,7 +35,7 @@ def _load(path: Path, errors: Console) -> Catalog:
         return load_catalog(path)
     except CatalogError as error:
         errors.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.FAILED) from None
 
 
 @app.command()
@@ -68,8 +69,7 @@ def show(name: str = typer.Argument(help="Runbook name."), catalog: Path = _CATA
     loaded = _load(catalog, Console(stderr=True))
     runbook = loaded.get(name)
     if runbook is None:
-        Console(stderr=True).print(f"no runbook {name!r} in {catalog}", markup=False)
-        raise typer.Exit(1)
+        fail(ExitCode.REFUSED, f"no runbook {name!r} in {catalog}", markup=False)
     typer.echo(_summary(runbook, loaded))
     console = Console()
     table = Table("parameter", "type", "from", "rule", "required / default")

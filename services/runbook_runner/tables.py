@@ -3,7 +3,7 @@
 ``run_id`` is the primary key: the database itself guarantees one row, hence one execution, per
 run id, whatever two deliveries or two replicas race. A run in progress carries its runner's
 lease (``lease_until``), renewed while the runner lives; once it lapses, any runner reports the
-run abandoned (:mod:`services.runbook_runner.runner`). Resolutions are what the runner learned
+run abandoned (:mod:`services.runbook_runner.service`). Resolutions are what the runner learned
 from the ``incidents`` topic, kept so that a restarted runner still skips a resolved incident's
 waiting runs.
 """

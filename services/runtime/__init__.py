@@ -1,5 +1,15 @@
 """The only code services share: settings, broker wiring, consuming with dead letters and
-idempotency, publishing, observability, the embedded broker, and process serving."""
+idempotency, publishing, observability, the embedded broker, and process serving.
+
+Every service imports this package, so what it imports every process holds. The model helpers
+(``model_artifacts``: skops, hence scikit-learn, SciPy and pandas; ``model_inputs``: NumPy) are
+imported on first use of one of their names (``__getattr__`` below), not here: the incident log
+and the runbook runner never touch a model and would otherwise hold about 200 MB of libraries
+each (docs/adr/0016-hot-path.md, "The stack's memory").
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from services.runtime.api_client import ApiClient, ApiError, default_token
 from services.runtime.body_limits import BodyLimits, LargerBody
@@ -13,12 +23,10 @@ from services.runtime.consumer import (
     StillUnavailable,
 )
 from services.runtime.database import (
-    ProcessedEvent,
     Sessions,
     UtcDateTime,
     async_url,
     create_engine,
-    first_time,
     session_factory,
 )
 from services.runtime.embedded_broker import (
@@ -28,19 +36,14 @@ from services.runtime.embedded_broker import (
     free_port,
 )
 from services.runtime.failures import TRANSIENT_TYPES, FailureClassifier, Unavailable
-from services.runtime.handled import HandledBatch, HandledIds
-from services.runtime.idempotency import SeenEvents
-from services.runtime.kafka import consumer_options, kafka_broker, producer_options
-from services.runtime.model_artifacts import (
-    DEFAULT_TRUSTED_TYPES,
-    TRUSTED_TYPES_SETTING,
-    UnsafeArtifactError,
-    class_labels,
-    load_model,
-    mismatches_with_spec,
-    sha256_hex,
+from services.runtime.idempotency import (
+    HandledBatch,
+    HandledIds,
+    ProcessedEvent,
+    SeenEvents,
+    first_time,
 )
-from services.runtime.model_inputs import as_model_input, named_frame, takes_named_columns
+from services.runtime.kafka import consumer_options, kafka_broker, producer_options
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics, configure_logging
 from services.runtime.outbox import OUTBOX_TABLES, OutboxMessage, OutboxPoison, OutboxRelay, stage
@@ -123,3 +126,43 @@ __all__ = [
     "stage",
     "takes_named_columns",
 ]
+
+if TYPE_CHECKING:
+    from services.runtime.model_artifacts import (
+        DEFAULT_TRUSTED_TYPES,
+        TRUSTED_TYPES_SETTING,
+        UnsafeArtifactError,
+        class_labels,
+        load_model,
+        mismatches_with_spec,
+        sha256_hex,
+    )
+    from services.runtime.model_inputs import as_model_input, named_frame, takes_named_columns
+
+_ON_FIRST_USE = {
+    **dict.fromkeys(
+        (
+            "DEFAULT_TRUSTED_TYPES",
+            "TRUSTED_TYPES_SETTING",
+            "UnsafeArtifactError",
+            "class_labels",
+            "load_model",
+            "mismatches_with_spec",
+            "sha256_hex",
+        ),
+        "services.runtime.model_artifacts",
+    ),
+    **dict.fromkeys(
+        ("as_model_input", "named_frame", "takes_named_columns"), "services.runtime.model_inputs"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a model helper's module when one of its names is first asked for."""
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

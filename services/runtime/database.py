@@ -1,8 +1,8 @@
 """Databases for the services that keep state: SQLite file by default, PostgreSQL by URL.
 
 One async engine per service process. Services write their own tables; this module gives them
-the engine, sessions, a timezone-safe timestamp column type, and the durable record of handled
-event ids (:func:`first_time`) that makes a handler's effects idempotent across restarts.
+the engine, sessions and a timezone-safe timestamp column type; the durable records of handled
+event ids that use them live in :mod:`services.runtime.idempotency`.
 
 SQLite specifics: WAL journal, a busy timeout, foreign keys on, and the lock a transaction takes
 chosen by how it was opened (SQLAlchemy's documented recipe for pysqlite transactions):
@@ -26,31 +26,23 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
-from uuid import UUID
 
-from sqlalchemy import DateTime, Index, Table, delete, event
+from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
 from sqlalchemy.orm import SessionTransaction, SessionTransactionOrigin
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel, col, insert, select
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from contracts.envelope import utc_now
-
 __all__ = [
-    "ProcessedEvent",
     "Sessions",
     "UtcDateTime",
     "async_url",
     "create_engine",
-    "first_time",
-    "forget_processed_before",
-    "new_event_ids",
     "session_factory",
 ]
 
@@ -234,62 +226,3 @@ class _Serialised:
             await self._transaction.__aexit__(*exc)
         finally:
             self._lock.release()
-
-
-class ProcessedEvent(SQLModel, table=True):
-    """An event id whose effects are committed; written in the same transaction as the effects."""
-
-    __tablename__ = "processed_events"
-    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
-
-    event_id: UUID = Field(primary_key=True)
-    processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
-
-
-_PROCESSED = cast(Table, ProcessedEvent.__table__)  # type: ignore[attr-defined]  # set by SQLModel
-
-
-async def new_event_ids(session: AsyncSession, event_ids: Sequence[UUID]) -> list[UUID]:
-    """Record a batch of event ids as handled in the session's transaction; return those that
-    were not handled before, in their first-seen order (duplicates within the batch count once).
-
-    The batch form of :func:`first_time`: one query and one insert for the whole batch.
-    """
-    unique = list(dict.fromkeys(event_ids))
-    if not unique:
-        return []
-    seen = set(
-        (
-            await session.exec(
-                select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(unique))
-            )
-        ).all()
-    )
-    fresh = [event_id for event_id in unique if event_id not in seen]
-    if fresh:
-        now = utc_now()
-        await (await session.connection()).execute(
-            insert(_PROCESSED),  # the table, not the entity: no ORM bookkeeping per row
-            [{"event_id": event_id, "processed_at": now} for event_id in fresh],
-        )
-    return fresh
-
-
-async def forget_processed_before(session: AsyncSession, cutoff: datetime) -> int:
-    """Delete the ids of events processed before ``cutoff``; return how many."""
-    result = await session.exec(
-        delete(ProcessedEvent).where(col(ProcessedEvent.processed_at) < cutoff)
-    )
-    return int(result.rowcount or 0)
-
-
-async def first_time(session: AsyncSession, event_id: UUID) -> bool:
-    """Record ``event_id`` as handled in the session's transaction; ``False`` if it already was.
-
-    Call it at the start of a handler's transaction and skip the work when it returns ``False``.
-    Two transactions racing on the same id cannot both commit (primary key).
-    """
-    if await session.get(ProcessedEvent, event_id) is not None:
-        return False
-    session.add(ProcessedEvent(event_id=event_id))
-    return True

@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
+from fastapi import HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.runtime.scopes import role_at_least
 
-__all__ = ["Identity", "IdentityError", "IdentityProvider"]
+__all__ = ["BEARER", "Identity", "IdentityError", "IdentityProvider", "identify"]
+
+BEARER = HTTPBearer(auto_error=False, description="An API token of the incident log.")
+"""The bearer scheme of the routes whose callers the incident log identifies (a missing token is
+answered by :func:`identify`, with the reason, not by FastAPI's bare 403)."""
 
 _MAX_REMEMBERED = 10_000
 
@@ -84,10 +90,7 @@ class IdentityProvider:
         cached = self._known.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        try:
-            response = await self._http.get(self._url, headers={"Authorization": f"Bearer {token}"})
-        except httpx.HTTPError as error:
-            raise IdentityError(503, f"identity provider unreachable: {error}") from None
+        response = await self._ask(token)
         if response.status_code == 401:
             self._known.pop(key, None)
             raise IdentityError(401, "unknown, revoked or expired token")
@@ -118,3 +121,36 @@ class IdentityProvider:
                 self._known = {k: v for k, v in self._known.items() if v[0] > now}
             self._known[key] = (now + keep, identity)
         return identity
+
+    async def _ask(self, token: str) -> httpx.Response:
+        """``GET /whoami``, asked once more on a fresh connection when the provider closed a
+        kept-alive one as the question went out (both sides drop idle connections after about
+        five seconds, so a call after a pause can meet a connection the server is closing); the
+        question changes nothing, so asking twice is safe."""
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            try:
+                return await self._http.get(self._url, headers=headers)
+            except httpx.RemoteProtocolError:
+                return await self._http.get(self._url, headers=headers)
+        except httpx.HTTPError as error:
+            raise IdentityError(503, f"identity provider unreachable: {error}") from None
+
+
+async def identify(
+    identities: IdentityProvider, credentials: HTTPAuthorizationCredentials | None
+) -> Identity:
+    """The caller of an HTTP request, as an HTTP answer when there is none: 401 (with the
+    ``WWW-Authenticate`` challenge) without a token or for a bad one, 503 when the provider
+    cannot say."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return await identities.whoami(credentials.credentials)
+    except IdentityError as error:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        raise HTTPException(error.status, str(error), headers=headers) from None

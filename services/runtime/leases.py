@@ -10,6 +10,10 @@ Call :meth:`Lease.held` before each round of the work (it also checks that the h
 is still alive), not once at start; :func:`every_while_held` does, for a loop of rounds::
 
     runtime.add_background("schedules", every_while_held(Lease(engine, "schedules"), check, 60))
+
+A service with no database (the scorer) leases by Kafka instead: :class:`PartitionLease` is held
+by the replica its consumer group assigned partition 0 of a topic it reads. Both follow
+:class:`ReplicaLease`, what :class:`~services.runtime.self_watch.SelfWatch` needs of a lease.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any, Protocol
 
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["Lease", "every_while_held", "lease_key"]
+__all__ = ["Lease", "PartitionLease", "ReplicaLease", "every_while_held", "lease_key"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,20 @@ def lease_key(name: str) -> int:
     """The advisory lock key of a lease name (a stable signed 64-bit number)."""
     digest = hashlib.blake2b(f"vigil-lease:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+class ReplicaLease(Protocol):
+    """The right to run one kind of work in one replica at a time, checked before each round."""
+
+    name: str
+
+    async def held(self) -> bool:
+        """Whether this replica holds the lease now (taking it if it can)."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lease up on shutdown (as far as this replica can)."""
+        ...
 
 
 class Lease:
@@ -99,8 +118,55 @@ class Lease:
                 await connection.close()
 
 
+class PartitionLease:
+    """A lease held by the replica its consumer group assigned ``partition`` of ``topic`` to.
+
+    Kafka gives each partition to one member of a group at a time, so the group's own assignment
+    picks the holder, with no database: standard consumer-group behaviour only, the same on
+    Apache Kafka and on the embedded broker. ``assignment`` returns the consumer's current
+    assignment (aiokafka's ``AIOKafkaConsumer.assignment()``; empty before it joins).
+
+    While the group rebalances a holder can lose the partition before its new owner is told, so
+    for a moment nobody holds the lease; a holder cut off from the broker keeps believing it owns
+    the partition until it notices (at most the group's session timeout), so two replicas may
+    both hold it briefly. Both are harmless for alerts: a round is skipped or said twice, and the
+    incident log folds alerts by fingerprint.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        assignment: Callable[[], Collection[TopicPartition]],
+        topic: str,
+        partition: int = 0,
+    ) -> None:
+        self.name = name
+        self._assignment = assignment
+        self._partition = TopicPartition(topic, partition)
+        self._holding = False
+
+    @property
+    def holding(self) -> bool:
+        """Whether this replica held the lease at its last :meth:`held` check."""
+        return self._holding
+
+    async def held(self) -> bool:
+        """Whether the consumer is assigned the lease's partition now."""
+        holding = self._partition in self._assignment()
+        if holding != self._holding:
+            log.info("lease %s %s", self.name, "taken" if holding else "lost")
+        self._holding = holding
+        return holding
+
+    async def release(self) -> None:
+        """Stop counting as the holder. A replica cannot give a partition away: a stand-by
+        takes the lease over when the group assigns it the partition, which happens when the
+        holder leaves the group (its consumer stops) or dies (its session times out)."""
+        self._holding = False
+
+
 def every_while_held(
-    lease: Lease, round_of_work: Callable[[], Awaitable[object]], every_s: float
+    lease: ReplicaLease, round_of_work: Callable[[], Awaitable[object]], every_s: float
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     """A background task: one round of the work every ``every_s`` seconds in the replica that
     holds ``lease`` (the others stand by, checking it as often), until cancelled; the lease is

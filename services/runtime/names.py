@@ -37,6 +37,12 @@ class ServiceName(StrEnum):
         """Kafka consumer group shared by all replicas of the service."""
         return self.value
 
+    @property
+    def has_database(self) -> bool:
+        """Whether the service keeps state in a database of its own (it has a migration history
+        in ``services/<service>/migrations/``); the scorer keeps none."""
+        return self is not ServiceName.SCORER
+
 
 _DEFAULT_PORTS = {
     ServiceName.INCIDENT_LOG: 8700,

@@ -172,6 +172,12 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._turn_in_process = asyncio.Lock()
 
+    @property
+    def batch_size(self) -> int:
+        """Most rows one :meth:`publish_pending` pass reads: a pass that settled fewer found
+        nothing more pending when it read."""
+        return self._batch_size
+
     def wake(self) -> None:
         """Publish now rather than at the next poll (call after committing staged events)."""
         self._wake.set()

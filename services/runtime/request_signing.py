@@ -23,7 +23,7 @@ What :func:`verification_problem` refuses (the runner dead-letters it, never run
 signature, an unknown version, a signature that matches no key, no ``expires_at``, an
 ``expires_at`` already past, and a request asked for further in the future than the allowed
 clock skew. A request signed correctly but seen before (a replay) is the runner's to catch, by
-its run id: a run id runs at most once (``services/runbook_runner/runner.py``).
+its run id: a run id runs at most once (``services/runbook_runner/service.py``).
 """
 
 from __future__ import annotations

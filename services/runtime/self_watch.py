@@ -25,7 +25,8 @@ lag reads up to one batch low there.
 
 With replicas, every replica measures the same things (its group's lag, the shared database's
 outbox), so one publishes: the holder of the service's ``<service>-self-watch`` lease
-(:meth:`SelfWatch.publish_under`). The others keep checking and follow the episodes as if they
+(:meth:`SelfWatch.publish_under`; the scorer, which has no database, leases by the assignment
+of partition 0 of ``scoring.requests``). The others keep checking and follow the episodes as if they
 had published, so a stand-by that takes over sends the recovery of an alert the holder raised
 (and says again the alerts of episodes still bad, in case the holder could not publish them).
 
@@ -49,7 +50,7 @@ from contracts.alerts import AlertKind, AlertRaised, AlertRecovered, Severity, a
 from contracts.topics import Topic
 from services.runtime.alert_episodes import AlertEpisodes, Transition
 from services.runtime.dead_letter_alerts import PLATFORM_MODEL
-from services.runtime.leases import Lease
+from services.runtime.leases import ReplicaLease
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
@@ -132,12 +133,14 @@ class SelfWatch:
         self._publisher = publisher
         self._interval_s = interval_s
         self._watched: list[_Watched] = []
-        self._lease: Lease | None = None
+        self._lease: ReplicaLease | None = None
         self._published_last = False
         """Whether this replica published at the last check (to notice taking over)."""
 
-    def publish_under(self, lease: Lease) -> None:
-        """Publish only while this replica holds ``lease`` (services with replicas)."""
+    def publish_under(self, lease: ReplicaLease) -> None:
+        """Publish only while this replica holds ``lease`` (services with replicas): a database
+        :class:`~services.runtime.leases.Lease`, or a
+        :class:`~services.runtime.leases.PartitionLease` for a service with no database."""
         self._lease = lease
 
     @property
@@ -199,7 +202,7 @@ class SelfWatch:
             return True
         try:
             return await self._lease.held()
-        except Exception as error:  # the database is down: whoever holds the lease publishes
+        except Exception as error:  # the lease's database is down: whoever holds it publishes
             log.warning("self-watch cannot check its lease: %s", error)
             return False
 

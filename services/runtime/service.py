@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +31,7 @@ from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.documented_responses import document_common_responses
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.kafka import kafka_broker
-from services.runtime.leases import Lease
+from services.runtime.leases import Lease, PartitionLease
 from services.runtime.names import ServiceName
 from services.runtime.observability import ServiceMetrics
 from services.runtime.outbox import OutboxRelay
@@ -122,7 +123,7 @@ class ServiceRuntime:
                 raise_after=self.self_watch.checks_for(settings.consumer_lag_alert_after_s),
             )
         self._before_scrape: list[ScrapeHook] = []
-        self._subscribed = False
+        self._subscriber: object | None = None
         self._checks: dict[str, Check] = {}
         self.ready = False
 
@@ -131,6 +132,31 @@ class ServiceRuntime:
         alerts, the holder of the ``<service>-self-watch`` lease (the others follow)."""
         if self.self_watch is not None:
             self.self_watch.publish_under(Lease(engine, f"{self.name.value}-self-watch"))
+
+    def self_watch_where_assigned(self, topic: Topic) -> None:
+        """Replicas with no database: one of them publishes the self-watch's alerts, the one
+        its consumer group assigned partition 0 of ``topic`` (a topic the consumer reads)."""
+        if self.self_watch is not None:
+            self.self_watch.publish_under(
+                self.partition_lease(f"{self.name.value}-self-watch", topic)
+            )
+
+    def partition_lease(self, name: str, topic: Topic, partition: int = 0) -> PartitionLease:
+        """A lease held by the replica assigned ``partition`` of ``topic`` (see
+        :class:`~services.runtime.leases.PartitionLease`)."""
+        if topic not in self.consumer.topics:
+            raise ValueError(f"the consumer does not read {topic.value}: no handler for it")
+        return PartitionLease(
+            name, self.assignment, self.settings.kafka.topic_name(topic), partition
+        )
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions the group assigned this replica's consumer now (none before it joins,
+        while the group rebalances, or on FastStream's in-memory test broker)."""
+        consumer = getattr(self._subscriber, "consumer", None)
+        if not isinstance(consumer, AIOKafkaConsumer):
+            return frozenset()
+        return frozenset(consumer.assignment())
 
     def add_background(self, name: str, run: BackgroundTask) -> None:
         """Run a coroutine for the life of the process, restarting it (with backoff) if it fails."""
@@ -173,9 +199,8 @@ class ServiceRuntime:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Connect, consume and run background tasks until the block exits."""
-        if self.consumer.topics and not self._subscribed:
-            self.consumer.subscribe(self.broker, max_records=self._max_records)
-            self._subscribed = True
+        if self.consumer.topics and self._subscriber is None:
+            self._subscriber = self.consumer.subscribe(self.broker, max_records=self._max_records)
         self.consumer.stop_waiting(stop=False)
         await self.broker.start()
         await self.publisher.start()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from contracts.registry import ModelDeployed, ModelPromoted, ModelRolledBack
 from contracts.scoring import ScoringRequest
+from contracts.topics import Topic
 from services.runtime import (
     RegistryClient,
     RegistryError,
@@ -23,11 +24,11 @@ from services.runtime import (
     serve,
 )
 from services.runtime.identity import IdentityProvider
-from services.scorer.api import operations_router, predict_router
-from services.scorer.labels import labels_router
-from services.scorer.request_ids import ANONYMOUS, is_reserved, refusal_of_reserved
+from services.scorer.api import install_scoring_api
+from services.scorer.labels import install_labels_api
+from services.scorer.request_ids import ANONYMOUS, refusal_of_reserved
 from services.scorer.scoring import Item
-from services.scorer.serving import ScoringService
+from services.scorer.service import ScoringService
 from services.scorer.settings import Settings
 
 __all__ = ["create_app", "main"]
@@ -57,12 +58,14 @@ def create_app(
     )
 
     async def on_requests(requests: list[ScoringRequest]) -> Sequence[Rejection]:
-        reserved = [
-            Rejection(r.event_id, why)
-            for r in requests
-            if (why := refusal_of_reserved(r.request_id, ANONYMOUS)) is not None
-        ]
-        accepted = [r for r in requests if not is_reserved(r.request_id)]
+        reserved: list[Rejection] = []
+        accepted: list[ScoringRequest] = []
+        for request in requests:
+            why = refusal_of_reserved(request.request_id, ANONYMOUS)
+            if why is None:
+                accepted.append(request)
+            else:
+                reserved.append(Rejection(request.event_id, why))
         items = [Item(r.model, r.request_id, r.entity_id, r.features, r.event_id) for r in accepted]
         outcome = await service.score(items, correlation_ids=[r.correlation_id for r in accepted])
         return reserved + [
@@ -77,6 +80,8 @@ def create_app(
     runtime.consumer.on(ModelDeployed, on_deployment)
     runtime.consumer.on(ModelPromoted, on_deployment)
     runtime.consumer.on(ModelRolledBack, on_deployment)
+    # No database to lease on: the replica assigned partition 0 of the requests publishes.
+    runtime.self_watch_where_assigned(Topic.SCORING_REQUESTS)
 
     async def keep_in_step() -> None:
         while True:
@@ -97,11 +102,8 @@ def create_app(
 
     app = runtime.http_app(title="Vigil scorer", resources=resources)
     probe_token = settings.probe_token.get_secret_value() if settings.probe_token else None
-    app.include_router(predict_router(service, probe_token=probe_token))
-    app.include_router(operations_router(service))
-    app.include_router(
-        labels_router(service, runtime.publisher, identities, clock=lambda: datetime.now(UTC))
-    )
+    install_scoring_api(app, service, probe_token=probe_token)
+    install_labels_api(app, service, runtime.publisher, identities, clock=lambda: datetime.now(UTC))
     app.state.runtime = runtime  # tests drive the broker and read the book through these
     app.state.scoring = service
     return app

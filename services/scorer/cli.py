@@ -5,7 +5,8 @@ regression model's true number; optionally ``model`` and ``occurred_at``) or JSO
 object per line with the same fields); ``--model`` names the model when the file does not.
 Labels go in requests of at most 1000; a request the scorer could not acknowledge (503,
 unreachable) is sent again, which counts once (the same label has the same event id). A refusal
-prints the scorer's reason and exits 1; an unreachable scorer exits 2.
+prints the scorer's reason and exits 3; an unreachable scorer exits 4; a file that cannot be read as
+labels exits 2 (:mod:`services.runtime.command_line`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,15 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from contracts.scoring_api import MAX_LABELS_PER_REQUEST, Label, LabelsRequest
 from services.runtime.api_client import ApiClient, ApiError, default_token, service_url
+from services.runtime.command_line import ExitCode, exit_code_for, fail, out, url_option
 from services.runtime.names import ServiceName
 
 __all__ = ["app", "read_labels"]
 
 app = typer.Typer(help="Ground truth: send labels of earlier predictions.", no_args_is_help=True)
-
-out = Console()
-err = Console(stderr=True)
 
 _ATTEMPTS = 5
 
@@ -114,14 +112,7 @@ def send(
     model: Annotated[
         str | None, typer.Option("--model", help="The model, when the file has no model column.")
     ] = None,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            envvar="VIGIL_SCORER_URL",
-            help="Scorer URL; default: the running local stack's, else http://127.0.0.1:8720.",
-        ),
-    ] = None,
+    url: Annotated[str | None, url_option(ServiceName.SCORER)] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -137,19 +128,16 @@ def send(
     try:
         found = read_labels(file, model=model)
     except LabelFileError as error:
-        err.print(f"cannot read labels: {error}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        fail(ExitCode.USAGE, f"cannot read labels: {error}", markup=False)
     if not found:
-        err.print(f"no labels in {file}")
-        raise typer.Exit(1)
+        fail(ExitCode.USAGE, f"no labels in {file}", markup=False)
     api = ApiClient(url or service_url(ServiceName.SCORER), token=token or default_token())
     sent = 0
     try:
         for batch in _batches(found, MAX_LABELS_PER_REQUEST):
             sent += int(_send(api, batch)["published"])
     except ApiError as error:
-        err.print(f"error after {sent} label(s) sent: {error}", markup=False, highlight=False)
-        raise typer.Exit(1 if error.status is not None else 2) from None
+        fail(exit_code_for(error), f"error after {sent} label(s) sent: {error}", markup=False)
     finally:
         api.close()
     out.print(f"sent {sent} label(s) to the labels topic")

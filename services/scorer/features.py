@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from contracts.drift import FeatureKind
 from contracts.registry import FeatureSpec, MonitoringSpec
 from contracts.values import Features, FeatureValue
 
-__all__ = ["FeatureProblem", "feature_problems", "to_matrix"]
+__all__ = ["FeatureLayout", "FeatureProblem", "feature_problems", "to_matrix"]
 
 
 @dataclass(frozen=True)
@@ -44,25 +46,46 @@ def _value_problem(spec: FeatureSpec, value: FeatureValue) -> str | None:
     return None
 
 
-def _plainly_fits(spec: MonitoringSpec, features: Features) -> bool:
-    # The common case, checked cheaply: exactly the spec's features, finite numbers where numbers
-    # are expected, text where categories are. Anything else takes the path that names problems.
-    if len(features) != len(spec.features):
-        return False
-    for feature in spec.features:
-        value = features.get(feature.name)
-        kind = type(value)
-        if feature.kind is FeatureKind.NUMERIC:
-            if not (kind is int or (kind is float and value - value == 0)):  # type: ignore[operator]  # value is a float here; inf - inf and NaN - NaN are NaN
-                return False
-        elif kind is not str:
+@dataclass(frozen=True)
+class FeatureLayout:
+    """A spec's features as plain tuples, read once per version rather than once per request:
+    reading a pydantic spec's fields and comparing its enums cost more than the check itself."""
+
+    names: tuple[str, ...]
+    numeric: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, spec: MonitoringSpec) -> FeatureLayout:
+        """Return the layout of a spec's features, in the spec's order."""
+        return cls(
+            tuple(feature.name for feature in spec.features),
+            tuple(feature.kind is FeatureKind.NUMERIC for feature in spec.features),
+        )
+
+    def plainly_fits(self, features: Features) -> bool:
+        """Tell whether a request is the common case, checked cheaply: exactly the spec's
+        features, finite numbers where numbers are expected, text where categories are.
+        ``False`` says only that :func:`feature_problems` must look (a nullable feature's
+        ``None`` is fine but not plain)."""
+        if len(features) != len(self.names):
             return False
-    return True
+        for name, numeric in zip(self.names, self.numeric, strict=True):
+            value = features.get(name)
+            kind = type(value)
+            if numeric:
+                if not (kind is int or (kind is float and value - value == 0)):  # type: ignore[operator]  # value is a float here; inf - inf and NaN - NaN are NaN
+                    return False
+            elif kind is not str:
+                return False
+        return True
 
 
-def feature_problems(spec: MonitoringSpec, features: Features) -> list[FeatureProblem]:
-    """Return every problem of a request's features for a spec (empty when they fit)."""
-    if _plainly_fits(spec, features):
+def feature_problems(
+    spec: MonitoringSpec, features: Features, layout: FeatureLayout | None = None
+) -> list[FeatureProblem]:
+    """Return every problem of a request's features for a spec (empty when they fit);
+    ``layout`` is the spec's, when the caller holds it."""
+    if (layout or FeatureLayout.of(spec)).plainly_fits(features):
         return []
     problems: list[FeatureProblem] = []
     known = {feature.name for feature in spec.features}
@@ -79,13 +102,20 @@ def feature_problems(spec: MonitoringSpec, features: Features) -> list[FeaturePr
     return problems
 
 
-def to_matrix(spec: MonitoringSpec, rows: Sequence[Features]) -> np.ndarray:
+def to_matrix(
+    spec: MonitoringSpec, rows: Sequence[Features], layout: FeatureLayout | None = None
+) -> np.ndarray:
     """Return checked rows as the model's input: floats (missing → NaN) when every feature is
-    numeric, otherwise objects (missing → None)."""
-    names = [feature.name for feature in spec.features]
-    if all(feature.kind is FeatureKind.NUMERIC for feature in spec.features):
-        matrix = np.array(
-            [[row[name] for name in names] for row in rows], dtype=np.float64
-        )  # None becomes NaN
-        return matrix
-    return np.array([[row[name] for name in names] for row in rows], dtype=object)
+    numeric, otherwise objects (missing → None). ``layout`` is the spec's, when the caller
+    holds it."""
+    layout = layout or FeatureLayout.of(spec)
+    names = layout.names
+    values: list[Any]
+    if len(names) > 1:  # one C call per row, the values in the spec's order
+        getter = itemgetter(*names)
+        values = [getter(row) for row in rows]
+    else:
+        values = [[row[name] for name in names] for row in rows]
+    if all(layout.numeric):
+        return np.array(values, dtype=np.float64)  # None becomes NaN
+    return np.array(values, dtype=object)

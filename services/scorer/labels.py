@@ -20,27 +20,32 @@ regressor: 422).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID, uuid5
 
-from fastapi import APIRouter, Depends, HTTPException, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials
 
 from contracts.feedback import LabelRecorded, ValueRecorded
 from contracts.registry import ModelTask
 from contracts.scoring_api import Label, LabelsAccepted, LabelsRequest
 from services.runtime import EventRefused, Publisher, RegistryError
+from services.runtime.app_state import AppState
 from services.runtime.event_time import EventTimeBounds
-from services.runtime.identity import Identity, IdentityError, IdentityProvider
+from services.runtime.identity import BEARER, Identity, IdentityProvider, identify
 from services.runtime.scopes import Scope, scopes_text
-from services.scorer.serving import ScoringService
+from services.scorer.service import ScoringService
 
 __all__ = [
     "LABELS_ROLE",
+    "Api",
+    "LabelsApi",
+    "install_labels_api",
     "label_event_id",
-    "labels_router",
     "recorded_labels",
+    "router",
     "truth_mismatches",
 ]
 
@@ -48,8 +53,6 @@ LABELS_ROLE = "l2"
 """The lowest role of a person who may send labels (a service's token needs ``labels:write``)."""
 
 _LABEL_IDS = UUID("1b0f3c52-6a1e-4d7b-9f0a-5c2e8d4b7a61")
-
-_bearer = HTTPBearer(auto_error=False, description="An API token of the incident log.")
 
 
 def label_event_id(label: Label) -> UUID:
@@ -122,90 +125,102 @@ def truth_mismatches(
     return issues
 
 
-def labels_router(
+@dataclass(frozen=True)
+class LabelsApi:
+    """What ``POST /labels`` acts on: the scoring service (which models are served, and what
+    they predict), the publisher, who the tokens belong to, the clock and the time bounds."""
+
+    service: ScoringService
+    publisher: Publisher
+    identities: IdentityProvider
+    clock: Callable[[], datetime]
+    bounds: EventTimeBounds = field(default_factory=EventTimeBounds)
+
+
+_SLOT = AppState[LabelsApi]("labels_api")
+Api = Annotated[LabelsApi, Depends(_SLOT)]
+"""The :class:`LabelsApi` the app was given by :func:`install_labels_api`."""
+
+router = APIRouter(tags=["labels"])
+
+
+def install_labels_api(
+    app: FastAPI,
     service: ScoringService,
     publisher: Publisher,
     identities: IdentityProvider,
     *,
     clock: Callable[[], datetime],
     bounds: EventTimeBounds | None = None,
-) -> APIRouter:
-    """Return the router of ``POST /labels``."""
-    router = APIRouter(tags=["labels"])
-    time_bounds = bounds or EventTimeBounds()
+) -> None:
+    """Add ``POST /labels`` to an app, bound to one scoring service and publisher."""
+    _SLOT.put(app, LabelsApi(service, publisher, identities, clock, bounds or EventTimeBounds()))
+    app.include_router(router)
 
-    async def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Identity:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            return await identities.whoami(credentials.credentials)
-        except IdentityError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-            raise HTTPException(error.status, str(error), headers=headers) from None
 
-    @router.post(
-        "/labels",
-        responses={
-            401: {"description": "No token, or an unknown, revoked or expired one."},
-            403: {"description": "A role below l2, or a scoped token without labels:write."},
-            404: {"description": "A label names a model the scorer does not serve."},
-            422: {
-                "description": "A label is malformed: wrong types, NaN, more than 1000 labels, "
-                "an unknown field, or dated too far ahead; or it gives a value for a "
-                "classifier or a label for a regression model."
-            },
-            503: {
-                "description": "The broker or the identity provider is unavailable: nothing "
-                "was acknowledged, send the same labels again."
-            },
+async def _caller(
+    api: Api, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> Identity:
+    return await identify(api.identities, credentials)
+
+
+@router.post(
+    "/labels",
+    responses={
+        401: {"description": "No token, or an unknown, revoked or expired one."},
+        403: {"description": "A role below l2, or a scoped token without labels:write."},
+        404: {"description": "A label names a model the scorer does not serve."},
+        422: {
+            "description": "A label is malformed: wrong types, NaN, more than 1000 labels, "
+            "an unknown field, or dated too far ahead; or it gives a value for a "
+            "classifier or a label for a regression model."
         },
-    )
-    async def post_labels(body: LabelsRequest, who: Identity = Depends(caller)) -> LabelsAccepted:
-        """Publish labels (ground truth of earlier predictions) on ``labels``; answers once the
-        broker acknowledged all of them. A retry of the same labels counts once."""
-        if not who.allows(LABELS_ROLE, Scope.LABELS_WRITE):
-            held = f"role {who.role}" if who.role else f"scopes {scopes_text(who.scopes)}"
-            raise HTTPException(
-                403,
-                f"a token with {held} may not send labels "
-                f"(needs role {LABELS_ROLE} or higher, or scope {Scope.LABELS_WRITE.value})",
-            )
-        now = clock()
-        dated = [
-            {"loc": ["body", "labels", index, "occurred_at"], "msg": why, "type": "value_error"}
-            for index, label in enumerate(body.labels)
-            if label.occurred_at is not None
-            and (why := time_bounds.out_of_bounds(label.occurred_at, now=now, clock=None))
-        ]
-        if dated:
-            raise HTTPException(422, dated)
-        try:
-            await service.learn_unknown((label.model for label in body.labels), strict=True)
-        except RegistryError as error:
-            raise HTTPException(503, str(error)) from None
-        unknown = sorted({label.model for label in body.labels} - set(service.book.snapshot()))
-        if unknown:
-            raise HTTPException(404, f"not served here: {', '.join(map(repr, unknown))}")
-        mismatched = truth_mismatches(body.labels, service.task_of)
-        if mismatched:
-            raise HTTPException(422, mismatched)
-        events = recorded_labels(body.labels, producer=who.name, now=now)
-        try:
-            await publisher.publish_many(events)
-        except EventRefused as error:
-            raise HTTPException(422, str(error)) from None
-        except Exception as error:  # anything else from the broker is transient: send again
-            raise HTTPException(
-                503, f"labels not acknowledged by the broker ({type(error).__name__}); send again"
-            ) from None
-        return LabelsAccepted(
-            published=len(events), event_ids=[str(event.event_id) for event in events]
+        503: {
+            "description": "The broker or the identity provider is unavailable: nothing "
+            "was acknowledged, send the same labels again."
+        },
+    },
+)
+async def post_labels(
+    body: LabelsRequest, api: Api, who: Annotated[Identity, Depends(_caller)]
+) -> LabelsAccepted:
+    """Publish labels (ground truth of earlier predictions) on ``labels``; answers once the
+    broker acknowledged all of them. A retry of the same labels counts once."""
+    if not who.allows(LABELS_ROLE, Scope.LABELS_WRITE):
+        held = f"role {who.role}" if who.role else f"scopes {scopes_text(who.scopes)}"
+        raise HTTPException(
+            403,
+            f"a token with {held} may not send labels "
+            f"(needs role {LABELS_ROLE} or higher, or scope {Scope.LABELS_WRITE.value})",
         )
-
-    return router
+    now = api.clock()
+    dated = [
+        {"loc": ["body", "labels", index, "occurred_at"], "msg": why, "type": "value_error"}
+        for index, label in enumerate(body.labels)
+        if label.occurred_at is not None
+        and (why := api.bounds.out_of_bounds(label.occurred_at, now=now, clock=None))
+    ]
+    if dated:
+        raise HTTPException(422, dated)
+    service = api.service
+    try:
+        await service.learn_unknown((label.model for label in body.labels), strict=True)
+    except RegistryError as error:
+        raise HTTPException(503, str(error)) from None
+    unknown = sorted({label.model for label in body.labels} - set(service.book.snapshot()))
+    if unknown:
+        raise HTTPException(404, f"not served here: {', '.join(map(repr, unknown))}")
+    mismatched = truth_mismatches(body.labels, service.task_of)
+    if mismatched:
+        raise HTTPException(422, mismatched)
+    events = recorded_labels(body.labels, producer=who.name, now=now)
+    try:
+        await api.publisher.publish_many(events)
+    except EventRefused as error:
+        raise HTTPException(422, str(error)) from None
+    except Exception as error:  # anything else from the broker is transient: send again
+        raise HTTPException(
+            503, f"labels not acknowledged by the broker ({type(error).__name__}); send again"
+        ) from None
+    event_ids = [str(event.event_id) for event in events]
+    return LabelsAccepted(published=len(events), event_ids=event_ids)

@@ -12,15 +12,16 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 import numpy as np
 
 from contracts.registry import Deployment, ModelTask, MonitoringSpec, ServedVersion
 from contracts.values import Features, Variant
-from services.runtime import as_model_input
-from services.scorer.features import FeatureProblem, feature_problems, to_matrix
+from services.runtime.model_inputs import as_model_input
+from services.scorer.features import FeatureLayout, FeatureProblem, feature_problems, to_matrix
 from services.scorer.routing import route
 
 __all__ = [
@@ -59,6 +60,11 @@ class LoadedVersion:
     spec: MonitoringSpec
     estimator: Any
     classes: list[str]
+
+    @cached_property
+    def layout(self) -> FeatureLayout:
+        """The spec's features as plain tuples, for the per-request checks."""
+        return FeatureLayout.of(self.spec)
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,8 @@ class NotLoadedError(RuntimeError):
     """A deployed version is not loaded (a bug or a race): retry rather than refuse."""
 
 
-@dataclass(frozen=True)
-class _Task:
-    index: int
+class _Task(NamedTuple):  # a tuple: one is made per request and version
+    row: int
     version: ServedVersion
     variant: Variant
     served: bool
@@ -160,15 +165,15 @@ def score_batch(
     failed: dict[int, str] = {}
     for (model, number), tasks in groups.items():
         version = version_of(model, number)
-        rows = [items[task.index].features for task in tasks]
+        rows = [items[task.row].features for task in tasks]
         if version.spec.task is ModelTask.REGRESSION:
             for task, value in zip(tasks, _predict(version, rows, _values), strict=True):
                 if isinstance(value, str):
-                    failed.setdefault(task.index, f"{model} v{number} cannot score it: {value}")
+                    failed.setdefault(task.row, f"{model} v{number} cannot score it: {value}")
                     continue
                 scored.append(
                     Scored(
-                        index=task.index,
+                        index=task.row,
                         model=model,
                         version=number,
                         variant=task.variant,
@@ -178,21 +183,22 @@ def score_batch(
                     )
                 )
             continue
-        for task, row in zip(tasks, _predict(version, rows, _probabilities), strict=True):
-            if isinstance(row, str):
-                failed.setdefault(task.index, f"{model} v{number} cannot score it: {row}")
+        classes = version.classes
+        for task, answer in zip(tasks, _predict(version, rows, _probabilities), strict=True):
+            if isinstance(answer, str):
+                failed.setdefault(task.row, f"{model} v{number} cannot score it: {answer}")
                 continue
-            top = max(range(len(row)), key=row.__getitem__)
+            row, top = answer
             scored.append(
                 Scored(
-                    index=task.index,
+                    index=task.row,
                     model=model,
                     version=number,
                     variant=task.variant,
                     served=task.served,
                     revision=task.revision,
-                    predicted_class=version.classes[top],
-                    probabilities=dict(zip(version.classes, row, strict=True)),
+                    predicted_class=classes[top],
+                    probabilities=dict(zip(classes, row, strict=True)),
                     confidence=row[top],
                 )
             )
@@ -228,18 +234,32 @@ def _predict(
     return results
 
 
-def _probabilities(version: LoadedVersion, rows: list[Features]) -> list[list[float] | str]:
-    matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
+def _probabilities(
+    version: LoadedVersion, rows: list[Features]
+) -> list[tuple[list[float], int] | str]:
+    """A classifier's probabilities per row with the index of the likeliest class, found for
+    the whole batch at once; a row with a NaN or infinite probability is that row's failure (no
+    event can carry it), not the batch's."""
+    matrix = as_model_input(
+        version.estimator, version.spec, to_matrix(version.spec, rows, version.layout)
+    )
     probabilities = np.asarray(version.estimator.predict_proba(matrix), dtype=np.float64)
     if probabilities.shape != (len(rows), len(version.classes)):
         raise ValueError(f"predict_proba returned shape {probabilities.shape}")
-    return list(probabilities.tolist())
+    finite: list[bool] = np.isfinite(probabilities).all(axis=1).tolist()  # type: ignore[assignment]  # a 1-d array: a list
+    tops: list[int] = np.argmax(probabilities, axis=1).tolist()  # the first of equals
+    return [
+        (row, top) if ok else f"the model predicted non-finite probabilities ({row})"
+        for row, top, ok in zip(probabilities.tolist(), tops, finite, strict=True)
+    ]
 
 
 def _values(version: LoadedVersion, rows: list[Features]) -> list[float | str]:
     """A regressor's numbers; a NaN or infinity is that row's failure, not a value: no event
     can carry it, and a consumer could not compute an error from it."""
-    matrix = as_model_input(version.estimator, version.spec, to_matrix(version.spec, rows))
+    matrix = as_model_input(
+        version.estimator, version.spec, to_matrix(version.spec, rows, version.layout)
+    )
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked for below
         values = np.asarray(version.estimator.predict(matrix), dtype=np.float64)
     if values.shape != (len(rows),):
@@ -260,9 +280,11 @@ def _require(
 
 
 def _problems(item: Item, versions: list[LoadedVersion]) -> list[FeatureProblem]:
+    if all(version.layout.plainly_fits(item.features) for version in versions):
+        return []
     problems: list[FeatureProblem] = []
     for version in versions:
-        for problem in feature_problems(version.spec, item.features):
+        for problem in feature_problems(version.spec, item.features, version.layout):
             if problem not in problems:
                 problems.append(problem)
     return problems

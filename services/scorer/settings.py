@@ -5,7 +5,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.runtime import DEFAULT_TRUSTED_TYPES, ServiceName, ServiceSettings
+from services.runtime.model_artifacts import DEFAULT_TRUSTED_TYPES
+from services.runtime.names import ServiceName
+from services.runtime.settings import ServiceSettings
 
 __all__ = ["Settings"]
 

@@ -63,13 +63,6 @@ STARTUP_ORDER = [
 ]
 """The registry first (the scorer loads deployments from it at start), the runner last."""
 
-_STATEFUL = {
-    ServiceName.RETRAINER,
-    ServiceName.INCIDENT_LOG,
-    ServiceName.MONITOR,
-    ServiceName.RUNBOOK_RUNNER,
-}
-
 
 class StackSettings(BaseSettings):
     """Settings of ``vigil up`` (environment: ``VIGIL_STACK_*``, plus the shared ones)."""
@@ -385,7 +378,7 @@ async def _service_specs(
             env["VIGIL_RUNBOOK_SIGNING_KEY"] = credentials.runbook_signing_key
         if name in _PROBE_TOKEN_SETTING:
             env[_PROBE_TOKEN_SETTING[name]] = credentials.probe_token
-        if settings.postgres_url and name in _STATEFUL:
+        if settings.postgres_url and name.has_database:
             env[f"{name.env_prefix}DATABASE_URL"] = await _service_database(
                 settings.postgres_url, name
             )

@@ -6,7 +6,8 @@ output in ``<state>/logs/<service>.log``, and its readiness read from ``/readyz`
 ``readiness_interval_s`` once it is up: a ready service that stops answering 200 is ``unready``
 until it does again). A service's environment is the supervisor's own without any
 ``VIGIL_…TOKEN…`` or ``VIGIL_…SIGNING_KEY…`` variable (the operator's ``VIGIL_TOKEN`` must not
-reach a service), plus the shared settings and its own. A service that exits is started again
+reach a service), plus the shared settings and its own, and ``MALLOC_ARENA_MAX=2`` unless the
+operator set it (``_ALLOCATOR_DEFAULTS``). A service that exits is started again
 after a delay that doubles with each crash in a row (up to a ceiling) and resets once it has
 stayed ready for a while (a slow start does not count as staying up). What the status says
 about readiness and crashes in a row is what ``services/stack/watchdog.py`` alerts on.
@@ -35,6 +36,13 @@ from services.runtime.processes import die_with_parent
 __all__ = ["ChildState", "ServiceSpec", "Supervisor"]
 
 log = logging.getLogger(__name__)
+
+
+_ALLOCATOR_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+"""glibc gives each thread that allocates its own arena (up to eight per core), and freed memory
+in one arena is not reused by another; two keep a service's resident memory down at no cost its
+few threads notice (docs/adr/0016-hot-path.md, "The stack's memory"). The operator's own setting
+wins."""
 
 
 class ChildState(StrEnum):
@@ -201,7 +209,8 @@ class Supervisor:
             if not (key.startswith("VIGIL_") and ("TOKEN" in key or "SIGNING_KEY" in key))
         }
         return (
-            inherited
+            _ALLOCATOR_DEFAULTS
+            | inherited
             | self._base_env
             | dict(spec.env)
             | {f"{spec.name.env_prefix}HTTP_PORT": str(spec.port)}

@@ -29,9 +29,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from playwright.async_api import Browser, Locator, Page, expect
 
-from contracts import AlertKind, AlertRaised, Envelope, Severity, Variant, alert_fingerprint
+from contracts import AlertKind, AlertRaised, Severity, alert_fingerprint
 from services.incident_log.console import build_console
-from services.monitor.api import api as monitor_api
+from services.monitor.api import install_monitor_api
 from services.monitor.domain import MonitorPolicy
 from services.monitor.migrations import HISTORY as MONITOR_HISTORY
 from services.monitor.service import MonitorService
@@ -51,10 +51,11 @@ from tests.console.test_browser import ARTIFACTS, sign_in
 from tests.console.test_browser import browser as browser  # the fixture
 from tests.factories import MODEL, T0, make_deployment, make_version_record
 from tests.model_builders import train
-from tests.monitor.doubles import FakeRegistry, FakeScorer, RecordingPublisher, serving
-from tests.monitor.streams import Phase, interleaved, scored_stream
-from tests.monitor.test_service import feed
+from tests.monitor.doubles import FakeRegistry, FakeScorer, serving
+from tests.monitor.replay import feed
+from tests.monitor.streams import champion_with_a_challenger
 from tests.processes import issue_tokens, running_incident_log
+from tests.publishers import RecordingPublisher
 from tests.registry_tools import deploy, register, registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -107,18 +108,9 @@ async def recall_falls(tmp_path: Path, stack: AsyncExitStack) -> tuple[MonitorSe
     )
     await service.start()
     await service.load_deployments()
-    champion = scored_stream([Phase(700), Phase(500, recall=0.7), Phase(700)], prefix="a")
-    challenger = scored_stream(
-        [Phase(500, recall=0.85)], version=2, variant=Variant.CHALLENGER, prefix="b"
-    )
-    events: list[Envelope] = []
-    for a, b in zip(
-        interleaved(champion, label_lag=40), interleaved(challenger, label_lag=40), strict=False
-    ):
-        events += [a, b]
-    events += interleaved(champion, label_lag=40)[len(events) // 2 :]
+    events = champion_with_a_challenger()
     await feed(service, events)
-    return service, published.published
+    return service, published.events
 
 
 def drift_alert() -> AlertRaised:
@@ -179,11 +171,9 @@ async def world(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
     async with AsyncExitStack() as stack:
         monitor, published = await recall_falls(tmp_path, stack)
         app = FastAPI()
-        app.include_router(monitor_api(monitor))
+        install_monitor_api(app, monitor)
         monitor_url = await stack.enter_async_context(serving(app))
-        models = await stack.enter_async_context(
-            registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry")
-        )
+        models = await stack.enter_async_context(registry(f"sqlite:///{tmp_path / 'registry.db'}"))
         registry_url = await stack.enter_async_context(serving(models.app))
         async with httpx.AsyncClient(base_url=registry_url, timeout=60) as http:
             (

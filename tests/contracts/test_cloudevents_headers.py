@@ -17,6 +17,7 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from contracts import TOPICS, LabelRecorded, Topic
 from services.runtime import (
@@ -29,12 +30,10 @@ from services.runtime import (
     ServiceName,
     ServiceRuntime,
     ServiceSettings,
-    create_engine,
     kafka_broker,
     session_factory,
     stage,
 )
-from tests.database_tools import create_tables
 from tests.factories import sample_events
 from tests.kafka_tools import read_topic, write_raw
 
@@ -88,11 +87,8 @@ async def test_a_direct_publish_of_every_event_type_is_a_cloudevent(
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await create_tables(engine, [ProcessedEvent, *OUTBOX_TABLES])
-    yield engine
-    await engine.dispose()
+def schema() -> list[type[SQLModel]]:
+    return [ProcessedEvent, *OUTBOX_TABLES]
 
 
 async def test_events_the_outbox_relay_publishes_are_cloudevents(

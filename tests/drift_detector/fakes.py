@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import httpx
 
 from contracts import DatasetRef, Envelope, ModelVersionRecord, MonitoringSpec
+from contracts.envelope import utc_now
 from services.drift_detector.episode_store import (
+    EpisodeStore,
     Save,
     StoredEpisodes,
 )
 from services.drift_detector.profiles import ReferenceProfile
-from services.runtime import RegistryClient
+from services.drift_detector.references import References
+from services.drift_detector.service import Clock, VersionStreams
+from services.drift_detector.settings import Settings
+from services.runtime import KafkaSettings, RegistryClient
 from tests.drift_detector.data import digest_of, service_spec
 from tests.factories import make_version_record
 
@@ -61,21 +67,6 @@ class InMemoryEpisodeStore:
         return revisions
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-        self.fail_next = False
-
-    async def publish(self, event: Envelope) -> None:
-        await self.publish_many([event])
-
-    async def publish_many(self, events: Iterable[Envelope]) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise ConnectionError("broker unreachable")
-        self.events.extend(events)
-
-
 class Registry:
     """The registry's read API for one model version and its training data (a test double)."""
 
@@ -116,3 +107,28 @@ class Registry:
         return RegistryClient(
             httpx.AsyncClient(transport=httpx.MockTransport(self)), "http://registry.invalid"
         )
+
+
+def version_streams(
+    registry: Registry,
+    episodes: EpisodeStore,
+    profiles: InMemoryProfileStore,
+    clock: Clock = utc_now,
+    **overrides: Any,
+) -> VersionStreams:
+    """The detector's use cases on the registry double, with windows small enough for a test
+    (500 rows, judged from 100, the score's reference from 300); ``overrides`` are settings."""
+    fields: dict[str, Any] = {
+        "window_size": 500,
+        "min_window_rows": 100,
+        "score_reference_rows": 300,
+    }
+    settings = Settings(kafka=KafkaSettings(), **(fields | overrides))
+    client = registry.client()
+    return VersionStreams(
+        config=settings.tracker_config(),
+        references=References(profiles, max_rows=5000),
+        episodes=episodes,
+        registry=lambda: client,
+        clock=clock,
+    )

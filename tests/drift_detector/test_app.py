@@ -13,12 +13,14 @@ import pytest
 
 from contracts import AlertRaised, AlertRecovered, DriftReported, FeatureValue, WindowKind
 from contracts.envelope import utc_now
-from services.drift_detector.app import VersionStreams
-from services.drift_detector.references import References
-from services.drift_detector.settings import Settings
-from services.runtime import KafkaSettings
+from services.drift_detector.service import VersionStreams
 from tests.drift_detector.data import predictions, training_csv, training_rows
-from tests.drift_detector.fakes import InMemoryEpisodeStore, InMemoryProfileStore, Registry
+from tests.drift_detector.fakes import (
+    InMemoryEpisodeStore,
+    InMemoryProfileStore,
+    Registry,
+    version_streams,
+)
 from tests.factories import T0
 
 MODEL = "churn"
@@ -28,22 +30,9 @@ def make_streams(
     registry: Registry, clock: Callable[[], datetime] = utc_now, **overrides: Any
 ) -> tuple[VersionStreams, InMemoryEpisodeStore, InMemoryProfileStore, InMemoryEpisodeStore]:
     """The handler, its committed events (the store), its profiles and its episode states."""
-    fields: dict[str, Any] = {
-        "window_size": 500,
-        "min_window_rows": 100,
-        "score_reference_rows": 300,
-    }
-    settings = Settings(kafka=KafkaSettings(), **(fields | overrides))
     profiles = InMemoryProfileStore()
     episodes = InMemoryEpisodeStore()
-    client = registry.client()
-    streams = VersionStreams(
-        config=settings.tracker_config(),
-        references=References(profiles, max_rows=5000),
-        episodes=episodes,
-        registry=lambda: client,
-        clock=clock,
-    )
+    streams = version_streams(registry, episodes, profiles, clock, **overrides)
     return streams, episodes, profiles, episodes
 
 

@@ -23,6 +23,21 @@ def write_csv(path: Path, rng: np.random.Generator, rows: int, *, shift: float =
     return path
 
 
+def compare_as_json(reference: Path, current: Path) -> list[str]:
+    """The arguments of ``compare`` on two of these files, ``plan`` categorical, as JSON: the
+    same call in process and through the ``vigil`` entry point."""
+    return [
+        "compare",
+        "--reference",
+        str(reference),
+        "--current",
+        str(current),
+        "--categorical",
+        "plan",
+        "--json",
+    ]
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     rng = np.random.default_rng(0)
@@ -34,19 +49,7 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_compare_prints_json_naming_the_shifted_feature(files: tuple[Path, Path, Path]) -> None:
     reference, _, shifted = files
-    result = CliRunner().invoke(
-        app,
-        [
-            "compare",
-            "--reference",
-            str(reference),
-            "--current",
-            str(shifted),
-            "--categorical",
-            "plan",
-            "--json",
-        ],
-    )
+    result = CliRunner().invoke(app, compare_as_json(reference, shifted))
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["drifted"] is True
@@ -97,14 +100,7 @@ def test_the_vigil_command_has_the_drift_group(files: tuple[Path, Path, Path]) -
             "-c",
             "from services.cli import main; main()",
             "drift",
-            "compare",
-            "--reference",
-            str(reference),
-            "--current",
-            str(shifted),
-            "--categorical",
-            "plan",
-            "--json",
+            *compare_as_json(reference, shifted),
         ],
         capture_output=True,
         text=True,

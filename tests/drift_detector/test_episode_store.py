@@ -5,7 +5,7 @@ are staged in the outbox with the states, so a fenced replica's alerts are never
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
@@ -16,7 +16,6 @@ from sqlmodel import col, select
 
 from contracts import AlertRaised, AlertRecovered, DriftReported, Envelope
 from contracts.topics import EVENT_TYPES
-from services.drift_detector.app import VersionStreams
 from services.drift_detector.episode_store import (
     DatabaseEpisodeStore,
     EpisodesMoved,
@@ -26,13 +25,12 @@ from services.drift_detector.episode_store import (
 )
 from services.drift_detector.episodes import Episode, EpisodeState
 from services.drift_detector.migrations import HISTORY
-from services.drift_detector.references import References
-from services.drift_detector.settings import Settings
-from services.runtime import KafkaSettings, create_engine, session_factory
-from services.runtime.migrations import migrate
+from services.drift_detector.service import VersionStreams
+from services.runtime import session_factory
+from services.runtime.migrations import SchemaHistory
 from services.runtime.outbox import OutboxMessage
 from tests.drift_detector.data import predictions, training_csv, training_rows
-from tests.drift_detector.fakes import InMemoryProfileStore, Registry
+from tests.drift_detector.fakes import InMemoryProfileStore, Registry, version_streams
 from tests.factories import make_alert
 
 MODEL = "churn"
@@ -49,11 +47,8 @@ OPEN = EpisodeState(
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield engine
-    await engine.dispose()
+def schema() -> SchemaHistory:
+    return HISTORY
 
 
 @pytest.fixture
@@ -113,16 +108,7 @@ async def test_a_commit_stages_the_events_of_the_versions_it_saves_and_drops_a_f
 
 
 def replica(registry: Registry, store: EpisodeStore) -> VersionStreams:
-    settings = Settings(
-        kafka=KafkaSettings(), window_size=500, min_window_rows=100, score_reference_rows=300
-    )
-    client = registry.client()
-    return VersionStreams(
-        config=settings.tracker_config(),
-        references=References(InMemoryProfileStore(), max_rows=5000),
-        episodes=store,
-        registry=lambda: client,
-    )
+    return version_streams(registry, store, InMemoryProfileStore())
 
 
 async def test_the_next_owner_of_the_partition_recovers_an_episode_opened_before_the_rebalance(

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,13 @@ import pytest
 
 from contracts import AlertRaised, AlertRecovered, DriftReported, Topic
 from contracts.topics import EVENT_TYPES
-from services.runtime import EventPublisher, KafkaSettings, free_port, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, free_port
 from services.runtime.processes import die_with_parent
 from tests.drift_detector.data import predictions, training_rows
 from tests.kafka_tools import read_topic, read_until_quiet
 from tests.processes import kafka_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
 
 
 def start(

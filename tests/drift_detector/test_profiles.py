@@ -16,6 +16,7 @@ from tests.drift_detector.data import (
     FEATURES,
     digest_of,
     mixed_profile,
+    numeric_batch,
     numeric_profile,
     service_spec,
     training_csv,
@@ -95,3 +96,28 @@ def test_categorical_levels_declared_in_the_spec_are_known_even_if_unseen_in_tra
     )
     assert profile.categorical.levels == (("a", "b", "tablet"),)
     assert profile.categorical.missing.tolist() == [1]
+
+
+def test_columns_missing_different_numbers_of_values_are_judged_as_if_profiled_alone() -> None:
+    # Training data with a few blanks in one column only is ordinary; such a column's reference
+    # is shorter than its neighbours', and each column is judged as if profiled alone.
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(400, 3))
+    reference[:7, 0] = np.nan
+    reference[100:150, 2] = np.nan
+    window = rng.normal(loc=(0.0, 0.4, 0.0), size=(300, 3))
+    window[:20, 0] = np.nan
+    together = evaluate(numeric_profile(reference), numeric_batch(window))
+    for column, judged in enumerate(together.features):
+        alone = evaluate(
+            numeric_profile(reference[:, [column]]), numeric_batch(window[:, [column]])
+        )
+        (expected,) = alone.features
+        assert (judged.statistic, judged.p_value, judged.effect_size, judged.psi) == (
+            expected.statistic,
+            expected.p_value,
+            expected.effect_size,
+            expected.psi,
+        )
+        assert judged.missing_rate_reference == expected.missing_rate_reference
+    assert together.features[0].missing_rate_reference == 7 / 400

@@ -9,16 +9,14 @@ from typing import Any
 import numpy as np
 
 from contracts import AlertKind, AlertRaised, DriftReported, ValuePredicted
-from services.drift_detector.app import VersionStreams
 from services.drift_detector.profiles import SCORE_FEATURE
-from services.drift_detector.references import References
-from services.drift_detector.settings import Settings
-from services.runtime import KafkaSettings
+from services.drift_detector.service import VersionStreams
 from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import (
     InMemoryEpisodeStore,
     InMemoryProfileStore,
     Registry,
+    version_streams,
 )
 from tests.drift_detector.regression_data import (
     FEATURES,
@@ -36,18 +34,9 @@ def make_streams(
     registry: Registry,
 ) -> tuple[VersionStreams, InMemoryEpisodeStore, InMemoryProfileStore]:
     """The streams, and the episode store whose ``events`` are what each commit staged."""
-    settings = Settings(
-        kafka=KafkaSettings(), window_size=500, min_window_rows=100, score_reference_rows=300
-    )
     episodes = InMemoryEpisodeStore()
     profiles = InMemoryProfileStore()
-    client = registry.client()
-    streams = VersionStreams(
-        config=settings.tracker_config(),
-        references=References(profiles, max_rows=5000),
-        episodes=episodes,
-        registry=lambda: client,
-    )
+    streams = version_streams(registry, episodes, profiles)
     return streams, episodes, profiles
 
 

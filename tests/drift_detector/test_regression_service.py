@@ -3,16 +3,13 @@ inputs shift raise a data-drift alert, an unshifted stream none (ADR 0022)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from contracts import AlertKind, AlertRaised, DriftReported, Envelope, Topic
-from services.drift_detector.app import create_app
-from services.drift_detector.settings import Settings
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings
 from tests.drift_detector.fakes import Registry
 from tests.drift_detector.regression_data import (
     FEATURES,
@@ -21,17 +18,10 @@ from tests.drift_detector.regression_data import (
     regression_spec,
     value_predictions,
 )
+from tests.drift_detector.running import detector, publish
 from tests.kafka_tools import read_topic, read_until_quiet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
 
 
 async def run_stream(
@@ -39,19 +29,11 @@ async def run_stream(
 ) -> tuple[list[DriftReported], list[AlertRaised]]:
     """Publish one ``value.predicted`` per row; return the ten windows' reports and every alert
     (published with the reports, so all there once the reports are)."""
-    settings = Settings(
-        kafka=kafka,
-        state_dir=state_dir,
-        window_size=500,
-        min_window_rows=100,
-        score_reference_rows=300,
-    )
     registry = Registry(model, diabetes_csv(), spec=regression_spec())
-    app = create_app(settings, registry=registry.client())
+    app = detector(kafka, state_dir, registry)
     events: list[Envelope] = list(value_predictions(values, model=model))
     async with app.router.lifespan_context(app):
-        for start in range(0, len(events), 250):
-            await publisher.publish_many(events[start : start + 250])
+        await publish(publisher, events)
         reports = await read_topic(kafka, Topic.DRIFT, count=10, timeout_s=60)
         alerts = await read_until_quiet(kafka, Topic.ALERTS)
     return (

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,18 @@ from contracts.alerts import AlertKind
 from contracts.drift import ReportDetail
 from contracts.monitoring import Window, WindowKind
 from services.drift_detector import tracking
-from services.drift_detector.app import create_app
 from services.drift_detector.detector import evaluate
 from services.drift_detector.encoding import FeatureBatch
 from services.drift_detector.episodes import Episode, Raised
 from services.drift_detector.profiles import build_profile
 from services.drift_detector.reporting import alert_event, drift_reported
-from services.drift_detector.settings import Settings
 from services.incident_log.chart_views import signal_charts
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings
 from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import Registry
+from tests.drift_detector.running import detector, publish
 from tests.factories import T0
 from tests.kafka_tools import read_topic
-
-WINDOW = 500
 
 
 def _refuse_constant(name: str) -> Any:
@@ -72,14 +68,6 @@ def assert_full(report: DriftReported) -> None:
             assert feature.bins is not None, feature.feature
 
 
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(150)
@@ -90,18 +78,10 @@ async def test_clean_windows_publish_compact_reports_and_an_episode_s_windows_fu
     registry = Registry(model, training_csv(np.random.default_rng(10)))
     values, devices = training_rows(np.random.default_rng(11), 7000)
     values[2500:3500, [1, 3]] += 0.8  # two windows shifted, then clean again: raise, recover
-    settings = Settings(
-        kafka=kafka_settings,
-        state_dir=tmp_path,
-        window_size=WINDOW,
-        min_window_rows=100,
-        score_reference_rows=300,
-    )
-    app = create_app(settings, registry=registry.client())
+    app = detector(kafka_settings, tmp_path, registry)
     events: list[Envelope] = list(predictions(values, devices, model=model))
     async with app.router.lifespan_context(app):
-        for start in range(0, len(events), 250):
-            await publisher.publish_many(events[start : start + 250])
+        await publish(publisher, events)
         alert_records = await read_topic(kafka_settings, Topic.ALERTS, count=2, timeout_s=60)
         report_records = await read_topic(kafka_settings, Topic.DRIFT, count=13, timeout_s=60)
     reports = [DriftReported.model_validate(strict_json(r.value)) for r in report_records]

@@ -3,13 +3,11 @@ events it cannot test go to the dead-letter topic with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 
 from contracts import (
     AlertRaised,
@@ -20,41 +18,14 @@ from contracts import (
     MessageDeadLettered,
     Topic,
 )
-from services.drift_detector.app import create_app
-from services.drift_detector.settings import Settings
-from services.runtime import EventPublisher, KafkaSettings, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings
 from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import Registry
+from tests.drift_detector.running import detector, publish
 from tests.factories import T0
 from tests.kafka_tools import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-WINDOW = 500
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
-
-
-def detector(kafka: KafkaSettings, state_dir: Path, registry: Registry) -> FastAPI:
-    settings = Settings(
-        kafka=kafka,
-        state_dir=state_dir,
-        window_size=WINDOW,
-        min_window_rows=100,
-        score_reference_rows=300,
-    )
-    return create_app(settings, registry=registry.client())
-
-
-async def publish(publisher: EventPublisher, events: list[Envelope]) -> None:
-    for start in range(0, len(events), 250):
-        await publisher.publish_many(events[start : start + 250])
 
 
 async def read_events(kafka: KafkaSettings, topic: Topic, count: int) -> list[Envelope]:

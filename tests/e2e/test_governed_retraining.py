@@ -33,7 +33,7 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.cli import _add_service_commands, app
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName
 from tests.kafka_tools import read_until
 from tests.processes import ServiceProcess
 from tests.retrainer.retrainer_harness import governed_processes
@@ -44,16 +44,6 @@ MODEL = "breast-cancer"
 ADMIN = "e2e-admin-token"
 CLASSES = ("malignant", "benign")
 _add_service_commands()
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="e2e-client")
-    await broker.connect()
-    try:
-        yield EventPublisher(broker, kafka_settings)
-    finally:
-        await broker.stop()
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from contracts.generate import SCHEMAS_DIR
-from services.runtime import KafkaSettings, ServiceName
+from services.runtime import KafkaSettings
 from tests.contracts.outside_client import Received, consume, produce, validate
+from tests.e2e.scoring_stack import scoring_stack
 from tests.model_builders import train
-from tests.processes import ServiceProcess, issue_tokens, running_incident_log, stack_env
-from tests.registry_tools import bearer, deploy, register
+from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -36,26 +36,10 @@ HANDLED = "vigil_messages_handled_total"
 async def scorer_and_retrainer(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess]]:
-    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
-    env = stack_env(kafka_settings, tmp_path / "state", retrainer.url)
-    scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
-    async with running_incident_log(
-        kafka_settings, tmp_path / "incident-log", admin_token=ADMIN
-    ) as incident_log:
-        retrainer.env = env | {"VIGIL_INCIDENT_LOG_URL": incident_log.url}
-        retrainer.start()
-        try:
-            await retrainer.wait_ready()
-            ana = bearer((await issue_tokens(incident_log.url, ADMIN, {"ana": "l2"}))["ana"])
-            async with httpx.AsyncClient(base_url=retrainer.url) as http:
-                assert (await register(http, MODEL, train(), headers=ana)).status_code == 201
-                assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
-            scorer.start()
-            await scorer.wait_ready()
-            yield scorer, retrainer
-        finally:
-            await scorer.stop()
-            await retrainer.stop()
+    async with scoring_stack(
+        kafka_settings, tmp_path, admin_token=ADMIN, model=MODEL, versions=[train()]
+    ) as (retrainer, scorer, _):
+        yield scorer, retrainer
 
 
 def envelope(event_type: str) -> dict[str, Any]:

@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from contracts import Deployment, PredictionMade, ScoringRequest, Topic, Variant
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings
 from services.scorer.request_ids import ANONYMOUS, issue_request_id
 from services.scorer.routing import route
+from tests.e2e.scoring_stack import scoring_stack
 from tests.kafka_tools import read_until
 from tests.model_builders import train
-from tests.processes import ServiceProcess, issue_tokens, running_incident_log, stack_env
-from tests.registry_tools import bearer, deploy, register
+from tests.processes import ServiceProcess
+from tests.registry_tools import deploy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -38,44 +39,17 @@ def make_request(n: int, phase: str) -> ScoringRequest:
     )
 
 
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-client")
-    await broker.connect()
-    try:
-        yield EventPublisher(broker, kafka_settings)
-    finally:
-        await broker.stop()
-
-
 Stack = tuple[ServiceProcess, ServiceProcess, dict[str, str]]
 """The retrainer, the scorer, and the headers of ana (l2), who may change the registry."""
 
 
 @pytest.fixture
 async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[Stack]:
-    retrainer = ServiceProcess(ServiceName.RETRAINER, log_dir=tmp_path)
-    env = stack_env(kafka_settings, tmp_path / "state", retrainer.url)
-    scorer = ServiceProcess(ServiceName.SCORER, env=env, log_dir=tmp_path)
-    async with running_incident_log(
-        kafka_settings, tmp_path / "incident-log", admin_token=ADMIN
-    ) as incident_log:
-        retrainer.env = env | {"VIGIL_INCIDENT_LOG_URL": incident_log.url}
-        retrainer.start()
-        try:
-            await retrainer.wait_ready()
-            ana = bearer((await issue_tokens(incident_log.url, ADMIN, {"ana": "l2"}))["ana"])
-            async with httpx.AsyncClient(base_url=retrainer.url) as http:
-                for c in (1.0, 0.01):
-                    response = await register(http, MODEL, train(c=c), headers=ana)
-                    assert response.status_code == 201, response.text
-                assert (await deploy(http, MODEL, 1, headers=ana)).status_code == 200
-            scorer.start()
-            await scorer.wait_ready()
-            yield retrainer, scorer, ana
-        finally:
-            await scorer.stop()
-            await retrainer.stop()
+    versions = [train(c=1.0), train(c=0.01)]
+    async with scoring_stack(
+        kafka_settings, tmp_path, admin_token=ADMIN, model=MODEL, versions=versions
+    ) as built:
+        yield built
 
 
 def served_ids(records: list[Any]) -> set[str]:

@@ -12,9 +12,8 @@ runner as processes on the real broker:
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,11 @@ from contracts import (
     alert_fingerprint,
 )
 from contracts.wire import decode
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName
 from services.runtime.scopes import SERVICE_SCOPES
 from tests.factories import TEST_SIGNING_KEY, make_alert
 from tests.kafka_tools import read_until, read_until_quiet
+from tests.polling import eventually
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.retrainer.retrainer_harness import GovernedProcesses, governed_processes
 from tests.retrainer.retraining_data import live_events
@@ -72,16 +72,6 @@ def incident_log_env(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="e2e-retrain-answers")
-    await broker.connect()
-    try:
-        yield EventPublisher(broker, kafka_settings)
-    finally:
-        await broker.stop()
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -102,21 +92,6 @@ def answers(events: list[Envelope]) -> list[RetrainAnswered]:
     return [event for event in events if isinstance(event, RetrainAnswered)]
 
 
-async def eventually(
-    probe: Callable[[], Any], check: Callable[[Any], bool], timeout_s: float = 90
-) -> Any:
-    """Call ``probe`` until ``check`` holds on its result; return it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition never held; last: {value!r}"[:2000])
-        await asyncio.sleep(0.2)
-
-
 async def open_incident(http: httpx.AsyncClient, publisher: EventPublisher) -> str:
     """A drift alert on the model opens an incident (straight to level two: no runbook)."""
     kind = AlertKind.DATA_DRIFT
@@ -134,7 +109,7 @@ async def open_incident(http: httpx.AsyncClient, publisher: EventPublisher) -> s
         result: list[dict[str, Any]] = response.json()
         return result
 
-    [incident] = await eventually(listed, lambda found: len(found) == 1)
+    [incident] = await eventually(listed, lambda found: len(found) == 1, timeout_s=90, every_s=0.2)
     return str(incident["id"])
 
 
@@ -166,7 +141,7 @@ async def decay_disposition(http: httpx.AsyncClient, publisher: EventPublisher, 
         )
         return [row for row in response.json() if row["event_id"] == str(alert.event_id)]
 
-    [row] = await eventually(logged, lambda rows: len(rows) == 1)
+    [row] = await eventually(logged, lambda rows: len(rows) == 1, timeout_s=90, every_s=0.2)
     return str(row["disposition"])
 
 
@@ -198,6 +173,8 @@ async def test_an_ask_for_a_cause_already_retrained_is_refused_and_no_longer_mut
             await eventually(
                 lambda: timeline(http, incident_id),
                 lambda entries: bool(actions(entries, "retrain_finished")),
+                timeout_s=90,
+                every_s=0.2,
             )
             assert await decay_disposition(http, publisher, "recall") != "inhibited"
 
@@ -215,6 +192,8 @@ async def test_an_ask_for_a_cause_already_retrained_is_refused_and_no_longer_mut
             entries = await eventually(
                 lambda: timeline(http, incident_id),
                 lambda entries: len(actions(entries, "retrain_answered")) == 2,
+                timeout_s=90,
+                every_s=0.2,
             )
             [_, lifted] = actions(entries, "retrain_answered")
             assert (lifted["details"]["answer"], lifted["details"]["in_flight"]) == (
@@ -301,6 +280,8 @@ async def four_eyes_through_runbooks_and_merges(
         await eventually(
             lambda: retrainer.get(f"/live-data/{MODEL}"),
             lambda response: response.json()["labelled"] >= 200,
+            timeout_s=90,
+            every_s=0.2,
         )
 
         incident_id = await open_incident(incidents, publisher)
@@ -329,6 +310,8 @@ async def four_eyes_through_runbooks_and_merges(
         await eventually(
             lambda: timeline(incidents, incident_id),
             lambda entries: bool(actions(entries, "retrain_requested")),
+            timeout_s=90,
+            every_s=0.2,
         )
         by_hand = await incidents.post(
             f"/incidents/{incident_id}/retrain",

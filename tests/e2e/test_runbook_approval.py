@@ -22,7 +22,7 @@ from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_b
 from services.runtime.request_signing import SigningKeys, verification_problem
 from tests.factories import TEST_SIGNING_KEY, make_alert
 from tests.kafka_tools import read_until_quiet
-from tests.processes import ServiceProcess, issue_tokens, kafka_env
+from tests.processes import ServiceProcess, issue_tokens, kafka_env, process_maker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -56,16 +56,22 @@ def processes(
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG),
         "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
     }
-    made: list[ServiceProcess] = []
+    with process_maker(shared, tmp_path) as make:
+        yield make
 
-    def make(service: ServiceName) -> ServiceProcess:
-        process = ServiceProcess(service, env=shared, log_dir=tmp_path)
-        made.append(process)
-        return process
 
-    yield make
-    for process in made:
-        process.ensure_dead()
+async def first_incident(url: str) -> str:
+    """The id of the first incident the log at ``url`` lists, once it lists one (within a
+    minute)."""
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as http:
+        for _ in range(300):
+            listed = (await http.get("/incidents")).json()
+            if listed:
+                return str(listed[0]["id"])
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"no incident at {url} after a minute")
 
 
 @pytest.fixture
@@ -123,15 +129,7 @@ async def test_a_held_run_runs_once_a_second_person_approves_it_and_never_when_r
     await runner.wait_ready(timeout_s=150)
     tokens = await issue_tokens(log.url, ADMIN, {"ann": "l2", "bo": "l2", "cy": "l1"})
     await incident()
-    async with httpx.AsyncClient(
-        base_url=log.url, headers={"Authorization": f"Bearer {ADMIN}"}
-    ) as http:
-        for _ in range(300):
-            listed = (await http.get("/incidents")).json()
-            if listed:
-                break
-            await asyncio.sleep(0.2)
-    incident_id = listed[0]["id"]
+    incident_id = await first_incident(log.url)
 
     def ask(person: str) -> str:
         code, output = vigil(
@@ -144,10 +142,10 @@ async def test_a_held_run_runs_once_a_second_person_approves_it_and_never_when_r
 
     approved = ask("ann")
     code, output = vigil(log.url, tokens["ann"], "approve", incident_id, approved)
-    assert code == 1
+    assert code == 3
     assert "cannot approve it: a second person must" in output
     code, output = vigil(log.url, tokens["cy"], "approve", incident_id, approved)
-    assert code == 1
+    assert code == 3
     assert "needs l2 or higher" in output
     code, output = vigil(
         log.url, tokens["bo"], "approve", incident_id, approved, "-r", "ok", group="runbooks"
@@ -177,7 +175,7 @@ async def test_a_held_run_runs_once_a_second_person_approves_it_and_never_when_r
     assert [e["actor"] for e in of_run(entries, approved, "runbook_approved")] == ["bo"]
     assert [e["actor"] for e in of_run(entries, rejected, "runbook_rejected")] == ["bo"]
     code, output = vigil(log.url, tokens["bo"], "approve", incident_id, expiring)
-    assert code == 1
+    assert code == 3
     assert "already expired" in output
 
     requests = [
@@ -211,15 +209,7 @@ async def test_an_incident_log_killed_right_after_an_approval_publishes_the_requ
     await log.wait_ready(timeout_s=150)
     tokens = await issue_tokens(log.url, ADMIN, {"ann": "l2", "bo": "l2"})
     await incident()
-    async with httpx.AsyncClient(
-        base_url=log.url, headers={"Authorization": f"Bearer {ADMIN}"}
-    ) as http:
-        for _ in range(300):
-            listed = (await http.get("/incidents")).json()
-            if listed:
-                break
-            await asyncio.sleep(0.2)
-    incident_id = listed[0]["id"]
+    incident_id = await first_incident(log.url)
     code, output = vigil(
         log.url, tokens["ann"], "run", incident_id, "needs-approval", "-r", "why", "--json"
     )

@@ -17,7 +17,7 @@ import yaml
 from contracts import AlertKind, alert_fingerprint
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from tests.factories import TEST_SIGNING_KEY, make_alert
-from tests.processes import ServiceProcess, kafka_env
+from tests.processes import ServiceProcess, kafka_env, process_maker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -81,7 +81,6 @@ def files(tmp_path: Path) -> dict[str, Path]:
 def processes(
     kafka_settings: KafkaSettings, tmp_path: Path, files: dict[str, Path]
 ) -> Iterator[Callable[[ServiceName], ServiceProcess]]:
-    made: list[ServiceProcess] = []
     shared = kafka_env(kafka_settings) | {
         "VIGIL_STATE_DIR": str(tmp_path / "state"),
         "VIGIL_INCIDENT_LOG_POLICY_PATH": str(files["policy"]),
@@ -89,15 +88,8 @@ def processes(
         "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
         "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(files["catalog"]),
     }
-
-    def make(service: ServiceName) -> ServiceProcess:
-        process = ServiceProcess(service, env=shared, log_dir=tmp_path)
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.ensure_dead()
+    with process_maker(shared, tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ async def in_memory_service(service: ServiceName, tmp: Path) -> AsyncIterator[Co
     """Run one service on the in-memory broker, the registry in-process behind it (model v1
     of breast-cancer registered and deployed)."""
     async with AsyncExitStack() as stack:
-        reg = await stack.enter_async_context(registry(f"sqlite:///{tmp / 'reg.db'}", tmp / "r"))
+        reg = await stack.enter_async_context(registry(f"sqlite:///{tmp / 'reg.db'}"))
         transport = httpx.ASGITransport(app=reg.app)
         registry_http = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, base_url="http://registry")

@@ -1,10 +1,20 @@
-"""Routing policies for incident-log tests."""
+"""Routing policies for incident-log tests, and triage under the policy Vigil ships."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from services.incident_log.routing import RoutingPolicy
+from contracts import AlertRaised
+from services.incident_log.domain import Incident
+from services.incident_log.routing import RoutingPolicy, load_policy
+from services.incident_log.triage import Triage, triage
+from tests.factories import T0
+
+SHIPPED = load_policy(Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml")
+"""The routing policy in ``runbooks/routing.yaml``."""
 
 TIERS = {
     "L1": {"ack_timeout_minutes": 10, "mitigate_timeout_minutes": 30},
@@ -42,3 +52,22 @@ def make_policy(**overrides: Any) -> RoutingPolicy:
         ],
     }
     return RoutingPolicy.model_validate(document | overrides)
+
+
+def triage_shipped(
+    alert: AlertRaised,
+    *,
+    unresolved: Sequence[Incident] = (),
+    retraining: frozenset[str] = frozenset(),
+    now: datetime = T0,
+) -> Triage:
+    """What ``alert`` does under the shipped policy, with no silences nor resolved incidents."""
+    return triage(
+        alert,
+        unresolved=unresolved,
+        resolved=[],
+        silences=[],
+        retraining_models=retraining,
+        policy=SHIPPED,
+        now=now,
+    )

@@ -17,8 +17,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
-from services.incident_log.api import build_router
+from services.incident_log.api import install_incident_api
 from services.incident_log.app import create_app
+from services.incident_log.auth import install_authentication
 from services.incident_log.changes import ChangeFeed
 from services.incident_log.console import (
     LOGIN_COOKIE,
@@ -26,8 +27,8 @@ from services.incident_log.console import (
     build_console,
     sign_in_redirect,
 )
-from services.incident_log.operations import IncidentLog
 from services.incident_log.permissions import Role
+from services.incident_log.service import IncidentLog
 from services.incident_log.settings import Settings
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
@@ -56,7 +57,8 @@ class Served:
 def console_app(log: IncidentLog, sessions: Sessions, *, public_url: str | None = None) -> FastAPI:
     """The API and the console as the incident log composes them (console calls in-process)."""
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    install_authentication(app, sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    install_incident_api(app, log, sessions)
 
     def own_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -91,7 +93,7 @@ async def served(engine: AsyncEngine) -> AsyncIterator[Served]:
 async def l3_incident_held_by_l3(served: Served) -> str:
     """A drift incident (no runbook: L2 at once), escalated to L3 and claimed there."""
     drift = AlertKind.DATA_DRIFT
-    await served.log.handle_alerts(
+    await served.log.on_alerts(
         [make_alert(kind=drift, fingerprint=alert_fingerprint(MODEL, 3, drift, "access"))]
     )
     listed = (await served.http.get("/incidents", headers=served.auth("admin"))).json()

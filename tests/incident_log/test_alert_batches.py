@@ -18,7 +18,7 @@ from contracts import (
     alert_fingerprint,
 )
 from contracts.wire import encode, key_for
-from services.incident_log.operations import IncidentLog
+from services.incident_log.service import IncidentLog
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, TimelineRow
 from services.runtime import (
@@ -74,7 +74,7 @@ def consumer_of(
         kafka=KafkaSettings(),
         retry=RetryPolicy(attempts=2, first_delay_s=0, backoff_initial_s=0.001, backoff_max_s=0.01),
     )
-    consumer.on_batch(AlertRaised, handler or log.handle_alerts)
+    consumer.on_batch(AlertRaised, handler or log.on_alerts)
     return consumer
 
 
@@ -158,7 +158,7 @@ async def test_one_transaction_opens_an_incident_once_for_its_alerts_and_skips_a
 
     async def counted(alerts: list[AlertRaised]) -> None:
         calls.append(len(alerts))
-        await log.handle_alerts(alerts)
+        await log.on_alerts(alerts)
 
     consumer = consumer_of(log, published, counted)
     new = [on_version(5, f"new {n}") for n in range(3)]

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from contracts import AlertKind, RetrainRequest, alert_fingerprint
-from services.incident_log.api import build_router
-from services.incident_log.operations import IncidentLog
+from services.incident_log.api import install_incident_api
+from services.incident_log.auth import install_authentication
 from services.incident_log.permissions import Role
-from services.incident_log.token_api import build_token_router
+from services.incident_log.service import IncidentLog
+from services.incident_log.token_api import install_token_api
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
     OutboxMessage,
@@ -40,9 +41,13 @@ class Api:
     def auth(self, role: Role) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
+    async def post_as(self, role: Role, path: str, body: object) -> httpx.Response:
+        """POST ``body`` as JSON with the token of someone of ``role``."""
+        return await self.client.post(path, json=body, headers=self.auth(role))
+
     async def new_incident(self, *, kind: AlertKind = AlertKind.METRIC_DECAY) -> str:
         alert = make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, str(id(self))))
-        await self.log.handle_alerts([alert])
+        await self.log.on_alerts([alert])
         listed = await self.client.get("/incidents", headers=self.auth(Role.VIEWER))
         return str(listed.json()[0]["id"])
 
@@ -52,10 +57,9 @@ async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     sessions: Sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
-    app.include_router(
-        build_token_router(sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
-    )
+    install_authentication(app, sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    install_incident_api(app, log, sessions)
+    install_token_api(app, sessions, clock=log.now)
     tokens = {Role.ADMIN: ADMIN}
     async with sessions() as session, session.begin():
         for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):
@@ -87,10 +91,10 @@ async def test_an_action_needs_a_token_and_a_role_then_lands_on_the_timeline_wit
     assert missing.headers["www-authenticate"] == "Bearer"
     wrong = await api.client.post(url, json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
-    low = await api.client.post(url, json=body, headers=api.auth(Role.VIEWER))
+    low = await api.post_as(Role.VIEWER, url, body)
     assert low.status_code == 403
     assert "needs l1 or higher" in low.json()["detail"]
-    done = await api.client.post(url, json=body, headers=api.auth(Role.L1))
+    done = await api.post_as(Role.L1, url, body)
     assert done.status_code == 200, done.text
     timeline = (
         await api.client.get(f"/incidents/{incident}/timeline", headers=api.auth(Role.VIEWER))
@@ -116,9 +120,7 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     l1 = api.auth(Role.L1)
     await api.client.post(f"/incidents/{incident}/mitigating", json={"reason": "x"}, headers=l1)
     assert (
-        await api.client.post(
-            f"/incidents/{incident}/monitoring", json={"reason": "y"}, headers=api.auth(Role.VIEWER)
-        )
+        await api.post_as(Role.VIEWER, f"/incidents/{incident}/monitoring", {"reason": "y"})
     ).status_code == 403
     assert (
         await api.client.post(f"/incidents/{incident}/monitoring", json={"reason": "y"}, headers=l1)
@@ -127,9 +129,7 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
         f"/incidents/{incident}/resolve", json={"reason": "z", "force": True}, headers=l1
     )
     assert (
-        await api.client.post(
-            f"/incidents/{incident}/reopen", json={"reason": "again"}, headers=api.auth(Role.VIEWER)
-        )
+        await api.post_as(Role.VIEWER, f"/incidents/{incident}/reopen", {"reason": "again"})
     ).status_code == 403
     reopened = await api.client.post(
         f"/incidents/{incident}/reopen", json={"reason": "again"}, headers=l1
@@ -138,7 +138,7 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
 
     silence = {"matcher": {"kinds": ["data_drift"]}, "duration_minutes": 30, "reason": "migration"}
     assert (await api.client.post("/silences", json=silence, headers=l1)).status_code == 403
-    created = await api.client.post("/silences", json=silence, headers=api.auth(Role.L2))
+    created = await api.post_as(Role.L2, "/silences", silence)
     assert created.status_code == 201
     assert created.json()["active"] is True
     silence_id = created.json()["id"]
@@ -147,10 +147,8 @@ async def test_reopen_monitoring_silences_and_tokens_check_their_roles(api: Api)
     assert expired.json()["active"] is False
 
     token = {"name": "dana", "role": "l2"}
-    assert (
-        await api.client.post("/tokens", json=token, headers=api.auth(Role.L3))
-    ).status_code == 403
-    issued = await api.client.post("/tokens", json=token, headers=api.auth(Role.ADMIN))
+    assert (await api.post_as(Role.L3, "/tokens", token)).status_code == 403
+    issued = await api.post_as(Role.ADMIN, "/tokens", token)
     assert issued.status_code == 201
     me = await api.client.get(
         "/whoami", headers={"Authorization": f"Bearer {issued.json()['token']}"}
@@ -168,12 +166,10 @@ async def test_state_conflicts_are_409_with_the_reason(api: Api) -> None:
     held = await api.client.post(f"/incidents/{incident}/acknowledge", headers=api.auth(Role.L2))
     assert held.status_code == 409
     assert "held by l1-person" in held.json()["detail"]
-    taken = await api.client.post(
-        f"/incidents/{incident}/acknowledge", json={"take_over": True}, headers=api.auth(Role.L2)
-    )
+    taken = await api.post_as(Role.L2, f"/incidents/{incident}/acknowledge", {"take_over": True})
     assert taken.json()["held_by"] == "l2-person"
-    unconfirmed = await api.client.post(
-        f"/incidents/{incident}/resolve", json={"reason": "fine now"}, headers=api.auth(Role.L2)
+    unconfirmed = await api.post_as(
+        Role.L2, f"/incidents/{incident}/resolve", {"reason": "fine now"}
     )
     assert unconfirmed.status_code == 409
     assert "labels have not confirmed" in unconfirmed.json()["detail"]
@@ -202,44 +198,24 @@ async def test_runbooks_by_hand_and_retrain_requests_need_level_two_and_reports_
 ) -> None:
     incident = await api.new_incident()
     run = {"runbook": "drift-diagnosis", "reason": "look closer", "parameters": {"window": 500}}
-    assert (
-        await api.client.post(
-            f"/incidents/{incident}/runbooks", json=run, headers=api.auth(Role.L1)
-        )
-    ).status_code == 403
-    accepted = await api.client.post(
-        f"/incidents/{incident}/runbooks", json=run, headers=api.auth(Role.L2)
-    )
+    assert (await api.post_as(Role.L1, f"/incidents/{incident}/runbooks", run)).status_code == 403
+    accepted = await api.post_as(Role.L2, f"/incidents/{incident}/runbooks", run)
     assert accepted.status_code == 202
     run_id = accepted.json()["run_id"]
     retrain = {"reason": "drift on three features"}
     assert (
-        await api.client.post(
-            f"/incidents/{incident}/retrain", json=retrain, headers=api.auth(Role.L1)
-        )
+        await api.post_as(Role.L1, f"/incidents/{incident}/retrain", retrain)
     ).status_code == 403
     assert (
-        await api.client.post(
-            f"/incidents/{incident}/retrain", json=retrain, headers=api.auth(Role.L2)
-        )
+        await api.post_as(Role.L2, f"/incidents/{incident}/retrain", retrain)
     ).status_code == 200
     report = {"title": "drift diagnosis", "report": {"top": ["mean radius"]}}
     assert (
-        await api.client.post(
-            f"/incidents/{incident}/reports", json=report, headers=api.auth(Role.VIEWER)
-        )
+        await api.post_as(Role.VIEWER, f"/incidents/{incident}/reports", report)
     ).status_code == 403
-    assert (
-        await api.client.post(
-            f"/incidents/{incident}/reports", json=report, headers=api.auth(Role.L1)
-        )
-    ).status_code == 200
+    assert (await api.post_as(Role.L1, f"/incidents/{incident}/reports", report)).status_code == 200
     huge = {"title": "too much", "report": {"rows": ["x" * 1000] * 300}}
-    assert (
-        await api.client.post(
-            f"/incidents/{incident}/reports", json=huge, headers=api.auth(Role.L1)
-        )
-    ).status_code == 413
+    assert (await api.post_as(Role.L1, f"/incidents/{incident}/reports", huge)).status_code == 413
     timeline = (
         await api.client.get(f"/incidents/{incident}/timeline", headers=api.auth(Role.VIEWER))
     ).json()
@@ -256,7 +232,8 @@ async def test_only_a_token_allowed_to_act_for_others_may_ask_for_a_retrain_on_a
     sessions: Sessions = session_factory(engine)
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0)
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    install_authentication(app, sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    install_incident_api(app, log, sessions)
     async with sessions() as session, session.begin():
         runner = await issue_token(
             session, "runbook-runner", None, T0, scopes=SERVICE_SCOPES[ServiceName.RUNBOOK_RUNNER]

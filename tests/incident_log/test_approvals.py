@@ -17,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from contracts import AlertKind, RunbookRequest, Tier, alert_fingerprint
-from services.incident_log.api import build_router
+from services.incident_log.api import install_incident_api
 from services.incident_log.app import runbook_signer
-from services.incident_log.approval_api import build_approval_router
+from services.incident_log.approval_api import install_approval_api
 from services.incident_log.approvals import ApprovalPolicy
-from services.incident_log.operations import IncidentLog
+from services.incident_log.auth import install_authentication
 from services.incident_log.permissions import Role
+from services.incident_log.service import IncidentLog
 from services.incident_log.settings import Settings
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import (
@@ -33,6 +34,7 @@ from services.runtime import (
 )
 from services.runtime.request_signing import SigningKeys, verification_problem
 from services.runtime.scopes import SERVICE_SCOPES
+from tests.clock import FakeClock
 from tests.factories import MODEL, T0, TEST_SIGNING_KEY, make_alert
 from tests.incident_log.policies import make_policy
 
@@ -43,19 +45,11 @@ PEOPLE = {"ann": Role.L2, "bo": Role.L2, "cy": Role.L1, "dee": Role.L3, "vi": Ro
 
 
 @dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
 class Api:
     client: httpx.AsyncClient
     log: IncidentLog
     sessions: Sessions
-    clock: Clock
+    clock: FakeClock[datetime]
     tokens: dict[str, str] = field(default_factory=dict)
     versions: int = 0
 
@@ -67,7 +61,7 @@ class Api:
         self.versions += 1  # another version: not correlated into the previous incident
         fingerprint = alert_fingerprint(MODEL, self.versions, kind, uuid4().hex)
         before = await self.incident_ids()
-        await self.log.handle_alerts(
+        await self.log.on_alerts(
             [make_alert(kind=kind, model_version=self.versions, fingerprint=fingerprint)]
         )
         (new,) = await self.incident_ids() - before
@@ -113,14 +107,15 @@ class Api:
 @pytest.fixture
 async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     sessions: Sessions = session_factory(engine)
-    clock = Clock()
+    clock = FakeClock(T0)
     settings = Settings(runbook_signing_key=TEST_SIGNING_KEY)
     log = IncidentLog(
         sessions, make_policy(), clock=clock, sign=runbook_signer(settings), approvals=POLICY
     )
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
-    app.include_router(build_approval_router(log, sessions, admin_sha256=token_digest(ADMIN)))
+    install_authentication(app, sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    install_incident_api(app, log, sessions)
+    install_approval_api(app, log, sessions)
     tokens = {}
     async with sessions() as session, session.begin():
         for person, role in PEOPLE.items():

@@ -125,25 +125,25 @@ async def test_every_incident_command_works_and_refusals_exit_non_zero(
     assert "ended by" in listing
     assert "admin" in listing.split(silence_id, 1)[1]  # created by kim, ended by admin
     code, everything = vigil(incident_log, l2, "silences", "create", "-r", "all", "--json")
-    assert code != 0
+    assert code == 3
     assert "needs admin" in everything
     code, stats = vigil(incident_log, l1, "stats", "--json")
     assert json.loads(stats)["incidents"] == 2
 
-    for token, args, message in [
-        (l1, ["show", "inc-missing"], "404: no incident 'inc-missing'"),
-        (l1, ["ack", drifted], "403: role l1 may not act on incident an L2 incident"),
-        (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher"),
-        ("not-a-token", ["list"], "401: unknown, revoked or expired token"),
-        (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE"),
-        (l1, ["run", decay, "drift-diagnosis", "-r", "y"], "403"),
-        (l1, ["tokens", "create", "x", "--role", "admin"], "403"),
+    for token, args, message, exit_code in [
+        (l1, ["show", "inc-missing"], "404: no incident 'inc-missing'", 3),
+        (l1, ["ack", drifted], "403: role l1 may not act on incident an L2 incident", 3),
+        (l1, ["retrain", drifted, "--reason", "x"], "needs l2 or higher", 3),
+        ("not-a-token", ["list"], "401: unknown, revoked or expired token", 3),
+        (l1, ["run", decay, "x", "-r", "y", "-p", "novalue"], "is not NAME=VALUE", 2),
+        (l1, ["run", decay, "drift-diagnosis", "-r", "y"], "403", 3),
+        (l1, ["tokens", "create", "x", "--role", "admin"], "403", 3),
     ]:
         code, output = vigil(incident_log, token, *args)
-        assert code != 0, args
+        assert code == exit_code, args
         assert message in " ".join(output.split()), (args, output)
     code, output = vigil("http://127.0.0.1:9", l1, "list")
-    assert code == 1
+    assert code == 4
     assert "cannot reach" in output
 
 
@@ -187,11 +187,11 @@ async def test_vigil_tokens_lists_creates_and_revokes_and_a_revocation_survives_
         for token, args, message, exit_code in [
             (ADMIN, ["create", "x"], "exactly one of --role and --scope", 2),
             (ADMIN, ["create", "x", "--role", "l1", "--scope", "datasets:read"], "exactly one", 2),
-            (ADMIN, ["create", "x", "--role", "l1", "--expires-in-days", "400"], "422", 1),
-            (ADMIN, ["create", "x", "--scope", "datasets:write"], "422", 1),
-            (ADMIN, ["revoke", "0123456789abcdef"], "404", 1),
-            (ana["token"], ["create", "x", "--role", "l1"], "needs admin", 1),
-            (ana["token"], ["list", "--name", "drift-detector"], "403", 1),
+            (ADMIN, ["create", "x", "--role", "l1", "--expires-in-days", "400"], "422", 3),
+            (ADMIN, ["create", "x", "--scope", "datasets:write"], "422", 3),
+            (ADMIN, ["revoke", "0123456789abcdef"], "404", 3),
+            (ana["token"], ["create", "x", "--role", "l1"], "needs admin", 3),
+            (ana["token"], ["list", "--name", "drift-detector"], "403", 3),
         ]:
             code, output = vigil(url, token, *args, group="tokens")
             assert code == exit_code, (args, output)
@@ -204,7 +204,7 @@ async def test_vigil_tokens_lists_creates_and_revokes_and_a_revocation_survives_
         process.start()
         await process.wait_ready()
         code, output = vigil(url, ana["token"], "list", group="tokens")
-        assert code == 1
+        assert code == 3
         assert "401" in output
         code, listing = vigil(url, ADMIN, "list", "--all", "--json", group="tokens")
         states = {row["name"]: (row["state"], row["revoked_by"]) for row in json.loads(listing)}
@@ -237,10 +237,10 @@ async def test_vigil_opens_an_incident_by_hand_lists_its_runbooks_and_writes_its
     )
     viewer = json.loads(refused)["token"]
     code, output = vigil(incident_log, viewer, "open", MODEL, "--summary", "x")
-    assert code != 0
+    assert code == 3
     assert "needs l1 or higher" in " ".join(output.split())
     code, output = vigil(incident_log, l1, "open", "Bad Model", "--summary", "x")
-    assert code != 0
+    assert code == 3
     assert "422" in output
 
     code, choices = vigil(incident_log, l1, "runbooks", incident["id"], "--json")
@@ -255,7 +255,7 @@ async def test_vigil_opens_an_incident_by_hand_lists_its_runbooks_and_writes_its
     code, output = vigil(
         incident_log, l2, "run", incident["id"], "drift-diagnosis", "-r", "why", "-p", "rows=10"
     )
-    assert code != 0
+    assert code == 3
     assert "below the minimum 50" in " ".join(output.split())
     code, output = vigil(
         incident_log, l2, "run", incident["id"], "drift-diagnosis", "-r", "why", "-p", "rows=500"
@@ -277,7 +277,7 @@ async def test_vigil_opens_an_incident_by_hand_lists_its_runbooks_and_writes_its
     code, stale = vigil(
         incident_log, l2, "review", incident["id"], "--action-items", str(items), "--version", "0"
     )
-    assert code != 0
+    assert code == 3
     assert "409" in stale
     code, document = vigil(incident_log, l1, "review", incident["id"])
     assert code == 0

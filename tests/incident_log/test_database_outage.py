@@ -10,7 +10,6 @@ and ``/readyz`` said "not ready" during the outage and "ready" after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from contracts import AlertKind, AlertRaised, IncidentOpened, Topic, alert_fingerprint
-from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
+from services.runtime import EventPublisher, KafkaSettings, ServiceName
 from tests.factories import make_alert
 from tests.kafka_tools import read_until, read_until_quiet
+from tests.polling import eventually
 from tests.processes import ServiceProcess, kafka_env, write_routing_policy
 from tests.tcp_proxy import TcpProxy
 
@@ -29,14 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADMIN = "test-admin-token"
 OUTAGE_S = 10.0
-
-
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
 
 
 def alert_number(n: int) -> AlertRaised:
@@ -58,19 +50,6 @@ async def get(client: httpx.AsyncClient, path: str) -> Any:
 async def readiness(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
     response = await client.get("/readyz", timeout=5)
     return response.status_code, response.json()
-
-
-async def eventually(check: Any, timeout_s: float) -> Any:
-    """Poll ``check()`` until it returns something truthy; return it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 @pytest.mark.timeout(120)
@@ -128,7 +107,7 @@ async def outage_scenario(
         listed: list[dict[str, Any]] = await get(client, "/incidents?limit=1000")
         return listed if len(listed) >= count else None
 
-    await eventually(lambda: incidents(len(before)), timeout_s=30)
+    await eventually(lambda: incidents(len(before)), timeout_s=30, every_s=0.2)
 
     proxy.cut()
     cut_at = loop.time()
@@ -157,13 +136,13 @@ async def outage_scenario(
     assert proxy.refused > 0  # the service did try the database during the outage
 
     sent = before + during
-    listed = await eventually(lambda: incidents(len(sent)), timeout_s=40)
+    listed = await eventually(lambda: incidents(len(sent)), timeout_s=40, every_s=0.2)
 
     async def ready_again() -> bool:
         status, _ = await readiness(client)
         return status == 200
 
-    await eventually(ready_again, timeout_s=20)
+    await eventually(ready_again, timeout_s=20, every_s=0.2)
 
     # Every alert has its incident, exactly one, counted once.
     assert sorted(incident["model"] for incident in listed) == sorted(a.model for a in sent)

@@ -5,15 +5,13 @@ retrain in flight mutes it like ``metric_decay``."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from contracts import AlertKind, AlertRaised, RunbookRequest, Severity, Tier, alert_fingerprint
 from services.incident_log.domain import Incident
-from services.incident_log.routing import load_policy, route_for
-from services.incident_log.triage import Disposition, triage
+from services.incident_log.routing import route_for
+from services.incident_log.triage import Disposition
 from tests.factories import MODEL, T0, make_alert
-
-SHIPPED = load_policy(Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml")
+from tests.incident_log.policies import SHIPPED, triage_shipped
 
 
 def _alert(kind: AlertKind, severity: Severity) -> AlertRaised:
@@ -34,24 +32,12 @@ def test_an_estimate_routes_to_people_not_to_a_rollback() -> None:
 
 def test_the_later_metric_decay_joins_the_incident_the_estimate_opened() -> None:
     estimated = _alert(AlertKind.ESTIMATED_DECAY, Severity.WARNING)
-    first = triage(
-        estimated,
-        unresolved=[],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset(),
-        policy=SHIPPED,
-        now=T0,
-    )
+    first = triage_shipped(estimated)
     assert first.disposition is Disposition.OPENED
     incident, _ = Incident.open_from_alert("inc-0001", estimated, SHIPPED, T0)
-    later = triage(
+    later = triage_shipped(
         _alert(AlertKind.METRIC_DECAY, Severity.CRITICAL),
         unresolved=[incident],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset(),
-        policy=SHIPPED,
         now=T0 + timedelta(minutes=10),
     )
     assert later.disposition is Disposition.CORRELATED
@@ -59,14 +45,8 @@ def test_the_later_metric_decay_joins_the_incident_the_estimate_opened() -> None
 
 
 def test_a_retrain_in_flight_mutes_the_estimate() -> None:
-    decision = triage(
-        _alert(AlertKind.ESTIMATED_DECAY, Severity.WARNING),
-        unresolved=[],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset({MODEL}),
-        policy=SHIPPED,
-        now=T0,
+    decision = triage_shipped(
+        _alert(AlertKind.ESTIMATED_DECAY, Severity.WARNING), retraining=frozenset({MODEL})
     )
     assert decision.disposition is Disposition.INHIBITED
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ import pytest
 
 from contracts import AlertKind, MessageDeadLettered, Topic, alert_fingerprint
 from contracts.wire import decode
-from services.runtime import KafkaSettings, ServiceName, ensure_topics
+from services.runtime import KafkaSettings, ServiceName
 from tests.factories import MODEL, make_alert
 from tests.http_tools import raw_exchange, request_head
-from tests.incident_log.test_service import wait_until
-from tests.kafka_tools import read_until, write_raw
+from tests.kafka_tools import own_namespace, read_until, write_raw
+from tests.polling import eventually
 from tests.processes import ServiceProcess, kafka_env, write_routing_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,10 +70,7 @@ async def service(
 ) -> AsyncIterator[Service]:
     """The incident log with a body cap of 64 KiB and one open incident."""
     folder = tmp_path_factory.mktemp("hostile-incident-log")
-    kafka = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=f"hi{uuid.uuid4().hex[:8]}."
-    )
-    await ensure_topics(kafka_bootstrap, prefix=kafka.topic_prefix)
+    kafka = await own_namespace(kafka_bootstrap, "hi")
     process = ServiceProcess(
         ServiceName.INCIDENT_LOG,
         env=kafka_env(kafka)
@@ -96,7 +92,7 @@ async def service(
         await process.wait_ready()
         await write_raw(kafka, Topic.ALERTS, [make_alert().model_dump_json().encode()])
         async with httpx.AsyncClient(base_url=process.url, headers=AS_ADMIN) as http:
-            await wait_until(lambda: _any(http))
+            await eventually(lambda: _any(http), every_s=0.1)
             incident_id = str((await incidents(http))[0]["id"])
         running = Service(process.url, kafka, incident_id)
         yield running
@@ -306,7 +302,7 @@ async def test_an_alert_with_nan_evidence_on_kafka_is_dead_lettered_and_the_next
     async def good_one_handled() -> bool:
         return good_fingerprint in await received()
 
-    await wait_until(good_one_handled)
+    await eventually(good_one_handled, every_s=0.1)
     assert fingerprint not in await received()
     await service.still_healthy()
 

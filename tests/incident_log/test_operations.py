@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, func, select, update
 
 from contracts import (
@@ -30,20 +29,20 @@ from contracts import (
     alert_fingerprint,
 )
 from services.incident_log.domain import Incident
-from services.incident_log.operations import IncidentLog, UnknownIncident
 from services.incident_log.paging.channels import Channels
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.paging.health import paging_probe
 from services.incident_log.paging.tables import NotificationRow
 from services.incident_log.routing import Matcher, RoutingPolicy
+from services.incident_log.service import IncidentLog, UnknownIncident
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from services.runtime import (
     OutboxMessage,
     Rejected,
     Sessions,
-    session_factory,
 )
+from tests.clock import FakeClock
 from tests.factories import (
     MODEL,
     T0,
@@ -57,29 +56,13 @@ from tests.incident_log.policies import make_policy
 MINUTE = timedelta(minutes=1)
 
 
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
 @pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return session_factory(engine)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
+def clock() -> FakeClock[datetime]:
     return FakeClock(T0)
 
 
 def incident_log(
-    sessions: Sessions, clock: FakeClock, policy: RoutingPolicy | None = None
+    sessions: Sessions, clock: FakeClock[datetime], policy: RoutingPolicy | None = None
 ) -> IncidentLog:
     return IncidentLog(sessions, policy or make_policy(), clock=clock)
 
@@ -107,10 +90,10 @@ async def actions(sessions: Sessions, incident_id: str) -> list[str]:
 
 
 async def test_an_alert_opens_one_incident_routed_once_to_level_one(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L1)
     assert await actions(sessions, incident.id) == ["opened", "routed", "runbook_requested"]
@@ -119,9 +102,9 @@ async def test_an_alert_opens_one_incident_routed_once_to_level_one(
 
 
 async def test_no_acknowledgement_by_the_timeout_escalates_once_even_across_a_restart(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
-    await incident_log(sessions, clock).handle_alerts([make_alert()])
+    await incident_log(sessions, clock).on_alerts([make_alert()])
     clock.advance(9 * MINUTE)
     restarted = incident_log(sessions, clock)  # a new process on the same database
     assert await restarted.fire_due_timers() == 0
@@ -135,10 +118,10 @@ async def test_no_acknowledgement_by_the_timeout_escalates_once_even_across_a_re
 
 
 async def test_an_acknowledgement_before_the_timeout_means_no_escalation(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     clock.advance(5 * MINUTE)
     await log.act(incident.id, lambda i, now: i.acknowledge("ana", now))
@@ -150,7 +133,7 @@ async def test_an_acknowledgement_before_the_timeout_means_no_escalation(
 
 
 async def test_a_thousand_copies_of_an_alert_make_one_incident_with_the_right_count(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     unique_alerts = [make_alert(summary=f"copy {n}") for n in range(700)]
     redelivered = random.Random(7).sample(unique_alerts, 300)  # same event ids again
@@ -158,7 +141,7 @@ async def test_a_thousand_copies_of_an_alert_make_one_incident_with_the_right_co
     random.Random(11).shuffle(stream)
     log = incident_log(sessions, clock)
     for start in range(0, len(stream), 64):
-        await log.handle_alerts(stream[start : start + 64])
+        await log.on_alerts(stream[start : start + 64])
     (incident,) = await incidents(sessions)
     assert incident.alert_count == 700
     assert await published(sessions, "incident.opened") == 1
@@ -168,7 +151,7 @@ async def test_a_thousand_copies_of_an_alert_make_one_incident_with_the_right_co
 
 
 async def test_drift_low_confidence_and_decay_on_one_version_become_one_incident(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     policy = make_policy(group_wait_seconds=30)
     log = incident_log(sessions, clock, policy)
@@ -176,9 +159,9 @@ async def test_drift_low_confidence_and_decay_on_one_version_become_one_incident
     def alert(kind: AlertKind) -> AlertRaised:
         return make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, "x"))
 
-    await log.handle_alerts([alert(AlertKind.DATA_DRIFT)])
+    await log.on_alerts([alert(AlertKind.DATA_DRIFT)])
     clock.advance(10 * timedelta(seconds=1))
-    await log.handle_alerts([alert(AlertKind.LOW_CONFIDENCE), alert(AlertKind.METRIC_DECAY)])
+    await log.on_alerts([alert(AlertKind.LOW_CONFIDENCE), alert(AlertKind.METRIC_DECAY)])
     clock.advance(timedelta(seconds=25))
     assert await log.fire_due_timers() == 1
     (incident,) = await incidents(sessions)
@@ -191,13 +174,13 @@ async def test_drift_low_confidence_and_decay_on_one_version_become_one_incident
 
 
 async def test_a_drift_incident_goes_straight_to_level_two(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     drift = make_alert(
         kind=AlertKind.DATA_DRIFT,
         fingerprint=alert_fingerprint(MODEL, 3, AlertKind.DATA_DRIFT, "a"),
     )
-    await incident_log(sessions, clock).handle_alerts([drift])
+    await incident_log(sessions, clock).on_alerts([drift])
     (incident,) = await incidents(sessions)
     assert incident.tier is Tier.L2
     async with sessions() as session:
@@ -208,13 +191,13 @@ async def test_a_drift_incident_goes_straight_to_level_two(
 
 
 async def test_recovery_resolves_and_a_recurrence_within_the_window_reopens(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
     decay = make_alert()
-    await log.handle_alerts([decay])
+    await log.on_alerts([decay])
     clock.advance(MINUTE)
-    await log.handle_recoveries(
+    await log.on_recoveries(
         [
             AlertRecovered(
                 producer="monitor",
@@ -229,14 +212,14 @@ async def test_recovery_resolves_and_a_recurrence_within_the_window_reopens(
     (incident,) = await incidents(sessions)
     assert incident.status is IncidentStatus.RESOLVED
     clock.advance(10 * MINUTE)
-    await log.handle_alerts([make_alert(summary="again")])
+    await log.on_alerts([make_alert(summary="again")])
     (incident,) = await incidents(sessions)
     assert incident.status is IncidentStatus.OPEN
     assert "reopened" in await actions(sessions, incident.id)
 
 
 async def test_silenced_and_inhibited_alerts_are_kept_but_page_no_one(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
     await log.create_silence(
@@ -246,7 +229,7 @@ async def test_silenced_and_inhibited_alerts_are_kept_but_page_no_one(
         actor="ana",
         reason="threshold being retuned",
     )
-    await log.retrain_requested(
+    await log.on_retrain_request(
         RetrainRequest(
             producer="incident-log",
             model=MODEL,
@@ -260,7 +243,7 @@ async def test_silenced_and_inhibited_alerts_are_kept_but_page_no_one(
         kind=AlertKind.LOW_CONFIDENCE,
         fingerprint=alert_fingerprint(MODEL, 3, AlertKind.LOW_CONFIDENCE, "rate"),
     )
-    await log.handle_alerts([low, make_alert()])
+    await log.on_alerts([low, make_alert()])
     assert await incidents(sessions) == []
     async with sessions() as session:
         rows = (await session.exec(select(AlertRow).order_by(col(AlertRow.received_at)))).all()
@@ -276,17 +259,17 @@ async def _silence_ids(sessions: Sessions) -> list[str]:
 
 
 async def test_acting_on_an_unknown_incident_is_refused(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     with pytest.raises(UnknownIncident):
         await incident_log(sessions, clock).act("inc-nope", lambda i, now: i.acknowledge("a", now))
 
 
 async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     alert = make_alert()
-    await incident_log(sessions, clock).handle_alerts([alert])
+    await incident_log(sessions, clock).on_alerts([alert])
     twin, effects = Incident.open_from_alert("inc-twin", alert, make_policy(), T0)
 
     async def save_twin() -> None:
@@ -303,10 +286,10 @@ async def test_two_incidents_cannot_hold_the_same_open_fingerprint(
 
 
 async def test_runbook_results_drive_a_level_one_incident(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     run_id = incident.automatic_run_id()
     common = {
@@ -316,7 +299,7 @@ async def test_runbook_results_drive_a_level_one_incident(
         "model": MODEL,
         "runbook": "rollback-model",
     }
-    await log.handle_runbook_result(
+    await log.on_runbook_result(
         RunbookStarted(**common, script_sha256="ab" * 32, argv=["python", "x.py"])
     )
     (incident,) = await incidents(sessions)
@@ -324,28 +307,28 @@ async def test_runbook_results_drive_a_level_one_incident(
     finished = RunbookFinished(
         **common, state=RunState.VERIFY_FAILED, verify_exit_code=1, detail="recall still low"
     )
-    await log.handle_runbook_result(finished)
-    await log.handle_runbook_result(finished)  # redelivered: handled once
+    await log.on_runbook_result(finished)
+    await log.on_runbook_result(finished)  # redelivered: handled once
     (incident,) = await incidents(sessions)
     assert (incident.status, incident.tier) == (IncidentStatus.OPEN, Tier.L2)
     assert (await actions(sessions, incident.id)).count("escalated") == 1
     with pytest.raises(Rejected, match="no incident 'inc-gone'"):
-        await log.handle_runbook_result(
+        await log.on_runbook_result(
             RunbookFinished(**(common | {"incident_id": "inc-gone"}), state=RunState.SUCCEEDED)
         )
 
 
 async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     promoted = make_promotion(incident_id=incident.id)
-    await log.handle_model_news(promoted)
-    await log.handle_model_news(promoted)  # redelivered: once
+    await log.on_model_news(promoted)
+    await log.on_model_news(promoted)  # redelivered: once
     window = make_metrics(model_version=4, predictions=210)
-    await log.handle_metrics([window])
+    await log.on_metrics([window])
     (incident,) = await incidents(sessions)
     assert incident.status is IncidentStatus.RESOLVED
     assert (await actions(sessions, incident.id)).count("model_promoted") == 1
@@ -353,24 +336,24 @@ async def test_a_promotion_with_a_healthy_window_resolves_the_incident(
 
 
 async def test_alerts_on_the_version_a_rollback_restored_join_the_same_incident(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
-    await log.handle_model_news(make_rollback(incident_id=incident.id))
+    await log.on_model_news(make_rollback(incident_id=incident.id))
     drift_on_v2 = make_alert(
         model_version=2,
         kind=AlertKind.DATA_DRIFT,
         fingerprint=alert_fingerprint(MODEL, 2, AlertKind.DATA_DRIFT, "mean radius"),
     )
-    await log.handle_alerts([drift_on_v2])
+    await log.on_alerts([drift_on_v2])
     (incident,) = await incidents(sessions)
     assert drift_on_v2.fingerprint in incident.signals
 
 
 async def test_heartbeat_alerts_open_nothing_and_are_echoed_once_each_by_the_dispatcher(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     def heartbeat(fingerprint: str) -> AlertRaised:
         return make_alert(
@@ -387,8 +370,8 @@ async def test_heartbeat_alerts_open_nothing_and_are_echoed_once_each_by_the_dis
         heartbeat("vigil:v-:heartbeat:" + "x" * 480),  # longer than a source may be
     ]
     log = incident_log(sessions, clock)
-    await log.handle_alerts([beats[0], make_alert(), *beats[1:], beats[0]])
-    await log.handle_alerts(beats)  # redelivered: nothing new
+    await log.on_alerts([beats[0], make_alert(), *beats[1:], beats[0]])
+    await log.on_alerts(beats)  # redelivered: nothing new
 
     assert [incident.kind for incident in await incidents(sessions)] == [AlertKind.METRIC_DECAY]
     async with httpx.AsyncClient() as http:
@@ -411,10 +394,10 @@ async def test_heartbeat_alerts_open_nothing_and_are_echoed_once_each_by_the_dis
 
 
 async def test_a_page_that_reached_nobody_on_an_open_incident_is_a_paging_failed_reading(
-    sessions: Sessions, clock: FakeClock
+    sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     log = incident_log(sessions, clock)
-    await log.handle_alerts([make_alert()])
+    await log.on_alerts([make_alert()])
     (incident,) = await incidents(sessions)
     probe = paging_probe(sessions)
     (reading,) = await probe()

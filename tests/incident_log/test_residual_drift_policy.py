@@ -5,15 +5,13 @@ on a change in a regressor's errors), muted while a retrain is in flight, and th
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from contracts import AlertKind, AlertRaised, Severity, alert_fingerprint
 from services.incident_log.domain import Incident
-from services.incident_log.routing import load_policy, route_for
-from services.incident_log.triage import Disposition, triage
+from services.incident_log.routing import route_for
+from services.incident_log.triage import Disposition
 from tests.factories import MODEL, T0, make_alert
-
-SHIPPED = load_policy(Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml")
+from tests.incident_log.policies import SHIPPED, triage_shipped
 
 
 def _alert(kind: AlertKind, subject: str, severity: Severity = Severity.WARNING) -> AlertRaised:
@@ -32,14 +30,8 @@ def test_residual_drift_routes_to_people_without_a_runbook() -> None:
 
 
 def test_a_retrain_in_flight_mutes_residual_drift() -> None:
-    decision = triage(
-        _alert(AlertKind.RESIDUAL_DRIFT, "residuals"),
-        unresolved=[],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset({MODEL}),
-        policy=SHIPPED,
-        now=T0,
+    decision = triage_shipped(
+        _alert(AlertKind.RESIDUAL_DRIFT, "residuals"), retraining=frozenset({MODEL})
     )
     assert decision.disposition is Disposition.INHIBITED
     assert decision.suppressed_by == "inhibition:retrain-mutes-decay"
@@ -47,24 +39,12 @@ def test_a_retrain_in_flight_mutes_residual_drift() -> None:
 
 def test_without_a_retrain_residual_drift_opens_an_incident_the_decay_then_joins() -> None:
     drift = _alert(AlertKind.RESIDUAL_DRIFT, "residuals")
-    first = triage(
-        drift,
-        unresolved=[],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset(),
-        policy=SHIPPED,
-        now=T0,
-    )
+    first = triage_shipped(drift)
     assert first.disposition is Disposition.OPENED
     incident, _ = Incident.open_from_alert("inc-0001", drift, SHIPPED, T0)
-    later = triage(
+    later = triage_shipped(
         _alert(AlertKind.METRIC_DECAY, "mae", Severity.CRITICAL),
         unresolved=[incident],
-        resolved=[],
-        silences=[],
-        retraining_models=frozenset(),
-        policy=SHIPPED,
         now=T0 + timedelta(minutes=10),
     )
     assert later.disposition is Disposition.CORRELATED

@@ -4,12 +4,10 @@ the incident's timeline."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from contracts import (
@@ -23,38 +21,26 @@ from contracts import (
     RetrainTrigger,
     alert_fingerprint,
 )
-from services.incident_log.migrations import HISTORY
-from services.incident_log.operations import IncidentLog
+from services.incident_log.service import IncidentLog
 from services.incident_log.store import IncidentStore
 from services.incident_log.tables import AlertRow, RetrainRow
 from services.runtime import (
     Sessions,
-    create_engine,
-    session_factory,
 )
-from services.runtime.migrations import migrate
+from tests.clock import FakeClock
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
-from tests.incident_log.test_operations import FakeClock
 
 MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[Sessions]:
-    engine: AsyncEngine = create_engine(database_url)
-    await migrate(engine, HISTORY)
-    yield session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
+def clock() -> FakeClock[datetime]:
     return FakeClock(T0)
 
 
 @pytest.fixture
-def log(sessions: Sessions, clock: FakeClock) -> IncidentLog:
+def log(sessions: Sessions, clock: FakeClock[datetime]) -> IncidentLog:
     return IncidentLog(sessions, make_policy(retrain_answer_timeout_minutes=5), clock=clock)
 
 
@@ -105,7 +91,7 @@ def decay() -> AlertRaised:
 
 
 async def disposition(log: IncidentLog, sessions: Sessions, alert: AlertRaised) -> str:
-    await log.handle_alerts([alert])
+    await log.on_alerts([alert])
     async with sessions() as session:
         row = (
             await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))
@@ -116,7 +102,7 @@ async def disposition(log: IncidentLog, sessions: Sessions, alert: AlertRaised) 
 async def opened_incident(log: IncidentLog, sessions: Sessions) -> str:
     """Open an incident (by a first decay alert) and return its id."""
     alert = decay()
-    await log.handle_alerts([alert])
+    await log.on_alerts([alert])
     async with sessions() as session:
         row = (
             await session.exec(select(AlertRow).where(AlertRow.event_id == alert.event_id))
@@ -137,20 +123,20 @@ async def retrain_rows(sessions: Sessions) -> list[RetrainRow]:
 
 
 async def test_an_ask_merged_into_a_finished_run_is_refused_and_lifts_the_inhibition_at_once(
-    log: IncidentLog, sessions: Sessions, clock: FakeClock
+    log: IncidentLog, sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     incident_id = await opened_incident(log, sessions)
     first = ask(incident_id)
-    await log.retrain_requested(first)
-    await log.handle_model_news(answer(first, RetrainAnswer.QUEUED))
+    await log.on_retrain_request(first)
+    await log.on_model_news(answer(first, RetrainAnswer.QUEUED))
     assert await disposition(log, sessions, decay()) == "inhibited"
-    await log.handle_model_news(finished(incident_id=incident_id))
+    await log.on_model_news(finished(incident_id=incident_id))
     assert await disposition(log, sessions, decay()) != "inhibited"
 
     # The defect: the same cause asked again was merged into the finished run and never
     # answered, so decay alerts stayed muted for the whole retrain timeout.
     again = ask(incident_id)
-    await log.retrain_requested(again)
+    await log.on_retrain_request(again)
     assert await disposition(log, sessions, decay()) == "inhibited"  # awaiting the answer
     refused = answer(
         again,
@@ -158,7 +144,7 @@ async def test_an_ask_merged_into_a_finished_run_is_refused_and_lifts_the_inhibi
         refusal=RetrainRefusal.ALREADY_RETRAINED,
         reason="incident:x was already retrained for in run rt-1",
     )
-    await log.handle_model_news(refused)
+    await log.on_model_news(refused)
     assert await disposition(log, sessions, decay()) != "inhibited"
 
     entries = await timeline(sessions, incident_id)
@@ -175,10 +161,10 @@ async def test_an_ask_merged_into_a_finished_run_is_refused_and_lifts_the_inhibi
 
 
 async def test_no_answer_in_time_lifts_the_inhibition_and_says_so_on_the_timeline(
-    log: IncidentLog, sessions: Sessions, clock: FakeClock
+    log: IncidentLog, sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     incident_id = await opened_incident(log, sessions)
-    await log.retrain_requested(ask(incident_id))
+    await log.on_retrain_request(ask(incident_id))
     clock.advance(4 * MINUTE)
     assert await disposition(log, sessions, decay()) == "inhibited"
     assert await log.lapse_retrains() == 0
@@ -194,19 +180,19 @@ async def test_no_answer_in_time_lifts_the_inhibition_and_says_so_on_the_timelin
     # A late answer records what the retrainer did but does not bring the inhibition back.
     [row] = await retrain_rows(sessions)
     late = answer(ask(incident_id), RetrainAnswer.QUEUED, ask_event_id=row.ask_event_id)
-    await log.handle_model_news(late)
+    await log.on_model_news(late)
     assert await disposition(log, sessions, decay()) != "inhibited"
 
 
 async def test_an_answered_run_holds_the_inhibition_until_it_ends_or_the_retrain_timeout(
-    log: IncidentLog, sessions: Sessions, clock: FakeClock
+    log: IncidentLog, sessions: Sessions, clock: FakeClock[datetime]
 ) -> None:
     incident_id = await opened_incident(log, sessions)
     request = ask(incident_id)
-    await log.retrain_requested(request)
-    await log.handle_model_news(answer(request, RetrainAnswer.MERGED, run_id="rt-7"))
+    await log.on_retrain_request(request)
+    await log.on_model_news(answer(request, RetrainAnswer.MERGED, run_id="rt-7"))
     clock.advance(119 * MINUTE)
-    await log.handle_model_news(finished(run_id="rt-other", incident_id=None))  # another run
+    await log.on_model_news(finished(run_id="rt-other", incident_id=None))  # another run
     assert await disposition(log, sessions, decay()) == "inhibited"
     assert await log.lapse_retrains() == 0
     clock.advance(1 * MINUTE)
@@ -222,18 +208,18 @@ async def test_an_answer_before_its_request_and_replays_of_either_count_once(
     incident_id = await opened_incident(log, sessions)
     request = ask(incident_id)
     queued = answer(request, RetrainAnswer.QUEUED)
-    await log.handle_model_news(queued)
-    await log.retrain_requested(request)
-    await log.handle_model_news(queued)  # redelivered
-    await log.retrain_requested(request)
+    await log.on_model_news(queued)
+    await log.on_retrain_request(request)
+    await log.on_model_news(queued)  # redelivered
+    await log.on_retrain_request(request)
     [row] = await retrain_rows(sessions)
     assert (row.answer, row.run_id, row.ask_event_id) == ("queued", "rt-1", request.event_id)
     entries = await timeline(sessions, incident_id)
     assert [a for a, _ in entries].count("retrain_answered") == 1
     assert await disposition(log, sessions, decay()) == "inhibited"
     done = finished(incident_id=incident_id)
-    await log.handle_model_news(done)
-    await log.handle_model_news(done)
+    await log.on_model_news(done)
+    await log.on_model_news(done)
     assert [a for a, _ in await timeline(sessions, incident_id)].count("retrain_finished") == 1
     assert await disposition(log, sessions, decay()) != "inhibited"
 
@@ -245,9 +231,9 @@ async def test_a_run_that_ends_lifts_the_inhibition_of_every_incident_merged_int
     other = ask("inc-other")
     mine = ask(first)
     for request in (mine, other):
-        await log.retrain_requested(request)
-        await log.handle_model_news(answer(request, RetrainAnswer.MERGED, run_id="rt-9"))
-    await log.handle_model_news(finished(run_id="rt-9", incident_id=first))
+        await log.on_retrain_request(request)
+        await log.on_model_news(answer(request, RetrainAnswer.MERGED, run_id="rt-9"))
+    await log.on_model_news(finished(run_id="rt-9", incident_id=first))
     assert await disposition(log, sessions, decay()) != "inhibited"
     rows = await retrain_rows(sessions)
     assert {row.incident_id for row in rows if row.finished_at is not None} == {

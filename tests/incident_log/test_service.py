@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -19,11 +20,11 @@ from services.runtime import (
     KafkaSettings,
     ServiceName,
     create_engine,
-    kafka_broker,
 )
 from tests.factories import MODEL, make_alert
 from tests.kafka_tools import read_topic, read_until_quiet, write_raw
-from tests.processes import ServiceProcess, kafka_env
+from tests.polling import eventually
+from tests.processes import ServiceProcess, kafka_env, process_maker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,39 +33,17 @@ POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
 
 
 @pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
-
-
-@pytest.fixture
 def incident_log_process(
     kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    made: list[ServiceProcess] = []
-
-    def make(name: str = "incident-log", **env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            ServiceName.INCIDENT_LOG,
-            name=name,
-            env=kafka_env(kafka_settings)
-            | {
-                "VIGIL_STATE_DIR": str(tmp_path / "state"),
-                "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
-                "VIGIL_INCIDENT_LOG_POLICY_PATH": str(POLICY),
-                "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
-            }
-            | env,
-            log_dir=tmp_path,
-        )
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.ensure_dead()
+    env = kafka_env(kafka_settings) | {
+        "VIGIL_STATE_DIR": str(tmp_path / "state"),
+        "VIGIL_INCIDENT_LOG_DATABASE_URL": database_url,
+        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(POLICY),
+        "VIGIL_INCIDENT_LOG_ADMIN_TOKEN": ADMIN,
+    }
+    with process_maker(env, tmp_path) as make:
+        yield partial(make, ServiceName.INCIDENT_LOG)
 
 
 async def incidents_via_api(process: ServiceProcess) -> list[dict[str, object]]:
@@ -73,14 +52,6 @@ async def incidents_via_api(process: ServiceProcess) -> list[dict[str, object]]:
         response.raise_for_status()
         result: list[dict[str, object]] = response.json()
         return result
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s * 10)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 async def test_an_alert_on_kafka_becomes_an_incident_published_on_incidents(
@@ -129,7 +100,7 @@ async def test_two_consumers_racing_on_one_fingerprint_open_one_incident(
         listed = await incidents_via_api(first)
         return sum(int(i["alert_count"]) for i in listed) == len(copies)  # type: ignore[call-overload]
 
-    await wait_until(all_counted, timeout_s=60)
+    await eventually(all_counted, timeout_s=60, every_s=0.1)
     listed = await incidents_via_api(second)
     assert len(listed) == 1
     opened = {
@@ -155,7 +126,7 @@ async def test_killed_after_the_commit_and_before_the_publish_the_event_is_publi
     async def committed() -> bool:
         return len(await incidents_via_api(silent)) == 1
 
-    await wait_until(committed)
+    await eventually(committed, every_s=0.1)
     await silent.kill()
     assert await read_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=1.0) == []
 
@@ -185,7 +156,7 @@ async def test_an_alert_it_cannot_take_is_dead_lettered_and_opens_a_dead_letters
     async def opened() -> bool:
         return any(i["fingerprint"] == fingerprint for i in await incidents_via_api(service))
 
-    await wait_until(opened)
+    await eventually(opened, every_s=0.1)
     (incident,) = await incidents_via_api(service)
     assert incident["model"] == "breast-cancer"
     assert await service.stop() == 0
@@ -229,15 +200,19 @@ async def test_killed_in_the_middle_of_a_backlog_every_alert_counts_once(
     first = incident_log_process("first")
     first.start()
     try:
-        await wait_until(lambda: _above(count("SELECT count(*) FROM alerts"), 0), timeout_s=60)
+        await eventually(
+            lambda: _above(count("SELECT count(*) FROM alerts"), 0), timeout_s=60, every_s=0.1
+        )
         await first.kill()
         assert await count("SELECT count(*) FROM alerts") < len(alerts)  # killed mid-backlog
 
         second = incident_log_process("second")
         second.start()
         await second.wait_ready()
-        await wait_until(
-            lambda: _above(count("SELECT count(*) FROM alerts"), len(alerts) - 1), timeout_s=120
+        await eventually(
+            lambda: _above(count("SELECT count(*) FROM alerts"), len(alerts) - 1),
+            timeout_s=120,
+            every_s=0.1,
         )
         assert await count("SELECT count(*) FROM incidents") == versions
         assert await count("SELECT sum(alert_count) FROM incidents") == len(alerts)

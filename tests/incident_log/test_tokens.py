@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -17,10 +17,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, alert_fingerprint
-from services.incident_log.api import build_router
-from services.incident_log.operations import IncidentLog
-from services.incident_log.paging.api import build_paging_router
-from services.incident_log.token_api import build_token_router
+from services.incident_log.api import install_incident_api
+from services.incident_log.auth import install_authentication
+from services.incident_log.paging.api import install_paging_api
+from services.incident_log.service import IncidentLog
+from services.incident_log.token_api import install_token_api
 from services.incident_log.tokens import (
     MAX_TOKEN_DAYS,
     ProvisionedToken,
@@ -34,10 +35,10 @@ from services.runtime import (
 )
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.scopes import Scope
+from tests.clock import FakeClock
 from tests.factories import MODEL, T0, make_alert
 from tests.http_tools import raw_exchange, request_head, serving
 from tests.incident_log.policies import make_policy
-from tests.registry_tools import FakeClock
 
 ADMIN = "tokens-admin"
 
@@ -47,7 +48,7 @@ class Served:
     url: str
     http: httpx.AsyncClient
     log: IncidentLog
-    clock: FakeClock
+    clock: FakeClock[datetime]
     sessions: Sessions
 
     @staticmethod
@@ -62,7 +63,7 @@ class Served:
 
     async def incident(self) -> str:
         drift = AlertKind.DATA_DRIFT
-        await self.log.handle_alerts(
+        await self.log.on_alerts(
             [make_alert(kind=drift, fingerprint=alert_fingerprint(MODEL, 3, drift, "tokens"))]
         )
         listed = (await self.http.get("/incidents", headers=self.auth(ADMIN))).json()
@@ -72,14 +73,15 @@ class Served:
 @pytest.fixture
 async def served(engine: AsyncEngine) -> AsyncIterator[Served]:
     sessions: Sessions = session_factory(engine)
-    clock = FakeClock()
+    clock = FakeClock(T0)
     log = IncidentLog(sessions, make_policy(), clock=clock)
     admin = token_digest(ADMIN)
     app = FastAPI()
     answer_invalid_requests(app)  # as every service's app does
-    app.include_router(build_router(log, sessions, admin_sha256=admin))
-    app.include_router(build_paging_router(sessions, log, admin_sha256=admin))
-    app.include_router(build_token_router(sessions, admin_sha256=admin, clock=clock))
+    install_authentication(app, sessions, admin_sha256=admin, clock=log.now)
+    install_incident_api(app, log, sessions)
+    install_paging_api(app, sessions, log)
+    install_token_api(app, sessions, clock=clock)
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         yield Served(url, http, log, clock, sessions)
 
@@ -93,7 +95,7 @@ async def whoami(served: Served, token: str) -> httpx.Response:
 
 async def test_tokens_are_listed_without_their_secret_and_revoked_by_id(served: Served) -> None:
     ana = await served.create(name="ana", role="l2", expires_in_days=30)
-    later = served.clock.advance(seconds=1)
+    later = served.clock.advance(timedelta(seconds=1))
     bo = await served.create(name="bo", role="l1")
     assert ana["expires_at"].startswith((T0 + timedelta(days=30)).isoformat()[:19])
     assert bo["expires_at"].startswith((later + timedelta(days=90)).isoformat()[:19])  # default
@@ -156,9 +158,9 @@ async def test_an_expired_token_is_refused_everywhere_and_listed_as_expired(
     assert (
         await served.http.get("/incidents", headers=served.auth(lee["token"]))
     ).status_code == 200
-    served.clock.advance(hours=11, minutes=59)
+    served.clock.advance(timedelta(hours=11, minutes=59))
     assert (await whoami(served, lee["token"])).status_code == 200
-    served.clock.advance(minutes=1)
+    served.clock.advance(timedelta(minutes=1))
     for path in ("/whoami", "/incidents", "/tokens", "/schedules", "/silences"):
         response = await served.http.get(path, headers=served.auth(lee["token"]))
         assert response.status_code == 401, (path, response.text)
@@ -177,10 +179,10 @@ async def test_last_use_is_noted_to_the_minute(served: Served) -> None:
     await whoami(served, kim["token"])
     first = await last_used()
     assert first is not None
-    served.clock.advance(seconds=30)
+    served.clock.advance(timedelta(seconds=30))
     await whoami(served, kim["token"])
     assert await last_used() == first  # no write for every request
-    served.clock.advance(seconds=31)
+    served.clock.advance(timedelta(seconds=31))
     await whoami(served, kim["token"])
     assert await last_used() != first
 

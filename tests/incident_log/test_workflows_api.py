@@ -19,16 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from contracts import AlertKind, RunbookFinished, RunState, alert_fingerprint
-from services.incident_log.api import build_router
-from services.incident_log.operations import IncidentLog
+from services.incident_log.api import install_incident_api
+from services.incident_log.auth import install_authentication
 from services.incident_log.permissions import Role
-from services.incident_log.review_api import build_review_router
+from services.incident_log.review_api import install_review_api
 from services.incident_log.runbook_choices import load_catalog_view
+from services.incident_log.service import IncidentLog
 from services.incident_log.tables import AlertRow
 from services.incident_log.tokens import issue_token, token_digest
 from services.runtime import OutboxMessage, ServiceName, Sessions, session_factory
 from services.runtime.invalid_requests import answer_invalid_requests
 from services.runtime.scopes import SERVICE_SCOPES
+from tests.clock import FakeClock
 from tests.factories import MODEL, T0, make_alert
 from tests.incident_log.policies import make_policy
 
@@ -37,19 +39,11 @@ CATALOG = Path(__file__).resolve().parents[1] / "runbook_runner" / "scripts" / "
 MINUTE = timedelta(minutes=1)
 
 
-class SimulatedClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Api:
     client: httpx.AsyncClient
     log: IncidentLog
-    clock: SimulatedClock
+    clock: FakeClock[datetime]
     tokens: dict[Role | str, str]
     sessions: Sessions
 
@@ -59,7 +53,7 @@ class Api:
     async def decay_incident(self, subject: str) -> str:
         kind = AlertKind.METRIC_DECAY
         alert = make_alert(kind=kind, fingerprint=alert_fingerprint(MODEL, 3, kind, subject))
-        await self.log.handle_alerts([alert])
+        await self.log.on_alerts([alert])
         listed = await self.client.get("/incidents", headers=self.auth(Role.VIEWER))
         return str(next(i["id"] for i in listed.json() if i["fingerprint"] == alert.fingerprint))
 
@@ -70,14 +64,15 @@ class Api:
 @pytest.fixture
 async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
     sessions: Sessions = session_factory(engine)
-    clock = SimulatedClock(T0)
+    clock = FakeClock(T0)
     log = IncidentLog(sessions, make_policy(), clock=clock)
     app = FastAPI()
     answer_invalid_requests(app)  # as every service does: a 422 that survives NaN in the input
     admin = token_digest(ADMIN)
     catalog = load_catalog_view(CATALOG)
-    app.include_router(build_router(log, sessions, admin_sha256=admin, catalog=catalog))
-    app.include_router(build_review_router(log, sessions, admin_sha256=admin))
+    install_authentication(app, sessions, admin_sha256=admin, clock=log.now)
+    install_incident_api(app, log, sessions, catalog=catalog)
+    install_review_api(app, log, sessions)
     tokens: dict[Role | str, str] = {Role.ADMIN: ADMIN}
     async with sessions() as session, session.begin():
         for role in (Role.VIEWER, Role.L1, Role.L2, Role.L3):
@@ -281,7 +276,7 @@ async def test_the_review_gives_times_per_tier_runs_decisions_and_saves_action_i
     api.clock.now = T0 + 2 * MINUTE
     await api.post(f"/incidents/{incident}/acknowledge", {}, Role.L1)
     api.clock.now = T0 + 4 * MINUTE
-    await api.log.handle_runbook_result(
+    await api.log.on_runbook_result(
         finished(incident, f"{incident}-rb0-e0", RunState.VERIFY_FAILED)
     )  # the chain's last runbook failed: escalated to L2 at T0 + 4 min
     api.clock.now = T0 + 7 * MINUTE
@@ -391,7 +386,7 @@ async def test_stats_give_mtta_and_mttr_per_tier_over_time_and_runbook_rates(api
     api.clock.now = T0 + 3 * MINUTE
     await api.post(f"/incidents/{first}/acknowledge", {}, Role.L1)
     api.clock.now = T0 + 5 * MINUTE
-    await api.log.handle_runbook_result(finished(first, f"{first}-rb0-e0", RunState.SUCCEEDED))
+    await api.log.on_runbook_result(finished(first, f"{first}-rb0-e0", RunState.SUCCEEDED))
     api.clock.now = T0 + 10 * MINUTE
     await api.post(f"/incidents/{first}/resolve", {"reason": "fixed", "force": True}, Role.L1)
 
@@ -400,7 +395,7 @@ async def test_stats_give_mtta_and_mttr_per_tier_over_time_and_runbook_rates(api
     api.clock.now += MINUTE
     await api.post(f"/incidents/{second}/acknowledge", {}, Role.L1)
     api.clock.now += MINUTE
-    await api.log.handle_runbook_result(finished(second, f"{second}-rb0-e0", RunState.FAILED))
+    await api.log.on_runbook_result(finished(second, f"{second}-rb0-e0", RunState.FAILED))
     api.clock.now += 4 * MINUTE  # at L2 since the failure
     await api.post(f"/incidents/{second}/acknowledge", {}, Role.L2)
     api.clock.now += 20 * MINUTE

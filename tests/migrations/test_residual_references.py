@@ -5,9 +5,7 @@ saves and loads a residual reference on it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
 from alembic import command
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,17 +15,10 @@ from services.monitor.join import JoinChanges
 from services.monitor.migrations import HISTORY
 from services.monitor.residuals import ResidualReference
 from services.monitor.store import load_snapshot, save_changes
-from services.runtime import create_engine, session_factory
+from services.runtime import session_factory
 from services.runtime.migrations import alembic_config, differences, migrate
 
 ESTIMATION_STATE = json.dumps({"scores": [0.2], "positives": [True], "calibration": None})
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_monitor_database_at_0004_upgrades_to_0005_and_keeps_its_references(

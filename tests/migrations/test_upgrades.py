@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select as select_rows
 
 from contracts import AlertKind
-from services.incident_log.operations import IncidentLog
 from services.incident_log.routing import Matcher
+from services.incident_log.service import IncidentLog
 from services.incident_log.tables import IncidentRow, SilenceRow
-from services.retrainer.store import RegistryStore
+from services.retrainer.registry.store import RegistryStore
 from services.runbook_runner.store import RunStore
-from services.runtime import HandledIds, create_engine, first_time, session_factory
+from services.runtime import HandledIds, first_time, session_factory
 from services.runtime.migrations import (
     BASELINE,
     SchemaError,
@@ -65,13 +64,6 @@ def history_of(service: str) -> SchemaHistory:
     package = importlib.import_module(f"services.{service.replace('-', '_')}.migrations")
     history: SchemaHistory = package.HISTORY
     return history
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def build_0_1_0(engine: AsyncEngine, service: str) -> None:
@@ -275,7 +267,7 @@ async def test_the_incident_log_works_on_an_upgraded_0_1_0_database(engine: Asyn
     log = IncidentLog(sessions, make_policy(), clock=lambda: T0 + timedelta(hours=1))
 
     ended = await log.expire_silence("sil-old", actor="bo")  # a 0.1.0 row, today's column
-    await log.handle_alerts([make_alert()])  # a new incident, paging's tables included
+    await log.on_alerts([make_alert()])  # a new incident, paging's tables included
 
     assert ended.expired_by == "bo"
     async with sessions() as session:

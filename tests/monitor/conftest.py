@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +15,10 @@ import pytest
 from services.monitor.domain import MonitorPolicy
 from services.monitor.migrations import HISTORY
 from services.monitor.service import MonitorService
+from services.monitor.settings import Settings
 from services.monitor.windows import WindowPolicy
 from services.runtime import (
+    KafkaSettings,
     OutboxRelay,
     RegistryClient,
     create_engine,
@@ -23,9 +26,30 @@ from services.runtime import (
 )
 from services.runtime.migrations import migrate
 from tests.factories import MODEL, T0, make_deployment, make_version_record
-from tests.monitor.doubles import FakeRegistry, FakeScorer, RecordingPublisher
+from tests.monitor.doubles import FakeRegistry, FakeScorer
+from tests.publishers import RecordingPublisher
 
 ServiceMaker = Callable[..., Awaitable[tuple[MonitorService, RecordingPublisher]]]
+
+
+def monitor_settings(
+    tmp_path: Path, kafka: KafkaSettings, group: str, **overrides: Any
+) -> Settings:
+    """The monitor's settings for a test: windows of 100 events judged from 20, no probes, the
+    registry and scorer at the doubles' addresses; ``overrides`` replace any of them."""
+    fields: dict[str, Any] = {
+        "kafka": kafka,
+        "state_dir": tmp_path / "state",
+        "consumer_group": group,
+        "window_max_events": 100,
+        "window_seconds": None,
+        "min_labelled": 20,
+        "min_predictions": 20,
+        "probes_enabled": False,
+        "registry_url": "http://registry",
+        "scorer_url": "http://scorer",
+    }
+    return Settings(**(fields | overrides))
 
 
 @pytest.fixture

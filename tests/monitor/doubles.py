@@ -5,7 +5,7 @@ scorer's ``POST /predict`` (both speaking the real contracts), and a loopback se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, TypeVar
 
@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, HTTPException, Response
 
-from contracts import Deployment, Envelope, Features, ModelVersionRecord
+from contracts import Deployment, Features, ModelVersionRecord
 from contracts.scoring_api import Prediction, PredictRequest, PredictResponse
 from services.runtime import free_port
 
@@ -148,19 +148,3 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
-
-
-class RecordingPublisher:
-    """A publisher that keeps what it was asked to publish, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[Envelope] = []
-
-    async def publish(self, event: Envelope) -> None:
-        self.published.append(event)
-
-    async def publish_many(self, events: Iterable[Envelope]) -> None:
-        self.published.extend(events)
-
-    def of_type(self, kind: type[E]) -> list[E]:
-        return [event for event in self.published if isinstance(event, kind)]

@@ -17,8 +17,7 @@ from contracts import (
     Envelope,
     FeatureKind,
     FeatureSpec,
-    MetricDirection,
-    MetricTarget,
+    FeatureValue,
     ModelTask,
     ModelVersionRecord,
     MonitoringSpec,
@@ -27,6 +26,7 @@ from contracts import (
     Variant,
 )
 from tests.factories import T0, make_version_record
+from tests.regression_builders import regression_targets
 
 REGRESSOR = "diabetes-progression"
 
@@ -41,21 +41,7 @@ def regression_spec(**overrides: Any) -> MonitoringSpec:
         ],
         "label": "progression",
         "key_metric": "mae",
-        "metrics": [
-            MetricTarget(
-                metric="mae",
-                baseline=42.0,
-                threshold=50.0,
-                direction=MetricDirection.LOWER_IS_BETTER,
-            ),
-            MetricTarget(
-                metric="rmse",
-                baseline=54.0,
-                threshold=65.0,
-                direction=MetricDirection.LOWER_IS_BETTER,
-            ),
-            MetricTarget(metric="r2", baseline=0.45, threshold=0.2),
-        ],
+        "metrics": regression_targets(mae=(42.0, 50.0), rmse=(54.0, 65.0), r2=(0.45, 0.2)),
         "probe": None,
     }
     return MonitoringSpec(**(fields | overrides))
@@ -91,6 +77,43 @@ class ScoredValue:
     truth: ValueRecorded
 
 
+def scored_value(
+    request_id: str,
+    at: datetime,
+    predicted: float,
+    truth: float,
+    *,
+    features: dict[str, FeatureValue],
+    truth_delay: timedelta = timedelta(0),
+    latency_ms: float = 1.0,
+    model: str = REGRESSOR,
+    version: int = 1,
+    variant: Variant = Variant.CHAMPION,
+) -> ScoredValue:
+    """A prediction of a value as the scorer publishes it, and its true value as a labeller
+    sends it ``truth_delay`` later: the streams differ only in the numbers."""
+    prediction = ValuePredicted(
+        producer="scorer",
+        occurred_at=at,
+        model=model,
+        model_version=version,
+        variant=variant,
+        deployment_revision=1,
+        request_id=request_id,
+        features=features,
+        predicted_value=predicted,
+        latency_ms=latency_ms,
+    )
+    value = ValueRecorded(
+        producer="labeller",
+        occurred_at=at + truth_delay,
+        model=model,
+        request_id=request_id,
+        value=truth,
+    )
+    return ScoredValue(prediction, value)
+
+
 def value_stream(
     phases: Iterable[ValuePhase],
     *,
@@ -112,26 +135,20 @@ def value_stream(
             truth = targets[(index + offset) % len(targets)]
             at = start + index * spacing
             sign = 1.0 if index % 2 == 0 else -1.0
-            prediction = ValuePredicted(
-                producer="scorer",
-                occurred_at=at,
-                model=model,
-                model_version=version,
-                variant=variant,
-                deployment_revision=1,
-                request_id=f"{prefix}-{index}",
-                features={"bmi": 0.01 * (index % 7), "bp": -0.02},
-                predicted_value=truth + sign * phase.error,
-                latency_ms=1.0 + (index % 10),
+            scored.append(
+                scored_value(
+                    f"{prefix}-{index}",
+                    at,
+                    truth + sign * phase.error,
+                    truth,
+                    features={"bmi": 0.01 * (index % 7), "bp": -0.02},
+                    truth_delay=truth_delay,
+                    latency_ms=1.0 + (index % 10),
+                    model=model,
+                    version=version,
+                    variant=variant,
+                )
             )
-            value = ValueRecorded(
-                producer="labeller",
-                occurred_at=at + truth_delay,
-                model=model,
-                request_id=prediction.request_id,
-                value=truth,
-            )
-            scored.append(ScoredValue(prediction, value))
             index += 1
     return scored
 
@@ -173,28 +190,13 @@ def noisy_traffic(
     for index in range(start, start + count):
         truth = targets[int(rng.integers(len(targets)))]
         at = T0 + timedelta(seconds=index)
-        request = f"r-{index}"
-        events.append(
-            ValuePredicted(
-                producer="scorer",
-                occurred_at=at,
-                model=REGRESSOR,
-                model_version=1,
-                variant=Variant.CHAMPION,
-                deployment_revision=1,
-                request_id=request,
-                features={"bmi": 0.01, "bp": -0.02},
-                predicted_value=predict(truth, float(rng.normal(0.0, NOISE))),
-                latency_ms=1.0,
-            )
+        scored = scored_value(
+            f"r-{index}",
+            at,
+            predict(truth, float(rng.normal(0.0, NOISE))),
+            truth,
+            features={"bmi": 0.01, "bp": -0.02},
+            truth_delay=timedelta(milliseconds=500),
         )
-        events.append(
-            ValueRecorded(
-                producer="labeller",
-                occurred_at=at + timedelta(milliseconds=500),
-                model=REGRESSOR,
-                request_id=request,
-                value=truth,
-            )
-        )
+        events += [scored.prediction, scored.truth]
     return events

@@ -92,3 +92,24 @@ def interleaved(scored: list[Scored], *, label_lag: int) -> list[Envelope]:
             events.append(scored[index - label_lag].label)
     events.extend(item.label for item in scored[max(0, len(scored) - label_lag) :])
     return events
+
+
+def champion_with_a_challenger() -> list[Envelope]:
+    """A champion (v1) whose recall dips to 0.7 for 500 predictions between two clean runs of
+    700, its challenger (v2, 500 predictions at 0.85) sent alongside it prediction for
+    prediction; labels 40 predictions behind. Episodes and both variants in one stream."""
+    champion = scored_stream([Phase(700), Phase(500, recall=0.7), Phase(700)], prefix="a")
+    challenger = scored_stream(
+        [Phase(500, recall=0.85)], version=2, variant=Variant.CHALLENGER, prefix="b"
+    )
+    return side_by_side(interleaved(champion, label_lag=40), interleaved(challenger, label_lag=40))
+
+
+def side_by_side(champion: list[Envelope], challenger: list[Envelope]) -> list[Envelope]:
+    """The two variants' events in turn, as a split deployment sends them; what the champion
+    has left once the challenger's run out comes after."""
+    events: list[Envelope] = []
+    for a, b in zip(champion, challenger, strict=False):
+        events += [a, b]
+    events += champion[len(events) // 2 :]
+    return events

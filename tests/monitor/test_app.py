@@ -31,28 +31,12 @@ from services.monitor.app import create_app
 from services.monitor.settings import Settings
 from services.runtime import KafkaSettings, ServiceRuntime
 from tests.factories import MODEL, make_deployment, make_version_record
+from tests.monitor.conftest import monitor_settings
 from tests.monitor.doubles import FakeRegistry, FakeScorer
 from tests.monitor.streams import Phase, interleaved, scored_stream
+from tests.polling import eventually
 
 OUTPUTS = (Topic.METRICS, Topic.ALERTS, Topic.DEAD_LETTER)
-
-
-def monitor_settings(
-    tmp_path: Path, kafka: KafkaSettings, group: str, **overrides: Any
-) -> Settings:
-    fields: dict[str, Any] = {
-        "kafka": kafka,
-        "state_dir": tmp_path / "state",
-        "consumer_group": group,
-        "window_max_events": 100,
-        "window_seconds": None,
-        "min_labelled": 20,
-        "min_predictions": 20,
-        "probes_enabled": False,
-        "registry_url": "http://registry",
-        "scorer_url": "http://scorer",
-    }
-    return Settings(**(fields | overrides))
 
 
 @asynccontextmanager
@@ -79,14 +63,6 @@ def _collect(topic: Topic, into: dict[Topic, list[Envelope]]) -> Callable[[Kafka
     return collect
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s * 20)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def registry() -> FakeRegistry:
     return (
@@ -108,7 +84,7 @@ async def test_a_decaying_stream_gives_figures_and_one_alert_and_bad_events_are_
         await runtime.publisher.publish(bad_label)
         for event in interleaved(stream, label_lag=20)[1:]:
             await runtime.publisher.publish(event)
-        await until(lambda: len(received[Topic.ALERTS]) >= 2)
+        await eventually(lambda: len(received[Topic.ALERTS]) >= 2)
         status = await app.state.service.status()
 
     metrics = [e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]

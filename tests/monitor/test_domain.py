@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
-from itertools import groupby
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -14,34 +12,22 @@ from contracts import (
     AlertRaised,
     AlertRecovered,
     ComparisonVerdict,
-    Envelope,
     LabelRecorded,
     MetricsComputed,
     MetricTarget,
-    PredictionMade,
     ProbeCompleted,
     Variant,
     VariantsCompared,
     WindowKind,
 )
 from contracts.scoring_api import PROBE_REQUEST_ID_PREFIX
-from services.monitor.domain import Monitor, MonitorPolicy, Step
+from services.monitor.domain import Monitor, Step
 from services.monitor.windows import WindowPolicy
 from tests.factories import MODEL, T0, make_deployment, make_spec, make_version_record
-from tests.monitor.streams import Phase, interleaved, scored_stream
+from tests.monitor.streams import Phase, interleaved, scored_stream, side_by_side
+from tests.monitor.test_regression import feed, policy
 
 NOW = T0 + timedelta(days=30)
-
-
-def policy(**overrides: Any) -> MonitorPolicy:
-    fields: dict[str, Any] = {
-        "window": WindowPolicy(max_events=100, span=None),
-        "min_labelled": 20,
-        "min_predictions": 20,
-        "comparison_min_samples": 100,
-        "comparison_resamples": 199,
-    }
-    return MonitorPolicy(**(fields | overrides))
 
 
 def monitor(**overrides: Any) -> Monitor:
@@ -49,20 +35,6 @@ def monitor(**overrides: Any) -> Monitor:
     made.know(make_version_record(version=1))
     made.know(make_version_record(version=2))
     return made
-
-
-def feed(target: Monitor, events: Sequence[Envelope]) -> Step:
-    """Hand events over as the consumer would: runs of one type, in order."""
-    total = Step()
-    for kind, run in groupby(events, key=type):
-        batch = list(run)
-        if kind is PredictionMade:
-            step = target.add_predictions(cast(list[PredictionMade], batch), now=NOW)
-        else:
-            step = target.add_labels(cast(list[LabelRecorded], batch), now=NOW)
-        total.outputs += step.outputs
-        total.refusals += step.refusals
-    return total
 
 
 E = TypeVar("E")
@@ -233,11 +205,9 @@ def test_a_worse_challenger_is_reported_and_alerted_once_and_recovered_when_with
     challenger = scored_stream(
         [Phase(1200, recall=0.8)], version=2, variant=Variant.CHALLENGER, prefix="b"
     )
-    events: list[Envelope] = []
-    for a, b in zip(
-        interleaved(champion, label_lag=10), interleaved(challenger, label_lag=10), strict=True
-    ):
-        events += [a, b]
+    events = side_by_side(
+        interleaved(champion, label_lag=10), interleaved(challenger, label_lag=10)
+    )
     step = feed(target, events)
     comparisons = of_type(step, VariantsCompared)
     verdicts = [c.verdict for c in comparisons]

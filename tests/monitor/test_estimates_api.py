@@ -17,10 +17,12 @@ from contracts import MetricsComputed, Topic
 from services.monitor.estimates_cli import estimates_table
 from services.runtime import KafkaSettings, ServiceRuntime
 from tests.factories import MODEL, make_deployment, make_version_record
+from tests.monitor.conftest import monitor_settings
 from tests.monitor.doubles import FakeRegistry, FakeScorer, serving
 from tests.monitor.streams import Phase, interleaved, scored_stream
-from tests.monitor.test_app import in_memory_monitor, monitor_settings, until
+from tests.monitor.test_app import in_memory_monitor
 from tests.monitor.test_real_broker import run_cli
+from tests.polling import eventually
 
 
 async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) -> None:
@@ -40,7 +42,7 @@ async def test_estimates_sit_beside_realised_metrics_per_window(tmp_path: Path) 
         runtime: ServiceRuntime = app.state.runtime
         for event in interleaved(stream, label_lag=10):
             await runtime.publisher.publish(event)
-        await until(
+        await eventually(
             lambda: len([e for e in received[Topic.METRICS] if isinstance(e, MetricsComputed)]) >= 4
         )
         answer = await client.get(f"/estimates/{MODEL}")
@@ -116,5 +118,5 @@ async def test_vigil_estimates_prints_the_monitors_answer_over_loopback() -> Non
     assert table_code == 0, table_output
     assert "estimated (95% band)" in table_output
     assert "0.812 (0.740-0.880)" in table_output
-    assert missing_code == 2
+    assert missing_code == 3
     assert "404" in missing_output

@@ -18,9 +18,10 @@ from contracts import (
 )
 from services.runtime import KafkaSettings
 from tests.factories import MODEL, T0
-from tests.monitor.real import producer, read_events, wait_for
+from tests.monitor.real import producer, read_events
 from tests.monitor.streams import POSITIVE, Phase, scored_stream
 from tests.monitor.test_real_broker import monitor, registry_of, settings_for
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -61,25 +62,28 @@ async def test_an_event_dated_in_2099_is_dead_lettered_and_the_monitor_keeps_its
     ):
         service = app.state.service
         await publish([s.prediction for s in stream[:40]] + [s.label for s in stream[:10]])
-        await wait_for(
+        await eventually(
             service.status,
             lambda s: (
                 s["pending_predictions"] == 30
                 and s["clocks"].get(MODEL) == stream[39].prediction.occurred_at.isoformat()
             ),
             what="the first 40 predictions and 10 labels handled",
+            timeout_s=60,
+            every_s=0.2,
         )
         await publish([intruder])
         # Topics are not ordered with each other: each step waits until the monitor took it in.
         await publish([s.label for s in stream[10:40]])
-        await wait_for(
+        await eventually(
             service.status,
             lambda s: s["pending_predictions"] == 0 and s["pending_labels"] == 0,
             timeout_s=20,
             what="labels 10-39 joined with their waiting predictions",
+            every_s=0.2,
         )
         await publish([s.prediction for s in stream[40:]])
-        await wait_for(
+        await eventually(
             service.status,
             lambda s: (
                 s["pending_predictions"] == 110
@@ -87,9 +91,10 @@ async def test_an_event_dated_in_2099_is_dead_lettered_and_the_monitor_keeps_its
             ),
             timeout_s=20,
             what="predictions 40-149 handled, the clock at the last of them",
+            every_s=0.2,
         )
         await publish([s.label for s in stream[40:]])
-        status = await wait_for(
+        status = await eventually(
             service.status,
             lambda s: (
                 s["pending_predictions"] == 0
@@ -98,6 +103,7 @@ async def test_an_event_dated_in_2099_is_dead_lettered_and_the_monitor_keeps_its
             ),
             timeout_s=20,
             what="every label joined, the clock at the last label",
+            every_s=0.2,
         )
 
     letters = [

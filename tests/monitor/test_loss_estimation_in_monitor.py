@@ -18,13 +18,12 @@ from contracts import (
     MetricsComputed,
     ValuePredicted,
     ValueRecorded,
-    Variant,
 )
 from services.monitor.domain import Monitor, Snapshot
 from services.monitor.join import PendingPrediction
 from services.monitor.loss_estimation import LossReference
 from tests.factories import T0
-from tests.monitor.regression_streams import REGRESSOR, regressor_record
+from tests.monitor.regression_streams import REGRESSOR, regressor_record, scored_value
 from tests.monitor.test_regression import feed, policy
 
 FINGERPRINT = f"{REGRESSOR}:v1:estimated_decay:mae"
@@ -48,30 +47,17 @@ class Traffic:
             z = float(self.rng.normal())
             predicted = 150.0 + 60.0 * z
             at = T0 + timedelta(seconds=self.index)
-            request = f"d-{self.index}"
-            predictions.append(
-                ValuePredicted(
-                    producer="scorer",
-                    occurred_at=at,
-                    model=REGRESSOR,
-                    model_version=1,
-                    variant=Variant.CHAMPION,
-                    deployment_revision=1,
-                    request_id=request,
-                    features={"x": x, "z": z, "site": "a" if self.index % 3 else "b"},
-                    predicted_value=predicted,
-                    latency_ms=2.0,
-                )
+            scored = scored_value(
+                f"d-{self.index}",
+                at,
+                predicted,
+                predicted + float(self.rng.normal(scale=5.0 + noise * x)),
+                features={"x": x, "z": z, "site": "a" if self.index % 3 else "b"},
+                truth_delay=timedelta(minutes=10),
+                latency_ms=2.0,
             )
-            truths.append(
-                ValueRecorded(
-                    producer="labeller",
-                    occurred_at=at + timedelta(minutes=10),
-                    model=REGRESSOR,
-                    request_id=request,
-                    value=predicted + float(self.rng.normal(scale=5.0 + noise * x)),
-                )
-            )
+            predictions.append(scored.prediction)
+            truths.append(scored.truth)
             self.index += 1
         return predictions, truths
 

@@ -14,8 +14,8 @@ from tests.factories import T0
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry
 from tests.monitor.regression_streams import regressor_record
+from tests.monitor.replay import comparable, feed, uninterrupted
 from tests.monitor.test_loss_estimation_in_monitor import Traffic
-from tests.monitor.test_regression_service import comparable, feed, uninterrupted
 
 
 def traffic() -> list[Envelope]:
@@ -52,5 +52,5 @@ async def test_a_restart_keeps_the_loss_reference(
     # A new process on the same database; Kafka redelivers what was handled but not committed.
     second, second_out = await make_service(clock=lambda: T0, future_tolerance=tolerance)
     assert await feed(second, events[cut - 100 :]) == []
-    published = first_out.published + second_out.published
+    published = first_out.events + second_out.events
     assert comparable(published) == comparable(expected)

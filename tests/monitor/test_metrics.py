@@ -160,3 +160,36 @@ def test_throughput_is_the_arrival_rate_between_first_and_last_prediction() -> N
     assert throughput_per_second(101, T0, T0 + timedelta(seconds=50)) == 2.0
     assert throughput_per_second(5, T0, T0) is None
     assert throughput_per_second(0, None, None) is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_figure_equals_scikit_learn_with_tied_scores_and_three_classes(seed: int) -> None:
+    """The figures are counted here, not by scikit-learn: they must still be its floats, ties
+    in the scores (rounded probabilities) and classes absent from the window included."""
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b", "c"]
+    size = int(rng.integers(2, 300))
+    truth = [classes[i] for i in rng.integers(0, 2 if seed % 4 == 0 else 3, size)]
+    predicted = [classes[i] for i in rng.integers(0, 3, size)]
+    raw = np.round(rng.random((size, 3)), 1 + seed % 2) + 0.01
+    probabilities = (raw / raw.sum(axis=1, keepdims=True)).tolist()
+    figures = classification_metrics(
+        truth, predicted, probabilities, classes=classes, positive_class="a"
+    )
+    assert figures["accuracy"] == accuracy_score(truth, predicted)
+    is_positive = [label == "a" for label in truth]
+    if any(is_positive) and not all(is_positive):
+        assert figures["roc_auc"] == roc_auc_score(is_positive, [row[0] for row in probabilities])
+    else:
+        assert figures["roc_auc"] is None
+    assert figures["log_loss"] == pytest.approx(log_loss(truth, probabilities, labels=classes))
+    for label in classes:
+        in_window = label in truth or label in predicted
+        expected = (
+            f1_score(truth, predicted, labels=[label], average="micro") if in_window else None
+        )
+        assert figures[f"f1[{label}]"] == expected
+    assert (
+        confusion(truth, predicted, classes)
+        == confusion_matrix(truth, predicted, labels=classes).tolist()
+    )

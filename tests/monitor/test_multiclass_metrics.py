@@ -11,8 +11,8 @@ from sklearn.metrics import precision_recall_fscore_support
 from contracts import FeatureKind, FeatureSpec, MetricTarget, MonitoringSpec
 from services.monitor.comparison import significance_test_for
 from services.monitor.metrics import classification_metrics, quality_metric
-from services.retrainer.gate import metric_value
-from services.retrainer.training import Scores
+from services.retrainer.retraining.gate import metric_value
+from services.retrainer.retraining.training import Scores
 
 CLASSES = ["class_0", "class_1", "class_2"]
 

@@ -30,33 +30,23 @@ from services.monitor.settings import Settings
 from services.runtime import KafkaSettings
 from tests.factories import make_deployment, make_version_record
 from tests.kafka_tools import write_raw
+from tests.monitor.conftest import monitor_settings
 from tests.monitor.doubles import FakeRegistry, FakeScorer, serving
 from tests.monitor.real import (
     handled_all,
     last_label_time,
     producer,
     read_events,
-    wait_for,
 )
 from tests.monitor.streams import Phase, interleaved, scored_stream
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
 
 def settings_for(kafka: KafkaSettings, tmp_path: Path, unique: str, **overrides: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "kafka": kafka,
-        "state_dir": tmp_path / "state",
-        "consumer_group": f"monitor-{unique}",
-        "window_max_events": 100,
-        "window_seconds": None,
-        "min_labelled": 20,
-        "min_predictions": 20,
-        "probes_enabled": False,
-        "registry_url": "http://registry",
-        "scorer_url": "http://scorer",
-    }
-    return Settings(**(fields | overrides))
+    """Settings of a monitor with a consumer group of this test's own."""
+    return monitor_settings(tmp_path, kafka, f"monitor-{unique}", **overrides)
 
 
 def registry_of(*models: str) -> FakeRegistry:
@@ -94,10 +84,12 @@ async def test_recall_decay_raises_one_alert_episode_and_one_recovery_and_no_dec
         producer(kafka_settings) as publish,
     ):
         await publish(events)
-        status = await wait_for(
+        status = await eventually(
             app.state.service.status,
             handled_all({m: last_label_time(events, m) for m in ("decaying", "healthy")}),
             what="every event handled",
+            timeout_s=60,
+            every_s=0.2,
         )
 
     alerts = await read_events(kafka_settings, Topic.ALERTS)
@@ -135,11 +127,29 @@ async def test_late_labels_are_joined_and_counted_and_expired_predictions_report
     ):
         service = app.state.service
         await publish(predictions[:40])
-        await wait_for(service.status, lambda s: s["pending_predictions"] == 31, what="40 handled")
+        await eventually(
+            service.status,
+            lambda s: s["pending_predictions"] == 31,
+            what="40 handled",
+            timeout_s=60,
+            every_s=0.2,
+        )
         await publish([s.label for s in stream[20:30]])  # four windows later
-        await wait_for(service.status, lambda s: s["pending_predictions"] == 21, what="joined")
+        await eventually(
+            service.status,
+            lambda s: s["pending_predictions"] == 21,
+            what="joined",
+            timeout_s=60,
+            every_s=0.2,
+        )
         await publish(predictions[40:])
-        await wait_for(service.status, lambda s: s["pending_predictions"] == 30, what="60 handled")
+        await eventually(
+            service.status,
+            lambda s: s["pending_predictions"] == 30,
+            what="60 handled",
+            timeout_s=60,
+            every_s=0.2,
+        )
 
     windows = [
         (m.predictions, m.labelled, m.expired_unjoined)
@@ -170,9 +180,19 @@ async def test_bad_events_are_dead_lettered_and_the_good_ones_handled(
     ):
         await write_raw(kafka_settings, Topic.PREDICTIONS, [b"{not json"])
         await publish([stream[0].prediction, unregistered, stream[2].prediction])
-        await wait_for(app.state.service.status, lambda s: s["pending_predictions"] == 2)
+        await eventually(
+            app.state.service.status,
+            lambda s: s["pending_predictions"] == 2,
+            timeout_s=60,
+            every_s=0.2,
+        )
         await publish([wrong_class, stream[0].label])
-        await wait_for(app.state.service.status, lambda s: s["pending_predictions"] == 1)
+        await eventually(
+            app.state.service.status,
+            lambda s: s["pending_predictions"] == 1,
+            timeout_s=60,
+            every_s=0.2,
+        )
 
     letters = await read_events(kafka_settings, Topic.DEAD_LETTER)
     errors = sorted(d.error for d in letters if isinstance(d, MessageDeadLettered))
@@ -213,7 +233,9 @@ async def test_a_probe_passes_against_a_running_scorer_then_fails_when_it_serves
             async def calls() -> int:
                 return scorer.calls
 
-            await wait_for(calls, lambda n: n >= 1, what="the scheduled probe")
+            await eventually(
+                calls, lambda n: n >= 1, what="the scheduled probe", timeout_s=60, every_s=0.2
+            )
             scorer.mode = "wrong"
             failed_code, failed_output = await run_cli("probe", "breast-cancer", env=env)
             scorer.mode = "right"

@@ -45,7 +45,7 @@ from services.monitor.domain import Monitor, MonitorPolicy, Step, watched_target
 from services.monitor.metrics import regression_metric, regression_metrics
 from services.monitor.thresholds import Reading, read
 from services.monitor.windows import Series, Window, WindowPolicy, Windows
-from services.retrainer.canary import CanaryAction, Rollout, judge_canary
+from services.retrainer.rollout.canary import CanaryAction, Rollout, judge_canary
 from tests.factories import MODEL, T0, make_deployment, make_version_record
 from tests.monitor.regression_streams import (
     REGRESSOR,

@@ -24,7 +24,7 @@ from contracts import (
 from services.runtime import KafkaSettings
 from tests.factories import make_deployment
 from tests.kafka_tools import write_raw
-from tests.monitor.real import producer, read_events, wait_for
+from tests.monitor.real import producer, read_events
 from tests.monitor.regression_streams import (
     REGRESSOR,
     ValuePhase,
@@ -33,6 +33,7 @@ from tests.monitor.regression_streams import (
     value_stream,
 )
 from tests.monitor.test_real_broker import monitor, registry_of, settings_for
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ async def test_an_mae_breach_alerts_once_recovers_once_and_replayed_events_count
     async with monitor(settings, registry) as app, producer(kafka_settings) as publish:
         await publish(events)
         await publish(events[:400])  # a producer's retry: the same events again
-        status = await wait_for(
+        status = await eventually(
             app.state.service.status,
             lambda s: (
                 s["pending_predictions"] == 0
@@ -60,6 +61,8 @@ async def test_an_mae_breach_alerts_once_recovers_once_and_replayed_events_count
                 and s["clocks"].get(REGRESSOR) == last.isoformat()
             ),
             what="every event handled",
+            timeout_s=60,
+            every_s=0.2,
         )
 
     alerts = await read_events(kafka_settings, Topic.ALERTS)
@@ -154,9 +157,19 @@ async def test_nan_infinities_and_truths_of_the_wrong_kind_are_dead_lettered_and
             ],
         )
         await publish([s.prediction for s in stream])
-        await wait_for(app.state.service.status, lambda s: s["pending_predictions"] == 3)
+        await eventually(
+            app.state.service.status,
+            lambda s: s["pending_predictions"] == 3,
+            timeout_s=60,
+            every_s=0.2,
+        )
         await publish([a_class, a_number, stream[0].truth])
-        await wait_for(app.state.service.status, lambda s: s["pending_predictions"] == 2)
+        await eventually(
+            app.state.service.status,
+            lambda s: s["pending_predictions"] == 2,
+            timeout_s=60,
+            every_s=0.2,
+        )
 
     letters = [
         d

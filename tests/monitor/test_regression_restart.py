@@ -4,20 +4,16 @@ the MAE alert episode come back from its database."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import subprocess
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from contracts import AlertRaised, AlertRecovered, Envelope, MetricsComputed, Topic
-from services.runtime import KafkaSettings, free_port
+from services.runtime import KafkaSettings
 from tests.factories import make_deployment
-from tests.monitor.doubles import FakeRegistry, serving
-from tests.monitor.real import handled_all, producer, read_events, wait_for
+from tests.monitor.doubles import FakeRegistry
+from tests.monitor.real import killed_mid_stream, read_events
 from tests.monitor.regression_streams import (
     REGRESSOR,
     ValuePhase,
@@ -25,17 +21,8 @@ from tests.monitor.regression_streams import (
     regressor_record,
     value_stream,
 )
-from tests.monitor.test_restart import start_monitor, status_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def clock_at_least(at: datetime) -> Any:
-    def reached(status: dict[str, Any]) -> bool:
-        clock = status.get("clocks", {}).get(REGRESSOR)
-        return clock is not None and datetime.fromisoformat(clock) >= at
-
-    return reached
 
 
 async def test_a_monitor_killed_mid_stream_resumes_a_regressor_without_loss_or_double_counting(
@@ -46,41 +33,17 @@ async def test_a_monitor_killed_mid_stream_resumes_a_regressor_without_loss_or_d
         truth_delay=timedelta(seconds=50),
     )
     events: list[Envelope] = interleaved_values(stream, lag=50)
-    first_part = int(len(events) * 0.6)
     registry = FakeRegistry().add(regressor_record())
     registry.deploy(REGRESSOR, make_deployment(challenger=None, challenger_share=0.0))
-    state_dir, group = tmp_path / "state", f"monitor-{unique}"
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        async with serving(registry.app()) as registry_url, producer(kafka_settings) as publish:
-            port = free_port()
-            processes.append(start_monitor(kafka_settings, state_dir, registry_url, group, port))
-            await wait_for(lambda: status_of(port, processes[-1]), lambda s: s["ready"])
-            await publish(events[:first_part])
-            await wait_for(
-                lambda: status_of(port, processes[-1]),
-                clock_at_least(events[first_part // 2].occurred_at),
-                what="half of the first part handled",
-            )
-            processes[-1].send_signal(signal.SIGKILL)
-            await asyncio.to_thread(processes[-1].wait, 10)
-
-            port = free_port()
-            processes.append(start_monitor(kafka_settings, state_dir, registry_url, group, port))
-            await wait_for(lambda: status_of(port, processes[-1]), lambda s: s["ready"])
-            await publish(events[first_part:])
-            last = max(s.truth.occurred_at for s in stream)
-            status = await wait_for(
-                lambda: status_of(port, processes[-1]),
-                handled_all({REGRESSOR: last}),
-                timeout_s=120,
-                what="every event handled after the restart",
-            )
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(process.wait, 40)
+    status = await killed_mid_stream(
+        kafka_settings,
+        tmp_path,
+        f"monitor-{unique}",
+        registry,
+        events,
+        model=REGRESSOR,
+        last=max(s.truth.occurred_at for s in stream),
+    )
 
     windows = [
         m

@@ -9,11 +9,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import httpx
 import numpy as np
@@ -25,20 +24,16 @@ from contracts import (
     AlertRaised,
     AlertRecovered,
     Envelope,
-    LabelRecorded,
     MetricsComputed,
-    PredictionMade,
-    ProbeCompleted,
     ValuePredicted,
     ValueRecorded,
     Variant,
     VariantsCompared,
 )
-from services.monitor.api import api
+from services.monitor.api import install_monitor_api
 from services.monitor.domain import Monitor, MonitorPolicy
-from services.monitor.service import MonitorService
 from services.monitor.windows import WindowPolicy
-from services.runtime import Rejection, create_engine
+from services.runtime import create_engine
 from tests.factories import T0, make_deployment
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry, serving
@@ -52,72 +47,8 @@ from tests.monitor.regression_streams import (
     twenty_percent_low,
     value_stream,
 )
-
-_PREDICTIONS = (PredictionMade, ValuePredicted)
-
-
-def polled(events: Sequence[Envelope], size: int) -> list[list[Envelope]]:
-    """``size`` at a time, each poll grouped by topic (predictions first, then labels)."""
-    chunks = [list(events[start : start + size]) for start in range(0, len(events), size)]
-    return [
-        [e for e in chunk if isinstance(e, _PREDICTIONS)]
-        + [e for e in chunk if not isinstance(e, _PREDICTIONS)]
-        for chunk in chunks
-    ]
-
-
-async def feed(
-    service: MonitorService, events: Sequence[Envelope], *, poll: int = 100
-) -> list[Rejection]:
-    """Hand events to the service as the consumer does: runs of one type, in order."""
-    rejections: list[Rejection] = []
-    for chunk in polled(events, poll):
-        for kind, run in groupby(chunk, key=type):
-            batch = list(run)
-            if kind in _PREDICTIONS:
-                predictions = cast(list[PredictionMade | ValuePredicted], batch)
-                rejections += await service.on_predictions(predictions)
-            else:
-                rejections += await service.on_labels(
-                    cast(list[LabelRecorded | ValueRecorded], batch)
-                )
-    return rejections
-
-
-def uninterrupted(
-    events: Sequence[Envelope], registry: FakeRegistry, now: datetime, **policy: Any
-) -> list[Envelope]:
-    """What one monitor that never stops publishes for these events (no database at all)."""
-    fields: dict[str, Any] = {
-        "window": WindowPolicy(max_events=100, span=None),
-        "min_labelled": 20,
-        "min_predictions": 20,
-        "comparison_min_samples": 100,
-    }
-    monitor = Monitor(MonitorPolicy(**(fields | policy)))
-    for record in registry.records.values():
-        monitor.know(record)
-    outputs: list[Envelope] = []
-    for model, deployment in registry.deployments.items():
-        outputs += monitor.apply_deployment(model, deployment, at=now, now=now).outputs
-    for chunk in polled(events, 100):
-        for kind, run in groupby(chunk, key=type):
-            batch = list(run)
-            if kind in _PREDICTIONS:
-                predictions = cast(list[PredictionMade | ValuePredicted], batch)
-                outputs += monitor.add_predictions(predictions, now=now).outputs
-            else:
-                truths = cast(list[LabelRecorded | ValueRecorded], batch)
-                outputs += monitor.add_labels(truths, now=now).outputs
-    return outputs
-
-
-def comparable(events: Sequence[Envelope]) -> list[dict[str, Any]]:
-    return [
-        event.model_dump(mode="json", exclude={"event_id", "occurred_at"})
-        for event in events
-        if not isinstance(event, ProbeCompleted)
-    ]
+from tests.monitor.replay import comparable, feed, uninterrupted
+from tests.monitor.streams import side_by_side
 
 
 def regressor_traffic() -> list[Envelope]:
@@ -128,13 +59,9 @@ def regressor_traffic() -> list[Envelope]:
     challenger = value_stream(
         [ValuePhase(500, error=35.0)], version=2, variant=Variant.CHALLENGER, prefix="b", offset=9
     )
-    events: list[Envelope] = []
-    for a, b in zip(
-        interleaved_values(champion, lag=40), interleaved_values(challenger, lag=40), strict=False
-    ):
-        events += [a, b]
-    events += interleaved_values(champion, lag=40)[len(events) // 2 :]
-    return events
+    return side_by_side(
+        interleaved_values(champion, lag=40), interleaved_values(challenger, lag=40)
+    )
 
 
 def regressor_registry() -> FakeRegistry:
@@ -180,7 +107,7 @@ async def test_a_restart_mid_stream_with_redelivery_publishes_what_an_uninterrup
     await second.load_deployments()
     assert await feed(second, events[cut - 300 :]) == []
 
-    published = first_out.published + second_out.published
+    published = first_out.events + second_out.events
     assert comparable(published) == comparable(expected)
     windows = [e for e in published if isinstance(e, MetricsComputed) and e.model == REGRESSOR]
     assert (
@@ -197,9 +124,9 @@ async def test_a_redelivered_regressor_batch_changes_nothing(
     service, published = await make_service()
     events = interleaved_values(value_stream([ValuePhase(150)]), lag=10)
     assert await feed(service, events) == []
-    before, status = len(published.published), await service.status()
+    before, status = len(published.events), await service.status()
     assert await feed(service, events) == []
-    assert len(published.published) == before
+    assert len(published.events) == before
     assert await service.status() == status
 
 
@@ -221,7 +148,7 @@ async def test_series_and_vigil_series_show_a_regressors_mae_rmse_and_r2(
     stream = value_stream([ValuePhase(300), ValuePhase(300, error=60.0), ValuePhase(300)])
     assert await feed(service, interleaved_values(stream, lag=20)) == []
     app = FastAPI()
-    app.include_router(api(service))
+    install_monitor_api(app, service)
     async with serving(app) as url:
         async with httpx.AsyncClient() as client:
             response = await client.get(f"{url}/series/{REGRESSOR}")

@@ -17,8 +17,8 @@ from services.runtime.leases import Lease
 from tests.factories import T0
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry
+from tests.monitor.replay import comparable, feed, uninterrupted
 from tests.monitor.streams import Phase, interleaved, scored_stream
-from tests.monitor.test_service import comparable, feed, uninterrupted
 
 
 async def test_a_model_moving_between_two_replicas_gives_the_figures_of_one_monitor(
@@ -43,7 +43,7 @@ async def test_a_model_moving_between_two_replicas_gives_the_figures_of_one_moni
         # Kafka redelivers what the previous owner handled but had not committed yet.
         await feed(owner, events[max(0, start - 200) : start + size], poll=100)
 
-    published = first_out.published + second_out.published
+    published = first_out.events + second_out.events
     assert in_any_order(comparable(published)) == in_any_order(comparable(expected))
 
 

@@ -27,7 +27,6 @@ from contracts import (
     PredictionMade,
     ValuePredicted,
     ValueRecorded,
-    Variant,
 )
 from services.monitor.domain import Monitor, MonitorPolicy, Snapshot, Step
 from services.monitor.residuals import (
@@ -46,6 +45,7 @@ from tests.monitor.regression_streams import (
     honest,
     noisy_traffic,
     regressor_record,
+    scored_value,
     twenty_percent_low,
 )
 
@@ -297,29 +297,14 @@ def test_truths_and_predictions_near_the_float_limit_keep_the_monitor_healthy() 
     for index in range(700):
         at = T0 + timedelta(seconds=index)
         sign = 1.0 if index % 2 else -1.0
-        events.append(
-            ValuePredicted(
-                producer="scorer",
-                occurred_at=at,
-                model=REGRESSOR,
-                model_version=1,
-                variant=Variant.CHAMPION,
-                deployment_revision=1,
-                request_id=f"h-{index}",
-                features={},
-                predicted_value=-sign * 1.7e308 if index >= 400 else 1e300 * (index % 5),
-                latency_ms=1.0,
-            )
+        scored = scored_value(
+            f"h-{index}",
+            at,
+            -sign * 1.7e308 if index >= 400 else 1e300 * (index % 5),
+            sign * 1.7e308 if index >= 400 else 1e300 * (index % 3),
+            features={},
         )
-        events.append(
-            ValueRecorded(
-                producer="labeller",
-                occurred_at=at,
-                model=REGRESSOR,
-                request_id=f"h-{index}",
-                value=sign * 1.7e308 if index >= 400 else 1e300 * (index % 3),
-            )
-        )
+        events += [scored.prediction, scored.truth]
     step = feed(monitor, events)
     assert step.refusals == []
     for alert in residual_alerts(step):

@@ -8,36 +8,27 @@ from datetime import timedelta
 import httpx
 from fastapi import FastAPI
 
-from contracts import AlertRaised, AlertRecovered, Envelope, MetricsComputed, Variant
-from services.monitor.api import api
+from contracts import AlertRaised, AlertRecovered, MetricsComputed
+from services.monitor.api import install_monitor_api
 from services.monitor.history import MetricHistory
 from tests.factories import MODEL, T0, make_deployment
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry
-from tests.monitor.streams import Phase, interleaved, scored_stream
-from tests.monitor.test_service import feed
+from tests.monitor.replay import feed
+from tests.monitor.streams import champion_with_a_challenger
 
 
 async def test_series_holds_what_the_monitor_published_with_its_episodes(
     make_service: ServiceMaker, registry: FakeRegistry
 ) -> None:
     registry.deploy(MODEL, make_deployment())  # champion v1, challenger v2
-    champion = scored_stream([Phase(700), Phase(500, recall=0.7), Phase(700)], prefix="a")
-    challenger = scored_stream(
-        [Phase(500, recall=0.85)], version=2, variant=Variant.CHALLENGER, prefix="b"
-    )
-    events: list[Envelope] = []
-    for a, b in zip(
-        interleaved(champion, label_lag=40), interleaved(challenger, label_lag=40), strict=False
-    ):
-        events += [a, b]
-    events += interleaved(champion, label_lag=40)[len(events) // 2 :]
+    events = champion_with_a_challenger()
     service, published = await make_service(clock=lambda: T0, future_tolerance=timedelta(hours=1))
     await service.load_deployments()
     await feed(service, events)
 
     app = FastAPI()
-    app.include_router(api(service))
+    install_monitor_api(app, service)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://monitor"
     ) as client:

@@ -3,10 +3,9 @@ figures equal scikit-learn's, restarts neither lose nor double-count, failures l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from itertools import groupby
-from typing import Any, cast
+import asyncio
+from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +23,6 @@ from contracts import (
     AlertKind,
     AlertRaised,
     AlertRecovered,
-    Envelope,
     LabelRecorded,
     MetricsComputed,
     ModelDeployed,
@@ -33,42 +31,16 @@ from contracts import (
     Variant,
     VariantsCompared,
 )
-from services.monitor.domain import Monitor, MonitorPolicy
-from services.monitor.service import MonitorService, NoGoldenSet, NotDeployed
+from services.monitor.service import NoGoldenSet, NotDeployed
 from services.monitor.windows import WindowPolicy
-from services.runtime import RegistryError, Rejection
+from services.runtime import RegistryError
 from tests.factories import MODEL, T0, make_deployment, make_spec, make_version_record
 from tests.monitor.conftest import ServiceMaker
 from tests.monitor.doubles import FakeRegistry, FakeScorer
-from tests.monitor.streams import Phase, interleaved, scored_stream
+from tests.monitor.replay import comparable, feed, uninterrupted
+from tests.monitor.streams import Phase, champion_with_a_challenger, interleaved, scored_stream
 
 NOW = T0 + timedelta(days=30)
-
-
-def polled(events: Sequence[Envelope], size: int) -> list[list[Envelope]]:
-    """Split events as a consumer polls them: ``size`` at a time, each poll grouped by topic
-    (aiokafka returns records partition by partition)."""
-    chunks = [list(events[start : start + size]) for start in range(0, len(events), size)]
-    return [
-        [e for e in chunk if isinstance(e, PredictionMade)]
-        + [e for e in chunk if isinstance(e, LabelRecorded)]
-        for chunk in chunks
-    ]
-
-
-async def feed(
-    service: MonitorService, events: Sequence[Envelope], *, poll: int = 100
-) -> list[Rejection]:
-    """Hand events to the service as the consumer does: runs of one type, in order."""
-    rejections: list[Rejection] = []
-    for chunk in polled(events, poll):
-        for kind, run in groupby(chunk, key=type):
-            batch = list(run)
-            if kind is PredictionMade:
-                rejections += await service.on_predictions(cast(list[PredictionMade], batch))
-            else:
-                rejections += await service.on_labels(cast(list[LabelRecorded], batch))
-    return rejections
 
 
 def noisy_stream(seed: int, size: int) -> tuple[list[PredictionMade], list[LabelRecorded]]:
@@ -143,61 +115,11 @@ async def test_published_figures_equal_scikit_learns_on_the_same_labelled_predic
     assert prediction_window.throughput_per_s == pytest.approx(1.0)
 
 
-def comparable(events: Sequence[Envelope]) -> list[dict[str, Any]]:
-    """Events without their identity and processing time: what a rerun must reproduce."""
-    return [
-        event.model_dump(mode="json", exclude={"event_id", "occurred_at"})
-        for event in events
-        if not isinstance(event, ProbeCompleted)
-    ]
-
-
-def uninterrupted(
-    events: Sequence[Envelope],
-    registry: FakeRegistry,
-    now: datetime = NOW,
-    *,
-    poll: int = 100,
-    **policy: Any,
-) -> list[Envelope]:
-    """What one monitor that never stops publishes for these events (no database at all)."""
-    fields: dict[str, Any] = {
-        "window": WindowPolicy(max_events=100, span=None),
-        "min_labelled": 20,
-        "min_predictions": 20,
-        "comparison_min_samples": 100,
-    }
-    monitor = Monitor(MonitorPolicy(**(fields | policy)))
-    for record in registry.records.values():
-        monitor.know(record)
-    outputs: list[Envelope] = []
-    for model, deployment in registry.deployments.items():
-        outputs += monitor.apply_deployment(model, deployment, at=now, now=now).outputs
-    for chunk in polled(events, poll):
-        for kind, run in groupby(chunk, key=type):
-            batch = list(run)
-            if kind is PredictionMade:
-                step = monitor.add_predictions(cast(list[PredictionMade], batch), now=now)
-            else:
-                step = monitor.add_labels(cast(list[LabelRecorded], batch), now=now)
-            outputs += step.outputs
-    return outputs
-
-
 async def test_a_restart_mid_stream_with_redelivery_gives_the_figures_of_an_uninterrupted_run(
     make_service: ServiceMaker, registry: FakeRegistry
 ) -> None:
     registry.deploy(MODEL, make_deployment())  # champion v1, challenger v2
-    champion = scored_stream([Phase(700), Phase(500, recall=0.7), Phase(700)], prefix="a")
-    challenger = scored_stream(
-        [Phase(500, recall=0.85)], version=2, variant=Variant.CHALLENGER, prefix="b"
-    )
-    events: list[Envelope] = []
-    for a, b in zip(
-        interleaved(champion, label_lag=40), interleaved(challenger, label_lag=40), strict=False
-    ):
-        events += [a, b]
-    events += interleaved(champion, label_lag=40)[len(events) // 2 :]
+    events = champion_with_a_challenger()
     # The wall clock stands at the start (so the comparison starts there) while event time runs
     # on for half an hour: the future tolerance covers the stream.
     tolerance = timedelta(hours=1)
@@ -217,21 +139,29 @@ async def test_a_restart_mid_stream_with_redelivery_gives_the_figures_of_an_unin
     await second.load_deployments()
     await feed(second, events[cut - 300 :], poll=100)
 
-    assert comparable(first_out.published + second_out.published) == comparable(expected)
+    assert comparable(first_out.events + second_out.events) == comparable(expected)
 
 
 async def test_a_redelivered_batch_changes_nothing(make_service: ServiceMaker) -> None:
     service, published = await make_service()
     events = interleaved(scored_stream([Phase(150)]), label_lag=10)
     await feed(service, events)
-    before, status = len(published.published), await service.status()
+    before, status = len(published.events), await service.status()
     assert await feed(service, events) == []
-    assert len(published.published) == before
+    assert len(published.events) == before
     assert await service.status() == status
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [ConnectionError("database went away"), asyncio.CancelledError()],
+    ids=["error", "cancelled"],  # cancelled: the step's task, at shutdown
+)
 async def test_a_failed_transaction_leaves_memory_as_the_database_has_it(
-    make_service: ServiceMaker, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+    make_service: ServiceMaker,
+    registry: FakeRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
 ) -> None:
     events = interleaved(scored_stream([Phase(450)]), label_lag=10)
     service, published = await make_service()
@@ -246,16 +176,16 @@ async def test_a_failed_transaction_leaves_memory_as_the_database_has_it(
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise ConnectionError("database went away")
+            raise failure
         await real_save(session, changes)
 
     monkeypatch.setattr(module, "save_changes", failing_once)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(type(failure)):
         await feed(service, events[300:])
     # The consumer redelivers from the failed batch on: nothing is refused as seen before.
     assert await feed(service, events[300:]) == []
     assert calls > 1
-    assert comparable(published.published) == comparable(uninterrupted(events, registry))
+    assert comparable(published.events) == comparable(uninterrupted(events, registry))
 
 
 async def test_an_unreachable_registry_fails_the_batch_so_that_it_is_retried(
@@ -308,7 +238,7 @@ async def test_a_probe_passes_then_fails_on_a_broken_model_and_alerts_once(
     await service.probe(MODEL, manual=False)
     alerts = [
         (type(e).__name__, e.kind)
-        for e in published.published
+        for e in published.events
         if isinstance(e, AlertRaised | AlertRecovered)
     ]
     assert alerts == [

@@ -65,6 +65,21 @@ def test_a_late_event_counts_in_the_open_window_and_widens_its_span() -> None:
     assert window.labelled == 1
 
 
+def test_two_windows_can_start_at_the_same_event_time_and_their_ends_tell_them_apart() -> None:
+    """A label stamped before its prediction was scored (a client that dates it at request time)
+    joins at the prediction's time; arriving after that prediction's window closed, it widens the
+    next window back to the same first event time. A window is named by its start and end."""
+    windows = Windows(WindowPolicy(max_events=None, span=timedelta(minutes=5)))
+    first = T0 + timedelta(minutes=4, seconds=59)
+    windows.add_prediction(SERIES, first, 0.9, 1.0)
+    (closed,) = windows.close_due("m", T0 + timedelta(minutes=5))
+    windows.add_prediction(SERIES, T0 + timedelta(minutes=5), 0.9, 1.0)
+    windows.add_outcome(SERIES, first, y_true="a", y_pred="a", probabilities=[1.0])
+    (following,) = windows.open_windows()
+    assert following.start == closed.window.start == first
+    assert following.end > closed.window.end
+
+
 def test_expirations_and_label_mismatches_are_counted_in_the_open_window() -> None:
     windows = Windows(WindowPolicy(max_events=10, span=None))
     windows.add_expired(SERIES, T0)

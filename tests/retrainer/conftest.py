@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from services.runtime import KafkaSettings, ensure_topics
 from tests.processes import issue_tokens, running_incident_log
+from tests.registry_tools import Registry, registry
 from tests.retrainer.retrainer_harness import Retrainer, in_memory_retrainer, real_retrainer
 
 PEOPLE = {"ana": "l2", "bo": "l2", "cy": "l2", "lee": "l1"}
@@ -72,3 +74,18 @@ async def retrainer(
         tmp_path, mode["kafka"], database_url, url, tokens, **retrainer_settings
     ) as running:
         yield running
+
+
+@pytest.fixture
+async def reg(database_url: str) -> AsyncIterator[Registry]:
+    """The registry's API alone on the test's database, without broker or retraining."""
+    async with registry(database_url) as built:
+        yield built
+
+
+@pytest.fixture
+async def http(reg: Registry) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that calls the registry's API in process."""
+    transport = httpx.ASGITransport(app=reg.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+        yield client

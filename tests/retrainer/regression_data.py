@@ -14,12 +14,11 @@ from sklearn.preprocessing import StandardScaler
 from contracts.drift import FeatureKind
 from contracts.registry import (
     FeatureSpec,
-    MetricDirection,
-    MetricTarget,
     ModelTask,
     MonitoringSpec,
 )
-from services.retrainer.training_data import LabelledRows
+from services.retrainer.retraining.training_data import LabelledRows
+from tests.regression_builders import regression_targets
 
 LABEL = "progression"
 
@@ -37,21 +36,7 @@ SPEC = MonitoringSpec(
     features=[FeatureSpec(name=name, kind=FeatureKind.NUMERIC) for name in FEATURES],
     label=LABEL,
     key_metric="mae",
-    metrics=[
-        MetricTarget(
-            metric="mae",
-            baseline=52.0,
-            threshold=65.0,
-            direction=MetricDirection.LOWER_IS_BETTER,
-        ),
-        MetricTarget(
-            metric="rmse",
-            baseline=62.0,
-            threshold=80.0,
-            direction=MetricDirection.LOWER_IS_BETTER,
-        ),
-        MetricTarget(metric="r2", baseline=0.44, threshold=0.1),
-    ],
+    metrics=regression_targets(mae=(52.0, 65.0), rmse=(62.0, 80.0), r2=(0.44, 0.1)),
 )
 """Mean absolute error under 65 (a mean predictor's is about 65), RMSE and R² as guards."""
 

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from sqlmodel import select
 from contracts import Envelope, ModelRegistered, Topic
 from contracts.wire import decode
 from services.retrainer.app import create_app
-from services.retrainer.live_examples import LiveExamples
+from services.retrainer.retraining.live_examples import LiveExamples
 from services.retrainer.settings import Settings
 from services.runtime import (
     EventPublisher,
@@ -34,10 +35,12 @@ from services.runtime import (
     kafka_broker,
     session_factory,
 )
+from tests.clock import FakeClock
+from tests.factories import T0
 from tests.http_tools import serving
 from tests.model_builders import train
 from tests.processes import ROUTING_POLICY, ServiceProcess, issue_tokens, stack_env
-from tests.registry_tools import FakeClock, bearer, deploy, identity_double, register
+from tests.registry_tools import bearer, deploy, identity_double, register
 from tests.retrainer.retraining_data import SPEC, live_events
 
 E = TypeVar("E", bound=Envelope)
@@ -68,7 +71,7 @@ class Retrainer:
     """A running retrainer and the means to drive it."""
 
     settings: Settings
-    clock: FakeClock
+    clock: FakeClock[datetime]
     http: httpx.AsyncClient
     live: LiveExamples
     publish_events: Callable[[Sequence[Envelope]], Awaitable[None]]
@@ -178,7 +181,7 @@ async def in_memory_retrainer(
 ) -> AsyncIterator[Retrainer]:
     """The retrainer on FastStream's in-memory broker with an identity provider double, served
     over loopback HTTP."""
-    clock = FakeClock()
+    clock = FakeClock(T0)
     settings = retrainer_settings(tmp_path, KafkaSettings(), database_url, **overrides)
     app = create_app(
         settings,
@@ -228,7 +231,7 @@ async def real_retrainer(
 ) -> AsyncIterator[Retrainer]:
     """The retrainer on the real broker, served over loopback HTTP; the incident log (a real
     process) tells who a token is."""
-    clock = FakeClock()
+    clock = FakeClock(T0)
     settings = retrainer_settings(
         tmp_path, kafka, database_url, incident_log_url=incident_log_url, **overrides
     )

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 
 from contracts import LabelRecorded, MetricTarget, MonitoringSpec, PredictionMade, Variant
-from services.retrainer.training_data import LabelledRows
+from services.retrainer.retraining.training_data import LabelledRows
 from tests.factories import make_spec
 
 CLASSES = ("malignant", "benign")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pickle
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +26,12 @@ from contracts import (
     ModelRegistered,
     ModelRolledBack,
 )
-from services.retrainer.tables import AliasRow
+from services.retrainer.registry.tables import AliasRow
 from services.runtime import RegistryClient
 from tests.factories import T0
 from tests.http_tools import serving
 from tests.model_builders import CLASSES, registration_form, train
-from tests.registry_tools import AS_ANA, AS_LEE, Registry, bearer, deploy, register, registry
+from tests.registry_tools import AS_ANA, AS_LEE, Registry, bearer, deploy, register
 
 MODEL = "breast-cancer"
 
@@ -46,19 +45,6 @@ class RecordingPublisher:
 
     async def publish_many(self, events: Iterable[Envelope]) -> None:
         self.published.extend(events)
-
-
-@pytest.fixture
-async def reg(database_url: str, tmp_path: Path) -> AsyncIterator[Registry]:
-    async with registry(database_url, tmp_path / "state") as built:
-        yield built
-
-
-@pytest.fixture
-async def http(reg: Registry) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=reg.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
-        yield client
 
 
 async def registered(http: httpx.AsyncClient, count: int) -> None:
@@ -190,7 +176,7 @@ async def test_deploy_canary_promote_and_roll_back_with_history_and_champion_at_
     ]
     times = []
     for method, path, body in steps:
-        times.append(reg.clock.advance(hours=1))
+        times.append(reg.clock.advance(timedelta(hours=1)))
         response = await http.request(
             method,
             f"/models/{MODEL}{path}",

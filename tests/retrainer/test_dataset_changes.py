@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 
 from contracts import DatasetRef, FeatureKind, FeatureSpec, MetricTarget
-from services.retrainer.dataset_changes import describe_changes
-from services.retrainer.training_data import LabelledRows
+from services.retrainer.retraining.dataset_changes import describe_changes
+from services.retrainer.retraining.training_data import LabelledRows
 from tests.factories import make_spec
 
 BEFORE = DatasetRef(name="m", version="1", digest="sha256:" + "a" * 64)

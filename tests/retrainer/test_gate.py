@@ -15,8 +15,13 @@ from sklearn.metrics import (
 )
 
 from contracts import MetricDirection, MetricTarget
-from services.retrainer.gate import GatePolicy, judge, metric_value, with_measured_baselines
-from services.retrainer.training import Scores
+from services.retrainer.retraining.gate import (
+    GatePolicy,
+    judge,
+    metric_value,
+    with_measured_baselines,
+)
+from services.retrainer.retraining.training import Scores
 from tests.factories import make_spec
 
 POLICY = GatePolicy(resamples=500, seed=3)

@@ -62,11 +62,11 @@ async def test_a_retrain_asked_and_approved_from_the_command_line(retrainer: Ret
     code, output = await vigil(
         retrainer, "ana", "approve", proposed.request_id, "--comment", "mine"
     )
-    assert code == 1
+    assert code == 3
     assert "409" in output
     assert "asked for this retrain" in output
     code, output = await vigil(retrainer, "lee", "approve", proposed.request_id, "--comment", "ok")
-    assert code == 1
+    assert code == 3
     assert "403" in output
     code, output = await vigil(
         retrainer, "bo", "approve", proposed.request_id, "--comment", "ok", "--json"
@@ -76,14 +76,14 @@ async def test_a_retrain_asked_and_approved_from_the_command_line(retrainer: Ret
     events = await retrainer.models(lambda e: len(of_type(e, ModelDeployed)) == 2)
     assert [a.approver for a in of_type(events, ModelApproved)] == ["bo"]
     code, output = await vigil(retrainer, "bo", "reject", proposed.request_id, "--comment", "no")
-    assert code == 1
+    assert code == 3
     assert "approved by bo" in output
 
 
-async def test_an_unreachable_retrainer_exits_with_status_2(retrainer: Retrainer) -> None:
+async def test_an_unreachable_retrainer_exits_with_status_4(retrainer: Retrainer) -> None:
     env = {"VIGIL_REGISTRY_URL": f"http://127.0.0.1:{free_port()}", "VIGIL_TOKEN": "t"}
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["approve", "pr-1", "--comment", "x"], env=env
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "cannot reach" in result.output

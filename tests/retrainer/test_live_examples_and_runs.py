@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from uuid import uuid4
@@ -15,7 +15,6 @@ from uuid import uuid4
 import httpx
 import numpy as np
 import pytest
-from sqlalchemy import text
 from sqlmodel import col, select
 
 from contracts import (
@@ -31,18 +30,21 @@ from contracts import (
     ValueRecorded,
     Variant,
 )
-from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
-from services.retrainer.runs import AskRefused, RetrainRuns, RunEnded, UnknownModel
-from services.retrainer.schedules import check_schedules, run_schedules
-from services.retrainer.training_data import targets, with_live
-from services.retrainer.triggers import AdmissionKind, RetrainAsk, RunState
+from services.retrainer.retraining.live_examples import LiveExamples
+from services.retrainer.retraining.runs import AskRefused, RetrainRuns, RunEnded, UnknownModel
+from services.retrainer.retraining.schedules import check_schedules, run_schedules
+from services.retrainer.retraining.training_data import targets, with_live
+from services.retrainer.retraining.triggers import AdmissionKind, RetrainAsk, RunState
 from services.runtime import OutboxMessage, create_engine, session_factory
-from services.runtime.leases import Lease, lease_key
+from services.runtime.leases import Lease
 from services.runtime.migrations import migrate
+from tests.clock import FakeClock
+from tests.database_tools import kill_holder
 from tests.factories import T0
 from tests.model_builders import train
-from tests.registry_tools import FakeClock, Registry, deploy, register, registry
+from tests.polling import eventually
+from tests.registry_tools import Registry, deploy, register, registry
 from tests.retrainer.regression_data import FEATURES, diabetes
 from tests.retrainer.regression_data import SPEC as REGRESSION_SPEC
 from tests.retrainer.regression_data import rows as regression_rows
@@ -60,12 +62,12 @@ class Stores:
     registry: Registry
     live: LiveExamples
     runs: RetrainRuns
-    clock: FakeClock
+    clock: FakeClock[datetime]
 
 
 @pytest.fixture
 async def stores(database_url: str, tmp_path: Path) -> AsyncIterator[Stores]:
-    async with registry(database_url, tmp_path / "state") as reg:
+    async with registry(database_url) as reg:
         engine = create_engine(database_url)
         try:
             await migrate(engine, HISTORY)
@@ -210,11 +212,11 @@ async def test_a_claimed_run_is_taken_over_only_after_its_lease_runs_out(stores:
     assert claimed.state is RunState.RUNNING
     await stores.runs.ask(ask("manual:b"))  # queued behind the running one
     assert await stores.runs.claim() is None
-    stores.clock.advance(minutes=1)
+    stores.clock.advance(timedelta(minutes=1))
     await stores.runs.renew(claimed.run_id)
-    stores.clock.advance(minutes=2)
+    stores.clock.advance(timedelta(minutes=2))
     assert await stores.runs.claim() is None  # renewed a minute ago: still held
-    stores.clock.advance(minutes=1)
+    stores.clock.advance(timedelta(minutes=1))
     again = await stores.runs.claim()
     assert again is not None
     assert again.run_id == claimed.run_id  # the dead worker's run resumes first
@@ -226,7 +228,7 @@ async def test_of_two_workers_holding_one_run_only_the_first_to_end_it_records_a
     await stores.runs.ask(ask("manual:a"))
     stalled = await stores.runs.claim()  # a worker that stalls past its lease, but lives
     assert stalled is not None
-    stores.clock.advance(minutes=4)
+    stores.clock.advance(timedelta(minutes=4))
     taken = await stores.runs.claim()  # another replica's worker takes the run over
     assert taken is not None
     assert taken.run_id == stalled.run_id
@@ -268,7 +270,7 @@ async def test_the_cooldown_holds_the_next_run_after_one_ends(stores: Stores) ->
     admission = await stores.runs.ask(ask("manual:b"))
     assert admission.not_before == stores.clock.now + timedelta(minutes=10)
     assert await stores.runs.claim() is None
-    stores.clock.advance(minutes=10)
+    stores.clock.advance(timedelta(minutes=10))
     assert await stores.runs.claim() is not None
     with pytest.raises(AskRefused) as refused:
         await stores.runs.ask(ask("manual:a"))
@@ -393,28 +395,22 @@ async def test_two_replicas_check_the_schedules_once_and_a_stand_by_takes_over_f
         for runs, lease in zip(replicas, leases, strict=True)
     ]
     try:
-        stores.clock.advance(hours=25)  # one scheduled retrain due
-        await wait_until(lambda: schedule_asks(stores), lambda asks: len(asks) == 1)
+        stores.clock.advance(timedelta(hours=25))  # one scheduled retrain due
+        await eventually(
+            lambda: schedule_asks(stores), lambda asks: len(asks) == 1, timeout_s=10, every_s=0.02
+        )
         await asyncio.sleep(0.3)  # many rounds of both replicas
         assert len(await schedule_asks(stores)) == 1
         (holder,) = [i for i, lease in enumerate(leases) if lease.holding]
         # The holder dies: its connection goes (as with SIGKILL) and its loop stops.
-        async with engines[1 - holder].connect() as admin:
-            await admin.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                    " WHERE locktype = 'advisory' AND granted"
-                    " AND ((classid::bigint << 32) | objid::bigint) = :key"
-                    " AND database = (SELECT oid FROM pg_database"
-                    " WHERE datname = current_database())"  # not other tests' databases
-                ),
-                {"key": lease_key("retrainer-schedules")},
-            )
+        await kill_holder(engines[1 - holder], "retrainer-schedules")
         loops[holder].cancel()
         with contextlib.suppress(BaseException):
             await loops[holder]
-        stores.clock.advance(hours=24)  # the next one due
-        await wait_until(lambda: schedule_asks(stores), lambda asks: len(asks) == 2)
+        stores.clock.advance(timedelta(hours=24))  # the next one due
+        await eventually(
+            lambda: schedule_asks(stores), lambda asks: len(asks) == 2, timeout_s=10, every_s=0.02
+        )
         assert leases[1 - holder].holding
         await asyncio.sleep(0.3)
         assert len(await schedule_asks(stores)) == 2
@@ -425,15 +421,3 @@ async def test_two_replicas_check_the_schedules_once_and_a_stand_by_takes_over_f
                 await loop
         for engine in engines:
             await engine.dispose()
-
-
-async def wait_until(
-    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 10.0
-) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await read()
-        if done(value) or asyncio.get_running_loop().time() > deadline:
-            assert done(value), value
-            return value
-        await asyncio.sleep(0.02)

@@ -4,29 +4,28 @@ features (and records a baseline), and retraining as a clone of the champion's o
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
-import pytest
 import skops.io
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from services.retrainer.gate import GatePolicy
-from services.retrainer.pipeline import Champion, PipelineInputs, run_steps
-from services.retrainer.recipes import CHAMPION, parse_recipe
-from services.retrainer.step_store import FileStepStore
-from services.retrainer.training_data import to_csv
+from services.retrainer.retraining.gate import GatePolicy
+from services.retrainer.retraining.pipeline import Champion, PipelineInputs, run_steps
+from services.retrainer.retraining.recipes import CHAMPION, parse_recipe
+from services.retrainer.retraining.training_data import to_csv
 from services.runtime import load_model
+from tests.content_tools import step_store, stored_content
 from tests.model_builders import FEATURES, TrainedModel
 from tests.registry_tools import AS_ANA, Registry, registry
 from tests.retrainer.retraining_data import CLASSES, SPEC, breast_cancer, rows
@@ -94,19 +93,6 @@ def form(model: TrainedModel, **metadata: Any) -> tuple[dict[str, str], dict[str
     )
 
 
-@pytest.fixture
-async def reg(database_url: str, tmp_path: Path) -> AsyncIterator[Registry]:
-    async with registry(database_url, tmp_path / "state") as built:
-        yield built
-
-
-@pytest.fixture
-async def http(reg: Registry) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=reg.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
-        yield client
-
-
 async def test_a_named_column_forest_registers_and_records_a_measured_baseline(
     http: httpx.AsyncClient,
 ) -> None:
@@ -136,7 +122,7 @@ async def test_histogram_gradient_boosting_loads_with_the_default_trusted_types(
 async def test_a_narrower_trusted_list_refuses_a_forest_naming_the_type_and_the_setting(
     database_url: str, tmp_path: Path
 ) -> None:
-    async with registry(database_url, tmp_path / "state", trusted_types=["numpy.dtype"]) as reg:
+    async with registry(database_url, trusted_types=["numpy.dtype"]) as reg:
         transport = httpx.ASGITransport(app=reg.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
             data, files = form(trained(named_forest()))
@@ -150,7 +136,7 @@ async def test_a_narrower_trusted_list_refuses_a_forest_naming_the_type_and_the_
 
 
 async def test_a_model_that_cannot_score_its_declared_features_is_refused_and_nothing_is_stored(
-    http: httpx.AsyncClient, reg: Registry, tmp_path: Path
+    http: httpx.AsyncClient, reg: Registry
 ) -> None:
     # Fitted on texture as text categories: the checks of names, count and classes pass, but the
     # numbers the scorer sends are categories it never saw.
@@ -181,14 +167,13 @@ async def test_a_model_that_cannot_score_its_declared_features_is_refused_and_no
     assert "cannot score its training data" in problem["msg"]
     assert "TypeError" in problem["msg"]  # the encoder cannot compare numbers with its text
     assert (await http.get(f"/models/{MODEL}/versions")).status_code == 404
-    stored = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    assert stored == []
+    assert await asyncio.to_thread(stored_content, reg.content) == []
 
 
 def test_a_retrain_clones_the_champions_own_estimator_with_its_parameters(
     tmp_path: Path,
 ) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     champion = trained(named_forest()).estimator
     champion_sha = store.put_artifact(skops.io.dumps(champion))
     recipe = parse_recipe({"n_estimators": 15})
@@ -217,7 +202,7 @@ def test_a_retrain_clones_the_champions_own_estimator_with_its_parameters(
     }
     assert list(candidate.feature_names_in_) == FEATURES
     assert sorted(candidate.classes_) == sorted(CLASSES)
-    elsewhere = FileStepStore(tmp_path / "elsewhere")
+    elsewhere = step_store(tmp_path / "elsewhere")
     elsewhere.put_artifact(store.artifact(champion_sha))
     elsewhere.put_dataset(to_csv(data, SPEC))
     assert run_steps(inputs, elsewhere).artifact_sha256 == result.artifact_sha256  # seeded

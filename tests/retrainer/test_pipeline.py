@@ -12,12 +12,12 @@ import pytest
 import skops.io
 
 from contracts import FeatureKind, FeatureSpec, MetricTarget
-from services.retrainer.gate import GatePolicy
-from services.retrainer.pipeline import Champion, PipelineInputs, Step, run_steps
-from services.retrainer.recipes import RecipeError, parse_recipe
-from services.retrainer.step_store import FileStepStore
-from services.retrainer.training import fit, reproducible_skops, score
-from services.retrainer.training_data import (
+from services.retrainer.retraining.gate import GatePolicy
+from services.retrainer.retraining.pipeline import Champion, PipelineInputs, Step, run_steps
+from services.retrainer.retraining.recipes import RecipeError, parse_recipe
+from services.retrainer.retraining.step_store import DatabaseStepStore
+from services.retrainer.retraining.training import fit, reproducible_skops, score
+from services.retrainer.retraining.training_data import (
     LabelledRows,
     LiveExample,
     parse_csv,
@@ -26,6 +26,7 @@ from services.retrainer.training_data import (
     with_live,
 )
 from services.runtime import load_model, mismatches_with_spec, sha256_hex
+from tests.content_tools import forget_content, step_store, stored_content
 from tests.factories import make_spec
 from tests.retrainer.retraining_data import SPEC, rows
 
@@ -34,7 +35,7 @@ LR: dict[str, object] = {"estimator": "logistic_regression"}
 ALL = list(Step)[:4]
 
 
-def inputs(store: FileStepStore, data: LabelledRows, **overrides: object) -> PipelineInputs:
+def inputs(store: DatabaseStepStore, data: LabelledRows, **overrides: object) -> PipelineInputs:
     fields: dict[str, object] = {
         "snapshot_sha256": store.put_dataset(to_csv(data, SPEC)),
         "live_from": data.live_from,
@@ -49,7 +50,7 @@ def inputs(store: FileStepStore, data: LabelledRows, **overrides: object) -> Pip
 def test_a_rerun_with_the_same_inputs_is_answered_from_the_cache_with_the_same_artifact(
     tmp_path: Path,
 ) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     first = run_steps(inputs(store, rows(live_from=400)), store)
     assert first.cached == []
     again = run_steps(inputs(store, rows(live_from=400)), store)
@@ -59,7 +60,7 @@ def test_a_rerun_with_the_same_inputs_is_answered_from_the_cache_with_the_same_a
 
 
 def test_a_rerun_restarts_at_the_first_step_its_change_reaches(tmp_path: Path) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     base = run_steps(inputs(store, rows(live_from=400)), store)
     retuned = run_steps(
         inputs(
@@ -82,26 +83,25 @@ def test_a_rerun_restarts_at_the_first_step_its_change_reaches(tmp_path: Path) -
 
 
 def test_a_step_whose_stored_bytes_are_gone_is_computed_again(tmp_path: Path) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     first = run_steps(inputs(store, rows(live_from=400)), store)
-    artifact = tmp_path / "artifacts" / "sha256" / f"{first.artifact_sha256}.skops"
-    artifact.unlink()
+    forget_content(store.engine, "artifact", first.artifact_sha256)
     again = run_steps(inputs(store, rows(live_from=400)), store)
     assert again.cached == [Step.PREPARE, Step.SPLIT, Step.EVALUATE]  # evaluate's key is unchanged
-    assert artifact.exists()
+    assert ("artifact", first.artifact_sha256) in stored_content(store.engine)
     assert again.artifact_sha256 == first.artifact_sha256
 
 
 _TRAIN_IN_A_NEW_PROCESS = """
 import sys
 from pathlib import Path
-from services.retrainer.gate import GatePolicy
-from services.retrainer.pipeline import PipelineInputs, run_steps
-from services.retrainer.recipes import parse_recipe
-from services.retrainer.step_store import FileStepStore
-from services.retrainer.training_data import to_csv
+from services.retrainer.retraining.gate import GatePolicy
+from services.retrainer.retraining.pipeline import PipelineInputs, run_steps
+from services.retrainer.retraining.recipes import parse_recipe
+from services.retrainer.retraining.training_data import to_csv
+from tests.content_tools import step_store
 from tests.retrainer.retraining_data import SPEC, rows
-store = FileStepStore(Path(sys.argv[1]))
+store = step_store(Path(sys.argv[1]))
 data = rows(live_from=400)
 sha = store.put_dataset(to_csv(data, SPEC))
 recipe = parse_recipe({"estimator": "logistic_regression", "C": 1.0})
@@ -125,7 +125,7 @@ def test_the_same_inputs_give_a_byte_identical_artifact_in_separate_processes(
     }
     assert len(hashes) == 1
     [sha] = hashes
-    content = (tmp_path / "state-0" / "artifacts" / "sha256" / f"{sha}.skops").read_bytes()
+    content = step_store(tmp_path / "state-0").artifact(sha)
     assert sha256_hex(content) == sha
 
 
@@ -236,7 +236,7 @@ def test_training_rows_round_trip_through_the_dataset_csv_and_misfits_are_counte
 def test_the_champion_is_judged_only_on_held_out_rows_it_did_not_train_on(
     tmp_path: Path,
 ) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     data = rows(live_from=400)
     first = run_steps(inputs(store, data), store)
     trained_on = store.put_dataset(to_csv(rows(stop=400), SPEC))  # the seed part

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from contracts import ComparisonVerdict, VariantsCompared
-from services.retrainer.canary import CanaryAction, CanaryDecision, Rollout, judge_canary
-from services.retrainer.promotions import (
+from services.retrainer.rollout.canary import CanaryAction, CanaryDecision, Rollout, judge_canary
+from services.retrainer.rollout.promotions import (
     Promotion,
     PromotionRefused,
     PromotionState,

@@ -4,8 +4,6 @@ badly calibrated model is visible before it serves (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,13 +11,13 @@ import numpy as np
 import pytest
 
 from contracts import ModelVersionRecord
-from services.retrainer.training_data import parse_csv, to_matrix
-from services.retrainer.trial_scoring import trial_score, trial_score_and_calibration
+from services.retrainer.registry.trial_scoring import trial_score, trial_score_and_calibration
+from services.retrainer.retraining.training_data import parse_csv, to_matrix
 from services.runtime import as_model_input
 from services.runtime.calibration_quality import brier_score, expected_calibration_error
 from tests.factories import make_spec
 from tests.model_builders import train
-from tests.registry_tools import Registry, register, registry
+from tests.registry_tools import Registry, register
 
 
 class Timid:
@@ -79,12 +77,6 @@ def test_a_badly_calibrated_model_shows_it() -> None:
     assert bad is not None
     assert bad.ece > 2 * fine.ece
     assert bad.brier > fine.brier
-
-
-@pytest.fixture
-async def reg(database_url: str, tmp_path: Path) -> AsyncIterator[Registry]:
-    async with registry(database_url, tmp_path / "state") as built:
-        yield built
 
 
 async def test_the_registered_version_records_its_calibration(reg: Registry) -> None:

@@ -14,7 +14,7 @@ from contracts import (
     ModelRolledBack,
     ServedVersion,
 )
-from services.retrainer.registry import (
+from services.retrainer.registry.deployments import (
     Action,
     Alias,
     DeploymentChanged,

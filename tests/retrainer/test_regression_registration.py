@@ -11,7 +11,6 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +20,9 @@ import pytest
 import skops.io
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sqlalchemy import Engine
 
+from tests.content_tools import stored_content
 from tests.factories import make_spec
 from tests.http_tools import serving
 from tests.model_builders import TrainedModel, registration_form, train
@@ -41,17 +42,17 @@ MODEL = "diabetes"
 @dataclass
 class Served:
     http: httpx.AsyncClient
-    state_dir: Path
+    content: Engine
 
 
 @pytest.fixture
-async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
+async def served(database_url: str) -> AsyncIterator[Served]:
     async with (
-        registry(database_url, tmp_path / "state") as reg,
+        registry(database_url) as reg,
         serving(reg.app) as url,
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
-        yield Served(client, tmp_path / "state")
+        yield Served(client, reg.content)
 
 
 async def post(
@@ -81,11 +82,7 @@ def measured(model: Any, csv: bytes) -> dict[str, float]:
 
 async def nothing_stored(served: Served) -> None:
     assert (await served.http.get(f"/models/{MODEL}")).status_code == 404
-    assert await asyncio.to_thread(stored_files, served.state_dir) == []
-
-
-def stored_files(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
+    assert await asyncio.to_thread(stored_content, served.content) == []
 
 
 async def test_a_regressor_registers_with_its_errors_measured_and_deploys(

@@ -14,13 +14,14 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from services.retrainer.gate import GatePolicy, judge, metric_value
-from services.retrainer.pipeline import Champion, PipelineInputs, Step, run_steps
-from services.retrainer.recipes import CHAMPION, RecipeError, parse_recipe
-from services.retrainer.step_store import FileStepStore
-from services.retrainer.training import ValueScores, fit
-from services.retrainer.training_data import LabelledRows, parse_csv, to_csv
+from services.retrainer.retraining.gate import GatePolicy, judge, metric_value
+from services.retrainer.retraining.pipeline import Champion, PipelineInputs, Step, run_steps
+from services.retrainer.retraining.recipes import CHAMPION, RecipeError, parse_recipe
+from services.retrainer.retraining.step_store import DatabaseStepStore
+from services.retrainer.retraining.training import ValueScores, fit
+from services.retrainer.retraining.training_data import LabelledRows, parse_csv, to_csv
 from services.runtime import load_model
+from tests.content_tools import step_store
 from tests.retrainer.regression_data import (
     FEATURES,
     SPEC,
@@ -34,7 +35,7 @@ POLICY = GatePolicy(resamples=400)
 
 
 def inputs(
-    store: FileStepStore, data: LabelledRows, champion: Any, template: Any | None = None
+    store: DatabaseStepStore, data: LabelledRows, champion: Any, template: Any | None = None
 ) -> PipelineInputs:
     """A retrain of ``template`` (default: the champion itself) judged against ``champion``."""
     champion_sha = store.put_artifact(skops.io.dumps(champion))
@@ -58,7 +59,7 @@ def test_a_retrain_clones_the_regressor_with_its_parameters_and_reports_regressi
     make: Any, tmp_path: Path
 ) -> None:
     champion = make()
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     given = inputs(store, rows(live_from=400), champion)
     assert given.recipe.estimator == CHAMPION
     result = run_steps(given, store)
@@ -81,7 +82,7 @@ def test_a_retrain_clones_the_regressor_with_its_parameters_and_reports_regressi
     assert figures["paired_errors"]["test"] == "Wilcoxon signed-rank on absolute errors"
     assert "mcnemar" not in figures
     assert figures["live"]["rows"] > 0  # held-out rows past live_from are reported apart
-    elsewhere = FileStepStore(tmp_path / "elsewhere")
+    elsewhere = step_store(tmp_path / "elsewhere")
     again = run_steps(inputs(elsewhere, rows(live_from=400), champion), elsewhere)
     assert again.artifact_sha256 == result.artifact_sha256  # same inputs, same bytes
     assert run_steps(given, store).cached == [Step.PREPARE, Step.SPLIT, Step.TRAIN, Step.EVALUATE]
@@ -93,7 +94,7 @@ def test_the_gate_passes_a_retrain_on_more_data_over_a_champion_trained_on_littl
     frame, target = diabetes()
     stale = HistGradientBoostingRegressor(max_iter=60, learning_rate=0.05, max_depth=3)
     stale.fit(frame.to_numpy()[:30], target[:30])  # too few rows for a leaf of 20: no splits
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     result = run_steps(inputs(store, rows(), stale), store)
     evaluated = result.outputs[Step.EVALUATE]
     assert evaluated["passed"], evaluated["summary"]
@@ -104,7 +105,7 @@ def test_the_gate_passes_a_retrain_on_more_data_over_a_champion_trained_on_littl
 
 
 def test_the_gate_refuses_a_deliberately_bad_regressor(tmp_path: Path) -> None:
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     bad = DummyRegressor(strategy="constant", constant=300.0).fit([[0.0] * 10] * 2, [300.0] * 2)
     result = run_steps(inputs(store, rows(), hist_gradient_boosting(), template=bad), store)
     evaluated = result.outputs[Step.EVALUATE]
@@ -192,7 +193,7 @@ def test_a_true_value_near_the_float_limit_is_refused_by_the_gate_not_a_crash(
     labels = list(data.labels)
     labels[420] = repr(1e300)  # a live truth someone typed wrong, still a finite number
     poisoned = LabelledRows(data.rows, tuple(labels), data.live_from)
-    store = FileStepStore(tmp_path)
+    store = step_store(tmp_path)
     result = run_steps(inputs(store, poisoned, hist_gradient_boosting()), store)
     evaluated = result.outputs[Step.EVALUATE]
     assert not evaluated["passed"]

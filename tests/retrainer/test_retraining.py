@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -286,7 +287,7 @@ async def test_approval_needs_a_level_two_who_did_not_ask_and_a_request_that_has
     )
     assert named.status_code == 422  # a name in the body is not accepted, let alone believed
 
-    retrainer.clock.advance(hours=25)
+    retrainer.clock.advance(timedelta(hours=25))
     events = await retrainer.models(count(PromotionExpired, 1))
     [expired] = of_type(events, PromotionExpired)
     assert (expired.request_id, expired.incident_id) == (proposed.request_id, "inc-7")

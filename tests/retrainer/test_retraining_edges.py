@@ -3,6 +3,7 @@ parameters are answered refused on ``models``, and a run that cannot train ends 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from contracts import (
     RetrainTrigger,
     Topic,
 )
+from tests.content_tools import forget_every
 from tests.retrainer.retrainer_harness import MODEL, Retrainer, in_memory_retrainer, of_type
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -57,8 +59,7 @@ async def test_asks_that_cannot_be_acted_on_are_answered_refused_with_the_reason
 
 
 async def test_a_run_that_cannot_train_ends_and_says_why(retrainer: Retrainer) -> None:
-    for path in (retrainer.settings.state_dir / "datasets").rglob("*.csv"):
-        path.unlink()  # v1's training data is gone
+    await asyncio.to_thread(forget_every, retrainer.database_url, "dataset")  # v1's data is gone
     await retrainer.publish(ask())
     events = await retrainer.models(lambda e: len(of_type(e, RetrainFinished)) == 1)
     [finished] = of_type(events, RetrainFinished)

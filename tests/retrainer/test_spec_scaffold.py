@@ -21,8 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
-from services.retrainer.cli import app as models_cli
-from services.retrainer.spec_scaffold import (
+from services.retrainer.registry.cli import app as models_cli
+from services.retrainer.registry.spec_scaffold import (
     ScaffoldError,
     draft_metadata,
     metadata_yaml,
@@ -149,12 +149,12 @@ def test_vigil_models_spec_writes_a_file_and_refuses_to_overwrite(tmp_path: Path
     assert first.exit_code == 0, first.output
     assert read_metadata(output.read_text()).spec.owners == ["ana"]
     again = CliRunner().invoke(models_cli, arguments)
-    assert again.exit_code == 1
+    assert again.exit_code == 2
     assert "exists" in again.output
     wrong = CliRunner().invoke(
         models_cli, ["spec", "--from-csv", str(data), "--target", "nope", "-o", str(tmp_path / "x")]
     )
-    assert wrong.exit_code == 1
+    assert wrong.exit_code == 2
     assert "no column 'nope'" in wrong.output
 
 
@@ -178,7 +178,7 @@ async def test_vigil_models_register_sends_the_spec_file_to_a_registry_over_http
     broken.write_text(spec_path.read_text().replace("key_metric: recall", "key_metric: joy"))
 
     async with (
-        registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg,
+        registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg,
         serving(reg.app) as url,
     ):
 
@@ -189,10 +189,10 @@ async def test_vigil_models_register_sends_the_spec_file_to_a_registry_over_http
             return result.exit_code, result.output
 
         refused = await asyncio.to_thread(register, broken)
-        assert refused[0] == 1
+        assert refused[0] == 2
         assert "key_metric 'joy' has no target in metrics" in refused[1]
         low_role = await asyncio.to_thread(register, spec_path, "token-lee")
-        assert low_role[0] == 1
+        assert low_role[0] == 3
         assert "403" in low_role[1]
         async with httpx.AsyncClient(base_url=url) as http:
             assert (await http.get("/models/wine")).status_code == 404  # nothing stored

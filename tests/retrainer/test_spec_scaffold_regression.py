@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from contracts import ModelTask
-from services.retrainer.cli import app as models_cli
-from services.retrainer.spec_scaffold import (
+from services.retrainer.registry.cli import app as models_cli
+from services.retrainer.registry.spec_scaffold import (
     ScaffoldError,
     draft_metadata,
     infer_task,
@@ -106,7 +106,7 @@ async def test_vigil_models_spec_on_diabetes_writes_a_spec_that_registers(tmp_pa
     artifact = tmp_path / "model.skops"
     artifact.write_bytes(skops.io.dumps(model))
     async with (
-        registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg,
+        registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg,
         serving(reg.app) as url,
     ):
         arguments = ["register", "diabetes", "--artifact", str(artifact), "--spec", str(spec_path)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,9 @@ import httpx
 import pytest
 
 from services.retrainer.settings import Settings as RetrainerSettings
-from services.runtime import KafkaSettings, ensure_topics
+from services.runtime import KafkaSettings
 from tests.http_tools import raw_exchange, request_head
+from tests.kafka_tools import own_namespace
 from tests.model_builders import train
 from tests.processes import issue_tokens, running_incident_log
 from tests.registry_tools import bearer, deploy, register
@@ -56,10 +56,7 @@ async def incident_log(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[IncidentLog]:
     folder = tmp_path_factory.mktemp("incident-log")
-    kafka = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=f"tk{uuid.uuid4().hex[:8]}."
-    )
-    await ensure_topics(kafka_bootstrap, prefix=kafka.topic_prefix)
+    kafka = await own_namespace(kafka_bootstrap, "tk")
     async with running_incident_log(
         kafka, folder, admin_token=ADMIN, group_wait_seconds=None
     ) as process:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from contracts import AlertKind, RetrainRefusal, RetrainTrigger, Severity
-from services.retrainer.triggers import (
+from services.retrainer.retraining.triggers import (
     AdmissionKind,
     AlertPolicy,
     RetrainAsk,

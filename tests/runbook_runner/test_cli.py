@@ -51,7 +51,7 @@ def test_show_gives_the_commands_parameters_and_current_script_hashes() -> None:
 
 def test_show_refuses_an_unknown_runbook() -> None:
     result = cli.invoke(app, ["show", "nothing", "--catalog", str(CATALOG_PATH)])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "no runbook 'nothing'" in result.output
 
 

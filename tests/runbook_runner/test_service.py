@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,11 @@ from services.runtime import (
     KafkaSettings,
     ServiceName,
     create_engine,
-    kafka_broker,
     session_factory,
 )
 from tests.factories import TEST_SIGNING_KEY, make_runbook_request, sign_runbook_request
 from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
-from tests.processes import ServiceProcess, kafka_env
+from tests.processes import ServiceProcess, kafka_env, process_maker
 from tests.runbook_runner.support import CATALOG_PATH, wait_dead, wait_started
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,41 +46,19 @@ MakeRunner = Callable[..., ServiceProcess]
 LEASE_S = 3.0
 
 
-@pytest.fixture
-async def publisher(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
-    broker = kafka_broker(kafka_settings, client_id="test-publisher")
-    await broker.connect()
-    yield EventPublisher(broker, kafka_settings)
-    await broker.stop()
-
-
 def runner_processes(
     kafka_settings: KafkaSettings, database_url: str, tmp_path: Path
 ) -> Iterator[MakeRunner]:
-    made: list[ServiceProcess] = []
-
-    def make(name: str = "runbook-runner", **env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            ServiceName.RUNBOOK_RUNNER,
-            name=name,
-            env=kafka_env(kafka_settings)
-            | {
-                "VIGIL_STATE_DIR": str(tmp_path / "state"),
-                "VIGIL_RUNBOOK_RUNNER_DATABASE_URL": database_url,
-                "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG_PATH),
-                "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
-                "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
-                "VIGIL_RUNBOOK_RUNNER_RUN_LEASE_SECONDS": str(LEASE_S),
-            }
-            | env,
-            log_dir=tmp_path,
-        )
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.ensure_dead()
+    env = kafka_env(kafka_settings) | {
+        "VIGIL_STATE_DIR": str(tmp_path / "state"),
+        "VIGIL_RUNBOOK_RUNNER_DATABASE_URL": database_url,
+        "VIGIL_RUNBOOK_RUNNER_CATALOG_PATH": str(CATALOG_PATH),
+        "VIGIL_RUNBOOK_RUNNER_STOP_GRACE_SECONDS": "0.5",
+        "VIGIL_RUNBOOK_SIGNING_KEY": TEST_SIGNING_KEY,
+        "VIGIL_RUNBOOK_RUNNER_RUN_LEASE_SECONDS": str(LEASE_S),
+    }
+    with process_maker(env, tmp_path) as make:
+        yield partial(make, ServiceName.RUNBOOK_RUNNER)
 
 
 @pytest.fixture
@@ -425,26 +403,39 @@ async def test_two_runners_sharing_the_queue_execute_each_run_once(
         assert await runner.stop() == 0
 
 
+async def both_ready(make: MakeRunner) -> list[ServiceProcess]:
+    """Runners ``a`` and ``b`` on one database, started together and both ready."""
+    runners = [make(name) for name in "ab"]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        await runner.wait_ready()
+    return runners
+
+
+async def who_runs(
+    runners: list[ServiceProcess], marker: Path
+) -> tuple[int, ServiceProcess, ServiceProcess]:
+    """Once the script has started: its pid, the runner that executes it, and the other one."""
+    script = await wait_started(marker)
+    (executing,) = [r for r in runners if pid_of(r) == parent_of(script)]
+    (other,) = [r for r in runners if r is not executing]
+    return script, executing, other
+
+
 async def test_a_runner_killed_mid_run_has_its_run_reported_abandoned_by_the_other_within_the_lease(
     two_runners: MakeRunner,
     publisher: EventPublisher,
     kafka_settings: KafkaSettings,
     tmp_path: Path,
 ) -> None:
-    runners = {}
-    for name in "ab":
-        runners[name] = two_runners(name)
-        runners[name].start()
-    for runner in runners.values():
-        await runner.wait_ready()
+    runners = await both_ready(two_runners)
     marker = tmp_path / "marker"
     request = make_runbook_request(
         runbook="sleeps", parameters={"marker": str(marker), "seconds": 600}
     )
     await publisher.publish(request)
-    script = await wait_started(marker)
-    (executing,) = [r for r in runners.values() if pid_of(r) == parent_of(script)]
-    (survivor,) = [r for r in runners.values() if r is not executing]
+    script, executing, survivor = await who_runs(runners, marker)
 
     await executing.kill()
     killed_at = asyncio.get_running_loop().time()
@@ -468,12 +459,7 @@ async def test_a_runner_restarting_does_not_abandon_the_runs_of_another_live_run
     kafka_settings: KafkaSettings,
     tmp_path: Path,
 ) -> None:
-    runners = {}
-    for name in "ab":
-        runners[name] = two_runners(name)
-        runners[name].start()
-    for runner in runners.values():
-        await runner.wait_ready()
+    runners = await both_ready(two_runners)
     marker = tmp_path / "marker"
     seconds = 4 * LEASE_S  # outlives several leases, renewed by its runner throughout
     await publisher.publish(
@@ -481,9 +467,7 @@ async def test_a_runner_restarting_does_not_abandon_the_runs_of_another_live_run
             runbook="sleeps", parameters={"marker": str(marker), "seconds": seconds}
         )
     )
-    script = await wait_started(marker)
-    (executing,) = [r for r in runners.values() if pid_of(r) == parent_of(script)]
-    (other,) = [r for r in runners.values() if r is not executing]
+    _, _, other = await who_runs(runners, marker)
 
     await other.kill()
     other.start()  # a new process of the same replica: a new id
@@ -495,5 +479,5 @@ async def test_a_runner_restarting_does_not_abandon_the_runs_of_another_live_run
     assert done.state is RunState.SUCCEEDED
     assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 2
     assert len(marker.read_text().splitlines()) == 1
-    for runner in runners.values():
+    for runner in runners:
         assert await runner.stop() == 0

@@ -64,7 +64,7 @@ def run_script(script: str, *args: str, env: dict[str, str]) -> subprocess.Compl
 
 @pytest.fixture
 async def registry_url(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Registry, str]]:
-    async with registry(database_url, tmp_path / "state") as served, serving(served.app) as url:
+    async with registry(database_url) as served, serving(served.app) as url:
         yield served, url
 
 

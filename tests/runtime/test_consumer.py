@@ -83,15 +83,21 @@ def records(*events: Envelope | bytes, topic: str = "alerts") -> list[FakeRecord
     ]
 
 
+def kept_alerts(consumer: EventConsumer) -> list[AlertRaised]:
+    """Give ``consumer`` an alert handler that only keeps what it is handed; return that list."""
+    kept: list[AlertRaised] = []
+
+    async def on_alert(alert: AlertRaised) -> None:
+        kept.append(alert)
+
+    consumer.on(AlertRaised, on_alert)
+    return kept
+
+
 async def test_handlers_receive_decoded_events_in_record_order() -> None:
     publisher = InMemoryPublisher()
     consumer = make_consumer(publisher)
-    seen: list[AlertRaised] = []
-
-    async def on_alert(alert: AlertRaised) -> None:
-        seen.append(alert)
-
-    consumer.on(AlertRaised, on_alert)
+    seen = kept_alerts(consumer)
     alerts = [make_alert(summary=f"alert {n}") for n in range(3)]
     await consumer.handle(records(*alerts))
     assert seen == alerts
@@ -101,12 +107,7 @@ async def test_handlers_receive_decoded_events_in_record_order() -> None:
 async def test_invalid_and_undecodable_records_are_dead_lettered_with_their_bytes() -> None:
     publisher = InMemoryPublisher()
     consumer = make_consumer(publisher)
-    handled: list[AlertRaised] = []
-
-    async def on_alert(alert: AlertRaised) -> None:
-        handled.append(alert)
-
-    consumer.on(AlertRaised, on_alert)
+    handled = kept_alerts(consumer)
     bad_json = b"{not json"
     wrong = json.dumps(json.loads(encode(make_alert())) | {"severity": "urgent"}).encode()
     good = make_alert()
@@ -139,12 +140,7 @@ async def test_records_on_a_topic_outside_the_prefix_are_dead_lettered() -> None
 async def test_a_redelivered_event_id_is_handled_once() -> None:
     publisher = InMemoryPublisher()
     consumer = make_consumer(publisher)
-    handled: list[AlertRaised] = []
-
-    async def on_alert(alert: AlertRaised) -> None:
-        handled.append(alert)
-
-    consumer.on(AlertRaised, on_alert)
+    handled = kept_alerts(consumer)
     alert = make_alert()
     await consumer.handle(records(alert, alert))
     await consumer.handle(records(alert))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,49 +16,23 @@ from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, select
 
-from contracts import Envelope
-from services.runtime.database import (
+from services.runtime.database import Sessions, create_engine, session_factory
+from services.runtime.idempotency import (
     ProcessedEvent,
-    Sessions,
-    create_engine,
     first_time,
+    forget_periodically,
     forget_processed_before,
     new_event_ids,
-    session_factory,
 )
-from services.runtime.forgetting import forget_periodically
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from tests.database_tools import create_tables
 from tests.factories import make_alert
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.published: list[Envelope] = []
-        self.fail_next = False
-
-    async def publish(self, event: Envelope) -> None:
-        await self.publish_many([event])
-
-    async def publish_many(self, events: Iterable[Envelope]) -> None:
-        batch = list(events)
-        if self.fail_next:
-            self.fail_next = False
-            raise ConnectionError("broker down")
-        self.published.extend(batch)
+from tests.publishers import RecordingPublisher
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await create_tables(engine, [ProcessedEvent, OutboxMessage])
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return session_factory(engine)
+def schema() -> list[type[SQLModel]]:
+    return [ProcessedEvent, OutboxMessage]
 
 
 async def test_an_event_id_is_processed_once_and_only_when_its_transaction_commits(
@@ -99,7 +72,7 @@ async def test_staged_events_are_published_in_order_only_after_commit(sessions: 
 
     assert await relay.pending() == 5
     assert await relay.publish_pending() == 5
-    assert publisher.published == alerts
+    assert publisher.events == alerts
     assert await relay.publish_pending() == 0
     assert await relay.pending() == 0
 
@@ -115,7 +88,7 @@ async def test_a_failed_publish_leaves_the_rows_for_the_next_pass(sessions: Sess
         await relay.publish_pending()
     assert await relay.pending() == 1
     assert await relay.publish_pending() == 1
-    assert publisher.published == [alert]
+    assert publisher.events == [alert]
 
 
 async def test_the_relay_publishes_when_woken(sessions: Sessions) -> None:
@@ -129,10 +102,10 @@ async def test_the_relay_publishes_when_woken(sessions: Sessions) -> None:
             stage(session, [alert])
         relay.wake()
         for _ in range(100):
-            if publisher.published:
+            if publisher.events:
                 break
             await asyncio.sleep(0.02)
-        assert publisher.published == [alert]
+        assert publisher.events == [alert]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

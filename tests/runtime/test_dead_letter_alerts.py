@@ -14,28 +14,21 @@ from contracts.alerts import alert_fingerprint
 from contracts.wire import encode
 from services.runtime import EventConsumer, KafkaSettings, RetryPolicy, ServiceMetrics
 from services.runtime.dead_letter_alerts import PLATFORM_MODEL, DeadLetterAlerts
+from tests.clock import FakeClock
 from tests.factories import make_alert
 from tests.runtime.test_consumer import records
 
 INVALID = DeadLetterReason.INVALID
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_alerts(clock: Clock, interval_s: float = 60.0) -> DeadLetterAlerts:
+def make_alerts(clock: FakeClock[float], interval_s: float = 60.0) -> DeadLetterAlerts:
     return DeadLetterAlerts(
         service="monitor", alerts_topic="p.alerts", interval_s=interval_s, clock=clock
     )
 
 
 def test_the_first_dead_letter_alerts_at_once_and_a_burst_is_counted_into_the_next() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     alerts = make_alerts(clock)
     assert alerts.take_due() == []
     alerts.note("p.labels", b"\x00junk", DeadLetterReason.UNDECODABLE, "not JSON")
@@ -61,7 +54,7 @@ def test_the_first_dead_letter_alerts_at_once_and_a_burst_is_counted_into_the_ne
 
 
 def test_topics_are_counted_apart() -> None:
-    alerts = make_alerts(Clock())
+    alerts = make_alerts(FakeClock(1000.0))
     alerts.note("p.labels", b"x", INVALID, "e")
     alerts.note("p.metrics", b"x", INVALID, "e")
     alerts.note("p.metrics", b"x", INVALID, "e")
@@ -70,7 +63,7 @@ def test_topics_are_counted_apart() -> None:
 
 
 def test_the_model_is_the_letters_own_when_they_all_name_one_valid_model() -> None:
-    alerts = make_alerts(Clock())
+    alerts = make_alerts(FakeClock(1000.0))
     one = json.dumps({"model": "breast-cancer", "x": 1}).encode()
     alerts.note("p.labels", one, INVALID, "e")
     alerts.note("p.labels", one, INVALID, "e")
@@ -86,7 +79,7 @@ def test_the_model_is_the_letters_own_when_they_all_name_one_valid_model() -> No
         b"[" * 100_000,  # too deep for the parser
         None,
     ):
-        other = make_alerts(Clock())
+        other = make_alerts(FakeClock(1000.0))
         other.note("p.labels", one, INVALID, "e")
         other.note("p.labels", value, INVALID, "e")
         (mixed,) = other.take_due()
@@ -95,7 +88,7 @@ def test_the_model_is_the_letters_own_when_they_all_name_one_valid_model() -> No
 
 
 def test_a_dead_letters_alert_that_is_itself_dead_lettered_raises_nothing() -> None:
-    alerts = make_alerts(Clock(), interval_s=0.001)
+    alerts = make_alerts(FakeClock(1000.0), interval_s=0.001)
     own = make_alert(kind=AlertKind.DEAD_LETTERS)
     assert not alerts.note("p.alerts", encode(own), INVALID, "refused")
     assert alerts.take_due() == []
@@ -107,7 +100,7 @@ def test_a_dead_letters_alert_that_is_itself_dead_lettered_raises_nothing() -> N
 
 
 def test_an_alert_given_back_is_due_an_interval_later_with_its_count() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     alerts = make_alerts(clock)
     alerts.note("p.labels", b"x", INVALID, "first")
     (pending,) = alerts.take_due()
@@ -124,7 +117,7 @@ def test_an_alert_given_back_is_due_an_interval_later_with_its_count() -> None:
 @pytest.mark.parametrize("interval", [0.0, -1.0, math.nan, math.inf])
 def test_an_interval_that_is_not_a_positive_finite_number_is_refused(interval: float) -> None:
     with pytest.raises(ValueError, match="interval_s"):
-        make_alerts(Clock(), interval_s=interval)
+        make_alerts(FakeClock(1000.0), interval_s=interval)
 
 
 class AlertsFailPublisher:
@@ -148,7 +141,7 @@ async def test_an_alert_that_cannot_be_published_does_not_fail_the_batch_and_is_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     publisher = AlertsFailPublisher()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     consumer = EventConsumer(
         service="monitor",
         group_id="monitor",

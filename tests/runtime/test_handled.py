@@ -3,36 +3,23 @@ batches count, a restart remembers the newest ids, old rows are pruned."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import func, select
+from sqlmodel import SQLModel, func, select
 
 from contracts import utc_now
 from services.runtime import (
     HandledBatch,
     HandledIds,
     Sessions,
-    create_engine,
-    session_factory,
 )
-from tests.database_tools import create_tables
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await create_tables(engine, [HandledBatch])
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return session_factory(engine)
+def schema() -> list[type[SQLModel]]:
+    return [HandledBatch]
 
 
 async def handle(sessions: Sessions, handled: HandledIds, ids: list[UUID]) -> list[UUID]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from services.runtime.identity import Identity, IdentityError, IdentityProvider
+from tests.clock import FakeClock
 from tests.factories import T0
 
 
@@ -29,16 +32,8 @@ class Provider:
         return httpx.Response(200, json=self.people[token])
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_an_identity_is_asked_once_and_trusted_for_its_time_to_live() -> None:
-    provider, clock = Provider(), Clock()
+    provider, clock = Provider(), FakeClock(0.0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(provider.handle)) as http:
         identities = IdentityProvider(http, "http://log/", ttl_seconds=30, clock=clock)
         assert await identities.whoami("t-ana") == Identity("ana", "l2")
@@ -66,7 +61,7 @@ async def test_a_service_token_has_scopes_and_no_role() -> None:
 
 
 async def test_an_identity_is_never_trusted_past_its_tokens_expiry() -> None:
-    provider, clock = Provider(), Clock()
+    provider, clock = Provider(), FakeClock(0.0)
     expires = T0 + timedelta(seconds=2)
     provider.people["t-brief"] = {"name": "bo", "role": "l2", "expires_at": expires.isoformat()}
     async with httpx.AsyncClient(transport=httpx.MockTransport(provider.handle)) as http:
@@ -108,3 +103,38 @@ async def test_unknown_tokens_and_an_unreachable_or_broken_provider_are_refused_
             await IdentityProvider(http, "http://log").whoami("t-ana")
         assert unreachable.value.status == 503
         assert "unreachable" in str(unreachable.value)
+
+
+async def test_a_connection_the_provider_closes_as_the_question_goes_out_is_asked_again() -> None:
+    # A real server on loopback that reads a request and closes the connection unanswered, as a
+    # server dropping an idle kept-alive connection does when the request meets it; it answers
+    # only from its `answer_from`-th connection on.
+    connections = 0
+    answer_from = 2
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections >= answer_from:
+            body = json.dumps({"name": "ana", "role": "l2"}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient() as http:
+        identities = IdentityProvider(http, f"http://127.0.0.1:{port}", ttl_seconds=0)
+        assert await identities.whoami("t-ana") == Identity("ana", "l2")
+        assert connections == 2
+        connections, answer_from = 0, 3  # dropped twice: the provider is not answering
+        with pytest.raises(IdentityError) as dropped:
+            await identities.whoami("t-ana")
+        assert dropped.value.status == 503
+        assert "unreachable" in str(dropped.value)
+        assert connections == 2

@@ -3,23 +3,11 @@ connection dies; on SQLite (one process) it is always held."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime import create_engine
 from services.runtime.leases import Lease, lease_key
-
-
-@pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[list[AsyncEngine]]:
-    """Two replicas' engines on one database."""
-    engines = [create_engine(database_url) for _ in range(2)]
-    yield engines
-    for engine in engines:
-        await engine.dispose()
+from tests.database_tools import kill_holder
 
 
 async def test_one_holder_at_a_time_and_a_stand_by_takes_over_when_the_holder_goes(
@@ -47,17 +35,7 @@ async def test_a_killed_holder_connection_frees_the_lease(engines: list[AsyncEng
     first, second = Lease(engines[0], "probes"), Lease(engines[1], "probes")
     assert await first.held()
     assert not await second.held()
-    async with engines[1].connect() as admin:  # as if the holder's process were SIGKILLed
-        await admin.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND granted"
-                " AND ((classid::bigint << 32) | objid::bigint) = :key"
-                " AND database = (SELECT oid FROM pg_database"
-                " WHERE datname = current_database())"  # not other tests' databases
-            ),
-            {"key": lease_key("probes")},  # the shift wraps to the signed key
-        )
+    await kill_holder(engines[1], "probes")
     assert await second.held()
     assert not await first.held()  # it notices the loss at its next round
     await second.release()

@@ -22,7 +22,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, func, select
+from sqlmodel import SQLModel, col, func, select
 
 from contracts import Envelope, ModelRegistered, Topic
 from services.runtime import (
@@ -47,7 +47,6 @@ from services.runtime import (
     stage,
 )
 from services.runtime.outbox import RELAY_TURN_LOCK
-from tests.database_tools import create_tables
 from tests.factories import MODEL, make_alert, make_version_record
 from tests.kafka_tools import read_until_quiet
 
@@ -74,16 +73,8 @@ def unbuildable(version: int, recall: float) -> ModelRegistered:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await create_tables(engine, [ProcessedEvent, *OUTBOX_TABLES])
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return session_factory(engine)
+def schema() -> list[type[SQLModel]]:
+    return [ProcessedEvent, *OUTBOX_TABLES]
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from services.runtime import (
 from services.runtime.kafka import consumer_options
 from tests.factories import make_alert, sample_events
 from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -274,7 +275,7 @@ async def test_a_dead_letter_raises_one_dead_letters_alert_and_a_burst_one_with_
             Topic.LABELS,
             [b"\x00junk %d" % n for n in range(50)] + [_label(1).model_dump_json().encode()],
         )
-        await wait_for(lambda: len(handled) == 2)
+        await eventually(lambda: len(handled) == 2)
         assert len(_dead_letters_alerts(await read_until_quiet(kafka_settings, Topic.ALERTS))) == 1
 
     letters = await read_topic(kafka_settings, Topic.DEAD_LETTER, count=51)
@@ -298,7 +299,7 @@ async def test_a_burst_of_fifty_dead_letters_raises_one_alert_counting_fifty(
         [b"\x00junk %d" % n for n in range(50)] + [_label(0).model_dump_json().encode()],
     )
     async with runtime.running():
-        await wait_for(lambda: len(handled) == 1)
+        await eventually(lambda: len(handled) == 1)
         records = await read_until(
             kafka_settings,
             Topic.ALERTS,
@@ -315,7 +316,7 @@ async def test_a_burst_of_fifty_dead_letters_raises_one_alert_counting_fifty(
         assert alert.evidence["reasons"] == {"undecodable": counts[0]}
 
         await write_raw(kafka_settings, Topic.LABELS, [_label(1).model_dump_json().encode()])
-        await wait_for(lambda: len(handled) == 2)  # and it keeps consuming
+        await eventually(lambda: len(handled) == 2)  # and it keeps consuming
 
 
 async def test_a_consumer_of_alerts_that_dead_letters_its_own_alert_raises_no_more(
@@ -337,14 +338,6 @@ async def test_a_consumer_of_alerts_that_dead_letters_its_own_alert_raises_no_mo
     assert len(alerts) == 2  # the refused alert and the one dead_letters alert about it
     assert len(_dead_letters_alerts(alerts)) == 1
     assert len(letters) == 2
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_replicas_of_a_group_get_the_same_partitions_of_predictions_and_labels(

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from contracts import AlertKind, LabelRecorded, Topic
 from services.runtime import (
@@ -24,11 +23,8 @@ from services.runtime import (
     ServiceRuntime,
     ServiceSettings,
     Sessions,
-    create_engine,
-    session_factory,
     stage,
 )
-from tests.database_tools import create_tables
 from tests.factories import MODEL, make_alert
 from tests.kafka_tools import read_until
 
@@ -104,16 +100,8 @@ async def test_a_stalled_consumer_raises_consumer_lag_and_recovers_when_it_catch
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await create_tables(engine, [ProcessedEvent, *OUTBOX_TABLES])
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> Sessions:
-    return session_factory(engine)
+def schema() -> list[type[SQLModel]]:
+    return [ProcessedEvent, *OUTBOX_TABLES]
 
 
 async def test_an_outbox_that_does_not_publish_raises_outbox_stalled_then_recovers(

@@ -5,29 +5,18 @@ recovery of the alert the holder raised."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Sequence
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AlertKind, AlertRaised, AlertRecovered, Envelope
-from services.runtime import create_engine
-from services.runtime.leases import Lease, lease_key
+from services.runtime.leases import Lease
 from services.runtime.self_watch import Reading, SelfWatch
+from tests.database_tools import kill_holder
+from tests.publishers import RecordingPublisher
 
 LEASE = "monitor-self-watch"
-
-
-class Recording:
-    def __init__(self) -> None:
-        self.events: list[Envelope] = []
-
-    async def publish(self, event: Envelope) -> None:
-        self.events.append(event)
-
-    async def publish_many(self, events: Iterable[Envelope]) -> None:
-        self.events.extend(events)
 
 
 class Outbox:
@@ -41,20 +30,18 @@ class Outbox:
 
 
 @pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[list[AsyncEngine]]:
-    if not database_url.startswith("postgresql"):
+def engines(engines: list[AsyncEngine]) -> list[AsyncEngine]:
+    """The two replicas' engines, on PostgreSQL only."""
+    if engines[0].dialect.name != "postgresql":
         pytest.skip("a SQLite file belongs to one process: its one replica publishes")
-    engines = [create_engine(database_url) for _ in range(2)]
-    yield engines
-    for engine in engines:
-        await engine.dispose()
+    return engines
 
 
 async def test_one_replica_publishes_and_a_stand_by_recovers_what_a_dead_holder_raised(
     engines: list[AsyncEngine],
 ) -> None:
     outbox = Outbox()
-    publishers = [Recording(), Recording()]
+    publishers = [RecordingPublisher(), RecordingPublisher()]
     leases = [Lease(engine, LEASE) for engine in engines]
     watches = [
         SelfWatch(producer="monitor", publisher=publisher, interval_s=1.0)
@@ -72,7 +59,7 @@ async def test_one_replica_publishes_and_a_stand_by_recovers_what_a_dead_holder_
     (holder,) = [i for i, lease in enumerate(leases) if lease.holding]
     assert publishers[holder].events == alerts
     # The holder dies (its connection goes, as with SIGKILL); the outbox drains meanwhile.
-    await kill_holder(engines[1 - holder])
+    await kill_holder(engines[1 - holder], LEASE)
     outbox.stalled = False
     stand_by = watches[1 - holder]
     for _ in range(3):
@@ -87,24 +74,9 @@ async def test_one_replica_publishes_and_a_stand_by_recovers_what_a_dead_holder_
         await leases[holder].release()
 
 
-class Unreachable(Recording):
+class Unreachable(RecordingPublisher):
     async def publish(self, event: Envelope) -> None:
         raise ConnectionError("broker unreachable")
-
-
-async def kill_holder(engine: AsyncEngine) -> None:
-    """Terminate the lease holder's session from another connection (as with SIGKILL)."""
-    async with engine.connect() as admin:
-        await admin.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND granted"
-                " AND ((classid::bigint << 32) | objid::bigint) = :key"
-                " AND database = (SELECT oid FROM pg_database"
-                " WHERE datname = current_database())"  # not other tests' databases
-            ),
-            {"key": lease_key(LEASE)},
-        )
 
 
 async def test_a_raise_the_dead_holder_could_not_publish_is_published_by_the_stand_by(
@@ -114,7 +86,7 @@ async def test_a_raise_the_dead_holder_could_not_publish_is_published_by_the_sta
     holder_lease, stand_by_lease = Lease(engines[0], LEASE), Lease(engines[1], LEASE)
     assert await holder_lease.held()
     holder = SelfWatch(producer="monitor", publisher=Unreachable(), interval_s=1.0)
-    published = Recording()
+    published = RecordingPublisher()
     stand_by = SelfWatch(producer="monitor", publisher=published, interval_s=1.0)
     for watch, lease in ((holder, holder_lease), (stand_by, stand_by_lease)):
         watch.add_probe(outbox, raise_after=2, resolve_after=2)
@@ -124,7 +96,7 @@ async def test_a_raise_the_dead_holder_could_not_publish_is_published_by_the_sta
         await holder.check()  # the raise is due but cannot be published
         await stand_by.check()  # follows the episode as if the holder had published it
     assert published.events == []
-    await kill_holder(engines[1])
+    await kill_holder(engines[1], LEASE)
     await stand_by.check()
     assert [type(e) for e in published.events] == [AlertRaised]
     await stand_by.check()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
 
 import pytest
 from aiokafka import TopicPartition
@@ -16,6 +15,7 @@ from contracts import AlertKind, AlertRaised, MessageDeadLettered, Topic
 from services.runtime import KafkaSettings, ServiceName, ServiceRuntime, ServiceSettings
 from tests.factories import make_alert
 from tests.kafka_tools import read_until_quiet, write_raw
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,6 @@ async def committed_offset(kafka: KafkaSettings, group: str) -> int:
         await admin.close()
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_while_a_handler_waits_out_an_outage_its_offset_is_not_committed(
     kafka_settings: KafkaSettings, unique: str
 ) -> None:
@@ -76,7 +67,7 @@ async def test_while_a_handler_waits_out_an_outage_its_offset_is_not_committed(
     )
 
     async with runtime.running():
-        await wait_for(lambda: runtime.consumer.blocked is not None)
+        await eventually(lambda: runtime.consumer.blocked is not None, timeout_s=20, every_s=0.02)
         await asyncio.sleep(1.5)  # well past a commit, had the batch been returned
         assert handled == ["before"]
         assert await committed_offset(kafka_settings, group) <= offsets[1]
@@ -84,7 +75,7 @@ async def test_while_a_handler_waits_out_an_outage_its_offset_is_not_committed(
         assert checks["consumer"].startswith("blocked on a transient failure since")
 
         database_up = True
-        await wait_for(lambda: len(handled) == 3)
+        await eventually(lambda: len(handled) == 3, timeout_s=20, every_s=0.02)
         assert (await runtime.readiness())["consumer"] == "ok"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -132,14 +123,14 @@ async def test_a_batch_held_past_the_hold_time_is_polled_again_and_repeats_nothi
     )
 
     async with runtime.running():
-        await wait_for(lambda: attempts.get("during", 0) >= 1)
+        await eventually(lambda: attempts.get("during", 0) >= 1, timeout_s=20, every_s=0.02)
         await asyncio.sleep(2.0)  # several holds of 0.3 s: the batch went back and came again
         assert handled == ["before"]
         assert runtime.consumer.blocked is not None
         given_back = [r for r in caplog.records if "gives its batch back" in r.getMessage()]
         assert len(given_back) >= 2
         database_up = True
-        await wait_for(lambda: len(handled) == 3)
+        await eventually(lambda: len(handled) == 3, timeout_s=20, every_s=0.02)
 
     assert handled == ["before", "during", "after"]
     assert (attempts["before"], attempts["after"]) == (1, 1)
@@ -167,7 +158,7 @@ async def test_stopping_while_blocked_gives_the_batch_back_at_once_uncommitted(
     )
     loop = asyncio.get_running_loop()
     async with runtime.running():
-        await wait_for(lambda: runtime.consumer.blocked is not None)
+        await eventually(lambda: runtime.consumer.blocked is not None, timeout_s=20, every_s=0.02)
         stopping = loop.time()
     assert loop.time() - stopping < 10  # not the 30 s backoff, nor the broker's graceful timeout
     assert await committed_offset(kafka_settings, group) <= offset

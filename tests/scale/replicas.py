@@ -1,8 +1,8 @@
 """Two replicas of each service as real processes on one broker and one PostgreSQL database per
 service (as ``compose.yaml`` runs them), each replica with a state folder of its own (as
-containers have), started with the environment ``vigil up`` gives a service
-(``services/stack/stack.py``: tokens, signing key, URLs) and restarted by :meth:`Replicas.restart`
-after a kill, as an orchestrator would."""
+containers have: no replica shares files with another), started with the environment
+``vigil up`` gives a service (``services/stack/stack.py``: tokens, signing key, URLs) and
+restarted by :meth:`Replicas.restart` after a kill, as an orchestrator would."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from services.stack.stack import (
 from tests.processes import ServiceProcess
 
 __all__ = ["Replicas", "service_databases"]
+
+READY_S = 900
+"""How long a replica may take to become ready: importing scikit-learn and the service on two
+cores shared with other work took nearly seven minutes once."""
 
 
 @asynccontextmanager
@@ -52,7 +56,11 @@ class Replicas:
     """``count[service]`` processes of each service; replica 0 listens on the port the other
     services are told about (``VIGIL_<SERVICE>_URL``)."""
 
-    def __init__(self, folder: Path, counts: Mapping[ServiceName, int]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        counts: Mapping[ServiceName, int],
+    ) -> None:
         self.folder = folder
         self._counts = dict(counts)
         self.processes: dict[ServiceName, list[ServiceProcess]] = {}
@@ -62,8 +70,11 @@ class Replicas:
         bootstrap: str,
         topic_prefix: str,
         service_env: Mapping[str, str],
+        *,
+        runbooks_dir: Path | None = None,
     ) -> None:
-        """Build each replica's environment as the local stack would (nothing started)."""
+        """Build each replica's environment as the local stack would (nothing started), with
+        the routing policy and catalogue of ``runbooks_dir`` if given."""
         logs = self.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name, count in self._counts.items():
@@ -78,6 +89,8 @@ class Replicas:
             ports={name: replicas[0].port for name, replicas in self.processes.items()},
             service_env=dict(service_env),
         )
+        if runbooks_dir is not None:
+            settings = settings.model_copy(update={"runbooks_dir": runbooks_dir})
         state_dir = settings.state_dir.resolve()
         credentials = Credentials.load_or_create(state_dir / "credentials.json")
         self.admin_token = credentials.admin_token
@@ -90,6 +103,11 @@ class Replicas:
                     "VIGIL_STATE_DIR": str(state_dir / f"{name.value}-{index}")
                 }
 
+    def configure(self, name: ServiceName, index: int, env: Mapping[str, str]) -> None:
+        """Add to one replica's environment (before it starts), e.g. which replica of another
+        service it calls."""
+        self.processes[name][index].env.update(env)
+
     def url(self, name: ServiceName, index: int = 0) -> str:
         """Base URL of one replica's HTTP API."""
         return self.processes[name][index].url
@@ -99,7 +117,7 @@ class Replicas:
         started = [process for name in names for process in self.processes[name]]
         for process in started:
             process.start()
-        await asyncio.gather(*(process.wait_ready(120) for process in started))
+        await asyncio.gather(*(process.wait_ready(READY_S) for process in started))
 
     async def kill(self, name: ServiceName, index: int) -> int:
         """SIGKILL one replica; return the pid it had."""
@@ -113,7 +131,7 @@ class Replicas:
         """Start a killed replica again (same port, state folder, database) and wait for it."""
         process = self.processes[name][index]
         process.start()
-        await process.wait_ready(120)
+        await process.wait_ready(READY_S)
 
     def owner(self, name: ServiceName, topic: str, partition: int) -> int:
         """Which replica was last given a partition, from the assignments each one logged

@@ -1,21 +1,20 @@
-"""Issue 19's acceptance: two replicas of the scorer, the monitor, the drift detector and the
-incident log as real processes on the embedded broker, each service with its own PostgreSQL
-database shared by its replicas (as ``compose.yaml``), under traffic for three models; every
-replica is SIGKILLed in turn mid-stream and restarted (as an orchestrator does). One model's
-inputs are shifted before the kills, so drift and metric episodes are open while replicas die,
-and unshifted after them. Then, from the topics and the incident log's database: every
+"""Issue 19's acceptance: two replicas of every service (scorer, monitor, drift detector,
+incident log, retrainer with the registry, runbook runner) as real processes on the embedded
+broker, each service with its own PostgreSQL database shared by its replicas (as
+``compose.yaml``; each replica has a state folder of its own, no shared volume), under traffic for
+three models; every replica is SIGKILLed in turn mid-stream and restarted (as an orchestrator
+does). One model's inputs are shifted before the kills, so drift and metric episodes are open
+while replicas die, and unshifted after them. Then, from the topics and the databases: every
 prediction judged once in exactly one metrics window, no alert raised twice or lost, no
 duplicate incident, the open episodes recovered, and each key's events in order on every topic.
 
-The retrainer (registry) and the runbook runner run as one replica here:
-
-- the retrainer is started once, as the registry the others read by one URL (its schedules run
-  under a lease and its canary checks claim rows, docs/scaling.md, "Work that must run once",
-  but two replicas of it under kills are not tested yet);
-- the runbook runner is not started: the incidents here route to the shipped runbooks, which
-  call the registry (rollback, retrain) and would change the deployments this test measures.
-  Its queue is claimed row by row (``SKIP LOCKED``) and its kills are covered by
-  ``tests/e2e/test_chaos.py`` with one replica; two replicas of it are not tested yet.
+The retrainers and runners get work to compete for without changing the deployments the test
+measures (``tests/scale/operations.py``): the drift incident runs a diagnosis runbook, more runs
+of it are asked for by hand (one runner is killed while it executes one), and retrains are asked
+for by hand through either registry replica (one retrainer is killed while it trains, when the
+run lasts long enough to catch it); half of each service's replicas read the registry from the
+second retrainer. Checked: each run reported once, each retrain one run and at most one
+registered version, no registry or runbook outcome published twice under two ids.
 
 Everything runs once (a module-scoped fixture); each test checks one property of that run.
 """
@@ -27,7 +26,7 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,10 +41,17 @@ from aiokafka.partitioner import DefaultPartitioner
 from contracts import TOPICS, AlertKind, Topic
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName, ensure_topics
 from services.stack import scenario
-from services.stack.chaos import _incident_rows, _recorded_alerts
+from services.stack.chaos import _incident_rows, _query, _recorded_alerts
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.kafka_tools import read_until, read_until_quiet
-from tests.processes import issue_tokens, write_routing_policy
+from tests.processes import issue_tokens
+from tests.scale.operations import (
+    ask_retrain,
+    ask_runbook,
+    retrain_holder,
+    run_holder,
+    runbooks_for_drift,
+)
 from tests.scale.replicas import Replicas, service_databases
 from tests.scale.traffic import Traffic
 
@@ -53,7 +59,7 @@ pytestmark = [
     pytest.mark.scale,
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.timeout(600),  # about 150 s here unloaded; other work can triple it
+    pytest.mark.timeout(2400),  # minutes here unloaded; other work on the two cores: 20 or more
 ]
 
 MODELS = ["scale-a", "scale-b", "scale-c"]
@@ -63,7 +69,8 @@ WINDOW_S = 5
 """The monitor's event-time windows (no count windows), so the last one closes on demand."""
 
 REPLICAS = {
-    ServiceName.RETRAINER: 1,
+    ServiceName.RETRAINER: 2,
+    ServiceName.RUNBOOK_RUNNER: 2,
     ServiceName.INCIDENT_LOG: 2,
     ServiceName.SCORER: 2,
     ServiceName.MONITOR: 2,
@@ -74,15 +81,27 @@ DATABASES = [
     ServiceName.INCIDENT_LOG,
     ServiceName.MONITOR,
     ServiceName.DRIFT_DETECTOR,
+    ServiceName.RUNBOOK_RUNNER,
 ]
 SERVICES_KILLED = (
     ServiceName.DRIFT_DETECTOR,
     ServiceName.MONITOR,
     ServiceName.SCORER,
     ServiceName.INCIDENT_LOG,
+    ServiceName.RETRAINER,
+    ServiceName.RUNBOOK_RUNNER,
 )
 """Killed in this order, every replica once (two rounds): whichever owns the shifted model's
-partition is among them; the drift detector's owner of it goes first, right after it raised."""
+partition is among them; the drift detector's owner of it goes first, right after it raised;
+in the first round the runner executing a run and the retrainer training one (if caught)."""
+READS_REPLICA_1 = (
+    ServiceName.SCORER,
+    ServiceName.MONITOR,
+    ServiceName.DRIFT_DETECTOR,
+    ServiceName.RUNBOOK_RUNNER,
+)
+"""Services whose replica 1 reads the registry from retrainer replica 1 (no load balancer)."""
+OPERATION_TOPICS = (Topic.MODELS, Topic.RETRAIN_REQUESTS, Topic.RUNBOOK_RESULTS)
 
 DRIFT_KINDS = {AlertKind.DATA_DRIFT.value, AlertKind.PREDICTION_DRIFT.value}
 
@@ -96,6 +115,12 @@ class Run:
     kills: list[tuple[str, int, float]]
     drift_raised_at: float
     restarted_at: float
+    retrains: list[str] = field(default_factory=list)
+    """Ids of the retrain runs asked for by hand."""
+    runbook_runs: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """(run id, state, owner) of every run the runners recorded."""
+    killed_mid_run: dict[str, str] = field(default_factory=dict)
+    """Service → id of the run its killed replica was executing."""
     records: dict[Topic, list[Any]] = field(default_factory=dict)
     incidents: list[tuple[str, str, str]] = field(default_factory=list)
     recorded_alerts: set[uuid.UUID] = field(default_factory=set)
@@ -124,18 +149,30 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     folder = tmp_path_factory.mktemp("scale")
     async with service_databases(POSTGRES_ADMIN_URL, DATABASES, tag) as databases:
         replicas = Replicas(folder, REPLICAS)
-        await replicas.prepare(kafka_bootstrap, kafka.topic_prefix, _service_env(folder, databases))
+        await replicas.prepare(
+            kafka_bootstrap,
+            kafka.topic_prefix,
+            _service_env(databases),
+            runbooks_dir=runbooks_for_drift(folder),
+        )
+        for name in READS_REPLICA_1:
+            replicas.configure(
+                name, 1, {"VIGIL_REGISTRY_URL": replicas.url(ServiceName.RETRAINER, 1)}
+            )
+        for index in range(REPLICAS[ServiceName.RUNBOOK_RUNNER]):
+            replicas.configure(
+                ServiceName.RUNBOOK_RUNNER,
+                index,
+                {"VIGIL_RUNBOOK_RUNNER_INSTANCE": f"runner-{index}"},
+            )
         try:
             yield await _play(kafka, replicas, databases)
         finally:
             await replicas.stop()
 
 
-def _service_env(folder: Path, databases: dict[ServiceName, str]) -> dict[str, str]:
+def _service_env(databases: dict[ServiceName, str]) -> dict[str, str]:
     return {f"{name.env_prefix}DATABASE_URL": url for name, url in databases.items()} | {
-        "VIGIL_INCIDENT_LOG_POLICY_PATH": str(
-            write_routing_policy(folder / "policy", group_wait_seconds=1)
-        ),
         "VIGIL_MONITOR_WINDOW_MAX_EVENTS": "none",
         "VIGIL_MONITOR_WINDOW_SECONDS": str(WINDOW_S),
         "VIGIL_MONITOR_MIN_LABELLED": "20",
@@ -144,20 +181,35 @@ def _service_env(folder: Path, databases: dict[ServiceName, str]) -> dict[str, s
         "VIGIL_DRIFT_DETECTOR_WINDOW_SIZE": "100",
         "VIGIL_DRIFT_DETECTOR_MIN_WINDOW_ROWS": "50",
         "VIGIL_DRIFT_DETECTOR_SCORE_REFERENCE_ROWS": "100",
+        "VIGIL_RETRAINER_COOLDOWN_SECONDS": "0",
+        "VIGIL_RETRAINER_LEASE_SECONDS": "5",  # a killed replica's run is taken over in 5 s
+        "VIGIL_RETRAINER_WORKER_POLL_SECONDS": "0.5",
+        "VIGIL_RUNBOOK_RUNNER_POLL_INTERVAL_SECONDS": "0.5",
+        "VIGIL_RUNBOOK_RUNNER_RUN_LEASE_SECONDS": "10",
         "VIGIL_LOG_LEVEL": "INFO",
     }
 
 
 async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[ServiceName, str]) -> Run:
     dataset = scenario.load()
-    await replicas.start(ServiceName.RETRAINER, ServiceName.INCIDENT_LOG)
-    people = await issue_tokens(
-        replicas.url(ServiceName.INCIDENT_LOG), replicas.admin_token, {"ana": "l2"}
+    await replicas.start(
+        ServiceName.RETRAINER, ServiceName.INCIDENT_LOG, ServiceName.RUNBOOK_RUNNER
     )
-    await _register_and_deploy(replicas.url(ServiceName.RETRAINER), people["ana"], dataset)
-    await replicas.start(ServiceName.SCORER, ServiceName.MONITOR, ServiceName.DRIFT_DETECTOR)
+    ana = (
+        await issue_tokens(
+            replicas.url(ServiceName.INCIDENT_LOG), replicas.admin_token, {"ana": "l2"}
+        )
+    )["ana"]
+    await _register_and_deploy(replicas.url(ServiceName.RETRAINER), ana, dataset)
+    await replicas.start(
+        ServiceName.SCORER,
+        ServiceName.MONITOR,
+        ServiceName.DRIFT_DETECTOR,
+    )
     await _served(replicas)
     kills: list[tuple[str, int, float]] = []
+    retrains: list[str] = []
+    killed_mid_run: dict[str, str] = {}
     async with Traffic(kafka, dataset, MODELS, rate_per_model=RATE_PER_MODEL) as traffic:
         await asyncio.sleep(10)  # the score references fill, the first windows close
         traffic.shifted.add(SHIFTED)
@@ -166,18 +218,26 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         owner = replicas.owner(
             ServiceName.DRIFT_DETECTOR, kafka.topic_name(Topic.PREDICTIONS), _partition(SHIFTED)
         )
-        first = [
-            (name, owner if name is ServiceName.DRIFT_DETECTOR else 0) for name in SERVICES_KILLED
-        ]
-        kill_order = first + [(name, 1 - index) for name, index in first]
+        # Retrains of the two other models, asked of each registry replica, run during the kills.
+        for index, model in enumerate(MODELS[1:]):
+            url = replicas.url(ServiceName.RETRAINER, index)
+            retrains.append(await ask_retrain(url, ana, model, f"manual:scale-{model}"))
+        chosen: dict[ServiceName, int] = {}
         restarts: dict[tuple[ServiceName, int], asyncio.Task[None]] = {}
-        for name, index in kill_order:
-            if (name, 1 - index) in restarts:  # never both replicas of a service down at once
-                await restarts.pop((name, 1 - index))
-            await replicas.kill(name, index)
-            kills.append((name.value, index, time.monotonic()))
-            restarts[(name, index)] = asyncio.create_task(replicas.restart(name, index))
-            await asyncio.sleep(3)
+        for round_ in (0, 1):
+            for name in SERVICES_KILLED:
+                if round_ == 1:
+                    if (name, chosen[name]) in restarts:  # never both replicas down at once
+                        await restarts.pop((name, chosen[name]))
+                    index = 1 - chosen[name]
+                elif name is ServiceName.DRIFT_DETECTOR:
+                    index = owner
+                else:
+                    index, busy = await _busy_replica(name, replicas, databases, ana, retrains)
+                    if busy is not None:
+                        killed_mid_run[name.value] = busy
+                chosen[name] = index
+                await _kill(name, index, replicas, kills, restarts)
         await asyncio.gather(*restarts.values())
         restarted_at = time.monotonic()
         traffic.shifted.discard(SHIFTED)
@@ -197,7 +257,15 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         # One request per model in a later event-time bucket closes every model's last window.
         await asyncio.sleep(WINDOW_S - time.time() % WINDOW_S + 1.0)
         flush = await traffic.one_each("flush")
-    outcome = Run(requests, flush, kills, drift_raised_at, restarted_at)
+    outcome = Run(
+        requests,
+        flush,
+        kills,
+        drift_raised_at,
+        restarted_at,
+        retrains=retrains,
+        killed_mid_run=killed_mid_run,
+    )
     await read_until(kafka, Topic.METRICS, lambda rs: _all_judged(rs, requests), timeout_s=60)
     raised = {
         event["fingerprint"]
@@ -210,11 +278,94 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         if raised <= {fingerprint for fingerprint, _, _ in outcome.incidents}:
             break
         await asyncio.sleep(1)
-    for topic in (Topic.PREDICTIONS, Topic.METRICS, Topic.DRIFT, Topic.ALERTS):
+    await _retrains_finished(kafka, retrains)
+    outcome.runbook_runs = await _runs_reported(kafka, databases[ServiceName.RUNBOOK_RUNNER])
+    for topic in (Topic.PREDICTIONS, Topic.METRICS, Topic.DRIFT, Topic.ALERTS, *OPERATION_TOPICS):
         outcome.records[topic] = await _all(kafka, topic)
     outcome.recorded_alerts = await _recorded_alerts(databases)
     outcome.logs = replicas.log_tails()
     return outcome
+
+
+async def _busy_replica(
+    name: ServiceName,
+    replicas: Replicas,
+    databases: dict[ServiceName, str],
+    token: str,
+    retrains: list[str],
+) -> tuple[int, str | None]:
+    """The replica to kill first: the runner executing a run asked for now, the retrainer
+    training a retrain asked for now (its id, if caught mid-run); else replica 0."""
+    if name is ServiceName.RUNBOOK_RUNNER:
+        # Replica 1: replica 0 of the incident log was killed just before, in this round.
+        run = await ask_runbook(replicas.url(ServiceName.INCIDENT_LOG, 1), token, SHIFTED)
+        holder = await run_holder(databases[name], run)
+    elif name is ServiceName.RETRAINER:
+        url = replicas.url(ServiceName.RETRAINER, 1)
+        run = await ask_retrain(url, token, SHIFTED, f"manual:scale-{SHIFTED}")
+        retrains.append(run)
+        holder = await retrain_holder(replicas, databases[name], run)
+    else:
+        return 0, None
+    return (0, None) if holder is None else (holder, run)
+
+
+async def _kill(
+    name: ServiceName,
+    index: int,
+    replicas: Replicas,
+    kills: list[tuple[str, int, float]],
+    restarts: dict[tuple[ServiceName, int], asyncio.Task[None]],
+) -> None:
+    """SIGKILL one replica, restart it in the background, and let the other work alone a bit."""
+    await replicas.kill(name, index)
+    kills.append((name.value, index, time.monotonic()))
+    restarts[(name, index)] = asyncio.create_task(replicas.restart(name, index))
+    await asyncio.sleep(3)
+
+
+def _types(records: list[Any], *types: str) -> list[dict[str, Any]]:
+    """Distinct events (by id) of these types, in topic order."""
+    seen: set[str] = set()
+    found = []
+    for event in map(json.loads, (r.value for r in records)):
+        if event["type"] in types and event["event_id"] not in seen:
+            seen.add(event["event_id"])
+            found.append(event)
+    return found
+
+
+async def _retrains_finished(kafka: KafkaSettings, runs: list[str]) -> None:
+    """Wait until every retrain asked for has finished (a killed replica's run resumes once
+    its lease lapses)."""
+    await read_until(
+        kafka,
+        Topic.MODELS,
+        lambda rs: set(runs) <= {e["run_id"] for e in _types(rs, "retrain.finished")},
+        timeout_s=180,
+    )
+
+
+async def _runs_reported(kafka: KafkaSettings, database: str) -> list[tuple[str, str, str | None]]:
+    """Wait until every run the runners recorded has ended and been reported; the rows."""
+    deadline = time.monotonic() + 180
+    while True:
+        rows = [
+            (str(run), str(state), None if owner is None else str(owner))
+            for run, state, owner in await _query(
+                database, "SELECT run_id, state, owner FROM runbook_runs"
+            )
+        ]
+        ended = {run for run, state, _ in rows if state not in ("requested", "running")}
+        if rows and len(ended) == len(rows):
+            await read_until(kafka, Topic.RUNBOOK_RESULTS, _all_reported(ended), timeout_s=60)
+            return rows
+        assert time.monotonic() < deadline, f"runs still open: {rows}"
+        await asyncio.sleep(1)
+
+
+def _all_reported(runs: set[str]) -> Callable[[list[Any]], bool]:
+    return lambda records: runs <= {e["run_id"] for e in _types(records, "runbook.finished")}
 
 
 async def _dump(kafka: KafkaSettings, folder: Path) -> None:
@@ -349,8 +500,16 @@ def test_every_request_has_exactly_one_prediction(run: Run) -> None:
 
 
 def test_every_prediction_is_judged_once_in_exactly_one_metrics_window(run: Run) -> None:
+    # A window is named by its first and last event times: two windows can share a start (a
+    # label this traffic dates before its prediction widens the next window back to it).
     windows = Counter(
-        (event["model"], event["model_version"], event["variant"], event["window"]["start"])
+        (
+            event["model"],
+            event["model_version"],
+            event["variant"],
+            event["window"]["start"],
+            event["window"]["end"],
+        )
         for event in run.events(Topic.METRICS)
     )
     assert [window for window, n in windows.items() if n > 1] == [], _context(run)
@@ -431,7 +590,9 @@ def test_no_duplicate_incident(run: Run) -> None:
     )
 
 
-@pytest.mark.parametrize("topic", [Topic.PREDICTIONS, Topic.METRICS, Topic.DRIFT, Topic.ALERTS])
+@pytest.mark.parametrize(
+    "topic", [Topic.PREDICTIONS, Topic.METRICS, Topic.DRIFT, Topic.ALERTS, *OPERATION_TOPICS]
+)
 def test_each_keys_events_are_in_order(run: Run, topic: Topic) -> None:
     last: dict[Any, datetime] = {}
     out_of_order = []
@@ -446,3 +607,63 @@ def test_each_keys_events_are_in_order(run: Run, topic: Topic) -> None:
             out_of_order.append(f"{key}: {at.isoformat()} after {last[key].isoformat()}")
         last[key] = max(at, last.get(key, at))
     assert out_of_order == [], _context(run)
+
+
+def test_each_runbook_run_is_executed_and_reported_once(run: Run) -> None:
+    """Two runners share one queue: every run recorded once, started at most once, finished
+    (reported) exactly once; the run whose runner was killed while executing it is reported
+    abandoned (ADR 0007: never run again), by the restarted runner or the other one."""
+    assert len(run.runbook_runs) >= 2, run.runbook_runs  # the drift incident's, and by hand
+    records = run.records[Topic.RUNBOOK_RESULTS]
+    started = Counter(e["run_id"] for e in _types(records, "runbook.started"))
+    finished = Counter(e["run_id"] for e in _types(records, "runbook.finished"))
+    assert {r: n for r, n in started.items() if n > 1} == {}, _context(run)
+    assert dict(finished) == {run_id: 1 for run_id, _, _ in run.runbook_runs}, _context(run)
+    states = {e["run_id"]: e["state"] for e in _types(records, "runbook.finished")}
+    assert {run_id: states[run_id] for run_id, _, _ in run.runbook_runs} == {
+        run_id: state for run_id, state, _ in run.runbook_runs
+    }
+    killed = run.killed_mid_run.get(ServiceName.RUNBOOK_RUNNER.value)
+    if killed is not None:
+        assert states[killed] == "abandoned", (killed, states)
+
+
+def test_each_retrain_is_one_run_with_at_most_one_registered_version(run: Run) -> None:
+    """Two registry replicas share the queue: each asked run starts and finishes once (a run
+    whose retrainer was killed resumes in the other and still finishes once), registers at
+    most one version, and no version is registered twice."""
+    records = run.records[Topic.MODELS]
+    finished = _types(records, "retrain.finished")
+    by_run = Counter(e["run_id"] for e in finished)
+    assert {r: by_run[r] for r in run.retrains} == dict.fromkeys(run.retrains, 1), _context(run)
+    registered = Counter(
+        (e["model"], e["record"]["version"]) for e in _types(records, "model.registered")
+    )
+    assert {key: n for key, n in registered.items() if n > 1} == {}, _context(run)
+    candidates = [(e["model"], e["candidate_version"]) for e in finished if e["run_id"]]
+    made = [key for key in candidates if key[1] is not None]
+    assert len(made) == len(set(made)), made  # no two runs claim one version
+    assert set(made) <= set(registered), (made, registered)
+    extra = {key for key in registered if key[1] > 1}
+    assert extra <= set(made), (extra, made)  # every new version came from a run, once
+
+
+def test_registry_and_runbook_outcomes_are_published_once(run: Run) -> None:
+    """No change of the registry, ask answer or run outcome is published twice under two ids
+    (a replica killed between deciding and publishing, or two replicas deciding the same)."""
+    once = {
+        Topic.MODELS: ("model.deployed", "candidate.evaluated", "promotion.requested"),
+        Topic.RETRAIN_REQUESTS: ("retrain.answered",),
+    }
+    for topic, types in once.items():
+        for kind in types:
+            events = _types(run.records[topic], kind)
+            keys = Counter(
+                json.dumps({k: v for k, v in e.items() if k not in _STAMPS}, sort_keys=True)
+                for e in events
+            )
+            assert [k for k, n in keys.items() if n > 1] == [], (topic, kind, _context(run))
+
+
+_STAMPS = {"event_id", "occurred_at", "correlation_id", "causation_id", "producer"}
+"""Fields two copies of one decision could differ in; the rest says what was decided."""

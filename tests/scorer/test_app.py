@@ -23,7 +23,7 @@ from contracts import (
 )
 from services.runtime import KafkaSettings, RegistryUnavailable, ServiceRuntime
 from services.scorer.app import create_app
-from services.scorer.serving import ScoringService
+from services.scorer.service import ScoringService
 from services.scorer.settings import Settings
 from tests.factories import make_scoring_request
 from tests.model_builders import train
@@ -70,7 +70,7 @@ class Collected:
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg:
+    async with registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg:
         registry_http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
         )

@@ -21,8 +21,7 @@ from services.scorer.settings import Settings
 from tests.factories import make_scoring_request
 from tests.http_tools import serving
 from tests.kafka_tools import read_until, write_raw
-from tests.model_builders import train
-from tests.registry_tools import deploy, register, registry
+from tests.registry_tools import one_version_deployed
 
 pytestmark = [pytest.mark.integration]
 
@@ -34,19 +33,14 @@ NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e309"]
 @pytest.fixture
 async def scorer(tmp_path: Path, kafka_settings: KafkaSettings) -> AsyncIterator[str]:
     """The scorer on the real broker, v1 deployed ('mean texture' may be missing); its URL."""
-    async with registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg:
-        registry_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
-        )
-        assert (await register(registry_http, MODEL, train())).status_code == 201
-        assert (await deploy(registry_http, MODEL, 1)).status_code == 200
+    registry_db = f"sqlite:///{tmp_path / 'registry.db'}"
+    async with one_version_deployed(registry_db, MODEL) as (_, registry_http):
         settings = Settings(
             kafka=kafka_settings, registry_url="http://registry", http_max_body_bytes=CAP
         )
         app = create_app(settings, registry_http=registry_http)
         async with serving(app, lifespan="on") as url:
             yield url
-        await registry_http.aclose()
 
 
 def instance(texture: str, radius: str = "14.2") -> str:

@@ -6,6 +6,7 @@ hostile request is refused with a clear 4xx and changes nothing; the scorer keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,17 +22,17 @@ from contracts import LabelRecorded, Topic, ValueRecorded
 from contracts.envelope import Envelope
 from contracts.scoring_api import Label
 from contracts.wire import decode
-from services.runtime import KafkaSettings
+from services.runtime import KafkaSettings, Publisher
 from services.runtime.identity import IdentityProvider
 from services.scorer.app import create_app
 from services.scorer.cli import app as labels_cli
 from services.scorer.cli import read_labels
-from services.scorer.labels import label_event_id, labels_router, recorded_labels
+from services.scorer.labels import install_labels_api, label_event_id, recorded_labels
+from services.scorer.service import ScoringService
 from services.scorer.settings import Settings
 from tests.http_tools import serving
 from tests.kafka_tools import read_until, read_until_quiet
-from tests.model_builders import train
-from tests.registry_tools import deploy, register, registry
+from tests.registry_tools import one_version_deployed
 
 MODEL = "breast-cancer"
 CAP = 256 * 1024
@@ -54,6 +55,23 @@ def identity_provider() -> httpx.MockTransport:
         return httpx.Response(200, json=IDENTITIES[token])
 
     return httpx.MockTransport(answer)
+
+
+@contextlib.asynccontextmanager
+async def labels_route(service: ScoringService, broker: Publisher) -> AsyncIterator[str]:
+    """``POST /labels`` alone, bound to ``service`` and ``broker`` with :data:`IDENTITIES` as the
+    identity provider, served on loopback; yields its URL."""
+    app = FastAPI()
+    async with httpx.AsyncClient(transport=identity_provider()) as identity_http:
+        install_labels_api(
+            app,
+            service,
+            broker,
+            IdentityProvider(identity_http, "http://identity"),
+            clock=lambda: datetime.now(UTC),
+        )
+        async with serving(app) as url:
+            yield url
 
 
 def as_(token: str) -> dict[str, str]:
@@ -155,7 +173,7 @@ def test_a_label_file_that_cannot_be_read_names_its_line(
     path = tmp_path / f"labels{suffix}"
     path.write_text(content)
     result = CliRunner().invoke(labels_cli, ["send", str(path), "--model", MODEL])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert names in result.output
 
 
@@ -165,12 +183,8 @@ def test_a_label_file_that_cannot_be_read_names_its_line(
 @pytest.fixture
 async def scorer(tmp_path: Path, kafka_settings: KafkaSettings) -> AsyncIterator[str]:
     """The scorer on the real broker, serving v1 of the model; its URL."""
-    async with registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg:
-        registry_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
-        )
-        assert (await register(registry_http, MODEL, train())).status_code == 201
-        assert (await deploy(registry_http, MODEL, 1)).status_code == 200
+    registry_db = f"sqlite:///{tmp_path / 'registry.db'}"
+    async with one_version_deployed(registry_db, MODEL) as (_, registry_http):
         settings = Settings(
             kafka=kafka_settings,
             registry_url="http://registry",
@@ -182,7 +196,6 @@ async def scorer(tmp_path: Path, kafka_settings: KafkaSettings) -> AsyncIterator
         )
         async with serving(app, lifespan="on") as url:
             yield url
-        await registry_http.aclose()
 
 
 def labels_of(records: Iterable[Any]) -> list[LabelRecorded]:
@@ -379,7 +392,7 @@ async def test_vigil_labels_send_reports_a_refusal(scorer: str, tmp_path: Path) 
         labels_cli,
         ["send", str(path), "--model", MODEL, "--url", scorer, "--token", "token-lee"],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "403" in result.output
 
 
@@ -406,30 +419,19 @@ async def test_labels_the_broker_did_not_acknowledge_answer_503_and_a_retry_publ
     tmp_path: Path,
 ) -> None:
     from services.runtime import RegistryClient
-    from services.scorer.serving import ScoringService
+    from services.scorer.service import ScoringService
 
-    async with registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg:
-        registry_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
-        )
-        assert (await register(registry_http, MODEL, train())).status_code == 201
-        assert (await deploy(registry_http, MODEL, 1)).status_code == 200
+    registry_db = f"sqlite:///{tmp_path / 'registry.db'}"
+    async with one_version_deployed(registry_db, MODEL) as (_, registry_http):
         broker = BrokerDown()
         service = ScoringService(
             registry=RegistryClient(registry_http, "http://registry"), publisher=broker
         )
-        identity_http = httpx.AsyncClient(transport=identity_provider())
-        app = FastAPI()
-        app.include_router(
-            labels_router(
-                service,
-                broker,
-                IdentityProvider(identity_http, "http://identity"),
-                clock=lambda: datetime.now(UTC),
-            )
-        )
         body = {"labels": [label("r-1"), label("r-2")]}
-        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with (
+            labels_route(service, broker) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
             refused = await client.post("/labels", json=body, headers=as_("token-ana"))
             assert refused.status_code == 503
             assert "send again" in refused.json()["detail"]
@@ -438,8 +440,6 @@ async def test_labels_the_broker_did_not_acknowledge_answer_503_and_a_retry_publ
             accepted = await client.post("/labels", json=body, headers=as_("token-ana"))
             assert accepted.status_code == 200
         assert [str(e.event_id) for e in broker.published] == accepted.json()["event_ids"]
-        await identity_http.aclose()
-        await registry_http.aclose()
 
 
 async def test_labels_for_a_model_the_registry_cannot_be_asked_about_answer_503_not_404() -> None:
@@ -447,7 +447,7 @@ async def test_labels_for_a_model_the_registry_cannot_be_asked_about_answer_503_
     "not served here" (a labelling job would drop the labels for good): 503, then a retry once
     the registry is back asks it again and publishes."""
     from services.runtime import RegistryClient
-    from services.scorer.serving import ScoringService
+    from services.scorer.service import ScoringService
 
     registry_up = False
 
@@ -464,18 +464,11 @@ async def test_labels_for_a_model_the_registry_cannot_be_asked_about_answer_503_
         ),
         publisher=broker,
     )
-    identity_http = httpx.AsyncClient(transport=identity_provider())
-    app = FastAPI()
-    app.include_router(
-        labels_router(
-            service,
-            broker,
-            IdentityProvider(identity_http, "http://identity"),
-            clock=lambda: datetime.now(UTC),
-        )
-    )
     body = {"labels": [label("r-1")]}
-    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with (
+        labels_route(service, broker) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         down = await client.post("/labels", json=body, headers=as_("token-ana"))
         assert down.status_code == 503, down.text
         assert "registry answered 503" in down.json()["detail"]
@@ -483,4 +476,3 @@ async def test_labels_for_a_model_the_registry_cannot_be_asked_about_answer_503_
         unknown = await client.post("/labels", json=body, headers=as_("token-ana"))
         assert unknown.status_code == 404, unknown.text
     assert broker.published == []
-    await identity_http.aclose()

@@ -65,7 +65,7 @@ async def register_regressor(http: httpx.AsyncClient, model: str, trained: Train
 async def scorer(tmp_path: Path, kafka_settings: KafkaSettings) -> AsyncIterator[str]:
     """The scorer on the real broker serving the diabetes pipeline, the linear regressor and
     the breast-cancer classifier; its URL."""
-    async with registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "state") as reg:
+    async with registry(f"sqlite:///{tmp_path / 'registry.db'}") as reg:
         registry_http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
         )

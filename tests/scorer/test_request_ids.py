@@ -18,8 +18,8 @@ from contracts import LabelRecorded, MessageDeadLettered, PredictionMade, Topic
 from contracts.scoring_api import ISSUED_REQUEST_ID_PREFIX, PROBE_REQUEST_ID_PREFIX
 from contracts.wire import decode
 from services.monitor.join import LabelJoin, PendingLabel, PendingPrediction
-from services.retrainer.live_examples import LiveExamples
 from services.retrainer.migrations import HISTORY
+from services.retrainer.retraining.live_examples import LiveExamples
 from services.runtime import KafkaSettings, create_engine
 from services.runtime.migrations import migrate
 from services.scorer.app import create_app
@@ -27,8 +27,7 @@ from services.scorer.settings import Settings
 from tests.factories import make_scoring_request
 from tests.http_tools import serving
 from tests.kafka_tools import read_until, write_raw
-from tests.model_builders import train
-from tests.registry_tools import Registry, deploy, register, registry
+from tests.registry_tools import Registry, one_version_deployed
 
 pytestmark = [pytest.mark.integration]
 
@@ -50,19 +49,13 @@ async def scorer(
 ) -> AsyncIterator[Scorer]:
     """The scorer on the real broker with v1 deployed, and the registry's database (where the
     retrainer keeps live examples too)."""
-    async with registry(database_url, tmp_path / "state") as reg:
-        registry_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=reg.app), base_url="http://registry"
-        )
-        assert (await register(registry_http, MODEL, train())).status_code == 201
-        assert (await deploy(registry_http, MODEL, 1)).status_code == 200
+    async with one_version_deployed(database_url, MODEL) as (reg, registry_http):
         settings = Settings(
             kafka=kafka_settings, registry_url="http://registry", probe_token=PROBE_TOKEN
         )
         app = create_app(settings, registry_http=registry_http)
         async with serving(app, lifespan="on") as url:
             yield Scorer(url, reg)
-        await registry_http.aclose()
 
 
 def body(request_id: str | None, radius: float = 14.2) -> dict[str, Any]:

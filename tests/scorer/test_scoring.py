@@ -81,3 +81,56 @@ def test_a_row_the_model_refuses_is_refused_alone_with_the_models_error() -> Non
     assert refusal.index == 1
     assert "m v1 cannot score it: ValueError" in refusal.message
     assert "green" in refusal.message
+
+
+class Probabilities:
+    """A stand-in classifier answering fixed probabilities per ``mean radius`` (a broken model
+    can answer NaN or infinity)."""
+
+    classes_ = np.array(["benign", "malignant"])
+
+    def __init__(self, by_radius: dict[float, list[float]]):
+        self.by_radius = by_radius
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return np.array([self.by_radius[row[0]] for row in matrix])
+
+
+def test_a_nan_or_infinite_probability_is_that_rows_refusal_and_the_others_are_scored() -> None:
+    answers = Probabilities(
+        {
+            1.0: [0.3, 0.7],
+            2.0: [float("nan"), 0.5],
+            3.0: [0.2, float("inf")],
+            4.0: [0.6, 0.4],
+        }
+    )
+    items = [item(n, **{"mean radius": float(n % 4 + 1), "mean texture": 1.0}) for n in range(8)]
+    result = score_batch(
+        items, {"m": Deployment(revision=1, champion=V1)}, lambda *_: loaded(answers)
+    )
+    assert [(s.index, s.predicted_class, s.confidence) for s in result.scored] == [
+        (0, "malignant", 0.7),
+        (3, "benign", 0.6),
+        (4, "malignant", 0.7),
+        (7, "benign", 0.6),
+    ]
+    assert [s.probabilities for s in result.scored][:2] == [
+        {"benign": 0.3, "malignant": 0.7},
+        {"benign": 0.6, "malignant": 0.4},
+    ]
+    assert [r.index for r in result.refused] == [1, 2, 5, 6]
+    for refusal in result.refused:
+        assert (
+            "m v1 cannot score it: the model predicted non-finite probabilities" in refusal.message
+        )
+        assert refusal.problems == ()
+
+
+def test_the_likeliest_class_is_the_first_of_equals() -> None:
+    answers = Probabilities({1.0: [0.5, 0.5]})
+    items = [item(0, **{"mean radius": 1.0, "mean texture": 1.0})]
+    result = score_batch(
+        items, {"m": Deployment(revision=1, champion=V1)}, lambda *_: loaded(answers)
+    )
+    assert [(s.predicted_class, s.confidence) for s in result.scored] == [("benign", 0.5)]

@@ -157,7 +157,7 @@ async def test_vigil_incidents_list_works_after_the_stack_starts_with_no_variabl
         assert json.loads(listed.stdout) == []
     assert not (tmp_path / ".vigil" / STACK_FILE).exists()
     after = await asyncio.to_thread(vigil, "incidents", "list")
-    assert after.returncode == 1  # stopped: nothing answers on the default port with its token
+    assert after.returncode == 4  # stopped: nothing answers on the default port with its token
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from services.runtime import KafkaSettings, ServiceName, free_port
 from services.stack.stack import StackSettings, running_stack
-from services.stack.supervisor import ChildState
+from services.stack.supervisor import ChildState, ServiceSpec, Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,10 +31,13 @@ async def test_a_killed_service_is_restarted_and_stop_is_clean(
         ports={ServiceName.INCIDENT_LOG: free_port()},
     )
     monkeypatch.setenv("VIGIL_INCIDENT_LOG_POLICY_PATH", str(ROOT / "runbooks" / "routing.yaml"))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     async with running_stack(settings) as stack:
         url = stack.url(ServiceName.INCIDENT_LOG)
         pid = stack.supervisor.pid(ServiceName.INCIDENT_LOG)
         assert pid is not None
+        environ = (await asyncio.to_thread(Path(f"/proc/{pid}/environ").read_bytes)).split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ  # fewer glibc arenas: less resident memory
         async with httpx.AsyncClient() as http:
             token = {"Authorization": f"Bearer {stack.credentials.admin_token}"}
             assert (await http.get(f"{url}/incidents", headers=token)).status_code == 200
@@ -57,3 +60,15 @@ async def test_a_killed_service_is_restarted_and_stop_is_clean(
     assert (status.state, status.last_exit) == (ChildState.STOPPED, 0)
     credentials = (tmp_path / "state" / "credentials.json").stat()
     assert credentials.st_mode & 0o777 == 0o600
+
+
+def test_services_get_two_malloc_arenas_unless_the_operator_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = Supervisor(
+        [ServiceSpec(ServiceName.INCIDENT_LOG, free_port(), {})], logs_dir=tmp_path, base_env={}
+    )
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert supervisor.environment(ServiceName.INCIDENT_LOG)["MALLOC_ARENA_MAX"] == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert supervisor.environment(ServiceName.INCIDENT_LOG)["MALLOC_ARENA_MAX"] == "8"

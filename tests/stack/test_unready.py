@@ -15,10 +15,10 @@ from contracts import AlertKind, Topic
 from services.runtime import KafkaSettings
 from services.stack.supervisor import ChildState
 from tests.kafka_tools import read_until
+from tests.polling import eventually
 from tests.stack.test_watch import (
     IL,
     documents,
-    eventually,
     raised_then_recovered,
     stack_of,
     stack_settings,
@@ -53,7 +53,7 @@ async def test_a_service_whose_database_is_cut_raises_service_unready_until_it_i
             async def is_unready() -> bool:
                 return unready()
 
-            await eventually(is_unready, 30)
+            await eventually(is_unready, timeout_s=30, every_s=0.2)
             await read_until(
                 kafka_settings,
                 Topic.ALERTS,
@@ -81,5 +81,5 @@ async def test_a_service_whose_database_is_cut_raises_service_unready_until_it_i
                     found = (await http.get("/incidents", params={"model": "vigil"})).json()
                     return [i for i in found if i["status"] == "resolved"]
 
-                (incident,) = await eventually(resolved, 60)
+                (incident,) = await eventually(resolved, timeout_s=60, every_s=0.2)
                 assert (incident["kind"], incident["route"]) == ("service_unready", "platform")

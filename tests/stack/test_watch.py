@@ -5,12 +5,11 @@ up and becomes an incident on the ``platform`` route. (A database cut: ``test_un
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from services.stack.pager import PageReceiver
 from services.stack.stack import RunningStack, StackSettings, running_stack
 from services.stack.supervisor import ChildState
 from tests.kafka_tools import read_until
+from tests.polling import eventually
 from tests.processes import write_routing_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
@@ -71,17 +71,6 @@ async def stack_of(settings: StackSettings) -> AsyncIterator[RunningStack]:
             raise
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
-
-
 def documents(records: list[Any], kind: AlertKind) -> list[dict[str, Any]]:
     found = [json.loads(record.value) for record in records]
     return [document for document in found if document["kind"] == kind.value]
@@ -111,7 +100,7 @@ async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log
             async def beating() -> bool:
                 return switch.report().state is SwitchState.BEATING
 
-            await eventually(beating, 60)
+            await eventually(beating, timeout_s=60, every_s=0.2)
             response = await http.get(f"{stack.watch.url}/deadman")
             assert (response.status_code, response.json()["state"]) == (200, "beating")
 
@@ -124,7 +113,7 @@ async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log
                 async def reported() -> bool:
                     return switch.report().state is SwitchState.STOPPED
 
-                await eventually(reported, 120)
+                await eventually(reported, timeout_s=120, every_s=0.2)
                 took = time.monotonic() - stopped_at
                 assert took < 120
                 response = await http.get(f"{stack.watch.url}/deadman")
@@ -140,7 +129,7 @@ async def test_the_dead_mans_switch_stops_within_two_minutes_of_the_incident_log
             finally:
                 os.kill(pid, signal.SIGCONT)
 
-            await eventually(beating, 60)
+            await eventually(beating, timeout_s=60, every_s=0.2)
             await receiver.wait_until(lambda: len(receiver.pages_for("deadman")) == 2, 30)
             assert [p.body["status"] for p in receiver.pages_for("deadman")] == [
                 "stopped",
@@ -178,7 +167,7 @@ async def test_a_service_killed_over_and_over_raises_restart_loop_and_recovers_o
                 (status,) = stack.supervisor.status()
                 return status.restarts == kills and status.state is ChildState.READY
 
-            await eventually(restarted, 60)
+            await eventually(restarted, timeout_s=60, every_s=0.2)
         records = await read_until(
             kafka_settings,
             Topic.ALERTS,
@@ -204,5 +193,5 @@ async def test_a_service_killed_over_and_over_raises_restart_loop_and_recovers_o
                 found = (await http.get("/incidents", params={"model": "vigil"})).json()
                 return [i for i in found if i["status"] == "resolved"]
 
-            (incident,) = await eventually(resolved, 60)
+            (incident,) = await eventually(resolved, timeout_s=60, every_s=0.2)
             assert (incident["kind"], incident["route"]) == ("restart_loop", "platform")

@@ -7,7 +7,7 @@ Add a revision with ``vigil db revision --service incident-log -m "what changed"
 from pathlib import Path
 
 from services.incident_log.tables import TABLES
-from services.runtime.database import ProcessedEvent
+from services.runtime.idempotency import ProcessedEvent
 from services.runtime.migrations import SchemaHistory
 from services.runtime.names import ServiceName
 from services.runtime.outbox import OUTBOX_TABLES

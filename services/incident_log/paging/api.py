@@ -10,11 +10,12 @@ would do (mail scanners fetch links) and ``POST`` does it, once.
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, status
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy.exc import IntegrityError
@@ -22,11 +23,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.incidents import Tier
 from contracts.notifications import Channel
-from services.incident_log.auth import Principal, bearer_principal, ensure_allowed
+from services.incident_log.auth import Caller, Principal, ensure_allowed
 from services.incident_log.domain import ClaimConflict, DomainError, Effects, Incident
 from services.incident_log.domain import TimelineEntry as Entry
 from services.incident_log.lifecycle import InvalidTransition
-from services.incident_log.operations import IncidentLog, UnknownIncident
 from services.incident_log.paging.links import LinkExpired, LinkInvalid, read_link_token
 from services.incident_log.paging.schedules import (
     NAME_PATTERN,
@@ -45,9 +45,11 @@ from services.incident_log.paging.tables import (
     ScheduleRow,
 )
 from services.incident_log.permissions import Permission
+from services.incident_log.service import IncidentLog, UnknownIncident
+from services.runtime.app_state import AppState
 from services.runtime.database import Sessions
 
-__all__ = ["build_paging_router"]
+__all__ = ["PagingApi", "install_paging_api", "router"]
 
 _URL_PATTERN = r"^https?://[^\s]{1,2000}$"
 _EMAIL_PATTERN = r"^[^@\s]{1,200}@[^@\s]{1,200}$"
@@ -175,312 +177,342 @@ class NotificationView(BaseModel):
 # -- routes ------------------------------------------------------------------------------------
 
 
-def build_paging_router(
+@dataclass(frozen=True)
+class PagingApi:
+    """What the routes act on: the database, the incident log (an acknowledge link acts on an
+    incident), and what to call once a link's acknowledgement is committed (to wake the
+    dispatcher and the relay)."""
+
+    sessions: Sessions
+    log: IncidentLog
+    committed: Callable[[], None] = lambda: None
+
+
+_SLOT = AppState[PagingApi]("paging_api")
+Api = Annotated[PagingApi, Depends(_SLOT)]
+"""The :class:`PagingApi` the app was given by :func:`install_paging_api`."""
+
+_NamePath = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTERN)]
+
+router = APIRouter()
+"""Paging's routes (no scope names one: a service's token is refused them all)."""
+
+
+def install_paging_api(
+    app: FastAPI,
     sessions: Sessions,
     log: IncidentLog,
     *,
-    admin_sha256: str | None,
     committed: Callable[[], None] = lambda: None,
-) -> APIRouter:
-    """Paging's routes (no scope names one: a service's token is refused them all)."""
-    router = APIRouter()
-    Caller = Annotated[
-        Principal,
-        Depends(bearer_principal(sessions, admin_sha256=admin_sha256, clock=log.now)),
-    ]
+) -> None:
+    """Add paging's routes to an app (the caller is checked as
+    :func:`~services.incident_log.auth.install_authentication` set up on the app)."""
+    _SLOT.put(app, PagingApi(sessions, log, committed))
+    app.include_router(router)
 
-    def admin(principal: Principal) -> None:
-        ensure_allowed(principal, Permission.MANAGE_PAGING)
 
-    # -- people ------------------------------------------------------------------------------
+def _admin(principal: Principal) -> None:
+    ensure_allowed(principal, Permission.MANAGE_PAGING)
 
-    @router.get("/people", tags=["paging"])
-    async def list_people(principal: Caller) -> list[PersonView]:
-        """Everyone Vigil can page, with their contacts (admin)."""
-        admin(principal)
-        async with sessions() as session:
-            store = PagingStore(session)
-            contacts = await store.contacts()
-            return [
-                PersonView(
-                    name=person.name,
-                    display_name=person.display_name,
-                    contacts=[_contact_view(c) for c in contacts if c.person == person.name],
-                )
-                for person in await store.people()
-            ]
 
-    @router.put("/people/{name}", tags=["paging"])
-    async def put_person(
-        name: Annotated[str, _name_path()], principal: Caller, body: PersonBody
-    ) -> PersonView:
-        """Create or update a person (admin); the name is the one their API token carries."""
-        admin(principal)
-        async with sessions() as session, session.begin():
-            row = await session.get(PersonRow, name, with_for_update=True)
-            row = row or PersonRow(name=name, created_at=log.now())
-            row.display_name = body.display_name
-            session.add(row)
-            contacts = await PagingStore(session).contacts(name)
-        return PersonView(
-            name=name,
-            display_name=body.display_name,
-            contacts=[_contact_view(c) for c in contacts],
-        )
+# -- people ------------------------------------------------------------------------------
 
-    @router.delete("/people/{name}", tags=["paging"], status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_person(name: Annotated[str, _name_path()], principal: Caller) -> None:
-        """Remove a person and their contacts (admin); they are paged no more."""
-        admin(principal)
-        async with sessions() as session, session.begin():
-            row = await session.get(PersonRow, name, with_for_update=True)
-            if row is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {name!r}")
-            for contact in await PagingStore(session).contacts(name):
-                await session.delete(contact)
-            await session.delete(row)
 
-    @router.post("/people/{name}/contacts", tags=["paging"], status_code=status.HTTP_201_CREATED)
-    async def add_contact(
-        name: Annotated[str, _name_path()], principal: Caller, body: ContactBody
-    ) -> ContactView:
-        """Add a contact method (admin). A webhook's signing secret is returned once."""
-        admin(principal)
-        secret = body.secret
-        if secret is None and body.channel is Channel.WEBHOOK:
-            secret = f"whsec_{secrets.token_urlsafe(24)}"
-        async with sessions() as session, session.begin():
-            if await session.get(PersonRow, name) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {name!r}")
-            row = ContactRow(
-                id=f"ct-{secrets.token_hex(6)}",
-                person=name,
-                channel=body.channel.value,
-                address=body.address,
-                secret=secret,
-                created_at=log.now(),
-            )
-            session.add(row)
-        return _contact_view(row, with_secret=True)
-
-    @router.delete(
-        "/people/{name}/contacts/{contact_id}",
-        tags=["paging"],
-        status_code=status.HTTP_204_NO_CONTENT,
-    )
-    async def remove_contact(
-        name: Annotated[str, _name_path()], contact_id: str, principal: Caller
-    ) -> None:
-        """Remove a contact method (admin)."""
-        admin(principal)
-        async with sessions() as session, session.begin():
-            row = await session.get(ContactRow, contact_id, with_for_update=True)
-            if row is None or row.person != name:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name!r} has no {contact_id!r}")
-            await session.delete(row)
-
-    # -- schedules ---------------------------------------------------------------------------
-
-    @router.get("/schedules", tags=["paging"])
-    async def list_schedules(
-        principal: Caller, at: AwareDatetime | None = None
-    ) -> list[ScheduleView]:
-        """Every schedule with who it has on call (now, or at ``at``)."""
-        ensure_allowed(principal, Permission.READ)
-        when = _moment(at, log.now())
-        async with sessions() as session:
-            store = PagingStore(session)
-            overrides = await store.overrides(ending_after=when)
-            return [
-                _schedule_view(schedule, overrides, when)
-                for schedule in (await store.schedules()).values()
-            ]
-
-    @router.get("/schedules/{name}", tags=["paging"])
-    async def get_schedule(
-        name: Annotated[str, _name_path()], principal: Caller, at: AwareDatetime | None = None
-    ) -> ScheduleView:
-        """A schedule, who it has on call (now, or at ``at``) and its overrides to come."""
-        ensure_allowed(principal, Permission.READ)
-        when = _moment(at, log.now())
-        async with sessions() as session:
-            store = PagingStore(session)
-            schedule = (await store.schedules()).get(name)
-            if schedule is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
-            return _schedule_view(schedule, await store.overrides(ending_after=when), when)
-
-    @router.put("/schedules/{name}", tags=["paging"])
-    async def put_schedule(
-        name: Annotated[str, _name_path()], principal: Caller, body: ScheduleBody
-    ) -> ScheduleView:
-        """Create or replace a schedule (admin)."""
-        admin(principal)
-        schedule = Schedule(name=name, tier=body.tier, layers=body.layers)
-        now = log.now()
-        async with sessions() as session, session.begin():
-            row = await session.get(ScheduleRow, name, with_for_update=True)
-            row = row or ScheduleRow(name=name, layers=[], updated_at=now, updated_by="")
-            row.tier = body.tier.value if body.tier else None
-            row.layers = [layer.model_dump(mode="json") for layer in body.layers]
-            row.updated_at, row.updated_by = now, principal.name
-            session.add(row)
-            overrides = await PagingStore(session).overrides(ending_after=now)
-        return _schedule_view(schedule, overrides, now)
-
-    @router.delete("/schedules/{name}", tags=["paging"], status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_schedule(name: Annotated[str, _name_path()], principal: Caller) -> None:
-        """Delete a schedule (admin)."""
-        admin(principal)
-        async with sessions() as session, session.begin():
-            row = await session.get(ScheduleRow, name, with_for_update=True)
-            if row is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
-            await session.delete(row)
-
-    @router.post(
-        "/schedules/{name}/overrides", tags=["paging"], status_code=status.HTTP_201_CREATED
-    )
-    async def add_override(
-        name: Annotated[str, _name_path()], principal: Caller, body: OverrideBody
-    ) -> OverrideView:
-        """Put someone on call for a time range: admin for anyone, a responder for themselves."""
-        if body.person != principal.name:
-            admin(principal)
-        else:
-            ensure_allowed(principal, Permission.COMMENT)  # l1 or higher
-        now = log.now()
-        if body.ends_at <= now:
-            raise HTTPException(422, "the range is over already")
-        async with sessions() as session, session.begin():
-            if await session.get(ScheduleRow, name) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
-            if await session.get(PersonRow, body.person) is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {body.person!r}")
-            row = OverrideRow(
-                id=f"ov-{secrets.token_hex(6)}",
-                schedule=name,
-                person=body.person,
-                starts_at=body.starts_at,
-                ends_at=body.ends_at,
-                created_at=now,
-                created_by=principal.name,
-            )
-            session.add(row)
-        return _override_view(row)
-
-    @router.delete(
-        "/schedules/{name}/overrides/{override_id}",
-        tags=["paging"],
-        status_code=status.HTTP_204_NO_CONTENT,
-    )
-    async def cancel_override(
-        name: Annotated[str, _name_path()], override_id: str, principal: Caller
-    ) -> None:
-        """Cancel an override: admin, or the person it puts on call."""
-        async with sessions() as session, session.begin():
-            row = await session.get(OverrideRow, override_id, with_for_update=True)
-            if row is None or row.schedule != name or row.cancelled_at is not None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no override {override_id!r}")
-            if row.person != principal.name:
-                admin(principal)
-            row.cancelled_at, row.cancelled_by = log.now(), principal.name
-            session.add(row)
-
-    @router.get("/oncall", tags=["paging"])
-    async def who_is_on_call(
-        principal: Caller, at: AwareDatetime | None = None, tier: Tier | None = None
-    ) -> list[OnCallView]:
-        """Who each schedule (of one tier, if given) has on call now, or at ``at``."""
-        ensure_allowed(principal, Permission.READ)
-        when = _moment(at, log.now())
-        async with sessions() as session:
-            store = PagingStore(session)
-            overrides = await store.overrides(ending_after=when)
-            schedules = (await store.schedules()).values()
+@router.get("/people", tags=["paging"])
+async def list_people(api: Api, principal: Caller) -> list[PersonView]:
+    """Everyone Vigil can page, with their contacts (admin)."""
+    _admin(principal)
+    async with api.sessions() as session:
+        store = PagingStore(session)
+        contacts = await store.contacts()
         return [
-            _on_call_view(schedule, on_call(schedule, overrides, when))
-            for schedule in sorted(schedules, key=lambda s: (s.tier or "L9", s.name))
-            if tier is None or schedule.tier is tier
+            PersonView(
+                name=person.name,
+                display_name=person.display_name,
+                contacts=[_contact_view(c) for c in contacts if c.person == person.name],
+            )
+            for person in await store.people()
         ]
 
-    @router.get("/incidents/{incident_id}/notifications", tags=["paging"])
-    async def incident_notifications(incident_id: str, principal: Caller) -> list[NotificationView]:
-        """Every notification an incident caused, and what became of it."""
-        ensure_allowed(principal, Permission.READ)
-        async with sessions() as session:
-            rows = await PagingStore(session).notifications_of(incident_id)
-        return [_notification_view(row) for row in rows]
 
-    # -- acknowledge links -------------------------------------------------------------------
+@router.put("/people/{name}", tags=["paging"])
+async def put_person(api: Api, name: _NamePath, principal: Caller, body: PersonBody) -> PersonView:
+    """Create or update a person (admin); the name is the one their API token carries."""
+    _admin(principal)
+    async with api.sessions() as session, session.begin():
+        row = await session.get(PersonRow, name, with_for_update=True)
+        row = row or PersonRow(name=name, created_at=api.log.now())
+        row.display_name = body.display_name
+        session.add(row)
+        contacts = await PagingStore(session).contacts(name)
+    return PersonView(
+        name=name,
+        display_name=body.display_name,
+        contacts=[_contact_view(c) for c in contacts],
+    )
 
-    @router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def ack_page(token: str) -> HTMLResponse:
-        """What the link would do, with a button that does it."""
-        async with sessions() as session, session.begin():  # the key is made on first use
-            key = await PagingStore(session).link_key()
-        try:
-            claims = read_link_token(key, token, log.now())
-        except (LinkInvalid, LinkExpired) as error:
-            return _ack_answer(str(error), status.HTTP_400_BAD_REQUEST, error)
-        form = (
-            f"<p>Acknowledge incident <b>{escape(claims.incident_id)}</b> at "
-            f"{claims.tier.value} as <b>{escape(claims.person)}</b>?</p>"
-            f"<form method='post'><button type='submit'>Acknowledge</button></form>"
+
+@router.delete("/people/{name}", tags=["paging"], status_code=status.HTTP_204_NO_CONTENT)
+async def delete_person(api: Api, name: _NamePath, principal: Caller) -> None:
+    """Remove a person and their contacts (admin); they are paged no more."""
+    _admin(principal)
+    async with api.sessions() as session, session.begin():
+        row = await session.get(PersonRow, name, with_for_update=True)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {name!r}")
+        for contact in await PagingStore(session).contacts(name):
+            await session.delete(contact)
+        await session.delete(row)
+
+
+@router.post("/people/{name}/contacts", tags=["paging"], status_code=status.HTTP_201_CREATED)
+async def add_contact(
+    api: Api, name: _NamePath, principal: Caller, body: ContactBody
+) -> ContactView:
+    """Add a contact method (admin). A webhook's signing secret is returned once."""
+    _admin(principal)
+    secret = body.secret
+    if secret is None and body.channel is Channel.WEBHOOK:
+        secret = f"whsec_{secrets.token_urlsafe(24)}"
+    async with api.sessions() as session, session.begin():
+        if await session.get(PersonRow, name) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {name!r}")
+        row = ContactRow(
+            id=f"ct-{secrets.token_hex(6)}",
+            person=name,
+            channel=body.channel.value,
+            address=body.address,
+            secret=secret,
+            created_at=api.log.now(),
         )
-        return HTMLResponse(_html("Acknowledge", form))
+        session.add(row)
+    return _contact_view(row, with_secret=True)
 
-    @router.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def ack_by_link(token: str) -> HTMLResponse:
-        """Acknowledge as the paged person, once."""
-        async with sessions() as session, session.begin():
-            key = await PagingStore(session).link_key()
-        try:
-            claims = read_link_token(key, token, log.now())
-        except (LinkInvalid, LinkExpired) as error:
-            return _ack_answer(str(error), status.HTTP_400_BAD_REQUEST, error)
 
-        def acknowledge(incident: Incident, now: datetime) -> Effects:
-            if incident.tier is not claims.tier:
-                raise DomainError(
-                    f"the incident moved to {incident.tier.value} since this page; "
-                    f"this link was for {claims.tier.value}"
-                )
-            effects = incident.acknowledge(claims.person, now)
-            effects.timeline.append(
-                Entry(
-                    at=now,
-                    actor=claims.person,
-                    action="acknowledged_from_page",
-                    details={"notification": claims.nonce},
-                )
+@router.delete(
+    "/people/{name}/contacts/{contact_id}",
+    tags=["paging"],
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+async def remove_contact(api: Api, name: _NamePath, contact_id: str, principal: Caller) -> None:
+    """Remove a contact method (admin)."""
+    _admin(principal)
+    async with api.sessions() as session, session.begin():
+        row = await session.get(ContactRow, contact_id, with_for_update=True)
+        if row is None or row.person != name:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name!r} has no {contact_id!r}")
+        await session.delete(row)
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+
+@router.get("/schedules", tags=["paging"])
+async def list_schedules(
+    api: Api, principal: Caller, at: AwareDatetime | None = None
+) -> list[ScheduleView]:
+    """Every schedule with who it has on call (now, or at ``at``)."""
+    ensure_allowed(principal, Permission.READ)
+    when = _moment(at, api.log.now())
+    async with api.sessions() as session:
+        store = PagingStore(session)
+        overrides = await store.overrides(ending_after=when)
+        return [
+            _schedule_view(schedule, overrides, when)
+            for schedule in (await store.schedules()).values()
+        ]
+
+
+@router.get("/schedules/{name}", tags=["paging"])
+async def get_schedule(
+    api: Api, name: _NamePath, principal: Caller, at: AwareDatetime | None = None
+) -> ScheduleView:
+    """A schedule, who it has on call (now, or at ``at``) and its overrides to come."""
+    ensure_allowed(principal, Permission.READ)
+    when = _moment(at, api.log.now())
+    async with api.sessions() as session:
+        store = PagingStore(session)
+        schedule = (await store.schedules()).get(name)
+        if schedule is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
+        return _schedule_view(schedule, await store.overrides(ending_after=when), when)
+
+
+@router.put("/schedules/{name}", tags=["paging"])
+async def put_schedule(
+    api: Api, name: _NamePath, principal: Caller, body: ScheduleBody
+) -> ScheduleView:
+    """Create or replace a schedule (admin)."""
+    _admin(principal)
+    schedule = Schedule(name=name, tier=body.tier, layers=body.layers)
+    now = api.log.now()
+    async with api.sessions() as session, session.begin():
+        row = await session.get(ScheduleRow, name, with_for_update=True)
+        row = row or ScheduleRow(name=name, layers=[], updated_at=now, updated_by="")
+        row.tier = body.tier.value if body.tier else None
+        row.layers = [layer.model_dump(mode="json") for layer in body.layers]
+        row.updated_at, row.updated_by = now, principal.name
+        session.add(row)
+        overrides = await PagingStore(session).overrides(ending_after=now)
+    return _schedule_view(schedule, overrides, now)
+
+
+@router.delete("/schedules/{name}", tags=["paging"], status_code=status.HTTP_204_NO_CONTENT)
+async def delete_schedule(api: Api, name: _NamePath, principal: Caller) -> None:
+    """Delete a schedule (admin)."""
+    _admin(principal)
+    async with api.sessions() as session, session.begin():
+        row = await session.get(ScheduleRow, name, with_for_update=True)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
+        await session.delete(row)
+
+
+@router.post("/schedules/{name}/overrides", tags=["paging"], status_code=status.HTTP_201_CREATED)
+async def add_override(
+    api: Api, name: _NamePath, principal: Caller, body: OverrideBody
+) -> OverrideView:
+    """Put someone on call for a time range: admin for anyone, a responder for themselves."""
+    if body.person != principal.name:
+        _admin(principal)
+    else:
+        ensure_allowed(principal, Permission.COMMENT)  # l1 or higher
+    now = api.log.now()
+    if body.ends_at <= now:
+        raise HTTPException(422, "the range is over already")
+    async with api.sessions() as session, session.begin():
+        if await session.get(ScheduleRow, name) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no schedule {name!r}")
+        if await session.get(PersonRow, body.person) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {body.person!r}")
+        row = OverrideRow(
+            id=f"ov-{secrets.token_hex(6)}",
+            schedule=name,
+            person=body.person,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            created_at=now,
+            created_by=principal.name,
+        )
+        session.add(row)
+    return _override_view(row)
+
+
+@router.delete(
+    "/schedules/{name}/overrides/{override_id}",
+    tags=["paging"],
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+async def cancel_override(api: Api, name: _NamePath, override_id: str, principal: Caller) -> None:
+    """Cancel an override: admin, or the person it puts on call."""
+    async with api.sessions() as session, session.begin():
+        row = await session.get(OverrideRow, override_id, with_for_update=True)
+        if row is None or row.schedule != name or row.cancelled_at is not None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no override {override_id!r}")
+        if row.person != principal.name:
+            _admin(principal)
+        row.cancelled_at, row.cancelled_by = api.log.now(), principal.name
+        session.add(row)
+
+
+@router.get("/oncall", tags=["paging"])
+async def who_is_on_call(
+    api: Api, principal: Caller, at: AwareDatetime | None = None, tier: Tier | None = None
+) -> list[OnCallView]:
+    """Who each schedule (of one tier, if given) has on call now, or at ``at``."""
+    ensure_allowed(principal, Permission.READ)
+    when = _moment(at, api.log.now())
+    async with api.sessions() as session:
+        store = PagingStore(session)
+        overrides = await store.overrides(ending_after=when)
+        schedules = (await store.schedules()).values()
+    return [
+        _on_call_view(schedule, on_call(schedule, overrides, when))
+        for schedule in sorted(schedules, key=lambda s: (s.tier or "L9", s.name))
+        if tier is None or schedule.tier is tier
+    ]
+
+
+@router.get("/incidents/{incident_id}/notifications", tags=["paging"])
+async def incident_notifications(
+    api: Api, incident_id: str, principal: Caller
+) -> list[NotificationView]:
+    """Every notification an incident caused, and what became of it."""
+    ensure_allowed(principal, Permission.READ)
+    async with api.sessions() as session:
+        rows = await PagingStore(session).notifications_of(incident_id)
+    return [_notification_view(row) for row in rows]
+
+
+# -- acknowledge links -------------------------------------------------------------------
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def ack_page(api: Api, token: str) -> HTMLResponse:
+    """What the link would do, with a button that does it."""
+    async with api.sessions() as session, session.begin():  # the key is made on first use
+        key = await PagingStore(session).link_key()
+    try:
+        claims = read_link_token(key, token, api.log.now())
+    except (LinkInvalid, LinkExpired) as error:
+        return _ack_answer(str(error), status.HTTP_400_BAD_REQUEST, error)
+    form = (
+        f"<p>Acknowledge incident <b>{escape(claims.incident_id)}</b> at "
+        f"{claims.tier.value} as <b>{escape(claims.person)}</b>?</p>"
+        f"<form method='post'><button type='submit'>Acknowledge</button></form>"
+    )
+    return HTMLResponse(_html("Acknowledge", form))
+
+
+@router.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def ack_by_link(api: Api, token: str) -> HTMLResponse:
+    """Acknowledge as the paged person, once."""
+    async with api.sessions() as session, session.begin():
+        key = await PagingStore(session).link_key()
+    try:
+        claims = read_link_token(key, token, api.log.now())
+    except (LinkInvalid, LinkExpired) as error:
+        return _ack_answer(str(error), status.HTTP_400_BAD_REQUEST, error)
+
+    def acknowledge(incident: Incident, now: datetime) -> Effects:
+        if incident.tier is not claims.tier:
+            raise DomainError(
+                f"the incident moved to {incident.tier.value} since this page; "
+                f"this link was for {claims.tier.value}"
             )
-            return effects
-
-        async def spend(session: AsyncSession, now: datetime) -> None:
-            if not await PagingStore(session).spend_link(
-                claims.nonce, claims.incident_id, claims.person, now
-            ):
-                raise _LinkUsed()
-
-        try:
-            incident = await log.act(claims.incident_id, acknowledge, within=spend)
-        except (_LinkUsed, IntegrityError):
-            return _ack_answer("this link was used already", status.HTTP_410_GONE, "used")
-        except UnknownIncident:
-            return _ack_answer("no such incident", status.HTTP_404_NOT_FOUND, "unknown")
-        except (ClaimConflict, InvalidTransition, DomainError) as error:
-            return _ack_answer(str(error), status.HTTP_409_CONFLICT, error)
-        committed()
-        return HTMLResponse(
-            _html(
-                "Acknowledged",
-                f"<p>{escape(claims.person)} acknowledged <b>{escape(incident.id)}</b> "
-                f"({escape(incident.title)}) at {incident.tier.value}. Reminders stop.</p>",
+        effects = incident.acknowledge(claims.person, now)
+        effects.record(
+            Entry(
+                at=now,
+                actor=claims.person,
+                action="acknowledged_from_page",
+                details={"notification": claims.nonce},
             )
         )
+        return effects
 
-    return router
+    async def spend(session: AsyncSession, now: datetime) -> None:
+        if not await PagingStore(session).spend_link(
+            claims.nonce, claims.incident_id, claims.person, now
+        ):
+            raise _LinkUsed()
+
+    try:
+        incident = await api.log.act(claims.incident_id, acknowledge, within=spend)
+    except (_LinkUsed, IntegrityError):
+        return _ack_answer("this link was used already", status.HTTP_410_GONE, "used")
+    except UnknownIncident:
+        return _ack_answer("no such incident", status.HTTP_404_NOT_FOUND, "unknown")
+    except (ClaimConflict, InvalidTransition, DomainError) as error:
+        return _ack_answer(str(error), status.HTTP_409_CONFLICT, error)
+    api.committed()
+    return HTMLResponse(
+        _html(
+            "Acknowledged",
+            f"<p>{escape(claims.person)} acknowledged <b>{escape(incident.id)}</b> "
+            f"({escape(incident.title)}) at {incident.tier.value}. Reminders stop.</p>",
+        )
+    )
 
 
 class _LinkUsed(Exception):
@@ -497,10 +529,6 @@ def _moment(at: datetime | None, now: datetime) -> datetime:
     if not _EARLIEST <= at <= _LATEST:
         raise HTTPException(422, "at: give a moment between 2000 and 2199")
     return at
-
-
-def _name_path() -> Any:
-    return Path(min_length=1, max_length=100, pattern=NAME_PATTERN)
 
 
 def _html(title: str, body: str) -> str:

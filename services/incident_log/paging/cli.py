@@ -16,7 +16,15 @@ import typer
 import yaml
 from rich.table import Table
 
-from services.incident_log.cli import AsJson, Token, Url, client_for, err, out, print_data
+from services.incident_log.cli import Url, client_for
+from services.runtime.command_line import (
+    AsJson,
+    ExitCode,
+    Token,
+    fail,
+    out,
+    print_answer,
+)
 
 __all__ = ["oncall", "people"]
 
@@ -49,7 +57,7 @@ def list_people(url: Url = None, token: Token = None, as_json: AsJson = False) -
     """Everyone Vigil can page, with their contacts."""
     with client_for(url, token) as client:
         rows = client.get("/people")
-    print_data(rows, as_json, _people_table)
+    print_answer(rows, as_json, _people_table)
 
 
 @people.command("add")
@@ -63,7 +71,7 @@ def add_person(
     """Add (or rename) a person; NAME is the name their API token carries."""
     with client_for(url, token) as client:
         row = client.put(f"/people/{name}", {"display_name": display_name})
-    print_data(row, as_json, lambda r: f"person {r['name']} saved")
+    print_answer(row, as_json, lambda r: f"person {r['name']} saved")
 
 
 @people.command("remove")
@@ -98,7 +106,7 @@ def add_contact(
         shown = f"\nsigning secret (shown once): {c['secret']}" if c.get("secret") else ""
         return f"contact {c['id']}: {c['channel']} {c['address']} for {c['person']}{shown}"
 
-    print_data(contact, as_json, describe)
+    print_answer(contact, as_json, describe)
 
 
 @people.command("remove-contact")
@@ -141,7 +149,7 @@ def now(
     """Who each schedule has on call now (or at --at)."""
     with client_for(url, token) as client:
         rows = client.get("/oncall", at=_iso(at), tier=tier)
-    print_data(rows, as_json, _on_call_table)
+    print_answer(rows, as_json, _on_call_table)
 
 
 @oncall.command("show")
@@ -159,11 +167,10 @@ def show(
         else:
             rows = [client.get(f"/schedules/{which}", at=_iso(at))]
     if as_json:
-        print_data(rows, True, str)
+        print_answer(rows, True, str)
         return
     if not rows:
-        err.print(f"no schedule answers for {which}")
-        raise typer.Exit(1)
+        fail(ExitCode.REFUSED, f"no schedule answers for {which}")
     for schedule in rows:
         out.print(_on_call_table([schedule["on_call"]]))
         layers = Table(title=f"{schedule['name']}: layers (later ones win)")
@@ -202,11 +209,10 @@ def set_schedule(
         # YAML reads dates and times as objects; the API takes their ISO text.
         body = json.loads(json.dumps(yaml.safe_load(file.read_text()), default=str))
     except (OSError, yaml.YAMLError) as error:
-        err.print(f"[red]error:[/red] cannot read {file}: {error}")
-        raise typer.Exit(2) from None
+        fail(ExitCode.USAGE, f"[red]error:[/red] cannot read {file}: {error}")
     with client_for(url, token) as client:
         schedule = client.put(f"/schedules/{name}", body)
-    print_data(schedule, as_json, lambda s: _on_call_table([s["on_call"]]))
+    print_answer(schedule, as_json, lambda s: _on_call_table([s["on_call"]]))
 
 
 @oncall.command("override")
@@ -226,7 +232,7 @@ def override(
         who = person or client.get("/whoami")["name"]
         body = {"person": who, "starts_at": _iso(starts), "ends_at": _iso(ends)}
         row = client.post(f"/schedules/{schedule}/overrides", body)
-    print_data(
+    print_answer(
         row,
         as_json,
         lambda r: (
@@ -253,6 +259,8 @@ def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        err.print("[red]error:[/red] give the time with its zone, e.g. 2026-12-08T22:00:00+01:00")
-        raise typer.Exit(2)
+        fail(
+            ExitCode.USAGE,
+            "[red]error:[/red] give the time with its zone, e.g. 2026-12-08T22:00:00+01:00",
+        )
     return moment.isoformat()

@@ -232,9 +232,18 @@ class Dispatcher:
         contacts: dict[str, list[ContactRow]] = defaultdict(list)
         for contact in await store.contacts():
             contacts[contact.person].append(contact)
+        resolved = [
+            (page, await self._recipients(store, page, schedules, overrides, people))
+            for page in pages
+        ]
+        await store.lock_rate_windows(
+            person
+            for page, recipients in resolved
+            if NotificationReason(page.reason) in _RATE_LIMITED
+            for person in recipients.people
+        )
         recent: dict[str, int] = {}  # pages per person in the rate window, kept as we add
-        for page in pages:
-            recipients = await self._recipients(store, page, schedules, overrides, people)
+        for page, recipients in resolved:
             for person in recipients.people:
                 held = False
                 if NotificationReason(page.reason) in _RATE_LIMITED:
@@ -303,6 +312,7 @@ class Dispatcher:
             by_person: dict[str, list[NotificationRow]] = defaultdict(list)
             for row in held:
                 by_person[row.person].append(row)
+            await store.lock_rate_windows(by_person)
             released = 0
             for person, rows in by_person.items():
                 recent = await store.pages_since(person, now - self._config.rate_window)

@@ -8,7 +8,7 @@ claimed ``FOR UPDATE SKIP LOCKED`` so several incident-log replicas share the wo
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from services.incident_log.paging.tables import (
     ScheduleRow,
     UsedLinkRow,
 )
+from services.runtime.leases import lease_key
 
 __all__ = ["PagingStore", "page_row", "page_values"]
 
@@ -154,6 +155,20 @@ class PagingStore:
             )
         ).all()
         return list(dict.fromkeys(rows))
+
+    async def lock_rate_windows(self, people: Iterable[str]) -> None:
+        """Hold these people's rate windows until the transaction ends: a dispatcher counts a
+        person's recent pages and adds its own in one transaction, and another replica's
+        dispatcher counting the same person at once would find the same room and page past
+        ``pages_per_window``. On PostgreSQL a transaction-level advisory lock per person, taken
+        in name order (two dispatchers never wait on each other crosswise); a SQLite write
+        transaction is exclusive already."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        for person in sorted(set(people)):
+            await self.session.exec(
+                select(func.pg_advisory_xact_lock(lease_key(f"rate-window:{person}")))
+            )
 
     async def pages_since(self, person: str, since: datetime) -> int:
         """How many pages and reminders were addressed to a person since ``since`` (each page

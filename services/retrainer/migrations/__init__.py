@@ -6,9 +6,11 @@ Add a revision with ``vigil db revision --service retrainer -m "what changed"``
 
 from pathlib import Path
 
-from services.retrainer.retraining_tables import RETRAINING_TABLES
-from services.retrainer.tables import REGISTRY_TABLES
-from services.runtime.database import ProcessedEvent
+from services.retrainer.content_tables import CONTENT_TABLES
+from services.retrainer.registry.tables import REGISTRY_TABLES
+from services.retrainer.retraining.tables import RETRAINING_TABLES
+from services.retrainer.rollout.tables import ROLLOUT_TABLES
+from services.runtime.idempotency import ProcessedEvent
 from services.runtime.migrations import SchemaHistory
 from services.runtime.names import ServiceName
 from services.runtime.outbox import OUTBOX_TABLES
@@ -18,7 +20,14 @@ __all__ = ["HISTORY"]
 HISTORY = SchemaHistory(
     service=ServiceName.RETRAINER,
     versions=Path(__file__).parent,
-    tables=[*REGISTRY_TABLES, *RETRAINING_TABLES, ProcessedEvent, *OUTBOX_TABLES],
+    tables=[
+        *REGISTRY_TABLES,
+        *RETRAINING_TABLES,
+        *ROLLOUT_TABLES,
+        *CONTENT_TABLES,
+        ProcessedEvent,
+        *OUTBOX_TABLES,
+    ],
     baseline_tables=frozenset(
         {
             "outbox",

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -16,13 +16,14 @@ import httpx
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
-from services.incident_log.api import build_router
+from services.incident_log.api import install_incident_api
+from services.incident_log.auth import install_authentication
 from services.incident_log.migrations import HISTORY
-from services.incident_log.operations import IncidentLog
-from services.incident_log.paging.api import build_paging_router
+from services.incident_log.paging.api import install_paging_api
 from services.incident_log.paging.channels import Channels, SmtpSettings
 from services.incident_log.paging.dispatcher import Dispatcher, PagingConfig
 from services.incident_log.routing import RoutingPolicy
+from services.incident_log.service import IncidentLog
 from services.incident_log.tokens import token_digest
 from services.runtime import (
     Sessions,
@@ -32,22 +33,10 @@ from services.runtime import (
 )
 from services.runtime.migrations import migrate
 from services.stack.pager import PageReceiver
+from tests.clock import FakeClock
 from tests.http_tools import serving
 
 ADMIN = "admin-secret"
-
-
-class FakeClock:
-    """Time that moves when the test says."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @dataclass
@@ -70,7 +59,7 @@ class PagingWorld:
     log: IncidentLog
     dispatcher: Dispatcher
     sessions: Sessions
-    clock: FakeClock
+    clock: FakeClock[datetime]
     receiver: PageReceiver
     receiver_url: str
     mailbox: Mailbox
@@ -136,7 +125,7 @@ class PagingWorld:
 async def paging_world(
     database_url: str,
     policy: RoutingPolicy,
-    clock: FakeClock,
+    clock: FakeClock[datetime],
     *,
     config: PagingConfig | None = None,
     wrap_receiver: Callable[[Any], Any] | None = None,
@@ -151,8 +140,9 @@ async def paging_world(
     controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     app = FastAPI()
-    app.include_router(build_router(log, sessions, admin_sha256=token_digest(ADMIN)))
-    app.include_router(build_paging_router(sessions, log, admin_sha256=token_digest(ADMIN)))
+    install_authentication(app, sessions, admin_sha256=token_digest(ADMIN), clock=log.now)
+    install_incident_api(app, log, sessions)
+    install_paging_api(app, sessions, log)
     receiver_app = receiver.app()
     try:
         async with (

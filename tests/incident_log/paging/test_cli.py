@@ -50,10 +50,10 @@ async def test_people_and_on_call_commands_work_and_refuse_clearly(
     (ana,) = [p for p in json.loads(listed) if p["name"] == "ana"]
     assert ana["contacts"][0]["secret"] is None  # never shown again
     code, refused = vigil(incident_log, lee, "people", "add", "mallory")
-    assert code == 1
+    assert code == 3
     assert "may not manage paging (needs admin or higher)" in refused
     code, refused = vigil(incident_log, ADMIN, "people", "add-contact", "ana", "email", "no-at")
-    assert code == 1
+    assert code == 3
     assert "e-mail address" in refused
 
     schedule = tmp_path / "ops.yaml"
@@ -82,18 +82,18 @@ async def test_people_and_on_call_commands_work_and_refuse_clearly(
     code, then = vigil(incident_log, lee, "oncall", "now", "--at", "2027-01-05T20:00:00Z", "--json")
     assert json.loads(then)[0]["person"] == "lee"
     code, refused = vigil(incident_log, lee, "oncall", "override", "ops", *cover, "--person", "ana")
-    assert code == 1
+    assert code == 3
     assert "may not manage paging (needs admin or higher)" in refused
     code, refused = vigil(
         incident_log, lee, "oncall", "override", "ops", "--from", "2026-01-06T18:00", "--to", "x"
     )
     assert code == 2
     code, refused = vigil(incident_log, lee, "oncall", "show", "nope")
-    assert code == 1
+    assert code == 3
     assert "no schedule 'nope'" in refused
     override_id = covered.split(":")[0].removeprefix("override ").strip()
     assert vigil(incident_log, lee, "oncall", "cancel", "ops", override_id)[0] == 0
     code, then = vigil(incident_log, lee, "oncall", "now", "--at", "2027-01-05T20:00:00Z", "--json")
     assert json.loads(then)[0]["person"] == "ana"
     assert vigil(incident_log, ADMIN, "people", "remove", "ana")[0] == 0
-    assert vigil(incident_log, ADMIN, "people", "remove", "ana")[0] == 1
+    assert vigil(incident_log, ADMIN, "people", "remove", "ana")[0] == 3

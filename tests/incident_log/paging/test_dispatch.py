@@ -27,8 +27,9 @@ from services.incident_log.tables import TimelineRow
 from services.incident_log.tokens import issue_token
 from services.runtime import OutboxMessage
 from services.stack.pager import verify_signature
+from tests.clock import FakeClock
 from tests.factories import make_alert, make_spec, make_version_record
-from tests.incident_log.paging.harness import FakeClock, PagingWorld, paging_world
+from tests.incident_log.paging.harness import PagingWorld, paging_world
 from tests.incident_log.policies import TIERS, make_policy
 
 T9 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
@@ -72,7 +73,7 @@ async def open_incident(world: PagingWorld, subject: str = "recall", model: str 
         model=model or "breast-cancer",
         fingerprint=alert_fingerprint(model or "breast-cancer", 3, AlertKind.METRIC_DECAY, subject),
     )
-    await world.log.handle_alerts([alert])
+    await world.log.on_alerts([alert])
     async with world.sessions() as session:
         opened = (
             await session.exec(
@@ -158,7 +159,7 @@ async def test_escalation_pages_each_tier_then_the_owners_and_resolution_tells_e
     world: PagingWorld,
 ) -> None:
     spec = make_spec(owners=["carol", "a-team-nobody-knows"])
-    await world.log.handle_model_news(
+    await world.log.on_model_news(
         ModelRegistered(
             producer="retrainer",
             model="breast-cancer",
@@ -364,7 +365,7 @@ async def test_a_silenced_alert_pages_no_one(world: PagingWorld) -> None:
             "reason": "maintenance",
         },
     )
-    await world.log.handle_alerts([make_alert()])
+    await world.log.on_alerts([make_alert()])
     await world.settle()
     assert world.receiver.arrivals == []
     assert world.mailbox.messages == []

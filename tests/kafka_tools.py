@@ -4,6 +4,7 @@ consumer would, write raw bytes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -78,6 +79,38 @@ async def read_topic(
     return await read_until(kafka, topic, lambda rs: len(rs) >= count, timeout_s=timeout_s)
 
 
+def distinct_events(records: list[Any]) -> list[Any]:
+    """The records whose event id no earlier record carries, in order.
+
+    Delivery is at least once: an outbox relay whose acknowledgement came late or whose process
+    died before marking a row publishes it again, and a consumer redelivered a batch after a
+    rebalance dead-letters it again, each copy with the same ``event_id`` (ADR 0010). Consumers
+    discard the copies; a test counting what was published counts what they keep.
+    """
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        event_id = json.loads(record.value)["event_id"]
+        if event_id not in seen:
+            seen.add(event_id)
+            kept.append(record)
+    return kept
+
+
+async def read_events(
+    kafka: KafkaSettings, topic: Topic, *, count: int, timeout_s: float = 20.0
+) -> list[Any]:
+    """Read a topic from the beginning until at least ``count`` distinct events came, and return
+    those events, copies left out (:func:`distinct_events`); fewer within the timeout fails.
+
+    Like :func:`read_topic` it returns as soon as ``count`` have arrived, and may return more.
+    """
+    records = await read_until(
+        kafka, topic, lambda rs: len(distinct_events(rs)) >= count, timeout_s=timeout_s
+    )
+    return distinct_events(records)
+
+
 async def read_until_quiet(
     kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
 ) -> list[Any]:
@@ -122,3 +155,12 @@ async def write_raw(
         return offsets
     finally:
         await producer.stop()
+
+
+async def read_events_until_quiet(
+    kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
+) -> list[Any]:
+    """The distinct events of a topic (:func:`distinct_events`) once no record has arrived for
+    ``quiet_s``: for checking that exactly the expected events, and no more, were published."""
+    records = await read_until_quiet(kafka, topic, quiet_s=quiet_s, timeout_s=timeout_s)
+    return distinct_events(records)

@@ -250,8 +250,10 @@ async def test_with_the_broker_unreachable_the_database_stays_usable_and_rows_wa
             async with sessions() as session, session.begin():
                 assert await first_time(session, make_alert().event_id)
         write_s = time.monotonic() - started
-        assert read_s < 1.0
-        assert write_s < 1.0
+        # Waiting for the stopped broker would last its 40 s request timeout (past the 5 s
+        # above); 3 s leaves room for a new connection on a loaded machine.
+        assert read_s < 3.0
+        assert write_s < 3.0
         assert pending == 3
         assert await relay.poisoned() == 0  # an outage is not a reason to set anything aside
         age = await relay.oldest_pending_age()

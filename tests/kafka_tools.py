@@ -82,10 +82,9 @@ async def read_topic(
 def distinct_events(records: list[Any]) -> list[Any]:
     """The records whose event id no earlier record carries, in order.
 
-    Delivery is at least once: an outbox relay whose acknowledgement came late or whose process
-    died before marking a row publishes it again, and a consumer redelivered a batch after a
-    rebalance dead-letters it again, each copy with the same ``event_id`` (ADR 0010). Consumers
-    discard the copies; a test counting what was published counts what they keep.
+    Delivery is at least once: an outbox relay whose acknowledgement came late, or whose process
+    died before marking a row, publishes the row again with the same ``event_id`` (ADR 0010).
+    Consumers discard the copies; a test counting what was published counts what they keep.
     """
     seen: set[str] = set()
     kept = []
@@ -134,6 +133,15 @@ async def read_until_quiet(
         return records
 
 
+async def read_events_until_quiet(
+    kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
+) -> list[Any]:
+    """The distinct events of a topic (:func:`distinct_events`) once no record has arrived for
+    ``quiet_s``: for checking that exactly the expected events, and no more, were published."""
+    records = await read_until_quiet(kafka, topic, quiet_s=quiet_s, timeout_s=timeout_s)
+    return distinct_events(records)
+
+
 async def write_raw(
     kafka: KafkaSettings,
     topic: Topic,
@@ -155,12 +163,3 @@ async def write_raw(
         return offsets
     finally:
         await producer.stop()
-
-
-async def read_events_until_quiet(
-    kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
-) -> list[Any]:
-    """The distinct events of a topic (:func:`distinct_events`) once no record has arrived for
-    ``quiet_s``: for checking that exactly the expected events, and no more, were published."""
-    records = await read_until_quiet(kafka, topic, quiet_s=quiet_s, timeout_s=timeout_s)
-    return distinct_events(records)

@@ -95,16 +95,22 @@ async def test_a_failed_publish_leaves_the_rows_for_the_next_pass(sessions: Sess
 async def test_the_relay_publishes_when_woken(sessions: Sessions) -> None:
     publisher = RecordingPublisher()
     relay = OutboxRelay(sessions, publisher, poll_interval_s=30)
+    earlier, alert = make_alert(summary="staged before the relay started"), make_alert()
+    async with sessions() as session, session.begin():
+        stage(session, [earlier])
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.2)
-        alert = make_alert()
+        # Its first pass is over once this is out (a fixed sleep could end before it on a loaded
+        # machine, and that pass would then publish the next event without any wake-up).
+        await eventually(lambda: publisher.events, timeout_s=10, every_s=0.02, what="first pass")
         async with sessions() as session, session.begin():
             stage(session, [alert])
         relay.wake()
         # Well within the 30 s poll interval, and generous for a loaded machine.
-        await eventually(lambda: publisher.events, timeout_s=10, every_s=0.02, what="published")
-        assert publisher.events == [alert]
+        await eventually(
+            lambda: len(publisher.events) == 2, timeout_s=10, every_s=0.02, what="published"
+        )
+        assert publisher.events == [earlier, alert]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -4,6 +4,7 @@ consumer would, write raw bytes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -78,6 +79,49 @@ async def read_topic(
     return await read_until(kafka, topic, lambda rs: len(rs) >= count, timeout_s=timeout_s)
 
 
+def distinct_events(records: list[Any], *, identical_only: bool = False) -> list[Any]:
+    """The records whose event id no earlier record carries, in order.
+
+    Delivery is at least once: an outbox relay whose acknowledgement came late, or whose process
+    died before marking a row, publishes the row again with the same ``event_id`` (ADR 0010).
+    Consumers discard the copies; a test counting what was published counts what they keep.
+
+    ``identical_only`` leaves out only byte-identical copies (what a relay republishes), for
+    events whose id is derived from their input (the drift detector's): a decision taken twice
+    carries the same id there but a new ``occurred_at``, and must still be counted twice.
+    """
+    seen: set[str | bytes] = set()
+    kept = []
+    for record in records:
+        key = record.value if identical_only else json.loads(record.value)["event_id"]
+        if key not in seen:
+            seen.add(key)
+            kept.append(record)
+    return kept
+
+
+async def read_events(
+    kafka: KafkaSettings,
+    topic: Topic,
+    *,
+    count: int,
+    timeout_s: float = 20.0,
+    identical_only: bool = False,
+) -> list[Any]:
+    """Read a topic from the beginning until at least ``count`` distinct events came, and return
+    those events, copies left out (:func:`distinct_events`); fewer within the timeout fails.
+
+    Like :func:`read_topic` it returns as soon as ``count`` have arrived, and may return more.
+    """
+    records = await read_until(
+        kafka,
+        topic,
+        lambda rs: len(distinct_events(rs, identical_only=identical_only)) >= count,
+        timeout_s=timeout_s,
+    )
+    return distinct_events(records, identical_only=identical_only)
+
+
 async def read_until_quiet(
     kafka: KafkaSettings, topic: Topic, *, quiet_s: float = 1.5, timeout_s: float = 30.0
 ) -> list[Any]:
@@ -99,6 +143,20 @@ async def read_until_quiet(
                 records.extend(part)
                 last_arrival = loop.time()
         return records
+
+
+async def read_events_until_quiet(
+    kafka: KafkaSettings,
+    topic: Topic,
+    *,
+    quiet_s: float = 1.5,
+    timeout_s: float = 30.0,
+    identical_only: bool = False,
+) -> list[Any]:
+    """The distinct events of a topic (:func:`distinct_events`) once no record has arrived for
+    ``quiet_s``: for checking that exactly the expected events, and no more, were published."""
+    records = await read_until_quiet(kafka, topic, quiet_s=quiet_s, timeout_s=timeout_s)
+    return distinct_events(records, identical_only=identical_only)
 
 
 async def write_raw(

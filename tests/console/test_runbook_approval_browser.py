@@ -16,7 +16,7 @@ from services.runtime import EventPublisher, KafkaSettings, kafka_broker
 from services.runtime.request_signing import SigningKeys, verification_problem
 from tests.console.test_browser import ARTIFACTS, browser, sign_in  # noqa: F401  # fixture
 from tests.factories import TEST_SIGNING_KEY, make_alert
-from tests.kafka_tools import read_until
+from tests.kafka_tools import distinct_events, read_until
 from tests.processes import issue_tokens, running_incident_log
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -95,7 +95,9 @@ async def test_a_second_person_approves_a_held_run_in_the_console(
     )
     (request,) = [
         request
-        for request in (RunbookRequest.model_validate_json(r.value) for r in records)
+        for request in (
+            RunbookRequest.model_validate_json(r.value) for r in distinct_events(records)
+        )
         if request.run_id == run_id
     ]
     assert (request.run_id, request.requested_by, request.approved_by) == (run_id, "ann", "bo")

@@ -19,7 +19,7 @@ from tests.drift_detector.regression_data import (
     value_predictions,
 )
 from tests.drift_detector.running import detector, publish
-from tests.kafka_tools import read_topic, read_until_quiet
+from tests.kafka_tools import read_events, read_events_until_quiet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,8 +34,8 @@ async def run_stream(
     events: list[Envelope] = list(value_predictions(values, model=model))
     async with app.router.lifespan_context(app):
         await publish(publisher, events)
-        reports = await read_topic(kafka, Topic.DRIFT, count=10, timeout_s=60)
-        alerts = await read_until_quiet(kafka, Topic.ALERTS)
+        reports = await read_events(kafka, Topic.DRIFT, count=10, timeout_s=60, identical_only=True)
+        alerts = await read_events_until_quiet(kafka, Topic.ALERTS, identical_only=True)
     return (
         [DriftReported.model_validate_json(r.value) for r in reports],
         [AlertRaised.model_validate_json(r.value) for r in alerts],

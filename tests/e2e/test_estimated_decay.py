@@ -48,7 +48,7 @@ from contracts import (
 )
 from contracts.wire import decode
 from services.runtime import KafkaSettings, ServiceName
-from tests.kafka_tools import read_until
+from tests.kafka_tools import distinct_events, read_until
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.registry_tools import bearer, deploy
 from tests.retrainer.retrainer_harness import governed_processes
@@ -216,7 +216,9 @@ async def send_labels(
 
 
 def events_of(records: list[Any], topic: Topic) -> list[Any]:
-    return [decode(topic, record.value) for record in records]
+    """The distinct events of the records (services publish at least once: copies of an event
+    id are left out, as consumers leave them out)."""
+    return [decode(topic, record.value) for record in distinct_events(records)]
 
 
 async def incident_with(http: httpx.AsyncClient, kinds: set[str]) -> dict[str, Any]:

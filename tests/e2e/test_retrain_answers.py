@@ -37,7 +37,7 @@ from contracts.wire import decode
 from services.runtime import EventPublisher, KafkaSettings, ServiceName
 from services.runtime.scopes import SERVICE_SCOPES
 from tests.factories import TEST_SIGNING_KEY, make_alert
-from tests.kafka_tools import read_until, read_until_quiet
+from tests.kafka_tools import distinct_events, read_events_until_quiet, read_until
 from tests.polling import eventually
 from tests.processes import ServiceProcess, write_routing_policy
 from tests.retrainer.retrainer_harness import GovernedProcesses, governed_processes
@@ -79,13 +79,15 @@ def bearer(token: str) -> dict[str, str]:
 async def models_events(
     kafka: KafkaSettings, done: Callable[[list[Envelope]], bool], timeout_s: float = 120
 ) -> list[Envelope]:
+    """The distinct events on ``models`` once ``done`` holds for them (the retrainer publishes
+    from its outbox at least once: a kill between publishing and marking repeats an event id)."""
     records = await read_until(
         kafka,
         Topic.MODELS,
-        lambda rs: done([decode(Topic.MODELS, r.value) for r in rs]),
+        lambda rs: done([decode(Topic.MODELS, r.value) for r in distinct_events(rs)]),
         timeout_s=timeout_s,
     )
-    return [decode(Topic.MODELS, r.value) for r in records]
+    return [decode(Topic.MODELS, r.value) for r in distinct_events(records)]
 
 
 def answers(events: list[Envelope]) -> list[RetrainAnswered]:
@@ -223,7 +225,7 @@ async def test_an_ask_for_a_cause_already_retrained_is_refused_and_no_longer_mut
             kafka_settings,
             lambda es: sum(isinstance(e, RetrainFinished) for e in es) == 2,
         )
-        records = await read_until_quiet(kafka_settings, Topic.MODELS, quiet_s=3)
+        records = await read_events_until_quiet(kafka_settings, Topic.MODELS, quiet_s=3)
         events = [decode(Topic.MODELS, record.value) for record in records]
         mine = [a for a in answers(events) if a.ask_event_id == replayed.event_id]
         assert [a.answer for a in mine] == [RetrainAnswer.QUEUED]

@@ -21,7 +21,7 @@ from services.cli import _add_service_commands, app
 from services.runtime import EventPublisher, KafkaSettings, ServiceName, kafka_broker
 from services.runtime.request_signing import SigningKeys, verification_problem
 from tests.factories import TEST_SIGNING_KEY, make_alert
-from tests.kafka_tools import read_until_quiet
+from tests.kafka_tools import read_events_until_quiet, read_until_quiet
 from tests.processes import ServiceProcess, issue_tokens, kafka_env, process_maker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -180,7 +180,9 @@ async def test_a_held_run_runs_once_a_second_person_approves_it_and_never_when_r
 
     requests = [
         RunbookRequest.model_validate_json(record.value)
-        for record in await read_until_quiet(kafka_settings, Topic.RUNBOOK_REQUESTS, quiet_s=2.0)
+        for record in await read_events_until_quiet(
+            kafka_settings, Topic.RUNBOOK_REQUESTS, quiet_s=2.0
+        )
     ]
     assert [(r.run_id, r.requested_by, r.approved_by) for r in requests] == [
         (approved, "ann", "bo")

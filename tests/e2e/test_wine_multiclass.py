@@ -48,7 +48,7 @@ from contracts.wire import decode
 from services.cli import _add_service_commands, app
 from services.runtime import KafkaSettings, load_model
 from tests.e2e.own_model_stack import ADMIN, own_model_stack
-from tests.kafka_tools import read_until
+from tests.kafka_tools import distinct_events, read_until
 from tests.processes import ServiceProcess
 from tests.registry_tools import bearer, deploy
 
@@ -191,7 +191,9 @@ async def send(
 
 
 def events_of(records: list[Any], topic: Topic) -> list[Any]:
-    return [decode(topic, record.value) for record in records]
+    """The distinct events of the records (services publish at least once: copies of an event
+    id are left out, as consumers leave them out)."""
+    return [decode(topic, record.value) for record in distinct_events(records)]
 
 
 async def test_a_named_column_forest_decays_on_shifted_inputs_and_its_clone_is_promoted(

@@ -22,7 +22,7 @@ from services.runtime import (
     create_engine,
 )
 from tests.factories import MODEL, make_alert
-from tests.kafka_tools import read_topic, read_until_quiet, write_raw
+from tests.kafka_tools import read_events, read_events_until_quiet, read_until_quiet, write_raw
 from tests.polling import eventually
 from tests.processes import ServiceProcess, kafka_env, process_maker
 
@@ -64,7 +64,7 @@ async def test_an_alert_on_kafka_becomes_an_incident_published_on_incidents(
     await service.wait_ready()
     alert = make_alert()
     await publisher.publish(alert)
-    (record,) = await read_topic(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
+    (record,) = await read_events(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
     opened = IncidentOpened.model_validate_json(record.value)
     assert opened.fingerprint == alert.fingerprint
     assert record.key == opened.incident_id.encode()
@@ -133,9 +133,9 @@ async def test_killed_after_the_commit_and_before_the_publish_the_event_is_publi
     relaying = incident_log_process("relay")
     relaying.start()
     await relaying.wait_ready()
-    (record,) = await read_topic(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
+    (record,) = await read_events(kafka_settings, Topic.INCIDENTS, count=1, timeout_s=30)
     assert b"incident.opened" in record.value
-    assert len(await read_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=2.0)) == 1
+    assert len(await read_events_until_quiet(kafka_settings, Topic.INCIDENTS, quiet_s=2.0)) == 1
     assert len(await incidents_via_api(relaying)) == 1
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -261,12 +262,19 @@ async def real_retrainer(
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         received: dict[Topic, list[Envelope]] = {topic: [] for topic in READ}
+        seen: set[UUID] = set()
 
         async def read(topic: Topic) -> list[Envelope]:
+            """Each event once, as a consumer takes them: the relay publishes at least once (a
+            pass whose acknowledgement came late publishes its rows again, same event ids)."""
             batch = await consumer.getmany(timeout_ms=100)
             for part, records in batch.items():
                 logical = kafka.logical_topic(part.topic)
-                received[logical].extend(decode(logical, record.value) for record in records)
+                for record in records:
+                    event = decode(logical, record.value)
+                    if event.event_id not in seen:
+                        seen.add(event.event_id)
+                        received[logical].append(event)
             return list(received[topic])
 
         async def publish(events: Sequence[Envelope]) -> None:

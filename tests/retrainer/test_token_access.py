@@ -174,15 +174,16 @@ async def test_a_revoked_token_is_refused_within_the_identity_cache_bound(
     revoked_at = time.monotonic()
     async with httpx.AsyncClient(base_url=incident_log.url) as log:
         assert (await log.get("/whoami", headers=bearer(rita["token"]))).status_code == 401
+    # Timed by when each request was sent, not when its answer came: the request that ends the
+    # cached identity asks the incident log again, which on a loaded machine can take seconds.
     while True:
+        sent_s = time.monotonic() - revoked_at
         answer = await retrainer.http.get(path, headers=bearer(rita["token"]))
         if answer.status_code == 401:
             break
         assert answer.status_code == 200
-        assert time.monotonic() - revoked_at < CACHE_SECONDS + 2.0, "revoked token still works"
+        assert sent_s <= CACHE_SECONDS + 1.0, f"revoked token still works {sent_s:.1f} s after"
         await asyncio.sleep(0.1)
-    elapsed = time.monotonic() - revoked_at
-    assert elapsed <= CACHE_SECONDS + 1.0, elapsed
 
 
 async def test_an_expired_token_is_refused_at_its_expiry_whatever_the_cache(

@@ -120,7 +120,9 @@ async def test_a_secret_in_the_runners_environment_reaches_a_script_only_if_allo
 
 
 async def test_a_hanging_command_and_its_child_are_killed_at_the_timeout(tmp_path: Path) -> None:
-    result = await run(script("hang.py"), tmp_path, timeout_s=2)
+    # Long enough for the script to start and print its ids (it is parsed below) on a loaded
+    # machine, where starting an interpreter and a child can take seconds.
+    result = await run(script("hang.py"), tmp_path, timeout_s=5)
     assert result.timed_out
     assert result.exit_code is not None
     assert result.exit_code < 0

@@ -154,7 +154,7 @@ async def test_a_hanging_runbook_times_out_and_its_processes_are_killed(
     await run_to_the_end(runner, runbook="hangs", parameters={})
     done = await finished(sessions)
     assert done.state is RunState.TIMED_OUT
-    assert done.detail == "command timed out after 2 s; its process group was killed"
+    assert done.detail == "command timed out after 5 s; its process group was killed"
     pids = json.loads(done.stdout)
     assert await wait_dead(pids["pid"])
     assert await wait_dead(pids["child"])

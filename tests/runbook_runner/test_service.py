@@ -35,7 +35,14 @@ from services.runtime import (
     session_factory,
 )
 from tests.factories import TEST_SIGNING_KEY, make_runbook_request, sign_runbook_request
-from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
+from tests.kafka_tools import (
+    distinct_events,
+    read_events,
+    read_events_until_quiet,
+    read_until,
+    read_until_quiet,
+    write_raw,
+)
 from tests.processes import ServiceProcess, kafka_env, process_maker
 from tests.runbook_runner.support import CATALOG_PATH, wait_dead, wait_started
 
@@ -81,7 +88,7 @@ async def test_a_request_on_kafka_runs_and_is_reported_on_runbook_results(
     await runner.wait_ready()
     await publisher.publish(make_runbook_request(runbook="passes", parameters={"to_version": 2}))
 
-    first, second = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
+    first, second = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
     started = RunbookStarted.model_validate_json(first.value)
     done = RunbookFinished.model_validate_json(second.value)
     assert first.key == second.key == b"inc-000001"
@@ -102,7 +109,7 @@ async def test_an_impossible_request_goes_to_the_dead_letter_topic_and_the_runne
     await write_raw(kafka_settings, Topic.RUNBOOK_REQUESTS, [b"{not json", unsafe])
     await publisher.publish(make_runbook_request(runbook="fails", parameters={}))
 
-    (letter_1, letter_2) = await read_topic(
+    (letter_1, letter_2) = await read_events(
         kafka_settings, Topic.DEAD_LETTER, count=2, timeout_s=60
     )
     letters = [MessageDeadLettered.model_validate_json(r.value) for r in (letter_1, letter_2)]
@@ -112,7 +119,7 @@ async def test_an_impossible_request_goes_to_the_dead_letter_topic_and_the_runne
     ]
     assert letters[1].error == "run_id contains control characters"
     assert base64.b64decode(letters[1].original_value_b64) == unsafe
-    _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
+    _, finished = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
     assert RunbookFinished.model_validate_json(finished.value).state is RunState.FAILED
     assert await runner.stop() == 0
 
@@ -132,7 +139,7 @@ async def test_a_runner_killed_mid_run_reports_the_run_abandoned_on_restart_and_
     await first.wait_ready()
     await publisher.publish(request)
     script = await wait_started(marker)
-    (started,) = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=1, timeout_s=60)
+    (started,) = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=1, timeout_s=60)
     assert b"runbook.started" in started.value
 
     await first.kill()
@@ -142,7 +149,7 @@ async def test_a_runner_killed_mid_run_reports_the_run_abandoned_on_restart_and_
     restarted.start()
     await restarted.wait_ready()
     await publisher.publish(request)  # the incident log asking again changes nothing
-    _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
+    _, finished = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.ABANDONED
     assert done.detail.startswith("its runner ")  # a new process: a new id, found by its lease
@@ -150,7 +157,9 @@ async def test_a_runner_killed_mid_run_reports_the_run_abandoned_on_restart_and_
         " stopped renewing the lease (it died or lost the database) while the run was running; "
         "it is not run again"
     )
-    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
+    assert (
+        len(await read_events_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
+    )
     assert len(marker.read_text().splitlines()) == 1
     assert await restarted.stop() == 0
 
@@ -172,7 +181,7 @@ async def test_a_runner_stopped_mid_run_kills_the_run_and_reports_it_abandoned_b
 
     assert await runner.stop() == 0
     assert await wait_dead(script)
-    _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=30)
+    _, finished = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=30)
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.ABANDONED
     assert done.detail == "the runner stopped while the run was running; it is not run again"
@@ -226,11 +235,13 @@ async def test_a_request_for_an_incident_resolved_before_a_restart_is_skipped_by
             parameters={"marker": str(marker), "seconds": 0},
         )
     )
-    (record,) = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=1, timeout_s=60)
+    (record,) = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=1, timeout_s=60)
     done = RunbookFinished.model_validate_json(record.value)
     assert done.state is RunState.SKIPPED
     assert done.detail.startswith("its incident was resolved at ")
-    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 1
+    assert (
+        len(await read_events_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 1
+    )
     assert not marker.exists()
     assert await restarted.stop() == 0
 
@@ -278,13 +289,13 @@ async def test_forged_requests_on_the_topic_are_dead_lettered_and_never_run(
     raw = [request.model_dump_json().encode() for request in [*forged, genuine]]
     await write_raw(kafka_settings, Topic.RUNBOOK_REQUESTS, raw, key=b"inc-000001")
 
-    records = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=90)
+    records = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=90)
     assert _results_of(records, "run-genuine") == ["runbook.started", "runbook.finished"]
     assert RunbookFinished.model_validate_json(records[1].value).state is RunState.SUCCEEDED
 
     letters = [
         MessageDeadLettered.model_validate_json(record.value)
-        for record in await read_topic(kafka_settings, Topic.DEAD_LETTER, count=4, timeout_s=30)
+        for record in await read_events(kafka_settings, Topic.DEAD_LETTER, count=4, timeout_s=30)
     ]
     assert [letter.reason for letter in letters] == [DeadLetterReason.INVALID] * 4
     errors = [letter.error for letter in letters]
@@ -307,12 +318,15 @@ async def test_a_replayed_signed_request_does_not_run_twice_even_after_a_restart
         return make_runbook_request(run_id=run_id).model_dump_json().encode()
 
     async def results_until(run_id: str) -> list[Any]:
-        return await read_until(
+        records = await read_until(
             kafka_settings,
             Topic.RUNBOOK_RESULTS,
-            lambda records: _results_of(records, run_id)[-1:] == ["runbook.finished"],
+            lambda records: (
+                _results_of(distinct_events(records), run_id)[-1:] == ["runbook.finished"]
+            ),
             timeout_s=90,
         )
+        return distinct_events(records)
 
     runner = runner_on_each_database()
     runner.start()
@@ -377,7 +391,7 @@ async def test_two_runners_sharing_the_queue_execute_each_run_once(
             )
         )
 
-    records = await read_topic(
+    records = await read_events(
         kafka_settings, Topic.RUNBOOK_RESULTS, count=2 * count, timeout_s=120
     )
     finished = [
@@ -396,9 +410,8 @@ async def test_two_runners_sharing_the_queue_execute_each_run_once(
     finally:
         await engine.dispose()
     assert len(owners) == 2  # two runners, two distinct ids by default
-    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == (
-        2 * count
-    )
+    results = await read_events_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)
+    assert len(results) == 2 * count
     for runner in runners:
         assert await runner.stop() == 0
 
@@ -440,7 +453,7 @@ async def test_a_runner_killed_mid_run_has_its_run_reported_abandoned_by_the_oth
     await executing.kill()
     killed_at = asyncio.get_running_loop().time()
     assert await wait_dead(script)
-    _, finished = await read_topic(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
+    _, finished = await read_events(kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=60)
     reported_after = asyncio.get_running_loop().time() - killed_at
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.ABANDONED
@@ -448,7 +461,9 @@ async def test_a_runner_killed_mid_run_has_its_run_reported_abandoned_by_the_oth
     # The lease, plus the survivor's sweep (every third of it), plus the relay and the reading.
     assert reported_after < LEASE_S + LEASE_S / 3 + 10
     await publisher.publish(request)  # asked again: not run again
-    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
+    assert (
+        len(await read_events_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=3.0)) == 2
+    )
     assert len(marker.read_text().splitlines()) == 1
     assert await survivor.stop() == 0
 
@@ -472,12 +487,14 @@ async def test_a_runner_restarting_does_not_abandon_the_runs_of_another_live_run
     await other.kill()
     other.start()  # a new process of the same replica: a new id
     await other.wait_ready()
-    _, finished = await read_topic(
+    _, finished = await read_events(
         kafka_settings, Topic.RUNBOOK_RESULTS, count=2, timeout_s=seconds + 60
     )
     done = RunbookFinished.model_validate_json(finished.value)
     assert done.state is RunState.SUCCEEDED
-    assert len(await read_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 2
+    assert (
+        len(await read_events_until_quiet(kafka_settings, Topic.RUNBOOK_RESULTS, quiet_s=2.0)) == 2
+    )
     assert len(marker.read_text().splitlines()) == 1
     for runner in runners:
         assert await runner.stop() == 0

@@ -27,6 +27,7 @@ from services.runtime.idempotency import (
 from services.runtime.outbox import OutboxMessage, OutboxRelay, stage
 from tests.database_tools import create_tables
 from tests.factories import make_alert
+from tests.polling import eventually
 from tests.publishers import RecordingPublisher
 
 
@@ -94,18 +95,22 @@ async def test_a_failed_publish_leaves_the_rows_for_the_next_pass(sessions: Sess
 async def test_the_relay_publishes_when_woken(sessions: Sessions) -> None:
     publisher = RecordingPublisher()
     relay = OutboxRelay(sessions, publisher, poll_interval_s=30)
+    earlier, alert = make_alert(summary="staged before the relay started"), make_alert()
+    async with sessions() as session, session.begin():
+        stage(session, [earlier])
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.2)
-        alert = make_alert()
+        # Its first pass is over once this is out (a fixed sleep could end before it on a loaded
+        # machine, and that pass would then publish the next event without any wake-up).
+        await eventually(lambda: publisher.events, timeout_s=10, every_s=0.02, what="first pass")
         async with sessions() as session, session.begin():
             stage(session, [alert])
         relay.wake()
-        for _ in range(100):
-            if publisher.events:
-                break
-            await asyncio.sleep(0.02)
-        assert publisher.events == [alert]
+        # Well within the 30 s poll interval, and generous for a loaded machine.
+        await eventually(
+            lambda: len(publisher.events) == 2, timeout_s=10, every_s=0.02, what="published"
+        )
+        assert publisher.events == [earlier, alert]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -147,12 +152,13 @@ async def test_processed_ids_older_than_the_retention_are_forgotten_and_then_pro
             clock=lambda: cutoff + timedelta(days=7),
         )
     )
-    try:
-        for _ in range(100):
-            async with sessions() as session:
-                if await session.get(ProcessedEvent, old.event_id) is None:
-                    break
-            await asyncio.sleep(0.02)
+
+    async def old_forgotten() -> bool:
+        async with sessions() as session:
+            return await session.get(ProcessedEvent, old.event_id) is None
+
+    try:  # the task's first pass, well before its next (an hour later)
+        await eventually(old_forgotten, timeout_s=10, every_s=0.02, what="first pass")
     finally:
         task.cancel()
     async with sessions() as session, session.begin():
@@ -185,7 +191,9 @@ async def test_a_read_does_not_wait_for_a_writer(sessions: Sessions) -> None:
         started = time.monotonic()
         async with asyncio.timeout(5), sessions() as reader:
             assert (await reader.exec(select(ProcessedEvent))).all() == []  # not committed yet
-        assert time.monotonic() - started < 1.0
+        # A reader that waited for the writer would wait until the writer ends (after this
+        # block), so past the timeout; 3 s leaves room for a connection on a loaded machine.
+        assert time.monotonic() - started < 3.0
 
 
 async def test_a_write_in_a_session_not_begun_for_writing_fails_on_sqlite(tmp_path: Path) -> None:

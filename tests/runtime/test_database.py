@@ -268,33 +268,37 @@ async def test_a_writer_is_not_starved_by_other_writers_of_the_same_process(
     tmp_path: Path,
 ) -> None:
     """Two tasks write back to back; a third asks for twenty short writes meanwhile. Each gets
-    the lock within about one busy transaction (they queue in order), not whenever SQLite's busy
-    handler happens to retry in a gap (before: median 333 ms, worst 2.6 s)."""
+    the lock after at most the transaction holding it and the one queued before it (they queue
+    in order), not whenever SQLite's busy handler happens to retry in a gap (without the queue:
+    median 333 ms, worst 2.6 s; up to 640 busy transactions went ahead of one write). Counted in
+    transactions, not seconds, so a loaded machine's slowness does not read as starvation."""
     engine = create_engine(f"sqlite:///{tmp_path / 'fair.db'}")
     await create_tables(engine, [ProcessedEvent])
     sessions = session_factory(engine)
     stop = asyncio.Event()
+    holders = 0
 
     async def busy() -> None:
+        nonlocal holders
         while not stop.is_set():
             async with sessions() as session, session.begin():
-                await first_time(session, uuid4())
+                await first_time(session, uuid4())  # SQLite's write lock is held from here
+                holders += 1
                 await asyncio.sleep(0.02)  # a transaction doing some work
 
     writers = [asyncio.create_task(busy()) for _ in range(2)]
-    waits = []
+    ahead = []
     try:
         await asyncio.sleep(0.2)
         for _ in range(20):
-            asked = time.perf_counter()
+            asked = holders
             async with sessions() as session, session.begin():
-                await first_time(session, uuid4())  # the lock is taken by the first statement
-                waits.append(time.perf_counter() - asked)
+                await first_time(session, uuid4())
+                ahead.append(holders - asked)  # busy transactions that took the lock meanwhile
             await asyncio.sleep(0.01)
     finally:
         stop.set()
         await asyncio.gather(*writers)
         await engine.dispose()
-    waits.sort()
-    assert waits[len(waits) // 2] < 0.15, waits
-    assert waits[-1] < 0.5, waits
+    # At most the transaction starting as it asked and the one queued before it.
+    assert max(ahead) <= 2, ahead

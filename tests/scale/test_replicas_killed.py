@@ -43,7 +43,7 @@ from services.runtime import KafkaProfile, KafkaSettings, ServiceName, ensure_to
 from services.stack import scenario
 from services.stack.chaos import _incident_rows, _query, _recorded_alerts
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.kafka_tools import read_until, read_until_quiet
+from tests.kafka_tools import distinct_events, read_until, read_until_quiet
 from tests.processes import issue_tokens
 from tests.scale.operations import (
     ask_retrain,
@@ -129,14 +129,10 @@ class Run:
     def events(self, topic: Topic) -> list[dict[str, Any]]:
         """The topic's events, each event id once (its first copy: the outbox publishes at
         least once), in partition order."""
-        seen: set[str] = set()
-        events = []
-        for record in self.records[topic]:
-            event = json.loads(record.value)
-            if event["event_id"] not in seen:
-                seen.add(event["event_id"])
-                events.append(event | {"_key": record.key, "_partition": record.partition})
-        return events
+        return [
+            json.loads(record.value) | {"_key": record.key, "_partition": record.partition}
+            for record in distinct_events(self.records[topic])
+        ]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,10 @@ counts from the first handled batch to the last event, so group joins do not cou
 ``--quick`` measures three times (raw, runtime, monitor back to back each time) and reports the
 medians; each run's figures are kept under ``*_runs``.
 
+All three run in this process under the garbage collector's policy of a served service
+(:mod:`services.runtime.collector`), settled once the events are produced; ``--collector default``
+keeps CPython's defaults instead, to measure what the policy is worth.
+
 The last line printed is one JSON object of the figures.
 """
 
@@ -44,6 +48,7 @@ from services.runtime import (
     ServiceSettings,
     ensure_topics,
 )
+from services.runtime.collector import settle_collector
 from services.runtime.kafka import consumer_options
 from tests.factories import make_deployment, make_version_record
 from tests.monitor.doubles import FakeRegistry
@@ -210,7 +215,7 @@ async def monitor_pipe(
     return rate, status
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, collector: str = "service") -> dict[str, Any]:
     per_model = 2_500 if quick else 25_000
     events, registry = stream(per_model)
     broker = EmbeddedBroker()
@@ -226,6 +231,8 @@ async def main(quick: bool) -> dict[str, Any]:
         )
         produced_per_s = await produce(kafka, events)
         print(f"produced {len(events):,} events ({produced_per_s:,.0f}/s)")
+        if collector == "service":
+            settle_collector()
         raws: list[Rate] = []
         floors: list[Rate] = []
         monitors: list[Rate] = []
@@ -303,12 +310,20 @@ async def main(quick: bool) -> dict[str, Any]:
         "consumer_max_records": settings.consumer_max_records,
         "target": TARGET,
         "pending_after": status["pending_predictions"] + status["pending_labels"],
+        "collector": collector,
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
+    parser.add_argument(
+        "--collector",
+        choices=("service", "default"),
+        default="service",
+        help="the garbage collector's policy: a served service's (default) or CPython's",
+    )
     logging.basicConfig(level=logging.WARNING)
-    figures = asyncio.run(main(parser.parse_args().quick))
+    arguments = parser.parse_args()
+    figures = asyncio.run(main(arguments.quick, arguments.collector))
     print(json.dumps(figures))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import uvicorn
 from fastapi import FastAPI
 
+from services.runtime.collector import freeze_after_start_up
 from services.runtime.embedded_broker import free_port
 from services.runtime.observability import configure_logging
 from services.runtime.settings import ServiceSettings
@@ -54,8 +55,12 @@ async def serving(app: Any, *, lifespan: Literal["on", "off"] = "off") -> AsyncI
 
 
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
-    """Serve until SIGTERM or SIGINT; in-flight events finish and their offsets are committed."""
+    """Serve until SIGTERM or SIGINT; in-flight events finish and their offsets are committed.
+
+    The process serves only this app: once it has started, the collector settles
+    (:mod:`services.runtime.collector`)."""
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+    freeze_after_start_up(app)
     config = uvicorn.Config(
         app,
         host=settings.http_host,

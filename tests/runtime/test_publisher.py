@@ -1,0 +1,144 @@
+"""The publisher's own producer (services/runtime/publisher.py) on the real broker: events go
+out in one record batch per partition, each key to the partition ``send`` picks, in order,
+with their documented headers; a record too large to share a batch goes alone; a batch the
+broker refuses as a whole is sent again one event at a time, so only the refused event is
+named."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+from contracts import AlertRaised, Topic
+from contracts.wire import kafka_headers, key_for
+from services.runtime import EventPublisher, KafkaSettings
+from services.runtime.kafka import kafka_broker
+from services.runtime.publisher import EventRefused
+from tests.factories import make_alert
+from tests.kafka_tools import read_topic
+
+MODELS = ("model-a", "model-b", "model-c")
+
+
+@pytest.fixture
+async def started(kafka_settings: KafkaSettings) -> AsyncIterator[EventPublisher]:
+    """A publisher with its own producer, as every service runs it."""
+    broker = kafka_broker(kafka_settings, client_id="test-publisher")
+    await broker.connect()
+    publisher = EventPublisher(broker, kafka_settings)
+    await publisher.start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
+        await broker.stop()
+
+
+def alert(model: str, n: int, size: int = 2_000) -> AlertRaised:
+    return make_alert(model=model, summary=f"{model} #{n}", evidence={"padding": "x" * size})
+
+
+async def partition_send_picks(kafka: KafkaSettings, key: bytes) -> int:
+    """The partition a plain aiokafka ``send`` puts a key's record in."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(kafka.topic_name(Topic.ALERTS), b"probe", key=key)
+    finally:
+        await producer.stop()
+    return int(sent.partition)
+
+
+async def test_events_beyond_one_batch_keep_their_keys_partition_their_order_and_headers(
+    started: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    # 3 models x 400 events of ~2.3 KB: about 900 KB a model, several 256 KB batches each.
+    events = [alert(model, n) for n in range(400) for model in MODELS]
+    before_ms = time.time() * 1000
+    await started.publish_many(events)
+
+    ours = await read_topic(kafka_settings, Topic.ALERTS, count=len(events))
+    assert len(ours) == len(events)
+    expected = {str(e.event_id): e for e in events}
+    for model in MODELS:
+        key = model.encode()
+        partition = await partition_send_picks(kafka_settings, key)
+        of_model = [r for r in ours if r.key == key]
+        assert {r.partition for r in of_model} == {partition}
+        assert [r.offset for r in of_model] == sorted(r.offset for r in of_model)
+        published = [AlertRaised.model_validate_json(r.value) for r in of_model]
+        assert published == [e for e in events if e.model == model]
+    for record in ours:
+        event = expected[AlertRaised.model_validate_json(record.value).event_id.__str__()]
+        assert list(record.headers) == kafka_headers(event)
+        assert record.key == key_for(event)
+        assert before_ms - 5_000 <= record.timestamp <= time.time() * 1000 + 5_000
+
+
+async def test_a_record_too_large_to_share_a_batch_goes_alone_in_its_place(
+    started: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    large = alert("model-a", 1, size=400_000)  # above a 256 KB batch, below the 1 MB request
+    events = [alert("model-a", 0), large, alert("model-a", 2)]
+    await started.publish_many(events)
+
+    records = await read_topic(kafka_settings, Topic.ALERTS, count=3)
+    published = [AlertRaised.model_validate_json(r.value) for r in records]
+    assert published == events
+    assert len({r.partition for r in records}) == 1
+
+
+async def test_a_record_above_the_request_limit_is_refused_by_name_after_those_before_it(
+    started: EventPublisher, kafka_settings: KafkaSettings
+) -> None:
+    huge = alert("model-a", 1, size=1_200_000)
+    before = [alert("model-a", 0), alert("model-b", 0)]
+    with pytest.raises(EventRefused) as refused:
+        await started.publish_many([*before, huge, alert("model-a", 2)])
+    assert refused.value.event.event_id == huge.event_id
+    assert "MessageSizeTooLarge" in refused.value.reason
+    records = await read_topic(kafka_settings, Topic.ALERTS, count=2)
+    assert sorted(AlertRaised.model_validate_json(r.value).summary for r in records) == sorted(
+        e.summary for e in before
+    )
+
+
+async def test_a_batch_the_broker_refuses_whole_is_sent_again_one_event_at_a_time(
+    started: EventPublisher, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker whose largest message is smaller than a batch (Kafka's max.message.bytes applies
+    # to a record batch), and which refuses one event even alone. The embedded broker enforces
+    # neither, so the producer is made to answer as such a broker does.
+    poison = alert("model-a", 3)
+    real_send_batch = AIOKafkaProducer.send_batch
+    real_send = AIOKafkaProducer.send
+
+    async def send_batch(self: AIOKafkaProducer, batch: Any, topic: str, **kw: Any) -> Any:
+        if batch.record_count() > 1:
+            refused: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            refused.set_exception(RecordListTooLargeError())
+            return refused
+        return await real_send_batch(self, batch, topic, **kw)
+
+    async def send(self: AIOKafkaProducer, topic: str, value: bytes, **kw: Any) -> Any:
+        if str(poison.event_id).encode() in value:
+            raise MessageSizeTooLargeError("too large for this broker")
+        return await real_send(self, topic, value, **kw)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send_batch", send_batch)
+    monkeypatch.setattr(AIOKafkaProducer, "send", send)
+    events = [alert("model-a", n) for n in range(3)] + [poison] + [alert("model-a", 4)]
+
+    with pytest.raises(EventRefused) as refused:
+        await started.publish_many(events)
+
+    assert refused.value.event.event_id == poison.event_id
+    assert "MessageSizeTooLarge" in refused.value.reason
+    records = await read_topic(kafka_settings, Topic.ALERTS, count=3)
+    assert [AlertRaised.model_validate_json(r.value) for r in records] == events[:3]

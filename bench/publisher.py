@@ -30,8 +30,8 @@ from statistics import median
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from monitor import stream  # bench/ is on the path when this file runs as a script
 
-from bench.monitor import stream
 from contracts import Envelope, Topic
 from contracts.wire import encode, kafka_headers, key_for
 from services.runtime import EmbeddedBroker, EventPublisher, KafkaSettings, ensure_topics

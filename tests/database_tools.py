@@ -28,11 +28,13 @@ async def create_tables(engine: AsyncEngine, models: Sequence[type[SQLModel]]) -
 
 async def kill_holder(engine: AsyncEngine, lease: str) -> None:
     """Terminate the session holding ``lease`` from a connection of ``engine``, as if its
-    process were SIGKILLed (PostgreSQL; only in this test's database)."""
+    process were SIGKILLed (PostgreSQL; only in this test's database). Returns once the
+    session's process has exited, so its locks are gone: without the timeout argument,
+    ``pg_terminate_backend`` only sends the signal (PostgreSQL 14 and later)."""
     async with engine.connect() as admin:
         await admin.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND granted"
                 " AND ((classid::bigint << 32) | objid::bigint) = :key"
                 " AND database = (SELECT oid FROM pg_database"

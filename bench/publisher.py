@@ -6,8 +6,8 @@ after each round, as a handler's ``publish_many`` does:
 
 (a) raw: ``AIOKafkaProducer.send`` of bytes encoded before the clock starts, with the same key
     and headers: only the client and the broker;
-(b) publisher: ``EventPublisher.publish_many`` of the events (encoding, key, headers,
-    partition and batching included), with the producer settings every service uses.
+(b) publisher: ``EventPublisher.publish_many`` of the events (encoding, key and headers
+    included), with the producer settings every service uses.
 
 Figures are CPU time of this process per event (steadier than wall time on a shared machine)
 and events per second; ``cpu_ratio`` is raw CPU / publisher CPU (1.0 would be free).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -25,8 +24,6 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka import KafkaBroker
 from faststream.kafka.testing import FakeProducer
 
@@ -84,8 +81,6 @@ class EventPublisher:
         self._kafka = kafka
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
-        self._partitioner = DefaultPartitioner()
-        self._batch_bytes: int = producer_options(kafka.profile)["max_batch_size"]
 
     async def start(self) -> None:
         """Connect the publisher's own producer (not under FastStream's in-memory test broker)."""
@@ -94,7 +89,6 @@ class EventPublisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             client_id=self._client_id,
-            partitioner=self._partitioner,  # the one _publish_in_batches picks partitions with
             **producer_options(self._kafka.profile),
         )
         await producer.start()
@@ -121,15 +115,25 @@ class EventPublisher:
         Raises :class:`EventRefused` naming the first event the broker refused for good (the
         others may or may not be published); anything else it raises is transient.
         """
-        if self._producer is not None:
-            await self._publish_in_batches(self._producer, events)
-            return
         pending: list[asyncio.Future[object]] = []
         sent: list[Envelope] = []
+        producer = self._producer
         for event in events:
+            topic = self._kafka.topic_name(topic_of(type(event)))
+            if producer is not None:
+                try:
+                    future = await producer.send(
+                        topic, encode(event), key=key_for(event), headers=kafka_headers(event)
+                    )
+                except _REFUSALS as error:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    raise EventRefused(event, _describe(error)) from error
+                pending.append(future)
+                sent.append(event)
+                continue
             result = await self._broker.publish(
                 encode(event),
-                self._kafka.topic_name(topic_of(type(event))),
+                topic,
                 key=key_for(event),
                 headers=headers_for(event),
                 correlation_id=correlation_of(event),
@@ -138,112 +142,14 @@ class EventPublisher:
             if isinstance(result, asyncio.Future):  # the in-memory test broker delivers at once
                 pending.append(result)
                 sent.append(event)
+        if not pending:
+            return
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
         for event, outcome in zip(sent, outcomes, strict=True):
             if isinstance(outcome, _REFUSALS):
                 raise EventRefused(event, _describe(outcome)) from outcome
             if isinstance(outcome, BaseException):
                 raise outcome
-
-    async def _publish_in_batches(
-        self, producer: AIOKafkaProducer, events: Iterable[Envelope]
-    ) -> None:
-        """Fill one record batch per partition and hand it over whole (``send_batch``): a
-        record costs a C append, not ``send``'s Python per record (docs/adr/0016-hot-path.md,
-        "The publisher"). The partition is the one ``send`` picks (the same partitioner), so
-        each key keeps its partition and its order. A record too large to share a batch goes
-        alone through ``send``, which refuses it as before."""
-        handed_over: list[tuple[_Batch, asyncio.Future[object]]] = []
-        filling: dict[tuple[str, int], _Batch] = {}
-        partitions: dict[tuple[str, bytes], int] = {}
-
-        async def hand_over(batch: _Batch) -> None:
-            assert batch.builder is not None
-            future = await producer.send_batch(
-                batch.builder, batch.topic, partition=batch.partition
-            )
-            handed_over.append((batch, future))
-
-        for position, event in enumerate(events):
-            topic = self._kafka.topic_name(topic_of(type(event)))
-            value, key, headers = encode(event), key_for(event), kafka_headers(event)
-            partition = partitions.get((topic, key))
-            if partition is None:
-                every = list(await producer.partitions_for(topic))
-                partition = partitions[(topic, key)] = self._partitioner(key, every, every)
-            slot = (topic, partition)
-            if _record_bytes(value, key, headers) > self._batch_bytes:
-                if slot in filling:
-                    await hand_over(filling.pop(slot))
-                try:
-                    future = await producer.send(topic, value, key=key, headers=headers)
-                except _REFUSALS as error:  # the events before it still go out, as they came
-                    for earlier in filling.values():
-                        await hand_over(earlier)
-                    await asyncio.gather(*(f for _, f in handed_over), return_exceptions=True)
-                    raise EventRefused(event, _describe(error)) from error
-                handed_over.append((_Batch(topic, partition, position, None, [event]), future))
-                continue
-            current = filling.get(slot)
-            if current is not None and current.append(event, value, key, headers):
-                continue
-            if current is not None:  # full: hand it over and start the next
-                await hand_over(current)
-            current = filling[slot] = _Batch(topic, partition, position, producer.create_batch())
-            if not current.append(event, value, key, headers):  # an empty batch takes any
-                raise RuntimeError(f"an empty record batch refused {event.event_id}")
-        for remaining in filling.values():
-            await hand_over(remaining)
-
-        outcomes = await asyncio.gather(*(f for _, f in handed_over), return_exceptions=True)
-        answered = zip((batch for batch, _ in handed_over), outcomes, strict=True)
-        for batch, outcome in sorted(answered, key=lambda pair: pair[0].position):
-            if not isinstance(outcome, _REFUSALS):
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                continue
-            if len(batch.events) == 1:
-                raise EventRefused(batch.events[0], _describe(outcome)) from outcome
-            # The broker refused a batch as a whole: send its events one by one, so only the
-            # one it refuses is named (and the others published).
-            await self._publish_one_by_one(producer, batch)
-
-    async def _publish_one_by_one(self, producer: AIOKafkaProducer, batch: _Batch) -> None:
-        for event in batch.events:
-            try:
-                future = await producer.send(
-                    batch.topic, encode(event), key=key_for(event), headers=kafka_headers(event)
-                )
-                await future
-            except _REFUSALS as error:
-                raise EventRefused(event, _describe(error)) from error
-
-
-@dataclass
-class _Batch:
-    """Events bound for one partition, handed to the producer together (``builder``), or one
-    event sent alone (no builder)."""
-
-    topic: str
-    partition: int
-    position: int  # of its first event in the published sequence
-    builder: BatchBuilder | None
-    events: list[Envelope] = field(default_factory=list)
-
-    def append(
-        self, event: Envelope, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
-    ) -> bool:
-        """Add a record; false if the batch is full."""
-        assert self.builder is not None
-        if self.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-            return False
-        self.events.append(event)
-        return True
-
-
-def _record_bytes(value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> int:
-    """An upper bound of a record's size in a batch (varint lengths and fields included)."""
-    return len(value) + len(key) + sum(len(name) + len(data) + 10 for name, data in headers) + 64
 
 
 def _describe(error: BaseException) -> str:

@@ -3,9 +3,10 @@
 A service imports about 240,000 objects the collector tracks (FastAPI, pydantic's schemas,
 SQLAlchemy, aiokafka; scikit-learn in the scorer and monitor) and keeps them for its whole life.
 Every full collection walked all of them: on the consumer's hot path, full collections were
-between a quarter and a half of the CPU an event cost (docs/adr/0016-hot-path.md, "The collector"). Once the
-service has started, its objects are moved out of the collector's sight (:func:`gc.freeze`) and
-full collections come a tenth as often, each walking only what was made since.
+between a quarter and a half of the CPU an event cost (docs/adr/0016-hot-path.md, "The
+collector"). Once the service has started, its objects are moved out of the collector's sight
+(:func:`gc.freeze`) and full collections come a tenth as often, each walking only what was made
+since.
 
 Cyclic garbage is still collected: the young generations as before, the old one every
 ``OLDEST_GENERATION_THRESHOLD`` collections of the middle one. Reference counting frees the rest

@@ -14,8 +14,8 @@ and events per second; ``cpu_ratio`` is raw CPU / publisher CPU (1.0 would be fr
 
     python bench/publisher.py [--quick] [--batch 500]
 
-``--quick`` alternates the two three times over 20,000 events and reports medians. The last line
-printed is one JSON object of the figures.
+``--quick`` alternates the two three times over 5,000 predictions and reports medians (without
+it: once over 50,000). The last line printed is one JSON object of the figures.
 """
 
 from __future__ import annotations

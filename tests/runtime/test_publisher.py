@@ -1,9 +1,9 @@
 """The publisher's own producer (services/runtime/publisher.py) on the real broker: each key
 to the partition a plain ``send`` picks, in order, with its documented headers, beyond one
-record batch; a large record in its place; one above the request limit refused by name; and
-many callers publishing to one partition at once (a scorer answering concurrent requests) all
-served promptly, as they share the producer's batches (docs/adr/0016-hot-path.md, "The
-publisher: a record batch per partition, tried")."""
+record batch; a record larger than a batch in its place; one above the request limit refused
+by name; and many callers publishing to one partition at once (a scorer answering concurrent
+requests) all served, as they share the producer's batches (docs/adr/0016-hot-path.md, "The
+publisher: a record batch per partition, tried and dropped")."""
 
 from __future__ import annotations
 
@@ -74,13 +74,13 @@ async def test_events_beyond_one_batch_keep_their_keys_partition_their_order_and
         published = [AlertRaised.model_validate_json(r.value) for r in of_model]
         assert published == [e for e in events if e.model == model]
     for record in ours:
-        event = expected[AlertRaised.model_validate_json(record.value).event_id.__str__()]
+        event = expected[str(AlertRaised.model_validate_json(record.value).event_id)]
         assert list(record.headers) == kafka_headers(event)
         assert record.key == key_for(event)
         assert before_ms - 5_000 <= record.timestamp <= time.time() * 1000 + 5_000
 
 
-async def test_a_record_too_large_to_share_a_batch_goes_alone_in_its_place(
+async def test_a_record_larger_than_a_batch_keeps_its_place(
     started: EventPublisher, kafka_settings: KafkaSettings
 ) -> None:
     large = alert("model-a", 1, size=400_000)  # above a 256 KB batch, below the 1 MB request
@@ -108,7 +108,7 @@ async def test_a_record_above_the_request_limit_is_refused_by_name_after_those_b
     )
 
 
-async def test_many_callers_publishing_to_one_partition_at_once_are_all_served_promptly(
+async def test_many_callers_publishing_to_one_partition_at_once_are_all_served(
     started: EventPublisher, kafka_settings: KafkaSettings
 ) -> None:
     events = [alert("model-a", n, size=100) for n in range(300)]

@@ -153,6 +153,9 @@ async def stack(kafka_settings: KafkaSettings, tmp_path: Path) -> AsyncIterator[
             | {
                 "VIGIL_MONITOR_PROBES_ENABLED": "false",
                 "VIGIL_MONITOR_WINDOW_MAX_EVENTS": str(WINDOW),
+                # Count windows only: a five-minute bucket ending mid-test would close a window
+                # short and leave the last one open, whatever arrived.
+                "VIGIL_MONITOR_WINDOW_SECONDS": "none",
                 "VIGIL_MONITOR_CALIBRATION_ROWS": str(CALIBRATION_ROWS),
             },
             log_dir=tmp_path,
@@ -221,6 +224,19 @@ def events_of(records: list[Any], topic: Topic) -> list[Any]:
     return [decode(topic, record.value) for record in distinct_events(records)]
 
 
+async def closed_windows_hold(monitor: ServiceProcess, field: str, count: int) -> None:
+    """Wait until the model's closed windows hold ``count`` of ``field`` (predictions or
+    labelled outcomes) between them."""
+    async with httpx.AsyncClient(base_url=monitor.url) as http:
+        for _ in range(900):
+            answer = await http.get(f"/estimates/{MODEL}")
+            windows = answer.json()["windows"] if answer.status_code == 200 else []
+            if sum(window[field] for window in windows) >= count:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the monitor's closed windows do not hold {count} {field}: {answer.text}")
+
+
 async def incident_with(http: httpx.AsyncClient, kinds: set[str]) -> dict[str, Any]:
     """The model's only incident, once its signals include ``kinds``."""
     found: list[dict[str, Any]] = []
@@ -240,17 +256,15 @@ async def test_estimated_decay_opens_the_incident_before_any_shifted_label_and_l
 ) -> None:
     scorer, labeller = stack["scorer"], stack["labeller"]
     # Healthy traffic with its labels: the monitor calibrates on the first 300 outcomes.
+    # The labels go once the monitor has counted every prediction (its windows closed on them):
+    # labels then fill windows of their own, and the last closes on the last label. Sent
+    # sooner, they would share windows with predictions the monitor had not read yet, and the
+    # last window could stay open short of its count however long the test waited.
     healthy = draw(2 * WINDOW + CALIBRATION_ROWS, shifted=False, seed=1)
-    await send_labels(scorer, labeller, await score(scorer, healthy, "healthy"), healthy)
-    async with httpx.AsyncClient(base_url=stack["monitor"].url) as http:
-        for _ in range(900):  # until the monitor has joined every label (and so calibrated)
-            answer = await http.get(f"/estimates/{MODEL}")
-            windows = answer.json()["windows"] if answer.status_code == 200 else []
-            if sum(window["labelled"] for window in windows) >= len(healthy):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"the monitor did not join the labels: {answer.text}")
+    served = await score(scorer, healthy, "healthy")
+    await closed_windows_hold(stack["monitor"], "predictions", len(healthy))
+    await send_labels(scorer, labeller, served, healthy)
+    await closed_windows_hold(stack["monitor"], "labelled", len(healthy))  # and so calibrated
 
     # Shifted traffic, labels held back.
     shifted = draw(4 * WINDOW, shifted=True, seed=2)

@@ -57,7 +57,7 @@ from services.runtime.kafka import kafka_broker
 from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
 from services.runtime.settings import KafkaProfile, KafkaSettings
-from services.stack import chaos_runbook, scenario
+from services.stack import chaos_runbook, scenario, training
 from services.stack.stack import STARTUP_ORDER, RunningStack, StackSettings, running_stack
 from services.stack.supervisor import ChildState
 
@@ -305,7 +305,7 @@ class Load:
                 self.fingerprints.add(event.fingerprint)
 
     async def _scoring(self) -> None:
-        dataset = scenario.load()
+        dataset = training.load()
         requests = scenario.traffic(dataset, shifted=False, start=0, seed=self._rng.randrange(99))
         labels: deque[tuple[float, LabelRecorded]] = deque()
         tick, owed = 0.05, 0.0
@@ -388,7 +388,7 @@ class RegistryWrites:
         self._http = http
         self._url = url
         self._headers = headers
-        self._dataset = scenario.load()
+        self._dataset = training.load()
         self._spec = scenario.monitoring_spec(self._dataset).model_dump(mode="json")
         self.acknowledged: list[RegistryWrite] = []
         self.attempts = 0
@@ -422,7 +422,7 @@ class RegistryWrites:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _register(self) -> int | None:
-        model = await asyncio.to_thread(scenario.train, self._dataset, 1.0)
+        model = await asyncio.to_thread(training.train, self._dataset, 1.0)
         artifact = skops.io.dumps(model)
         metadata = {
             "sklearn_version": sklearn.__version__,

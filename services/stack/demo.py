@@ -27,8 +27,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import sklearn
-import skops.io
 import yaml
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
@@ -61,7 +59,7 @@ from services.runtime.names import ServiceName
 from services.runtime.publisher import EventPublisher
 from services.runtime.serve import serving
 from services.runtime.settings import KafkaProfile, KafkaSettings
-from services.stack import scenario
+from services.stack import scenario, training
 from services.stack.pager import PageReceiver
 from services.stack.stack import RunningStack, StackSettings, running_stack
 
@@ -175,10 +173,11 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
         dana = await _token(incidents, admin, "dana", "l2")
         ana = await _token(incidents, admin, "ana", "l2")
         await _set_up_paging(incidents, admin, pager_url, story)
-        dataset = scenario.load()
-        spec = scenario.monitoring_spec(dataset)
         story.say("Training [bold]v1[/bold] of the health model (breast cancer, key metric recall)")
-        await _register(registry, ana, dataset, spec, c=1.0, reason="initial model")
+        versions = await training.prepare([1.0, 0.5])  # v1 and the routine refresh, v2
+        dataset = versions.dataset
+        spec = scenario.monitoring_spec(dataset)
+        await _register(registry, ana, versions, spec, c=1.0, reason="initial model")
         await _deploy(registry, ana, 1, "first deployment")
         await _wait(
             lambda: _served(registry, stack.url(ServiceName.SCORER), 1),
@@ -197,7 +196,7 @@ async def play(stack: RunningStack, options: DemoOptions, console: Console) -> D
             )
             await asyncio.sleep(options.healthy_seconds)
             story.say("Routine refresh: [bold]v2[/bold] registered and deployed as champion")
-            await _register(registry, ana, dataset, spec, c=0.5, reason="weekly refresh")
+            await _register(registry, ana, versions, spec, c=0.5, reason="weekly refresh")
             await _deploy(registry, ana, 2, "weekly refresh")
             story.say(
                 "[yellow]A new imaging device goes live: malignant tumours now measure "
@@ -596,15 +595,15 @@ async def _token(
 async def _register(
     registry: httpx.AsyncClient,
     who: dict[str, str],
-    dataset: scenario.Dataset,
+    versions: training.Prepared,
     spec: Any,
     *,
     c: float,
     reason: str,
 ) -> None:
-    model = scenario.train(dataset, c)
+    dataset = versions.dataset
     metadata = {
-        "sklearn_version": sklearn.__version__,
+        "sklearn_version": versions.sklearn_version,
         "dataset_name": scenario.MODEL,
         "dataset_version": "2026-11-training",
         "metrics": {"recall": 0.93},
@@ -617,7 +616,7 @@ async def _register(
         f"/models/{scenario.MODEL}/versions",
         data={"metadata": json.dumps(metadata)},
         files={
-            "artifact": ("model.skops", skops.io.dumps(model)),
+            "artifact": ("model.skops", versions.artifacts[c]),
             "training_data": (
                 "train.csv",
                 scenario.to_csv(dataset.features, dataset.train_x, dataset.train_y),

@@ -5,6 +5,9 @@ scoring requests whose inputs can be shifted the way a changed imaging device wo
 The shift shrinks the size measurements of malignant tumours, so they look benign: the model's
 recall — the metric a health model lives by — falls, and the drift detector sees the size
 features move. A deterministic seed makes every run the same story.
+
+Numpy only: loading the set and training versions need scikit-learn, which the demo's long-lived
+supervisor leaves to a child process (``services/stack/training.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from contracts.drift import FeatureKind
 from contracts.registry import (
@@ -36,12 +34,10 @@ __all__ = [
     "POSITIVE",
     "Dataset",
     "Request",
-    "load",
     "monitoring_spec",
     "recipe",
     "to_csv",
     "traffic",
-    "train",
 ]
 
 MODEL = "breast-cancer"
@@ -63,22 +59,6 @@ class Dataset:
     live_y: np.ndarray
 
 
-def load(seed: int = 7) -> Dataset:
-    """Split the data: 60 % to train the first versions, the rest feeds the live traffic."""
-    data = load_breast_cancer()
-    labels = np.array(CLASSES)[data.target]
-    order = np.random.default_rng(seed).permutation(len(labels))
-    cut = int(len(order) * 0.6)
-    train, live = order[:cut], order[cut:]
-    return Dataset(
-        features=[str(name) for name in data.feature_names],
-        train_x=data.data[train],
-        train_y=labels[train],
-        live_x=data.data[live],
-        live_y=labels[live],
-    )
-
-
 def recipe(c: float) -> dict[str, float | int | str | bool]:
     """The training parameters, in the schema the retrainer retrains with."""
     return {
@@ -90,19 +70,6 @@ def recipe(c: float) -> dict[str, float | int | str | bool]:
         "C": c,
         "max_iter": 1000,
     }
-
-
-def train(dataset: Dataset, c: float) -> Pipeline:
-    """Train a version the way its recipe says."""
-    model = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("model", LogisticRegression(C=c, max_iter=1000, random_state=0)),
-        ]
-    )
-    model.fit(dataset.train_x, dataset.train_y)
-    return model
 
 
 def monitoring_spec(dataset: Dataset) -> MonitoringSpec:

@@ -40,7 +40,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from contracts import TOPICS, AlertKind, Topic
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName, ensure_topics
-from services.stack import scenario
+from services.stack import scenario, training
 from services.stack.chaos import _incident_rows, _query, _recorded_alerts
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.kafka_tools import distinct_events, read_until, read_until_quiet
@@ -187,7 +187,7 @@ def _service_env(databases: dict[ServiceName, str]) -> dict[str, str]:
 
 
 async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[ServiceName, str]) -> Run:
-    dataset = scenario.load()
+    dataset = training.load()
     await replicas.start(
         ServiceName.RETRAINER, ServiceName.INCIDENT_LOG, ServiceName.RUNBOOK_RUNNER
     )
@@ -377,8 +377,8 @@ async def _all(kafka: KafkaSettings, topic: Topic) -> list[Any]:
 
 
 async def _register_and_deploy(registry: str, token: str, dataset: scenario.Dataset) -> None:
-    artifact = skops.io.dumps(scenario.train(dataset, 1.0))
-    training = scenario.to_csv(dataset.features, dataset.train_x, dataset.train_y)
+    artifact = skops.io.dumps(training.train(dataset, 1.0))
+    rows = scenario.to_csv(dataset.features, dataset.train_x, dataset.train_y)
     metadata = {
         "sklearn_version": sklearn.__version__,
         "dataset_name": scenario.MODEL,
@@ -395,7 +395,7 @@ async def _register_and_deploy(registry: str, token: str, dataset: scenario.Data
             response = await http.post(
                 f"/models/{model}/versions",
                 data={"metadata": json.dumps(metadata)},
-                files={"artifact": ("model.skops", artifact), "training_data": ("t.csv", training)},
+                files={"artifact": ("model.skops", artifact), "training_data": ("t.csv", rows)},
             )
             assert response.status_code == 201, response.text
             response = await http.put(

@@ -188,6 +188,7 @@ PURE_MODULES = frozenset(
         # the local stack's scripted parts
         "services.stack.chaos_runbook",
         "services.stack.scenario",
+        "services.stack.training",
     }
 )
 """Every pure module of the services (package ``__init__`` files aside): listed so that a module

@@ -24,12 +24,13 @@ expected calibration error (ten equal-width bins) and Brier score, before and af
 When calibrating does not beat the raw scores out of fold, the raw scores are used as they are
 (NannyML makes the same check).
 
-Pure: numpy and SciPy's isotonic regression (``scipy.optimize.isotonic_regression``, the solver
-scikit-learn's ``IsotonicRegression`` calls: the knots are the ones it would fit, without
-importing scikit-learn, which costs a monitor process about 100 MB; ``tests/monitor/
-test_estimation.py`` compares them); one class (:class:`Calibration`) per model version, built
-once. Regression (direct loss estimation) and multiclass (one calibration per
-class, one-vs-rest) would add estimators beside :func:`estimate_binary`, not change it.
+Pure: numpy and SciPy. The isotonic fit is ``scipy.optimize.isotonic_regression``, the solver
+scikit-learn's ``IsotonicRegression`` calls, with the steps around it made as it makes them: the
+knots are the ones it fits (``tests/monitor/test_estimation.py`` compares them), without
+importing scikit-learn, which costs a monitor process about 48 MB of resident memory. One class
+(:class:`Calibration`) per model version, built once. Regression (direct loss estimation) and
+multiclass (one calibration per class, one-vs-rest) would add estimators beside
+:func:`estimate_binary`, not change it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Pure: numpy only. Quality figures equal scikit-learn's metric functions, so they
 data scientist computes offline on the same labelled predictions: each is computed here with
 numpy as scikit-learn computes it (the counting figures from one ``bincount`` of the window, the
 divisions and sums made as scikit-learn makes them), without its input checks, which cost more
-than the figures, and without importing it, which costs a monitor process about 100 MB of
+than the figures, and without importing it, which costs a monitor process about 48 MB of
 resident memory (scikit-learn brings pandas); ``tests/monitor/test_metrics.py`` and
 ``tests/monitor/test_regression.py`` compare the figures with scikit-learn's. A figure that is
 undefined on a window (recall without a positive label, ROC AUC with one class, R² of one label)

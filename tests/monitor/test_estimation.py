@@ -174,7 +174,7 @@ def _awkward_reference(rng: np.random.Generator, case: int) -> tuple[np.ndarray,
 @pytest.mark.parametrize("seed", range(5))
 def test_the_isotonic_fit_is_scikit_learns(seed: int) -> None:
     """The calibration is fitted with SciPy's solver, not scikit-learn's ``IsotonicRegression``
-    (whose import costs a monitor process about 100 MB): the same knots, hence the same
+    (whose import costs a monitor process about 48 MB): the same knots, hence the same
     probabilities, and calibrations stored before load and apply as they did."""
     rng = np.random.default_rng(seed)
     for case in range(120):

@@ -84,7 +84,7 @@ def test_regression_figures_equal_scikit_learns(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(8))
 def test_regression_figures_are_scikit_learns_floats_at_any_scale_and_size(seed: int) -> None:
     """The monitor computes the figures with numpy, not scikit-learn (whose import costs a
-    monitor process about 100 MB): the same operations, so the same floats, not just close."""
+    monitor process about 48 MB): the same operations, so the same floats, not just close."""
     rng = np.random.default_rng(seed)
     for _ in range(50):
         size = int(rng.integers(2, 400))

@@ -24,9 +24,13 @@ expected calibration error (ten equal-width bins) and Brier score, before and af
 When calibrating does not beat the raw scores out of fold, the raw scores are used as they are
 (NannyML makes the same check).
 
-Pure: numpy and scikit-learn's isotonic regression; one class (:class:`Calibration`) per model
-version, built once. Regression (direct loss estimation) and multiclass (one calibration per
-class, one-vs-rest) would add estimators beside :func:`estimate_binary`, not change it.
+Pure: numpy and SciPy. The isotonic fit is ``scipy.optimize.isotonic_regression``, the solver
+scikit-learn's ``IsotonicRegression`` calls, with the steps around it made as it makes them: the
+knots are the ones it fits (``tests/monitor/test_estimation.py`` compares them), without
+importing scikit-learn, which costs a monitor process about 48 MB of resident memory. One class
+(:class:`Calibration`) per model version, built once. Regression (direct loss estimation) and
+multiclass (one calibration per class, one-vs-rest) would add estimators beside
+:func:`estimate_binary`, not change it.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import isotonic_regression
 from scipy.stats import rankdata
-from sklearn.isotonic import IsotonicRegression
 
 from services.runtime.calibration_quality import brier_score, expected_calibration_error
 
@@ -314,11 +318,40 @@ def _summarise(values: FloatArray, point: float | None) -> Estimate | None:
 
 
 def _isotonic(x: FloatArray, y: NDArray[np.bool_]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    model.fit(x, y.astype(float))
-    knots_x = np.asarray(model.X_thresholds_, dtype=float)
-    knots_y = np.asarray(model.y_thresholds_, dtype=float)
-    return tuple(knots_x.tolist()), tuple(knots_y.tolist())
+    """The knots (``X_thresholds_``, ``y_thresholds_``) of scikit-learn's
+    ``IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")`` fitted on ``(x, y)``, built as
+    it builds them: tied scores merged into one point (the share of positives among them,
+    weighted by their count), the weighted isotonic fit, clipped to [0, 1], and only the knots
+    the interpolation needs (the inner points of a constant run dropped). ``numpy.interp`` over
+    them, which holds the end values beyond the outer knots, is its ``predict``."""
+    order = np.argsort(x, kind="stable")
+    x_sorted = x[order]
+    starts = _tie_starts(x_sorted)
+    counts = np.diff(np.r_[starts, len(x_sorted)]).astype(float)
+    shares = np.add.reduceat(y[order].astype(float), starts) / counts
+    fitted = np.clip(isotonic_regression(shares, weights=counts, increasing=True).x, 0.0, 1.0)
+    keep = np.ones(len(fitted), dtype=bool)
+    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
+    return tuple(x_sorted[starts][keep].tolist()), tuple(fitted[keep].tolist())
+
+
+def _tie_starts(x_sorted: FloatArray) -> NDArray[np.intp]:
+    """Where each group of tied scores starts in sorted scores, tied as scikit-learn ties them:
+    a score joins its group while it is less than ``finfo(float).resolution`` (1e-15) above the
+    group's first score, so scores one rounding apart (0.1 + 0.2 and 0.3) are one point."""
+    resolution = float(np.finfo(float).resolution)
+    starts = np.ones(len(x_sorted), dtype=bool)
+    starts[1:] = np.diff(x_sorted) >= resolution  # a step this large always starts a group
+    first = 0.0
+    previous = -2
+    for index in np.flatnonzero(~starts).tolist():  # near ties: rare, decided one by one
+        if index - 1 != previous:  # the score before it starts its group
+            first = float(x_sorted[index - 1])
+        if x_sorted[index] - first >= resolution:
+            starts[index] = True
+            first = float(x_sorted[index])
+        previous = index
+    return np.flatnonzero(starts)
 
 
 def _quality(x: FloatArray, y: NDArray[np.bool_]) -> CalibrationQuality:

@@ -1,13 +1,15 @@
 """Figures of one window: classification or regression quality, low-confidence rate, latency
 and throughput.
 
-Pure: numpy and scikit-learn only. Quality figures equal scikit-learn's metric functions, so
-they equal what a data scientist computes offline on the same labelled predictions (the counting
-figures are computed here from one ``bincount`` of the window, the divisions made as scikit-learn
-makes them: its input checks cost more than the figures; ``tests/monitor/test_metrics.py``
-compares them with scikit-learn's); a figure that
-is undefined on a window (recall without a positive label, ROC AUC with one class, R² of one
-label) is ``None``, never a made-up number, NaN or infinity.
+Pure: numpy only. Quality figures equal scikit-learn's metric functions, so they equal what a
+data scientist computes offline on the same labelled predictions: each is computed here with
+numpy as scikit-learn computes it (the counting figures from one ``bincount`` of the window, the
+divisions and sums made as scikit-learn makes them), without its input checks, which cost more
+than the figures, and without importing it, which costs a monitor process about 48 MB of
+resident memory (scikit-learn brings pandas); ``tests/monitor/test_metrics.py`` and
+``tests/monitor/test_regression.py`` compare the figures with scikit-learn's. A figure that is
+undefined on a window (recall without a positive label, ROC AUC with one class, R² of one label)
+is ``None``, never a made-up number, NaN or infinity.
 """
 
 from __future__ import annotations
@@ -18,11 +20,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    mean_absolute_error,
-    r2_score,
-    root_mean_squared_error,
-)
 
 from contracts.registry import MACRO_METRICS, per_class_metric
 
@@ -184,9 +181,13 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
     -----
     scikit-learn's ``mean_absolute_error`` :math:`\\frac{1}{n}\\sum_i |y_i - \\hat y_i|`,
     ``root_mean_squared_error`` :math:`\\sqrt{\\frac{1}{n}\\sum_i (y_i - \\hat y_i)^2}` and
-    ``r2_score`` :math:`1 - \\sum_i (y_i - \\hat y_i)^2 / \\sum_i (y_i - \\bar y)^2`.
+    ``r2_score`` :math:`1 - \\sum_i (y_i - \\hat y_i)^2 / \\sum_i (y_i - \\bar y)^2`, computed
+    with numpy in the same order of operations, so they are the same floats (without importing
+    scikit-learn: see the module's docstring).
     R² is undefined (``None``) with fewer than two labels or labels that do not vary:
     scikit-learn would answer 0 or 1 there (or NaN with one label), a number no window earned.
+    Like scikit-learn, true values or predictions that are NaN or infinite are refused
+    (``ValueError``); events cannot carry them.
     A figure that overflows a float (errors near ``1e308``) is ``None`` too: events must stay
     finite, and such a window has no meaningful error to report.
 
@@ -206,16 +207,30 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
         return dict.fromkeys(REGRESSION_QUALITY_METRICS)
     truth = np.asarray(y_true, dtype=float)
     predicted = np.asarray(y_pred, dtype=float)
+    if not (np.isfinite(truth).all() and np.isfinite(predicted).all()):
+        raise ValueError("true values and predictions must be finite")
     with np.errstate(over="ignore", invalid="ignore"):
         figures = {
-            "mae": _finite(mean_absolute_error(truth, predicted)),
-            "rmse": _finite(root_mean_squared_error(truth, predicted)),
+            "mae": _finite(np.mean(np.abs(predicted - truth))),
+            "rmse": _finite(np.sqrt(np.mean((truth - predicted) ** 2))),
             "r2": None,
         }
         variance = _finite(np.var(truth))
         if len(truth) >= 2 and variance is not None and variance > 0:
-            figures["r2"] = _finite(r2_score(truth, predicted))
+            figures["r2"] = _finite(_r2(truth, predicted))
     return figures
+
+
+def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """scikit-learn's ``r2_score`` of one output (``force_finite``: a perfect fit is 1 even on
+    constant labels, an imperfect one on constant labels 0), sums taken as it takes them."""
+    residual = np.sum((truth - predicted) ** 2)
+    total = np.sum((truth - np.mean(truth)) ** 2)
+    if residual == 0:
+        return 1.0
+    if total == 0:
+        return 0.0
+    return float(1 - residual / total)
 
 
 def regression_metric(name: str, y_true: Sequence[float], y_pred: Sequence[float]) -> float | None:
@@ -331,8 +346,8 @@ def throughput_per_second(
 
 @dataclass(frozen=True)
 class _Encoded:
-    """A window with classes as their index in ``classes``: scikit-learn validates integer
-    labels several times faster than strings, and the figures do not depend on the spelling."""
+    """A window with classes as their index in ``classes``: integers are counted with one
+    ``bincount``, and the figures do not depend on the spelling."""
 
     truth: np.ndarray
     predicted: np.ndarray

@@ -1,7 +1,7 @@
 """The cyclic garbage collector's policy for a service process.
 
 A service imports about 240,000 objects the collector tracks (FastAPI, pydantic's schemas,
-SQLAlchemy, aiokafka; scikit-learn in the scorer and monitor) and keeps them for its whole life.
+SQLAlchemy, aiokafka; scikit-learn in the scorer and retrainer) and keeps them for its whole life.
 Every full collection walked all of them: on the consumer's hot path, full collections were
 between a quarter and a half of the CPU an event cost (docs/adr/0016-hot-path.md, "The
 collector"). Once the service has started, its objects are moved out of the collector's sight

@@ -7,12 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import recall_score
 
 from contracts.registry import MetricTarget
 from services.monitor.estimation import (
     Calibration,
     ReferenceTooSmall,
+    _isotonic,  # the fit itself, on inputs fit_calibration refuses too
     estimate_binary,
     fit_calibration,
 )
@@ -139,3 +141,66 @@ def test_non_finite_reference_scores_are_refused(bad: float) -> None:
     scores = [*np.linspace(0, 1, 99), bad]
     with pytest.raises(ValueError, match="finite"):
         fit_calibration(scores, [True, False] * 50)
+
+
+def _scikit_learns_isotonic(scores: np.ndarray, labels: np.ndarray) -> IsotonicRegression:
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    return model.fit(scores, labels.astype(float))
+
+
+def _awkward_reference(rng: np.random.Generator, case: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with many ties, ties one rounding apart, one class only, one to three rows."""
+    size = int(rng.choice([1, 2, 3, int(rng.integers(4, 60)), int(rng.integers(60, 800))]))
+    kind = case % 6
+    scores: np.ndarray
+    if kind == 0:
+        scores = rng.uniform(size=size)
+    elif kind == 1:  # few distinct scores (a model of few leaves, rounded probabilities)
+        scores = np.round(rng.uniform(size=size), int(rng.integers(0, 3)))
+    elif kind == 2:  # ties one rounding apart: scikit-learn merges scores within 1e-15
+        scores = rng.choice([0.1 + 0.2, 0.3, 0.3 + 2e-16, 0.5, 0.5 + 8e-16, 0.5 + 1.6e-15], size)
+    elif kind == 3:  # a chain of near ties longer than 1e-15 end to end
+        scores = 0.5 + rng.integers(0, 8, size=size) * 3e-16
+    elif kind == 4:  # scores outside [0, 1] (a decision function)
+        scores = rng.normal(0, float(rng.choice([1e-3, 1.0, 100.0])), size)
+    else:
+        scores = rng.beta(0.3, 0.3, size)
+    labels = rng.uniform(size=size) < np.clip(scores, 0, 1) ** float(rng.uniform(0.3, 3))
+    if rng.uniform() < 0.2:
+        labels[:] = rng.uniform() < 0.5  # one class only
+    return scores, labels
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_isotonic_fit_is_scikit_learns(seed: int) -> None:
+    """The calibration is fitted with SciPy's solver, not scikit-learn's ``IsotonicRegression``
+    (whose import costs a monitor process about 48 MB): the same knots, hence the same
+    probabilities, and calibrations stored before load and apply as they did."""
+    rng = np.random.default_rng(seed)
+    for case in range(120):
+        scores, labels = _awkward_reference(rng, case)
+        knots_x, knots_y = _isotonic(scores, labels)
+        model = _scikit_learns_isotonic(scores, labels)
+        assert knots_x == tuple(model.X_thresholds_.tolist())
+        assert knots_y == tuple(model.y_thresholds_.tolist())
+        low, high = float(scores.min()), float(scores.max())
+        probes = np.r_[scores, rng.uniform(low - 1, high + 1, 300), np.linspace(low, high, 50)]
+        np.testing.assert_allclose(
+            np.interp(probes, knots_x, knots_y), model.predict(probes), rtol=0, atol=1e-12
+        )
+
+
+def test_a_fitted_calibration_has_scikit_learns_knots() -> None:
+    rng = np.random.default_rng(5)
+    scores, labels = _population(rng, 1000, 0.0)
+    scores = np.round(scores, 2)  # ties
+    calibration = fit_calibration(scores, labels)
+    assert calibration.quality.calibrating_helps
+    model = _scikit_learns_isotonic(scores, labels)
+    assert calibration.knots_x == tuple(model.X_thresholds_.tolist())
+    assert calibration.knots_y == tuple(model.y_thresholds_.tolist())
+    probes = rng.uniform(-0.5, 1.5, 500)
+    np.testing.assert_allclose(calibration(probes), model.predict(probes), rtol=0, atol=1e-12)
+    assert Calibration.from_dict(calibration.to_dict())(probes).tolist() == (
+        calibration(probes).tolist()
+    )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import TypeVar
@@ -200,13 +200,25 @@ class _Evidence:
     """Numeric features: (edges, reference shares, window shares) per feature, NaN-free rows
     where the feature had values on both sides (others all NaN)."""
 
-    @property
+    @cached_property
     def fired(self) -> BoolArray:
+        """Whether any check fired, per feature (read several times per window: kept)."""
         result: BoolArray = np.logical_or.reduce([c.fired for c in self.checks])
         return result
 
     def with_checks(self, checks: tuple[_Check, ...]) -> _Evidence:
-        return replace(self, checks=checks)
+        # Built directly: dataclasses.replace costs several times more on the hot path.
+        return _Evidence(
+            kind=self.kind,
+            names=self.names,
+            checks=checks,
+            psi_of=self.psi_of,
+            missing_reference=self.missing_reference,
+            missing_current=self.missing_current,
+            statistics_of=self.statistics_of,
+            new_categories=self.new_categories,
+            bins_of=self.bins_of,
+        )
 
     def feature(self, i: int) -> FeatureDrift:
         main = self.checks[0]

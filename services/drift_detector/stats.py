@@ -452,21 +452,39 @@ _CVM_COEFFICIENTS = [
 """``Gamma(k + 1/2) / Gamma(k + 1)`` of the series' first terms: constants, computed once."""
 
 
+_CVM_BATCH = 3
+"""Terms of the series computed for every entry at once, before any is selected: on windows
+like the benchmark's, three settle nearly every column."""
+_CVM_BATCH_COEFFICIENTS = np.array(_CVM_COEFFICIENTS[:_CVM_BATCH])[:, None]
+_CVM_BATCH_Y = 4 * np.arange(_CVM_BATCH, dtype=np.float64)[:, None] + 1
+"""``y = 4k + 1`` of the batch's terms (exact as floats, as the loop's integers convert)."""
+
+
 def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
     """Limiting distribution of the Cramér-von Mises statistic (Csörgő and Faraway 1996).
 
-    Summed term by term until every entry's term falls under 1e-7. The coefficients and each
-    entry's ``pi^1.5 sqrt(x)`` are computed once, not per term, with the same operations, so
-    the sum is the same to the last bit; while every entry is still pending, none is selected.
+    Summed term by term until every entry's term falls under 1e-7 (that term included). The
+    first :data:`_CVM_BATCH` terms are computed for every entry at once, as ``(batch, n)``
+    arrays, and added to the entries still pending one term after the other; the rest, for the
+    entries still pending then, term by term. Each term comes from the same operations on the
+    same operands as the former loop's (coefficients and ``pi^1.5 sqrt(x)`` computed once), and
+    is added in the same order, so the sum is the same to the last bit: the batch only saves
+    the numpy calls of two passes of the loop.
     """
     total = np.zeros_like(x)
     pending = np.ones_like(x, dtype=bool)
     scale = np.pi**1.5 * np.sqrt(x)
     sixteen_x = 16 * x
-    every = x.size > 0
-    k = 0
-    while every or pending.any():
-        xs, sixteen_xs = (scale, sixteen_x) if every else (scale[pending], sixteen_x[pending])
+    u = _CVM_BATCH_COEFFICIENTS / scale
+    q = _CVM_BATCH_Y**2 / sixteen_x
+    terms = u * np.sqrt(_CVM_BATCH_Y) * np.exp(-q) * special.kv(0.25, q)
+    still = np.abs(terms) >= 1e-7
+    for k in range(_CVM_BATCH):
+        np.add(total, terms[k], out=total, where=pending)
+        pending &= still[k]
+    k = _CVM_BATCH
+    while pending.any():
+        xs, sixteen_xs = scale[pending], sixteen_x[pending]
         coefficient = (
             _CVM_COEFFICIENTS[k]
             if k < _CVM_TERMS
@@ -476,14 +494,8 @@ def _cdf_cvm_inf(x: FloatArray) -> FloatArray:
         y = 4 * k + 1
         q = y**2 / sixteen_xs
         term = u * np.sqrt(y) * np.exp(-q) * special.kv(0.25, q)
-        still = np.abs(term) >= 1e-7
-        if every:
-            total += term
-            pending = still
-            every = bool(still.all())
-        else:
-            total[pending] += term
-            pending[pending] = still
+        total[pending] += term
+        pending[pending] = np.abs(term) >= 1e-7
         k += 1
     return total
 

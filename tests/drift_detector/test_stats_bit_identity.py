@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from scipy import special
 
-from services.drift_detector.stats import Placement, cramervonmises, place, sorted_reference
+from services.drift_detector.stats import (
+    Placement,
+    _cdf_cvm_inf,
+    cramervonmises,
+    place,
+    sorted_reference,
+)
 
 from .test_stats import padded_reference
 
@@ -113,3 +119,16 @@ def test_a_complete_and_a_masked_window_give_the_same_figures() -> None:
     masked = cramervonmises(place(prepared_three, np.ascontiguousarray(with_nan.T)))
     np.testing.assert_array_equal(masked.statistic[:2], complete.statistic)
     np.testing.assert_array_equal(masked.p_value[:2], complete.p_value)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_p_value_series_equals_the_former_loop_to_the_bit(seed: int) -> None:
+    """The series' first terms are computed for every entry at once: each term, and the sum,
+    must stay the loop's exactly, whatever the number of entries (numpy's vector paths and
+    their tails) and however many terms each needs."""
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 200))
+    x = np.exp(rng.uniform(np.log(0.003), np.log(20.0), size))
+    x[: size // 4] = rng.choice([0.003, 0.01, 0.1, 1 / 6, 0.5, 1.0, 5.0], size // 4)
+    np.testing.assert_array_equal(_cdf_cvm_inf(x), former_cdf_cvm_inf(x))
+    np.testing.assert_array_equal(_cdf_cvm_inf(x[:0]), former_cdf_cvm_inf(x[:0]))

@@ -146,11 +146,6 @@ class _Check:
     def effect(self) -> FloatArray:
         return self.effect_of()
 
-    @property
-    def tested(self) -> BoolArray:
-        result: BoolArray = ~np.isnan(self.p_value)
-        return result
-
     def settled(self, adjusted: FloatArray, alpha: float) -> _Check:
         with np.errstate(invalid="ignore"):
             fired = adjusted <= alpha
@@ -417,18 +412,23 @@ def evaluate(
 
 
 def _settle(checks: list[_Check], policy: DriftPolicy) -> tuple[list[_Check], int]:
-    """Correct the p-values of every tested entry of every check as one family."""
-    tested = [c.tested for c in checks]
-    p_values = np.concatenate([c.p_value[t] for c, t in zip(checks, tested, strict=True)])
-    adjusted_family = adjust_p_values(p_values, policy.correction)
+    """Correct the p-values of every tested entry of every check as one family.
+
+    All checks' p-values are masked and corrected as one array, and each check reads its part
+    back as a slice: the family and its order are those of the checks one after the other, as
+    before, in a few numpy calls rather than a few per check.
+    """
+    every = np.concatenate([c.p_value for c in checks])
+    tested = ~np.isnan(every)
+    p_values = every[tested]
+    adjusted = np.full(every.shape, np.nan)
+    adjusted[tested] = adjust_p_values(p_values, policy.correction)
     settled = []
     position = 0
-    for check, mask in zip(checks, tested, strict=True):
-        adjusted = np.full(check.p_value.shape, np.nan)
-        count = int(mask.sum())
-        adjusted[mask] = adjusted_family[position : position + count]
-        position += count
-        settled.append(check.settled(adjusted, policy.alpha))
+    for check in checks:
+        size = check.p_value.size
+        settled.append(check.settled(adjusted[position : position + size], policy.alpha))
+        position += size
     return settled, int(p_values.size)
 
 

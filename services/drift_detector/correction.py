@@ -41,7 +41,8 @@ def adjust_p_values(p_values: FloatArray, correction: Correction) -> FloatArray:
     [0.005, 0.02, 0.0512, 0.0512, 0.6]
     """
     p = np.asarray(p_values, dtype=np.float64)
-    if np.any((p < 0) | (p > 1) | np.isnan(p)):
+    # min and max are NaN if any p-value is: the comparisons then fail too.
+    if p.size and not (p.min() >= 0 and p.max() <= 1):
         raise ValueError("p-values must lie in [0, 1]")
     family = p.size
     if family == 0 or correction is Correction.NONE:

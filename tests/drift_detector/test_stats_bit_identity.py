@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from scipy import special
 
-from services.drift_detector.stats import Placement, cramervonmises, place, sorted_reference
+from services.drift_detector.stats import (
+    Placement,
+    _cdf_cvm_inf,
+    cramervonmises,
+    place,
+    sorted_reference,
+)
 
 from .test_stats import padded_reference
 
@@ -113,3 +119,54 @@ def test_a_complete_and_a_masked_window_give_the_same_figures() -> None:
     masked = cramervonmises(place(prepared_three, np.ascontiguousarray(with_nan.T)))
     np.testing.assert_array_equal(masked.statistic[:2], complete.statistic)
     np.testing.assert_array_equal(masked.p_value[:2], complete.p_value)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_p_value_series_equals_the_former_loop_to_the_bit(seed: int) -> None:
+    """The series' first terms are computed for every entry at once: each term, and the sum,
+    must stay the loop's exactly, whatever the number of entries (numpy's vector paths and
+    their tails) and however many terms each needs."""
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 200))
+    x = np.exp(rng.uniform(np.log(0.003), np.log(20.0), size))
+    x[: size // 4] = rng.choice([0.003, 0.01, 0.1, 1 / 6, 0.5, 1.0, 5.0], size // 4)
+    np.testing.assert_array_equal(_cdf_cvm_inf(x), former_cdf_cvm_inf(x))
+    np.testing.assert_array_equal(_cdf_cvm_inf(x[:0]), former_cdf_cvm_inf(x[:0]))
+
+
+def complete_untied_columns(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and window without missing values, no two window values equal within a column:
+    the case where placing skips the mask, the copies for ties and the selection by group end."""
+    rng = np.random.default_rng(1_000 + seed)
+    n = int(rng.choice([3, 200, 2000]))
+    m = int(rng.choice([2, 50, 1000]))
+    k = 6
+    reference = rng.lognormal(0.0, 1.0, size=(n, k))
+    current = rng.lognormal(float(rng.normal(0, 0.3)), 1.0, size=(m, k))
+    reference[:, 1] = rng.lognormal(0.0, 3.0, n)  # values crowding into few grid cells
+    current[:, 1] = rng.lognormal(0.0, 3.0, m)
+    # Values equal to reference values, each once (and distinct ones beyond them).
+    drawn = rng.permutation(reference[:, 2])[:m]
+    current[:, 2] = np.concatenate([drawn, rng.lognormal(0.0, 1.0, m - drawn.size) + 1e6])
+    current[: max(m // 20, 1), 3] = np.linspace(1e299, 1e300, max(m // 20, 1))  # beyond the range
+    current[:, 4] = -current[:, 4]  # all below the reference
+    return reference, current
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_complete_untied_window_keeps_every_count_and_figure(seed: int) -> None:
+    reference, current = complete_untied_columns(seed)
+    prepared = sorted_reference(padded_reference(list(reference.T)))
+    placement = place(prepared, np.ascontiguousarray(current.T))
+    assert placement.every_value_ends_a_group
+    for j in range(reference.shape[1]):
+        x, y = np.sort(reference[:, j]), np.sort(current[:, j])
+        np.testing.assert_array_equal(placement.values[j], y)
+        np.testing.assert_array_equal(placement.at_or_below[j], np.searchsorted(x, y, "right"))
+        np.testing.assert_array_equal(placement.below[j], np.searchsorted(x, y, "left"))
+        np.testing.assert_array_equal(placement.current_at_or_below[j], np.arange(1, y.size + 1))
+        np.testing.assert_array_equal(placement.current_below[j], np.arange(y.size))
+    statistic, p_value = former_cramervonmises(placement)
+    result = cramervonmises(placement)
+    np.testing.assert_array_equal(result.statistic, statistic)
+    np.testing.assert_array_equal(result.p_value, p_value)

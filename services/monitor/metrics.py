@@ -222,15 +222,10 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
 
 
 def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """scikit-learn's ``r2_score`` of one output (``force_finite``: a perfect fit is 1 even on
-    constant labels, an imperfect one on constant labels 0), sums taken as it takes them."""
+    """scikit-learn's ``r2_score`` of one output on labels that vary (the caller checks; its
+    special cases are for labels that do not), sums taken as it takes them."""
     residual = np.sum((truth - predicted) ** 2)
-    total = np.sum((truth - np.mean(truth)) ** 2)
-    if residual == 0:
-        return 1.0
-    if total == 0:
-        return 0.0
-    return float(1 - residual / total)
+    return float(1 - residual / np.sum((truth - np.mean(truth)) ** 2))
 
 
 def regression_metric(name: str, y_true: Sequence[float], y_pred: Sequence[float]) -> float | None:

@@ -11,6 +11,12 @@ lost the partition in a rebalance (and still runs its last batch) cannot overwri
 owner's state; and a replica compares revisions before each batch to notice that its cached
 state is stale (:meth:`DatabaseEpisodeStore.revisions`).
 
+A version's score reference (its first live scores, ADR 0008) is kept here too, written once
+with the save of the batch that completed it, so it is fenced like that save: the first replica
+to commit one sets it for every replica and restart. Were it collected again by the next owner
+of the partition, it would be gathered from whatever traffic flows then, shifted traffic
+included, and the prediction drift it should see would become the baseline.
+
 The events a batch decided (drift reports, alerts, recoveries) are staged in the transactional
 outbox (:mod:`services.runtime.outbox`) in the transaction that saves the states they follow
 from (:meth:`DatabaseEpisodeStore.commit`): a replica killed before the commit published nothing
@@ -29,8 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, update
+import numpy as np
+from sqlalchemy import JSON, LargeBinary, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Column, Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -46,6 +54,8 @@ __all__ = [
     "EpisodeStore",
     "EpisodesMoved",
     "Save",
+    "ScoreReferenceRow",
+    "ScoreReferenceTaken",
     "StoredEpisodes",
     "VersionEpisodes",
 ]
@@ -60,6 +70,11 @@ class EpisodesMoved(Exception):
     """Another replica saved the version's episodes since this one read them."""
 
 
+class ScoreReferenceTaken(Exception):
+    """A version's score reference was proposed where one is stored already; nothing of the
+    commit was written."""
+
+
 @dataclass(frozen=True)
 class Save:
     """One model version's part of a batch: its states read at revision ``read``, and the events
@@ -70,21 +85,26 @@ class Save:
     episodes: VersionEpisodes
     read: int
     events: Sequence[Envelope] = ()
+    score_reference: tuple[float, ...] | None = None
+    """The version's score reference, when this batch completed it (stored once)."""
 
 
 @dataclass(frozen=True)
 class StoredEpisodes:
-    """A model version's episode states and the revision they were read at (0: none saved)."""
+    """A model version's episode states and the revision they were read at (0: none saved),
+    and its score reference once one was saved."""
 
     episodes: VersionEpisodes = field(default_factory=dict)
     revision: int = 0
+    score_reference: tuple[float, ...] | None = None
 
 
 class EpisodeStore(Protocol):
     """Where episode states are kept."""
 
     async def load(self, model: str, version: int) -> StoredEpisodes:
-        """Return the stored states of a model version (empty, revision 0, if none)."""
+        """Return the stored states and score reference of a model version (empty, revision 0,
+        if none)."""
         ...
 
     async def revisions(self, keys: Iterable[VersionKey]) -> dict[VersionKey, int]:
@@ -92,9 +112,9 @@ class EpisodeStore(Protocol):
         ...
 
     async def commit(self, saves: Sequence[Save]) -> dict[VersionKey, int | None]:
-        """Store every version's states and stage their events, all or nothing; return each
-        version's new revision, or ``None`` for a version another replica saved since its
-        ``read`` (its states and events are left out, the others are kept)."""
+        """Store every version's states (and score reference) and stage their events, all or
+        nothing; return each version's new revision, or ``None`` for a version another replica
+        saved since its ``read`` (its states and events are left out, the others are kept)."""
         ...
 
 
@@ -110,7 +130,20 @@ class EpisodeRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
 
-TABLES: tuple[type[SQLModel], ...] = (EpisodeRow, *OUTBOX_TABLES)
+class ScoreReferenceRow(SQLModel, table=True):
+    """A model version's score reference: its first live scores, in the order they came."""
+
+    __tablename__ = "drift_score_references"
+
+    model: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    scores: bytes = Field(
+        sa_type=LargeBinary, description="Little-endian float64 values, exact to the bit."
+    )
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
+
+
+TABLES: tuple[type[SQLModel], ...] = (EpisodeRow, ScoreReferenceRow, *OUTBOX_TABLES)
 """Every table of the drift detector's database."""
 
 
@@ -122,11 +155,15 @@ class DatabaseEpisodeStore:
 
     async def load(self, model: str, version: int) -> StoredEpisodes:
         async with self._sessions() as session:
+            # The revision before the reference: a reference committed between the two reads
+            # comes with a later revision, so this replica's next save is fenced and reloads.
             row = await session.get(EpisodeRow, (model, version))
+            reference = await session.get(ScoreReferenceRow, (model, version))
+            scores = None if reference is None else _scores_from(reference.scores)
             if row is None:
-                return StoredEpisodes()
+                return StoredEpisodes(score_reference=scores)
             states = {signal: _state_from(value) for signal, value in row.states.items()}
-            return StoredEpisodes(states, row.revision)
+            return StoredEpisodes(states, row.revision, scores)
 
     async def revisions(self, keys: Iterable[VersionKey]) -> dict[VersionKey, int]:
         wanted = set(keys)
@@ -153,8 +190,11 @@ class DatabaseEpisodeStore:
             for save in saves:
                 saved = await _compare_and_set(session, save)
                 revisions[(save.model, save.version)] = saved
-                if saved is not None:
-                    await stage_once(session, save.events)
+                if saved is None:
+                    continue
+                if save.score_reference is not None:
+                    await _add_score_reference(session, save)
+                await stage_once(session, save.events)
         return revisions
 
     async def save(
@@ -206,6 +246,32 @@ async def _compare_and_set(session: AsyncSession, save: Save) -> int | None:
         .values(revision=save.read + 1, states=states, updated_at=utc_now())
     )
     return save.read + 1 if changed.rowcount == 1 else None
+
+
+async def _add_score_reference(session: AsyncSession, save: Save) -> None:
+    """Store a version's score reference. Not "if absent": one is only ever proposed from a
+    revision read without one, so a stored one means the fencing failed; better to fail the
+    batch than to judge against a reference the other replicas do not share."""
+    assert save.score_reference is not None
+    session.add(
+        ScoreReferenceRow(
+            model=save.model, version=save.version, scores=_scores_to(save.score_reference)
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise ScoreReferenceTaken(
+            f"{save.model} v{save.version}: a score reference is stored already"
+        ) from error
+
+
+def _scores_to(scores: Sequence[float]) -> bytes:
+    return np.asarray(scores, dtype="<f8").tobytes()
+
+
+def _scores_from(data: bytes) -> tuple[float, ...]:
+    return tuple(np.frombuffer(data, dtype="<f8").tolist())
 
 
 def _state_to(state: EpisodeState) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 The first time a version is seen, its record (the monitoring spec says which features are
 numeric and which categorical) and its training dataset (checked against its digest) are read
-from the registry, the profile is computed once and stored; after that it is only loaded.
+from the registry, the profile is computed once and stored; after that it is only loaded. The
+store is this replica's cache of what the training data gives; the live score reference is kept
+with the episodes in the shared database (:mod:`services.drift_detector.episode_store`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from contracts.drift import FeatureKind
 from contracts.registry import ModelVersionRecord
@@ -83,15 +84,6 @@ class References:
                 await asyncio.to_thread(self._store.save, profile)
             self._profiles[key] = profile
             return profile
-
-    async def update(self, profile: ReferenceProfile) -> None:
-        """Store a profile that gained its score reference."""
-        await asyncio.to_thread(self._store.save, profile)
-        self._profiles[(profile.model, profile.version)] = profile
-
-    def known(self) -> Sequence[tuple[str, int]]:
-        """Versions whose profile is loaded."""
-        return list(self._profiles)
 
     async def _build(self, registry: RegistryClient, model: str, version: int) -> ReferenceProfile:
         try:

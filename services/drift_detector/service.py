@@ -14,7 +14,9 @@ dropped with its events. The relay then publishes what was committed (ADR 0017).
 
 The score stream is a classifier's probability of its positive class, or a regressor's
 ``predicted_value``: the same tests, with a score reference collected from the version's first
-live predictions either way (ADR 0008, ADR 0022).
+live predictions either way (ADR 0008, ADR 0022). The reference is saved in the commit of the
+batch that completed it and loaded with the episodes, so the next owner of a partition, or a
+restarted replica, judges against the same one (ADR 0017).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from contracts.alerts import AlertKind
 from contracts.envelope import Envelope, utc_now
 from contracts.scoring import PredictionMade, ValuePredicted
 from services.drift_detector.encoding import encode_rows
-from services.drift_detector.episode_store import EpisodeStore, Save
+from services.drift_detector.episode_store import EpisodeStore, Save, ScoreReferenceTaken
 from services.drift_detector.episodes import EpisodeState
-from services.drift_detector.profiles import ReferenceProfile
+from services.drift_detector.profiles import NumericReference, ReferenceProfile
 from services.drift_detector.references import References, ReferenceUnavailable
 from services.drift_detector.reporting import alert_event, drift_reported
 from services.drift_detector.settings import SERVICE
@@ -54,6 +56,9 @@ class _Stream:
     state: TrackerState
     revision: int
     """The revision of the stored episodes this state continues."""
+    unsaved_reference: tuple[float, ...] | None = None
+    """A score reference found only in this replica's profile cache (written before the
+    database kept them), to be stored with the next save."""
 
 
 class VersionStreams:
@@ -127,12 +132,26 @@ class VersionStreams:
     ) -> None:
         """Save the changed states with their events, all versions in one transaction; then
         keep the new states of the versions saved, and drop those another replica saved."""
-        saves = [
-            Save(*key, _signals(progress.state), stream.revision, events)
-            for key, stream, progress, events in advanced
-            if events or _episodes_changed(stream.state, progress.state)
-        ]
-        revisions = await self._episodes.commit(saves)
+        saves = []
+        for key, stream, progress, events in advanced:
+            reference = (
+                stream.unsaved_reference
+                if progress.score_reference is None
+                else tuple(progress.score_reference.tolist())
+            )
+            if events or reference is not None or _episodes_changed(stream.state, progress.state):
+                saves.append(
+                    Save(*key, _signals(progress.state), stream.revision, events, reference)
+                )
+        try:
+            revisions = await self._episodes.commit(saves)
+        except ScoreReferenceTaken:
+            # Start again from the stored reference. (Any other failure keeps the states: the
+            # redelivered batch is judged again from them and completes the same reference.)
+            for key, stream, progress, _ in advanced:
+                if progress.profile_changed or stream.unsaved_reference is not None:
+                    self._streams.pop(key, None)
+            raise
         for key, stream, progress, _ in advanced:
             if key in revisions:
                 revision = revisions[key]
@@ -144,8 +163,9 @@ class VersionStreams:
                     continue
                 stream.revision = revision
             stream.state = progress.state
+            stream.unsaved_reference = None
             if progress.profile_changed:
-                await self._references.update(progress.profile)
+                stream.tracker.adopt(progress.profile)
         if saves and self._committed is not None:
             try:
                 await self._committed()
@@ -165,14 +185,26 @@ class VersionStreams:
         key = (model, version)
         if key not in self._streams:
             profile = await self._references.get(self._registry(), model, version)
-            tracker = Tracker(profile, self._config)
             stored = await self._episodes.load(model, version)
+            unsaved = None
+            if stored.score_reference is not None:
+                profile = profile.with_scores(stored.score_reference)
+            elif profile.scores is not None:
+                unsaved = _cached_reference(profile.scores)
+                profile = profile.with_scores(unsaved)
+            tracker = Tracker(profile, self._config)
             state = tracker.start(
                 data=stored.episodes.get(AlertKind.DATA_DRIFT.value),
                 score=stored.episodes.get(AlertKind.PREDICTION_DRIFT.value),
             )
-            self._streams[key] = _Stream(tracker, state, stored.revision)
+            self._streams[key] = _Stream(tracker, state, stored.revision, unsaved)
         return self._streams[key]
+
+
+def _cached_reference(scores: NumericReference) -> tuple[float, ...]:
+    """The values of a score reference read from a profile cache (sorted: their first order
+    was not kept there)."""
+    return tuple(scores.sorted_values[0, : int(scores.counts[0])].tolist())
 
 
 def _score(event: PredictionMade | ValuePredicted, positive: str | None) -> float | None:

@@ -4,7 +4,8 @@
 happened: the windows that closed and were tested, the alerts to raise or recover, and — once
 enough live scores have been seen — the profile with its score reference. It is pure: the state
 goes in and a new state comes out, so the service commits it only after the results are on the
-broker.
+broker; a profile that gained its score reference is adopted the same way (:meth:`Tracker.adopt`),
+once the reference is stored.
 
 Order of work for a batch::
 
@@ -132,7 +133,14 @@ class Progress:
     profile: ReferenceProfile
     windows: list[TestedWindow]
     transitions: list[Transition]
-    profile_changed: bool = False
+    score_reference: FloatArray | None = None
+    """The live scores (in stream order) that became the score reference in this call; the
+    caller stores them and then adopts ``profile``."""
+
+    @property
+    def profile_changed(self) -> bool:
+        """Whether this call completed the score reference."""
+        return self.score_reference is not None
 
 
 def fingerprint_subject(features: Sequence[str]) -> str:
@@ -151,6 +159,11 @@ class Tracker:
             if config.sequential is not None and profile.numeric.names
             else None
         )
+
+    def adopt(self, profile: ReferenceProfile) -> None:
+        """Judge from now on against ``profile``: the one a call's progress completed with its
+        score reference, once that reference is stored."""
+        self.profile = profile
 
     def start(
         self, data: EpisodeState | None = None, score: EpisodeState | None = None
@@ -178,7 +191,7 @@ class Tracker:
         self, state: TrackerState, batch: FeatureBatch, times: FloatArray, *, now: datetime
     ) -> Progress:
         """Take the next rows (event times in epoch seconds) and return what they caused."""
-        profile, batch, state, changed = self._collect_scores(state, batch)
+        profile, batch, state, reference = self._collect_scores(state, batch)
         windows: list[TestedWindow] = []
         transitions: list[Transition] = []
         position = 0
@@ -222,17 +235,17 @@ class Tracker:
             profile=profile,
             windows=windows,
             transitions=transitions,
-            profile_changed=changed,
+            score_reference=reference,
         )
 
     def _collect_scores(
         self, state: TrackerState, batch: FeatureBatch
-    ) -> tuple[ReferenceProfile, FeatureBatch, TrackerState, bool]:
+    ) -> tuple[ReferenceProfile, FeatureBatch, TrackerState, FloatArray | None]:
         """Take the version's first live scores as the score reference; they are not tested."""
         profile = self.profile
         wanted = self.config.score_reference_rows
         if profile.scores is not None or batch.scores is None or wanted == 0:
-            return profile, batch, state, False
+            return profile, batch, state, None
         have = sum(len(sample) for sample in state.score_sample)
         present = np.flatnonzero(~np.isnan(batch.scores))
         taken = present[: wanted - have]
@@ -241,10 +254,10 @@ class Tracker:
         scores[taken] = np.nan
         batch = replace(batch, scores=scores)
         if have + len(taken) < wanted:
-            return profile, batch, replace(state, score_sample=sample), False
-        profile = profile.with_scores(np.concatenate(sample).tolist())
-        self.profile = profile
-        return profile, batch, replace(state, score_sample=()), True
+            return profile, batch, replace(state, score_sample=sample), None
+        reference = np.concatenate(sample)
+        profile = profile.with_scores(reference.tolist())
+        return profile, batch, replace(state, score_sample=()), reference
 
     def _test(
         self,

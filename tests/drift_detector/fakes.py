@@ -13,6 +13,7 @@ from contracts.envelope import utc_now
 from services.drift_detector.episode_store import (
     EpisodeStore,
     Save,
+    ScoreReferenceTaken,
     StoredEpisodes,
 )
 from services.drift_detector.profiles import ReferenceProfile
@@ -61,7 +62,12 @@ class InMemoryEpisodeStore:
             if self.episodes.get(key, StoredEpisodes()).revision != save.read:
                 revisions[key] = None
                 continue
-            self.episodes[key] = StoredEpisodes(dict(save.episodes), save.read + 1)
+            reference = self.episodes.get(key, StoredEpisodes()).score_reference
+            if save.score_reference is not None:
+                if reference is not None:
+                    raise ScoreReferenceTaken(f"{key}: a score reference is stored already")
+                reference = tuple(save.score_reference)
+            self.episodes[key] = StoredEpisodes(dict(save.episodes), save.read + 1, reference)
             self.events.extend(save.events)
             revisions[key] = save.read + 1
         return revisions

@@ -1,11 +1,12 @@
 """The drift detector in a process of its own that SIGKILLs itself while committing the batch
-that decided an alert (for kill tests).
+that decided an alert, or the one that completed the score reference (for kill tests).
 
 ``python -m tests.drift_detector.killable_process MODEL KILL_AT``: settings from the environment
 (``VIGIL_DRIFT_DETECTOR_*``, ``VIGIL_KAFKA_*``), the registry a double serving ``MODEL`` v1 with
 the training data of seed 0. ``KILL_AT``: ``before-commit`` (the batch decided the alert, nothing
 is saved yet), ``after-commit`` (the states and events are saved, nothing is published and the
-batch's offsets are not committed), or ``never``.
+batch's offsets are not committed), ``reference-before-commit`` / ``reference-after-commit`` (the
+same around the batch that completed the score reference), or ``never``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from tests.drift_detector.fakes import Registry
 
 
 class KilledWhileCommitting:
-    """The database store, killing the process around the first commit that raises an alert."""
+    """The database store, killing the process around the first commit that raises an alert
+    (or that stores the score reference)."""
 
     def __init__(self, store: DatabaseEpisodeStore, kill_at: str) -> None:
         self._store = store
@@ -41,11 +43,14 @@ class KilledWhileCommitting:
         return await self._store.revisions(keys)
 
     async def commit(self, saves: Sequence[Save]) -> dict[tuple[str, int], int | None]:
-        alerting = any(isinstance(e, AlertRaised) for save in saves for e in save.events)
-        if alerting and self._kill_at == "before-commit":
+        if self._kill_at.startswith("reference-"):
+            chosen = any(save.score_reference is not None for save in saves)
+        else:
+            chosen = any(isinstance(e, AlertRaised) for save in saves for e in save.events)
+        if chosen and self._kill_at.endswith("before-commit"):
             _die()
         revisions = await self._store.commit(saves)
-        if alerting and self._kill_at == "after-commit":
+        if chosen and self._kill_at.endswith("after-commit"):
             _die()
         return revisions
 

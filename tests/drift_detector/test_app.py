@@ -56,7 +56,8 @@ async def test_a_shifted_stream_is_reported_per_window_and_alerted_once(registry
     assert alerts[0].fingerprint == f"{MODEL}:v1:data_drift:x2"
     assert alerts[0].evidence["drivers"] == ["x2"]
     assert alerts[0].model_version == 1
-    assert profiles.saves == 2  # computed once, then again with its score reference
+    assert profiles.saves == 1  # computed once; the score reference is kept with the episodes
+    assert episodes.episodes[(MODEL, 1)].score_reference is not None
     assert registry.requests.count(f"/models/{MODEL}/versions/1") == 1
     assert episodes.episodes[(MODEL, 1)].episodes["data_drift"].episode is not None
     report = reports[-1]
@@ -100,6 +101,26 @@ async def test_a_failed_commit_leaves_the_state_as_it_was_for_the_redelivery(
     reports = [e for e in publisher.events if isinstance(e, DriftReported)]
     assert [r.window.size for r in reports] == [500, 500]
     assert reports[1].window.start.timestamp() == events[500].occurred_at.timestamp()
+
+
+async def test_a_failed_commit_of_the_score_reference_stores_the_same_reference_on_redelivery(
+    registry: Registry,
+) -> None:
+    streams, publisher, _, episodes = make_streams(registry)
+    values, devices = training_rows(np.random.default_rng(3), 1000)
+    events = predictions(values, devices, model=MODEL)
+    await streams.on_predictions(events[:200])  # 200 of the reference's 300 scores
+    assert (MODEL, 1) not in episodes.episodes
+    publisher.fail_next = True
+    with pytest.raises(ConnectionError):
+        await streams.on_predictions(events[200:600])
+    await streams.on_predictions(events[200:600])  # the consumer's retry
+    stored = episodes.episodes[(MODEL, 1)].score_reference
+    assert stored == tuple(e.probabilities["yes"] for e in events[:300])
+    await streams.on_predictions(events[600:1000])
+    reports = [e for e in publisher.events if isinstance(e, DriftReported)]
+    assert [r.window.size for r in reports] == [500, 500]  # the retry counted its rows once
+    assert all(r.score is not None for r in reports)  # scores after the reference's are tested
 
 
 @pytest.mark.parametrize(

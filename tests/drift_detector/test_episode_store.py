@@ -14,13 +14,21 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from contracts import AlertRaised, AlertRecovered, DriftReported, Envelope
+from contracts import (
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    DriftReported,
+    Envelope,
+    PredictionMade,
+)
 from contracts.topics import EVENT_TYPES
 from services.drift_detector.episode_store import (
     DatabaseEpisodeStore,
     EpisodesMoved,
     EpisodeStore,
     Save,
+    ScoreReferenceTaken,
     StoredEpisodes,
 )
 from services.drift_detector.episodes import Episode, EpisodeState
@@ -138,6 +146,76 @@ async def test_the_next_owner_of_the_partition_recovers_an_episode_opened_before
     assert stored.episodes["data_drift"].episode is None
 
 
+def shifted_scores(rng: np.random.Generator, rows: int, shift: float) -> list[PredictionMade]:
+    """Predictions whose score (it follows ``x0``) moves by ``shift`` on the logit scale."""
+    values, devices = training_rows(rng, rows)
+    values[:, 0] += shift
+    return predictions(values, devices, model=MODEL)
+
+
+async def test_a_score_reference_is_stored_once_exactly_and_a_second_one_is_refused(
+    store: DatabaseEpisodeStore, engine: AsyncEngine
+) -> None:
+    scores = (0.1, 1 / 3, 0.7000000000000001, 5e-324, 1.0)
+    first = make_alert()
+    assert await store.commit([Save(MODEL, 1, {}, 0, [first], scores)]) == {(MODEL, 1): 1}
+    assert await store.load(MODEL, 1) == StoredEpisodes({}, 1, scores)  # to the bit
+    # Only a failed fencing could propose a second: the whole commit is refused, not merged.
+    second, other = make_alert(), make_alert(model="other")
+    with pytest.raises(ScoreReferenceTaken):
+        await store.commit(
+            [Save("other", 1, {}, 0, [other]), Save(MODEL, 1, {}, 1, [second], (0.5,) * 5)]
+        )
+    assert await store.load(MODEL, 1) == StoredEpisodes({}, 1, scores)
+    assert await store.revisions([("other", 1)]) == {}
+    assert [e.event_id for e in await staged(engine)] == [first.event_id]
+
+
+async def test_the_next_owner_of_the_partition_judges_scores_against_the_first_owners_reference(
+    store: DatabaseEpisodeStore, engine: AsyncEngine
+) -> None:
+    """The first owner collects the score reference from the version's first, normal traffic;
+    the scores shift just as the partition moves. The next owner raises prediction drift and
+    recovers when the scores come back, instead of taking the shifted scores as its reference
+    (and then alerting, without end, on the normal scores that follow)."""
+    registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
+    first, second = replica(registry, store), replica(registry, store)
+    rng = np.random.default_rng(3)
+    normal, shifted, back = (shifted_scores(rng, 1000, s) for s in (0.0, 1.5, 0.0))
+    for start in range(0, 1000, 250):
+        await first.on_predictions(normal[start : start + 250])
+    reference = (await store.load(MODEL, 1)).score_reference
+    assert reference == tuple(e.probabilities["yes"] for e in normal[:300])
+    for events in (shifted, back, back):
+        for start in range(0, 1000, 250):
+            await second.on_predictions(events[start : start + 250])
+    alerts = [e for e in await staged(engine) if isinstance(e, AlertRaised | AlertRecovered)]
+    score_alerts = [type(e) for e in alerts if e.kind is AlertKind.PREDICTION_DRIFT]
+    assert score_alerts == [AlertRaised, AlertRecovered]
+    assert (await store.load(MODEL, 1)).score_reference == reference
+
+
+async def test_a_score_reference_cached_before_the_database_kept_them_is_stored_and_shared(
+    store: DatabaseEpisodeStore,
+) -> None:
+    """A replica upgraded with a reference in its profile cache stores it with its next save;
+    a replica with none adopts it rather than collecting another."""
+    registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
+    normal = shifted_scores(np.random.default_rng(4), 1000, 0.0)
+    cache = InMemoryProfileStore()
+    upgraded = version_streams(registry, store, cache)
+    await upgraded.on_predictions(normal[:10])  # builds the profile from the training data
+    profile = cache.profiles[(MODEL, 1)]
+    reference = [e.probabilities["yes"] for e in normal[:300]]
+    cache.profiles[(MODEL, 1)] = profile.with_scores(reference)  # as the cache once kept it
+    restarted = version_streams(registry, store, cache)
+    await restarted.on_predictions(normal[300:700])
+    assert (await store.load(MODEL, 1)).score_reference == tuple(sorted(reference))
+    # Had it collected its own from these 300 scores, storing it would fail the batch.
+    assert await replica(registry, store).on_predictions(normal[700:1000]) == []
+    assert (await store.load(MODEL, 1)).score_reference == tuple(sorted(reference))
+
+
 class CommitsAfter:
     """A store whose commits wait until another replica's batch has committed first: the
     interleaving of a rebalance while the old owner still runs its last batch."""
@@ -171,8 +249,9 @@ async def test_of_two_replicas_deciding_the_same_episode_only_the_first_to_commi
     values[500:, 2] += 1.0
     events = predictions(values, devices, model=MODEL)
     for owner in (old_owner, new_owner):
-        await owner.on_predictions(events[:400])  # scores for the reference: nothing to commit
-    assert await store.revisions([(MODEL, 1)]) == {}
+        await owner.on_predictions(events[:400])
+    # The first to collect the score reference stored it; the other judges against it.
+    assert await store.revisions([(MODEL, 1)]) == {(MODEL, 1): 1}
     slow.first = partial(new_owner.on_predictions, events[400:])
     await old_owner.on_predictions(events[400:])
     committed = await staged(engine)
@@ -181,7 +260,7 @@ async def test_of_two_replicas_deciding_the_same_episode_only_the_first_to_commi
     reports = [e for e in committed if isinstance(e, DriftReported)]
     assert sum(r.window.size for r in reports) <= 1500  # one replica's windows, not two
     assert len({r.window for r in reports}) == len(reports)
-    assert (await store.load(MODEL, 1)).revision == 1  # the old owner's save was refused
+    assert (await store.load(MODEL, 1)).revision == 2  # the old owner's save was refused
     # The old owner dropped its copy: its next batch continues the stored, open episode.
     await old_owner.on_predictions(predictions(values[500:1000], devices[500:1000], model=MODEL))
     assert [e for e in await staged(engine) if isinstance(e, AlertRaised)] == [raised]

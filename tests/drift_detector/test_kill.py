@@ -1,5 +1,7 @@
 """A drift detector SIGKILLed while committing the batch that decided an alert, then started
-again: the alert is on the alerts topic once (by event id) and its recovery follows, with
+again: the alert is on the alerts topic once (by event id) and its recovery follows; SIGKILLed
+while committing the batch that completed the score reference: one reference is stored, from
+the version's first traffic, and the scores' shift later is raised once and recovers. With
 SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contracts import AlertRaised, AlertRecovered, DriftReported, Topic
+from contracts import AlertKind, AlertRaised, AlertRecovered, DriftReported, Topic
 from contracts.topics import EVENT_TYPES
+from services.drift_detector.episode_store import DatabaseEpisodeStore
 from services.runtime import EventPublisher, KafkaSettings, free_port
+from services.runtime.database import create_engine, session_factory
 from services.runtime.processes import die_with_parent
 from tests.drift_detector.data import predictions, training_rows
 from tests.kafka_tools import read_events, read_until_quiet
@@ -92,3 +96,57 @@ async def test_a_detector_killed_while_committing_an_alert_publishes_it_once_and
     # The alert's report was committed with it, so it is on the drift topic too.
     report_ids = {str(DriftReported.model_validate_json(r.value).event_id) for r in reports}
     assert raised[0].evidence["report_event_id"] in report_ids
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kill_at", ["reference-before-commit", "reference-after-commit"])
+async def test_a_detector_killed_while_storing_the_score_reference_stores_one_and_judges_by_it(
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+    database_url: str,
+    tmp_path: Path,
+    unique: str,
+    kill_at: str,
+) -> None:
+    model = f"m-{unique}"
+    values, devices = training_rows(np.random.default_rng(12), 6000)
+    values[1500:3000, 0] += 1.5  # the score follows x0: it shifts, then comes back
+    events = predictions(values, devices, model=model)
+    killed = start(model, kill_at, kafka_settings, database_url, tmp_path)
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        for begin in range(0, len(events), 250):
+            await publisher.publish_many(events[begin : begin + 250])
+        assert await asyncio.to_thread(killed.wait, 120) == -9, "the detector was not killed"
+        again = start(model, "never", kafka_settings, database_url, tmp_path)
+        await read_events(kafka_settings, Topic.ALERTS, count=4, timeout_s=120)
+        records = await read_until_quiet(kafka_settings, Topic.ALERTS, quiet_s=3.0)
+    finally:
+        for process in (killed, again):
+            if process is not None and process.poll() is None:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+    alerts = {
+        alert.event_id: alert
+        for alert in (
+            EVENT_TYPES[json.loads(r.value)["type"]].model_validate_json(r.value) for r in records
+        )
+    }
+    score_alerts = [
+        type(a)
+        for a in alerts.values()
+        if isinstance(a, AlertRaised | AlertRecovered) and a.kind is AlertKind.PREDICTION_DRIFT
+    ]
+    assert score_alerts == [AlertRaised, AlertRecovered]
+    engine = create_engine(database_url)
+    try:
+        stored = await DatabaseEpisodeStore(session_factory(engine)).load(model, 1)
+    finally:
+        await engine.dispose()
+    assert stored.score_reference is not None
+    scores = [e.probabilities["yes"] for e in events]
+    # 300 consecutive scores from before the shift: the first of the version, or, if the
+    # process was killed before storing them, the first after the batches it had committed.
+    start_at = scores.index(stored.score_reference[0])
+    assert start_at + 300 <= 1500
+    assert stored.score_reference == tuple(scores[start_at : start_at + 300])

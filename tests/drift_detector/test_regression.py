@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from contracts import AlertKind, AlertRaised, DriftReported, ValuePredicted
-from services.drift_detector.profiles import SCORE_FEATURE
 from services.drift_detector.service import VersionStreams
 from tests.drift_detector.data import predictions, training_csv, training_rows
 from tests.drift_detector.fakes import (
@@ -40,19 +39,21 @@ def make_streams(
     return streams, episodes, profiles
 
 
-async def judged(values: np.ndarray) -> tuple[list[Any], InMemoryProfileStore]:
+async def judged(
+    values: np.ndarray,
+) -> tuple[list[Any], InMemoryProfileStore, InMemoryEpisodeStore]:
     registry = Registry(MODEL, diabetes_csv(), spec=regression_spec())
     streams, staged, profiles = make_streams(registry)
     events = value_predictions(values, model=MODEL)
     for start in range(0, len(events), 400):
         assert await streams.on_predictions(events[start : start + 400]) == []
-    return staged.events, profiles
+    return staged.events, profiles, staged
 
 
 async def test_shifted_inputs_of_a_regressor_raise_a_data_drift_alert_naming_them() -> None:
     values = live_rows(np.random.default_rng(1), 4000)
     values[2000:, [BMI, BP]] += 0.03  # about 0.6 standard deviations
-    events, profiles = await judged(values)
+    events, profiles, stored = await judged(values)
     reports = [e for e in events if isinstance(e, DriftReported)]
     alerts = [e for e in events if isinstance(e, AlertRaised)]
     assert [r.drifted for r in reports[:3]] == [False] * 3
@@ -61,20 +62,22 @@ async def test_shifted_inputs_of_a_regressor_raise_a_data_drift_alert_naming_the
     assert data[0].fingerprint == f"{MODEL}:v1:data_drift:bmi,bp"
     # bmi and bp drive the predictions: the predicted values drift with them.
     assert any(a.kind is AlertKind.PREDICTION_DRIFT for a in alerts)
-    profile = profiles.profiles[(MODEL, 1)]
-    assert profile.positive_class is None
-    assert profile.scores is not None
-    assert profile.scores.names == (SCORE_FEATURE,)
-    assert profile.scores.rows == 300  # the first live predictions, in the target's unit
+    assert profiles.profiles[(MODEL, 1)].positive_class is None
+    reference = stored.episodes[(MODEL, 1)].score_reference
+    assert reference is not None
+    assert len(reference) == 300  # the first live predictions, in the target's unit
+    assert (
+        reference == tuple(e.predicted_value for e in value_predictions(values, model=MODEL))[:300]
+    )
 
 
 async def test_an_unshifted_regressor_stream_raises_no_alert() -> None:
-    events, profiles = await judged(live_rows(np.random.default_rng(2), 4000))
+    events, _, stored = await judged(live_rows(np.random.default_rng(2), 4000))
     reports = [e for e in events if isinstance(e, DriftReported)]
     assert len(reports) >= 7
     assert not any(r.drifted for r in reports)
     assert [e for e in events if isinstance(e, AlertRaised)] == []
-    assert profiles.profiles[(MODEL, 1)].scores is not None
+    assert stored.episodes[(MODEL, 1)].score_reference is not None
 
 
 async def test_a_regressor_prediction_off_the_schema_is_refused_with_the_reason() -> None:

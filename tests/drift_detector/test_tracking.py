@@ -33,6 +33,8 @@ def stream(
         batch = numeric_batch(values[start:stop], None if scores is None else scores[start:stop])
         progress = tracker.advance(state, batch, np.arange(start, stop, dtype=float), now=T0)
         state = progress.state
+        if progress.profile_changed:
+            tracker.adopt(progress.profile)
         results.append(progress)
     return results
 
@@ -93,6 +95,25 @@ def test_advancing_twice_from_one_state_gives_the_same_result() -> None:
     assert [w.drivers for w in first.windows] == [w.drivers for w in again.windows]
     assert first.state.data == again.state.data
     assert state.window.rows == 0  # the state that went in is untouched
+
+
+def test_completing_the_score_reference_leaves_the_tracker_as_it_was_until_it_is_adopted() -> None:
+    """The reference is adopted only once the caller stored it: a batch whose commit failed is
+    judged again from the same state and completes the same reference."""
+    rng = np.random.default_rng(6)
+    tracker = Tracker(numeric_profile(rng.normal(size=(2000, 3))), CONFIG)
+    values, scores = rng.normal(size=(600, 3)), rng.beta(2, 5, size=600)
+    state = tracker.start()
+    first = tracker.advance(state, numeric_batch(values, scores), np.arange(600.0), now=T0)
+    again = tracker.advance(state, numeric_batch(values, scores), np.arange(600.0), now=T0)
+    for progress in (first, again):
+        assert progress.score_reference is not None
+        assert progress.score_reference.tolist() == scores[:400].tolist()
+    assert tracker.profile.scores is None
+    tracker.adopt(first.profile)
+    later = tracker.advance(first.state, numeric_batch(values, scores), np.arange(600.0), now=T0)
+    assert later.score_reference is None
+    assert [w.report.score is not None for w in later.windows] == [True]
 
 
 def test_an_episode_restored_after_a_restart_recovers_instead_of_raising_again() -> None:

@@ -131,7 +131,8 @@ class EpisodeRow(SQLModel, table=True):
 
 
 class ScoreReferenceRow(SQLModel, table=True):
-    """A model version's score reference: its first live scores, in the order they came."""
+    """A model version's score reference: its first live scores, in the order they came (or
+    sorted, for one carried over from a replica's profile cache)."""
 
     __tablename__ = "drift_score_references"
 

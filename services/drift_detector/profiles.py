@@ -6,8 +6,8 @@ the sorted reference values (KS, Cramer-von Mises and Wasserstein read the refer
 function off them), decile bins for PSI, normal-score moments and their correlation matrix (the
 joint test and the sequential mode); per categorical feature, the level counts and a Good-Turing
 estimate of how often a never-seen level turns up by chance; and per feature the missing-value
-count. The score reference is added once, when the first live scores of the version are in
-(ADR 0008).
+count. The score reference is added to it in memory once the first live scores of the version
+are in (ADR 0008); it is stored in the detector's database, not with the profile.
 """
 
 from __future__ import annotations
@@ -398,7 +398,8 @@ class ProfileStore(Protocol):
         ...
 
     def save(self, profile: ReferenceProfile) -> None:
-        """Store a profile, replacing any earlier one of the same version."""
+        """Store a profile, replacing any earlier one of the same version (a cache written
+        again only to drop a score reference kept there before the database kept them)."""
         ...
 
 

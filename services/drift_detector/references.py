@@ -4,12 +4,15 @@ The first time a version is seen, its record (the monitoring spec says which fea
 numeric and which categorical) and its training dataset (checked against its digest) are read
 from the registry, the profile is computed once and stored; after that it is only loaded. The
 store is this replica's cache of what the training data gives; the live score reference is kept
-with the episodes in the shared database (:mod:`services.drift_detector.episode_store`).
+with the episodes in the shared database (:mod:`services.drift_detector.episode_store`). A
+profile cached with its score reference (before the database kept them) is cached again without
+it, once, and the reference handed over (:meth:`References.take_cached_scores`) to be stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from contracts.drift import FeatureKind
 from contracts.registry import ModelVersionRecord
@@ -66,6 +69,7 @@ class References:
         self._max_rows = max_rows
         self._profiles: dict[tuple[str, int], ReferenceProfile] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._cached_scores: dict[tuple[str, int], tuple[float, ...]] = {}
 
     async def get(self, registry: RegistryClient, model: str, version: int) -> ReferenceProfile:
         """Return a version's profile; :class:`ReferenceUnavailable` if it cannot have one.
@@ -79,11 +83,24 @@ class References:
             if key in self._profiles:
                 return self._profiles[key]
             profile = await asyncio.to_thread(self._store.load, model, version)
+            if profile is not None and profile.scores is not None:
+                # Only once: a reference later deleted from the database is not proposed again.
+                scores = profile.scores
+                self._cached_scores[key] = tuple(
+                    scores.sorted_values[0, : int(scores.counts[0])].tolist()
+                )
+                profile = replace(profile, scores=None)
+                await asyncio.to_thread(self._store.save, profile)
             if profile is None:
                 profile = await self._build(registry, model, version)
                 await asyncio.to_thread(self._store.save, profile)
             self._profiles[key] = profile
             return profile
+
+    def take_cached_scores(self, model: str, version: int) -> tuple[float, ...] | None:
+        """Hand over (once) a score reference found in the profile cache, written there before
+        the database kept them; sorted, as the cache kept it."""
+        return self._cached_scores.pop((model, version), None)
 
     async def _build(self, registry: RegistryClient, model: str, version: int) -> ReferenceProfile:
         try:

@@ -34,7 +34,7 @@ from contracts.scoring import PredictionMade, ValuePredicted
 from services.drift_detector.encoding import encode_rows
 from services.drift_detector.episode_store import EpisodeStore, Save, ScoreReferenceTaken
 from services.drift_detector.episodes import EpisodeState
-from services.drift_detector.profiles import NumericReference, ReferenceProfile
+from services.drift_detector.profiles import ReferenceProfile
 from services.drift_detector.references import References, ReferenceUnavailable
 from services.drift_detector.reporting import alert_event, drift_reported
 from services.drift_detector.settings import SERVICE
@@ -185,13 +185,14 @@ class VersionStreams:
         key = (model, version)
         if key not in self._streams:
             profile = await self._references.get(self._registry(), model, version)
+            cached = self._references.take_cached_scores(model, version)
             stored = await self._episodes.load(model, version)
             unsaved = None
-            if stored.score_reference is not None:
+            if stored.score_reference is not None:  # the database's wins over a cached one
                 profile = profile.with_scores(stored.score_reference)
-            elif profile.scores is not None:
-                unsaved = _cached_reference(profile.scores)
-                profile = profile.with_scores(unsaved)
+            elif cached is not None:
+                unsaved = cached
+                profile = profile.with_scores(cached)
             tracker = Tracker(profile, self._config)
             state = tracker.start(
                 data=stored.episodes.get(AlertKind.DATA_DRIFT.value),
@@ -199,12 +200,6 @@ class VersionStreams:
             )
             self._streams[key] = _Stream(tracker, state, stored.revision, unsaved)
         return self._streams[key]
-
-
-def _cached_reference(scores: NumericReference) -> tuple[float, ...]:
-    """The values of a score reference read from a profile cache (sorted: their first order
-    was not kept there)."""
-    return tuple(scores.sorted_values[0, : int(scores.counts[0])].tolist())
 
 
 def _score(event: PredictionMade | ValuePredicted, positive: str | None) -> float | None:

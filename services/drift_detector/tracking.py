@@ -3,9 +3,9 @@
 :meth:`Tracker.advance` takes the next rows of a model version (in event order) and returns what
 happened: the windows that closed and were tested, the alerts to raise or recover, and — once
 enough live scores have been seen — the profile with its score reference. It is pure: the state
-goes in and a new state comes out, so the service commits it only after the results are on the
-broker; a profile that gained its score reference is adopted the same way (:meth:`Tracker.adopt`),
-once the reference is stored.
+goes in and a new state comes out, so the service keeps the new state only once it is saved
+with the results it staged for the broker; a profile that gained its score reference is adopted
+the same way (:meth:`Tracker.adopt`), once the reference is saved.
 
 Order of work for a batch::
 

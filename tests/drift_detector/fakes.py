@@ -57,16 +57,18 @@ class InMemoryEpisodeStore:
             self.fail_next = False
             raise ConnectionError("database unreachable")
         revisions: dict[tuple[str, int], int | None] = {}
+        for save in saves:  # all or nothing, as the database's transaction
+            stored = self.episodes.get((save.model, save.version), StoredEpisodes())
+            fenced = stored.revision != save.read
+            if not fenced and save.score_reference is not None and stored.score_reference:
+                raise ScoreReferenceTaken(f"{save.model} v{save.version}: one is stored already")
         for save in saves:
             key = (save.model, save.version)
-            if self.episodes.get(key, StoredEpisodes()).revision != save.read:
+            stored = self.episodes.get(key, StoredEpisodes())
+            if stored.revision != save.read:
                 revisions[key] = None
                 continue
-            reference = self.episodes.get(key, StoredEpisodes()).score_reference
-            if save.score_reference is not None:
-                if reference is not None:
-                    raise ScoreReferenceTaken(f"{key}: a score reference is stored already")
-                reference = tuple(save.score_reference)
+            reference = save.score_reference or stored.score_reference
             self.episodes[key] = StoredEpisodes(dict(save.episodes), save.read + 1, reference)
             self.events.extend(save.events)
             revisions[key] = save.read + 1

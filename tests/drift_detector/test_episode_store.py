@@ -28,6 +28,7 @@ from services.drift_detector.episode_store import (
     EpisodesMoved,
     EpisodeStore,
     Save,
+    ScoreReferenceRow,
     ScoreReferenceTaken,
     StoredEpisodes,
 )
@@ -198,22 +199,60 @@ async def test_the_next_owner_of_the_partition_judges_scores_against_the_first_o
 async def test_a_score_reference_cached_before_the_database_kept_them_is_stored_and_shared(
     store: DatabaseEpisodeStore,
 ) -> None:
-    """A replica upgraded with a reference in its profile cache stores it with its next save;
-    a replica with none adopts it rather than collecting another."""
+    """A replica upgraded with a reference in its profile cache stores it with its next save
+    (once) and drops it from the cache; a replica with none adopts it rather than collecting
+    another; a replica whose cache holds another judges by the stored one."""
     registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
-    normal = shifted_scores(np.random.default_rng(4), 1000, 0.0)
+    normal = shifted_scores(np.random.default_rng(4), 1500, 0.0)
     cache = InMemoryProfileStore()
-    upgraded = version_streams(registry, store, cache)
-    await upgraded.on_predictions(normal[:10])  # builds the profile from the training data
+    await version_streams(registry, store, cache).on_predictions(normal[:10])  # builds it
     profile = cache.profiles[(MODEL, 1)]
     reference = [e.probabilities["yes"] for e in normal[:300]]
+    stale = InMemoryProfileStore()
+    stale.profiles[(MODEL, 1)] = profile.with_scores([0.99] * 300)  # another replica's cache
     cache.profiles[(MODEL, 1)] = profile.with_scores(reference)  # as the cache once kept it
-    restarted = version_streams(registry, store, cache)
-    await restarted.on_predictions(normal[300:700])
+    upgraded = version_streams(registry, store, cache)
+    await upgraded.on_predictions(normal[300:700])
     assert (await store.load(MODEL, 1)).score_reference == tuple(sorted(reference))
-    # Had it collected its own from these 300 scores, storing it would fail the batch.
-    assert await replica(registry, store).on_predictions(normal[700:1000]) == []
+    assert cache.profiles[(MODEL, 1)].scores is None  # so a deleted reference is not proposed
+    assert await upgraded.on_predictions(normal[700:900]) == []  # stored once, not again
+    # Had they collected or proposed their own, storing it would fail the batch.
+    assert await replica(registry, store).on_predictions(normal[900:1200]) == []
+    other = version_streams(registry, store, stale)
+    assert await other.on_predictions(normal[1200:1500]) == []
     assert (await store.load(MODEL, 1)).score_reference == tuple(sorted(reference))
+    assert stale.profiles[(MODEL, 1)].scores is None
+
+
+async def test_a_fenced_save_stores_no_score_reference(store: DatabaseEpisodeStore) -> None:
+    await store.save(MODEL, 1, {"data_drift": OPEN}, read=0)
+    revisions = await store.commit([Save(MODEL, 1, {}, 0, [], (0.5,) * 5)])  # a stale replica's
+    assert revisions == {(MODEL, 1): None}
+    assert await store.load(MODEL, 1) == StoredEpisodes({"data_drift": OPEN}, 1)
+
+
+async def test_a_replica_finding_a_reference_stored_behind_its_fencing_judges_by_the_stored_one(
+    store: DatabaseEpisodeStore, engine: AsyncEngine
+) -> None:
+    """Were the fencing ever to fail, the batch fails, and its retry reloads the version and
+    judges by the stored reference instead of storing a second one."""
+    registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
+    streams = replica(registry, store)
+    events = shifted_scores(np.random.default_rng(5), 1000, 0.0)
+    await streams.on_predictions(events[:200])  # collecting: nothing stored yet
+    elsewhere = tuple(float(x) for x in np.linspace(0.2, 0.8, 300))
+    async with session_factory(engine)() as session, session.begin():
+        session.add(
+            ScoreReferenceRow(model=MODEL, version=1, scores=np.asarray(elsewhere, "<f8").tobytes())
+        )
+    with pytest.raises(ScoreReferenceTaken):
+        await streams.on_predictions(events[200:600])
+    assert await streams.on_predictions(events[200:600]) == []  # the consumer's retry
+    assert await streams.on_predictions(events[600:1000]) == []
+    assert (await store.load(MODEL, 1)).score_reference == elsewhere
+    reports = [e for e in await staged(engine) if isinstance(e, DriftReported)]
+    assert [r.window.size for r in reports] == [500]  # the rows after the reload
+    assert reports[0].score is not None
 
 
 class CommitsAfter:

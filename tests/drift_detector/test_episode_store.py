@@ -279,8 +279,10 @@ class CommitsAfter:
 async def test_of_two_replicas_deciding_the_same_episode_only_the_first_to_commit_publishes_it(
     store: DatabaseEpisodeStore, engine: AsyncEngine
 ) -> None:
-    """Both judge the same batch from the same state and decide the same alert; the
-    compare-and-set lets the first commit, and rolls the other's events back with its state."""
+    """Both judge the same batch from the same episode state (the old owner's windows hold
+    300 scored rows fewer: it collected the score reference the new owner adopted) and decide
+    the same alert; the compare-and-set lets the first commit, and rolls the other's events back
+    with its state."""
     registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
     slow = CommitsAfter(store)
     old_owner, new_owner = replica(registry, slow), replica(registry, store)

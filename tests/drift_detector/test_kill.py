@@ -12,11 +12,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from contracts import AlertKind, AlertRaised, AlertRecovered, DriftReported, Topic
+from contracts import (
+    AlertKind,
+    AlertRaised,
+    AlertRecovered,
+    DriftReported,
+    Envelope,
+    PredictionMade,
+    Topic,
+)
 from contracts.topics import EVENT_TYPES
 from services.drift_detector.episode_store import DatabaseEpisodeStore
 from services.runtime import EventPublisher, KafkaSettings, free_port
@@ -54,6 +63,45 @@ def start(
         )
 
 
+async def killed_then_restarted(
+    events: list[PredictionMade],
+    kill_at: str,
+    kafka: KafkaSettings,
+    publisher: EventPublisher,
+    database_url: str,
+    folder: Path,
+    *,
+    alerts: int,
+) -> tuple[list[Envelope], list[Any]]:
+    """Publish the events to a detector that kills itself at ``kill_at``, start it again, and
+    return the alerts (one per event id: killed after the commit, the first process may have
+    published what the restarted relay publishes again) once ``alerts`` of them came, with the
+    drift topic's records."""
+    model = events[0].model
+    killed = start(model, kill_at, kafka, database_url, folder)
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        for begin in range(0, len(events), 250):
+            await publisher.publish_many(events[begin : begin + 250])
+        assert await asyncio.to_thread(killed.wait, 120) == -9, "the detector was not killed"
+        again = start(model, "never", kafka, database_url, folder)
+        await read_events(kafka, Topic.ALERTS, count=alerts, timeout_s=120)
+        records = await read_until_quiet(kafka, Topic.ALERTS, quiet_s=3.0)
+        reports = await read_until_quiet(kafka, Topic.DRIFT, quiet_s=3.0)
+    finally:
+        for process in (killed, again):
+            if process is not None and process.poll() is None:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+    by_id = {
+        alert.event_id: alert
+        for alert in (
+            EVENT_TYPES[json.loads(r.value)["type"]].model_validate_json(r.value) for r in records
+        )
+    }
+    return list(by_id.values()), reports
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("kill_at", ["before-commit", "after-commit"])
 async def test_a_detector_killed_while_committing_an_alert_publishes_it_once_and_recovers(
@@ -68,29 +116,11 @@ async def test_a_detector_killed_while_committing_an_alert_publishes_it_once_and
     values, devices = training_rows(np.random.default_rng(11), 6000)
     values[1500:3000, 2] += 1.0  # drifted, then clean again for long enough to recover
     events = predictions(values, devices, model=model)
-    killed = start(model, kill_at, kafka_settings, database_url, tmp_path)
-    again: subprocess.Popen[bytes] | None = None
-    try:
-        for begin in range(0, len(events), 250):
-            await publisher.publish_many(events[begin : begin + 250])
-        assert await asyncio.to_thread(killed.wait, 120) == -9, "the detector was not killed"
-        again = start(model, "never", kafka_settings, database_url, tmp_path)
-        # Two alerts, not two records: killed after the commit, the first process may have
-        # published the raise that the restarted relay publishes again (same event id).
-        records = await read_events(kafka_settings, Topic.ALERTS, count=2, timeout_s=120)
-        records = await read_until_quiet(kafka_settings, Topic.ALERTS, quiet_s=3.0)
-        reports = await read_until_quiet(kafka_settings, Topic.DRIFT, quiet_s=3.0)
-    finally:
-        for process in (killed, again):
-            if process is not None and process.poll() is None:
-                process.kill()
-                await asyncio.to_thread(process.wait)
-    alerts = [
-        EVENT_TYPES[json.loads(r.value)["type"]].model_validate_json(r.value) for r in records
-    ]
-    by_id = {alert.event_id: alert for alert in alerts}
-    raised = [a for a in by_id.values() if isinstance(a, AlertRaised)]
-    recovered = [a for a in by_id.values() if isinstance(a, AlertRecovered)]
+    alerts, reports = await killed_then_restarted(
+        events, kill_at, kafka_settings, publisher, database_url, tmp_path, alerts=2
+    )
+    raised = [a for a in alerts if isinstance(a, AlertRaised)]
+    recovered = [a for a in alerts if isinstance(a, AlertRecovered)]
     assert [a.fingerprint for a in raised] == [f"{model}:v1:data_drift:x2"]
     assert [a.fingerprint for a in recovered] == [raised[0].fingerprint]
     # The alert's report was committed with it, so it is on the drift topic too.
@@ -112,29 +142,12 @@ async def test_a_detector_killed_while_storing_the_score_reference_stores_one_an
     values, devices = training_rows(np.random.default_rng(12), 6000)
     values[1500:3000, 0] += 1.5  # the score follows x0: it shifts, then comes back
     events = predictions(values, devices, model=model)
-    killed = start(model, kill_at, kafka_settings, database_url, tmp_path)
-    again: subprocess.Popen[bytes] | None = None
-    try:
-        for begin in range(0, len(events), 250):
-            await publisher.publish_many(events[begin : begin + 250])
-        assert await asyncio.to_thread(killed.wait, 120) == -9, "the detector was not killed"
-        again = start(model, "never", kafka_settings, database_url, tmp_path)
-        await read_events(kafka_settings, Topic.ALERTS, count=4, timeout_s=120)
-        records = await read_until_quiet(kafka_settings, Topic.ALERTS, quiet_s=3.0)
-    finally:
-        for process in (killed, again):
-            if process is not None and process.poll() is None:
-                process.kill()
-                await asyncio.to_thread(process.wait)
-    alerts = {
-        alert.event_id: alert
-        for alert in (
-            EVENT_TYPES[json.loads(r.value)["type"]].model_validate_json(r.value) for r in records
-        )
-    }
+    alerts, _ = await killed_then_restarted(
+        events, kill_at, kafka_settings, publisher, database_url, tmp_path, alerts=4
+    )
     score_alerts = [
         type(a)
-        for a in alerts.values()
+        for a in alerts
         if isinstance(a, AlertRaised | AlertRecovered) and a.kind is AlertKind.PREDICTION_DRIFT
     ]
     assert score_alerts == [AlertRaised, AlertRecovered]

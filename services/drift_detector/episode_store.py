@@ -11,11 +11,9 @@ lost the partition in a rebalance (and still runs its last batch) cannot overwri
 owner's state; and a replica compares revisions before each batch to notice that its cached
 state is stale (:meth:`DatabaseEpisodeStore.revisions`).
 
-A version's score reference (its first live scores, ADR 0008) is kept here too, with the save
-of each batch that added scores to it, so it is fenced like that save: the first replica to
-commit one sets it for every replica and restart, and one still being gathered is continued by
-the next owner of the partition from where the last save left it (the offsets committed after
-that save never run ahead of it). Were it collected again by the next owner
+A version's score reference (its first live scores, ADR 0008) is kept here too, written once
+with the save of the batch that completed it, so it is fenced like that save: the first replica
+to commit one sets it for every replica and restart. Were it collected again by the next owner
 of the partition, it would be gathered from whatever traffic flows then, shifted traffic
 included, and the prediction drift it should see would become the baseline.
 
@@ -33,7 +31,7 @@ incident log discards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -89,19 +87,16 @@ class Save:
     events: Sequence[Envelope] = ()
     score_reference: tuple[float, ...] | None = None
     """The version's score reference, when this batch completed it (stored once)."""
-    score_sample: tuple[float, ...] | None = None
-    """The scores gathered towards the reference so far, when this batch added some."""
 
 
 @dataclass(frozen=True)
 class StoredEpisodes:
     """A model version's episode states and the revision they were read at (0: none saved),
-    and its score reference once complete, or the scores gathered towards it."""
+    and its score reference once one was saved."""
 
     episodes: VersionEpisodes = field(default_factory=dict)
     revision: int = 0
     score_reference: tuple[float, ...] | None = None
-    score_sample: tuple[float, ...] = ()
 
 
 class EpisodeStore(Protocol):
@@ -137,8 +132,7 @@ class EpisodeRow(SQLModel, table=True):
 
 class ScoreReferenceRow(SQLModel, table=True):
     """A model version's score reference: its first live scores, in the order they came (or
-    sorted, for one carried over from a replica's profile cache); while ``complete`` is false,
-    the scores gathered towards it."""
+    sorted, for one carried over from a replica's profile cache)."""
 
     __tablename__ = "drift_score_references"
 
@@ -147,7 +141,6 @@ class ScoreReferenceRow(SQLModel, table=True):
     scores: bytes = Field(
         sa_type=LargeBinary, description="Little-endian float64 values, exact to the bit."
     )
-    complete: bool = Field(description="The reference is whole; never written again.")
     created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
 
@@ -168,15 +161,10 @@ class DatabaseEpisodeStore:
             row = await session.get(EpisodeRow, (model, version))
             reference = await session.get(ScoreReferenceRow, (model, version))
             scores = None if reference is None else _scores_from(reference.scores)
-            complete = reference is not None and reference.complete
-            stored = StoredEpisodes(
-                score_reference=scores if complete else None,
-                score_sample=() if complete or scores is None else scores,
-            )
             if row is None:
-                return stored
+                return StoredEpisodes(score_reference=scores)
             states = {signal: _state_from(value) for signal, value in row.states.items()}
-            return replace(stored, episodes=states, revision=row.revision)
+            return StoredEpisodes(states, row.revision, scores)
 
     async def revisions(self, keys: Iterable[VersionKey]) -> dict[VersionKey, int]:
         wanted = set(keys)
@@ -205,8 +193,8 @@ class DatabaseEpisodeStore:
                 revisions[(save.model, save.version)] = saved
                 if saved is None:
                     continue
-                if save.score_reference is not None or save.score_sample is not None:
-                    await _store_score_reference(session, save)
+                if save.score_reference is not None:
+                    await _add_score_reference(session, save)
                 await stage_once(session, save.events)
         return revisions
 
@@ -261,26 +249,22 @@ async def _compare_and_set(session: AsyncSession, save: Save) -> int | None:
     return save.read + 1 if changed.rowcount == 1 else None
 
 
-async def _store_score_reference(session: AsyncSession, save: Save) -> None:
-    """Store a version's score reference, or the scores gathered towards it. Never over a
-    complete one: scores are only proposed from a revision read without it, so a complete one
-    stored means the fencing failed; better to fail the batch than to judge against a reference
-    the other replicas do not share."""
-    complete = save.score_reference is not None
-    scores = save.score_reference if save.score_reference is not None else save.score_sample
-    assert scores is not None
-    taken = ScoreReferenceTaken(f"{save.model} v{save.version}: a score reference is stored")
-    row = await session.get(ScoreReferenceRow, (save.model, save.version))
-    if row is None:
-        row = ScoreReferenceRow(model=save.model, version=save.version, scores=b"", complete=False)
-        session.add(row)
-    elif row.complete:
-        raise taken
-    row.scores, row.complete = _scores_to(scores), complete
+async def _add_score_reference(session: AsyncSession, save: Save) -> None:
+    """Store a version's score reference. Not "if absent": one is only ever proposed from a
+    revision read without one, so a stored one means the fencing failed; better to fail the
+    batch than to judge against a reference the other replicas do not share."""
+    assert save.score_reference is not None
+    session.add(
+        ScoreReferenceRow(
+            model=save.model, version=save.version, scores=_scores_to(save.score_reference)
+        )
+    )
     try:
         await session.flush()
-    except IntegrityError as error:  # inserted by another transaction since the read
-        raise taken from error
+    except IntegrityError as error:
+        raise ScoreReferenceTaken(
+            f"{save.model} v{save.version}: a score reference is stored already"
+        ) from error
 
 
 def _scores_to(scores: Sequence[float]) -> bytes:

@@ -14,10 +14,9 @@ dropped with its events. The relay then publishes what was committed (ADR 0017).
 
 The score stream is a classifier's probability of its positive class, or a regressor's
 ``predicted_value``: the same tests, with a score reference collected from the version's first
-live predictions either way (ADR 0008, ADR 0022). The scores gathered towards the reference are
-saved in the commit of each batch that added to them, and loaded with the episodes, so the next
-owner of a partition, or a restarted replica, continues or judges against the same one
-(ADR 0017).
+live predictions either way (ADR 0008, ADR 0022). The reference is saved in the commit of the
+batch that completed it and loaded with the episodes, so the next owner of a partition, or a
+restarted replica, judges against the same one (ADR 0017).
 """
 
 from __future__ import annotations
@@ -140,12 +139,9 @@ class VersionStreams:
                 if progress.score_reference is None
                 else tuple(progress.score_reference.tolist())
             )
-            sample = None
-            if progress.state.score_sample_rows > stream.state.score_sample_rows:
-                sample = tuple(np.concatenate(progress.state.score_sample).tolist())
-            if events or reference or sample or _episodes_changed(stream.state, progress.state):
+            if events or reference is not None or _episodes_changed(stream.state, progress.state):
                 saves.append(
-                    Save(*key, _signals(progress.state), stream.revision, events, reference, sample)
+                    Save(*key, _signals(progress.state), stream.revision, events, reference)
                 )
         try:
             revisions = await self._episodes.commit(saves)
@@ -194,14 +190,13 @@ class VersionStreams:
             unsaved = None
             if stored.score_reference is not None:  # the database's wins over a cached one
                 profile = profile.with_scores(stored.score_reference)
-            elif cached is not None and not stored.score_sample:
+            elif cached is not None:
                 unsaved = cached
                 profile = profile.with_scores(cached)
             tracker = Tracker(profile, self._config)
             state = tracker.start(
                 data=stored.episodes.get(AlertKind.DATA_DRIFT.value),
                 score=stored.episodes.get(AlertKind.PREDICTION_DRIFT.value),
-                score_sample=stored.score_sample,
             )
             self._streams[key] = _Stream(tracker, state, stored.revision, unsaved)
         return self._streams[key]

@@ -94,11 +94,6 @@ class TrackerState:
     score: EpisodeState = field(default_factory=EpisodeState)
     score_sample: tuple[FloatArray, ...] = ()
 
-    @property
-    def score_sample_rows(self) -> int:
-        """Scores gathered towards the score reference (none once it is complete)."""
-        return sum(len(part) for part in self.score_sample)
-
 
 @dataclass(frozen=True)
 class TestedWindow:
@@ -171,18 +166,13 @@ class Tracker:
         self.profile = profile
 
     def start(
-        self,
-        data: EpisodeState | None = None,
-        score: EpisodeState | None = None,
-        score_sample: Sequence[float] = (),
+        self, data: EpisodeState | None = None, score: EpisodeState | None = None
     ) -> TrackerState:
-        """Return the state of a stream not seen yet (episodes, and the scores gathered towards
-        the score reference, may be restored from storage)."""
+        """Return the state of a stream not seen yet (episodes may be restored from storage)."""
         return TrackerState(
             cusum=self.sequential.start() if self.sequential is not None else None,
             data=data or EpisodeState(),
             score=score or EpisodeState(),
-            score_sample=(np.asarray(score_sample, dtype=np.float64),) if score_sample else (),
         )
 
     def refusals(

@@ -60,8 +60,7 @@ class InMemoryEpisodeStore:
         for save in saves:  # all or nothing, as the database's transaction
             stored = self.episodes.get((save.model, save.version), StoredEpisodes())
             fenced = stored.revision != save.read
-            proposed = save.score_reference is not None or save.score_sample is not None
-            if not fenced and proposed and stored.score_reference:
+            if not fenced and save.score_reference is not None and stored.score_reference:
                 raise ScoreReferenceTaken(f"{save.model} v{save.version}: one is stored already")
         for save in saves:
             key = (save.model, save.version)
@@ -70,10 +69,7 @@ class InMemoryEpisodeStore:
                 revisions[key] = None
                 continue
             reference = save.score_reference or stored.score_reference
-            sample = () if reference else save.score_sample or stored.score_sample
-            self.episodes[key] = StoredEpisodes(
-                dict(save.episodes), save.read + 1, reference, sample
-            )
+            self.episodes[key] = StoredEpisodes(dict(save.episodes), save.read + 1, reference)
             self.events.extend(save.events)
             revisions[key] = save.read + 1
         return revisions

@@ -39,12 +39,7 @@ from services.runtime import session_factory
 from services.runtime.migrations import SchemaHistory
 from services.runtime.outbox import OutboxMessage
 from tests.drift_detector.data import predictions, training_csv, training_rows
-from tests.drift_detector.fakes import (
-    InMemoryEpisodeStore,
-    InMemoryProfileStore,
-    Registry,
-    version_streams,
-)
+from tests.drift_detector.fakes import InMemoryProfileStore, Registry, version_streams
 from tests.factories import make_alert
 
 MODEL = "churn"
@@ -210,9 +205,7 @@ async def test_a_score_reference_cached_before_the_database_kept_them_is_stored_
     registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
     normal = shifted_scores(np.random.default_rng(4), 1500, 0.0)
     cache = InMemoryProfileStore()
-    # Builds the profile (its scores go to a store of its own: a sample in this one would be
-    # continued rather than the cached reference stored).
-    await version_streams(registry, InMemoryEpisodeStore(), cache).on_predictions(normal[:10])
+    await version_streams(registry, store, cache).on_predictions(normal[:10])  # builds it
     profile = cache.profiles[(MODEL, 1)]
     reference = [e.probabilities["yes"] for e in normal[:300]]
     stale = InMemoryProfileStore()
@@ -231,32 +224,6 @@ async def test_a_score_reference_cached_before_the_database_kept_them_is_stored_
     assert stale.profiles[(MODEL, 1)].scores is None
 
 
-async def test_scores_gathered_towards_a_reference_are_stored_until_it_is_complete(
-    store: DatabaseEpisodeStore,
-) -> None:
-    assert await store.commit([Save(MODEL, 1, {}, 0, score_sample=(0.1, 0.2))]) == {(MODEL, 1): 1}
-    assert await store.load(MODEL, 1) == StoredEpisodes({}, 1, None, (0.1, 0.2))
-    await store.commit([Save(MODEL, 1, {}, 1, score_sample=(0.1, 0.2, 0.3))])
-    await store.commit([Save(MODEL, 1, {}, 2, score_reference=(0.1, 0.2, 0.3, 0.4))])
-    assert await store.load(MODEL, 1) == StoredEpisodes({}, 3, (0.1, 0.2, 0.3, 0.4))
-    with pytest.raises(ScoreReferenceTaken):  # a complete reference is never written again
-        await store.commit([Save(MODEL, 1, {}, 3, score_sample=(0.9,))])
-    assert await store.load(MODEL, 1) == StoredEpisodes({}, 3, (0.1, 0.2, 0.3, 0.4))
-
-
-async def test_the_next_owner_continues_a_score_reference_the_first_owner_was_gathering(
-    store: DatabaseEpisodeStore,
-) -> None:
-    """A failover before the reference is complete: it is still the version's first scores."""
-    registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
-    events = shifted_scores(np.random.default_rng(6), 1000, 0.0)
-    await replica(registry, store).on_predictions(events[:200])
-    await replica(registry, store).on_predictions(events[200:1000])
-    stored = await store.load(MODEL, 1)
-    assert stored.score_reference == tuple(e.probabilities["yes"] for e in events[:300])
-    assert stored.score_sample == ()
-
-
 async def test_a_fenced_save_stores_no_score_reference(store: DatabaseEpisodeStore) -> None:
     await store.save(MODEL, 1, {"data_drift": OPEN}, read=0)
     revisions = await store.commit([Save(MODEL, 1, {}, 0, [], (0.5,) * 5)])  # a stale replica's
@@ -267,19 +234,17 @@ async def test_a_fenced_save_stores_no_score_reference(store: DatabaseEpisodeSto
 async def test_a_replica_finding_a_reference_stored_behind_its_fencing_judges_by_the_stored_one(
     store: DatabaseEpisodeStore, engine: AsyncEngine
 ) -> None:
-    """Were the fencing ever to fail (a reference completed elsewhere without raising the
-    revision), the batch fails, and its retry reloads the version and judges by the stored
-    reference instead of storing a second one."""
+    """Were the fencing ever to fail, the batch fails, and its retry reloads the version and
+    judges by the stored reference instead of storing a second one."""
     registry = Registry(MODEL, training_csv(np.random.default_rng(0)))
     streams = replica(registry, store)
     events = shifted_scores(np.random.default_rng(5), 1000, 0.0)
-    await streams.on_predictions(events[:200])  # 200 of the 300 scores gathered, and stored
+    await streams.on_predictions(events[:200])  # collecting: nothing stored yet
     elsewhere = tuple(float(x) for x in np.linspace(0.2, 0.8, 300))
-    async with session_factory(engine)() as session, session.begin():  # the revision unchanged
-        row = await session.get(ScoreReferenceRow, (MODEL, 1))
-        assert row is not None
-        assert not row.complete
-        row.scores, row.complete = np.asarray(elsewhere, "<f8").tobytes(), True
+    async with session_factory(engine)() as session, session.begin():
+        session.add(
+            ScoreReferenceRow(model=MODEL, version=1, scores=np.asarray(elsewhere, "<f8").tobytes())
+        )
     with pytest.raises(ScoreReferenceTaken):
         await streams.on_predictions(events[200:600])
     assert await streams.on_predictions(events[200:600]) == []  # the consumer's retry

@@ -1,8 +1,7 @@
 """Score references are kept with the episodes, so every replica judges against the same one.
 
 Before, each replica kept a version's score reference in its own profile cache, and the next
-owner of a partition collected its own from whatever traffic came then. A row holds the scores
-gathered so far until ``complete``. A reference still in a
+owner of a partition collected its own from whatever traffic came then. A reference still in a
 replica's cache is written here with that replica's next save
 (``services/drift_detector/service.py``).
 
@@ -28,7 +27,6 @@ def upgrade() -> None:
         sa.Column("model", sa.String(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("scores", sa.LargeBinary(), nullable=False),
-        sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("model", "version"),
     )

@@ -263,24 +263,35 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         killed_mid_run=killed_mid_run,
     )
     await read_until(kafka, Topic.METRICS, lambda rs: _all_judged(rs, requests), timeout_s=60)
-    raised = {
-        event["fingerprint"]
-        for event in map(json.loads, (r.value for r in await _all(kafka, Topic.ALERTS)))
-        if event["type"] == "alert.raised"
-    }
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        outcome.incidents = await _incident_rows(databases)
-        if raised <= {fingerprint for fingerprint, _, _ in outcome.incidents}:
-            break
-        await asyncio.sleep(1)
+    outcome.incidents = await _incidents_of(databases, await _all(kafka, Topic.ALERTS))
     await _retrains_finished(kafka, retrains)
     outcome.runbook_runs = await _runs_reported(kafka, databases[ServiceName.RUNBOOK_RUNNER])
     for topic in (Topic.PREDICTIONS, Topic.METRICS, Topic.DRIFT, Topic.ALERTS, *OPERATION_TOPICS):
         outcome.records[topic] = await _all(kafka, topic)
+    # Again for the alerts the checks judge: one the last windows raised while the run was
+    # being read has had no time to open its incident yet.
+    outcome.incidents = await _incidents_of(databases, outcome.records[Topic.ALERTS])
     outcome.recorded_alerts = await _recorded_alerts(databases)
     outcome.logs = replicas.log_tails()
     return outcome
+
+
+async def _incidents_of(
+    databases: dict[ServiceName, str], alerts: list[Any]
+) -> list[tuple[str, str, str]]:
+    """The incident rows, once every raised alert among ``alerts`` has one (or after 60 s)."""
+    raised = {
+        event["fingerprint"]
+        for event in map(json.loads, (r.value for r in alerts))
+        if event["type"] == "alert.raised"
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        incidents = await _incident_rows(databases)
+        covered = raised <= {fingerprint for fingerprint, _, _ in incidents}
+        if covered or time.monotonic() > deadline:
+            return incidents
+        await asyncio.sleep(1)
 
 
 async def _busy_replica(

@@ -194,7 +194,9 @@ class DatabaseEpisodeStore:
                 if saved is None:
                     continue
                 if save.score_reference is not None:
-                    await _add_score_reference(session, save)
+                    await _add_score_reference(
+                        session, save.model, save.version, save.score_reference
+                    )
                 await stage_once(session, save.events)
         return revisions
 
@@ -249,21 +251,18 @@ async def _compare_and_set(session: AsyncSession, save: Save) -> int | None:
     return save.read + 1 if changed.rowcount == 1 else None
 
 
-async def _add_score_reference(session: AsyncSession, save: Save) -> None:
+async def _add_score_reference(
+    session: AsyncSession, model: str, version: int, scores: Sequence[float]
+) -> None:
     """Store a version's score reference. Not "if absent": one is only ever proposed from a
     revision read without one, so a stored one means the fencing failed; better to fail the
     batch than to judge against a reference the other replicas do not share."""
-    assert save.score_reference is not None
-    session.add(
-        ScoreReferenceRow(
-            model=save.model, version=save.version, scores=_scores_to(save.score_reference)
-        )
-    )
+    session.add(ScoreReferenceRow(model=model, version=version, scores=_scores_to(scores)))
     try:
         await session.flush()
     except IntegrityError as error:
         raise ScoreReferenceTaken(
-            f"{save.model} v{save.version}: a score reference is stored already"
+            f"{model} v{version}: a score reference is stored already"
         ) from error
 
 

@@ -14,7 +14,8 @@ from services.cli import _add_service_commands, app
 from services.runtime import KafkaSettings
 from tests.processes import issue_tokens, running_incident_log
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# About twenty commands against one process: more than a minute on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
 ADMIN = "cli-admin-token"
 _add_service_commands()

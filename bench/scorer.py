@@ -9,7 +9,9 @@
 
 Both hops are separate processes, so (b)/(a) isolates the scorer's own cost. Each pipeline gets a
 saturation phase (N requests as fast as the generator can send; throughput = N / time until the
-last output) and a fixed offered load (1,000 requests/s; p50 / p99 of send → output arrival).
+last output), a fixed offered load (1,000 requests/s; p50 / p99 of send → output arrival) and a
+sparse phase (``SPARSE_REQUESTS`` requests one at a time, each after a quiet gap of 0.25 to 0.6 s:
+``sparse_p50_ms`` / ``sparse_max_ms``, what the hop adds when it is idle).
 
     python bench/scorer.py [--quick]
 
@@ -68,6 +70,7 @@ from services.runtime.settings import KafkaProfile
 
 MODEL = "bench"
 RUNS = 3  # --quick repeats the measurement and reports the median
+SPARSE_REQUESTS = 25  # the idle phase: one request at a time, after a quiet gap
 FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area"]
 
 
@@ -170,6 +173,22 @@ async def _phase_fixed_load(
     return [(reader.arrived[i] - t) * 1000.0 for i, t in sent.items()]
 
 
+async def _phase_sparse(
+    producer: AIOKafkaProducer, reader: Reader, topic: str, messages: list[tuple[str, bytes]]
+) -> list[float]:
+    """One request at a time, each sent after its predecessor arrived and a quiet gap (0.25 to
+    0.6 s, drawn): the latency a hop adds when it is idle, as a lightly used scorer is."""
+    rng = np.random.default_rng(11)
+    latencies = []
+    for request_id, value in messages:
+        await asyncio.sleep(float(rng.uniform(0.25, 0.6)))
+        sent = time.perf_counter()
+        await producer.send_and_wait(topic, value, key=MODEL.encode())
+        await reader.wait_for([request_id], timeout_s=30)
+        latencies.append((reader.arrived[request_id] - sent) * 1000.0)
+    return latencies
+
+
 def _cpu_seconds(pid: int) -> float:
     """Return the CPU time (user + system) a process has used so far, from ``/proc`` (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -205,6 +224,9 @@ async def _measure(
         latencies = await _phase_fixed_load(
             producer, reader, requests_topic, _requests(f"{name}-load", rate * load_seconds), rate
         )
+        sparse = await _phase_sparse(
+            producer, reader, requests_topic, _requests(f"{name}-sparse", SPARSE_REQUESTS)
+        )
     finally:
         await producer.stop()
         await reader.stop()
@@ -214,6 +236,8 @@ async def _measure(
         "p99_ms": round(_percentile(latencies, 99), 2),
         "mean_ms": round(statistics.fmean(latencies), 2),
         "cpu_us_per_request": round(cpu_us, 1),
+        "sparse_p50_ms": round(_percentile(sparse, 50), 2),
+        "sparse_max_ms": round(max(sparse), 2),
     }
 
 

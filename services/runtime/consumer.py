@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, NamedTuple, Protocol, TypeVar, cast
 from uuid import UUID
 
@@ -292,6 +293,7 @@ class EventConsumer:
             self._report_lag(records, getattr(message, "consumer", None))
 
         subscriber(on_records)
+        _poll_without_pausing(subscriber, max_records)
         return subscriber
 
     async def handle(self, records: Sequence[Record]) -> None:
@@ -572,6 +574,29 @@ class EventConsumer:
                 self._metrics.lag.labels(self._service, topic, str(partition)).set(
                     max(0, mark - offset - 1)
                 )
+
+
+_IDLE_POLL_MS = 1_000  # how long one poll waits for records when there are none
+
+
+def _poll_without_pausing(subscriber: Any, max_records: int) -> None:
+    """Make a FastStream batch subscriber poll again at once when a poll found nothing.
+
+    FastStream's loop sleeps for the poll's timeout after every empty poll (200 ms by default),
+    and a record that arrives meanwhile waits the sleep out: an idle service handled its next
+    event up to 200 ms late (about half of the events that came after a quiet moment).
+    Here a poll waits up to :data:`_IDLE_POLL_MS` and returns as soon as records arrive; an
+    empty one is followed by the next poll, not a sleep, until the subscriber stops.
+    """
+
+    async def get_msg(consumer: Any) -> tuple[Record, ...]:
+        while subscriber.running:
+            polled = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=max_records)
+            if polled:
+                return tuple(chain.from_iterable(polled.values()))
+        return ()
+
+    subscriber.get_msg = get_msg
 
 
 def _unread_message(subscriber: Any, records: Sequence[Record]) -> KafkaMessage:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import TopicPartition
+from faststream.kafka import KafkaBroker
 
 from contracts import (
     AlertRaised,
@@ -324,3 +326,44 @@ def test_lag_is_reported_only_for_partitions_still_assigned_after_the_batch() ->
     consumer._report_lag(batch, RebalancedConsumer())  # the revoked partition is skipped
     lag = consumer._metrics.lag.labels("monitor", "alerts", "1")._value.get()
     assert lag == 5
+
+
+class IdleThenBusyConsumer:
+    """An aiokafka consumer whose first polls find nothing; it counts the polls."""
+
+    def __init__(self, empty_polls: int, records: list[FakeRecord]) -> None:
+        self.empty_polls = empty_polls
+        self.records = records
+        self.polls: list[tuple[int, int]] = []  # (timeout_ms, max_records) of each poll
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[object, list[FakeRecord]]:
+        self.polls.append((timeout_ms, max_records))
+        if len(self.polls) <= self.empty_polls:
+            return {}
+        return {TopicPartition("alerts", 0): self.records}
+
+
+async def test_an_empty_poll_is_followed_by_the_next_poll_not_by_a_pause() -> None:
+    """FastStream's own loop sleeps for the poll timeout after an empty poll, so an event that
+    arrives meanwhile waits; the subscriber the consumer registers polls again at once."""
+    consumer = make_consumer(InMemoryPublisher())
+
+    async def handle(event: AlertRaised) -> None: ...
+
+    consumer.on(AlertRaised, handle)
+    subscriber = consumer.subscribe(KafkaBroker("127.0.0.1:9"), max_records=123)
+    subscriber.running = True
+    record = FakeRecord("alerts", 0, 7, encode(make_alert()))
+    kafka = IdleThenBusyConsumer(empty_polls=3, records=[record])
+
+    started = time.perf_counter()
+    polled = await subscriber.get_msg(kafka)
+
+    assert polled == (record,)
+    assert len(kafka.polls) == 4
+    assert {max_records for _, max_records in kafka.polls} == {123}
+    assert time.perf_counter() - started < 0.1  # nothing slept between the polls
+
+    subscriber.running = False  # stopping: the loop ends without another poll
+    assert await subscriber.get_msg(kafka) == ()
+    assert len(kafka.polls) == 4

@@ -38,7 +38,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y -q --no-install-recommends chromium
 
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/pytest --numprocesses 3 --dist loadgroup
+	$(BIN)/pytest --numprocesses 3
 
 check: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,23 +31,12 @@ from services.runtime import (
 from services.runtime.database import Sessions, create_engine, session_factory
 from services.runtime.migrations import SchemaHistory, migrate
 from tests.database_tools import create_tables
-
-# Tests that start whole stacks of service processes. ``make test`` runs the suite on several
-# pytest-xdist workers (``--dist loadgroup``); these run one after another on one worker, so at
-# most one stack loads the machine's cores at a time (several at once made stacks miss their
-# readiness deadlines), and the fuzz tests share their one session stack on one worker.
-_ONE_WORKER_MARKERS = {"e2e": "stacks", "scale": "stacks", "fuzz": "fuzz"}
+from tests.worker_scheduling import StacksOnOneWorker
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Give each test its xdist group: a shared one for the markers above, else its file (its
-    module fixtures are then made once, on one worker)."""
-    for item in items:
-        group = next(
-            (g for m, g in _ONE_WORKER_MARKERS.items() if item.get_closest_marker(m)),
-            item.nodeid.split("::", 1)[0],
-        )
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> StacksOnOneWorker:
+    """How ``make test`` (``--numprocesses``) spreads the suite over pytest-xdist's workers."""
+    return StacksOnOneWorker(config, log)
 
 
 @pytest.fixture(scope="session")

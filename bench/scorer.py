@@ -435,9 +435,16 @@ async def _run(
                     bootstrap_servers=broker.bootstrap_servers, topic_prefix="scorer."
                 )
                 await ensure_topics(broker.bootstrap_servers, prefix=kafka.topic_prefix)
+                # The registry on topics of its own: on the scorer's, the retrainer consumed every
+                # prediction the scorer made, on the same two cores, while the scorer was timed.
+                registry = KafkaSettings(
+                    bootstrap_servers=broker.bootstrap_servers, topic_prefix="registry."
+                )
+                await ensure_topics(broker.bootstrap_servers, prefix=registry.topic_prefix)
                 scorer_port = free_port()
-                env = await start_registry(start, root, kafka) | {
-                    "VIGIL_SCORER_HTTP_PORT": str(scorer_port)
+                env = await start_registry(start, root, registry) | {
+                    "VIGIL_SCORER_HTTP_PORT": str(scorer_port),
+                    "VIGIL_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
                 }
                 scorer_log = root / "scorer.log"
                 scorer = start(

@@ -6,6 +6,7 @@
 (b) scorer: the same messages, the same topics (in another namespace), but the hop is the real
     scorer process (``python -m services.scorer``) serving a model the real retrainer process
     registered and deployed: decode, validate, route, ``predict_proba``, publish PredictionMade.
+    The retrainer runs on topics of its own, so nothing but the reader consumes the predictions.
 
 Both hops are separate processes, so (b)/(a) isolates the scorer's own cost. Each pipeline gets a
 saturation phase (N requests as fast as the generator can send; throughput = N / time until the

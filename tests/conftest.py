@@ -31,11 +31,13 @@ from services.runtime import (
 from services.runtime.database import Sessions, create_engine, session_factory
 from services.runtime.migrations import SchemaHistory, migrate
 from tests.database_tools import create_tables
-from tests.worker_scheduling import StacksOnOneWorker
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> StacksOnOneWorker:
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: `-p no:xdist` must still run
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """How ``make test`` (``--numprocesses``) spreads the suite over pytest-xdist's workers."""
+    from tests.worker_scheduling import StacksOnOneWorker
+
     return StacksOnOneWorker(config, log)
 
 

@@ -2,10 +2,10 @@
 
 Each test file is a unit of work (its module fixtures are made once, on one worker), except the
 tests that start whole stacks of service processes: the e2e, scale and stack folders are one unit
-together and the fuzz folder another, both handed out before every file. So at most one such
-stack loads the machine's two cores at a time (with several at once, stacks missed their
-readiness deadlines), the fuzz tests share their one session stack on one worker, and the
-longest unit starts first instead of last.
+together, run one test after another on one worker, and the fuzz folder, whose tests share one
+stack, is another; both are handed out before every file. So at most two stacks load the
+machine's two cores at a time (with four workers running e2e stacks at once, stacks missed their
+readiness deadlines), and the longest unit starts first instead of last.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ class StackThread:
             state_dir=state_dir,
             broker_port=free_port(),
             ports={name: free_port() for name in STARTUP_ORDER},
+            watch_port=free_port(),  # not the default: another test's stack may hold it
             service_env=service_env or {},
         )
         self._ready = threading.Event()

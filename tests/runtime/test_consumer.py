@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import anyio
 import pytest
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
@@ -343,27 +344,34 @@ class IdleThenBusyConsumer:
         return {TopicPartition("alerts", 0): self.records}
 
 
-async def test_an_empty_poll_is_followed_by_the_next_poll_not_by_a_pause() -> None:
+async def test_an_empty_poll_is_followed_by_the_next_poll_not_by_a_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """FastStream's own loop sleeps for the poll timeout after an empty poll, so an event that
-    arrives meanwhile waits; the subscriber the consumer registers polls again at once."""
+    arrives meanwhile waits; the subscriber the consumer registers polls again at once. Run
+    through FastStream's consume loop, so a FastStream that stopped calling the replaced poll
+    fails here."""
     consumer = make_consumer(InMemoryPublisher())
 
     async def handle(event: AlertRaised) -> None: ...
 
     consumer.on(AlertRaised, handle)
     subscriber = consumer.subscribe(KafkaBroker("127.0.0.1:9"), max_records=123)
-    subscriber.running = True
     record = FakeRecord("alerts", 0, 7, encode(make_alert()))
     kafka = IdleThenBusyConsumer(empty_polls=3, records=[record])
+    handed: list[object] = []
 
-    started = time.perf_counter()
-    polled = await subscriber.get_msg(kafka)
+    async def consume_one(message: object) -> None:
+        handed.append(message)
+        subscriber.running = False  # stopping: the loop ends without another poll
 
-    assert polled == (record,)
-    assert len(kafka.polls) == 4
-    assert {max_records for _, max_records in kafka.polls} == {123}
-    assert time.perf_counter() - started < 0.1  # nothing slept between the polls
+    async def no_pause(seconds: float) -> None:
+        raise AssertionError(f"paused {seconds} s after an empty poll")
 
-    subscriber.running = False  # stopping: the loop ends without another poll
-    assert await subscriber.get_msg(kafka) == ()
-    assert len(kafka.polls) == 4
+    monkeypatch.setattr(anyio, "sleep", no_pause)  # what FastStream's loop pauses with
+    subscriber.consume_one = consume_one
+    subscriber.running = True
+    await asyncio.wait_for(subscriber._run_consume_loop(kafka), 5)
+
+    assert handed == [(record,)]  # the first poll with records, after three empty ones
+    assert [max_records for _, max_records in kafka.polls] == [123] * 4

@@ -88,6 +88,7 @@ class Replicas:
             services=list(self._counts),
             ports={name: replicas[0].port for name, replicas in self.processes.items()},
             service_env=dict(service_env),
+            watch_port=0,  # not needed here, and the default port may be another stack's
         )
         if runbooks_dir is not None:
             settings = settings.model_copy(update={"runbooks_dir": runbooks_dir})

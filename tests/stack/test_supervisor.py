@@ -29,6 +29,7 @@ async def test_a_killed_service_is_restarted_and_stop_is_clean(
         topic_prefix=kafka_settings.topic_prefix,
         services=[ServiceName.INCIDENT_LOG],
         ports={ServiceName.INCIDENT_LOG: free_port()},
+        watch_port=0,  # not needed here, and the default port may be another stack's
     )
     monkeypatch.setenv("VIGIL_INCIDENT_LOG_POLICY_PATH", str(ROOT / "runbooks" / "routing.yaml"))
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)

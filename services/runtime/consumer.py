@@ -35,6 +35,7 @@ import logging
 import math
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,7 +55,7 @@ from contracts.wire import DecodeError, decode_many
 from services.runtime.dead_letter_alerts import DeadLetterAlerts
 from services.runtime.failures import FailureClassifier
 from services.runtime.idempotency import SeenEvents
-from services.runtime.kafka import consumer_options
+from services.runtime.kafka import consumer_options, idle_fetch_max_wait_ms
 from services.runtime.observability import ServiceMetrics
 from services.runtime.publisher import Publisher
 from services.runtime.settings import KafkaSettings
@@ -293,7 +294,7 @@ class EventConsumer:
             self._report_lag(records, getattr(message, "consumer", None))
 
         subscriber(on_records)
-        _poll_without_pausing(subscriber, max_records)
+        _poll_without_pausing(subscriber, max_records, idle_fetch_max_wait_ms(self._kafka.profile))
         return subscriber
 
     async def handle(self, records: Sequence[Record]) -> None:
@@ -579,24 +580,67 @@ class EventConsumer:
 _IDLE_POLL_MS = 1_000  # how long one poll waits for records when there are none
 
 
-def _poll_without_pausing(subscriber: Any, max_records: int) -> None:
+def _poll_without_pausing(
+    subscriber: Any, max_records: int, idle_fetch_wait_ms: int | None = None
+) -> None:
     """Make a FastStream batch subscriber poll again at once when a poll found nothing.
 
     FastStream's loop sleeps for the poll's timeout after every empty poll (200 ms by default),
-    and a record that arrives meanwhile waits the sleep out: an idle service handled its next
+    and a record that arrives meanwhile waits the sleep out. An idle service handled its next
     event up to 200 ms late (``bench/scorer.py``'s sparse phase: 210-222 ms at worst).
     Here a poll waits up to :data:`_IDLE_POLL_MS` and returns as soon as records arrive; an
     empty one is followed by the next poll, not a sleep, until the subscriber stops.
+
+    With ``idle_fetch_wait_ms``, a consumer that found nothing for a whole poll fetches with that
+    wait until records come again (:class:`_FetchPace`).
     """
+    paces: weakref.WeakKeyDictionary[Any, _FetchPace] = weakref.WeakKeyDictionary()
 
     async def get_msg(consumer: Any) -> tuple[Record, ...]:
+        pace = paces.get(consumer)
+        if pace is None:
+            pace = paces[consumer] = _FetchPace(consumer, idle_fetch_wait_ms)
         while subscriber.running:
             polled = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=max_records)
             if polled:
+                pace.busy()
                 return tuple(chain.from_iterable(polled.values()))
+            pace.idle()
         return ()
 
     subscriber.get_msg = get_msg
+
+
+class _FetchPace:
+    """An idle consumer's fetches, made rarer on a broker that answers them by polling.
+
+    The embedded broker (Tansu) does not wake a waiting fetch when records arrive; it looks again
+    at intervals within the fetch's wait, so services fetch with a short wait (20 ms) to hear of
+    a record soon. Every such fetch costs the broker and the client CPU whether or not anything
+    came: the idle demo stack spent most of a core on them (docs/adr/0016-hot-path.md). Once a
+    whole poll found nothing, the consumer fetches with the idle wait; the first records found
+    set the short wait again. aiokafka has no public setter for the wait, so this writes its
+    fetcher's attribute, read when each fetch request is built; if that attribute is ever
+    missing, the wait stays as configured (logged once) rather than failing the consumer.
+    """
+
+    def __init__(self, consumer: Any, idle_wait_ms: int | None) -> None:
+        fetcher = getattr(consumer, "_fetcher", None)
+        self._fetcher = fetcher if hasattr(fetcher, "_fetch_max_wait_ms") else None
+        if self._fetcher is None and idle_wait_ms is not None:
+            log.warning("cannot slow an idle consumer's fetches: aiokafka's fetcher has changed")
+        self._busy_wait_ms = getattr(self._fetcher, "_fetch_max_wait_ms", None)
+        self._idle_wait_ms = idle_wait_ms
+
+    def idle(self) -> None:
+        """A whole poll found nothing: fetch with the idle wait."""
+        if self._fetcher is not None and self._idle_wait_ms is not None:
+            self._fetcher._fetch_max_wait_ms = self._idle_wait_ms
+
+    def busy(self) -> None:
+        """Records came: fetch with the configured wait again."""
+        if self._fetcher is not None and self._idle_wait_ms is not None:
+            self._fetcher._fetch_max_wait_ms = self._busy_wait_ms
 
 
 def _unread_message(subscriber: Any, records: Sequence[Record]) -> KafkaMessage:

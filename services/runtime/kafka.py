@@ -2,7 +2,8 @@
 
 The embedded profile works around the Tansu broker's behaviour (docs/adr/0002-embedded-broker.md):
 short group sessions so joins take about a second, short fetch waits because Tansu polls instead
-of waking on new data, and no idempotent producer. The production profile keeps Kafka's defaults,
+of waking on new data (longer ones while a consumer is idle, as those polls cost CPU), and no
+idempotent producer. The production profile keeps Kafka's defaults,
 with the idempotent producer on. Both start new groups at ``earliest``: a durable service must
 not skip what was published before it first joined.
 """
@@ -18,7 +19,7 @@ from faststream.kafka import KafkaBroker
 
 from services.runtime.settings import KafkaProfile, KafkaSettings
 
-__all__ = ["consumer_options", "kafka_broker", "producer_options"]
+__all__ = ["consumer_options", "idle_fetch_max_wait_ms", "kafka_broker", "producer_options"]
 
 
 def consumer_options(profile: KafkaProfile) -> dict[str, Any]:
@@ -43,6 +44,19 @@ def consumer_options(profile: KafkaProfile) -> dict[str, Any]:
             "fetch_max_wait_ms": 20,
         }
     return options
+
+
+def idle_fetch_max_wait_ms(profile: KafkaProfile) -> int | None:
+    """Return the fetch wait of a consumer that found nothing for a whole poll, or ``None`` to
+    keep its configured wait.
+
+    Embedded: 100 ms instead of 20. Tansu answers a waiting fetch by looking again at intervals,
+    so every short fetch costs the broker and the client CPU even when nothing came, and the idle
+    stack spent most of a core on them; an idle consumer instead hears of its next record a
+    little later (``bench/idle.py``; docs/adr/0016-hot-path.md). Production: Kafka wakes a waiting
+    fetch when records arrive, so its default wait costs nothing while idle.
+    """
+    return 100 if profile is KafkaProfile.EMBEDDED else None
 
 
 def producer_options(profile: KafkaProfile) -> dict[str, Any]:

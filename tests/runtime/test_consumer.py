@@ -24,6 +24,7 @@ from contracts import (
 from contracts.wire import encode, key_for
 from services.runtime import (
     EventConsumer,
+    KafkaProfile,
     KafkaSettings,
     Rejected,
     Rejection,
@@ -329,16 +330,27 @@ def test_lag_is_reported_only_for_partitions_still_assigned_after_the_batch() ->
     assert lag == 5
 
 
+class FakeFetcher:
+    """aiokafka's fetcher as far as the consumer touches it: the wait of its next fetch."""
+
+    def __init__(self, wait_ms: int) -> None:
+        self._fetch_max_wait_ms = wait_ms
+
+
 class IdleThenBusyConsumer:
-    """An aiokafka consumer whose first polls find nothing; it counts the polls."""
+    """An aiokafka consumer whose first polls find nothing; it counts the polls and notes the
+    fetch wait each one started with."""
 
     def __init__(self, empty_polls: int, records: list[FakeRecord]) -> None:
         self.empty_polls = empty_polls
         self.records = records
         self.polls: list[tuple[int, int]] = []  # (timeout_ms, max_records) of each poll
+        self._fetcher = FakeFetcher(wait_ms=20)
+        self.fetch_waits: list[int | None] = []
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[object, list[FakeRecord]]:
         self.polls.append((timeout_ms, max_records))
+        self.fetch_waits.append(getattr(self._fetcher, "_fetch_max_wait_ms", None))
         if len(self.polls) <= self.empty_polls:
             return {}
         return {TopicPartition("alerts", 0): self.records}
@@ -375,3 +387,70 @@ async def test_an_empty_poll_is_followed_by_the_next_poll_not_by_a_pause(
 
     assert handed == [(record,)]  # the first poll with records, after three empty ones
     assert [max_records for _, max_records in kafka.polls] == [123] * 4
+
+
+async def run_polls(consumer: EventConsumer, kafka: IdleThenBusyConsumer, batches: int) -> None:
+    """Run FastStream's consume loop over ``kafka`` until ``batches`` batches were handed on."""
+    subscriber = consumer.subscribe(KafkaBroker("127.0.0.1:9"))
+    handed: list[object] = []
+
+    async def consume_one(message: object) -> None:
+        handed.append(message)
+        if len(handed) == batches:
+            subscriber.running = False
+
+    subscriber.consume_one = consume_one
+    subscriber.running = True
+    await asyncio.wait_for(subscriber._run_consume_loop(kafka), 5)
+
+
+async def test_an_idle_consumer_fetches_with_the_idle_wait_until_records_come() -> None:
+    """The embedded broker answers short fetches by polling, which costs CPU while nothing comes:
+    after a whole poll found nothing, fetches wait 100 ms; the first records set 20 ms again."""
+    consumer = make_consumer(InMemoryPublisher())
+
+    async def handle(event: AlertRaised) -> None: ...
+
+    consumer.on(AlertRaised, handle)
+    kafka = IdleThenBusyConsumer(empty_polls=2, records=[FakeRecord("alerts", 0, 7, b"{}")])
+    await run_polls(consumer, kafka, batches=2)
+
+    # Busy at first; idle after the first empty poll; busy again from the poll that found records.
+    assert kafka.fetch_waits == [20, 100, 100, 20]
+    assert kafka._fetcher._fetch_max_wait_ms == 20
+
+
+async def test_a_consumer_of_the_production_profile_keeps_its_fetch_wait_when_idle() -> None:
+    """Kafka wakes a waiting fetch when records arrive: an idle fetch costs nothing there."""
+    consumer = EventConsumer(
+        service="monitor",
+        group_id="monitor",
+        publisher=InMemoryPublisher(),
+        metrics=ServiceMetrics("monitor"),
+        kafka=KafkaSettings(profile=KafkaProfile.PRODUCTION),
+    )
+
+    async def handle(event: AlertRaised) -> None: ...
+
+    consumer.on(AlertRaised, handle)
+    kafka = IdleThenBusyConsumer(empty_polls=2, records=[FakeRecord("alerts", 0, 7, b"{}")])
+    await run_polls(consumer, kafka, batches=1)
+
+    assert kafka.fetch_waits == [20, 20, 20]
+
+
+async def test_a_consumer_whose_fetcher_has_no_wait_to_set_polls_as_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If aiokafka's fetcher ever loses the attribute, the wait stays as configured, said once."""
+    consumer = make_consumer(InMemoryPublisher())
+
+    async def handle(event: AlertRaised) -> None: ...
+
+    consumer.on(AlertRaised, handle)
+    kafka = IdleThenBusyConsumer(empty_polls=2, records=[FakeRecord("alerts", 0, 7, b"{}")])
+    del kafka._fetcher._fetch_max_wait_ms
+    await run_polls(consumer, kafka, batches=2)
+
+    assert kafka.fetch_waits == [None, None, None, None]
+    assert caplog.text.count("cannot slow an idle consumer's fetches") == 1

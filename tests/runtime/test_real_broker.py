@@ -206,6 +206,32 @@ async def test_the_same_event_id_delivered_twice_is_handled_once(
     assert [event.event_id for event in received] == [alert.event_id, other.event_id, last.event_id]
 
 
+async def test_an_idle_consumer_fetches_less_often_and_hears_of_the_next_event(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """aiokafka's fetcher, not a fake: the idle wait reaches the real consumer's fetches, and the
+    first event after a quiet spell is handled with the short wait back in place."""
+    runtime = make_runtime(kafka_settings, unique)
+    waits_when_handled: list[int | None] = []
+    done = asyncio.Event()
+
+    def fetch_wait() -> int | None:
+        consumer: Any = getattr(runtime._subscriber, "consumer", None)
+        return None if consumer is None else cast(int, consumer._fetcher._fetch_max_wait_ms)
+
+    async def handler(event: AlertRaised) -> None:
+        waits_when_handled.append(fetch_wait())
+        done.set()
+
+    runtime.consumer.on(AlertRaised, handler)
+    async with runtime.running():
+        await eventually(lambda: fetch_wait() == 100, timeout_s=30, what="the idle fetch wait")
+        await runtime.publisher.publish(make_alert())
+        await asyncio.wait_for(done.wait(), 30)
+
+    assert waits_when_handled == [20]
+
+
 async def test_a_plain_kafka_consumer_reads_events_as_json(
     kafka_settings: KafkaSettings, unique: str
 ) -> None:

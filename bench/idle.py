@@ -97,9 +97,8 @@ async def _consumers(
             runtime.consumer.on(event_type, handle)
         runtimes.append(runtime)
     async with contextlib.AsyncExitStack() as stack:
-        with _pace(setting):
-            for runtime in runtimes:
-                await stack.enter_async_context(runtime.running())
+        with _pace(setting):  # the groups join at once, not one after another
+            await asyncio.gather(*(stack.enter_async_context(r.running()) for r in runtimes))
         yield
 
 
@@ -119,10 +118,10 @@ async def _round(
     await producer.start()
     try:
         async with _consumers(kafka, setting, on_probe):
-            await _probe(
-                producer, kafka, arrived, f"{tag}-warm-up", gap_s=2.0
-            )  # every group joined
-            await asyncio.sleep(2.0)  # a whole empty poll: a paced consumer is idle
+            # Every group has joined once a probe is handled; then a whole empty poll (1 s)
+            # passes, so a paced consumer is idle.
+            await _probe(producer, kafka, arrived, f"{tag}-warm-up", gap_s=0.0)
+            await asyncio.sleep(1.5)
             pid = broker.pid
             assert pid is not None, "the broker is not running"
             cpu_broker, cpu_self, started = _cpu_seconds(pid), time.process_time(), time.time()
@@ -174,8 +173,8 @@ async def _probe(
 
 async def _run(quick: bool) -> dict[str, Any]:
     rounds = 3 if quick else 5
-    quiet_s = 8.0 if quick else 20.0
-    probes = 6 if quick else 15
+    quiet_s = 5.0 if quick else 20.0
+    probes = 5 if quick else 15
     runs: dict[str, list[dict[str, float]]] = {setting: [] for setting in SETTINGS}
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
         broker = EmbeddedBroker(log_path=Path(folder) / "tansu.log")
@@ -220,7 +219,7 @@ async def _run(quick: bool) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three rounds of 8 s quiet")
+    parser.add_argument("--quick", action="store_true", help="three rounds of 5 s quiet")
     args = parser.parse_args()
     figures = asyncio.run(_run(args.quick))
     for setting in SETTINGS:

@@ -586,7 +586,7 @@ def _poll_without_pausing(
     """Make a FastStream batch subscriber poll again at once when a poll found nothing.
 
     FastStream's loop sleeps for the poll's timeout after every empty poll (200 ms by default),
-    and a record that arrives meanwhile waits the sleep out. An idle service handled its next
+    and a record that arrives meanwhile waits the sleep out: an idle service handled its next
     event up to 200 ms late (``bench/scorer.py``'s sparse phase: 210-222 ms at worst).
     Here a poll waits up to :data:`_IDLE_POLL_MS` and returns as soon as records arrive; an
     empty one is followed by the next poll, not a sleep, until the subscriber stops.

@@ -3,9 +3,9 @@
 The embedded profile works around the Tansu broker's behaviour (docs/adr/0002-embedded-broker.md):
 short group sessions so joins take about a second, short fetch waits because Tansu polls instead
 of waking on new data (longer ones while a consumer is idle, as those polls cost CPU), and no
-idempotent producer. The production profile keeps Kafka's defaults,
-with the idempotent producer on. Both start new groups at ``earliest``: a durable service must
-not skip what was published before it first joined.
+idempotent producer. The production profile keeps Kafka's defaults, with the idempotent producer
+on. Both start new groups at ``earliest``: a durable service must not skip what was published
+before it first joined.
 """
 
 from __future__ import annotations

@@ -162,6 +162,8 @@ async def test_an_alert_it_cannot_take_is_dead_lettered_and_opens_a_dead_letters
     assert await service.stop() == 0
 
 
+@pytest.mark.timeout(240)  # its own deadlines (60 s to the first count, 120 s to the last) and
+# two service starts: 12 s alone, 58 s beside two other test workers on a slower machine
 async def test_killed_in_the_middle_of_a_backlog_every_alert_counts_once(
     incident_log_process: Callable[..., ServiceProcess],
     kafka_settings: KafkaSettings,

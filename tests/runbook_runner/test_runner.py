@@ -425,15 +425,17 @@ async def test_a_live_runners_leases_are_renewed_so_no_other_runner_abandons_its
     sessions: Sessions, catalog: Catalog, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    owner = make_runner(sessions, catalog, tmp_path, instance="owner", lease_s=1.0)
-    other = make_runner(sessions, catalog, tmp_path, instance="other", lease_s=1.0)
+    # A 2 s lease, renewed every 0.67 s: a 1 s lease failed once when the test process's event
+    # loop stalled for longer than 0.67 s beside two other test workers on a loaded machine.
+    owner = make_runner(sessions, catalog, tmp_path, instance="owner", lease_s=2.0)
+    other = make_runner(sessions, catalog, tmp_path, instance="other", lease_s=2.0)
     await owner.accept(
-        make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 3})
+        make_runbook_request(runbook="sleeps", parameters={"marker": str(marker), "seconds": 6})
     )
     worker = asyncio.create_task(owner.work())
     try:
         await wait_started(marker)
-        for _ in range(30):  # three times the lease
+        for _ in range(60):  # three times the lease
             assert await other.abandon_lapsed() == 0
             await asyncio.sleep(0.1)
         await owner.wait_idle()

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.protocol.fetch import FetchRequest
 from prometheus_client import generate_latest
 
 from contracts import (
@@ -36,7 +37,7 @@ from services.runtime import (
     ServiceRuntime,
     ServiceSettings,
 )
-from services.runtime.kafka import consumer_options
+from services.runtime.kafka import consumer_options, idle_fetch_max_wait_ms
 from tests.factories import make_alert, sample_events
 from tests.kafka_tools import read_topic, read_until, read_until_quiet, write_raw
 from tests.polling import eventually
@@ -206,30 +207,40 @@ async def test_the_same_event_id_delivered_twice_is_handled_once(
     assert [event.event_id for event in received] == [alert.event_id, other.event_id, last.event_id]
 
 
-async def test_an_idle_consumer_fetches_less_often_and_hears_of_the_next_event(
+async def test_an_idle_consumer_fetches_with_the_idle_wait_and_hears_of_the_next_event(
     kafka_settings: KafkaSettings, unique: str
 ) -> None:
-    """aiokafka's fetcher, not a fake: the idle wait reaches the real consumer's fetches, and the
-    first event after a quiet spell is handled with the short wait back in place."""
+    """aiokafka's real fetcher, not a fake: once a poll found nothing, the fetch requests it sends
+    carry the idle wait; the next event is handled, and the requests carry the short wait again.
+    Read from the requests themselves, so an aiokafka that kept the wait elsewhere fails here."""
+    idle_wait = idle_fetch_max_wait_ms(kafka_settings.profile)
+    if idle_wait is None:
+        pytest.skip("the production profile keeps its fetch wait when idle")
+    busy_wait = consumer_options(kafka_settings.profile)["fetch_max_wait_ms"]
     runtime = make_runtime(kafka_settings, unique)
-    waits_when_handled: list[int | None] = []
-    done = asyncio.Event()
-
-    def fetch_wait() -> int | None:
-        consumer: Any = getattr(runtime._subscriber, "consumer", None)
-        return None if consumer is None else cast(int, consumer._fetcher._fetch_max_wait_ms)
+    handled = asyncio.Event()
 
     async def handler(event: AlertRaised) -> None:
-        waits_when_handled.append(fetch_wait())
-        done.set()
+        handled.set()
 
     runtime.consumer.on(AlertRaised, handler)
+    waits: list[int] = []  # the wait of each fetch request sent, in order
     async with runtime.running():
-        await eventually(lambda: fetch_wait() == 100, timeout_s=30, what="the idle fetch wait")
-        await runtime.publisher.publish(make_alert())
-        await asyncio.wait_for(done.wait(), 30)
+        consumer: Any = getattr(runtime._subscriber, "consumer", None)
+        client = consumer._client
+        send = client.send
 
-    assert waits_when_handled == [20]
+        async def recording_send(node_id: int, request: Any, **options: Any) -> Any:
+            if isinstance(request, FetchRequest):
+                waits.append(request._max_wait_ms)
+            return await send(node_id, request, **options)
+
+        client.send = recording_send
+        await eventually(lambda: idle_wait in waits, timeout_s=30, what="an idle fetch")
+        waits.clear()
+        await runtime.publisher.publish(make_alert())
+        await asyncio.wait_for(handled.wait(), 30)
+        await eventually(lambda: busy_wait in waits, timeout_s=30, what="a short fetch again")
 
 
 async def test_a_plain_kafka_consumer_reads_events_as_json(

@@ -26,7 +26,10 @@ from tests.kafka_tools import read_events, read_events_until_quiet, read_until_q
 from tests.polling import eventually
 from tests.processes import ServiceProcess, kafka_env, process_maker
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Each test starts one or two served incident logs (60 s readiness deadline each) and waits on
+# its own deadlines: 12-15 s alone, 45-60 s beside two other test workers on a slower machine,
+# where the suite's 60 s default cut two of them short.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ADMIN = "test-admin-token"
 POLICY = Path(__file__).resolve().parents[2] / "runbooks" / "routing.yaml"
@@ -162,8 +165,6 @@ async def test_an_alert_it_cannot_take_is_dead_lettered_and_opens_a_dead_letters
     assert await service.stop() == 0
 
 
-@pytest.mark.timeout(240)  # its own deadlines (60 s to the first count, 120 s to the last) and
-# two service starts: 12 s alone, 58 s beside two other test workers on a slower machine
 async def test_killed_in_the_middle_of_a_backlog_every_alert_counts_once(
     incident_log_process: Callable[..., ServiceProcess],
     kafka_settings: KafkaSettings,

@@ -262,7 +262,7 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
         retrains=retrains,
         killed_mid_run=killed_mid_run,
     )
-    await read_until(kafka, Topic.METRICS, lambda rs: _all_judged(rs, requests), timeout_s=60)
+    await _every_prediction_judged(kafka, replicas, requests)
     outcome.incidents = await _incidents_of(databases, await _all(kafka, Topic.ALERTS))
     await _retrains_finished(kafka, retrains)
     outcome.runbook_runs = await _runs_reported(kafka, databases[ServiceName.RUNBOOK_RUNNER])
@@ -274,6 +274,33 @@ async def _play(kafka: KafkaSettings, replicas: Replicas, databases: dict[Servic
     outcome.recorded_alerts = await _recorded_alerts(databases)
     outcome.logs = replicas.log_tails()
     return outcome
+
+
+async def _every_prediction_judged(
+    kafka: KafkaSettings, replicas: Replicas, requests: dict[str, list[str]]
+) -> None:
+    """Wait for the metrics windows to hold every request's prediction; on failure say, per
+    model, how many were judged and what each monitor replica still holds open."""
+    try:
+        await read_until(kafka, Topic.METRICS, lambda rs: _all_judged(rs, requests), timeout_s=60)
+    except AssertionError as failure:
+        judged = _judged(await _all(kafka, Topic.METRICS))
+        counts = {model: (judged[model], len(ids)) for model, ids in requests.items()}
+        statuses = []
+        async with httpx.AsyncClient(timeout=10) as client:
+            for index in range(REPLICAS[ServiceName.MONITOR]):
+                url = replicas.url(ServiceName.MONITOR, index)
+                try:
+                    body = (await client.get(f"{url}/status")).json()
+                    held = {key: body.get(key) for key in ("open_windows", "clocks")}
+                except httpx.HTTPError as error:
+                    held = {"unreachable": repr(error)}
+                statuses.append(f"monitor {index}: {json.dumps(held)}")
+        raise AssertionError(
+            f"{failure}; judged/requested per model {counts}\n"
+            + "\n".join(statuses)
+            + f"\n{replicas.log_tails()}"
+        ) from failure
 
 
 async def _incidents_of(

@@ -39,6 +39,7 @@ import skops.io
 from aiokafka.partitioner import DefaultPartitioner
 
 from contracts import TOPICS, AlertKind, Topic
+from services.runbook_runner.runs import FINAL_STATES
 from services.runtime import KafkaProfile, KafkaSettings, ServiceName, ensure_topics
 from services.stack import scenario, training
 from services.stack.chaos import _incident_rows, _query, _recorded_alerts
@@ -390,7 +391,7 @@ async def _runs_reported(kafka: KafkaSettings, database: str) -> list[tuple[str,
                 database, "SELECT run_id, state, owner FROM runbook_runs"
             )
         ]
-        ended = {run for run, state, _ in rows if state not in ("requested", "running")}
+        ended = {run for run, state, _ in rows if state in FINAL_STATES}
         if rows and len(ended) == len(rows):
             await read_until(kafka, Topic.RUNBOOK_RESULTS, _all_reported(ended), timeout_s=60)
             return rows

@@ -295,8 +295,8 @@ async def _every_prediction_judged(
                 try:
                     body = (await client.get(f"{url}/status")).json()
                     held = {key: body.get(key) for key in ("open_windows", "clocks")}
-                except httpx.HTTPError as error:
-                    held = {"unreachable": repr(error)}
+                except (httpx.HTTPError, ValueError) as error:  # down, or not JSON
+                    held = {"unreadable": repr(error)}
                 statuses.append(f"monitor {index}: {json.dumps(held)}")
         raise AssertionError(
             f"{failure}; judged/requested per model {counts}\n"
